@@ -1,0 +1,66 @@
+"""The ConnectionContext the daemon hands each connector."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from .http import RateLimiterSet, make_client
+from .observe.logs import get_logger
+from .plugin import RateLimit, TokenStore
+
+__all__ = ["Context", "MemoryTokenStore"]
+
+
+class MemoryTokenStore:
+    """A TokenStore that keeps tokens in memory (tests, and `check` before a state store exists)."""
+
+    def __init__(self, tokens: Mapping[str, Any] | None = None):
+        self.tokens = dict(tokens) if tokens else None
+        self.saves = 0
+
+    async def load(self) -> dict[str, Any] | None:
+        """The saved tokens, if any."""
+        return dict(self.tokens) if self.tokens else None
+
+    async def save(self, tokens: Mapping[str, Any]) -> None:
+        """Keep ``tokens``."""
+        self.tokens = dict(tokens)
+        self.saves += 1
+
+
+class Context:
+    """One connection's context: name, token store, logger, and rate-limited HTTP clients.
+
+    Every client made from one context shares its rate limiters, so every flow that
+    uses the connection shares its budget.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        tokens: TokenStore | None = None,
+        rate_limits: Sequence[RateLimit] = (),
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
+        self.name = name
+        self.tokens = tokens if tokens is not None else MemoryTokenStore()
+        self.log = get_logger(connection=name)
+        self.limiters = RateLimiterSet(name, rate_limits)
+        self._transport = transport
+
+    def http_client(
+        self,
+        *,
+        base_url: str,
+        auth: httpx.Auth | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 30.0,
+    ) -> httpx.AsyncClient:
+        """A client for this connection (see ConnectionContext.http_client)."""
+        return make_client(
+            self.name, self.limiters, base_url=base_url, auth=auth, headers=headers, timeout=timeout, inner=self._transport
+        )

@@ -1,0 +1,83 @@
+"""The error hierarchy, sorted by what the runner must do about each error.
+
+::
+
+    ApicenterError
+    ├── ConfigError            the configuration is wrong; nothing runs until it is fixed
+    ├── PluginError            a plugin failed to load or declares nonsense; it is skipped
+    └── ConnectorError         raised by connectors while talking to a vendor
+        ├── RetryableError     timeouts, dropped connections, 5xx: retry with backoff
+        │   └── RateLimited    429: wait ``retry_after`` seconds, then retry
+        ├── AuthError          credentials rejected: refresh once, then pause the connection and alert
+        ├── FatalError         the contract is broken (unexpected response shape): stop this run
+        └── RecordError        this record cannot be written (validation, missing SKU): record it, go on
+
+Connectors translate vendor responses into these; the engine decides what to do.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ApicenterError",
+    "ConfigError",
+    "PluginError",
+    "ConnectorError",
+    "RetryableError",
+    "RateLimited",
+    "AuthError",
+    "FatalError",
+    "RecordError",
+]
+
+
+class ApicenterError(Exception):
+    """Base of every error apicenterd raises on purpose."""
+
+
+class ConfigError(ApicenterError):
+    """The configuration is invalid; ``problems`` lists each mistake as ``path: message``."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class PluginError(ApicenterError):
+    """A plugin could not be loaded or declares something invalid."""
+
+
+class ConnectorError(ApicenterError):
+    """An error while talking to a vendor's API.
+
+    ``status`` is the HTTP status if there was one; ``vendor_code`` the vendor's own error
+    code (e.g. eAccounting ``4010``, CCV ``429.10``).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, vendor_code: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.vendor_code = vendor_code
+
+
+class RetryableError(ConnectorError):
+    """A transient failure: the same request may succeed later."""
+
+
+class RateLimited(RetryableError):
+    """The vendor said to slow down; wait ``retry_after`` seconds (None: unknown) before retrying."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs):
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class AuthError(ConnectorError):
+    """Credentials were rejected, or a refresh token is no longer valid."""
+
+
+class FatalError(ConnectorError):
+    """The vendor answered in a way the connector cannot make sense of; stop the run."""
+
+
+class RecordError(ConnectorError):
+    """This one record cannot be read or written; the run goes on with the next."""

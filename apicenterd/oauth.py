@@ -1,0 +1,132 @@
+"""OAuth2 with refresh tokens that rotate: the newest refresh token is durable before it is used."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
+
+import anyio
+import httpx
+
+from .errors import AuthError, FatalError, RetryableError
+from .http import error_for_status
+from .plugin import TokenStore
+
+__all__ = ["OAuth2RefreshAuth"]
+
+EXPIRY_MARGIN = 60.0
+"""Refresh this many seconds before the access token's stated expiry."""
+
+
+class OAuth2RefreshAuth(httpx.Auth):
+    """An httpx ``Auth`` that keeps a bearer access token fresh with the refresh-token grant.
+
+    * Tokens live in the connection's :class:`TokenStore`; the configured refresh token
+      only bootstraps an empty store.
+    * A refresh saves the new token set to the store *before* the new access token is
+      used, so a crash never leaves only a refresh token the vendor already retired.
+    * Concurrent requests share one refresh (single flight).
+    * A refresh the vendor rejects (400/401 ``invalid_grant``) raises :class:`AuthError`
+      telling the operator to re-authorise.
+    """
+
+    requires_response_body = True
+
+    def __init__(
+        self,
+        *,
+        token_client: httpx.AsyncClient,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        tokens: TokenStore,
+        initial_refresh_token: str | None = None,
+        connection: str = "",
+        clock: Callable[[], float] = time.time,
+        refresh_on_401: bool = True,
+    ):
+        self._client = token_client
+        self._token_url = token_url
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._store = tokens
+        self._initial_refresh = initial_refresh_token
+        self._connection = connection
+        self._clock = clock
+        self._refresh_on_401 = refresh_on_401
+        self._tokens: dict[str, Any] | None = None
+        self._lock = anyio.Lock()
+
+    def _valid(self, tokens: dict[str, Any] | None) -> bool:
+        return bool(tokens and tokens.get("access_token") and tokens.get("expires_at", 0) - EXPIRY_MARGIN > self._clock())
+
+    async def access_token(self, *, force: bool = False, stale: str | None = None) -> str:
+        """A valid access token, refreshing (once, whoever asks) when needed."""
+        if not force and self._valid(self._tokens):
+            return self._tokens["access_token"]
+        async with self._lock:
+            if self._tokens is None:
+                self._tokens = await self._store.load()
+            current = self._tokens or {}
+            # another caller refreshed while we waited for the lock
+            if self._valid(self._tokens) and (not force or current.get("access_token") != stale):
+                return current["access_token"]
+            refresh_token = current.get("refresh_token") or self._initial_refresh
+            if not refresh_token:
+                raise AuthError(
+                    f"connection {self._connection!r} has no refresh token: authorise it with "
+                    f"`apicenterd auth {self._connection}`"
+                )
+            self._tokens = await self._refresh(refresh_token)
+            return self._tokens["access_token"]
+
+    async def _refresh(self, refresh_token: str) -> dict[str, Any]:
+        response = await self._client.post(
+            self._token_url,
+            data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+            auth=(self._client_id, self._client_secret),
+            headers={"Accept": "application/json"},
+        )
+        if response.status_code in (400, 401):
+            try:
+                reason = response.json().get("error", "")
+            except ValueError:
+                reason = response.text[:80]
+            raise AuthError(
+                f"connection {self._connection!r}: the refresh token was rejected ({reason or response.status_code}); "
+                f"re-authorise with `apicenterd auth {self._connection}`",
+                status=response.status_code,
+                vendor_code=reason or None,
+            )
+        if response.status_code != 200:
+            raise error_for_status(response, f"connection {self._connection!r}: token refresh failed")
+        try:
+            body = response.json()
+            access = body["access_token"]
+        except (ValueError, KeyError, TypeError):
+            raise FatalError(f"connection {self._connection!r}: token response has no access_token") from None
+        tokens = {
+            "access_token": access,
+            # some vendors rotate, some don't: keep the old one when no new one comes
+            "refresh_token": body.get("refresh_token") or refresh_token,
+            "expires_at": self._clock() + float(body.get("expires_in", 3600)),
+            "token_type": body.get("token_type", "Bearer"),
+        }
+        try:
+            await self._store.save(tokens)
+        except Exception as exc:  # the new refresh token must be durable before anything else happens
+            raise RetryableError(f"connection {self._connection!r}: could not persist rotated tokens: {exc}") from exc
+        return tokens
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        token = await self.access_token()
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if response.status_code == 401 and self._refresh_on_401:
+            token = await self.access_token(force=True, stale=token)
+            request.headers["Authorization"] = f"Bearer {token}"
+            yield request
+
+    def sync_auth_flow(self, request):  # pragma: no cover - connectors are async
+        raise RuntimeError("OAuth2RefreshAuth is async-only")

@@ -1,0 +1,1 @@
+"""Observability: JSON logs with secrets redacted, and Prometheus metrics."""

@@ -1,0 +1,54 @@
+"""The daemon's Prometheus metrics, all prefixed ``apicenterd_``."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+__all__ = [
+    "records",
+    "runs",
+    "run_duration",
+    "last_success",
+    "api_requests",
+    "api_duration",
+    "rate_limit_wait",
+    "serve",
+]
+
+records = Counter(
+    "apicenterd_records",
+    "Records handled, by flow, entity and action (created, updated, unchanged, skipped, failed)",
+    ["flow", "entity", "action"],
+)
+runs = Counter("apicenterd_flow_runs", "Flow runs, by flow and outcome (ok, failed)", ["flow", "status"])
+run_duration = Histogram(
+    "apicenterd_flow_run_duration_seconds",
+    "Wall time of one flow run",
+    ["flow"],
+    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+)
+last_success = Gauge(
+    "apicenterd_flow_last_success_timestamp_seconds", "Unix time the flow last finished a run without error", ["flow"]
+)
+api_requests = Counter(
+    "apicenterd_api_requests",
+    "Calls to vendor APIs, by connection, HTTP method and status (or timeout / error)",
+    ["connection", "method", "status"],
+)
+api_duration = Histogram(
+    "apicenterd_api_request_duration_seconds",
+    "Latency of vendor API calls",
+    ["connection", "method"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+rate_limit_wait = Counter(
+    "apicenterd_rate_limit_wait_seconds", "Time spent waiting for a connection's rate limit", ["connection"]
+)
+
+
+def serve(address: str) -> tuple[str, int]:
+    """Serve ``/metrics`` on ``host:port`` (the process and platform collectors included)."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    server, _thread = start_http_server(int(port), addr=host)
+    return host, server.server_port

@@ -1,0 +1,242 @@
+"""The public plugin API: hook specifications and the ``Connector`` base class.
+
+A connector plugin is a distribution with an entry point in the group
+``apicenterd.connectors`` that points at a module implementing
+:func:`register_connectors`::
+
+    # pyproject.toml
+    [project.entry-points."apicenterd.connectors"]
+    acme = "apicenterd_acme.plugin"
+
+    # apicenterd_acme/plugin.py
+    from apicenterd import hookimpl
+    from .connector import AcmeConnector
+
+    @hookimpl
+    def register_connectors(register):
+        register(AcmeConnector)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+import pluggy
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import RecordError
+from .model import Entity, Record
+
+if TYPE_CHECKING:  # pragma: no cover
+    import httpx
+
+__all__ = [
+    "PROJECT",
+    "hookspec",
+    "hookimpl",
+    "Hookspecs",
+    "ConnectorSettings",
+    "RateLimit",
+    "Change",
+    "Found",
+    "TokenStore",
+    "ConnectionContext",
+    "Connector",
+]
+
+PROJECT = "apicenterd"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+class Hookspecs:
+    """The hooks a plugin may implement. All are synchronous; they register objects whose
+    methods do the (asynchronous) work."""
+
+    @hookspec
+    def register_connectors(self, register: Callable[[type[Connector]], None]) -> None:
+        """Register the connector classes this plugin provides.
+
+        Called once when the plugins are loaded. Call ``register(cls)`` for each
+        :class:`Connector` subclass. A class that declares something invalid (no name,
+        unknown entities, a settings model that does not derive from
+        :class:`ConnectorSettings`) is reported with its plugin's name and skipped;
+        the other connectors still load.
+        """
+
+    @hookspec
+    def register_transforms(self, register: Callable[[str, Callable[..., Any]], None]) -> None:
+        """Register extra transform functions for the data mapper.
+
+        Call ``register(name, function)``; ``function(value, *args)`` returns the
+        transformed value and raises ``ValueError`` with a message when it cannot.
+        A name that is already taken is reported and the second one ignored.
+        """
+
+
+class ConnectorSettings(BaseModel):
+    """Settings every connection has; a connector subclasses this with its own fields.
+
+    Unknown keys are errors (``extra="forbid"``). Declare secrets as
+    ``pydantic.SecretStr``: the config may give them by reference
+    (``{ env = "NAME" }``, ``{ file = "/path" }``, ``{ credential = "name" }``)
+    and they are redacted from logs.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str = Field(description="Root URL of the vendor API (sandbox, production or a simulator)")
+    timeout: float = Field(default=30.0, gt=0, description="Seconds before one HTTP request is given up")
+
+
+@dataclasses.dataclass(frozen=True)
+class RateLimit:
+    """A vendor's documented limit: at most ``requests`` calls in any ``period`` seconds.
+
+    ``key`` sorts requests into separately counted buckets (e.g. eAccounting counts
+    per endpoint, CCV per resource and method); ``None`` counts every request of the
+    connection together. ``name`` appears in metrics and logs.
+    """
+
+    requests: int
+    period: float
+    name: str = "default"
+    key: Callable[[httpx.Request], str] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    """One record read from a source.
+
+    ``cursor`` is opaque to the engine, must not decrease from one change to the
+    next, and is what the engine passes back as ``since`` after this change is
+    settled. Reading ``since`` a cursor may return that cursor's change again
+    (ties at second resolution are common); the engine skips what did not change.
+    """
+
+    source_id: str
+    record: Record
+    cursor: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Found:
+    """A record that exists in a target: its id there, and its current content in canonical form."""
+
+    id: str
+    record: Record | None = None
+
+
+class TokenStore(Protocol):
+    """Durable storage of a connection's OAuth tokens (backed by the state store)."""
+
+    async def load(self) -> dict[str, Any] | None:
+        """The last saved token set, or None."""
+
+    async def save(self, tokens: Mapping[str, Any]) -> None:
+        """Persist ``tokens``; returns only once they are durable."""
+
+
+class ConnectionContext(Protocol):
+    """What the daemon hands a connector: its name, durable token storage, logging and HTTP."""
+
+    name: str
+    tokens: TokenStore
+    log: Any
+
+    def http_client(
+        self,
+        *,
+        base_url: str,
+        auth: httpx.Auth | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 30.0,
+    ) -> httpx.AsyncClient:
+        """An httpx client for this connection: rate limited by the connector's
+        :attr:`Connector.rate_limits`, counted in metrics, and raising
+        :class:`~apicenterd.RetryableError` on timeouts and connection errors."""
+
+
+class Connector:
+    """Base class of every connector: one external system, spoken to through its API.
+
+    Subclasses set the class attributes and implement the methods for the entities they
+    declare. A connector fetches and translates; the daemon owns scheduling, retries,
+    rate limiting, state, logging and alerting.
+
+    Class attributes:
+
+    ``name``
+        The connector's identifier in configuration (``connector = "eaccounting"``).
+    ``title``
+        A human name, shown by ``apicenterd plugins``.
+    ``Settings``
+        A :class:`ConnectorSettings` subclass validating the connection's config table.
+    ``reads`` / ``writes``
+        The entities :meth:`read` can produce and :meth:`create` / :meth:`update` accept.
+    ``rate_limits``
+        The vendor's documented limits; the daemon never exceeds them.
+    ``written_fields``
+        Per written entity, the canonical field names this target stores. The daemon
+        hashes, compares and diffs only these, so a change the target cannot hold
+        costs no call. An entity not listed: every field counts.
+    ``default_port``
+        The loopback port :meth:`simulator` listens on in ``apicenterd demo``.
+
+    Errors: raise the classes in :mod:`apicenterd.errors` (``RecordError`` for one
+    bad record, ``RateLimited`` for 429, ``AuthError``, ``RetryableError``,
+    ``FatalError``). Never let vendor exceptions escape unclassified.
+    """
+
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    Settings: ClassVar[type[ConnectorSettings]] = ConnectorSettings
+    reads: ClassVar[frozenset[Entity]] = frozenset()
+    writes: ClassVar[frozenset[Entity]] = frozenset()
+    rate_limits: ClassVar[tuple[RateLimit, ...]] = ()
+    written_fields: ClassVar[Mapping[Entity, frozenset[str]]] = {}
+    default_port: ClassVar[int | None] = None
+
+    def __init__(self, settings: ConnectorSettings, context: ConnectionContext):
+        self.settings = settings
+        self.context = context
+
+    async def open(self) -> None:
+        """Prepare for work (create HTTP clients). Called once before any other call."""
+
+    async def aclose(self) -> None:
+        """Release what :meth:`open` acquired. Called once at shutdown or reload."""
+
+    async def check(self) -> None:
+        """Verify credentials and reachability with one cheap call; raise on failure."""
+
+    def read(self, entity: Entity, since: str | None) -> AsyncIterator[Change]:
+        """Yield the records of ``entity`` changed at or after cursor ``since`` (None: all),
+        in cursor order."""
+        raise RecordError(f"connector {self.name!r} cannot read {entity}")
+
+    async def find(self, entity: Entity, key: str) -> Found | None:
+        """Look a record up by its natural key (``Record.key()``); None if it does not exist."""
+        raise RecordError(f"connector {self.name!r} cannot look up {entity}")
+
+    async def create(self, entity: Entity, record: Record) -> str:
+        """Create ``record`` and return its id in this system, once the system confirmed it."""
+        raise RecordError(f"connector {self.name!r} cannot create {entity}")
+
+    async def update(self, entity: Entity, target_id: str, record: Record, fields: frozenset[str]) -> None:
+        """Write the canonical ``fields`` of ``record`` to the existing record ``target_id``,
+        leaving every other field in the target as it is."""
+        raise RecordError(f"connector {self.name!r} cannot update {entity}")
+
+    @classmethod
+    def simulator(cls, *, seed: int = 1, records: int = 0, **options: Any) -> Any:
+        """An ASGI application that behaves like the vendor's API for the endpoints this
+        connector uses, seeded with ``records`` generated records; None if there is none."""
+        return None
+
+    @classmethod
+    def demo_settings(cls, base_url: str) -> dict[str, Any]:
+        """Connection settings that work against :meth:`simulator` at ``base_url``."""
+        return {"base_url": base_url}

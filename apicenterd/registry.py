@@ -1,0 +1,160 @@
+"""Plugin discovery: load connector plugins from entry points, validate them, report failures."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import os
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pluggy
+
+from .errors import PluginError
+from .model import Entity
+from .plugin import PROJECT, Connector, ConnectorSettings, Hookspecs
+
+__all__ = ["ENTRY_POINT_GROUP", "PluginInfo", "Registry", "load_registry"]
+
+ENTRY_POINT_GROUP = "apicenterd.connectors"
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class PluginInfo:
+    """Where a connector came from."""
+
+    plugin: str
+    distribution: str
+    version: str
+
+
+@dataclasses.dataclass
+class Registry:
+    """The loaded connectors and transforms, and the plugins that failed with their reasons."""
+
+    pm: pluggy.PluginManager
+    connectors: dict[str, type[Connector]] = dataclasses.field(default_factory=dict)
+    origins: dict[str, PluginInfo] = dataclasses.field(default_factory=dict)
+    transforms: dict[str, Callable[..., Any]] = dataclasses.field(default_factory=dict)
+    failures: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+    def connector(self, name: str) -> type[Connector]:
+        """The connector class called ``name``; PluginError listing the known ones if none."""
+        try:
+            return self.connectors[name]
+        except KeyError:
+            known = ", ".join(sorted(self.connectors)) or "none"
+            raise PluginError(f"no connector named {name!r} (installed: {known})") from None
+
+
+def validate_connector(cls: Any) -> None:
+    """Raise PluginError saying what is wrong with a registered connector class."""
+    if not (isinstance(cls, type) and issubclass(cls, Connector)):
+        raise PluginError(f"{cls!r} is not a subclass of apicenterd.Connector")
+    if not isinstance(cls.name, str) or not NAME_RE.match(cls.name):
+        raise PluginError(f"{cls.__qualname__}.name {cls.name!r} must be lower-case letters, digits and _")
+    if not (isinstance(cls.Settings, type) and issubclass(cls.Settings, ConnectorSettings)):
+        raise PluginError(f"{cls.__qualname__}.Settings must derive from apicenterd.ConnectorSettings")
+    for attr in ("reads", "writes"):
+        value = getattr(cls, attr)
+        if not isinstance(value, (set, frozenset)) or not all(isinstance(e, Entity) for e in value):
+            raise PluginError(f"{cls.__qualname__}.{attr} must be a frozenset of apicenterd.Entity, got {value!r}")
+    if cls.reads and cls.read is Connector.read:
+        raise PluginError(f"{cls.__qualname__} declares reads={sorted(map(str, cls.reads))} but does not implement read()")
+    if cls.writes:
+        missing = [m for m in ("find", "create", "update") if getattr(cls, m) is getattr(Connector, m)]
+        if missing:
+            raise PluginError(f"{cls.__qualname__} declares writes but does not implement {', '.join(missing)}()")
+
+
+def _plugin_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(PROJECT)
+    pm.add_hookspecs(Hookspecs)
+    return pm
+
+
+def load_registry(
+    modules: Iterable[tuple[str, object]] | None = None,
+    *,
+    entry_points: bool = True,
+) -> Registry:
+    """Load plugins and collect their connectors.
+
+    ``modules`` are ``(name, module_or_object)`` pairs registered directly (tests do
+    this). Entry points of group ``apicenterd.connectors`` load unless
+    ``entry_points`` is false; the environment variable ``APICENTERD_LOAD_PLUGINS``
+    (comma-separated entry point names) narrows which.
+    """
+    pm = _plugin_manager()
+    reg = Registry(pm)
+    dist_of: dict[str, PluginInfo] = {}
+    for name, obj in modules or ():
+        pm.register(obj, name=name)
+        dist_of[name] = PluginInfo(name, "(registered)", "")
+
+    if entry_points:
+        wanted = os.environ.get("APICENTERD_LOAD_PLUGINS")
+        allow = {n.strip() for n in wanted.split(",") if n.strip()} if wanted is not None else None
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if allow is not None and ep.name not in allow:
+                continue
+            if pm.has_plugin(ep.name):
+                continue
+            dist = ep.dist.name if ep.dist else "?"
+            version = ep.dist.version if ep.dist else "?"
+            try:
+                obj = ep.load()
+                pm.register(obj, name=ep.name)
+                pm.check_pending()
+            except Exception as exc:  # one broken plugin never stops the others
+                if pm.has_plugin(ep.name):
+                    pm.unregister(name=ep.name)
+                reg.failures.append((ep.name, f"failed to load from {dist}: {type(exc).__name__}: {exc}"))
+                continue
+            dist_of[ep.name] = PluginInfo(ep.name, dist, version)
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        reg.failures.append((pm.get_name(exc.plugin) or "?", str(exc)))
+        pm.unregister(exc.plugin)
+
+    for impl in pm.hook.register_connectors.get_hookimpls():
+        plugin_name = impl.plugin_name
+
+        def register(cls: Any, _plugin: str = plugin_name) -> None:
+            try:
+                validate_connector(cls)
+            except PluginError as exc:
+                reg.failures.append((_plugin, str(exc)))
+                return
+            if cls.name in reg.connectors and reg.connectors[cls.name] is not cls:
+                other = reg.origins[cls.name].plugin
+                reg.failures.append((_plugin, f"connector name {cls.name!r} is already registered by plugin {other!r}"))
+                return
+            reg.connectors[cls.name] = cls
+            reg.origins[cls.name] = dist_of.get(_plugin, PluginInfo(_plugin, "?", "?"))
+
+        try:
+            impl.function(register=register)
+        except Exception as exc:
+            reg.failures.append((plugin_name, f"register_connectors failed: {type(exc).__name__}: {exc}"))
+
+    for impl in pm.hook.register_transforms.get_hookimpls():
+        plugin_name = impl.plugin_name
+
+        def register_transform(name: str, function: Callable[..., Any], _plugin: str = plugin_name) -> None:
+            if not isinstance(name, str) or not NAME_RE.match(name) or not callable(function):
+                reg.failures.append((_plugin, f"transform {name!r} needs a lower-case name and a callable"))
+                return
+            if name in reg.transforms:
+                reg.failures.append((_plugin, f"transform {name!r} is already registered"))
+                return
+            reg.transforms[name] = function
+
+        try:
+            impl.function(register=register_transform)
+        except Exception as exc:
+            reg.failures.append((plugin_name, f"register_transforms failed: {type(exc).__name__}: {exc}"))
+    return reg

@@ -1,0 +1,10 @@
+"""The test kit for connector authors: simulator helpers, a test context, and contract tests.
+
+Part of the public API, like :mod:`apicenterd` itself.
+"""
+
+from ..context import MemoryTokenStore
+from .connect import connect, make_context
+from .simulator import FixedWindow, serve_app, vendor_error
+
+__all__ = ["MemoryTokenStore", "connect", "make_context", "serve_app", "FixedWindow", "vendor_error"]
