@@ -80,25 +80,30 @@ class RateLimiterSet:
         self.limits = tuple(limits)
         self._buckets: dict[tuple[str, str], SlidingWindowLimiter] = {}
 
-    def _bucket(self, limit: RateLimit, request: httpx.Request) -> SlidingWindowLimiter:
-        key = (limit.name, limit.key(request) if limit.key else "")
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = SlidingWindowLimiter(limit.requests, limit.period)
-        return bucket
+    def _buckets_for(self, request: httpx.Request) -> list[SlidingWindowLimiter]:
+        buckets = []
+        for limit in self.limits:
+            key = limit.key(request) if limit.key else ""
+            if key is None:  # this limit does not govern this request
+                continue
+            bucket = self._buckets.get((limit.name, key))
+            if bucket is None:
+                bucket = self._buckets[(limit.name, key)] = SlidingWindowLimiter(limit.requests, limit.period)
+            buckets.append(bucket)
+        return buckets
 
     async def acquire(self, request: httpx.Request) -> float:
         """Wait until every limit that applies to ``request`` allows it; the seconds waited."""
         waited = 0.0
-        for limit in self.limits:
-            waited += await self._bucket(limit, request).acquire()
+        for bucket in self._buckets_for(request):
+            waited += await bucket.acquire()
         return waited
 
     def pause(self, request: httpx.Request, seconds: float) -> None:
         """Hold every bucket ``request`` falls in for ``seconds`` (after a 429)."""
         deadline = time.monotonic() + seconds
-        for limit in self.limits:
-            self._bucket(limit, request).pause_until(deadline)
+        for bucket in self._buckets_for(request):
+            bucket.pause_until(deadline)
 
 
 class InstrumentedTransport(httpx.AsyncBaseTransport):

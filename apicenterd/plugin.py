@@ -96,14 +96,16 @@ class RateLimit:
     """A vendor's documented limit: at most ``requests`` calls in any ``period`` seconds.
 
     ``key`` sorts requests into separately counted buckets (e.g. eAccounting counts
-    per endpoint, CCV per resource and method); ``None`` counts every request of the
-    connection together. ``name`` appears in metrics and logs.
+    per endpoint, CCV per resource and method); when it returns ``None`` for a request,
+    this limit does not apply to that request (so GETs and writes can have limits of
+    their own). ``key=None`` counts every request of the connection together.
+    ``name`` appears in metrics and logs.
     """
 
     requests: int
     period: float
     name: str = "default"
-    key: Callable[[httpx.Request], str] | None = None
+    key: Callable[[httpx.Request], str | None] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
