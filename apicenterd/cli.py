@@ -1,0 +1,385 @@
+"""The ``apicenterd`` command line: run, check, plugins, flows, runs, audit, simulate, demo."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from . import __version__
+from .config import Resolved, load
+from .errors import ConfigError, PluginError
+from .observe import logs
+from .registry import Registry, load_registry
+
+__all__ = ["main"]
+
+DEFAULT_CONFIG = "/etc/apicenterd/apicenterd.toml"
+EXIT_USAGE = 2
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        "-c",
+        default=os.environ.get("APICENTERD_CONFIG", DEFAULT_CONFIG),
+        help=f"the TOML configuration (default: $APICENTERD_CONFIG or {DEFAULT_CONFIG})",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="apicenterd", description="Self-hosted integration daemon.")
+    parser.add_argument("--version", action="version", version=f"apicenterd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run the daemon (foreground; systemd Type=notify)")
+    _config_arg(p)
+
+    p = sub.add_parser("check", help="validate the configuration and print every mistake with its path")
+    _config_arg(p)
+
+    p = sub.add_parser("plugins", help="list installed connectors")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    flows = sub.add_parser("flows", help="list flows, or run one now")
+    fsub = flows.add_subparsers(dest="flows_command", metavar="ACTION")
+    p = fsub.add_parser("list", help="list the configured flows")
+    _config_arg(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p = fsub.add_parser("run", help="run one flow once, now, and print what it did")
+    p.add_argument("name", help="the flow's name")
+    _config_arg(p)
+    p.add_argument("--json", action="store_true", help="print counts as JSON")
+
+    p = sub.add_parser("runs", help="show recent runs from the state store")
+    _config_arg(p)
+    p.add_argument("--flow", help="only this flow")
+    p.add_argument("--limit", type=_positive_int, default=20)
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("audit", help="show the per-record audit trail")
+    _config_arg(p)
+    p.add_argument("--flow", help="only this flow")
+    p.add_argument("--source-id", help="only this source record")
+    p.add_argument("--run", type=_positive_int, help="only this run id")
+    p.add_argument("--limit", type=_positive_int, default=50)
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("simulate", help="serve one connector's vendor simulator on loopback")
+    p.add_argument("connector", help="connector name, e.g. eaccounting")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=_port, help="default: the connector's own port")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--records", type=_non_negative_int, default=0, help="how many records to seed")
+
+    p = sub.add_parser("demo", help="start the bundled simulators and run the daemon on etc/demo.toml")
+    p.add_argument("--config", default="etc/demo.toml", help="demo configuration (default: etc/demo.toml)")
+    p.add_argument("--records", type=_non_negative_int, default=50, help="products to seed in the source")
+    p.add_argument("--keep-state", action="store_true", help="keep the demo state database from a previous run")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _non_negative_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port: {text!r}")
+    return value
+
+
+class Usage(Exception):
+    """A mistake in the command line or configuration: message, then exit status 2."""
+
+
+def _registry() -> Registry:
+    registry = load_registry()
+    for plugin, reason in registry.failures:
+        print(f"apicenterd: warning: plugin {plugin!r} skipped: {reason}", file=sys.stderr)
+    return registry
+
+
+def _load(path: str, registry: Registry) -> Resolved:
+    try:
+        return load(path, registry)
+    except ConfigError as exc:
+        raise Usage("\n".join(f"{path}: {p}" if not p.startswith(str(path)) else p for p in exc.problems)) from None
+
+
+def _print_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> None:
+    cells = [list(map(str, header))] + [[("" if c is None else str(c)) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def _ts(value: float | None) -> str:
+    return datetime.fromtimestamp(value, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if value else ""
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    """List connectors with their distribution and capabilities."""
+    registry = _registry()
+    items = [
+        {
+            "name": name,
+            "title": cls.title,
+            "distribution": registry.origins[name].distribution,
+            "version": registry.origins[name].version,
+            "reads": sorted(map(str, cls.reads)),
+            "writes": sorted(map(str, cls.writes)),
+            "simulator": cls.simulator() is not None if cls.default_port else False,
+        }
+        for name, cls in sorted(registry.connectors.items())
+    ]
+    if args.json:
+        print(json.dumps({"connectors": items, "failures": [{"plugin": p, "reason": r} for p, r in registry.failures]}, indent=2))
+    else:
+        _print_table(
+            [(i["name"], i["distribution"], i["version"], ",".join(i["reads"]), ",".join(i["writes"])) for i in items],
+            ("NAME", "DISTRIBUTION", "VERSION", "READS", "WRITES"),
+        )
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate the configuration."""
+    resolved = _load(args.config, _registry())
+    print(
+        f"{args.config}: OK ({len(resolved.connections)} connections, {len(resolved.flows)} flows, "
+        f"state in {resolved.state_path})"
+    )
+    return 0
+
+
+def cmd_flows_list(args: argparse.Namespace) -> int:
+    """List configured flows."""
+    resolved = _load(args.config, _registry())
+    items = [
+        {
+            "name": f.name,
+            "entity": str(f.entity),
+            "source": f.source,
+            "target": f.target,
+            "schedule": f.schedule.describe(),
+            "enabled": f.enabled,
+        }
+        for f in resolved.flows.values()
+    ]
+    if args.json:
+        print(json.dumps(items, indent=2))
+    else:
+        _print_table(
+            [(i["name"], i["entity"], i["source"], i["target"], i["schedule"], "yes" if i["enabled"] else "no") for i in items],
+            ("NAME", "ENTITY", "SOURCE", "TARGET", "SCHEDULE", "ENABLED"),
+        )
+    return 0
+
+
+async def _with_store(resolved: Resolved, fn):
+    from .state import SQLiteStore
+
+    store = SQLiteStore(resolved.state_path)
+    await store.open()
+    try:
+        return await fn(store)
+    finally:
+        await store.close()
+
+
+def cmd_flows_run(args: argparse.Namespace) -> int:
+    """Run one flow once and print the counts."""
+    from .engine import Engine
+
+    resolved = _load(args.config, _registry())
+    if args.name not in resolved.flows:
+        raise Usage(f"no flow named {args.name!r} (defined: {', '.join(sorted(resolved.flows)) or 'none'})")
+    logs.configure(resolved.config.daemon.log_level, stream=sys.stderr)
+
+    async def go(store):
+        engine = Engine(resolved, store)
+        try:
+            return await engine.run_flow(args.name, trigger="cli")
+        finally:
+            await engine.aclose()
+
+    result = anyio.run(_with_store, resolved, go)
+    if args.json:
+        print(json.dumps(result.as_dict()))
+    else:
+        counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
+        print(f"flow {result.flow} run {result.run_id}: {result.status}: {counts}" + (f" ({result.error})" if result.error else ""))
+    return 0 if result.status == "ok" else 1
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """Show recent runs."""
+    resolved = _load(args.config, _registry())
+    runs = anyio.run(_with_store, resolved, lambda s: s.runs(args.flow, args.limit))
+    if args.json:
+        print(json.dumps([r.__dict__ | {"counts": dict(r.counts)} for r in runs], indent=2))
+        return 0
+    _print_table(
+        [
+            (r.id, r.flow, r.trigger, _ts(r.started_at), r.status, " ".join(f"{k}={v}" for k, v in r.counts.items() if v), r.error)
+            for r in runs
+        ],
+        ("RUN", "FLOW", "TRIGGER", "STARTED", "STATUS", "COUNTS", "ERROR"),
+    )
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Show the audit trail."""
+    resolved = _load(args.config, _registry())
+    entries = anyio.run(
+        _with_store, resolved, lambda s: s.audit(flow=args.flow, source_id=args.source_id, run_id=args.run, limit=args.limit)
+    )
+    if args.json:
+        print(json.dumps([e.__dict__ for e in entries], indent=2))
+        return 0
+    _print_table(
+        [(_ts(e.at), e.flow, e.run_id, e.source_id, e.key, e.action, e.target_id, e.reason) for e in entries],
+        ("AT", "FLOW", "RUN", "SOURCE ID", "KEY", "ACTION", "TARGET ID", "REASON"),
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the daemon until SIGTERM."""
+    from .daemon import Daemon
+
+    registry = _registry()
+    resolved = _load(args.config, registry)
+    logs.configure(resolved.config.daemon.log_level)
+    anyio.run(Daemon(Path(args.config), registry, resolved).run)
+    return 0
+
+
+def _simulator_app(registry: Registry, name: str, seed: int, records: int):
+    try:
+        cls = registry.connector(name)
+    except PluginError as exc:
+        raise Usage(str(exc)) from None
+    app = cls.simulator(seed=seed, records=records)
+    if app is None:
+        raise Usage(f"connector {name!r} has no simulator")
+    return cls, app
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Serve a simulator in the foreground."""
+    import uvicorn
+
+    cls, app = _simulator_app(_registry(), args.connector, args.seed, args.records)
+    port = args.port if args.port is not None else (cls.default_port or 0)
+    print(f"{cls.title or cls.name} simulator on http://{args.host}:{port} (seed {args.seed}, {args.records} records)", flush=True)
+    uvicorn.run(app, host=args.host, port=port, log_level="warning", access_log=False)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Start the simulators the demo config points at, then the daemon."""
+    import signal
+    import threading
+
+    from .daemon import Daemon
+    from .testing import serve_app
+
+    registry = _registry()
+    config_path = Path(args.config)
+    if not config_path.exists():
+        raise Usage(f"{config_path}: no such file (run the demo from the repository root, or pass --config)")
+    os.environ.setdefault("DEMO_CCV_PRIVATE_KEY", "demo-private-key")
+    os.environ.setdefault("DEMO_EACCOUNTING_CLIENT_SECRET", "demo-client-secret")
+    resolved = _load(str(config_path), registry)
+    if not args.keep_state:
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                Path(str(resolved.state_path) + suffix).unlink()
+    logs.configure(resolved.config.daemon.log_level)
+    with contextlib.ExitStack() as stack:
+        for name, conn in resolved.connections.items():
+            base = conn.settings.base_url
+            port = int(base.rsplit(":", 1)[1].split("/")[0])
+            _, app = _simulator_app(registry, conn.connector.name, 1, args.records if name in _sources(resolved) else 0)
+            url = stack.enter_context(serve_app(app, port=port))
+            print(f"demo: {conn.connector.title} simulator for connection {name!r} on {url}", file=sys.stderr)
+        metrics_at = resolved.config.daemon.metrics_address
+        print(
+            f"demo: daemon on {config_path}; logs are the JSON lines below; metrics at http://{metrics_at}/metrics; "
+            "Ctrl-C stops",
+            file=sys.stderr,
+            flush=True,
+        )
+        if args.duration:
+            timer = threading.Timer(args.duration, lambda: os.kill(os.getpid(), signal.SIGTERM))
+            timer.daemon = True
+            timer.start()
+        anyio.run(Daemon(config_path, registry, resolved).run)
+    return 0
+
+
+def _sources(resolved: Resolved) -> set[str]:
+    """Connections that only feed flows: the demo seeds records there and starts targets empty."""
+    return {f.source for f in resolved.flows.values()} - {f.target for f in resolved.flows.values()}
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "check": cmd_check,
+    "plugins": cmd_plugins,
+    "runs": cmd_runs,
+    "audit": cmd_audit,
+    "simulate": cmd_simulate,
+    "demo": cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``apicenterd`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.command == "flows":
+            if args.flows_command is None:
+                parser.parse_args(["flows", "--help"])
+            return {"list": cmd_flows_list, "run": cmd_flows_run}[args.flows_command](args)
+        return COMMANDS[args.command](args)
+    except Usage as exc:
+        print(f"apicenterd: {exc}" if "\n" not in str(exc) else str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

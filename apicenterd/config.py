@@ -1,0 +1,335 @@
+"""The configuration: one TOML file, ``APICENTERD_*`` environment overrides, secrets by reference.
+
+Loading happens in two steps. :func:`read_config` parses TOML and environment into
+:class:`Config` (shape errors). :func:`resolve` then checks what needs the plugins —
+connectors exist, their settings validate, flows name defined connections whose
+connectors read and write that entity — and resolves secret references. Every
+mistake is collected and raised together as :class:`~apicenterd.errors.ConfigError`,
+each as ``path: message``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .errors import ConfigError, PluginError
+from .filters import Filter
+from .flows import OPTIONS, FlowOptions
+from .model import RECORD_TYPES, Entity
+from .observe.logs import redactor
+from .plugin import Connector, ConnectorSettings
+from .registry import Registry
+from .schedule import Schedule
+
+__all__ = [
+    "DaemonConfig",
+    "StateConfig",
+    "ConnectionConfig",
+    "FlowConfig",
+    "Config",
+    "Connection",
+    "Flow",
+    "Resolved",
+    "read_config",
+    "resolve",
+    "load",
+]
+
+
+class DaemonConfig(BaseModel):
+    """The ``[daemon]`` table."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    metrics_address: str | None = Field(default="127.0.0.1:9464", description='host:port for /metrics; "" turns it off')
+    shutdown_timeout: float = Field(default=30.0, gt=0)
+
+    @field_validator("metrics_address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError(f"{value!r} is not host:port (e.g. 127.0.0.1:9464)")
+        return value
+
+
+class StateConfig(BaseModel):
+    """The ``[state]`` table: where cursors, links, tokens, runs and the audit trail live."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["sqlite"] = "sqlite"
+    path: Path = Path("apicenterd.db")
+    audit_retention_days: int = Field(default=90, ge=1)
+
+
+class ConnectionConfig(BaseModel):
+    """A ``[connections.NAME]`` table: ``connector`` plus that connector's own settings."""
+
+    model_config = ConfigDict(extra="allow")
+
+    connector: str
+
+
+class FlowConfig(BaseModel):
+    """A ``[flows.NAME]`` table."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str
+    target: str
+    entity: Entity
+    interval: str | int | float | None = None
+    cron: str | None = None
+    enabled: bool = True
+    create_only_fields: list[str] = Field(default_factory=list)
+    filters: list[Filter] = Field(default_factory=list)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class Config(BaseSettings):
+    """The whole file. Environment variables ``APICENTERD_<SECTION>__<KEY>`` override it."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="APICENTERD_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
+    )
+
+    daemon: DaemonConfig = DaemonConfig()
+    state: StateConfig = StateConfig()
+    connections: dict[str, ConnectionConfig] = Field(default_factory=dict)
+    flows: dict[str, FlowConfig] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # environment first: it overrides the file, which arrives as init arguments
+        return (env_settings, init_settings)
+
+
+@dataclasses.dataclass(frozen=True)
+class Connection:
+    """A resolved connection: its connector class and validated settings."""
+
+    name: str
+    connector: type[Connector]
+    settings: ConnectorSettings
+
+
+@dataclasses.dataclass(frozen=True)
+class Flow:
+    """A resolved flow."""
+
+    name: str
+    source: str
+    target: str
+    entity: Entity
+    schedule: Schedule
+    enabled: bool
+    create_only_fields: frozenset[str]
+    filters: tuple[Filter, ...]
+    options: FlowOptions
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+    """A configuration that passed every check, ready to run."""
+
+    path: Path
+    config: Config
+    connections: dict[str, Connection]
+    flows: dict[str, Flow]
+    secrets: frozenset[str]
+
+    @property
+    def state_path(self) -> Path:
+        """The state database, relative paths taken from the config file's folder."""
+        path = self.config.state.path
+        return path if path.is_absolute() else (self.path.parent / path)
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def _problems(exc: ValidationError, prefix: str = "") -> list[str]:
+    out = []
+    for err in exc.errors(include_url=False):
+        where = _loc(err["loc"])
+        where = f"{prefix}.{where}" if prefix and where else (prefix or where)
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown setting"
+        elif err["type"] == "missing":
+            message = "required setting is missing"
+        out.append(f"{where}: {message}")
+    return out
+
+
+def read_config(path: str | os.PathLike[str]) -> Config:
+    """Parse the TOML file at ``path`` with environment overrides; ConfigError on any mistake."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read: {exc}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    try:
+        return Config(**raw)
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc)) from None
+
+
+def _resolve_secret(value: Any, where: str) -> Any:
+    """Replace ``{env=...}``, ``{file=...}`` or ``{credential=...}`` by the secret it names."""
+    if not (isinstance(value, dict) and len(value) == 1 and next(iter(value)) in ("env", "file", "credential")):
+        return value
+    kind, ref = next(iter(value.items()))
+    if not isinstance(ref, str) or not ref:
+        raise ValueError(f"{where}: {kind} reference must be a non-empty string")
+    if kind == "env":
+        if ref not in os.environ:
+            raise ValueError(f"{where}: environment variable {ref} is not set")
+        return os.environ[ref]
+    if kind == "credential":
+        directory = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not directory:
+            raise ValueError(
+                f"{where}: credential {ref!r} needs $CREDENTIALS_DIRECTORY (set by systemd LoadCredential=)"
+            )
+        file = Path(directory) / ref
+    else:
+        file = Path(ref)
+    try:
+        return file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"{where}: cannot read secret file {file}: {exc.strerror or exc}") from None
+
+
+def _settings_with_secrets(cfg: ConnectionConfig, where: str, problems: list[str]) -> dict[str, Any]:
+    settings = {}
+    for key, value in (cfg.model_extra or {}).items():
+        try:
+            settings[key] = _resolve_secret(value, f"{where}.{key}")
+        except ValueError as exc:
+            problems.append(str(exc))
+    return settings
+
+
+def _secret_values(settings: BaseModel) -> set[str]:
+    found = set()
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            found.add(value.get_secret_value())
+    return found
+
+
+def resolve(config: Config, registry: Registry, path: Path) -> Resolved:
+    """Check ``config`` against the installed connectors; ConfigError listing every mistake."""
+    problems: list[str] = []
+    connections: dict[str, Connection] = {}
+    secrets: set[str] = set()
+    for name, cfg in config.connections.items():
+        where = f"connections.{name}"
+        try:
+            cls = registry.connector(cfg.connector)
+        except PluginError as exc:
+            problems.append(f"{where}.connector: {exc}")
+            continue
+        raw = _settings_with_secrets(cfg, where, problems)
+        try:
+            settings = cls.Settings.model_validate(raw)
+        except ValidationError as exc:
+            problems.extend(_problems(exc, where))
+            continue
+        secrets |= _secret_values(settings)
+        connections[name] = Connection(name, cls, settings)
+
+    defined = ", ".join(sorted(config.connections)) or "none"
+    flows: dict[str, Flow] = {}
+    for name, fc in config.flows.items():
+        where = f"flows.{name}"
+        before = len(problems)
+        ends: dict[str, type[Connector] | None] = {}
+        for end in ("source", "target"):
+            conn = getattr(fc, end)
+            if conn not in config.connections:
+                problems.append(f'{where}.{end}: connection "{conn}" is not defined (defined: {defined})')
+                ends[end] = None
+            else:
+                ends[end] = connections[conn].connector if conn in connections else None
+        if ends["source"] is not None and fc.entity not in ends["source"].reads:
+            can = ", ".join(sorted(map(str, ends["source"].reads))) or "nothing"
+            problems.append(
+                f'{where}.entity: connector "{ends["source"].name}" (connection "{fc.source}") cannot read '
+                f"{fc.entity} (it reads: {can})"
+            )
+        if ends["target"] is not None and fc.entity not in ends["target"].writes:
+            can = ", ".join(sorted(map(str, ends["target"].writes))) or "nothing"
+            problems.append(
+                f'{where}.entity: connector "{ends["target"].name}" (connection "{fc.target}") cannot write '
+                f"{fc.entity} (it writes: {can})"
+            )
+        if fc.source == fc.target:
+            problems.append(f"{where}.target: source and target are the same connection {fc.source!r}")
+        try:
+            schedule = Schedule.parse(fc.interval, fc.cron)
+        except ValueError as exc:
+            problems.append(f"{where}.{'cron' if fc.cron is not None else 'interval'}: {exc}")
+        fields = RECORD_TYPES[fc.entity].model_fields
+        for i, field in enumerate(fc.create_only_fields):
+            if field not in fields:
+                problems.append(
+                    f"{where}.create_only_fields[{i}]: {fc.entity} have no field {field!r} "
+                    f"(fields: {', '.join(fields)})"
+                )
+        for i, flt in enumerate(fc.filters):
+            top = flt.field.split(".")[0]
+            if top not in fields:
+                problems.append(f"{where}.filters[{i}].field: {fc.entity} have no field {top!r}")
+        options_model = OPTIONS.get(fc.entity, FlowOptions)
+        try:
+            options = options_model.model_validate(fc.options)
+        except ValidationError as exc:
+            problems.extend(_problems(exc, f"{where}.options"))
+        if len(problems) == before:
+            flows[name] = Flow(
+                name=name,
+                source=fc.source,
+                target=fc.target,
+                entity=fc.entity,
+                schedule=schedule,
+                enabled=fc.enabled,
+                create_only_fields=frozenset(fc.create_only_fields),
+                filters=tuple(fc.filters),
+                options=options,
+            )
+    if problems:
+        raise ConfigError(problems)
+    redactor.add(secrets)
+    return Resolved(path=path, config=config, connections=connections, flows=flows, secrets=frozenset(secrets))
+
+
+def load(path: str | os.PathLike[str], registry: Registry) -> Resolved:
+    """Read and resolve the configuration at ``path``."""
+    config = read_config(path)
+    return resolve(config, registry, Path(path).resolve())

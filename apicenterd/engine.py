@@ -1,0 +1,368 @@
+"""The engine: runs flows record by record, on their schedules, and never writes the same thing twice.
+
+One record's way through a run::
+
+    source.read(entity, since=cursor) → prepare (flow kind) → filters
+      → hash of the fields the target stores (less create-only fields)
+      → link with the same hash?          → unchanged, no call
+      → link?                             → target.update(fields allowed on update)
+      → target.find(key) finds it?        → link it; update what differs
+      → else                              → target.create
+      → settle: audit entry + link + cursor in one transaction
+
+A record is linked only after the target confirmed the write; before any create the
+target is asked for the record by its key, so a retry or a crash never duplicates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import random
+import signal
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import anyio
+import structlog
+
+from .config import Flow, Resolved
+from .context import Context
+from .errors import ApicenterError, ConnectorError, RateLimited, RecordError, RetryableError
+from .flows import Skip, prepare
+from .model import Record
+from .observe import metrics
+from .observe.logs import get_logger
+from .plugin import Change, Connector
+from .state import AuditEntry, Link, StateStore
+
+__all__ = ["Engine", "RunResult", "StateTokenStore", "record_hash"]
+
+COUNT_KEYS = ("created", "updated", "unchanged", "skipped", "failed")
+
+
+class StateTokenStore:
+    """A connection's TokenStore backed by the state store."""
+
+    def __init__(self, store: StateStore, connection: str):
+        self._store = store
+        self._connection = connection
+
+    async def load(self) -> dict[str, Any] | None:
+        """The saved tokens."""
+        return await self._store.load_tokens(self._connection)
+
+    async def save(self, tokens: Mapping[str, Any]) -> None:
+        """Save tokens durably."""
+        await self._store.save_tokens(self._connection, tokens)
+
+
+def record_hash(record: Record, fields: frozenset[str]) -> str:
+    """A stable hash of ``fields`` of ``record`` (what decides whether a write is needed)."""
+    data = record.model_dump(mode="json", include=set(fields))
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:32]
+
+
+def differing_fields(record: Record, current: Record | None, fields: frozenset[str]) -> frozenset[str]:
+    """Which of ``fields`` differ between ``record`` and the target's ``current`` version."""
+    if current is None or type(current) is not type(record):
+        return fields
+    new = record.model_dump(mode="json", include=set(fields))
+    old = current.model_dump(mode="json", include=set(fields))
+    return frozenset(f for f in fields if new.get(f) != old.get(f))
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What one run did."""
+
+    flow: str
+    run_id: int
+    counts: dict[str, int]
+    status: str = "ok"
+    error: str | None = None
+    duration: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """For ``--json`` output."""
+        return {
+            "flow": self.flow,
+            "run_id": self.run_id,
+            "status": self.status,
+            "error": self.error,
+            "duration_seconds": round(self.duration, 3),
+            **self.counts,
+        }
+
+
+class _Stop(Exception):
+    """Internal: the engine was asked to stop between records."""
+
+
+class Engine:
+    """Runs the flows of one resolved configuration against one state store."""
+
+    def __init__(
+        self,
+        resolved: Resolved,
+        store: StateStore,
+        *,
+        transports: Mapping[str, Any] | None = None,
+        retry_attempts: int = 4,
+        retry_base_delay: float = 0.5,
+        sleep: Callable[[float], Any] = anyio.sleep,
+    ):
+        self.resolved = resolved
+        self.store = store
+        self.connectors: dict[str, Connector] = {}
+        self.log = get_logger()
+        self.stopping = anyio.Event()
+        self._transports = dict(transports or {})
+        self._retry_attempts = retry_attempts
+        self._retry_base_delay = retry_base_delay
+        self._sleep = sleep
+        self._flow_locks: dict[str, anyio.Lock] = {}
+
+    # ---------------------------------------------------------------- connections
+
+    async def open(self, names: list[str] | None = None) -> None:
+        """Create and open the connectors of ``names`` (default: every connection a flow uses)."""
+        if names is None:
+            names = sorted({n for f in self.resolved.flows.values() for n in (f.source, f.target)})
+        for name in names:
+            if name in self.connectors:
+                continue
+            conn = self.resolved.connections[name]
+            context = Context(
+                name,
+                tokens=StateTokenStore(self.store, name),
+                rate_limits=conn.connector.rate_limits,
+                transport=self._transports.get(name),
+            )
+            instance = conn.connector(conn.settings, context)
+            await instance.open()
+            self.connectors[name] = instance
+
+    async def aclose(self) -> None:
+        """Close every opened connector."""
+        with anyio.CancelScope(shield=True):
+            for name, instance in list(self.connectors.items()):
+                try:
+                    await instance.aclose()
+                except Exception as exc:  # closing must not hide the real outcome
+                    self.log.warning("connection close failed", connection=name, error=str(exc))
+            self.connectors.clear()
+
+    # ---------------------------------------------------------------- one run
+
+    async def run_flow(self, name: str, *, trigger: str = "schedule") -> RunResult:
+        """Run flow ``name`` once: every record changed since its cursor."""
+        flow = self.resolved.flows[name]
+        lock = self._flow_locks.setdefault(name, anyio.Lock())
+        async with lock:
+            await self.open([flow.source, flow.target])
+            return await self._run(flow, trigger)
+
+    async def _run(self, flow: Flow, trigger: str) -> RunResult:
+        run_id = await self.store.start_run(flow.name, trigger)
+        log = self.log.bind(flow=flow.name, run=run_id, entity=str(flow.entity))
+        counts = dict.fromkeys(COUNT_KEYS, 0)
+        result = RunResult(flow.name, run_id, counts)
+        started = time.perf_counter()
+        source, target = self.connectors[flow.source], self.connectors[flow.target]
+        cursor = await self.store.get_cursor(flow.name)
+        log.info("run started", trigger=trigger, cursor=cursor, source=flow.source, target=flow.target)
+        try:
+            read_failures = 0
+            while True:
+                # A read that fails mid-way cannot be resumed (the generator is dead): start
+                # again from the last settled cursor; what was done already costs no call.
+                iterator = source.read(flow.entity, cursor).__aiter__()
+                try:
+                    while True:
+                        if self.stopping.is_set():
+                            raise _Stop
+                        try:
+                            change = await iterator.__anext__()
+                        except StopAsyncIteration:
+                            break
+                        action = await self._process(flow, run_id, source, target, change, log)
+                        if change.cursor != cursor:  # progress: a later failure starts a fresh count
+                            read_failures = 0
+                        cursor = change.cursor
+                        counts[action] += 1
+                        metrics.records.labels(flow.name, str(flow.entity), action).inc()
+                    break
+                except RetryableError as exc:
+                    if getattr(exc, "_apicenterd_from_write", False):
+                        raise
+                    read_failures += 1
+                    if read_failures >= self._retry_attempts or self.stopping.is_set():
+                        raise
+                    delay = self._backoff(read_failures, exc)
+                    log.warning("read failed, reading again from the cursor", attempt=read_failures, delay=round(delay, 2), error=str(exc))
+                    await self._sleep(delay)
+                finally:
+                    aclose = getattr(iterator, "aclose", None)
+                    if aclose is not None:
+                        with anyio.CancelScope(shield=True):
+                            await aclose()
+        except _Stop:
+            result.status = "stopped"
+            log.info("run stopped between records for shutdown")
+        except ConnectorError as exc:
+            result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
+            log.error("run failed", error=result.error)
+        except Exception as exc:  # a bug in one flow must not stop the others
+            result.status, result.error = "failed", f"internal error: {type(exc).__name__}: {exc}"
+            log.exception("run failed with an internal error")
+        finally:
+            result.duration = time.perf_counter() - started
+            with anyio.CancelScope(shield=True):
+                await self.store.finish_run(run_id, result.status, counts, result.error)
+            metrics.runs.labels(flow.name, result.status).inc()
+            metrics.run_duration.labels(flow.name).observe(result.duration)
+            if result.status == "ok":
+                metrics.last_success.labels(flow.name).set(time.time())
+            log.info("run finished", status=result.status, seconds=round(result.duration, 3), **counts)
+        return result
+
+    async def _process(
+        self, flow: Flow, run_id: int, source: Connector, target: Connector, change: Change, log: Any
+    ) -> str:
+        """Take one record to the target; settle it; return the action."""
+        record = change.record
+        key = record.key()
+        rlog = log.bind(source_id=change.source_id, key=key)
+
+        async def settle(action: str, *, target_id: str | None = None, reason: str | None = None, link: Link | None = None):
+            if action != "unchanged" or link is not None:
+                entry = AuditEntry(flow.name, run_id, str(flow.entity), change.source_id, action, target_id, key, reason)
+                await self.store.settle(entry, link=link, cursor=change.cursor)
+            else:  # nothing happened: advance the cursor, keep the audit trail for real events
+                await self.store.set_cursor(flow.name, change.cursor)
+            return action
+
+        prepared = prepare(flow.entity, flow.options, record)
+        if isinstance(prepared, Skip):
+            rlog.debug("record skipped", reason=prepared.reason)
+            return await settle("skipped", reason=prepared.reason)
+        for flt in flow.filters:
+            if not flt.matches(prepared):
+                reason = f"filtered out: {flt.describe()} is not true"
+                rlog.debug("record skipped", reason=reason)
+                return await settle("skipped", reason=reason)
+
+        fields = frozenset(target.written_fields.get(flow.entity) or type(prepared).model_fields)
+        update_fields = fields - flow.create_only_fields
+        digest = record_hash(prepared, update_fields)
+        link = await self.store.get_link(flow.source, str(flow.entity), change.source_id, flow.target)
+
+        def new_link(target_id: str) -> Link:
+            return Link(flow.source, str(flow.entity), change.source_id, flow.target, target_id, digest)
+
+        if link is not None and link.hash == digest:
+            rlog.debug("record unchanged", target_id=link.target_id)
+            return await settle("unchanged")
+        try:
+            if link is not None:
+                target_id = link.target_id
+                if not flow.options.model_dump().get("update_existing", True):
+                    return await settle("skipped", target_id=target_id, reason="exists in target; update_existing = false", link=new_link(target_id))
+                await self._with_retries(rlog, f"update {key}", target.update, flow.entity, target_id, prepared, update_fields)
+                rlog.info("record updated", target_id=target_id, fields=sorted(update_fields))
+                return await settle("updated", target_id=target_id, link=new_link(target_id))
+            found = await self._with_retries(rlog, f"find {key}", target.find, flow.entity, key)
+            if found is not None:
+                changed = differing_fields(prepared, found.record, update_fields)
+                if not changed:
+                    rlog.info("record already in target, linked", target_id=found.id)
+                    return await settle("unchanged", target_id=found.id, reason="found in target by key; linked", link=new_link(found.id))
+                if not flow.options.model_dump().get("update_existing", True):
+                    return await settle("skipped", target_id=found.id, reason="exists in target; update_existing = false", link=new_link(found.id))
+                await self._with_retries(rlog, f"update {key}", target.update, flow.entity, found.id, prepared, changed)
+                rlog.info("record updated", target_id=found.id, fields=sorted(changed))
+                return await settle("updated", target_id=found.id, reason="found in target by key", link=new_link(found.id))
+            target_id = await self._with_retries(rlog, f"create {key}", target.create, flow.entity, prepared)
+            rlog.info("record created", target_id=target_id)
+            return await settle("created", target_id=target_id, link=new_link(target_id))
+        except RecordError as exc:
+            rlog.warning("record failed", reason=str(exc))
+            return await settle("failed", reason=str(exc))
+
+    async def _with_retries(self, log: Any, what: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Call ``fn``; retry RetryableError with exponential backoff and jitter, honouring Retry-After."""
+        attempt = 0
+        while True:
+            try:
+                return await fn(*args)
+            except RetryableError as exc:
+                attempt += 1
+                if attempt >= self._retry_attempts or self.stopping.is_set():
+                    exc._apicenterd_from_write = True  # type: ignore[attr-defined]  # not a read failure
+                    raise
+                delay = self._backoff(attempt, exc)
+                log.warning("retrying", what=what, attempt=attempt, delay=round(delay, 2), error=str(exc))
+                await self._sleep(delay)
+
+    def _backoff(self, attempt: int, exc: RetryableError) -> float:
+        """Exponential backoff with jitter; at least what the vendor's Retry-After asked for."""
+        delay = self._retry_base_delay * (2 ** (attempt - 1)) * (0.5 + random.random())
+        if isinstance(exc, RateLimited) and exc.retry_after is not None:
+            delay = max(delay, exc.retry_after)
+        return delay
+
+    # ---------------------------------------------------------------- the daemon
+
+    async def serve(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run every enabled flow on its schedule until :attr:`stopping` is set."""
+        await self.open()
+        flows = [f for f in self.resolved.flows.values() if f.enabled]
+        async with anyio.create_task_group() as tg:
+            for flow in flows:
+                tg.start_soon(self._schedule_loop, flow)
+            task_status.started()
+            await self.stopping.wait()
+            with anyio.move_on_after(self.resolved.config.daemon.shutdown_timeout) as scope:
+                while any(lock.locked() for lock in self._flow_locks.values()):
+                    await anyio.sleep(0.05)
+            if scope.cancelled_caught:
+                self.log.warning("shutdown timeout: abandoning records in flight (they are not settled)")
+            tg.cancel_scope.cancel()
+
+    async def _schedule_loop(self, flow: Flow) -> None:
+        next_at = time.time()
+        self.log.info("flow scheduled", flow=flow.name, schedule=flow.schedule.describe())
+        while not self.stopping.is_set():
+            delay = next_at - time.time()
+            if delay > 0:
+                with anyio.move_on_after(delay):
+                    await self.stopping.wait()
+                if self.stopping.is_set():
+                    return
+            try:
+                await self.run_flow(flow.name)
+            except (ApicenterError, OSError) as exc:  # e.g. opening a connector failed
+                self.log.error("flow could not run", flow=flow.name, error=str(exc))
+            next_at = flow.schedule.next_after(max(next_at, time.time() - 1e-3))
+            if next_at < time.time():  # a run took longer than the interval: skip missed slots
+                next_at = flow.schedule.next_after(time.time())
+
+    def stop(self) -> None:
+        """Ask the engine to stop after the records in flight."""
+        self.stopping.set()
+
+
+async def watch_signals(engine_holder: Callable[[], Engine], on_reload: Callable[[], Any]) -> None:
+    """SIGTERM/SIGINT stop the current engine; SIGHUP calls ``on_reload``."""
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async for signum in signals:
+            if signum == signal.SIGHUP:
+                await on_reload()
+            else:
+                structlog.get_logger("apicenterd").info("signal received, stopping", signal=signal.Signals(signum).name)
+                engine_holder().stop()
+                return
+

@@ -1,0 +1,110 @@
+"""Custom record filters: conditions on canonical fields that decide whether a flow handles a record."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from .model import Record
+
+__all__ = ["Filter", "field_value", "MISSING"]
+
+MISSING = object()
+"""What :func:`field_value` returns for a path that does not exist in a record."""
+
+Op = Literal["eq", "ne", "in", "not_in", "gt", "ge", "lt", "le", "contains", "matches", "exists"]
+
+
+def field_value(record: Any, path: str) -> Any:
+    """The value at a dotted ``path`` (``billing_address.country``, ``lines.0.sku``) or MISSING."""
+    value = record
+    for part in path.split("."):
+        if isinstance(value, BaseModel):
+            if part not in type(value).model_fields:
+                return MISSING
+            value = getattr(value, part)
+        elif isinstance(value, dict):
+            if part not in value:
+                return MISSING
+            value = value[part]
+        elif isinstance(value, (list, tuple)) and part.isdigit():
+            index = int(part)
+            if index >= len(value):
+                return MISSING
+            value = value[index]
+        else:
+            return MISSING
+    return value
+
+
+def _number(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+class Filter(BaseModel):
+    """``field op value``: e.g. ``{field = "active", op = "eq", value = true}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    field: str
+    op: Op = "eq"
+    value: Any = None
+
+    @model_validator(mode="after")
+    def _check_value(self) -> Filter:
+        if self.op in ("in", "not_in") and not isinstance(self.value, list):
+            raise ValueError(f"op {self.op!r} needs a list as value, got {self.value!r}")
+        if self.op in ("gt", "ge", "lt", "le") and _number(self.value) is None:
+            raise ValueError(f"op {self.op!r} needs a number as value, got {self.value!r}")
+        if self.op == "matches":
+            try:
+                re.compile(str(self.value))
+            except re.error as exc:
+                raise ValueError(f"value {self.value!r} is not a regular expression: {exc}") from None
+        return self
+
+    def matches(self, record: Record) -> bool:
+        """Whether ``record`` passes this condition (a missing field passes only ``exists = false``)."""
+        actual = field_value(record, self.field)
+        if self.op == "exists":
+            wanted = True if self.value is None else bool(self.value)
+            return (actual is not MISSING and actual is not None) == wanted
+        if actual is MISSING:
+            return False
+        if self.op in ("eq", "ne"):
+            same = _equal(actual, self.value)
+            return same if self.op == "eq" else not same
+        if self.op in ("in", "not_in"):
+            found = any(_equal(actual, v) for v in self.value)
+            return found if self.op == "in" else not found
+        if self.op == "contains":
+            if isinstance(actual, (list, tuple)):
+                return any(_equal(a, self.value) for a in actual)
+            return str(self.value).lower() in str(actual).lower()
+        if self.op == "matches":
+            return re.search(str(self.value), str(actual)) is not None
+        left, right = _number(actual), _number(self.value)
+        if left is None or right is None:
+            return False
+        return {"gt": left > right, "ge": left >= right, "lt": left < right, "le": left <= right}[self.op]
+
+    def describe(self) -> str:
+        """The condition as text, for logs and audit reasons."""
+        return f"{self.field} {self.op} {self.value!r}"
+
+
+def _equal(actual: Any, wanted: Any) -> bool:
+    if isinstance(actual, bool) or isinstance(wanted, bool):
+        return actual == wanted
+    left, right = _number(actual), _number(wanted)
+    if left is not None and right is not None:
+        return left == right
+    return str(getattr(actual, "value", actual)) == str(wanted)

@@ -1,0 +1,74 @@
+"""Flow schedules: a fixed interval ("30s", "5m", "1h30m") or a cron expression."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from datetime import datetime, timezone
+
+__all__ = ["Schedule", "parse_interval"]
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_INTERVAL_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+
+
+def parse_interval(text: str | int | float) -> float:
+    """Seconds in an interval like ``90``, ``"30s"``, ``"5m"`` or ``"1h30m"``; ValueError if unreadable."""
+    if isinstance(text, bool):
+        raise ValueError(f"interval must be a duration like '30s' or '5m', got {text!r}")
+    if isinstance(text, (int, float)):
+        seconds = float(text)
+    else:
+        compact = text.replace(" ", "").lower()
+        if not compact:
+            raise ValueError("interval is empty; use a duration like '30s' or '5m'")
+        pos, seconds = 0, 0.0
+        for match in _INTERVAL_RE.finditer(compact):
+            if match.start() != pos:
+                break
+            seconds += float(match.group(1)) * _UNITS[match.group(2)]
+            pos = match.end()
+        if pos != len(compact):
+            try:
+                seconds, pos = float(compact), len(compact)
+            except ValueError:
+                raise ValueError(f"interval {text!r} is not a duration like '30s', '5m' or '1h30m'") from None
+    if seconds <= 0:
+        raise ValueError(f"interval {text!r} must be longer than zero")
+    return seconds
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """When a flow runs: every ``interval`` seconds, or at the times of ``cron`` (UTC)."""
+
+    interval: float | None = None
+    cron: str | None = None
+
+    @classmethod
+    def parse(cls, interval: str | int | float | None, cron: str | None) -> Schedule:
+        """A Schedule from a flow's ``interval`` or ``cron`` setting (exactly one); ValueError otherwise."""
+        if (interval is None) == (cron is None):
+            raise ValueError("give exactly one of 'interval' (e.g. \"5m\") or 'cron' (e.g. \"*/5 * * * *\")")
+        if cron is not None:
+            from croniter import croniter
+
+            if not croniter.is_valid(cron):
+                raise ValueError(f"cron expression {cron!r} is not valid (five fields: minute hour day month weekday)")
+            return cls(cron=cron)
+        return cls(interval=parse_interval(interval))
+
+    def next_after(self, when: float) -> float:
+        """The Unix time of the first run after ``when``."""
+        if self.interval is not None:
+            return when + self.interval
+        from croniter import croniter
+
+        start = datetime.fromtimestamp(when, tz=timezone.utc)
+        return croniter(self.cron, start).get_next(float)
+
+    def describe(self) -> str:
+        """``every 30s`` or ``cron */5 * * * *``."""
+        if self.interval is not None:
+            return f"every {self.interval:g}s"
+        return f"cron {self.cron}"

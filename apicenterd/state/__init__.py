@@ -1,0 +1,14 @@
+"""The state store: cursors, id links, OAuth tokens, run history and the per-record audit trail."""
+
+from .base import AuditEntry, Link, Run, StateStore
+from .sqlite import SQLiteStore
+
+__all__ = ["AuditEntry", "Link", "Run", "StateStore", "SQLiteStore", "open_store"]
+
+
+def open_store(config, base_path=None) -> StateStore:
+    """The store the ``[state]`` table asks for (only SQLite for now)."""
+    path = config.path
+    if base_path is not None and not path.is_absolute():
+        path = base_path / path
+    return SQLiteStore(path)

@@ -1,0 +1,108 @@
+"""What every state store offers, whatever database is behind it."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+__all__ = ["Link", "AuditEntry", "Run", "StateStore", "ACTIONS"]
+
+ACTIONS = ("created", "updated", "unchanged", "skipped", "failed")
+"""What can happen to a record in a run."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Link:
+    """Source record ↔ target record, and the hash of what was last written to the target."""
+
+    source: str
+    entity: str
+    source_id: str
+    target: str
+    target_id: str
+    hash: str
+    updated_at: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditEntry:
+    """One record's fate in one run."""
+
+    flow: str
+    run_id: int
+    entity: str
+    source_id: str
+    action: str
+    target_id: str | None = None
+    key: str | None = None
+    reason: str | None = None
+    at: float = 0.0
+    id: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One run of a flow."""
+
+    id: int
+    flow: str
+    started_at: float
+    finished_at: float | None
+    status: str
+    counts: Mapping[str, int]
+    error: str | None = None
+    trigger: str = "schedule"
+
+
+class StateStore(Protocol):
+    """The interface the engine uses; SQLite now, PostgreSQL behind the same methods later.
+
+    ``settle`` is the one write that matters for correctness: the link, the audit entry
+    and the cursor of one record are written in one transaction, so after a crash either
+    all of them are there or none.
+    """
+
+    async def open(self) -> None:
+        """Connect and bring the schema to the newest version."""
+
+    async def close(self) -> None:
+        """Disconnect."""
+
+    async def schema_version(self) -> int:
+        """The schema version in the database."""
+
+    async def get_cursor(self, flow: str) -> str | None:
+        """The flow's cursor, None before its first settled record."""
+
+    async def set_cursor(self, flow: str, cursor: str | None) -> None:
+        """Set (or with None, reset) the flow's cursor."""
+
+    async def get_link(self, source: str, entity: str, source_id: str, target: str) -> Link | None:
+        """The link of a source record to ``target``, if it was written there before."""
+
+    async def settle(self, audit: AuditEntry, *, link: Link | None = None, cursor: str | None = None) -> None:
+        """Record a record's outcome, its link and the flow's new cursor in one transaction."""
+
+    async def start_run(self, flow: str, trigger: str = "schedule") -> int:
+        """Open a run; its id."""
+
+    async def finish_run(self, run_id: int, status: str, counts: Mapping[str, int], error: str | None = None) -> None:
+        """Close a run with its outcome."""
+
+    async def runs(self, flow: str | None = None, limit: int = 20) -> Sequence[Run]:
+        """The newest runs, newest first."""
+
+    async def audit(
+        self, *, flow: str | None = None, source_id: str | None = None, run_id: int | None = None, limit: int = 100
+    ) -> Sequence[AuditEntry]:
+        """Audit entries, newest first."""
+
+    async def load_tokens(self, connection: str) -> dict[str, Any] | None:
+        """A connection's saved OAuth tokens."""
+
+    async def save_tokens(self, connection: str, tokens: Mapping[str, Any]) -> None:
+        """Persist a connection's tokens durably (fsync) before returning."""
+
+    async def purge_audit(self, older_than: float) -> int:
+        """Delete audit entries from before the Unix time ``older_than``; how many."""

@@ -1,0 +1,143 @@
+"""Fake connectors for engine tests: a source and a target that keep their data in memory."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import ClassVar
+
+from apicenterd import (
+    Change,
+    Connector,
+    ConnectorSettings,
+    Entity,
+    Found,
+    Product,
+    RecordError,
+    RetryableError,
+    StockLevel,
+    hookimpl,
+)
+
+
+class MemoryStore:
+    """Data of the fake systems, shared by every instance (like a real vendor's database)."""
+
+    source: ClassVar[dict[str, Product]] = {}
+    stock: ClassVar[dict[str, StockLevel]] = {}
+    cursors: ClassVar[dict[str, str]] = {}
+    target: ClassVar[dict[str, dict]] = {}
+    calls: ClassVar[list[tuple[str, str]]] = []
+    fail_create: ClassVar[set[str]] = set()
+    flaky: ClassVar[dict[str, int]] = {}
+    read_error_after: ClassVar[int | None] = None
+    _next_id: ClassVar[int] = 0
+
+    @classmethod
+    def reset(cls) -> None:
+        """Forget everything."""
+        cls.source, cls.stock, cls.cursors, cls.target, cls.calls = {}, {}, {}, {}, []
+        cls.fail_create, cls.flaky, cls.read_error_after, cls._next_id = set(), {}, None, 0
+
+    @classmethod
+    def put(cls, product: Product, at: str) -> None:
+        """Add or change a source product; ``at`` is its change time (the cursor)."""
+        cls.source[product.sku] = product
+        cls.cursors[product.sku] = at
+
+    @classmethod
+    def new_id(cls) -> str:
+        cls._next_id += 1
+        return f"T{cls._next_id}"
+
+
+class SourceSettings(ConnectorSettings):
+    base_url: str = "memory://source"
+
+
+class MemorySource(Connector):
+    """Reads products and stock from MemoryStore.source, ordered by change time."""
+
+    name = "memsource"
+    title = "Memory source"
+    Settings = SourceSettings
+    reads = frozenset({Entity.PRODUCTS, Entity.STOCK})
+
+    async def read(self, entity, since):
+        if entity is Entity.STOCK:
+            for sku, level in sorted(MemoryStore.stock.items()):
+                yield Change(sku, level, "0")
+            return
+        items = sorted(MemoryStore.source.items(), key=lambda kv: (MemoryStore.cursors[kv[0]], kv[0]))
+        for n, (sku, product) in enumerate(items):
+            cursor = MemoryStore.cursors[sku]
+            if since is not None and cursor < since:
+                continue
+            if MemoryStore.read_error_after is not None and n >= MemoryStore.read_error_after:
+                raise RetryableError("source went away")
+            yield Change(sku, product, cursor)
+
+
+class TargetSettings(ConnectorSettings):
+    base_url: str = "memory://target"
+
+
+class MemoryTarget(Connector):
+    """Writes products (by SKU) and stock into MemoryStore.target, counting every call."""
+
+    name = "memtarget"
+    title = "Memory target"
+    Settings = TargetSettings
+    writes = frozenset({Entity.PRODUCTS, Entity.STOCK})
+    written_fields = {
+        Entity.PRODUCTS: frozenset({"sku", "name", "description", "price_excl_tax", "active"}),
+        Entity.STOCK: frozenset({"sku", "available"}),
+    }
+
+    def _flake(self, sku: str) -> None:
+        left = MemoryStore.flaky.get(sku, 0)
+        if left:
+            MemoryStore.flaky[sku] = left - 1
+            raise RetryableError(f"transient failure for {sku}")
+
+    async def find(self, entity, key):
+        MemoryStore.calls.append(("find", key))
+        for tid, row in MemoryStore.target.items():
+            if row["sku"] == key:
+                if entity is Entity.STOCK:
+                    return Found(tid, None)
+                return Found(tid, Product(**{k: v for k, v in row.items() if k != "stock"}))
+        return None
+
+    async def create(self, entity, record):
+        MemoryStore.calls.append(("create", record.key()))
+        if entity is Entity.STOCK:
+            raise RecordError(f"no product {record.sku} in target")
+        if record.sku in MemoryStore.fail_create:
+            raise RecordError(f"target rejects {record.sku}: name too long")
+        self._flake(record.sku)
+        tid = MemoryStore.new_id()
+        MemoryStore.target[tid] = record.model_dump(include=set(self.written_fields[Entity.PRODUCTS]))
+        return tid
+
+    async def update(self, entity, target_id, record, fields):
+        MemoryStore.calls.append(("update", record.key()))
+        self._flake(record.key())
+        row = MemoryStore.target[target_id]
+        if entity is Entity.STOCK:
+            row["stock"] = record.available
+            return
+        for field in fields:
+            row[field] = getattr(record, field)
+
+
+@hookimpl
+def register_connectors(register):
+    register(MemorySource)
+    register(MemoryTarget)
+
+
+def product(sku: str, **kw) -> Product:
+    """A product with sensible defaults."""
+    data = {"sku": sku, "name": f"Product {sku}", "price_excl_tax": Decimal("10.00"), "description": "long text"}
+    data.update(kw)
+    return Product(**data)

@@ -1,0 +1,170 @@
+"""The engine: record by record, no duplicates, no needless calls, cursors that only settle."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from fakes import MemoryStore, StockLevel, product
+
+from apicenterd.config import Config, resolve
+from apicenterd.engine import Engine
+from apicenterd.state import SQLiteStore
+
+pytestmark = pytest.mark.anyio
+
+
+def make_config(tmp_path: Path, registry, **flow):
+    raw = {
+        "state": {"path": str(tmp_path / "state.db")},
+        "connections": {"src": {"connector": "memsource"}, "dst": {"connector": "memtarget"}},
+        "flows": {"products": {"source": "src", "target": "dst", "entity": "products", "interval": "1m", **flow}},
+    }
+    return resolve(Config(**raw), registry, tmp_path / "apicenterd.toml")
+
+
+async def run_once(resolved, tmp_path, flow="products", **engine_kw):
+    store = SQLiteStore(tmp_path / "state.db")
+    await store.open()
+    engine = Engine(resolved, store, retry_base_delay=0, **engine_kw)
+    try:
+        return await engine.run_flow(flow)
+    finally:
+        await engine.aclose()
+        await store.close()
+
+
+async def test_first_run_creates_second_run_costs_no_call(tmp_path, registry, memory):
+    for i in range(5):
+        memory.put(product(f"SKU{i}"), f"2026-01-0{i + 1}")
+    resolved = make_config(tmp_path, registry)
+    first = await run_once(resolved, tmp_path)
+    assert first.counts["created"] == 5 and first.status == "ok"
+    assert len(memory.target) == 5
+    memory.calls.clear()
+    second = await run_once(resolved, tmp_path)
+    assert second.counts["created"] == 0 and second.counts["updated"] == 0
+    # only the record at the cursor is re-read (inclusive cursor), and it costs no call
+    assert second.counts["unchanged"] == 1
+    assert memory.calls == []
+
+
+async def test_changed_product_updates_only_fields_allowed_on_update(tmp_path, registry, memory):
+    memory.put(product("A"), "1")
+    memory.put(product("B"), "2")
+    resolved = make_config(tmp_path, registry, create_only_fields=["description"])
+    await run_once(resolved, tmp_path)
+    memory.calls.clear()
+    memory.put(product("A", name="Renamed", description="new long text", price_excl_tax=Decimal("12.50")), "3")
+    result = await run_once(resolved, tmp_path)
+    assert result.counts["updated"] == 1
+    row = next(r for r in memory.target.values() if r["sku"] == "A")
+    assert row["name"] == "Renamed" and row["price_excl_tax"] == Decimal("12.50")
+    assert row["description"] == "long text"  # create-only: never overwritten
+    assert ("update", "A") in memory.calls and ("update", "B") not in memory.calls
+
+
+async def test_change_in_create_only_field_alone_costs_no_call(tmp_path, registry, memory):
+    memory.put(product("A"), "1")
+    resolved = make_config(tmp_path, registry, create_only_fields=["description"])
+    await run_once(resolved, tmp_path)
+    memory.calls.clear()
+    memory.put(product("A", description="enriched elsewhere"), "2")
+    result = await run_once(resolved, tmp_path)
+    assert result.counts["unchanged"] == 1 and memory.calls == []
+
+
+async def test_existing_target_record_is_found_by_key_not_duplicated(tmp_path, registry, memory):
+    # the target already has the product (e.g. created before a crash, never linked)
+    memory.target["T99"] = {"sku": "A", "name": "Product A", "description": "x", "price_excl_tax": Decimal("10.00"), "active": True}
+    memory.put(product("A", description="x"), "1")
+    resolved = make_config(tmp_path, registry)
+    result = await run_once(resolved, tmp_path)
+    assert result.counts["unchanged"] == 1 and result.counts["created"] == 0
+    assert list(memory.target) == ["T99"]
+    memory.put(product("A", description="x", price_excl_tax=Decimal("11")), "2")
+    result = await run_once(resolved, tmp_path)
+    assert result.counts["updated"] == 1 and list(memory.target) == ["T99"]
+
+
+async def test_one_bad_record_fails_and_the_run_goes_on(tmp_path, registry, memory):
+    for sku in ("A", "B", "C"):
+        memory.put(product(sku), sku)
+    memory.fail_create.add("B")
+    resolved = make_config(tmp_path, registry)
+    result = await run_once(resolved, tmp_path)
+    assert result.counts["created"] == 2 and result.counts["failed"] == 1
+    store = SQLiteStore(tmp_path / "state.db")
+    await store.open()
+    entries = await store.audit(flow="products")
+    await store.close()
+    failed = [e for e in entries if e.action == "failed"]
+    assert failed[0].source_id == "B" and "name too long" in failed[0].reason
+
+
+async def test_transient_errors_are_retried(tmp_path, registry, memory):
+    memory.put(product("A"), "1")
+    memory.flaky["A"] = 2
+    resolved = make_config(tmp_path, registry)
+    result = await run_once(resolved, tmp_path)
+    assert result.counts["created"] == 1 and len(memory.target) == 1
+
+
+async def test_persistent_transient_error_fails_run_without_advancing_cursor(tmp_path, registry, memory):
+    memory.put(product("A"), "1")
+    memory.put(product("B"), "2")
+    memory.flaky["B"] = 100
+    resolved = make_config(tmp_path, registry)
+    result = await run_once(resolved, tmp_path)
+    assert result.status == "failed" and "transient failure for B" in result.error
+    store = SQLiteStore(tmp_path / "state.db")
+    await store.open()
+    assert await store.get_cursor("products") == "1"  # settled A, not B
+    await store.close()
+    memory.flaky["B"] = 0
+    result = await run_once(resolved, tmp_path)
+    assert result.status == "ok" and result.counts["created"] == 1
+    assert sorted(r["sku"] for r in memory.target.values()) == ["A", "B"]
+
+
+async def test_read_error_fails_run_keeps_settled_cursor(tmp_path, registry, memory):
+    for sku in ("A", "B", "C"):
+        memory.put(product(sku), sku)
+    memory.read_error_after = 2
+    resolved = make_config(tmp_path, registry)
+    result = await run_once(resolved, tmp_path)
+    assert result.status == "failed" and result.counts["created"] == 2
+
+
+async def test_filters_skip_records_with_reason(tmp_path, registry, memory):
+    memory.put(product("A", active=False), "1")
+    memory.put(product("B"), "2")
+    resolved = make_config(tmp_path, registry, filters=[{"field": "active", "op": "eq", "value": True}])
+    result = await run_once(resolved, tmp_path)
+    assert result.counts["skipped"] == 1 and result.counts["created"] == 1
+    assert [r["sku"] for r in memory.target.values()] == ["B"]
+
+
+async def test_stock_flow_available_on_hand_minus_reserved(tmp_path, registry, memory):
+    memory.put(product("A"), "1")
+    memory.put(product("U"), "2")
+    resolved = make_config(tmp_path, registry)
+    await run_once(resolved, tmp_path)
+    memory.stock["A"] = StockLevel(sku="A", on_hand=Decimal(10), reserved=Decimal(3), available=Decimal(10))
+    memory.stock["U"] = StockLevel(sku="U", on_hand=Decimal(0), available=Decimal(0), tracked=False)
+    memory.stock["Z"] = StockLevel(sku="Z", on_hand=Decimal(1), available=Decimal(1))
+    raw_flow = {"source": "src", "target": "dst", "entity": "stock", "interval": "1m"}
+    cfg = Config(
+        state={"path": str(tmp_path / "state.db")},
+        connections={"src": {"connector": "memsource"}, "dst": {"connector": "memtarget"}},
+        flows={"stock": raw_flow},
+    )
+    resolved = resolve(cfg, registry, tmp_path / "x.toml")
+    result = await run_once(resolved, tmp_path, flow="stock")
+    row = next(r for r in memory.target.values() if r["sku"] == "A")
+    assert row["stock"] == Decimal(7)
+    assert result.counts == {"created": 0, "updated": 1, "unchanged": 0, "skipped": 1, "failed": 1}
+    memory.calls.clear()
+    again = await run_once(resolved, tmp_path, flow="stock")
+    assert again.counts["unchanged"] == 1 and ("update", "A") not in memory.calls
