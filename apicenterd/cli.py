@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=_port, help="default: the connector's own port")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--records", type=_non_negative_int, default=0, help="how many records to seed")
+    p.add_argument("--no-rate-limit", action="store_true", help="answer every request (benchmarks); default: the vendor's limit")
 
     p = sub.add_parser("demo", help="start the bundled simulators and run the daemon on etc/demo.toml")
     p.add_argument("--config", default="etc/demo.toml", help="demo configuration (default: etc/demo.toml)")
@@ -281,12 +282,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _simulator_app(registry: Registry, name: str, seed: int, records: int):
+def _simulator_app(registry: Registry, name: str, seed: int, records: int, **options: Any):
     try:
         cls = registry.connector(name)
     except PluginError as exc:
         raise Usage(str(exc)) from None
-    app = cls.simulator(seed=seed, records=records)
+    app = cls.simulator(seed=seed, records=records, **options)
     if app is None:
         raise Usage(f"connector {name!r} has no simulator")
     return cls, app
@@ -296,7 +297,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     """Serve a simulator in the foreground."""
     import uvicorn
 
-    cls, app = _simulator_app(_registry(), args.connector, args.seed, args.records)
+    options = {"rate_limit": 0} if args.no_rate_limit else {}
+    cls, app = _simulator_app(_registry(), args.connector, args.seed, args.records, **options)
     port = args.port if args.port is not None else (cls.default_port or 0)
     print(f"{cls.title or cls.name} simulator on http://{args.host}:{port} (seed {args.seed}, {args.records} records)", flush=True)
     uvicorn.run(app, host=args.host, port=port, log_level="warning", access_log=False)
@@ -315,8 +317,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config_path = Path(args.config)
     if not config_path.exists():
         raise Usage(f"{config_path}: no such file (run the demo from the repository root, or pass --config)")
-    os.environ.setdefault("DEMO_CCV_PRIVATE_KEY", "demo-private-key")
-    os.environ.setdefault("DEMO_EACCOUNTING_CLIENT_SECRET", "demo-client-secret")
+    _demo_credentials(config_path, registry)
     resolved = _load(str(config_path), registry)
     if not args.keep_state:
         for suffix in ("", "-wal", "-shm"):
@@ -343,6 +344,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
             timer.start()
         anyio.run(Daemon(config_path, registry, resolved).run)
     return 0
+
+
+def _demo_credentials(config_path: Path, registry: Registry) -> None:
+    """Set the environment variables the demo config refers to ({ env = "X" }) to the values
+    each connector's simulator accepts (``Connector.demo_settings``), unless already set."""
+    import tomllib
+
+    try:
+        raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise Usage(f"{config_path}: {exc}") from None
+    for name, table in (raw.get("connections") or {}).items():
+        cls = registry.connectors.get(table.get("connector", ""))
+        if cls is None or "base_url" not in table:
+            continue
+        demo = cls.demo_settings(table["base_url"])
+        for key, value in table.items():
+            if isinstance(value, dict) and set(value) == {"env"} and key in demo:
+                os.environ.setdefault(value["env"], str(demo[key]))
 
 
 def _sources(resolved: Resolved) -> set[str]:

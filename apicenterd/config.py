@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
+from pydantic_settings.sources import InitSettingsSource
 
 from .errors import ConfigError, PluginError
 from .filters import Filter
@@ -97,6 +98,33 @@ class FlowConfig(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class _EnvOverrides(PydanticBaseSettingsSource):
+    """The ``APICENTERD_*`` environment, with connection and flow names matched to the file's.
+
+    Environment names are case-insensitive (``APICENTERD_CONNECTIONS__SALESPOS__BASE_URL``),
+    so they arrive lower-cased; a table the file calls ``SalesPOS`` must still be the one
+    overridden, not a second connection ``salespos``.
+    """
+
+    def __init__(self, env: PydanticBaseSettingsSource, file: PydanticBaseSettingsSource):
+        super().__init__(env.settings_cls)
+        self._env = env
+        self._file = file
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # pragma: no cover - __call__ does the work
+
+    def __call__(self) -> dict[str, Any]:
+        data = self._env()
+        file = self._file.init_kwargs if isinstance(self._file, InitSettingsSource) else {}
+        for table in ("connections", "flows"):
+            env, known = data.get(table), file.get(table)
+            if isinstance(env, dict) and isinstance(known, dict):
+                by_lower = {str(k).lower(): k for k in known}
+                data[table] = {by_lower.get(str(k).lower(), k): v for k, v in env.items()}
+        return data
+
+
 class Config(BaseSettings):
     """The whole file. Environment variables ``APICENTERD_<SECTION>__<KEY>`` override it."""
 
@@ -119,7 +147,7 @@ class Config(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # environment first: it overrides the file, which arrives as init arguments
-        return (env_settings, init_settings)
+        return (_EnvOverrides(env_settings, init_settings), init_settings)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,11 +188,15 @@ class Resolved:
     def state_path(self) -> Path:
         """The state database, relative paths taken from the config file's folder."""
         path = self.config.state.path
-        return path if path.is_absolute() else (self.path.parent / path)
+        return path if path.is_absolute() else (self.path.parent / path).resolve()
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) for p in loc)
+    """``("flows", "f", "filters", 0, "op")`` as ``flows.f.filters[0].op``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
 
 
 def _problems(exc: ValidationError, prefix: str = "") -> list[str]:
@@ -196,6 +228,8 @@ def read_config(path: str | os.PathLike[str]) -> Config:
         return Config(**raw)
     except ValidationError as exc:
         raise ConfigError(_problems(exc)) from None
+    except SettingsError as exc:  # an APICENTERD_* variable that does not parse (e.g. bad JSON)
+        raise ConfigError([f"environment: {exc}"]) from None
 
 
 def _resolve_secret(value: Any, where: str) -> Any:
@@ -224,13 +258,19 @@ def _resolve_secret(value: Any, where: str) -> Any:
         raise ValueError(f"{where}: cannot read secret file {file}: {exc.strerror or exc}") from None
 
 
-def _settings_with_secrets(cfg: ConnectionConfig, where: str, problems: list[str]) -> dict[str, Any]:
+def _settings_with_secrets(
+    cfg: ConnectionConfig, where: str, problems: list[str], secrets: set[str]
+) -> dict[str, Any]:
     settings = {}
     for key, value in (cfg.model_extra or {}).items():
         try:
             settings[key] = _resolve_secret(value, f"{where}.{key}")
         except ValueError as exc:
             problems.append(str(exc))
+            settings[key] = "<unresolved secret>"  # reported once; keep checking the other settings
+            continue
+        if settings[key] is not value and isinstance(settings[key], str):
+            secrets.add(settings[key])  # given by reference: a secret, whatever the field's type
     return settings
 
 
@@ -255,7 +295,7 @@ def resolve(config: Config, registry: Registry, path: Path) -> Resolved:
         except PluginError as exc:
             problems.append(f"{where}.connector: {exc}")
             continue
-        raw = _settings_with_secrets(cfg, where, problems)
+        raw = _settings_with_secrets(cfg, where, problems, secrets)
         try:
             settings = cls.Settings.model_validate(raw)
         except ValidationError as exc:

@@ -110,6 +110,7 @@ class Engine:
         store: StateStore,
         *,
         transports: Mapping[str, Any] | None = None,
+        rate_limits: bool = True,
         retry_attempts: int = 4,
         retry_base_delay: float = 0.5,
         sleep: Callable[[float], Any] = anyio.sleep,
@@ -120,6 +121,7 @@ class Engine:
         self.log = get_logger()
         self.stopping = anyio.Event()
         self._transports = dict(transports or {})
+        self._rate_limits = rate_limits
         self._retry_attempts = retry_attempts
         self._retry_base_delay = retry_base_delay
         self._sleep = sleep
@@ -138,7 +140,7 @@ class Engine:
             context = Context(
                 name,
                 tokens=StateTokenStore(self.store, name),
-                rate_limits=conn.connector.rate_limits,
+                rate_limits=conn.connector.rate_limits if self._rate_limits else (),
                 transport=self._transports.get(name),
             )
             instance = conn.connector(conn.settings, context)
@@ -255,6 +257,11 @@ class Engine:
                 rlog.debug("record skipped", reason=reason)
                 return await settle("skipped", reason=reason)
 
+        try:
+            prepared = target.normalize(flow.entity, prepared)
+        except RecordError as exc:
+            rlog.warning("record failed", reason=str(exc))
+            return await settle("failed", reason=str(exc))
         fields = frozenset(target.written_fields.get(flow.entity) or type(prepared).model_fields)
         update_fields = fields - flow.create_only_fields
         digest = record_hash(prepared, update_fields)
@@ -320,9 +327,13 @@ class Engine:
         """Run every enabled flow on its schedule until :attr:`stopping` is set."""
         await self.open()
         flows = [f for f in self.resolved.flows.values() if f.enabled]
+        first_done = {f.name: anyio.Event() for f in flows}
         async with anyio.create_task_group() as tg:
-            for flow in flows:
-                tg.start_soon(self._schedule_loop, flow)
+            for i, flow in enumerate(flows):
+                # At start-up a flow waits for the first run of the flows defined before it
+                # that write to the same target (products before stock, customers before orders).
+                before = [first_done[f.name] for f in flows[:i] if f.target == flow.target]
+                tg.start_soon(self._schedule_loop, flow, before, first_done[flow.name])
             task_status.started()
             await self.stopping.wait()
             with anyio.move_on_after(self.resolved.config.daemon.shutdown_timeout) as scope:
@@ -332,9 +343,12 @@ class Engine:
                 self.log.warning("shutdown timeout: abandoning records in flight (they are not settled)")
             tg.cancel_scope.cancel()
 
-    async def _schedule_loop(self, flow: Flow) -> None:
-        next_at = time.time()
+    async def _schedule_loop(self, flow: Flow, before: list[anyio.Event], done: anyio.Event) -> None:
         self.log.info("flow scheduled", flow=flow.name, schedule=flow.schedule.describe())
+        for event in before:
+            await event.wait()
+        next_at = time.time()
+        first = True
         while not self.stopping.is_set():
             delay = next_at - time.time()
             if delay > 0:
@@ -346,6 +360,9 @@ class Engine:
                 await self.run_flow(flow.name)
             except (ApicenterError, OSError) as exc:  # e.g. opening a connector failed
                 self.log.error("flow could not run", flow=flow.name, error=str(exc))
+            if first:
+                first = False
+                done.set()
             next_at = flow.schedule.next_after(max(next_at, time.time() - 1e-3))
             if next_at < time.time():  # a run took longer than the interval: skip missed slots
                 next_at = flow.schedule.next_after(time.time())

@@ -64,6 +64,8 @@ class Filter(BaseModel):
             raise ValueError(f"op {self.op!r} needs a list as value, got {self.value!r}")
         if self.op in ("gt", "ge", "lt", "le") and _number(self.value) is None:
             raise ValueError(f"op {self.op!r} needs a number as value, got {self.value!r}")
+        if self.op == "exists" and not isinstance(self.value, (bool, type(None))):
+            raise ValueError(f"op 'exists' needs true or false as value, got {self.value!r}")
         if self.op == "matches":
             try:
                 re.compile(str(self.value))
@@ -72,13 +74,16 @@ class Filter(BaseModel):
         return self
 
     def matches(self, record: Record) -> bool:
-        """Whether ``record`` passes this condition (a missing field passes only ``exists = false``)."""
+        """Whether ``record`` passes this condition. A missing field passes only ``exists = false``;
+        an empty (None) field fails ``contains``, ``matches`` and the number comparisons."""
         actual = field_value(record, self.field)
         if self.op == "exists":
             wanted = True if self.value is None else bool(self.value)
             return (actual is not MISSING and actual is not None) == wanted
         if actual is MISSING:
             return False
+        if actual is None and self.op not in ("eq", "ne", "in", "not_in"):
+            return False  # None contains nothing, matches nothing, compares to nothing
         if self.op in ("eq", "ne"):
             same = _equal(actual, self.value)
             return same if self.op == "eq" else not same
@@ -102,8 +107,10 @@ class Filter(BaseModel):
 
 
 def _equal(actual: Any, wanted: Any) -> bool:
+    if actual is None or wanted is None:
+        return actual is wanted
     if isinstance(actual, bool) or isinstance(wanted, bool):
-        return actual == wanted
+        return isinstance(actual, bool) and isinstance(wanted, bool) and actual == wanted
     left, right = _number(actual), _number(wanted)
     if left is not None and right is not None:
         return left == right

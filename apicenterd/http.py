@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 from datetime import datetime, timezone
 
 import httpx
@@ -75,9 +76,10 @@ def json_body(response: httpx.Response, what: str):
 class RateLimiterSet:
     """The limiters of one connection: one per declared :class:`RateLimit` and key."""
 
-    def __init__(self, connection: str, limits: Sequence[RateLimit]):
+    def __init__(self, connection: str, limits: Sequence[RateLimit], **limiter_options: Any):
         self.connection = connection
         self.limits = tuple(limits)
+        self._options = limiter_options  # clock= and sleep= for SlidingWindowLimiter (tests)
         self._buckets: dict[tuple[str, str], SlidingWindowLimiter] = {}
 
     def _buckets_for(self, request: httpx.Request) -> list[SlidingWindowLimiter]:
@@ -88,7 +90,9 @@ class RateLimiterSet:
                 continue
             bucket = self._buckets.get((limit.name, key))
             if bucket is None:
-                bucket = self._buckets[(limit.name, key)] = SlidingWindowLimiter(limit.requests, limit.period)
+                bucket = self._buckets[(limit.name, key)] = SlidingWindowLimiter(
+                    limit.requests, limit.period, **self._options
+                )
             buckets.append(bucket)
         return buckets
 
@@ -101,9 +105,8 @@ class RateLimiterSet:
 
     def pause(self, request: httpx.Request, seconds: float) -> None:
         """Hold every bucket ``request`` falls in for ``seconds`` (after a 429)."""
-        deadline = time.monotonic() + seconds
         for bucket in self._buckets_for(request):
-            bucket.pause_until(deadline)
+            bucket.pause(seconds)
 
 
 class InstrumentedTransport(httpx.AsyncBaseTransport):

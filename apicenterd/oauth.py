@@ -25,7 +25,9 @@ class OAuth2RefreshAuth(httpx.Auth):
     * Tokens live in the connection's :class:`TokenStore`; the configured refresh token
       only bootstraps an empty store.
     * A refresh saves the new token set to the store *before* the new access token is
-      used, so a crash never leaves only a refresh token the vendor already retired.
+      used, so a crash never leaves only a refresh token the vendor already retired. When
+      the save fails the request fails with :class:`RetryableError`; the next request
+      retries the save of that same set instead of spending the retired token again.
     * Concurrent requests share one refresh (single flight).
     * A refresh the vendor rejects (400/401 ``invalid_grant``) raises :class:`AuthError`
       telling the operator to re-authorise.
@@ -56,6 +58,7 @@ class OAuth2RefreshAuth(httpx.Auth):
         self._clock = clock
         self._refresh_on_401 = refresh_on_401
         self._tokens: dict[str, Any] | None = None
+        self._unsaved: dict[str, Any] | None = None  # refreshed, but the store failed to keep it
         self._lock = anyio.Lock()
 
     def _valid(self, tokens: dict[str, Any] | None) -> bool:
@@ -72,6 +75,14 @@ class OAuth2RefreshAuth(httpx.Auth):
             # another caller refreshed while we waited for the lock
             if self._valid(self._tokens) and (not force or current.get("access_token") != stale):
                 return current["access_token"]
+            if self._unsaved is not None:
+                # the vendor has already retired the refresh token we hold durably; keep
+                # trying to persist the new set rather than spend the old one again
+                await self._save(self._unsaved)
+                self._tokens, self._unsaved = self._unsaved, None
+                if self._valid(self._tokens):
+                    return self._tokens["access_token"]
+                current = self._tokens
             refresh_token = current.get("refresh_token") or self._initial_refresh
             if not refresh_token:
                 raise AuthError(
@@ -80,6 +91,13 @@ class OAuth2RefreshAuth(httpx.Auth):
                 )
             self._tokens = await self._refresh(refresh_token)
             return self._tokens["access_token"]
+
+    async def _save(self, tokens: dict[str, Any]) -> None:
+        try:
+            await self._store.save(tokens)
+        except Exception as exc:  # the new refresh token must be durable before anything else happens
+            self._unsaved = tokens
+            raise RetryableError(f"connection {self._connection!r}: could not persist rotated tokens: {exc}") from exc
 
     async def _refresh(self, refresh_token: str) -> dict[str, Any]:
         response = await self._client.post(
@@ -90,7 +108,8 @@ class OAuth2RefreshAuth(httpx.Auth):
         )
         if response.status_code in (400, 401):
             try:
-                reason = response.json().get("error", "")
+                body = response.json()
+                reason = str(body.get("error", "")) if isinstance(body, dict) else ""
             except ValueError:
                 reason = response.text[:80]
             raise AuthError(
@@ -104,19 +123,21 @@ class OAuth2RefreshAuth(httpx.Auth):
         try:
             body = response.json()
             access = body["access_token"]
-        except (ValueError, KeyError, TypeError):
-            raise FatalError(f"connection {self._connection!r}: token response has no access_token") from None
+            expires_in = float(body.get("expires_in") or 3600)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise FatalError(
+                f"connection {self._connection!r}: token response has no access_token or a bad expires_in"
+            ) from None
+        if not isinstance(access, str) or not access:
+            raise FatalError(f"connection {self._connection!r}: token response has no access_token")
         tokens = {
             "access_token": access,
             # some vendors rotate, some don't: keep the old one when no new one comes
             "refresh_token": body.get("refresh_token") or refresh_token,
-            "expires_at": self._clock() + float(body.get("expires_in", 3600)),
+            "expires_at": self._clock() + expires_in,
             "token_type": body.get("token_type", "Bearer"),
         }
-        try:
-            await self._store.save(tokens)
-        except Exception as exc:  # the new refresh token must be durable before anything else happens
-            raise RetryableError(f"connection {self._connection!r}: could not persist rotated tokens: {exc}") from exc
+        await self._save(tokens)
         return tokens
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:

@@ -232,6 +232,12 @@ class Connector:
         leaving every other field in the target as it is."""
         raise RecordError(f"connector {self.name!r} cannot update {entity}")
 
+    def normalize(self, entity: Entity, record: Record) -> Record:
+        """``record`` as this target will store it (money rounded to the target's decimals,
+        texts cut to its lengths, ...). The daemon hashes and compares this form, so a
+        difference the target cannot hold never costs a call. Default: unchanged."""
+        return record
+
     @classmethod
     def simulator(cls, *, seed: int = 1, records: int = 0, **options: Any) -> Any:
         """An ASGI application that behaves like the vendor's API for the endpoints this

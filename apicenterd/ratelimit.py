@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 
@@ -20,19 +20,31 @@ class SlidingWindowLimiter:
     ``Retry-After`` hold every caller of this bucket, not just the one that got it.
     """
 
-    def __init__(self, requests: int, period: float, *, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        requests: int,
+        period: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ):
         if requests < 1 or period <= 0:
             raise ValueError(f"rate limit must allow at least 1 request in a positive period, got {requests}/{period}s")
         self.requests = requests
         self.period = period
         self._clock = clock
+        self._sleep = sleep  # with ``clock``, a seam for tests
         self._sent: collections.deque[float] = collections.deque()
         self._lock = anyio.Lock()
         self._paused_until = 0.0
 
     def pause_until(self, deadline: float) -> None:
-        """Let no call through before the monotonic time ``deadline``."""
+        """Let no call through before the time ``deadline`` on this limiter's clock."""
         self._paused_until = max(self._paused_until, deadline)
+
+    def pause(self, seconds: float) -> None:
+        """Let no call through for the next ``seconds``."""
+        self.pause_until(self._clock() + seconds)
 
     def delay(self) -> float:
         """Seconds until the next call may go, 0 if now."""
@@ -54,7 +66,7 @@ class SlidingWindowLimiter:
                     break
                 # a hair extra so the oldest call has surely left the window
                 wait = math.nextafter(wait, math.inf) + 0.001
-                await anyio.sleep(wait)
+                await self._sleep(wait)
                 waited += wait
             self._sent.append(self._clock())
         return waited

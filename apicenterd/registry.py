@@ -90,9 +90,23 @@ def load_registry(
     pm = _plugin_manager()
     reg = Registry(pm)
     dist_of: dict[str, PluginInfo] = {}
+
+    def add(name: str, load: Callable[[], object], info: PluginInfo, how: str) -> None:
+        # one broken plugin never stops the others. Every plugin before this one passed
+        # check_pending or was unregistered, so an unknown hook found now is this one's.
+        try:
+            obj = load()
+            pm.register(obj, name=name)
+            pm.check_pending()
+        except Exception as exc:
+            if pm.has_plugin(name):
+                pm.unregister(name=name)
+            reg.failures.append((name, f"{how}{type(exc).__name__}: {exc}"))
+            return
+        dist_of[name] = info
+
     for name, obj in modules or ():
-        pm.register(obj, name=name)
-        dist_of[name] = PluginInfo(name, "(registered)", "")
+        add(name, lambda obj=obj: obj, PluginInfo(name, "(registered)", ""), "")
 
     if entry_points:
         wanted = os.environ.get("APICENTERD_LOAD_PLUGINS")
@@ -100,25 +114,11 @@ def load_registry(
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             if allow is not None and ep.name not in allow:
                 continue
-            if pm.has_plugin(ep.name):
+            if pm.has_plugin(ep.name) or any(name == ep.name for name, _ in reg.failures):
                 continue
             dist = ep.dist.name if ep.dist else "?"
             version = ep.dist.version if ep.dist else "?"
-            try:
-                obj = ep.load()
-                pm.register(obj, name=ep.name)
-                pm.check_pending()
-            except Exception as exc:  # one broken plugin never stops the others
-                if pm.has_plugin(ep.name):
-                    pm.unregister(name=ep.name)
-                reg.failures.append((ep.name, f"failed to load from {dist}: {type(exc).__name__}: {exc}"))
-                continue
-            dist_of[ep.name] = PluginInfo(ep.name, dist, version)
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as exc:
-        reg.failures.append((pm.get_name(exc.plugin) or "?", str(exc)))
-        pm.unregister(exc.plugin)
+            add(ep.name, ep.load, PluginInfo(ep.name, dist, version), f"failed to load from {dist}: ")
 
     for impl in pm.hook.register_connectors.get_hookimpls():
         plugin_name = impl.plugin_name
@@ -136,9 +136,11 @@ def load_registry(
             reg.connectors[cls.name] = cls
             reg.origins[cls.name] = dist_of.get(_plugin, PluginInfo(_plugin, "?", "?"))
 
+        kept = dict(reg.connectors), dict(reg.origins)
         try:
             impl.function(register=register)
-        except Exception as exc:
+        except Exception as exc:  # a half-registered plugin is skipped whole
+            reg.connectors, reg.origins = kept
             reg.failures.append((plugin_name, f"register_connectors failed: {type(exc).__name__}: {exc}"))
 
     for impl in pm.hook.register_transforms.get_hookimpls():
@@ -153,8 +155,10 @@ def load_registry(
                 return
             reg.transforms[name] = function
 
+        kept_transforms = dict(reg.transforms)
         try:
             impl.function(register=register_transform)
         except Exception as exc:
+            reg.transforms = kept_transforms
             reg.failures.append((plugin_name, f"register_transforms failed: {type(exc).__name__}: {exc}"))
     return reg

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from datetime import datetime, timezone
 
@@ -33,6 +34,8 @@ def parse_interval(text: str | int | float) -> float:
                 seconds, pos = float(compact), len(compact)
             except ValueError:
                 raise ValueError(f"interval {text!r} is not a duration like '30s', '5m' or '1h30m'") from None
+    if not math.isfinite(seconds):  # TOML has nan and inf, and float() reads them too
+        raise ValueError(f"interval {text!r} is not a duration like '30s', '5m' or '1h30m'")
     if seconds <= 0:
         raise ValueError(f"interval {text!r} must be longer than zero")
     return seconds

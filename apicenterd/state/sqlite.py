@@ -106,10 +106,14 @@ class SQLiteStore:
 
         def connect() -> sqlite3.Connection:
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA foreign_keys=ON")
-            migrate(db)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.execute("PRAGMA foreign_keys=ON")
+                migrate(db)
+            except BaseException:
+                db.close()  # a refused or failed migration must not leave the file open
+                raise
             return db
 
         self._db = await anyio.to_thread.run_sync(connect)

@@ -1,0 +1,180 @@
+"""The contract test kit: the tests every connector, bundled or third-party, must pass.
+
+Use it in your plugin's tests::
+
+    from apicenterd.testing.contract import ConnectorContract
+
+    class TestAcmeContract(ConnectorContract):
+        connector = AcmeConnector
+        samples = {Entity.PRODUCTS: Product(sku="CONTRACT-1", name="Contract test product")}
+
+By default the connector talks to its own :meth:`~apicenterd.Connector.simulator` in-process,
+with :meth:`~apicenterd.Connector.demo_settings`; override the ``app`` and ``settings``
+fixtures to point it elsewhere (a vendor sandbox, say). ``samples`` holds one record per
+written entity to create; entities without a sample are only checked for look-ups.
+``update_changes`` maps an entity to the field changes an update test applies.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import pytest
+from pydantic import ValidationError
+
+from ..model import RECORD_TYPES, Entity, Record
+from ..plugin import Connector, RateLimit
+from ..registry import ENTRY_POINT_GROUP, validate_connector
+from .connect import connect
+
+__all__ = ["ConnectorContract"]
+
+SIMULATOR_URL = "http://simulator.test"
+
+
+class ConnectorContract:
+    """Subclass with ``connector = YourConnector``; pytest collects the tests below."""
+
+    connector: ClassVar[type[Connector]]
+    samples: ClassVar[Mapping[Entity, Record]] = {}
+    update_changes: ClassVar[Mapping[Entity, Mapping[str, Any]]] = {}
+    read_limit: ClassVar[int] = 50
+    """Read at most this many records per entity in the read tests."""
+
+    @pytest.fixture
+    def anyio_backend(self) -> str:
+        return "asyncio"
+
+    @pytest.fixture
+    def app(self) -> Any:
+        """The ASGI app the connector talks to (its simulator, seeded)."""
+        app = self.connector.simulator(seed=1, records=5)
+        if app is None:
+            pytest.skip(f"{self.connector.name} has no simulator; override the app and settings fixtures")
+        return app
+
+    @pytest.fixture
+    def settings(self) -> dict[str, Any]:
+        """Connection settings that work against ``app``."""
+        return self.connector.demo_settings(SIMULATOR_URL)
+
+    # ---------------------------------------------------------------- declarations
+
+    def test_declaration_is_valid(self) -> None:
+        """Name, settings model, entities and implemented methods agree."""
+        validate_connector(self.connector)
+        assert self.connector.reads or self.connector.writes, "a connector must read or write something"
+
+    def test_is_registered_through_an_entry_point(self) -> None:
+        """Installed, the distribution exposes a plugin in the ``apicenterd.connectors`` group."""
+        from ..registry import load_registry
+
+        names = [ep.name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)]
+        assert names, f"no entry points in group {ENTRY_POINT_GROUP!r}: is the plugin installed?"
+        registry = load_registry()
+        assert registry.connectors.get(self.connector.name) is self.connector, registry.failures
+
+    def test_settings_reject_unknown_keys(self, settings: dict[str, Any]) -> None:
+        """A typo in the config is an error, not silently ignored."""
+        with pytest.raises(ValidationError) as exc:
+            self.connector.Settings.model_validate({**settings, "no_such_setting_xyz": 1})
+        assert any(e["type"] == "extra_forbidden" for e in exc.value.errors())
+
+    def test_settings_need_base_url(self, settings: dict[str, Any]) -> None:
+        """The API base URL is a setting, so a connection can point at any server."""
+        without = {k: v for k, v in settings.items() if k != "base_url"}
+        with pytest.raises(ValidationError):
+            self.connector.Settings.model_validate(without)
+
+    def test_rate_limits_are_sane(self) -> None:
+        """Declared limits allow at least one call in a positive period."""
+        for limit in self.connector.rate_limits:
+            assert isinstance(limit, RateLimit)
+            assert limit.requests >= 1 and limit.period > 0
+
+    def test_written_fields_are_canonical(self) -> None:
+        """Every field a connector claims to store exists on the canonical record."""
+        for entity, fields in self.connector.written_fields.items():
+            assert entity in self.connector.writes, f"written_fields names {entity}, which is not in writes"
+            unknown = set(fields) - set(RECORD_TYPES[entity].model_fields)
+            assert not unknown, f"{entity}: not canonical fields: {sorted(unknown)}"
+
+    # ---------------------------------------------------------------- behaviour
+
+    @pytest.mark.anyio
+    async def test_check_passes(self, app: Any, settings: dict[str, Any]) -> None:
+        """``check()`` succeeds with working credentials."""
+        async with connect(self.connector, settings, app=app) as conn:
+            await conn.check()
+
+    @pytest.mark.anyio
+    async def test_read_yields_canonical_records_in_cursor_order(self, app: Any, settings: dict[str, Any]) -> None:
+        """Each read entity yields its record type, string ids and non-decreasing cursors."""
+        async with connect(self.connector, settings, app=app) as conn:
+            for entity in sorted(self.connector.reads, key=str):
+                previous = None
+                count = 0
+                async for change in conn.read(entity, None):
+                    assert isinstance(change.record, RECORD_TYPES[entity]), (entity, type(change.record))
+                    assert isinstance(change.source_id, str) and change.source_id
+                    assert isinstance(change.cursor, str)
+                    if previous is not None:
+                        assert change.cursor >= previous, f"{entity}: cursor went back from {previous} to {change.cursor}"
+                    previous = change.cursor
+                    count += 1
+                    if count >= self.read_limit:
+                        break
+
+    @pytest.mark.anyio
+    async def test_read_since_last_cursor_is_a_suffix(self, app: Any, settings: dict[str, Any]) -> None:
+        """Reading since the last cursor returns no record that came before it."""
+        async with connect(self.connector, settings, app=app) as conn:
+            for entity in sorted(self.connector.reads, key=str):
+                changes = [c async for c in conn.read(entity, None)]
+                if not changes:
+                    continue
+                last = changes[-1].cursor
+                again = [c async for c in conn.read(entity, last)]
+                assert all(c.cursor >= last for c in again)
+                assert len(again) <= len(changes)
+
+    @pytest.mark.anyio
+    async def test_find_unknown_key_returns_none(self, app: Any, settings: dict[str, Any]) -> None:
+        """Looking up a key that does not exist is None, not an error."""
+        async with connect(self.connector, settings, app=app) as conn:
+            for entity in sorted(self.connector.writes, key=str):
+                assert await conn.find(entity, "apicenterd-contract-no-such-key@example.invalid") is None
+
+    @pytest.mark.anyio
+    async def test_create_then_find_by_key(self, app: Any, settings: dict[str, Any]) -> None:
+        """A created record is found by its key under the id create returned."""
+        if not self.samples:
+            pytest.skip("no samples given")
+        async with connect(self.connector, settings, app=app) as conn:
+            for entity, record in self.samples.items():
+                record = conn.normalize(entity, record)
+                new_id = await conn.create(entity, record)
+                assert isinstance(new_id, str) and new_id
+                found = await conn.find(entity, record.key())
+                assert found is not None and found.id == new_id
+
+    @pytest.mark.anyio
+    async def test_update_writes_only_the_given_fields(self, app: Any, settings: dict[str, Any]) -> None:
+        """An update changes the named fields and leaves the others as they were."""
+        if not self.update_changes:
+            pytest.skip("no update_changes given")
+        async with connect(self.connector, settings, app=app) as conn:
+            for entity, changes in self.update_changes.items():
+                record = conn.normalize(entity, self.samples[entity])
+                new_id = await conn.create(entity, record)
+                changed = conn.normalize(entity, record.model_copy(update=dict(changes)))
+                await conn.update(entity, new_id, changed, frozenset(changes))
+                found = await conn.find(entity, record.key())
+                assert found is not None and found.record is not None
+                for field, value in changes.items():
+                    assert getattr(found.record, field) == getattr(changed, field), field
+                untouched = set(self.connector.written_fields.get(entity, ())) - set(changes) - {"sku"}
+                for field in untouched:
+                    assert getattr(found.record, field) == getattr(record, field), f"{field} changed by an update of {sorted(changes)}"

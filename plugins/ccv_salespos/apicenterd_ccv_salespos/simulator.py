@@ -1,0 +1,577 @@
+"""A loopback CCV Shop REST API (products, orders, order rows) with signing, paging, limits and errors."""
+
+from __future__ import annotations
+
+import collections
+import hmac
+import json
+import random
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from apicenterd.testing import FixedWindow, vendor_error
+
+from .client import API_PREFIX, MAX_PAGE_SIZE, format_x_date, resource_of, signature
+
+__all__ = ["DEMO_PUBLIC_KEY", "DEMO_PRIVATE_KEY", "SimError", "CCVShopSim", "create_app"]
+
+DEMO_PUBLIC_KEY = "demo-public-key"
+DEMO_PRIVATE_KEY = "demo-private-key-not-a-secret"
+GET_LIMIT, WRITE_LIMIT = 150, 100
+"""Requests per minute per resource and method (HIGH, 2022 docs)."""
+DEFAULT_SIZE = 100
+"""Page size when ``size`` is not given (UNKNOWN at CCV; a guess)."""
+EPOCH = datetime(2025, 1, 6, 8, 0, tzinfo=timezone.utc)
+"""Seeded records are dated from here, so a seed always gives the same data."""
+
+PRODUCT_LINKS = (
+    "productlabels productphotos productvariations productvideos producttaxtariffexceptions productattachments "
+    "productkeywords productrelevant productattributesets productstaggeredprices producttocategories "
+    "productreviews webshops attributecombinations producttopropertygroups"
+).split()
+ORDER_LINKS = "orderrows ordernotes ordermessages ordernotifications orderaffiliatenetworks orderlabels invoices".split()
+TAXTARIFFS = ("normal", "low a", "low b", "extra low", "zero")
+
+# PATCH /products/:id/ fields and their JSON types (JDK Internal/Resource/Products/Patch); POST takes the same.
+NUMBER = (int, float)
+PRODUCT_WRITE_FIELDS: dict[str, tuple[type, ...]] = {
+    "productnumber": (str,), "active": (bool,), "eannumber": (str,), "mpnnumber": (str,), "name": (str,),
+    "shortdescription": (str,), "description": (str,), "vatrate": NUMBER, "taxtariff": (str,), "price": NUMBER,
+    "discount": NUMBER, "purchaseprice": NUMBER, "unit": (str,), "stockenabled": (bool,), "stocktype": (str,),
+    "stock": NUMBER, "stocklocation": (str,), "ordering_without_stock": (str,), "weight": NUMBER,
+    "brand_id": (int,), "condition_id": (int,), "color_id": (int,), "supplier_id": (int,), "package_id": (int,),
+}  # fmt: skip
+FLOAT_FIELDS = frozenset({"price", "discount", "stock", "weight", "vatrate", "purchaseprice"})
+"""Product numbers CCV sends as floats (12 is written 12.0)."""
+LINKED = {"brand": ("name",), "condition": ("name",), "color": ("name", "type", "hex"), "supplier": ("name",), "package": ()}
+"""Objects a product links by ``<name>_id`` on write, and their keys besides href and id."""
+PRODUCT_REQUIRED_ON_POST = ("name", "price")
+"""Non-nullable in JDK's generated Post model (it also has discount and package_id; we default those)."""
+ORDER_PATCH_FIELDS: dict[str, tuple[type, ...]] = {
+    "status": (int,), "paid": (bool,), "track_and_trace_code": (str,), "track_and_trace_carrier": (str,),
+    "mail": (bool,), "note": (str,), "deliver_date": (str,),
+}  # fmt: skip
+PRODUCT_ORDERBY = ("id", "name", "createdate", "modifydate")
+ORDER_ORDERBY = ("id", "ordernumber", "create_date", "deliver_date")
+
+NOUNS = (
+    "Stroopwafels", "Goudse kaas", "Drop", "Hagelslag", "Pindakaas", "Koffiebonen", "Theedoek", "Fietsbel",
+    "Klompen", "Tulpenbollen", "Speculaas", "Ontbijtkoek", "Appelstroop", "Kruidnoten", "Jenever", "Beschuit",
+    "Rookworst", "Mosterd", "Thee", "Zeep", "Kaarsen", "Mok", "Sokken", "Paraplu",
+)  # fmt: skip
+ADJECTIVES = ("Biologische", "Hollandse", "Ambachtelijke", "Friese", "Zeeuwse", "Brabantse", "Oude", "Jonge", "Verse", "Luxe")
+SIZES = ("250 g", "500 g", "1 kg", "per stuk", "6 stuks", "doos 12")
+STREETS = ("Dorpsstraat", "Kerkstraat", "Molenweg", "Stationsplein", "Prinsengracht", "Lindelaan", "Havenkade")
+CITIES = (("Amsterdam", "1015"), ("Utrecht", "3511"), ("Zwolle", "8011"), ("Groningen", "9711"), ("Breda", "4811"))
+FIRST = ("Jan", "Sanne", "Pieter", "Anouk", "Daan", "Fleur", "Bram", "Lotte", "Joris", "Eva")
+LAST = ("de Vries", "Jansen", "Bakker", "Visser", "Smit", "Meijer", "de Boer", "Mulder", "Bos", "Vos")
+COMPANIES = ("Bakkerij Bos B.V.", "Kaashandel Smit", "De Koffiebranderij", None, None, None)
+
+
+class SimError(Exception):
+    """A request the vendor would reject: becomes ``{status, code, developermessage}``."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def ean13(body12: str) -> str:
+    """``body12`` with its EAN-13 check digit appended."""
+    total = sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(body12))
+    return body12 + str((10 - total % 10) % 10)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _check_fields(data: Any, allowed: dict[str, tuple[type, ...]], what: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise SimError(400, "400.10", f"{what}: the request body must be a JSON object")
+    for key, value in data.items():
+        if key not in allowed:
+            raise SimError(400, "400.11", f"{what}: property '{key}' is not allowed")
+        types = allowed[key]
+        if value is not None and (not isinstance(value, types) or (isinstance(value, bool) and bool not in types)):
+            raise SimError(400, "400.12", f"{what}: property '{key}' has the wrong type")
+    return data
+
+
+class CCVShopSim:
+    """The simulator's state and behaviour; tests reach it as ``app.state.sim``."""
+
+    def __init__(
+        self,
+        *,
+        seed: int = 1,
+        records: int = 0,
+        public_key: str = DEMO_PUBLIC_KEY,
+        private_key: str = DEMO_PRIVATE_KEY,
+        rate_limit: int | None = None,
+        total_limit: int = 0,
+        period: float = 60.0,
+        sign_responses: bool = True,
+        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    ):
+        self.public_key, self.private_key = public_key, private_key
+        self.sign_responses = sign_responses
+        self.clock = clock
+        get_limit, write_limit = (GET_LIMIT, WRITE_LIMIT) if rate_limit is None else (rate_limit, rate_limit)
+        self.get_window = FixedWindow(get_limit, period)
+        self.write_window = FixedWindow(write_limit, period)
+        self.total_window = FixedWindow(total_limit, period)  # 429.11's real limit is UNKNOWN: off unless asked
+        self.products: dict[int, dict[str, Any]] = {}
+        self.orders: dict[int, dict[str, Any]] = {}
+        self.orderrows: dict[int, dict[str, Any]] = {}
+        self.request_count = 0
+        self.last_accept: str | None = None
+        self.requests: collections.deque[tuple[str, str]] = collections.deque(maxlen=1000)
+        self._ids = {"product": 1000, "order": 339_300_000, "orderrow": 52_000_000}
+        self._last_modified = EPOCH
+        self._seed(random.Random(seed), records)
+
+    # -- state helpers used by tests ------------------------------------------------------
+
+    def _next_id(self, kind: str) -> int:
+        self._ids[kind] += 1
+        return self._ids[kind]
+
+    def _now(self) -> datetime:
+        """Now, truncated to whole seconds as CCV dates are, and never before an earlier modification."""
+        now = max(self.clock().replace(microsecond=0), self._last_modified)
+        self._last_modified = now
+        return now
+
+    def add_product(self, *, when: datetime | None = None, **fields: Any) -> dict[str, Any]:
+        """Create a product resource (all documented keys) from write fields; returns it."""
+        pid = self._next_id("product")
+        stamp = _iso(when or self._now())
+        href = f"{API_PREFIX}products/{pid}/"
+        product: dict[str, Any] = {
+            "href": href, "id": pid, "is_active": True, "createdate": stamp, "modifydate": stamp,
+            "productnumber": "", "eannumber": "", "mpnnumber": "", "is_multishop_product": False, "multishop_href": None,
+            "name": "", "shortdescription": "", "description": "", "vatrate": 21.0, "taxtariff": "normal",
+            "tradecodesystem": None, "price": 0.0, "discount": 0.0, "purchaseprice": 0.0, "container_deposit_price": 0.0,
+            "safety_deposit_price": 0.0,
+            "productshippingcosts": {"costs": 0.0, "default_country": "NL", "quantity": 1, "href": f"{href}productshippingcosts/", "collection": None},
+            "credit_points_custom": 0, "credit_points_calculated": 0, "unit": "stuk", "stockenabled": True,
+            "stocktype": "product", "stock": 0.0, "stocklocation": "", "ordering_without_stock": "global_setting",
+            "weight": 0.0, "maincategory": "", "subcategory": "", "brand": None, "condition": None, "color": None,
+            "productmainphoto": "", "meta_description": "", "meta_keywords": "", "page_title": "", "no_index": False,
+            "no_follow": False, "alias": "", "deeplink": "", "specs": "", "decimal_amount": 0, "amount_sold": 0,
+            "minimal_order_amount": 1.0, "stock_delivery_number": 1, "stock_delivery_type": "days",
+            "stock_delivery_standard": "", "show_in_template": True, "show_on_beginpage": False, "show_on_facebook": False,
+            "show_order_button": "Y", "product_layout": 1, "photo_size": "", "hide_without_category": "NO_SEARCHRESULTS",
+            "memo": "", "marktplaats_active": False, "marktplaats_status": "", "marktplaats_cpc": 0.0,
+            "marktplaats_daily_budget": 0.0, "marktplaats_total_budget": 0.0, "marktplaats_category_id": None,
+            "marktplaats_price_type": "", "google_shopping_category": "", "package": {"href": f"{API_PREFIX}packages/1/", "id": 1},
+            "supplier": None, "is_included_for_export_feed": True, "fixed_staggered_prices": False, "is_visible": True,
+            "can_be_ordered": True,
+        }  # fmt: skip
+        for link in PRODUCT_LINKS:
+            product[link] = {"href": f"{href}{link}/", "collection": None}
+        self.products[pid] = product
+        self._apply_product_fields(product, fields)
+        return product
+
+    def _apply_product_fields(self, product: dict[str, Any], fields: dict[str, Any]) -> None:
+        for key, value in fields.items():
+            if key == "active":
+                product["is_active"] = value
+            elif key.endswith("_id") and key[:-3] in LINKED:
+                name = key[:-3]
+                product[name] = None if value is None else {
+                    "href": f"{API_PREFIX}{name}s/{value}/", "id": value, **dict.fromkeys(LINKED[name])
+                }
+            elif key in product:
+                product[key] = float(value) if isinstance(value, int) and key in FLOAT_FIELDS else value
+            else:
+                raise KeyError(f"unknown product field {key!r}")
+        if not product["stockenabled"]:
+            product["stock"] = None
+
+    def update_product(self, product_id: int, **fields: Any) -> dict[str, Any]:
+        """Change a product's write fields (``active``, ``stock``, ...) and bump its ``modifydate``."""
+        product = self.products[product_id]
+        self._apply_product_fields(product, fields)
+        product["modifydate"] = _iso(self._now())
+        return product
+
+    def add_order(
+        self, lines: list[tuple[int, int]], *, status: int = 1, customer: dict[str, Any] | None = None,
+        is_completed: bool = True, when: datetime | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Create an order with rows ``[(product_id, count), ...]``; returns the order resource."""
+        oid = self._next_id("order")
+        number = len(self.orders) + 1
+        href = f"{API_PREFIX}orders/{oid}/"
+        rows = [self._add_row(oid, pid, count) for pid, count in lines]
+        row_total = round(sum(r["total_price"] for r in rows), 2)
+        shipping = 0.0 if row_total >= 50 else 4.95
+        total = round(row_total + shipping, 2)
+        tax = round(sum(r["total_price"] - r["total_price"] / (1 + r["tax"] / 100) for r in rows), 2)
+        weight = round(sum(r["weight"] * r["count"] for r in rows), 3)
+        order = {
+            "href": href, "id": oid, "ordernumber_prefix": None, "ordernumber": number if is_completed else None,
+            "ordernumber_full": str(number) if is_completed else None, "invoicenumber": None, "transaction_id": None,
+            "create_date": _iso(when or self._now()), "deliver_method": "shipping", "deliver_date": None,
+            "take_out_window": {"start": None, "end": None}, "is_platform_sale": False, "orderedinlng": "nl",
+            "status": status, "is_completed": is_completed, "basket_href": None, "checkout_href": None,
+            "paid": status not in (1, 4), "safety_deposit_returned": False, "paymethod_id": 3, "paymethod": "BankTransfer",
+            "paymethod_label": "Vooraf overmaken", "taxes_included": True, "order_row_taxes_included": True,
+            "shipping_taxes_included": True, "shipping_tax_percentage": 21, "is_intra_community_order": False,
+            "total_orderrow_price": row_total, "total_shipping": shipping, "total_discounts": 0.0, "total_price": total,
+            "currency": "EUR", "total_tax": tax, "total_weight": weight, "extra_payment_option": "",
+            "extra_payment_option_price": 0.0, "extra_payment_option_no_sentprice": False,
+            "extra_payment_option_pay_on_pickup": False, "extra_price": 0.0, "paymethod_costs": 0.0,
+            "credit_point_discount": 0.0, "extra_costs": 0.0, "extra_costs_description": "",
+            "track_and_trace_code": "", "track_and_trace_carrier": None, "track_and_trace_deeplink": "",
+            "reservationnumber": None, "delivery_option": None,
+            "user": {"id": "0", "discount_percentage": 0, "href": None},
+            "discountcoupon": {"code": None, "discount": None, "type": None, "enddate": None, "onetimeuse": None,
+                               "minimumprice": None, "givesfreeshipping": None},
+            "customer": customer or self._customer(random.Random(oid)),
+            "pickup_address": None, "packing_slip_deeplink": f"{href}packingslip",
+        }  # fmt: skip
+        for link in ORDER_LINKS:
+            order[link] = {"href": f"{href}{link}/"}
+        self.orders[oid] = order
+        return order
+
+    def _add_row(self, order_id: int, product_id: int, count: int) -> dict[str, Any]:
+        product = self.products[product_id]
+        rid = self._next_id("orderrow")
+        price, discount = product["price"], product["discount"]
+        selling = round(price - discount, 2)
+        row = {
+            "href": f"{API_PREFIX}orderrows/{rid}/", "id": rid, "order_id": order_id, "product_type": "product",
+            "product_name": product["name"], "product_name_google": product["name"],
+            "product_number": product["productnumber"], "sub_product_number": "", "sub_sku_number": "",
+            "sub_ean_number": "", "product_id": product_id, "product_href": f"{API_PREFIX}products/{product_id}",
+            "count": count, "price": price, "product_purchase_price": product["purchaseprice"], "discount": discount,
+            "custom_price": False, "tax": product["vatrate"], "unit": product["unit"], "weight": product["weight"],
+            "memo": "", "package_id": 1, "package_name": "Kartonnen doos", "stock_location": product["stocklocation"],
+            "supplier": "", "user_discount": 0.0, "original_price": price, "selling_price": selling,
+            "price_without_discount": price, "price_without_discount_with_attributes": price,
+            "total_price": round(selling * count, 2), "total_extra_option_price": 0.0, "price_with_attributes": selling,
+            "total_price_with_attributes": round(selling * count, 2), "attributes": [], "uploads": [],
+            "parent": {"href": f"{API_PREFIX}orders/{order_id}"},
+        }  # fmt: skip
+        self.orderrows[rid] = row
+        return row
+
+    @staticmethod
+    def _customer(rng: random.Random) -> dict[str, Any]:
+        first, last = rng.choice(FIRST), rng.choice(LAST)
+        city, zipcode = rng.choice(CITIES)
+        company = rng.choice(COMPANIES)
+        billing = {
+            "gender": rng.choice(("male", "female")), "initials": first[0] + ".", "first_name": first, "last_name": last,
+            "full_name": f"{first} {last}", "company": company or "", "address_line_1": "", "address_line_2": "",
+            "street": rng.choice(STREETS), "housenumber": rng.randint(1, 250), "housenumber_suffix": rng.choice(("", "", "A", "bis")),
+            "zipcode": f"{zipcode} {rng.choice('ABCDEGHJKL')}{rng.choice('ABCDEGHJKL')}", "city": city, "province": "",
+            "telephone": f"06{rng.randint(10_000_000, 99_999_999)}", "fax": "", "mobile": "", "comment": "",
+            "country": "Nederland", "country_code": "NL",
+        }  # fmt: skip
+        delivery = {k: "" for k in billing if k not in ("first_name", "last_name", "fax")}
+        slug = last.lower().replace(" ", "")
+        return {
+            "billingaddress": billing, "deliveryaddress": delivery, "email": f"{first.lower()}@{slug}.example.nl",
+            "email_invoice": "", "customertype": "b2b" if company else "b2c",
+            "btw": f"NL{rng.randint(100_000_000, 999_999_999)}B01" if company else "", "kvk": str(rng.randint(10_000_000, 99_999_999)) if company else "",
+            "reference": "", "iban": "", "bic": "",
+        }  # fmt: skip
+
+    def _seed(self, rng: random.Random, records: int) -> None:
+        for i in range(records):
+            rate = rng.choice((21.0, 21.0, 9.0))
+            enabled = rng.random() > 0.1
+            created = EPOCH + timedelta(minutes=i * 7)
+            product = self.add_product(
+                when=created,
+                productnumber=f"SP-{10001 + i}",
+                eannumber=ean13(f"871{rng.randint(0, 999_999_999):09d}"),
+                name=f"{rng.choice(ADJECTIVES)} {rng.choice(NOUNS).lower()} {rng.choice(SIZES)}",
+                shortdescription="Uit eigen winkel",
+                description="<p>Een Nederlands product, met zorg geselecteerd.</p>",
+                vatrate=rate,
+                taxtariff="normal" if rate == 21.0 else "low a",
+                price=rng.choice((2, 3, 4, 7, 9, 12, 15, 19, 24, 39)) + rng.choice((0.49, 0.95, 0.99)),
+                discount=rng.choice((0.0, 0.0, 0.0, 0.5, 1.0)),
+                purchaseprice=round(rng.uniform(0.8, 10.0), 2),
+                stockenabled=enabled,
+                stock=float(rng.randint(0, 120)) if enabled else None,
+                weight=round(rng.uniform(0.1, 2.5), 3),
+            )
+            product["modifydate"] = _iso(created + timedelta(hours=rng.randint(0, 72)))
+            product["productmainphoto"] = f"https://myshop.ccvshop.nl/Files/2/{product['id']}/photo.jpg"
+            self._last_modified = max(self._last_modified, datetime.fromisoformat(product["modifydate"].replace("Z", "+00:00")))
+        ids = sorted(self.products)
+        for n in range(min(len(ids), max(3, records // 5)) if ids else 0):
+            lines = [(rng.choice(ids), rng.randint(1, 3)) for _ in range(rng.randint(1, 3))]
+            status = (1, 2, 5, 6, 7, 14, 4, 8, 13)[n % 9]
+            self.add_order(lines, status=status, customer=self._customer(rng), when=EPOCH + timedelta(days=3, hours=n))
+
+    # -- request handling -----------------------------------------------------------------
+
+    def verify_request(self, method: str, uri: str, body: bytes, headers: Any) -> None:
+        """Check ``x-public``/``x-date``/``x-hash``; 401 in the vendor's error shape (the real status is UNKNOWN)."""
+        public, x_date, x_hash = headers.get("x-public"), headers.get("x-date"), headers.get("x-hash")
+        if not public or not x_date or not x_hash:
+            raise SimError(401, "401.10", "Missing authentication headers x-public, x-date or x-hash")
+        if public != self.public_key:
+            raise SimError(401, "401.11", "Unknown public key")
+        expected = signature(self.private_key, public, method, uri, body, x_date)
+        if not hmac.compare_digest(expected, x_hash):
+            raise SimError(401, "401.12", "Hash does not match")
+
+    def count(self, method: str, resource: str) -> None:
+        """Apply the per-resource per-method limit (429.10) and the optional total limit (429.11)."""
+        # CCV documents no Retry-After header (UNKNOWN), so none is sent
+        window = self.get_window if method == "GET" else self.write_window
+        if window.hit(f"{method}:{resource}") is not None:
+            raise SimError(429, "429.10", "Each method in each resource has a limit of requests that can be made per minute")
+        if self.total_window.hit("total") is not None:
+            raise SimError(429, "429.11", "The API has a total limit of requests that can be made per minute")
+
+    def sign(self, response: Response, method: str, uri: str) -> None:
+        """Add ``x-date`` and ``x-hash`` over the response body, as CCV does on 2xx."""
+        x_date = format_x_date(self.clock())
+        response.headers["x-date"] = x_date
+        response.headers["x-hash"] = signature(self.private_key, self.public_key, method, uri, response.body, x_date)
+
+
+# -- rendering ------------------------------------------------------------------------------
+
+
+def _absolute(value: Any, root: str) -> Any:
+    """``value`` with every ``href``-ish string made absolute on ``root`` (as CCV's hrefs are)."""
+    if isinstance(value, dict):
+        return {
+            k: (root + v if isinstance(v, str) and v.startswith(API_PREFIX) and k.endswith("href") else _absolute(v, root))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_absolute(v, root) for v in value]
+    return value
+
+
+def _root(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def _int_param(params: dict[str, str], name: str, default: int) -> int:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SimError(400, "400.20", f"Parameter '{name}' must be an integer") from None
+    if value < 0:
+        raise SimError(400, "400.20", f"Parameter '{name}' must not be negative")
+    return value
+
+
+def _sorted(items: list[dict[str, Any]], params: dict[str, str], fields: tuple[str, ...]) -> list[dict[str, Any]]:
+    orderby = params.get("orderby", "id")
+    field, desc = (orderby[:-5], True) if orderby.endswith("_desc") else (orderby, False)
+    if field not in fields:
+        raise SimError(400, "400.21", f"Parameter 'orderby' must be one of {', '.join(fields)} (optionally _desc)")
+    # ties keep id order, like a database ORDER BY field, id
+    return sorted(sorted(items, key=lambda i: i["id"]), key=lambda i: (i[field] is None, i[field]), reverse=desc)
+
+
+def _collection(request: Request, items: list[dict[str, Any]]) -> dict[str, Any]:
+    params = dict(request.query_params)
+    start = _int_param(params, "start", 0)
+    size = min(max(_int_param(params, "size", DEFAULT_SIZE), 1), MAX_PAGE_SIZE)
+    root = _root(request)
+
+    def link(at: int) -> str:
+        query = {**params, "start": str(at), "size": str(size)}
+        return f"{root}{request.url.path}?{urlencode(query)}"
+
+    return {
+        "href": str(request.url),
+        "start": start,
+        "size": size,
+        "first": link(0),
+        "previous": link(max(start - size, 0)) if start > 0 else None,
+        "next": link(start + size) if start + size < len(items) else None,
+        "items": [_absolute(i, root) for i in items[start : start + size]],
+    }
+
+
+def _filtered(items: list[dict[str, Any]], params: dict[str, str], filters: dict[str, Callable[[Any], Any]]) -> list[dict[str, Any]]:
+    for name, convert in filters.items():
+        if name in params:
+            try:
+                wanted = convert(params[name])
+            except ValueError:
+                raise SimError(400, "400.20", f"Parameter '{name}' has an invalid value") from None
+            field = {"active": "is_active", "is_paid": "paid"}.get(name, name)
+            items = [i for i in items if i.get(field) == wanted]
+    return items
+
+
+def _bool(text: str) -> bool:
+    if text.lower() not in ("true", "false", "1", "0"):
+        raise ValueError(text)
+    return text.lower() in ("true", "1")
+
+
+def _get(store: dict[int, dict[str, Any]], item_id: int, kind: str) -> dict[str, Any]:
+    if item_id not in store:
+        raise SimError(404, "404.10", f"{kind} {item_id} not found")
+    return store[item_id]
+
+
+def _json(request_body: bytes) -> Any:
+    try:
+        return json.loads(request_body or b"null")
+    except ValueError:
+        raise SimError(400, "400.10", "Request body is not valid JSON") from None
+
+
+async def products_list(request: Request, sim: CCVShopSim, body: bytes) -> Response:
+    """``GET /products/`` (paged, sorted, filtered) and ``POST /products/`` (201 with the resource)."""
+    if request.method == "POST":
+        data = _check_fields(_json(body), PRODUCT_WRITE_FIELDS, "products")
+        missing = [f for f in PRODUCT_REQUIRED_ON_POST if data.get(f) is None]
+        if missing:
+            raise SimError(400, "400.13", f"products: required property '{missing[0]}' is missing")
+        if data.get("productnumber") and any(p["productnumber"] == data["productnumber"] for p in sim.products.values()):
+            raise SimError(500, "500.40", f"products: productnumber '{data['productnumber']}' already exists")
+        product = sim.add_product(**data)
+        return JSONResponse(_absolute(product, _root(request)), status_code=201)
+    params = dict(request.query_params)
+    items = _filtered(list(sim.products.values()), params, {"productnumber": str, "eannumber": str, "active": _bool})
+    return JSONResponse(_collection(request, _sorted(items, params, PRODUCT_ORDERBY)))
+
+
+async def product_item(request: Request, sim: CCVShopSim, body: bytes) -> Response:
+    """``GET``, ``PATCH`` (204) and ``DELETE`` (204) ``/products/:id/``."""
+    pid = request.path_params["id"]
+    product = _get(sim.products, pid, "product")
+    if request.method == "PATCH":
+        data = _check_fields(_json(body), PRODUCT_WRITE_FIELDS, f"products/{pid}")
+        sim.update_product(pid, **data)
+        return Response(status_code=204)
+    if request.method == "DELETE":
+        del sim.products[pid]
+        return Response(status_code=204)
+    return JSONResponse(_absolute(product, _root(request)))
+
+
+async def orders_list(request: Request, sim: CCVShopSim, body: bytes) -> Response:
+    """``GET /orders/``: completed orders by default, filters ``status``, ``ordernumber``, ``is_paid``."""
+    params = dict(request.query_params)
+    completed = _bool(params["is_completed"]) if "is_completed" in params else True  # "Default: true"
+    items = [o for o in sim.orders.values() if o["is_completed"] == completed]
+    items = _filtered(items, params, {"status": int, "ordernumber": int, "is_paid": _bool})
+    return JSONResponse(_collection(request, _sorted(items, params, ORDER_ORDERBY)))
+
+
+async def order_item(request: Request, sim: CCVShopSim, body: bytes) -> Response:
+    """``GET`` and ``PATCH`` (204: status, paid, track & trace) ``/orders/:id/``."""
+    oid = request.path_params["id"]
+    order = _get(sim.orders, oid, "order")
+    if request.method == "PATCH":
+        data = _check_fields(_json(body), ORDER_PATCH_FIELDS, f"orders/{oid}")
+        if "status" in data and data["status"] not in range(1, 15):
+            raise SimError(400, "400.14", f"orders/{oid}: status must be 1 to 14")
+        for key in ("status", "paid", "track_and_trace_code", "track_and_trace_carrier", "deliver_date"):
+            if key in data:
+                order[key] = data[key]
+        if data.get("track_and_trace_code"):
+            order["track_and_trace_deeplink"] = f"https://tracking.example.nl/{data['track_and_trace_code']}"
+        return Response(status_code=204)
+    return JSONResponse(_absolute(order, _root(request)))
+
+
+async def order_rows(request: Request, sim: CCVShopSim, body: bytes) -> Response:
+    """``GET /orders/:id/orderrows/``."""
+    oid = request.path_params["id"]
+    _get(sim.orders, oid, "order")
+    rows = sorted((r for r in sim.orderrows.values() if r["order_id"] == oid), key=lambda r: r["id"])
+    return JSONResponse(_collection(request, rows))
+
+
+async def orderrow_item(request: Request, sim: CCVShopSim, body: bytes) -> Response:
+    """``GET /orderrows/:id/``."""
+    return JSONResponse(_absolute(_get(sim.orderrows, request.path_params["id"], "orderrow"), _root(request)))
+
+
+Handler = Callable[[Request, CCVShopSim, bytes], Awaitable[Response]]
+
+
+def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a handler with CCV's behaviour: signature check, rate limits, error shape, response signing."""
+
+    async def endpoint(request: Request) -> Response:
+        sim: CCVShopSim = request.app.state.sim
+        sim.request_count += 1
+        scope = request.scope
+        uri = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
+        if scope.get("query_string"):
+            uri += "?" + scope["query_string"].decode("latin-1")
+        sim.requests.append((request.method, uri))
+        sim.last_accept = request.headers.get("accept")
+        body = await request.body()
+        try:
+            sim.verify_request(request.method, uri, body, request.headers)
+            sim.count(request.method, resource_of(request.url.path))
+            response = await handler(request, sim, body)
+        except SimError as exc:
+            return vendor_error(exc.status, _error_body(exc))
+        if sim.sign_responses and 200 <= response.status_code < 300:
+            sim.sign(response, request.method, uri)
+        return response
+
+    return endpoint
+
+
+def _error_body(exc: SimError) -> dict[str, Any]:
+    return {"status": exc.status, "code": exc.code, "developermessage": exc.message}
+
+
+def _routes() -> list[Route]:
+    spec: list[tuple[str, Handler, list[str]]] = [
+        ("products", products_list, ["GET", "POST"]),
+        ("products/{id:int}", product_item, ["GET", "PATCH", "DELETE"]),
+        ("orders", orders_list, ["GET"]),
+        ("orders/{id:int}", order_item, ["GET", "PATCH"]),
+        ("orders/{id:int}/orderrows", order_rows, ["GET"]),
+        ("orderrows/{id:int}", orderrow_item, ["GET"]),
+    ]
+    routes = []
+    for path, handler, methods in spec:
+        endpoint = _endpoint(handler)
+        for suffix in ("/", ""):  # a trailing slash is optional at CCV
+            routes.append(Route(f"{API_PREFIX}{path}{suffix}", endpoint, methods=methods))
+    return routes
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = getattr(exc, "status_code", 500)
+    code, message = {404: ("404.20", "Invalid resource name"), 405: ("405.10", "Method not allowed")}.get(
+        status, (f"{status}.00", "Error")
+    )
+    return vendor_error(status, {"status": status, "code": code, "developermessage": message})
+
+
+def create_app(*, seed: int = 1, records: int = 0, **options: Any) -> Starlette:
+    """The simulator app; options go to :class:`CCVShopSim` (``rate_limit=0`` turns the limits off)."""
+    app = Starlette(routes=_routes(), exception_handlers={HTTPException: _http_error})
+    app.state.sim = CCVShopSim(seed=seed, records=records, **options)
+    return app

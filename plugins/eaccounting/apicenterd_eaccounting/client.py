@@ -1,0 +1,214 @@
+"""The eAccounting API v2 over HTTP: JSON with exact decimals, OData paging, errors sorted for the runner."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from apicenterd import ConnectorError, FatalError, RateLimited, error_for_status, parse_retry_after
+
+__all__ = [
+    "EAccountingClient",
+    "endpoint_key",
+    "odata_string",
+    "error_from",
+    "retry_after_seconds",
+    "cursor_of",
+    "filter_since",
+]
+
+_GUID = re.compile(r"/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?=/|$)")
+_TRY_AGAIN = re.compile(r"try again in (\d+(?:\.\d+)?) second", re.IGNORECASE)
+_FIELD = re.compile(r"(?:^|;)\s*([A-Za-z][\w.\[\]]*)\s*:|\bThe field (\w+)\b")
+
+RATE_LIMIT_CODE = 4010
+VALIDATION_CODE = 2000
+
+
+def endpoint_key(request: httpx.Request) -> str:
+    """The endpoint eAccounting counts a request against: its path with ids collapsed
+    (``/v2/articles/<guid>`` → ``/v2/articles``)."""
+    path = _GUID.sub("", request.url.path).rstrip("/")
+    return path.lower() or "/"
+
+
+def odata_string(value: str) -> str:
+    """An OData string literal: single-quoted, embedded quotes doubled."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _parse_time(value: str) -> datetime:
+    when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    # eAccounting's *Utc fields may come without an offset; they are UTC by name
+    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+
+
+def cursor_of(changed_utc: str) -> str:
+    """A ``ChangedUtc`` value as a cursor string that sorts like the time it names."""
+    return _parse_time(changed_utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def filter_since(cursor: str) -> str:
+    """The ``$filter`` for records changed at or after ``cursor`` (floored to the second, so
+    nothing on the boundary is missed; the engine skips what it already has)."""
+    when = _parse_time(cursor).replace(microsecond=0)
+    return f"ChangedUtc ge {when.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+
+
+def retry_after_seconds(response: httpx.Response, message: str) -> float | None:
+    """Seconds to wait after a 429: ``Retry-After`` if sent, else "Try again in N seconds" from the body."""
+    header = parse_retry_after(response.headers.get("Retry-After"))
+    if header is not None:
+        return header
+    match = _TRY_AGAIN.search(message or "")
+    return parse_retry_after(match.group(1)) if match else None
+
+
+def _decode(response: httpx.Response) -> Any:
+    """JSON with every non-integer number as Decimal (money never passes through float)."""
+    return json.loads(response.content, parse_float=Decimal)
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        # callers quantize to cents first; 2-decimal amounts below 1e13 round-trip exactly
+        return float(value)
+    raise TypeError(f"cannot send {type(value).__name__} as JSON")
+
+
+def error_from(response: httpx.Response, what: str) -> ConnectorError:
+    """The apicenterd error for a failed response, with eAccounting's ErrorCode, message and ErrorId."""
+    try:
+        body = _decode(response)
+    except ValueError:
+        body = None
+    if isinstance(body, Mapping) and ("ErrorCode" in body or "DeveloperErrorMessage" in body):
+        code = body.get("ErrorCode")
+        message = str(body.get("DeveloperErrorMessage") or "").strip()
+        detail = f"eAccounting error {code}: {message}" if code is not None else f"eAccounting: {message}"
+        if body.get("ErrorId"):
+            detail += f" (ErrorId {body['ErrorId']})"
+    else:
+        code, message = None, ""
+        detail = f"eAccounting answered {response.text[:200]!r}" if response.text else "eAccounting sent no body"
+    vendor_code = str(code) if code is not None else None
+    text = f"{what}: {detail}"
+    if response.status_code == 429 or code == RATE_LIMIT_CODE:
+        return RateLimited(
+            f"{text} (HTTP {response.status_code} {response.request.method} {response.request.url.path})",
+            retry_after=retry_after_seconds(response, message),
+            status=response.status_code,
+            vendor_code=vendor_code,
+        )
+    if response.status_code == 400 and message:
+        fields = sorted({next(g for g in m.groups() if g) for m in _FIELD.finditer(message)})
+        if fields:
+            text = f"{what}: eAccounting rejected {', '.join(fields)} ({detail})"
+    return error_for_status(response, text, vendor_code=vendor_code)
+
+
+class EAccountingClient:
+    """Calls the eAccounting API v2 through an (authenticated, rate-limited) httpx client."""
+
+    def __init__(self, http: httpx.AsyncClient, *, page_size: int = 100):
+        self.http = http
+        self.page_size = page_size
+
+    async def aclose(self) -> None:
+        """Close the underlying HTTP client."""
+        await self.http.aclose()
+
+    async def request(
+        self, method: str, path: str, *, what: str, params: Mapping[str, Any] | None = None, body: Any = None
+    ) -> Any:
+        """Send one request; the decoded JSON body, or the error for a failed response."""
+        headers = {"Accept": "application/json"}
+        content = None
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+            content = json.dumps(body, default=_encode).encode()
+        response = await self.http.request(method, path, params=params, content=content, headers=headers)
+        if not response.is_success:
+            raise error_from(response, what)
+        try:
+            return _decode(response)
+        except ValueError as exc:
+            raise FatalError(
+                f"{what}: response is not JSON ({exc}); body starts {response.text[:120]!r} "
+                f"(HTTP {response.status_code} {method} {path})",
+                status=response.status_code,
+            ) from None
+
+    async def get(self, path: str, *, what: str, params: Mapping[str, Any] | None = None) -> Any:
+        """GET ``path``."""
+        return await self.request("GET", path, what=what, params=params)
+
+    async def post(self, path: str, body: Any, *, what: str) -> Any:
+        """POST ``body`` to ``path``."""
+        return await self.request("POST", path, what=what, body=body)
+
+    async def put(self, path: str, body: Any, *, what: str) -> Any:
+        """PUT ``body`` to ``path``."""
+        return await self.request("PUT", path, what=what, body=body)
+
+    async def get_object(self, path: str, *, what: str) -> dict[str, Any]:
+        """GET a single object; FatalError if the answer is not one."""
+        body = await self.get(path, what=what)
+        if not isinstance(body, dict):
+            raise FatalError(f"{what}: expected a JSON object from GET {path}, got {type(body).__name__}")
+        return body
+
+    async def pages(
+        self, path: str, *, what: str, params: Mapping[str, Any] | None = None, page_size: int | None = None
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Yield the ``Data`` of each page of a paginated list, following ``Meta.TotalNumberOfPages``.
+
+        A page that repeats the previous one, or a ``CurrentPage`` that does not advance,
+        means the server is looping: FatalError rather than reading forever.
+        """
+        page, previous_ids, previous_current = 1, None, None
+        while True:
+            query = {**(params or {}), "$page": page, "$pagesize": page_size or self.page_size}
+            body = await self.get(path, what=f"{what} (page {page})", params=query)
+            meta, data = self._envelope(body, f"{what} (page {page})")
+            current = meta.get("CurrentPage")
+            ids = tuple(item.get("Id") for item in data)
+            if (data and ids == previous_ids) or (
+                current is not None and previous_current is not None and current <= previous_current
+            ):
+                raise FatalError(f"{what}: page {page} repeats page {page - 1} of GET {path}; the paging loops")
+            yield data
+            total = meta.get("TotalNumberOfPages")
+            if not isinstance(total, int):
+                raise FatalError(f"{what}: GET {path} page {page} has no Meta.TotalNumberOfPages")
+            if not data or page >= total:
+                return
+            page, previous_ids, previous_current = page + 1, ids, current
+
+    async def all(self, path: str, *, what: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Every item of a paginated list."""
+        items: list[dict[str, Any]] = []
+        async for data in self.pages(path, what=what, params=params):
+            items.extend(data)
+        return items
+
+    async def first(self, path: str, odata_filter: str, *, what: str) -> list[dict[str, Any]]:
+        """The first page of items matching ``odata_filter`` (lookups by a key expect one or none)."""
+        async for data in self.pages(path, what=what, params={"$filter": odata_filter}):
+            return data
+        return []  # pragma: no cover - pages() always yields at least once
+
+    @staticmethod
+    def _envelope(body: Any, what: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        if not isinstance(body, dict) or not isinstance(body.get("Meta"), dict) or not isinstance(body.get("Data"), list):
+            shape = sorted(body) if isinstance(body, dict) else type(body).__name__
+            raise FatalError(f"{what}: expected a {{Meta, Data}} page, got {shape}")
+        if not all(isinstance(item, dict) for item in body["Data"]):
+            raise FatalError(f"{what}: Data holds something other than objects")
+        return body["Meta"], body["Data"]

@@ -1,0 +1,413 @@
+"""The Visma eAccounting connector: products, stock and customers through the eAccounting API v2."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from pydantic import Field, SecretStr, field_validator
+
+from apicenterd import (
+    Change,
+    Connector,
+    ConnectorSettings,
+    Customer,
+    Entity,
+    FatalError,
+    Found,
+    OAuth2RefreshAuth,
+    Product,
+    RateLimit,
+    Record,
+    RecordError,
+    StockLevel,
+)
+
+from . import mapping
+from .client import EAccountingClient, cursor_of, endpoint_key, filter_since, odata_string
+
+__all__ = ["EAccountingConnector", "EAccountingSettings"]
+
+MIN_CURSOR = "0001-01-01T00:00:00.000000Z"
+
+
+class EAccountingSettings(ConnectorSettings):
+    """Connection settings of an eAccounting connection."""
+
+    base_url: str = Field(
+        default="https://eaccountingapi.vismaonline.com",
+        description="API root without /v2 (sandbox: https://eaccountingapi-sandbox.test.vismaonline.com)",
+    )
+    token_url: str = Field(
+        default="https://identity.vismaonline.com/connect/token",
+        description="OAuth2 token endpoint (sandbox: https://identity-sandbox.test.vismaonline.com/connect/token)",
+    )
+    client_id: str = Field(min_length=1, description="OAuth2 client id from the Visma Developer Portal")
+    client_secret: SecretStr = Field(description="OAuth2 client secret")
+    refresh_token: SecretStr | None = Field(
+        default=None, description="Bootstraps an empty token store; rotated tokens are kept in the state store"
+    )
+    article_coding_id: str | None = Field(
+        default=None, description="CodingId for every article; unset: the first active coding with the product's VAT rate"
+    )
+    unit_id: str | None = Field(
+        default=None, description="UnitId for articles whose unit matches no eAccounting unit; unset: the first unit"
+    )
+    terms_of_payment_id: str | None = Field(
+        default=None, description="TermsOfPaymentId for new customers; unset: the company's default"
+    )
+    page_size: int = Field(default=100, ge=1, le=1000, description="$pagesize of list requests")
+    truncate_names: bool = Field(
+        default=False, description="Cut article names to eAccounting's 50 characters instead of rejecting them"
+    )
+
+    @field_validator("base_url", "token_url")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        value = value.rstrip("/")
+        # the paths already start with /v2
+        return value[: -len("/v2")] if value.endswith("/v2") else value
+
+
+class EAccountingConnector(Connector):
+    """Visma eAccounting (Spiris Bookkeeping & Invoicing) API v2.
+
+    Reads products and customers (delta by ``ChangedUtc``) and writes products, stock
+    and customers.
+
+    * **Products** are articles, looked up by ``Number`` (the SKU). The VAT rate picks the
+      article account coding (``CodingId``), the unit the ``UnitId`` (on create). Names over 50
+      characters are a :class:`~apicenterd.RecordError` unless ``truncate_names`` is set.
+    * **Stock** is the article's ``StockBalance``: the canonical ``available`` quantity is
+      written there (eAccounting computes its own reserved/available from its orders).
+      There is no stock without an article: sync products first.
+    * **Customers** are looked up by e-mail address (``$filter=EmailAddress eq ...``);
+      companies get the contact person fields, private persons ``IsPrivatePerson``.
+    * Updates read the object, change only the properties behind the given canonical
+      fields, and PUT it back (eAccounting's PUT replaces the object); nothing changed,
+      no PUT.
+
+    Authentication is OAuth2 with rotating refresh tokens (``OAuth2RefreshAuth``); the
+    vendor counts 600 calls a minute per endpoint, which :attr:`rate_limits` declares.
+    """
+
+    name: ClassVar[str] = "eaccounting"
+    title: ClassVar[str] = "Visma eAccounting"
+    Settings: ClassVar[type[ConnectorSettings]] = EAccountingSettings
+    reads = frozenset({Entity.PRODUCTS, Entity.CUSTOMERS})
+    writes = frozenset({Entity.PRODUCTS, Entity.STOCK, Entity.CUSTOMERS})
+    rate_limits = (RateLimit(600, 60.0, name="per_endpoint", key=endpoint_key),)
+    written_fields = {
+        Entity.PRODUCTS: frozenset(mapping.PRODUCT_FIELDS),  # unit: on create only
+        Entity.STOCK: frozenset({"available"}),
+        Entity.CUSTOMERS: frozenset(mapping.CUSTOMER_FIELDS),
+    }
+    default_port: ClassVar[int | None] = 8702
+
+    settings: EAccountingSettings
+
+    def __init__(self, settings: ConnectorSettings, context: Any):
+        super().__init__(settings, context)
+        self.api: EAccountingClient | None = None
+        self._codings: list[dict[str, Any]] | None = None
+        self._units: list[dict[str, Any]] | None = None
+        self._company: dict[str, Any] | None = None
+        self._terms_id: str | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Create the authenticated API client."""
+        s = self.settings
+        self._token_client = self.context.http_client(base_url=s.token_url, timeout=s.timeout)
+        auth = OAuth2RefreshAuth(
+            token_client=self._token_client,
+            token_url=s.token_url,
+            client_id=s.client_id,
+            client_secret=s.client_secret.get_secret_value(),
+            tokens=self.context.tokens,
+            initial_refresh_token=s.refresh_token.get_secret_value() if s.refresh_token else None,
+            connection=self.context.name,
+        )
+        self.api = EAccountingClient(
+            self.context.http_client(base_url=s.base_url, auth=auth, timeout=s.timeout), page_size=s.page_size
+        )
+
+    async def aclose(self) -> None:
+        """Close the HTTP clients."""
+        if self.api is not None:
+            await self.api.aclose()
+            await self._token_client.aclose()
+            self.api = None
+
+    async def check(self) -> None:
+        """GET /v2/companysettings: proves the token, the scopes (ea:sales) and the company."""
+        await self._company_settings(refresh=True)
+
+    # -- lookups (cached for the connection's lifetime) ------------------------------------
+
+    async def _company_settings(self, *, refresh: bool = False) -> dict[str, Any]:
+        if self._company is None or refresh:
+            company = await self.api.get_object("/v2/companysettings", what="company settings")
+            if not company.get("Name"):
+                raise FatalError("company settings: GET /v2/companysettings returned no company Name")
+            self._company = company
+        return self._company
+
+    async def _currency(self) -> str:
+        return ((await self._company_settings()).get("CurrencyCode") or "EUR").upper()
+
+    async def _coding_list(self) -> list[dict[str, Any]]:
+        if self._codings is None:
+            self._codings = await self.api.all("/v2/articleaccountcodings", what="article account codings")
+        return self._codings
+
+    async def _vat_rates(self) -> dict[str, Decimal | None]:
+        return {c.get("Id"): mapping.vat_percent(c) for c in await self._coding_list()}
+
+    async def _coding_id(self, product: Product) -> str:
+        if self.settings.article_coding_id:
+            return self.settings.article_coding_id
+        what = f"article {product.sku!r}"
+        if product.tax_rate is None:
+            raise RecordError(f"{what}: the product has no tax_rate and no article_coding_id is configured")
+        active = [c for c in await self._coding_list() if c.get("IsActive", True)]
+        for coding in active:
+            if mapping.vat_percent(coding) == product.tax_rate:
+                return coding["Id"]
+        rates = ", ".join(sorted({str(mapping.vat_percent(c)) for c in active}, key=lambda r: Decimal(r)))
+        raise RecordError(
+            f"{what}: no active article account coding in eAccounting has VAT {product.tax_rate}% (there are: {rates})"
+        )
+
+    async def _unit_id(self, product: Product) -> str:
+        if self._units is None:
+            self._units = await self.api.all("/v2/units", what="units")
+        if product.unit:
+            wanted = product.unit.strip().lower()
+            for unit in self._units:
+                if wanted in {str(unit.get(k) or "").strip().lower() for k in ("Code", "Abbreviation", "Name")}:
+                    return unit["Id"]
+        if self.settings.unit_id:
+            return self.settings.unit_id
+        if not self._units:
+            raise RecordError(f"article {product.sku!r}: eAccounting has no units and no unit_id is configured")
+        return self._units[0]["Id"]
+
+    async def _terms_of_payment_id(self) -> str:
+        if self.settings.terms_of_payment_id:
+            return self.settings.terms_of_payment_id
+        if self._terms_id is None:
+            default = (await self._company_settings()).get("TermsOfPaymentId")
+            if not default:
+                terms = await self.api.all("/v2/termsofpayments", what="terms of payment")
+                default = next((t["Id"] for t in terms if t.get("AvailableForSales", True) and t.get("Id")), None)
+            if not default:
+                raise RecordError("eAccounting has no terms of payment for sales; set terms_of_payment_id")
+            self._terms_id = default
+        return self._terms_id
+
+    # -- reading ---------------------------------------------------------------------
+
+    async def read(self, entity: Entity, since: str | None) -> AsyncIterator[Change]:
+        """Yield articles or customers changed at or after ``since`` (a ChangedUtc cursor), oldest first.
+
+        All pages are read, then sorted by ``ChangedUtc`` here. No ``$orderby=ChangedUtc``
+        on purpose: in that order a record changed while paging would jump to the last
+        page and push a neighbour onto a page already read; a record seen twice is kept
+        once, in its newest version.
+        """
+        if entity == Entity.PRODUCTS:
+            path, to_record = "/v2/articles", await self._product_reader()
+        elif entity == Entity.CUSTOMERS:
+            path, to_record = "/v2/customers", mapping.api_to_customer
+        else:
+            raise RecordError(f"connector {self.name!r} cannot read {entity}")
+        params = {}
+        if since:
+            params["$filter"] = filter_since(since)
+        latest: dict[str, dict[str, Any]] = {}
+        async for data in self.api.pages(path, what=f"{entity} changed since {since or 'the beginning'}", params=params):
+            for item in data:
+                latest[str(item.get("Id"))] = item
+        floor = since or MIN_CURSOR
+        changes = []
+        for item_id, item in latest.items():
+            cursor = cursor_of(item["ChangedUtc"]) if item.get("ChangedUtc") else floor
+            changes.append((cursor, item_id, item))
+        changes.sort(key=lambda change: change[0])
+        for cursor, item_id, item in changes:
+            try:
+                record = to_record(item)
+            except (RecordError, ValueError) as exc:
+                self.context.log.warning("eaccounting_record_skipped", entity=str(entity), id=item_id, error=str(exc))
+                continue
+            yield Change(source_id=item_id, record=record, cursor=cursor)
+
+    async def _product_reader(self):
+        rates, currency = await self._vat_rates(), await self._currency()
+        return lambda article: mapping.article_to_product(
+            article, vat_rate=rates.get(article.get("CodingId")), currency=currency
+        )
+
+    async def _article_by_number(self, sku: str) -> dict[str, Any] | None:
+        found = await self.api.first(
+            "/v2/articles", f"Number eq {odata_string(sku)}", what=f"article {sku!r}"
+        )
+        # an exact match only, in case the server matches case-insensitively
+        exact = [a for a in found if a.get("Number") == sku]
+        return (exact or found or [None])[0]
+
+    async def _customer_by_key(self, key: str) -> dict[str, Any] | None:
+        what = f"customer {key!r}"
+        if "@" in key:
+            found = await self.api.first("/v2/customers", f"EmailAddress eq {odata_string(key)}", what=what)
+            matches = [c for c in found if (c.get("EmailAddress") or "").strip().lower() == key.lower()]
+        else:
+            matches = []
+            for prop in ("CustomerNumber", "Name"):
+                found = await self.api.first("/v2/customers", f"{prop} eq {odata_string(key)}", what=what)
+                matches = [c for c in found if c.get(prop) == key]
+                if matches:
+                    break
+        if len(matches) > 1:
+            self.context.log.warning("eaccounting_customer_ambiguous", key=key, ids=[c.get("Id") for c in matches])
+        return matches[0] if matches else None
+
+    async def find(self, entity: Entity, key: str) -> Found | None:
+        """Look an article up by Number (products, stock) or a customer by e-mail / number / name."""
+        if entity == Entity.PRODUCTS:
+            article = await self._article_by_number(key)
+            if article is None:
+                return None
+            rates = await self._vat_rates()
+            record = mapping.article_to_product(
+                article, vat_rate=rates.get(article.get("CodingId")), currency=await self._currency()
+            )
+            return Found(id=str(article["Id"]), record=record)
+        if entity == Entity.STOCK:
+            article = await self._article_by_number(key)
+            return None if article is None else Found(id=str(article["Id"]), record=mapping.article_to_stock(article))
+        if entity == Entity.CUSTOMERS:
+            customer = await self._customer_by_key(key)
+            return None if customer is None else Found(id=str(customer["Id"]), record=mapping.api_to_customer(customer))
+        return await super().find(entity, key)
+
+    # -- writing ---------------------------------------------------------------------
+
+    async def create(self, entity: Entity, record: Record) -> str:
+        """POST a new article or customer; stock cannot be created (it lives on the article)."""
+        if entity == Entity.PRODUCTS:
+            product = self._expect(record, Product)
+            await self._check_currency(product)
+            body = mapping.new_article(
+                product,
+                coding_id=await self._coding_id(product),
+                unit_id=await self._unit_id(product),
+                truncate_names=self.settings.truncate_names,
+            )
+            created = await self.api.post("/v2/articles", body, what=f"article {product.sku!r}")
+            return self._id_of(created, f"article {product.sku!r}")
+        if entity == Entity.STOCK:
+            stock = self._expect(record, StockLevel)
+            raise RecordError(f"no article with number {stock.sku!r} in eAccounting; sync products first")
+        if entity == Entity.CUSTOMERS:
+            customer = self._expect(record, Customer)
+            body = mapping.new_customer(customer, terms_of_payment_id=await self._terms_of_payment_id())
+            created = await self.api.post("/v2/customers", body, what=f"customer {customer.key()!r}")
+            return self._id_of(created, f"customer {customer.key()!r}")
+        return await super().create(entity, record)
+
+    async def update(self, entity: Entity, target_id: str, record: Record, fields: frozenset[str]) -> None:
+        """Read the article or customer, change only what ``fields`` stand for, PUT it back."""
+        if entity == Entity.PRODUCTS:
+            product = self._expect(record, Product)
+            if "price_excl_tax" in fields or "price_incl_tax" in fields or "purchase_price" in fields:
+                await self._check_currency(product)
+            changes = mapping.article_fields(
+                product,
+                fields,
+                coding_id=await self._coding_id(product) if "tax_rate" in fields else None,
+                truncate_names=self.settings.truncate_names,
+            )
+            await self._patch(f"/v2/articles/{target_id}", changes, what=f"article {product.sku!r}")
+        elif entity == Entity.STOCK:
+            stock = self._expect(record, StockLevel)
+            if not stock.tracked or (fields and "available" not in fields):
+                return  # the source does not manage this SKU's stock, or nothing we store changed
+            changes = {"StockBalance": mapping.stock_balance(stock.available)}
+            await self._patch(f"/v2/articles/{target_id}", changes, what=f"stock of article {stock.sku!r}")
+        elif entity == Entity.CUSTOMERS:
+            customer = self._expect(record, Customer)
+            changes = mapping.customer_fields(customer, fields)
+            await self._patch(f"/v2/customers/{target_id}", changes, what=f"customer {customer.key()!r}")
+        else:
+            await super().update(entity, target_id, record, fields)
+
+    async def _patch(self, path: str, changes: dict[str, Any], *, what: str) -> None:
+        current = await self.api.get_object(path, what=what)
+        if all(_same(current.get(key), value) for key, value in changes.items()):
+            return  # nothing eAccounting stores would change: spend no PUT
+        await self.api.put(path, {**current, **changes}, what=what)
+
+    async def _check_currency(self, product: Product) -> None:
+        currency = await self._currency()
+        if product.currency != currency:
+            raise RecordError(
+                f"article {product.sku!r}: prices are in {product.currency}, the eAccounting company books in {currency}"
+            )
+
+    @staticmethod
+    def _expect(record: Record, kind: type[Record]) -> Any:
+        if not isinstance(record, kind):
+            raise RecordError(f"expected a {kind.__name__}, got {type(record).__name__}")
+        return record
+
+    @staticmethod
+    def _id_of(created: Any, what: str) -> str:
+        if not isinstance(created, dict) or not created.get("Id"):
+            raise FatalError(f"{what}: eAccounting confirmed the create but returned no Id")
+        return str(created["Id"])
+
+    def normalize(self, entity: Entity, record: Record) -> Record:
+        """``record`` as eAccounting stores it (cents, 50-character names, one address line);
+        RecordError for what eAccounting would reject (too long, missing city or postcode)."""
+        if entity == Entity.PRODUCTS and isinstance(record, Product):
+            return mapping.normalize_product(record, truncate_names=self.settings.truncate_names)
+        if entity == Entity.STOCK and isinstance(record, StockLevel):
+            return mapping.normalize_stock(record)
+        if entity == Entity.CUSTOMERS and isinstance(record, Customer):
+            return mapping.normalize_customer(record)
+        return record
+
+    # -- demo / tests ----------------------------------------------------------------
+
+    @classmethod
+    def simulator(cls, *, seed: int = 1, records: int = 0, **options: Any) -> Any:
+        """An in-memory eAccounting (see :mod:`apicenterd_eaccounting.simulator`)."""
+        from .simulator import create_app
+
+        return create_app(seed=seed, records=records, **options)
+
+    @classmethod
+    def demo_settings(cls, base_url: str) -> dict[str, Any]:
+        """Settings the simulator at ``base_url`` accepts (its token endpoint and demo client)."""
+        from .simulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, demo_refresh_token
+
+        return {
+            "base_url": base_url,
+            "token_url": f"{base_url.rstrip('/')}/connect/token",
+            "client_id": DEMO_CLIENT_ID,
+            "client_secret": DEMO_CLIENT_SECRET,
+            "refresh_token": demo_refresh_token(),
+        }
+
+
+def _same(current: Any, new: Any) -> bool:
+    """Whether a stored property already holds ``new`` (numbers compared as numbers, "" as None)."""
+    if isinstance(new, Decimal):
+        return mapping.to_decimal(current) == new
+    if new is None or new == "":
+        return current in (None, "")
+    return current == new

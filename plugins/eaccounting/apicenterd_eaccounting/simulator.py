@@ -1,0 +1,571 @@
+"""An in-memory Visma eAccounting API v2 (Starlette ASGI app) for the demo, tests and benchmarks.
+
+It implements what the connector uses, the way the vendor does: the ``/connect/token``
+refresh grant (client_secret_basic, expiring access tokens, rotating refresh tokens),
+``/v2/articles``, ``/v2/customers``, ``/v2/articleaccountcodings``, ``/v2/units``,
+``/v2/termsofpayments`` and ``/v2/companysettings`` with the swagger's JSON shapes, the
+``{Meta, Data}`` envelope with ``$page``/``$pagesize``/``$filter``/``$orderby``, the
+swagger's validation rules, duplicate-number conflicts, ``ChangedUtc``, and the
+600-calls-a-minute-per-endpoint limit answered with ``429`` and ``ErrorCode 4010``.
+
+State lives on ``app.state.sim`` (a :class:`Simulator`) for tests to inspect and change.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import math
+import random
+import re
+import time
+import urllib.parse
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from apicenterd.testing import FixedWindow, vendor_error
+
+from .sim_rules import ARTICLE_RULES, CUSTOMER_RULES, Rule, VendorError, compile_filter, validate
+
+__all__ = [
+    "DEMO_CLIENT_ID",
+    "DEMO_CLIENT_SECRET",
+    "demo_refresh_token",
+    "Rule",
+    "ARTICLE_RULES",
+    "CUSTOMER_RULES",
+    "Simulator",
+    "create_app",
+]
+
+DEMO_CLIENT_ID = "apicenterd-demo"
+DEMO_CLIENT_SECRET = "apicenterd-demo-secret"
+_SIGNING_KEY = b"apicenterd-eaccounting-simulator"
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+SCOPES = "ea:api ea:sales offline_access"
+
+
+def _signed(nonce: str) -> str:
+    mac = hmac.new(_SIGNING_KEY, nonce.encode(), hashlib.sha256).hexdigest()[:32]
+    return f"rt.{nonce}.{mac}"
+
+
+def _signature_ok(token: str) -> bool:
+    parts = token.split(".")
+    return len(parts) == 3 and parts[0] == "rt" and hmac.compare_digest(_signed(parts[1]), token)
+
+
+def demo_refresh_token() -> str:
+    """The refresh token a fresh simulator accepts (once: it rotates like the vendor's)."""
+    return _signed("demo")
+
+
+# -- JSON --------------------------------------------------------------------------------
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    raise TypeError(type(value).__name__)
+
+
+class _JSON(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, default=_json_default, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _utc(when: datetime) -> str:
+    return f"{when:%Y-%m-%dT%H:%M:%S}.{when.microsecond // 1000:03d}Z"
+
+
+def _endpoint(path: str) -> str:
+    return re.sub(r"/[0-9a-fA-F]{8}-[0-9a-fA-F-]{27}(?=/|$)", "", path).rstrip("/").lower()
+
+
+# -- the simulated company -----------------------------------------------------------------
+
+
+class Simulator:
+    """One simulated eAccounting company, its OAuth server and its counters."""
+
+    def __init__(
+        self,
+        *,
+        seed: int = 1,
+        records: int = 0,
+        customers: int = 0,
+        rate_limit: int = 600,
+        token_ttl: float = 3600.0,
+        clock: Callable[[], datetime] | None = None,
+    ):
+        self._rng = random.Random(seed)
+        self._clock = clock or (lambda: datetime.now(timezone.utc))
+        self._last_change = datetime(2000, 1, 1, tzinfo=timezone.utc)
+        self.token_ttl = token_ttl
+        self.limiter = FixedWindow(rate_limit, 60.0)
+        self.access_tokens: dict[str, float] = {}
+        self.used_refresh_tokens: set[str] = set()
+        self.token_requests = 0
+        self.requests: list[tuple[str, str]] = []
+        self._faults: list[tuple[str | None, int, Any]] = []
+        self.articles: dict[str, dict[str, Any]] = {}
+        self.customers: dict[str, dict[str, Any]] = {}
+        self.codings = self._seed_codings()
+        self.units = self._seed_units()
+        self.terms = self._seed_terms()
+        self.company = self._seed_company()
+        base = datetime(2024, 1, 1, tzinfo=timezone.utc)
+        for n in range(1, records + 1):
+            self._seed_article(n, base + timedelta(minutes=n))
+        for n in range(1, customers + 1):
+            self._seed_customer(n, base + timedelta(minutes=n))
+
+    # seeding (deterministic for a seed)
+
+    def _id(self) -> str:
+        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+
+    def _seed_codings(self) -> dict[str, dict[str, Any]]:
+        codings = {}
+        for n, rate in enumerate((25, 21, 12, 9, 6, 0)):
+            coding_id = self._id()
+            codings[coding_id] = {
+                "Id": coding_id,
+                "Name": f"Goods {rate}% VAT" if rate else "Goods VAT exempt",
+                "NameEnglish": f"Goods {rate}% VAT" if rate else "Goods VAT exempt",
+                "Type": "Goods",
+                "VatRate": f"{rate}%",
+                "IsActive": True,
+                "VatRatePercent": Decimal(rate) / 100,
+                "DomesticSalesSubjectToReversedConstructionVatAccountNumber": 3231,
+                "DomesticSalesSubjectToVatAccountNumber": 3001 + n,
+                "DomesticSalesVatExemptAccountNumber": 3004,
+                "ForeignSalesSubjectToMossAccountNumber": 3106,
+                "ForeignSalesSubjectToThirdPartySalesAccountNumber": 3108,
+                "ForeignSalesSubjectToVatWithinEuAccountNumber": 3105,
+                "ForeignSalesVatExemptOutsideEuAccountNumber": 3105,
+                "ForeignSalesVatExemptWithinEuAccountNumber": 3108,
+                "DomesticSalesVatCodeExemptAccountNumber": 3004,
+                "ChangedUtc": "2023-01-01T00:00:00.000Z",
+            }
+        return codings
+
+    def _seed_units(self) -> dict[str, dict[str, Any]]:
+        units = {}
+        for name, code, abbreviation in (("Piece", "PCE", "pcs"), ("Hour", "HUR", "h"), ("Kilogram", "KGM", "kg"), ("Metre", "MTR", "m")):
+            unit_id = self._id()
+            units[unit_id] = {"Id": unit_id, "Name": name, "Code": code, "Abbreviation": abbreviation}
+        return units
+
+    def _seed_terms(self) -> dict[str, dict[str, Any]]:
+        terms = {}
+        for name, days, type_id, text in (("30 days net", 30, 0, "Normal"), ("14 days net", 14, 0, "Normal"), ("Cash", 0, 2, "Cash")):
+            terms_id = self._id()
+            terms[terms_id] = {
+                "Id": terms_id,
+                "Name": name,
+                "NameEnglish": name,
+                "NumberOfDays": days,
+                "TermsOfPaymentTypeId": type_id,
+                "TermsOfPaymentTypeText": text,
+                "AvailableForSales": True,
+                "AvailableForPurchase": True,
+            }
+        return terms
+
+    def _seed_company(self) -> dict[str, Any]:
+        return {
+            "Name": "Demo Company B.V.",
+            "Email": "finance@demo.example",
+            "Phone": "0201234567",
+            "Address1": "Herengracht 1",
+            "CountryCode": "NL",
+            "PostalCode": "1015BA",
+            "City": "Amsterdam",
+            "CurrencyCode": "EUR",
+            "TermsOfPaymentId": next(iter(self.terms)),
+            "CorporateIdentityNumber": "12345678",
+            "VatCode": "NL001234567B01",
+            "ProductVariant": 1,
+            "TypeOfBusiness": 1,
+            "VatPeriod": 3,
+            "ActivatedModules": [],
+            "NextCustomerNumber": 1,
+            "NextSupplierNumber": 1,
+            "NextCustomerInvoiceNumber": 1,
+            "NextQuoteNumber": 1,
+            "ShowPricesExclVatPC": False,
+        }
+
+    def _seed_article(self, n: int, changed: datetime) -> None:
+        coding_id = self._rng.choice([c for c in self.codings.values() if c["VatRatePercent"] in (Decimal("0.21"), Decimal("0.09"))])["Id"]
+        net = Decimal(self._rng.randrange(100, 20000)) / 100
+        vat = self.codings[coding_id]["VatRatePercent"]
+        body = {
+            "IsActive": True,
+            "Number": f"EA-{n:05d}",
+            "Name": f"{self._rng.choice(['Blue', 'Red', 'Green', 'Black'])} {self._rng.choice(['mug', 'shirt', 'lamp', 'chair'])} {n}",
+            "NetPrice": net,
+            "GrossPrice": (net * (1 + vat)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP),
+            "CodingId": coding_id,
+            "UnitId": next(iter(self.units)),
+            "StockBalance": Decimal(self._rng.randrange(0, 100)),
+            "PurchasePrice": (net / 2).quantize(Decimal("0.01")),
+        }
+        self._store_article(self._id(), body, changed)
+
+    def _seed_customer(self, n: int, changed: datetime) -> None:
+        body = {
+            "Name": f"Customer {n}",
+            "EmailAddress": f"customer{n}@example.com",
+            "InvoiceAddress1": f"Dorpsstraat {n}",
+            "InvoicePostalCode": f"{1000 + n}AB",
+            "InvoiceCity": "Utrecht",
+            "InvoiceCountryCode": "NL",
+            "TermsOfPaymentId": next(iter(self.terms)),
+            "IsPrivatePerson": n % 2 == 0,
+            "IsActive": True,
+        }
+        self._store_customer(self._id(), body, changed)
+
+    # helpers for tests
+
+    @property
+    def request_count(self) -> int:
+        """API calls received (token calls not included)."""
+        return len(self.requests)
+
+    def count(self, method: str, path_prefix: str = "") -> int:
+        """API calls with ``method`` whose path starts with ``path_prefix``."""
+        return sum(1 for m, p in self.requests if m == method and p.startswith(path_prefix))
+
+    def reset_counts(self) -> None:
+        """Forget the calls received so far (data stays)."""
+        self.requests.clear()
+        self.token_requests = 0
+
+    def expire_access_tokens(self) -> None:
+        """Make every issued access token expired, as if their lifetime had passed."""
+        for token in self.access_tokens:
+            self.access_tokens[token] = 0.0
+
+    def fail_next(self, status: int, body: Any = None, *, times: int = 1, path_prefix: str | None = None) -> None:
+        """Answer the next ``times`` API calls (under ``path_prefix``) with ``status`` and ``body``
+        (a dict: JSON; a str: text)."""
+        self._faults.extend([(path_prefix, status, body)] * times)
+
+    def article_by_number(self, number: str) -> dict[str, Any] | None:
+        """The stored article with ``number``, as the API would show it."""
+        return next((a for a in self.articles.values() if a["Number"] == number), None)
+
+    def coding_for(self, percent: int | Decimal) -> str:
+        """The id of the coding with VAT ``percent``."""
+        return next(c["Id"] for c in self.codings.values() if c["VatRatePercent"] * 100 == Decimal(percent))
+
+    # state changes
+
+    def _changed_now(self) -> datetime:
+        now = self._clock()
+        if now <= self._last_change:
+            now = self._last_change + timedelta(milliseconds=1)
+        self._last_change = now
+        return now
+
+    def _store_article(self, article_id: str, clean: dict[str, Any], changed: datetime | None = None) -> dict[str, Any]:
+        coding, unit = self.codings[clean["CodingId"]], self.units[clean["UnitId"]]
+        previous = self.articles.get(article_id, {})
+        balance = Decimal(clean.get("StockBalance") or 0)
+        article = {name: None for name in ARTICLE_RULES}
+        article.update(clean)
+        reserved = Decimal(0)
+        article.update(
+            Id=article_id,
+            CodingName=coding["Name"],
+            UnitName=unit["Name"],
+            UnitAbbreviation=unit["Abbreviation"],
+            StockBalance=balance,
+            StockBalanceReserved=reserved,
+            StockBalanceAvailable=balance - reserved,
+            StockBalanceManuallyChangedUtc=previous.get("StockBalanceManuallyChangedUtc"),
+            PurchasePriceManuallyChangedUtc=previous.get("PurchasePriceManuallyChangedUtc"),
+            ArticleLabels=clean.get("ArticleLabels") or [],
+            SendToWebshop=clean.get("SendToWebshop", True),
+            HouseWorkType=clean.get("HouseWorkType"),
+            ChangedUtc=_utc(changed or self._changed_now()),
+        )
+        if previous and Decimal(previous.get("StockBalance") or 0) != balance:
+            article["StockBalanceManuallyChangedUtc"] = article["ChangedUtc"]
+        self.articles[article_id] = article
+        return article
+
+    def _store_customer(self, customer_id: str, clean: dict[str, Any], changed: datetime | None = None) -> dict[str, Any]:
+        customer = {name: None for name in CUSTOMER_RULES}
+        customer.update(clean)
+        number = clean.get("CustomerNumber")
+        if not number:
+            number = str(self.company["NextCustomerNumber"])
+            self.company["NextCustomerNumber"] += 1
+        customer.update(
+            Id=customer_id,
+            CustomerNumber=number,
+            TermsOfPayment=self.terms[clean["TermsOfPaymentId"]],
+            EmailAddresses=clean.get("EmailAddresses") or [],
+            CustomerLabels=clean.get("CustomerLabels") or [],
+            ChangedUtc=_utc(changed or self._changed_now()),
+        )
+        self.customers[customer_id] = customer
+        return customer
+
+    # the gate every API call passes
+
+    def gate(self, request: Request) -> Response | None:
+        """Count the call, then answer 401 / 429 / an injected fault, or None to go on."""
+        path = request.url.path
+        self.requests.append((request.method, path))
+        auth = request.headers.get("Authorization", "")
+        token = auth[7:] if auth.lower().startswith("bearer ") else ""
+        if self.access_tokens.get(token, 0.0) <= time.time():
+            return self.error(
+                401,
+                4005,
+                "AuthorizationException - Authorization has been denied for this request.",
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
+        wait = self.limiter.hit(_endpoint(path))
+        if wait is not None:
+            return self.error(
+                429,
+                4010,
+                f"API calls quota exceeded! maximum admitted {self.limiter.limit} per Minute. "
+                f"Try again in {max(1, math.ceil(wait))} seconds.",
+            )
+        for n, (prefix, status, body) in enumerate(self._faults):
+            if prefix is None or path.startswith(prefix):
+                del self._faults[n]
+                if isinstance(body, str):
+                    return Response(body, status_code=status, media_type="text/html")
+                return _JSON(body if body is not None else {}, status_code=status)
+        return None
+
+    def error(self, status: int, code: int, message: str, headers: dict[str, str] | None = None) -> Response:
+        """eAccounting's error body: ErrorCode, DeveloperErrorMessage, ErrorId."""
+        return vendor_error(
+            status, {"ErrorCode": code, "DeveloperErrorMessage": message, "ErrorId": str(uuid.uuid4())}, headers
+        )
+
+    # the token endpoint
+
+    async def token(self, request: Request) -> Response:
+        """POST /connect/token: the refresh-token grant with client_secret_basic; refresh tokens rotate."""
+        self.token_requests += 1
+        try:
+            scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+            client_id, _, secret = base64.b64decode(encoded).decode().partition(":")
+        except ValueError:
+            scheme, client_id, secret = "", "", ""
+        if scheme.lower() != "basic" or (client_id, secret) != (DEMO_CLIENT_ID, DEMO_CLIENT_SECRET):
+            return JSONResponse({"error": "invalid_client"}, status_code=401)
+        # parsed by hand: Starlette's request.form() needs python-multipart
+        form = {k: v[-1] for k, v in urllib.parse.parse_qs((await request.body()).decode()).items()}
+        if form.get("grant_type") != "refresh_token":
+            return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
+        refresh = str(form.get("refresh_token") or "")
+        if not _signature_ok(refresh) or refresh in self.used_refresh_tokens:
+            return JSONResponse({"error": "invalid_grant"}, status_code=400)
+        self.used_refresh_tokens.add(refresh)
+        access = "at." + uuid.uuid4().hex
+        self.access_tokens[access] = time.time() + self.token_ttl
+        return JSONResponse(
+            {
+                "access_token": access,
+                "token_type": "Bearer",
+                "expires_in": int(self.token_ttl),
+                "refresh_token": _signed(uuid.uuid4().hex),
+                "scope": SCOPES,
+            },
+            headers={"Cache-Control": "no-store"},
+        )
+
+    # lists
+
+    def page(self, request: Request, items: list[dict[str, Any]], rules: Mapping[str, Rule] | None) -> Response:
+        """The ``{Meta, Data}`` page of ``items`` that the query's $filter/$orderby/$page/$pagesize select."""
+        query = request.query_params
+        unknown = sorted(k for k in query if k.startswith("$") and k not in ("$page", "$pagesize", "$filter", "$orderby"))
+        if unknown:
+            raise VendorError(400, 2000, f"The query parameter {unknown[0]} is not supported.")
+        try:
+            page = int(query.get("$page", 1))
+            size = min(int(query.get("$pagesize", DEFAULT_PAGE_SIZE)), MAX_PAGE_SIZE)
+        except ValueError:
+            raise VendorError(400, 2000, "$page and $pagesize must be integers") from None
+        if page < 1 or size < 1:
+            raise VendorError(400, 2000, "$page and $pagesize must be 1 or more")
+        if rules is not None and query.get("$filter"):
+            items = [i for i in items if compile_filter(query["$filter"], rules)(i)]
+        if query.get("$orderby"):
+            field, _, direction = query["$orderby"].strip().partition(" ")
+            if rules is None or field not in rules or direction.lower() not in ("", "asc", "desc"):
+                raise VendorError(400, 2000, f"$orderby: cannot order by {query['$orderby']!r}")
+            items = sorted(items, key=lambda i: (i.get(field) is not None, i.get(field) or ""), reverse=direction.lower() == "desc")
+        total = len(items)
+        return _JSON(
+            {
+                "Meta": {
+                    "CurrentPage": page,
+                    "PageSize": size,
+                    "TotalNumberOfPages": math.ceil(total / size),
+                    "TotalNumberOfResults": total,
+                    "ServerTimeUtc": _utc(self._clock()),
+                },
+                "Data": items[(page - 1) * size : page * size],
+            }
+        )
+
+    # articles and customers
+
+    def _unique(self, store: dict[str, dict[str, Any]], prop: str, value: Any, own_id: str | None, what: str) -> None:
+        if value is None:
+            return
+        for item_id, item in store.items():
+            if item_id != own_id and str(item.get(prop) or "").lower() == str(value).lower():
+                raise VendorError(400, 4000, f"Conflict - {what} with {prop} '{value}' already exists.")
+
+    def write_article(self, body: Any, article_id: str | None = None) -> dict[str, Any]:
+        """Validate and store an article (POST when ``article_id`` is None, else PUT)."""
+        clean = validate(body, ARTICLE_RULES)
+        if clean["CodingId"] not in self.codings:
+            raise VendorError(400, 3000, f"ResourceNotFound - CodingId {clean['CodingId']} does not exist.")
+        if clean["UnitId"] not in self.units:
+            raise VendorError(400, 3000, f"ResourceNotFound - UnitId {clean['UnitId']} does not exist.")
+        self._unique(self.articles, "Number", clean["Number"], article_id, "an article")
+        return self._store_article(article_id or self._id(), clean)
+
+    def write_customer(self, body: Any, customer_id: str | None = None) -> dict[str, Any]:
+        """Validate and store a customer (POST when ``customer_id`` is None, else PUT)."""
+        clean = validate(body, CUSTOMER_RULES)
+        if clean["TermsOfPaymentId"] not in self.terms:
+            raise VendorError(400, 3000, f"ResourceNotFound - TermsOfPaymentId {clean['TermsOfPaymentId']} does not exist.")
+        self._unique(self.customers, "CustomerNumber", clean.get("CustomerNumber"), customer_id, "a customer")
+        return self._store_customer(customer_id or self._id(), clean)
+
+
+# -- routes ------------------------------------------------------------------------------
+
+
+def _api(handler):
+    async def endpoint(request: Request) -> Response:
+        sim: Simulator = request.app.state.sim
+        refused = sim.gate(request)
+        if refused is not None:
+            return refused
+        try:
+            return await handler(sim, request)
+        except VendorError as exc:
+            return sim.error(exc.status, exc.code, exc.message)
+
+    endpoint.__name__ = handler.__name__
+    return endpoint
+
+
+async def _body(request: Request) -> Any:
+    try:
+        return json.loads(await request.body(), parse_float=Decimal)
+    except ValueError:
+        raise VendorError(400, 2000, "DataModelValidationError - the request body is not valid JSON") from None
+
+
+def _one(store: dict[str, dict[str, Any]], item_id: str, what: str) -> dict[str, Any]:
+    if item_id not in store:
+        raise VendorError(404, 3000, f"ResourceNotFound - {what} {item_id} was not found.")
+    return store[item_id]
+
+
+@_api
+async def articles(sim: Simulator, request: Request) -> Response:
+    if request.method == "POST":
+        return _JSON(sim.write_article(await _body(request)))
+    return sim.page(request, list(sim.articles.values()), ARTICLE_RULES)
+
+
+@_api
+async def article(sim: Simulator, request: Request) -> Response:
+    article_id = request.path_params["id"]
+    _one(sim.articles, article_id, "Article")
+    if request.method == "PUT":
+        return _JSON(sim.write_article(await _body(request), article_id))
+    return _JSON(sim.articles[article_id])
+
+
+@_api
+async def customers(sim: Simulator, request: Request) -> Response:
+    if request.method == "POST":
+        return _JSON(sim.write_customer(await _body(request)))
+    return sim.page(request, list(sim.customers.values()), CUSTOMER_RULES)
+
+
+@_api
+async def customer(sim: Simulator, request: Request) -> Response:
+    customer_id = request.path_params["id"]
+    _one(sim.customers, customer_id, "Customer")
+    if request.method == "PUT":
+        return _JSON(sim.write_customer(await _body(request), customer_id))
+    return _JSON(sim.customers[customer_id])
+
+
+def _reference(attribute: str, what: str):
+    @_api
+    async def listing(sim: Simulator, request: Request) -> Response:
+        return sim.page(request, list(getattr(sim, attribute).values()), None)
+
+    @_api
+    async def single(sim: Simulator, request: Request) -> Response:
+        return _JSON(_one(getattr(sim, attribute), request.path_params["id"], what))
+
+    return listing, single
+
+
+@_api
+async def company_settings(sim: Simulator, request: Request) -> Response:
+    return _JSON(sim.company)
+
+
+async def _token(request: Request) -> Response:
+    return await request.app.state.sim.token(request)
+
+
+def create_app(*, seed: int = 1, records: int = 0, **options: Any) -> Starlette:
+    """The simulator app; ``options``: ``customers`` (seeded), ``rate_limit`` (calls a minute per
+    endpoint, 0 = off), ``token_ttl`` (seconds), ``clock`` (returns an aware UTC datetime)."""
+    codings, coding = _reference("codings", "ArticleAccountCoding")
+    units, unit = _reference("units", "Unit")
+    terms, term = _reference("terms", "TermsOfPayment")
+    app = Starlette(
+        routes=[
+            Route("/connect/token", _token, methods=["POST"]),
+            Route("/v2/companysettings", company_settings, methods=["GET"]),
+            Route("/v2/articles", articles, methods=["GET", "POST"]),
+            Route("/v2/articles/{id}", article, methods=["GET", "PUT"]),
+            Route("/v2/customers", customers, methods=["GET", "POST"]),
+            Route("/v2/customers/{id}", customer, methods=["GET", "PUT"]),
+            Route("/v2/articleaccountcodings", codings, methods=["GET"]),
+            Route("/v2/articleaccountcodings/{id}", coding, methods=["GET"]),
+            Route("/v2/units", units, methods=["GET"]),
+            Route("/v2/units/{id}", unit, methods=["GET"]),
+            Route("/v2/termsofpayments", terms, methods=["GET"]),
+            Route("/v2/termsofpayments/{id}", term, methods=["GET"]),
+        ]
+    )
+    app.state.sim = Simulator(seed=seed, records=records, **options)
+    return app

@@ -1,0 +1,131 @@
+"""The command line: exit statuses, messages, JSON output."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import apicenterd
+from apicenterd import cli
+
+
+def run_cli(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--version"])
+    assert exc.value.code == 0
+    assert apicenterd.__version__ in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["nonsense"], "invalid choice"),
+        (["runs", "--limit", "zero"], "not a whole number"),
+        (["runs", "--limit", "0"], "must be at least 1"),
+        (["simulate", "eaccounting", "--port", "70000"], "not a TCP port"),
+        (["flows", "run"], "the following arguments are required: name"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_message(capsys, argv, message):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_no_command_prints_help_and_exits_2(capsys):
+    code, _, err = run_cli(capsys)
+    assert code == 2 and "COMMAND" in err
+
+
+def test_plugins_json_lists_bundled_connectors(capsys):
+    pytest.importorskip("apicenterd_eaccounting")
+    code, out, _ = run_cli(capsys, "plugins", "--json")
+    assert code == 0
+    data = json.loads(out)
+    by_name = {c["name"]: c for c in data["connectors"]}
+    assert by_name["eaccounting"]["distribution"] == "apicenterd-eaccounting"
+    assert "products" in by_name["eaccounting"]["writes"]
+    assert "products" in by_name["ccv_salespos"]["reads"]
+
+
+def test_check_reports_every_mistake_with_its_path_and_exits_2(capsys, tmp_path):
+    pytest.importorskip("apicenterd_eaccounting")
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(
+        """
+[connections.salespos]
+connector = "ccv_salespos"
+base_url = "http://127.0.0.1:1"
+public_key = "p"
+private_key = { env = "APICENTERD_TEST_UNSET_VARIABLE" }
+
+[connections.eaccounting]
+connector = "eaccounting"
+base_url = "http://127.0.0.1:2"
+client_id = "x"
+client_secret = "y"
+colour = "blue"
+
+[flows.products_to_eaccounting]
+source = "salespos"
+target = "eacc"
+entity = "products"
+interval = "5 minutes"
+""",
+        encoding="utf-8",
+    )
+    code, out, err = run_cli(capsys, "check", "--config", str(cfg))
+    assert code == 2 and out == ""
+    assert 'flows.products_to_eaccounting.target: connection "eacc" is not defined (defined: eaccounting, salespos)' in err
+    assert "connections.salespos.private_key: environment variable APICENTERD_TEST_UNSET_VARIABLE is not set" in err
+    assert "connections.eaccounting.colour: unknown setting" in err
+    assert "flows.products_to_eaccounting.interval:" in err
+    assert "Traceback" not in err
+
+
+def test_check_demo_config_passes(capsys, monkeypatch):
+    pytest.importorskip("apicenterd_eaccounting")
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    registry = cli._registry()
+    cli._demo_credentials(root / "etc" / "demo.toml", registry)
+    code, out, err = run_cli(capsys, "check", "--config", str(root / "etc" / "demo.toml"))
+    assert code == 0, err
+    assert "2 flows" in out
+
+
+def test_example_config_passes_check_with_credentials(capsys, monkeypatch, tmp_path):
+    pytest.importorskip("apicenterd_eaccounting")
+    from pathlib import Path
+
+    for name in ("ccv_private_key", "eaccounting_client_secret", "eaccounting_refresh_token"):
+        (tmp_path / name).write_text(f"secret-{name}\n", encoding="utf-8")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    example = Path(__file__).resolve().parents[1] / "etc" / "apicenterd.example.toml"
+    code, out, err = run_cli(capsys, "check", "--config", str(example))
+    assert code == 0, err
+
+
+def test_flows_run_unknown_flow(capsys):
+    pytest.importorskip("apicenterd_eaccounting")
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    cli._demo_credentials(root / "etc" / "demo.toml", cli._registry())
+    code, _, err = run_cli(capsys, "flows", "run", "nope", "--config", str(root / "etc" / "demo.toml"))
+    assert code == 2
+    assert "no flow named 'nope' (defined: products_to_eaccounting, stock_to_eaccounting)" in err
+
+
+def test_simulate_unknown_connector(capsys):
+    code, _, err = run_cli(capsys, "simulate", "nosuch")
+    assert code == 2 and "no connector named 'nosuch'" in err

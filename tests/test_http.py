@@ -1,0 +1,324 @@
+"""http and ratelimit: Retry-After, status → error class, the instrumented transport, sliding windows."""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import anyio
+import anyio.lowlevel
+import httpx
+import pytest
+from prometheus_client import REGISTRY
+
+from apicenterd import (
+    AuthError,
+    FatalError,
+    RateLimit,
+    RateLimited,
+    RecordError,
+    RetryableError,
+    error_for_status,
+    json_body,
+    parse_retry_after,
+)
+from apicenterd.http import RETRY_AFTER_CAP, InstrumentedTransport, RateLimiterSet
+from apicenterd.ratelimit import SlidingWindowLimiter
+
+# --- a fake clock: sleeping advances it, nothing waits for real --------------------------------------
+
+
+class FakeTime:
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+        await anyio.lowlevel.checkpoint()
+
+
+# --- parse_retry_after ---------------------------------------------------------------------------------
+
+NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(
+    "header, seconds",
+    [
+        ("120", 120.0),
+        (" 7 ", 7.0),
+        ("1.5", 1.5),
+        ("0", 0.0),
+        ("-5", 0.0),
+        (str(int(RETRY_AFTER_CAP) * 10), RETRY_AFTER_CAP),
+        ("inf", RETRY_AFTER_CAP),
+        (email.utils.format_datetime(NOW + timedelta(seconds=90), usegmt=True), 90.0),
+        (email.utils.format_datetime(NOW - timedelta(seconds=90), usegmt=True), 0.0),
+        (email.utils.format_datetime(NOW + timedelta(days=3), usegmt=True), RETRY_AFTER_CAP),
+        ("Sun, 01 Mar 2026 12:00:30", 30.0),  # no zone: taken as UTC
+    ],
+)
+def test_parse_retry_after(header, seconds):
+    assert parse_retry_after(header, now=NOW) == seconds
+
+
+@pytest.mark.parametrize("header", [None, "", "   ", "soon", "nan", "12 seconds", "Mon, 99 Foo 2026"])
+def test_parse_retry_after_unreadable(header):
+    assert parse_retry_after(header, now=NOW) is None
+
+
+# --- error_for_status ---------------------------------------------------------------------------------
+
+
+def response(status: int, headers: dict | None = None, content: bytes = b"") -> httpx.Response:
+    return httpx.Response(
+        status, headers=headers, content=content, request=httpx.Request("POST", "https://api.example/v2/articles?x=1")
+    )
+
+
+@pytest.mark.parametrize(
+    "status, cls",
+    [
+        (400, RecordError),
+        (404, RecordError),
+        (409, RecordError),
+        (422, RecordError),
+        (401, AuthError),
+        (403, AuthError),
+        (408, RetryableError),
+        (425, RetryableError),
+        (500, RetryableError),
+        (502, RetryableError),
+        (503, RetryableError),
+        (302, FatalError),
+        (200, FatalError),
+    ],
+)
+def test_error_for_status(status, cls):
+    err = error_for_status(response(status), "creating article", vendor_code="4010")
+    assert type(err) is cls
+    assert (err.status, err.vendor_code) == (status, "4010")
+    assert f"creating article (HTTP {status} POST /v2/articles)" in str(err)
+
+
+def test_429_is_rate_limited_with_retry_after():
+    err = error_for_status(response(429, {"Retry-After": "17"}), "listing")
+    assert type(err) is RateLimited and err.retry_after == 17.0 and err.status == 429
+    assert error_for_status(response(429), "listing").retry_after is None
+
+
+def test_json_body():
+    assert json_body(response(200, content=b'{"a": 1}'), "articles") == {"a": 1}
+    with pytest.raises(FatalError, match=r"articles: response is not JSON .*body starts '<html>oops'"):
+        json_body(response(200, content=b"<html>oops"), "articles")
+
+
+# --- InstrumentedTransport -----------------------------------------------------------------------------
+
+
+def sample(name: str, **labels) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def requests_total(conn: str, method: str, status: str) -> float:
+    return sample("apicenterd_api_requests_total", connection=conn, method=method, status=status)
+
+
+def client_for(handler, limits=(), clock: FakeTime | None = None) -> tuple[httpx.AsyncClient, str, RateLimiterSet]:
+    conn = f"test-{uuid.uuid4().hex[:8]}"
+    options = {"clock": clock, "sleep": clock.sleep} if clock else {}
+    limiters = RateLimiterSet(conn, limits, **options)
+    transport = InstrumentedTransport(conn, limiters, httpx.MockTransport(handler))
+    return httpx.AsyncClient(base_url="https://api.example", transport=transport), conn, limiters
+
+
+@pytest.mark.anyio
+async def test_transport_counts_requests_by_status():
+    statuses = iter([200, 200, 404])
+
+    def handler(request):
+        return httpx.Response(next(statuses))
+
+    client, conn, _ = client_for(handler)
+    async with client:
+        await client.get("/a")
+        await client.post("/a")
+        await client.get("/b")
+    assert requests_total(conn, "GET", "200") == 1
+    assert requests_total(conn, "POST", "200") == 1
+    assert requests_total(conn, "GET", "404") == 1
+    assert sample("apicenterd_api_request_duration_seconds_count", connection=conn, method="GET") == 2
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "exc, status, words",
+    [
+        (httpx.ReadTimeout, "timeout", "timed out (ReadTimeout)"),
+        (httpx.ConnectTimeout, "timeout", "timed out (ConnectTimeout)"),
+        (httpx.ConnectError, "error", "ConnectError: connection refused"),
+        (httpx.RemoteProtocolError, "error", "RemoteProtocolError"),
+    ],
+)
+async def test_transport_errors_are_retryable(exc, status, words):
+    def handler(request):
+        raise exc("connection refused", request=request)
+
+    client, conn, _ = client_for(handler)
+    async with client:
+        with pytest.raises(RetryableError) as info:
+            await client.get("/items")
+    assert type(info.value) is RetryableError
+    assert str(info.value).startswith("GET /items: ") and words in str(info.value)
+    assert requests_total(conn, "GET", status) == 1
+
+
+@pytest.mark.anyio
+async def test_429_retry_after_pauses_the_bucket():
+    clock = FakeTime()
+    answers = iter([httpx.Response(429, headers={"Retry-After": "30"}), httpx.Response(200), httpx.Response(200)])
+    client, conn, _ = client_for(lambda request: next(answers), [RateLimit(100, 60)], clock)
+    async with client:
+        first = await client.get("/x")
+        assert first.status_code == 429  # the transport returns it; the connector raises
+        paused_at = clock.now
+        assert (await client.get("/x")).status_code == 200
+        assert clock.now - paused_at >= 30  # the next call waited out Retry-After
+        assert sum(clock.slept) == pytest.approx(30, abs=0.01)
+        slept = len(clock.slept)
+        await client.get("/x")
+        assert len(clock.slept) == slept  # no pause left
+    assert requests_total(conn, "GET", "429") == 1
+    assert sample("apicenterd_rate_limit_wait_seconds_total", connection=conn) == pytest.approx(sum(clock.slept))
+
+
+@pytest.mark.anyio
+async def test_429_without_retry_after_does_not_pause():
+    clock = FakeTime()
+    answers = iter([httpx.Response(429), httpx.Response(200)])
+    client, _, _ = client_for(lambda request: next(answers), [RateLimit(100, 60)], clock)
+    async with client:
+        await client.get("/x")
+        await client.get("/x")
+    assert clock.slept == []
+
+
+@pytest.mark.anyio
+async def test_key_none_exempts_a_request_from_that_limit():
+    clock = FakeTime()
+    writes = RateLimit(1, 60, name="writes", key=lambda r: None if r.method == "GET" else "w")
+    reads = RateLimit(3, 60, name="reads", key=lambda r: r.url.path if r.method == "GET" else None)
+    client, _, _ = client_for(lambda request: httpx.Response(200), [writes, reads], clock)
+    async with client:
+        for _ in range(3):
+            await client.get("/a")
+            await client.get("/b")  # its own bucket
+        assert clock.slept == []  # reads never wait for the write limit
+        await client.post("/a")
+        assert clock.slept == []
+        await client.post("/b")
+        assert len(clock.slept) == 1 and clock.slept[0] >= 60 - 1e-9
+
+
+@pytest.mark.anyio
+async def test_key_none_request_is_not_held_by_a_429_pause():
+    clock = FakeTime()
+    writes = RateLimit(10, 60, name="writes", key=lambda r: None if r.method == "GET" else "w")
+    answers = iter([httpx.Response(429, headers={"Retry-After": "50"}), httpx.Response(200), httpx.Response(200)])
+    client, _, _ = client_for(lambda request: next(answers), [writes], clock)
+    async with client:
+        await client.post("/a")
+        await client.get("/a")
+        assert clock.slept == []
+        await client.post("/a")
+        assert sum(clock.slept) >= 50
+
+
+# --- SlidingWindowLimiter -----------------------------------------------------------------------------
+
+
+def assert_never_more_than(times: list[float], requests: int, period: float) -> None:
+    for i in range(len(times) - requests):
+        assert times[i + requests] - times[i] >= period, f"{requests + 1} calls within {period}s at {times[i]}"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("requests, period", [(1, 1.0), (3, 10.0), (10, 1.0), (5, 0.25)])
+async def test_sliding_window_sequential(requests, period):
+    clock = FakeTime()
+    limiter = SlidingWindowLimiter(requests, period, clock=clock, sleep=clock.sleep)
+    rng = random.Random(requests)
+    sent, waits = [], []
+    for _ in range(200):
+        if rng.random() < 0.3:
+            clock.now += rng.random() * period  # idle now and then
+        before = len(clock.slept)
+        waited = await limiter.acquire()
+        sent.append(clock.now)
+        waits.append(waited)
+        assert waited == pytest.approx(sum(clock.slept[before:]))
+    assert_never_more_than(sent, requests, period)
+    assert any(waits)
+    # and it is not needlessly slow: a call that waited went as soon as the window allowed
+    for i, (t, waited) in enumerate(zip(sent, waits)):
+        if waited:
+            assert i >= requests and t <= sent[i - requests] + period + 0.01
+
+
+@pytest.mark.anyio
+async def test_sliding_window_concurrent_callers():
+    clock = FakeTime()
+    limiter = SlidingWindowLimiter(4, 2.0, clock=clock, sleep=clock.sleep)
+    sent: list[float] = []
+
+    async def call():
+        await limiter.acquire()
+        sent.append(clock.now)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(40):
+            tg.start_soon(call)
+    assert len(sent) == 40
+    assert sent == sorted(sent)
+    assert_never_more_than(sent, 4, 2.0)
+    assert sent[-1] - sent[0] < 40 / 4 * 2.0  # about 9 windows, not one call a window
+
+
+@pytest.mark.anyio
+async def test_pause_holds_every_caller():
+    clock = FakeTime()
+    limiter = SlidingWindowLimiter(100, 1.0, clock=clock, sleep=clock.sleep)
+    await limiter.acquire()
+    limiter.pause(12.0)
+    assert limiter.delay() == pytest.approx(12.0)
+    start = clock.now
+    await limiter.acquire()
+    assert clock.now - start >= 12.0
+    limiter.pause_until(clock.now - 5)  # a deadline in the past changes nothing
+    assert limiter.delay() == 0
+
+
+@pytest.mark.parametrize("requests, period", [(0, 1), (-1, 1), (1, 0), (1, -2)])
+def test_limiter_rejects_nonsense(requests, period):
+    with pytest.raises(ValueError, match="at least 1 request in a positive period"):
+        SlidingWindowLimiter(requests, period)
+
+
+@pytest.mark.anyio
+async def test_real_sleep_small_period_counts_in_windows():
+    """With the real clock and small periods: count calls, never time them."""
+    import time
+
+    limiter = SlidingWindowLimiter(3, 0.05)
+    sent = []
+    for _ in range(9):
+        await limiter.acquire()
+        sent.append(time.monotonic())
+    assert_never_more_than(sent, 3, 0.05)

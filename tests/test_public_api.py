@@ -1,0 +1,87 @@
+"""The public API has a fence around it: the export lists are pinned, and everything in them imports."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+import apicenterd
+import apicenterd.testing
+
+# A change to either list is a change to the plugin API: update it here on purpose.
+APICENTERD_ALL = [
+    "__version__",
+    "hookimpl",
+    "hookspec",
+    "Connector",
+    "ConnectorSettings",
+    "ConnectionContext",
+    "TokenStore",
+    "RateLimit",
+    "Change",
+    "Found",
+    "OAuth2RefreshAuth",
+    "error_for_status",
+    "json_body",
+    "parse_retry_after",
+    "ApicenterError",
+    "ConfigError",
+    "PluginError",
+    "ConnectorError",
+    "RetryableError",
+    "RateLimited",
+    "AuthError",
+    "FatalError",
+    "RecordError",
+    "Entity",
+    "Record",
+    "Address",
+    "Contact",
+    "Customer",
+    "Attribute",
+    "Product",
+    "StockLevel",
+    "Order",
+    "OrderLine",
+    "Invoice",
+    "InvoiceLine",
+    "Shipment",
+    "JournalEntry",
+    "JournalLine",
+]
+
+TESTING_ALL = ["MemoryTokenStore", "connect", "make_context", "serve_app", "FixedWindow", "vendor_error"]
+
+
+@pytest.mark.parametrize(
+    "module, pinned", [(apicenterd, APICENTERD_ALL), (apicenterd.testing, TESTING_ALL)], ids=lambda v: getattr(v, "__name__", "")
+)
+def test_export_list_is_pinned(module, pinned):
+    assert sorted(module.__all__) == sorted(pinned)
+    assert len(module.__all__) == len(set(module.__all__)), "duplicate names in __all__"
+
+
+@pytest.mark.parametrize("module_name", ["apicenterd", "apicenterd.testing"])
+def test_everything_exported_is_importable(module_name):
+    module = importlib.import_module(module_name)
+    namespace: dict = {}
+    exec(f"from {module_name} import *", namespace)
+    for name in module.__all__:
+        assert getattr(module, name, None) is not None, f"{module_name}.{name} is missing"
+        if name != "__version__":
+            assert name in namespace, f"`from {module_name} import *` does not give {name}"
+
+
+def test_version_matches_distribution():
+    from importlib.metadata import version
+
+    assert apicenterd.__version__ == version("apicenterd")
+
+
+def test_errors_exported_are_the_hierarchy():
+    assert issubclass(apicenterd.RateLimited, apicenterd.RetryableError)
+    for name in ("RetryableError", "AuthError", "FatalError", "RecordError"):
+        assert issubclass(getattr(apicenterd, name), apicenterd.ConnectorError)
+    for name in ("ConfigError", "PluginError", "ConnectorError"):
+        assert issubclass(getattr(apicenterd, name), apicenterd.ApicenterError)

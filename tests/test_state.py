@@ -1,0 +1,265 @@
+"""state.sqlite: migrations, cursors, links, atomic settle, runs, audit, tokens, purge."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from apicenterd.state import AuditEntry, Link, SQLiteStore
+from apicenterd.state.sqlite import MIGRATIONS, migrate
+
+pytestmark = pytest.mark.anyio
+
+
+class Clock:
+    """A settable clock for created/updated times."""
+
+    def __init__(self, now: float = 1_000_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+async def store(tmp_path, clock):
+    s = SQLiteStore(tmp_path / "state" / "apicenterd.db", clock=clock)
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+def tables(path) -> set[str]:
+    with sqlite3.connect(path) as db:
+        return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def entry(source_id: str = "S1", **kw) -> AuditEntry:
+    data = {"flow": "f", "run_id": 1, "entity": "products", "source_id": source_id, "action": "created"}
+    data.update(kw)
+    return AuditEntry(**data)
+
+
+def link(source_id: str = "S1", target_id: str = "T1", hash: str = "h1") -> Link:
+    return Link("src", "products", source_id, "dst", target_id, hash)
+
+
+# --- migrations -----------------------------------------------------------------------------------
+
+
+async def test_empty_file_gets_every_migration(tmp_path, store):
+    assert await store.schema_version() == len(MIGRATIONS)
+    assert {"cursors", "links", "runs", "audit", "tokens"} <= tables(store.path)
+    assert store.path.parent.is_dir()  # the folder was created
+
+
+async def test_reopening_applies_nothing(tmp_path):
+    path = tmp_path / "s.db"
+    first = SQLiteStore(path)
+    await first.open()
+    await first.set_cursor("f", "c1")
+    await first.close()
+    with sqlite3.connect(path) as db:
+        assert migrate(db) == len(MIGRATIONS)  # nothing pending: no CREATE TABLE runs again
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    again = SQLiteStore(path)
+    await again.open()
+    try:
+        assert await again.schema_version() == len(MIGRATIONS)
+        assert await again.get_cursor("f") == "c1"
+    finally:
+        await again.close()
+
+
+async def test_newer_database_is_refused(tmp_path):
+    path = tmp_path / "s.db"
+    newer = len(MIGRATIONS) + 3
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version={newer}")
+    store = SQLiteStore(path)
+    with pytest.raises(RuntimeError) as info:
+        await store.open()
+    message = str(info.value)
+    assert f"schema version {newer} is newer" in message and "upgrade apicenterd" in message
+    with pytest.raises(RuntimeError, match="not open"):
+        await store.get_cursor("f")
+    with sqlite3.connect(path) as db:  # untouched
+        assert db.execute("PRAGMA user_version").fetchone()[0] == newer
+        assert db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+
+
+def test_failing_migration_rolls_back_whole(tmp_path):
+    path = tmp_path / "s.db"
+    migrations = [*MIGRATIONS, "CREATE TABLE half_done (x TEXT); INSERT INTO no_such_table VALUES (1)"]
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="no_such_table"):
+            migrate(db, migrations)
+        # the earlier migrations stay (each has its own transaction), the failed one left nothing
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert "half_done" not in tables(path)
+        assert "links" in tables(path)
+        assert not db.in_transaction
+        # fixed, it applies
+        migrations[-1] = "CREATE TABLE half_done (x TEXT)"
+        assert migrate(db, migrations) == len(MIGRATIONS) + 1
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) + 1
+    finally:
+        db.close()
+
+
+# --- cursors and links ------------------------------------------------------------------------------
+
+
+async def test_cursors(store):
+    assert await store.get_cursor("f") is None
+    await store.set_cursor("f", "2026-01-01")
+    await store.set_cursor("g", "other")
+    await store.set_cursor("f", "2026-01-02")
+    assert await store.get_cursor("f") == "2026-01-02"
+    await store.set_cursor("f", None)
+    assert await store.get_cursor("f") is None
+    assert await store.get_cursor("g") == "other"
+
+
+async def test_links_upsert_and_hash(store, clock):
+    assert await store.get_link("src", "products", "S1", "dst") is None
+    await store.settle(entry(), link=link(hash="h1"))
+    first = await store.get_link("src", "products", "S1", "dst")
+    assert (first.target_id, first.hash, first.updated_at) == ("T1", "h1", clock.now)
+    clock.now += 10
+    await store.settle(entry(action="updated"), link=link(hash="h2"))
+    second = await store.get_link("src", "products", "S1", "dst")
+    assert (second.target_id, second.hash, second.updated_at) == ("T1", "h2", clock.now)
+    # links are per source, entity and target
+    assert await store.get_link("src", "products", "S1", "elsewhere") is None
+    assert await store.get_link("src", "stock", "S1", "dst") is None
+    await store.settle(entry("S2"), link=link("S2", "T2"))
+    assert [lk.source_id for lk in await store.links("src", "products", "dst")] == ["S1", "S2"]
+
+
+async def test_settle_writes_audit_link_and_cursor(store, clock):
+    run = await store.start_run("f")
+    await store.settle(entry(run_id=run, target_id="T1", key="SKU1"), link=link(), cursor="c1")
+    assert await store.get_cursor("f") == "c1"
+    assert (await store.get_link("src", "products", "S1", "dst")).target_id == "T1"
+    [audit] = await store.audit(flow="f")
+    assert (audit.run_id, audit.source_id, audit.action, audit.target_id, audit.key, audit.at) == (
+        run,
+        "S1",
+        "created",
+        "T1",
+        "SKU1",
+        clock.now,
+    )
+    # without link and cursor: only the audit entry
+    await store.settle(entry("S9", action="failed", reason="name too long"))
+    assert await store.get_cursor("f") == "c1"
+    assert await store.get_link("src", "products", "S9", "dst") is None
+    assert (await store.audit(source_id="S9"))[0].reason == "name too long"
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"link": Link("src", "products", "S1", "dst", None, "h")},  # NOT NULL fails after the audit row
+        {"link": link(), "cursor": {"not": "bindable"}},  # fails after audit and link
+    ],
+    ids=["link-fails", "cursor-fails"],
+)
+async def test_settle_is_atomic(store, broken):
+    await store.set_cursor("f", "before")
+    with pytest.raises((sqlite3.Error, TypeError)):
+        await store.settle(entry(), **broken)
+    assert await store.audit() == []
+    assert await store.get_link("src", "products", "S1", "dst") is None
+    assert await store.get_cursor("f") == "before"
+    # and the store is still usable
+    await store.settle(entry(), link=link(), cursor="after")
+    assert await store.get_cursor("f") == "after"
+    assert len(await store.audit()) == 1
+
+
+# --- runs and audit ---------------------------------------------------------------------------------
+
+
+async def test_runs(store, clock):
+    a = await store.start_run("a")
+    clock.now += 5
+    b = await store.start_run("b", trigger="webhook")
+    await store.finish_run(a, "ok", {"created": 2, "failed": 0})
+    clock.now += 1
+    await store.finish_run(b, "failed", {}, error="boom")
+    runs = await store.runs()
+    assert [r.id for r in runs] == [b, a]  # newest first
+    run_b, run_a = runs
+    assert (run_a.flow, run_a.status, dict(run_a.counts), run_a.trigger) == ("a", "ok", {"created": 2, "failed": 0}, "schedule")
+    assert run_a.finished_at - run_a.started_at == 5
+    assert (run_b.status, run_b.error, run_b.trigger) == ("failed", "boom", "webhook")
+    assert [r.id for r in await store.runs("a")] == [a]
+    assert len(await store.runs(limit=1)) == 1
+    running = await store.start_run("a")
+    assert (await store.runs("a"))[0].id == running and (await store.runs("a"))[0].finished_at is None
+
+
+async def test_audit_filters(store):
+    await store.settle(entry("S1", flow="f", run_id=1))
+    await store.settle(entry("S2", flow="f", run_id=1))
+    await store.settle(entry("S1", flow="g", run_id=2))
+    await store.settle(entry("S1", flow="f", run_id=3))
+    assert [(e.flow, e.run_id) for e in await store.audit()] == [("f", 3), ("g", 2), ("f", 1), ("f", 1)]
+    assert [e.source_id for e in await store.audit(flow="f")] == ["S1", "S2", "S1"]
+    assert [e.flow for e in await store.audit(source_id="S1")] == ["f", "g", "f"]
+    assert [e.source_id for e in await store.audit(run_id=1)] == ["S2", "S1"]
+    assert [e.run_id for e in await store.audit(flow="f", source_id="S1")] == [3, 1]
+    assert len(await store.audit(limit=2)) == 2
+    ids = [e.id for e in await store.audit()]
+    assert ids == sorted(ids, reverse=True) and None not in ids
+
+
+async def test_tokens_survive_reopen(tmp_path):
+    path = tmp_path / "s.db"
+    store = SQLiteStore(path)
+    await store.open()
+    assert await store.load_tokens("eacc") is None
+    await store.save_tokens("eacc", {"access_token": "a1", "refresh_token": "r1", "expires_at": 12.5})
+    await store.save_tokens("eacc", {"access_token": "a2", "refresh_token": "r2", "expires_at": 99.0})
+    await store.save_tokens("other", {"access_token": "x"})
+    await store.close()
+    again = SQLiteStore(path)
+    await again.open()
+    try:
+        assert await again.load_tokens("eacc") == {"access_token": "a2", "refresh_token": "r2", "expires_at": 99.0}
+        assert await again.load_tokens("other") == {"access_token": "x"}
+        # back to the everyday durability level after a token write
+        assert await again._run(lambda db: db.execute("PRAGMA synchronous").fetchone()[0]) == 1
+    finally:
+        await again.close()
+
+
+async def test_purge_audit(store, clock):
+    for i, at in enumerate((100.0, 200.0, 300.0)):
+        await store.settle(entry(f"S{i}", at=at))
+    assert await store.purge_audit(200.0) == 1  # strictly older only
+    assert sorted(e.source_id for e in await store.audit()) == ["S1", "S2"]
+    assert await store.purge_audit(1000.0) == 2
+    assert await store.audit() == []
+    assert await store.purge_audit(1000.0) == 0
+
+
+async def test_closed_store_refuses(tmp_path):
+    store = SQLiteStore(tmp_path / "s.db")
+    with pytest.raises(RuntimeError, match="not open"):
+        await store.get_cursor("f")
+    await store.open()
+    await store.open()  # idempotent
+    await store.close()
+    await store.close()
