@@ -278,10 +278,10 @@ class Engine:
                 target_id = link.target_id
                 if not flow.options.model_dump().get("update_existing", True):
                     return await settle("skipped", target_id=target_id, reason="exists in target; update_existing = false", link=new_link(target_id))
-                await self._with_retries(rlog, f"update {key}", target.update, flow.entity, target_id, prepared, update_fields)
+                await self._with_retries(rlog, f"update {key}", target, target.update, flow.entity, target_id, prepared, update_fields)
                 rlog.info("record updated", target_id=target_id, fields=sorted(update_fields))
                 return await settle("updated", target_id=target_id, link=new_link(target_id))
-            found = await self._with_retries(rlog, f"find {key}", target.find, flow.entity, key)
+            found = await self._with_retries(rlog, f"find {key}", target, target.find, flow.entity, key)
             if found is not None:
                 changed = differing_fields(prepared, found.record, update_fields)
                 if not changed:
@@ -289,18 +289,19 @@ class Engine:
                     return await settle("unchanged", target_id=found.id, reason="found in target by key; linked", link=new_link(found.id))
                 if not flow.options.model_dump().get("update_existing", True):
                     return await settle("skipped", target_id=found.id, reason="exists in target; update_existing = false", link=new_link(found.id))
-                await self._with_retries(rlog, f"update {key}", target.update, flow.entity, found.id, prepared, changed)
+                await self._with_retries(rlog, f"update {key}", target, target.update, flow.entity, found.id, prepared, changed)
                 rlog.info("record updated", target_id=found.id, fields=sorted(changed))
                 return await settle("updated", target_id=found.id, reason="found in target by key", link=new_link(found.id))
-            target_id = await self._with_retries(rlog, f"create {key}", target.create, flow.entity, prepared)
+            target_id = await self._with_retries(rlog, f"create {key}", target, target.create, flow.entity, prepared)
             rlog.info("record created", target_id=target_id)
             return await settle("created", target_id=target_id, link=new_link(target_id))
         except RecordError as exc:
             rlog.warning("record failed", reason=str(exc))
             return await settle("failed", reason=str(exc))
 
-    async def _with_retries(self, log: Any, what: str, fn: Callable[..., Any], *args: Any) -> Any:
-        """Call ``fn``; retry RetryableError with exponential backoff and jitter, honouring Retry-After."""
+    async def _with_retries(self, log: Any, what: str, conn: Connector, fn: Callable[..., Any], *args: Any) -> Any:
+        """Call ``fn`` of ``conn``; retry RetryableError with exponential backoff and jitter. A 429's
+        wait holds every flow on that connection, not only this record."""
         attempt = 0
         while True:
             try:
@@ -311,6 +312,10 @@ class Engine:
                     exc._apicenterd_from_write = True  # type: ignore[attr-defined]  # not a read failure
                     raise
                 delay = self._backoff(attempt, exc)
+                if isinstance(exc, RateLimited) and exc.retry_after:
+                    limiters = getattr(conn.context, "limiters", None)
+                    if limiters is not None:
+                        limiters.pause_all(exc.retry_after)
                 log.warning("retrying", what=what, attempt=attempt, delay=round(delay, 2), error=str(exc))
                 await self._sleep(delay)
 

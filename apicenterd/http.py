@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import email.utils
+import json
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
 
 import httpx
 
@@ -62,10 +64,11 @@ def error_for_status(
     return FatalError(f"unexpected {text}", status=status, vendor_code=vendor_code)
 
 
-def json_body(response: httpx.Response, what: str):
-    """The response's JSON, or FatalError naming what was expected when it is not JSON."""
+def json_body(response: httpx.Response, what: str, *, parse_float: Callable[[str], Any] | None = Decimal):
+    """The response's JSON (numbers with a fraction as Decimal, so money never passes through
+    float; ``parse_float=None`` for floats), or FatalError naming what was expected."""
     try:
-        return response.json()
+        return json.loads(response.content, parse_float=parse_float)
     except ValueError as exc:
         snippet = response.text[:120]
         raise FatalError(
@@ -102,6 +105,12 @@ class RateLimiterSet:
         for bucket in self._buckets_for(request):
             waited += await bucket.acquire()
         return waited
+
+    def pause_all(self, seconds: float) -> None:
+        """Hold every bucket of the connection for ``seconds`` (a 429 whose wait came in the body)."""
+        deadline = time.monotonic() + seconds
+        for bucket in self._buckets.values():
+            bucket.pause_until(deadline)
 
     def pause(self, request: httpx.Request, seconds: float) -> None:
         """Hold every bucket ``request`` falls in for ``seconds`` (after a 429)."""

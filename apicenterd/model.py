@@ -110,7 +110,9 @@ class Customer(Record):
     @field_validator("email")
     @classmethod
     def _normalise_email(cls, value: str | None) -> str | None:
-        return value.strip().lower() if value else None
+        """Trimmed and lower-cased; blank is None (so it never becomes a lookup key)."""
+        value = value.strip().lower() if value else None
+        return value or None
 
     def key(self) -> str:
         """Customers are matched by e-mail address (case-insensitive), else by customer number."""

@@ -30,7 +30,8 @@ class Redactor:
     def scrub(self, value: Any) -> Any:
         """``value`` with every secret replaced, recursively through dicts, lists and strings."""
         if isinstance(value, str):
-            for secret in self._secrets:
+            # longest first: a secret that contains another must not be left half-replaced
+            for secret in sorted(self._secrets, key=len, reverse=True):
                 if secret in value:
                     value = value.replace(secret, REDACTED)
             return value

@@ -276,6 +276,7 @@ def customer_fields(
     out: dict[str, Any] = {}
 
     def text(prop: str, value: str | None, *, required: bool = False) -> None:
+        """Set ``prop`` to the checked string."""
         out[prop] = _text(value, prop, CUSTOMER_LIMITS[prop], what, required=required)
 
     if "kind" in fields:

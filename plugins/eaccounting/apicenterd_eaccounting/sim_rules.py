@@ -185,6 +185,7 @@ _AND = re.compile(r"\s+and\s+(?=(?:[^']*'[^']*')*[^']*$)", re.IGNORECASE)
 
 
 def parse_time(text: str) -> datetime:
+    """An OData / JSON date-time as an aware UTC datetime."""
     when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
 
@@ -208,6 +209,7 @@ def _literal(text: str) -> Any:
 
 
 def compile_filter(expression: str, fields: Mapping[str, Rule]) -> Callable[[dict[str, Any]], bool]:
+    """A predicate for the ``$filter`` subset the simulator understands (VendorError otherwise)."""
     tests = []
     for clause in _AND.split(expression.strip()):
         match = _CLAUSE.match(clause)
@@ -219,6 +221,7 @@ def compile_filter(expression: str, fields: Mapping[str, Rule]) -> Callable[[dic
         tests.append((field, op, value))
 
     def compare(stored: Any, op: str, value: Any) -> bool:
+        """One ``stored op value`` comparison, typed by the literal."""
         if isinstance(value, datetime):
             if not stored:
                 return False

@@ -82,6 +82,7 @@ def _json_default(value: Any) -> Any:
 
 class _JSON(JSONResponse):
     def render(self, content: Any) -> bytes:
+        """JSON with Decimals as numbers."""
         return json.dumps(content, default=_json_default, ensure_ascii=False, separators=(",", ":")).encode()
 
 
@@ -466,6 +467,7 @@ class Simulator:
 
 def _api(handler):
     async def endpoint(request: Request) -> Response:
+        """The gate, then the handler; vendor errors as eAccounting error bodies."""
         sim: Simulator = request.app.state.sim
         refused = sim.gate(request)
         if refused is not None:
@@ -494,6 +496,7 @@ def _one(store: dict[str, dict[str, Any]], item_id: str, what: str) -> dict[str,
 
 @_api
 async def articles(sim: Simulator, request: Request) -> Response:
+    """GET (a page of) or POST articles."""
     if request.method == "POST":
         return _JSON(sim.write_article(await _body(request)))
     return sim.page(request, list(sim.articles.values()), ARTICLE_RULES)
@@ -501,6 +504,7 @@ async def articles(sim: Simulator, request: Request) -> Response:
 
 @_api
 async def article(sim: Simulator, request: Request) -> Response:
+    """GET or PUT one article."""
     article_id = request.path_params["id"]
     _one(sim.articles, article_id, "Article")
     if request.method == "PUT":
@@ -510,6 +514,7 @@ async def article(sim: Simulator, request: Request) -> Response:
 
 @_api
 async def customers(sim: Simulator, request: Request) -> Response:
+    """GET (a page of) or POST customers."""
     if request.method == "POST":
         return _JSON(sim.write_customer(await _body(request)))
     return sim.page(request, list(sim.customers.values()), CUSTOMER_RULES)
@@ -517,6 +522,7 @@ async def customers(sim: Simulator, request: Request) -> Response:
 
 @_api
 async def customer(sim: Simulator, request: Request) -> Response:
+    """GET or PUT one customer."""
     customer_id = request.path_params["id"]
     _one(sim.customers, customer_id, "Customer")
     if request.method == "PUT":
@@ -527,10 +533,12 @@ async def customer(sim: Simulator, request: Request) -> Response:
 def _reference(attribute: str, what: str):
     @_api
     async def listing(sim: Simulator, request: Request) -> Response:
+        """GET a page of the reference list."""
         return sim.page(request, list(getattr(sim, attribute).values()), None)
 
     @_api
     async def single(sim: Simulator, request: Request) -> Response:
+        """GET one item of the reference list."""
         return _JSON(_one(getattr(sim, attribute), request.path_params["id"], what))
 
     return listing, single
@@ -538,6 +546,7 @@ def _reference(attribute: str, what: str):
 
 @_api
 async def company_settings(sim: Simulator, request: Request) -> Response:
+    """GET the company settings."""
     return _JSON(sim.company)
 
 

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.anyio
 
 
 def page(data, *, current, total, size=2):
+    """An eAccounting list page."""
     return {
         "Meta": {"CurrentPage": current, "PageSize": size, "TotalNumberOfPages": total, "TotalNumberOfResults": len(data), "ServerTimeUtc": "2024-01-01T00:00:00Z"},
         "Data": data,
@@ -29,11 +30,13 @@ def page(data, *, current, total, size=2):
 
 
 def vendor_error(code, message):
+    """eAccounting's error body."""
     return {"ErrorCode": code, "DeveloperErrorMessage": message, "ErrorId": "e1d2"}
 
 
 @pytest.fixture
 def client():
+    """A client on the production base URL (mocked by respx)."""
     return EAccountingClient(httpx.AsyncClient(base_url=API), page_size=2)
 
 
@@ -118,6 +121,7 @@ async def test_decimals_are_sent_as_json_numbers(client):
 
 
 def failed(status, body=None, headers=None, text=None):
+    """A failed response to GET /v2/articles."""
     request = httpx.Request("GET", f"{API}/v2/articles")
     if text is not None:
         return httpx.Response(status, text=text, headers=headers, request=request)
@@ -170,11 +174,13 @@ class RecordingStore(MemoryTokenStore):
         self.history = []
 
     async def save(self, tokens):
+        """Record, then keep, ``tokens``."""
         self.history.append(dict(tokens))
         await super().save(tokens)
 
 
 def token_response(access, refresh, expires_in=3600):
+    """A token endpoint answer."""
     return httpx.Response(200, json={"access_token": access, "refresh_token": refresh, "expires_in": expires_in, "token_type": "Bearer"})
 
 
@@ -184,6 +190,7 @@ async def test_rotated_refresh_token_is_stored_before_the_access_token_is_used()
     token = respx.post(TOKEN_URL).mock(return_value=token_response("at-1", "rt-2"))
 
     def settings_call(request):
+        """The API side: checks the rotated token is durable before the new access token arrives."""
         # by the time the API sees the new access token, the rotated refresh token is durable
         assert request.headers["Authorization"] == "Bearer at-1"
         assert store.tokens["refresh_token"] == "rt-2"

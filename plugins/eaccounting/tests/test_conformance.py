@@ -24,6 +24,7 @@ def nullable(schema):
     schema = copy.deepcopy(schema)
 
     def walk(node):
+        """Add null to every typed node below ``node``."""
         if isinstance(node, dict):
             if isinstance(node.get("type"), str):
                 node["type"] = [node["type"], "null"]
@@ -41,6 +42,7 @@ def nullable(schema):
 
 @pytest.fixture(scope="module")
 def definitions(swagger):
+    """The swagger's definitions, nullable."""
     return nullable(swagger["definitions"])
 
 
@@ -51,11 +53,13 @@ def response_validator(swagger, definitions, path, method="get"):
 
 
 def spec_path(path: str) -> str:
+    """A path with its parameter names blanked (``/v2/articles/{}``)."""
     return re.sub(r"\{[^}]+\}", "{}", path)
 
 
 @pytest.fixture
 async def api(authorised):
+    """An authorised client and the state of a seeded simulator."""
     app = EAccountingConnector.simulator(seed=5, records=3, customers=2)
     client = await authorised(app)
     yield client, app.state.sim
@@ -118,12 +122,14 @@ async def test_responses_validate_against_the_swagger(api, swagger, definitions,
 
 
 def valid_article(sim, **overrides):
+    """A POST /v2/articles body the swagger accepts."""
     body = {"IsActive": True, "Number": "C-1", "Name": "Conformance", "CodingId": sim.coding_for(21), "UnitId": next(iter(sim.units)), "NetPrice": 1.5}
     body.update(overrides)
     return body
 
 
 def valid_customer(sim, **overrides):
+    """A POST /v2/customers body the swagger accepts."""
     body = {"Name": "Conformance", "InvoiceCity": "Utrecht", "InvoicePostalCode": "3511AA", "TermsOfPaymentId": next(iter(sim.terms)), "IsPrivatePerson": False, "IsActive": True}
     body.update(overrides)
     return body
@@ -142,15 +148,18 @@ BODIES = {"ArticleApi": ("/v2/articles", valid_article), "CustomerApi": ("/v2/cu
 
 
 def required_cases(swagger):
+    """Every (definition, required property) pair of the bodies tested."""
     return [(d, p) for d in BODIES for p in swagger["definitions"][d]["required"]]
 
 
 def length_cases(swagger):
+    """Every (definition, property, maxLength) of the bodies tested."""
     return [(d, p, s["maxLength"]) for d in BODIES for p, s in swagger["definitions"][d]["properties"].items() if "maxLength" in s and "Read-only" not in s.get("description", "")]
 
 
 @pytest.fixture(scope="module")
 def spec_cases(swagger):
+    """The rule cases read from the swagger."""
     return {"required": required_cases(swagger), "length": length_cases(swagger)}
 
 

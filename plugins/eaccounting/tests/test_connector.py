@@ -28,12 +28,14 @@ pytestmark = pytest.mark.anyio
 
 
 def mug(**overrides) -> Product:
+    """A product with sensible defaults."""
     values = dict(sku="MUG-1", name="Blue mug", price_excl_tax=Decimal("10"), price_incl_tax=Decimal("12.10"), tax_rate=Decimal(21), quantity=Decimal(4))
     values.update(overrides)
     return Product(**values)
 
 
 def acme(**overrides) -> Customer:
+    """A company customer with a contact."""
     values = dict(
         kind="company",
         name="Acme B.V.",
@@ -232,6 +234,7 @@ class OrderedStore(MemoryTokenStore):
         self.sim, self.saved_at = sim, []
 
     async def save(self, tokens):
+        """Note the call count, then keep ``tokens``."""
         self.saved_at.append((self.sim.request_count, tokens["refresh_token"]))
         await super().save(tokens)
 

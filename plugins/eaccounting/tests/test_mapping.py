@@ -13,6 +13,7 @@ CODING, UNIT, TERMS = "11111111-1111-4111-8111-111111111111", "22222222-2222-422
 
 
 def product(**overrides) -> Product:
+    """A product with every field eAccounting stores (and some it does not)."""
     values = dict(
         sku="ABC-1",
         name="Blue mug",
@@ -120,6 +121,7 @@ def test_split_street(line, parts):
 
 
 def company(**overrides) -> Customer:
+    """A company customer with every field set."""
     values = dict(
         kind="company",
         name="Acme B.V.",
