@@ -14,6 +14,7 @@ import dataclasses
 import os
 import tomllib
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -23,6 +24,7 @@ from pydantic_settings.sources import InitSettingsSource
 from .errors import ConfigError, PluginError
 from .filters import Filter
 from .flows import OPTIONS, FlowOptions
+from .mapping import Mapper, MapRule
 from .model import RECORD_TYPES, Entity
 from .observe.logs import redactor
 from .plugin import Connector, ConnectorSettings
@@ -96,6 +98,8 @@ class FlowConfig(BaseModel):
     create_only_fields: list[str] = Field(default_factory=list)
     filters: list[Filter] = Field(default_factory=list)
     options: dict[str, Any] = Field(default_factory=dict)
+    map: list[MapRule] = Field(default_factory=list)
+    target_settings: dict[str, Any] = Field(default_factory=dict)
 
 
 class _EnvOverrides(PydanticBaseSettingsSource):
@@ -172,6 +176,9 @@ class Flow:
     create_only_fields: frozenset[str]
     filters: tuple[Filter, ...]
     options: FlowOptions
+    mapper: Mapper | None = None
+    rules: tuple[MapRule, ...] = ()
+    target_settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -351,6 +358,29 @@ def resolve(config: Config, registry: Registry, path: Path) -> Resolved:
             options = options_model.model_validate(fc.options)
         except ValidationError as exc:
             problems.extend(_problems(exc, f"{where}.options"))
+            options = None
+        target_cls = ends["target"]
+        document = getattr(options, "document", None)
+        if target_cls is not None and document is not None and document not in target_cls.documents:
+            can = ", ".join(sorted(target_cls.documents)) or "none"
+            problems.append(
+                f'{where}.options.document: connector "{target_cls.name}" (connection "{fc.target}") cannot create '
+                f"{document!r} (it creates: {can})"
+            )
+        target_settings: dict[str, Any] = {}
+        if target_cls is not None:
+            settings_model = target_cls.flow_settings.get(fc.entity)
+            if settings_model is None:
+                if fc.target_settings:
+                    problems.append(f'{where}.target_settings: connector "{target_cls.name}" takes no target settings for {fc.entity}')
+            else:
+                try:
+                    target_settings = settings_model.model_validate(fc.target_settings).model_dump()
+                except ValidationError as exc:
+                    problems.extend(_problems(exc, f"{where}.target_settings"))
+        mapper = Mapper(name, RECORD_TYPES[fc.entity], fc.map, registry.transforms) if fc.map else None
+        if mapper is not None:
+            problems.extend(f"{where}.map{p}" for p in mapper.problems())
         if len(problems) == before:
             flows[name] = Flow(
                 name=name,
@@ -362,6 +392,9 @@ def resolve(config: Config, registry: Registry, path: Path) -> Resolved:
                 create_only_fields=frozenset(fc.create_only_fields),
                 filters=tuple(fc.filters),
                 options=options,
+                mapper=mapper,
+                rules=tuple(fc.map),
+                target_settings=target_settings,
             )
     if problems:
         raise ConfigError(problems)

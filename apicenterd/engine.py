@@ -30,9 +30,10 @@ import structlog
 
 from .config import Flow, Resolved
 from .context import Context
-from .errors import ApicenterError, ConnectorError, RateLimited, RecordError, RetryableError
-from .flows import Skip, prepare
-from .model import Record
+from .errors import ConnectorError, RateLimited, RecordError, RetryableError
+from .flows import OrderOptions, Skip, prepare
+from .model import Entity, Order, Record
+from .orders import apply_maps, missing_product
 from .observe import metrics
 from .observe.logs import get_logger
 from .plugin import Change, Connector
@@ -74,6 +75,17 @@ def differing_fields(record: Record, current: Record | None, fields: frozenset[s
     return frozenset(f for f in fields if new.get(f) != old.get(f))
 
 
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What a dry run would write: the operation, the record and a field-by-field diff."""
+
+    op: str
+    entity: str
+    key: str
+    target_id: str | None
+    diff: dict[str, dict[str, Any]]
+
+
 @dataclasses.dataclass
 class RunResult:
     """What one run did."""
@@ -111,6 +123,7 @@ class Engine:
         *,
         transports: Mapping[str, Any] | None = None,
         rate_limits: bool = True,
+        dry_run: bool = False,
         retry_attempts: int = 4,
         retry_base_delay: float = 0.5,
         sleep: Callable[[float], Any] = anyio.sleep,
@@ -122,6 +135,8 @@ class Engine:
         self.stopping = anyio.Event()
         self._transports = dict(transports or {})
         self._rate_limits = rate_limits
+        self.dry_run = dry_run
+        self.plans: list[Plan] = []
         self._retry_attempts = retry_attempts
         self._retry_base_delay = retry_base_delay
         self._sleep = sleep
@@ -168,7 +183,7 @@ class Engine:
             return await self._run(flow, trigger)
 
     async def _run(self, flow: Flow, trigger: str) -> RunResult:
-        run_id = await self.store.start_run(flow.name, trigger)
+        run_id = 0 if self.dry_run else await self.store.start_run(flow.name, trigger)
         log = self.log.bind(flow=flow.name, run=run_id, entity=str(flow.entity))
         counts = dict.fromkeys(COUNT_KEYS, 0)
         result = RunResult(flow.name, run_id, counts)
@@ -195,7 +210,8 @@ class Engine:
                             read_failures = 0
                         cursor = change.cursor
                         counts[action] += 1
-                        metrics.records.labels(flow.name, str(flow.entity), action).inc()
+                        if not self.dry_run:
+                            metrics.records.labels(flow.name, str(flow.entity), action).inc()
                     break
                 except RetryableError as exc:
                     if getattr(exc, "_apicenterd_from_write", False):
@@ -222,6 +238,9 @@ class Engine:
             log.exception("run failed with an internal error")
         finally:
             result.duration = time.perf_counter() - started
+            if self.dry_run:
+                log.info("dry run finished: nothing written", status=result.status, plans=len(self.plans), **counts)
+                return result
             with anyio.CancelScope(shield=True):
                 await self.store.finish_run(run_id, result.status, counts, result.error)
             metrics.runs.labels(flow.name, result.status).inc()
@@ -240,6 +259,8 @@ class Engine:
         rlog = log.bind(source_id=change.source_id, key=key)
 
         async def settle(action: str, *, target_id: str | None = None, reason: str | None = None, link: Link | None = None):
+            if self.dry_run:
+                return action
             if action != "unchanged" or link is not None:
                 entry = AuditEntry(flow.name, run_id, str(flow.entity), change.source_id, action, target_id, key, reason)
                 await self.store.settle(entry, link=link, cursor=change.cursor)
@@ -258,27 +279,27 @@ class Engine:
                 return await settle("skipped", reason=reason)
 
         try:
+            prepared = flow.mapper.apply(prepared) if flow.mapper is not None else prepared
+            if flow.entity is Entity.ORDERS:
+                return await self._process_order(flow, source, target, change, prepared, settle, rlog)
             prepared = target.normalize(flow.entity, prepared)
-        except RecordError as exc:
-            rlog.warning("record failed", reason=str(exc))
-            return await settle("failed", reason=str(exc))
-        fields = frozenset(target.written_fields.get(flow.entity) or type(prepared).model_fields)
-        update_fields = fields - flow.create_only_fields
-        digest = record_hash(prepared, update_fields)
-        link = await self.store.get_link(flow.source, str(flow.entity), change.source_id, flow.target)
+            fields = frozenset(target.written_fields.get(flow.entity) or type(prepared).model_fields)
+            update_fields = fields - flow.create_only_fields
+            digest = record_hash(prepared, update_fields)
+            link = await self.store.get_link(flow.source, str(flow.entity), change.source_id, flow.target)
 
-        def new_link(target_id: str) -> Link:
-            return Link(flow.source, str(flow.entity), change.source_id, flow.target, target_id, digest)
+            def new_link(target_id: str) -> Link:
+                return Link(flow.source, str(flow.entity), change.source_id, flow.target, target_id, digest)
 
-        if link is not None and link.hash == digest:
-            rlog.debug("record unchanged", target_id=link.target_id)
-            return await settle("unchanged")
-        try:
+            if link is not None and link.hash == digest:
+                rlog.debug("record unchanged", target_id=link.target_id)
+                return await settle("unchanged")
+            update_existing = flow.options.model_dump().get("update_existing", True)
             if link is not None:
                 target_id = link.target_id
-                if not flow.options.model_dump().get("update_existing", True):
+                if not update_existing:
                     return await settle("skipped", target_id=target_id, reason="exists in target; update_existing = false", link=new_link(target_id))
-                await self._with_retries(rlog, f"update {key}", target, target.update, flow.entity, target_id, prepared, update_fields)
+                await self._write(rlog, target, "update", flow.entity, target_id, prepared, update_fields, None)
                 rlog.info("record updated", target_id=target_id, fields=sorted(update_fields))
                 return await settle("updated", target_id=target_id, link=new_link(target_id))
             found = await self._with_retries(rlog, f"find {key}", target, target.find, flow.entity, key)
@@ -287,17 +308,112 @@ class Engine:
                 if not changed:
                     rlog.info("record already in target, linked", target_id=found.id)
                     return await settle("unchanged", target_id=found.id, reason="found in target by key; linked", link=new_link(found.id))
-                if not flow.options.model_dump().get("update_existing", True):
+                if not update_existing:
                     return await settle("skipped", target_id=found.id, reason="exists in target; update_existing = false", link=new_link(found.id))
-                await self._with_retries(rlog, f"update {key}", target, target.update, flow.entity, found.id, prepared, changed)
+                await self._write(rlog, target, "update", flow.entity, found.id, prepared, changed, found.record)
                 rlog.info("record updated", target_id=found.id, fields=sorted(changed))
                 return await settle("updated", target_id=found.id, reason="found in target by key", link=new_link(found.id))
-            target_id = await self._with_retries(rlog, f"create {key}", target, target.create, flow.entity, prepared)
+            target_id = await self._write(rlog, target, "create", flow.entity, None, prepared, fields, None)
             rlog.info("record created", target_id=target_id)
             return await settle("created", target_id=target_id, link=new_link(target_id))
         except RecordError as exc:
             rlog.warning("record failed", reason=str(exc))
             return await settle("failed", reason=str(exc))
+
+    async def _write(
+        self,
+        log: Any,
+        target: Connector,
+        op: str,
+        entity: Entity,
+        target_id: str | None,
+        record: Record,
+        fields: frozenset[str],
+        current: Record | None,
+    ) -> str:
+        """Create or update in the target, or in a dry run only note what would be written."""
+        if self.dry_run:
+            new = record.model_dump(mode="json", include=set(fields))
+            old = current.model_dump(mode="json", include=set(fields)) if current is not None else {}
+            diff = {f: {"from": old.get(f), "to": new.get(f)} for f in sorted(fields) if op == "create" or old.get(f) != new.get(f)}
+            self.plans.append(Plan(op, str(entity), record.key(), target_id, diff))
+            return target_id or f"(new {entity} {record.key()})"
+        if op == "create":
+            return await self._with_retries(log, f"create {record.key()}", target, target.create, entity, record)
+        await self._with_retries(log, f"update {record.key()}", target, target.update, entity, target_id, record, fields)
+        return target_id or ""
+
+    async def _process_order(
+        self, flow: Flow, source: Connector, target: Connector, change: Change, order: Order, settle, log: Any
+    ) -> str:
+        """The order process: exists? → debtor → products → document."""
+        options = flow.options
+        assert isinstance(options, OrderOptions)
+        link = await self.store.get_link(flow.source, str(Entity.ORDERS), change.source_id, flow.target)
+        if link is not None:
+            return await settle("skipped", target_id=link.target_id, reason="exists: already created (linked)")
+
+        def order_link(target_id: str) -> Link:
+            return Link(flow.source, str(Entity.ORDERS), change.source_id, flow.target, target_id, "")
+
+        found = await self._with_retries(log, f"find order {order.number}", target, target.find, Entity.ORDERS, order.number)
+        if found is not None:
+            log.info("order exists in target, linked", target_id=found.id)
+            return await settle("skipped", target_id=found.id, reason="exists: found in target by order number", link=order_link(found.id))
+
+        order = apply_maps(order, options, flow.name, flow.target_settings)
+        customer_id = await self._order_customer(flow, target, order, log)
+        order = order.model_copy(update={"customer_id": customer_id})
+
+        missing: list[str] = []
+        seen: set[str] = set()
+        for line in order.lines:
+            if not line.sku or line.sku in seen:
+                continue
+            seen.add(line.sku)
+            if await self._with_retries(log, f"find product {line.sku}", target, target.find, Entity.PRODUCTS, line.sku):
+                continue
+            if options.missing_products == "create" and line.kind == "product":
+                product = target.normalize(Entity.PRODUCTS, missing_product(line, order))
+                fields = frozenset(target.written_fields.get(Entity.PRODUCTS) or type(product).model_fields)
+                pid = await self._write(log, target, "create", Entity.PRODUCTS, None, product, fields, None)
+                log.info("product created for order", sku=line.sku, target_id=pid)
+            else:
+                missing.append(line.sku)
+        if missing:
+            raise RecordError(f"order {order.number}: SKU not in target: {', '.join(missing)} (missing_products = \"fail\")")
+
+        order = target.normalize(Entity.ORDERS, order)
+        fields = frozenset(target.written_fields.get(Entity.ORDERS) or type(order).model_fields)
+        target_id = await self._write(log, target, "create", Entity.ORDERS, None, order, fields, None)
+        log.info("order created", target_id=target_id, document=order.document, customer_id=customer_id)
+        return await settle("created", target_id=target_id, link=order_link(target_id))
+
+    async def _order_customer(self, flow: Flow, target: Connector, order: Order, log: Any) -> str:
+        """Step 4: the debtor's id in the target (found by e-mail and updated, created, or the default)."""
+        options = flow.options
+        assert isinstance(options, OrderOptions)
+        customer = order.customer
+        if options.customer == "default" or (options.customer == "default_without_email" and not (customer and customer.email)):
+            return options.default_customer or ""
+        if customer is None or not customer.email:
+            raise RecordError(
+                f"order {order.number}: has no customer e-mail to match a debtor by; "
+                f"set options.customer = \"default_without_email\" with a default_customer"
+            )
+        customer = target.normalize(Entity.CUSTOMERS, customer)
+        fields = frozenset(target.written_fields.get(Entity.CUSTOMERS) or type(customer).model_fields)
+        found = await self._with_retries(log, f"find customer {customer.email}", target, target.find, Entity.CUSTOMERS, customer.key())
+        if found is None:
+            cid = await self._write(log, target, "create", Entity.CUSTOMERS, None, customer, fields, None)
+            log.info("customer created", target_id=cid, kind=customer.kind)
+            return cid
+        if options.update_customers:
+            changed = differing_fields(customer, found.record, fields - set(options.customer_create_only_fields))
+            if changed:
+                await self._write(log, target, "update", Entity.CUSTOMERS, found.id, customer, changed, found.record)
+                log.info("customer updated", target_id=found.id, fields=sorted(changed))
+        return found.id
 
     async def _with_retries(self, log: Any, what: str, conn: Connector, fn: Callable[..., Any], *args: Any) -> Any:
         """Call ``fn`` of ``conn``; retry RetryableError with exponential backoff and jitter. A 429's
@@ -329,8 +445,8 @@ class Engine:
     # ---------------------------------------------------------------- the daemon
 
     async def serve(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-        """Run every enabled flow on its schedule until :attr:`stopping` is set."""
-        await self.open()
+        """Run every enabled flow on its schedule until :attr:`stopping` is set. Connections open
+        when a flow first needs them, so one that cannot open stops only its own flows."""
         flows = [f for f in self.resolved.flows.values() if f.enabled]
         first_done = {f.name: anyio.Event() for f in flows}
         async with anyio.create_task_group() as tg:
@@ -363,8 +479,8 @@ class Engine:
                     return
             try:
                 await self.run_flow(flow.name)
-            except (ApicenterError, OSError) as exc:  # e.g. opening a connector failed
-                self.log.error("flow could not run", flow=flow.name, error=str(exc))
+            except Exception as exc:  # e.g. a connector's open() failed: this flow only
+                self.log.error("flow could not run", flow=flow.name, error=f"{type(exc).__name__}: {exc}")
             if first:
                 first = False
                 done.set()

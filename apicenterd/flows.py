@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .model import Entity, Record, StockLevel
 
-__all__ = ["FlowOptions", "ProductOptions", "StockOptions", "OPTIONS", "Skip", "prepare"]
+__all__ = ["FlowOptions", "ProductOptions", "StockOptions", "OrderOptions", "OPTIONS", "Skip", "prepare"]
 
 
 class FlowOptions(BaseModel):
@@ -39,9 +39,56 @@ class StockOptions(FlowOptions):
     """Write negative availability as is; false: write 0 instead."""
 
 
+class OrderOptions(FlowOptions):
+    """Options of an orders flow: the order process and its value maps."""
+
+    statuses: list[str] = Field(default_factory=list)
+    """Only orders whose (canonical) status is listed; empty: every status."""
+    require_paid: bool = False
+    """Only orders that are paid."""
+    document: Literal["quote", "order", "invoice_draft", "invoice"] = "order"
+    """What to create in the target; the target connector must support it."""
+    customer: Literal["match", "default", "default_without_email"] = "match"
+    """match: find the debtor by e-mail (create or update it); default: always the default debtor;
+    default_without_email: the default debtor for orders without an e-mail address."""
+    default_customer: str | None = None
+    """The target's id of the default debtor."""
+    customer_create_only_fields: list[str] = Field(default_factory=list)
+    """Customer fields written when the debtor is created, never on update."""
+    update_customers: bool = True
+    """Update a debtor found by e-mail with the order's customer data."""
+    missing_products: Literal["fail", "create"] = "fail"
+    """A SKU the target lacks: fail the order naming it, or create the product from the line."""
+    payment_methods: dict[str, str] | None = None
+    """Source payment method → target code. When set, a method it lacks is a record error."""
+    payment_terms: dict[str, str] | None = None
+    """Source payment terms (or payment method, when the order has no terms) → target terms code."""
+    tax_codes: dict[str, dict[str, str]] = Field(default_factory=dict)
+    """Country (or "default") → {VAT rate → tax code, "default" → code}. When set, a line whose
+    country and rate it lacks is a record error."""
+    revenue_accounts: dict[str, str] = Field(default_factory=dict)
+    """Country (or "default") → revenue account for product lines."""
+    cost_centre: str | None = None
+    cost_unit: str | None = None
+    shipping_sku: str | None = None
+    """Book shipping costs as their own line with this article."""
+    shipping_account: str | None = None
+    discount_sku: str | None = None
+    """Book order-level discounts as their own line with this article."""
+    custom_fields: dict[str, Any] = Field(default_factory=dict)
+    """Constant values for the target's custom fields (passed in ``Order.custom_fields``)."""
+
+    @model_validator(mode="after")
+    def _default_customer(self) -> OrderOptions:
+        if self.customer != "match" and not self.default_customer:
+            raise ValueError(f"customer = {self.customer!r} needs default_customer (the target's debtor id)")
+        return self
+
+
 OPTIONS: dict[Entity, type[FlowOptions]] = {
     Entity.PRODUCTS: ProductOptions,
     Entity.STOCK: StockOptions,
+    Entity.ORDERS: OrderOptions,
 }
 """The options model of each flow kind; kinds not listed take no options."""
 
@@ -57,6 +104,10 @@ def prepare(entity: Entity, options: FlowOptions, record: Record) -> Record | Sk
     """Apply the flow kind's own rules to a source record before mapping."""
     if entity is Entity.STOCK and isinstance(record, StockLevel) and isinstance(options, StockOptions):
         return _prepare_stock(options, record)
+    if entity is Entity.ORDERS and isinstance(options, OrderOptions):
+        from .orders import select
+
+        return select(record, options)  # type: ignore[arg-type]
     return record
 
 

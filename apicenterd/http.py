@@ -108,9 +108,8 @@ class RateLimiterSet:
 
     def pause_all(self, seconds: float) -> None:
         """Hold every bucket of the connection for ``seconds`` (a 429 whose wait came in the body)."""
-        deadline = time.monotonic() + seconds
         for bucket in self._buckets.values():
-            bucket.pause_until(deadline)
+            bucket.pause(seconds)  # on the bucket's own clock, like pause()
 
     def pause(self, request: httpx.Request, seconds: float) -> None:
         """Hold every bucket ``request`` falls in for ``seconds`` (after a 429)."""

@@ -185,6 +185,10 @@ class OrderLine(BaseModel):
     discount: Decimal = Field(default=Decimal(0), description="Discount amount for the whole line")
     tax_rate: Decimal | None = None
     total: Decimal | None = None
+    tax_code: str | None = Field(default=None, description="The target's VAT code, set by the order flow's tax map")
+    account: str | None = Field(default=None, description="The target's revenue account, set by the order flow")
+    cost_centre: str | None = None
+    cost_unit: str | None = None
 
 
 class Order(Record):
@@ -206,6 +210,16 @@ class Order(Record):
     reference: str | None = None
     note: str | None = None
     custom_fields: dict[str, Any] = Field(default_factory=dict)
+    document: Literal["quote", "order", "invoice_draft", "invoice"] | None = Field(
+        default=None, description="What the order flow asks the target to create (its `document` option)"
+    )
+    customer_id: str | None = Field(default=None, description="The target's id of the debtor, set by the order flow")
+    target_fields: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Values the target requires and the source lacks (store id, branch, employee), from flow settings",
+    )
+    cost_centre: str | None = None
+    cost_unit: str | None = None
 
     def key(self) -> str:
         """Orders are matched by the source's order number."""
@@ -223,7 +237,9 @@ class InvoiceLine(BaseModel):
     unit_price: Decimal
     discount: Decimal = Decimal(0)
     tax_rate: Decimal | None = None
+    tax_code: str | None = None
     account: str | None = None
+    cost_centre: str | None = None
 
 
 class Invoice(Record):
@@ -240,6 +256,9 @@ class Invoice(Record):
     total_tax: Decimal | None = None
     prices_include_tax: bool = True
     paid: bool = False
+    payment_terms: str | None = None
+    customer_id: str | None = Field(default=None, description="The target's id of the debtor, set by the flow")
+    target_fields: dict[str, Any] = Field(default_factory=dict)
 
     def key(self) -> str:
         """Invoices are matched by their number."""

@@ -184,6 +184,15 @@ class Connector:
         Per written entity, the canonical field names this target stores. The daemon
         hashes, compares and diffs only these, so a change the target cannot hold
         costs no call. An entity not listed: every field counts.
+    ``documents``
+        The document types :meth:`create` accepts for ``Entity.ORDERS`` (``Order.document``):
+        any of ``quote``, ``order``, ``invoice_draft``, ``invoice``. An order flow asking for
+        another is a configuration error.
+    ``flow_settings``
+        Per written entity, a pydantic model of what a flow writing it must (or may) give
+        that the source lacks: a store id, a branch, an employee number with a default. The
+        flow's ``target_settings`` table is validated against it by ``apicenterd check`` and
+        arrives as ``Order.target_fields``.
     ``default_port``
         The loopback port :meth:`simulator` listens on in ``apicenterd demo``.
 
@@ -199,6 +208,8 @@ class Connector:
     writes: ClassVar[frozenset[Entity]] = frozenset()
     rate_limits: ClassVar[tuple[RateLimit, ...]] = ()
     written_fields: ClassVar[Mapping[Entity, frozenset[str]]] = {}
+    documents: ClassVar[frozenset[str]] = frozenset()
+    flow_settings: ClassVar[Mapping[Entity, type[BaseModel]]] = {}
     default_port: ClassVar[int | None] = None
 
     def __init__(self, settings: ConnectorSettings, context: ConnectionContext):

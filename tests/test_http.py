@@ -241,6 +241,22 @@ async def test_key_none_request_is_not_held_by_a_429_pause():
         assert sum(clock.slept) >= 50
 
 
+@pytest.mark.anyio
+async def test_pause_all_holds_every_bucket_of_the_connection():
+    clock = FakeTime()
+    per_path = RateLimit(100, 60, key=lambda r: r.url.path)
+    client, _, limiters = client_for(lambda request: httpx.Response(200), [per_path], clock)
+    async with client:
+        await client.get("/a")
+        await client.get("/b")
+        limiters.pause_all(40)
+        await client.get("/a")
+        assert sum(clock.slept) >= 40
+        slept = sum(clock.slept)
+        await client.get("/b")  # the pause is over for this bucket too
+        assert sum(clock.slept) == slept
+
+
 # --- SlidingWindowLimiter -----------------------------------------------------------------------------
 
 
