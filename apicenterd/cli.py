@@ -59,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="the flow's name")
     _config_arg(p)
     p.add_argument("--json", action="store_true", help="print counts as JSON")
+    p.add_argument(
+        "--dry-run", action="store_true", help="read, map and look up for real; print what would be written; write nothing"
+    )
+    p = fsub.add_parser("mapping", help="print a flow's whole mapping: source field → canonical → target field")
+    p.add_argument("name", help="the flow's name")
+    _config_arg(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
 
     p = sub.add_parser("runs", help="show recent runs from the state store")
     _config_arg(p)
@@ -222,20 +229,114 @@ def cmd_flows_run(args: argparse.Namespace) -> int:
         raise Usage(f"no flow named {args.name!r} (defined: {', '.join(sorted(resolved.flows)) or 'none'})")
     logs.configure(resolved.config.daemon.log_level, stream=sys.stderr)
 
+    engine_box: list[Engine] = []
+
     async def go(store):
-        engine = Engine(resolved, store)
+        engine = Engine(resolved, store, dry_run=args.dry_run)
+        engine_box.append(engine)
         try:
             return await engine.run_flow(args.name, trigger="cli")
         finally:
             await engine.aclose()
 
     result = anyio.run(_with_store, resolved, go)
+    if args.dry_run:
+        plans = engine_box[0].plans
+        if args.json:
+            print(json.dumps({**result.as_dict(), "dry_run": True, "plans": [p.__dict__ for p in plans]}, default=str))
+        else:
+            for plan in plans:
+                where = f" {plan.target_id}" if plan.target_id else ""
+                print(f"would {plan.op} {plan.entity} {plan.key}{where}")
+                for field, change in plan.diff.items():
+                    if plan.op == "create":
+                        print(f"  + {field}: {json.dumps(change['to'], default=str)}")
+                    else:
+                        print(f"  ~ {field}: {json.dumps(change['from'], default=str)} -> {json.dumps(change['to'], default=str)}")
+            counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
+            print(f"dry run of flow {result.flow}: {result.status}: {counts}; nothing was written")
+        return 0 if result.status == "ok" else 1
     if args.json:
         print(json.dumps(result.as_dict()))
     else:
         counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
         print(f"flow {result.flow} run {result.run_id}: {result.status}: {counts}" + (f" ({result.error})" if result.error else ""))
     return 0 if result.status == "ok" else 1
+
+
+def mapping_rows(resolved: Resolved, name: str) -> list[dict[str, str]]:
+    """The rows ``flows mapping`` prints: each canonical field, where it comes from and goes to."""
+    from .model import RECORD_TYPES
+
+    flow = resolved.flows[name]
+    source = resolved.connections[flow.source].connector
+    target = resolved.connections[flow.target].connector
+    record_type = RECORD_TYPES[flow.entity]
+    written = target.written_fields.get(flow.entity)
+    overrides = {r.field: r for r in flow.rules}
+    rows = []
+    for path in _field_paths(record_type):
+        top = path.split(".")[0]
+        rule = overrides.get(path)
+        if written is not None and top not in written and rule is None:
+            policy = "not stored by target"
+        elif top in flow.create_only_fields:
+            policy = "create only"
+        else:
+            policy = "create + update"
+        rows.append(
+            {
+                "field": path,
+                "source": source.field_map.get(flow.entity, {}).get(path, ""),
+                "rule": rule.describe() if rule else "(default: same field)",
+                "target": target.field_map.get(flow.entity, {}).get(path, ""),
+                "policy": policy,
+            }
+        )
+    for path, rule in overrides.items():
+        if not any(r["field"] == path for r in rows):
+            rows.append({"field": path, "source": "", "rule": rule.describe(), "target": "", "policy": "create + update"})
+    return rows
+
+
+def _field_paths(model, prefix: str = "", depth: int = 0) -> list[str]:
+    import typing
+
+    from pydantic import BaseModel
+
+    paths = []
+    for name, info in model.model_fields.items():
+        path = f"{prefix}{name}"
+        inner = info.annotation
+        is_union = typing.get_origin(inner) in (typing.Union, getattr(__import__("types"), "UnionType", None))
+        args = [a for a in typing.get_args(inner) if a is not type(None)] if is_union else [inner]
+        nested = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        seq = next((typing.get_args(a)[0] for a in args if typing.get_origin(a) is tuple and typing.get_args(a)), None)
+        if isinstance(seq, type) and issubclass(seq, BaseModel) and depth < 2:
+            paths.extend(_field_paths(seq, f"{path}.*.", depth + 1))
+        elif nested is not None and depth < 2:
+            paths.extend(_field_paths(nested, f"{path}.", depth + 1))
+        else:
+            paths.append(path)
+    return paths
+
+
+def cmd_flows_mapping(args: argparse.Namespace) -> int:
+    """Print a flow's mapping."""
+    resolved = _load(args.config, _registry())
+    if args.name not in resolved.flows:
+        raise Usage(f"no flow named {args.name!r} (defined: {', '.join(sorted(resolved.flows)) or 'none'})")
+    rows = mapping_rows(resolved, args.name)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    flow = resolved.flows[args.name]
+    print(f"flow {flow.name}: {flow.entity} from {flow.source} to {flow.target}")
+    _print_table(
+        [(r["source"], r["field"], r["rule"], r["target"], r["policy"]) for r in rows],
+        ("SOURCE FIELD", "CANONICAL FIELD", "RULE", "TARGET FIELD", "WRITTEN"),
+    )
+    return 0
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -392,7 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "flows":
             if args.flows_command is None:
                 parser.parse_args(["flows", "--help"])
-            return {"list": cmd_flows_list, "run": cmd_flows_run}[args.flows_command](args)
+            return {"list": cmd_flows_list, "run": cmd_flows_run, "mapping": cmd_flows_mapping}[args.flows_command](args)
         return COMMANDS[args.command](args)
     except Usage as exc:
         print(f"apicenterd: {exc}" if "\n" not in str(exc) else str(exc), file=sys.stderr)

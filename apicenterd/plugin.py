@@ -184,6 +184,9 @@ class Connector:
         Per written entity, the canonical field names this target stores. The daemon
         hashes, compares and diffs only these, so a change the target cannot hold
         costs no call. An entity not listed: every field counts.
+    ``field_map``
+        Per entity, canonical field path → the vendor field it is read from or written to
+        (e.g. ``"sku": "Number"``), shown by ``apicenterd flows mapping``. Documentation only.
     ``documents``
         The document types :meth:`create` accepts for ``Entity.ORDERS`` (``Order.document``):
         any of ``quote``, ``order``, ``invoice_draft``, ``invoice``. An order flow asking for
@@ -209,6 +212,7 @@ class Connector:
     rate_limits: ClassVar[tuple[RateLimit, ...]] = ()
     written_fields: ClassVar[Mapping[Entity, frozenset[str]]] = {}
     documents: ClassVar[frozenset[str]] = frozenset()
+    field_map: ClassVar[Mapping[Entity, Mapping[str, str]]] = {}
     flow_settings: ClassVar[Mapping[Entity, type[BaseModel]]] = {}
     default_port: ClassVar[int | None] = None
 

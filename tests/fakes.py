@@ -5,18 +5,26 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import ClassVar
 
+from pydantic import BaseModel, ConfigDict
+
 from apicenterd import (
     Change,
     Connector,
     ConnectorSettings,
+    Customer,
     Entity,
     Found,
+    Order,
     Product,
     RecordError,
     RetryableError,
     StockLevel,
     hookimpl,
 )
+
+
+class Crash(BaseException):
+    """Stands for the process dying: nothing in the engine catches it."""
 
 
 class MemoryStore:
@@ -30,6 +38,10 @@ class MemoryStore:
     fail_create: ClassVar[set[str]] = set()
     flaky: ClassVar[dict[str, int]] = {}
     read_error_after: ClassVar[int | None] = None
+    orders: ClassVar[dict[str, Order]] = {}
+    customers: ClassVar[dict[str, Customer]] = {}
+    target_orders: ClassVar[dict[str, Order]] = {}
+    crash_on_order: ClassVar[set[str]] = set()
     _next_id: ClassVar[int] = 0
 
     @classmethod
@@ -37,6 +49,7 @@ class MemoryStore:
         """Forget everything."""
         cls.source, cls.stock, cls.cursors, cls.target, cls.calls = {}, {}, {}, {}, []
         cls.fail_create, cls.flaky, cls.read_error_after, cls._next_id = set(), {}, None, 0
+        cls.orders, cls.customers, cls.target_orders, cls.crash_on_order = {}, {}, {}, set()
 
     @classmethod
     def put(cls, product: Product, at: str) -> None:
@@ -60,9 +73,13 @@ class MemorySource(Connector):
     name = "memsource"
     title = "Memory source"
     Settings = SourceSettings
-    reads = frozenset({Entity.PRODUCTS, Entity.STOCK})
+    reads = frozenset({Entity.PRODUCTS, Entity.STOCK, Entity.ORDERS})
 
     async def read(self, entity, since):
+        if entity is Entity.ORDERS:
+            for number, order in sorted(MemoryStore.orders.items()):
+                yield Change(number, order, number)
+            return
         if entity is Entity.STOCK:
             for sku, level in sorted(MemoryStore.stock.items()):
                 yield Change(sku, level, "0")
@@ -77,6 +94,14 @@ class MemorySource(Connector):
             yield Change(sku, product, cursor)
 
 
+class OrderSettings(BaseModel):
+    """What the fake target needs on every order, MplusKASSA style."""
+
+    model_config = ConfigDict(extra="forbid")
+    branch_id: str
+    employee_number: str = "999999"
+
+
 class TargetSettings(ConnectorSettings):
     base_url: str = "memory://target"
 
@@ -87,7 +112,9 @@ class MemoryTarget(Connector):
     name = "memtarget"
     title = "Memory target"
     Settings = TargetSettings
-    writes = frozenset({Entity.PRODUCTS, Entity.STOCK})
+    writes = frozenset({Entity.PRODUCTS, Entity.STOCK, Entity.CUSTOMERS, Entity.ORDERS})
+    documents = frozenset({"order", "invoice"})
+    flow_settings = {Entity.ORDERS: OrderSettings}
     written_fields = {
         Entity.PRODUCTS: frozenset({"sku", "name", "description", "price_excl_tax", "active"}),
         Entity.STOCK: frozenset({"sku", "available"}),
@@ -101,6 +128,16 @@ class MemoryTarget(Connector):
 
     async def find(self, entity, key):
         MemoryStore.calls.append(("find", key))
+        if entity is Entity.CUSTOMERS:
+            for tid, customer in MemoryStore.customers.items():
+                if customer.email == key:
+                    return Found(tid, customer)
+            return None
+        if entity is Entity.ORDERS:
+            for tid, order in MemoryStore.target_orders.items():
+                if order.number == key:
+                    return Found(tid, order)
+            return None
         for tid, row in MemoryStore.target.items():
             if row["sku"] == key:
                 if entity is Entity.STOCK:
@@ -110,6 +147,19 @@ class MemoryTarget(Connector):
 
     async def create(self, entity, record):
         MemoryStore.calls.append(("create", record.key()))
+        if entity is Entity.CUSTOMERS:
+            tid = MemoryStore.new_id()
+            MemoryStore.customers[tid] = record
+            return tid
+        if entity is Entity.ORDERS:
+            if record.number in MemoryStore.crash_on_order:
+                MemoryStore.crash_on_order.discard(record.number)
+                raise Crash(record.number)
+            if record.customer_id is None:
+                raise RecordError("order without customer_id")
+            tid = MemoryStore.new_id()
+            MemoryStore.target_orders[tid] = record
+            return tid
         if entity is Entity.STOCK:
             raise RecordError(f"no product {record.sku} in target")
         if record.sku in MemoryStore.fail_create:
@@ -121,6 +171,10 @@ class MemoryTarget(Connector):
 
     async def update(self, entity, target_id, record, fields):
         MemoryStore.calls.append(("update", record.key()))
+        if entity is Entity.CUSTOMERS:
+            current = MemoryStore.customers[target_id]
+            MemoryStore.customers[target_id] = current.model_copy(update={f: getattr(record, f) for f in fields})
+            return
         self._flake(record.key())
         row = MemoryStore.target[target_id]
         if entity is Entity.STOCK:

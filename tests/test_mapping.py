@@ -1,0 +1,135 @@
+"""The data mapper: rules, transforms, value maps and their errors."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import pytest
+
+from apicenterd import Address, Customer, Order, OrderLine, RecordError
+from apicenterd.mapping import BUILTIN_TRANSFORMS, Mapper, MapRule, split_street
+
+
+def make_order(**kw) -> Order:
+    data = dict(
+        number="1001",
+        status="paid",
+        created_at=datetime(2026, 1, 2, 3, 4, tzinfo=timezone.utc),
+        billing_address=Address(street="Kerkstraat 12-A", city=" utrecht ", country="NL"),
+        customer=Customer(kind="person", name="jan jansen", email="j@example.com"),
+        lines=(OrderLine(sku="a-1", name="A very long product name", unit_price=Decimal("1.005")), OrderLine(sku="b-2", unit_price=Decimal(2))),
+        total=Decimal("3.01"),
+        custom_fields={"source": "pos"},
+    )
+    data.update(kw)
+    return Order(**data)
+
+
+def mapper(*rules, transforms=None) -> Mapper:
+    return Mapper("orders", Order, [MapRule.model_validate(r) for r in rules], transforms or {})
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("Kerkstraat 12", ("Kerkstraat", "12", "")),
+        ("Kerkstraat 12-A", ("Kerkstraat", "12", "A")),
+        ("Van Goghlaan 1a", ("Van Goghlaan", "1", "a")),
+        ("2e Helmersstraat 14hs", ("2e Helmersstraat", "14", "hs")),
+        ("Dorpsstraat 3 / 2", ("Dorpsstraat", "3", "2")),
+        ("Laan 1940-1945 12", ("Laan 1940-1945", "12", "")),
+        ("12 Rue de la Paix", ("Rue de la Paix", "12", "")),
+        ("Hoofdweg", ("Hoofdweg", "", "")),
+    ],
+)
+def test_split_street(line, expected):
+    assert split_street(line) == expected
+
+
+def test_split_street_and_house_number_from_one_line():
+    m = mapper(
+        {"field": "billing_address.house_number", "from": "billing_address.street", "transforms": ["house_number"]},
+        {"field": "billing_address.house_number_suffix", "from": "billing_address.street", "transforms": ["house_number_suffix"]},
+        {"field": "billing_address.street", "transforms": ["street_name"]},
+        {"field": "billing_address.city", "transforms": ["trim", "title"]},
+    )
+    out = m.apply(make_order())
+    assert (out.billing_address.street, out.billing_address.house_number, out.billing_address.house_number_suffix) == ("Kerkstraat", "12", "A")
+    assert out.billing_address.city == "Utrecht"
+
+
+def test_every_line_with_a_wildcard():
+    out = mapper({"field": "lines.*.sku", "from": "lines.*.sku", "transforms": ["upper"]}).apply(make_order())
+    assert [line.sku for line in out.lines] == ["A-1", "B-2"]
+
+
+def test_constant_concat_with_field_reference_and_number_format():
+    m = mapper(
+        {"field": "note", "value": "from the till"},
+        {"field": "reference", "from": "number", "transforms": [["concat", "/", "$customer.name"], "upper"]},
+        {"field": "lines.*.unit_price", "from": "lines.*.unit_price", "transforms": [["number", 2]]},
+    )
+    out = m.apply(make_order())
+    assert out.note == "from the till" and out.reference == "1001/JAN JANSEN"
+    assert [line.unit_price for line in out.lines] == [Decimal("1.01"), Decimal("2.00")]
+
+
+def test_value_map_and_a_value_it_lacks():
+    m = mapper({"field": "custom_fields.channel", "from": "custom_fields.source", "map": {"pos": "Till"}})
+    assert m.apply(make_order()).custom_fields["channel"] == "Till"
+    with pytest.raises(RecordError) as exc:
+        m.apply(make_order(custom_fields={"source": "web"}))
+    assert "custom_fields.channel" in str(exc.value) and "'web'" in str(exc.value) and "pos" in str(exc.value)
+
+
+def test_transform_failure_names_flow_field_and_value():
+    m = mapper({"field": "total", "from": "note", "transforms": ["int"]})
+    with pytest.raises(RecordError) as exc:
+        m.apply(make_order(note="many"))
+    assert "flow 'orders'" in str(exc.value) and "total" in str(exc.value) and "'many'" in str(exc.value)
+
+
+def test_result_is_validated_against_the_canonical_model():
+    m = mapper({"field": "currency", "value": "euro"})
+    with pytest.raises(RecordError) as exc:
+        m.apply(make_order())
+    assert "currency" in str(exc.value)
+
+
+def test_plugin_transforms_are_used_and_unknown_ones_reported():
+    m = mapper({"field": "note", "from": "number", "transforms": ["reverse"]}, transforms={"reverse": lambda v: str(v)[::-1]})
+    assert m.problems() == [] and m.apply(make_order()).note == "1001"[::-1]
+    bad = mapper({"field": "note", "from": "nope.path", "transforms": ["reverse"]})
+    problems = bad.problems()
+    assert any("[0].from" in p and "nope" in p for p in problems)
+    assert any("[0].transforms[0]: no transform 'reverse'" in p for p in problems)
+
+
+def test_rule_validation():
+    with pytest.raises(ValueError):
+        MapRule.model_validate({"field": "note", "from": "number", "value": "x"})
+    with pytest.raises(ValueError):
+        MapRule.model_validate({"field": "lines.*.sku", "from": "number"})
+    with pytest.raises(ValueError):
+        MapRule.model_validate({"field": "note", "bogus": 1})
+
+
+@pytest.mark.parametrize(
+    "name, args, value, expected",
+    [
+        ("trim", [], "  x ", "x"),
+        ("lower", [], "AbC", "abc"),
+        ("prefix", ["P-"], "1", "P-1"),
+        ("suffix", ["-S"], "1", "1-S"),
+        ("replace", ["-", ""], "12-34", "1234"),
+        ("truncate", [3], "abcdef", "abc"),
+        ("default", ["none"], "", "none"),
+        ("default", ["none"], "x", "x"),
+        ("date", ["%d-%m-%Y"], "2026-01-02T03:04:00Z", "02-01-2026"),
+        ("digits", [], "+31 (0)6-123", "3106123"),
+        ("int", [], "12,0", 12),
+    ],
+)
+def test_builtin_transforms(name, args, value, expected):
+    assert BUILTIN_TRANSFORMS[name](value, *args) == expected
