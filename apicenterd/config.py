@@ -176,6 +176,7 @@ class Flow:
     create_only_fields: frozenset[str]
     filters: tuple[Filter, ...]
     options: FlowOptions
+    read_entity: Entity | None = None
     mapper: Mapper | None = None
     rules: tuple[MapRule, ...] = ()
     target_settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -324,11 +325,12 @@ def resolve(config: Config, registry: Registry, path: Path) -> Resolved:
                 ends[end] = None
             else:
                 ends[end] = connections[conn].connector if conn in connections else None
-        if ends["source"] is not None and fc.entity not in ends["source"].reads:
+        read_entity = Entity(fc.options.get("source_entity", fc.entity)) if fc.entity is Entity.INVOICES and fc.options.get("source_entity") in ("orders", "invoices") else fc.entity
+        if ends["source"] is not None and read_entity not in ends["source"].reads:
             can = ", ".join(sorted(map(str, ends["source"].reads))) or "nothing"
             problems.append(
-                f'{where}.entity: connector "{ends["source"].name}" (connection "{fc.source}") cannot read '
-                f"{fc.entity} (it reads: {can})"
+                f'{where}.{"entity" if read_entity is fc.entity else "options.source_entity"}: connector '
+                f'"{ends["source"].name}" (connection "{fc.source}") cannot read {read_entity} (it reads: {can})'
             )
         if ends["target"] is not None and fc.entity not in ends["target"].writes:
             can = ", ".join(sorted(map(str, ends["target"].writes))) or "nothing"
@@ -392,6 +394,7 @@ def resolve(config: Config, registry: Registry, path: Path) -> Resolved:
                 create_only_fields=frozenset(fc.create_only_fields),
                 filters=tuple(fc.filters),
                 options=options,
+                read_entity=read_entity,
                 mapper=mapper,
                 rules=tuple(fc.map),
                 target_settings=target_settings,

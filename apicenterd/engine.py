@@ -33,7 +33,7 @@ from .context import Context
 from .errors import ConnectorError, RateLimited, RecordError, RetryableError
 from .flows import OrderOptions, Skip, prepare
 from .model import Entity, Order, Record
-from .orders import apply_maps, missing_product
+from .orders import apply_maps, missing_product, order_to_invoice
 from .observe import metrics
 from .observe.logs import get_logger
 from .plugin import Change, Connector
@@ -196,7 +196,7 @@ class Engine:
             while True:
                 # A read that fails mid-way cannot be resumed (the generator is dead): start
                 # again from the last settled cursor; what was done already costs no call.
-                iterator = source.read(flow.entity, cursor).__aiter__()
+                iterator = source.read(flow.read_entity or flow.entity, cursor).__aiter__()
                 try:
                     while True:
                         if self.stopping.is_set():
@@ -268,7 +268,11 @@ class Engine:
                 await self.store.set_cursor(flow.name, change.cursor)
             return action
 
-        prepared = prepare(flow.entity, flow.options, record)
+        try:
+            prepared = prepare(flow.entity, flow.options, record)
+        except RecordError as exc:
+            rlog.warning("record failed", reason=str(exc))
+            return await settle("failed", reason=str(exc))
         if isinstance(prepared, Skip):
             rlog.debug("record skipped", reason=prepared.reason)
             return await settle("skipped", reason=prepared.reason)
@@ -280,7 +284,7 @@ class Engine:
 
         try:
             prepared = flow.mapper.apply(prepared) if flow.mapper is not None else prepared
-            if flow.entity is Entity.ORDERS:
+            if flow.entity in (Entity.ORDERS, Entity.INVOICES):
                 return await self._process_order(flow, source, target, change, prepared, settle, rlog)
             prepared = target.normalize(flow.entity, prepared)
             fields = frozenset(target.written_fields.get(flow.entity) or type(prepared).model_fields)
@@ -346,17 +350,18 @@ class Engine:
     async def _process_order(
         self, flow: Flow, source: Connector, target: Connector, change: Change, order: Order, settle, log: Any
     ) -> str:
-        """The order process: exists? → debtor → products → document."""
+        """The order process (orders and invoices): exists? → debtor → products → document."""
         options = flow.options
         assert isinstance(options, OrderOptions)
-        link = await self.store.get_link(flow.source, str(Entity.ORDERS), change.source_id, flow.target)
+        entity = flow.entity
+        link = await self.store.get_link(flow.source, str(entity), change.source_id, flow.target)
         if link is not None:
             return await settle("skipped", target_id=link.target_id, reason="exists: already created (linked)")
 
         def order_link(target_id: str) -> Link:
-            return Link(flow.source, str(Entity.ORDERS), change.source_id, flow.target, target_id, "")
+            return Link(flow.source, str(entity), change.source_id, flow.target, target_id, "")
 
-        found = await self._with_retries(log, f"find order {order.number}", target, target.find, Entity.ORDERS, order.number)
+        found = await self._with_retries(log, f"find {entity} {order.number}", target, target.find, entity, order.number)
         if found is not None:
             log.info("order exists in target, linked", target_id=found.id)
             return await settle("skipped", target_id=found.id, reason="exists: found in target by order number", link=order_link(found.id))
@@ -383,10 +388,13 @@ class Engine:
         if missing:
             raise RecordError(f"order {order.number}: SKU not in target: {', '.join(missing)} (missing_products = \"fail\")")
 
-        order = target.normalize(Entity.ORDERS, order)
-        fields = frozenset(target.written_fields.get(Entity.ORDERS) or type(order).model_fields)
-        target_id = await self._write(log, target, "create", Entity.ORDERS, None, order, fields, None)
-        log.info("order created", target_id=target_id, document=order.document, customer_id=customer_id)
+        document: Record = order
+        if entity is Entity.INVOICES:
+            document = order_to_invoice(order)
+        document = target.normalize(entity, document)
+        fields = frozenset(target.written_fields.get(entity) or type(document).model_fields)
+        target_id = await self._write(log, target, "create", entity, None, document, fields, None)
+        log.info(f"{'order' if entity is Entity.ORDERS else 'invoice'} created", target_id=target_id, document=order.document, customer_id=customer_id)
         return await settle("created", target_id=target_id, link=order_link(target_id))
 
     async def _order_customer(self, flow: Flow, target: Connector, order: Order, log: Any) -> str:

@@ -8,9 +8,20 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .model import Entity, Record, StockLevel
+from .model import Customer, Entity, Order, Record, StockLevel
 
-__all__ = ["FlowOptions", "ProductOptions", "StockOptions", "OrderOptions", "OPTIONS", "Skip", "prepare"]
+__all__ = [
+    "FlowOptions",
+    "ProductOptions",
+    "StockOptions",
+    "OrderOptions",
+    "CustomerOptions",
+    "InvoiceOptions",
+    "OPTIONS",
+    "Skip",
+    "prepare",
+    "customer_maps",
+]
 
 
 class FlowOptions(BaseModel):
@@ -85,10 +96,33 @@ class OrderOptions(FlowOptions):
         return self
 
 
+class CustomerOptions(FlowOptions):
+    """Options of a customers flow (also used for the debtor an order flow writes)."""
+
+    tax_codes: dict[str, str] = Field(default_factory=dict)
+    """Country (or "default") → the target's VAT code for debtors there. When set, a customer
+    whose country it lacks is a record error."""
+    revenue_accounts: dict[str, str] = Field(default_factory=dict)
+    """Country (or "default") → the target's revenue account for debtors there."""
+    payment_terms: str | None = None
+    """The target's payment terms code for new and updated debtors."""
+    update_existing: bool = True
+
+
+class InvoiceOptions(OrderOptions):
+    """Options of an invoices flow: the order process, writing invoices."""
+
+    source_entity: Literal["invoices", "orders"] = "invoices"
+    """Read the source's invoices, or make invoices from its (paid) orders."""
+    document: Literal["quote", "order", "invoice_draft", "invoice"] = "invoice"
+
+
 OPTIONS: dict[Entity, type[FlowOptions]] = {
     Entity.PRODUCTS: ProductOptions,
     Entity.STOCK: StockOptions,
     Entity.ORDERS: OrderOptions,
+    Entity.CUSTOMERS: CustomerOptions,
+    Entity.INVOICES: InvoiceOptions,
 }
 """The options model of each flow kind; kinds not listed take no options."""
 
@@ -104,11 +138,33 @@ def prepare(entity: Entity, options: FlowOptions, record: Record) -> Record | Sk
     """Apply the flow kind's own rules to a source record before mapping."""
     if entity is Entity.STOCK and isinstance(record, StockLevel) and isinstance(options, StockOptions):
         return _prepare_stock(options, record)
-    if entity is Entity.ORDERS and isinstance(options, OrderOptions):
+    if entity in (Entity.ORDERS, Entity.INVOICES) and isinstance(options, OrderOptions):
         from .orders import select
 
-        return select(record, options)  # type: ignore[arg-type]
+        return select(record, options)
+    if entity is Entity.CUSTOMERS and isinstance(options, CustomerOptions) and isinstance(record, Customer):
+        return customer_maps(record, options, "")
     return record
+
+
+def customer_maps(customer: Customer, options: CustomerOptions, where: str) -> Customer:
+    """A customer with the flow's tax code, revenue account and payment terms for its country;
+    RecordError when a configured map lacks the country."""
+    from .errors import RecordError
+
+    country = customer.billing_address.country or ""
+    update: dict[str, Any] = {}
+    for attr, table in (("tax_code", options.tax_codes), ("revenue_account", options.revenue_accounts)):
+        if not table:
+            continue
+        value = table.get(country, table.get("default"))
+        if value is None:
+            known = ", ".join(sorted(table))
+            raise RecordError(f"customer {customer.key()}: country {country or '(none)'!r} is not in {where}options.{attr}s (it has: {known})")
+        update[attr] = value
+    if options.payment_terms:
+        update["payment_terms"] = options.payment_terms
+    return customer.model_copy(update=update) if update else customer
 
 
 def _prepare_stock(options: StockOptions, level: StockLevel) -> StockLevel | Skip:

@@ -106,6 +106,9 @@ class Customer(Record):
     customer_number: str | None = None
     language: str | None = None
     currency: Currency | None = None
+    tax_code: str | None = Field(default=None, description="The target's VAT code for this debtor, set by the flow")
+    revenue_account: str | None = Field(default=None, description="The target's revenue account, set by the flow")
+    payment_terms: str | None = Field(default=None, description="The target's payment terms code, set by the flow")
 
     @field_validator("email")
     @classmethod

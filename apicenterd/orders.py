@@ -9,13 +9,15 @@ from typing import Any
 
 from .errors import RecordError
 from .flows import OrderOptions, Skip
-from .model import Order, OrderLine, Product
+from .model import Invoice, InvoiceLine, Order, OrderLine, Product
 
-__all__ = ["select", "apply_maps", "missing_product", "rate_key"]
+__all__ = ["select", "apply_maps", "missing_product", "rate_key", "order_to_invoice", "invoice_to_order"]
 
 
 def select(order: Order, options: OrderOptions) -> Order | Skip:
     """Step 1: keep only orders in the configured statuses (and paid, when required)."""
+    if isinstance(order, Invoice):
+        order = invoice_to_order(order)
     if options.statuses and order.status not in options.statuses:
         return Skip(f"status {order.status!r} is not one of {options.statuses}")
     if options.require_paid and not order.paid:
@@ -113,4 +115,72 @@ def missing_product(line: OrderLine, order: Order) -> Product:
         tax_rate=line.tax_rate,
         price_incl_tax=price if line.prices_include_tax else None,
         price_excl_tax=None if line.prices_include_tax else price,
+    )
+
+
+def order_to_invoice(order: Order) -> Invoice:
+    """The invoice for an order (invoices flow with ``source_entity = "orders"``): same number,
+    customer, lines, totals; dated the order's day."""
+    prices_include_tax = all(line.prices_include_tax for line in order.lines) if order.lines else True
+    return Invoice(
+        number=order.number,
+        order_number=order.number,
+        invoice_date=order.created_at.date(),
+        currency=order.currency,
+        customer=order.customer,
+        lines=tuple(
+            InvoiceLine(
+                sku=line.sku,
+                description=line.name,
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                discount=line.discount,
+                tax_rate=line.tax_rate,
+                tax_code=line.tax_code,
+                account=line.account,
+                cost_centre=line.cost_centre,
+            )
+            for line in order.lines
+        ),
+        total=order.total,
+        total_tax=order.total_tax,
+        prices_include_tax=prices_include_tax,
+        paid=order.paid,
+        payment_terms=order.payment_terms,
+        customer_id=order.customer_id,
+        target_fields=order.target_fields,
+    )
+
+
+def invoice_to_order(invoice: Invoice) -> Order:
+    """A source invoice in the order process's shape, so the same maps and checks apply."""
+    from datetime import datetime, time, timezone
+
+    address = invoice.customer.billing_address if invoice.customer else None
+    return Order(
+        number=invoice.number,
+        status="paid" if invoice.paid else "invoiced",
+        created_at=datetime.combine(invoice.invoice_date, time(0), tzinfo=timezone.utc),
+        currency=invoice.currency,
+        customer=invoice.customer,
+        billing_address=address or Order.model_fields["billing_address"].default,
+        lines=tuple(
+            OrderLine(
+                sku=line.sku,
+                name=line.description,
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                prices_include_tax=invoice.prices_include_tax,
+                discount=line.discount,
+                tax_rate=line.tax_rate,
+                tax_code=line.tax_code,
+                account=line.account,
+                cost_centre=line.cost_centre,
+            )
+            for line in invoice.lines
+        ),
+        total=invoice.total,
+        total_tax=invoice.total_tax,
+        paid=invoice.paid,
+        payment_terms=invoice.payment_terms,
     )

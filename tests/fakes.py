@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -42,6 +42,8 @@ class MemoryStore:
     customers: ClassVar[dict[str, Customer]] = {}
     target_orders: ClassVar[dict[str, Order]] = {}
     crash_on_order: ClassVar[set[str]] = set()
+    target_invoices: ClassVar[dict[str, Any]] = {}
+    source_customers: ClassVar[dict[str, Customer]] = {}
     _next_id: ClassVar[int] = 0
 
     @classmethod
@@ -50,6 +52,7 @@ class MemoryStore:
         cls.source, cls.stock, cls.cursors, cls.target, cls.calls = {}, {}, {}, {}, []
         cls.fail_create, cls.flaky, cls.read_error_after, cls._next_id = set(), {}, None, 0
         cls.orders, cls.customers, cls.target_orders, cls.crash_on_order = {}, {}, {}, set()
+        cls.target_invoices, cls.source_customers = {}, {}
 
     @classmethod
     def put(cls, product: Product, at: str) -> None:
@@ -73,9 +76,13 @@ class MemorySource(Connector):
     name = "memsource"
     title = "Memory source"
     Settings = SourceSettings
-    reads = frozenset({Entity.PRODUCTS, Entity.STOCK, Entity.ORDERS})
+    reads = frozenset({Entity.PRODUCTS, Entity.STOCK, Entity.ORDERS, Entity.CUSTOMERS})
 
     async def read(self, entity, since):
+        if entity is Entity.CUSTOMERS:
+            for email, customer in sorted(MemoryStore.source_customers.items()):
+                yield Change(email, customer, email)
+            return
         if entity is Entity.ORDERS:
             for number, order in sorted(MemoryStore.orders.items()):
                 yield Change(number, order, number)
@@ -112,7 +119,7 @@ class MemoryTarget(Connector):
     name = "memtarget"
     title = "Memory target"
     Settings = TargetSettings
-    writes = frozenset({Entity.PRODUCTS, Entity.STOCK, Entity.CUSTOMERS, Entity.ORDERS})
+    writes = frozenset({Entity.PRODUCTS, Entity.STOCK, Entity.CUSTOMERS, Entity.ORDERS, Entity.INVOICES})
     documents = frozenset({"order", "invoice"})
     flow_settings = {Entity.ORDERS: OrderSettings}
     written_fields = {
@@ -133,6 +140,11 @@ class MemoryTarget(Connector):
                 if customer.email == key:
                     return Found(tid, customer)
             return None
+        if entity is Entity.INVOICES:
+            for tid, invoice in MemoryStore.target_invoices.items():
+                if invoice.number == key:
+                    return Found(tid, invoice)
+            return None
         if entity is Entity.ORDERS:
             for tid, order in MemoryStore.target_orders.items():
                 if order.number == key:
@@ -150,6 +162,10 @@ class MemoryTarget(Connector):
         if entity is Entity.CUSTOMERS:
             tid = MemoryStore.new_id()
             MemoryStore.customers[tid] = record
+            return tid
+        if entity is Entity.INVOICES:
+            tid = MemoryStore.new_id()
+            MemoryStore.target_invoices[tid] = record
             return tid
         if entity is Entity.ORDERS:
             if record.number in MemoryStore.crash_on_order:

@@ -201,15 +201,15 @@ def test_undefined_connection_names_the_defined_ones(reg):
 
 
 def test_source_cannot_read_entity(reg):
-    raw = base(entity="invoices")
+    raw = base(entity="journal")
     problems = resolve_problems(raw, reg)
     assert (
-        'flows.f.entity: connector "memsource" (connection "src") cannot read invoices (it reads: orders, products, stock)'
+        'flows.f.entity: connector "memsource" (connection "src") cannot read journal (it reads: customers, orders, products, stock)'
         in problems
     )
     assert (
-        'flows.f.entity: connector "memtarget" (connection "dst") cannot write invoices '
-        "(it writes: customers, orders, products, stock)" in problems
+        'flows.f.entity: connector "memtarget" (connection "dst") cannot write journal '
+        "(it writes: customers, invoices, orders, products, stock)" in problems
     )
 
 

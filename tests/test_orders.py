@@ -281,3 +281,67 @@ def test_check_rejects_bad_mapping_rules(tmp_path, registry):
     problems = "\n".join(exc.value.problems)
     assert "flows.orders.map[0].field: Order has no field 'nonsense'" in problems
     assert "flows.orders.map[1].transforms[0]: no transform 'shout'" in problems
+
+
+# ---------------------------------------------------------------- customers and invoices flows
+
+
+def flow_config(tmp_path, registry, entity, options=None, **flow):
+    raw = {
+        "state": {"path": str(tmp_path / "state.db")},
+        "connections": {"src": {"connector": "memsource"}, "dst": {"connector": "memtarget"}},
+        "flows": {entity: {"source": "src", "target": "dst", "entity": entity, "interval": "1m", "options": options or {}, **flow}},
+    }
+    return resolve(Config(**raw), registry, tmp_path / "x.toml")
+
+
+async def run_flow(resolved, tmp_path, name):
+    store = SQLiteStore(tmp_path / "state.db")
+    await store.open()
+    engine = Engine(resolved, store, retry_base_delay=0)
+    try:
+        return await engine.run_flow(name)
+    finally:
+        await engine.aclose()
+        await store.close()
+
+
+async def test_customers_flow_by_email_with_tax_code_and_account_per_country(tmp_path, registry, memory):
+    nl = Address(street="Kerkstraat", house_number="1", city="Utrecht", country="NL")
+    de = Address(street="Hauptstr.", house_number="2", city="Köln", country="DE")
+    memory.source_customers["a@example.com"] = Customer(kind="company", name="A BV", email="a@example.com", billing_address=nl, contact=Contact(first_name="Ann"))
+    memory.source_customers["b@example.com"] = Customer(kind="person", name="Bert", email="b@example.com", billing_address=de)
+    memory.customers["C1"] = Customer(kind="company", name="A BV (old)", email="a@example.com")
+    options = {"tax_codes": {"NL": "NL-VAT", "default": "EU"}, "revenue_accounts": {"NL": "8000"}}
+    resolved = flow_config(tmp_path, registry, "customers", options)
+    result = await run_flow(resolved, tmp_path, "customers")
+    # A is found by e-mail and updated; B's country has no revenue account: a record error naming it
+    assert result.counts["updated"] == 1 and result.counts["failed"] == 1, result
+    assert memory.customers["C1"].name == "A BV" and memory.customers["C1"].tax_code == "NL-VAT"
+    assert memory.customers["C1"].revenue_account == "8000"
+    assert len(memory.customers) == 1
+    store = SQLiteStore(tmp_path / "state.db")
+    await store.open()
+    (failed,) = [e for e in await store.audit(flow="customers") if e.action == "failed"]
+    await store.close()
+    assert "'DE'" in failed.reason and "revenue_accounts" in failed.reason
+
+
+async def test_invoices_flow_from_paid_orders(tmp_path, registry, memory):
+    seed_products("A")
+    memory.orders["1"] = order("1", paid=True)
+    memory.orders["2"] = order("2", paid=False, status="new", email="x@example.com")
+    options = {"source_entity": "orders", "require_paid": True, "tax_codes": {"default": {"21": "H"}}}
+    resolved = flow_config(tmp_path, registry, "invoices", options)
+    result = await run_flow(resolved, tmp_path, "invoices")
+    assert result.counts["created"] == 1 and result.counts["skipped"] == 1, result
+    (invoice,) = memory.target_invoices.values()
+    assert invoice.number == "1" and invoice.lines[0].tax_code == "H" and invoice.customer_id in memory.customers
+    again = await run_flow(resolved, tmp_path, "invoices")
+    assert again.counts["created"] == 0 and len(memory.target_invoices) == 1
+
+
+def test_invoices_flow_needs_a_source_that_reads_the_source_entity(tmp_path, registry):
+    with pytest.raises(ConfigError) as exc:
+        flow_config(tmp_path, registry, "invoices")
+    assert any("cannot read invoices" in p for p in exc.value.problems)
