@@ -22,7 +22,7 @@ import json
 import random
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -32,12 +32,12 @@ from .config import Flow, Resolved
 from .context import Context
 from .errors import ConnectorError, RateLimited, RecordError, RetryableError
 from .flows import OrderOptions, Skip, prepare
-from .model import Entity, Order, Record
+from .model import RECORD_TYPES, Entity, Order, Record
 from .orders import apply_maps, missing_product, order_to_invoice
 from .observe import metrics
 from .observe.logs import get_logger
 from .plugin import Change, Connector
-from .state import AuditEntry, Link, StateStore
+from .state import AuditEntry, DeadLetter, Link, StateStore
 
 __all__ = ["Engine", "RunResult", "StateTokenStore", "record_hash"]
 
@@ -137,6 +137,8 @@ class Engine:
         self._rate_limits = rate_limits
         self.dry_run = dry_run
         self.plans: list[Plan] = []
+        self.failures: list[tuple[str, str, str, str]] = []
+        """(flow, source id, key, reason) of every record that failed, for alerts."""
         self._retry_attempts = retry_attempts
         self._retry_base_delay = retry_base_delay
         self._sleep = sleep
@@ -251,22 +253,31 @@ class Engine:
         return result
 
     async def _process(
-        self, flow: Flow, run_id: int, source: Connector, target: Connector, change: Change, log: Any
+        self, flow: Flow, run_id: int, source: Connector, target: Connector, change: Change, log: Any, replay: bool = False
     ) -> str:
-        """Take one record to the target; settle it; return the action."""
+        """Take one record to the target; settle it; return the action. ``replay``: from the
+        dead-letter queue (no cursor; every outcome is audited)."""
         record = change.record
-        key = record.key()
+        key = record.key() if record is not None else change.source_id
         rlog = log.bind(source_id=change.source_id, key=key)
 
         async def settle(action: str, *, target_id: str | None = None, reason: str | None = None, link: Link | None = None):
             if self.dry_run:
                 return action
-            if action != "unchanged" or link is not None:
+            if action != "unchanged" or link is not None or replay:
                 entry = AuditEntry(flow.name, run_id, str(flow.entity), change.source_id, action, target_id, key, reason)
-                await self.store.settle(entry, link=link, cursor=change.cursor)
-            else:  # nothing happened: advance the cursor, keep the audit trail for real events
+                payload = record.model_dump_json() if action == "failed" and record is not None else None
+                await self.store.settle(entry, link=link, cursor=change.cursor, payload=payload)
+            elif change.cursor is not None:  # nothing happened: advance the cursor, keep the audit trail for real events
                 await self.store.set_cursor(flow.name, change.cursor)
+            if action == "failed":
+                self.failures.append((flow.name, change.source_id, key, reason or ""))
             return action
+
+        if change.error is not None or record is None:
+            reason = change.error or "the source gave no record"
+            rlog.warning("record failed in the source", reason=reason)
+            return await settle("failed", reason=reason)
 
         try:
             prepared = prepare(flow.entity, flow.options, record)
@@ -422,6 +433,41 @@ class Engine:
                 await self._write(log, target, "update", Entity.CUSTOMERS, found.id, customer, changed, found.record)
                 log.info("customer updated", target_id=found.id, fields=sorted(changed))
         return found.id
+
+    async def replay(self, letters: Sequence[DeadLetter]) -> dict[str, int]:
+        """Take dead letters through the same idempotent path again; counts per action."""
+        counts = dict.fromkeys(COUNT_KEYS, 0)
+        by_flow: dict[str, list[DeadLetter]] = {}
+        for letter in letters:
+            by_flow.setdefault(letter.flow, []).append(letter)
+        for name, items in by_flow.items():
+            flow = self.resolved.flows.get(name)
+            if flow is None:
+                raise RecordError(f"dead letters of flow {name!r}, which the configuration no longer has")
+            async with self._flow_locks.setdefault(name, anyio.Lock()):
+                await self.open([flow.source, flow.target])
+                run_id = await self.store.start_run(name, "replay")
+                log = self.log.bind(flow=name, run=run_id, entity=str(flow.entity))
+                source, target = self.connectors[flow.source], self.connectors[flow.target]
+                run_counts = dict.fromkeys(COUNT_KEYS, 0)
+                status, error = "ok", None
+                try:
+                    for letter in items:
+                        record = RECORD_TYPES[Entity(letter.entity)].model_validate_json(letter.payload)
+                        action = await self._process(flow, run_id, source, target, Change(letter.source_id, record, None), log, replay=True)
+                        run_counts[action] += 1
+                        log.info("dead letter replayed", dead_letter=letter.id, source_id=letter.source_id, action=action)
+                except ConnectorError as exc:
+                    status, error = "failed", f"{type(exc).__name__}: {exc}"
+                    log.error("replay stopped", error=error)
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await self.store.finish_run(run_id, status, run_counts, error)
+                for k, v in run_counts.items():
+                    counts[k] += v
+                if error:
+                    raise RecordError(f"replay of flow {name!r} stopped: {error}")
+        return counts
 
     async def _with_retries(self, log: Any, what: str, conn: Connector, fn: Callable[..., Any], *args: Any) -> Any:
         """Call ``fn`` of ``conn``; retry RetryableError with exponential backoff and jitter. A 429's

@@ -114,13 +114,16 @@ class Change:
 
     ``cursor`` is opaque to the engine, must not decrease from one change to the
     next, and is what the engine passes back as ``since`` after this change is
-    settled. Reading ``since`` a cursor may return that cursor's change again
+    settled (``None`` only for replays). Reading ``since`` a cursor may return that cursor's change again
     (ties at second resolution are common); the engine skips what did not change.
     """
 
     source_id: str
-    record: Record
-    cursor: str
+    record: Record | None
+    cursor: str | None
+    error: str | None = None
+    """Set (with ``record=None``) when the source has this record but it cannot be mapped: the
+    daemon records it as failed with this reason, and the run goes on."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """The state store: cursors, id links, OAuth tokens, run history and the per-record audit trail."""
 
-from .base import AuditEntry, Link, Run, StateStore
+from .base import AuditEntry, DeadLetter, Link, Run, StateStore
 from .sqlite import SQLiteStore
 
-__all__ = ["AuditEntry", "Link", "Run", "StateStore", "SQLiteStore", "open_store"]
+__all__ = ["AuditEntry", "DeadLetter", "Link", "Run", "StateStore", "SQLiteStore", "open_store"]
 
 
 def open_store(config, base_path=None) -> StateStore:

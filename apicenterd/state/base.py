@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-__all__ = ["Link", "AuditEntry", "Run", "StateStore", "ACTIONS"]
+__all__ = ["Link", "AuditEntry", "DeadLetter", "Run", "StateStore", "ACTIONS"]
 
 ACTIONS = ("created", "updated", "unchanged", "skipped", "failed")
 """What can happen to a record in a run."""
@@ -39,6 +39,23 @@ class AuditEntry:
     reason: str | None = None
     at: float = 0.0
     id: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class DeadLetter:
+    """A record that failed, with what is needed to replay it."""
+
+    id: int
+    flow: str
+    entity: str
+    source_id: str
+    key: str | None
+    payload: str
+    error: str
+    attempts: int
+    first_failed_at: float
+    last_failed_at: float
+    status: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,8 +98,19 @@ class StateStore(Protocol):
     async def get_link(self, source: str, entity: str, source_id: str, target: str) -> Link | None:
         """The link of a source record to ``target``, if it was written there before."""
 
-    async def settle(self, audit: AuditEntry, *, link: Link | None = None, cursor: str | None = None) -> None:
-        """Record a record's outcome, its link and the flow's new cursor in one transaction."""
+    async def settle(
+        self, audit: AuditEntry, *, link: Link | None = None, cursor: str | None = None, payload: str | None = None
+    ) -> None:
+        """Record a record's outcome, its link and the flow's new cursor in one transaction; a failed
+        record with its ``payload`` enters the dead-letter queue, a settled one leaves it."""
+
+    async def dead_letters(
+        self, *, flow: str | None = None, status: str | None = "open", error: str | None = None, ids: Sequence[int] | None = None, limit: int = 1000
+    ) -> Sequence[DeadLetter]:
+        """Dead letters matching every condition."""
+
+    async def set_dead_letter_status(self, ids: Sequence[int], status: str) -> int:
+        """Change dead letters' status."""
 
     async def start_run(self, flow: str, trigger: str = "schedule") -> int:
         """Open a run; its id."""

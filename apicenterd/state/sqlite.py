@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 
-from .base import AuditEntry, Link, Run
+from .base import AuditEntry, DeadLetter, Link, Run
 
 __all__ = ["SQLiteStore", "MIGRATIONS"]
 
@@ -69,6 +69,24 @@ MIGRATIONS: list[str] = [
         data TEXT NOT NULL,
         updated_at REAL NOT NULL
     );
+    """,
+    # 2: the dead-letter queue
+    """
+    CREATE TABLE dead_letters (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        flow TEXT NOT NULL,
+        entity TEXT NOT NULL,
+        source_id TEXT NOT NULL,
+        key TEXT,
+        payload TEXT NOT NULL,
+        error TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 1,
+        first_failed_at REAL NOT NULL,
+        last_failed_at REAL NOT NULL,
+        status TEXT NOT NULL DEFAULT 'open',
+        UNIQUE (flow, source_id)
+    );
+    CREATE INDEX dead_letters_by_status ON dead_letters (status, flow);
     """,
 ]
 """Schema migrations, oldest first; the schema version is how many have been applied."""
@@ -171,13 +189,31 @@ class SQLiteStore:
         )
         return [Link(*r) for r in rows]
 
-    async def settle(self, audit: AuditEntry, *, link: Link | None = None, cursor: str | None = None) -> None:
-        """Write audit entry, link and cursor in one transaction."""
+    async def settle(
+        self, audit: AuditEntry, *, link: Link | None = None, cursor: str | None = None, payload: str | None = None
+    ) -> None:
+        """Write audit entry, link and cursor in one transaction. A ``failed`` entry with its record's
+        ``payload`` goes to the dead-letter queue (attempts counted); any other outcome for the same
+        record resolves its open dead letter."""
         now = self._clock()
 
         def write(db: sqlite3.Connection) -> None:
             db.execute("BEGIN IMMEDIATE")
             try:
+                if audit.action == "failed" and payload is not None:
+                    db.execute(
+                        "INSERT INTO dead_letters (flow, entity, source_id, key, payload, error, attempts, "
+                        "first_failed_at, last_failed_at, status) VALUES (?,?,?,?,?,?,1,?,?,'open') "
+                        "ON CONFLICT (flow, source_id) DO UPDATE SET payload=excluded.payload, error=excluded.error, "
+                        "key=excluded.key, attempts=dead_letters.attempts + 1, last_failed_at=excluded.last_failed_at, "
+                        "status='open'",
+                        (audit.flow, audit.entity, audit.source_id, audit.key, payload, audit.reason or "", now, now),
+                    )
+                elif audit.action != "failed":
+                    db.execute(
+                        "UPDATE dead_letters SET status='resolved' WHERE flow=? AND source_id=? AND status='open'",
+                        (audit.flow, audit.source_id),
+                    )
                 db.execute(
                     "INSERT INTO audit (flow, run_id, entity, source_id, target_id, key, action, reason, at) "
                     "VALUES (?,?,?,?,?,?,?,?,?)",
@@ -212,6 +248,47 @@ class SQLiteStore:
                 raise
 
         await self._run(write)
+
+    async def dead_letters(
+        self, *, flow: str | None = None, status: str | None = "open", error: str | None = None, ids: Sequence[int] | None = None, limit: int = 1000
+    ) -> Sequence[DeadLetter]:
+        """Dead letters matching every condition (``error``: a substring), oldest first."""
+        where, args = [], []
+        for column, value in (("flow", flow), ("status", status)):
+            if value is not None:
+                where.append(f"{column}=?")
+                args.append(value)
+        if error is not None:
+            where.append("instr(lower(error), lower(?)) > 0")
+            args.append(error)
+        if ids is not None:
+            where.append(f"id IN ({','.join('?' * len(ids))})" if ids else "0")
+            args.extend(ids)
+        sql = (
+            "SELECT id, flow, entity, source_id, key, payload, error, attempts, first_failed_at, last_failed_at, status "
+            "FROM dead_letters"
+        )
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id LIMIT ?"
+        rows = await self._run(lambda db: db.execute(sql, (*args, limit)).fetchall())
+        return [DeadLetter(*r) for r in rows]
+
+    async def set_dead_letter_status(self, ids: Sequence[int], status: str) -> int:
+        """Mark dead letters ``discarded`` (or ``open`` / ``resolved``); how many changed."""
+        if not ids:
+            return 0
+        return await self._run(
+            lambda db: db.execute(
+                f"UPDATE dead_letters SET status=? WHERE id IN ({','.join('?' * len(ids))})", (status, *ids)
+            ).rowcount
+        )
+
+    async def purge_dead_letters(self, older_than: float) -> int:
+        """Delete resolved or discarded dead letters, and open ones, last failed before ``older_than``."""
+        return await self._run(
+            lambda db: db.execute("DELETE FROM dead_letters WHERE last_failed_at < ?", (older_than,)).rowcount
+        )
 
     async def start_run(self, flow: str, trigger: str = "schedule") -> int:
         """Open a run."""

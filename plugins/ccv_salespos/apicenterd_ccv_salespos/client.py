@@ -196,3 +196,11 @@ class CCVClient:
     def order_rows(self, order_id: int | str) -> AsyncIterator[dict[str, Any]]:
         """``GET /orders/:id/orderrows/``."""
         return self.collection(f"orders/{order_id}/orderrows/", what=f"order {order_id} rows")
+
+    async def order(self, order_id: int | str) -> dict[str, Any]:
+        """``GET /orders/:id/``."""
+        return await self.get_one(f"orders/{order_id}/", what=f"order {order_id}")
+
+    async def patch_order(self, order_id: int | str, body: dict[str, Any]) -> None:
+        """``PATCH /orders/:id/`` (204): status, track & trace, ``mail``, ``note``."""
+        await self.request("PATCH", f"orders/{order_id}/", what=f"order {order_id}", json=body)

@@ -1,22 +1,38 @@
-"""The CCV SalesPOS connector: products and stock read from the CCV Shop REST API (SalesPOS media type)."""
+"""The CCV SalesPOS connector (CCV Shop REST API): reads products, stock, orders and customers; writes shipments."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
-from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+import json
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 import httpx
 from pydantic import Field, SecretStr
 
-from apicenterd import Change, Connector, ConnectorSettings, Entity, FatalError, RateLimit, RecordError
+from apicenterd import (
+    Change,
+    Connector,
+    ConnectorSettings,
+    Entity,
+    FatalError,
+    Found,
+    RateLimit,
+    Record,
+    RecordError,
+    Shipment,
+)
 
 from . import mapping
 from .client import API_PREFIX, MAX_PAGE_SIZE, SALESPOS_MEDIA_TYPE, CCVAuth, CCVClient, resource_of
 
 __all__ = ["CCVSalesPOSConnector", "get_bucket", "write_bucket"]
+
+ROWS_CACHE_SIZE = 10_000
+"""Orders whose rows are remembered between runs (keyed by the order's content; see ``_rows_for``)."""
 
 
 def get_bucket(request: httpx.Request) -> str | None:
@@ -46,6 +62,28 @@ class CCVSalesPOSConnector(Connector):
         reserved. Reservations change without touching the product, so every run reads all
         products and ignores ``since``; the cursor is the run's start time.
 
+    ``orders``
+        Orders have no modify-date filter, but ``ordernumber`` is given when an order is completed,
+        so it grows in completion order. A full read pages ``orderby=ordernumber``; a delta read
+        pages ``orderby=ordernumber_desc`` until an order is both numbered below the cursor and
+        created before ``order_reread_days`` ago. The cursor is the zero-padded ``ordernumber``.
+        The orders below the cursor that the scan passes (created in the re-read window) are
+        yielded again with the cursor ``since``, first, so status and payment changes are seen;
+        the engine skips the unchanged ones by hash. Rows (``GET /orders/:id/orderrows/``) are
+        fetched once per order content: an order whose JSON did not change reuses its rows.
+        An order that cannot be mapped is logged (``ccv_salespos.order_skipped``) and skipped.
+    ``customers``
+        CCV's API (as documented) has no customers resource: customers come from the orders'
+        ``customer`` blocks, one per distinct e-mail address, the latest order winning. The cursor
+        is that order's number; no order rows are read. Orders without an e-mail are not customers.
+
+    Writes:
+
+    ``shipments``
+        One track & trace code per order (``PATCH /orders/:id/`` with status 5, the code, the
+        carrier and ``mail``). The id is the CCV order id. A second, different code for an order
+        is a RecordError: CCV cannot hold split shipments.
+
     Every request is signed (``x-public``, ``x-date``, ``x-hash`` = HMAC-SHA512 of
     ``public|METHOD|path+query|body|x-date``) and every 2xx response's signature is checked.
 
@@ -70,8 +108,21 @@ class CCVSalesPOSConnector(Connector):
         currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$", description="Currency of the shop's prices")
         page_size: int = Field(default=100, ge=1, le=MAX_PAGE_SIZE, description="Items per page (max 250)")
         verify_response_signature: bool = Field(default=True, description="Check x-hash on every 2xx response")
+        order_reread_days: int = Field(
+            default=30, ge=0, le=366,
+            description="A delta read of orders also re-reads the orders created in this many days (status and"
+            " payment changes); 0: only new orders",
+        )  # fmt: skip
+        variant_sku: bool = Field(
+            default=False,
+            description="Order lines of attribute combinations use sub_sku_number as SKU; false: product_number,"
+            " the SKU products and stock are read by",
+        )
+        shipment_mail: bool = Field(default=True, description="A shipment asks CCV to e-mail the customer (mail: true)")
 
-    reads = frozenset({Entity.PRODUCTS, Entity.STOCK})
+    reads = frozenset({Entity.PRODUCTS, Entity.STOCK, Entity.ORDERS, Entity.CUSTOMERS})
+    writes = frozenset({Entity.SHIPMENTS})
+    written_fields = {Entity.SHIPMENTS: frozenset({"order_number", "tracking_code", "carrier"})}
     rate_limits = (
         RateLimit(150, 60.0, name="get_per_resource", key=get_bucket),
         RateLimit(100, 60.0, name="write_per_resource", key=write_bucket),
@@ -94,6 +145,8 @@ class CCVSalesPOSConnector(Connector):
             timeout=settings.timeout,
         )
         self.client = CCVClient(self._http, page_size=settings.page_size)
+        self.clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+        self._rows: collections.OrderedDict[int, tuple[str, list[dict[str, Any]]]] = collections.OrderedDict()
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
@@ -104,11 +157,15 @@ class CCVSalesPOSConnector(Connector):
         await self.client.request("GET", "products/", what="check", params={"start": 0, "size": 1})
 
     def read(self, entity: Entity, since: str | None) -> AsyncIterator[Change]:
-        """Products changed at or after ``since``, or every product's stock level (see the class doc)."""
+        """Products, stock levels, orders or customers changed at or after ``since`` (see the class doc)."""
         if entity is Entity.PRODUCTS:
             return self._read_products(since)
         if entity is Entity.STOCK:
             return self._read_stock()
+        if entity is Entity.ORDERS:
+            return self._read_orders(since)
+        if entity is Entity.CUSTOMERS:
+            return self._read_customers(since)
         return super().read(entity, since)
 
     async def _read_products(self, since: str | None) -> AsyncIterator[Change]:
@@ -162,6 +219,159 @@ class CCVSalesPOSConnector(Connector):
                 self.context.log.warning("ccv_salespos.stock_skipped", product_id=product_id, reason=str(exc))
                 continue
             yield Change(source_id=str(product_id), record=level, cursor=cursor)
+
+    # ---------------------------------------------------------------- orders and customers
+
+    def _since_number(self, since: str | None, entity: Entity) -> int | None:
+        if since is None:
+            return None
+        try:
+            return mapping.parse_order_cursor(since)
+        except ValueError as exc:
+            raise FatalError(f"{self.context.name}: {entity} {exc}") from None
+
+    async def _orders_ascending(self, since_number: int | None, horizon: datetime | None) -> AsyncIterator[dict[str, Any]]:
+        """Completed orders by ascending ``ordernumber``: all of them, or (a delta) those numbered at or
+        above ``since_number`` and, below it, those the newest-first scan meets created after ``horizon``."""
+        if since_number is None:
+            async with contextlib.aclosing(self.client.orders(orderby="ordernumber")) as items:
+                async for order in items:
+                    if self._numbered(order):
+                        yield order
+            return
+        found: dict[int, tuple[int, dict[str, Any]]] = {}  # by id: an order added while paging repeats one
+        async with contextlib.aclosing(self.client.orders(orderby="ordernumber_desc")) as items:
+            async for order in items:
+                if not self._numbered(order):
+                    continue
+                number = mapping.order_number_of(order)
+                assert number is not None
+                if number < since_number:
+                    try:
+                        created = mapping.parse_datetime(order.get("create_date"), "create_date")
+                    except ValueError:
+                        continue  # cannot place it in the window; mapping would skip it anyway
+                    if horizon is None or created < horizon:
+                        break  # newest first: the rest is older than the cursor and the window
+                found[_int_id(order)] = (number, order)
+        for _, order in sorted(found.values(), key=lambda entry: entry[0]):
+            yield order
+
+    def _numbered(self, order: dict[str, Any]) -> bool:
+        if mapping.order_number_of(order) is not None:
+            return True
+        self.context.log.warning(
+            "ccv_salespos.order_skipped", order_id=order.get("id"), reason="order has no integer ordernumber"
+        )
+        return False
+
+    async def _rows_for(self, order: dict[str, Any]) -> list[dict[str, Any]]:
+        """The order's rows; reused while the order resource itself is unchanged (saves one call per order)."""
+        order_id = _int_id(order)
+        fingerprint = json.dumps(order, sort_keys=True, default=str)
+        cached = self._rows.get(order_id)
+        if cached is not None and cached[0] == fingerprint:
+            self._rows.move_to_end(order_id)
+            return cached[1]
+        rows = [row async for row in self.client.order_rows(order_id)]
+        self._rows[order_id] = (fingerprint, rows)
+        self._rows.move_to_end(order_id)
+        while len(self._rows) > ROWS_CACHE_SIZE:
+            self._rows.popitem(last=False)
+        return rows
+
+    async def _read_orders(self, since: str | None) -> AsyncIterator[Change]:
+        since_number = self._since_number(since, Entity.ORDERS)
+        days = self.settings.order_reread_days
+        horizon = self.clock() - timedelta(days=days) if days else None
+        last = ""
+        async for order in self._orders_ascending(since_number, horizon):
+            number = mapping.order_number_of(order)
+            assert number is not None
+            # re-read orders below the cursor keep the cursor where it is: it must not go back
+            cursor = max(last, since if since_number is not None and number < since_number else mapping.order_cursor(number))
+            try:
+                record = mapping.order_to_canonical(
+                    order,
+                    await self._rows_for(order),
+                    prices_include_tax=self.settings.prices_include_tax,
+                    variant_sku=self.settings.variant_sku,
+                )
+            except (RecordError, ValueError) as exc:  # bad data, or its rows are gone (404); ValidationError is a ValueError
+                self.context.log.warning("ccv_salespos.order_skipped", order_id=order.get("id"), reason=str(exc))
+                continue
+            last = cursor
+            yield Change(source_id=str(_int_id(order)), record=record, cursor=cursor)
+
+    async def _read_customers(self, since: str | None) -> AsyncIterator[Change]:
+        since_number = self._since_number(since, Entity.CUSTOMERS)
+        latest: dict[str, tuple[int, dict[str, Any]]] = {}
+        async for order in self._orders_ascending(since_number, None):
+            personal = order.get("customer")
+            email = personal.get("email") if isinstance(personal, dict) else None
+            email = email.strip().lower() if isinstance(email, str) else ""
+            if email:  # POS walk-in sales have no e-mail: no customer to keep
+                number = mapping.order_number_of(order)
+                assert number is not None
+                if email not in latest or latest[email][0] <= number:
+                    latest[email] = (number, order)
+        for email, (number, order) in sorted(latest.items(), key=lambda entry: entry[1][0]):
+            currency = order.get("currency") if isinstance(order.get("currency"), str) else None
+            try:
+                record = mapping.customer_to_canonical(
+                    order["customer"], currency=currency or None, language=order.get("orderedinlng") or None
+                )
+            except (RecordError, ValueError) as exc:
+                self.context.log.warning("ccv_salespos.customer_skipped", order_id=order.get("id"), reason=str(exc))
+                continue
+            yield Change(source_id=email, record=record, cursor=mapping.order_cursor(number))
+
+    # ---------------------------------------------------------------- shipments
+
+    async def _order_by_number(self, number: str) -> dict[str, Any] | None:
+        """The completed order numbered ``number`` (``ordernumber_full``), via the ``ordernumber`` filter."""
+        wanted = mapping.ordernumber_filter(number)
+        if wanted is None:
+            return None
+        async with contextlib.aclosing(self.client.orders(ordernumber=wanted)) as items:
+            async for order in items:
+                if mapping.matches_number(order, number):
+                    return order
+        return None
+
+    async def find(self, entity: Entity, key: str) -> Found | None:
+        """A shipment ``<order number>/<tracking code>``: the order, when it holds that track & trace code."""
+        if entity is not Entity.SHIPMENTS:
+            return await super().find(entity, key)
+        number, code = mapping.split_shipment_key(key)
+        if not number or not code:
+            return None
+        order = await self._order_by_number(number)
+        shipment = mapping.shipment_from_order(order) if order is not None else None
+        if order is None or shipment is None or shipment.tracking_code != code:
+            return None
+        return Found(str(_int_id(order)), shipment.model_copy(update={"order_number": number}))
+
+    async def create(self, entity: Entity, record: Record) -> str:
+        """Record a shipment on its order: ``PATCH /orders/:id/`` with status 5, track & trace and ``mail``."""
+        if entity is not Entity.SHIPMENTS or not isinstance(record, Shipment):
+            return await super().create(entity, record)
+        order = await self._order_by_number(record.order_number)
+        if order is None:
+            raise RecordError(f"order {record.order_number} not found in CCV (GET /orders/?ordernumber=…)")
+        await self._write_shipment(order, record)
+        return str(_int_id(order))
+
+    async def update(self, entity: Entity, target_id: str, record: Record, fields: frozenset[str]) -> None:
+        """Change the carrier of the order's track & trace code (a different code is a RecordError)."""
+        if entity is not Entity.SHIPMENTS or not isinstance(record, Shipment):
+            return await super().update(entity, target_id, record, fields)
+        await self._write_shipment(await self.client.order(target_id), record)
+
+    async def _write_shipment(self, order: dict[str, Any], shipment: Shipment) -> None:
+        body = mapping.shipment_patch(order, shipment, mail=self.settings.shipment_mail)
+        if body:
+            await self.client.patch_order(_int_id(order), body)
 
     @classmethod
     def simulator(cls, *, seed: int = 1, records: int = 0, **options: Any) -> Any:

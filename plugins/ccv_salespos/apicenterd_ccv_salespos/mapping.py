@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from apicenterd import Address, Contact, Customer, Order, OrderLine, Product, RecordError, StockLevel
+from apicenterd import Address, Contact, Customer, Order, OrderLine, Product, RecordError, Shipment, StockLevel
 
 __all__ = [
     "ORDER_STATUSES",
@@ -20,9 +20,20 @@ __all__ = [
     "reserves_stock",
     "reserved_quantities",
     "stock_level",
+    "FINAL_STATUSES",
+    "order_cursor",
+    "parse_order_cursor",
+    "order_number_of",
     "address_to_canonical",
     "customer_to_canonical",
+    "order_line",
+    "order_discount",
     "order_to_canonical",
+    "split_shipment_key",
+    "ordernumber_filter",
+    "matches_number",
+    "shipment_from_order",
+    "shipment_patch",
 ]
 
 ORDER_STATUSES: Mapping[int, str] = {
@@ -36,12 +47,13 @@ ORDER_STATUSES: Mapping[int, str] = {
     8: "cancelled",
     9: "wait_for_supplier",
     10: "being_packaged",
-    11: "ready_for_collection",
+    11: "ready_to_be_collected",
     12: "being_assembled",
     13: "backorder",
     14: "reserved",
 }
-"""CCV order statuses 1–14 (HIGH) with the canonical status names apicenterd uses for them."""
+"""CCV order statuses 1–14 (HIGH) with the canonical status names apicenterd uses for them: the doc's
+English name, lower case, without a leading "is", spaces as underscores."""
 
 NOT_RESERVING_STATUSES = frozenset({5, 6, 7, 8})
 """Sent, delivered, completed, cancelled: their rows no longer hold stock (a convention, not documented)."""
@@ -187,105 +199,243 @@ def stock_level(item: Mapping[str, Any], reserved: Decimal = Decimal(0)) -> Stoc
     )
 
 
+# -- customers, orders, shipments ------------------------------------------------------------
+
+FINAL_STATUSES = frozenset({7, 8})
+"""Completed and cancelled: statuses from which an order is not expected to move on (a convention)."""
+
+CENT = Decimal("0.01")
+"""How far totals may disagree and still count as equal (CCV rounds to cents)."""
+
+CURSOR_DIGITS = 12
+"""Order cursors are the zero-padded ``ordernumber``, so that cursor strings sort as the numbers do."""
+
+
+def order_cursor(number: int) -> str:
+    """The cursor of the order with ``ordernumber`` ``number`` (fixed width, sorts numerically)."""
+    return f"{number:0{CURSOR_DIGITS}d}"
+
+
+def parse_order_cursor(cursor: str) -> int:
+    """The ``ordernumber`` an order or customer cursor stands for; ValueError naming it otherwise."""
+    if not isinstance(cursor, str) or not cursor.isdigit():
+        raise ValueError(f"order cursor {cursor!r} is not a zero-padded ordernumber")
+    return int(cursor)
+
+
+def order_number_of(order: Mapping[str, Any]) -> int | None:
+    """The integer ``ordernumber`` (given when the order is completed), None when absent or not an int."""
+    number = order.get("ordernumber")
+    return number if isinstance(number, int) and not isinstance(number, bool) else None
+
+
+def _house_number(value: Any) -> str:
+    if value in (None, "", 0):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
 def address_to_canonical(address: Mapping[str, Any] | None) -> Address:
-    """A CCV billing or delivery address as a canonical Address."""
+    """A CCV billing or delivery address as a canonical Address (street, number and suffix as CCV splits them)."""
     address = address or {}
-    number = address.get("housenumber")
     country = _text(address.get("country_code"))
     street = _text(address.get("street")) or _text(address.get("address_line_1")) or ""
+    line2 = _text(address.get("address_line_2")) or ""
+    if not _text(address.get("street")) and street and line2 == street:
+        line2 = ""
     return Address(
         street=street,
-        house_number="" if number in (None, "", 0) else str(number),
+        house_number=_house_number(address.get("housenumber")),
         house_number_suffix=_text(address.get("housenumber_suffix")) or "",
-        line2=_text(address.get("address_line_2")) or "",
+        line2=line2,
         postcode=_text(address.get("zipcode")) or "",
         city=_text(address.get("city")) or "",
         region=_text(address.get("province")) or "",
-        country=country.upper() if country and len(country) == 2 else None,
+        country=country.upper() if country and len(country) == 2 and country.isalpha() else None,
     )
 
 
 def _is_blank(address: Mapping[str, Any] | None) -> bool:
-    return not address or not any(v for k, v in address.items() if k not in ("country", "country_code"))
+    """True for a delivery address that is all empty strings (CCV's way of saying "same as billing")."""
+    return not address or not any(
+        v not in (None, "", 0) for k, v in address.items() if k not in ("country", "country_code", "gender")
+    )
 
 
-def customer_to_canonical(personal: Mapping[str, Any], *, currency: str | None = None) -> Customer:
-    """An order's ``customer`` (Personalinfo) as a canonical Customer: b2b → company, else person."""
+def customer_to_canonical(
+    personal: Mapping[str, Any], *, currency: str | None = None, language: str | None = None
+) -> Customer:
+    """An order's ``customer`` (Personalinfo) as a canonical Customer.
+
+    A company when ``billingaddress.company`` is filled in or ``customertype`` is ``b2b`` (named after
+    the person when the company field is empty: a sole trader), with the person as ``contact``;
+    else a person. The delivery address falls back to the billing address when it is all empty.
+    """
     billing = personal.get("billingaddress") or {}
     delivery = personal.get("deliveryaddress")
-    person = _text(billing.get("full_name")) or " ".join(
-        p for p in (_text(billing.get("first_name")), _text(billing.get("last_name"))) if p
-    )
+    first, last = _text(billing.get("first_name")) or "", _text(billing.get("last_name")) or ""
+    person = _text(billing.get("full_name")) or " ".join(p for p in (first, last) if p)
     company = _text(billing.get("company"))
     phone = _text(billing.get("telephone")) or _text(billing.get("mobile"))
-    email = _text(personal.get("email"))
-    is_company = personal.get("customertype") == "b2b" and company is not None
+    email = (_text(personal.get("email")) or "").lower() or None  # Customer lowercases its own; Contact does not
+    is_company = company is not None or personal.get("customertype") == "b2b"
+    billing_address = address_to_canonical(billing)
+    name = (company or person) if is_company else person
     return Customer(
         kind="company" if is_company else "person",
-        name=(company if is_company else person) or email or "",
+        name=name or email or "",
         email=email,
         phone=phone,
-        contact=Contact(
-            first_name=_text(billing.get("first_name")) or "",
-            last_name=_text(billing.get("last_name")) or "",
-            email=email,
-            phone=phone,
-        )
-        if is_company
-        else None,
-        billing_address=address_to_canonical(billing),
-        # the delivery address is all empty strings when it equals the billing address
-        shipping_address=None if _is_blank(delivery) else address_to_canonical(delivery),
+        contact=Contact(first_name=first, last_name=last, email=email, phone=phone) if is_company else None,
+        billing_address=billing_address,
+        shipping_address=billing_address if _is_blank(delivery) else address_to_canonical(delivery),
         vat_number=_text(personal.get("btw")),
         coc_number=_text(personal.get("kvk")),
+        language=language,
         currency=currency,
     )
 
 
-def _order_line(row: Mapping[str, Any], includes_tax: bool) -> OrderLine:
+def _row_name(row: Mapping[str, Any]) -> str:
+    """The row's product name, with its attribute choices (``Kleur: rood``) appended."""
+    name = _text(row.get("product_name")) or _text(row.get("product_number")) or ""
+    choices = [
+        f"{_text(a.get('option_name')) or ''}: {_text(a.get('value_name')) or ''}".strip(": ")
+        for a in row.get("attributes") or ()
+        if isinstance(a, Mapping)
+    ]
+    choices = [c for c in choices if c]
+    return f"{name} ({', '.join(choices)})" if choices else name
+
+
+def order_line(row: Mapping[str, Any], *, prices_include_tax: bool, variant_sku: bool = False) -> OrderLine:
+    """One order row as a canonical line; CCV's ``discount`` is per unit, the canonical one per line.
+
+    ``sku`` is ``product_number`` (the SKU this connector reads products and stock by); with
+    ``variant_sku`` it is the attribute combination's ``sub_sku_number`` when the row has one.
+    Rows whose ``product_type`` is not ``product`` (deposits and the like) become ``fee`` lines.
+    """
     where = f"order row {row.get('id')}"
     count = to_decimal(row.get("count"), f"{where}.count") or Decimal(0)
     price = to_decimal(row.get("price"), f"{where}.price") or Decimal(0)
     discount = to_decimal(row.get("discount"), f"{where}.discount") or Decimal(0)
+    sku = _text(row.get("product_number"))
+    if variant_sku:
+        sku = _text(row.get("sub_sku_number")) or sku
     return OrderLine(
         kind="product" if row.get("product_type", "product") == "product" else "fee",
-        sku=_text(row.get("sub_sku_number")) or _text(row.get("product_number")),
-        name=_text(row.get("product_name")) or "",
+        sku=sku,
+        name=_row_name(row),
         quantity=count,
         unit_price=price,
-        prices_include_tax=includes_tax,
-        discount=discount * count,  # CCV's row discount is per unit: total = (price − discount) × count
+        prices_include_tax=prices_include_tax,
+        discount=discount * count,  # total_price = (price − discount) × count
         tax_rate=to_decimal(row.get("tax"), f"{where}.tax"),
         total=to_decimal(row.get("total_price"), f"{where}.total_price"),
     )
 
 
+def _flag(order: Mapping[str, Any], key: str, override: bool | None) -> bool:
+    """A taxes-included flag of the order, unless the connection setting overrides it (missing: incl.)."""
+    if override is not None:
+        return override
+    return order.get(key) is not False
+
+
+def order_discount(
+    order: Mapping[str, Any], product_lines: list[OrderLine], charges: Decimal, where: str
+) -> Decimal:
+    """The order-level discount not already carried by the rows (0 for none).
+
+    ``total_discounts`` may or may not include the rows' own discounts (UNKNOWN), so the totals decide:
+    rows + charges − total_discounts = total_price → it is order level (a coupon); rows + charges =
+    total_price → the rows carry it. When neither adds up, what exceeds the rows' discounts is order level.
+    """
+    discounts = to_decimal(order.get("total_discounts"), f"{where}.total_discounts") or Decimal(0)
+    if discounts <= 0:
+        return Decimal(0)
+    total = to_decimal(order.get("total_price"), f"{where}.total_price")
+    rows_total = sum((line.total if line.total is not None else line.unit_price * line.quantity - line.discount
+                      for line in product_lines), Decimal(0))  # fmt: skip
+    if total is not None:
+        if abs(rows_total + charges - discounts - total) <= CENT:
+            return discounts
+        if abs(rows_total + charges - total) <= CENT:
+            return Decimal(0)
+    carried = sum((line.discount for line in product_lines), Decimal(0))
+    return max(discounts - carried, Decimal(0))
+
+
 def order_to_canonical(
-    order: Mapping[str, Any], rows: Iterable[Mapping[str, Any]], *, prices_include_tax: bool | None = None
+    order: Mapping[str, Any],
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    prices_include_tax: bool | None = None,
+    variant_sku: bool = False,
 ) -> Order:
-    """A CCV order and its rows as a canonical Order (shipping costs become a ``shipping`` line)."""
+    """A CCV order and its rows as a canonical Order.
+
+    Lines: one per row; a ``shipping`` line for ``total_shipping``; ``fee`` lines for
+    ``paymethod_costs`` and ``extra_costs``; a ``discount`` line (negative price) for an order-level
+    discount (see :func:`order_discount`). RecordError for an order that cannot be mapped
+    (no ``ordernumber_full``, no ``total_price``, no ``create_date``, bad numbers).
+    """
     where = f"order {order.get('id')}"
     number = _text(str(order.get("ordernumber_full") or "")) or None
     if number is None:
         raise RecordError(f"{where}: has no ordernumber_full (not completed yet?)")
-    currency = _text(order.get("currency")) or "EUR"
-    rows_incl = order.get("order_row_taxes_included") if prices_include_tax is None else prices_include_tax
-    lines = [_order_line(row, rows_incl is not False) for row in rows]
+    where = f"order {number} (id {order.get('id')})"
+    currency = (_text(order.get("currency")) or "EUR").upper()
+    rows_incl = _flag(order, "order_row_taxes_included", prices_include_tax)
+    lines = [order_line(row, prices_include_tax=rows_incl, variant_sku=variant_sku) for row in rows]
+    product_lines = list(lines)
+    charges = Decimal(0)
     shipping = to_decimal(order.get("total_shipping"), f"{where}.total_shipping")
-    if shipping:
-        shipping_incl = order.get("shipping_taxes_included") if prices_include_tax is None else prices_include_tax
+    if shipping and shipping > 0:
+        charges += shipping
         lines.append(
             OrderLine(
                 kind="shipping",
                 name="Verzendkosten",
                 unit_price=shipping,
-                prices_include_tax=shipping_incl is not False,
+                prices_include_tax=_flag(order, "shipping_taxes_included", prices_include_tax),
                 tax_rate=to_decimal(order.get("shipping_tax_percentage"), f"{where}.shipping_tax_percentage"),
                 total=shipping,
             )
         )
+    order_incl = _flag(order, "taxes_included", prices_include_tax)
+    for key, label in (("paymethod_costs", "Betaalkosten"), ("extra_costs", None)):
+        amount = to_decimal(order.get(key), f"{where}.{key}")
+        if amount and amount > 0:
+            charges += amount
+            name = label or _text(order.get("extra_costs_description")) or "Extra kosten"
+            lines.append(OrderLine(kind="fee", name=name, unit_price=amount, prices_include_tax=order_incl, total=amount))
+    discount = order_discount(order, product_lines, charges, where)
+    if discount:
+        rates = {line.tax_rate for line in product_lines}
+        coupon = order.get("discountcoupon") or {}
+        code = _text(coupon.get("code")) if isinstance(coupon, Mapping) else None
+        lines.append(
+            OrderLine(
+                kind="discount",
+                name=f"Korting {code}" if code else "Korting",
+                unit_price=-discount,
+                prices_include_tax=order_incl,
+                tax_rate=rates.pop() if len(rates) == 1 else None,  # one rate in the order: the discount has it too
+                total=-discount,
+            )
+        )
     status = order.get("status")
-    customer = customer_to_canonical(order["customer"], currency=currency) if order.get("customer") else None
+    if not isinstance(status, int) or isinstance(status, bool):
+        raise RecordError(f"{where}: has no status")
+    personal = order.get("customer") if isinstance(order.get("customer"), Mapping) else {}
+    customer = (
+        customer_to_canonical(personal, currency=currency, language=_text(order.get("orderedinlng")))
+        if personal
+        else None
+    )
     total = to_decimal(order.get("total_price"), f"{where}.total_price")
     if total is None:
         raise RecordError(f"{where}: has no total_price")
@@ -293,6 +443,16 @@ def order_to_canonical(
         created = parse_datetime(order.get("create_date"), f"{where}.create_date")
     except ValueError as exc:
         raise RecordError(str(exc)) from None
+    billing = personal.get("billingaddress") or {}
+    custom = {
+        "ccv_order_id": order.get("id"),
+        "ccv_status": status,
+        "ccv_paymethod_id": order.get("paymethod_id"),
+        "ccv_paymethod_label": _text(order.get("paymethod_label")),
+        "ccv_deliver_method": _text(order.get("deliver_method")),
+        "ccv_invoicenumber": order.get("invoicenumber"),
+        "ccv_track_and_trace_code": _text(order.get("track_and_trace_code")),
+    }
     return Order(
         number=number,
         status=ORDER_STATUSES.get(status, f"status_{status}"),
@@ -304,8 +464,83 @@ def order_to_canonical(
         lines=tuple(lines),
         total=total,
         total_tax=to_decimal(order.get("total_tax"), f"{where}.total_tax"),
-        paid=bool(order.get("paid")),
+        paid=order.get("paid") is True,
         payment_method=_text(order.get("paymethod")),
-        reference=_text((order.get("customer") or {}).get("reference")),
-        custom_fields={"ccv_order_id": order.get("id"), "ccv_status": status},
+        reference=_text(personal.get("reference")),
+        note=_text(billing.get("comment")),
+        custom_fields={k: v for k, v in custom.items() if v is not None},
     )
+
+
+def split_shipment_key(key: str) -> tuple[str, str]:
+    """``Shipment.key()`` → (order number, tracking code); split at the last ``/`` (prefixes may hold one)."""
+    number, _, code = key.rpartition("/")
+    return number.strip(), code.strip()
+
+
+def ordernumber_filter(number: str) -> int | None:
+    """The integer for the ``ordernumber`` list filter: the trailing digits of ``ordernumber_full``."""
+    digits = ""
+    for char in reversed(number.strip()):
+        if not char.isdigit():
+            break
+        digits = char + digits
+    return int(digits) if digits else None
+
+
+def matches_number(order: Mapping[str, Any], number: str) -> bool:
+    """Whether ``order`` is the order numbered ``number`` (its ``ordernumber_full``, or the bare number)."""
+    full = order.get("ordernumber_full")
+    return (full is not None and str(full).strip() == number) or str(order.get("ordernumber")) == number
+
+
+def shipment_from_order(order: Mapping[str, Any]) -> Shipment | None:
+    """The order's track & trace as a canonical Shipment; None when it has no code (or no number)."""
+    code = _text(order.get("track_and_trace_code"))
+    number = _text(str(order.get("ordernumber_full") or ""))
+    if code is None or number is None:
+        return None
+    deeplink = _text(order.get("track_and_trace_deeplink"))
+    return Shipment(
+        order_number=number,
+        tracking_code=code,
+        carrier=_text(order.get("track_and_trace_carrier")),
+        tracking_url=deeplink if deeplink and deeplink.startswith(("http://", "https://")) else None,
+    )
+
+
+SENT = 5
+"""The status a shipment sets (doc §7)."""
+PAST_SENT = frozenset({6, 7})
+"""Delivered and completed: a shipment does not move these back to sent."""
+CANCELLED = 8
+
+
+def shipment_patch(order: Mapping[str, Any], shipment: Shipment, *, mail: bool) -> dict[str, Any]:
+    """The ``PATCH /orders/:id/`` body that records ``shipment`` on ``order`` (status 5 and track & trace).
+
+    When the order already holds this code, only a changed carrier is sent (no status, no second
+    e-mail); a carrier of None never clears CCV's. RecordError when CCV cannot hold the shipment:
+    the order already has another code (one per order), or it is cancelled. A delivered or
+    completed order keeps its status. An empty body means there is nothing to write.
+    """
+    number = shipment.order_number
+    current = _text(order.get("track_and_trace_code"))
+    if current is not None and current != shipment.tracking_code:
+        raise RecordError(
+            f"order {number} already has track & trace {current}; CCV keeps one code per order; "
+            "split shipments are not supported"
+        )
+    if current is not None:
+        carrier = _text(order.get("track_and_trace_carrier"))
+        return {"track_and_trace_carrier": shipment.carrier} if shipment.carrier and shipment.carrier != carrier else {}
+    if order.get("status") == CANCELLED:
+        raise RecordError(f"order {number} is cancelled in CCV; a shipment is not recorded on it")
+    body: dict[str, Any] = {}
+    if order.get("status") not in PAST_SENT:
+        body["status"] = SENT
+    body["track_and_trace_code"] = shipment.tracking_code
+    if shipment.carrier:
+        body["track_and_trace_carrier"] = shipment.carrier
+    body["mail"] = mail
+    return body

@@ -1,8 +1,9 @@
-"""A loopback CCV Shop REST API (products, orders, order rows) with signing, paging, limits and errors."""
+"""A loopback CCV Shop REST API (products, orders, order rows, track & trace) with signing, paging, limits and errors."""
 
 from __future__ import annotations
 
 import collections
+import copy
 import hmac
 import json
 import random
@@ -73,6 +74,10 @@ STREETS = ("Dorpsstraat", "Kerkstraat", "Molenweg", "Stationsplein", "Prinsengra
 CITIES = (("Amsterdam", "1015"), ("Utrecht", "3511"), ("Zwolle", "8011"), ("Groningen", "9711"), ("Breda", "4811"))
 FIRST = ("Jan", "Sanne", "Pieter", "Anouk", "Daan", "Fleur", "Bram", "Lotte", "Joris", "Eva")
 LAST = ("de Vries", "Jansen", "Bakker", "Visser", "Smit", "Meijer", "de Boer", "Mulder", "Bos", "Vos")
+PAYMETHODS = ((3, "BankTransfer", "Vooraf overmaken"), (1, "Ideal", "iDEAL"), (7, "Pin", "Pinnen"), (8, "Cash", "Contant"))
+"""(paymethod_id, paymethod, paymethod_label); only BankTransfer / 3 / "Vooraf overmaken" is captured, the rest are GUESSES."""
+UNKNOWN_SKU = "SP-GONE-1"
+"""The SKU of the row ``unknown_sku=True`` seeds: no product has it."""
 COMPANIES = ("Bakkerij Bos B.V.", "Kaashandel Smit", "De Koffiebranderij", None, None, None)
 
 
@@ -121,6 +126,7 @@ class CCVShopSim:
         period: float = 60.0,
         sign_responses: bool = True,
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        unknown_sku: bool = False,
     ):
         self.public_key, self.private_key = public_key, private_key
         self.sign_responses = sign_responses
@@ -137,7 +143,10 @@ class CCVShopSim:
         self.requests: collections.deque[tuple[str, str]] = collections.deque(maxlen=1000)
         self._ids = {"product": 1000, "order": 339_300_000, "orderrow": 52_000_000}
         self._last_modified = EPOCH
-        self._seed(random.Random(seed), records)
+        self.mails: list[tuple[int, dict[str, Any]]] = []
+        """(order id, PATCH body) of every order PATCH that asked CCV to e-mail the customer."""
+        self.notes: list[tuple[int, str]] = []
+        self._seed(random.Random(seed), records, unknown_sku)
 
     # -- state helpers used by tests ------------------------------------------------------
 
@@ -208,29 +217,33 @@ class CCVShopSim:
 
     def add_order(
         self, lines: list[tuple[int, int]], *, status: int = 1, customer: dict[str, Any] | None = None,
-        is_completed: bool = True, when: datetime | None = None,
+        is_completed: bool = True, when: datetime | None = None, paid: bool | None = None,
+        ordernumber: int | None = None, shipping: float | None = None, coupon: tuple[str, float] | None = None,
+        paymethod: tuple[int, str, str] = (3, "BankTransfer", "Vooraf overmaken"),
+        tracking: tuple[str, str] | None = None,
     ) -> dict[str, Any]:  # fmt: skip
-        """Create an order with rows ``[(product_id, count), ...]``; returns the order resource."""
+        """Create an order with rows ``[(product_id, count), ...]``; returns the order resource.
+
+        ``paid`` defaults to "not new and not waiting for payment"; ``shipping`` to 4.95 below 50 euro;
+        ``coupon`` is ``(code, amount)``, an order-level discount; ``tracking`` is ``(code, carrier)``.
+        """
         oid = self._next_id("order")
-        number = len(self.orders) + 1
+        if ordernumber is None and is_completed:
+            ordernumber = max((o["ordernumber"] or 0 for o in self.orders.values()), default=0) + 1
         href = f"{API_PREFIX}orders/{oid}/"
-        rows = [self._add_row(oid, pid, count) for pid, count in lines]
-        row_total = round(sum(r["total_price"] for r in rows), 2)
-        shipping = 0.0 if row_total >= 50 else 4.95
-        total = round(row_total + shipping, 2)
-        tax = round(sum(r["total_price"] - r["total_price"] / (1 + r["tax"] / 100) for r in rows), 2)
-        weight = round(sum(r["weight"] * r["count"] for r in rows), 3)
+        pay_id, pay_name, pay_label = paymethod
         order = {
-            "href": href, "id": oid, "ordernumber_prefix": None, "ordernumber": number if is_completed else None,
-            "ordernumber_full": str(number) if is_completed else None, "invoicenumber": None, "transaction_id": None,
+            "href": href, "id": oid, "ordernumber_prefix": None, "ordernumber": ordernumber if is_completed else None,
+            "ordernumber_full": str(ordernumber) if is_completed else None, "invoicenumber": None, "transaction_id": None,
             "create_date": _iso(when or self._now()), "deliver_method": "shipping", "deliver_date": None,
             "take_out_window": {"start": None, "end": None}, "is_platform_sale": False, "orderedinlng": "nl",
             "status": status, "is_completed": is_completed, "basket_href": None, "checkout_href": None,
-            "paid": status not in (1, 4), "safety_deposit_returned": False, "paymethod_id": 3, "paymethod": "BankTransfer",
-            "paymethod_label": "Vooraf overmaken", "taxes_included": True, "order_row_taxes_included": True,
+            "paid": status not in (1, 4) if paid is None else paid, "safety_deposit_returned": False,
+            "paymethod_id": pay_id, "paymethod": pay_name,
+            "paymethod_label": pay_label, "taxes_included": True, "order_row_taxes_included": True,
             "shipping_taxes_included": True, "shipping_tax_percentage": 21, "is_intra_community_order": False,
-            "total_orderrow_price": row_total, "total_shipping": shipping, "total_discounts": 0.0, "total_price": total,
-            "currency": "EUR", "total_tax": tax, "total_weight": weight, "extra_payment_option": "",
+            "total_orderrow_price": 0.0, "total_shipping": 0.0, "total_discounts": 0.0, "total_price": 0.0,
+            "currency": "EUR", "total_tax": 0.0, "total_weight": 0.0, "extra_payment_option": "",
             "extra_payment_option_price": 0.0, "extra_payment_option_no_sentprice": False,
             "extra_payment_option_pay_on_pickup": False, "extra_price": 0.0, "paymethod_costs": 0.0,
             "credit_point_discount": 0.0, "extra_costs": 0.0, "extra_costs_description": "",
@@ -244,11 +257,28 @@ class CCVShopSim:
         }  # fmt: skip
         for link in ORDER_LINKS:
             order[link] = {"href": f"{href}{link}/"}
+        if coupon is not None:
+            code, amount = coupon
+            order["discountcoupon"].update(code=code, discount=amount, type="price", onetimeuse=False, givesfreeshipping=False)
+            order["total_discounts"] = float(amount)
+        if tracking is not None:
+            self._set_tracking(order, *tracking)
         self.orders[oid] = order
+        for pid, count in lines:
+            self.add_row(oid, pid, count, recompute=False)
+        self.recompute(oid, shipping=shipping)
         return order
 
-    def _add_row(self, order_id: int, product_id: int, count: int) -> dict[str, Any]:
-        product = self.products[product_id]
+    def add_row(
+        self, order_id: int, product_id: int | None, count: int = 1, *, recompute: bool = True, **fields: Any
+    ) -> dict[str, Any]:
+        """Add a row to an order: for product ``product_id``, or (None) a row built from ``fields`` alone
+        (``product_number``, ``product_name``, ``price``, ``tax``), e.g. for a SKU the shop no longer has."""
+        product = self.products[product_id] if product_id is not None else {
+            "name": fields.pop("product_name", "Vervallen artikel"), "productnumber": fields.pop("product_number", ""),
+            "price": fields.pop("price", 9.95), "discount": fields.pop("discount", 0.0),
+            "purchaseprice": 0.0, "vatrate": fields.pop("tax", 21.0), "unit": "stuk", "weight": 0.0, "stocklocation": "",
+        }  # fmt: skip
         rid = self._next_id("orderrow")
         price, discount = product["price"], product["discount"]
         selling = round(price - discount, 2)
@@ -256,7 +286,8 @@ class CCVShopSim:
             "href": f"{API_PREFIX}orderrows/{rid}/", "id": rid, "order_id": order_id, "product_type": "product",
             "product_name": product["name"], "product_name_google": product["name"],
             "product_number": product["productnumber"], "sub_product_number": "", "sub_sku_number": "",
-            "sub_ean_number": "", "product_id": product_id, "product_href": f"{API_PREFIX}products/{product_id}",
+            "sub_ean_number": "", "product_id": product_id,
+            "product_href": f"{API_PREFIX}products/{product_id}" if product_id is not None else None,
             "count": count, "price": price, "product_purchase_price": product["purchaseprice"], "discount": discount,
             "custom_price": False, "tax": product["vatrate"], "unit": product["unit"], "weight": product["weight"],
             "memo": "", "package_id": 1, "package_name": "Kartonnen doos", "stock_location": product["stocklocation"],
@@ -266,8 +297,47 @@ class CCVShopSim:
             "total_price_with_attributes": round(selling * count, 2), "attributes": [], "uploads": [],
             "parent": {"href": f"{API_PREFIX}orders/{order_id}"},
         }  # fmt: skip
+        for key, value in fields.items():
+            if key not in row:
+                raise KeyError(f"unknown order row field {key!r}")
+            row[key] = value
         self.orderrows[rid] = row
+        if recompute:
+            self.recompute(order_id)
         return row
+
+    def recompute(self, order_id: int, *, shipping: float | None = None) -> dict[str, Any]:
+        """Recompute an order's totals from its rows: rows + shipping + payment costs − coupon discount."""
+        order = self.orders[order_id]
+        rows = [r for r in self.orderrows.values() if r["order_id"] == order_id]
+        row_total = round(sum(r["total_price"] for r in rows), 2)
+        if shipping is None:
+            shipping = order["total_shipping"] if order["total_orderrow_price"] else (0.0 if row_total >= 50 else 4.95)
+        discount = order["total_discounts"]
+        total = round(row_total + shipping + order["paymethod_costs"] + order["extra_costs"] - discount, 2)
+        row_tax = sum(r["total_price"] - r["total_price"] / (1 + r["tax"] / 100) for r in rows)
+        ship_tax = shipping - shipping / 1.21
+        share = (total - shipping) / row_total if row_total else 0  # the coupon lowers the rows' VAT pro rata
+        order.update(
+            total_orderrow_price=row_total, total_shipping=float(shipping), total_price=total,
+            total_tax=round(row_tax * share + ship_tax, 2), total_weight=round(sum(r["weight"] * r["count"] for r in rows), 3),
+        )  # fmt: skip
+        return order
+
+    def set_status(self, order_id: int, status: int, *, paid: bool | None = None) -> dict[str, Any]:
+        """Move an order to ``status`` (and optionally set ``paid``), as the merchant would in the back office."""
+        order = self.orders[order_id]
+        order["status"] = status
+        if paid is not None:
+            order["paid"] = paid
+        return order
+
+    @staticmethod
+    def _set_tracking(order: dict[str, Any], code: str, carrier: str | None) -> None:
+        order["track_and_trace_code"] = code
+        order["track_and_trace_carrier"] = carrier
+        # read-only, derived by the server from code (and carrier); the real URL scheme is UNKNOWN
+        order["track_and_trace_deeplink"] = f"https://tracking.example.nl/{code}" if code else ""
 
     @staticmethod
     def _customer(rng: random.Random) -> dict[str, Any]:
@@ -291,7 +361,7 @@ class CCVShopSim:
             "reference": "", "iban": "", "bic": "",
         }  # fmt: skip
 
-    def _seed(self, rng: random.Random, records: int) -> None:
+    def _seed(self, rng: random.Random, records: int, unknown_sku: bool = False) -> None:
         for i in range(records):
             rate = rng.choice((21.0, 21.0, 9.0))
             enabled = rng.random() > 0.1
@@ -316,10 +386,25 @@ class CCVShopSim:
             product["productmainphoto"] = f"https://myshop.ccvshop.nl/Files/2/{product['id']}/photo.jpg"
             self._last_modified = max(self._last_modified, datetime.fromisoformat(product["modifydate"].replace("Z", "+00:00")))
         ids = sorted(self.products)
+        customers: list[dict[str, Any]] = []
         for n in range(min(len(ids), max(3, records // 5)) if ids else 0):
             lines = [(rng.choice(ids), rng.randint(1, 3)) for _ in range(rng.randint(1, 3))]
             status = (1, 2, 5, 6, 7, 14, 4, 8, 13)[n % 9]
-            self.add_order(lines, status=status, customer=self._customer(rng), when=EPOCH + timedelta(days=3, hours=n))
+            if customers and n % 4 == 3:  # a returning customer, moved house since
+                customer = copy.deepcopy(rng.choice(customers))
+                customer["billingaddress"].update(street=rng.choice(STREETS), housenumber=rng.randint(1, 250))
+            else:
+                customer = self._customer(rng)
+            customers.append(customer)
+            self.add_order(
+                lines, status=status, customer=customer, when=EPOCH + timedelta(days=3, hours=n),
+                coupon=("WELKOM5", 5.0) if n % 5 == 2 else None,
+                paymethod=PAYMETHODS[n % len(PAYMETHODS)],
+                tracking=(f"3SCCV{1000 + n:08d}", "PostNL") if status in (5, 6, 7) else None,
+            )  # fmt: skip
+        if unknown_sku and ids:  # an order for an article the shop no longer has (tests of unknown SKUs)
+            order = self.add_order([(ids[0], 1)], status=2, customer=self._customer(rng), when=EPOCH + timedelta(days=4))
+            self.add_row(order["id"], None, 2, product_number=UNKNOWN_SKU, product_name="Uit het assortiment", price=4.5)
 
     # -- request handling -----------------------------------------------------------------
 
@@ -490,11 +575,19 @@ async def order_item(request: Request, sim: CCVShopSim, body: bytes) -> Response
         data = _check_fields(_json(body), ORDER_PATCH_FIELDS, f"orders/{oid}")
         if "status" in data and data["status"] not in range(1, 15):
             raise SimError(400, "400.14", f"orders/{oid}: status must be 1 to 14")
-        for key in ("status", "paid", "track_and_trace_code", "track_and_trace_carrier", "deliver_date"):
+        for key in ("status", "paid", "deliver_date"):
             if key in data:
                 order[key] = data[key]
-        if data.get("track_and_trace_code"):
-            order["track_and_trace_deeplink"] = f"https://tracking.example.nl/{data['track_and_trace_code']}"
+        if "track_and_trace_code" in data or "track_and_trace_carrier" in data:
+            sim._set_tracking(
+                order,
+                data.get("track_and_trace_code", order["track_and_trace_code"]) or "",
+                data.get("track_and_trace_carrier", order["track_and_trace_carrier"]),
+            )
+        if data.get("note"):
+            sim.notes.append((oid, data["note"]))  # no order key holds it (ordernotes, maybe); kept for tests
+        if data.get("mail"):
+            sim.mails.append((oid, data))
         return Response(status_code=204)
     return JSONResponse(_absolute(order, _root(request)))
 

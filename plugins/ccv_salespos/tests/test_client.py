@@ -188,3 +188,97 @@ async def test_failed_requests_raise_the_classified_error():
     with pytest.raises(RateLimited) as caught:
         [item async for item in make_client().products()]
     assert caught.value.vendor_code == "429.10" and 0 < caught.value.retry_after <= 60
+
+
+# -- orders and shipments through the connector, HTTP mocked ------------------------------------
+
+SETTINGS = {"base_url": BASE, "public_key": "pub-key", "private_key": "priv-key", "page_size": 2}
+
+
+def _collection(request: httpx.Request, items: list, next_link: str | None) -> dict:
+    return {"href": str(request.url), "start": 0, "size": 2, "first": None, "previous": None, "next": next_link, "items": items}
+
+
+@pytest.mark.anyio
+@respx.mock
+async def test_order_delta_pages_newest_first_and_stops_below_the_cursor(sign, order, order_row):
+    from apicenterd import Entity
+    from apicenterd.testing import connect
+
+    def numbered(n: int) -> dict:
+        return {**order, "id": 1000 + n, "ordernumber": n, "ordernumber_full": str(n)}
+
+    pages = {"0": [numbered(12), numbered(11)], "2": [numbered(10), numbered(9)], "4": [numbered(8)]}
+    listed: list[httpx.Request] = []
+
+    def orders(request: httpx.Request) -> httpx.Response:
+        listed.append(request)
+        start = request.url.params["start"]
+        link = API + f"orders/?orderby=ordernumber_desc&start={int(start) + 2}&size=2"
+        return sign(request, 200, _collection(request, pages[start], link))
+
+    rows_for: list[str] = []
+
+    def rows(request: httpx.Request) -> httpx.Response:
+        rows_for.append(request.url.path.split("/")[-3])
+        return sign(request, 200, _collection(request, [order_row], None))
+
+    respx.get(url__startswith=API + "orders/?").mock(side_effect=orders)
+    respx.get(url__regex=r".*/orders/\d+/orderrows/.*").mock(side_effect=rows)
+    async with connect(CCVSalesPOSConnector, {**SETTINGS, "order_reread_days": 0}, rate_limits=False) as connector:
+        changes = [c async for c in connector.read(Entity.ORDERS, "000000000010")]
+    assert [c.record.number for c in changes] == ["10", "11", "12"]
+    assert [c.cursor for c in changes] == ["000000000010", "000000000011", "000000000012"]
+    assert [r.url.raw_path for r in listed] == [
+        b"/api/rest/v1/orders/?orderby=ordernumber_desc&start=0&size=2",
+        b"/api/rest/v1/orders/?orderby=ordernumber_desc&start=2&size=2",
+    ]  # order 9 is below the cursor: the third page is never asked for
+    assert rows_for == ["1010", "1011", "1012"]
+
+
+@pytest.mark.anyio
+@respx.mock
+async def test_shipment_is_a_signed_patch_of_the_order_with_track_and_trace(sign, order, expected_hash):
+    from apicenterd import Entity, Shipment
+    from apicenterd.testing import connect
+
+    lookups: list[httpx.Request] = []
+    patches: list[httpx.Request] = []
+
+    def lookup(request: httpx.Request) -> httpx.Response:
+        lookups.append(request)
+        return sign(request, 200, _collection(request, [order], None))
+
+    def patch(request: httpx.Request) -> httpx.Response:
+        patches.append(request)
+        return sign(request, 204)
+
+    respx.get(url__startswith=API + "orders/?").mock(side_effect=lookup)
+    respx.patch(API + "orders/339323562/").mock(side_effect=patch)
+    shipment = Shipment(order_number="1", tracking_code="3SABC123", carrier="PostNL")
+    async with connect(CCVSalesPOSConnector, SETTINGS, rate_limits=False) as connector:
+        assert await connector.create(Entity.SHIPMENTS, shipment) == "339323562"
+    assert lookups[0].url.raw_path == b"/api/rest/v1/orders/?ordernumber=1&start=0&size=2"
+    (request,) = patches
+    assert json.loads(request.content) == {
+        "status": 5, "track_and_trace_code": "3SABC123", "track_and_trace_carrier": "PostNL", "mail": True
+    }
+    assert request.headers["x-hash"] == expected_hash(
+        "priv-key", "pub-key", "PATCH", "/api/rest/v1/orders/339323562/", request.content, request.headers["x-date"]
+    )
+
+
+@pytest.mark.anyio
+@respx.mock
+async def test_shipment_patch_rejected_by_ccv_is_a_record_error(sign, order):
+    from apicenterd import Entity, Shipment
+    from apicenterd.testing import connect
+
+    respx.get(url__startswith=API + "orders/?").mock(side_effect=lambda r: sign(r, 200, _collection(r, [order], None)))
+    respx.patch(API + "orders/339323562/").mock(
+        return_value=httpx.Response(400, json={"status": 400, "code": "400.11", "developermessage": "property 'x' is not allowed"})
+    )
+    async with connect(CCVSalesPOSConnector, SETTINGS, rate_limits=False) as connector:
+        with pytest.raises(RecordError, match="order 339323562: property 'x' is not allowed") as caught:
+            await connector.create(Entity.SHIPMENTS, Shipment(order_number="1", tracking_code="3SABC123"))
+    assert caught.value.vendor_code == "400.11"

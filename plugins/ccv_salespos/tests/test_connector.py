@@ -43,7 +43,9 @@ def test_plugin_registers_the_connector_through_its_entry_point():
     registered: list[type[Connector]] = []
     entry.load().register_connectors(register=registered.append)
     assert registered == [CCVSalesPOSConnector]
-    assert CCVSalesPOSConnector.reads == {Entity.PRODUCTS, Entity.STOCK}
+    assert CCVSalesPOSConnector.reads == {Entity.PRODUCTS, Entity.STOCK, Entity.ORDERS, Entity.CUSTOMERS}
+    assert CCVSalesPOSConnector.writes == {Entity.SHIPMENTS}
+    assert CCVSalesPOSConnector.written_fields == {Entity.SHIPMENTS: {"order_number", "tracking_code", "carrier"}}
     assert CCVSalesPOSConnector.default_port == 8701
 
 
@@ -53,6 +55,9 @@ def test_settings_defaults_and_bounds():
     assert (model.page_size, model.currency, model.prices_include_tax, model.verify_response_signature) == (
         100, "EUR", None, True
     )
+    assert (model.order_reread_days, model.variant_sku, model.shipment_mail) == (30, False, True)
+    with pytest.raises(ValueError, match="order_reread_days"):
+        CCVSalesPOSConnector.Settings.model_validate(settings(order_reread_days=-1))
     with pytest.raises(ValueError, match="page_size"):
         CCVSalesPOSConnector.Settings.model_validate(settings(page_size=251))
     assert "demo-private" not in repr(model)

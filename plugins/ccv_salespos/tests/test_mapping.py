@@ -106,34 +106,268 @@ def test_stock_level(product):
     assert (untracked.on_hand, untracked.reserved, untracked.available, untracked.tracked) == (0, 0, 0, False)
 
 
-def test_order_maps_rows_customer_and_shipping(order, order_row):
+# -- orders ------------------------------------------------------------------------------------
+
+
+def test_order_maps_header_rows_and_shipping(order, order_row):
     result = mapping.order_to_canonical(order, [order_row])
-    assert (result.number, result.status, result.total, result.paid) == ("1", "new", Decimal("591.95"), False)
+    assert (result.number, result.status, result.total, result.total_tax) == ("1", "new", Decimal("591.95"), Decimal("102.73"))
+    assert (result.paid, result.payment_method, result.currency) == (False, "BankTransfer", "EUR")
     assert result.created_at == datetime(2022, 11, 7, 21, 51, tzinfo=timezone.utc)
+    assert result.custom_fields["ccv_status"] == 1 and result.custom_fields["ccv_order_id"] == 339323562
+    assert result.custom_fields["ccv_paymethod_label"] == "Vooraf overmaken"
     product_line, shipping_line = result.lines
-    assert (product_line.sku, product_line.unit_price, product_line.discount, product_line.total) == (
-        "KAAS-001", Decimal(595), Decimal(10), Decimal(585)
+    assert (product_line.kind, product_line.sku, product_line.name, product_line.quantity) == (
+        "product", "KAAS-001", "Goudse kaas jong belegen", Decimal(1)
+    )
+    assert (product_line.unit_price, product_line.discount, product_line.total, product_line.tax_rate) == (
+        Decimal(595), Decimal(10), Decimal(585), Decimal(9)
     )
     assert product_line.unit_price * product_line.quantity - product_line.discount == product_line.total
-    assert (shipping_line.kind, shipping_line.unit_price, shipping_line.tax_rate) == ("shipping", Decimal("6.95"), 21)
-    customer = result.customer
-    assert (customer.kind, customer.name, customer.email) == ("company", "Kaashandel Jansen B.V.", "jan@example.nl")
-    assert customer.contact.full_name == "Jan Jansen"
-    assert customer.billing_address.house_number == "12" and customer.billing_address.country == "NL"
-    assert customer.shipping_address is None  # all-empty delivery address means "same as billing"
+    assert (shipping_line.kind, shipping_line.unit_price, shipping_line.tax_rate, shipping_line.total) == (
+        "shipping", Decimal("6.95"), Decimal(21), Decimal("6.95")
+    )
+    assert product_line.prices_include_tax and shipping_line.prices_include_tax
+    assert sum(line.total for line in result.lines) == result.total
     assert result.reference == "PO-77"
 
 
-def test_order_delivery_address_and_private_customer(order, order_row):
-    order["customer"]["customertype"] = "b2c"
-    order["customer"]["deliveryaddress"].update(street="Kerkstraat", housenumber=3, zipcode="2801 AA", city="Gouda",
-                                                country_code="NL")  # fmt: skip
+def test_row_discount_is_per_unit_and_counts_are_decimal(order, order_row):
+    order_row.update(count=3, price=2.5, discount=0.1, total_price=7.2)
+    (line, _) = mapping.order_to_canonical(order, [order_row]).lines
+    assert (line.quantity, line.unit_price, line.discount, line.total) == (3, Decimal("2.5"), Decimal("0.3"), Decimal("7.2"))
+
+
+def test_tax_flags_come_from_the_order_unless_the_setting_overrides(order, order_row):
+    order.update(order_row_taxes_included=False, shipping_taxes_included=False)
+    product_line, shipping_line = mapping.order_to_canonical(order, [order_row]).lines
+    assert not product_line.prices_include_tax and not shipping_line.prices_include_tax
+    forced = mapping.order_to_canonical(order, [order_row], prices_include_tax=True).lines
+    assert all(line.prices_include_tax for line in forced)
+
+
+def test_no_shipping_line_without_shipping_costs(order, order_row):
+    order.update(total_shipping=0, total_price=585)
+    assert [line.kind for line in mapping.order_to_canonical(order, [order_row]).lines] == ["product"]
+
+
+def test_order_level_coupon_becomes_a_negative_discount_line(order, order_row):
+    order.update(total_discounts=25, total_price=566.95, discountcoupon={"code": "WELKOM25", "discount": 25})
     result = mapping.order_to_canonical(order, [order_row])
-    assert result.customer.kind == "person" and result.customer.name == "Jan Jansen"
-    assert result.shipping_address.street == "Kerkstraat"
+    discount = result.lines[-1]
+    assert (discount.kind, discount.name, discount.unit_price, discount.total) == (
+        "discount", "Korting WELKOM25", Decimal(-25), Decimal(-25)
+    )
+    assert discount.tax_rate == Decimal(9)  # the only rate in the order
+    assert sum(line.total for line in result.lines) == result.total
 
 
-def test_order_not_completed_has_no_number(order):
-    order.update(ordernumber=None, ordernumber_full=None)
-    with pytest.raises(RecordError, match="order 339323562"):
+def test_discounts_already_carried_by_the_rows_get_no_line(order, order_row):
+    order["total_discounts"] = 10  # the row's own discount; total_price already matches rows + shipping
+    assert [line.kind for line in mapping.order_to_canonical(order, [order_row]).lines] == ["product", "shipping"]
+
+
+def test_discount_that_does_not_reconcile_counts_what_exceeds_the_rows(order, order_row):
+    order.update(total_discounts=14, total_price=999)  # the totals add up neither way
+    discount = mapping.order_to_canonical(order, [order_row]).lines[-1]
+    assert (discount.kind, discount.total) == ("discount", Decimal(-4))
+
+
+def test_discount_rate_is_unknown_when_rows_have_several(order, order_row):
+    second = {**order_row, "id": 2, "tax": 21, "price": 10, "discount": 0, "total_price": 10}
+    order.update(total_discounts=5, total_price=596.95)
+    discount = mapping.order_to_canonical(order, [order_row, second]).lines[-1]
+    assert discount.kind == "discount" and discount.tax_rate is None
+
+
+def test_payment_and_extra_costs_become_fee_lines(order, order_row):
+    order.update(paymethod_costs=0.35, extra_costs=2, extra_costs_description="Cadeauverpakking", total_price=594.30)
+    fees = [line for line in mapping.order_to_canonical(order, [order_row]).lines if line.kind == "fee"]
+    assert [(f.name, f.total) for f in fees] == [("Betaalkosten", Decimal("0.35")), ("Cadeauverpakking", Decimal(2))]
+
+
+def test_deposit_rows_are_fee_lines(order, order_row):
+    deposit = {**order_row, "id": 2, "product_type": "deposit", "product_number": "", "tax": 0, "price": 0.15,
+               "discount": 0, "count": 6, "total_price": 0.9}  # fmt: skip
+    lines = mapping.order_to_canonical(order, [order_row, deposit]).lines
+    assert (lines[1].kind, lines[1].sku, lines[1].tax_rate, lines[1].total) == ("fee", None, Decimal(0), Decimal("0.9"))
+
+
+def test_variant_rows_use_product_number_unless_variant_sku(order, order_row):
+    order_row.update(sub_sku_number="KAAS-001-XL", attributes=[
+        {"href": "", "id": 1, "option_name": "Gewicht", "value_name": "1 kg", "price": 0},
+        {"href": "", "id": 2, "option_name": "Rijping", "value_name": "Belegen", "price": 0},
+    ])  # fmt: skip
+    line = mapping.order_to_canonical(order, [order_row]).lines[0]
+    assert line.sku == "KAAS-001"
+    assert line.name == "Goudse kaas jong belegen (Gewicht: 1 kg, Rijping: Belegen)"
+    assert mapping.order_to_canonical(order, [order_row], variant_sku=True).lines[0].sku == "KAAS-001-XL"
+    order_row["sub_sku_number"] = ""
+    assert mapping.order_to_canonical(order, [order_row], variant_sku=True).lines[0].sku == "KAAS-001"
+
+
+@pytest.mark.parametrize(("code", "name"), sorted(mapping.ORDER_STATUSES.items()))
+def test_every_status_maps_to_a_stable_name_and_keeps_its_code(order, code, name):
+    order["status"] = code
+    result = mapping.order_to_canonical(order, [])
+    assert result.status == name and result.custom_fields["ccv_status"] == code
+    assert name == name.lower() and " " not in name
+
+
+def test_status_names_are_distinct_and_unknown_codes_stay_visible(order):
+    assert len(set(mapping.ORDER_STATUSES.values())) == 14
+    order["status"] = 15
+    assert mapping.order_to_canonical(order, []).status == "status_15"
+    order["status"] = None
+    with pytest.raises(RecordError, match="order 1 .*no status"):
         mapping.order_to_canonical(order, [])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [({"ordernumber": None, "ordernumber_full": None}, "order 339323562: has no ordernumber_full"),
+     ({"total_price": None}, "no total_price"), ({"create_date": "gisteren"}, "create_date"),
+     ({"total_shipping": "gratis"}, "total_shipping")],
+)  # fmt: skip
+def test_unmappable_orders_are_record_errors_naming_the_order(order, change, message):
+    order.update(change)
+    with pytest.raises(RecordError, match=message):
+        mapping.order_to_canonical(order, [])
+
+
+def test_note_comes_from_the_customer_comment(order):
+    assert mapping.order_to_canonical(order, []).note is None
+    order["customer"]["billingaddress"]["comment"] = "Graag na 17:00 bezorgen"
+    assert mapping.order_to_canonical(order, []).note == "Graag na 17:00 bezorgen"
+
+
+def test_order_without_customer_block(order):
+    del order["customer"]
+    result = mapping.order_to_canonical(order, [])
+    assert result.customer is None and result.shipping_address is None and result.reference is None
+
+
+# -- customers ---------------------------------------------------------------------------------
+
+
+def test_company_customer_with_the_person_as_contact(order):
+    customer = mapping.customer_to_canonical(order["customer"], currency="EUR", language="nl")
+    assert (customer.kind, customer.name, customer.email) == ("company", "Kaashandel Jansen B.V.", "jan@example.nl")
+    assert (customer.vat_number, customer.coc_number, customer.phone) == ("NL123456789B01", "12345678", "0182123456")
+    assert customer.contact.full_name == "Jan Jansen" and customer.contact.email == "jan@example.nl"
+    assert (customer.currency, customer.language) == ("EUR", "nl")
+    address = customer.billing_address
+    assert (address.street, address.house_number, address.house_number_suffix) == ("Dorpsstraat", "12", "A")
+    assert (address.postcode, address.city, address.country) == ("1234 AB", "Gouda", "NL")
+
+
+def test_all_empty_delivery_address_falls_back_to_billing(order):
+    customer = mapping.customer_to_canonical(order["customer"])
+    assert customer.shipping_address == customer.billing_address
+    result = mapping.order_to_canonical(order, [])
+    assert result.shipping_address == result.billing_address == customer.billing_address
+
+
+def test_filled_delivery_address_is_used(order):
+    order["customer"]["deliveryaddress"].update(street="Kerkstraat", housenumber=3, housenumber_suffix="bis",
+                                                zipcode="2801 AA", city="Gouda", country_code="nl")  # fmt: skip
+    result = mapping.order_to_canonical(order, [])
+    shipping = result.shipping_address
+    assert (shipping.street, shipping.house_number, shipping.house_number_suffix, shipping.country) == (
+        "Kerkstraat", "3", "bis", "NL"
+    )
+    assert result.billing_address.street == "Dorpsstraat"
+
+
+@pytest.mark.parametrize(
+    ("company", "customertype", "kind", "name"),
+    [("Kaashandel Jansen B.V.", "b2b", "company", "Kaashandel Jansen B.V."),
+     ("Kaashandel Jansen B.V.", "b2c", "company", "Kaashandel Jansen B.V."),
+     ("", "b2b", "company", "Jan Jansen"), ("", "b2c", "person", "Jan Jansen")],
+)  # fmt: skip
+def test_company_or_person(order, company, customertype, kind, name):
+    order["customer"]["billingaddress"]["company"] = company
+    order["customer"]["customertype"] = customertype
+    customer = mapping.customer_to_canonical(order["customer"])
+    assert (customer.kind, customer.name) == (kind, name)
+    assert (customer.contact is not None) is (kind == "company")
+
+
+def test_foreign_address_on_address_lines(order):
+    billing = order["customer"]["billingaddress"]
+    billing.update(street="", housenumber="", housenumber_suffix="", address_line_1="10 Downing Street",
+                   address_line_2="Westminster", zipcode="SW1A 2AA", city="London", country_code="GB")  # fmt: skip
+    address = mapping.customer_to_canonical(order["customer"]).billing_address
+    assert (address.street, address.house_number, address.line2, address.country) == (
+        "10 Downing Street", "", "Westminster", "GB"
+    )
+
+
+# -- cursors and shipments ---------------------------------------------------------------------
+
+
+def test_order_cursors_sort_like_the_numbers():
+    cursors = [mapping.order_cursor(n) for n in (9, 10, 100, 2_000_000)]
+    assert cursors == sorted(cursors) and [mapping.parse_order_cursor(c) for c in cursors] == [9, 10, 100, 2_000_000]
+    for bad in ("2025-01-01T00:00:00Z", "", "-1"):
+        with pytest.raises(ValueError, match="order cursor"):
+            mapping.parse_order_cursor(bad)
+
+
+def test_shipment_key_and_ordernumber_filter():
+    assert mapping.split_shipment_key("1001/3SABC123") == ("1001", "3SABC123")
+    assert mapping.split_shipment_key("2024/0017/JVGL0123") == ("2024/0017", "JVGL0123")
+    assert mapping.split_shipment_key("no-slash") == ("", "no-slash")
+    assert mapping.ordernumber_filter("WEB-0123") == 123 and mapping.ordernumber_filter("abc") is None
+    assert mapping.matches_number({"ordernumber": 123, "ordernumber_full": "WEB-0123"}, "WEB-0123")
+    assert mapping.matches_number({"ordernumber": 123, "ordernumber_full": "WEB-0123"}, "123")
+    assert not mapping.matches_number({"ordernumber": 123, "ordernumber_full": "WEB-0123"}, "SHOP-0123")
+
+
+def test_shipment_from_order(order):
+    assert mapping.shipment_from_order(order) is None  # "" = no code yet
+    order.update(track_and_trace_code="3SABC1", track_and_trace_carrier="MyParcel",
+                 track_and_trace_deeplink="https://postnl.nl/tracktrace/?B=3SABC1")  # fmt: skip
+    shipment = mapping.shipment_from_order(order)
+    assert (shipment.order_number, shipment.tracking_code, shipment.carrier) == ("1", "3SABC1", "MyParcel")
+    assert shipment.tracking_url == "https://postnl.nl/tracktrace/?B=3SABC1"
+    assert shipment.key() == "1/3SABC1"
+
+
+def _shipment(code="3SABC1", carrier="PostNL"):
+    from apicenterd import Shipment
+
+    return Shipment(order_number="1", tracking_code=code, carrier=carrier)
+
+
+def test_shipment_patch_marks_the_order_sent_with_track_and_trace(order):
+    assert mapping.shipment_patch(order, _shipment(), mail=True) == {
+        "status": 5, "track_and_trace_code": "3SABC1", "track_and_trace_carrier": "PostNL", "mail": True
+    }
+    assert mapping.shipment_patch(order, _shipment(carrier=None), mail=False) == {
+        "status": 5, "track_and_trace_code": "3SABC1", "mail": False
+    }
+    order["status"] = 7  # completed stays completed
+    assert "status" not in mapping.shipment_patch(order, _shipment(), mail=True)
+
+
+def test_shipment_patch_for_the_same_code_only_changes_the_carrier(order):
+    order.update(track_and_trace_code="3SABC1", track_and_trace_carrier="PostNL")
+    assert mapping.shipment_patch(order, _shipment(), mail=True) == {}
+    assert mapping.shipment_patch(order, _shipment(carrier="DHL"), mail=True) == {"track_and_trace_carrier": "DHL"}
+    assert mapping.shipment_patch(order, _shipment(carrier=None), mail=True) == {}
+
+
+def test_a_second_code_for_an_order_is_refused_not_overwritten(order):
+    order["track_and_trace_code"] = "3SFIRST"
+    with pytest.raises(RecordError) as caught:
+        mapping.shipment_patch(order, _shipment("3SSECOND"), mail=True)
+    assert str(caught.value) == (
+        "order 1 already has track & trace 3SFIRST; CCV keeps one code per order; split shipments are not supported"
+    )
+
+
+def test_a_cancelled_order_gets_no_shipment(order):
+    order["status"] = 8
+    with pytest.raises(RecordError, match="order 1 is cancelled"):
+        mapping.shipment_patch(order, _shipment(), mail=True)

@@ -291,3 +291,113 @@ async def test_rate_limits_are_the_documented_ones_per_resource_and_method(doc, 
         assert (await api.patch(API + f"products/{pid}/", json={"stock": 1})).json()["code"] == "429.10"
         assert (await api.post(API + "products/", json={"name": "Mok", "price": 6})).status_code == 201
     assert "`429.10`" in doc and "`429.11`" in doc
+
+
+# -- orders, statuses and shipments (doc §6, §7) ---------------------------------------------------
+
+
+def order_filters(doc: str) -> tuple[set[str], set[str]]:
+    """The documented ``GET /orders/`` list filters and orderby fields (§6)."""
+    line = line_with(doc, "List filters (JDK `Parameters/Orders/All.php`)")
+    filters_part, orderby_part = line.split("orderby:")
+    return set(re.findall(r"`(\w+)`", filters_part.split(":", 1)[1])), set(re.findall(r"`(\w+)`", orderby_part))
+
+
+def documented_patch(doc: str) -> dict[str, Any]:
+    """The §7 ``PATCH /orders/:id/`` example body."""
+    import json
+
+    return json.loads(segment(doc, '{"status": 5'))
+
+
+async def test_order_patch_takes_the_documented_track_and_trace_fields(doc, api, app):
+    body = documented_patch(doc)
+    assert {"status", "track_and_trace_code", "track_and_trace_carrier", "mail"} <= set(body) and body["status"] == 5
+    sim = app.state.sim
+    oid = min(sim.orders)
+    response = await api.patch(API + f"orders/{oid}/", json={**body, "track_and_trace_code": "3SDOC1", "track_and_trace_carrier": "MyParcel"})
+    assert response.status_code == 204 and response.content == b""
+    order = (await api.get(API + f"orders/{oid}/")).json()
+    assert (order["status"], order["track_and_trace_code"], order["track_and_trace_carrier"]) == (5, "3SDOC1", "MyParcel")
+    assert order["track_and_trace_deeplink"]  # read-only, derived by the server
+    keys = re.findall(r"\*\*`(\w+)`\*\*", line_with(doc, "Error body:"))
+    for bad in ({"shipment_status": 5}, {"track_and_trace_deeplink": "https://x"}, {"status": 0}, {"status": "5"},
+                {"mail": "yes"}, {"status": True}):  # fmt: skip
+        refused = await api.patch(API + f"orders/{oid}/", json=bad)
+        assert refused.status_code == 400, bad
+        assert sorted(refused.json()) == sorted(keys) and refused.json()["code"].startswith("400.")
+
+
+def test_the_connector_sends_only_documented_patch_fields(doc, order):
+    from apicenterd import Shipment
+    from apicenterd_ccv_salespos.mapping import shipment_patch
+
+    documented = documented_patch(doc)
+    body = shipment_patch(order, Shipment(order_number="1", tracking_code="3SABC", carrier="PostNL"), mail=True)
+    assert set(body) <= set(documented) and body["status"] == documented["status"]
+    assert isinstance(body["mail"], type(documented["mail"]))
+
+
+def test_status_names_follow_the_documented_statuses(doc):
+    from apicenterd_ccv_salespos.mapping import ORDER_STATUSES
+
+    listing = line_with(doc, "Statuses (JDK").split(":", 1)[1].split("**")[0]
+    documented = {int(n): name.strip() for n, name in re.findall(r"(\d+) ([A-Z][a-z ]+?)(?=,|\. |$)", listing)}
+    assert sorted(documented) == list(range(1, 15))
+    derived = {n: re.sub(r"^is_", "", name.lower().replace(" ", "_")) for n, name in documented.items()}
+    assert dict(ORDER_STATUSES) == derived
+
+
+async def test_every_seeded_order_and_row_has_the_documented_keys(doc, doc_auth):
+    documented = parse_keys(segment(doc, "href, id, ordernumber_prefix"))
+    row_keys = parse_keys(segment(doc, "href, id, order_id"))
+    app = CCVSalesPOSConnector.simulator(seed=2, records=60, unknown_sku=True)
+    sim = app.state.sim
+    sim.add_order([(min(sim.products), 1)], is_completed=False)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url=ROOT, auth=doc_auth(DEMO_PUBLIC_KEY, DEMO_PRIVATE_KEY)
+    ) as api:
+        for completed in ("true", "false"):
+            orders = (await api.get(API + "orders/", params={"size": 250, "is_completed": completed})).json()["items"]
+            assert orders
+            for order in orders:
+                assert_keys(order, documented, f"order {order['id']}")
+                assert order["status"] in range(1, 15)
+                assert (order["ordernumber"] is None) is (not order["is_completed"])  # "null if not completed"
+                rows = (await api.get(API + f"orders/{order['id']}/orderrows/")).json()["items"]
+                for row in rows:
+                    assert_keys(row, row_keys, f"order row {row['id']}")
+                total = sum(r["total_price"] for r in rows) + order["total_shipping"] - order["total_discounts"]
+                assert order["total_price"] == pytest.approx(total)
+    coupons = [o for o in sim.orders.values() if o["total_discounts"]]
+    assert coupons and all(o["discountcoupon"]["code"] for o in coupons)
+    assert {o["customer"]["customertype"] for o in sim.orders.values()} == {"b2b", "b2c"}
+    assert {o["paid"] for o in sim.orders.values()} == {True, False}
+
+
+async def test_the_connector_uses_only_documented_order_filters_and_no_packages(doc):
+    from urllib.parse import parse_qsl, urlsplit
+
+    from apicenterd import Entity, Shipment
+    from apicenterd.testing import connect
+
+    filters, orderby = order_filters(doc)
+    assert {"ordernumber", "status", "is_paid", "min_create_date", "is_completed"} <= filters
+    app = CCVSalesPOSConnector.simulator(seed=1, records=20)
+    sim = app.state.sim
+    order = next(o for o in sim.orders.values() if not o["track_and_trace_code"] and o["status"] != 8)
+    async with connect(CCVSalesPOSConnector, CCVSalesPOSConnector.demo_settings(ROOT), app=app) as connector:
+        changes = [c async for c in connector.read(Entity.ORDERS, None)]
+        [c async for c in connector.read(Entity.ORDERS, changes[-1].cursor)]
+        [c async for c in connector.read(Entity.CUSTOMERS, None)]
+        [c async for c in connector.read(Entity.STOCK, None)]
+        await connector.create(Entity.SHIPMENTS, Shipment(order_number=order["ordernumber_full"], tracking_code="3SDOC2"))
+    used = [(m, urlsplit(uri)) for m, uri in sim.requests]
+    assert not [u for _, u in used if "packages" in u.path]  # §7: /packages is not shipments
+    assert ("PATCH", f"{API}orders/{order['id']}/") in [(m, u.path) for m, u in used]
+    for _, url in used:
+        if url.path == API + "orders/":
+            for name, value in parse_qsl(url.query):
+                assert name in filters | {"orderby", "start", "size"}, name
+                if name == "orderby":
+                    assert value.removesuffix("_desc") in orderby

@@ -107,7 +107,9 @@ def error_from(response: httpx.Response, what: str) -> ConnectorError:
             vendor_code=vendor_code,
         )
     if response.status_code == 400 and message:
-        fields = sorted({next(g for g in m.groups() if g) for m in _FIELD.finditer(message)})
+        names = {next(g for g in m.groups() if g) for m in _FIELD.finditer(message)}
+        # "Rows[0].Quantity: The field Quantity ..." names one property, not two
+        fields = sorted(n for n in names if not any(other.endswith(f".{n}") for other in names))
         if fields:
             text = f"{what}: eAccounting rejected {', '.join(fields)} ({detail})"
     return error_for_status(response, text, vendor_code=vendor_code)

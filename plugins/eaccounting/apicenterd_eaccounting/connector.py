@@ -1,4 +1,4 @@
-"""The Visma eAccounting connector: products, stock and customers through the eAccounting API v2."""
+"""The Visma eAccounting connector: products, stock, customers, orders and invoices through the eAccounting API v2."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from apicenterd import (
     Entity,
     FatalError,
     Found,
+    Invoice,
     OAuth2RefreshAuth,
+    Order,
     Product,
     RateLimit,
     Record,
@@ -24,8 +26,10 @@ from apicenterd import (
     StockLevel,
 )
 
+from . import documents as docs
 from . import mapping
 from .client import EAccountingClient, cursor_of, endpoint_key, filter_since, odata_string
+from .sales import INVOICE_KINDS, ORDER_KINDS, SalesDocuments
 
 __all__ = ["EAccountingConnector", "EAccountingSettings"]
 
@@ -73,8 +77,8 @@ class EAccountingSettings(ConnectorSettings):
 class EAccountingConnector(Connector):
     """Visma eAccounting (Spiris Bookkeeping & Invoicing) API v2.
 
-    Reads products and customers (delta by ``ChangedUtc``) and writes products, stock
-    and customers.
+    Reads products and customers (delta by ``ChangedUtc``) and writes products, stock,
+    customers, orders and invoices.
 
     * **Products** are articles, looked up by ``Number`` (the SKU). The VAT rate picks the
       article account coding (``CodingId``), the unit the ``UnitId`` (on create). Names over 50
@@ -84,6 +88,10 @@ class EAccountingConnector(Connector):
       There is no stock without an article: sync products first.
     * **Customers** are looked up by e-mail address (``$filter=EmailAddress eq ...``);
       companies get the contact person fields, private persons ``IsPrivatePerson``.
+    * **Orders** become an order (``/v2/orders``), an invoice draft or an invoice, as
+      ``Order.document`` asks; the source's order number is kept in ``YourReference``, which
+      :meth:`find` searches in all three (an order may have been invoiced since). **Invoices**
+      become invoice drafts or invoices the same way. See :mod:`.documents` for the rows.
     * Updates read the object, change only the properties behind the given canonical
       fields, and PUT it back (eAccounting's PUT replaces the object); nothing changed,
       no PUT.
@@ -96,13 +104,17 @@ class EAccountingConnector(Connector):
     title: ClassVar[str] = "Visma eAccounting"
     Settings: ClassVar[type[ConnectorSettings]] = EAccountingSettings
     reads = frozenset({Entity.PRODUCTS, Entity.CUSTOMERS})
-    writes = frozenset({Entity.PRODUCTS, Entity.STOCK, Entity.CUSTOMERS})
+    writes = frozenset({Entity.PRODUCTS, Entity.STOCK, Entity.CUSTOMERS, Entity.ORDERS, Entity.INVOICES})
     rate_limits = (RateLimit(600, 60.0, name="per_endpoint", key=endpoint_key),)
     written_fields = {
         Entity.PRODUCTS: frozenset(mapping.PRODUCT_FIELDS),  # unit: on create only
         Entity.STOCK: frozenset({"available"}),
         Entity.CUSTOMERS: frozenset(mapping.CUSTOMER_FIELDS),
+        Entity.ORDERS: docs.ORDER_WRITTEN_FIELDS,
+        Entity.INVOICES: docs.INVOICE_WRITTEN_FIELDS,
     }
+    documents: ClassVar[frozenset[str]] = frozenset(docs.DOCUMENT_PATHS)
+    flow_settings = {Entity.ORDERS: docs.OrderSettings, Entity.INVOICES: docs.InvoiceSettings}
     default_port: ClassVar[int | None] = 8702
 
     settings: EAccountingSettings
@@ -114,6 +126,7 @@ class EAccountingConnector(Connector):
         self._units: list[dict[str, Any]] | None = None
         self._company: dict[str, Any] | None = None
         self._terms_id: str | None = None
+        self.sales: SalesDocuments | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -133,6 +146,7 @@ class EAccountingConnector(Connector):
         self.api = EAccountingClient(
             self.context.http_client(base_url=s.base_url, auth=auth, timeout=s.timeout), page_size=s.page_size
         )
+        self.sales = SalesDocuments(self.api, self.context.log, company=self._company_settings, vat_rates=self._vat_rates)
 
     async def aclose(self) -> None:
         """Close the HTTP clients."""
@@ -276,12 +290,14 @@ class EAccountingConnector(Connector):
         return matches[0] if matches else None
 
     async def find(self, entity: Entity, key: str) -> Found | None:
-        """Look an article up by Number (products, stock) or a customer by e-mail / number / name."""
+        """Look an article up by Number (products, stock), a customer by e-mail / number / name, an
+        order or invoice by YourReference in every document kind it may be in (one GET per kind)."""
         if entity == Entity.PRODUCTS:
             article = await self._article_by_number(key)
             if article is None:
                 return None
             rates = await self._vat_rates()
+            self.sales.remember_article(article, rates.get(article.get("CodingId")))
             record = mapping.article_to_product(
                 article, vat_rate=rates.get(article.get("CodingId")), currency=await self._currency()
             )
@@ -291,13 +307,21 @@ class EAccountingConnector(Connector):
             return None if article is None else Found(id=str(article["Id"]), record=mapping.article_to_stock(article))
         if entity == Entity.CUSTOMERS:
             customer = await self._customer_by_key(key)
-            return None if customer is None else Found(id=str(customer["Id"]), record=mapping.api_to_customer(customer))
+            if customer is None:
+                return None
+            self.sales.remember_customer(customer)
+            return Found(id=str(customer["Id"]), record=mapping.api_to_customer(customer))
+        if entity == Entity.ORDERS:
+            return await self.sales.find(key, ORDER_KINDS)
+        if entity == Entity.INVOICES:
+            return await self.sales.find(key, INVOICE_KINDS, as_invoice=True)
         return await super().find(entity, key)
 
     # -- writing ---------------------------------------------------------------------
 
     async def create(self, entity: Entity, record: Record) -> str:
-        """POST a new article or customer; stock cannot be created (it lives on the article)."""
+        """POST a new article, customer, sales document (``Order.document``) or invoice; stock cannot
+        be created (it lives on the article)."""
         if entity == Entity.PRODUCTS:
             product = self._expect(record, Product)
             await self._check_currency(product)
@@ -308,7 +332,9 @@ class EAccountingConnector(Connector):
                 truncate_names=self.settings.truncate_names,
             )
             created = await self.api.post("/v2/articles", body, what=f"article {product.sku!r}")
-            return self._id_of(created, f"article {product.sku!r}")
+            article_id = self._id_of(created, f"article {product.sku!r}")
+            self.sales.remember_article(created, (await self._vat_rates()).get(created.get("CodingId")))
+            return article_id
         if entity == Entity.STOCK:
             stock = self._expect(record, StockLevel)
             raise RecordError(f"no article with number {stock.sku!r} in eAccounting; sync products first")
@@ -316,7 +342,13 @@ class EAccountingConnector(Connector):
             customer = self._expect(record, Customer)
             body = mapping.new_customer(customer, terms_of_payment_id=await self._terms_of_payment_id())
             created = await self.api.post("/v2/customers", body, what=f"customer {customer.key()!r}")
-            return self._id_of(created, f"customer {customer.key()!r}")
+            customer_id = self._id_of(created, f"customer {customer.key()!r}")
+            self.sales.remember_customer(created)
+            return customer_id
+        if entity == Entity.ORDERS:
+            return await self.sales.create_order(self._expect(record, Order))
+        if entity == Entity.INVOICES:
+            return await self.sales.create_invoice(self._expect(record, Invoice))
         return await super().create(entity, record)
 
     async def update(self, entity: Entity, target_id: str, record: Record, fields: frozenset[str]) -> None:
@@ -341,7 +373,13 @@ class EAccountingConnector(Connector):
         elif entity == Entity.CUSTOMERS:
             customer = self._expect(record, Customer)
             changes = mapping.customer_fields(customer, fields)
+            self.sales.forget_customer(target_id)
             await self._patch(f"/v2/customers/{target_id}", changes, what=f"customer {customer.key()!r}")
+        elif entity in (Entity.ORDERS, Entity.INVOICES):
+            # the order process skips what exists; a booked invoice cannot change at all
+            raise RecordError(
+                f"{entity} {record.key()!r} exists in eAccounting ({target_id}); apicenterd does not change sales documents there"
+            )
         else:
             await super().update(entity, target_id, record, fields)
 
@@ -379,6 +417,10 @@ class EAccountingConnector(Connector):
             return mapping.normalize_stock(record)
         if entity == Entity.CUSTOMERS and isinstance(record, Customer):
             return mapping.normalize_customer(record)
+        if entity == Entity.ORDERS and isinstance(record, Order):
+            return docs.normalize_order(record)
+        if entity == Entity.INVOICES and isinstance(record, Invoice):
+            return docs.normalize_invoice(record)
         return record
 
     # -- demo / tests ----------------------------------------------------------------

@@ -3,7 +3,9 @@
 It implements what the connector uses, the way the vendor does: the ``/connect/token``
 refresh grant (client_secret_basic, expiring access tokens, rotating refresh tokens),
 ``/v2/articles``, ``/v2/customers``, ``/v2/articleaccountcodings``, ``/v2/units``,
-``/v2/termsofpayments`` and ``/v2/companysettings`` with the swagger's JSON shapes, the
+``/v2/termsofpayments``, ``/v2/companysettings``, the sales documents ``/v2/orders``,
+``/v2/customerinvoicedrafts`` and ``/v2/customerinvoices`` (see :mod:`.sim_documents`) and
+the reference lists ``/v2/costcenters``, ``/v2/deliverymethods``, ``/v2/deliveryterms``, with the swagger's JSON shapes, the
 ``{Meta, Data}`` envelope with ``$page``/``$pagesize``/``$filter``/``$orderby``, the
 swagger's validation rules, duplicate-number conflicts, ``ChangedUtc``, and the
 600-calls-a-minute-per-endpoint limit answered with ``429`` and ``ErrorCode 4010``.
@@ -35,7 +37,18 @@ from starlette.routing import Route
 
 from apicenterd.testing import FixedWindow, vendor_error
 
-from .sim_rules import ARTICLE_RULES, CUSTOMER_RULES, Rule, VendorError, compile_filter, validate
+from .sim_documents import Documents, seed_cost_centers, seed_delivery_methods, seed_delivery_terms
+from .sim_rules import (
+    ARTICLE_RULES,
+    CUSTOMER_RULES,
+    DRAFT_RULES,
+    INVOICE_RULES,
+    ORDER_RULES,
+    Rule,
+    VendorError,
+    compile_filter,
+    validate,
+)
 
 __all__ = [
     "DEMO_CLIENT_ID",
@@ -131,6 +144,14 @@ class Simulator:
             self._seed_article(n, base + timedelta(minutes=n))
         for n in range(1, customers + 1):
             self._seed_customer(n, base + timedelta(minutes=n))
+        # seeded after the articles and customers, so their ids stay what they were for a seed
+        self.cost_centers = seed_cost_centers(self._id)
+        self.delivery_methods = seed_delivery_methods(self._id)
+        self.delivery_terms = seed_delivery_terms(self._id)
+        self.orders: dict[str, dict[str, Any]] = {}
+        self.invoice_drafts: dict[str, dict[str, Any]] = {}
+        self.invoices: dict[str, dict[str, Any]] = {}
+        self.documents = Documents(self)
 
     # seeding (deterministic for a seed)
 
@@ -270,11 +291,26 @@ class Simulator:
         """The stored article with ``number``, as the API would show it."""
         return next((a for a in self.articles.values() if a["Number"] == number), None)
 
+    def by_reference(self, store: dict[str, dict[str, Any]], reference: str) -> list[dict[str, Any]]:
+        """The documents in ``store`` (``sim.orders``, ``sim.invoice_drafts``, ``sim.invoices``) with this YourReference."""
+        return [d for d in store.values() if d.get("YourReference") == reference]
+
+    def invoice_order(self, order_id: str) -> dict[str, Any]:
+        """Make an invoice draft of an order, as a user does in eAccounting (the order becomes Invoiced)."""
+        return self.documents.invoice_order(order_id)
+
+    def convert_draft(self, draft_id: str) -> dict[str, Any]:
+        """Book an invoice draft as an invoice, as a user does (the draft disappears)."""
+        return self.documents.convert_draft(draft_id)
+
     def coding_for(self, percent: int | Decimal) -> str:
         """The id of the coding with VAT ``percent``."""
         return next(c["Id"] for c in self.codings.values() if c["VatRatePercent"] * 100 == Decimal(percent))
 
     # state changes
+
+    def _utc_now(self) -> str:
+        return _utc(self._changed_now())
 
     def _changed_now(self) -> datetime:
         now = self._clock()
@@ -550,6 +586,26 @@ async def company_settings(sim: Simulator, request: Request) -> Response:
     return _JSON(sim.company)
 
 
+def _documents(attribute: str, rules: Mapping[str, Rule], write: str, what: str):
+    @_api
+    async def listing(sim: Simulator, request: Request) -> Response:
+        """GET a page of the documents, or POST a new one."""
+        if request.method == "POST":
+            created = getattr(sim.documents, write)(await _body(request))
+            if attribute == "invoices":
+                # POST /v2/customerinvoices answers InvoiceUrlApi, not the invoice
+                return _JSON({"Url": f"{str(request.base_url).rstrip('/')}/v2/customerinvoices/{created['Id']}"})
+            return _JSON(created)
+        return sim.page(request, list(getattr(sim, attribute).values()), rules)
+
+    @_api
+    async def single(sim: Simulator, request: Request) -> Response:
+        """GET one document."""
+        return _JSON(_one(getattr(sim, attribute), request.path_params["id"], what))
+
+    return listing, single
+
+
 async def _token(request: Request) -> Response:
     return await request.app.state.sim.token(request)
 
@@ -560,6 +616,12 @@ def create_app(*, seed: int = 1, records: int = 0, **options: Any) -> Starlette:
     codings, coding = _reference("codings", "ArticleAccountCoding")
     units, unit = _reference("units", "Unit")
     terms, term = _reference("terms", "TermsOfPayment")
+    methods, method = _reference("delivery_methods", "DeliveryMethod")
+    delivery_terms, delivery_term = _reference("delivery_terms", "DeliveryTerm")
+    cost_centers, _ = _reference("cost_centers", "CostCenter")
+    orders, order = _documents("orders", ORDER_RULES, "write_order", "Order")
+    drafts, draft = _documents("invoice_drafts", DRAFT_RULES, "write_draft", "CustomerInvoiceDraft")
+    invoices, invoice = _documents("invoices", INVOICE_RULES, "write_invoice", "CustomerInvoice")
     app = Starlette(
         routes=[
             Route("/connect/token", _token, methods=["POST"]),
@@ -574,6 +636,17 @@ def create_app(*, seed: int = 1, records: int = 0, **options: Any) -> Starlette:
             Route("/v2/units/{id}", unit, methods=["GET"]),
             Route("/v2/termsofpayments", terms, methods=["GET"]),
             Route("/v2/termsofpayments/{id}", term, methods=["GET"]),
+            Route("/v2/deliverymethods", methods, methods=["GET"]),
+            Route("/v2/deliverymethods/{id}", method, methods=["GET"]),
+            Route("/v2/deliveryterms", delivery_terms, methods=["GET"]),
+            Route("/v2/deliveryterms/{id}", delivery_term, methods=["GET"]),
+            Route("/v2/costcenters", cost_centers, methods=["GET"]),
+            Route("/v2/orders", orders, methods=["GET", "POST"]),
+            Route("/v2/orders/{id}", order, methods=["GET"]),
+            Route("/v2/customerinvoicedrafts", drafts, methods=["GET", "POST"]),
+            Route("/v2/customerinvoicedrafts/{id}", draft, methods=["GET"]),
+            Route("/v2/customerinvoices", invoices, methods=["GET", "POST"]),
+            Route("/v2/customerinvoices/{id}", invoice, methods=["GET"]),
         ]
     )
     app.state.sim = Simulator(seed=seed, records=records, **options)

@@ -240,3 +240,224 @@ async def test_missing_or_expired_tokens_get_401_and_bad_clients_get_invalid_cli
     assert (await client.get("/v2/articles")).status_code == 401
     wrong = await client.post("/connect/token", data={"grant_type": "refresh_token", "refresh_token": "x"}, auth=("someone", "else"))
     assert (wrong.status_code, wrong.json()) == (401, {"error": "invalid_client"})
+
+
+# -- sales documents --------------------------------------------------------------------------
+
+from apicenterd_eaccounting.sim_rules import (  # noqa: E402
+    DRAFT_ROW_RULES,
+    DRAFT_RULES,
+    INVOICE_ROW_RULES,
+    INVOICE_RULES,
+    ORDER_ROW_RULES,
+    ORDER_RULES,
+    PERSON_RULES,
+)
+
+SALES_RULES = {
+    "OrderApi": ORDER_RULES,
+    "OrderRowApi": ORDER_ROW_RULES,
+    "CustomerInvoiceDraftApi": DRAFT_RULES,
+    "CustomerInvoiceDraftRowApi": DRAFT_ROW_RULES,
+    "CustomerInvoiceApi": INVOICE_RULES,
+    "CustomerInvoiceRowApi": INVOICE_ROW_RULES,
+    "SalesDocumentRotRutReductionPersonApi": PERSON_RULES,
+}
+SPEC_TYPES = {("string", "uuid"): "uuid", ("string", "date-time"): "datetime", ("string", None): "string", ("number", "double"): "number",
+              ("integer", "int32"): "integer", ("boolean", None): "boolean", ("array", None): "array"}
+
+
+@pytest.mark.parametrize("definition", sorted(SALES_RULES))
+def test_the_simulators_sales_rules_are_the_swaggers(swagger, definition):
+    rules, spec = SALES_RULES[definition], swagger["definitions"][definition]
+    assert set(rules) == set(spec["properties"])
+    assert {name for name, rule in rules.items() if rule.required} == set(spec.get("required", []))
+    for name, prop in spec["properties"].items():
+        rule = rules[name]
+        assert rule.type == SPEC_TYPES[(prop["type"], prop.get("format"))], name
+        assert rule.max_length == prop.get("maxLength"), name
+        assert rule.minimum == (Decimal(str(prop["minimum"])) if "minimum" in prop else None), name
+        assert rule.maximum == (Decimal(str(prop["maximum"])) if "maximum" in prop else None), name
+        assert rule.enum == (tuple(prop["enum"]) if "enum" in prop else None), name
+        decimals = re.search(r"\{1,(\d)\}", prop.get("pattern", ""))
+        assert rule.decimals == (int(decimals.group(1)) if decimals else None), name
+        assert rule.read_only == ("read-only" in (prop.get("description") or "").lower()), name
+        ref = prop.get("items", {}).get("$ref", "").rpartition("/")[2]
+        assert (rule.items is SALES_RULES[ref]) if ref else rule.items is None, name
+
+
+async def _documents(client, sim):
+    """One order, one invoice draft and one invoice, created through the simulator's API."""
+    order = await client.post("/v2/orders", json=valid_order(sim))
+    draft = await client.post("/v2/customerinvoicedrafts", json=valid_draft(sim))
+    invoice = await client.post("/v2/customerinvoices", json=valid_invoice(sim))
+    assert (order.status_code, draft.status_code, invoice.status_code) == (200, 200, 200), (order.text, draft.text, invoice.text)
+    return order, draft, invoice
+
+
+def valid_order(sim, **overrides):
+    """A POST /v2/orders body the swagger accepts: the required properties and one article row."""
+    body = {
+        "Amount": 12.1, "CustomerId": next(iter(sim.customers)), "CurrencyCode": "EUR", "VatAmount": 2.1, "RoundingsAmount": 0,
+        "InvoiceCity": "Utrecht", "InvoiceCountryCode": "NL", "InvoiceCustomerName": "Conformance", "InvoicePostalCode": "3511AA",
+        "EuThirdParty": False, "CustomerIsPrivatePerson": False, "OrderDate": "2024-05-01", "Status": 2,
+        "RotReducedInvoicingType": 0, "ReverseChargeOnConstructionServices": False, "YourReference": "C-1",
+        "Rows": [{"LineNumber": 1, "IsTextRow": False, "IsWorkCost": False, "EligibleForReverseChargeOnVat": False, "ArticleId": next(iter(sim.articles)), "Quantity": 1, "UnitPrice": 10}],
+    }
+    body.update(overrides)
+    return body
+
+
+def valid_draft(sim, **overrides):
+    """A POST /v2/customerinvoicedrafts body the swagger accepts."""
+    body = {
+        "CustomerId": next(iter(sim.customers)), "RotReducedInvoicingType": 0, "InvoiceCustomerName": "Conformance", "InvoicePostalCode": "3511AA",
+        "InvoiceCity": "Utrecht", "InvoiceCountryCode": "NL", "EuThirdParty": False, "CustomerIsPrivatePerson": False, "YourReference": "C-2",
+        "Rows": [{"LineNumber": 1, "IsTextRow": False, "Text": "Row", "ReversedConstructionServicesVatFree": False, "ArticleId": next(iter(sim.articles)), "Quantity": 2}],
+    }
+    body.update(overrides)
+    return body
+
+
+def valid_invoice(sim, **overrides):
+    """A POST /v2/customerinvoices body the swagger accepts."""
+    body = {
+        "EuThirdParty": False, "CustomerId": next(iter(sim.customers)), "RotReducedInvoicingType": 0, "YourReference": "C-3",
+        "Rows": [{"ArticleId": next(iter(sim.articles)), "Quantity": 1, "UnitPrice": 10}, {"Text": "A text row"}],
+    }
+    body.update(overrides)
+    return body
+
+
+async def test_sales_responses_validate_against_the_swagger(api, swagger, definitions):
+    client, sim = api
+    order, draft, invoice = await _documents(client, sim)
+    response_validator(swagger, definitions, "/v2/orders", "post").validate(order.json())
+    response_validator(swagger, definitions, "/v2/customerinvoicedrafts", "post").validate(draft.json())
+    response_validator(swagger, definitions, "/v2/customerinvoices", "post").validate(invoice.json())
+    assert set(invoice.json()) == {"Url"}
+    ids = {"orders": order.json()["Id"], "customerinvoicedrafts": draft.json()["Id"], "customerinvoices": next(iter(sim.invoices))}
+    singles = {
+        "/v2/orders/{id}": ids["orders"], "/v2/customerinvoicedrafts/{invoiceDraftId}": ids["customerinvoicedrafts"],
+        "/v2/customerinvoices/{invoiceId}": ids["customerinvoices"], "/v2/deliverymethods/{deliveryMethodId}": next(iter(sim.delivery_methods)),
+        "/v2/deliveryterms/{deliveryTermId}": next(iter(sim.delivery_terms)),
+    }
+    for path in ("/v2/orders", "/v2/customerinvoicedrafts", "/v2/customerinvoices", "/v2/deliverymethods", "/v2/deliveryterms", "/v2/costcenters", *singles):
+        url = re.sub(r"\{[^}]+\}", singles.get(path, ""), path)
+        response = await client.get(url)
+        assert response.status_code == 200, (path, response.text)
+        response_validator(swagger, definitions, path).validate(response.json())
+        if "Meta" in response.json():
+            assert response.json()["Data"], path
+
+
+async def test_totals_are_computed_by_the_server(api):
+    client, sim = api
+    order, draft, invoice = await _documents(client, sim)
+    article = next(iter(sim.articles.values()))
+    rate = sim.codings[article["CodingId"]]["VatRatePercent"]
+    # the order's row: 1 x 10.00 excl. VAT; the draft's: 2 x the article's NetPrice (no UnitPrice given)
+    assert (Decimal(str(order.json()["Amount"])), Decimal(str(order.json()["VatAmount"]))) == (
+        (10 * (1 + rate)).quantize(Decimal("0.01")), (10 * rate).quantize(Decimal("0.01")))
+    net = 2 * article["NetPrice"]
+    assert Decimal(str(draft.json()["TotalAmount"])) == (net + (net * rate).quantize(Decimal("0.01")))
+    booked = next(iter(sim.invoices.values()))
+    assert booked["TotalAmount"] == (10 * (1 + rate)).quantize(Decimal("0.01")) and booked["Rows"][1]["IsTextRow"] is True
+    assert booked["InvoiceCity"] == sim.customers[booked["CustomerId"]]["InvoiceCity"]  # read-only: from the customer
+
+
+SALES_BODIES = {
+    "OrderApi": ("/v2/orders", valid_order, None),
+    "CustomerInvoiceDraftApi": ("/v2/customerinvoicedrafts", valid_draft, None),
+    "CustomerInvoiceApi": ("/v2/customerinvoices", valid_invoice, None),
+    "OrderRowApi": ("/v2/orders", valid_order, "Rows"),
+    "CustomerInvoiceDraftRowApi": ("/v2/customerinvoicedrafts", valid_draft, "Rows"),
+    "CustomerInvoiceRowApi": ("/v2/customerinvoices", valid_invoice, "Rows"),
+}
+
+
+def _with(valid, sim, nested, prop, value=None, *, drop=False):
+    body = valid(sim)
+    target = body["Rows"][0] if nested else body
+    if drop:
+        target.pop(prop, None)
+    else:
+        target[prop] = value
+    return body
+
+
+async def test_the_simulator_rejects_each_missing_required_sales_property(api, swagger):
+    client, sim = api
+    cases = [(d, p) for d in SALES_BODIES for p in swagger["definitions"][d].get("required", [])]
+    assert len(cases) == 15 + 4 + 8 + 4 + 4
+    for definition, prop in cases:
+        path, valid, nested = SALES_BODIES[definition]
+        response = await client.post(path, json=_with(valid, sim, nested, prop, drop=True))
+        name = f"Rows[0].{prop}" if nested else prop
+        assert response.status_code == 400, (definition, prop)
+        assert f"{name}: The {prop} field is required." in response.json()["DeveloperErrorMessage"], (definition, prop)
+
+
+async def test_the_simulator_enforces_every_sales_max_length(api, swagger):
+    client, sim = api
+    cases = [
+        (d, p, s["maxLength"]) for d in SALES_BODIES for p, s in swagger["definitions"][d]["properties"].items()
+        if "maxLength" in s and "read-only" not in (s.get("description") or "").lower()
+    ]
+    assert len(cases) == 48
+    for definition, prop, limit in cases:
+        path, valid, nested = SALES_BODIES[definition]
+        too_long = await client.post(path, json=_with(valid, sim, nested, prop, "x" * (limit + 1)))
+        assert too_long.status_code == 400 and f"maximum length of {limit}" in too_long.json()["DeveloperErrorMessage"], (definition, prop)
+        just_right = await client.post(path, json=_with(valid, sim, nested, prop, "y" * limit))
+        assert just_right.status_code == 200, (definition, prop, just_right.text)
+
+
+async def test_the_simulator_enforces_sales_ranges_enums_and_decimals(api):
+    client, sim = api
+    for path, valid, nested, prop, value in (
+        ("/v2/orders", valid_order, False, "Status", 5),
+        ("/v2/orders", valid_order, False, "RotReducedInvoicingType", 3),
+        ("/v2/orders", valid_order, False, "Amount", 1.234),
+        ("/v2/orders", valid_order, False, "OrderDate", "first of May"),
+        ("/v2/orders", valid_order, True, "LineNumber", 1001),
+        ("/v2/orders", valid_order, True, "DiscountPercentage", 1.5),
+        ("/v2/orders", valid_order, True, "Quantity", 1.23456),
+        ("/v2/customerinvoicedrafts", valid_draft, True, "Quantity", 1.234),
+        ("/v2/customerinvoices", valid_invoice, True, "UnitPrice", 1.001),
+    ):
+        response = await client.post(path, json=_with(valid, sim, nested, prop, value))
+        name = f"Rows[0].{prop}" if nested else prop
+        assert response.status_code == 400 and response.json()["DeveloperErrorMessage"].startswith(name), (path, prop, response.text)
+
+
+async def test_unknown_customer_article_and_cost_centre_item_are_refused(api):
+    client, sim = api
+    unknown = "0b6c1b7e-5a7a-4f5e-9a3b-2f1d3c4e5f60"
+    for path, valid in (("/v2/orders", valid_order), ("/v2/customerinvoicedrafts", valid_draft), ("/v2/customerinvoices", valid_invoice)):
+        response = await client.post(path, json=valid(sim, CustomerId=unknown))
+        assert (response.status_code, response.json()["ErrorCode"]) == (400, 3000) and f"CustomerId {unknown}" in response.json()["DeveloperErrorMessage"]
+        response = await client.post(path, json=_with(valid, sim, True, "ArticleId", unknown))
+        assert (response.status_code, response.json()["ErrorCode"]) == (400, 3000) and "Rows[0].ArticleId" in response.json()["DeveloperErrorMessage"]
+        response = await client.post(path, json=_with(valid, sim, True, "CostCenterItemId1", unknown))
+        assert response.status_code == 400 and "CostCenterItemId1" in response.json()["DeveloperErrorMessage"], path
+    no_article = await client.post("/v2/customerinvoicedrafts", json=_with(valid_draft, sim, True, "ArticleId", drop=True))
+    assert no_article.status_code == 400 and "ArticleId field is required when IsTextRow is false" in no_article.json()["DeveloperErrorMessage"]
+    assert not sim.orders and not sim.invoice_drafts and not sim.invoices
+
+
+async def test_sales_documents_filter_on_your_reference(api):
+    client, sim = api
+    await _documents(client, sim)
+    for path, reference in (("/v2/orders", "C-1"), ("/v2/customerinvoicedrafts", "C-2"), ("/v2/customerinvoices", "C-3")):
+        hit = (await client.get(path, params={"$filter": f"YourReference eq '{reference}'"})).json()
+        miss = (await client.get(path, params={"$filter": "YourReference eq 'C-9'"})).json()
+        assert [d["YourReference"] for d in hit["Data"]] == [reference] and miss["Data"] == [], path
+    assert (await client.get("/v2/orders/0b6c1b7e-5a7a-4f5e-9a3b-2f1d3c4e5f60")).status_code == 404
+
+
+async def test_new_endpoints_need_a_token(api):
+    client, sim = api
+    for path in ("/v2/orders", "/v2/customerinvoicedrafts", "/v2/customerinvoices", "/v2/costcenters"):
+        response = await client.get(path, headers={"Authorization": ""})
+        assert response.status_code == 401 and response.json()["ErrorCode"] == 4005, path
