@@ -16,7 +16,7 @@ import anyio
 
 from . import __version__
 from .config import Resolved, load
-from .errors import ConfigError, PluginError
+from .errors import ConfigError, PluginError, RecordError
 from .observe import logs
 from .registry import Registry, load_registry
 
@@ -80,6 +80,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", type=_positive_int, help="only this run id")
     p.add_argument("--limit", type=_positive_int, default=50)
     p.add_argument("--json", action="store_true", help="print JSON")
+
+    dlq = sub.add_parser("dlq", help="the dead-letter queue: list, show, replay or discard failed records")
+    dsub = dlq.add_subparsers(dest="dlq_command", metavar="ACTION")
+    p = dsub.add_parser("list", help="list dead letters")
+    _config_arg(p)
+    p.add_argument("--flow", help="only this flow")
+    p.add_argument("--error", help="only those whose error contains this text")
+    p.add_argument("--status", choices=["open", "resolved", "discarded", "any"], default="open")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p = dsub.add_parser("show", help="one dead letter with its payload")
+    p.add_argument("id", type=_positive_int)
+    _config_arg(p)
+    for action, text in (("replay", "take dead letters through the flow again"), ("discard", "give up on dead letters")):
+        p = dsub.add_parser(action, help=text)
+        p.add_argument("ids", nargs="*", type=_positive_int, metavar="ID")
+        _config_arg(p)
+        p.add_argument("--flow", help="every open dead letter of this flow")
+        p.add_argument("--error", help="every open dead letter whose error contains this text")
+        p.add_argument("--all", action="store_true", help="every open dead letter")
+        p.add_argument("--json", action="store_true", help="print JSON")
 
     p = sub.add_parser("simulate", help="serve one connector's vendor simulator on loopback")
     p.add_argument("connector", help="connector name, e.g. eaccounting")
@@ -372,6 +392,71 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _selected_letters(args: argparse.Namespace, store):
+    if not (args.ids or args.flow or args.error or args.all):
+        raise Usage(f"dlq {args.dlq_command}: name dead letters by ID, or give --flow, --error or --all")
+
+    async def select():
+        return await store.dead_letters(
+            flow=args.flow, error=args.error, ids=args.ids or None, status="open", limit=100_000
+        )
+
+    return select()
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    """The dead-letter queue commands."""
+    from .engine import Engine
+
+    if args.dlq_command is None:
+        raise Usage("dlq: say list, show, replay or discard")
+    resolved = _load(args.config, _registry())
+    if args.dlq_command == "list":
+        status = None if args.status == "any" else args.status
+        letters = anyio.run(_with_store, resolved, lambda s: s.dead_letters(flow=args.flow, error=args.error, status=status))
+        if args.json:
+            print(json.dumps([{k: v for k, v in d.__dict__.items() if k != "payload"} for d in letters], indent=2))
+            return 0
+        _print_table(
+            [(d.id, d.flow, d.source_id, d.key, d.attempts, _ts(d.last_failed_at), d.status, d.error[:100]) for d in letters],
+            ("ID", "FLOW", "SOURCE ID", "KEY", "ATTEMPTS", "LAST FAILED", "STATUS", "ERROR"),
+        )
+        return 0
+    if args.dlq_command == "show":
+        letters = anyio.run(_with_store, resolved, lambda s: s.dead_letters(ids=[args.id], status=None))
+        if not letters:
+            raise Usage(f"no dead letter {args.id}")
+        d = letters[0]
+        print(json.dumps({**d.__dict__, "payload": json.loads(d.payload)}, indent=2, default=str))
+        return 0
+
+    logs.configure(resolved.config.daemon.log_level, stream=sys.stderr)
+
+    async def act(store):
+        letters = await _selected_letters(args, store)
+        if args.dlq_command == "discard":
+            return len(letters), await store.set_dead_letter_status([d.id for d in letters], "discarded")
+        engine = Engine(resolved, store)
+        try:
+            return len(letters), await engine.replay(letters)
+        finally:
+            await engine.aclose()
+
+    try:
+        selected, outcome = anyio.run(_with_store, resolved, act)
+    except RecordError as exc:
+        print(f"apicenterd: {exc}", file=sys.stderr)
+        return 1
+    if args.dlq_command == "discard":
+        print(json.dumps({"discarded": outcome}) if args.json else f"discarded {outcome} dead letters")
+        return 0
+    if args.json:
+        print(json.dumps({"replayed": selected, **outcome}))
+    else:
+        print(f"replayed {selected} dead letters: " + ", ".join(f"{k} {v}" for k, v in outcome.items()))
+    return 0 if outcome.get("failed", 0) == 0 else 1
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM."""
     from .daemon import Daemon
@@ -479,6 +564,7 @@ COMMANDS = {
     "audit": cmd_audit,
     "simulate": cmd_simulate,
     "demo": cmd_demo,
+    "dlq": cmd_dlq,
 }
 
 

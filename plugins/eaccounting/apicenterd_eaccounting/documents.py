@@ -283,7 +283,7 @@ def unit_price(price: Decimal, *, given_incl: bool, want_incl: bool, rate: Decim
         mode = "including" if given_incl else "excluding"
         raise RecordError(f"{what}: the price is {mode} VAT, the eAccounting document is not, and the line has no tax_rate to convert it")
     factor = 1 + rate / 100
-    return _cents(price)
+    return _cents(price / factor if given_incl else price * factor)
 
 
 def discount_percentage(line: Line, what: str) -> Decimal | None:

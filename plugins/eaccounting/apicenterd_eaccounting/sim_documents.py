@@ -74,7 +74,6 @@ class Documents:
     def __init__(self, sim: Simulator):
         self.sim = sim
         self.order_number = 0
-        self.invoice_number = 0
 
     # -- shared rules --------------------------------------------------------------------
 
@@ -241,7 +240,8 @@ class Documents:
         terms = self.sim.terms[customer["TermsOfPaymentId"]]
         invoice_date = _day(clean.get("InvoiceDate")) or self.sim._clock().strftime("%Y-%m-%dT00:00:00")
         due = _day(clean.get("DueDate")) or (datetime.fromisoformat(invoice_date) + timedelta(days=terms["NumberOfDays"])).strftime("%Y-%m-%dT00:00:00")
-        self.invoice_number += 1
+        number = self.sim.company["NextCustomerInvoiceNumber"]
+        self.sim.company["NextCustomerInvoiceNumber"] = number + 1
         now = self.sim._utc_now()
         invoice = self._blank(INVOICE_RULES)
         invoice.update(clean)
@@ -266,16 +266,16 @@ class Documents:
             CustomerIsPrivatePerson=bool(customer.get("IsPrivatePerson")),
             TermsOfPaymentId=customer["TermsOfPaymentId"],
             CustomerEmail=customer.get("EmailAddress"),
-            InvoiceNumber=self.invoice_number,
+            InvoiceNumber=number,
             CustomerNumber=customer.get("CustomerNumber"),
-            PaymentReferenceNumber=str(self.invoice_number),
+            PaymentReferenceNumber=str(number),
             SalesDocumentAttachments=[],
             HasAutoInvoiceError=False,
             IsNotDelivered=False,
             ReverseChargeOnConstructionServices=bool(customer.get("ReverseChargeOnConstructionServices")),
             RemainingAmount=amount,
             RemainingAmountInvoiceCurrency=amount,
-            VoucherNumber=f"F {self.invoice_number}",
+            VoucherNumber=f"F {number}",
             VoucherId=self.sim._id(),
             CreatedUtc=now,
             ModifiedUtc=now,

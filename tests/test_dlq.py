@@ -1,0 +1,110 @@
+"""The dead-letter queue: failed records kept with payload and error, replayed through the same path."""
+
+from __future__ import annotations
+
+import pytest
+from fakes import product
+from test_engine import make_config
+
+from apicenterd.engine import Engine
+from apicenterd.state import SQLiteStore
+
+pytestmark = pytest.mark.anyio
+
+
+async def with_engine(resolved, tmp_path, fn):
+    store = SQLiteStore(tmp_path / "state.db")
+    await store.open()
+    engine = Engine(resolved, store, retry_base_delay=0)
+    try:
+        return await fn(engine, store)
+    finally:
+        await engine.aclose()
+        await store.close()
+
+
+async def test_failed_record_is_dead_lettered_and_replay_creates_it_once(tmp_path, registry, memory):
+    memory.put(product("A"), "1")
+    memory.put(product("B"), "2")
+    memory.fail_create.add("B")
+    resolved = make_config(tmp_path, registry)
+
+    async def first(engine, store):
+        result = await engine.run_flow("products")
+        return result, await store.dead_letters()
+
+    result, letters = await with_engine(resolved, tmp_path, first)
+    assert result.counts["failed"] == 1
+    (letter,) = letters
+    assert (letter.flow, letter.source_id, letter.key, letter.attempts, letter.status) == ("products", "B", "B", 1, "open")
+    assert "name too long" in letter.error and '"sku":"B"' in letter.payload
+
+    async def replay_failing(engine, store):
+        counts = await engine.replay(await store.dead_letters())
+        return counts, await store.dead_letters()
+
+    counts, letters = await with_engine(resolved, tmp_path, replay_failing)
+    assert counts["failed"] == 1 and letters[0].attempts == 2
+
+    memory.fail_create.discard("B")
+    counts, letters = await with_engine(resolved, tmp_path, replay_failing)
+    assert counts["created"] == 1 and letters == []
+    assert sorted(r["sku"] for r in memory.target.values()) == ["A", "B"]
+    # replaying a resolved letter again (e.g. twice from two terminals) creates nothing new
+    async def replay_resolved(engine, store):
+        return await engine.replay(await store.dead_letters(status="resolved"))
+
+    counts = await with_engine(resolved, tmp_path, replay_resolved)
+    assert counts["created"] == 0 and len(memory.target) == 2
+
+
+async def test_a_later_success_from_the_source_resolves_the_dead_letter(tmp_path, registry, memory):
+    memory.put(product("B"), "1")
+    memory.fail_create.add("B")
+    resolved = make_config(tmp_path, registry)
+    await with_engine(resolved, tmp_path, lambda e, s: e.run_flow("products"))
+    memory.fail_create.clear()
+    memory.put(product("B", name="Fixed"), "2")
+
+    async def second(engine, store):
+        await engine.run_flow("products")
+        return await store.dead_letters(status=None)
+
+    (letter,) = await with_engine(resolved, tmp_path, second)
+    assert letter.status == "resolved"
+
+
+async def test_discard(tmp_path, registry, memory):
+    memory.put(product("B"), "1")
+    memory.fail_create.add("B")
+    resolved = make_config(tmp_path, registry)
+
+    async def go(engine, store):
+        await engine.run_flow("products")
+        letters = await store.dead_letters()
+        assert await store.set_dead_letter_status([d.id for d in letters], "discarded") == 1
+        return await store.dead_letters(), await store.dead_letters(status="discarded")
+
+    open_, discarded = await with_engine(resolved, tmp_path, go)
+    assert open_ == [] and len(discarded) == 1
+
+
+async def test_source_record_error_is_failed_and_the_run_goes_on(tmp_path, registry, memory):
+    from apicenterd import Change
+
+    from fakes import MemorySource
+
+    memory.put(product("A"), "1")
+    original = MemorySource.read
+
+    async def read_with_bad(self, entity, since):
+        yield Change("BAD", None, "0", error="product 7 has no productnumber")
+        async for change in original(self, entity, since):
+            yield change
+
+    MemorySource.read = read_with_bad
+    try:
+        result = await with_engine(make_config(tmp_path, registry), tmp_path, lambda e, s: e.run_flow("products"))
+    finally:
+        MemorySource.read = original
+    assert result.counts["failed"] == 1 and result.counts["created"] == 1
