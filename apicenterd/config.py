@@ -26,6 +26,7 @@ from .filters import Filter
 from .flows import OPTIONS, FlowOptions
 from .mapping import Mapper, MapRule
 from .model import RECORD_TYPES, Entity
+from .observe.alerts import AlertsConfig
 from .observe.logs import redactor
 from .plugin import Connector, ConnectorSettings
 from .registry import Registry
@@ -138,6 +139,7 @@ class Config(BaseSettings):
 
     daemon: DaemonConfig = DaemonConfig()
     state: StateConfig = StateConfig()
+    alerts: AlertsConfig = AlertsConfig()
     connections: dict[str, ConnectionConfig] = Field(default_factory=dict)
     flows: dict[str, FlowConfig] = Field(default_factory=dict)
 

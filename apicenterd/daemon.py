@@ -13,6 +13,7 @@ from .config import Resolved, load
 from .engine import Engine
 from .errors import ConfigError
 from .observe import logs, metrics
+from .observe.alerts import Alerter
 from .registry import Registry
 from .state import SQLiteStore
 
@@ -30,6 +31,7 @@ class Daemon:
         self.log = logs.get_logger()
         self._stop = False
         self._pending: Resolved | None = None
+        self.alerter = Alerter(resolved.config.alerts)  # outlives reloads: failing/recovered state
 
     async def run(self) -> None:
         """Serve until stopped; reload on SIGHUP."""
@@ -51,7 +53,8 @@ class Daemon:
                 tg.start_soon(self._signals)
                 tg.start_soon(self._watchdog)
                 while True:
-                    engine = self.engine = Engine(self.resolved, store)
+                    self.alerter.config = self.resolved.config.alerts
+                    engine = self.engine = Engine(self.resolved, store, alerter=self.alerter)
                     done = anyio.Event()
 
                     async def serve(engine: Engine = engine, done: anyio.Event = done, *, task_status=anyio.TASK_STATUS_IGNORED) -> None:

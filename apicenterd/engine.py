@@ -30,11 +30,12 @@ import structlog
 
 from .config import Flow, Resolved
 from .context import Context
-from .errors import ConnectorError, RateLimited, RecordError, RetryableError
+from .errors import AuthError, ConnectorError, RateLimited, RecordError, RetryableError
 from .flows import OrderOptions, Skip, prepare
 from .model import RECORD_TYPES, Entity, Order, Record
 from .orders import apply_maps, missing_product, order_to_invoice
 from .observe import metrics
+from .observe.alerts import Alerter
 from .observe.logs import get_logger
 from .plugin import Change, Connector
 from .state import AuditEntry, DeadLetter, Link, StateStore
@@ -127,6 +128,7 @@ class Engine:
         retry_attempts: int = 4,
         retry_base_delay: float = 0.5,
         sleep: Callable[[float], Any] = anyio.sleep,
+        alerter: Alerter | None = None,
     ):
         self.resolved = resolved
         self.store = store
@@ -139,6 +141,9 @@ class Engine:
         self.plans: list[Plan] = []
         self.failures: list[tuple[str, str, str, str]] = []
         """(flow, source id, key, reason) of every record that failed, for alerts."""
+        self.alerter = alerter or Alerter(resolved.config.alerts)
+        self.paused: dict[str, str] = {}
+        """Connections whose credentials were rejected: no flow calls them until a reload."""
         self._retry_attempts = retry_attempts
         self._retry_base_delay = retry_base_delay
         self._sleep = sleep
@@ -192,6 +197,7 @@ class Engine:
         started = time.perf_counter()
         source, target = self.connectors[flow.source], self.connectors[flow.target]
         cursor = await self.store.get_cursor(flow.name)
+        failures_before = len(self.failures)
         log.info("run started", trigger=trigger, cursor=cursor, source=flow.source, target=flow.target)
         try:
             read_failures = 0
@@ -235,6 +241,13 @@ class Engine:
         except ConnectorError as exc:
             result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
             log.error("run failed", error=result.error)
+            if isinstance(exc, AuthError):
+                connection = getattr(exc, "connection", None) or flow.source
+                if connection not in self.paused:
+                    self.paused[connection] = str(exc)
+                    log.error("connection paused until it is re-authorised", connection=connection)
+                    with anyio.CancelScope(shield=True):
+                        await self.alerter.connection_paused(connection, str(exc))
         except Exception as exc:  # a bug in one flow must not stop the others
             result.status, result.error = "failed", f"internal error: {type(exc).__name__}: {exc}"
             log.exception("run failed with an internal error")
@@ -243,6 +256,8 @@ class Engine:
             if self.dry_run:
                 log.info("dry run finished: nothing written", status=result.status, plans=len(self.plans), **counts)
                 return result
+            with anyio.CancelScope(shield=True):
+                await self.alerter.flow_result(flow.name, result.status, result.error, self.failures[failures_before:])
             with anyio.CancelScope(shield=True):
                 await self.store.finish_run(run_id, result.status, counts, result.error)
             metrics.runs.labels(flow.name, result.status).inc()
@@ -476,6 +491,9 @@ class Engine:
         while True:
             try:
                 return await fn(*args)
+            except AuthError as exc:
+                exc.connection = conn.context.name  # type: ignore[attr-defined]  # which one to pause
+                raise
             except RetryableError as exc:
                 attempt += 1
                 if attempt >= self._retry_attempts or self.stopping.is_set():
@@ -531,8 +549,12 @@ class Engine:
                     await self.stopping.wait()
                 if self.stopping.is_set():
                     return
+            paused = [c for c in (flow.source, flow.target) if c in self.paused]
             try:
-                await self.run_flow(flow.name)
+                if paused:
+                    self.log.debug("flow skipped: connection paused", flow=flow.name, connections=paused)
+                else:
+                    await self.run_flow(flow.name)
             except Exception as exc:  # e.g. a connector's open() failed: this flow only
                 self.log.error("flow could not run", flow=flow.name, error=f"{type(exc).__name__}: {exc}")
             if first:

@@ -7,7 +7,8 @@
     ├── PluginError            a plugin failed to load or declares nonsense; it is skipped
     └── ConnectorError         raised by connectors while talking to a vendor
         ├── RetryableError     timeouts, dropped connections, 5xx: retry with backoff
-        │   └── RateLimited    429: wait ``retry_after`` seconds, then retry
+        │   ├── RateLimited    429: wait ``retry_after`` seconds, then retry
+        │   └── CircuitOpen    the connection kept failing; calls fail fast until a probe succeeds
         ├── AuthError          credentials rejected: refresh once, then pause the connection and alert
         ├── FatalError         the contract is broken (unexpected response shape): stop this run
         └── RecordError        this record cannot be written (validation, missing SKU): record it, go on
@@ -17,6 +18,8 @@ Connectors translate vendor responses into these; the engine decides what to do.
 
 from __future__ import annotations
 
+import math
+
 __all__ = [
     "ApicenterError",
     "ConfigError",
@@ -24,10 +27,14 @@ __all__ = [
     "ConnectorError",
     "RetryableError",
     "RateLimited",
+    "CircuitOpen",
     "AuthError",
     "FatalError",
     "RecordError",
 ]
+
+RETRY_AFTER_CAP = 3600.0
+"""No vendor gets to park a connection for more than an hour with one 429."""
 
 
 class ApicenterError(Exception):
@@ -64,11 +71,38 @@ class RetryableError(ConnectorError):
 
 
 class RateLimited(RetryableError):
-    """The vendor said to slow down; wait ``retry_after`` seconds (None: unknown) before retrying."""
+    """The vendor said to slow down; wait ``retry_after`` seconds (None: unknown) before retrying.
+
+    ``retry_after`` is kept between 0 and :data:`RETRY_AFTER_CAP` however it is set (a header,
+    a number read from an error body, an assignment later on); NaN counts as unknown.
+    """
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs):
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds to wait, capped; None when the vendor did not say."""
+        return self._retry_after
+
+    @retry_after.setter
+    def retry_after(self, value: float | None) -> None:
+        if value is None or math.isnan(value):
+            self._retry_after = None
+        else:
+            self._retry_after = min(max(float(value), 0.0), RETRY_AFTER_CAP)
+
+
+class CircuitOpen(RetryableError):
+    """Calls to this connection fail fast: it failed repeatedly, and no probe has succeeded yet.
+
+    ``retry_in`` is the number of seconds until the next probe call is let through.
+    """
+
+    def __init__(self, message: str, *, retry_in: float = 0.0, **kwargs):
+        super().__init__(message, **kwargs)
+        self.retry_in = retry_in
 
 
 class AuthError(ConnectorError):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import pluggy
 from pydantic import BaseModel, ConfigDict, Field
@@ -39,6 +39,7 @@ __all__ = [
     "Hookspecs",
     "ConnectorSettings",
     "RateLimit",
+    "RateLimitHeaders",
     "Change",
     "Found",
     "TokenStore",
@@ -91,6 +92,74 @@ class ConnectorSettings(BaseModel):
     timeout: float = Field(default=30.0, gt=0, description="Seconds before one HTTP request is given up")
 
 
+ResetUnit = Literal["seconds", "milliseconds", "epoch_seconds", "epoch_ms"]
+
+
+@dataclasses.dataclass(frozen=True)
+class RateLimitHeaders:
+    """The response headers in which a vendor reports what is left of one limit.
+
+    ``remaining``
+        Calls left in the current window (required).
+    ``reset``
+        When the window resets, in ``reset_unit``: ``"seconds"`` or ``"milliseconds"`` from
+        now, ``"epoch_seconds"`` or ``"epoch_ms"`` (Unix time). Epoch times are read against
+        the response's ``Date`` header when it has one, so a skewed local clock does no harm.
+        Without ``reset``, a window is taken to end at most one ``period`` after the response.
+    ``limit``
+        The window's size in calls. A lower number than the declared ``RateLimit.requests``
+        is adopted; a higher one is ignored (the daemon never exceeds the declared limit).
+    ``window_ms``
+        A header giving the window's length in milliseconds (HubSpot); ``limit`` is adopted
+        only when it agrees with the declared ``period``.
+
+    Presets: :attr:`EXACT_MINUTELY`, :attr:`EXACT_DAILY`, :attr:`VISMA_NET`,
+    :attr:`HUBSPOT` (the 10-second limit) and :attr:`HUBSPOT_SECONDLY`.
+    """
+
+    remaining: str
+    reset: str | None = None
+    reset_unit: ResetUnit = "seconds"
+    limit: str | None = None
+    window_ms: str | None = None
+
+    EXACT_MINUTELY: ClassVar[RateLimitHeaders]
+    EXACT_DAILY: ClassVar[RateLimitHeaders]
+    VISMA_NET: ClassVar[RateLimitHeaders]
+    HUBSPOT: ClassVar[RateLimitHeaders]
+    HUBSPOT_SECONDLY: ClassVar[RateLimitHeaders]
+
+    def __post_init__(self) -> None:
+        if self.reset_unit not in ("seconds", "milliseconds", "epoch_seconds", "epoch_ms"):
+            raise ValueError(
+                f"RateLimitHeaders.reset_unit {self.reset_unit!r} is not one of seconds, milliseconds, epoch_seconds, epoch_ms"
+            )
+
+
+RateLimitHeaders.EXACT_MINUTELY = RateLimitHeaders(
+    remaining="X-RateLimit-Minutely-Remaining",
+    reset="X-RateLimit-Minutely-Reset",
+    reset_unit="epoch_ms",
+    limit="X-RateLimit-Minutely-Limit",
+)
+RateLimitHeaders.EXACT_DAILY = RateLimitHeaders(
+    remaining="X-RateLimit-Remaining", reset="X-RateLimit-Reset", reset_unit="epoch_ms", limit="X-RateLimit-Limit"
+)
+# Visma documents the reset "in seconds" without saying from when; a value that only makes
+# sense as Unix time is read as one (see apicenterd.http).
+RateLimitHeaders.VISMA_NET = RateLimitHeaders(
+    remaining="X-RateLimit-Remaining", reset="X-RateLimit-Reset", reset_unit="seconds", limit="X-RateLimit-Limit"
+)
+RateLimitHeaders.HUBSPOT = RateLimitHeaders(
+    remaining="X-HubSpot-RateLimit-Remaining",
+    limit="X-HubSpot-RateLimit-Max",
+    window_ms="X-HubSpot-RateLimit-Interval-Milliseconds",
+)
+RateLimitHeaders.HUBSPOT_SECONDLY = RateLimitHeaders(
+    remaining="X-HubSpot-RateLimit-Secondly-Remaining", limit="X-HubSpot-RateLimit-Secondly"
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class RateLimit:
     """A vendor's documented limit: at most ``requests`` calls in any ``period`` seconds.
@@ -100,12 +169,19 @@ class RateLimit:
     this limit does not apply to that request (so GETs and writes can have limits of
     their own). ``key=None`` counts every request of the connection together.
     ``name`` appears in metrics and logs.
+
+    ``headers`` names the response headers in which the vendor reports this limit's
+    remaining calls and reset (:class:`RateLimitHeaders`, e.g.
+    ``RateLimit(60, 60, name="minutely", headers=RateLimitHeaders.EXACT_MINUTELY)``).
+    The daemon then also waits when the vendor says the window is spent (another app
+    on the same credential, a restart mid-window), and adopts a lower limit it reports.
     """
 
     requests: int
     period: float
     name: str = "default"
     key: Callable[[httpx.Request], str | None] | None = None
+    headers: RateLimitHeaders | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,6 +18,10 @@ class SlidingWindowLimiter:
     A sliding log: stricter than a vendor's fixed window, so it is never exceeded
     however the vendor aligns its windows. ``pause_until`` lets a 429 with
     ``Retry-After`` hold every caller of this bucket, not just the one that got it.
+
+    What the vendor reports narrows it further, never widens it: :meth:`adopt_limit`
+    (a lower limit than declared), :meth:`vendor_budget` (only so many calls before a
+    reset time) and :meth:`vendor_remaining` (only so many calls now, reset unknown).
     """
 
     def __init__(
@@ -27,16 +31,21 @@ class SlidingWindowLimiter:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        margin: float = 0.0,
     ):
         if requests < 1 or period <= 0:
             raise ValueError(f"rate limit must allow at least 1 request in a positive period, got {requests}/{period}s")
+        self.declared = requests
         self.requests = requests
         self.period = period
+        self.margin = margin  # a slot is reused this long after it left the window: latency jitter
+        self.acquired = 0  # acquisitions so far; tells a response how many calls went after it
         self._clock = clock
         self._sleep = sleep  # with ``clock``, a seam for tests
         self._sent: collections.deque[float] = collections.deque()
         self._lock = anyio.Lock()
         self._paused_until = 0.0
+        self._budgets: list[list[float]] = []  # [calls left, until]: the vendor's word on a window
 
     def pause_until(self, deadline: float) -> None:
         """Let no call through before the time ``deadline`` on this limiter's clock."""
@@ -46,14 +55,63 @@ class SlidingWindowLimiter:
         """Let no call through for the next ``seconds``."""
         self.pause_until(self._clock() + seconds)
 
-    def delay(self) -> float:
-        """Seconds until the next call may go, 0 if now."""
+    def now(self) -> float:
+        """The time on this limiter's clock."""
+        return self._clock()
+
+    def adopt_limit(self, requests: int) -> None:
+        """Use the vendor's reported limit when it is lower than the declared one (never higher)."""
+        self.requests = max(1, min(self.declared, int(requests)))
+
+    def vendor_budget(self, remaining: int, until: float, sent_since: int = 0) -> None:
+        """The vendor says ``remaining`` calls are left until ``until`` (this clock); ``sent_since``
+        calls went out after the one it answered, and are taken off (they may not be counted yet)."""
+        now = self._clock()
+        left = remaining - sent_since
+        if until <= now:
+            return
+        self._budgets = [b for b in self._budgets if b[1] > now and not (b[1] <= until and b[0] >= left)]
+        if any(b[1] >= until and b[0] <= left for b in self._budgets):
+            return  # what we know already is as strict
+        self._budgets.append([left, until])
+
+    def vendor_remaining(self, remaining: int, sent_since: int = 0) -> None:
+        """The vendor says ``remaining`` calls are left and not when its window resets: if that is
+        fewer than this log has free, count the difference as calls made just now (by someone else)."""
+        free = self.requests - len(self._live())
+        extra = free - (remaining - sent_since)
+        if extra > 0:
+            now = self._clock()
+            self._sent.extend([now] * extra)
+
+    def remaining(self) -> int:
+        """Calls that may go now without waiting, as far as this limiter knows."""
+        if self._clock() < self._paused_until:
+            return 0
+        free = self.requests - len(self._live())
+        now = self._clock()
+        for left, until in self._budgets:
+            if until > now:
+                free = min(free, int(left))
+        return max(0, free)
+
+    def _live(self) -> collections.deque[float]:
         now = self._clock()
         while self._sent and self._sent[0] <= now - self.period:
             self._sent.popleft()
+        return self._sent
+
+    def delay(self) -> float:
+        """Seconds until the next call may go, 0 if now."""
+        sent = self._live()
+        now = self._clock()
         wait = max(0.0, self._paused_until - now)
-        if len(self._sent) >= self.requests:
-            wait = max(wait, self._sent[0] + self.period - now)
+        if len(sent) >= self.requests:
+            # the call that must leave the window before one more fits
+            wait = max(wait, sent[len(sent) - self.requests] + self.period + self.margin - now)
+        for left, until in self._budgets:
+            if left <= 0 and until > now:
+                wait = max(wait, until - now)
         return wait
 
     async def acquire(self) -> float:
@@ -69,4 +127,9 @@ class SlidingWindowLimiter:
                 await self._sleep(wait)
                 waited += wait
             self._sent.append(self._clock())
+            self.acquired += 1
+            now = self._clock()
+            self._budgets = [b for b in self._budgets if b[1] > now]
+            for budget in self._budgets:
+                budget[0] -= 1
         return waited

@@ -12,6 +12,8 @@ __all__ = [
     "api_requests",
     "api_duration",
     "rate_limit_wait",
+    "rate_limit_remaining",
+    "circuit_open",
     "serve",
 ]
 
@@ -43,6 +45,16 @@ api_duration = Histogram(
 )
 rate_limit_wait = Counter(
     "apicenterd_rate_limit_wait_seconds", "Time spent waiting for a connection's rate limit", ["connection"]
+)
+rate_limit_remaining = Gauge(
+    "apicenterd_rate_limit_remaining",
+    "Calls left in the vendor's current window, as its rate-limit headers last reported, by connection and limit",
+    ["connection", "limit"],
+)
+circuit_open = Gauge(
+    "apicenterd_circuit_open",
+    "1 while a connection's circuit breaker is open (calls fail fast until a probe succeeds), else 0",
+    ["connection"],
 )
 
 

@@ -1,4 +1,4 @@
-"""apicenterd connector for the Visma eAccounting API v2 (products, stock and customers)."""
+"""apicenterd connector for the Visma eAccounting API v2 (products, stock, customers, orders and invoices)."""
 
 from .connector import EAccountingConnector
 
