@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -80,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", type=_positive_int, help="only this run id")
     p.add_argument("--limit", type=_positive_int, default=50)
     p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("auth", help="(re-)authorise an OAuth2 connection and store its tokens")
+    p.add_argument("connection", help="the connection's name in the config")
+    _config_arg(p)
+    p.add_argument("--redirect-uri", default="http://127.0.0.1:8765/callback", help="the redirect URI registered for the app")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--code", help="the authorization code (or the whole redirected URL) from the consent page")
+    group.add_argument("--refresh-token", help="store this refresh token as the connection's newest")
 
     dlq = sub.add_parser("dlq", help="the dead-letter queue: list, show, replay or discard failed records")
     dsub = dlq.add_subparsers(dest="dlq_command", metavar="ACTION")
@@ -457,6 +466,81 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     return 0 if outcome.get("failed", 0) == 0 else 1
 
 
+def cmd_auth(args: argparse.Namespace) -> int:
+    """Authorise an OAuth2 connection: print the consent URL, or exchange a code, or store a token."""
+    import secrets as pysecrets
+    import urllib.parse
+
+    import httpx
+
+    resolved = _load(args.config, _registry())
+    conn = resolved.connections.get(args.connection)
+    if conn is None:
+        raise Usage(f"no connection named {args.connection!r} (defined: {', '.join(sorted(resolved.connections)) or 'none'})")
+    settings = conn.settings
+    needed = [f for f in ("token_url", "client_id", "client_secret") if not getattr(settings, f, None)]
+    if needed:
+        raise Usage(f"connection {args.connection!r} ({conn.connector.name}) is not OAuth2: it has no {', '.join(needed)}")
+
+    def secret(value) -> str:
+        return value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
+
+    async def save(tokens) -> None:
+        await _with_store(resolved, lambda store: store.save_tokens(args.connection, tokens))
+
+    if args.refresh_token:
+        anyio.run(save, {"refresh_token": args.refresh_token, "access_token": "", "expires_at": 0})
+        print(f"stored a new refresh token for {args.connection!r}; reload the daemon (systemctl reload apicenterd)")
+        return 0
+    if not args.code:
+        base = conn.connector.oauth_authorize_url
+        if not base:
+            raise Usage(f"connector {conn.connector.name!r} declares no authorize URL; get a refresh token and pass --refresh-token")
+        query = {
+            "client_id": settings.client_id,
+            "redirect_uri": args.redirect_uri,
+            "response_type": "code",
+            "scope": " ".join(conn.connector.oauth_scopes),
+            "state": pysecrets.token_urlsafe(16),
+        }
+        print("Open this URL, sign in and consent; then run this command again with --code and the code")
+        print("(or the whole URL you were redirected to):\n")
+        print(f"{base}?{urllib.parse.urlencode(query)}")
+        return 0
+    code = args.code
+    if code.startswith("http"):
+        params = urllib.parse.parse_qs(urllib.parse.urlsplit(code).query)
+        if "code" not in params:
+            raise Usage(f"the URL has no code parameter: {code}")
+        code = params["code"][0]
+    try:
+        response = httpx.post(
+            settings.token_url,
+            data={"grant_type": "authorization_code", "code": code, "redirect_uri": args.redirect_uri},
+            auth=(settings.client_id, secret(settings.client_secret)),
+            timeout=30,
+        )
+    except httpx.HTTPError as exc:
+        print(f"apicenterd: token request to {settings.token_url} failed: {exc}", file=sys.stderr)
+        return 1
+    if response.status_code != 200:
+        print(f"apicenterd: the vendor refused the code: HTTP {response.status_code} {response.text[:200]}", file=sys.stderr)
+        return 1
+    body = response.json()
+    if not body.get("refresh_token"):
+        print("apicenterd: the token response has no refresh_token (was offline access requested?)", file=sys.stderr)
+        return 1
+    tokens = {
+        "access_token": body.get("access_token", ""),
+        "refresh_token": body["refresh_token"],
+        "expires_at": time.time() + float(body.get("expires_in") or 3600),
+        "token_type": body.get("token_type", "Bearer"),
+    }
+    anyio.run(save, tokens)
+    print(f"authorised {args.connection!r}; tokens stored in {resolved.state_path}; reload the daemon (systemctl reload apicenterd)")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM."""
     from .daemon import Daemon
@@ -565,6 +649,7 @@ COMMANDS = {
     "simulate": cmd_simulate,
     "demo": cmd_demo,
     "dlq": cmd_dlq,
+    "auth": cmd_auth,
 }
 
 

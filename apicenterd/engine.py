@@ -435,6 +435,9 @@ class Engine:
                 f"order {order.number}: has no customer e-mail to match a debtor by; "
                 f"set options.customer = \"default_without_email\" with a default_customer"
             )
+        if order.payment_terms and not customer.payment_terms:
+            # some targets keep terms only on the debtor (eAccounting): carry the mapped terms there
+            customer = customer.model_copy(update={"payment_terms": order.payment_terms})
         customer = target.normalize(Entity.CUSTOMERS, customer)
         fields = frozenset(target.written_fields.get(Entity.CUSTOMERS) or type(customer).model_fields)
         found = await self._with_retries(log, f"find customer {customer.email}", target, target.find, Entity.CUSTOMERS, customer.key())

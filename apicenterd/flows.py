@@ -86,6 +86,8 @@ class OrderOptions(FlowOptions):
     shipping_account: str | None = None
     discount_sku: str | None = None
     """Book order-level discounts as their own line with this article."""
+    fee_sku: str | None = None
+    """Book payment and other fees as their own line with this article."""
     custom_fields: dict[str, Any] = Field(default_factory=dict)
     """Constant values for the target's custom fields (passed in ``Order.custom_fields``)."""
 

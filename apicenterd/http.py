@@ -4,23 +4,42 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
+import anyio
 import httpx
 
-from .errors import AuthError, ConnectorError, FatalError, RateLimited, RecordError, RetryableError
+from .circuit import CircuitBreaker
+from .errors import RETRY_AFTER_CAP, AuthError, ConnectorError, FatalError, RateLimited, RecordError, RetryableError
 from .observe import metrics
 from .plugin import RateLimit
 from .ratelimit import SlidingWindowLimiter
 
-__all__ = ["parse_retry_after", "error_for_status", "InstrumentedTransport", "RateLimiterSet", "json_body"]
+__all__ = [
+    "RETRY_AFTER_CAP",
+    "parse_retry_after",
+    "error_for_status",
+    "InstrumentedTransport",
+    "RateLimiterSet",
+    "json_body",
+    "make_client",
+]
 
-RETRY_AFTER_CAP = 3600.0
-"""No vendor gets to park a connection for more than an hour with one header."""
+# RETRY_AFTER_CAP (from .errors): no vendor gets to park a connection for more than an hour with one header.
+
+SAFETY_MARGIN = 0.005
+"""A slot is reused this share of its period after it left the window (at most MAX_MARGIN
+seconds): the vendor counts a call when it arrives, and arrival times jitter."""
+MAX_MARGIN = 0.25
+EPOCH_THRESHOLD = 10 * 365 * 86400.0
+"""A reset "in seconds" larger than this (ten years) is a Unix time."""
+CLOCK_SKEW_TOLERANCE = 2.0
+"""Seconds our clock may differ from the vendor's ``Date`` before epoch resets are read against it."""
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -77,15 +96,32 @@ def json_body(response: httpx.Response, what: str, *, parse_float: Callable[[str
 
 
 class RateLimiterSet:
-    """The limiters of one connection: one per declared :class:`RateLimit` and key."""
+    """The limiters of one connection: one per declared :class:`RateLimit` and key.
 
-    def __init__(self, connection: str, limits: Sequence[RateLimit], **limiter_options: Any):
+    Besides the buckets, the connection as a whole can be paused (a 429 on a request no
+    declared limit governs, or :meth:`pause_all`): every request waits that out.
+    """
+
+    def __init__(
+        self,
+        connection: str,
+        limits: Sequence[RateLimit],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        wall_clock: Callable[[], float] = time.time,
+        margin: float = SAFETY_MARGIN,
+    ):
         self.connection = connection
         self.limits = tuple(limits)
-        self._options = limiter_options  # clock= and sleep= for SlidingWindowLimiter (tests)
+        self._clock = clock
+        self._sleep = sleep  # with clock and wall_clock, a seam for tests
+        self._wall_clock = wall_clock  # for vendors that give their reset as Unix time
+        self._margin = margin
         self._buckets: dict[tuple[str, str], SlidingWindowLimiter] = {}
+        self._paused_until = 0.0
 
-    def _buckets_for(self, request: httpx.Request) -> list[SlidingWindowLimiter]:
+    def _buckets_for(self, request: httpx.Request) -> list[tuple[RateLimit, SlidingWindowLimiter]]:
         buckets = []
         for limit in self.limits:
             key = limit.key(request) if limit.key else ""
@@ -94,53 +130,189 @@ class RateLimiterSet:
             bucket = self._buckets.get((limit.name, key))
             if bucket is None:
                 bucket = self._buckets[(limit.name, key)] = SlidingWindowLimiter(
-                    limit.requests, limit.period, **self._options
+                    limit.requests,
+                    limit.period,
+                    clock=self._clock,
+                    sleep=self._sleep,
+                    margin=min(self._margin * limit.period, MAX_MARGIN),
                 )
-            buckets.append(bucket)
+            buckets.append((limit, bucket))
         return buckets
+
+    async def _wait_for_pause(self) -> float:
+        waited = 0.0
+        while (wait := self._paused_until - self._clock()) > 0:
+            await self._sleep(wait)
+            waited += wait
+        return waited
+
+    async def admit(self, request: httpx.Request) -> tuple[float, list[tuple[RateLimit, SlidingWindowLimiter, int]]]:
+        """Wait until every limit that applies to ``request`` allows it and count it there;
+        the seconds waited, and tickets for :meth:`observe`."""
+        waited = await self._wait_for_pause()
+        buckets = self._buckets_for(request)
+        # Wait for the slowest bucket before taking a slot in any, so no slot is taken
+        # long before the call is really sent.
+        while len(buckets) > 1 and (wait := max(b.delay() for _, b in buckets)) > 0:
+            await self._sleep(wait)
+            waited += wait
+        tickets = []
+        for i, (limit, bucket) in enumerate(buckets):
+            wait = await bucket.acquire()
+            waited += wait
+            if wait and i:  # the slots taken before this wait were taken too early
+                for _, earlier, _ in tickets:
+                    earlier.restamp()
+            tickets.append((limit, bucket, bucket.acquired))
+        return waited, tickets
 
     async def acquire(self, request: httpx.Request) -> float:
         """Wait until every limit that applies to ``request`` allows it; the seconds waited."""
-        waited = 0.0
-        for bucket in self._buckets_for(request):
-            waited += await bucket.acquire()
+        waited, _ = await self.admit(request)
         return waited
 
+    def observe(self, tickets: Sequence[tuple[RateLimit, SlidingWindowLimiter, int]], response: httpx.Response) -> None:
+        """Narrow the buckets of an answered request by what the vendor's rate-limit headers say."""
+        for limit, bucket, seq in tickets:
+            policy = limit.headers
+            if policy is None:
+                continue
+            headers = response.headers
+            if policy.limit:
+                reported = _number(headers.get(policy.limit))
+                window = _number(headers.get(policy.window_ms)) if policy.window_ms else None
+                same_window = window is None or abs(window / 1000 - limit.period) <= 0.01 * limit.period
+                if reported is not None and reported >= 1 and same_window:
+                    bucket.adopt_limit(int(reported))
+            remaining = _number(headers.get(policy.remaining))
+            if remaining is None:
+                continue
+            remaining_calls = max(0, int(remaining))
+            metrics.rate_limit_remaining.labels(self.connection, limit.name).set(remaining_calls)
+            sent_since = bucket.acquired - seq  # calls this bucket let go after this one
+            reset_in = self._reset_in(limit, headers)
+            if reset_in is None:
+                bucket.vendor_remaining(remaining_calls, sent_since)
+            else:
+                bucket.vendor_budget(remaining_calls, bucket.now() + reset_in, sent_since)
+
+    def _reset_in(self, limit: RateLimit, headers: httpx.Headers) -> float | None:
+        """Seconds until the window of ``limit`` resets by the response's headers; at most one period."""
+        policy = limit.headers
+        assert policy is not None
+        raw = _number(headers.get(policy.reset)) if policy.reset else None
+        if raw is None:
+            return None
+        unit = policy.reset_unit
+        per_second = 1000.0 if unit in ("milliseconds", "epoch_ms") else 1.0
+        seconds = raw / per_second
+        if unit in ("seconds", "milliseconds") and seconds > EPOCH_THRESHOLD:
+            unit = "epoch"  # a "delta" of decades is a Unix time
+        if unit.startswith("epoch"):
+            now = self._wall_clock()
+            vendor_now = _http_date(headers.get("Date"))
+            if vendor_now is not None and abs(vendor_now - now) > CLOCK_SKEW_TOLERANCE:
+                # our clock disagrees with the vendor's: measure from the vendor's Date
+                # (whole seconds, rounded down, so the wait comes out a little long, never short)
+                now = vendor_now
+            seconds -= now
+        return min(max(seconds, 0.0), limit.period)
+
     def pause_all(self, seconds: float) -> None:
-        """Hold every bucket of the connection for ``seconds`` (a 429 whose wait came in the body)."""
+        """Hold every request of the connection for ``seconds`` (capped at RETRY_AFTER_CAP),
+        e.g. after a 429 whose wait came in the body."""
+        seconds = min(max(seconds, 0.0), RETRY_AFTER_CAP)
+        self._paused_until = max(self._paused_until, self._clock() + seconds)
         for bucket in self._buckets.values():
             bucket.pause(seconds)  # on the bucket's own clock, like pause()
 
     def pause(self, request: httpx.Request, seconds: float) -> None:
-        """Hold every bucket ``request`` falls in for ``seconds`` (after a 429)."""
-        for bucket in self._buckets_for(request):
+        """Hold every bucket ``request`` falls in for ``seconds`` (after a 429, capped); a request
+        no declared limit governs holds the whole connection instead."""
+        seconds = min(max(seconds, 0.0), RETRY_AFTER_CAP)
+        buckets = self._buckets_for(request)
+        if not buckets:
+            self._paused_until = max(self._paused_until, self._clock() + seconds)
+        for _, bucket in buckets:
             bucket.pause(seconds)
 
 
-class InstrumentedTransport(httpx.AsyncBaseTransport):
-    """Wraps a transport: waits for the rate limiter, counts and times every call, and turns
-    timeouts and connection failures into :class:`RetryableError`."""
+def _number(value: str | None) -> float | None:
+    """A header's number, or None when absent or unreadable (a vendor's header never breaks a call)."""
+    if value is None:
+        return None
+    try:
+        number = float(value.strip())
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
-    def __init__(self, connection: str, limiters: RateLimiterSet, inner: httpx.AsyncBaseTransport | None = None):
+
+def _http_date(value: str | None) -> float | None:
+    """Unix time of an HTTP ``Date`` header, or None."""
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()
+
+
+class InstrumentedTransport(httpx.AsyncBaseTransport):
+    """Wraps a transport: waits for the rate limiter, counts and times every call, turns
+    timeouts and connection failures into :class:`RetryableError`, feeds the vendor's
+    rate-limit headers back to the limiter, and (with a ``breaker``) fails fast while the
+    connection's circuit is open."""
+
+    def __init__(
+        self,
+        connection: str,
+        limiters: RateLimiterSet,
+        inner: httpx.AsyncBaseTransport | None = None,
+        *,
+        breaker: CircuitBreaker | None = None,
+    ):
         self.connection = connection
         self.limiters = limiters
         self.inner = inner or httpx.AsyncHTTPTransport()
+        self.breaker = breaker
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        waited = await self.limiters.acquire(request)
+        breaker = self.breaker
+        if breaker is not None:
+            breaker.check()  # fail fast, before waiting for a slot
+        waited, tickets = await self.limiters.admit(request)
         if waited:
             metrics.rate_limit_wait.labels(self.connection).inc(waited)
+        probe = breaker.admit() if breaker is not None else False
         started = time.perf_counter()
         try:
             response = await self.inner.handle_async_request(request)
         except httpx.TimeoutException as exc:
             metrics.api_requests.labels(self.connection, request.method, "timeout").inc()
+            if breaker is not None:
+                breaker.failure(f"timeout ({type(exc).__name__})")
             raise RetryableError(f"{request.method} {request.url.path}: timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
             metrics.api_requests.labels(self.connection, request.method, "error").inc()
+            if breaker is not None:
+                breaker.failure(type(exc).__name__)
             raise RetryableError(f"{request.method} {request.url.path}: {type(exc).__name__}: {exc}") from None
+        except BaseException:  # cancelled, or a bug below: no outcome for the breaker
+            if probe:
+                breaker.abandon()  # type: ignore[union-attr]
+            raise
         metrics.api_requests.labels(self.connection, request.method, str(response.status_code)).inc()
         metrics.api_duration.labels(self.connection, request.method).observe(time.perf_counter() - started)
+        if breaker is not None:
+            if response.status_code >= 500:
+                breaker.failure(f"HTTP {response.status_code} {request.method} {request.url.path}")
+            else:
+                breaker.success()
+        self.limiters.observe(tickets, response)
         if response.status_code == 429:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             if retry_after:
@@ -160,6 +332,7 @@ def make_client(
     headers: Mapping[str, str] | None = None,
     timeout: float = 30.0,
     inner: httpx.AsyncBaseTransport | None = None,
+    breaker: CircuitBreaker | None = None,
 ) -> httpx.AsyncClient:
     """An :class:`httpx.AsyncClient` whose every request goes through ``InstrumentedTransport``."""
     return httpx.AsyncClient(
@@ -167,6 +340,6 @@ def make_client(
         auth=auth,
         headers=dict(headers or {}),
         timeout=timeout,
-        transport=InstrumentedTransport(connection, limiters, inner),
+        transport=InstrumentedTransport(connection, limiters, inner, breaker=breaker),
         follow_redirects=False,
     )

@@ -78,6 +78,8 @@ def apply_maps(order: Order, options: OrderOptions, flow: str, target_fields: Ma
                 update["account"] = options.shipping_account
         if line.kind == "discount" and options.discount_sku:
             update["sku"] = options.discount_sku
+        if line.kind == "fee" and options.fee_sku:
+            update["sku"] = options.fee_sku
         if options.cost_centre:
             update["cost_centre"] = options.cost_centre
         if options.cost_unit:

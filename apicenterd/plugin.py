@@ -266,6 +266,10 @@ class Connector:
     ``field_map``
         Per entity, canonical field path → the vendor field it is read from or written to
         (e.g. ``"sku": "Number"``), shown by ``apicenterd flows mapping``. Documentation only.
+    ``oauth_authorize_url`` / ``oauth_scopes``
+        For OAuth2 connectors: where ``apicenterd auth CONNECTION`` sends the operator to
+        authorise, and the scopes it asks for (the settings then need ``token_url``,
+        ``client_id`` and ``client_secret``).
     ``documents``
         The document types :meth:`create` accepts for ``Entity.ORDERS`` (``Order.document``):
         any of ``quote``, ``order``, ``invoice_draft``, ``invoice``. An order flow asking for
@@ -291,6 +295,8 @@ class Connector:
     rate_limits: ClassVar[tuple[RateLimit, ...]] = ()
     written_fields: ClassVar[Mapping[Entity, frozenset[str]]] = {}
     documents: ClassVar[frozenset[str]] = frozenset()
+    oauth_authorize_url: ClassVar[str | None] = None
+    oauth_scopes: ClassVar[tuple[str, ...]] = ()
     field_map: ClassVar[Mapping[Entity, Mapping[str, str]]] = {}
     flow_settings: ClassVar[Mapping[Entity, type[BaseModel]]] = {}
     default_port: ClassVar[int | None] = None

@@ -115,6 +115,9 @@ class EAccountingConnector(Connector):
     }
     documents: ClassVar[frozenset[str]] = frozenset(docs.DOCUMENT_PATHS)
     flow_settings = {Entity.ORDERS: docs.OrderSettings, Entity.INVOICES: docs.InvoiceSettings}
+    # [3rd, unverified] Visma Connect: README of shared/api-specs, section 1
+    oauth_authorize_url: ClassVar[str | None] = "https://identity.vismaonline.com/connect/authorize"
+    oauth_scopes: ClassVar[tuple[str, ...]] = ("ea:api", "ea:sales", "offline_access")
     default_port: ClassVar[int | None] = 8702
 
     settings: EAccountingSettings
