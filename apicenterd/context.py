@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from .circuit import CircuitBreaker
 from .http import RateLimiterSet, make_client
 from .observe.logs import get_logger
 from .plugin import RateLimit, TokenStore
@@ -35,7 +36,9 @@ class Context:
     """One connection's context: name, token store, logger, and rate-limited HTTP clients.
 
     Every client made from one context shares its rate limiters, so every flow that
-    uses the connection shares its budget.
+    uses the connection shares its budget, and its circuit breaker: ``breaker=True`` (the
+    default) makes one with the default thresholds, a :class:`CircuitBreaker` is used as
+    given, and ``None`` or ``False`` means none.
     """
 
     def __init__(
@@ -45,11 +48,15 @@ class Context:
         tokens: TokenStore | None = None,
         rate_limits: Sequence[RateLimit] = (),
         transport: httpx.AsyncBaseTransport | None = None,
+        breaker: CircuitBreaker | bool | None = True,
     ):
         self.name = name
         self.tokens = tokens if tokens is not None else MemoryTokenStore()
         self.log = get_logger(connection=name)
         self.limiters = RateLimiterSet(name, rate_limits)
+        if breaker is True:
+            breaker = CircuitBreaker(name, log=self.log)
+        self.breaker: CircuitBreaker | None = breaker or None
         self._transport = transport
 
     def http_client(
@@ -62,5 +69,12 @@ class Context:
     ) -> httpx.AsyncClient:
         """A client for this connection (see ConnectionContext.http_client)."""
         return make_client(
-            self.name, self.limiters, base_url=base_url, auth=auth, headers=headers, timeout=timeout, inner=self._transport
+            self.name,
+            self.limiters,
+            base_url=base_url,
+            auth=auth,
+            headers=headers,
+            timeout=timeout,
+            inner=self._transport,
+            breaker=self.breaker,
         )

@@ -61,6 +61,11 @@ class StateTokenStore:
         await self._store.save_tokens(self._connection, tokens)
 
 
+def dead_letter_backoff(attempts: int) -> float:
+    """Seconds before an unchanged failed record is tried again when re-read: 1 min, 4, 16, ... 6 h."""
+    return min(60.0 * 4 ** max(attempts - 1, 0), 6 * 3600.0)
+
+
 def record_hash(record: Record, fields: frozenset[str]) -> str:
     """A stable hash of ``fields`` of ``record`` (what decides whether a write is needed)."""
     data = record.model_dump(mode="json", include=set(fields))
@@ -293,6 +298,19 @@ class Engine:
             reason = change.error or "the source gave no record"
             rlog.warning("record failed in the source", reason=reason)
             return await settle("failed", reason=reason)
+        if not replay and not self.dry_run:
+            letter = await self.store.open_dead_letter(flow.name, change.source_id)
+            if (
+                letter is not None
+                and letter.payload == record.model_dump_json()
+                and time.time() < letter.last_failed_at + dead_letter_backoff(letter.attempts)
+            ):
+                # failed before exactly as it is now: try again only after a growing pause (what
+                # it lacked may have appeared meanwhile, e.g. the product for its stock)
+                rlog.debug("record unchanged since it failed", dead_letter=letter.id)
+                if change.cursor is not None:
+                    await self.store.set_cursor(flow.name, change.cursor)
+                return "unchanged"
 
         try:
             prepared = prepare(flow.entity, flow.options, record)
@@ -404,7 +422,7 @@ class Engine:
             seen.add(line.sku)
             if await self._with_retries(log, f"find product {line.sku}", target, target.find, Entity.PRODUCTS, line.sku):
                 continue
-            if options.missing_products == "create" and line.kind == "product":
+            if options.missing_products == "create":
                 product = target.normalize(Entity.PRODUCTS, missing_product(line, order))
                 fields = frozenset(target.written_fields.get(Entity.PRODUCTS) or type(product).model_fields)
                 pid = await self._write(log, target, "create", Entity.PRODUCTS, None, product, fields, None)

@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 import httpx
@@ -95,6 +95,15 @@ def json_body(response: httpx.Response, what: str, *, parse_float: Callable[[str
         ) from None
 
 
+class Ticket(NamedTuple):
+    """One bucket's slot for one request: which limit, its count after this call, when counted."""
+
+    limit: RateLimit
+    bucket: SlidingWindowLimiter
+    seq: int
+    stamp: float
+
+
 class RateLimiterSet:
     """The limiters of one connection: one per declared :class:`RateLimit` and key.
 
@@ -146,7 +155,7 @@ class RateLimiterSet:
             waited += wait
         return waited
 
-    async def admit(self, request: httpx.Request) -> tuple[float, list[tuple[RateLimit, SlidingWindowLimiter, int]]]:
+    async def admit(self, request: httpx.Request) -> tuple[float, list[Ticket]]:
         """Wait until every limit that applies to ``request`` allows it and count it there;
         the seconds waited, and tickets for :meth:`observe`."""
         waited = await self._wait_for_pause()
@@ -156,14 +165,13 @@ class RateLimiterSet:
         while len(buckets) > 1 and (wait := max(b.delay() for _, b in buckets)) > 0:
             await self._sleep(wait)
             waited += wait
-        tickets = []
+        tickets: list[Ticket] = []
         for i, (limit, bucket) in enumerate(buckets):
-            wait = await bucket.acquire()
+            wait, stamp = await bucket.acquire_slot()
             waited += wait
             if wait and i:  # the slots taken before this wait were taken too early
-                for _, earlier, _ in tickets:
-                    earlier.restamp()
-            tickets.append((limit, bucket, bucket.acquired))
+                tickets = [Ticket(t.limit, t.bucket, t.seq, t.bucket.restamp(t.stamp)) for t in tickets]
+            tickets.append(Ticket(limit, bucket, bucket.acquired, stamp))
         return waited, tickets
 
     async def acquire(self, request: httpx.Request) -> float:
@@ -171,9 +179,9 @@ class RateLimiterSet:
         waited, _ = await self.admit(request)
         return waited
 
-    def observe(self, tickets: Sequence[tuple[RateLimit, SlidingWindowLimiter, int]], response: httpx.Response) -> None:
+    def observe(self, tickets: Sequence[Ticket], response: httpx.Response) -> None:
         """Narrow the buckets of an answered request by what the vendor's rate-limit headers say."""
-        for limit, bucket, seq in tickets:
+        for limit, bucket, seq, _ in tickets:
             policy = limit.headers
             if policy is None:
                 continue

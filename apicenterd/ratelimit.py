@@ -116,6 +116,11 @@ class SlidingWindowLimiter:
 
     async def acquire(self) -> float:
         """Wait until a call is allowed, count it, and return the seconds waited."""
+        waited, _ = await self.acquire_slot()
+        return waited
+
+    async def acquire_slot(self) -> tuple[float, float]:
+        """Like :meth:`acquire`; also returns the time the call was counted at (for :meth:`restamp`)."""
         waited = 0.0
         async with self._lock:  # FIFO: callers go in the order they asked
             while True:
@@ -126,10 +131,21 @@ class SlidingWindowLimiter:
                 wait = math.nextafter(wait, math.inf) + 0.001
                 await self._sleep(wait)
                 waited += wait
-            self._sent.append(self._clock())
-            self.acquired += 1
             now = self._clock()
+            self._sent.append(now)
+            self.acquired += 1
             self._budgets = [b for b in self._budgets if b[1] > now]
             for budget in self._budgets:
                 budget[0] -= 1
-        return waited
+        return waited, now
+
+    def restamp(self, stamp: float) -> float:
+        """Count the call counted at ``stamp`` as made now instead (it was held up elsewhere);
+        the new stamp."""
+        try:
+            self._sent.remove(stamp)
+        except ValueError:
+            pass  # already out of the window: counting it again now is only stricter
+        now = self._clock()
+        self._sent.append(now)
+        return now

@@ -108,3 +108,35 @@ async def test_source_record_error_is_failed_and_the_run_goes_on(tmp_path, regis
     finally:
         MemorySource.read = original
     assert result.counts["failed"] == 1 and result.counts["created"] == 1
+
+
+async def test_a_failed_record_read_again_unchanged_costs_nothing_and_alerts_nothing(tmp_path, registry, memory):
+    memory.put(product("B"), "1")  # the last record: the inclusive cursor reads it again every run
+    memory.fail_create.add("B")
+    resolved = make_config(tmp_path, registry)
+    await with_engine(resolved, tmp_path, lambda e, s: e.run_flow("products"))
+    memory.calls.clear()
+
+    async def again(engine, store):
+        result = await engine.run_flow("products")
+        return result, engine.failures, await store.dead_letters()
+
+    result, failures, letters = await with_engine(resolved, tmp_path, again)
+    assert result.counts["unchanged"] == 1 and failures == [] and memory.calls == []
+    assert letters[0].attempts == 1
+
+
+async def test_an_unchanged_failed_record_is_tried_again_after_its_backoff(tmp_path, registry, memory, monkeypatch):
+    import time as real_time
+
+    from apicenterd import engine as engine_module
+
+    memory.put(product("B"), "1")
+    memory.fail_create.add("B")
+    resolved = make_config(tmp_path, registry)
+    await with_engine(resolved, tmp_path, lambda e, s: e.run_flow("products"))
+    memory.fail_create.clear()  # what it lacked is there now
+    later = real_time.time() + engine_module.dead_letter_backoff(1) + 1
+    monkeypatch.setattr(engine_module.time, "time", lambda: later)
+    result = await with_engine(resolved, tmp_path, lambda e, s: e.run_flow("products"))
+    assert result.counts["created"] == 1

@@ -19,6 +19,7 @@ APICENTERD_ALL = [
     "ConnectionContext",
     "TokenStore",
     "RateLimit",
+    "RateLimitHeaders",
     "Change",
     "Found",
     "OAuth2RefreshAuth",
@@ -31,6 +32,7 @@ APICENTERD_ALL = [
     "ConnectorError",
     "RetryableError",
     "RateLimited",
+    "CircuitOpen",
     "AuthError",
     "FatalError",
     "RecordError",
@@ -81,6 +83,7 @@ def test_version_matches_distribution():
 
 def test_errors_exported_are_the_hierarchy():
     assert issubclass(apicenterd.RateLimited, apicenterd.RetryableError)
+    assert issubclass(apicenterd.CircuitOpen, apicenterd.RetryableError)
     for name in ("RetryableError", "AuthError", "FatalError", "RecordError"):
         assert issubclass(getattr(apicenterd, name), apicenterd.ConnectorError)
     for name in ("ConfigError", "PluginError", "ConnectorError"):

@@ -109,6 +109,9 @@ class StateStore(Protocol):
     ) -> Sequence[DeadLetter]:
         """Dead letters matching every condition."""
 
+    async def open_dead_letter(self, flow: str, source_id: str) -> DeadLetter | None:
+        """The open dead letter of one source record."""
+
     async def set_dead_letter_status(self, ids: Sequence[int], status: str) -> int:
         """Change dead letters' status."""
 

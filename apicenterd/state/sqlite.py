@@ -274,6 +274,17 @@ class SQLiteStore:
         rows = await self._run(lambda db: db.execute(sql, (*args, limit)).fetchall())
         return [DeadLetter(*r) for r in rows]
 
+    async def open_dead_letter(self, flow: str, source_id: str) -> DeadLetter | None:
+        """The open dead letter of one source record, if it has one."""
+        rows = await self._run(
+            lambda db: db.execute(
+                "SELECT id, flow, entity, source_id, key, payload, error, attempts, first_failed_at, last_failed_at, status "
+                "FROM dead_letters WHERE flow=? AND source_id=? AND status='open'",
+                (flow, source_id),
+            ).fetchall()
+        )
+        return DeadLetter(*rows[0]) if rows else None
+
     async def set_dead_letter_status(self, ids: Sequence[int], status: str) -> int:
         """Mark dead letters ``discarded`` (or ``open`` / ``resolved``); how many changed."""
         if not ids:
