@@ -108,8 +108,9 @@ def _lookup_strict(table: Mapping[str, str], key: str, what: str, where: str) ->
 
 
 def missing_product(line: OrderLine, order: Order) -> Product:
-    """Step 5 (missing_products = create): the product to create for a line's unknown SKU."""
-    price = line.unit_price
+    """Step 5 (missing_products = create): the product to create for a line's unknown SKU.
+    Shipping, discount and fee articles get price 0: each order line carries its own amount."""
+    price = line.unit_price if line.kind == "product" else Decimal(0)
     return Product(
         sku=line.sku or "",
         name=line.name or line.sku or "",

@@ -130,4 +130,6 @@ def test_demo_moves_products_and_stock(tmp_path):
     stock = [e for e in finished if e["flow"] == "stock_to_eaccounting"]
     assert products and products[0]["created"] > 0
     assert stock and stock[0]["updated"] > 0 and stock[0]["failed"] == 0
+    orders = [e for e in finished if e["flow"] == "orders_to_eaccounting"]
+    assert orders and orders[0]["created"] > 0 and orders[0]["failed"] == 0
     assert "metrics at http://127.0.0.1:9464/metrics" in proc.stderr.decode()
