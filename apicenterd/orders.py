@@ -115,7 +115,10 @@ def missing_product(line: OrderLine, order: Order) -> Product:
         sku=line.sku or "",
         name=line.name or line.sku or "",
         currency=order.currency,
-        tax_rate=line.tax_rate,
+        # an order-level discount line often has no rate of its own: take the order's highest
+        tax_rate=line.tax_rate if line.tax_rate is not None else max(
+            (other.tax_rate for other in order.lines if other.tax_rate is not None), default=None
+        ),
         price_incl_tax=price if line.prices_include_tax else None,
         price_excl_tax=None if line.prices_include_tax else price,
     )
