@@ -202,7 +202,7 @@ class RateLimiterSet:
             if reset_in is None:
                 bucket.vendor_remaining(remaining_calls, sent_since)
             else:
-                bucket.vendor_budget(remaining_calls, bucket.now() + reset_in, sent_since)
+                bucket.vendor_budget(remaining_calls, bucket.now() + reset_in, sent_since, seq=seq)
 
     def _reset_in(self, limit: RateLimit, headers: httpx.Headers) -> float | None:
         """Seconds until the window of ``limit`` resets by the response's headers; at most one period."""

@@ -45,7 +45,7 @@ class SlidingWindowLimiter:
         self._sent: collections.deque[float] = collections.deque()
         self._lock = anyio.Lock()
         self._paused_until = 0.0
-        self._budgets: list[list[float]] = []  # [calls left, until]: the vendor's word on a window
+        self._budgets: list[list[float]] = []  # [calls left, until, seq]: the vendor's word on a window
 
     def pause_until(self, deadline: float) -> None:
         """Let no call through before the time ``deadline`` on this limiter's clock."""
@@ -63,17 +63,29 @@ class SlidingWindowLimiter:
         """Use the vendor's reported limit when it is lower than the declared one (never higher)."""
         self.requests = max(1, min(self.declared, int(requests)))
 
-    def vendor_budget(self, remaining: int, until: float, sent_since: int = 0) -> None:
-        """The vendor says ``remaining`` calls are left until ``until`` (this clock); ``sent_since``
-        calls went out after the one it answered, and are taken off (they may not be counted yet)."""
+    def vendor_budget(self, remaining: int, until: float, sent_since: int = 0, *, seq: int | None = None) -> None:
+        """The vendor says ``remaining`` calls are left until ``until`` (this clock), in its answer to
+        call number ``seq`` (default: the latest); ``sent_since`` calls went out after that one and
+        are taken off. For one window the answer to the latest call wins, so answers that come
+        back out of order neither loosen nor (by always keeping the lowest) needlessly tighten it."""
         now = self._clock()
-        left = remaining - sent_since
         if until <= now:
             return
-        self._budgets = [b for b in self._budgets if b[1] > now and not (b[1] <= until and b[0] >= left)]
-        if any(b[1] >= until and b[0] <= left for b in self._budgets):
-            return  # what we know already is as strict
-        self._budgets.append([left, until])
+        seq = self.acquired if seq is None else seq
+        left = remaining - sent_since
+        tolerance = min(1.0, 0.05 * self.period)  # one window, told in rounded or jittery times
+        self._budgets = [b for b in self._budgets if b[1] > now]
+        for budget in self._budgets:
+            if abs(budget[1] - until) <= tolerance:
+                if seq > budget[2]:
+                    budget[0], budget[1], budget[2] = left, max(budget[1], until), seq
+                break
+        else:
+            self._budgets.append([left, until, seq])
+        # a window ending sooner with at least as many calls left adds nothing
+        self._budgets = [
+            b for b in self._budgets if not any(o is not b and o[1] >= b[1] and o[0] <= b[0] for o in self._budgets)
+        ]
 
     def vendor_remaining(self, remaining: int, sent_since: int = 0) -> None:
         """The vendor says ``remaining`` calls are left and not when its window resets: if that is
@@ -90,7 +102,7 @@ class SlidingWindowLimiter:
             return 0
         free = self.requests - len(self._live())
         now = self._clock()
-        for left, until in self._budgets:
+        for left, until, _ in self._budgets:
             if until > now:
                 free = min(free, int(left))
         return max(0, free)
@@ -109,7 +121,7 @@ class SlidingWindowLimiter:
         if len(sent) >= self.requests:
             # the call that must leave the window before one more fits
             wait = max(wait, sent[len(sent) - self.requests] + self.period + self.margin - now)
-        for left, until in self._budgets:
+        for left, until, _ in self._budgets:
             if left <= 0 and until > now:
                 wait = max(wait, until - now)
         return wait

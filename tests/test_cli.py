@@ -100,7 +100,7 @@ def test_check_demo_config_passes(capsys, monkeypatch):
     cli._demo_credentials(root / "etc" / "demo.toml", registry)
     code, out, err = run_cli(capsys, "check", "--config", str(root / "etc" / "demo.toml"))
     assert code == 0, err
-    assert "2 flows" in out
+    assert "3 flows" in out
 
 
 def test_example_config_passes_check_with_credentials(capsys, monkeypatch, tmp_path):
@@ -123,7 +123,7 @@ def test_flows_run_unknown_flow(capsys):
     cli._demo_credentials(root / "etc" / "demo.toml", cli._registry())
     code, _, err = run_cli(capsys, "flows", "run", "nope", "--config", str(root / "etc" / "demo.toml"))
     assert code == 2
-    assert "no flow named 'nope' (defined: products_to_eaccounting, stock_to_eaccounting)" in err
+    assert "no flow named 'nope' (defined: orders_to_eaccounting, products_to_eaccounting, stock_to_eaccounting)" in err
 
 
 def test_simulate_unknown_connector(capsys):
