@@ -43,6 +43,7 @@ class MemoryStore:
     target_orders: ClassVar[dict[str, Order]] = {}
     crash_on_order: ClassVar[set[str]] = set()
     target_invoices: ClassVar[dict[str, Any]] = {}
+    shipments: ClassVar[dict[str, Any]] = {}
     source_customers: ClassVar[dict[str, Customer]] = {}
     _next_id: ClassVar[int] = 0
 
@@ -52,7 +53,7 @@ class MemoryStore:
         cls.source, cls.stock, cls.cursors, cls.target, cls.calls = {}, {}, {}, {}, []
         cls.fail_create, cls.flaky, cls.read_error_after, cls._next_id = set(), {}, None, 0
         cls.orders, cls.customers, cls.target_orders, cls.crash_on_order = {}, {}, {}, set()
-        cls.target_invoices, cls.source_customers = {}, {}
+        cls.target_invoices, cls.source_customers, cls.shipments = {}, {}, {}
 
     @classmethod
     def put(cls, product: Product, at: str) -> None:
@@ -76,9 +77,13 @@ class MemorySource(Connector):
     name = "memsource"
     title = "Memory source"
     Settings = SourceSettings
-    reads = frozenset({Entity.PRODUCTS, Entity.STOCK, Entity.ORDERS, Entity.CUSTOMERS})
+    reads = frozenset({Entity.PRODUCTS, Entity.STOCK, Entity.ORDERS, Entity.CUSTOMERS, Entity.SHIPMENTS})
 
     async def read(self, entity, since):
+        if entity is Entity.SHIPMENTS:
+            for key, shipment in sorted(MemoryStore.shipments.items()):
+                yield Change(key, shipment, key)
+            return
         if entity is Entity.CUSTOMERS:
             for email, customer in sorted(MemoryStore.source_customers.items()):
                 yield Change(email, customer, email)

@@ -204,7 +204,7 @@ def test_source_cannot_read_entity(reg):
     raw = base(entity="journal")
     problems = resolve_problems(raw, reg)
     assert (
-        'flows.f.entity: connector "memsource" (connection "src") cannot read journal (it reads: customers, orders, products, stock)'
+        'flows.f.entity: connector "memsource" (connection "src") cannot read journal (it reads: customers, orders, products, shipments, stock)'
         in problems
     )
     assert (
