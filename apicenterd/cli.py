@@ -82,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_positive_int, default=50)
     p.add_argument("--json", action="store_true", help="print JSON")
 
+    state = sub.add_parser("state", help="the state store: retention purge")
+    ssub = state.add_subparsers(dest="state_command", metavar="ACTION")
+    p = ssub.add_parser("purge", help="delete audit entries and dead letters past their retention now")
+    _config_arg(p)
+
     p = sub.add_parser("auth", help="(re-)authorise an OAuth2 connection and store its tokens")
     p.add_argument("connection", help="the connection's name in the config")
     _config_arg(p)
@@ -541,6 +546,18 @@ def cmd_auth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_state(args: argparse.Namespace) -> int:
+    """State store maintenance."""
+    from .daemon import purge
+
+    if args.state_command != "purge":
+        raise Usage("state: say purge")
+    resolved = _load(args.config, _registry())
+    audit, letters = anyio.run(_with_store, resolved, lambda s: purge(s, resolved.config.state))
+    print(f"purged {audit} audit entries and {letters} dead letters past their retention")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM."""
     from .daemon import Daemon
@@ -650,6 +667,7 @@ COMMANDS = {
     "demo": cmd_demo,
     "dlq": cmd_dlq,
     "auth": cmd_auth,
+    "state": cmd_state,
 }
 
 

@@ -75,6 +75,9 @@ class StateConfig(BaseModel):
     backend: Literal["sqlite"] = "sqlite"
     path: Path = Path("apicenterd.db")
     audit_retention_days: int = Field(default=90, ge=1)
+    """Days the per-record audit trail (which holds record keys such as e-mail addresses) is kept."""
+    dead_letter_retention_days: int = Field(default=30, ge=1)
+    """Days a dead letter (which holds the whole record, personal data included) is kept."""
 
 
 class ConnectionConfig(BaseModel):

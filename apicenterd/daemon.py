@@ -17,7 +17,17 @@ from .observe.alerts import Alerter
 from .registry import Registry
 from .state import SQLiteStore
 
-__all__ = ["Daemon"]
+__all__ = ["Daemon", "purge"]
+
+DAY = 86400.0
+
+
+async def purge(store, state_config, now: float | None = None) -> tuple[int, int]:
+    """Delete what is past its retention; (audit entries, dead letters) deleted."""
+    now = time.time() if now is None else now
+    audit = await store.purge_audit(now - state_config.audit_retention_days * DAY)
+    letters = await store.purge_dead_letters(now - state_config.dead_letter_retention_days * DAY)
+    return audit, letters
 
 
 class Daemon:
@@ -52,6 +62,7 @@ class Daemon:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._signals)
                 tg.start_soon(self._watchdog)
+                tg.start_soon(self._purge, store)
                 while True:
                     self.alerter.config = self.resolved.config.alerts
                     engine = self.engine = Engine(self.resolved, store, alerter=self.alerter)
@@ -102,6 +113,17 @@ class Daemon:
         self._pending = new
         if self.engine is not None:
             self.engine.stop()
+
+    async def _purge(self, store) -> None:
+        """Hourly: delete audit entries and dead letters past their retention (personal data)."""
+        while True:
+            try:
+                audit, letters = await purge(store, self.resolved.config.state)
+                if audit or letters:
+                    self.log.info("retention purge", audit_entries=audit, dead_letters=letters)
+            except Exception as exc:  # a purge problem must not stop the flows
+                self.log.error("retention purge failed", error=f"{type(exc).__name__}: {exc}")
+            await anyio.sleep(3600)
 
     async def _watchdog(self) -> None:
         interval = systemd.watchdog_interval()

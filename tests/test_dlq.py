@@ -140,3 +140,25 @@ async def test_an_unchanged_failed_record_is_tried_again_after_its_backoff(tmp_p
     monkeypatch.setattr(engine_module.time, "time", lambda: later)
     result = await with_engine(resolved, tmp_path, lambda e, s: e.run_flow("products"))
     assert result.counts["created"] == 1
+
+
+async def test_retention_purge_deletes_old_audit_and_dead_letters(tmp_path, registry, memory):
+    import time
+
+    from apicenterd.daemon import DAY, purge
+
+    memory.put(product("B"), "1")
+    memory.fail_create.add("B")
+    resolved = make_config(tmp_path, registry)
+    await with_engine(resolved, tmp_path, lambda e, s: e.run_flow("products"))
+
+    async def go(engine, store):
+        kept = await purge(store, resolved.config.state)
+        later = time.time() + 31 * DAY  # past the dead letters' 30 days, within the audit's 90
+        middle = await purge(store, resolved.config.state, now=later)
+        end = await purge(store, resolved.config.state, now=time.time() + 91 * DAY)
+        return kept, middle, end, await store.dead_letters(status=None), await store.audit()
+
+    kept, middle, end, letters, audit = await with_engine(resolved, tmp_path, go)
+    assert kept == (0, 0) and middle == (0, 1) and end[0] >= 1
+    assert letters == [] and audit == []
