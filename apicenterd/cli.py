@@ -261,7 +261,7 @@ def cmd_flows_run(args: argparse.Namespace) -> int:
     resolved = _load(args.config, _registry())
     if args.name not in resolved.flows:
         raise Usage(f"no flow named {args.name!r} (defined: {', '.join(sorted(resolved.flows)) or 'none'})")
-    logs.configure(resolved.config.daemon.log_level, stream=sys.stderr)
+    logs.configure(resolved.config.daemon.log_level, stream="stderr")
 
     engine_box: list[Engine] = []
 
@@ -444,7 +444,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
         print(json.dumps({**d.__dict__, "payload": json.loads(d.payload)}, indent=2, default=str))
         return 0
 
-    logs.configure(resolved.config.daemon.log_level, stream=sys.stderr)
+    logs.configure(resolved.config.daemon.log_level, stream="stderr")
 
     async def act(store):
         letters = await _selected_letters(args, store)

@@ -166,17 +166,22 @@ class RateLimiterSet:
             await self._sleep(wait)
             waited += wait
         tickets: list[Ticket] = []
-        for i, (limit, bucket) in enumerate(buckets):
-            wait, stamp = await bucket.acquire_slot()
-            waited += wait
-            if wait and i:  # the slots taken before this wait were taken too early
-                tickets = [Ticket(t.limit, t.bucket, t.seq, t.bucket.restamp(t.stamp)) for t in tickets]
-            tickets.append(Ticket(limit, bucket, bucket.acquired, stamp))
+        try:
+            for i, (limit, bucket) in enumerate(buckets):
+                wait, stamp, seq = await bucket.acquire_slot()
+                waited += wait
+                if wait and i:  # the slots taken before this wait were taken too early
+                    tickets = [Ticket(t.limit, t.bucket, t.seq, t.bucket.restamp(t.stamp)) for t in tickets]
+                tickets.append(Ticket(limit, bucket, seq, stamp))
+        except BaseException:  # cancelled while waiting: the slots taken stay used, nothing is in flight
+            self.done(tickets)
+            raise
         return waited, tickets
 
     async def acquire(self, request: httpx.Request) -> float:
         """Wait until every limit that applies to ``request`` allows it; the seconds waited."""
-        waited, _ = await self.admit(request)
+        waited, tickets = await self.admit(request)
+        self.done(tickets)  # no answer will be observed for this one
         return waited
 
     def observe(self, tickets: Sequence[Ticket], response: httpx.Response) -> None:
@@ -200,9 +205,14 @@ class RateLimiterSet:
             sent_since = bucket.acquired - seq  # calls this bucket let go after this one
             reset_in = self._reset_in(limit, headers)
             if reset_in is None:
-                bucket.vendor_remaining(remaining_calls, sent_since)
+                bucket.vendor_remaining(remaining_calls, sent_since, seq=seq)
             else:
                 bucket.vendor_budget(remaining_calls, bucket.now() + reset_in, sent_since, seq=seq)
+
+    def done(self, tickets: Sequence[Ticket]) -> None:
+        """The requests of ``tickets`` are answered or failed: no longer in flight."""
+        for ticket in tickets:
+            ticket.bucket.answered(ticket.seq)
 
     def _reset_in(self, limit: RateLimit, headers: httpx.Headers) -> float | None:
         """Seconds until the window of ``limit`` resets by the response's headers; at most one period."""
@@ -295,6 +305,13 @@ class InstrumentedTransport(httpx.AsyncBaseTransport):
         waited, tickets = await self.limiters.admit(request)
         if waited:
             metrics.rate_limit_wait.labels(self.connection).inc(waited)
+        try:
+            return await self._send(request, tickets)
+        finally:
+            self.limiters.done(tickets)
+
+    async def _send(self, request: httpx.Request, tickets: list[Ticket]) -> httpx.Response:
+        breaker = self.breaker
         probe = breaker.admit() if breaker is not None else False
         started = time.perf_counter()
         try:

@@ -46,6 +46,7 @@ class SlidingWindowLimiter:
         self._lock = anyio.Lock()
         self._paused_until = 0.0
         self._budgets: list[list[float]] = []  # [calls left, until, seq]: the vendor's word on a window
+        self._in_flight: set[int] = set()  # seqs of calls counted here whose answer is not in yet
 
     def pause_until(self, deadline: float) -> None:
         """Let no call through before the time ``deadline`` on this limiter's clock."""
@@ -72,7 +73,8 @@ class SlidingWindowLimiter:
         if until <= now:
             return
         seq = self.acquired if seq is None else seq
-        left = remaining - sent_since
+        # calls sent before this one and not answered yet may not be in the vendor's count
+        left = remaining - sent_since - self._earlier_in_flight(seq)
         tolerance = min(1.0, 0.05 * self.period)  # one window, told in rounded or jittery times
         self._budgets = [b for b in self._budgets if b[1] > now]
         for budget in self._budgets:
@@ -87,14 +89,22 @@ class SlidingWindowLimiter:
             b for b in self._budgets if not any(o is not b and o[1] >= b[1] and o[0] <= b[0] for o in self._budgets)
         ]
 
-    def vendor_remaining(self, remaining: int, sent_since: int = 0) -> None:
+    def vendor_remaining(self, remaining: int, sent_since: int = 0, *, seq: int | None = None) -> None:
         """The vendor says ``remaining`` calls are left and not when its window resets: if that is
         fewer than this log has free, count the difference as calls made just now (by someone else)."""
         free = self.requests - len(self._live())
-        extra = free - (remaining - sent_since)
+        seq = self.acquired if seq is None else seq
+        extra = free - (remaining - sent_since - self._earlier_in_flight(seq))
         if extra > 0:
             now = self._clock()
             self._sent.extend([now] * extra)
+
+    def answered(self, seq: int) -> None:
+        """Call number ``seq`` got its answer (or failed): it is no longer in flight."""
+        self._in_flight.discard(seq)
+
+    def _earlier_in_flight(self, seq: int) -> int:
+        return sum(1 for other in self._in_flight if other < seq)
 
     def remaining(self) -> int:
         """Calls that may go now without waiting, as far as this limiter knows."""
@@ -128,11 +138,13 @@ class SlidingWindowLimiter:
 
     async def acquire(self) -> float:
         """Wait until a call is allowed, count it, and return the seconds waited."""
-        waited, _ = await self.acquire_slot()
+        waited, _, seq = await self.acquire_slot()
+        self.answered(seq)  # nobody will report this call's answer
         return waited
 
-    async def acquire_slot(self) -> tuple[float, float]:
-        """Like :meth:`acquire`; also returns the time the call was counted at (for :meth:`restamp`)."""
+    async def acquire_slot(self) -> tuple[float, float, int]:
+        """Like :meth:`acquire`, for a call whose answer will be reported (:meth:`answered`):
+        the seconds waited, the time it was counted at (for :meth:`restamp`) and its number."""
         waited = 0.0
         async with self._lock:  # FIFO: callers go in the order they asked
             while True:
@@ -149,7 +161,8 @@ class SlidingWindowLimiter:
             self._budgets = [b for b in self._budgets if b[1] > now]
             for budget in self._budgets:
                 budget[0] -= 1
-        return waited, now
+            seq = self.acquired
+        return waited, now, seq
 
     def restamp(self, stamp: float) -> float:
         """Count the call counted at ``stamp`` as made now instead (it was held up elsewhere);

@@ -51,8 +51,25 @@ redactor = Redactor()
 """The process-wide redactor; config loading registers every resolved secret here."""
 
 
+class _Late:
+    """A file-like that writes to ``sys.<name>`` as it is at the time of writing (so a replaced
+    stdout/stderr — a test's capture, a daemon's redirect — is followed, never a closed one)."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def write(self, text: str) -> int:
+        return getattr(sys, self._name).write(text)
+
+    def flush(self) -> None:
+        getattr(sys, self._name).flush()
+
+
 def configure(level: str = "info", stream: Any = None) -> None:
-    """Send JSON lines to ``stream`` (stdout) at ``level``, redacting secrets last of all."""
+    """Send JSON lines to ``stream`` (default ``"stdout"``; ``"stderr"``; or a file) at ``level``,
+    redacting secrets last of all."""
+    if stream is None or isinstance(stream, str):
+        stream = _Late(stream or "stdout")
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         raise ValueError(f"unknown log level {level!r} (use debug, info, warning, error)")
@@ -66,7 +83,7 @@ def configure(level: str = "info", stream: Any = None) -> None:
             structlog.processors.JSONRenderer(sort_keys=False, default=str),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
 
