@@ -134,6 +134,7 @@ class Simulator:
         self.requests: list[tuple[str, str]] = []
         self._faults: list[tuple[str | None, int, Any]] = []
         self.articles: dict[str, dict[str, Any]] = {}
+        self._article_numbers: dict[str, str] = {}  # lower-case Number → Id, for look-ups at scale
         self.customers: dict[str, dict[str, Any]] = {}
         self.codings = self._seed_codings()
         self.units = self._seed_units()
@@ -288,8 +289,9 @@ class Simulator:
         self._faults.extend([(path_prefix, status, body)] * times)
 
     def article_by_number(self, number: str) -> dict[str, Any] | None:
-        """The stored article with ``number``, as the API would show it."""
-        return next((a for a in self.articles.values() if a["Number"] == number), None)
+        """The stored article with ``number`` (as eAccounting compares: case-insensitive), as the API shows it."""
+        article_id = self._article_numbers.get(number.lower())
+        return self.articles.get(article_id) if article_id is not None else None
 
     def by_reference(self, store: dict[str, dict[str, Any]], reference: str) -> list[dict[str, Any]]:
         """The documents in ``store`` (``sim.orders``, ``sim.invoice_drafts``, ``sim.invoices``) with this YourReference."""
@@ -343,6 +345,9 @@ class Simulator:
         )
         if previous and Decimal(previous.get("StockBalance") or 0) != balance:
             article["StockBalanceManuallyChangedUtc"] = article["ChangedUtc"]
+        if previous.get("Number") and previous["Number"].lower() != article["Number"].lower():
+            self._article_numbers.pop(previous["Number"].lower(), None)
+        self._article_numbers[article["Number"].lower()] = article_id
         self.articles[article_id] = article
         return article
 
@@ -450,7 +455,8 @@ class Simulator:
         if page < 1 or size < 1:
             raise VendorError(400, 2000, "$page and $pagesize must be 1 or more")
         if rules is not None and query.get("$filter"):
-            items = [i for i in items if compile_filter(query["$filter"], rules)(i)]
+            predicate = compile_filter(query["$filter"], rules)  # once per request, not per item
+            items = [i for i in items if predicate(i)]
         if query.get("$orderby"):
             field, _, direction = query["$orderby"].strip().partition(" ")
             if rules is None or field not in rules or direction.lower() not in ("", "asc", "desc"):
@@ -474,6 +480,11 @@ class Simulator:
 
     def _unique(self, store: dict[str, dict[str, Any]], prop: str, value: Any, own_id: str | None, what: str) -> None:
         if value is None:
+            return
+        if store is self.articles and prop == "Number":  # the one check on every create: indexed
+            found = self.article_by_number(str(value))
+            if found is not None and found["Id"] != own_id:
+                raise VendorError(400, 4000, f"Conflict - {what} with {prop} '{value}' already exists.")
             return
         for item_id, item in store.items():
             if item_id != own_id and str(item.get(prop) or "").lower() == str(value).lower():
@@ -500,6 +511,8 @@ class Simulator:
 
 # -- routes ------------------------------------------------------------------------------
 
+
+_NUMBER_EQ = re.compile(r"Number eq '((?:[^']|'')*)'")
 
 def _api(handler):
     async def endpoint(request: Request) -> Response:
@@ -535,6 +548,10 @@ async def articles(sim: Simulator, request: Request) -> Response:
     """GET (a page of) or POST articles."""
     if request.method == "POST":
         return _JSON(sim.write_article(await _body(request)))
+    match = _NUMBER_EQ.fullmatch(request.query_params.get("$filter", "").strip())
+    if match:  # the connector's look-up by SKU: answered from the index, same result as the scan
+        found = sim.article_by_number(match.group(1).replace("''", "'"))
+        return sim.page(request, [found] if found else [], ARTICLE_RULES)
     return sim.page(request, list(sim.articles.values()), ARTICLE_RULES)
 
 
