@@ -37,7 +37,7 @@ from .orders import apply_maps, missing_product, order_to_invoice
 from .observe import metrics
 from .observe.alerts import Alerter
 from .observe.logs import get_logger
-from .plugin import Change, Connector
+from .plugin import Change, Connector, Found
 from .state import AuditEntry, DeadLetter, Link, StateStore
 
 __all__ = ["Engine", "RunResult", "StateTokenStore", "record_hash"]
@@ -115,6 +115,10 @@ class RunResult:
         }
 
 
+_UNKNOWN = object()
+"""Not prefetched: ask the target."""
+
+
 class _Stop(Exception):
     """Internal: the engine was asked to stop between records."""
 
@@ -134,6 +138,7 @@ class Engine:
         retry_base_delay: float = 0.5,
         sleep: Callable[[float], Any] = anyio.sleep,
         alerter: Alerter | None = None,
+        batch_size: int = 100,
     ):
         self.resolved = resolved
         self.store = store
@@ -144,6 +149,8 @@ class Engine:
         self._rate_limits = rate_limits
         self.dry_run = dry_run
         self.plans: list[Plan] = []
+        self.batch_size = batch_size
+        self._prefetched: dict[tuple[str, str], Found | None] = {}
         self.failures: list[tuple[str, str, str, str]] = []
         """(flow, source id, key, reason) of every record that failed, for alerts."""
         self.alerter = alerter or Alerter(resolved.config.alerts)
@@ -211,20 +218,35 @@ class Engine:
                 # again from the last settled cursor; what was done already costs no call.
                 iterator = source.read(flow.read_entity or flow.entity, cursor).__aiter__()
                 try:
-                    while True:
+                    exhausted = False
+                    while not exhausted:
                         if self.stopping.is_set():
                             raise _Stop
-                        try:
-                            change = await iterator.__anext__()
-                        except StopAsyncIteration:
-                            break
-                        action = await self._process(flow, run_id, source, target, change, log)
-                        if change.cursor != cursor:  # progress: a later failure starts a fresh count
-                            read_failures = 0
-                        cursor = change.cursor
-                        counts[action] += 1
-                        if not self.dry_run:
-                            metrics.records.labels(flow.name, str(flow.entity), action).inc()
+                        batch: list[Change] = []
+                        read_error: RetryableError | None = None
+                        while len(batch) < self.batch_size:
+                            try:
+                                batch.append(await iterator.__anext__())
+                            except StopAsyncIteration:
+                                exhausted = True
+                                break
+                            except RetryableError as exc:  # settle what was read, then deal with it
+                                read_error = exc
+                                break
+                        await self._prefetch(flow, target, batch, log)
+                        for change in batch:
+                            if self.stopping.is_set():
+                                raise _Stop
+                            action = await self._process(flow, run_id, source, target, change, log)
+                            if change.cursor != cursor:  # progress: a later failure starts a fresh count
+                                read_failures = 0
+                            cursor = change.cursor
+                            counts[action] += 1
+                            if not self.dry_run:
+                                metrics.records.labels(flow.name, str(flow.entity), action).inc()
+                        if read_error is not None:
+                            raise read_error
+                    self._prefetched.clear()
                     break
                 except RetryableError as exc:
                     if getattr(exc, "_apicenterd_from_write", False):
@@ -350,7 +372,9 @@ class Engine:
                 await self._write(rlog, target, "update", flow.entity, target_id, prepared, update_fields, None)
                 rlog.info("record updated", target_id=target_id, fields=sorted(update_fields))
                 return await settle("updated", target_id=target_id, link=new_link(target_id))
-            found = await self._with_retries(rlog, f"find {key}", target, target.find, flow.entity, key)
+            found = self._prefetched.get((flow.name, key), _UNKNOWN)
+            if found is _UNKNOWN:
+                found = await self._with_retries(rlog, f"find {key}", target, target.find, flow.entity, key)
             if found is not None:
                 changed = differing_fields(prepared, found.record, update_fields)
                 if not changed:
@@ -362,11 +386,30 @@ class Engine:
                 rlog.info("record updated", target_id=found.id, fields=sorted(changed))
                 return await settle("updated", target_id=found.id, reason="found in target by key", link=new_link(found.id))
             target_id = await self._write(rlog, target, "create", flow.entity, None, prepared, fields, None)
+            if (flow.name, key) in self._prefetched:  # a second source record with this key finds it
+                self._prefetched[(flow.name, key)] = Found(target_id, None)
             rlog.info("record created", target_id=target_id)
             return await settle("created", target_id=target_id, link=new_link(target_id))
         except RecordError as exc:
             rlog.warning("record failed", reason=str(exc))
             return await settle("failed", reason=str(exc))
+
+    async def _prefetch(self, flow: Flow, target: Connector, batch: Sequence[Change], log: Any) -> None:
+        """Look up, in one ``find_many``, the batch's records that were never linked (first runs)."""
+        self._prefetched.clear()
+        if type(target).find_many is Connector.find_many or flow.entity in (Entity.ORDERS, Entity.INVOICES):
+            return
+        keys = []
+        for change in batch:
+            if change.record is None:
+                continue
+            if await self.store.get_link(flow.source, str(flow.entity), change.source_id, flow.target) is None:
+                keys.append(change.record.key())
+        if len(keys) < 2:
+            return
+        keys = list(dict.fromkeys(keys))
+        found = await self._with_retries(log, f"find {len(keys)} {flow.entity}", target, target.find_many, flow.entity, keys)
+        self._prefetched.update({(flow.name, key): found.get(key) for key in keys})
 
     async def _write(
         self,

@@ -20,7 +20,7 @@ A connector plugin is a distribution with an entry point in the group
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import pluggy
@@ -322,6 +322,12 @@ class Connector:
     async def find(self, entity: Entity, key: str) -> Found | None:
         """Look a record up by its natural key (``Record.key()``); None if it does not exist."""
         raise RecordError(f"connector {self.name!r} cannot look up {entity}")
+
+    async def find_many(self, entity: Entity, keys: Sequence[str]) -> Mapping[str, Found]:
+        """Optional: look many keys up in few calls (a batch endpoint, an ``or`` filter); return the
+        found ones by key, leaving out the missing. When a connector implements it, the daemon asks
+        it once per batch of records instead of calling :meth:`find` for each."""
+        raise NotImplementedError
 
     async def create(self, entity: Entity, record: Record) -> str:
         """Create ``record`` and return its id in this system, once the system confirmed it."""

@@ -169,3 +169,28 @@ async def test_stock_flow_available_on_hand_minus_reserved(tmp_path, registry, m
     again = await run_once(resolved, tmp_path, flow="stock")
     # A unchanged; Z failed a moment ago exactly as it is now: it waits out its dead-letter backoff
     assert again.counts["unchanged"] == 2 and ("update", "A") not in memory.calls
+
+
+async def test_a_target_with_batch_look_ups_is_asked_once_per_batch(tmp_path, registry, memory):
+    from decimal import Decimal as D
+
+    for i in range(250):
+        memory.put(product(f"S{i:03}"), f"{i:03}")
+    memory.target["T900"] = {"sku": "S007", "name": "Product S007", "description": "long text", "price_excl_tax": D("10.00"), "active": True}
+    raw = {
+        "state": {"path": str(tmp_path / "state.db")},
+        "connections": {"src": {"connector": "memsource"}, "dst": {"connector": "membatch"}},
+        "flows": {"products": {"source": "src", "target": "dst", "entity": "products", "interval": "1m"}},
+    }
+    import fakes
+    import fakes_batch
+
+    from apicenterd.registry import load_registry
+
+    both = load_registry([("fakes", fakes), ("fakes_batch", fakes_batch)], entry_points=False)
+    resolved = resolve(Config(**raw), both, tmp_path / "x.toml")
+    result = await run_once(resolved, tmp_path)
+    assert result.counts["created"] == 249 and result.counts["unchanged"] == 1  # S007 found, linked
+    kinds = [c[0] for c in memory.calls]
+    assert kinds.count("find_many") == 3 and "find" not in kinds  # 100 + 100 + 50
+    assert sorted(r["sku"] for r in memory.target.values()) == [f"S{i:03}" for i in range(250)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -73,6 +73,9 @@ class EAccountingSettings(ConnectorSettings):
         # the paths already start with /v2
         return value[: -len("/v2")] if value.endswith("/v2") else value
 
+
+FIND_MANY_CHUNK = 25
+"""SKUs per look-up call: keeps the URL short (well under 2,000 characters)."""
 
 class EAccountingConnector(Connector):
     """Visma eAccounting (Spiris Bookkeeping & Invoicing) API v2.
@@ -251,7 +254,11 @@ class EAccountingConnector(Connector):
         floor = since or MIN_CURSOR
         changes = []
         for item_id, item in latest.items():
-            cursor = cursor_of(item["ChangedUtc"]) if item.get("ChangedUtc") else floor
+            try:
+                cursor = cursor_of(item["ChangedUtc"]) if item.get("ChangedUtc") else floor
+            except ValueError as exc:  # read it all the same, first: a bad timestamp must not end the run
+                self.context.log.warning("eaccounting_bad_changed_utc", entity=str(entity), id=item_id, error=str(exc))
+                cursor = floor
             changes.append((cursor, item_id, item))
         changes.sort(key=lambda change: change[0])
         for cursor, item_id, item in changes:
@@ -267,6 +274,37 @@ class EAccountingConnector(Connector):
         return lambda article: mapping.article_to_product(
             article, vat_rate=rates.get(article.get("CodingId")), currency=currency
         )
+
+    async def find_many(self, entity: Entity, keys: Sequence[str]) -> Mapping[str, Found]:
+        """Articles (products, stock) by Number, ``FIND_MANY_CHUNK`` per call with an OData ``or`` filter
+        (``or`` in ``$filter`` is documented by Visma, unverified against the live API); other entities
+        one by one."""
+        if entity not in (Entity.PRODUCTS, Entity.STOCK):
+            found = {}
+            for key in keys:
+                one = await self.find(entity, key)
+                if one is not None:
+                    found[key] = one
+            return found
+        wanted = list(dict.fromkeys(keys))
+        articles: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(wanted), FIND_MANY_CHUNK):
+            chunk = wanted[start : start + FIND_MANY_CHUNK]
+            expression = " or ".join(f"Number eq {odata_string(sku)}" for sku in chunk)
+            async for data in self.api.pages("/v2/articles", what=f"{len(chunk)} articles by Number", params={"$filter": expression}):
+                for article in data:
+                    number = article.get("Number")
+                    if number in chunk:  # exact matches only, as in find()
+                        articles[number] = article
+        if entity is Entity.STOCK:
+            return {sku: Found(id=str(a["Id"]), record=mapping.article_to_stock(a)) for sku, a in articles.items()}
+        rates, currency = await self._vat_rates(), await self._currency()
+        found = {}
+        for sku, article in articles.items():
+            self.sales.remember_article(article, rates.get(article.get("CodingId")))
+            record = mapping.article_to_product(article, vat_rate=rates.get(article.get("CodingId")), currency=currency)
+            found[sku] = Found(id=str(article["Id"]), record=record)
+        return found
 
     async def _article_by_number(self, sku: str) -> dict[str, Any] | None:
         found = await self.api.first(
@@ -371,7 +409,7 @@ class EAccountingConnector(Connector):
             stock = self._expect(record, StockLevel)
             if not stock.tracked or (fields and "available" not in fields):
                 return  # the source does not manage this SKU's stock, or nothing we store changed
-            changes = {"StockBalance": mapping.stock_balance(stock.available)}
+            changes = {"StockBalance": mapping.stock_balance(stock.available, f"stock of article {stock.sku!r}")}
             await self._patch(f"/v2/articles/{target_id}", changes, what=f"stock of article {stock.sku!r}")
         elif entity == Entity.CUSTOMERS:
             customer = self._expect(record, Customer)

@@ -477,6 +477,7 @@ _CLAUSE = re.compile(
     r"^\s*(?P<field>[A-Za-z]\w*)\s+(?P<op>eq|ne|gt|ge|lt|le)\s+(?P<value>'(?:[^']|'')*'|\S+)\s*$", re.IGNORECASE
 )
 _AND = re.compile(r"\s+and\s+(?=(?:[^']*'[^']*')*[^']*$)", re.IGNORECASE)
+_OR = re.compile(r"\s+or\s+(?=(?:[^']*'[^']*')*[^']*$)", re.IGNORECASE)
 
 
 def parse_time(text: str) -> datetime:
@@ -504,16 +505,22 @@ def _literal(text: str) -> Any:
 
 
 def compile_filter(expression: str, fields: Mapping[str, Rule]) -> Callable[[dict[str, Any]], bool]:
-    """A predicate for the ``$filter`` subset the simulator understands (VendorError otherwise)."""
-    tests = []
-    for clause in _AND.split(expression.strip()):
-        match = _CLAUSE.match(clause)
-        if not match:
-            raise VendorError(400, 2000, f"$filter: the simulator understands 'Field op value [and ...]', not {clause!r}")
-        field, op, value = match["field"], match["op"].lower(), _literal(match["value"])
-        if field not in fields:
-            raise VendorError(400, 2000, f"$filter: could not find a property named '{field}'")
-        tests.append((field, op, value))
+    """A predicate for the ``$filter`` subset the simulator understands: clauses joined by ``and``,
+    groups of them joined by ``or`` (``and`` binds tighter, as in OData); VendorError otherwise."""
+    groups = []
+    for group in _OR.split(expression.strip()):
+        tests = []
+        for clause in _AND.split(group.strip()):
+            match = _CLAUSE.match(clause)
+            if not match:
+                raise VendorError(
+                    400, 2000, f"$filter: the simulator understands 'Field op value [and|or ...]', not {clause!r}"
+                )
+            field, op, value = match["field"], match["op"].lower(), _literal(match["value"])
+            if field not in fields:
+                raise VendorError(400, 2000, f"$filter: could not find a property named '{field}'")
+            tests.append((field, op, value))
+        groups.append(tests)
 
     def compare(stored: Any, op: str, value: Any) -> bool:
         """One ``stored op value`` comparison, typed by the literal."""
@@ -534,4 +541,4 @@ def compile_filter(expression: str, fields: Mapping[str, Rule]) -> Callable[[dic
             return False
         return {"gt": stored > value, "ge": stored >= value, "lt": stored < value, "le": stored <= value}[op]
 
-    return lambda item: all(compare(item.get(f), op, v) for f, op, v in tests)
+    return lambda item: any(all(compare(item.get(f), op, v) for f, op, v in tests) for tests in groups)

@@ -513,6 +513,7 @@ class Simulator:
 
 
 _NUMBER_EQ = re.compile(r"Number eq '((?:[^']|'')*)'")
+_NUMBERS_EQ = re.compile(r"Number eq '(?:[^']|'')*'(?:\s+or\s+Number eq '(?:[^']|'')*')*")
 
 def _api(handler):
     async def endpoint(request: Request) -> Response:
@@ -548,10 +549,12 @@ async def articles(sim: Simulator, request: Request) -> Response:
     """GET (a page of) or POST articles."""
     if request.method == "POST":
         return _JSON(sim.write_article(await _body(request)))
-    match = _NUMBER_EQ.fullmatch(request.query_params.get("$filter", "").strip())
-    if match:  # the connector's look-up by SKU: answered from the index, same result as the scan
-        found = sim.article_by_number(match.group(1).replace("''", "'"))
-        return sim.page(request, [found] if found else [], ARTICLE_RULES)
+    expression = request.query_params.get("$filter", "").strip()
+    if expression and _NUMBERS_EQ.fullmatch(expression):
+        # the connector's look-up by SKU(s): answered from the index, same result as the scan
+        numbers = [m.replace("''", "'") for m in _NUMBER_EQ.findall(expression)]
+        found = [a for a in (sim.article_by_number(n) for n in dict.fromkeys(numbers)) if a is not None]
+        return sim.page(request, found, ARTICLE_RULES)
     return sim.page(request, list(sim.articles.values()), ARTICLE_RULES)
 
 

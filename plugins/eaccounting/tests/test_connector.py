@@ -184,6 +184,20 @@ async def test_a_record_changed_while_paging_is_read_once_in_its_newest_form(set
     assert len(changes) == 3 and changes[-1].source_id == first_id and changes[-1].cursor.startswith("2030-01-01")
 
 
+async def test_an_unreadable_changed_utc_is_read_first_not_the_end_of_the_run(settings):
+    app = EAccountingConnector.simulator(seed=3, records=3)
+    sim = app.state.sim
+    broken, odd = list(sim.articles)[:2]
+    sim.articles[broken]["ChangedUtc"] = "gisteren"  # found by test_fuzz.py: a ValueError here ended the read
+    sim.articles[odd].update(Name=12345, NetPrice="NaN")  # and these leaked a ValidationError / InvalidOperation
+    async with connect(EAccountingConnector, settings, app=app) as connector:
+        changes = [c async for c in connector.read(Entity.PRODUCTS, None)]
+    assert {c.source_id for c in changes} == set(sim.articles)
+    assert (changes[0].source_id, changes[0].cursor) == (broken, "0001-01-01T00:00:00.000000Z")
+    read_odd = next(c.record for c in changes if c.source_id == odd)
+    assert (read_odd.name, read_odd.price_excl_tax) == ("", None)
+
+
 async def test_customers_create_find_update(app, sim, settings):
     async with connect(EAccountingConnector, settings, app=app) as connector:
         assert await connector.find(Entity.CUSTOMERS, "info@acme.example") is None
@@ -328,3 +342,25 @@ def test_plugin_registers_the_connector():
     assert registered == [EAccountingConnector]
     assert EAccountingConnector.written_fields[Entity.STOCK] == frozenset({"available"})
     assert "ean" not in EAccountingConnector.written_fields[Entity.PRODUCTS]
+
+
+@pytest.mark.anyio
+async def test_find_many_looks_articles_up_in_chunks_with_or_filters():
+    from apicenterd_eaccounting.connector import FIND_MANY_CHUNK, EAccountingConnector
+
+    from apicenterd import Entity
+    from apicenterd.testing import connect
+
+    app = EAccountingConnector.simulator(seed=2, records=60)
+    sim = app.state.sim
+    numbers = sorted(a["Number"] for a in sim.articles.values())[:55]
+    async with connect(EAccountingConnector, EAccountingConnector.demo_settings("http://sim.test"), app=app) as conn:
+        sim.requests.clear()
+        found = await conn.find_many(Entity.PRODUCTS, [*numbers, "NO-SUCH-SKU"])
+        gets = [r for r in sim.requests if r[0] == "GET" and "/v2/articles" in r[1]]
+        assert set(found) == set(numbers)
+        assert len(gets) == -(-(len(numbers) + 1) // FIND_MANY_CHUNK)  # ceil: one call per chunk
+        one = await conn.find(Entity.PRODUCTS, numbers[0])
+        assert found[numbers[0]].id == one.id and found[numbers[0]].record == one.record
+        stock = await conn.find_many(Entity.STOCK, numbers[:3])
+        assert {k: v.id for k, v in stock.items()} == {k: found[k].id for k in numbers[:3]}
