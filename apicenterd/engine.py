@@ -20,13 +20,11 @@ import dataclasses
 import hashlib
 import json
 import random
-import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
-import structlog
 
 from .config import Flow, Resolved
 from .context import Context
@@ -631,16 +629,3 @@ class Engine:
     def stop(self) -> None:
         """Ask the engine to stop after the records in flight."""
         self.stopping.set()
-
-
-async def watch_signals(engine_holder: Callable[[], Engine], on_reload: Callable[[], Any]) -> None:
-    """SIGTERM/SIGINT stop the current engine; SIGHUP calls ``on_reload``."""
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-        async for signum in signals:
-            if signum == signal.SIGHUP:
-                await on_reload()
-            else:
-                structlog.get_logger("apicenterd").info("signal received, stopping", signal=signal.Signals(signum).name)
-                engine_holder().stop()
-                return
-

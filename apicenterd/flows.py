@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .model import Customer, Entity, Order, Record, StockLevel
+from .model import Customer, Entity, Record, StockLevel
 
 __all__ = [
     "FlowOptions",

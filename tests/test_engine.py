@@ -6,7 +6,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from fakes import MemoryStore, StockLevel, product
+from fakes import StockLevel, product
 
 from apicenterd.config import Config, resolve
 from apicenterd.engine import Engine

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 import pytest
-from fakes import Crash, MemoryStore, product
+from fakes import Crash, MemoryStore
 
 from apicenterd import Address, Contact, Customer, Order, OrderLine
 from apicenterd.config import Config, resolve

@@ -12,7 +12,7 @@ from pathlib import Path
 import fakes
 import pytest
 
-from apicenterd import Connector, ConnectorSettings, Entity, PluginError, hookimpl
+from apicenterd import Connector, Entity, PluginError, hookimpl
 from apicenterd.plugin import Hookspecs
 from apicenterd.registry import ENTRY_POINT_GROUP, load_registry
 
