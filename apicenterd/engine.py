@@ -428,7 +428,21 @@ class Engine:
             self.plans.append(Plan(op, str(entity), record.key(), target_id, diff))
             return target_id or f"(new {entity} {record.key()})"
         if op == "create":
-            return await self._with_retries(log, f"create {record.key()}", target, target.create, entity, record)
+            attempts = 0
+
+            async def create_once(entity: Entity, record: Record) -> str:
+                # A retry may follow a create that was applied but whose answer was lost (a
+                # timeout, a dropped connection, a gateway's 5xx): look before creating again.
+                nonlocal attempts
+                attempts += 1
+                if attempts > 1:
+                    found = await target.find(entity, record.key())
+                    if found is not None:
+                        log.info("create was applied before its answer was lost; found by key", target_id=found.id)
+                        return found.id
+                return await target.create(entity, record)
+
+            return await self._with_retries(log, f"create {record.key()}", target, create_once, entity, record)
         await self._with_retries(log, f"update {record.key()}", target, target.update, entity, target_id, record, fields)
         return target_id or ""
 

@@ -41,12 +41,14 @@ def field_value(record: Any, path: str) -> Any:
 
 
 def _number(value: Any) -> Decimal | None:
+    """A finite number, or None: NaN and Infinity (``"NaN"`` in a field) compare to nothing."""
     if isinstance(value, bool) or value is None:
         return None
     try:
-        return Decimal(str(value))
+        number = Decimal(str(value))
     except (InvalidOperation, ValueError):
         return None
+    return number if number.is_finite() else None
 
 
 class Filter(BaseModel):

@@ -7,7 +7,7 @@ import json
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -15,27 +15,36 @@ import anyio
 import httpx
 
 from .circuit import CircuitBreaker
-from .errors import RETRY_AFTER_CAP, AuthError, ConnectorError, FatalError, RateLimited, RecordError, RetryableError
+from .errors import (
+    RETRY_AFTER_CAP,
+    AuthError,
+    ConnectorError,
+    FatalError,
+    RateLimited,
+    RecordError,
+    RetryableError,
+)
 from .observe import metrics
 from .plugin import RateLimit
 from .ratelimit import SlidingWindowLimiter
 
 __all__ = [
     "RETRY_AFTER_CAP",
-    "parse_retry_after",
-    "error_for_status",
     "InstrumentedTransport",
     "RateLimiterSet",
+    "error_for_status",
     "json_body",
     "make_client",
+    "parse_retry_after",
 ]
 
 # RETRY_AFTER_CAP (from .errors): no vendor gets to park a connection for more than an hour with one header.
 
-SAFETY_MARGIN = 0.005
-"""A slot is reused this share of its period after it left the window (at most MAX_MARGIN
-seconds): the vendor counts a call when it arrives, and arrival times jitter."""
-MAX_MARGIN = 0.25
+SAFETY_MARGIN = 0.002
+"""A slot is reused at least this share of its period after its call left the window, and
+up to MAX_MARGIN of it while answers are slow (see SlidingWindowLimiter.margin): the vendor
+counts a call when it arrives, and arrival times jitter."""
+MAX_MARGIN = 0.05
 EPOCH_THRESHOLD = 10 * 365 * 86400.0
 """A reset "in seconds" larger than this (ten years) is a Unix time."""
 CLOCK_SKEW_TOLERANCE = 2.0
@@ -56,8 +65,8 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         except (TypeError, ValueError):
             return None
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
     if seconds != seconds:  # NaN
         return None
     return min(max(seconds, 0.0), RETRY_AFTER_CAP)
@@ -143,7 +152,8 @@ class RateLimiterSet:
                     limit.period,
                     clock=self._clock,
                     sleep=self._sleep,
-                    margin=min(self._margin * limit.period, MAX_MARGIN),
+                    margin=self._margin * limit.period,
+                    max_margin=MAX_MARGIN * limit.period,
                 )
             buckets.append((limit, bucket))
         return buckets
@@ -209,10 +219,13 @@ class RateLimiterSet:
             else:
                 bucket.vendor_budget(remaining_calls, bucket.now() + reset_in, sent_since, seq=seq)
 
-    def done(self, tickets: Sequence[Ticket]) -> None:
-        """The requests of ``tickets`` are answered or failed: no longer in flight."""
+    def done(self, tickets: Sequence[Ticket], *, answered: bool = False) -> None:
+        """The requests of ``tickets`` are answered (``answered``: their round trip counts for
+        the margin) or failed: no longer in flight."""
         for ticket in tickets:
             ticket.bucket.answered(ticket.seq)
+            if answered:
+                ticket.bucket.note_latency(ticket.bucket.now() - ticket.stamp)
 
     def _reset_in(self, limit: RateLimit, headers: httpx.Headers) -> float | None:
         """Seconds until the window of ``limit`` resets by the response's headers; at most one period."""
@@ -275,7 +288,7 @@ def _http_date(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return when.timestamp()
 
 
@@ -338,6 +351,7 @@ class InstrumentedTransport(httpx.AsyncBaseTransport):
             else:
                 breaker.success()
         self.limiters.observe(tickets, response)
+        self.limiters.done(tickets, answered=True)
         if response.status_code == 429:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             if retry_after:

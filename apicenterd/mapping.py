@@ -76,6 +76,17 @@ def _decimal(value: Any) -> Decimal:
         raise ValueError(f"{value!r} is not a number") from None
 
 
+INT_DIGITS = 30
+"""The ``int`` transform refuses numbers with more digits: ``int(Decimal("1e999999"))`` takes a minute."""
+
+
+def _int(value: Any) -> int:
+    number = _decimal(value)
+    if not number.is_finite() or number.adjusted() >= INT_DIGITS:
+        raise ValueError(f"{value!r:.40} is not an integer of at most {INT_DIGITS} digits")
+    return int(number)
+
+
 def _number(value: Any, places: int = 2) -> Decimal:
     return _decimal(value).quantize(Decimal(1).scaleb(-int(places)), rounding=ROUND_HALF_UP)
 
@@ -121,7 +132,7 @@ BUILTIN_TRANSFORMS: dict[str, Callable[..., Any]] = {
     "house_number": lambda v: split_street(_text(v))[1],
     "house_number_suffix": lambda v: split_street(_text(v))[2],
     "number": _number,
-    "int": lambda v: int(_decimal(v)),
+    "int": _int,
     "string": _text,
     "date": _date,
     "digits": lambda v: re.sub(r"\D", "", _text(v)),
@@ -295,6 +306,8 @@ def _set(data: dict[str, Any], path: str, value: Any, flow: str) -> None:
     parts = path.split(".")
     current: Any = data
     for i, part in enumerate(parts[:-1]):
+        if not isinstance(current, (list, dict)) or (isinstance(current, list) and not _index_in(part, current)):
+            raise RecordError(f"flow {flow!r}: mapping {path}: the record has no {'.'.join(parts[: i + 1])}")
         nxt = current[int(part)] if isinstance(current, list) else current.get(part)
         if nxt is None:
             nxt = {}
@@ -311,8 +324,15 @@ def _set(data: dict[str, Any], path: str, value: Any, flow: str) -> None:
         current = nxt
     last = parts[-1]
     if isinstance(current, list):
+        if not _index_in(last, current):
+            raise RecordError(f"flow {flow!r}: mapping {path}: the record has no {path}")
         current[int(last)] = value
     elif isinstance(current, dict):
         current[last] = value
     else:
         raise RecordError(f"flow {flow!r}: mapping {path}: cannot set a field inside {type(current).__name__}")
+
+
+def _index_in(part: str, items: list[Any]) -> bool:
+    """Whether ``part`` is the index of an existing item (``lines.2`` of a two-line order is not)."""
+    return part.isdigit() and int(part) < len(items)

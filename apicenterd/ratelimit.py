@@ -32,13 +32,20 @@ class SlidingWindowLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         margin: float = 0.0,
+        max_margin: float | None = None,
     ):
         if requests < 1 or period <= 0:
             raise ValueError(f"rate limit must allow at least 1 request in a positive period, got {requests}/{period}s")
         self.declared = requests
         self.requests = requests
         self.period = period
-        self.margin = margin  # a slot is reused this long after it left the window: latency jitter
+        # A slot is reused ``margin`` after it left the window, more (up to ``max_margin``) while
+        # answers are slow: a vendor counts a call when it gets it, which is up to one round
+        # trip after it was sent here, so two calls a period apart here can land closer there.
+        self.min_margin = margin
+        self.max_margin = margin if max_margin is None else max(margin, max_margin)
+        self._latency_peak = 0.0
+        self.recheck = min(1.0, max(0.01, period / 100))  # seconds between looks at a vendor budget
         self.acquired = 0  # acquisitions so far; tells a response how many calls went after it
         self._clock = clock
         self._sleep = sleep  # with ``clock``, a seam for tests
@@ -55,6 +62,17 @@ class SlidingWindowLimiter:
     def pause(self, seconds: float) -> None:
         """Let no call through for the next ``seconds``."""
         self.pause_until(self._clock() + seconds)
+
+    @property
+    def margin(self) -> float:
+        """Seconds a slot stays taken after its call left the window."""
+        return min(max(self.min_margin, self._latency_peak), self.max_margin)
+
+    def note_latency(self, seconds: float) -> None:
+        """A call took ``seconds`` from being counted here to its answer; the slowest of about the
+        last window's calls sets the margin."""
+        decay = 1.0 - 1.0 / self.declared
+        self._latency_peak = max(seconds, self._latency_peak * decay)
 
     def now(self) -> float:
         """The time on this limiter's clock."""
@@ -125,16 +143,21 @@ class SlidingWindowLimiter:
 
     def delay(self) -> float:
         """Seconds until the next call may go, 0 if now."""
+        return max(self._waits())
+
+    def _waits(self) -> tuple[float, float]:
+        """Seconds to wait for the pause and this log's window, and for the vendor's budgets."""
         sent = self._live()
         now = self._clock()
-        wait = max(0.0, self._paused_until - now)
+        own = max(0.0, self._paused_until - now)
         if len(sent) >= self.requests:
             # the call that must leave the window before one more fits
-            wait = max(wait, sent[len(sent) - self.requests] + self.period + self.margin - now)
+            own = max(own, sent[len(sent) - self.requests] + self.period + self.margin - now)
+        vendor = 0.0
         for left, until, _ in self._budgets:
             if left <= 0 and until > now:
-                wait = max(wait, until - now)
-        return wait
+                vendor = max(vendor, until - now)
+        return own, vendor
 
     async def acquire(self) -> float:
         """Wait until a call is allowed, count it, and return the seconds waited."""
@@ -148,16 +171,21 @@ class SlidingWindowLimiter:
         waited = 0.0
         async with self._lock:  # FIFO: callers go in the order they asked
             while True:
-                wait = self.delay()
+                own, vendor = self._waits()
+                wait = max(own, vendor)
                 if wait <= 0:
                     break
                 # a hair extra so the oldest call has surely left the window
                 wait = math.nextafter(wait, math.inf) + 0.001
+                if vendor > own and self._in_flight:
+                    # the answers still out may show the vendor counted less than feared: look again soon
+                    wait = min(wait, max(own, self.recheck))
                 await self._sleep(wait)
                 waited += wait
             now = self._clock()
             self._sent.append(now)
             self.acquired += 1
+            self._in_flight.add(self.acquired)
             self._budgets = [b for b in self._budgets if b[1] > now]
             for budget in self._budgets:
                 budget[0] -= 1

@@ -157,3 +157,19 @@ def test_filter_is_frozen_and_describes_itself():
     with pytest.raises(ValidationError):
         flt.op = "eq"
     assert flt.describe() == "status in ['paid']"
+
+
+# -- regressions found by tests/test_fuzz_core.py ------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["NaN", "sNaN", "-nan", "Infinity"])
+def test_a_field_that_reads_as_a_non_finite_number_compares_to_nothing(text):
+    product = PRODUCT.model_copy(update={"name": text})
+    assert not passes(product, field="name", op="gt", value=1)
+    assert not passes(product, field="name", op="eq", value=5)  # a signalling NaN used to raise here
+    assert passes(product, field="name", op="eq", value=text)
+
+
+def test_nan_is_not_a_number_to_compare_with():
+    with pytest.raises(ValidationError, match="needs a number"):
+        Filter(field="price_excl_tax", op="gt", value="NaN")

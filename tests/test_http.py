@@ -5,7 +5,7 @@ from __future__ import annotations
 import email.utils
 import random
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import anyio
 import anyio.lowlevel
@@ -46,7 +46,7 @@ class FakeTime:
 
 # --- parse_retry_after ---------------------------------------------------------------------------------
 
-NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -338,3 +338,88 @@ async def test_real_sleep_small_period_counts_in_windows():
         await limiter.acquire()
         sent.append(time.monotonic())
     assert_never_more_than(sent, 3, 0.05)
+
+
+# --- Retry-After on every path, always capped --------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_429_on_a_connection_without_declared_limits_pauses_the_connection():
+    clock = FakeTime()
+    answers = iter([httpx.Response(429, headers={"Retry-After": "25"}), httpx.Response(200), httpx.Response(200)])
+    client, _, _ = client_for(lambda request: next(answers), (), clock)
+    async with client:
+        await client.get("/x")
+        await client.post("/y")  # any request of the connection waits it out
+        assert sum(clock.slept) == pytest.approx(25)
+        await client.get("/x")
+    assert sum(clock.slept) == pytest.approx(25)
+
+
+@pytest.mark.anyio
+async def test_retry_after_as_http_date_pauses_the_bucket():
+    clock = FakeTime()
+    when = datetime.now(UTC) + timedelta(seconds=40)
+    answers = iter([httpx.Response(429, headers={"Retry-After": email.utils.format_datetime(when, usegmt=True)}), httpx.Response(200)])
+    client, _, _ = client_for(lambda request: next(answers), [RateLimit(100, 60)], clock)
+    async with client:
+        await client.get("/x")
+        await client.get("/x")
+    assert 35 <= sum(clock.slept) <= 41
+
+
+@pytest.mark.anyio
+async def test_pause_all_holds_a_connection_whose_buckets_do_not_exist_yet():
+    """The engine pauses the connection after a RateLimited from the body (eAccounting's
+    'Try again in 55 seconds'): that must hold the next request even if no bucket was made yet."""
+    clock = FakeTime()
+    client, _, limiters = client_for(lambda request: httpx.Response(200), [RateLimit(100, 60, key=lambda r: r.url.path)], clock)
+    limiters.pause_all(55)
+    async with client:
+        await client.get("/never-called-before")
+    assert sum(clock.slept) == pytest.approx(55)
+
+
+@pytest.mark.anyio
+async def test_pauses_are_capped():
+    clock = FakeTime()
+    client, _, limiters = client_for(lambda request: httpx.Response(200), [RateLimit(100, 60)], clock)
+    async with client:
+        await client.get("/x")
+        limiters.pause_all(10**9)
+        limiters.pause(httpx.Request("GET", "https://api.example/x"), float("inf"))
+        await client.get("/x")
+    assert sum(clock.slept) == pytest.approx(RETRY_AFTER_CAP, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    "value, expected", [(17, 17.0), (-3, 0.0), (10**9, RETRY_AFTER_CAP), (float("inf"), RETRY_AFTER_CAP), (None, None), (float("nan"), None)]
+)
+def test_rate_limited_retry_after_is_capped_however_it_is_set(value, expected):
+    assert RateLimited("x", retry_after=value).retry_after == expected
+    later = RateLimited("x")
+    later.retry_after = value  # as a connector does when it computes the wait afterwards
+    assert later.retry_after == expected
+
+
+# --- several limits on one request ---------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_call_held_by_a_second_limit_is_counted_in_the_first_when_it_goes():
+    """Exact: 60 a minute and 5,000 a day. A call that waits for the daily limit must not be
+    counted in the minutely window at the time it started waiting."""
+    clock = FakeTime()
+    minutely = RateLimit(2, 60, name="minutely")
+    daily = RateLimit(3, 3600, name="daily")
+    client, _, limiters = client_for(lambda request: httpx.Response(200), [minutely, daily], clock)
+    async with client:
+        sent = []
+        for _ in range(5):
+            await client.get("/x")
+            sent.append(clock.now)
+    buckets = {name: bucket for (name, _), bucket in limiters._buckets.items()}
+    # the 4th call waited ~an hour for the daily limit; the minutely log holds it at its real time
+    assert sent[3] - sent[0] >= 3600
+    assert list(buckets["minutely"]._sent)[-2:] == pytest.approx(sent[3:], abs=0.01)
+    assert_never_more_than(sent, 2, 60)

@@ -133,3 +133,22 @@ def test_rule_validation():
 )
 def test_builtin_transforms(name, args, value, expected):
     assert BUILTIN_TRANSFORMS[name](value, *args) == expected
+
+
+# -- regressions found by tests/test_fuzz_core.py ------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["lines.5.name", "lines.2", "lines.name", "custom_fields.source.x.y"])
+def test_a_path_the_record_does_not_have_is_a_record_error(field):
+    m = mapper({"field": field, "value": "x"})
+    assert m.problems() == []  # the configuration cannot know how many lines an order has
+    with pytest.raises(RecordError, match=rf"flow 'orders': mapping {field}: the record has no "):
+        m.apply(make_order())
+
+
+@pytest.mark.parametrize("value", ["1e999999", "NaN", "Infinity", "1" * 31])
+def test_int_of_an_absurd_number_is_a_record_error_at_once(value):
+    # int(Decimal("1e999999")) takes about a minute: refused before it is tried
+    with pytest.raises(RecordError, match=r"transform 'int' failed .* at most 30 digits"):
+        mapper({"field": "reference", "from": "note", "transforms": ["int"]}).apply(make_order(note=value))
+    assert mapper({"field": "reference", "from": "note", "transforms": ["int", "string"]}).apply(make_order(note="1" * 30)).reference == "1" * 30

@@ -53,7 +53,17 @@ APICENTERD_ALL = [
     "JournalLine",
 ]
 
-TESTING_ALL = ["MemoryTokenStore", "connect", "make_context", "serve_app", "FixedWindow", "vendor_error"]
+TESTING_ALL = [
+    "MemoryTokenStore",
+    "connect",
+    "make_context",
+    "serve_app",
+    "FixedWindow",
+    "vendor_error",
+    "Faults",
+    "FaultInjector",
+    "with_faults",
+]
 
 
 @pytest.mark.parametrize(

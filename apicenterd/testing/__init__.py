@@ -1,10 +1,21 @@
-"""The test kit for connector authors: simulator helpers, a test context, and contract tests.
+"""The test kit for connector authors: simulator helpers, fault injection, a test context, and contract tests.
 
 Part of the public API, like :mod:`apicenterd` itself.
 """
 
 from ..context import MemoryTokenStore
 from .connect import connect, make_context
+from .faults import FaultInjector, Faults, with_faults
 from .simulator import FixedWindow, serve_app, vendor_error
 
-__all__ = ["MemoryTokenStore", "connect", "make_context", "serve_app", "FixedWindow", "vendor_error"]
+__all__ = [
+    "MemoryTokenStore",
+    "connect",
+    "make_context",
+    "serve_app",
+    "FixedWindow",
+    "vendor_error",
+    "Faults",
+    "FaultInjector",
+    "with_faults",
+]

@@ -54,7 +54,8 @@ class CCVSalesPOSConnector(Connector):
         ``GET /products/?orderby=modifydate_desc`` paged until a product older than the cursor
         (there is no modify-date filter), yielded oldest first. The cursor is the product's
         ``modifydate``; the boundary second is read again, which the engine skips by hash.
-        A product without ``productnumber`` has no SKU: it is skipped with a warning.
+        A product without ``productnumber`` has no SKU, one without a readable ``modifydate`` no
+        place in that order: each is skipped with a warning.
         The canonical price is the sell price, ``price − discount``.
     ``stock``
         One StockLevel per product: on hand = ``stock``, reserved = the ``count`` of the rows of
@@ -178,8 +179,9 @@ class CCVSalesPOSConnector(Connector):
             async for item in items:
                 try:
                     modified = mapping.parse_datetime(item.get("modifydate"), f"product {item.get('id')}.modifydate")
-                except ValueError as exc:
-                    raise FatalError(f"GET /products/: {exc}") from None
+                except ValueError as exc:  # cannot be placed before or after the cursor: this one, not the run
+                    self.context.log.warning("ccv_salespos.product_skipped", product_id=item.get("id"), reason=str(exc))
+                    continue
                 if cutoff is not None and modified < cutoff:
                     break  # newest first: everything after this is older than the cursor
                 changed.append((modified, _int_id(item), item))
@@ -194,8 +196,11 @@ class CCVSalesPOSConnector(Connector):
                 continue
             yield Change(source_id=str(product_id), record=record, cursor=mapping.format_cursor(modified))
 
-    async def reservations(self) -> dict[int, Decimal]:
-        """Reserved quantity per product id: one orders list per open status, one rows call per open order."""
+    async def reservations(self, errors: dict[int, str] | None = None) -> dict[int, Decimal]:
+        """Reserved quantity per product id: one orders list per open status, one rows call per open order.
+
+        With ``errors``, a product whose reserved quantity cannot be read (a row's ``count``) is
+        kept there with the reason, instead of failing the run."""
         rows: list[dict[str, Any]] = []
         seen: set[int] = set()
         for status in mapping.OPEN_STATUSES:
@@ -206,13 +211,17 @@ class CCVSalesPOSConnector(Connector):
                     continue
                 seen.add(order_id)
                 rows.extend([row async for row in self.client.order_rows(order_id)])
-        return mapping.reserved_quantities(rows)
+        return mapping.reserved_quantities(rows, errors)
 
     async def _read_stock(self) -> AsyncIterator[Change]:
         cursor = mapping.format_cursor(datetime.now(timezone.utc))
-        reserved = await self.reservations()
+        unknown: dict[int, str] = {}
+        reserved = await self.reservations(unknown)
         async for item in self.client.products(orderby="id"):
             product_id = _int_id(item)
+            if product_id in unknown:  # its available stock cannot be told: fail this one, not the run
+                yield Change(source_id=str(product_id), record=None, cursor=cursor, error=unknown[product_id])
+                continue
             try:
                 level = mapping.stock_level(item, reserved.get(product_id, Decimal(0)))
             except RecordError as exc:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from apicenterd import Address, Contact, Customer, Order, OrderLine, Product, RecordError, Shipment, StockLevel
 
@@ -64,6 +66,37 @@ OPEN_STATUSES = tuple(s for s in ORDER_STATUSES if s not in NOT_RESERVING_STATUS
 EXCL_PRECISION = Decimal("0.0001")
 """Prices derived by adding or removing VAT keep four decimals, so the round trip loses no cent."""
 
+MAX_MAGNITUDE = Decimal("1e15")
+"""No amount, rate or quantity in a shop comes near this; beyond it Decimal arithmetic at four
+decimals would overflow the context's 28 digits, so such a number is a record error."""
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def _build(model: type[_Model], where: str, **values: Any) -> _Model:
+    """``model(**values)``; a value the canonical model rejects is a RecordError naming the field."""
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        field = ".".join(str(p) for p in err["loc"]) or "(record)"
+        raise RecordError(f"{where}: {field}: {err['msg']} (got {err.get('input')!r:.60})") from None
+
+
+def _object(value: Any, where: str) -> Mapping[str, Any]:
+    """A nested JSON object; null, "" and [] (PHP's empty array) count as empty, anything else is a RecordError."""
+    if isinstance(value, Mapping):
+        return value
+    if value is None or (isinstance(value, (str, list)) and not value):
+        return {}
+    raise RecordError(f"{where}: expected an object, got {value!r:.60}")
+
+
+def _status(order: Mapping[str, Any]) -> int | None:
+    """The order's integer ``status``, None when absent or not an integer."""
+    status = order.get("status")
+    return status if isinstance(status, int) and not isinstance(status, bool) else None
+
 
 def parse_datetime(value: Any, where: str = "date") -> datetime:
     """A CCV timestamp (``2022-11-07T21:51:00Z``, ``+00:00`` or ``+0000``) as an aware UTC datetime."""
@@ -93,13 +126,15 @@ def to_decimal(value: Any, where: str) -> Decimal | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool):
-        raise RecordError(f"{where}: expected a number, got {value!r}")
+        raise RecordError(f"{where}: expected a number, got {value!r:.60}")
     try:
         result = Decimal(str(value))  # str() of a float is its shortest repr: 12.95 → Decimal("12.95")
-    except InvalidOperation:
-        raise RecordError(f"{where}: expected a number, got {value!r}") from None
+    except (InvalidOperation, ValueError):  # ValueError: str() of an int past Python's digit limit
+        raise RecordError(f"{where}: expected a number, got {value!r:.60}") from None
     if not result.is_finite():
-        raise RecordError(f"{where}: expected a finite number, got {value!r}")
+        raise RecordError(f"{where}: expected a finite number, got {value!r:.60}")
+    if abs(result) >= MAX_MAGNITUDE:
+        raise RecordError(f"{where}: {value!r:.40} is out of range (at most {MAX_MAGNITUDE:,.0f})")
     return result
 
 
@@ -111,6 +146,8 @@ def _tax_rate(item: Mapping[str, Any], where: str) -> Decimal | None:
     rate = to_decimal(item.get("vatrate"), f"{where}.vatrate")
     if rate is None and item.get("taxtariff") == "zero":
         return Decimal(0)
+    if rate is not None and not 0 <= rate < 100:
+        raise RecordError(f"{where}.vatrate: {rate} is not a VAT percentage (0 to 100)")
     return rate  # other taxtariff names have no documented percentage
 
 
@@ -144,7 +181,9 @@ def product_to_canonical(
         excl, incl = _with_and_without_tax(price - discount, rate, True if prices_include_tax is None else prices_include_tax)
     stock = to_decimal(item.get("stock"), f"{where}.stock") if item.get("stockenabled") else None
     photo = item.get("productmainphoto")
-    return Product(
+    return _build(
+        Product,
+        where,
         sku=sku,
         name=_text(item.get("name")) or sku,
         ean=_text(item.get("eannumber")),
@@ -165,16 +204,28 @@ def product_to_canonical(
 
 def reserves_stock(order: Mapping[str, Any]) -> bool:
     """Whether an order's rows hold stock: completed (checked out) and not sent, delivered, completed or cancelled."""
-    return order.get("is_completed", True) is not False and order.get("status") not in NOT_RESERVING_STATUSES
+    return order.get("is_completed", True) is not False and _status(order) not in NOT_RESERVING_STATUSES
 
 
-def reserved_quantities(rows: Iterable[Mapping[str, Any]]) -> dict[int, Decimal]:
-    """Sum of ``count`` per ``product_id`` over order rows (rows without a product are ignored)."""
+def reserved_quantities(rows: Iterable[Mapping[str, Any]], errors: dict[int, str] | None = None) -> dict[int, Decimal]:
+    """Sum of ``count`` per ``product_id`` over order rows (rows without a product are ignored).
+
+    A row whose ``count`` cannot be read is a RecordError; with ``errors``, the reason is kept
+    there under the row's product id instead, and the reading goes on.
+    """
     reserved: dict[int, Decimal] = {}
     for row in rows:
         product_id = row.get("product_id")
-        count = to_decimal(row.get("count"), f"order row {row.get('id')}.count")
-        if isinstance(product_id, int) and count:
+        if not isinstance(product_id, int) or isinstance(product_id, bool):
+            continue  # a deposit, a text row: it holds no product's stock, whatever its count says
+        try:
+            count = to_decimal(row.get("count"), f"order row {row.get('id')}.count")
+        except RecordError as exc:
+            if errors is None:
+                raise
+            errors.setdefault(product_id, f"reserved stock unknown: {exc}")
+            continue
+        if count:
             reserved[product_id] = reserved.get(product_id, Decimal(0)) + count
     return reserved
 
@@ -189,7 +240,9 @@ def stock_level(item: Mapping[str, Any], reserved: Decimal = Decimal(0)) -> Stoc
     on_hand = (to_decimal(item.get("stock"), f"{where}.stock") if tracked else None) or Decimal(0)
     if not tracked:  # nothing to reserve from; a negative "available" would read as oversold
         reserved = Decimal(0)
-    return StockLevel(
+    return _build(
+        StockLevel,
+        where,
         sku=sku,
         location=_text(item.get("stocklocation")),
         on_hand=on_hand,
@@ -230,7 +283,7 @@ def order_number_of(order: Mapping[str, Any]) -> int | None:
 
 
 def _house_number(value: Any) -> str:
-    if value in (None, "", 0):
+    if not isinstance(value, (str, int, float, Decimal)) or isinstance(value, bool) or value in ("", 0):
         return ""
     if isinstance(value, float) and value.is_integer():
         value = int(value)
@@ -265,16 +318,17 @@ def _is_blank(address: Mapping[str, Any] | None) -> bool:
 
 
 def customer_to_canonical(
-    personal: Mapping[str, Any], *, currency: str | None = None, language: str | None = None
+    personal: Mapping[str, Any], *, currency: str | None = None, language: str | None = None, where: str = "customer"
 ) -> Customer:
     """An order's ``customer`` (Personalinfo) as a canonical Customer.
 
     A company when ``billingaddress.company`` is filled in or ``customertype`` is ``b2b`` (named after
     the person when the company field is empty: a sole trader), with the person as ``contact``;
     else a person. The delivery address falls back to the billing address when it is all empty.
+    RecordError (naming ``where``) when an address is not an object or a value is not valid.
     """
-    billing = personal.get("billingaddress") or {}
-    delivery = personal.get("deliveryaddress")
+    billing = _object(personal.get("billingaddress"), f"{where}.billingaddress")
+    delivery = _object(personal.get("deliveryaddress"), f"{where}.deliveryaddress")
     first, last = _text(billing.get("first_name")) or "", _text(billing.get("last_name")) or ""
     person = _text(billing.get("full_name")) or " ".join(p for p in (first, last) if p)
     company = _text(billing.get("company"))
@@ -283,7 +337,9 @@ def customer_to_canonical(
     is_company = company is not None or personal.get("customertype") == "b2b"
     billing_address = address_to_canonical(billing)
     name = (company or person) if is_company else person
-    return Customer(
+    return _build(
+        Customer,
+        where,
         kind="company" if is_company else "person",
         name=name or email or "",
         email=email,
@@ -293,8 +349,8 @@ def customer_to_canonical(
         shipping_address=billing_address if _is_blank(delivery) else address_to_canonical(delivery),
         vat_number=_text(personal.get("btw")),
         coc_number=_text(personal.get("kvk")),
-        language=language,
-        currency=currency,
+        language=_text(language),
+        currency=(_text(currency) or "").upper() or None,
     )
 
 
@@ -303,7 +359,7 @@ def _row_name(row: Mapping[str, Any]) -> str:
     name = _text(row.get("product_name")) or _text(row.get("product_number")) or ""
     choices = [
         f"{_text(a.get('option_name')) or ''}: {_text(a.get('value_name')) or ''}".strip(": ")
-        for a in row.get("attributes") or ()
+        for a in (row.get("attributes") if isinstance(row.get("attributes"), list) else ())
         if isinstance(a, Mapping)
     ]
     choices = [c for c in choices if c]
@@ -324,7 +380,9 @@ def order_line(row: Mapping[str, Any], *, prices_include_tax: bool, variant_sku:
     sku = _text(row.get("product_number"))
     if variant_sku:
         sku = _text(row.get("sub_sku_number")) or sku
-    return OrderLine(
+    return _build(
+        OrderLine,
+        where,
         kind="product" if row.get("product_type", "product") == "product" else "fee",
         sku=sku,
         name=_row_name(row),
@@ -430,9 +488,9 @@ def order_to_canonical(
     status = order.get("status")
     if not isinstance(status, int) or isinstance(status, bool):
         raise RecordError(f"{where}: has no status")
-    personal = order.get("customer") if isinstance(order.get("customer"), Mapping) else {}
+    personal = _object(order.get("customer"), f"{where}.customer")
     customer = (
-        customer_to_canonical(personal, currency=currency, language=_text(order.get("orderedinlng")))
+        customer_to_canonical(personal, currency=currency, language=_text(order.get("orderedinlng")), where=f"{where}.customer")
         if personal
         else None
     )
@@ -443,7 +501,7 @@ def order_to_canonical(
         created = parse_datetime(order.get("create_date"), f"{where}.create_date")
     except ValueError as exc:
         raise RecordError(str(exc)) from None
-    billing = personal.get("billingaddress") or {}
+    billing = _object(personal.get("billingaddress"), f"{where}.customer.billingaddress")
     custom = {
         "ccv_order_id": order.get("id"),
         "ccv_status": status,
@@ -453,7 +511,9 @@ def order_to_canonical(
         "ccv_invoicenumber": order.get("invoicenumber"),
         "ccv_track_and_trace_code": _text(order.get("track_and_trace_code")),
     }
-    return Order(
+    return _build(
+        Order,
+        where,
         number=number,
         status=ORDER_STATUSES.get(status, f"status_{status}"),
         created_at=created,
@@ -501,7 +561,9 @@ def shipment_from_order(order: Mapping[str, Any]) -> Shipment | None:
     if code is None or number is None:
         return None
     deeplink = _text(order.get("track_and_trace_deeplink"))
-    return Shipment(
+    return _build(
+        Shipment,
+        f"order {number}",
         order_number=number,
         tracking_code=code,
         carrier=_text(order.get("track_and_trace_carrier")),
@@ -537,7 +599,7 @@ def shipment_patch(order: Mapping[str, Any], shipment: Shipment, *, mail: bool) 
     if order.get("status") == CANCELLED:
         raise RecordError(f"order {number} is cancelled in CCV; a shipment is not recorded on it")
     body: dict[str, Any] = {}
-    if order.get("status") not in PAST_SENT:
+    if _status(order) not in PAST_SENT:
         body["status"] = SENT
     body["track_and_trace_code"] = shipment.tracking_code
     if shipment.carrier:

@@ -154,6 +154,36 @@ async def test_product_without_productnumber_is_skipped_with_a_warning():
     assert recorder.warnings[0][1]["product_id"] == orphan["id"]
 
 
+async def test_product_with_an_unreadable_modifydate_is_skipped_not_the_run():
+    app = CCVSalesPOSConnector.simulator(seed=1, records=3)
+    sim = app.state.sim
+    broken = sorted(sim.products)[1]
+    sim.products[broken]["modifydate"] = "gisteren"  # found by test_fuzz.py: this used to fail every products run
+    async with connect(CCVSalesPOSConnector, settings(), app=app) as connector:
+        connector.context.log = recorder = Recorder()
+        changes = await read(connector, Entity.PRODUCTS)
+    assert {c.source_id for c in changes} == {str(pid) for pid in sim.products if pid != broken}
+    assert recorder.warnings == [
+        ("ccv_salespos.product_skipped", {"product_id": broken, "reason": f"product {broken}.modifydate: 'gisteren' is not an ISO-8601 timestamp"})
+    ]
+
+
+async def test_an_unreadable_reserved_row_fails_that_products_stock_not_the_run():
+    app = CCVSalesPOSConnector.simulator(seed=2, records=5)
+    sim = app.state.sim
+    tracked = next(p for p in sim.products.values() if p["stockenabled"])
+    order = sim.add_order([(tracked["id"], 2)], status=14)
+    row = next(r for r in sim.orderrows.values() if r["order_id"] == order["id"])
+    row["count"] = "twee"  # found by test_fuzz.py: a RecordError here used to end the stock run
+    async with connect(CCVSalesPOSConnector, settings(), app=app) as connector:
+        changes = {c.source_id: c for c in await read(connector, Entity.STOCK)}
+    assert set(changes) == {str(pid) for pid in sim.products}
+    failed = changes.pop(str(tracked["id"]))
+    assert failed.record is None and failed.cursor is not None
+    assert failed.error == f"reserved stock unknown: order row {row['id']}.count: expected a number, got 'twee'"
+    assert all(isinstance(c.record, StockLevel) and c.error is None for c in changes.values())
+
+
 async def test_stock_subtracts_rows_of_open_orders_only():
     app = CCVSalesPOSConnector.simulator(seed=2, records=40)
     sim = app.state.sim

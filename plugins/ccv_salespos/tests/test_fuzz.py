@@ -18,7 +18,7 @@ from apicenterd import ApicenterError, Customer, FatalError, Order, Product, Rec
 from apicenterd_ccv_salespos import mapping
 from apicenterd_ccv_salespos.client import CCVClient, error_from_response
 
-FUZZ = settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 # The real shapes (from conftest; a test module cannot import conftest, so the fixtures are
 # taken through a session fixture below and through these copies for hypothesis).
@@ -74,13 +74,17 @@ LEAF = st.one_of(
 JUNK = st.recursive(LEAF, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=6)
 
 
+ACTIONS = st.sampled_from(["keep"] * 9 + ["mutate", "drop", "junk"])
+"""Most keys survive, so most examples reach deep into the mapping instead of failing at the first field."""
+
+
 @st.composite
 def mutated(draw: st.DrawFn, base: Any, depth: int = 0) -> Any:
     """``base`` with keys dropped, values replaced by junk, nested objects mutated, junk keys added."""
     if isinstance(base, dict):
         out: dict[str, Any] = {}
         for key, value in base.items():
-            action = draw(st.sampled_from(["keep", "keep", "keep", "mutate", "drop", "junk"]))
+            action = draw(ACTIONS)
             if action == "keep":
                 out[key] = copy.deepcopy(value)
             elif action == "mutate":
@@ -254,3 +258,56 @@ def test_a_non_object_single_resource_is_a_fatal_error(body):
     except FatalError:
         return
     assert isinstance(result, dict)
+
+
+# -- the connector: a bad item is skipped or a failed Change, never the end of the run ----------
+
+
+def _fake_shop(products: list[dict[str, Any]], orders: list[dict[str, Any]], rows: list[dict[str, Any]]):
+    """A minimal CCV Shop (unsigned, one page per collection) serving the fuzzed items."""
+
+    async def app(scope, receive, send):
+        path = scope["path"].removeprefix("/api/rest/v1/")
+        if path == "products/":
+            body: Any = {"items": products, "next": None}
+        elif path == "orders/":
+            body = {"items": orders, "next": None}
+        elif path.startswith("orders/") and path.endswith("/orderrows/"):
+            body = {"items": rows, "next": None}
+        else:
+            body = {"code": "404", "developermessage": "not found"}
+        content = json.dumps(body, default=str).encode()
+        await send({"type": "http.response.start", "status": 200 if "items" in body else 404,
+                    "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+        await send({"type": "http.response.body", "body": content})
+
+    return app
+
+
+def _with_envelope_keys(items: list[dict[str, Any]], **fixed: Any) -> list[dict[str, Any]]:
+    """The keys the connector orders and pages by (``id``, ...) kept valid: they are the envelope."""
+    return [{**item, "id": n + 1, **fixed} for n, item in enumerate(items)]
+
+
+@pytest.mark.anyio
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(mutated(PRODUCT), max_size=3),
+    st.lists(mutated(ORDER), max_size=3),
+    st.lists(mutated(ORDER_ROW), max_size=2),
+    st.sampled_from(["products", "stock", "orders", "customers"]),
+)
+async def test_any_items_read_as_records_or_failed_changes(products, orders, rows, entity):
+    from apicenterd import Entity
+    from apicenterd.testing import connect
+    from apicenterd_ccv_salespos import CCVSalesPOSConnector
+
+    products = _with_envelope_keys(products)
+    orders = [{**o, "ordernumber": o["id"], "status": o.get("status") if isinstance(o.get("status"), int) else 1}
+              for o in _with_envelope_keys(orders)]  # fmt: skip
+    app = _fake_shop(products, orders, rows)
+    base = {"base_url": "http://shop.test", "public_key": "p", "private_key": "k", "verify_response_signature": False}
+    async with connect(CCVSalesPOSConnector, base, app=app, rate_limits=False) as connector:
+        changes = [change async for change in connector.read(Entity(entity), None)]
+    for change in changes:
+        assert (change.record is None) == (change.error is not None)

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from apicenterd import RecordError
+from apicenterd import RecordError, Shipment
 from apicenterd_ccv_salespos import mapping
 
 
@@ -371,3 +371,73 @@ def test_a_cancelled_order_gets_no_shipment(order):
     order["status"] = 8
     with pytest.raises(RecordError, match="order 1 is cancelled"):
         mapping.shipment_patch(order, _shipment(), mail=True)
+
+
+# -- regressions found by the fuzz tests (test_fuzz.py) -----------------------------------------
+
+
+@pytest.mark.parametrize(("key", "value"), [("billingaddress", True), ("deliveryaddress", 1), ("billingaddress", "Dorpsstraat 1")])
+def test_an_address_that_is_not_an_object_is_a_record_error_naming_it(order, order_row, key, value):
+    order["customer"][key] = value
+    with pytest.raises(RecordError, match=rf"order 1 \(id 339323562\)\.customer\.{key}: expected an object"):
+        mapping.order_to_canonical(order, [order_row])
+
+
+def test_an_empty_php_array_for_an_address_counts_as_empty(order, order_row):
+    order["customer"]["deliveryaddress"] = []
+    result = mapping.order_to_canonical(order, [order_row])
+    assert result.shipping_address == result.billing_address
+
+
+def test_a_customer_that_is_not_an_object_is_a_record_error(order, order_row):
+    order["customer"] = ["Jan"]
+    with pytest.raises(RecordError, match=r"\.customer: expected an object"):
+        mapping.order_to_canonical(order, [order_row])
+
+
+def test_row_attributes_that_are_not_a_list_are_ignored(order, order_row):
+    order_row["attributes"] = 7
+    assert mapping.order_to_canonical(order, [order_row]).lines[0].name == "Goudse kaas jong belegen"
+
+
+def test_a_status_that_is_not_a_number_breaks_neither_reservations_nor_shipments(order):
+    order["status"] = [5]
+    assert mapping.reserves_stock(order)
+    order["track_and_trace_code"] = ""
+    assert mapping.shipment_patch(order, Shipment(order_number="1", tracking_code="3S1"), mail=False)["status"] == 5
+
+
+def test_a_currency_the_model_rejects_is_a_record_error_naming_the_field(order, order_row):
+    order["currency"] = "euro"
+    with pytest.raises(RecordError, match=r"order 1 \(id 339323562\)\.customer: currency: String should match"):
+        mapping.order_to_canonical(order, [order_row])
+    order["customer"] = None
+    with pytest.raises(RecordError, match=r"order 1 \(id 339323562\): currency: String should match"):
+        mapping.order_to_canonical(order, [order_row])
+
+
+def test_a_customer_language_that_is_not_text_is_left_out(order):
+    assert mapping.customer_to_canonical(order["customer"], language=3).language is None
+
+
+@pytest.mark.parametrize("value", [Decimal("1E+999"), "9" * 40, -1e20])
+def test_an_absurdly_large_number_is_a_record_error_not_a_decimal_crash(product, value):
+    product["price"] = value
+    with pytest.raises(RecordError, match=r"product 123456\.price: .* out of range"):
+        mapping.product_to_canonical(product)
+
+
+@pytest.mark.parametrize("rate", [-100, 100, 250])
+def test_a_vat_rate_outside_0_to_100_is_a_record_error(product, rate):
+    product["vatrate"] = rate
+    with pytest.raises(RecordError, match=r"product 123456\.vatrate: .* not a VAT percentage"):
+        mapping.product_to_canonical(product)
+
+
+def test_an_unreadable_row_count_is_kept_per_product_when_asked(order_row):
+    rows = [order_row, {**order_row, "id": 2, "product_id": 7, "count": "twee"}]
+    with pytest.raises(RecordError, match=r"order row 2\.count"):
+        mapping.reserved_quantities(rows)
+    errors: dict[int, str] = {}
+    assert mapping.reserved_quantities(rows, errors) == {123456: Decimal(1)}
+    assert errors == {7: "reserved stock unknown: order row 2.count: expected a number, got 'twee'"}

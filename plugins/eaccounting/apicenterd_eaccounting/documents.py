@@ -6,14 +6,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, time, timezone
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from apicenterd import Address, Invoice, InvoiceLine, Order, OrderLine, RecordError
 
-from .mapping import join_street, split_street, to_decimal
+from .mapping import build, join_street, split_street, text_of, to_decimal
 
 __all__ = [
     "DOCUMENT_PATHS",
@@ -161,27 +161,30 @@ class Debtor:
     def from_api(cls, customer: Mapping[str, Any]) -> Debtor:
         """The debtor behind a CustomerApi object."""
 
+        def text(prop: str) -> str:
+            return text_of(customer.get(prop)) or ""  # a property that is not a string reads as absent
+
         def address(prefix: str) -> Address:
-            street, number, suffix = split_street(customer.get(f"{prefix}Address1") or "")
-            country = (customer.get(f"{prefix}CountryCode") or "").upper() or None
+            street, number, suffix = split_street(text(f"{prefix}Address1"))
+            country = text(f"{prefix}CountryCode").upper() or None
             return Address(
                 street=street,
                 house_number=number,
                 house_number_suffix=suffix,
-                line2=customer.get(f"{prefix}Address2") or "",
-                postcode=customer.get(f"{prefix}PostalCode") or "",
-                city=customer.get(f"{prefix}City") or "",
-                country=country if country and len(country) == 2 and country.isalpha() else None,
+                line2=text(f"{prefix}Address2"),
+                postcode=text(f"{prefix}PostalCode"),
+                city=text(f"{prefix}City"),
+                country=country if country and len(country) == 2 and country.isascii() and country.isalpha() else None,
             )
 
         delivery = address("Delivery")
         return cls(
             id=str(customer.get("Id")),
-            name=customer.get("Name") or "",
+            name=text("Name"),
             is_private=bool(customer.get("IsPrivatePerson")),
-            currency=(customer.get("CurrencyCode") or "").upper() or None,
+            currency=text("CurrencyCode").upper() or None,
             reverse_charge=bool(customer.get("ReverseChargeOnConstructionServices")),
-            terms_id=customer.get("TermsOfPaymentId"),
+            terms_id=text_of(customer.get("TermsOfPaymentId")),
             address=address("Invoice"),
             delivery=delivery if delivery.city or delivery.street else None,
         )
@@ -271,19 +274,24 @@ def includes_vat(is_private_person: bool, show_prices_excl_vat_pc: bool) -> bool
     return is_private_person and not show_prices_excl_vat_pc
 
 
-def _cents(value: Decimal) -> Decimal:
-    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+def _cents(value: Decimal, what: str = "document") -> Decimal:
+    try:
+        return value.quantize(CENT, rounding=ROUND_HALF_UP)
+    except InvalidOperation:  # more digits than an amount can have
+        raise RecordError(f"{what}: amount {value:.6} is out of range for eAccounting") from None
 
 
 def unit_price(price: Decimal, *, given_incl: bool, want_incl: bool, rate: Decimal | None, what: str) -> Decimal:
     """``price`` in the document's price mode, rounded to cents (VAT added or taken out at ``rate`` %)."""
     if given_incl == want_incl:
-        return _cents(price)
+        return _cents(price, what)
     if rate is None:
         mode = "including" if given_incl else "excluding"
         raise RecordError(f"{what}: the price is {mode} VAT, the eAccounting document is not, and the line has no tax_rate to convert it")
+    if not 0 <= rate <= 100:
+        raise RecordError(f"{what}: tax_rate {rate} is not a VAT percentage (0 to 100)")
     factor = 1 + rate / 100
-    return _cents(price / factor if given_incl else price * factor)
+    return _cents(price / factor if given_incl else price * factor, what)
 
 
 def discount_percentage(line: Line, what: str) -> Decimal | None:
@@ -297,7 +305,11 @@ def discount_percentage(line: Line, what: str) -> Decimal | None:
 
 
 def _quantity(value: Decimal, decimals: int, what: str) -> Decimal:
-    if value != value.quantize(Decimal(1).scaleb(-decimals)):
+    try:
+        rounded = value.quantize(Decimal(1).scaleb(-decimals))
+    except InvalidOperation:
+        raise RecordError(f"{what}: quantity {value:.6} is out of range for eAccounting") from None
+    if value != rounded:
         raise RecordError(f"{what}: quantity {value} has more than the {decimals} decimals eAccounting allows")
     return value
 
@@ -518,44 +530,56 @@ def invoice_body(invoice: Invoice, kind: str, resolved: Resolved, settings: Invo
 # -- reading documents back ----------------------------------------------------------------
 
 
-def _date_of(value: Any) -> date | None:
+def _date_of(value: Any, prop: str, what: str) -> date | None:
     if not value:
         return None
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).date()
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).date()
+    except ValueError:
+        raise RecordError(f"{what}: {prop} {value!r:.40} is not an ISO date") from None
 
 
 def _document_address(doc: Mapping[str, Any], prefix: str) -> Address | None:
-    if not any(doc.get(f"{prefix}{p}") for p in ("Address1", "PostalCode", "City")):
+    def text(prop: str) -> str:
+        return text_of(doc.get(f"{prefix}{prop}")) or ""  # a property that is not a string reads as absent
+
+    if not any(text(p) for p in ("Address1", "PostalCode", "City")):
         return None
-    street, number, suffix = split_street(doc.get(f"{prefix}Address1") or "")
-    country = (doc.get(f"{prefix}CountryCode") or "").upper()
+    street, number, suffix = split_street(text("Address1"))
+    country = text("CountryCode").upper()
     return Address(
         street=street,
         house_number=number,
         house_number_suffix=suffix,
-        line2=doc.get(f"{prefix}Address2") or "",
-        postcode=doc.get(f"{prefix}PostalCode") or "",
-        city=doc.get(f"{prefix}City") or "",
-        country=country if len(country) == 2 and country.isalpha() else None,
+        line2=text("Address2"),
+        postcode=text("PostalCode"),
+        city=text("City"),
+        country=country if len(country) == 2 and country.isascii() and country.isalpha() else None,
     )
 
 
-def _document_lines(doc: Mapping[str, Any], included: bool) -> tuple[OrderLine, ...]:
+def _document_lines(doc: Mapping[str, Any], included: bool, what: str) -> tuple[OrderLine, ...]:
+    rows = doc.get("Rows") or []
+    if not isinstance(rows, list) or not all(isinstance(row, Mapping) for row in rows):
+        raise RecordError(f"{what}: Rows is not a list of objects")
     lines = []
-    for row in sorted(doc.get("Rows") or [], key=lambda r: r.get("LineNumber") or 0):
+    for row in sorted(rows, key=lambda r: to_decimal(r.get("LineNumber")) or 0):
         if row.get("IsTextRow") or not row.get("ArticleId"):
             continue  # a text row has no amount: not a canonical line
         quantity = to_decimal(row.get("Quantity")) or Decimal(0)
         price = to_decimal(row.get("UnitPrice")) or Decimal(0)
         percentage = to_decimal(row.get("DiscountPercentage")) or Decimal(0)
+        line_what = f"{what}: row {row.get('LineNumber')!r:.20}"
         lines.append(
-            OrderLine(
-                sku=row.get("ArticleNumber") or None,
-                name=row.get("Text") or "",
+            build(
+                OrderLine,
+                line_what,
+                sku=text_of(row.get("ArticleNumber")) or None,
+                name=text_of(row.get("Text")) or "",
                 quantity=quantity,
                 unit_price=price,
                 prices_include_tax=included,
-                discount=_cents(abs(quantity * price) * percentage),
+                discount=_cents(abs(quantity * price) * percentage, line_what),
             )
         )
     return tuple(lines)
@@ -570,46 +594,56 @@ def _document_includes_vat(doc: Mapping[str, Any], show_prices_excl_vat_pc: bool
 def document_to_order(doc: Mapping[str, Any], kind: str, *, show_prices_excl_vat_pc: bool = False) -> Order:
     """An OrderApi / CustomerInvoiceDraftApi / CustomerInvoiceApi object as a canonical Order
     (``document`` says which; text rows are left out)."""
+    what = f"{kind} {doc.get('Id')!r:.60}"
     included = _document_includes_vat(doc, show_prices_excl_vat_pc)
-    when = _date_of(doc.get("OrderDate") if kind == "order" else doc.get("InvoiceDate") or doc.get("CreatedUtc"))
+    prop = "OrderDate" if kind == "order" else ("InvoiceDate" if doc.get("InvoiceDate") else "CreatedUtc")
+    when = _date_of(doc.get(prop), prop, what)
     if kind == "order":
-        status, total, tax = STATUS_NAMES.get(doc.get("Status"), "unknown"), doc.get("Amount"), doc.get("VatAmount")
+        status = doc.get("Status")
+        status = STATUS_NAMES.get(status, "unknown") if isinstance(status, int) else "unknown"
+        total, tax = doc.get("Amount"), doc.get("VatAmount")
     else:
         status, total, tax = ("draft" if kind == "invoice_draft" else "invoiced"), doc.get("TotalAmount"), doc.get("TotalVatAmount")
-    currency = (doc.get("CurrencyCode") or doc.get("InvoiceCurrencyCode") or "EUR").upper()
-    return Order(
-        number=doc.get("YourReference") or str(doc.get("Id")),
+    currency = (text_of(doc.get("CurrencyCode")) or text_of(doc.get("InvoiceCurrencyCode")) or "EUR").upper()
+    return build(
+        Order,
+        what,
+        number=text_of(doc.get("YourReference")) or str(doc.get("Id")),
         status=status,
         created_at=datetime.combine(when or date(1970, 1, 1), time(), tzinfo=timezone.utc),
-        currency=currency if len(currency) == 3 and currency.isalpha() else "EUR",
+        currency=currency if len(currency) == 3 and currency.isascii() and currency.isalpha() else "EUR",
         billing_address=_document_address(doc, "Invoice") or Address(),
         shipping_address=_document_address(doc, "Delivery"),
-        lines=_document_lines(doc, included),
+        lines=_document_lines(doc, included, what),
         total=to_decimal(total) or Decimal(0),
         total_tax=to_decimal(tax),
-        document=kind,  # type: ignore[arg-type]
-        customer_id=doc.get("CustomerId"),
+        document=kind,
+        customer_id=text_of(doc.get("CustomerId")),
     )
 
 
 def document_to_invoice(doc: Mapping[str, Any], kind: str, *, show_prices_excl_vat_pc: bool = False) -> Invoice:
     """A CustomerInvoiceDraftApi / CustomerInvoiceApi object as a canonical Invoice."""
+    what = f"{kind} {doc.get('Id')!r:.60}"
     included = _document_includes_vat(doc, show_prices_excl_vat_pc)
-    currency = (doc.get("CurrencyCode") or doc.get("InvoiceCurrencyCode") or "EUR").upper()
-    return Invoice(
-        number=doc.get("YourReference") or str(doc.get("Id")),
-        invoice_date=_date_of(doc.get("InvoiceDate") or doc.get("CreatedUtc")) or date(1970, 1, 1),
-        due_date=_date_of(doc.get("DueDate")),
-        currency=currency if len(currency) == 3 and currency.isalpha() else "EUR",
+    currency = (text_of(doc.get("CurrencyCode")) or text_of(doc.get("InvoiceCurrencyCode")) or "EUR").upper()
+    prop = "InvoiceDate" if doc.get("InvoiceDate") else "CreatedUtc"
+    return build(
+        Invoice,
+        what,
+        number=text_of(doc.get("YourReference")) or str(doc.get("Id")),
+        invoice_date=_date_of(doc.get(prop), prop, what) or date(1970, 1, 1),
+        due_date=_date_of(doc.get("DueDate"), "DueDate", what),
+        currency=currency if len(currency) == 3 and currency.isascii() and currency.isalpha() else "EUR",
         lines=tuple(
             InvoiceLine(sku=line.sku, description=line.name, quantity=line.quantity, unit_price=line.unit_price, discount=line.discount)
-            for line in _document_lines(doc, included)
+            for line in _document_lines(doc, included, what)
         ),
         total=to_decimal(doc.get("TotalAmount")) or Decimal(0),
         total_tax=to_decimal(doc.get("TotalVatAmount")),
         prices_include_tax=included,
         paid=kind == "invoice" and to_decimal(doc.get("RemainingAmount")) == 0,
-        customer_id=doc.get("CustomerId"),
+        customer_id=text_of(doc.get("CustomerId")),
     )
 
 
@@ -663,9 +697,9 @@ def normalize_order(order: Order) -> Order:
             line.model_copy(
                 update={
                     "name": line.name.strip(),
-                    "unit_price": _cents(line.unit_price),
-                    "discount": _cents(line.discount),
-                    "total": _cents(line.total) if line.total is not None else None,
+                    "unit_price": _cents(line.unit_price, line_what),
+                    "discount": _cents(line.discount, line_what),
+                    "total": _cents(line.total, line_what) if line.total is not None else None,
                 }
             )
         )
@@ -675,8 +709,8 @@ def normalize_order(order: Order) -> Order:
             "billing_address": _normal_address(order.billing_address, "Invoice", what),
             "shipping_address": _normal_address(order.shipping_address, "Delivery", what),
             "lines": tuple(lines),
-            "total": _cents(order.total),
-            "total_tax": _cents(order.total_tax) if order.total_tax is not None else None,
+            "total": _cents(order.total, what),
+            "total_tax": _cents(order.total_tax, what) if order.total_tax is not None else None,
         }
     )
 
@@ -693,11 +727,11 @@ def normalize_invoice(invoice: Invoice) -> Invoice:
         line_what = f"{what}: line {n} ({line.description or line.sku or 'line'})"
         _text(line.description, "Text", TEXT_LIMIT, line_what)
         _quantity(line.quantity, QUANTITY_DECIMALS[settings.document], line_what)
-        lines.append(line.model_copy(update={"description": line.description.strip(), "unit_price": _cents(line.unit_price), "discount": _cents(line.discount)}))
+        lines.append(line.model_copy(update={"description": line.description.strip(), "unit_price": _cents(line.unit_price, line_what), "discount": _cents(line.discount, line_what)}))
     return invoice.model_copy(
         update={
             "lines": tuple(lines),
-            "total": _cents(invoice.total),
-            "total_tax": _cents(invoice.total_tax) if invoice.total_tax is not None else None,
+            "total": _cents(invoice.total, what),
+            "total_tax": _cents(invoice.total_tax, what) if invoice.total_tax is not None else None,
         }
     )

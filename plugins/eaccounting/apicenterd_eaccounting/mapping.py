@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from apicenterd import Address, Contact, Customer, Product, RecordError, StockLevel
 
@@ -14,6 +16,8 @@ __all__ = [
     "CUSTOMER_FIELDS",
     "CUSTOMER_LIMITS",
     "to_decimal",
+    "text_of",
+    "build",
     "price",
     "vat_percent",
     "article_fields",
@@ -93,20 +97,51 @@ CUSTOMER_LIMITS: Mapping[str, int] = {
 
 
 def to_decimal(value: Any) -> Decimal | None:
-    """A JSON number (int, float, Decimal or numeric string) as Decimal; None stays None."""
+    """A JSON number (int, float, Decimal or numeric string) as Decimal; None stays None, and so
+    does what is no finite number (text, NaN, Infinity, objects)."""
     if value is None or isinstance(value, bool):
         return None
     try:
-        return value if isinstance(value, Decimal) else Decimal(str(value))
-    except InvalidOperation:
+        number = value if isinstance(value, Decimal) else Decimal(str(value))
+    except (InvalidOperation, ValueError):  # ValueError: str() of an int past Python's digit limit
         return None
+    return number if number.is_finite() else None
+
+
+def text_of(value: Any) -> str | None:
+    """A JSON string property as it is; None for null and for anything that is not a string."""
+    return value if isinstance(value, str) else None
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def build(model: type[_Model], what: str, **values: Any) -> _Model:
+    """``model(**values)``; a value the canonical model rejects is a RecordError naming the field."""
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        field = ".".join(str(p) for p in err["loc"]) or "(record)"
+        raise RecordError(f"{what}: {field}: {err['msg']} (got {err.get('input')!r:.60})") from None
 
 
 def _plain(value: Decimal) -> Decimal:
     """``25.00`` → ``25``, ``2.50`` → ``2.5``, without exponent notation."""
     if value == value.to_integral_value():
-        return value.quantize(Decimal(1))
+        try:
+            return value.quantize(Decimal(1))
+        except InvalidOperation:  # more digits than the context holds: no rate, but no crash either
+            return value.normalize()
     return value.normalize()
+
+
+def _cents(value: Decimal, prop: str, what: str) -> Decimal:
+    """``value`` rounded half-up to cents; RecordError when it has too many digits to be an amount."""
+    try:
+        return value.quantize(CENT, rounding=ROUND_HALF_UP)
+    except InvalidOperation:
+        raise RecordError(f"{what}: {prop} {value} is out of range for eAccounting") from None
 
 
 def price(value: Decimal | None, prop: str, what: str, *, bounded: bool = True) -> Decimal | None:
@@ -114,15 +149,15 @@ def price(value: Decimal | None, prop: str, what: str, *, bounded: bool = True) 
     range the swagger gives NetPrice and GrossPrice."""
     if value is None:
         return None
-    rounded = value.quantize(CENT, rounding=ROUND_HALF_UP)
+    rounded = _cents(value, prop, what)
     if bounded and not Decimal(0) <= rounded <= PRICE_MAX:
         raise RecordError(f"{what}: {prop} is {rounded}, eAccounting allows 0 to {PRICE_MAX}")
     return rounded
 
 
-def stock_balance(value: Decimal) -> Decimal:
-    """A stock quantity as eAccounting stores it: at most 2 decimals."""
-    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+def stock_balance(value: Decimal, what: str = "stock") -> Decimal:
+    """A stock quantity as eAccounting stores it: at most 2 decimals (RecordError when out of range)."""
+    return _cents(value, "StockBalance", what)
 
 
 def vat_percent(coding: Mapping[str, Any]) -> Decimal | None:
@@ -130,6 +165,8 @@ def vat_percent(coding: Mapping[str, Any]) -> Decimal | None:
     rate = to_decimal(coding.get("VatRatePercent"))
     if rate is None:
         return None
+    if not Decimal(0) <= rate <= Decimal(100):
+        return None  # no VAT rate; the coding matches no product's rate
     # unverified which of the two the live API returns; a VAT rate under 1 % does not exist
     if Decimal(0) < rate < Decimal(1):
         rate *= 100
@@ -183,30 +220,34 @@ def new_article(product: Product, *, coding_id: str, unit_id: str, truncate_name
     body = {key: value for key, value in body.items() if value is not None}
     body["CodingId"], body["UnitId"] = coding_id, unit_id
     if product.quantity is not None:
-        body["StockBalance"] = stock_balance(product.quantity)
+        body["StockBalance"] = stock_balance(product.quantity, f"article {product.sku!r}")
     return body
 
 
-def _required(data: Mapping[str, Any], prop: str, what: str) -> Any:
+def _required(data: Mapping[str, Any], prop: str, what: str) -> str:
     value = data.get(prop)
-    if value in (None, ""):
+    if value is None or value == "":
         raise RecordError(f"{what}: eAccounting returned no {prop}")
+    if not isinstance(value, str):
+        raise RecordError(f"{what}: {prop} is not text: {value!r:.60}")
     return value
 
 
 def article_to_product(article: Mapping[str, Any], *, vat_rate: Decimal | None = None, currency: str = "EUR") -> Product:
     """An ArticleApi object as a canonical Product (``vat_rate`` comes from its coding)."""
-    what = f"article {article.get('Id')!r}"
-    return Product(
+    what = f"article {article.get('Id')!r:.60}"
+    return build(
+        Product,
+        what,
         sku=_required(article, "Number", what),
-        name=article.get("Name") or "",
+        name=text_of(article.get("Name")) or "",
         price_excl_tax=to_decimal(article.get("NetPrice")),
         price_incl_tax=to_decimal(article.get("GrossPrice")),
         purchase_price=to_decimal(article.get("PurchasePrice")),
         tax_rate=vat_rate,
         currency=currency,
         quantity=to_decimal(article.get("StockBalance")),
-        unit=article.get("UnitAbbreviation") or article.get("UnitName") or None,
+        unit=text_of(article.get("UnitAbbreviation")) or text_of(article.get("UnitName")) or None,
         active=bool(article.get("IsActive", True)),
     )
 
@@ -214,10 +255,9 @@ def article_to_product(article: Mapping[str, Any], *, vat_rate: Decimal | None =
 def article_to_stock(article: Mapping[str, Any]) -> StockLevel:
     """An article's StockBalance as a StockLevel: the connector writes canonical ``available`` there,
     so it reads back as both ``on_hand`` and ``available``."""
+    what = f"article {article.get('Id')!r:.60}"
     balance = to_decimal(article.get("StockBalance")) or Decimal(0)
-    return StockLevel(
-        sku=_required(article, "Number", f"article {article.get('Id')!r}"), on_hand=balance, available=balance
-    )
+    return build(StockLevel, what, sku=_required(article, "Number", what), on_hand=balance, available=balance)
 
 
 _STREET = re.compile(r"^(?P<street>.*?\S)\s+(?P<number>\d+)\s*(?P<suffix>[^\s\d]\S*)?$")
@@ -237,8 +277,8 @@ def split_street(line: str) -> tuple[str, str, str]:
     return match["street"].strip(), match["number"], match["suffix"] or ""
 
 
-def _country(value: str | None) -> str | None:
-    value = (value or "").strip().upper()
+def _country(value: Any) -> str | None:
+    value = (text_of(value) or "").strip().upper()
     return value if re.fullmatch(r"[A-Z]{2}", value) else None
 
 
@@ -321,45 +361,48 @@ def new_customer(customer: Customer, *, terms_of_payment_id: str) -> dict[str, A
 
 
 def _address_from(data: Mapping[str, Any], prefix: str) -> Address:
-    street, number, suffix = split_street(data.get(f"{prefix}Address1") or "")
+    street, number, suffix = split_street(text_of(data.get(f"{prefix}Address1")) or "")
     return Address(
         street=street,
         house_number=number,
         house_number_suffix=suffix,
-        line2=data.get(f"{prefix}Address2") or "",
-        postcode=data.get(f"{prefix}PostalCode") or "",
-        city=data.get(f"{prefix}City") or "",
+        line2=text_of(data.get(f"{prefix}Address2")) or "",
+        postcode=text_of(data.get(f"{prefix}PostalCode")) or "",
+        city=text_of(data.get(f"{prefix}City")) or "",
         country=_country(data.get(f"{prefix}CountryCode")),
     )
 
 
 def api_to_customer(data: Mapping[str, Any]) -> Customer:
     """A CustomerApi object as a canonical Customer."""
-    what = f"customer {data.get('Id')!r}"
+    what = f"customer {data.get('Id')!r:.60}"
     private = bool(data.get("IsPrivatePerson"))
+    text = {key: text_of(value) for key, value in data.items()}  # properties that are not strings read as absent
     contact = None
-    if not private and any(data.get(p) for p in CUSTOMER_FIELDS["contact"]):
-        first, _, last = (data.get("ContactPersonName") or "").strip().partition(" ")
+    if not private and any(text.get(p) for p in CUSTOMER_FIELDS["contact"]):
+        first, _, last = (text.get("ContactPersonName") or "").strip().partition(" ")
         contact = Contact(
             first_name=first,
             last_name=last.strip(),
-            email=data.get("ContactPersonEmail") or None,
-            phone=data.get("ContactPersonPhone") or None,
+            email=text.get("ContactPersonEmail") or None,
+            phone=text.get("ContactPersonPhone") or None,
         )
-    delivery = any(data.get(p) for p in CUSTOMER_FIELDS["shipping_address"])
-    currency = (data.get("CurrencyCode") or "").upper()
-    return Customer(
+    delivery = any(text.get(p) for p in CUSTOMER_FIELDS["shipping_address"])
+    currency = (text.get("CurrencyCode") or "").upper()
+    return build(
+        Customer,
+        what,
         kind="person" if private else "company",
         name=_required(data, "Name", what),
-        email=data.get("EmailAddress") or None,
-        phone=data.get("Telephone") or data.get("MobilePhone") or None,
+        email=text.get("EmailAddress") or None,
+        phone=text.get("Telephone") or text.get("MobilePhone") or None,
         contact=contact,
         billing_address=_address_from(data, "Invoice"),
         shipping_address=_address_from(data, "Delivery") if delivery else None,
-        vat_number=data.get("VatNumber") or None,
-        coc_number=data.get("CorporateIdentityNumber") or None,
-        customer_number=data.get("CustomerNumber") or None,
-        language=(data.get("SalesDocumentLanguage") or "").lower() or None,
+        vat_number=text.get("VatNumber") or None,
+        coc_number=text.get("CorporateIdentityNumber") or None,
+        customer_number=text.get("CustomerNumber") or None,
+        language=(text.get("SalesDocumentLanguage") or "").lower() or None,
         currency=currency if re.fullmatch(r"[A-Z]{3}", currency) else None,
     )
 
@@ -375,15 +418,16 @@ def normalize_product(product: Product, *, truncate_names: bool = False) -> Prod
             "price_incl_tax": price(product.price_incl_tax, "GrossPrice", what),
             "purchase_price": price(product.purchase_price, "PurchasePrice", what, bounded=False),
             "tax_rate": _plain(product.tax_rate) if product.tax_rate is not None else None,
-            "quantity": stock_balance(product.quantity) if product.quantity is not None else None,
+            "quantity": stock_balance(product.quantity, what) if product.quantity is not None else None,
         }
     )
 
 
 def normalize_stock(stock: StockLevel) -> StockLevel:
     """``stock`` with eAccounting's 2 decimals."""
+    what = f"stock of article {stock.sku!r}"
     return stock.model_copy(
-        update={name: stock_balance(getattr(stock, name)) for name in ("on_hand", "reserved", "available")}
+        update={name: stock_balance(getattr(stock, name), what) for name in ("on_hand", "reserved", "available")}
     )
 
 

@@ -278,3 +278,47 @@ def test_documents_read_back_as_orders():
     assert [(l.sku, l.quantity, l.unit_price, l.discount, l.prices_include_tax) for l in read.lines] == [("MUG-1", 2, Decimal("6.05"), Decimal("6.05"), True)]
     draft = documents.document_to_order({**doc, "IncludesVat": False, "TotalAmount": 5, "InvoiceDate": "2024-05-02"}, "invoice_draft")
     assert (draft.status, draft.created_at.date(), draft.lines[0].prices_include_tax, draft.total) == ("draft", date(2024, 5, 2), False, 5)
+
+
+# -- regressions found by the fuzz tests (test_fuzz.py) -----------------------------------------
+
+DOC = {"Id": "d1", "YourReference": "WEB-1", "OrderDate": "2024-05-01", "Amount": 5, "CustomerId": CUSTOMER,
+       "Rows": [{"LineNumber": 1, "ArticleId": MUG, "ArticleNumber": "MUG-1", "Text": "Mug", "Quantity": 1, "UnitPrice": 5}]}  # fmt: skip
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"OrderDate": "01-05-2024"}, r"order 'd1': OrderDate '01-05-2024' is not an ISO date"),
+    ({"Rows": "none"}, r"order 'd1': Rows is not a list of objects"),
+    ({"Rows": [1, 2]}, r"order 'd1': Rows is not a list of objects"),
+    ({"Rows": [{**DOC["Rows"][0], "Quantity": Decimal("1E+30"), "DiscountPercentage": Decimal("0.5")}]}, r"order 'd1': row 1: amount .* out of range"),
+])  # fmt: skip
+def test_a_document_eaccounting_cannot_have_sent_is_a_record_error(change, message):
+    with pytest.raises(RecordError, match=message):
+        documents.document_to_order({**DOC, **change}, "order")
+
+
+def test_document_properties_of_the_wrong_type_read_as_absent():
+    read = documents.document_to_order(
+        {**DOC, "Status": [4], "YourReference": 17, "CurrencyCode": True, "CustomerId": 3, "InvoiceCity": ["x"],
+         "Rows": [{**DOC["Rows"][0], "LineNumber": "2"}, {**DOC["Rows"][0], "LineNumber": None, "Text": 9}]},  # fmt: skip
+        "order",
+    )
+    assert (read.number, read.status, read.currency, read.customer_id, read.billing_address) == ("d1", "unknown", "EUR", None, Address())
+    assert [line.name for line in read.lines] == ["", "Mug"]  # LineNumber None sorts first; a Text that is no text is none
+
+
+def test_a_debtor_with_properties_of_the_wrong_type_still_reads():
+    debtor = Debtor.from_api({"Id": "c", "Name": 1, "CurrencyCode": 978, "InvoiceAddress1": None, "InvoiceCity": ["x"], "TermsOfPaymentId": 5})
+    assert (debtor.name, debtor.currency, debtor.terms_id, debtor.address) == ("", None, None, Address())
+
+
+def test_a_negative_tax_rate_is_a_record_error_not_a_division_by_zero():
+    with pytest.raises(RecordError, match=r"tax_rate -100 is not a VAT percentage"):
+        documents.unit_price(Decimal(10), given_incl=True, want_incl=False, rate=Decimal(-100), what="order 1: line 1")
+
+
+def test_an_order_amount_with_too_many_digits_is_a_record_error():
+    with pytest.raises(RecordError, match=r"order WEB-1001: amount 1E\+30 is out of range"):
+        documents.normalize_order(order(total=Decimal("1E+30")))
+    with pytest.raises(RecordError, match=r"line 1 \(Blue mug\): quantity .* out of range"):
+        documents.normalize_order(order(lines=(OrderLine(sku="MUG-1", name="Blue mug", quantity=Decimal("1E+40"), unit_price=Decimal(1)),)))

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from apicenterd import Address, Contact, Customer, Product, RecordError
+from apicenterd import Address, Contact, Customer, Product, RecordError, StockLevel
 from apicenterd_eaccounting import mapping
 
 CODING, UNIT, TERMS = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222", "33333333-3333-4333-8333-333333333333"
@@ -203,3 +203,44 @@ def test_normalize_customer_reads_back_like_eaccounting():
     assert normal.contact is None and normal.language == "nl" and normal.shipping_address is None
     assert (normal.billing_address.street, normal.billing_address.house_number, normal.billing_address.region) == ("Kerkstraat", "12", "")
     assert mapping.normalize_customer(normal) == normal
+
+
+# -- regressions found by the fuzz tests (test_fuzz.py) -----------------------------------------
+
+
+@pytest.mark.parametrize("rate", ["NaN", float("inf"), Decimal("1E+999"), 250, -5, "abc", [21]])
+def test_a_coding_rate_that_is_no_vat_percentage_reads_as_none(rate):
+    assert mapping.vat_percent({"VatRatePercent": rate}) is None
+
+
+def test_non_finite_numbers_read_as_absent():
+    assert mapping.to_decimal(float("nan")) is None and mapping.to_decimal("Infinity") is None
+    assert mapping.to_decimal(Decimal("1E+999")) == Decimal("1E+999")  # finite: the write side rejects it
+
+
+def test_an_article_number_that_is_not_text_is_a_record_error():
+    with pytest.raises(RecordError, match=r"article 'a': Number is not text: 12"):
+        mapping.article_to_product({"Id": "a", "Number": 12})
+
+
+def test_customer_properties_of_the_wrong_type_read_as_absent():
+    customer = mapping.api_to_customer(
+        {"Id": "c", "Name": "Acme", "InvoiceAddress1": ["Kerkstraat 1"], "InvoiceCity": 7, "InvoiceCountryCode": True,
+         "CurrencyCode": 978, "SalesDocumentLanguage": False, "ContactPersonName": 1, "EmailAddress": {"a": 1}}  # fmt: skip
+    )
+    assert (customer.billing_address, customer.currency, customer.language, customer.contact, customer.email) == (
+        Address(), None, None, None, None
+    )
+
+
+def test_a_customer_name_that_is_not_text_is_a_record_error():
+    with pytest.raises(RecordError, match=r"customer 'c': Name is not text"):
+        mapping.api_to_customer({"Id": "c", "Name": 5})
+
+
+@pytest.mark.parametrize("amount", [Decimal("1E+30"), Decimal("-1E+999")])
+def test_an_amount_with_too_many_digits_is_a_record_error_not_invalid_operation(amount):
+    with pytest.raises(RecordError, match=r"article 'ABC-1': PurchasePrice .* out of range"):
+        mapping.normalize_product(product(purchase_price=amount))
+    with pytest.raises(RecordError, match=r"stock of article 'S': StockBalance .* out of range"):
+        mapping.normalize_stock(StockLevel(sku="S", on_hand=amount, available=amount))
