@@ -129,3 +129,15 @@ def test_flows_run_unknown_flow(capsys):
 def test_simulate_unknown_connector(capsys):
     code, _, err = run_cli(capsys, "simulate", "nosuch")
     assert code == 2 and "no connector named 'nosuch'" in err
+
+
+def test_orders_example_config_passes_check(capsys):
+    pytest.importorskip("apicenterd_eaccounting")
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    cli._demo_credentials(root / "etc" / "demo.toml", cli._registry())
+    code, out, err = run_cli(capsys, "check", "--config", str(root / "etc" / "orders.example.toml"))
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "flows", "mapping", "orders_to_eaccounting", "--config", str(root / "etc" / "orders.example.toml"))
+    assert code == 0 and "reference" in out and "prefix('POS-')" in out
