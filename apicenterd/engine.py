@@ -28,7 +28,7 @@ import anyio
 
 from .config import Flow, Resolved
 from .context import Context
-from .errors import AuthError, ConnectorError, RateLimited, RecordError, RetryableError
+from .errors import AuthError, CircuitOpen, ConnectorError, RateLimited, RecordError, RetryableError
 from .flows import OrderOptions, Skip, prepare
 from .model import RECORD_TYPES, Entity, Order, Record
 from .orders import apply_maps, missing_product, order_to_invoice
@@ -250,7 +250,7 @@ class Engine:
                     if getattr(exc, "_apicenterd_from_write", False):
                         raise
                     read_failures += 1
-                    if read_failures >= self._retry_attempts or self.stopping.is_set():
+                    if isinstance(exc, CircuitOpen) or read_failures >= self._retry_attempts or self.stopping.is_set():
                         raise
                     delay = self._backoff(read_failures, exc)
                     log.warning("read failed, reading again from the cursor", attempt=read_failures, delay=round(delay, 2), error=str(exc))
@@ -572,7 +572,8 @@ class Engine:
                 raise
             except RetryableError as exc:
                 attempt += 1
-                if attempt >= self._retry_attempts or self.stopping.is_set():
+                if isinstance(exc, CircuitOpen) or attempt >= self._retry_attempts or self.stopping.is_set():
+                    # an open circuit fails every call at once: retrying would only spin
                     exc._apicenterd_from_write = True  # type: ignore[attr-defined]  # not a read failure
                     raise
                 delay = self._backoff(attempt, exc)

@@ -329,6 +329,9 @@ class InstrumentedTransport(httpx.AsyncBaseTransport):
         started = time.perf_counter()
         try:
             response = await self.inner.handle_async_request(request)
+            # read the body here, so a connection that breaks mid-body is classified (and counted
+            # by the breaker) like one that broke before the headers
+            await response.aread()
         except httpx.TimeoutException as exc:
             metrics.api_requests.labels(self.connection, request.method, "timeout").inc()
             if breaker is not None:
