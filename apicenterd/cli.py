@@ -300,7 +300,7 @@ def cmd_flows_run(args: argparse.Namespace) -> int:
 
 def mapping_rows(resolved: Resolved, name: str) -> list[dict[str, str]]:
     """The rows ``flows mapping`` prints: each canonical field, where it comes from and goes to."""
-    from .model import RECORD_TYPES
+    from .model import RECORD_TYPES, Entity
 
     flow = resolved.flows[name]
     source = resolved.connections[flow.source].connector
@@ -312,12 +312,19 @@ def mapping_rows(resolved: Resolved, name: str) -> list[dict[str, str]]:
     for path in _field_paths(record_type):
         top = path.split(".")[0]
         rule = overrides.get(path)
-        if written is not None and top not in written and rule is None:
+        debtor_fields = target.written_fields.get(Entity.CUSTOMERS)
+        if top == "customer" and flow.entity in (Entity.ORDERS, Entity.INVOICES):
+            sub = path.split(".")[1]
+            stored = debtor_fields is None or sub in debtor_fields
+            policy = "to the debtor (customers)" if stored else "not stored by target"
+        elif written is not None and top not in written and rule is None:
             policy = "not stored by target"
         elif top in flow.create_only_fields:
             policy = "create only"
         else:
             policy = "create + update"
+        if policy == "create + update" and flow.entity in (Entity.ORDERS, Entity.INVOICES):
+            policy = "on create (documents are never updated)"
         rows.append(
             {
                 "field": path,
@@ -689,6 +696,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `apicenterd ... | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,10 +5,10 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from pydantic import Field, SecretStr
@@ -123,6 +123,57 @@ class CCVSalesPOSConnector(Connector):
 
     reads = frozenset({Entity.PRODUCTS, Entity.STOCK, Entity.ORDERS, Entity.CUSTOMERS})
     writes = frozenset({Entity.SHIPMENTS})
+    field_map: ClassVar[Mapping[Entity, Mapping[str, str]]] = {
+        Entity.PRODUCTS: {
+            "sku": "productnumber",
+            "name": "name",
+            "ean": "eannumber",
+            "short_description": "shortdescription",
+            "description": "description",
+            "price_incl_tax": "price - discount (incl. VAT unless prices_include_tax = false)",
+            "price_excl_tax": "(price - discount) / (1 + vatrate/100)",
+            "tax_rate": "vatrate",
+            "purchase_price": "purchaseprice",
+            "quantity": "stock",
+            "unit": "unit",
+            "images": "productmainphoto",
+            "active": "is_active",
+            "weight_kg": "weight",
+        },
+        Entity.STOCK: {
+            "sku": "productnumber",
+            "on_hand": "stock",
+            "reserved": "sum of orderrows.count of open orders",
+            "tracked": "stockenabled",
+        },
+        Entity.ORDERS: {
+            "number": "ordernumber_full",
+            "status": "status (1-14, as a name)",
+            "created_at": "create_date",
+            "paid": "paid",
+            "payment_method": "paymethod",
+            "customer.email": "customer.email",
+            "customer.name": "customer.billingaddress.company or full_name",
+            "billing_address.street": "customer.billingaddress.street",
+            "billing_address.house_number": "customer.billingaddress.housenumber",
+            "billing_address.postcode": "customer.billingaddress.zipcode",
+            "billing_address.city": "customer.billingaddress.city",
+            "billing_address.country": "customer.billingaddress.country_code",
+            "shipping_address.street": "customer.deliveryaddress.street",
+            "lines.*.sku": "orderrows[].product_number",
+            "lines.*.name": "orderrows[].product_name",
+            "lines.*.quantity": "orderrows[].count",
+            "lines.*.unit_price": "orderrows[].price",
+            "lines.*.discount": "orderrows[].discount",
+            "lines.*.tax_rate": "orderrows[].tax",
+            "total": "total_price",
+        },
+        Entity.SHIPMENTS: {
+            "order_number": "ordernumber (filter)",
+            "tracking_code": "track_and_trace_code",
+            "carrier": "track_and_trace_carrier",
+        },
+    }
     written_fields = {Entity.SHIPMENTS: frozenset({"order_number", "tracking_code", "carrier"})}
     rate_limits = (
         RateLimit(150, 60.0, name="get_per_resource", key=get_bucket),

@@ -121,6 +121,30 @@ class EAccountingConnector(Connector):
     # [3rd, unverified] Visma Connect: README of shared/api-specs, section 1
     oauth_authorize_url: ClassVar[str | None] = "https://identity.vismaonline.com/connect/authorize"
     oauth_scopes: ClassVar[tuple[str, ...]] = ("ea:api", "ea:sales", "offline_access")
+    field_map: ClassVar[Mapping[Entity, Mapping[str, str]]] = {
+        Entity.PRODUCTS: {k: ", ".join(v) for k, v in mapping.PRODUCT_FIELDS.items()},
+        Entity.CUSTOMERS: {k: ", ".join(v) for k, v in mapping.CUSTOMER_FIELDS.items()},
+        Entity.STOCK: {"sku": "Number", "available": "StockBalance"},
+        Entity.ORDERS: {
+            "number": "YourReference",
+            "customer_id": "CustomerId",
+            "created_at": "OrderDate / InvoiceDate",
+            "lines.*.sku": "Rows[].ArticleId (by Number)",
+            "lines.*.name": "Rows[].Text",
+            "lines.*.quantity": "Rows[].Quantity",
+            "lines.*.unit_price": "Rows[].UnitPrice",
+            "lines.*.discount": "Rows[].DiscountPercentage",
+            "billing_address.street": "InvoiceAddress1",
+            "billing_address.postcode": "InvoicePostalCode",
+            "billing_address.city": "InvoiceCity",
+            "billing_address.country": "InvoiceCountryCode",
+            "shipping_address.street": "DeliveryAddress1",
+            "shipping_address.postcode": "DeliveryPostalCode",
+            "shipping_address.city": "DeliveryCity",
+            "shipping_address.country": "DeliveryCountryCode",
+            "currency": "CurrencyCode",
+        },
+    }
     default_port: ClassVar[int | None] = 8702
 
     settings: EAccountingSettings
