@@ -52,6 +52,11 @@ class CircuitBreaker:
         self._last_error = ""
         metrics.circuit_open.labels(connection).set(0)
 
+    @property
+    def last_error(self) -> str:
+        """What the last failed call died of."""
+        return self._last_error
+
     def _refuse(self) -> CircuitOpen:
         wait = max(0.0, self._retry_at - self._clock())
         return CircuitOpen(

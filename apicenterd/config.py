@@ -55,6 +55,10 @@ class DaemonConfig(BaseModel):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     metrics_address: str | None = Field(default="127.0.0.1:9464", description='host:port for /metrics; "" turns it off')
     shutdown_timeout: float = Field(default=30.0, gt=0)
+    circuit_failure_threshold: int = Field(default=5, ge=1)
+    """Consecutive failed calls (5xx, timeouts, connection errors) that open a connection's circuit."""
+    circuit_recovery_seconds: float = Field(default=30.0, gt=0)
+    """How long an open circuit refuses calls before one probe call may go."""
 
     @field_validator("metrics_address")
     @classmethod

@@ -27,6 +27,7 @@ from typing import Any
 import anyio
 
 from .config import Flow, Resolved
+from .circuit import CircuitBreaker
 from .context import Context
 from .errors import AuthError, CircuitOpen, ConnectorError, RateLimited, RecordError, RetryableError
 from .flows import OrderOptions, Skip, prepare
@@ -169,8 +170,10 @@ class Engine:
             if name in self.connectors:
                 continue
             conn = self.resolved.connections[name]
+            daemon = self.resolved.config.daemon
             context = Context(
                 name,
+                breaker=CircuitBreaker(name, daemon.circuit_failure_threshold, daemon.circuit_recovery_seconds),
                 tokens=StateTokenStore(self.store, name),
                 rate_limits=conn.connector.rate_limits if self._rate_limits else (),
                 transport=self._transports.get(name),
@@ -283,6 +286,10 @@ class Engine:
                 return result
             with anyio.CancelScope(shield=True):
                 await self.alerter.flow_result(flow.name, result.status, result.error, self.failures[failures_before:])
+                for name in (flow.source, flow.target):
+                    breaker = getattr(self.connectors[name].context, "breaker", None)
+                    if breaker is not None:
+                        await self.alerter.circuit(name, breaker.state != "closed", breaker.last_error)
             with anyio.CancelScope(shield=True):
                 await self.store.finish_run(run_id, result.status, counts, result.error)
             metrics.runs.labels(flow.name, result.status).inc()

@@ -115,3 +115,12 @@ async def test_webhook_failure_is_logged_not_raised(tmp_path):
     assert [a.kind for a in alerter.sent] == ["flow_failing"]
 
 
+
+
+async def test_circuit_open_alerts_once_and_recovery_once(hook, alerter):
+    await alerter.circuit("eacc", True, "HTTP 503 GET /v2/articles")
+    await alerter.circuit("eacc", True, "HTTP 503 GET /v2/articles")
+    await alerter.circuit("eacc", False, "")
+    await alerter.circuit("eacc", False, "")
+    assert hook.kinds() == ["circuit_open", "circuit_closed"]
+    assert "HTTP 503" in hook.bodies[0]["text"] and hook.bodies[0]["connection"] == "eacc"

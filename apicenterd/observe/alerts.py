@@ -52,7 +52,7 @@ class AlertsConfig(BaseModel):
 class Alert:
     """One notification."""
 
-    kind: str  # flow_failing | flow_recovered | records_failed | connection_paused
+    kind: str  # flow_failing | flow_recovered | records_failed | connection_paused | circuit_open | circuit_closed
     subject: str
     text: str
     flow: str | None = None
@@ -82,6 +82,7 @@ class Alerter:
         self.sent: list[Alert] = []
         self._failing: dict[str, bool] = {}
         self._paused: set[str] = set()
+        self._circuits: set[str] = set()
         self._transport = transport
         self.log = get_logger(component="alerts")
 
@@ -108,6 +109,24 @@ class Alerter:
                     records=records,
                 )
             )
+
+    async def circuit(self, connection: str, is_open: bool, error: str) -> None:
+        """Once when a connection's circuit breaker is found open, once when it has closed again."""
+        was = connection in self._circuits
+        if is_open and not was:
+            self._circuits.add(connection)
+            await self.send(
+                Alert(
+                    "circuit_open",
+                    f"apicenterd: connection {connection} is failing: circuit open",
+                    f"Calls to {connection} fail fast after repeated failures (last: {error or 'unknown'}); "
+                    "a probe call retries it periodically. Check the vendor's status page and the network.",
+                    connection=connection,
+                )
+            )
+        elif was and not is_open:
+            self._circuits.discard(connection)
+            await self.send(Alert("circuit_closed", f"apicenterd: connection {connection} recovered", "the circuit closed", connection=connection))
 
     async def connection_paused(self, connection: str, reason: str) -> None:
         """Once per pause: the connection needs an operator (re-authorisation)."""

@@ -144,3 +144,24 @@ async def test_stock_calculation_on_hand_is_selectable(simulators, config):
     level = next(lv for lv in levels.values() if lv.reserved > 0 and lv.tracked)
     article = eacc_app.state.sim.article_by_number(level.sku)
     assert Decimal(str(article["StockBalance"])) == level.on_hand
+
+
+async def test_a_vendor_that_keeps_failing_opens_the_circuit_and_alerts(simulators, config):
+    from apicenterd.observe.alerts import Alerter
+
+    ccv_app, eacc_app, ccv_url, eacc_url = simulators(products=5)
+    _, resolved = config(ccv_url, eacc_url)
+    eacc_app.state.sim.fail_next(503, {"ErrorCode": 5000, "DeveloperErrorMessage": "down"}, times=50, path_prefix="/v2/")
+    alerter = Alerter()
+    store = SQLiteStore(resolved.state_path)
+    await store.open()
+    engine = Engine(resolved, store, retry_base_delay=0.001, retry_attempts=8, alerter=alerter)
+    try:
+        result = await engine.run_flow("products")
+        breaker = engine.connectors["eaccounting"].context.breaker
+    finally:
+        await engine.aclose()
+        await store.close()
+    assert result.status == "failed" and breaker.state != "closed"
+    kinds = [a.kind for a in alerter.sent]
+    assert "circuit_open" in kinds and "flow_failing" in kinds
