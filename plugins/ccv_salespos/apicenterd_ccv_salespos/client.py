@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from apicenterd import ConnectorError, FatalError, RateLimited, RetryableError, error_for_status, json_body
+from apicenterd import ConnectorError, FatalError, RateLimited, error_for_status, json_body
 
 __all__ = [
     "API_PREFIX",
@@ -23,7 +23,6 @@ __all__ = [
     "resource_of",
     "CCVAuth",
     "error_from_response",
-    "transport_error",
     "CCVClient",
 ]
 
@@ -132,12 +131,6 @@ def error_from_response(response: httpx.Response, what: str, *, now: datetime | 
     return error
 
 
-def transport_error(exc: httpx.TransportError, method: str, url: str, what: str) -> RetryableError:
-    """A timeout or a broken connection as the runner's RetryableError (the request may have been applied)."""
-    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "connection failed"
-    return RetryableError(f"{what}: {method} {url}: {kind} ({type(exc).__name__}: {exc})")
-
-
 class CCVClient:
     """The endpoints the connector uses, on top of an authenticated httpx client rooted at ``/api/rest/v1/``."""
 
@@ -148,12 +141,9 @@ class CCVClient:
 
     async def request(self, method: str, url: str, *, what: str, params: dict[str, Any] | None = None, json: Any = None) -> Any:
         """Send one request; the parsed JSON body (None for an empty body), or the classified error."""
-        try:
-            response = await self.http.request(method, url, params=params, json=json)
-        except httpx.TransportError as exc:
-            # the transport classifies failures up to the headers; one while the body is read
-            # (the connection broke mid-answer, the body timed out) surfaces here, from httpx
-            raise transport_error(exc, method, url, what) from None
+        # timeouts and broken connections, also mid-body, arrive as RetryableError from the
+        # daemon's transport (apicenterd.ConnectionContext.http_client)
+        response = await self.http.request(method, url, params=params, json=json)
         if not response.is_success:
             raise error_from_response(response, what)
         if not response.content:

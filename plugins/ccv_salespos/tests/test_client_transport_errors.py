@@ -1,8 +1,8 @@
 """A connection that breaks while the answer's body is read is a RetryableError, not an httpx exception.
 
-Found by fault injection: the transport classifies failures up to the response headers;
-a drop after them (the simulator applied the request, half the body came) used to escape
-as ``httpx.RemoteProtocolError`` and end the run as an internal error.
+Found by fault injection: a drop after the headers (the simulator applied the request, half
+the body came) used to escape as ``httpx.RemoteProtocolError`` and end the run as an internal
+error. The daemon's transport now reads the body inside its error handling.
 """
 
 from __future__ import annotations

@@ -11,14 +11,13 @@ from typing import Any
 
 import httpx
 
-from apicenterd import ConnectorError, FatalError, RateLimited, RetryableError, error_for_status, parse_retry_after
+from apicenterd import ConnectorError, FatalError, RateLimited, error_for_status, parse_retry_after
 
 __all__ = [
     "EAccountingClient",
     "endpoint_key",
     "odata_string",
     "error_from",
-    "transport_error",
     "retry_after_seconds",
     "cursor_of",
     "filter_since",
@@ -118,12 +117,6 @@ def error_from(response: httpx.Response, what: str) -> ConnectorError:
     return error_for_status(response, text, vendor_code=vendor_code)
 
 
-def transport_error(exc: httpx.TransportError, method: str, path: str, what: str) -> RetryableError:
-    """A timeout or a broken connection as the runner's RetryableError (the request may have been applied)."""
-    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "connection failed"
-    return RetryableError(f"{what}: {method} {path}: {kind} ({type(exc).__name__}: {exc})")
-
-
 class EAccountingClient:
     """Calls the eAccounting API v2 through an (authenticated, rate-limited) httpx client."""
 
@@ -144,12 +137,9 @@ class EAccountingClient:
         if body is not None:
             headers["Content-Type"] = "application/json"
             content = json.dumps(body, default=_encode).encode()
-        try:
-            response = await self.http.request(method, path, params=params, content=content, headers=headers)
-        except httpx.TransportError as exc:
-            # the transport classifies failures up to the headers; one while the body is read
-            # (the connection broke mid-answer, the body timed out) surfaces here, from httpx
-            raise transport_error(exc, method, path, what) from None
+        # timeouts and broken connections, also mid-body, arrive as RetryableError from the
+        # daemon's transport (apicenterd.ConnectionContext.http_client)
+        response = await self.http.request(method, path, params=params, content=content, headers=headers)
         if not response.is_success:
             raise error_from(response, what)
         try:
