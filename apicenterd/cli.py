@@ -20,7 +20,7 @@ from .config import Resolved, load
 from .errors import ConfigError, PluginError, RecordError
 from .observe import logs
 from .registry import Registry, load_registry
-from .state.lock import FlowBusy, StoreBusy
+from .state.lock import FlowBusy, LockError, StoreBusy
 
 __all__ = ["main"]
 
@@ -719,10 +719,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Usage as exc:
         print(f"apicenterd: {exc}" if "\n" not in str(exc) else str(exc), file=sys.stderr)
         return EXIT_USAGE
-    except StoreBusy as exc:
+    except LockError as exc:
         hint = "; not waiting for it (--no-wait)" if isinstance(exc, FlowBusy) else ""
         print(f"apicenterd: {exc}{hint}", file=sys.stderr)
-        return EXIT_BUSY
+        return EXIT_BUSY if isinstance(exc, StoreBusy) else 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `apicenterd ... | head`: the reader left; not an error of ours

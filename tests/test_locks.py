@@ -407,3 +407,51 @@ async def test_existing_folder_is_left_as_it_is(tmp_path):
         pass
     assert mode(folder) == 0o755
     assert mode(folder / "state.db") == 0o600
+
+
+@pytest.mark.anyio
+async def test_an_old_world_readable_database_of_ours_is_narrowed_to_0600(tmp_path):
+    db = tmp_path / "state.db"
+    store = SQLiteStore(db)
+    await store.open()
+    await store.close()
+    db.chmod(0o644)  # as an older apicenterd made it
+    store = SQLiteStore(db)
+    await store.open()
+    try:
+        await store.save_tokens("x", {"refresh_token": "secret"})
+        assert mode(db) == mode(Path(f"{db}-wal")) == mode(Path(f"{db}-shm")) == 0o600
+    finally:
+        await store.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can create files for another user")
+@pytest.mark.anyio
+async def test_lock_files_root_creates_belong_to_the_owner_of_the_database(tmp_path):
+    db = tmp_path / "state.db"
+    store = SQLiteStore(db)
+    await store.open()
+    await store.close()
+    os.chown(db, 4321, 4321)  # the daemon's user
+    async with SQLiteStore(db).flow_lock("orders"):
+        pass
+    with DaemonLock(db):
+        pass
+    for path in (flow_lock_path(db, "orders"), flow_lock_path(db, "orders").parent, Path(f"{db}.lock")):
+        assert (path.stat().st_uid, path.stat().st_gid) == (4321, 4321), path
+
+
+def test_a_lock_file_that_cannot_be_made_is_a_clear_error_naming_it(tmp_path):
+    from apicenterd.state import LockError
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    with pytest.raises(LockError, match=rf"cannot lock the state store: {blocker}/state.db.lock: Not a directory"):
+        DaemonLock(blocker / "state.db").acquire()
+
+    async def go():
+        async with SQLiteStore(blocker / "state.db").flow_lock("orders"):
+            pass
+
+    with pytest.raises(LockError, match=r"state.db.locks"):
+        anyio.run(go)

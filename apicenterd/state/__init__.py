@@ -1,7 +1,7 @@
 """The state store: cursors, id links, OAuth tokens, run history and the per-record audit trail."""
 
 from .base import AuditEntry, DeadLetter, Link, Run, StateStore
-from .lock import DaemonLock, DaemonRunning, FlowBusy, StoreBusy, daemon_lock_holder
+from .lock import DaemonLock, DaemonRunning, FlowBusy, LockError, StoreBusy, daemon_lock_holder
 from .sqlite import SQLiteStore
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "DaemonLock",
     "DaemonRunning",
     "FlowBusy",
+    "LockError",
     "StoreBusy",
     "daemon_lock_holder",
 ]

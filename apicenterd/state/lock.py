@@ -26,7 +26,7 @@ import re
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from typing import Any
 import anyio
 
 __all__ = [
+    "LockError",
     "StoreBusy",
     "DaemonRunning",
     "FlowBusy",
@@ -52,7 +53,12 @@ POLL_INTERVAL = 0.1
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,100}")
 
 
-class StoreBusy(Exception):
+class LockError(Exception):
+    """A lock file of the state store could not be created or locked (permissions, a file system
+    without locks); the message names the file and the reason."""
+
+
+class StoreBusy(LockError):
     """Another process holds a lock of the state store; ``holder`` is its JSON (may be empty)."""
 
     def __init__(self, message: str, holder: Mapping[str, Any] | None):
@@ -96,8 +102,9 @@ def _owner_of(path: Path) -> tuple[int, int] | None:
     return None
 
 
-def make_private_dirs(folder: Path) -> None:
-    """Create ``folder`` and its missing parents 0700; folders that exist are left as they are."""
+def make_private_dirs(folder: Path, owner_of: Path | None = None) -> None:
+    """Create ``folder`` and its missing parents 0700; folders that exist are left as they are. Run
+    as root, a folder it creates goes to the owner of ``owner_of`` (the database), if given."""
     missing: list[Path] = []
     current = folder
     while not current.exists():
@@ -106,8 +113,26 @@ def make_private_dirs(folder: Path) -> None:
             break
         current = current.parent
     for path in reversed(missing):
-        with contextlib.suppress(FileExistsError):
+        try:
             os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        _give_to_owner(path, owner_of)
+
+
+def _give_to_owner(path: Path | int, owner_of: Path | None) -> None:
+    """Run as root: hand ``path`` (or a descriptor) to the database's owner, so the daemon's user
+    can still open what ``sudo apicenterd flows run`` created."""
+    if owner_of is None or os.geteuid() != 0:
+        return
+    owner = _owner_of(owner_of)
+    if owner is None or owner == (0, 0):
+        return
+    with contextlib.suppress(OSError):
+        if isinstance(path, int):
+            os.fchown(path, *owner)
+        else:
+            os.chown(path, *owner)
 
 
 def _open_lock_file(path: Path, owner_of: Path) -> int:
@@ -116,21 +141,25 @@ def _open_lock_file(path: Path, owner_of: Path) -> int:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except FileExistsError:
         return os.open(path, os.O_RDWR | os.O_CLOEXEC)
-    if os.geteuid() == 0:
-        owner = _owner_of(owner_of)
-        if owner is not None and owner != (0, 0):
-            with contextlib.suppress(OSError):
-                os.fchown(fd, *owner)
+    _give_to_owner(fd, owner_of)
     return fd
 
 
-def _try_flock(fd: int) -> bool:
+@contextlib.contextmanager
+def _clear_errors(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise LockError(f"cannot lock the state store: {path}: {exc.strerror or exc}") from exc
+
+
+def _try_flock(fd: int, path: Path) -> bool:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
         if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             return False
-        raise
+        raise LockError(f"cannot lock the state store: {path}: {exc.strerror or exc}") from exc
     return True
 
 
@@ -185,14 +214,15 @@ def flow_lock_holder(state_path: str | Path, flow: str) -> dict[str, Any] | None
     return _read_holder(flow_lock_path(state_path, flow))
 
 
-def describe_holder(info: Mapping[str, Any] | None) -> str:
-    """``pid 1234 (daemon) on host x since 2026-12-04T10:00:00Z``; what is known of a holder."""
+def describe_holder(info: Mapping[str, Any] | None, *, always_host: bool = False) -> str:
+    """``pid 1234 (daemon) on host x since 2026-12-04T10:00:00Z``; what is known of a holder (the
+    host only if it is not this one, unless ``always_host``)."""
     if not info or not info.get("pid"):
         return "another process"
     text = f"pid {info['pid']}"
     if info.get("holder"):
         text += f" ({info['holder']})"
-    if info.get("host") and info.get("host") != socket.gethostname():
+    if info.get("host") and (always_host or info.get("host") != socket.gethostname()):
         text += f" on host {info['host']}"
     if info.get("started_at"):
         with contextlib.suppress(TypeError, ValueError, OverflowError, OSError):
@@ -215,13 +245,15 @@ class DaemonLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        """Take the lock without waiting, or raise :class:`DaemonRunning`."""
-        make_private_dirs(self.path.parent)
-        fd = _open_lock_file(self.path, self.state_path)
+        """Take the lock without waiting, or raise :class:`DaemonRunning` (:class:`LockError` if the
+        lock file cannot be made or locked at all)."""
+        with _clear_errors(self.path):
+            make_private_dirs(self.path.parent)
+            fd = _open_lock_file(self.path, self.state_path)
         try:
             # a reader probing with a shared lock holds it for an instant: try again briefly
             deadline = time.monotonic() + 2.0
-            while not _try_flock(fd):
+            while not _try_flock(fd, self.path):
                 holder = daemon_lock_holder(self.state_path)
                 if holder is not None or time.monotonic() > deadline:
                     raise DaemonRunning(self._busy_message(holder), holder)
@@ -248,7 +280,7 @@ class DaemonLock:
         self.release()
 
     def _busy_message(self, holder: Mapping[str, Any] | None) -> str:
-        who = describe_holder(holder)
+        who = describe_holder(holder, always_host=True)
         if who != "another process":
             who = "the daemon " + who
         argv = (holder or {}).get("argv")
@@ -277,11 +309,12 @@ async def flow_lock(
     holder's JSON and try again every ``poll`` seconds (cancellable)."""
     path = flow_lock_path(state_path, flow)
     state_path = Path(state_path)
-    make_private_dirs(path.parent)
-    fd = _open_lock_file(path, state_path)
+    with _clear_errors(path):
+        make_private_dirs(path.parent, owner_of=state_path)
+        fd = _open_lock_file(path, state_path)
     try:
         told = False
-        while not _try_flock(fd):
+        while not _try_flock(fd, path):
             info = _read_holder(path)
             if info is None:  # let go between our two looks
                 await anyio.sleep(0.01)

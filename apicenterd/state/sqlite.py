@@ -395,11 +395,19 @@ class SQLiteStore:
 
 def create_private(path: Path) -> None:
     """Create the database file 0600 (its folder 0700 if missing) before SQLite opens it: SQLite
-    gives its ``-wal`` and ``-shm`` the database file's mode. An existing file keeps its mode."""
+    gives its ``-wal`` and ``-shm`` the database file's mode. An existing database of ours that
+    others may read (an older apicenterd made it 0644) is narrowed to 0600, with its -wal and -shm."""
     lock.make_private_dirs(path.parent)
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except FileExistsError:
+        for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            try:
+                st = file.stat()
+                if st.st_uid == os.geteuid() and st.st_mode & 0o077:
+                    os.chmod(file, 0o600)
+            except OSError:  # not there, or not ours: SQLite will say what is wrong
+                continue
         return
     os.close(fd)
 
