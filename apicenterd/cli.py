@@ -20,11 +20,15 @@ from .config import Resolved, load
 from .errors import ConfigError, PluginError, RecordError
 from .observe import logs
 from .registry import Registry, load_registry
+from .state.lock import FlowBusy, LockError, StoreBusy
 
 __all__ = ["main"]
 
 DEFAULT_CONFIG = "/etc/apicenterd/apicenterd.toml"
 EXIT_USAGE = 2
+EXIT_BUSY = 75
+"""The state store or the flow is in use by another process (EX_TEMPFAIL: try again later): a second
+daemon on one state store, or ``flows run`` / ``dlq replay --no-wait`` while the flow runs elsewhere."""
 
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
@@ -61,8 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p)
     p.add_argument("--json", action="store_true", help="print counts as JSON")
     p.add_argument(
-        "--dry-run", action="store_true", help="read, map and look up for real; print what would be written; write nothing"
+        "--dry-run",
+        action="store_true",
+        help="read, map and look up for real; print what would be written; write nothing (never waits for a running flow)",
     )
+    _no_wait_arg(p)
     p = fsub.add_parser("mapping", help="print a flow's whole mapping: source field → canonical → target field")
     p.add_argument("name", help="the flow's name")
     _config_arg(p)
@@ -114,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--error", help="every open dead letter whose error contains this text")
         p.add_argument("--all", action="store_true", help="every open dead letter")
         p.add_argument("--json", action="store_true", help="print JSON")
+        if action == "replay":
+            _no_wait_arg(p)
 
     p = sub.add_parser("simulate", help="serve one connector's vendor simulator on loopback")
     p.add_argument("connector", help="connector name, e.g. eaccounting")
@@ -129,6 +138,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-state", action="store_true", help="keep the demo state database from a previous run")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     return parser
+
+
+def _no_wait_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help=f"if the flow is running in another process (the daemon, another command), exit {EXIT_BUSY} at once "
+        "instead of waiting for it to finish",
+    )
+
+
+def _tell_waiting(flow: str, holder: dict[str, Any]) -> None:
+    """Say once, on stderr, why a command waits: the flow runs in another process."""
+    from .state.lock import describe_holder
+
+    print(f"apicenterd: flow {flow} is running in {describe_holder(holder)}; waiting for it to finish", file=sys.stderr, flush=True)
 
 
 def _positive_int(text: str) -> int:
@@ -266,7 +291,7 @@ def cmd_flows_run(args: argparse.Namespace) -> int:
     engine_box: list[Engine] = []
 
     async def go(store):
-        engine = Engine(resolved, store, dry_run=args.dry_run)
+        engine = Engine(resolved, store, dry_run=args.dry_run, wait_for_flow=not args.no_wait, on_flow_wait=_tell_waiting)
         engine_box.append(engine)
         try:
             return await engine.run_flow(args.name, trigger="cli")
@@ -457,7 +482,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
         letters = await _selected_letters(args, store)
         if args.dlq_command == "discard":
             return len(letters), await store.set_dead_letter_status([d.id for d in letters], "discarded")
-        engine = Engine(resolved, store)
+        engine = Engine(resolved, store, wait_for_flow=not args.no_wait, on_flow_wait=_tell_waiting)
         try:
             return len(letters), await engine.replay(letters)
         finally:
@@ -694,6 +719,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Usage as exc:
         print(f"apicenterd: {exc}" if "\n" not in str(exc) else str(exc), file=sys.stderr)
         return EXIT_USAGE
+    except LockError as exc:
+        hint = "; not waiting for it (--no-wait)" if isinstance(exc, FlowBusy) else ""
+        print(f"apicenterd: {exc}{hint}", file=sys.stderr)
+        return EXIT_BUSY if isinstance(exc, StoreBusy) else 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `apicenterd ... | head`: the reader left; not an error of ours

@@ -15,7 +15,7 @@ from .errors import ConfigError
 from .observe import logs, metrics
 from .observe.alerts import Alerter
 from .registry import Registry
-from .state import SQLiteStore
+from .state import DaemonLock, SQLiteStore
 
 __all__ = ["Daemon", "purge"]
 
@@ -44,7 +44,12 @@ class Daemon:
         self.alerter = Alerter(resolved.config.alerts)  # outlives reloads: failing/recovered state
 
     async def run(self) -> None:
-        """Serve until stopped; reload on SIGHUP."""
+        """Serve until stopped; reload on SIGHUP. A second daemon on the same state store raises
+        :class:`~apicenterd.state.DaemonRunning` naming the first."""
+        with DaemonLock(self.resolved.state_path):
+            await self._serve()
+
+    async def _serve(self) -> None:
         daemon_cfg = self.resolved.config.daemon
         if daemon_cfg.metrics_address:
             host, port = metrics.serve(daemon_cfg.metrics_address)

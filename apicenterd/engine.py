@@ -16,12 +16,13 @@ target is asked for the record by its key, so a retry or a crash never duplicate
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -42,6 +43,9 @@ from .state import AuditEntry, DeadLetter, Link, StateStore
 __all__ = ["Engine", "RunResult", "StateTokenStore", "record_hash"]
 
 COUNT_KEYS = ("created", "updated", "unchanged", "skipped", "failed")
+
+LOCK_HOLDERS = {"schedule": "daemon", "cli": "flows run", "replay": "dlq replay"}
+"""Who holds a flow's lock, by the run's trigger (shown to a process waiting for it)."""
 
 
 class StateTokenStore:
@@ -138,6 +142,8 @@ class Engine:
         sleep: Callable[[float], Any] = anyio.sleep,
         alerter: Alerter | None = None,
         batch_size: int = 100,
+        wait_for_flow: bool = True,
+        on_flow_wait: Callable[[str, dict[str, Any]], None] | None = None,
     ):
         self.resolved = resolved
         self.store = store
@@ -159,6 +165,11 @@ class Engine:
         self._retry_base_delay = retry_base_delay
         self._sleep = sleep
         self._flow_locks: dict[str, anyio.Lock] = {}
+        self.wait_for_flow = wait_for_flow
+        """A flow another process runs: wait for it (else raise FlowBusy)."""
+        self.on_flow_wait = on_flow_wait
+        """Called once with (flow, holder) when a run starts waiting for another process's run."""
+        self._waiting: set[anyio.CancelScope] = set()
 
     # ---------------------------------------------------------------- connections
 
@@ -197,10 +208,46 @@ class Engine:
     async def run_flow(self, name: str, *, trigger: str = "schedule") -> RunResult:
         """Run flow ``name`` once: every record changed since its cursor."""
         flow = self.resolved.flows[name]
-        lock = self._flow_locks.setdefault(name, anyio.Lock())
-        async with lock:
+        async with self._exclusive(name, trigger) as acquired:
+            if not acquired:  # stopped while waiting for another process's run
+                return RunResult(name, 0, dict.fromkeys(COUNT_KEYS, 0), status="stopped")
             await self.open([flow.source, flow.target])
             return await self._run(flow, trigger)
+
+    @contextlib.asynccontextmanager
+    async def _exclusive(self, name: str, trigger: str) -> AsyncIterator[bool]:
+        """Hold flow ``name`` for one run: in this process, and across every process on the state
+        store (the store's flow lock). Yields False if :meth:`stop` came while waiting for another
+        process. A dry run writes nothing and takes only the in-process lock."""
+        async with self._flow_locks.setdefault(name, anyio.Lock()):
+            if self.dry_run:
+                yield True
+                return
+            async with contextlib.AsyncExitStack() as stack:
+                acquired = False
+                with anyio.CancelScope() as scope:
+                    self._waiting.add(scope)
+                    try:
+                        if not self.stopping.is_set():
+                            holder = LOCK_HOLDERS.get(trigger, trigger)
+                            await stack.enter_async_context(
+                                self.store.flow_lock(name, holder=holder, wait=self.wait_for_flow, on_wait=lambda info: self._flow_waits(name, info))
+                            )
+                            acquired = True
+                    finally:
+                        self._waiting.discard(scope)
+                yield acquired
+
+    def _flow_waits(self, name: str, holder: dict[str, Any]) -> None:
+        self.log.info(
+            "flow is running in another process; waiting for it to finish",
+            flow=name,
+            holder_pid=holder.get("pid"),
+            holder=holder.get("holder"),
+            holder_host=holder.get("host"),
+        )
+        if self.on_flow_wait is not None:
+            self.on_flow_wait(name, holder)
 
     async def _run(self, flow: Flow, trigger: str) -> RunResult:
         run_id = 0 if self.dry_run else await self.store.start_run(flow.name, trigger)
@@ -542,7 +589,9 @@ class Engine:
             flow = self.resolved.flows.get(name)
             if flow is None:
                 raise RecordError(f"dead letters of flow {name!r}, which the configuration no longer has")
-            async with self._flow_locks.setdefault(name, anyio.Lock()):
+            async with self._exclusive(name, "replay") as acquired:
+                if not acquired:  # stopped while waiting for another process's run
+                    break
                 await self.open([flow.source, flow.target])
                 run_id = await self.store.start_run(name, "replay")
                 log = self.log.bind(flow=name, run=run_id, entity=str(flow.entity))
@@ -649,5 +698,8 @@ class Engine:
                 next_at = flow.schedule.next_after(time.time())
 
     def stop(self) -> None:
-        """Ask the engine to stop after the records in flight."""
+        """Ask the engine to stop after the records in flight (a run waiting for another process's
+        run of its flow gives up waiting at once)."""
         self.stopping.set()
+        for scope in list(self._waiting):
+            scope.cancel()

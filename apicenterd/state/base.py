@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 __all__ = ["Link", "AuditEntry", "DeadLetter", "Run", "StateStore", "ACTIONS"]
@@ -85,6 +86,20 @@ class StateStore(Protocol):
 
     async def close(self) -> None:
         """Disconnect."""
+
+    def flow_lock(
+        self,
+        flow: str,
+        *,
+        holder: str = "apicenterd",
+        wait: bool = True,
+        on_wait: Callable[[dict[str, Any]], None] | None = None,
+    ) -> AbstractAsyncContextManager[None]:
+        """Hold ``flow``'s lock while the ``async with`` body runs, so a flow never runs twice at once
+        across every process on this store (daemon, ``flows run``, ``dlq replay``). If another holds it:
+        raise :class:`~apicenterd.state.lock.FlowBusy` (naming the holder) when ``wait`` is false, else
+        call ``on_wait`` once with what is known of the holder (``pid``, ``holder``, ``host``,
+        ``started_at``) and wait, cancellably. SQLite: lock files; PostgreSQL: advisory locks."""
 
     async def schema_version(self) -> int:
         """The schema version in the database."""

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
 
+from . import lock
 from .base import AuditEntry, DeadLetter, Link, Run
 
 __all__ = ["SQLiteStore", "MIGRATIONS"]
@@ -120,9 +123,9 @@ class SQLiteStore:
         """Open (creating if needed) the database and apply pending migrations."""
         if self._db is not None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
 
         def connect() -> sqlite3.Connection:
+            create_private(self.path)
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
             try:
                 db.execute("PRAGMA journal_mode=WAL")
@@ -135,6 +138,19 @@ class SQLiteStore:
             return db
 
         self._db = await anyio.to_thread.run_sync(connect)
+
+    def flow_lock(
+        self,
+        flow: str,
+        *,
+        holder: str = "apicenterd",
+        wait: bool = True,
+        on_wait: Callable[[dict[str, Any]], None] | None = None,
+    ) -> AbstractAsyncContextManager[None]:
+        """Hold ``flow``'s lock across processes: a lock file in ``<state>.locks/`` (see
+        :mod:`apicenterd.state.lock`); raises :class:`~apicenterd.state.lock.FlowBusy` if held and
+        ``wait`` is false, else calls ``on_wait(holder)`` once and waits."""
+        return lock.flow_lock(self.path, flow, holder=holder, wait=wait, on_wait=on_wait)
 
     async def close(self) -> None:
         """Close the database."""
@@ -375,6 +391,25 @@ class SQLiteStore:
     async def purge_audit(self, older_than: float) -> int:
         """Delete old audit entries."""
         return await self._run(lambda db: db.execute("DELETE FROM audit WHERE at < ?", (older_than,)).rowcount)
+
+
+def create_private(path: Path) -> None:
+    """Create the database file 0600 (its folder 0700 if missing) before SQLite opens it: SQLite
+    gives its ``-wal`` and ``-shm`` the database file's mode. An existing database of ours that
+    others may read (an older apicenterd made it 0644) is narrowed to 0600, with its -wal and -shm."""
+    lock.make_private_dirs(path.parent)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            try:
+                st = file.stat()
+                if st.st_uid == os.geteuid() and st.st_mode & 0o077:
+                    os.chmod(file, 0o600)
+            except OSError:  # not there, or not ours: SQLite will say what is wrong
+                continue
+        return
+    os.close(fd)
 
 
 def migrate(db: sqlite3.Connection, migrations: Sequence[str] = MIGRATIONS) -> int:
