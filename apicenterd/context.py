@@ -63,7 +63,7 @@ class Context:
         self.name = name
         self.tokens = tokens if tokens is not None else MemoryTokenStore()
         self.log = get_logger(connection=name)
-        self.limiters = RateLimiterSet(name, rate_limits, retry_after_cap=retry_after_cap, pauses=pauses)
+        self.limiters = RateLimiterSet(name, rate_limits, retry_after_cap=retry_after_cap, pauses=pauses, log=self.log)
         self.max_response_bytes = max_response_bytes
         self.request_deadline = request_deadline
         if breaker is True:

@@ -54,9 +54,9 @@ CLOCK_SKEW_TOLERANCE = 2.0
 """Seconds our clock may differ from the vendor's ``Date`` before epoch resets are read against it."""
 
 
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date), capped;
-    None when absent or unreadable."""
+def parse_retry_after(value: str | None, *, now: datetime | None = None, cap: float = RETRY_AFTER_CAP) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date), at most
+    ``cap``; None when absent or unreadable."""
     if not value:
         return None
     value = value.strip()
@@ -72,7 +72,7 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         seconds = (when - (now or datetime.now(UTC))).total_seconds()
     if seconds != seconds:  # NaN
         return None
-    return min(max(seconds, 0.0), RETRY_AFTER_CAP)
+    return min(max(seconds, 0.0), cap)
 
 
 def error_for_status(
@@ -154,6 +154,7 @@ class RateLimiterSet:
         margin: float = SAFETY_MARGIN,
         retry_after_cap: float = RETRY_AFTER_CAP,
         pauses: PauseStore | None = None,
+        log: Any = None,
     ):
         if not (0 < retry_after_cap <= RETRY_AFTER_CAP):
             raise ValueError(f"retry_after_cap must be more than 0 and at most {RETRY_AFTER_CAP:g} seconds, got {retry_after_cap}")
@@ -170,7 +171,7 @@ class RateLimiterSet:
         self._pauses = pauses
         self._restored = pauses is None
         self._unsaved = False  # a pause not yet in ``pauses``
-        self._log = get_logger(connection=connection)
+        self._log = log if log is not None else get_logger(connection=connection)
         metrics.rate_limit_pause.labels(connection).set_function(self.pause_remaining)
 
     def _buckets_for(self, request: httpx.Request) -> list[tuple[RateLimit, SlidingWindowLimiter]]:
@@ -325,14 +326,14 @@ class RateLimiterSet:
         self._pause_end = end
         self._unsaved = not restored
         until = datetime.fromtimestamp(self._wall_clock() + seconds, UTC).isoformat(timespec="seconds")
-        capped = asked == asked and asked > seconds
+        capped = asked > seconds  # NaN: False
         what = "still paused by the vendor (from before the restart)" if restored else "paused by the vendor"
         self._log.warning(
             f"connection {self.connection!r} {what} for {seconds:.0f}s until {until} "
             f"({reason}{f', capped at retry_after_cap = {self.retry_after_cap:g}s' if capped else ''})",
             rate_limit_pause=round(seconds, 3),
             paused_until=until,
-            asked=None if asked != asked else round(asked, 3),
+            asked=round(asked, 3) if math.isfinite(asked) else None,
             retry_after_cap=self.retry_after_cap,
         )
 
@@ -490,18 +491,20 @@ class InstrumentedTransport(httpx.AsyncBaseTransport):
         self.limiters.observe(tickets, response)
         self.limiters.done(tickets, answered=True)
         if response.status_code == 429:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            header = response.headers.get("Retry-After")
+            retry_after = parse_retry_after(header, cap=math.inf)  # the limiters cap it, and say so
             if retry_after:
-                self.limiters.pause(request, retry_after)
+                self.limiters.pause(request, retry_after, reason=f"Retry-After: {header.strip()[:40]}")
                 await self.limiters.save_pause()
         return response
 
     def _too_large(self, request: httpx.Request, what: str, *, received: int = 0, declared: int | None = None) -> ResponseTooLarge:
         cap = self.max_response_bytes
         return ResponseTooLarge(
-            f"connection {self.connection!r}: {request.method} {request.url.path}: response body {what}, more than "
-            f"max_response_bytes = {cap} ({_size(cap)}); the answer was dropped and is not retried. If the vendor "
-            f"really sends this much, raise max_response_bytes in [connections.{self.connection}]",
+            f"connection {self.connection!r}: {request.method} {request.url.path}: the response body {what} "
+            f"max_response_bytes = {cap} ({_size(cap)}), so it was dropped{'' if declared is not None else f' after {received} bytes'} "
+            f"and the request is not retried; if the vendor really sends this much, raise max_response_bytes "
+            f"in [connections.{self.connection}]",
             limit=cap,
             received=received,
             declared=declared,
@@ -515,7 +518,7 @@ class InstrumentedTransport(httpx.AsyncBaseTransport):
         if request.method != "HEAD" and declared is not None and declared > cap:
             await response.aclose()
             raise self._too_large(
-                request, f"announced as {int(declared)} bytes (Content-Length)", declared=int(declared)
+                request, f"is announced as {int(declared)} bytes (Content-Length), more than", declared=int(declared)
             )
         chunks: list[bytes] = []
         size = 0
@@ -523,7 +526,7 @@ class InstrumentedTransport(httpx.AsyncBaseTransport):
             async for chunk in response.aiter_bytes():
                 size += len(chunk)
                 if size > cap or response.num_bytes_downloaded > cap:
-                    raise self._too_large(request, f"grew past {cap} bytes while being read", received=size)
+                    raise self._too_large(request, "grew past", received=size)
                 chunks.append(chunk)
         except BaseException:  # too large, a broken connection, the deadline: drop the answer
             with anyio.CancelScope(shield=True):
