@@ -619,7 +619,7 @@ class Engine:
                 limiters = getattr(conn.context, "limiters", None)
                 delay = self._backoff(attempt, exc, _retry_after_cap(conn))
                 if isinstance(exc, RateLimited) and exc.retry_after and limiters is not None:
-                    limiters.pause_all(exc.retry_after)
+                    limiters.pause_all(exc.retry_after, reason=f"429: {str(exc)[:80]}")
                     await limiters.save_pause()
                 log.warning("retrying", what=what, attempt=attempt, delay=round(delay, 2), error=str(exc))
                 await self._sleep(delay)

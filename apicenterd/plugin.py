@@ -272,7 +272,10 @@ class ConnectionContext(Protocol):
     ) -> httpx.AsyncClient:
         """An httpx client for this connection: rate limited by the connector's
         :attr:`Connector.rate_limits`, counted in metrics, and raising
-        :class:`~apicenterd.RetryableError` on timeouts and connection errors."""
+        :class:`~apicenterd.RetryableError` on timeouts and connection errors. Every
+        response body is read before the client returns it, at most the connection's
+        ``max_response_bytes`` (:class:`~apicenterd.ResponseTooLarge` beyond), and every
+        request must finish within its ``request_deadline`` (a RetryableError beyond)."""
 
 
 class Connector:
