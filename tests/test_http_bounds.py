@@ -81,7 +81,7 @@ class Vendor:
         finally:
             await stream.aclose()
             self.closed += 1
-            if self.closed == self.requests:
+            if self.closed >= self.requests:
                 self.all_closed.set()
 
 
