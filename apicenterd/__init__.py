@@ -14,6 +14,7 @@ from .errors import (
     PluginError,
     RateLimited,
     RecordError,
+    ResponseTooLarge,
     RetryableError,
 )
 from .http import error_for_status, json_body, parse_retry_after
@@ -77,6 +78,7 @@ __all__ = [
     "CircuitOpen",
     "AuthError",
     "FatalError",
+    "ResponseTooLarge",
     "RecordError",
     # canonical model
     "Entity",

@@ -8,9 +8,10 @@ from typing import Any
 import httpx
 
 from .circuit import CircuitBreaker
-from .http import RateLimiterSet, make_client
+from .errors import RETRY_AFTER_CAP
+from .http import PauseStore, RateLimiterSet, make_client
 from .observe.logs import get_logger
-from .plugin import RateLimit, TokenStore
+from .plugin import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_REQUEST_DEADLINE, RateLimit, TokenStore
 
 __all__ = ["Context", "MemoryTokenStore"]
 
@@ -39,6 +40,11 @@ class Context:
     uses the connection shares its budget, and its circuit breaker: ``breaker=True`` (the
     default) makes one with the default thresholds, a :class:`CircuitBreaker` is used as
     given, and ``None`` or ``False`` means none.
+
+    The connection's bounds apply to every client: ``max_response_bytes`` per answer,
+    ``request_deadline`` seconds per request, ``retry_after_cap`` seconds per vendor pause
+    (see :class:`~apicenterd.ConnectorSettings`); ``pauses`` keeps a vendor's pause across
+    restarts.
     """
 
     def __init__(
@@ -49,11 +55,17 @@ class Context:
         rate_limits: Sequence[RateLimit] = (),
         transport: httpx.AsyncBaseTransport | None = None,
         breaker: CircuitBreaker | bool | None = True,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        request_deadline: float = DEFAULT_REQUEST_DEADLINE,
+        retry_after_cap: float = RETRY_AFTER_CAP,
+        pauses: PauseStore | None = None,
     ):
         self.name = name
         self.tokens = tokens if tokens is not None else MemoryTokenStore()
         self.log = get_logger(connection=name)
-        self.limiters = RateLimiterSet(name, rate_limits)
+        self.limiters = RateLimiterSet(name, rate_limits, retry_after_cap=retry_after_cap, pauses=pauses, log=self.log)
+        self.max_response_bytes = max_response_bytes
+        self.request_deadline = request_deadline
         if breaker is True:
             breaker = CircuitBreaker(name, log=self.log)
         self.breaker: CircuitBreaker | None = breaker or None
@@ -77,4 +89,6 @@ class Context:
             timeout=timeout,
             inner=self._transport,
             breaker=self.breaker,
+            max_response_bytes=self.max_response_bytes,
+            deadline=self.request_deadline,
         )

@@ -40,7 +40,7 @@ from .observe.logs import get_logger
 from .plugin import Change, Connector, Found
 from .state import AuditEntry, DeadLetter, Link, StateStore
 
-__all__ = ["Engine", "RunResult", "StateTokenStore", "record_hash"]
+__all__ = ["Engine", "RunResult", "StatePauseStore", "StateTokenStore", "record_hash"]
 
 COUNT_KEYS = ("created", "updated", "unchanged", "skipped", "failed")
 
@@ -62,6 +62,22 @@ class StateTokenStore:
     async def save(self, tokens: Mapping[str, Any]) -> None:
         """Save tokens durably."""
         await self._store.save_tokens(self._connection, tokens)
+
+
+class StatePauseStore:
+    """A connection's PauseStore backed by the state store: until when the vendor paused it (a 429)."""
+
+    def __init__(self, store: StateStore, connection: str):
+        self._store = store
+        self._connection = connection
+
+    async def load(self) -> float | None:
+        """The saved paused-until time (Unix), if any."""
+        return await self._store.load_pause(self._connection)
+
+    async def save(self, until: float) -> None:
+        """Keep the paused-until time (Unix)."""
+        await self._store.save_pause(self._connection, until)
 
 
 def dead_letter_backoff(attempts: int) -> float:
@@ -126,6 +142,20 @@ class _Stop(Exception):
     """Internal: the engine was asked to stop between records."""
 
 
+HTTP_BOUNDS = ("max_response_bytes", "request_deadline", "retry_after_cap")
+"""ConnectorSettings fields that bound a connection's HTTP; passed to its Context as they are."""
+
+
+def _http_bounds(settings: Any) -> dict[str, Any]:
+    """The HTTP bounds of a connection's settings, for its Context."""
+    return {name: getattr(settings, name) for name in HTTP_BOUNDS if getattr(settings, name, None) is not None}
+
+
+def _retry_after_cap(conn: Connector) -> float | None:
+    """The longest wait a 429 may impose on ``conn`` (its retry_after_cap), if its context says."""
+    return getattr(getattr(conn.context, "limiters", None), "retry_after_cap", None)
+
+
 class Engine:
     """Runs the flows of one resolved configuration against one state store."""
 
@@ -188,7 +218,10 @@ class Engine:
                 tokens=StateTokenStore(self.store, name),
                 rate_limits=conn.connector.rate_limits if self._rate_limits else (),
                 transport=self._transports.get(name),
+                **_http_bounds(conn.settings),
+                pauses=StatePauseStore(self.store, name),
             )
+            await context.limiters.restore()  # a vendor's pause from before a restart still holds
             instance = conn.connector(conn.settings, context)
             await instance.open()
             self.connectors[name] = instance
@@ -302,7 +335,7 @@ class Engine:
                     read_failures += 1
                     if isinstance(exc, CircuitOpen) or read_failures >= self._retry_attempts or self.stopping.is_set():
                         raise
-                    delay = self._backoff(read_failures, exc)
+                    delay = self._backoff(read_failures, exc, _retry_after_cap(source))
                     log.warning("read failed, reading again from the cursor", attempt=read_failures, delay=round(delay, 2), error=str(exc))
                     await self._sleep(delay)
                 finally:
@@ -632,19 +665,20 @@ class Engine:
                     # an open circuit fails every call at once: retrying would only spin
                     exc._apicenterd_from_write = True  # type: ignore[attr-defined]  # not a read failure
                     raise
-                delay = self._backoff(attempt, exc)
-                if isinstance(exc, RateLimited) and exc.retry_after:
-                    limiters = getattr(conn.context, "limiters", None)
-                    if limiters is not None:
-                        limiters.pause_all(exc.retry_after)
+                limiters = getattr(conn.context, "limiters", None)
+                delay = self._backoff(attempt, exc, _retry_after_cap(conn))
+                if isinstance(exc, RateLimited) and exc.retry_after and limiters is not None:
+                    limiters.pause_all(exc.retry_after, reason=f"429: {str(exc)[:80]}")
+                    await limiters.save_pause()
                 log.warning("retrying", what=what, attempt=attempt, delay=round(delay, 2), error=str(exc))
                 await self._sleep(delay)
 
-    def _backoff(self, attempt: int, exc: RetryableError) -> float:
-        """Exponential backoff with jitter; at least what the vendor's Retry-After asked for."""
+    def _backoff(self, attempt: int, exc: RetryableError, cap: float | None = None) -> float:
+        """Exponential backoff with jitter; at least what the vendor's Retry-After asked for (at
+        most ``cap``, the connection's retry_after_cap)."""
         delay = self._retry_base_delay * (2 ** (attempt - 1)) * (0.5 + random.random())
         if isinstance(exc, RateLimited) and exc.retry_after is not None:
-            delay = max(delay, exc.retry_after)
+            delay = max(delay, exc.retry_after if cap is None else min(exc.retry_after, cap))
         return delay
 
     # ---------------------------------------------------------------- the daemon

@@ -11,6 +11,7 @@
         │   └── CircuitOpen    the connection kept failing; calls fail fast until a probe succeeds
         ├── AuthError          credentials rejected: refresh once, then pause the connection and alert
         ├── FatalError         the contract is broken (unexpected response shape): stop this run
+        │   └── ResponseTooLarge   a body over the connection's max_response_bytes: not retried
         └── RecordError        this record cannot be written (validation, missing SKU): record it, go on
 
 Connectors translate vendor responses into these; the engine decides what to do.
@@ -30,6 +31,7 @@ __all__ = [
     "CircuitOpen",
     "AuthError",
     "FatalError",
+    "ResponseTooLarge",
     "RecordError",
 ]
 
@@ -111,6 +113,18 @@ class AuthError(ConnectorError):
 
 class FatalError(ConnectorError):
     """The vendor answered in a way the connector cannot make sense of; stop the run."""
+
+
+class ResponseTooLarge(FatalError):
+    """A response body is larger than the connection's ``max_response_bytes``: the request fails
+    (reading more, or asking again, would only download the same flood). ``limit`` is the cap,
+    ``received`` the body bytes read before giving up, ``declared`` the Content-Length if any."""
+
+    def __init__(self, message: str, *, limit: int, received: int = 0, declared: int | None = None, **kwargs):
+        super().__init__(message, **kwargs)
+        self.limit = limit
+        self.received = received
+        self.declared = declared
 
 
 class RecordError(ConnectorError):

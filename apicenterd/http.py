@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import anyio
 import httpx
@@ -22,15 +22,18 @@ from .errors import (
     FatalError,
     RateLimited,
     RecordError,
+    ResponseTooLarge,
     RetryableError,
 )
 from .observe import metrics
-from .plugin import RateLimit
+from .observe.logs import get_logger
+from .plugin import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_REQUEST_DEADLINE, RateLimit
 from .ratelimit import SlidingWindowLimiter
 
 __all__ = [
     "RETRY_AFTER_CAP",
     "InstrumentedTransport",
+    "PauseStore",
     "RateLimiterSet",
     "error_for_status",
     "json_body",
@@ -51,9 +54,9 @@ CLOCK_SKEW_TOLERANCE = 2.0
 """Seconds our clock may differ from the vendor's ``Date`` before epoch resets are read against it."""
 
 
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date), capped;
-    None when absent or unreadable."""
+def parse_retry_after(value: str | None, *, now: datetime | None = None, cap: float = RETRY_AFTER_CAP) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date), at most
+    ``cap``; None when absent or unreadable."""
     if not value:
         return None
     value = value.strip()
@@ -69,7 +72,7 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         seconds = (when - (now or datetime.now(UTC))).total_seconds()
     if seconds != seconds:  # NaN
         return None
-    return min(max(seconds, 0.0), RETRY_AFTER_CAP)
+    return min(max(seconds, 0.0), cap)
 
 
 def error_for_status(
@@ -113,11 +116,31 @@ class Ticket(NamedTuple):
     stamp: float
 
 
+class PauseStore(Protocol):
+    """Durable storage of the time (Unix) until which the vendor paused a connection, so a
+    restart does not call a vendor that said to wait (backed by the state store)."""
+
+    async def load(self) -> float | None:
+        """The saved paused-until time, or None."""
+
+    async def save(self, until: float) -> None:
+        """Persist ``until`` (Unix time)."""
+
+
+PAUSE_LOG_STEP = 1.0
+"""A 429 that moves a pause's end by less than this many seconds is not logged again."""
+
+
 class RateLimiterSet:
     """The limiters of one connection: one per declared :class:`RateLimit` and key.
 
     Besides the buckets, the connection as a whole can be paused (a 429 on a request no
     declared limit governs, or :meth:`pause_all`): every request waits that out.
+
+    Every pause a vendor asks for is capped at ``retry_after_cap``, logged when it starts
+    and when it is over, shown by the gauge ``apicenterd_rate_limit_pause_seconds{connection}``
+    (seconds left) and, with ``pauses``, kept in the state store: after a restart the first
+    request restores a pause that is not over yet and waits for it (the whole connection).
     """
 
     def __init__(
@@ -129,15 +152,27 @@ class RateLimiterSet:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         wall_clock: Callable[[], float] = time.time,
         margin: float = SAFETY_MARGIN,
+        retry_after_cap: float = RETRY_AFTER_CAP,
+        pauses: PauseStore | None = None,
+        log: Any = None,
     ):
+        if not (0 < retry_after_cap <= RETRY_AFTER_CAP):
+            raise ValueError(f"retry_after_cap must be more than 0 and at most {RETRY_AFTER_CAP:g} seconds, got {retry_after_cap}")
         self.connection = connection
         self.limits = tuple(limits)
+        self.retry_after_cap = float(retry_after_cap)
         self._clock = clock
         self._sleep = sleep  # with clock and wall_clock, a seam for tests
         self._wall_clock = wall_clock  # for vendors that give their reset as Unix time
         self._margin = margin
         self._buckets: dict[tuple[str, str], SlidingWindowLimiter] = {}
         self._paused_until = 0.0
+        self._pause_end = 0.0  # end (on ``clock``) of the latest vendor pause, 0 when none holds
+        self._pauses = pauses
+        self._restored = pauses is None
+        self._unsaved = False  # a pause not yet in ``pauses``
+        self._log = log if log is not None else get_logger(connection=connection)
+        metrics.rate_limit_pause.labels(connection).set_function(self.pause_remaining)
 
     def _buckets_for(self, request: httpx.Request) -> list[tuple[RateLimit, SlidingWindowLimiter]]:
         buckets = []
@@ -168,6 +203,8 @@ class RateLimiterSet:
     async def admit(self, request: httpx.Request) -> tuple[float, list[Ticket]]:
         """Wait until every limit that applies to ``request`` allows it and count it there;
         the seconds waited, and tickets for :meth:`observe`."""
+        if not self._restored:
+            await self.restore()
         waited = await self._wait_for_pause()
         buckets = self._buckets_for(request)
         # Wait for the slowest bucket before taking a slot in any, so no slot is taken
@@ -186,6 +223,9 @@ class RateLimiterSet:
         except BaseException:  # cancelled while waiting: the slots taken stay used, nothing is in flight
             self.done(tickets)
             raise
+        if self._pause_end and self._clock() >= self._pause_end:
+            self._pause_end = 0.0
+            self._log.info("rate-limit pause over: calls to the connection resume", rate_limit_pause=0)
         return waited, tickets
 
     async def acquire(self, request: httpx.Request) -> float:
@@ -249,23 +289,84 @@ class RateLimiterSet:
             seconds -= now
         return min(max(seconds, 0.0), limit.period)
 
-    def pause_all(self, seconds: float) -> None:
-        """Hold every request of the connection for ``seconds`` (capped at RETRY_AFTER_CAP),
+    def _cap(self, seconds: float) -> float:
+        return min(max(seconds, 0.0), self.retry_after_cap) if seconds == seconds else 0.0
+
+    def pause_all(self, seconds: float, *, reason: str = "Retry-After") -> None:
+        """Hold every request of the connection for ``seconds`` (capped at ``retry_after_cap``),
         e.g. after a 429 whose wait came in the body."""
-        seconds = min(max(seconds, 0.0), RETRY_AFTER_CAP)
+        asked = seconds
+        seconds = self._cap(seconds)
         self._paused_until = max(self._paused_until, self._clock() + seconds)
         for bucket in self._buckets.values():
             bucket.pause(seconds)  # on the bucket's own clock, like pause()
+        self._announce(asked, seconds, reason)
 
-    def pause(self, request: httpx.Request, seconds: float) -> None:
-        """Hold every bucket ``request`` falls in for ``seconds`` (after a 429, capped); a request
-        no declared limit governs holds the whole connection instead."""
-        seconds = min(max(seconds, 0.0), RETRY_AFTER_CAP)
+    def pause(self, request: httpx.Request, seconds: float, *, reason: str = "Retry-After") -> None:
+        """Hold every bucket ``request`` falls in for ``seconds`` (after a 429, capped at
+        ``retry_after_cap``); a request no declared limit governs holds the whole connection instead."""
+        asked = seconds
+        seconds = self._cap(seconds)
         buckets = self._buckets_for(request)
         if not buckets:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
         for _, bucket in buckets:
             bucket.pause(seconds)
+        self._announce(asked, seconds, reason)
+
+    def pause_remaining(self) -> float:
+        """Seconds left of the latest vendor pause (0 when none holds the connection)."""
+        return max(0.0, self._pause_end - self._clock()) if self._pause_end else 0.0
+
+    def _announce(self, asked: float, seconds: float, reason: str, *, restored: bool = False) -> None:
+        """Log a pause that starts or moves on by a second or more, and mark it for :meth:`save_pause`."""
+        end = self._clock() + seconds
+        if seconds <= 0 or end < self._pause_end + PAUSE_LOG_STEP:
+            return
+        self._pause_end = end
+        self._unsaved = not restored
+        until = datetime.fromtimestamp(self._wall_clock() + seconds, UTC).isoformat(timespec="seconds")
+        capped = asked > seconds  # NaN: False
+        what = "still paused by the vendor (from before the restart)" if restored else "paused by the vendor"
+        self._log.warning(
+            f"connection {self.connection!r} {what} for {seconds:.0f}s until {until} "
+            f"({reason}{f', capped at retry_after_cap = {self.retry_after_cap:g}s' if capped else ''})",
+            rate_limit_pause=round(seconds, 3),
+            paused_until=until,
+            asked=round(asked, 3) if math.isfinite(asked) else None,
+            retry_after_cap=self.retry_after_cap,
+        )
+
+    async def save_pause(self) -> None:
+        """Persist the pause set since the last save (if any) in the pause store; a store that
+        fails is logged, never fails the request (the pause still holds in this process)."""
+        if self._pauses is None or not self._unsaved:
+            return
+        self._unsaved = False
+        until = self._wall_clock() + self.pause_remaining()
+        try:
+            await self._pauses.save(until)
+        except Exception as exc:
+            self._log.warning("could not keep the rate-limit pause in the state store", error=f"{type(exc).__name__}: {exc}")
+
+    async def restore(self) -> None:
+        """Take up a pause kept in the pause store that is not over yet (once; the first
+        request does this by itself): the whole connection waits for it."""
+        if self._restored:
+            return
+        self._restored = True
+        assert self._pauses is not None
+        try:
+            until = await self._pauses.load()
+        except Exception as exc:
+            self._log.warning("could not read the rate-limit pause from the state store", error=f"{type(exc).__name__}: {exc}")
+            return
+        if until is None or not math.isfinite(until):
+            return
+        left = self._cap(until - self._wall_clock())
+        if left > 0:
+            self._paused_until = max(self._paused_until, self._clock() + left)
+            self._announce(left, left, "kept in the state store", restored=True)
 
 
 def _number(value: str | None) -> float | None:
@@ -296,7 +397,14 @@ class InstrumentedTransport(httpx.AsyncBaseTransport):
     """Wraps a transport: waits for the rate limiter, counts and times every call, turns
     timeouts and connection failures into :class:`RetryableError`, feeds the vendor's
     rate-limit headers back to the limiter, and (with a ``breaker``) fails fast while the
-    connection's circuit is open."""
+    connection's circuit is open.
+
+    Every answer is bounded: its body is read here, at most ``max_response_bytes`` of it
+    (a larger Content-Length is refused before reading; past the cap the answer is dropped
+    and :class:`ResponseTooLarge` raised, which nothing retries), and the whole request
+    (waiting for a connection, sending, headers and body, not the wait for a rate-limit slot)
+    must finish within ``deadline`` seconds or it fails as a timeout (:class:`RetryableError`).
+    """
 
     def __init__(
         self,
@@ -305,11 +413,20 @@ class InstrumentedTransport(httpx.AsyncBaseTransport):
         inner: httpx.AsyncBaseTransport | None = None,
         *,
         breaker: CircuitBreaker | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        deadline: float = DEFAULT_REQUEST_DEADLINE,
     ):
+        if max_response_bytes <= 0 or not (0 < deadline < math.inf):
+            raise ValueError(
+                f"max_response_bytes and the request deadline must be positive (and finite), "
+                f"got {max_response_bytes} and {deadline}"
+            )
         self.connection = connection
         self.limiters = limiters
         self.inner = inner or httpx.AsyncHTTPTransport()
         self.breaker = breaker
+        self.max_response_bytes = max_response_bytes
+        self.deadline = deadline
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         breaker = self.breaker
@@ -328,10 +445,28 @@ class InstrumentedTransport(httpx.AsyncBaseTransport):
         probe = breaker.admit() if breaker is not None else False
         started = time.perf_counter()
         try:
-            response = await self.inner.handle_async_request(request)
-            # read the body here, so a connection that breaks mid-body is classified (and counted
-            # by the breaker) like one that broke before the headers
-            await response.aread()
+            with anyio.fail_after(self.deadline):
+                response = await self.inner.handle_async_request(request)
+                # read the body here, so a connection that breaks mid-body is classified (and counted
+                # by the breaker) like one that broke before the headers, and so its size is bounded
+                await self._read_body(request, response)
+        except ResponseTooLarge:
+            # the vendor answered (the breaker hears how), but this answer is not taken
+            metrics.api_requests.labels(self.connection, request.method, "too_large").inc()
+            if breaker is not None:
+                if response.status_code >= 500:
+                    breaker.failure(f"HTTP {response.status_code} {request.method} {request.url.path}")
+                else:
+                    breaker.success()
+            raise
+        except TimeoutError:  # the whole request outlived its deadline (each read stayed under `timeout`)
+            metrics.api_requests.labels(self.connection, request.method, "timeout").inc()
+            if breaker is not None:
+                breaker.failure(f"request deadline of {self.deadline:g}s exceeded")
+            raise RetryableError(
+                f"connection {self.connection!r}: {request.method} {request.url.path}: timed out: exceeded the total "
+                f"request deadline of {self.deadline:g}s (connect, send and the whole answer; setting request_deadline)"
+            ) from None
         except httpx.TimeoutException as exc:
             metrics.api_requests.labels(self.connection, request.method, "timeout").inc()
             if breaker is not None:
@@ -356,13 +491,61 @@ class InstrumentedTransport(httpx.AsyncBaseTransport):
         self.limiters.observe(tickets, response)
         self.limiters.done(tickets, answered=True)
         if response.status_code == 429:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            header = response.headers.get("Retry-After")
+            retry_after = parse_retry_after(header, cap=math.inf)  # the limiters cap it, and say so
             if retry_after:
-                self.limiters.pause(request, retry_after)
+                self.limiters.pause(request, retry_after, reason=f"Retry-After: {header.strip()[:40]}")
+                await self.limiters.save_pause()
         return response
+
+    def _too_large(self, request: httpx.Request, what: str, *, received: int = 0, declared: int | None = None) -> ResponseTooLarge:
+        cap = self.max_response_bytes
+        return ResponseTooLarge(
+            f"connection {self.connection!r}: {request.method} {request.url.path}: the response body {what} "
+            f"max_response_bytes = {cap} ({_size(cap)}), so it was dropped{'' if declared is not None else f' after {received} bytes'} "
+            f"and the request is not retried; if the vendor really sends this much, raise max_response_bytes "
+            f"in [connections.{self.connection}]",
+            limit=cap,
+            received=received,
+            declared=declared,
+        )
+
+    async def _read_body(self, request: httpx.Request, response: httpx.Response) -> None:
+        """Read the body into ``response`` (as ``aread`` would), at most ``max_response_bytes``
+        of it (decoded); past that close the answer and raise :class:`ResponseTooLarge`."""
+        cap = self.max_response_bytes
+        declared = _number(response.headers.get("Content-Length"))
+        if request.method != "HEAD" and declared is not None and declared > cap:
+            await response.aclose()
+            raise self._too_large(
+                request, f"is announced as {int(declared)} bytes (Content-Length), more than", declared=int(declared)
+            )
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > cap or response.num_bytes_downloaded > cap:
+                    raise self._too_large(request, "grew past", received=size)
+                chunks.append(chunk)
+        except BaseException:  # too large, a broken connection, the deadline: drop the answer
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+            raise
+        response._content = b"".join(chunks)  # what Response.aread() keeps; the client reads it from there
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+def _size(count: int) -> str:
+    """``count`` bytes for people: 64 MiB, 1.5 GiB, 512 B."""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:g} {unit}" if unit == "B" else f"{value:.4g} {unit}"
+        value /= 1024
+    return f"{count} B"  # pragma: no cover
 
 
 def make_client(
@@ -375,13 +558,18 @@ def make_client(
     timeout: float = 30.0,
     inner: httpx.AsyncBaseTransport | None = None,
     breaker: CircuitBreaker | None = None,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    deadline: float = DEFAULT_REQUEST_DEADLINE,
 ) -> httpx.AsyncClient:
-    """An :class:`httpx.AsyncClient` whose every request goes through ``InstrumentedTransport``."""
+    """An :class:`httpx.AsyncClient` whose every request goes through ``InstrumentedTransport``
+    (``timeout`` bounds each read, ``deadline`` the whole request, ``max_response_bytes`` the body)."""
     return httpx.AsyncClient(
         base_url=base_url,
         auth=auth,
         headers=dict(headers or {}),
         timeout=timeout,
-        transport=InstrumentedTransport(connection, limiters, inner, breaker=breaker),
+        transport=InstrumentedTransport(
+            connection, limiters, inner, breaker=breaker, max_response_bytes=max_response_bytes, deadline=deadline
+        ),
         follow_redirects=False,
     )

@@ -16,7 +16,22 @@ from .plugin import TokenStore
 __all__ = ["OAuth2RefreshAuth"]
 
 EXPIRY_MARGIN = 60.0
-"""Refresh this many seconds before the access token's stated expiry."""
+"""Refresh at most this many seconds before the access token's stated expiry."""
+EXPIRY_SHARE = 0.2
+"""... and at most this share of the token's lifetime before it: a 30 s token is used for 24 s,
+not refreshed before every call. A token set whose lifetime is unknown uses EXPIRY_MARGIN."""
+
+
+def expiry_margin(tokens: dict[str, Any]) -> float:
+    """Seconds before ``tokens`` expire that they are refreshed: EXPIRY_MARGIN, or less for a
+    short-lived token (EXPIRY_SHARE of its lifetime, ``expires_in``)."""
+    try:
+        lifetime = float(tokens.get("expires_in") or 0)
+    except (TypeError, ValueError):
+        lifetime = 0.0
+    if not 0 < lifetime < float("inf"):
+        return EXPIRY_MARGIN
+    return min(EXPIRY_MARGIN, EXPIRY_SHARE * lifetime)
 
 
 class OAuth2RefreshAuth(httpx.Auth):
@@ -62,7 +77,9 @@ class OAuth2RefreshAuth(httpx.Auth):
         self._lock = anyio.Lock()
 
     def _valid(self, tokens: dict[str, Any] | None) -> bool:
-        return bool(tokens and tokens.get("access_token") and tokens.get("expires_at", 0) - EXPIRY_MARGIN > self._clock())
+        return bool(
+            tokens and tokens.get("access_token") and tokens.get("expires_at", 0) - expiry_margin(tokens) > self._clock()
+        )
 
     async def access_token(self, *, force: bool = False, stale: str | None = None) -> str:
         """A valid access token, refreshing (once, whoever asks) when needed."""
@@ -135,6 +152,7 @@ class OAuth2RefreshAuth(httpx.Auth):
             # some vendors rotate, some don't: keep the old one when no new one comes
             "refresh_token": body.get("refresh_token") or refresh_token,
             "expires_at": self._clock() + expires_in,
+            "expires_in": expires_in,  # the lifetime: a short one is refreshed closer to its end
             "token_type": body.get("token_type", "Bearer"),
         }
         await self._save(tokens)

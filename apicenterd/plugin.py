@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 import pluggy
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import RecordError
+from .errors import RETRY_AFTER_CAP, RecordError
 from .model import Entity, Record
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,6 +45,8 @@ __all__ = [
     "TokenStore",
     "ConnectionContext",
     "Connector",
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "DEFAULT_REQUEST_DEADLINE",
 ]
 
 PROJECT = "apicenterd"
@@ -77,6 +79,12 @@ class Hookspecs:
         """
 
 
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+"""A connection accepts response bodies up to 64 MiB unless its settings say otherwise."""
+DEFAULT_REQUEST_DEADLINE = 120.0
+"""Seconds one request may take in total (connect, send, the whole answer) unless set otherwise."""
+
+
 class ConnectorSettings(BaseModel):
     """Settings every connection has; a connector subclasses this with its own fields.
 
@@ -90,6 +98,33 @@ class ConnectorSettings(BaseModel):
 
     base_url: str = Field(description="Root URL of the vendor API (sandbox, production or a simulator)")
     timeout: float = Field(default=30.0, gt=0, description="Seconds before one HTTP request is given up")
+    max_response_bytes: int = Field(
+        default=DEFAULT_MAX_RESPONSE_BYTES,
+        gt=0,
+        description=(
+            "Largest response body (bytes, after decompression) accepted from the vendor; a bigger one "
+            "fails its request without a retry (a Content-Length above it is refused before reading)"
+        ),
+    )
+    request_deadline: float = Field(
+        default=DEFAULT_REQUEST_DEADLINE,
+        gt=0,
+        allow_inf_nan=False,
+        description=(
+            "Seconds one HTTP request may take in total: waiting for a connection, sending, and reading "
+            "the whole answer (``timeout`` bounds each read); past it the request fails as a timeout"
+        ),
+    )
+    retry_after_cap: float = Field(
+        default=RETRY_AFTER_CAP,
+        gt=0,
+        le=RETRY_AFTER_CAP,
+        allow_inf_nan=False,
+        description=(
+            "Longest pause in seconds a 429's Retry-After (or a wait named in its body) may put on this "
+            f"connection; at most {RETRY_AFTER_CAP:g}"
+        ),
+    )
 
 
 ResetUnit = Literal["seconds", "milliseconds", "epoch_seconds", "epoch_ms"]
@@ -237,7 +272,10 @@ class ConnectionContext(Protocol):
     ) -> httpx.AsyncClient:
         """An httpx client for this connection: rate limited by the connector's
         :attr:`Connector.rate_limits`, counted in metrics, and raising
-        :class:`~apicenterd.RetryableError` on timeouts and connection errors."""
+        :class:`~apicenterd.RetryableError` on timeouts and connection errors. Every
+        response body is read before the client returns it, at most the connection's
+        ``max_response_bytes`` (:class:`~apicenterd.ResponseTooLarge` beyond), and every
+        request must finish within its ``request_deadline`` (a RetryableError beyond)."""
 
 
 class Connector:

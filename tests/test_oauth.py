@@ -10,7 +10,7 @@ import pytest
 import respx
 
 from apicenterd import AuthError, FatalError, OAuth2RefreshAuth, RetryableError
-from apicenterd.oauth import EXPIRY_MARGIN
+from apicenterd.oauth import EXPIRY_MARGIN, expiry_margin
 
 pytestmark = pytest.mark.anyio
 
@@ -55,6 +55,7 @@ class Vendor:
         self.valid = {valid_refresh}
         self.n = 0
         self.used: list[str] = []
+        self.lifetime = 3600  # expires_in of the access tokens it hands out
 
     def token(self, request: httpx.Request) -> httpx.Response:
         form = dict(urllib.parse.parse_qsl(request.content.decode()))
@@ -70,7 +71,7 @@ class Vendor:
         self.valid.add(new)
         self.events.append(("refresh", form["refresh_token"]))
         return httpx.Response(
-            200, json={"access_token": f"a{self.n}", "refresh_token": new, "expires_in": 3600, "token_type": "Bearer"}
+            200, json={"access_token": f"a{self.n}", "refresh_token": new, "expires_in": self.lifetime, "token_type": "Bearer"}
         )
 
 
@@ -359,3 +360,50 @@ async def test_save_failing_again_still_never_uses_the_token(mock, events, clock
                 await client.get("/x")
     assert [e[0] for e in events] == ["refresh", "save-failed", "save-failed"]
     assert vendor.used == ["r0"]
+
+
+# --- the refresh margin is a share of a short token's lifetime -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "tokens, margin",
+    [
+        ({"expires_in": 3600}, EXPIRY_MARGIN),
+        ({"expires_in": 300}, EXPIRY_MARGIN),
+        ({"expires_in": 30}, 6.0),
+        ({"expires_in": 5}, 1.0),
+        ({}, EXPIRY_MARGIN),  # saved before the lifetime was kept, or by `apicenterd auth`
+        ({"expires_in": None}, EXPIRY_MARGIN),
+        ({"expires_in": "soon"}, EXPIRY_MARGIN),
+        ({"expires_in": float("inf")}, EXPIRY_MARGIN),
+        ({"expires_in": -30}, EXPIRY_MARGIN),
+    ],
+)
+def test_expiry_margin_is_a_share_of_a_short_lifetime(tokens, margin):
+    assert expiry_margin(tokens) == pytest.approx(margin)
+
+
+async def test_a_30s_token_is_used_for_most_of_its_life_not_refreshed_before_every_call(mock, events, clock, vendor):
+    vendor.lifetime = 30
+    store = RecordingStore(events)
+    _, client = make_auth(store, clock)
+    async with client:
+        for _ in range(24):  # one call a second through the first 24 s of the token's 30
+            await client.get("/x")
+            clock.now += 1
+        assert vendor.n == 1
+        assert [e for e in events if e[0] == "api"] == [("api", "Bearer a1")] * 24
+        await client.get("/x")  # 6 s (20 %) before its expiry: refreshed
+    assert vendor.n == 2 and events[-1] == ("api", "Bearer a2")
+    assert store.tokens["expires_in"] == 30  # kept with the tokens: a restart refreshes the same way
+
+
+async def test_a_short_lived_token_from_the_store_is_used_until_its_margin(mock, events, clock, vendor):
+    store = RecordingStore(events, {"access_token": "stored", "refresh_token": "r0", "expires_at": clock.now + 10, "expires_in": 30})
+    _, client = make_auth(store, clock)
+    async with client:
+        await client.get("/x")  # 10 s left of 30: more than the 6 s margin
+        clock.now += 5  # 5 s left: refresh
+        await client.get("/x")
+    assert events == [("api", "Bearer stored"), ("refresh", "r0"), ("save", "a1", "r1"), ("api", "Bearer a1")]
+

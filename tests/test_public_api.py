@@ -35,6 +35,7 @@ APICENTERD_ALL = [
     "CircuitOpen",
     "AuthError",
     "FatalError",
+    "ResponseTooLarge",
     "RecordError",
     "Entity",
     "Record",
@@ -94,6 +95,7 @@ def test_version_matches_distribution():
 def test_errors_exported_are_the_hierarchy():
     assert issubclass(apicenterd.RateLimited, apicenterd.RetryableError)
     assert issubclass(apicenterd.CircuitOpen, apicenterd.RetryableError)
+    assert issubclass(apicenterd.ResponseTooLarge, apicenterd.FatalError)  # never retried
     for name in ("RetryableError", "AuthError", "FatalError", "RecordError"):
         assert issubclass(getattr(apicenterd, name), apicenterd.ConnectorError)
     for name in ("ConfigError", "PluginError", "ConnectorError"):

@@ -14,6 +14,7 @@ __all__ = [
     "rate_limit_wait",
     "rate_limit_remaining",
     "circuit_open",
+    "rate_limit_pause",
     "serve",
 ]
 
@@ -54,6 +55,13 @@ rate_limit_remaining = Gauge(
 circuit_open = Gauge(
     "apicenterd_circuit_open",
     "1 while a connection's circuit breaker is open (calls fail fast until a probe succeeds), else 0",
+    ["connection"],
+)
+
+rate_limit_pause = Gauge(
+    "apicenterd_rate_limit_pause_seconds",
+    "Seconds left of the pause a vendor's 429 (Retry-After, capped at the connection's retry_after_cap) "
+    "put on a connection; 0 when no pause holds it",
     ["connection"],
 )
 

@@ -152,3 +152,9 @@ class StateStore(Protocol):
 
     async def purge_audit(self, older_than: float) -> int:
         """Delete audit entries from before the Unix time ``older_than``; how many."""
+
+    async def load_pause(self, connection: str) -> float | None:
+        """Until when (Unix time) a vendor's 429 paused ``connection``, as last saved; None if never."""
+
+    async def save_pause(self, connection: str, until: float) -> None:
+        """Keep until when (Unix time) a vendor's 429 paused ``connection``."""

@@ -91,6 +91,14 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX dead_letters_by_status ON dead_letters (status, flow);
     """,
+    # 3: a vendor's 429 pause per connection, so a restart does not call before it is over
+    """
+    CREATE TABLE rate_limit_pauses (
+        connection TEXT PRIMARY KEY,
+        paused_until REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    """,
 ]
 """Schema migrations, oldest first; the schema version is how many have been applied."""
 
@@ -391,6 +399,24 @@ class SQLiteStore:
     async def purge_audit(self, older_than: float) -> int:
         """Delete old audit entries."""
         return await self._run(lambda db: db.execute("DELETE FROM audit WHERE at < ?", (older_than,)).rowcount)
+
+    async def load_pause(self, connection: str) -> float | None:
+        """Until when (Unix time) the vendor paused ``connection``, as last saved; None if never."""
+        row = await self._run(
+            lambda db: db.execute("SELECT paused_until FROM rate_limit_pauses WHERE connection=?", (connection,)).fetchone()
+        )
+        return float(row[0]) if row else None
+
+    async def save_pause(self, connection: str, until: float) -> None:
+        """Keep until when (Unix time) the vendor paused ``connection`` (a 429's Retry-After)."""
+        now = self._clock()
+        await self._run(
+            lambda db: db.execute(
+                "INSERT INTO rate_limit_pauses (connection, paused_until, updated_at) VALUES (?,?,?) "
+                "ON CONFLICT (connection) DO UPDATE SET paused_until=excluded.paused_until, updated_at=excluded.updated_at",
+                (connection, until, now),
+            )
+        )
 
 
 def create_private(path: Path) -> None:
