@@ -141,3 +141,122 @@ def test_orders_example_config_passes_check(capsys):
     assert code == 0, err
     code, out, err = run_cli(capsys, "flows", "mapping", "orders_to_eaccounting", "--config", str(root / "etc" / "orders.example.toml"))
     assert code == 0 and "reference" in out and "prefix('POS-')" in out
+
+
+# --- dlq: ids that name nothing -----------------------------------------------------------------
+
+
+def dlq_config(tmp_path):
+    """A config of the bundled connectors (never contacted) whose state holds one open dead letter."""
+    import anyio
+
+    from apicenterd.state import SQLiteStore
+    from apicenterd.state.base import AuditEntry
+
+    pytest.importorskip("apicenterd_eaccounting")
+    cfg = tmp_path / "apicenterd.toml"
+    cfg.write_text(
+        f"""
+[state]
+path = "{tmp_path / 'state.db'}"
+
+[connections.salespos]
+connector = "ccv_salespos"
+base_url = "http://127.0.0.1:1"
+public_key = "p"
+private_key = "k"
+
+[connections.eaccounting]
+connector = "eaccounting"
+base_url = "http://127.0.0.1:1"
+token_url = "http://127.0.0.1:1/connect/token"
+client_id = "x"
+client_secret = "y"
+
+[flows.products]
+source = "salespos"
+target = "eaccounting"
+entity = "products"
+interval = "1h"
+""",
+        encoding="utf-8",
+    )
+
+    async def seed():
+        store = SQLiteStore(tmp_path / "state.db")
+        await store.open()
+        try:
+            entry = AuditEntry(flow="products", run_id=1, entity="products", source_id="B", action="failed", key="B", reason="boom")
+            await store.settle(entry, payload='{"sku": "B"}')
+            (letter,) = await store.dead_letters()
+            return letter.id
+        finally:
+            await store.close()
+
+    return cfg, anyio.run(seed)
+
+
+def open_letters(tmp_path):
+    import anyio
+
+    from apicenterd.state import SQLiteStore
+
+    async def read():
+        store = SQLiteStore(tmp_path / "state.db")
+        await store.open()
+        try:
+            return [d.id for d in await store.dead_letters()]
+        finally:
+            await store.close()
+
+    return anyio.run(read)
+
+
+@pytest.mark.parametrize("action", ["replay", "discard"])
+def test_dlq_unknown_id_is_an_error_and_nothing_is_done(capsys, tmp_path, action):
+    cfg, known = dlq_config(tmp_path)
+    code, out, err = run_cli(capsys, "dlq", action, "999", "--config", str(cfg))
+    assert code == 2 and out == ""
+    assert f"dlq {action}: no open dead letter with id 999" in err and "Traceback" not in err
+    # a known id beside unknown ones: refused as a whole, the known letter is still open
+    code, out, err = run_cli(capsys, "dlq", action, str(known), "998", "999", "--config", str(cfg))
+    assert code == 2 and "with ids 998, 999" in err
+    assert open_letters(tmp_path) == [known]
+
+
+def test_dlq_id_of_a_letter_that_is_no_longer_open_is_an_error(capsys, tmp_path):
+    cfg, known = dlq_config(tmp_path)
+    assert run_cli(capsys, "dlq", "discard", str(known), "--config", str(cfg))[0] == 0
+    code, _, err = run_cli(capsys, "dlq", "discard", str(known), "--config", str(cfg))
+    assert code == 2 and f"no open dead letter with id {known}" in err
+
+
+def test_dlq_id_outside_the_flow_filter_is_an_error(capsys, tmp_path):
+    cfg, known = dlq_config(tmp_path)
+    code, _, err = run_cli(capsys, "dlq", "discard", str(known), "--flow", "other", "--config", str(cfg))
+    assert code == 2 and f"matching --flow/--error with id {known}" in err
+    assert open_letters(tmp_path) == [known]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["dlq", "replay", str(2**63)],
+        ["dlq", "discard", "1", "9" * 40],
+        ["dlq", "show", str(2**64)],
+        ["audit", "--run", str(2**63)],
+        ["runs", "--limit", "9" * 30],
+    ],
+)
+def test_an_id_beyond_sqlite_integers_is_a_usage_error(capsys, argv):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "at most 9223372036854775807" in err and "Traceback" not in err
+
+
+def test_dlq_show_of_the_largest_id_says_there_is_none(capsys, tmp_path):
+    cfg, _ = dlq_config(tmp_path)
+    code, _, err = run_cli(capsys, "dlq", "show", str(2**63 - 1), "--config", str(cfg))
+    assert code == 2 and f"no dead letter {2**63 - 1}" in err
