@@ -115,7 +115,8 @@ class FlowConfig(SettingsModel):
     @classmethod
     def _interval_type(cls, value: Any) -> Any:
         if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int, float))):
-            raise ValueError(f"must be a duration like \"30s\" or \"5m\", or a number of seconds; got {value!r}")
+            got = f"the boolean {str(value).lower()}" if isinstance(value, bool) else f"{value!r:.40}"
+            raise ValueError(f"must be a duration like \"30s\" or \"5m\", or a number of seconds; got {got}")
         return value
 
 
