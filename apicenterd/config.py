@@ -11,6 +11,7 @@ each as ``path: message``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import stat
 import tomllib
@@ -114,7 +115,9 @@ class FlowConfig(SettingsModel):
     @field_validator("interval", mode="before")
     @classmethod
     def _interval_type(cls, value: Any) -> Any:
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int, float))):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (str, int, float)) or (isinstance(value, float) and not math.isfinite(value))
+        ):
             got = f"the boolean {str(value).lower()}" if isinstance(value, bool) else f"{value!r:.40}"
             raise ValueError(f"must be a duration like \"30s\" or \"5m\", or a number of seconds; got {got}")
         return value
