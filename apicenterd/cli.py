@@ -131,24 +131,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SQLITE_MAX_INT = 2**63 - 1
+"""The largest integer SQLite stores; a larger id or limit is refused before it reaches SQLite
+(which raises OverflowError for it)."""
+
+
 def _positive_int(text: str) -> int:
     value = _non_negative_int(text)
     if value == 0:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
-    if value > SQLITE_MAX_INT:  # a --limit beyond any count SQLite can hold
+    if value > SQLITE_MAX_INT:
         raise argparse.ArgumentTypeError(f"too large (at most {SQLITE_MAX_INT}): {text!r}")
     return value
 
 
-SQLITE_MAX_INT = 2**63 - 1
-"""The largest integer SQLite stores; a larger id or limit cannot name anything."""
-
-
 def _id(text: str) -> int:
-    """A row id: a whole number from 1 to SQLite's largest integer."""
-    value = _positive_int(text)
-    if value > SQLITE_MAX_INT:
-        raise argparse.ArgumentTypeError(f"not an id (at most {SQLITE_MAX_INT}): {text!r}")
+    """A row id (dead letter, run): a whole number from 1 to SQLite's largest integer."""
+    value = _non_negative_int(text)
+    if not 1 <= value <= SQLITE_MAX_INT:
+        raise argparse.ArgumentTypeError(f"not an id (from 1 to at most {SQLITE_MAX_INT}): {text!r}")
     return value
 
 
