@@ -84,7 +84,8 @@ class Schedule:
         seconds = parse_interval(interval)
         if not MIN_INTERVAL <= seconds <= MAX_INTERVAL:
             raise ValueError(
-                f"interval {interval!r} ({seconds:g} seconds) must be between {MIN_INTERVAL:g}s and {MAX_INTERVAL / 86400:g}d"
+                f"interval {interval!r}{f' ({seconds:g} seconds)' if isinstance(interval, str) else ''} "
+                f"must be between {MIN_INTERVAL:g}s and {MAX_INTERVAL / 86400:g}d"
             )
         return cls(interval=seconds)
 

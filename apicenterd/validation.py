@@ -65,8 +65,6 @@ class SettingsModel(BaseModel):
 def check_http_url(value: str) -> str:
     """``value`` if it is an absolute http(s) URL with a host; ValueError saying what it lacks."""
     example = "e.g. https://api.example.com"
-    if any(c.isspace() for c in value):
-        raise ValueError(f"{value!r} is not a URL: it contains white space ({example})")
     try:
         parts = urllib.parse.urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
@@ -76,4 +74,6 @@ def check_http_url(value: str) -> str:
         raise ValueError(f"{value!r} is not an absolute http:// or https:// URL ({example})")
     if not parts.hostname:
         raise ValueError(f"{value!r} has no host name ({example})")
+    if any(c.isspace() for c in value):
+        raise ValueError(f"{value!r} is not a URL: it contains white space ({example})")
     return value

@@ -594,7 +594,8 @@ def test_transform_arguments_from_fields_are_checked_per_record(tmp_path, reg):
 @pytest.mark.parametrize(
     "url, words",
     [
-        ("not a url", "white space"),
+        ("not a url", "not an absolute http:// or https:// URL"),
+        ("http://h/a b", "white space"),
         ("example.com/api", "not an absolute http:// or https:// URL"),
         ("file:///etc/passwd", "not an absolute http:// or https:// URL"),
         ("https://", "has no host name"),
