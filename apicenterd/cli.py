@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p)
     p.add_argument("--flow", help="only this flow")
     p.add_argument("--source-id", help="only this source record")
-    p.add_argument("--run", type=_positive_int, help="only this run id")
+    p.add_argument("--run", type=_id, help="only this run id")
     p.add_argument("--limit", type=_positive_int, default=50)
     p.add_argument("--json", action="store_true", help="print JSON")
 
@@ -111,11 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", choices=["open", "resolved", "discarded", "any"], default="open")
     p.add_argument("--json", action="store_true", help="print JSON")
     p = dsub.add_parser("show", help="one dead letter with its payload")
-    p.add_argument("id", type=_positive_int)
+    p.add_argument("id", type=_id)
     _config_arg(p)
     for action, text in (("replay", "take dead letters through the flow again"), ("discard", "give up on dead letters")):
         p = dsub.add_parser(action, help=text)
-        p.add_argument("ids", nargs="*", type=_positive_int, metavar="ID")
+        p.add_argument("ids", nargs="*", type=_id, metavar="ID")
         _config_arg(p)
         p.add_argument("--flow", help="every open dead letter of this flow")
         p.add_argument("--error", help="every open dead letter whose error contains this text")
@@ -156,10 +156,25 @@ def _tell_waiting(flow: str, holder: dict[str, Any]) -> None:
     print(f"apicenterd: flow {flow} is running in {describe_holder(holder)}; waiting for it to finish", file=sys.stderr, flush=True)
 
 
+SQLITE_MAX_INT = 2**63 - 1
+"""The largest integer SQLite stores; a larger id or limit is refused before it reaches SQLite
+(which raises OverflowError for it)."""
+
+
 def _positive_int(text: str) -> int:
     value = _non_negative_int(text)
     if value == 0:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
+    if value > SQLITE_MAX_INT:
+        raise argparse.ArgumentTypeError(f"too large (at most {SQLITE_MAX_INT}): {text!r}")
+    return value
+
+
+def _id(text: str) -> int:
+    """A row id (dead letter, run): a whole number from 1 to SQLite's largest integer."""
+    value = _non_negative_int(text)
+    if not 1 <= value <= SQLITE_MAX_INT:
+        raise argparse.ArgumentTypeError(f"not an id (from 1 to at most {SQLITE_MAX_INT}): {text!r}")
     return value
 
 
@@ -443,9 +458,18 @@ def _selected_letters(args: argparse.Namespace, store):
         raise Usage(f"dlq {args.dlq_command}: name dead letters by ID, or give --flow, --error or --all")
 
     async def select():
-        return await store.dead_letters(
+        letters = await store.dead_letters(
             flow=args.flow, error=args.error, ids=args.ids or None, status="open", limit=100_000
         )
+        missing = sorted(set(args.ids) - {d.id for d in letters})
+        if missing:  # refuse the whole command: a typo must not act on the other ids alone
+            which = "" if not (args.flow or args.error) else " matching --flow/--error"
+            raise Usage(
+                f"dlq {args.dlq_command}: no open dead letter{which} with id{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(map(str, missing))} "
+                "(see apicenterd dlq list --status any); nothing done"
+            )
+        return letters
 
     return select()
 

@@ -11,7 +11,9 @@ each as ``path: message``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import stat
 import tomllib
 from pathlib import Path
 from collections.abc import Mapping
@@ -31,6 +33,7 @@ from .observe.logs import redactor
 from .plugin import Connector, ConnectorSettings
 from .registry import Registry
 from .schedule import Schedule
+from .validation import SettingsModel
 
 __all__ = [
     "DaemonConfig",
@@ -47,7 +50,7 @@ __all__ = [
 ]
 
 
-class DaemonConfig(BaseModel):
+class DaemonConfig(SettingsModel):
     """The ``[daemon]`` table."""
 
     model_config = ConfigDict(extra="forbid")
@@ -71,7 +74,7 @@ class DaemonConfig(BaseModel):
         return value
 
 
-class StateConfig(BaseModel):
+class StateConfig(SettingsModel):
     """The ``[state]`` table: where cursors, links, tokens, runs and the audit trail live."""
 
     model_config = ConfigDict(extra="forbid")
@@ -92,7 +95,7 @@ class ConnectionConfig(BaseModel):
     connector: str
 
 
-class FlowConfig(BaseModel):
+class FlowConfig(SettingsModel):
     """A ``[flows.NAME]`` table."""
 
     model_config = ConfigDict(extra="forbid")
@@ -108,6 +111,16 @@ class FlowConfig(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     map: list[MapRule] = Field(default_factory=list)
     target_settings: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("interval", mode="before")
+    @classmethod
+    def _interval_type(cls, value: Any) -> Any:
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (str, int, float)) or (isinstance(value, float) and not math.isfinite(value))
+        ):
+            got = f"the boolean {str(value).lower()}" if isinstance(value, bool) else f"{value!r:.40}"
+            raise ValueError(f"must be a duration like \"30s\" or \"5m\", or a number of seconds; got {got}")
+        return value
 
 
 class _EnvOverrides(PydanticBaseSettingsSource):
@@ -234,19 +247,34 @@ def read_config(path: str | os.PathLike[str]) -> Config:
     """Parse the TOML file at ``path`` with environment overrides; ConfigError on any mistake."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError([f"{path}: no such file"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: cannot read: {exc}"]) from None
+    except MemoryError:
+        raise ConfigError([f"{path}: cannot read: too large for memory"]) from None
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    except RecursionError:  # arrays or inline tables nested hundreds deep
+        raise ConfigError([f"{path}: not valid TOML: arrays or tables nested too deeply"]) from None
+    except MemoryError:
+        raise ConfigError([f"{path}: not valid TOML: too large to parse"]) from None
+    except Exception as exc:  # noqa: BLE001 - whatever else the parser trips on is the file's fault, said so
+        raise ConfigError([f"{path}: not valid TOML: {type(exc).__name__}: {exc}"]) from None
+    private = sorted(k for k in raw if k.startswith("_"))
+    if private:  # Config(**raw) would take them as pydantic-settings arguments (_env_file, _secrets_dir, ...)
+        raise ConfigError([f"{key}: unknown setting" for key in private])
     try:
         return Config(**raw)
     except ValidationError as exc:
         raise ConfigError(_problems(exc)) from None
     except SettingsError as exc:  # an APICENTERD_* variable that does not parse (e.g. bad JSON)
         raise ConfigError([f"environment: {exc}"]) from None
+    except (RecursionError, MemoryError) as exc:
+        raise ConfigError([f"{path}: cannot be checked: {type(exc).__name__} (values nested too deeply or too large)"]) from None
 
 
 def _resolve_secret(value: Any, where: str) -> Any:
@@ -259,6 +287,8 @@ def _resolve_secret(value: Any, where: str) -> Any:
     if kind == "env":
         if ref not in os.environ:
             raise ValueError(f"{where}: environment variable {ref} is not set")
+        if not os.environ[ref].strip():
+            raise ValueError(f"{where}: environment variable {ref} is empty")
         return os.environ[ref]
     if kind == "credential":
         directory = os.environ.get("CREDENTIALS_DIRECTORY")
@@ -269,10 +299,47 @@ def _resolve_secret(value: Any, where: str) -> Any:
         file = Path(directory) / ref
     else:
         file = Path(ref)
+    return _read_secret_file(file, where)
+
+
+MAX_SECRET_BYTES = 64 * 1024
+"""A secret file larger than this is refused: a key or token is a few hundred bytes, a bigger
+file is the wrong file (a log, a database, /dev/zero through a symbolic link)."""
+
+
+def _read_secret_file(file: Path, where: str) -> str:
+    """The stripped text of a secret file; ValueError unless it is a readable, non-empty, small
+    regular file of UTF-8 text. A FIFO, directory or device is refused before it is opened and
+    the file is opened non-blocking, so a reader never waits for a writer that never comes."""
     try:
-        return file.read_text(encoding="utf-8").strip()
+        if not stat.S_ISREG(os.stat(file).st_mode):
+            raise ValueError(f"{where}: secret file {file} is not a regular file ({_file_kind(file)})")
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):  # replaced between the two looks
+                raise ValueError(f"{where}: secret file {file} is not a regular file")
+            data = handle.read(MAX_SECRET_BYTES + 1)
     except OSError as exc:
         raise ValueError(f"{where}: cannot read secret file {file}: {exc.strerror or exc}") from None
+    if len(data) > MAX_SECRET_BYTES:
+        raise ValueError(f"{where}: secret file {file} is larger than {MAX_SECRET_BYTES} bytes; is it the right file?")
+    try:
+        text = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ValueError(f"{where}: secret file {file} is not UTF-8 text") from None
+    if not text:
+        raise ValueError(f"{where}: secret file {file} is empty")
+    return text
+
+
+def _file_kind(file: Path) -> str:
+    mode = os.stat(file).st_mode
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):  # fmt: skip
+        if test(mode):
+            return kind
+    return "not a file"
 
 
 def _settings_with_secrets(

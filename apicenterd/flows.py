@@ -6,9 +6,10 @@ import dataclasses
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from .model import Customer, Entity, Record, StockLevel
+from .validation import SettingsModel
 
 __all__ = [
     "FlowOptions",
@@ -24,7 +25,7 @@ __all__ = [
 ]
 
 
-class FlowOptions(BaseModel):
+class FlowOptions(SettingsModel):
     """Options every flow kind accepts."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -29,6 +29,7 @@ Plugins add transforms through the ``register_transforms`` hook.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
@@ -41,7 +42,7 @@ from .errors import RecordError
 from .filters import MISSING, field_value
 from .model import Record
 
-__all__ = ["MapRule", "Mapper", "BUILTIN_TRANSFORMS", "split_street", "check_path"]
+__all__ = ["MapRule", "Mapper", "BUILTIN_TRANSFORMS", "split_street", "check_path", "check_arguments"]
 
 
 # ---------------------------------------------------------------- transforms
@@ -87,8 +88,38 @@ def _int(value: Any) -> int:
     return int(number)
 
 
+MAX_PLACES = 10
+"""The most decimal places the ``number`` transform rounds to."""
+
+
+_WHOLE = re.compile(r"\s*-?\d{1,18}\s*")
+
+
+def _whole(arg: Any, what: str) -> int:
+    """``arg`` as a whole number (an integer, or a string of digits); ValueError otherwise."""
+    if isinstance(arg, bool) or not isinstance(arg, (int, str)) or (isinstance(arg, str) and not _WHOLE.fullmatch(arg)):
+        raise ValueError(f"{what} must be a whole number, got {arg!r:.40}")
+    return int(arg)
+
+
+def _length(arg: Any) -> int:
+    """A length argument: a whole number of at least 1."""
+    length = _whole(arg, "length")
+    if length < 1:
+        raise ValueError(f"length must be at least 1, got {length}")
+    return length
+
+
+def _places(arg: Any) -> int:
+    """A decimal places argument: a whole number from 0 to MAX_PLACES."""
+    places = _whole(arg, "places")
+    if not 0 <= places <= MAX_PLACES:
+        raise ValueError(f"places must be from 0 to {MAX_PLACES}, got {places}")
+    return places
+
+
 def _number(value: Any, places: int = 2) -> Decimal:
-    return _decimal(value).quantize(Decimal(1).scaleb(-int(places)), rounding=ROUND_HALF_UP)
+    return _decimal(value).quantize(Decimal(1).scaleb(-_places(places)), rounding=ROUND_HALF_UP)
 
 
 def _date(value: Any, fmt: str = "%Y-%m-%d") -> str:
@@ -105,7 +136,7 @@ def _text(value: Any) -> str:
 
 
 def _truncate(value: Any, length: int) -> str:
-    return _text(value)[: int(length)]
+    return _text(value)[: _length(length)]
 
 
 def _default(value: Any, fallback: Any) -> Any:
@@ -138,6 +169,38 @@ BUILTIN_TRANSFORMS: dict[str, Callable[..., Any]] = {
     "digits": lambda v: re.sub(r"\D", "", _text(v)),
 }
 """The transforms every flow can use; ``register_transforms`` adds more."""
+
+ARGUMENT_CHECKS: dict[str, tuple[Callable[[Any], Any], ...]] = {"truncate": (_length,), "number": (_places,)}
+"""Per built-in transform, a check of each argument by position (ValueError with the reason);
+``check`` runs them on the arguments a configuration gives as constants."""
+
+
+def check_arguments(name: str, function: Callable[..., Any], args: Sequence[Any]) -> str | None:
+    """A message if ``args`` do not suit transform ``name`` (count, or a constant's value), else None.
+
+    Arguments that start with ``$`` are source fields, known only per record: their count is
+    checked here, their value when a record is mapped.
+    """
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):  # a builtin without a signature: nothing to check
+        signature = None
+    if signature is not None:
+        try:
+            signature.bind(None, *args)
+        except TypeError as exc:
+            params = list(signature.parameters.values())[1:]
+            usage = ", ".join(str(p.replace(annotation=inspect.Parameter.empty)) for p in params)
+            return f"transform {name!r} takes ({usage}): {exc}"
+    if function is BUILTIN_TRANSFORMS.get(name):
+        for check, arg in zip(ARGUMENT_CHECKS.get(name, ()), args):
+            if isinstance(arg, str) and arg.startswith("$"):
+                continue
+            try:
+                check(arg)
+            except ValueError as exc:
+                return f"transform {name!r}: {exc}"
+    return None
 
 
 # ---------------------------------------------------------------- rules
@@ -241,9 +304,13 @@ class Mapper:
                 if problem:
                     out.append(f"[{i}].{part}: {problem}")
             for j, t in enumerate(rule.transforms):
-                name = t if isinstance(t, str) else t[0]
+                name, args = (t, []) if isinstance(t, str) else (t[0], t[1:])
                 if name not in self.transforms:
                     out.append(f"[{i}].transforms[{j}]: no transform {name!r} (known: {', '.join(sorted(self.transforms))})")
+                    continue
+                problem = check_arguments(name, self.transforms[name], args)
+                if problem:
+                    out.append(f"[{i}].transforms[{j}]: {problem}")
         return out
 
     def apply(self, record: Record) -> Record:

@@ -24,10 +24,11 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import pluggy
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .errors import RETRY_AFTER_CAP, RecordError
 from .model import Entity, Record
+from .validation import SettingsModel, check_http_url
 
 if TYPE_CHECKING:  # pragma: no cover
     import httpx
@@ -85,18 +86,28 @@ DEFAULT_REQUEST_DEADLINE = 120.0
 """Seconds one request may take in total (connect, send, the whole answer) unless set otherwise."""
 
 
-class ConnectorSettings(BaseModel):
+class ConnectorSettings(SettingsModel):
     """Settings every connection has; a connector subclasses this with its own fields.
 
     Unknown keys are errors (``extra="forbid"``). Declare secrets as
     ``pydantic.SecretStr``: the config may give them by reference
     (``{ env = "NAME" }``, ``{ file = "/path" }``, ``{ credential = "name" }``)
-    and they are redacted from logs.
+    and they are redacted from logs. The rules of
+    :class:`~apicenterd.validation.SettingsModel` hold for every field, the subclass's too:
+    no ``inf``/``nan``, no booleans for numbers, and ``base_url`` and every other setting
+    named ``*_url`` is an absolute http(s) URL with a host.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     base_url: str = Field(description="Root URL of the vendor API (sandbox, production or a simulator)")
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        """An absolute http(s) URL with a host (a subclass that redefines the field keeps this check)."""
+        return check_http_url(value)
+
     timeout: float = Field(default=30.0, gt=0, description="Seconds before one HTTP request is given up")
     max_response_bytes: int = Field(
         default=DEFAULT_MAX_RESPONSE_BYTES,

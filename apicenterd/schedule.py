@@ -7,7 +7,7 @@ import math
 import re
 from datetime import datetime, timezone
 
-__all__ = ["Schedule", "parse_interval"]
+__all__ = ["Schedule", "parse_interval", "MIN_INTERVAL", "MAX_INTERVAL"]
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _INTERVAL_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -41,6 +41,27 @@ def parse_interval(text: str | int | float) -> float:
     return seconds
 
 
+MIN_INTERVAL = 1.0
+"""The shortest flow interval, in seconds: a shorter one only makes a flow run back to back."""
+MAX_INTERVAL = 365 * 86400.0
+"""The longest flow interval, in seconds (a year)."""
+CRON_HORIZON_YEARS = 10
+"""A cron expression must fire within this many years (29 February comes back within 8)."""
+
+
+def _check_cron_fires(cron: str) -> None:
+    """ValueError if ``cron`` never fires, e.g. ``0 0 31 2 *`` (31 February)."""
+    from croniter import CroniterBadDateError, croniter
+
+    try:
+        croniter(cron, datetime.now(timezone.utc), max_years_between_matches=CRON_HORIZON_YEARS).get_next(float)
+    except (CroniterBadDateError, ValueError, OverflowError):
+        raise ValueError(
+            f"cron expression {cron!r} never fires (no time matches it in the next {CRON_HORIZON_YEARS} years; "
+            "e.g. 30 or 31 February)"
+        ) from None
+
+
 @dataclasses.dataclass(frozen=True)
 class Schedule:
     """When a flow runs: every ``interval`` seconds, or at the times of ``cron`` (UTC)."""
@@ -58,8 +79,15 @@ class Schedule:
 
             if not croniter.is_valid(cron):
                 raise ValueError(f"cron expression {cron!r} is not valid (five fields: minute hour day month weekday)")
+            _check_cron_fires(cron)
             return cls(cron=cron)
-        return cls(interval=parse_interval(interval))
+        seconds = parse_interval(interval)
+        if not MIN_INTERVAL <= seconds <= MAX_INTERVAL:
+            raise ValueError(
+                f"interval {interval!r}{f' ({seconds:g} seconds)' if isinstance(interval, str) else ''} "
+                f"must be between {MIN_INTERVAL:g}s and {MAX_INTERVAL / 86400:g}d"
+            )
+        return cls(interval=seconds)
 
     def next_after(self, when: float) -> float:
         """The Unix time of the first run after ``when``."""

@@ -141,3 +141,235 @@ def test_orders_example_config_passes_check(capsys):
     assert code == 0, err
     code, out, err = run_cli(capsys, "flows", "mapping", "orders_to_eaccounting", "--config", str(root / "etc" / "orders.example.toml"))
     assert code == 0 and "reference" in out and "prefix('POS-')" in out
+
+
+# --- dlq: ids that name nothing -----------------------------------------------------------------
+
+
+def dlq_config(tmp_path):
+    """A config of the bundled connectors (never contacted) whose state holds one open dead letter."""
+    import anyio
+
+    from apicenterd.state import SQLiteStore
+    from apicenterd.state.base import AuditEntry
+
+    pytest.importorskip("apicenterd_eaccounting")
+    cfg = tmp_path / "apicenterd.toml"
+    cfg.write_text(
+        f"""
+[state]
+path = "{tmp_path / 'state.db'}"
+
+[connections.salespos]
+connector = "ccv_salespos"
+base_url = "http://127.0.0.1:1"
+public_key = "p"
+private_key = "k"
+
+[connections.eaccounting]
+connector = "eaccounting"
+base_url = "http://127.0.0.1:1"
+token_url = "http://127.0.0.1:1/connect/token"
+client_id = "x"
+client_secret = "y"
+
+[flows.products]
+source = "salespos"
+target = "eaccounting"
+entity = "products"
+interval = "1h"
+""",
+        encoding="utf-8",
+    )
+
+    async def seed():
+        store = SQLiteStore(tmp_path / "state.db")
+        await store.open()
+        try:
+            entry = AuditEntry(flow="products", run_id=1, entity="products", source_id="B", action="failed", key="B", reason="boom")
+            await store.settle(entry, payload='{"sku": "B"}')
+            (letter,) = await store.dead_letters()
+            return letter.id
+        finally:
+            await store.close()
+
+    return cfg, anyio.run(seed)
+
+
+def open_letters(tmp_path):
+    import anyio
+
+    from apicenterd.state import SQLiteStore
+
+    async def read():
+        store = SQLiteStore(tmp_path / "state.db")
+        await store.open()
+        try:
+            return [d.id for d in await store.dead_letters()]
+        finally:
+            await store.close()
+
+    return anyio.run(read)
+
+
+@pytest.mark.parametrize("action", ["replay", "discard"])
+def test_dlq_unknown_id_is_an_error_and_nothing_is_done(capsys, tmp_path, action):
+    cfg, known = dlq_config(tmp_path)
+    code, out, err = run_cli(capsys, "dlq", action, "999", "--config", str(cfg))
+    assert code == 2 and out == ""
+    assert f"dlq {action}: no open dead letter with id 999" in err and "Traceback" not in err
+    # a known id beside unknown ones: refused as a whole, the known letter is still open
+    code, out, err = run_cli(capsys, "dlq", action, str(known), "998", "999", "--config", str(cfg))
+    assert code == 2 and "with ids 998, 999" in err
+    assert open_letters(tmp_path) == [known]
+
+
+def test_dlq_id_of_a_letter_that_is_no_longer_open_is_an_error(capsys, tmp_path):
+    cfg, known = dlq_config(tmp_path)
+    assert run_cli(capsys, "dlq", "discard", str(known), "--config", str(cfg))[0] == 0
+    code, _, err = run_cli(capsys, "dlq", "discard", str(known), "--config", str(cfg))
+    assert code == 2 and f"no open dead letter with id {known}" in err
+
+
+def test_dlq_id_outside_the_flow_filter_is_an_error(capsys, tmp_path):
+    cfg, known = dlq_config(tmp_path)
+    code, _, err = run_cli(capsys, "dlq", "discard", str(known), "--flow", "other", "--config", str(cfg))
+    assert code == 2 and f"matching --flow/--error with id {known}" in err
+    assert open_letters(tmp_path) == [known]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["dlq", "replay", str(2**63)],
+        ["dlq", "discard", "1", "9" * 40],
+        ["dlq", "show", str(2**64)],
+        ["audit", "--run", str(2**63)],
+        ["runs", "--limit", "9" * 30],
+    ],
+)
+def test_an_id_beyond_sqlite_integers_is_a_usage_error(capsys, argv):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "at most 9223372036854775807" in err and "Traceback" not in err
+
+
+def test_dlq_show_of_the_largest_id_says_there_is_none(capsys, tmp_path):
+    cfg, _ = dlq_config(tmp_path)
+    code, _, err = run_cli(capsys, "dlq", "show", str(2**63 - 1), "--config", str(cfg))
+    assert code == 2 and f"no dead letter {2**63 - 1}" in err
+
+
+# --- check: values that parse but make no sense -------------------------------------------------
+
+CHECK_BASE = """
+[connections.salespos]
+connector = "ccv_salespos"
+base_url = "http://127.0.0.1:1"
+public_key = "p"
+private_key = {private_key}
+timeout = {timeout}
+
+[connections.eaccounting]
+connector = "eaccounting"
+base_url = {base_url}
+client_id = "x"
+client_secret = "y"
+
+[flows.products]
+source = "salespos"
+target = "eaccounting"
+entity = "products"
+{schedule}
+{map}
+"""
+
+
+def check_config(tmp_path, **parts) -> str:
+    values = {"private_key": '"k"', "timeout": "10", "base_url": '"http://127.0.0.1:2"', "schedule": 'interval = "1m"', "map": ""}
+    values.update(parts)
+    cfg = tmp_path / "apicenterd.toml"
+    cfg.write_text(CHECK_BASE.format(**values), encoding="utf-8")
+    return str(cfg)
+
+
+def test_check_base_config_passes(capsys, tmp_path):
+    pytest.importorskip("apicenterd_eaccounting")
+    code, out, err = run_cli(capsys, "check", "--config", check_config(tmp_path))
+    assert code == 0, err
+
+
+@pytest.mark.parametrize(
+    "parts, where, words",
+    [
+        ({"timeout": "inf"}, "connections.salespos.timeout", "finite number"),
+        ({"timeout": "nan"}, "connections.salespos.timeout", "finite number"),
+        ({"timeout": "true"}, "connections.salespos.timeout", "got the boolean true"),
+        ({"schedule": "interval = true"}, "flows.products.interval", "got the boolean true"),
+        ({"schedule": "interval = 1e-7"}, "flows.products.interval", "must be between 1s and 365d"),
+        ({"schedule": 'interval = "500ms"'}, "flows.products.interval", "must be between 1s and 365d"),
+        ({"schedule": 'interval = "400d"'}, "flows.products.interval", "must be between 1s and 365d"),
+        ({"schedule": 'cron = "0 0 31 2 *"'}, "flows.products.cron", "never fires"),
+        ({"schedule": 'cron = "0 0 30 2 *"'}, "flows.products.cron", "never fires"),
+        ({"map": '[[flows.products.map]]\nfield = "name"\ntransforms = [["truncate", -5]]'},
+         "flows.products.map[0].transforms[0]", "length must be at least 1"),
+        ({"base_url": '"not a url"'}, "connections.eaccounting.base_url", "not an absolute http"),
+        ({"base_url": '"http://a b"'}, "connections.eaccounting.base_url", "white space"),
+        ({"base_url": '"ftp://example.com"'}, "connections.eaccounting.base_url", "http"),
+        ({"base_url": '"http://"'}, "connections.eaccounting.base_url", "no host"),
+        ({"base_url": '"http://h:99999"'}, "connections.eaccounting.base_url", "not a valid URL"),
+    ],
+)  # fmt: skip
+def test_check_refuses_values_that_make_no_sense(capsys, tmp_path, parts, where, words):
+    pytest.importorskip("apicenterd_eaccounting")
+    cfg = check_config(tmp_path, **parts)
+    code, out, err = run_cli(capsys, "check", "--config", cfg)
+    assert code == 2 and out == "" and "Traceback" not in err
+    line = next((l for l in err.splitlines() if f": {where}: " in l), None)
+    assert line is not None, err
+    assert line.removeprefix("apicenterd: ").startswith(f"{cfg}: {where}: ") and words in line
+
+
+def test_check_refuses_a_token_url_that_is_not_a_url(capsys, tmp_path):
+    pytest.importorskip("apicenterd_eaccounting")
+    cfg = check_config(tmp_path, base_url='"http://127.0.0.1:2"\ntoken_url = "identity.vismaonline.com/connect/token"')
+    code, _, err = run_cli(capsys, "check", "--config", cfg)
+    assert code == 2 and "connections.eaccounting.token_url: " in err and "http" in err
+
+
+def test_check_refuses_an_empty_secret_file(capsys, tmp_path):
+    pytest.importorskip("apicenterd_eaccounting")
+    secret = tmp_path / "private_key"
+    secret.write_text("\n", encoding="utf-8")
+    cfg = check_config(tmp_path, private_key=f'{{ file = "{secret}" }}')
+    code, _, err = run_cli(capsys, "check", "--config", cfg)
+    assert code == 2
+    assert f"connections.salespos.private_key: secret file {secret} is empty" in err
+
+
+def test_check_refuses_a_secret_file_that_is_a_fifo_without_waiting(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("apicenterd_eaccounting")
+    fifo = tmp_path / "private_key"
+    os.mkfifo(fifo)
+    cfg = check_config(tmp_path, private_key=f'{{ file = "{fifo}" }}')
+    # nobody ever writes to the FIFO: a reader that opens it waits forever, and the timeout fails the test
+    done = subprocess.run(
+        [sys.executable, "-m", "apicenterd.cli", "check", "--config", cfg], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"connections.salespos.private_key: secret file {fifo} is not a regular file (a FIFO)" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_check_refuses_deeply_nested_toml(capsys, tmp_path):
+    cfg = tmp_path / "apicenterd.toml"
+    cfg.write_text("a = " + "[" * 5000 + "]" * 5000 + "\n", encoding="utf-8")
+    code, out, err = run_cli(capsys, "check", "--config", str(cfg))
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert err.startswith(f"apicenterd: {cfg}: not valid TOML: ") and "nested too deeply" in err

@@ -467,3 +467,252 @@ def test_unrelated_apicenterd_variables_are_not_settings(tmp_path, monkeypatch):
     monkeypatch.setenv("APICENTERD_LOAD_PLUGINS", "fakes")
     monkeypatch.setenv("APICENTERD_CONFIG", "/etc/apicenterd.toml")
     assert read_config(write(tmp_path, GOOD)).state.path == Path("state.db")
+
+
+# --- values that parse but make no sense (issue 9) -----------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "+inf"])
+@pytest.mark.parametrize(
+    "table, key, where",
+    [
+        ("[daemon]", "shutdown_timeout", "daemon.shutdown_timeout"),
+        ("[daemon]", "circuit_recovery_seconds", "daemon.circuit_recovery_seconds"),
+        ("[alerts]", "timeout", "alerts.timeout"),
+    ],
+)
+def test_no_float_setting_takes_inf_or_nan(tmp_path, table, key, where, value):
+    problems = shape_problems(tmp_path, f"{table}\n{key} = {value}\n" + GOOD)
+    assert problems == [f"{where}: Input should be a finite number"]
+
+
+@pytest.mark.parametrize("value", ["inf", "nan"])
+def test_connector_float_settings_take_no_inf_or_nan(tmp_path, reg, value):
+    text = GOOD.replace('connector = "memsource"', f'connector = "memsource"\ntimeout = {value}')
+    assert problems_of(tmp_path, text, reg) == ["connections.src.timeout: Input should be a finite number"]
+
+
+def test_plugin_settings_follow_the_same_rules_without_declaring_them():
+    class Acme(ConnectorSettings):
+        base_url: str = "https://acme.example"
+        backoff: float = 1.0
+        page_size: int = 10
+        callback_url: str | None = None
+
+    from pydantic import ValidationError
+
+    for bad in ({"backoff": float("nan")}, {"page_size": True}, {"callback_url": "acme.example/cb"}, {"base_url": "acme"}):
+        with pytest.raises(ValidationError):
+            Acme(**bad)
+    assert Acme(callback_url="", page_size="20").page_size == 20  # "" leaves an optional URL unset; strings still convert
+
+
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        ("[state]\naudit_retention_days = true\n", "state.audit_retention_days"),
+        ("[state]\ndead_letter_retention_days = false\n", "state.dead_letter_retention_days"),
+        ("[daemon]\ncircuit_failure_threshold = true\n", "daemon.circuit_failure_threshold"),
+        ("[daemon]\nshutdown_timeout = true\n", "daemon.shutdown_timeout"),
+        ('[alerts.email]\nsmtp_host = "h"\nsmtp_port = true\nfrom = "a@b"\nto = ["c@d"]\n', "alerts.email.smtp_port"),
+    ],
+)
+def test_a_boolean_is_not_a_number(tmp_path, text, where):
+    problems = shape_problems(tmp_path, text)
+    assert len(problems) == 1 and problems[0].startswith(f"{where}: expected a number, got the boolean ")
+
+
+def test_numbers_from_the_environment_still_convert(tmp_path, monkeypatch):
+    monkeypatch.setenv("APICENTERD_STATE__AUDIT_RETENTION_DAYS", "7")
+    monkeypatch.setenv("APICENTERD_DAEMON__SHUTDOWN_TIMEOUT", "2.5")
+    config = read_config(write(tmp_path, GOOD))
+    assert config.state.audit_retention_days == 7 and config.daemon.shutdown_timeout == 2.5
+
+
+@pytest.mark.parametrize(
+    "interval, words",
+    [
+        ("true", "got the boolean true"),
+        ("1e-7", "must be between 1s and 365d"),
+        ('"0.5s"', "must be between 1s and 365d"),
+        ('"366d"', "must be between 1s and 365d"),
+        ("1e300", "must be between 1s and 365d"),
+        ("inf", "got inf"),
+        ("nan", "got nan"),
+        ('"inf"', "is not a duration"),
+        ("[1]", "got [1]"),
+        ("1979-05-27", "got datetime.date"),
+    ],
+)
+def test_bad_interval_values(tmp_path, reg, interval, words):
+    problems = problems_of(tmp_path, GOOD.replace('interval = "1m"', f"interval = {interval}"), reg)
+    assert len(problems) == 1 and problems[0].startswith("flows.products.interval: ") and words in problems[0]
+
+
+@pytest.mark.parametrize("interval", ['"1s"', "1", '"365d"', '"1h30m"'])
+def test_interval_bounds_are_inclusive(tmp_path, reg, interval):
+    assert "products" in load(write(tmp_path, GOOD.replace('interval = "1m"', f"interval = {interval}")), reg).flows
+
+
+@pytest.mark.parametrize("cron", ["0 0 31 2 *", "0 0 30 2 *", "0 0 31 4 *", "0 0 1 1 * 0 2001"])
+def test_cron_that_never_fires(tmp_path, reg, cron):
+    problems = problems_of(tmp_path, GOOD.replace('interval = "1m"', f'cron = "{cron}"'), reg)
+    assert problems == [
+        f"flows.products.cron: cron expression {cron!r} never fires (no time matches it in the next 10 years; "
+        "e.g. 30 or 31 February)"
+    ]
+
+
+def test_cron_of_29_february_fires(tmp_path, reg):
+    assert load(write(tmp_path, GOOD.replace('interval = "1m"', 'cron = "0 3 29 2 *"')), reg).flows["products"].schedule.cron
+
+
+@pytest.mark.parametrize(
+    "transform, words",
+    [
+        ('["truncate", -5]', "transform 'truncate': length must be at least 1, got -5"),
+        ('["truncate", 0]', "transform 'truncate': length must be at least 1, got 0"),
+        ('["truncate", 2.5]', "transform 'truncate': length must be a whole number, got 2.5"),
+        ('["truncate", true]', "transform 'truncate': length must be a whole number, got True"),
+        ('"truncate"', "transform 'truncate' takes (length): missing a required argument: 'length'"),
+        ('["truncate", 5, 6]', "transform 'truncate' takes (length): too many positional arguments"),
+        ('["number", -1]', "transform 'number': places must be from 0 to 10, got -1"),
+        ('["number", 99]', "transform 'number': places must be from 0 to 10, got 99"),
+        ('["replace", "-"]', "transform 'replace' takes (old, new): missing a required argument: 'new'"),
+    ],
+)
+def test_transform_arguments_are_checked(tmp_path, reg, transform, words):
+    text = GOOD + f'\n[[flows.products.map]]\nfield = "name"\ntransforms = [{transform}]\n'
+    assert problems_of(tmp_path, text, reg) == [f"flows.products.map[0].transforms[0]: {words}"]
+
+
+def test_transform_arguments_from_fields_are_checked_per_record(tmp_path, reg):
+    text = GOOD + '\n[[flows.products.map]]\nfield = "name"\ntransforms = [["truncate", "$sku"], ["number", "$sku"]]\n'
+    assert load(write(tmp_path, text), reg).flows["products"].mapper.problems() == []
+
+
+@pytest.mark.parametrize(
+    "url, words",
+    [
+        ("not a url", "not an absolute http:// or https:// URL"),
+        ("http://h/a b", "white space"),
+        ("example.com/api", "not an absolute http:// or https:// URL"),
+        ("file:///etc/passwd", "not an absolute http:// or https:// URL"),
+        ("https://", "has no host name"),
+        ("http://[::1", "not a valid URL"),
+        ("http://h:port", "not a valid URL"),
+    ],
+)
+def test_base_url_must_be_an_http_url_with_a_host(tmp_path, reg, url, words):
+    text = vault_toml('"k"').replace('base_url = "http://v"', f'base_url = "{url}"')
+    problems = problems_of(tmp_path, text, reg)
+    assert len(problems) == 1 and problems[0].startswith("connections.v.base_url: ") and words in problems[0]
+
+
+@pytest.mark.parametrize("url", ["http://v", "https://api.example.com/v2/", "http://127.0.0.1:8702", "HTTPS://[::1]:443/x"])
+def test_good_base_urls(tmp_path, reg, url):
+    text = vault_toml('"k"').replace('base_url = "http://v"', f'base_url = "{url}"')
+    assert load(write(tmp_path, text), reg).connections["v"].settings.base_url == url
+
+
+def test_webhook_url_must_be_an_http_url_and_empty_means_off(tmp_path):
+    problems = shape_problems(tmp_path, '[alerts]\nwebhook_url = "hooks.example.com/x"\n')
+    assert len(problems) == 1 and problems[0].startswith("alerts.webhook_url: ")
+    assert read_config(write(tmp_path, '[alerts]\nwebhook_url = ""\n')).alerts.webhook_url == ""
+
+
+@pytest.mark.parametrize("key", ["_env_file", "_secrets_dir", "_env_prefix", "_cli_parse_args"])
+def test_underscore_keys_are_not_settings_arguments(tmp_path, key):
+    # pydantic-settings takes Config(_env_file=...) as its own arguments: from the file they are unknown settings
+    assert shape_problems(tmp_path, f'{key} = "x"\n' + GOOD) == [f"{key}: unknown setting"]
+
+
+# --- secret files that are not secrets -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("content", ["", "\n", "  \n\t\n"])
+def test_empty_secret_file(tmp_path, reg, content):
+    key = tmp_path / "key"
+    key.write_text(content)
+    problems = problems_of(tmp_path, vault_toml(f'{{ file = "{key}" }}'), reg)
+    assert problems == [f"connections.v.api_key: secret file {key} is empty"]
+
+
+def test_secret_file_that_is_a_directory(tmp_path, reg):
+    problems = problems_of(tmp_path, vault_toml(f'{{ file = "{tmp_path}" }}'), reg)
+    assert problems == [f"connections.v.api_key: secret file {tmp_path} is not a regular file (a directory)"]
+
+
+def test_secret_file_that_is_a_fifo_is_refused_without_opening_it(tmp_path, reg):
+    import os
+    import threading
+
+    fifo = tmp_path / "key"
+    os.mkfifo(fifo)
+    result: list = []
+    # in a thread: a hang (opening a FIFO nobody writes to) shows as a failed join, not a stuck suite
+    worker = threading.Thread(target=lambda: result.append(problems_of(tmp_path, vault_toml(f'{{ file = "{fifo}" }}'), reg)), daemon=True)
+    worker.start()
+    worker.join(timeout=120)
+    if worker.is_alive():  # unblock the reader so the thread can end, then fail
+        with open(fifo, "w"):
+            pass
+        pytest.fail("reading the secret FIFO blocked")
+    assert result == [[f"connections.v.api_key: secret file {fifo} is not a regular file (a FIFO)"]]
+
+
+def test_secret_file_that_is_a_device(tmp_path, reg):
+    problems = problems_of(tmp_path, vault_toml('{ file = "/dev/zero" }'), reg)
+    assert problems == ["connections.v.api_key: secret file /dev/zero is not a regular file (a character device)"]
+
+
+def test_huge_secret_file(tmp_path, reg):
+    from apicenterd.config import MAX_SECRET_BYTES
+
+    key = tmp_path / "key"
+    key.write_bytes(b"x" * (MAX_SECRET_BYTES + 1))
+    problems = problems_of(tmp_path, vault_toml(f'{{ file = "{key}" }}'), reg)
+    assert problems == [f"connections.v.api_key: secret file {key} is larger than {MAX_SECRET_BYTES} bytes; is it the right file?"]
+    key.write_bytes(b"x" * MAX_SECRET_BYTES)
+    assert load(write(tmp_path, vault_toml(f'{{ file = "{key}" }}')), reg).connections["v"].settings.api_key
+
+
+def test_secret_file_that_is_not_text(tmp_path, reg):
+    key = tmp_path / "key"
+    key.write_bytes(b"\xff\xfe\x00key")
+    problems = problems_of(tmp_path, vault_toml(f'{{ file = "{key}" }}'), reg)
+    assert problems == [f"connections.v.api_key: secret file {key} is not UTF-8 text"]
+
+
+def test_credential_that_is_empty_names_the_file(tmp_path, reg, monkeypatch):
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "vault-key").write_text("")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    problems = problems_of(tmp_path, vault_toml('{ credential = "vault-key" }'), reg)
+    assert problems == [f"connections.v.api_key: secret file {creds / 'vault-key'} is empty"]
+
+
+def test_empty_environment_secret(tmp_path, reg, monkeypatch):
+    monkeypatch.setenv("VAULT_KEY", "  ")
+    problems = problems_of(tmp_path, vault_toml('{ env = "VAULT_KEY" }'), reg)
+    assert problems == ["connections.v.api_key: environment variable VAULT_KEY is empty"]
+
+
+# --- parser failures ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a = " + "[" * 5000 + "]" * 5000, "a = " + "{b = " * 3000 + "1" + "}" * 3000, "a = " + "[" * 900 + "]" * 900],
+    ids=["arrays-5000", "inline-tables-3000", "arrays-900"],
+)
+def test_deeply_nested_toml_is_a_config_error(tmp_path, text):
+    problems = shape_problems(tmp_path, text + "\n")
+    assert problems == [f"{tmp_path / 'apicenterd.toml'}: not valid TOML: arrays or tables nested too deeply"]
+
+
+def test_nested_values_that_parse_are_checked(tmp_path, reg):
+    nested = "[" * 200 + "]" * 200
+    problems = problems_of(tmp_path, GOOD + f"\n[flows.products.options]\nx = {nested}\n", reg)
+    assert problems == ["flows.products.options.x: unknown setting"]

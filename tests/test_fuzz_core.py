@@ -224,3 +224,116 @@ def test_any_body_is_json_or_a_fatal_error(content, exact):
         assert str(exc).startswith("things: response is not JSON")
         return
     assert body is None or isinstance(body, (dict, list, str, int, float, Decimal, bool))
+
+
+# -- the configuration: any document the TOML parser accepts loads or is a ConfigError -----------
+
+
+def _toml(value: Any) -> str:
+    """``value`` as a TOML inline value (None is left out by the caller)."""
+    import json
+    import math
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, Decimal):
+        value = float(value) if not value.is_snan() else math.nan
+    if isinstance(value, float):
+        return ("-inf" if value < 0 else "inf") if math.isinf(value) else "nan" if math.isnan(value) else repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value if v is not None) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml(str(k))} = {_toml(v)}" for k, v in value.items() if v is not None) + "}"
+    return value.isoformat()  # dates and times
+
+
+def _put(doc: dict[str, Any], path: tuple[Any, ...], value: Any) -> None:
+    """Set ``doc[path...] = value`` where the path still fits the document; else leave it."""
+    node: Any = doc
+    for key in path[:-1]:
+        if isinstance(node, dict) and isinstance(key, str):
+            node = node.setdefault(key, {})
+        elif isinstance(node, list) and isinstance(key, int) and key < len(node):
+            node = node[key]
+        else:
+            return
+    if isinstance(node, dict) and isinstance(path[-1], str):
+        node[path[-1]] = value
+
+
+CONFIG_SCALAR = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**63 - 1), st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=20), ODD_STRINGS, st.dates(),
+    st.sampled_from(["1m", "1s", "0.5s", "1e-7", "400d", "0 0 31 2 *", "*/5 * * * *", "http://h", "https://", "not a url", "ftp://x"]),
+    st.sampled_from([{"file": "/dev/zero"}, {"file": "/"}, {"file": "/nonexistent/key"}, {"env": "APICENTERD_FUZZ_UNSET"},
+                     {"env": ""}, {"credential": "x"}, {"file": 1}]),
+)  # fmt: skip
+CONFIG_VALUE = st.recursive(
+    CONFIG_SCALAR, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=6
+)
+CONFIG_PATHS = st.sampled_from(
+    [("daemon", "shutdown_timeout"), ("daemon", "circuit_failure_threshold"), ("daemon", "circuit_recovery_seconds"),
+     ("daemon", "metrics_address"), ("daemon", "log_level"), ("state", "audit_retention_days"), ("state", "path"),
+     ("state", "dead_letter_retention_days"), ("alerts", "timeout"), ("alerts", "webhook_url"), ("alerts", "email"),
+     ("connections", "src", "timeout"), ("connections", "src", "base_url"), ("connections", "dst", "connector"),
+     ("connections", "dst", "extra"), ("flows", "f", "interval"), ("flows", "f", "cron"), ("flows", "f", "entity"),
+     ("flows", "f", "map"), ("flows", "f", "options"), ("flows", "f", "filters"), ("flows", "f", "enabled"),
+     ("flows", "f", "create_only_fields"), ("flows", "f", "target_settings"), ("flows", "f", "source"), ("flows",),
+     ("_env_file",), ("flows", "f", "map", 0, "transforms")]
+)  # fmt: skip
+MAP_TRANSFORMS = st.lists(st.one_of(TRANSFORM, st.sampled_from([["truncate", -5], ["truncate", 0], ["number", 99], ["truncate"]])), max_size=3)
+
+
+@FUZZ
+@given(st.lists(st.tuples(CONFIG_PATHS, st.one_of(CONFIG_VALUE, MAP_TRANSFORMS)), min_size=1, max_size=4))
+def test_any_toml_document_loads_or_is_a_config_error(changes):
+    import tempfile
+    from pathlib import Path
+
+    import fakes
+
+    from apicenterd import ConfigError
+    from apicenterd.config import load
+    from apicenterd.registry import load_registry
+
+    doc: dict[str, Any] = {
+        "connections": {"src": {"connector": "memsource"}, "dst": {"connector": "memtarget"}},
+        "flows": {"f": {"source": "src", "target": "dst", "entity": "products", "interval": "1m", "map": [{"field": "name"}]}},
+    }
+    for path, value in changes:
+        _put(doc, path, value)
+    text = "\n".join(f"{_toml(k)} = {_toml(v)}" for k, v in doc.items() if v is not None) + "\n"
+    registry = load_registry([("fakes", fakes)], entry_points=False)
+    with tempfile.TemporaryDirectory() as folder:
+        file = Path(folder) / "apicenterd.toml"
+        file.write_text(text, encoding="utf-8")
+        try:
+            resolved = load(file, registry)
+        except ConfigError as exc:
+            assert exc.problems and all(isinstance(p, str) and ": " in p for p in exc.problems)
+            return
+    assert set(resolved.flows) <= {"f"}
+    for flow in resolved.flows.values():  # what loaded is sane
+        assert flow.schedule.cron or 1 <= flow.schedule.interval <= 365 * 86400
+
+
+@FUZZ
+@given(st.text(alphabet=st.sampled_from(list("[]{}=\"'., \n#abfilnstu0123456789-+:eE_")), max_size=200))
+def test_any_text_reads_or_is_a_config_error(text):
+    import tempfile
+    from pathlib import Path
+
+    from apicenterd import ConfigError
+    from apicenterd.config import read_config
+
+    with tempfile.TemporaryDirectory() as folder:
+        file = Path(folder) / "apicenterd.toml"
+        file.write_text(text, encoding="utf-8")
+        try:
+            read_config(file)
+        except ConfigError as exc:
+            assert exc.problems

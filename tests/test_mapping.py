@@ -152,3 +152,36 @@ def test_int_of_an_absurd_number_is_a_record_error_at_once(value):
     with pytest.raises(RecordError, match=r"transform 'int' failed .* at most 30 digits"):
         mapper({"field": "reference", "from": "note", "transforms": ["int"]}).apply(make_order(note=value))
     assert mapper({"field": "reference", "from": "note", "transforms": ["int", "string"]}).apply(make_order(note="1" * 30)).reference == "1" * 30
+
+
+# -- transform arguments (issue 9) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "transform, problem",
+    [
+        (["truncate", -5], "[0].transforms[0]: transform 'truncate': length must be at least 1, got -5"),
+        (["truncate", "-5"], "[0].transforms[0]: transform 'truncate': length must be at least 1, got -5"),
+        (["truncate", "five"], "[0].transforms[0]: transform 'truncate': length must be a whole number, got 'five'"),
+        (["number", 11], "[0].transforms[0]: transform 'number': places must be from 0 to 10, got 11"),
+        ("prefix", "[0].transforms[0]: transform 'prefix' takes (p): missing a required argument: 'p'"),
+        (["trim", 1], "[0].transforms[0]: transform 'trim' takes (): too many positional arguments"),
+    ],
+)
+def test_transform_arguments_are_problems_of_the_configuration(transform, problem):
+    assert mapper({"field": "note", "transforms": [transform]}).problems() == [problem]
+
+
+def test_plugin_transform_arguments_are_counted():
+    m = mapper({"field": "note", "transforms": [["wrap", "<"]]}, transforms={"wrap": lambda v, left, right: f"{left}{v}{right}"})
+    assert m.problems() == ["[0].transforms[0]: transform 'wrap' takes (left, right): missing a required argument: 'right'"]
+    assert mapper({"field": "note", "transforms": ["any"]}, transforms={"any": print}).problems() == []  # no signature: not checked
+
+
+@pytest.mark.parametrize("length", ["-5", "0", "x"])
+def test_truncate_length_from_a_field_is_checked_per_record(length):
+    m = mapper({"field": "reference", "from": "number", "transforms": [["truncate", "$note"]]})
+    assert m.problems() == []
+    with pytest.raises(RecordError, match=r"transform 'truncate' failed on '1001': length must be"):
+        m.apply(make_order(note=length))
+    assert m.apply(make_order(note="2")).reference == "10"

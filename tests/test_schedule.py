@@ -93,3 +93,28 @@ def test_cron_next_after_is_utc(cron, after, expected):
 def test_exactly_one_of_interval_and_cron(interval, cron):
     with pytest.raises(ValueError, match="exactly one"):
         Schedule.parse(interval, cron)
+
+
+# -- bounds and crons that never fire (issue 9) --------------------------------------------------
+
+
+@pytest.mark.parametrize("interval", ["0.5s", "250ms", 0.999, 1e-7, "366d", 365 * 86400 + 1, 1e300])
+def test_interval_out_of_bounds(interval):
+    with pytest.raises(ValueError, match=r"must be between 1s and 365d"):
+        Schedule.parse(interval, None)
+
+
+@pytest.mark.parametrize("interval, seconds", [("1s", 1), (1, 1), ("365d", 365 * 86400), ("1000ms", 1)])
+def test_interval_bounds_are_inclusive(interval, seconds):
+    assert Schedule.parse(interval, None).interval == seconds
+
+
+@pytest.mark.parametrize("cron", ["0 0 31 2 *", "0 0 30 2 *", "0 0 31 11 *", "0 0 1 1 * 0 1999"])
+def test_cron_that_never_fires(cron):
+    with pytest.raises(ValueError, match=r"never fires"):
+        Schedule.parse(None, cron)
+
+
+@pytest.mark.parametrize("cron", ["0 0 29 2 *", "0 0 31 2 1", "0 0 L 2 *", "@yearly"])
+def test_cron_that_fires_rarely_or_by_weekday(cron):
+    assert Schedule.parse(None, cron).cron == cron

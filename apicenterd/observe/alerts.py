@@ -14,8 +14,9 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import ConfigDict, Field, SecretStr
 
+from ..validation import SettingsModel
 from .logs import get_logger, redactor
 
 __all__ = ["AlertsConfig", "EmailConfig", "Alert", "Alerter"]
@@ -23,7 +24,7 @@ __all__ = ["AlertsConfig", "EmailConfig", "Alert", "Alerter"]
 MAX_RECORDS_LISTED = 20
 
 
-class EmailConfig(BaseModel):
+class EmailConfig(SettingsModel):
     """``[alerts.email]``: where alert mails go."""
 
     model_config = ConfigDict(extra="forbid")
@@ -37,7 +38,7 @@ class EmailConfig(BaseModel):
     to: list[str] = Field(min_length=1)
 
 
-class AlertsConfig(BaseModel):
+class AlertsConfig(SettingsModel):
     """``[alerts]``: where notifications go; nothing configured, nothing sent (logs and metrics still are)."""
 
     model_config = ConfigDict(extra="forbid")
