@@ -199,7 +199,7 @@ class Daemon:
             try:
                 await store.save_copy(copy)
             except Exception as failed:  # the folder may be gone too
-                saved = f" A copy of its content could not be saved ({failed})"
+                saved = f" A copy of its content could not be saved to {copy} ({failed.__cause__ or failed})"
             else:
                 saved = (
                     f" Its content up to now was saved to {copy}: to go on with it, "

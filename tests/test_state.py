@@ -321,3 +321,16 @@ async def test_migration_3_keeps_existing_dead_letters(tmp_path):
         assert [d.id for d in await store.dead_letters()] == [1, 2]
     finally:
         await store.close()
+
+
+async def test_purged_personal_data_is_not_left_in_the_file(store, clock):
+    secret = "jan.jansen.private@example.com"
+    for i in range(50):
+        await store.settle(entry(f"S{i}", action="failed", key=secret, reason="rejected"), payload=f'{{"email": "{secret}", "n": {i}}}')
+    await store.settle(entry("A1", key=secret, at=clock.now - 10))
+    await store._run(lambda db: db.execute("PRAGMA wal_checkpoint(TRUNCATE)"))
+    assert secret.encode() in store.path.read_bytes()
+    assert await store.purge_dead_letters(clock.now + 1) == (0, 50)
+    assert await store.purge_audit(clock.now + 1) == 51
+    await store._run(lambda db: db.execute("PRAGMA wal_checkpoint(TRUNCATE)"))
+    assert secret.encode() not in store.path.read_bytes()

@@ -311,9 +311,7 @@ class SQLiteStore:
         if ids is not None:
             where.append(f"id IN ({','.join('?' * len(ids))})" if ids else "0")
             args.extend(ids)
-        sql = (
-            f"SELECT {_LETTER_COLUMNS} FROM dead_letters"
-        )
+        sql = f"SELECT {_LETTER_COLUMNS} FROM dead_letters"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id LIMIT ?"
@@ -347,6 +345,10 @@ class SQLiteStore:
         now = self._clock()
 
         def write(db: sqlite3.Connection) -> tuple[int, int]:
+            with _erasing(db):
+                return erase(db)
+
+        def erase(db: sqlite3.Connection) -> tuple[int, int]:
             db.execute("BEGIN IMMEDIATE")
             try:
                 deleted = db.execute(
@@ -471,7 +473,11 @@ class SQLiteStore:
 
     async def purge_audit(self, older_than: float) -> int:
         """Delete old audit entries."""
-        return await self._run(lambda db: db.execute("DELETE FROM audit WHERE at < ?", (older_than,)).rowcount)
+        def erase(db: sqlite3.Connection) -> int:
+            with _erasing(db):
+                return db.execute("DELETE FROM audit WHERE at < ?", (older_than,)).rowcount
+
+        return await self._run(erase)
 
     async def check_file(self) -> None:
         """StateError if the state file was deleted or replaced since :meth:`open`: SQLite would go on
@@ -524,6 +530,17 @@ def _rollback(db: sqlite3.Connection) -> None:
     if db.in_transaction:
         with contextlib.suppress(sqlite3.Error):
             db.execute("ROLLBACK")
+
+
+@contextlib.contextmanager
+def _erasing(db: sqlite3.Connection) -> Iterator[None]:
+    """Overwrite what is deleted with zeros (``secure_delete``): purged personal data must not stay
+    readable in the file's free pages."""
+    db.execute("PRAGMA secure_delete=ON")
+    try:
+        yield
+    finally:
+        db.execute("PRAGMA secure_delete=OFF")
 
 
 def _user() -> str:
