@@ -167,6 +167,22 @@ async def test_a_read_only_state_names_the_user_and_the_file(tmp_path):
     assert f"chown -R {user} {tmp_path}" in message and info.value.cause == "readonly"
 
 
+async def test_a_folder_without_write_permission_names_the_user(tmp_path, monkeypatch):
+    # as root chmod 0500 stops nothing: the OS's answer to a non-root user is simulated
+    from pathlib import Path
+
+    def refused(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refused)
+    store = SQLiteStore(tmp_path / "state" / "s.db")
+    with pytest.raises(StateError) as info:
+        await store.open()
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    assert str(info.value).startswith(f"state file {store.path} cannot be written by user {user} (Permission denied)")
+    assert f"the folder {store.path.parent} writable for {user}" in str(info.value)
+
+
 async def test_a_folder_that_cannot_be_made_is_named(tmp_path):
     (tmp_path / "taken").write_text("a file where the folder should be")
     store = SQLiteStore(tmp_path / "taken" / "state" / "s.db")
