@@ -38,7 +38,12 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(prog="apicenterd", description="Self-hosted integration daemon.")
+    parser = argparse.ArgumentParser(
+        prog="apicenterd",
+        description="Self-hosted integration daemon.",
+        epilog=f"Exit status: 0 done, 1 something failed, {EXIT_USAGE} wrong command line or configuration, "
+        f"{EXIT_STATE} the state file cannot be used (disk full, damaged, read-only, deleted).",
+    )
     parser.add_argument("--version", action="version", version=f"apicenterd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 

@@ -552,7 +552,7 @@ def _user() -> str:
 
 
 _DAMAGED = (
-    "Stop apicenterd, move the file aside (mv {path} {path}.damaged; also its -wal and -shm files) and restore "
+    "stop apicenterd, move the file aside (mv {path} {path}.damaged; also its -wal and -shm files) and restore "
     "it from a backup; or start without it: apicenterd creates a new state file, and looks records up by key "
     "before it creates anything, so nothing is duplicated (every record is read and compared once more)"
 )
@@ -578,7 +578,7 @@ def state_error(path: Path, exc: BaseException) -> StateError | None:
         )
     if primary in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
         return StateError(
-            f"state file {path} is damaged ({detail}). " + _DAMAGED.format(path=path), path=str(path), cause="damaged"
+            f"state file {path} is damaged ({detail}): " + _DAMAGED.format(path=path), path=str(path), cause="damaged"
         )
     if primary == sqlite3.SQLITE_READONLY or number in (errno.EACCES, errno.EPERM, errno.EROFS):
         return StateError(
@@ -640,7 +640,7 @@ def check_integrity(db: sqlite3.Connection, path: Path) -> None:
     problems = [row[0] for row in db.execute("PRAGMA quick_check").fetchall()]
     if problems != ["ok"]:
         raise StateError(
-            f"state file {path} is damaged (integrity check: {'; '.join(problems[:3])}). " + _DAMAGED.format(path=path),
+            f"state file {path} is damaged (integrity check: {'; '.join(problems[:3])}): " + _DAMAGED.format(path=path),
             path=str(path),
             cause="damaged",
         )
