@@ -17,7 +17,7 @@ import anyio
 
 from . import __version__
 from .config import Resolved, load
-from .errors import ConfigError, PluginError, RecordError
+from .errors import EXIT_STATE, ConfigError, PluginError, RecordError, StateError
 from .observe import logs
 from .registry import Registry, load_registry
 from .state.lock import FlowBusy, LockError, StoreBusy
@@ -42,7 +42,12 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(prog="apicenterd", description="Self-hosted integration daemon.")
+    parser = argparse.ArgumentParser(
+        prog="apicenterd",
+        description="Self-hosted integration daemon.",
+        epilog=f"Exit status: 0 done, 1 something failed, {EXIT_USAGE} wrong command line or configuration, "
+        f"{EXIT_STATE} the state file cannot be used (disk full, damaged, read-only, deleted).",
+    )
     parser.add_argument("--version", action="version", version=f"apicenterd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -91,7 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     state = sub.add_parser("state", help="the state store: retention purge")
     ssub = state.add_subparsers(dest="state_command", metavar="ACTION")
-    p = ssub.add_parser("purge", help="delete audit entries and dead letters past their retention now")
+    p = ssub.add_parser(
+        "purge",
+        help="now, what the daemon does hourly: delete audit entries, runs and settled dead letters past their "
+        "retention; remove the record of open dead letters past theirs (after an alert)",
+    )
     _config_arg(p)
 
     p = sub.add_parser("auth", help="(re-)authorise an OAuth2 connection and store its tokens")
@@ -488,7 +497,10 @@ def cmd_dlq(args: argparse.Namespace) -> int:
             print(json.dumps([{k: v for k, v in d.__dict__.items() if k != "payload"} for d in letters], indent=2))
             return 0
         _print_table(
-            [(d.id, d.flow, d.source_id, d.key, d.attempts, _ts(d.last_failed_at), d.status, d.error[:100]) for d in letters],
+            [
+                (d.id, d.flow, d.source_id, "[purged]" if d.purged else d.key, d.attempts, _ts(d.last_failed_at), d.status, d.error[:100])
+                for d in letters
+            ],
             ("ID", "FLOW", "SOURCE ID", "KEY", "ATTEMPTS", "LAST FAILED", "STATUS", "ERROR"),
         )
         return 0
@@ -497,15 +509,29 @@ def cmd_dlq(args: argparse.Namespace) -> int:
         if not letters:
             raise Usage(f"no dead letter {args.id}")
         d = letters[0]
+        if d.purged:
+            note = (
+                f"its record (payload and key) was removed on {_ts(d.purged_at)}, "
+                f"{resolved.config.state.dead_letter_retention_days} days after it last failed "
+                "([state] dead_letter_retention_days): it cannot be replayed. Discard it "
+                f"(apicenterd dlq discard {d.id}); the source record is taken again when it next changes there"
+            )
+            print(json.dumps({**d.__dict__, "note": note}, indent=2, default=str))
+            print(f"apicenterd: dead letter {d.id}: {note}", file=sys.stderr)
+            return 0
         print(json.dumps({**d.__dict__, "payload": json.loads(d.payload)}, indent=2, default=str))
         return 0
 
     logs.configure(resolved.config.daemon.log_level, stream="stderr")
 
+    purged: list[int] = []
+
     async def act(store):
         letters = await _selected_letters(args, store)
         if args.dlq_command == "discard":
             return len(letters), await store.set_dead_letter_status([d.id for d in letters], "discarded")
+        purged.extend(d.id for d in letters if d.purged)  # their record is gone: nothing to replay
+        letters = [d for d in letters if not d.purged]
         engine = Engine(resolved, store, wait_for_flow=not args.no_wait, on_flow_wait=_tell_waiting)
         try:
             return len(letters), await engine.replay(letters)
@@ -520,11 +546,19 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     if args.dlq_command == "discard":
         print(json.dumps({"discarded": outcome}) if args.json else f"discarded {outcome} dead letters")
         return 0
+    if purged:
+        ids = " ".join(map(str, purged))
+        print(
+            f"apicenterd: not replayed: dead letter(s) {ids}: their record was removed after "
+            f"{resolved.config.state.dead_letter_retention_days} days ([state] dead_letter_retention_days); "
+            f"discard them (apicenterd dlq discard {ids}); the source records are taken again when they next change there",
+            file=sys.stderr,
+        )
     if args.json:
-        print(json.dumps({"replayed": selected, **outcome}))
+        print(json.dumps({"replayed": selected, **outcome, "not_replayed_purged": purged}))
     else:
         print(f"replayed {selected} dead letters: " + ", ".join(f"{k} {v}" for k, v in outcome.items()))
-    return 0 if outcome.get("failed", 0) == 0 else 1
+    return 0 if outcome.get("failed", 0) == 0 and not purged else 1
 
 
 def cmd_auth(args: argparse.Namespace) -> int:
@@ -605,12 +639,24 @@ def cmd_auth(args: argparse.Namespace) -> int:
 def cmd_state(args: argparse.Namespace) -> int:
     """State store maintenance."""
     from .daemon import purge
+    from .observe.alerts import Alerter
 
     if args.state_command != "purge":
         raise Usage("state: say purge")
     resolved = _load(args.config, _registry())
-    audit, letters = anyio.run(_with_store, resolved, lambda s: purge(s, resolved.config.state))
-    print(f"purged {audit} audit entries and {letters} dead letters past their retention")
+    logs.configure(resolved.config.daemon.log_level, stream="stderr")
+    alerter = Alerter(resolved.config.alerts)
+    done = anyio.run(_with_store, resolved, lambda s: purge(s, resolved.config.state, alerter=alerter))
+    state = resolved.config.state
+    print(f"deleted {done.audit_entries} audit entries older than {state.audit_retention_days} days")
+    print(f"deleted {done.runs} runs finished more than {state.runs_retention_days} days ago")
+    print(
+        f"deleted {done.dead_letters} resolved or discarded dead letters, and removed the record of "
+        f"{done.dead_letter_records} open ones (still listed: apicenterd dlq list), last failed more than "
+        f"{state.dead_letter_retention_days} days ago"
+    )
+    for flow, count in sorted(done.warned.items()):
+        print(f"alerted: {count} open dead letters of flow {flow} lose their record soon (or now)")
     return 0
 
 
@@ -747,6 +793,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = "; not waiting for it (--no-wait)" if isinstance(exc, FlowBusy) else ""
         print(f"apicenterd: {exc}{hint}", file=sys.stderr)
         return EXIT_BUSY if isinstance(exc, StoreBusy) else 1
+    except StateError as exc:  # the state file is full, damaged, read-only or gone: say which and what to do
+        print(f"apicenterd: {exc}", file=sys.stderr)
+        return EXIT_STATE
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `apicenterd ... | head`: the reader left; not an error of ours

@@ -84,7 +84,15 @@ class StateConfig(SettingsModel):
     audit_retention_days: int = Field(default=90, ge=1)
     """Days the per-record audit trail (which holds record keys such as e-mail addresses) is kept."""
     dead_letter_retention_days: int = Field(default=30, ge=1)
-    """Days a dead letter (which holds the whole record, personal data included) is kept."""
+    """Days a dead letter keeps its record (personal data included) after its last failure. Then a
+    resolved or discarded one is deleted; an open one keeps its row (flow, source id, error, attempts,
+    dates) without the record: it can be listed and discarded, not replayed."""
+    dead_letter_warning_days: int = Field(default=3, ge=0)
+    """Days before open dead letters lose their record that an alert says how many per flow (once)."""
+    runs_retention_days: int = Field(default=90, ge=1)
+    """Days the run history is kept after a run finished (a running run is never deleted)."""
+    file_check_seconds: float = Field(default=10.0, gt=0)
+    """How often the daemon checks that its state file is still there (deleted or replaced: it stops)."""
 
 
 class ConnectionConfig(BaseModel):

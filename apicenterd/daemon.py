@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import anyio
@@ -11,23 +13,52 @@ import anyio
 from . import __version__, systemd
 from .config import Resolved, load
 from .engine import Engine
-from .errors import ConfigError
+from .errors import ConfigError, StateError
 from .observe import logs, metrics
 from .observe.alerts import Alerter
 from .registry import Registry
 from .state import DaemonLock, SQLiteStore
 
-__all__ = ["Daemon", "purge"]
+__all__ = ["Daemon", "PurgeResult", "purge"]
 
 DAY = 86400.0
 
 
-async def purge(store, state_config, now: float | None = None) -> tuple[int, int]:
-    """Delete what is past its retention; (audit entries, dead letters) deleted."""
+@dataclasses.dataclass(frozen=True)
+class PurgeResult:
+    """What one retention purge did."""
+
+    audit_entries: int = 0
+    dead_letters: int = 0
+    """Resolved or discarded dead letters deleted."""
+    dead_letter_records: int = 0
+    """Open dead letters that lost their record (payload, key) but stay listed."""
+    runs: int = 0
+    warned: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    """Open dead letters per flow whose owner was just warned that they lose their record soon."""
+
+    def __bool__(self) -> bool:
+        return any((self.audit_entries, self.dead_letters, self.dead_letter_records, self.runs, self.warned))
+
+
+async def purge(store, state_config, now: float | None = None, alerter: Alerter | None = None) -> PurgeResult:
+    """Delete what is past its retention (personal data): audit entries, finished runs, resolved and
+    discarded dead letters. Open dead letters are never dropped: they lose their record but stay
+    listed, and ``alerter`` is told (once per letter, per flow) ``dead_letter_warning_days`` before."""
     now = time.time() if now is None else now
+    retention, warning = state_config.dead_letter_retention_days, state_config.dead_letter_warning_days
+    expired = now - retention * DAY
+    warned: dict[str, int] = {}
+    # first those already past retention (the daemon was down, or warning_days is 0): they lose it now
+    for days, older_than in ((0, expired), (min(warning, retention), now - max(retention - warning, 0) * DAY)):
+        for flow, count in (await store.warn_dead_letters(older_than)).items():
+            warned[flow] = warned.get(flow, 0) + count
+            if alerter is not None:
+                await alerter.dead_letters_expiring(flow, count, days)
     audit = await store.purge_audit(now - state_config.audit_retention_days * DAY)
-    letters = await store.purge_dead_letters(now - state_config.dead_letter_retention_days * DAY)
-    return audit, letters
+    deleted, stripped = await store.purge_dead_letters(expired)
+    runs = await store.purge_runs(now - state_config.runs_retention_days * DAY)
+    return PurgeResult(audit, deleted, stripped, runs, warned)
 
 
 class Daemon:
@@ -41,6 +72,8 @@ class Daemon:
         self.log = logs.get_logger()
         self._stop = False
         self._pending: Resolved | None = None
+        self.failure: StateError | None = None
+        """Why the daemon stopped on its own (the state file is gone); raised by :meth:`run`."""
         self.alerter = Alerter(resolved.config.alerts)  # outlives reloads: failing/recovered state
 
     async def run(self) -> None:
@@ -55,7 +88,11 @@ class Daemon:
             host, port = metrics.serve(daemon_cfg.metrics_address)
             self.log.info("metrics listening", url=f"http://{host}:{port}/metrics")
         store = SQLiteStore(self.resolved.state_path)
-        await store.open()
+        try:
+            await store.open()
+        except StateError as exc:
+            await self._state_failed(exc)
+            raise
         self.log.info(
             "daemon starting",
             version=__version__,
@@ -68,6 +105,7 @@ class Daemon:
                 tg.start_soon(self._signals)
                 tg.start_soon(self._watchdog)
                 tg.start_soon(self._purge, store)
+                tg.start_soon(self._watch_state, store)
                 while True:
                     self.alerter.config = self.resolved.config.alerts
                     engine = self.engine = Engine(self.resolved, store, alerter=self.alerter)
@@ -90,9 +128,13 @@ class Daemon:
                 tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
+                if self.failure is not None:
+                    self.failure = await self._state_failed(self.failure, store)
                 await store.close()
             systemd.notify("STOPPING=1")
             self.log.info("daemon stopped")
+        if self.failure is not None:
+            raise self.failure
 
     async def _signals(self) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as received:
@@ -120,15 +162,59 @@ class Daemon:
             self.engine.stop()
 
     async def _purge(self, store) -> None:
-        """Hourly: delete audit entries and dead letters past their retention (personal data)."""
+        """Hourly: delete what is past its retention (personal data); warn before open dead letters lose theirs."""
         while True:
             try:
-                audit, letters = await purge(store, self.resolved.config.state)
-                if audit or letters:
-                    self.log.info("retention purge", audit_entries=audit, dead_letters=letters)
+                done = await purge(store, self.resolved.config.state, alerter=self.alerter)
+                if done:
+                    self.log.info(
+                        "retention purge",
+                        audit_entries=done.audit_entries,
+                        dead_letters=done.dead_letters,
+                        dead_letter_records=done.dead_letter_records,
+                        runs=done.runs,
+                        warned=dict(done.warned),
+                    )
+            except StateError as exc:  # e.g. a full disk: the flows say so too; a purge must not stop them
+                self.log.error("retention purge failed", error=str(exc))
             except Exception as exc:  # a purge problem must not stop the flows
                 self.log.error("retention purge failed", error=f"{type(exc).__name__}: {exc}")
             await anyio.sleep(3600)
+
+    async def _watch_state(self, store) -> None:
+        """Every ``[state] file_check_seconds``: is the state file still the one open? Deleted or
+        replaced, everything written from now on would be lost: stop (non-zero exit)."""
+        while True:
+            await anyio.sleep(self.resolved.config.state.file_check_seconds)
+            try:
+                await store.check_file()
+            except StateError as exc:
+                self.log.error("state file lost, stopping", path=exc.path, cause=exc.cause)
+                self.failure = exc
+                self._stop = True
+                if self.engine is not None:
+                    self.engine.stop()
+                return
+
+    async def _state_failed(self, exc: StateError, store=None) -> StateError:
+        """Log and alert a state file that cannot be used; rescue the open database of one that was
+        deleted or replaced into a copy next to it. The error to exit with."""
+        if store is not None and exc.cause in ("deleted", "replaced"):
+            copy = Path(f"{exc.path}.rescued-{time.strftime('%Y%m%dT%H%M%S')}")
+            try:
+                await store.save_copy(copy)
+            except Exception as failed:  # the folder may be gone too
+                saved = f" A copy of its content could not be saved to {copy} ({failed.__cause__ or failed})"
+            else:
+                saved = (
+                    f" Its content up to now was saved to {copy}: to go on with it, "
+                    f"mv {copy} {exc.path}, then start apicenterd"
+                )
+                self.log.info("state rescued", copy=str(copy))
+            exc = StateError(f"{exc}.{saved}", path=exc.path, cause=exc.cause)
+        self.log.error("state file cannot be used, stopping", path=exc.path, cause=exc.cause, error=str(exc))
+        await self.alerter.state_failed(str(exc))
+        return exc
 
     async def _watchdog(self) -> None:
         interval = systemd.watchdog_interval()

@@ -30,7 +30,7 @@ import anyio
 from .config import Flow, Resolved
 from .circuit import CircuitBreaker
 from .context import Context
-from .errors import AuthError, CircuitOpen, ConnectorError, RateLimited, RecordError, RetryableError
+from .errors import AuthError, CircuitOpen, ConnectorError, RateLimited, RecordError, RetryableError, StateError
 from .flows import OrderOptions, Skip, prepare
 from .model import RECORD_TYPES, Entity, Order, Record
 from .orders import apply_maps, missing_product, order_to_invoice
@@ -283,7 +283,13 @@ class Engine:
             self.on_flow_wait(name, holder)
 
     async def _run(self, flow: Flow, trigger: str) -> RunResult:
-        run_id = 0 if self.dry_run else await self.store.start_run(flow.name, trigger)
+        try:
+            run_id = 0 if self.dry_run else await self.store.start_run(flow.name, trigger)
+        except StateError as exc:  # e.g. a full disk: the run cannot even be recorded; say why, once
+            self.log.error("run failed: the state file cannot be used", flow=flow.name, error=str(exc))
+            with anyio.CancelScope(shield=True):
+                await self.alerter.flow_result(flow.name, "failed", str(exc), [])
+            raise
         log = self.log.bind(flow=flow.name, run=run_id, entity=str(flow.entity))
         counts = dict.fromkeys(COUNT_KEYS, 0)
         result = RunResult(flow.name, run_id, counts)
@@ -356,6 +362,9 @@ class Engine:
                     log.error("connection paused until it is re-authorised", connection=connection)
                     with anyio.CancelScope(shield=True):
                         await self.alerter.connection_paused(connection, str(exc))
+        except StateError as exc:  # disk full, damaged file: what was not settled is read again next run
+            result.status, result.error = "failed", str(exc)
+            log.error("run failed: the state file cannot be used", error=result.error)
         except Exception as exc:  # a bug in one flow must not stop the others
             result.status, result.error = "failed", f"internal error: {type(exc).__name__}: {exc}"
             log.exception("run failed with an internal error")
@@ -615,6 +624,12 @@ class Engine:
     async def replay(self, letters: Sequence[DeadLetter]) -> dict[str, int]:
         """Take dead letters through the same idempotent path again; counts per action."""
         counts = dict.fromkeys(COUNT_KEYS, 0)
+        purged = [letter.id for letter in letters if letter.payload is None]
+        if purged:
+            raise RecordError(
+                f"dead letter(s) {', '.join(map(str, purged))}: their record was removed after "
+                "[state] dead_letter_retention_days; they cannot be replayed, only discarded"
+            )
         by_flow: dict[str, list[DeadLetter]] = {}
         for letter in letters:
             by_flow.setdefault(letter.flow, []).append(letter)

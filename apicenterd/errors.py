@@ -5,6 +5,7 @@
     ApicenterError
     ├── ConfigError            the configuration is wrong; nothing runs until it is fixed
     ├── PluginError            a plugin failed to load or declares nonsense; it is skipped
+    ├── StateError             the state file cannot be used (disk full, damaged, read-only, deleted)
     └── ConnectorError         raised by connectors while talking to a vendor
         ├── RetryableError     timeouts, dropped connections, 5xx: retry with backoff
         │   ├── RateLimited    429: wait ``retry_after`` seconds, then retry
@@ -25,6 +26,8 @@ __all__ = [
     "ApicenterError",
     "ConfigError",
     "PluginError",
+    "StateError",
+    "EXIT_STATE",
     "ConnectorError",
     "RetryableError",
     "RateLimited",
@@ -34,6 +37,10 @@ __all__ = [
     "ResponseTooLarge",
     "RecordError",
 ]
+
+EXIT_STATE = 74
+"""Exit status when the state file cannot be used (``EX_IOERR`` of sysexits.h); the systemd unit
+does not restart on it (``RestartPreventExitStatus=74``): an operator has to look first."""
 
 RETRY_AFTER_CAP = 3600.0
 """No vendor gets to park a connection for more than an hour with one 429."""
@@ -53,6 +60,19 @@ class ConfigError(ApicenterError):
 
 class PluginError(ApicenterError):
     """A plugin could not be loaded or declares something invalid."""
+
+
+class StateError(ApicenterError):
+    """The state file cannot be read or written. The message names the file, the cause and what to do.
+
+    ``path`` is the state file; ``cause`` a short tag: ``full``, ``damaged``, ``readonly``,
+    ``cannot_open``, ``io``, ``locked``, ``deleted`` or ``replaced``.
+    """
+
+    def __init__(self, message: str, *, path: str = "", cause: str = ""):
+        super().__init__(message)
+        self.path = path
+        self.cause = cause
 
 
 class ConnectorError(ApicenterError):

@@ -142,23 +142,64 @@ async def test_an_unchanged_failed_record_is_tried_again_after_its_backoff(tmp_p
     assert result.counts["created"] == 1
 
 
-async def test_retention_purge_deletes_old_audit_and_dead_letters(tmp_path, registry, memory):
+async def test_retention_keeps_open_dead_letters_without_their_record_and_warns_once_before(tmp_path, registry, memory):
     import time
 
     from apicenterd.daemon import DAY, purge
+    from apicenterd.errors import RecordError
+    from apicenterd.observe.alerts import Alerter
 
     memory.put(product("B"), "1")
-    memory.fail_create.add("B")
+    memory.put(product("C"), "2")
+    memory.fail_create.update({"B", "C"})
     resolved = make_config(tmp_path, registry)
     await with_engine(resolved, tmp_path, lambda e, s: e.run_flow("products"))
+    memory.fail_create.discard("C")
+
+    async def resolve_c(engine, store):
+        return await engine.replay(await store.dead_letters(flow="products", ids=[2]))
+
+    assert (await with_engine(resolved, tmp_path, resolve_c))["created"] == 1  # C: resolved; B stays open
+    state = resolved.config.state
+    alerter = Alerter()
+    t0 = time.time()
 
     async def go(engine, store):
-        kept = await purge(store, resolved.config.state)
-        later = time.time() + 31 * DAY  # past the dead letters' 30 days, within the audit's 90
-        middle = await purge(store, resolved.config.state, now=later)
-        end = await purge(store, resolved.config.state, now=time.time() + 91 * DAY)
-        return kept, middle, end, await store.dead_letters(status=None), await store.audit()
+        out = {}
+        out["early"] = await purge(store, state, now=t0 + (state.dead_letter_retention_days - state.dead_letter_warning_days - 1) * DAY, alerter=alerter)
+        out["sent_early"] = [a.kind for a in alerter.sent]
+        out["warn"] = await purge(store, state, now=t0 + (state.dead_letter_retention_days - state.dead_letter_warning_days + 0.5) * DAY, alerter=alerter)
+        out["warn_again"] = await purge(store, state, now=t0 + (state.dead_letter_retention_days - 1) * DAY, alerter=alerter)
+        out["kept"] = await store.dead_letters(status=None)
+        out["expired"] = await purge(store, state, now=t0 + (state.dead_letter_retention_days + 1) * DAY, alerter=alerter)
+        out["after"] = await store.dead_letters(status=None)
+        out["audit"] = await store.audit()
+        try:
+            await engine.replay(out["after"])
+        except RecordError as exc:
+            out["replay"] = str(exc)
+        out["end"] = await purge(store, state, now=t0 + 91 * DAY, alerter=alerter)
+        out["runs"] = await store.runs()
+        out["final"] = await store.dead_letters(status=None)
+        return out
 
-    kept, middle, end, letters, audit = await with_engine(resolved, tmp_path, go)
-    assert kept == (0, 0) and middle == (0, 1) and end[0] >= 1
-    assert letters == [] and audit == []
+    out = await with_engine(resolved, tmp_path, go)
+    assert not out["early"] and "dead_letters_expiring" not in out["sent_early"]
+    assert out["warn"].warned == {"products": 1} and not out["warn"].dead_letters
+    assert not out["warn_again"]  # once per letter
+    expiring = [a for a in alerter.sent if a.kind == "dead_letters_expiring"]
+    assert len(expiring) == 1 and expiring[0].flow == "products"
+    assert "1 open dead letter(s) of flow products" in expiring[0].subject and "within 3 day(s)" in expiring[0].subject
+    assert "dlq replay --flow products" in expiring[0].text
+    assert [(d.source_id, d.payload is not None) for d in out["kept"]] == [("B", True), ("C", True)]
+
+    expired = out["expired"]
+    assert (expired.dead_letters, expired.dead_letter_records, expired.audit_entries) == (1, 1, 0)
+    (letter,) = out["after"]  # the resolved one is gone; the open failure is still listed
+    assert (letter.source_id, letter.status, letter.attempts, letter.error) == ("B", "open", 1, "target rejects B: name too long")
+    assert letter.payload is None and letter.key is None and letter.purged and letter.purged_at is not None
+    assert "cannot be replayed, only discarded" in out["replay"]
+    assert len(out["audit"]) >= 1  # the audit trail keeps its own 90 days
+
+    assert out["end"].audit_entries >= 1 and out["end"].runs == 2 and out["runs"] == []
+    assert [d.source_id for d in out["final"]] == ["B"]  # never dropped while open

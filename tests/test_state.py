@@ -263,3 +263,74 @@ async def test_closed_store_refuses(tmp_path):
     await store.open()  # idempotent
     await store.close()
     await store.close()
+
+
+# --- retention ----------------------------------------------------------------------------------------
+
+
+async def test_purge_runs_deletes_finished_runs_never_a_running_one(store, clock):
+    old = await store.start_run("f")
+    await store.finish_run(old, "ok", {})
+    stuck = await store.start_run("f")  # started as long ago, still running
+    clock.now += 100
+    recent = await store.start_run("f")
+    await store.finish_run(recent, "failed", {}, error="boom")
+    assert await store.purge_runs(clock.now - 50) == 1
+    assert sorted(r.id for r in await store.runs()) == [stuck, recent]
+    assert await store.purge_runs(clock.now + 1) == 1
+    assert [r.id for r in await store.runs()] == [stuck]
+
+
+async def test_a_purged_dead_letter_failing_again_gets_its_record_back_and_a_new_warning(store, clock):
+    failed = entry("S1", action="failed", key="jan@example.com", reason="rejected")
+    await store.settle(failed, payload='{"email": "jan@example.com"}')
+    clock.now += 10
+    assert await store.warn_dead_letters(clock.now) == {"f": 1}
+    assert await store.warn_dead_letters(clock.now) == {}  # counted once
+    assert await store.purge_dead_letters(clock.now) == (0, 1)
+    assert await store.purge_dead_letters(clock.now) == (0, 0)
+    (letter,) = await store.dead_letters()
+    assert (letter.payload, letter.key, letter.purged_at, letter.status) == (None, None, clock.now, "open")
+    assert await store.open_dead_letter("f", "S1") == letter
+    # the personal data is gone from the file, not only from the answers
+    raw = await store._run(lambda db: db.execute("SELECT payload, key FROM dead_letters").fetchall())
+    assert raw == [(None, None)]
+
+    clock.now += 10
+    await store.settle(failed, payload='{"email": "jan@example.com"}')  # read and failed again
+    (letter,) = await store.dead_letters()
+    assert (letter.payload, letter.key, letter.purged, letter.attempts) == ('{"email": "jan@example.com"}', "jan@example.com", False, 2)
+    assert await store.warn_dead_letters(clock.now + 1) == {"f": 1}  # a new retention, a new warning
+
+
+async def test_migration_3_keeps_existing_dead_letters(tmp_path):
+    path = tmp_path / "s.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    migrate(db, MIGRATIONS[:2])
+    db.execute(
+        "INSERT INTO dead_letters (flow, entity, source_id, key, payload, error, first_failed_at, last_failed_at) "
+        "VALUES ('f', 'products', 'S1', 'K1', '{}', 'boom', 1, 2)"
+    )
+    db.close()
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        (letter,) = await store.dead_letters()
+        assert (letter.id, letter.source_id, letter.key, letter.payload, letter.error, letter.purged_at) == (1, "S1", "K1", "{}", "boom", None)
+        await store.settle(entry("S2", action="failed"), payload="{}")
+        assert [d.id for d in await store.dead_letters()] == [1, 2]
+    finally:
+        await store.close()
+
+
+async def test_purged_personal_data_is_not_left_in_the_file(store, clock):
+    secret = "jan.jansen.private@example.com"
+    for i in range(50):
+        await store.settle(entry(f"S{i}", action="failed", key=secret, reason="rejected"), payload=f'{{"email": "{secret}", "n": {i}}}')
+    await store.settle(entry("A1", key=secret, at=clock.now - 10))
+    await store._run(lambda db: db.execute("PRAGMA wal_checkpoint(TRUNCATE)"))
+    assert secret.encode() in store.path.read_bytes()
+    assert await store.purge_dead_letters(clock.now + 1) == (0, 50)
+    assert await store.purge_audit(clock.now + 1) == 51
+    await store._run(lambda db: db.execute("PRAGMA wal_checkpoint(TRUNCATE)"))
+    assert secret.encode() not in store.path.read_bytes()

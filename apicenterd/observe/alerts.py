@@ -54,6 +54,7 @@ class Alert:
     """One notification."""
 
     kind: str  # flow_failing | flow_recovered | records_failed | connection_paused | circuit_open | circuit_closed
+    # | dead_letters_expiring | state_failed
     subject: str
     text: str
     flow: str | None = None
@@ -142,6 +143,27 @@ class Alerter:
                 connection=connection,
             )
         )
+
+    async def dead_letters_expiring(self, flow: str, count: int, days: int) -> None:
+        """Open dead letters of ``flow`` lose their record within ``days`` days (retention); the store
+        counts each letter once, so this is said once."""
+        when = f"within {days} day(s)" if days > 0 else "now"
+        await self.send(
+            Alert(
+                "dead_letters_expiring",
+                f"apicenterd: {count} open dead letter(s) of flow {flow} lose their record {when}",
+                f"{count} record(s) of flow {flow} failed and were neither replayed nor discarded. Their record "
+                f"data (personal data) is removed {when} ([state] dead_letter_retention_days); the failure itself "
+                "stays listed, but can no longer be replayed.\n"
+                f"See them: apicenterd dlq list --flow {flow}; replay them after fixing the cause: "
+                f"apicenterd dlq replay --flow {flow}; or give up on them: apicenterd dlq discard --flow {flow}",
+                flow=flow,
+            )
+        )
+
+    async def state_failed(self, message: str) -> None:
+        """The state file cannot be used (deleted, damaged, disk full at start): the daemon stops."""
+        await self.send(Alert("state_failed", "apicenterd: the state file cannot be used; the daemon stopped", message))
 
     async def send(self, alert: Alert) -> None:
         """Deliver ``alert`` to every configured channel (secrets scrubbed)."""

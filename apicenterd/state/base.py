@@ -44,19 +44,26 @@ class AuditEntry:
 
 @dataclasses.dataclass(frozen=True)
 class DeadLetter:
-    """A record that failed, with what is needed to replay it."""
+    """A record that failed, with what is needed to replay it. An open letter past its retention keeps
+    its row but not its record: ``payload`` and ``key`` are None and ``purged_at`` says when."""
 
     id: int
     flow: str
     entity: str
     source_id: str
     key: str | None
-    payload: str
+    payload: str | None
     error: str
     attempts: int
     first_failed_at: float
     last_failed_at: float
     status: str
+    purged_at: float | None = None
+
+    @property
+    def purged(self) -> bool:
+        """Its record was removed (retention): it cannot be replayed, only discarded."""
+        return self.purged_at is not None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,3 +165,17 @@ class StateStore(Protocol):
 
     async def save_pause(self, connection: str, until: float) -> None:
         """Keep until when (Unix time) a vendor's 429 paused ``connection``."""
+
+    async def purge_dead_letters(self, older_than: float) -> tuple[int, int]:
+        """Dead letters last failed before ``older_than``: delete the resolved and discarded ones, remove
+        the record (payload, key) from the open ones; (deleted, records removed)."""
+
+    async def warn_dead_letters(self, older_than: float) -> dict[str, int]:
+        """Mark open dead letters with their record, last failed before ``older_than``, not marked
+        before; how many per flow."""
+
+    async def purge_runs(self, older_than: float) -> int:
+        """Delete runs finished before ``older_than``; how many."""
+
+    async def check_file(self) -> None:
+        """Raise :class:`~apicenterd.errors.StateError` if the state is gone (e.g. its file was deleted)."""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import pwd
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,10 +18,11 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 
+from ..errors import StateError
 from . import lock
 from .base import AuditEntry, DeadLetter, Link, Run
 
-__all__ = ["SQLiteStore", "MIGRATIONS"]
+__all__ = ["SQLiteStore", "MIGRATIONS", "state_error"]
 
 T = TypeVar("T")
 
@@ -99,8 +103,42 @@ MIGRATIONS: list[str] = [
         updated_at REAL NOT NULL
     );
     """,
+    # 4: retention: an open dead letter past its retention keeps its row but loses its record
+    # (payload NULL, purged_at set); warned_at: its owner was told before; finished runs expire
+    """
+    CREATE TABLE dead_letters_v3 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        flow TEXT NOT NULL,
+        entity TEXT NOT NULL,
+        source_id TEXT NOT NULL,
+        key TEXT,
+        payload TEXT,
+        error TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 1,
+        first_failed_at REAL NOT NULL,
+        last_failed_at REAL NOT NULL,
+        status TEXT NOT NULL DEFAULT 'open',
+        purged_at REAL,
+        warned_at REAL,
+        UNIQUE (flow, source_id)
+    );
+    INSERT INTO dead_letters_v3 (id, flow, entity, source_id, key, payload, error, attempts, first_failed_at,
+        last_failed_at, status)
+        SELECT id, flow, entity, source_id, key, payload, error, attempts, first_failed_at, last_failed_at, status
+        FROM dead_letters;
+    DROP TABLE dead_letters;
+    ALTER TABLE dead_letters_v3 RENAME TO dead_letters;
+    CREATE INDEX dead_letters_by_status ON dead_letters (status, flow);
+    CREATE INDEX dead_letters_by_failed ON dead_letters (last_failed_at);
+    CREATE INDEX runs_by_finished ON runs (finished_at);
+    """,
 ]
 """Schema migrations, oldest first; the schema version is how many have been applied."""
+
+
+_LETTER_COLUMNS = (
+    "id, flow, entity, source_id, key, payload, error, attempts, first_failed_at, last_failed_at, status, purged_at"
+)
 
 
 class SQLiteStore:
@@ -117,13 +155,16 @@ class SQLiteStore:
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         self._limiter = anyio.CapacityLimiter(1)
+        self._identity: tuple[int, int] | None = None
+        """(st_dev, st_ino) of the file opened: a path that no longer leads there was deleted or replaced."""
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:
             with self._lock:
                 if self._db is None:
                     raise RuntimeError("state store is not open")
-                return fn(self._db)
+                with _translated(self.path):
+                    return fn(self._db)
 
         return await anyio.to_thread.run_sync(call, limiter=self._limiter)
 
@@ -139,13 +180,17 @@ class SQLiteStore:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
                 db.execute("PRAGMA foreign_keys=ON")
+                check_integrity(db, self.path)
                 migrate(db)
             except BaseException:
                 db.close()  # a refused or failed migration must not leave the file open
                 raise
             return db
 
-        self._db = await anyio.to_thread.run_sync(connect)
+        with _translated(self.path):
+            self._db = await anyio.to_thread.run_sync(connect)
+            stat = self.path.stat()
+            self._identity = (stat.st_dev, stat.st_ino)
 
     def flow_lock(
         self,
@@ -230,7 +275,7 @@ class SQLiteStore:
                         "first_failed_at, last_failed_at, status) VALUES (?,?,?,?,?,?,1,?,?,'open') "
                         "ON CONFLICT (flow, source_id) DO UPDATE SET payload=excluded.payload, error=excluded.error, "
                         "key=excluded.key, attempts=dead_letters.attempts + 1, last_failed_at=excluded.last_failed_at, "
-                        "status='open'",
+                        "status='open', purged_at=NULL, warned_at=NULL",
                         (audit.flow, audit.entity, audit.source_id, audit.key, payload, audit.reason or "", now, now),
                     )
                 elif audit.action != "failed":
@@ -268,7 +313,7 @@ class SQLiteStore:
                     )
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                _rollback(db)
                 raise
 
         await self._run(write)
@@ -288,10 +333,7 @@ class SQLiteStore:
         if ids is not None:
             where.append(f"id IN ({','.join('?' * len(ids))})" if ids else "0")
             args.extend(ids)
-        sql = (
-            "SELECT id, flow, entity, source_id, key, payload, error, attempts, first_failed_at, last_failed_at, status "
-            "FROM dead_letters"
-        )
+        sql = f"SELECT {_LETTER_COLUMNS} FROM dead_letters"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id LIMIT ?"
@@ -302,8 +344,7 @@ class SQLiteStore:
         """The open dead letter of one source record, if it has one."""
         rows = await self._run(
             lambda db: db.execute(
-                "SELECT id, flow, entity, source_id, key, payload, error, attempts, first_failed_at, last_failed_at, status "
-                "FROM dead_letters WHERE flow=? AND source_id=? AND status='open'",
+                f"SELECT {_LETTER_COLUMNS} FROM dead_letters WHERE flow=? AND source_id=? AND status='open'",
                 (flow, source_id),
             ).fetchall()
         )
@@ -319,14 +360,62 @@ class SQLiteStore:
             ).rowcount
         )
 
-    async def purge_dead_letters(self, older_than: float) -> int:
-        """Delete resolved or discarded dead letters, and open ones, last failed before ``older_than``."""
-        return await self._run(
-            lambda db: db.execute("DELETE FROM dead_letters WHERE last_failed_at < ?", (older_than,)).rowcount
-        )
+    async def purge_dead_letters(self, older_than: float) -> tuple[int, int]:
+        """Past retention (last failed before ``older_than``): delete resolved and discarded dead letters;
+        keep open ones, but without their record (payload and key: personal data), so an unresolved
+        failure never disappears unseen. (deleted, open ones whose record was removed)."""
+        now = self._clock()
+
+        def write(db: sqlite3.Connection) -> tuple[int, int]:
+            with _erasing(db):
+                return erase(db)
+
+        def erase(db: sqlite3.Connection) -> tuple[int, int]:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                deleted = db.execute(
+                    "DELETE FROM dead_letters WHERE status != 'open' AND last_failed_at < ?", (older_than,)
+                ).rowcount
+                stripped = db.execute(
+                    "UPDATE dead_letters SET payload=NULL, key=NULL, purged_at=? "
+                    "WHERE status = 'open' AND purged_at IS NULL AND last_failed_at < ?",
+                    (now, older_than),
+                ).rowcount
+                db.execute("COMMIT")
+            except BaseException:
+                _rollback(db)
+                raise
+            return deleted, stripped
+
+        return await self._run(write)
+
+    async def warn_dead_letters(self, older_than: float) -> dict[str, int]:
+        """Open dead letters, record still kept, last failed before ``older_than`` and not counted here
+        before: mark them, and say how many per flow (their owner is warned once that they lose their
+        record soon; failing again starts their retention, and a warning, anew)."""
+        now = self._clock()
+
+        def write(db: sqlite3.Connection) -> dict[str, int]:
+            where = "status = 'open' AND purged_at IS NULL AND warned_at IS NULL AND last_failed_at < ?"
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                counts = dict(
+                    db.execute(
+                        f"SELECT flow, count(*) FROM dead_letters WHERE {where} GROUP BY flow ORDER BY flow", (older_than,)
+                    ).fetchall()
+                )
+                db.execute(f"UPDATE dead_letters SET warned_at=? WHERE {where}", (now, older_than))
+                db.execute("COMMIT")
+            except BaseException:
+                _rollback(db)
+                raise
+            return counts
+
+        return await self._run(write)
 
     async def start_run(self, flow: str, trigger: str = "schedule") -> int:
-        """Open a run."""
+        """Open a run (after checking that the state file is still the one opened)."""
+        await self.check_file()
         now = self._clock()
         return await self._run(
             lambda db: db.execute(
@@ -342,6 +431,14 @@ class SQLiteStore:
                 "UPDATE runs SET finished_at=?, status=?, counts=?, error=? WHERE id=?",
                 (now, status, json.dumps(dict(counts)), error, run_id),
             )
+        )
+
+    async def purge_runs(self, older_than: float) -> int:
+        """Delete runs that finished before ``older_than`` (never one still running)."""
+        return await self._run(
+            lambda db: db.execute(
+                "DELETE FROM runs WHERE finished_at IS NOT NULL AND finished_at < ? AND status != 'running'", (older_than,)
+            ).rowcount
         )
 
     async def runs(self, flow: str | None = None, limit: int = 20) -> Sequence[Run]:
@@ -398,7 +495,33 @@ class SQLiteStore:
 
     async def purge_audit(self, older_than: float) -> int:
         """Delete old audit entries."""
-        return await self._run(lambda db: db.execute("DELETE FROM audit WHERE at < ?", (older_than,)).rowcount)
+        def erase(db: sqlite3.Connection) -> int:
+            with _erasing(db):
+                return db.execute("DELETE FROM audit WHERE at < ?", (older_than,)).rowcount
+
+        return await self._run(erase)
+
+    async def check_file(self) -> None:
+        """StateError if the state file was deleted or replaced since :meth:`open`: SQLite would go on
+        writing to the open (deleted) file, and everything in it would be lost at exit."""
+        if self._identity is None:
+            return
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            what = "was deleted" if self.path.parent.exists() else f"was deleted (with its folder {self.path.parent})"
+        except OSError as exc:
+            raise state_error(self.path, exc) or StateError(str(exc), path=str(self.path)) from exc
+        else:
+            if (stat.st_dev, stat.st_ino) == self._identity:
+                return
+            what = "was replaced by another file"
+        raise StateError(lost_message(self.path, what), path=str(self.path), cause="deleted" if "deleted" in what else "replaced")
+
+    async def save_copy(self, destination: str | Path) -> None:
+        """Write a consistent copy of the open database to ``destination`` (a new file), e.g. to rescue
+        a state file that was deleted while open."""
+        await self._run(lambda db: db.execute("VACUUM INTO ?", (str(destination),)))
 
     async def load_pause(self, connection: str) -> float | None:
         """Until when (Unix time) the vendor paused ``connection``, as last saved; None if never."""
@@ -454,6 +577,129 @@ def migrate(db: sqlite3.Connection, migrations: Sequence[str] = MIGRATIONS) -> i
             db.execute(f"PRAGMA user_version={number}")
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
     return len(migrations)
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    """Roll back the open transaction, if there still is one. SQLite rolls back by itself on some
+    errors (a full disk, an I/O error); a ROLLBACK then fails with "cannot rollback - no transaction
+    is active", which must not replace the error that caused it."""
+    if db.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+
+
+@contextlib.contextmanager
+def _erasing(db: sqlite3.Connection) -> Iterator[None]:
+    """Overwrite what is deleted with zeros (``secure_delete``): purged personal data must not stay
+    readable in the file's free pages."""
+    db.execute("PRAGMA secure_delete=ON")
+    try:
+        yield
+    finally:
+        db.execute("PRAGMA secure_delete=OFF")
+
+
+def _user() -> str:
+    """The user apicenterd runs as, for messages about permissions."""
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:  # a systemd DynamicUser= without an NSS module, a container
+        return f"uid {os.geteuid()}"
+
+
+_DAMAGED = (
+    "stop apicenterd, move the file aside (mv {path} {path}.damaged; also its -wal and -shm files) and restore "
+    "it from a backup; or start without it: apicenterd creates a new state file, and looks records up by key "
+    "before it creates anything, so nothing is duplicated (every record is read and compared once more)"
+)
+
+
+def state_error(path: Path, exc: BaseException) -> StateError | None:
+    """The :class:`StateError` that explains ``exc`` (an ``sqlite3.Error`` or ``OSError`` about the state
+    file at ``path``) to an operator: the file, the cause, what to do. None for errors that are not the
+    file's condition (a constraint violated, an SQL mistake: bugs, raised as they are)."""
+    detail = str(exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)
+    user, folder = _user(), path.parent
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    number = exc.errno if isinstance(exc, OSError) else None
+    if code == getattr(sqlite3, "SQLITE_READONLY_DBMOVED", 1032):
+        return StateError(lost_message(path, f"was moved or deleted ({detail})"), path=str(path), cause="deleted")
+    if primary == sqlite3.SQLITE_FULL or number == errno.ENOSPC:
+        return StateError(
+            f"state file {path}: the disk is full ({detail}). Free space on the file system that holds {folder} "
+            f"(df -h {folder}); nothing is lost: a record whose outcome could not be saved is read again in the next run",
+            path=str(path),
+            cause="full",
+        )
+    if primary in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return StateError(
+            f"state file {path} is damaged ({detail}): " + _DAMAGED.format(path=path), path=str(path), cause="damaged"
+        )
+    if primary == sqlite3.SQLITE_READONLY or number in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return StateError(
+            f"state file {path} cannot be written by user {user} ({detail}). Make the file, its -wal and -shm files "
+            f"and the folder {folder} writable for {user} (e.g. chown -R {user} {folder}), and check that the "
+            "file system is not mounted read-only",
+            path=str(path),
+            cause="readonly",
+        )
+    if primary == sqlite3.SQLITE_CANTOPEN or isinstance(exc, (FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError)):
+        return StateError(
+            f"cannot open state file {path} ({detail}). The folder {folder} must exist or be creatable, be a folder "
+            f"and be writable by user {user}; [state] path must name a file, not a folder",
+            path=str(path),
+            cause="cannot_open",
+        )
+    if primary == sqlite3.SQLITE_IOERR or isinstance(exc, OSError):
+        return StateError(
+            f"state file {path}: input/output error ({detail}). Check the disk (dmesg, df -h {folder}) and that the "
+            "file was not removed or truncated while apicenterd ran; if it is damaged: " + _DAMAGED.format(path=path),
+            path=str(path),
+            cause="io",
+        )
+    if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return StateError(
+            f"state file {path} is locked by another process ({detail}). Stop the other process that has it open "
+            f"(fuser {path}), e.g. a second apicenterd or an sqlite3 shell in a transaction",
+            path=str(path),
+            cause="locked",
+        )
+    return None
+
+
+def lost_message(path: Path, what: str) -> str:
+    """What to say when the state file was deleted or replaced under a running apicenterd."""
+    return (
+        f"state file {path} {what} while apicenterd had it open: the links, cursors and tokens in it, and all it "
+        f"wrote since, would be lost. apicenterd stops. Restore the file from a backup, or start anew "
+        "without it: apicenterd then creates a new state file and looks records up by key before it creates "
+        "anything, so nothing is duplicated (every record is read and compared once more; an OAuth connection "
+        "whose refresh token rotated since its configured one needs apicenterd auth again)"
+    )
+
+
+@contextlib.contextmanager
+def _translated(path: Path) -> Iterator[None]:
+    """Raise what goes wrong with the state file as a :class:`StateError` (the original is its cause)."""
+    try:
+        yield
+    except (sqlite3.Error, OSError) as exc:
+        error = state_error(path, exc)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def check_integrity(db: sqlite3.Connection, path: Path) -> None:
+    """``PRAGMA quick_check``: a truncated or corrupted file is refused at open, not half-way through a run."""
+    problems = [row[0] for row in db.execute("PRAGMA quick_check").fetchall()]
+    if problems != ["ok"]:
+        raise StateError(
+            f"state file {path} is damaged (integrity check: {'; '.join(problems[:3])}): " + _DAMAGED.format(path=path),
+            path=str(path),
+            cause="damaged",
+        )
