@@ -35,7 +35,7 @@ from .model import RECORD_TYPES, Entity, Order, Record
 from .orders import apply_maps, missing_product, order_to_invoice
 from .observe import metrics
 from .observe.alerts import Alerter
-from .observe.logs import get_logger
+from .observe.logs import error_text, get_logger, redactor
 from .plugin import Change, Connector, Found
 from .state import AuditEntry, DeadLetter, Link, StateStore
 
@@ -45,18 +45,23 @@ COUNT_KEYS = ("created", "updated", "unchanged", "skipped", "failed")
 
 
 class StateTokenStore:
-    """A connection's TokenStore backed by the state store."""
+    """A connection's TokenStore backed by the state store. Every token that passes through it
+    is registered with the log redactor (whatever auth the connector uses)."""
 
     def __init__(self, store: StateStore, connection: str):
         self._store = store
         self._connection = connection
+        self._group = f"tokens:{connection}"
 
     async def load(self) -> dict[str, Any] | None:
         """The saved tokens."""
-        return await self._store.load_tokens(self._connection)
+        tokens = await self._store.load_tokens(self._connection)
+        redactor.learn_tokens(self._group, tokens)
+        return tokens
 
     async def save(self, tokens: Mapping[str, Any]) -> None:
         """Save tokens durably."""
+        redactor.learn_tokens(self._group, tokens)
         await self._store.save_tokens(self._connection, tokens)
 
 
@@ -267,17 +272,17 @@ class Engine:
             result.status = "stopped"
             log.info("run stopped between records for shutdown")
         except ConnectorError as exc:
-            result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
+            result.status, result.error = "failed", error_text(exc)
             log.error("run failed", error=result.error)
             if isinstance(exc, AuthError):
                 connection = getattr(exc, "connection", None) or flow.source
                 if connection not in self.paused:
-                    self.paused[connection] = str(exc)
+                    self.paused[connection] = redactor.scrub(str(exc))
                     log.error("connection paused until it is re-authorised", connection=connection)
                     with anyio.CancelScope(shield=True):
-                        await self.alerter.connection_paused(connection, str(exc))
+                        await self.alerter.connection_paused(connection, self.paused[connection])
         except Exception as exc:  # a bug in one flow must not stop the others
-            result.status, result.error = "failed", f"internal error: {type(exc).__name__}: {exc}"
+            result.status, result.error = "failed", error_text(exc, "internal error: ")
             log.exception("run failed with an internal error")
         finally:
             result.duration = time.perf_counter() - started
@@ -311,6 +316,7 @@ class Engine:
         async def settle(action: str, *, target_id: str | None = None, reason: str | None = None, link: Link | None = None):
             if self.dry_run:
                 return action
+            reason = redactor.scrub(reason)  # stored in the audit trail and dead letters, alerted
             if action != "unchanged" or link is not None or replay:
                 entry = AuditEntry(flow.name, run_id, str(flow.entity), change.source_id, action, target_id, key, reason)
                 payload = record.model_dump_json() if action == "failed" and record is not None else None
@@ -556,7 +562,7 @@ class Engine:
                         run_counts[action] += 1
                         log.info("dead letter replayed", dead_letter=letter.id, source_id=letter.source_id, action=action)
                 except ConnectorError as exc:
-                    status, error = "failed", f"{type(exc).__name__}: {exc}"
+                    status, error = "failed", error_text(exc)
                     log.error("replay stopped", error=error)
                 finally:
                     with anyio.CancelScope(shield=True):
@@ -640,7 +646,7 @@ class Engine:
                 else:
                     await self.run_flow(flow.name)
             except Exception as exc:  # e.g. a connector's open() failed: this flow only
-                self.log.error("flow could not run", flow=flow.name, error=f"{type(exc).__name__}: {exc}")
+                self.log.error("flow could not run", flow=flow.name, error=error_text(exc))
             if first:
                 first = False
                 done.set()
