@@ -21,7 +21,7 @@ from .errors import ConfigError, PluginError, RecordError
 from .observe import logs
 from .registry import Registry, load_registry
 
-__all__ = ["main"]
+__all__ = ["main", "terminal_safe"]
 
 DEFAULT_CONFIG = "/etc/apicenterd/apicenterd.toml"
 EXIT_USAGE = 2
@@ -173,8 +173,28 @@ def _load(path: str, registry: Registry) -> Resolved:
         raise Usage("\n".join(f"{path}: {p}" if not p.startswith(str(path)) else p for p in exc.problems)) from None
 
 
+def _escape_table() -> dict[int, str]:
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+    table = {c: named.get(chr(c), f"\\x{c:02x}") for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
+    # line/paragraph separators, and bidi controls that reorder what is shown ("Trojan Source")
+    for c in (0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C, 0xFEFF):
+        table[c] = f"\\u{c:04x}"
+    return table
+
+
+_ESCAPES = _escape_table()
+
+
+def terminal_safe(value: Any) -> str:
+    """``value`` as text that is safe in a terminal line or table cell: newlines, tabs, carriage
+    returns, NUL, ESC (ANSI sequences), DEL, the other C0/C1 controls, Unicode line and paragraph
+    separators and bidi controls are shown escaped (``\\n``, ``\\x1b``, ``\\u2028``), so vendor
+    data can neither forge a row nor drive the terminal. ``None`` is the empty string."""
+    return "" if value is None else str(value).translate(_ESCAPES)
+
+
 def _print_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> None:
-    cells = [list(map(str, header))] + [[("" if c is None else str(c)) for c in r] for r in rows]
+    cells = [list(map(terminal_safe, header))] + [[terminal_safe(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     for row in cells:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
@@ -281,20 +301,20 @@ def cmd_flows_run(args: argparse.Namespace) -> int:
         else:
             for plan in plans:
                 where = f" {plan.target_id}" if plan.target_id else ""
-                print(f"would {plan.op} {plan.entity} {plan.key}{where}")
+                print(terminal_safe(f"would {plan.op} {plan.entity} {plan.key}{where}"))
                 for field, change in plan.diff.items():
                     if plan.op == "create":
-                        print(f"  + {field}: {json.dumps(change['to'], default=str)}")
+                        print(terminal_safe(f"  + {field}: {json.dumps(change['to'], default=str)}"))
                     else:
-                        print(f"  ~ {field}: {json.dumps(change['from'], default=str)} -> {json.dumps(change['to'], default=str)}")
+                        print(terminal_safe(f"  ~ {field}: {json.dumps(change['from'], default=str)} -> {json.dumps(change['to'], default=str)}"))
             counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
-            print(f"dry run of flow {result.flow}: {result.status}: {counts}; nothing was written")
+            print(terminal_safe(f"dry run of flow {result.flow}: {result.status}: {counts}; nothing was written"))
         return 0 if result.status == "ok" else 1
     if args.json:
         print(json.dumps(result.as_dict()))
     else:
         counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
-        print(f"flow {result.flow} run {result.run_id}: {result.status}: {counts}" + (f" ({result.error})" if result.error else ""))
+        print(terminal_safe(f"flow {result.flow} run {result.run_id}: {result.status}: {counts}" + (f" ({result.error})" if result.error else "")))
     return 0 if result.status == "ok" else 1
 
 
@@ -372,7 +392,7 @@ def cmd_flows_mapping(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     flow = resolved.flows[args.name]
-    print(f"flow {flow.name}: {flow.entity} from {flow.source} to {flow.target}")
+    print(terminal_safe(f"flow {flow.name}: {flow.entity} from {flow.source} to {flow.target}"))
     _print_table(
         [(r["source"], r["field"], r["rule"], r["target"], r["policy"]) for r in rows],
         ("SOURCE FIELD", "CANONICAL FIELD", "RULE", "TARGET FIELD", "WRITTEN"),
@@ -466,7 +486,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     try:
         selected, outcome = anyio.run(_with_store, resolved, act)
     except RecordError as exc:
-        print(f"apicenterd: {exc}", file=sys.stderr)
+        print(f"apicenterd: {terminal_safe(exc)}", file=sys.stderr)
         return 1
     if args.dlq_command == "discard":
         print(json.dumps({"discarded": outcome}) if args.json else f"discarded {outcome} dead letters")
@@ -533,10 +553,13 @@ def cmd_auth(args: argparse.Namespace) -> int:
             timeout=30,
         )
     except httpx.HTTPError as exc:
-        print(f"apicenterd: token request to {settings.token_url} failed: {exc}", file=sys.stderr)
+        print(terminal_safe(f"apicenterd: token request to {settings.token_url} failed: {logs.redactor.scrub(str(exc))}"), file=sys.stderr)
         return 1
     if response.status_code != 200:
-        print(f"apicenterd: the vendor refused the code: HTTP {response.status_code} {response.text[:200]}", file=sys.stderr)
+        print(
+            terminal_safe(f"apicenterd: the vendor refused the code: HTTP {response.status_code} {logs.redactor.scrub(response.text[:200])}"),
+            file=sys.stderr,
+        )
         return 1
     body = response.json()
     if not body.get("refresh_token"):

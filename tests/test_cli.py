@@ -141,3 +141,59 @@ def test_orders_example_config_passes_check(capsys):
     assert code == 0, err
     code, out, err = run_cli(capsys, "flows", "mapping", "orders_to_eaccounting", "--config", str(root / "etc" / "orders.example.toml"))
     assert code == 0 and "reference" in out and "prefix('POS-')" in out
+
+
+EVIL_SKU = "EVIL\nFORGED  row  created\x1b[31m\x00\r\t\u2028X"
+EVIL_SHOWN = "EVIL\\nFORGED  row  created\\x1b[31m\\x00\\r\\t\\u2028X"
+
+
+def test_terminal_safe_escapes_every_control_character():
+    raw = "a\nb\rc\td\x00e\x1b[31mf\x7fg\x85h\u2028i\u2029j\u202ek\x07"
+    assert cli.terminal_safe(raw) == "a\\nb\\rc\\td\\x00e\\x1b[31mf\\x7fg\\x85h\\u2028i\\u2029j\\u202ek\\x07"
+    assert cli.terminal_safe(None) == "" and cli.terminal_safe("plain ÄÖ € text") == "plain ÄÖ € text"
+
+
+def test_vendor_text_with_control_characters_prints_as_one_escaped_row(capsys, tmp_path, monkeypatch, registry, memory):
+    """A SKU with a newline, an ANSI escape and a NUL neither forges a table row nor reaches the
+    terminal raw: in `flows run --dry-run`, `flows run`, `audit`, `dlq list` and `runs`."""
+    from fakes import product
+
+    monkeypatch.setattr(cli, "_registry", lambda: registry)
+    memory.put(product(EVIL_SKU), "1")
+    memory.put(product("GOOD"), "2")
+    cfg = tmp_path / "apicenterd.toml"
+    cfg.write_text(
+        f"""
+[state]
+path = "{tmp_path / 'state.db'}"
+
+[connections.src]
+connector = "memsource"
+
+[connections.dst]
+connector = "memtarget"
+
+[flows.products]
+source = "src"
+target = "dst"
+entity = "products"
+interval = "1m"
+""",
+        encoding="utf-8",
+    )
+    code, out, _ = run_cli(capsys, "flows", "run", "products", "--dry-run", "--config", str(cfg))
+    assert code == 0
+    assert f"would create products {EVIL_SHOWN}\n" in out
+    memory.fail_create.add(EVIL_SKU)  # the target rejects it, naming the SKU: an error with the same text
+    code, out, _ = run_cli(capsys, "flows", "run", "products", "--config", str(cfg))
+    assert code == 0 and "failed 1" in out
+    outputs = {}
+    for argv, rows in ((["audit"], 2), (["dlq", "list"], 1), (["runs"], 1)):
+        code, out, _ = run_cli(capsys, *argv, "--config", str(cfg))
+        assert code == 0
+        outputs[argv[0]] = out
+        assert len(out.splitlines()) == 1 + rows, out  # header + one line per row: nothing forged
+    assert EVIL_SHOWN in outputs["audit"] and EVIL_SHOWN in outputs["dlq"]
+    for where, out in outputs.items():
+        for raw in ("\x1b", "\x00", "\r", "\t", "\u2028"):
+            assert raw not in out, f"{raw!r} reached the terminal raw in `{where}`"
