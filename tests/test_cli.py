@@ -197,3 +197,154 @@ interval = "1m"
     for where, out in outputs.items():
         for raw in ("\x1b", "\x00", "\r", "\t", "\u2028"):
             assert raw not in out, f"{raw!r} reached the terminal raw in `{where}`"
+
+
+TOKEN_URL = "http://127.0.0.1:9/connect/token"
+
+
+@pytest.fixture
+def oauth_config(tmp_path):
+    """A config with one OAuth2 (eAccounting) connection; its token endpoint is never really called."""
+    pytest.importorskip("apicenterd_eaccounting")
+    cfg = tmp_path / "apicenterd.toml"
+    cfg.write_text(
+        f"""
+[state]
+path = "{tmp_path / 'state.db'}"
+
+[connections.eacc]
+connector = "eaccounting"
+base_url = "http://127.0.0.1:9"
+token_url = "{TOKEN_URL}"
+client_id = "cid"
+client_secret = "csecret-0123456789"
+""",
+        encoding="utf-8",
+    )
+    return cfg
+
+
+def stored_tokens(tmp_path, connection="eacc"):
+    import sqlite3
+
+    if not (tmp_path / "state.db").exists():
+        return None
+    db = sqlite3.connect(tmp_path / "state.db")
+    try:
+        row = db.execute("SELECT data FROM tokens WHERE connection=?", (connection,)).fetchone()
+    finally:
+        db.close()
+    return json.loads(row[0]) if row else None
+
+
+def consent_state(capsys, cfg) -> str:
+    import urllib.parse
+
+    code, out, err = run_cli(capsys, "auth", "eacc", "--config", str(cfg))
+    assert code == 0, err
+    url = next(line for line in out.splitlines() if line.startswith("https://"))
+    return urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["state"][0]
+
+
+def test_auth_remembers_the_state_and_accepts_the_redirect_that_carries_it(capsys, oauth_config, tmp_path):
+    import os
+    import stat
+
+    import respx
+
+    state = consent_state(capsys, oauth_config)
+    state_file = tmp_path / "state.db.auth-state"
+    assert stat.S_IMODE(os.stat(state_file).st_mode) == 0o600
+    assert state in state_file.read_text()
+    with respx.mock() as router:
+        route = router.post(TOKEN_URL).mock(
+            return_value=httpx_response(200, {"access_token": "a1-xxxx", "refresh_token": "r1-xxxx", "expires_in": 3600})
+        )
+        code, out, err = run_cli(
+            capsys, "auth", "eacc", "--config", str(oauth_config), "--code", f"http://127.0.0.1:8765/callback?code=C0DE&state={state}"
+        )
+    assert code == 0, err
+    assert route.call_count == 1 and b"code=C0DE" in route.calls[0].request.content
+    assert stored_tokens(tmp_path)["refresh_token"] == "r1-xxxx"
+    # the state is good for one code only
+    code, _, err = run_cli(
+        capsys, "auth", "eacc", "--config", str(oauth_config), "--code", f"http://127.0.0.1:8765/callback?code=AGAIN&state={state}"
+    )
+    assert code == 2 and "no consent URL is pending" in err
+
+
+def httpx_response(status, body):
+    import httpx
+
+    return httpx.Response(status, json=body)
+
+
+@pytest.mark.parametrize("case", ["mismatch", "expired", "no state in URL", "bare code", "never asked"])
+def test_auth_refuses_a_code_whose_state_is_wrong_or_missing(capsys, oauth_config, tmp_path, monkeypatch, case):
+    import time
+
+    import respx
+
+    if case != "never asked":
+        state = consent_state(capsys, oauth_config)
+    code_arg = {
+        "mismatch": "http://127.0.0.1:8765/callback?code=C0DE&state=forged-by-someone-else",
+        "no state in URL": "http://127.0.0.1:8765/callback?code=C0DE",
+        "bare code": "C0DE",
+    }.get(case, "http://127.0.0.1:8765/callback?code=C0DE&state=" + (state if case == "expired" else "x"))
+    if case == "expired":
+        later = time.time() + 3601
+        monkeypatch.setattr(time, "time", lambda: later)
+    with respx.mock(assert_all_called=False) as router:
+        route = router.post(TOKEN_URL).mock(return_value=httpx_response(200, {"access_token": "a", "refresh_token": "r-xxxx"}))
+        code, out, err = run_cli(capsys, "auth", "eacc", "--config", str(oauth_config), "--code", code_arg)
+    assert code == 2 and "Traceback" not in err
+    expected = {
+        "mismatch": "does not match the consent URL",
+        "expired": "expired",
+        "no state in URL": "cannot be checked against the consent request",
+        "bare code": "--state",
+        "never asked": "no consent URL is pending",
+    }[case]
+    assert expected in err
+    assert route.call_count == 0 and stored_tokens(tmp_path) is None
+
+
+def test_auth_bare_code_with_the_right_state_is_accepted(capsys, oauth_config, tmp_path):
+    import respx
+
+    state = consent_state(capsys, oauth_config)
+    with respx.mock() as router:
+        router.post(TOKEN_URL).mock(return_value=httpx_response(200, {"access_token": "a", "refresh_token": "r2-xxxx"}))
+        code, _, err = run_cli(capsys, "auth", "eacc", "--config", str(oauth_config), "--code", "C0DE", "--state", state)
+    assert code == 0, err
+    assert stored_tokens(tmp_path)["refresh_token"] == "r2-xxxx"
+
+
+def test_auth_refuses_a_refresh_token_on_the_command_line(capsys, oauth_config, tmp_path):
+    code, out, err = run_cli(capsys, "auth", "eacc", "--config", str(oauth_config), "--refresh-token", "literal-token-123")
+    assert code == 2 and "ps" in err and "--refresh-token -" in err and "--refresh-token-file" in err
+    assert "literal-token-123" not in out + err
+    assert stored_tokens(tmp_path) is None
+
+
+def test_auth_reads_the_refresh_token_from_stdin_or_a_file(capsys, oauth_config, tmp_path, monkeypatch):
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("  from-stdin-token-1\n"))
+    code, out, err = run_cli(capsys, "auth", "eacc", "--config", str(oauth_config), "--refresh-token", "-")
+    assert code == 0, err
+    assert stored_tokens(tmp_path)["refresh_token"] == "from-stdin-token-1" and "from-stdin-token-1" not in out + err
+
+    token_file = tmp_path / "token.txt"
+    token_file.write_text("from-file-token-2\n", encoding="utf-8")
+    code, _, err = run_cli(capsys, "auth", "eacc", "--config", str(oauth_config), "--refresh-token-file", str(token_file))
+    assert code == 0, err
+    assert stored_tokens(tmp_path)["refresh_token"] == "from-file-token-2"
+
+    token_file.write_text("\n", encoding="utf-8")
+    code, _, err = run_cli(capsys, "auth", "eacc", "--config", str(oauth_config), "--refresh-token-file", str(token_file))
+    assert code == 2 and "holds no token" in err
+    code, _, err = run_cli(capsys, "auth", "eacc", "--config", str(oauth_config), "--refresh-token-file", str(tmp_path / "nope"))
+    assert code == 2 and "cannot read" in err and "Traceback" not in err
+    assert stored_tokens(tmp_path)["refresh_token"] == "from-file-token-2"
