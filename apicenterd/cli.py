@@ -627,7 +627,11 @@ def cmd_auth(args: argparse.Namespace) -> int:
         return value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
 
     async def save(tokens) -> None:
-        await _with_store(resolved, lambda store: store.save_tokens(args.connection, tokens))
+        from .engine import StateTokenStore
+        from .tokencrypt import TokenCipher
+
+        cipher = TokenCipher(resolved.token_key) if resolved.token_key else None
+        await _with_store(resolved, lambda store: StateTokenStore(store, args.connection, cipher).save(tokens))
 
     if args.refresh_token is not None or args.refresh_token_file is not None:
         token = _read_refresh_token(args)

@@ -82,6 +82,9 @@ class StateConfig(BaseModel):
     """Days the per-record audit trail (which holds record keys such as e-mail addresses) is kept."""
     dead_letter_retention_days: int = Field(default=30, ge=1)
     """Days a dead letter (which holds the whole record, personal data included) is kept."""
+    token_key: str | dict[str, str] | None = None
+    """Encrypts the stored OAuth tokens: a secret of 16+ characters, best by reference
+    (``{ credential = "token_key" }``, ``{ file = "..." }``, ``{ env = "..." }``). Unset: plaintext."""
 
 
 class ConnectionConfig(BaseModel):
@@ -200,6 +203,8 @@ class Resolved:
     connections: dict[str, Connection]
     flows: dict[str, Flow]
     secrets: frozenset[str]
+    token_key: str | None = None
+    """``[state] token_key`` resolved: the secret the stored tokens are encrypted with (None: plaintext)."""
 
     @property
     def state_path(self) -> Path:
@@ -408,10 +413,32 @@ def resolve(config: Config, registry: Registry, path: Path) -> Resolved:
                 rules=tuple(fc.map),
                 target_settings=target_settings,
             )
+    token_key = _token_key(config.state, problems, secrets)
     if problems:
         raise ConfigError(problems)
     redactor.add(secrets)
-    return Resolved(path=path, config=config, connections=connections, flows=flows, secrets=frozenset(secrets))
+    return Resolved(
+        path=path, config=config, connections=connections, flows=flows, secrets=frozenset(secrets), token_key=token_key
+    )
+
+
+def _token_key(state: StateConfig, problems: list[str], secrets: set[str]) -> str | None:
+    """``[state] token_key`` resolved and checked (a secret however it is given)."""
+    from .tokencrypt import TokenCipher
+
+    if state.token_key is None:
+        return None
+    try:
+        key = _resolve_secret(state.token_key, "state.token_key")
+        if not isinstance(key, str):
+            raise ValueError("state.token_key: give a secret string, or { credential = ... }, { file = ... } or { env = ... }")
+        secrets.add(key)
+        TokenCipher(key)
+    except ValueError as exc:
+        message = str(exc)
+        problems.append(message if message.startswith("state.token_key") else f"state.token_key: {message}")
+        return None
+    return key
 
 
 def load(path: str | os.PathLike[str], registry: Registry) -> Resolved:

@@ -38,6 +38,7 @@ from .observe.alerts import Alerter
 from .observe.logs import error_text, get_logger, redactor
 from .plugin import Change, Connector, Found
 from .state import AuditEntry, DeadLetter, Link, StateStore
+from .tokencrypt import TokenCipher, is_encrypted
 
 __all__ = ["Engine", "RunResult", "StateTokenStore", "record_hash"]
 
@@ -46,23 +47,45 @@ COUNT_KEYS = ("created", "updated", "unchanged", "skipped", "failed")
 
 class StateTokenStore:
     """A connection's TokenStore backed by the state store. Every token that passes through it
-    is registered with the log redactor (whatever auth the connector uses)."""
+    is registered with the log redactor (whatever auth the connector uses). With a ``cipher``
+    (``[state] token_key``) tokens are stored encrypted; a plaintext row from before the key
+    was configured is encrypted the first time it is loaded."""
 
-    def __init__(self, store: StateStore, connection: str):
+    def __init__(self, store: StateStore, connection: str, cipher: TokenCipher | None = None):
         self._store = store
         self._connection = connection
+        self._cipher = cipher
         self._group = f"tokens:{connection}"
 
+    @property
+    def _where(self) -> str:
+        return str(getattr(self._store, "path", "the state store"))
+
     async def load(self) -> dict[str, Any] | None:
-        """The saved tokens."""
-        tokens = await self._store.load_tokens(self._connection)
-        redactor.learn_tokens(self._group, tokens)
-        return tokens
+        """The saved tokens (decrypted); AuthError when they were encrypted with another key."""
+        stored = await self._store.load_tokens(self._connection)
+        if stored is None:
+            return None
+        if is_encrypted(stored):
+            if self._cipher is None:
+                raise AuthError(
+                    f"connection {self._connection!r}: the tokens in {self._where} are encrypted, but [state] token_key "
+                    f"is not set: set it to the key they were written with, or re-authorise with "
+                    f"`apicenterd auth {self._connection}`"
+                )
+            tokens = self._cipher.open(stored, connection=self._connection, where=self._where)
+            redactor.learn_tokens(self._group, tokens)
+            return tokens
+        redactor.learn_tokens(self._group, stored)
+        if self._cipher is not None:  # written before the key was configured: encrypt it now
+            await self._store.save_tokens(self._connection, self._cipher.seal(stored))
+            get_logger().info("stored tokens encrypted with [state] token_key", connection=self._connection)
+        return stored
 
     async def save(self, tokens: Mapping[str, Any]) -> None:
-        """Save tokens durably."""
+        """Save tokens durably (encrypted when a cipher is set)."""
         redactor.learn_tokens(self._group, tokens)
-        await self._store.save_tokens(self._connection, tokens)
+        await self._store.save_tokens(self._connection, self._cipher.seal(tokens) if self._cipher else tokens)
 
 
 def dead_letter_backoff(attempts: int) -> float:
@@ -164,6 +187,7 @@ class Engine:
         self._retry_base_delay = retry_base_delay
         self._sleep = sleep
         self._flow_locks: dict[str, anyio.Lock] = {}
+        self._cipher = TokenCipher(resolved.token_key) if getattr(resolved, "token_key", None) else None
 
     # ---------------------------------------------------------------- connections
 
@@ -179,7 +203,7 @@ class Engine:
             context = Context(
                 name,
                 breaker=CircuitBreaker(name, daemon.circuit_failure_threshold, daemon.circuit_recovery_seconds),
-                tokens=StateTokenStore(self.store, name),
+                tokens=StateTokenStore(self.store, name, self._cipher),
                 rate_limits=conn.connector.rate_limits if self._rate_limits else (),
                 transport=self._transports.get(name),
             )

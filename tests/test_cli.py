@@ -348,3 +348,17 @@ def test_auth_reads_the_refresh_token_from_stdin_or_a_file(capsys, oauth_config,
     code, _, err = run_cli(capsys, "auth", "eacc", "--config", str(oauth_config), "--refresh-token-file", str(tmp_path / "nope"))
     assert code == 2 and "cannot read" in err and "Traceback" not in err
     assert stored_tokens(tmp_path)["refresh_token"] == "from-file-token-2"
+
+
+def test_auth_stores_tokens_encrypted_when_state_has_a_token_key(capsys, oauth_config, tmp_path, monkeypatch):
+    import io
+
+    oauth_config.write_text(
+        oauth_config.read_text().replace("[state]\n", '[state]\ntoken_key = { env = "TEST_CLI_TOKEN_KEY" }\n'), encoding="utf-8"
+    )
+    monkeypatch.setenv("TEST_CLI_TOKEN_KEY", "cli-key-0123456789abcdef")
+    monkeypatch.setattr("sys.stdin", io.StringIO("piped-refresh-token-3\n"))
+    code, _, err = run_cli(capsys, "auth", "eacc", "--config", str(oauth_config), "--refresh-token", "-")
+    assert code == 0, err
+    row = stored_tokens(tmp_path)
+    assert row["encrypted"] == "fernet" and "piped-refresh-token-3" not in json.dumps(row)
