@@ -296,12 +296,20 @@ def _settings_with_secrets(
     return settings
 
 
+_SECRET_NAME_PARTS = ("token", "secret", "password", "private_key", "api_key", "apikey")
+"""A plain ``str`` setting whose name contains one of these is a secret too (a static API token
+a plugin forgot to declare as ``SecretStr``)."""
+
+
 def _secret_values(settings: BaseModel) -> set[str]:
+    """Every secret in a connection's settings: ``SecretStr`` fields, and ``str`` fields named like a secret."""
     found = set()
     for name in type(settings).model_fields:
         value = getattr(settings, name)
         if isinstance(value, SecretStr):
             found.add(value.get_secret_value())
+        elif isinstance(value, str) and any(part in name.lower() for part in _SECRET_NAME_PARTS):
+            found.add(value)
     return found
 
 

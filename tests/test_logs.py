@@ -90,3 +90,18 @@ def test_error_text_and_connector_errors_carry_no_known_secret():
     assert token not in str(exc) and REDACTED in str(exc)
     assert error_text(ValueError(f"x {token}"), "internal error: ") == f"internal error: ValueError: x {REDACTED}"
     assert token not in str(AuthError(f"{token}"))
+
+
+def test_a_static_token_setting_is_a_secret_even_as_plain_str():
+    from pydantic import SecretStr
+
+    from apicenterd.config import _secret_values
+    from apicenterd.plugin import ConnectorSettings
+
+    class Settings(ConnectorSettings):
+        api_token: str
+        password: SecretStr
+        shop_name: str
+
+    found = _secret_values(Settings(base_url="http://x", api_token="static-token-0123", password=SecretStr("pw-0123"), shop_name="Shop One"))
+    assert found == {"static-token-0123", "pw-0123"}
