@@ -576,9 +576,10 @@ def _read_refresh_token(args: argparse.Namespace) -> str:
     return token
 
 
-def _check_auth_state(args: argparse.Namespace, resolved: Resolved, given: str | None) -> None:
+def _check_auth_state(args: argparse.Namespace, resolved: Resolved, given: str | None) -> dict[str, Any]:
     """The ``state`` that came back with the code must be the one ``auth`` printed for this
-    connection, less than :data:`AUTH_STATE_TTL` ago; else a Usage error (nothing is stored)."""
+    connection, less than :data:`AUTH_STATE_TTL` ago; else a Usage error (nothing is stored).
+    Returns the pending request (``state``, ``expires_at``, ``redirect_uri``)."""
     import hmac
 
     if not given:
@@ -597,6 +598,7 @@ def _check_auth_state(args: argparse.Namespace, resolved: Resolved, given: str |
         )
     if time.time() > float(pending.get("expires_at") or 0):
         raise Usage(f"the consent URL for {args.connection!r} expired (valid {AUTH_STATE_TTL / 60:.0f} minutes); nothing was stored; {again}")
+    return pending
 
 
 def _forget_auth_state(resolved: Resolved, connection: str) -> None:
@@ -678,11 +680,13 @@ def cmd_auth(args: argparse.Namespace) -> int:
         if state is not None and in_url is not None and state != in_url:
             raise Usage("--state differs from the state in the URL; pass only the URL")
         code, state = params["code"][0], in_url or state
-    _check_auth_state(args, resolved, state)
+    pending = _check_auth_state(args, resolved, state)
+    # the token request must name the redirect URI the consent URL named
+    redirect_uri = pending.get("redirect_uri") if isinstance(pending.get("redirect_uri"), str) else args.redirect_uri
     try:
         response = httpx.post(
             settings.token_url,
-            data={"grant_type": "authorization_code", "code": code, "redirect_uri": args.redirect_uri},
+            data={"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri},
             auth=(settings.client_id, secret(settings.client_secret)),
             timeout=30,
         )
