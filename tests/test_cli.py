@@ -362,3 +362,19 @@ def test_auth_stores_tokens_encrypted_when_state_has_a_token_key(capsys, oauth_c
     assert code == 0, err
     row = stored_tokens(tmp_path)
     assert row["encrypted"] == "fernet" and "piped-refresh-token-3" not in json.dumps(row)
+
+
+def test_auth_code_exchange_uses_the_redirect_uri_of_the_consent_url(capsys, oauth_config, tmp_path):
+    import urllib.parse
+
+    import respx
+
+    code, out, _ = run_cli(capsys, "auth", "eacc", "--config", str(oauth_config), "--redirect-uri", "http://127.0.0.1:9999/cb")
+    url = next(line for line in out.splitlines() if line.startswith("https://"))
+    state = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["state"][0]
+    with respx.mock() as router:
+        route = router.post(TOKEN_URL).mock(return_value=httpx_response(200, {"access_token": "a", "refresh_token": "r3-xxxx"}))
+        code, _, err = run_cli(capsys, "auth", "eacc", "--config", str(oauth_config), "--code", f"http://127.0.0.1:9999/cb?code=C&state={state}")
+    assert code == 0, err
+    sent = urllib.parse.parse_qs(route.calls[0].request.content.decode())
+    assert sent["redirect_uri"] == ["http://127.0.0.1:9999/cb"]
