@@ -22,7 +22,7 @@ from .observe import logs
 from .registry import Registry, load_registry
 from .state.lock import FlowBusy, LockError, StoreBusy
 
-__all__ = ["main"]
+__all__ = ["main", "terminal_safe"]
 
 DEFAULT_CONFIG = "/etc/apicenterd/apicenterd.toml"
 EXIT_USAGE = 2
@@ -108,8 +108,18 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p)
     p.add_argument("--redirect-uri", default="http://127.0.0.1:8765/callback", help="the redirect URI registered for the app")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--code", help="the authorization code (or the whole redirected URL) from the consent page")
-    group.add_argument("--refresh-token", help="store this refresh token as the connection's newest")
+    group.add_argument(
+        "--code",
+        help="the whole URL the consent page redirected to (its state is checked), or a bare code with --state",
+    )
+    group.add_argument(
+        "--refresh-token",
+        metavar="-",
+        help="store a refresh token as the connection's newest, read from standard input ('-'); "
+        "a token on the command line is refused (other users see it in ps)",
+    )
+    group.add_argument("--refresh-token-file", metavar="PATH", help="store the refresh token in this file as the connection's newest")
+    p.add_argument("--state", help="with a bare --code: the state parameter of the redirected URL")
 
     dlq = sub.add_parser("dlq", help="the dead-letter queue: list, show, replay or discard failed records")
     dsub = dlq.add_subparsers(dest="dlq_command", metavar="ACTION")
@@ -222,8 +232,28 @@ def _load(path: str, registry: Registry) -> Resolved:
         raise Usage("\n".join(f"{path}: {p}" if not p.startswith(str(path)) else p for p in exc.problems)) from None
 
 
+def _escape_table() -> dict[int, str]:
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+    table = {c: named.get(chr(c), f"\\x{c:02x}") for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
+    # line/paragraph separators, and bidi controls that reorder what is shown ("Trojan Source")
+    for c in (0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C, 0xFEFF):
+        table[c] = f"\\u{c:04x}"
+    return table
+
+
+_ESCAPES = _escape_table()
+
+
+def terminal_safe(value: Any) -> str:
+    """``value`` as text that is safe in a terminal line or table cell: newlines, tabs, carriage
+    returns, NUL, ESC (ANSI sequences), DEL, the other C0/C1 controls, Unicode line and paragraph
+    separators and bidi controls are shown escaped (``\\n``, ``\\x1b``, ``\\u2028``), so vendor
+    data can neither forge a row nor drive the terminal. ``None`` is the empty string."""
+    return "" if value is None else str(value).translate(_ESCAPES)
+
+
 def _print_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> None:
-    cells = [list(map(str, header))] + [[("" if c is None else str(c)) for c in r] for r in rows]
+    cells = [list(map(terminal_safe, header))] + [[terminal_safe(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     for row in cells:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
@@ -330,20 +360,20 @@ def cmd_flows_run(args: argparse.Namespace) -> int:
         else:
             for plan in plans:
                 where = f" {plan.target_id}" if plan.target_id else ""
-                print(f"would {plan.op} {plan.entity} {plan.key}{where}")
+                print(terminal_safe(f"would {plan.op} {plan.entity} {plan.key}{where}"))
                 for field, change in plan.diff.items():
                     if plan.op == "create":
-                        print(f"  + {field}: {json.dumps(change['to'], default=str)}")
+                        print(terminal_safe(f"  + {field}: {json.dumps(change['to'], default=str)}"))
                     else:
-                        print(f"  ~ {field}: {json.dumps(change['from'], default=str)} -> {json.dumps(change['to'], default=str)}")
+                        print(terminal_safe(f"  ~ {field}: {json.dumps(change['from'], default=str)} -> {json.dumps(change['to'], default=str)}"))
             counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
-            print(f"dry run of flow {result.flow}: {result.status}: {counts}; nothing was written")
+            print(terminal_safe(f"dry run of flow {result.flow}: {result.status}: {counts}; nothing was written"))
         return 0 if result.status == "ok" else 1
     if args.json:
         print(json.dumps(result.as_dict()))
     else:
         counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
-        print(f"flow {result.flow} run {result.run_id}: {result.status}: {counts}" + (f" ({result.error})" if result.error else ""))
+        print(terminal_safe(f"flow {result.flow} run {result.run_id}: {result.status}: {counts}" + (f" ({result.error})" if result.error else "")))
     return 0 if result.status == "ok" else 1
 
 
@@ -421,7 +451,7 @@ def cmd_flows_mapping(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     flow = resolved.flows[args.name]
-    print(f"flow {flow.name}: {flow.entity} from {flow.source} to {flow.target}")
+    print(terminal_safe(f"flow {flow.name}: {flow.entity} from {flow.source} to {flow.target}"))
     _print_table(
         [(r["source"], r["field"], r["rule"], r["target"], r["policy"]) for r in rows],
         ("SOURCE FIELD", "CANONICAL FIELD", "RULE", "TARGET FIELD", "WRITTEN"),
@@ -541,7 +571,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     try:
         selected, outcome = anyio.run(_with_store, resolved, act)
     except RecordError as exc:
-        print(f"apicenterd: {exc}", file=sys.stderr)
+        print(f"apicenterd: {terminal_safe(exc)}", file=sys.stderr)
         return 1
     if args.dlq_command == "discard":
         print(json.dumps({"discarded": outcome}) if args.json else f"discarded {outcome} dead letters")
@@ -561,8 +591,109 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     return 0 if outcome.get("failed", 0) == 0 and not purged else 1
 
 
+AUTH_STATE_TTL = 3600.0
+"""Seconds a consent URL's ``state`` stays valid for ``auth --code``."""
+
+
+def _auth_state_file(resolved: Resolved) -> Path:
+    """Where ``auth`` keeps the ``state`` of the consent URLs it printed (0600, beside the state db)."""
+    return Path(f"{resolved.state_path}.auth-state")
+
+
+def _read_auth_states(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise Usage(f"{path}: cannot read the pending authorisations ({exc}); delete it and run `apicenterd auth` again") from None
+    return data if isinstance(data, dict) else {}
+
+
+def _write_auth_states(path: Path, states: dict[str, Any]) -> None:
+    """Replace ``path`` atomically with ``states``, readable by the owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(states, out)
+        os.chmod(temp, 0o600)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+
+
+def _read_refresh_token(args: argparse.Namespace) -> str:
+    """The refresh token from ``--refresh-token -`` (stdin) or ``--refresh-token-file``; a literal
+    token on the command line is refused: every user on the host sees it in ``ps``, and it stays in
+    the shell's history."""
+    if args.refresh_token_file is not None:
+        try:
+            token = Path(args.refresh_token_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise Usage(f"--refresh-token-file: cannot read {args.refresh_token_file}: {getattr(exc, 'strerror', None) or exc}") from None
+        where = args.refresh_token_file
+    elif args.refresh_token == "-":
+        if sys.stdin is None:
+            raise Usage("--refresh-token -: there is no standard input to read the token from")
+        if sys.stdin.isatty():
+            import getpass
+
+            token = getpass.getpass("refresh token (not shown): ").strip()
+        else:
+            token = sys.stdin.read().strip()
+        where = "standard input"
+    else:
+        raise Usage(
+            "--refresh-token: a token on the command line is refused: other users see it in `ps` and it stays in your "
+            "shell history. Pipe it in with `--refresh-token -` (e.g. `apicenterd auth CONNECTION --refresh-token - "
+            "< token.txt`), or use `--refresh-token-file PATH`"
+        )
+    if not token:
+        raise Usage(f"--refresh-token: {where} holds no token")
+    if any(c.isspace() for c in token):
+        raise Usage(f"--refresh-token: what {where} holds is not one token (it contains whitespace)")
+    return token
+
+
+def _check_auth_state(args: argparse.Namespace, resolved: Resolved, given: str | None) -> dict[str, Any]:
+    """The ``state`` that came back with the code must be the one ``auth`` printed for this
+    connection, less than :data:`AUTH_STATE_TTL` ago; else a Usage error (nothing is stored).
+    Returns the pending request (``state``, ``expires_at``, ``redirect_uri``)."""
+    import hmac
+
+    if not given:
+        raise Usage(
+            "the code cannot be checked against the consent request: pass the whole URL the consent page redirected "
+            "to (--code 'http://...?code=...&state=...'), or the bare code with --state and that URL's state parameter"
+        )
+    pending = _read_auth_states(_auth_state_file(resolved)).get(args.connection)
+    again = f"run `apicenterd auth {args.connection}` for a new consent URL"
+    if not isinstance(pending, dict) or not isinstance(pending.get("state"), str):
+        raise Usage(f"no consent URL is pending for connection {args.connection!r} (or it was used already): {again}")
+    if not hmac.compare_digest(pending["state"].encode(), given.encode()):
+        raise Usage(
+            f"the state in the redirect does not match the consent URL printed for {args.connection!r}: this code was not "
+            f"requested by that URL (a forged or stale link?); nothing was stored; {again}"
+        )
+    if time.time() > float(pending.get("expires_at") or 0):
+        raise Usage(f"the consent URL for {args.connection!r} expired (valid {AUTH_STATE_TTL / 60:.0f} minutes); nothing was stored; {again}")
+    return pending
+
+
+def _forget_auth_state(resolved: Resolved, connection: str) -> None:
+    path = _auth_state_file(resolved)
+    states = _read_auth_states(path)
+    if states.pop(connection, None) is not None:
+        _write_auth_states(path, states)
+
+
 def cmd_auth(args: argparse.Namespace) -> int:
-    """Authorise an OAuth2 connection: print the consent URL, or exchange a code, or store a token."""
+    """Authorise an OAuth2 connection: print the consent URL (its state remembered), or exchange a
+    code whose state matches, or store a refresh token read from stdin or a file."""
     import secrets as pysecrets
     import urllib.parse
 
@@ -581,57 +712,96 @@ def cmd_auth(args: argparse.Namespace) -> int:
         return value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
 
     async def save(tokens) -> None:
-        await _with_store(resolved, lambda store: store.save_tokens(args.connection, tokens))
+        from .engine import StateTokenStore
+        from .tokencrypt import TokenCipher
 
-    if args.refresh_token:
-        anyio.run(save, {"refresh_token": args.refresh_token, "access_token": "", "expires_at": 0})
+        cipher = TokenCipher(resolved.token_key) if resolved.token_key else None
+        await _with_store(resolved, lambda store: StateTokenStore(store, args.connection, cipher).save(tokens))
+
+    if args.refresh_token is not None or args.refresh_token_file is not None:
+        token = _read_refresh_token(args)
+        logs.redactor.learn(f"auth:{args.connection}", [token])
+        anyio.run(save, {"refresh_token": token, "access_token": "", "expires_at": 0})
         print(f"stored a new refresh token for {args.connection!r}; reload the daemon (systemctl reload apicenterd)")
         return 0
     if not args.code:
+        if args.state:
+            raise Usage("--state goes with --code (the bare code from the redirected URL)")
         base = conn.connector.oauth_authorize_url
         if not base:
-            raise Usage(f"connector {conn.connector.name!r} declares no authorize URL; get a refresh token and pass --refresh-token")
+            raise Usage(
+                f"connector {conn.connector.name!r} declares no authorize URL; get a refresh token and pass it with "
+                "--refresh-token - (standard input) or --refresh-token-file PATH"
+            )
+        state = pysecrets.token_urlsafe(24)
+        path = _auth_state_file(resolved)
+        states = {k: v for k, v in _read_auth_states(path).items() if isinstance(v, dict) and float(v.get("expires_at") or 0) > time.time()}
+        states[args.connection] = {"state": state, "expires_at": time.time() + AUTH_STATE_TTL, "redirect_uri": args.redirect_uri}
+        try:
+            _write_auth_states(path, states)
+        except OSError as exc:
+            raise Usage(f"cannot remember the consent request in {path}: {exc.strerror or exc}") from None
         query = {
             "client_id": settings.client_id,
             "redirect_uri": args.redirect_uri,
             "response_type": "code",
             "scope": " ".join(conn.connector.oauth_scopes),
-            "state": pysecrets.token_urlsafe(16),
+            "state": state,
         }
-        print("Open this URL, sign in and consent; then run this command again with --code and the code")
-        print("(or the whole URL you were redirected to):\n")
+        print("Open this URL, sign in and consent; then, within the hour, run this command again with")
+        print("--code and the whole URL you were redirected to (its state is checked):\n")
         print(f"{base}?{urllib.parse.urlencode(query)}")
         return 0
-    code = args.code
-    if code.startswith("http"):
+    code, state = args.code, args.state
+    if code.startswith(("http://", "https://")):
         params = urllib.parse.parse_qs(urllib.parse.urlsplit(code).query)
+        if "error" in params:
+            raise Usage(terminal_safe(f"the consent page answered error {params['error'][0]!r}: {params.get('error_description', [''])[0]}"))
         if "code" not in params:
-            raise Usage(f"the URL has no code parameter: {code}")
-        code = params["code"][0]
+            raise Usage(terminal_safe(f"the URL has no code parameter: {code}"))
+        in_url = params.get("state", [None])[0]
+        if state is not None and in_url is not None and state != in_url:
+            raise Usage("--state differs from the state in the URL; pass only the URL")
+        code, state = params["code"][0], in_url or state
+    pending = _check_auth_state(args, resolved, state)
+    # the token request must name the redirect URI the consent URL named
+    redirect_uri = pending.get("redirect_uri") if isinstance(pending.get("redirect_uri"), str) else args.redirect_uri
     try:
         response = httpx.post(
             settings.token_url,
-            data={"grant_type": "authorization_code", "code": code, "redirect_uri": args.redirect_uri},
+            data={"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri},
             auth=(settings.client_id, secret(settings.client_secret)),
             timeout=30,
         )
     except httpx.HTTPError as exc:
-        print(f"apicenterd: token request to {settings.token_url} failed: {exc}", file=sys.stderr)
+        print(terminal_safe(f"apicenterd: token request to {settings.token_url} failed: {logs.redactor.scrub(str(exc))}"), file=sys.stderr)
         return 1
     if response.status_code != 200:
-        print(f"apicenterd: the vendor refused the code: HTTP {response.status_code} {response.text[:200]}", file=sys.stderr)
+        print(
+            terminal_safe(f"apicenterd: the vendor refused the code: HTTP {response.status_code} {logs.redactor.scrub(response.text[:200])}"),
+            file=sys.stderr,
+        )
         return 1
-    body = response.json()
-    if not body.get("refresh_token"):
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or not body.get("refresh_token"):
         print("apicenterd: the token response has no refresh_token (was offline access requested?)", file=sys.stderr)
         return 1
+    try:
+        expires_in = float(body.get("expires_in") or 3600)
+    except (TypeError, ValueError):
+        expires_in = 3600.0
     tokens = {
         "access_token": body.get("access_token", ""),
         "refresh_token": body["refresh_token"],
-        "expires_at": time.time() + float(body.get("expires_in") or 3600),
+        "expires_at": time.time() + expires_in,
         "token_type": body.get("token_type", "Bearer"),
     }
+    logs.redactor.learn_tokens(f"auth:{args.connection}", tokens)
     anyio.run(save, tokens)
+    _forget_auth_state(resolved, args.connection)  # a state is good for one code
     print(f"authorised {args.connection!r}; tokens stored in {resolved.state_path}; reload the daemon (systemctl reload apicenterd)")
     return 0
 

@@ -93,6 +93,9 @@ class StateConfig(SettingsModel):
     """Days the run history is kept after a run finished (a running run is never deleted)."""
     file_check_seconds: float = Field(default=10.0, gt=0)
     """How often the daemon checks that its state file is still there (deleted or replaced: it stops)."""
+    token_key: str | dict[str, str] | None = None
+    """Encrypts the stored OAuth tokens: a secret of 16+ characters, best by reference
+    (``{ credential = "token_key" }``, ``{ file = "..." }``, ``{ env = "..." }``). Unset: plaintext."""
 
 
 class ConnectionConfig(BaseModel):
@@ -221,6 +224,8 @@ class Resolved:
     connections: dict[str, Connection]
     flows: dict[str, Flow]
     secrets: frozenset[str]
+    token_key: str | None = None
+    """``[state] token_key`` resolved: the secret the stored tokens are encrypted with (None: plaintext)."""
 
     @property
     def state_path(self) -> Path:
@@ -366,12 +371,20 @@ def _settings_with_secrets(
     return settings
 
 
+_SECRET_NAME_PARTS = ("token", "secret", "password", "private_key", "api_key", "apikey")
+"""A plain ``str`` setting whose name contains one of these is a secret too (a static API token
+a plugin forgot to declare as ``SecretStr``)."""
+
+
 def _secret_values(settings: BaseModel) -> set[str]:
+    """Every secret in a connection's settings: ``SecretStr`` fields, and ``str`` fields named like a secret."""
     found = set()
     for name in type(settings).model_fields:
         value = getattr(settings, name)
         if isinstance(value, SecretStr):
             found.add(value.get_secret_value())
+        elif isinstance(value, str) and any(part in name.lower() for part in _SECRET_NAME_PARTS):
+            found.add(value)
     return found
 
 
@@ -483,10 +496,32 @@ def resolve(config: Config, registry: Registry, path: Path) -> Resolved:
                 rules=tuple(fc.map),
                 target_settings=target_settings,
             )
+    token_key = _token_key(config.state, problems, secrets)
     if problems:
         raise ConfigError(problems)
     redactor.add(secrets)
-    return Resolved(path=path, config=config, connections=connections, flows=flows, secrets=frozenset(secrets))
+    return Resolved(
+        path=path, config=config, connections=connections, flows=flows, secrets=frozenset(secrets), token_key=token_key
+    )
+
+
+def _token_key(state: StateConfig, problems: list[str], secrets: set[str]) -> str | None:
+    """``[state] token_key`` resolved and checked (a secret however it is given)."""
+    from .tokencrypt import TokenCipher
+
+    if state.token_key is None:
+        return None
+    try:
+        key = _resolve_secret(state.token_key, "state.token_key")
+        if not isinstance(key, str):
+            raise ValueError("state.token_key: give a secret string, or { credential = ... }, { file = ... } or { env = ... }")
+        secrets.add(key)
+        TokenCipher(key)
+    except ValueError as exc:
+        message = str(exc)
+        problems.append(message if message.startswith("state.token_key") else f"state.token_key: {message}")
+        return None
+    return key
 
 
 def load(path: str | os.PathLike[str], registry: Registry) -> Resolved:

@@ -36,9 +36,10 @@ from .model import RECORD_TYPES, Entity, Order, Record
 from .orders import apply_maps, missing_product, order_to_invoice
 from .observe import metrics
 from .observe.alerts import Alerter
-from .observe.logs import get_logger
+from .observe.logs import error_text, get_logger, redactor
 from .plugin import Change, Connector, Found
 from .state import AuditEntry, DeadLetter, Link, StateStore
+from .tokencrypt import TokenCipher, is_encrypted
 
 __all__ = ["Engine", "RunResult", "StatePauseStore", "StateTokenStore", "record_hash"]
 
@@ -49,19 +50,46 @@ LOCK_HOLDERS = {"schedule": "daemon", "cli": "flows run", "replay": "dlq replay"
 
 
 class StateTokenStore:
-    """A connection's TokenStore backed by the state store."""
+    """A connection's TokenStore backed by the state store. Every token that passes through it
+    is registered with the log redactor (whatever auth the connector uses). With a ``cipher``
+    (``[state] token_key``) tokens are stored encrypted; a plaintext row from before the key
+    was configured is encrypted the first time it is loaded."""
 
-    def __init__(self, store: StateStore, connection: str):
+    def __init__(self, store: StateStore, connection: str, cipher: TokenCipher | None = None):
         self._store = store
         self._connection = connection
+        self._cipher = cipher
+        self._group = f"tokens:{connection}"
+
+    @property
+    def _where(self) -> str:
+        return str(getattr(self._store, "path", "the state store"))
 
     async def load(self) -> dict[str, Any] | None:
-        """The saved tokens."""
-        return await self._store.load_tokens(self._connection)
+        """The saved tokens (decrypted); AuthError when they were encrypted with another key."""
+        stored = await self._store.load_tokens(self._connection)
+        if stored is None:
+            return None
+        if is_encrypted(stored):
+            if self._cipher is None:
+                raise AuthError(
+                    f"connection {self._connection!r}: the tokens in {self._where} are encrypted, but [state] token_key "
+                    f"is not set: set it to the key they were written with, or re-authorise with "
+                    f"`apicenterd auth {self._connection}`"
+                )
+            tokens = self._cipher.open(stored, connection=self._connection, where=self._where)
+            redactor.learn_tokens(self._group, tokens)
+            return tokens
+        redactor.learn_tokens(self._group, stored)
+        if self._cipher is not None:  # written before the key was configured: encrypt it now
+            await self._store.save_tokens(self._connection, self._cipher.seal(stored))
+            get_logger().info("stored tokens encrypted with [state] token_key", connection=self._connection)
+        return stored
 
     async def save(self, tokens: Mapping[str, Any]) -> None:
-        """Save tokens durably."""
-        await self._store.save_tokens(self._connection, tokens)
+        """Save tokens durably (encrypted when a cipher is set)."""
+        redactor.learn_tokens(self._group, tokens)
+        await self._store.save_tokens(self._connection, self._cipher.seal(tokens) if self._cipher else tokens)
 
 
 class StatePauseStore:
@@ -200,6 +228,7 @@ class Engine:
         self.on_flow_wait = on_flow_wait
         """Called once with (flow, holder) when a run starts waiting for another process's run."""
         self._waiting: set[anyio.CancelScope] = set()
+        self._cipher = TokenCipher(resolved.token_key) if getattr(resolved, "token_key", None) else None
 
     # ---------------------------------------------------------------- connections
 
@@ -215,7 +244,7 @@ class Engine:
             context = Context(
                 name,
                 breaker=CircuitBreaker(name, daemon.circuit_failure_threshold, daemon.circuit_recovery_seconds),
-                tokens=StateTokenStore(self.store, name),
+                tokens=StateTokenStore(self.store, name, self._cipher),
                 rate_limits=conn.connector.rate_limits if self._rate_limits else (),
                 transport=self._transports.get(name),
                 **_http_bounds(conn.settings),
@@ -353,20 +382,20 @@ class Engine:
             result.status = "stopped"
             log.info("run stopped between records for shutdown")
         except ConnectorError as exc:
-            result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
+            result.status, result.error = "failed", error_text(exc)
             log.error("run failed", error=result.error)
             if isinstance(exc, AuthError):
                 connection = getattr(exc, "connection", None) or flow.source
                 if connection not in self.paused:
-                    self.paused[connection] = str(exc)
+                    self.paused[connection] = redactor.scrub(str(exc))
                     log.error("connection paused until it is re-authorised", connection=connection)
                     with anyio.CancelScope(shield=True):
-                        await self.alerter.connection_paused(connection, str(exc))
+                        await self.alerter.connection_paused(connection, self.paused[connection])
         except StateError as exc:  # disk full, damaged file: what was not settled is read again next run
             result.status, result.error = "failed", str(exc)
             log.error("run failed: the state file cannot be used", error=result.error)
         except Exception as exc:  # a bug in one flow must not stop the others
-            result.status, result.error = "failed", f"internal error: {type(exc).__name__}: {exc}"
+            result.status, result.error = "failed", error_text(exc, "internal error: ")
             log.exception("run failed with an internal error")
         finally:
             result.duration = time.perf_counter() - started
@@ -400,6 +429,7 @@ class Engine:
         async def settle(action: str, *, target_id: str | None = None, reason: str | None = None, link: Link | None = None):
             if self.dry_run:
                 return action
+            reason = redactor.scrub(reason)  # stored in the audit trail and dead letters, alerted
             if action != "unchanged" or link is not None or replay:
                 entry = AuditEntry(flow.name, run_id, str(flow.entity), change.source_id, action, target_id, key, reason)
                 payload = record.model_dump_json() if action == "failed" and record is not None else None
@@ -653,7 +683,7 @@ class Engine:
                         run_counts[action] += 1
                         log.info("dead letter replayed", dead_letter=letter.id, source_id=letter.source_id, action=action)
                 except ConnectorError as exc:
-                    status, error = "failed", f"{type(exc).__name__}: {exc}"
+                    status, error = "failed", error_text(exc)
                     log.error("replay stopped", error=error)
                 finally:
                     with anyio.CancelScope(shield=True):
@@ -738,7 +768,7 @@ class Engine:
                 else:
                     await self.run_flow(flow.name)
             except Exception as exc:  # e.g. a connector's open() failed: this flow only
-                self.log.error("flow could not run", flow=flow.name, error=f"{type(exc).__name__}: {exc}")
+                self.log.error("flow could not run", flow=flow.name, error=error_text(exc))
             if first:
                 first = False
                 done.set()

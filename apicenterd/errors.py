@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import math
 
+from .observe.logs import redactor
+
 __all__ = [
     "ApicenterError",
     "ConfigError",
@@ -79,11 +81,13 @@ class ConnectorError(ApicenterError):
     """An error while talking to a vendor's API.
 
     ``status`` is the HTTP status if there was one; ``vendor_code`` the vendor's own error
-    code (e.g. eAccounting ``4010``, CCV ``429.10``).
+    code (e.g. eAccounting ``4010``, CCV ``429.10``). Every known secret (configured, or a
+    token learned at run time) is redacted from ``message`` when the error is made: a vendor
+    body that echoes the request's ``Authorization`` header never carries the live token on.
     """
 
     def __init__(self, message: str, *, status: int | None = None, vendor_code: str | None = None):
-        super().__init__(message)
+        super().__init__(redactor.scrub(message) if isinstance(message, str) else message)
         self.status = status
         self.vendor_code = vendor_code
 

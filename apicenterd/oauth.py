@@ -11,6 +11,7 @@ import httpx
 
 from .errors import AuthError, FatalError, RetryableError
 from .http import error_for_status
+from .observe.logs import redactor
 from .plugin import TokenStore
 
 __all__ = ["OAuth2RefreshAuth"]
@@ -46,6 +47,9 @@ class OAuth2RefreshAuth(httpx.Auth):
     * Concurrent requests share one refresh (single flight).
     * A refresh the vendor rejects (400/401 ``invalid_grant``) raises :class:`AuthError`
       telling the operator to re-authorise.
+    * Every token it learns (bootstrap, loaded from the store, issued by a refresh) is
+      registered with the log redactor before it is used, so a vendor error that echoes
+      the request's headers never puts a live token into a log, a run's error or an alert.
     """
 
     requires_response_body = True
@@ -69,6 +73,8 @@ class OAuth2RefreshAuth(httpx.Auth):
         self._client_secret = client_secret
         self._store = tokens
         self._initial_refresh = initial_refresh_token
+        self._redaction_group = f"oauth:{connection or id(self)}"
+        redactor.learn(self._redaction_group, [initial_refresh_token or ""])
         self._connection = connection
         self._clock = clock
         self._refresh_on_401 = refresh_on_401
@@ -88,6 +94,7 @@ class OAuth2RefreshAuth(httpx.Auth):
         async with self._lock:
             if self._tokens is None:
                 self._tokens = await self._store.load()
+                redactor.learn_tokens(self._redaction_group, self._tokens)
             current = self._tokens or {}
             # another caller refreshed while we waited for the lock
             if self._valid(self._tokens) and (not force or current.get("access_token") != stale):
@@ -147,6 +154,7 @@ class OAuth2RefreshAuth(httpx.Auth):
             ) from None
         if not isinstance(access, str) or not access:
             raise FatalError(f"connection {self._connection!r}: token response has no access_token")
+        redactor.learn(self._redaction_group, [access, body.get("refresh_token") or ""])
         tokens = {
             "access_token": access,
             # some vendors rotate, some don't: keep the old one when no new one comes

@@ -373,3 +373,240 @@ def test_check_refuses_deeply_nested_toml(capsys, tmp_path):
     code, out, err = run_cli(capsys, "check", "--config", str(cfg))
     assert code == 2 and out == "" and "Traceback" not in err
     assert err.startswith(f"apicenterd: {cfg}: not valid TOML: ") and "nested too deeply" in err
+
+
+EVIL_SKU = "EVIL\nFORGED  row  created\x1b[31m\x00\r\t\u2028X"
+EVIL_SHOWN = "EVIL\\nFORGED  row  created\\x1b[31m\\x00\\r\\t\\u2028X"
+
+
+def test_terminal_safe_escapes_every_control_character():
+    raw = "a\nb\rc\td\x00e\x1b[31mf\x7fg\x85h\u2028i\u2029j\u202ek\x07"
+    assert cli.terminal_safe(raw) == "a\\nb\\rc\\td\\x00e\\x1b[31mf\\x7fg\\x85h\\u2028i\\u2029j\\u202ek\\x07"
+    assert cli.terminal_safe(None) == "" and cli.terminal_safe("plain ÄÖ € text") == "plain ÄÖ € text"
+
+
+def test_vendor_text_with_control_characters_prints_as_one_escaped_row(capsys, tmp_path, monkeypatch, registry, memory):
+    """A SKU with a newline, an ANSI escape and a NUL neither forges a table row nor reaches the
+    terminal raw: in `flows run --dry-run`, `flows run`, `audit`, `dlq list` and `runs`."""
+    from fakes import product
+
+    monkeypatch.setattr(cli, "_registry", lambda: registry)
+    memory.put(product(EVIL_SKU), "1")
+    memory.put(product("GOOD"), "2")
+    cfg = tmp_path / "apicenterd.toml"
+    cfg.write_text(
+        f"""
+[state]
+path = "{tmp_path / 'state.db'}"
+
+[connections.src]
+connector = "memsource"
+
+[connections.dst]
+connector = "memtarget"
+
+[flows.products]
+source = "src"
+target = "dst"
+entity = "products"
+interval = "1m"
+""",
+        encoding="utf-8",
+    )
+    code, out, _ = run_cli(capsys, "flows", "run", "products", "--dry-run", "--config", str(cfg))
+    assert code == 0
+    assert f"would create products {EVIL_SHOWN}\n" in out
+    memory.fail_create.add(EVIL_SKU)  # the target rejects it, naming the SKU: an error with the same text
+    code, out, _ = run_cli(capsys, "flows", "run", "products", "--config", str(cfg))
+    assert code == 0 and "failed 1" in out
+    outputs = {}
+    for argv, rows in ((["audit"], 2), (["dlq", "list"], 1), (["runs"], 1)):
+        code, out, _ = run_cli(capsys, *argv, "--config", str(cfg))
+        assert code == 0
+        outputs[argv[0]] = out
+        assert len(out.splitlines()) == 1 + rows, out  # header + one line per row: nothing forged
+    assert EVIL_SHOWN in outputs["audit"] and EVIL_SHOWN in outputs["dlq"]
+    for where, out in outputs.items():
+        for raw in ("\x1b", "\x00", "\r", "\t", "\u2028"):
+            assert raw not in out, f"{raw!r} reached the terminal raw in `{where}`"
+
+
+TOKEN_URL = "http://127.0.0.1:9/connect/token"
+
+
+@pytest.fixture
+def oauth_config(tmp_path):
+    """A config with one OAuth2 (eAccounting) connection; its token endpoint is never really called."""
+    pytest.importorskip("apicenterd_eaccounting")
+    cfg = tmp_path / "apicenterd.toml"
+    cfg.write_text(
+        f"""
+[state]
+path = "{tmp_path / 'state.db'}"
+
+[connections.eacc]
+connector = "eaccounting"
+base_url = "http://127.0.0.1:9"
+token_url = "{TOKEN_URL}"
+client_id = "cid"
+client_secret = "csecret-0123456789"
+""",
+        encoding="utf-8",
+    )
+    return cfg
+
+
+def stored_tokens(tmp_path, connection="eacc"):
+    import sqlite3
+
+    if not (tmp_path / "state.db").exists():
+        return None
+    db = sqlite3.connect(tmp_path / "state.db")
+    try:
+        row = db.execute("SELECT data FROM tokens WHERE connection=?", (connection,)).fetchone()
+    finally:
+        db.close()
+    return json.loads(row[0]) if row else None
+
+
+def consent_state(capsys, cfg) -> str:
+    import urllib.parse
+
+    code, out, err = run_cli(capsys, "auth", "eacc", "--config", str(cfg))
+    assert code == 0, err
+    url = next(line for line in out.splitlines() if line.startswith("https://"))
+    return urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["state"][0]
+
+
+def test_auth_remembers_the_state_and_accepts_the_redirect_that_carries_it(capsys, oauth_config, tmp_path):
+    import os
+    import stat
+
+    import respx
+
+    state = consent_state(capsys, oauth_config)
+    state_file = tmp_path / "state.db.auth-state"
+    assert stat.S_IMODE(os.stat(state_file).st_mode) == 0o600
+    assert state in state_file.read_text()
+    with respx.mock() as router:
+        route = router.post(TOKEN_URL).mock(
+            return_value=httpx_response(200, {"access_token": "a1-xxxx", "refresh_token": "r1-xxxx", "expires_in": 3600})
+        )
+        code, out, err = run_cli(
+            capsys, "auth", "eacc", "--config", str(oauth_config), "--code", f"http://127.0.0.1:8765/callback?code=C0DE&state={state}"
+        )
+    assert code == 0, err
+    assert route.call_count == 1 and b"code=C0DE" in route.calls[0].request.content
+    assert stored_tokens(tmp_path)["refresh_token"] == "r1-xxxx"
+    # the state is good for one code only
+    code, _, err = run_cli(
+        capsys, "auth", "eacc", "--config", str(oauth_config), "--code", f"http://127.0.0.1:8765/callback?code=AGAIN&state={state}"
+    )
+    assert code == 2 and "no consent URL is pending" in err
+
+
+def httpx_response(status, body):
+    import httpx
+
+    return httpx.Response(status, json=body)
+
+
+@pytest.mark.parametrize("case", ["mismatch", "expired", "no state in URL", "bare code", "never asked"])
+def test_auth_refuses_a_code_whose_state_is_wrong_or_missing(capsys, oauth_config, tmp_path, monkeypatch, case):
+    import time
+
+    import respx
+
+    if case != "never asked":
+        state = consent_state(capsys, oauth_config)
+    code_arg = {
+        "mismatch": "http://127.0.0.1:8765/callback?code=C0DE&state=forged-by-someone-else",
+        "no state in URL": "http://127.0.0.1:8765/callback?code=C0DE",
+        "bare code": "C0DE",
+    }.get(case, "http://127.0.0.1:8765/callback?code=C0DE&state=" + (state if case == "expired" else "x"))
+    if case == "expired":
+        later = time.time() + 3601
+        monkeypatch.setattr(time, "time", lambda: later)
+    with respx.mock(assert_all_called=False) as router:
+        route = router.post(TOKEN_URL).mock(return_value=httpx_response(200, {"access_token": "a", "refresh_token": "r-xxxx"}))
+        code, out, err = run_cli(capsys, "auth", "eacc", "--config", str(oauth_config), "--code", code_arg)
+    assert code == 2 and "Traceback" not in err
+    expected = {
+        "mismatch": "does not match the consent URL",
+        "expired": "expired",
+        "no state in URL": "cannot be checked against the consent request",
+        "bare code": "--state",
+        "never asked": "no consent URL is pending",
+    }[case]
+    assert expected in err
+    assert route.call_count == 0 and stored_tokens(tmp_path) is None
+
+
+def test_auth_bare_code_with_the_right_state_is_accepted(capsys, oauth_config, tmp_path):
+    import respx
+
+    state = consent_state(capsys, oauth_config)
+    with respx.mock() as router:
+        router.post(TOKEN_URL).mock(return_value=httpx_response(200, {"access_token": "a", "refresh_token": "r2-xxxx"}))
+        code, _, err = run_cli(capsys, "auth", "eacc", "--config", str(oauth_config), "--code", "C0DE", "--state", state)
+    assert code == 0, err
+    assert stored_tokens(tmp_path)["refresh_token"] == "r2-xxxx"
+
+
+def test_auth_refuses_a_refresh_token_on_the_command_line(capsys, oauth_config, tmp_path):
+    code, out, err = run_cli(capsys, "auth", "eacc", "--config", str(oauth_config), "--refresh-token", "literal-token-123")
+    assert code == 2 and "ps" in err and "--refresh-token -" in err and "--refresh-token-file" in err
+    assert "literal-token-123" not in out + err
+    assert stored_tokens(tmp_path) is None
+
+
+def test_auth_reads_the_refresh_token_from_stdin_or_a_file(capsys, oauth_config, tmp_path, monkeypatch):
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("  from-stdin-token-1\n"))
+    code, out, err = run_cli(capsys, "auth", "eacc", "--config", str(oauth_config), "--refresh-token", "-")
+    assert code == 0, err
+    assert stored_tokens(tmp_path)["refresh_token"] == "from-stdin-token-1" and "from-stdin-token-1" not in out + err
+
+    token_file = tmp_path / "token.txt"
+    token_file.write_text("from-file-token-2\n", encoding="utf-8")
+    code, _, err = run_cli(capsys, "auth", "eacc", "--config", str(oauth_config), "--refresh-token-file", str(token_file))
+    assert code == 0, err
+    assert stored_tokens(tmp_path)["refresh_token"] == "from-file-token-2"
+
+    token_file.write_text("\n", encoding="utf-8")
+    code, _, err = run_cli(capsys, "auth", "eacc", "--config", str(oauth_config), "--refresh-token-file", str(token_file))
+    assert code == 2 and "holds no token" in err
+    code, _, err = run_cli(capsys, "auth", "eacc", "--config", str(oauth_config), "--refresh-token-file", str(tmp_path / "nope"))
+    assert code == 2 and "cannot read" in err and "Traceback" not in err
+    assert stored_tokens(tmp_path)["refresh_token"] == "from-file-token-2"
+
+
+def test_auth_stores_tokens_encrypted_when_state_has_a_token_key(capsys, oauth_config, tmp_path, monkeypatch):
+    import io
+
+    oauth_config.write_text(
+        oauth_config.read_text().replace("[state]\n", '[state]\ntoken_key = { env = "TEST_CLI_TOKEN_KEY" }\n'), encoding="utf-8"
+    )
+    monkeypatch.setenv("TEST_CLI_TOKEN_KEY", "cli-key-0123456789abcdef")
+    monkeypatch.setattr("sys.stdin", io.StringIO("piped-refresh-token-3\n"))
+    code, _, err = run_cli(capsys, "auth", "eacc", "--config", str(oauth_config), "--refresh-token", "-")
+    assert code == 0, err
+    row = stored_tokens(tmp_path)
+    assert row["encrypted"] == "fernet" and "piped-refresh-token-3" not in json.dumps(row)
+
+
+def test_auth_code_exchange_uses_the_redirect_uri_of_the_consent_url(capsys, oauth_config, tmp_path):
+    import urllib.parse
+
+    import respx
+
+    code, out, _ = run_cli(capsys, "auth", "eacc", "--config", str(oauth_config), "--redirect-uri", "http://127.0.0.1:9999/cb")
+    url = next(line for line in out.splitlines() if line.startswith("https://"))
+    state = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["state"][0]
+    with respx.mock() as router:
+        route = router.post(TOKEN_URL).mock(return_value=httpx_response(200, {"access_token": "a", "refresh_token": "r3-xxxx"}))
+        code, _, err = run_cli(capsys, "auth", "eacc", "--config", str(oauth_config), "--code", f"http://127.0.0.1:9999/cb?code=C&state={state}")
+    assert code == 0, err
+    sent = urllib.parse.parse_qs(route.calls[0].request.content.decode())
+    assert sent["redirect_uri"] == ["http://127.0.0.1:9999/cb"]

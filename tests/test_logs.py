@@ -62,3 +62,46 @@ def test_log_lines_are_json_and_redacted():
     assert event["event"] == "refreshing" and event["connection"] == "eacc"
     assert event["detail"] == f"with {REDACTED}" and event["refresh_token"] == REDACTED
     assert secret not in line
+
+
+def test_learned_tokens_are_redacted_and_each_group_keeps_only_its_newest():
+    from apicenterd.observe.logs import LEARNED_PER_GROUP
+
+    r = Redactor()
+    first = {"access_token": f"acc-{uuid.uuid4().hex}", "refresh_token": f"ref-{uuid.uuid4().hex}", "token_type": "Bearer"}
+    r.learn_tokens("oauth:eacc", first)
+    assert r.scrub(f"Authorization: Bearer {first['access_token']}") == f"Authorization: Bearer {REDACTED}"
+    assert r.scrub(first["refresh_token"]) == REDACTED and r.scrub("Bearer") == "Bearer"
+    later = [f"later-{i}-{uuid.uuid4().hex}" for i in range(LEARNED_PER_GROUP)]
+    r.learn("oauth:eacc", later)
+    assert r.scrub(first["access_token"]) == first["access_token"]  # rotated out: the list does not grow forever
+    assert all(r.scrub(v) == REDACTED for v in later)
+    r.learn("tokens:other", [f"other-{uuid.uuid4().hex}"])
+    assert all(r.scrub(v) == REDACTED for v in later)  # groups are bounded one by one
+
+
+def test_error_text_and_connector_errors_carry_no_known_secret():
+    from apicenterd.errors import AuthError, RecordError
+    from apicenterd.observe.logs import error_text
+
+    token = f"live-{uuid.uuid4().hex}"
+    redactor.learn("test:errors", [token])
+    exc = RecordError(f"vendor said: headers were Authorization: Bearer {token}", status=400)
+    assert token not in str(exc) and REDACTED in str(exc)
+    assert error_text(ValueError(f"x {token}"), "internal error: ") == f"internal error: ValueError: x {REDACTED}"
+    assert token not in str(AuthError(f"{token}"))
+
+
+def test_a_static_token_setting_is_a_secret_even_as_plain_str():
+    from pydantic import SecretStr
+
+    from apicenterd.config import _secret_values
+    from apicenterd.plugin import ConnectorSettings
+
+    class Settings(ConnectorSettings):
+        api_token: str
+        password: SecretStr
+        shop_name: str
+
+    found = _secret_values(Settings(base_url="http://x", api_token="static-token-0123", password=SecretStr("pw-0123"), shop_name="Shop One"))
+    assert found == {"static-token-0123", "pw-0123"}

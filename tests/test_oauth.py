@@ -407,3 +407,28 @@ async def test_a_short_lived_token_from_the_store_is_used_until_its_margin(mock,
         await client.get("/x")
     assert events == [("api", "Bearer stored"), ("refresh", "r0"), ("save", "a1", "r1"), ("api", "Bearer a1")]
 
+
+async def test_every_token_learned_is_redacted_from_errors_and_logs(events, clock):
+    """Tokens loaded from the store and issued by a refresh are known to the redactor before use:
+    a vendor error that echoes the Authorization header carries no live token."""
+    import uuid
+
+    from apicenterd.errors import RecordError
+    from apicenterd.observe.logs import redactor
+
+    stored = {"access_token": f"stored-{uuid.uuid4().hex}", "refresh_token": f"old-{uuid.uuid4().hex}", "expires_at": 0}
+    issued = {"access_token": f"issued-{uuid.uuid4().hex}", "refresh_token": f"new-{uuid.uuid4().hex}"}
+    with respx.mock(assert_all_called=False) as router:
+        router.post(TOKEN_URL).mock(return_value=httpx.Response(200, json={**issued, "expires_in": 3600}))
+        router.get(f"{API}/thing").mock(
+            side_effect=lambda request: httpx.Response(400, text=f"bad request; Authorization: {request.headers['Authorization']}")
+        )
+        auth, client = make_auth(RecordingStore(events, stored), clock)
+        async with client:
+            response = await client.get("/thing")
+    assert issued["access_token"] in response.text  # the vendor did echo it
+    for token in (*stored.values(), *issued.values()):
+        if isinstance(token, str):
+            assert redactor.scrub(f"x {token} y") == "x [redacted] y"
+    error = RecordError(f"vendor: {response.text}")
+    assert issued["access_token"] not in str(error)

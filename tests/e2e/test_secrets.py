@@ -74,3 +74,88 @@ async def test_secrets_stay_out_of_logs_metrics_audit_and_errors(simulators, con
     for where, content in places.items():
         for secret in secrets:
             assert secret not in content, f"a secret ({secret[:6]}...) is in the {where}"
+
+
+def _echo_vendor(status: int, issued: list[dict]):
+    """An eAccounting-like vendor whose token endpoint issues fresh tokens and whose API answers
+    every call with ``status`` and an error body that echoes the request's Authorization header."""
+    import uuid
+
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def token(request):
+        tokens = {"access_token": f"live-access-{uuid.uuid4().hex}", "refresh_token": f"live-refresh-{uuid.uuid4().hex}"}
+        issued.append(tokens)
+        return JSONResponse({**tokens, "expires_in": 3600, "token_type": "Bearer"})
+
+    async def api(request):
+        echoed = request.headers.get("authorization", "")
+        return JSONResponse(
+            {"ErrorCode": 9999, "DeveloperErrorMessage": f"cannot serve this request; headers were Authorization: {echoed}"},
+            status_code=status,
+        )
+
+    return Starlette(routes=[Route("/connect/token", token, methods=["POST"]), Route("/{path:path}", api, methods=["GET", "POST", "PUT"])])
+
+
+def _alert_receiver(received: list[dict]):
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def hook(request):
+        received.append(await request.json())
+        return JSONResponse({"ok": True})
+
+    return Starlette(routes=[Route("/hook", hook, methods=["POST"])])
+
+
+@pytest.mark.parametrize("status", [400, 401, 500])
+def test_live_tokens_echoed_by_a_vendor_stay_out_of_logs_runs_alerts_and_cli(simulators, tmp_path, capsys, status):
+    """A vendor error body that echoes the request's headers carries the live bearer token; it
+    must reach no log line, no stored run error or dead letter, no alert and no CLI output."""
+    import contextlib
+
+    from apicenterd import cli
+    from apicenterd.testing import serve_app
+    from e2e_support import write_config
+
+    _, _, ccv_url, _ = simulators(products=3)
+    issued: list[dict] = []
+    received: list[dict] = []
+    with contextlib.ExitStack() as stack:
+        vendor_url = stack.enter_context(serve_app(_echo_vendor(status, issued)))
+        hook_url = stack.enter_context(serve_app(_alert_receiver(received)))
+        path = write_config(tmp_path, ccv_url, vendor_url)
+        path.write_text(path.read_text() + f'\n[alerts]\nwebhook_url = "{hook_url}/hook"\n')
+
+        code = cli.main(["flows", "run", "products", "--config", str(path)])
+        run_out, run_err = capsys.readouterr()
+        assert code == 1, run_out + run_err
+        outputs = {"flows run": run_out + run_err}
+        for argv in (["runs"], ["audit"], ["dlq", "list", "--status", "any"], ["runs", "--json"], ["dlq", "list", "--json"]):
+            assert cli.main([*argv, "--config", str(path)]) == 0
+            out, err = capsys.readouterr()
+            outputs[" ".join(argv)] = out + err
+
+    assert issued, "the daemon should have fetched tokens"
+    assert received, "the failure should have been alerted"
+    db = sqlite3.connect(tmp_path / "state.db")
+    try:
+        dump = "\n".join(line for line in db.iterdump() if not line.startswith('INSERT INTO "tokens"'))
+        (run_error,) = db.execute("SELECT error FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+    finally:
+        db.close()
+    assert "[redacted]" in run_out + run_err + dump + json.dumps(received), "the echoed header should be visible, redacted"
+    places = {
+        "logs and output of `flows run`": run_out + run_err,
+        "state store (runs.error, audit, dead letters)": dump + str(run_error),
+        "alert payloads": json.dumps(received),
+        **{f"output of `{k}`": v for k, v in outputs.items()},
+    }
+    live = [t for tokens in issued for t in tokens.values()]
+    for where, content in places.items():
+        for token in live:
+            assert token not in content, f"a live token ({token[:14]}...) is in the {where}"
