@@ -16,12 +16,15 @@ goal is memory that does not grow with N (under 150 MB at a million records).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -109,15 +112,49 @@ def child(config: str, flow: str, batch_size: int) -> None:
     print(json.dumps(result.as_dict()))
 
 
-def measure(config: Path, flow: str, batch_size: int) -> dict:
+def vm_hwm_mib(pid: int) -> float | None:
+    """The process's peak RSS so far (``VmHWM``), where /proc has it."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def settled(state: Path, flow: str) -> int:
+    """Records the flow has settled so far (links and audit entries; read-only, the run goes on)."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{state}?mode=ro", uri=True, timeout=1)) as db:
+            return db.execute("SELECT count(*) FROM audit WHERE flow = ?", (flow,)).fetchone()[0]
+    except sqlite3.Error:
+        return -1
+
+
+def report_progress(proc: subprocess.Popen, state: Path, flow: str, every: float, done: threading.Event) -> None:
+    """Every ``every`` seconds, on stderr: records settled and the child's peak RSS so far."""
+    started = time.perf_counter()
+    while not done.wait(every):
+        peak = vm_hwm_mib(proc.pid)
+        print(f"  ... {flow}: {time.perf_counter() - started:,.0f} s, {settled(state, flow):,} settled,"
+              f" peak RSS so far {peak if peak is not None else float('nan'):.1f} MiB", file=sys.stderr, flush=True)
+
+
+def measure(config: Path, flow: str, batch_size: int, progress: float = 0.0) -> dict:
     """One flow run in a child process: its result, wall time and peak RSS (MiB)."""
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, __file__, "--child", str(config), flow, "--batch-size", str(batch_size)],
         stdout=subprocess.PIPE,
     )
+    done = threading.Event()
+    if progress > 0:
+        state = config.parent / "state.db"
+        threading.Thread(target=report_progress, args=(proc, state, flow, progress, done), daemon=True).start()
     out = proc.stdout.read() if proc.stdout else b""
     _pid, status, usage = os.wait4(proc.pid, 0)
+    done.set()
     proc.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
@@ -129,14 +166,14 @@ def measure(config: Path, flow: str, batch_size: int) -> dict:
     return {"flow": flow, "records": records, "seconds": seconds, "peak_mib": usage.ru_maxrss / 1024, "result": result}
 
 
-def bench(size: int, flows: list[str], page_size: int, batch_size: int) -> list[dict]:
+def bench(size: int, flows: list[str], page_size: int, batch_size: int, progress: float = 0.0) -> list[dict]:
     """Every flow of ``flows`` once, at ``size`` source products."""
     ccv, ccv_url = start_server(CCV_SERVER, size)
     eacc, eacc_url = start_server(EACC_SERVER, 0)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             config = write_bench_config(Path(tmp), ccv_url, eacc_url, page_size)
-            return [{"size": size, **measure(config, flow, batch_size)} for flow in flows]
+            return [{"size": size, **measure(config, flow, batch_size, progress)} for flow in flows]
     finally:
         for proc in (ccv, eacc):
             proc.terminate()
@@ -160,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--page-size", type=int, default=250, help="CCV page size (default 250, the API's maximum)")
     parser.add_argument("--batch-size", type=int, default=100, help="the engine's batch size (default 100)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON lines too")
+    parser.add_argument("--progress", type=float, default=0.0, metavar="SECONDS",
+                        help="every SECONDS, print records settled and peak RSS so far on stderr (long runs)")
     parser.add_argument("--child", nargs=2, metavar=("CONFIG", "FLOW"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -171,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--flows: unknown flow {unknown[0]!r} (products, stock)")
     print(f"{'records':>10} {'flow':<9} {'seconds':>9} {'records/s':>10} {'peak RSS MiB':>13}", flush=True)
     for size in args.sizes:
-        for row in bench(size, flows, args.page_size, args.batch_size):
+        for row in bench(size, flows, args.page_size, args.batch_size, args.progress):
             rate = row["records"] / row["seconds"] if row["seconds"] else 0.0
             print(f"{row['records']:>10} {row['flow']:<9} {row['seconds']:>9.1f} {rate:>10,.0f} {row['peak_mib']:>13.1f}", flush=True)
             if args.json:
