@@ -329,10 +329,12 @@ class Engine:
         log.info("run started", trigger=trigger, cursor=cursor, source=flow.source, target=flow.target)
         try:
             read_failures = 0
+            furthest = 0  # the most changes one read got through since the cursor last moved
             while True:
                 # A read that fails mid-way cannot be resumed (the generator is dead): start
                 # again from the last settled cursor; what was done already costs no call.
                 iterator = source.read(flow.read_entity or flow.entity, cursor).__aiter__()
+                taken = 0
                 try:
                     exhausted = False
                     while not exhausted:
@@ -354,8 +356,14 @@ class Engine:
                             if self.stopping.is_set():
                                 raise _Stop
                             action = await self._process(flow, run_id, source, target, change, log)
-                            if change.cursor != cursor:  # progress: a later failure starts a fresh count
-                                read_failures = 0
+                            # progress (a later read failure starts a fresh count): the cursor moved,
+                            # or, from a source that moves it only with its last change, this read
+                            # got further than any before
+                            taken += 1
+                            if change.cursor != cursor:
+                                read_failures, furthest = 0, 0
+                            elif taken > furthest:
+                                read_failures, furthest = 0, taken
                             cursor = change.cursor
                             counts[action] += 1
                             if not self.dry_run:

@@ -238,6 +238,11 @@ class Change:
     next, and is what the engine passes back as ``since`` after this change is
     settled (``None`` only for replays). Reading ``since`` a cursor may return that cursor's change again
     (ties at second resolution are common); the engine skips what did not change.
+
+    A source must yield as it pages (the engine settles in batches; memory must not grow
+    with the read). One whose API pages in another order than its cursor's gives every
+    change the cursor it was read ``since`` (so the cursor does not move past records not
+    read yet) and the newest cursor with the last change only.
     """
 
     source_id: str

@@ -38,6 +38,10 @@ class MemoryStore:
     fail_create: ClassVar[set[str]] = set()
     flaky: ClassVar[dict[str, int]] = {}
     read_error_after: ClassVar[int | None] = None
+    read_fail_at: ClassVar[list[int]] = []
+    """Positions in a products read that fail once each (the first listed first)."""
+    hold_cursor: ClassVar[bool] = False
+    """Products read like a source that pages in another order: every change carries ``since``, the last the newest."""
     orders: ClassVar[dict[str, Order]] = {}
     customers: ClassVar[dict[str, Customer]] = {}
     target_orders: ClassVar[dict[str, Order]] = {}
@@ -52,6 +56,7 @@ class MemoryStore:
         """Forget everything."""
         cls.source, cls.stock, cls.cursors, cls.target, cls.calls = {}, {}, {}, {}, []
         cls.fail_create, cls.flaky, cls.read_error_after, cls._next_id = set(), {}, None, 0
+        cls.read_fail_at, cls.hold_cursor = [], False
         cls.orders, cls.customers, cls.target_orders, cls.crash_on_order = {}, {}, {}, set()
         cls.target_invoices, cls.source_customers, cls.shipments = {}, {}, {}
 
@@ -97,12 +102,19 @@ class MemorySource(Connector):
                 yield Change(sku, level, "0")
             return
         items = sorted(MemoryStore.source.items(), key=lambda kv: (MemoryStore.cursors[kv[0]], kv[0]))
+        wanted = [sku for sku, _ in items if since is None or MemoryStore.cursors[sku] >= since]
         for n, (sku, product) in enumerate(items):
             cursor = MemoryStore.cursors[sku]
             if since is not None and cursor < since:
                 continue
             if MemoryStore.read_error_after is not None and n >= MemoryStore.read_error_after:
                 raise RetryableError("source went away")
+            position = wanted.index(sku)  # in this read
+            if MemoryStore.read_fail_at and MemoryStore.read_fail_at[0] == position:
+                MemoryStore.read_fail_at.pop(0)
+                raise RetryableError(f"source went away at record {position}")
+            if MemoryStore.hold_cursor and position < len(wanted) - 1:
+                cursor = since or ""
             yield Change(sku, product, cursor)
 
 

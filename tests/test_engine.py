@@ -137,6 +137,37 @@ async def test_read_error_fails_run_keeps_settled_cursor(tmp_path, registry, mem
     assert result.status == "failed" and result.counts["created"] == 2
 
 
+async def test_a_read_that_holds_its_cursor_counts_getting_further_as_progress(tmp_path, registry, memory):
+    """A source that moves its cursor only with its last change (CCV products, newest first)
+    is read again from the start after a failure; each attempt that gets further than any
+    before is progress, so five failures at later and later places do not fail the run."""
+    for i in range(10):
+        memory.put(product(f"SKU{i}"), f"2026-01-{i + 10}")
+    memory.hold_cursor = True
+    memory.read_fail_at = [2, 4, 6, 8, 9]
+    resolved = make_config(tmp_path, registry)
+    result = await run_once(resolved, tmp_path)  # retry_attempts = 4
+    assert result.status == "ok", result.error
+    assert result.counts["created"] == 10 and len(memory.target) == 10
+    store = SQLiteStore(tmp_path / "state.db")
+    await store.open()
+    try:
+        assert await store.get_cursor("products") == "2026-01-19"
+    finally:
+        await store.close()
+
+
+async def test_a_read_that_fails_at_the_same_place_still_fails_the_run(tmp_path, registry, memory):
+    for i in range(10):
+        memory.put(product(f"SKU{i}"), f"2026-01-{i + 10}")
+    memory.hold_cursor = True
+    memory.read_fail_at = [5] * 10
+    resolved = make_config(tmp_path, registry)
+    result = await run_once(resolved, tmp_path)
+    assert result.status == "failed" and "record 5" in result.error
+    assert len(memory.read_fail_at) == 6  # four attempts, then it gave up
+
+
 async def test_filters_skip_records_with_reason(tmp_path, registry, memory):
     memory.put(product("A", active=False), "1")
     memory.put(product("B"), "2")

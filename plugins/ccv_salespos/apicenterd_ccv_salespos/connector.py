@@ -31,6 +31,9 @@ from .client import API_PREFIX, MAX_PAGE_SIZE, SALESPOS_MEDIA_TYPE, CCVAuth, CCV
 
 __all__ = ["CCVSalesPOSConnector", "get_bucket", "write_bucket"]
 
+MIN_PRODUCT_CURSOR = "1970-01-01T00:00:00Z"
+"""The products cursor of a read from the beginning, carried until the read is settled."""
+
 ROWS_CACHE_SIZE = 10_000
 """Orders whose rows are remembered between runs (keyed by the order's content; see ``_rows_for``)."""
 
@@ -52,8 +55,10 @@ class CCVSalesPOSConnector(Connector):
 
     ``products``
         ``GET /products/?orderby=modifydate_desc`` paged until a product older than the cursor
-        (there is no modify-date filter), yielded oldest first. The cursor is the product's
-        ``modifydate``; the boundary second is read again, which the engine skips by hash.
+        (there is no modify-date filter), yielded page by page in that order (newest first), so
+        memory stays one page whatever the count. The cursor is the newest ``modifydate`` read;
+        it is given with the last change only (the others carry ``since``), so it moves once
+        the whole read is settled. The boundary second is read again, which the engine skips by hash.
         A product without ``productnumber`` has no SKU, one without a readable ``modifydate`` no
         place in that order: each is skipped with a warning.
         The canonical price is the sell price, ``price − discount``.
@@ -221,11 +226,25 @@ class CCVSalesPOSConnector(Connector):
         return super().read(entity, since)
 
     async def _read_products(self, since: str | None) -> AsyncIterator[Change]:
+        """Products changed at or after ``since``, newest first, page by page as CCV sends them.
+
+        CCV has no modify-date filter; ``orderby=modifydate_desc`` is the one order in which a
+        delta read can stop at the cursor, and in which a product changed while paging moves to
+        the front (already read: it is read again next run) instead of pushing an unread one
+        past the page being read (CCV-SHOP-API.md §4: offsets shift while paging). Records
+        older than the ones yielded are not settled yet, so every change carries ``since`` (or,
+        reading from the beginning, ``MIN_PRODUCT_CURSOR``: the cursor does not move) except the last, which carries the newest ``modifydate``
+        seen: the cursor advances once, when the whole read is settled. A run that stops
+        half-way reads the same products again next time; the engine skips the unchanged
+        ones by hash, without a call. Memory: one page and one pending change.
+        """
         try:
             cutoff = mapping.parse_datetime(since, "products cursor") if since else None
         except ValueError as exc:
             raise FatalError(f"{self.context.name}: {exc}") from None
-        changed: list[tuple[datetime, int, dict[str, Any]]] = []
+        newest: datetime | None = None
+        pending: Change | None = None
+        floor = since or MIN_PRODUCT_CURSOR
         async with contextlib.aclosing(self.client.products(orderby="modifydate_desc")) as items:
             async for item in items:
                 try:
@@ -235,17 +254,20 @@ class CCVSalesPOSConnector(Connector):
                     continue
                 if cutoff is not None and modified < cutoff:
                     break  # newest first: everything after this is older than the cursor
-                changed.append((modified, _int_id(item), item))
-        changed.sort(key=lambda entry: entry[:2])
-        for modified, product_id, item in changed:
-            try:
-                record = mapping.product_to_canonical(
-                    item, currency=self.settings.currency, prices_include_tax=self.settings.prices_include_tax
-                )
-            except RecordError as exc:
-                self.context.log.warning("ccv_salespos.product_skipped", product_id=product_id, reason=str(exc))
-                continue
-            yield Change(source_id=str(product_id), record=record, cursor=mapping.format_cursor(modified))
+                newest = modified if newest is None else max(newest, modified)
+                product_id = _int_id(item)
+                try:
+                    record = mapping.product_to_canonical(
+                        item, currency=self.settings.currency, prices_include_tax=self.settings.prices_include_tax
+                    )
+                except RecordError as exc:
+                    self.context.log.warning("ccv_salespos.product_skipped", product_id=product_id, reason=str(exc))
+                    continue
+                if pending is not None:
+                    yield pending
+                pending = Change(source_id=str(product_id), record=record, cursor=floor)
+        if pending is not None and newest is not None:
+            yield Change(source_id=pending.source_id, record=pending.record, cursor=mapping.format_cursor(newest))
 
     async def reservations(self, errors: dict[int, str] | None = None) -> dict[int, Decimal]:
         """Reserved quantity per product id: one orders list per open status, one rows call per open order.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import collections.abc
 import copy
 import hmac
 import json
@@ -22,7 +23,7 @@ from apicenterd.testing import FixedWindow, vendor_error
 
 from .client import API_PREFIX, MAX_PAGE_SIZE, format_x_date, resource_of, signature
 
-__all__ = ["DEMO_PUBLIC_KEY", "DEMO_PRIVATE_KEY", "SimError", "CCVShopSim", "create_app"]
+__all__ = ["DEMO_PUBLIC_KEY", "DEMO_PRIVATE_KEY", "SimError", "CCVShopSim", "LazyProducts", "create_app"]
 
 DEMO_PUBLIC_KEY = "demo-public-key"
 DEMO_PRIVATE_KEY = "demo-private-key-not-a-secret"
@@ -111,6 +112,109 @@ def _check_fields(data: Any, allowed: dict[str, tuple[type, ...]], what: str) ->
     return data
 
 
+def _lazy_keys(first: int) -> Callable[[str, int], Any]:
+    """The sort keys of an unchanged lazy product, without generating it (see ``_seed_lazy``)."""
+
+    def key(field: str, pid: int) -> Any:
+        if field == "id":
+            return pid
+        created = EPOCH + timedelta(seconds=7 * (pid - first))
+        if field == "createdate":
+            return _iso(created)
+        if field == "modifydate":
+            return _iso(created + timedelta(hours=1))
+        raise KeyError(field)
+
+    return key
+
+
+class LazyProducts(collections.abc.MutableMapping):
+    """Products ``first`` .. ``first + count - 1`` made by ``make(pid)`` when asked for; a product
+    written (``products[pid] = ...``, as ``add_product`` and ``update_product`` do) or deleted is
+    remembered. Lists are paged from a cached order of ids, so a million products cost a few
+    MB until they change. Change lazy products only through the simulator's methods: a dict
+    read from here and changed in place is not kept."""
+
+    def __init__(self, first: int, count: int, make: Callable[[int], dict[str, Any]], key: Callable[[str, int], Any]):
+        self._first, self._count, self._make, self._key = first, count, make, key
+        self._written: dict[int, dict[str, Any]] = {}
+        self._deleted: set[int] = set()
+        self._orders: dict[tuple[str, bool], tuple[int, Any]] = {}
+        self.version = 0
+
+    def _seeded(self, pid: Any) -> bool:
+        return isinstance(pid, int) and self._first <= pid < self._first + self._count and pid not in self._deleted
+
+    def __getitem__(self, pid: int) -> dict[str, Any]:
+        if pid in self._written:
+            return self._written[pid]
+        if self._seeded(pid):
+            return self._make(pid)
+        raise KeyError(pid)
+
+    def __contains__(self, pid: object) -> bool:
+        return pid in self._written or self._seeded(pid)
+
+    def __setitem__(self, pid: int, product: dict[str, Any]) -> None:
+        self._written[pid] = product
+        self._deleted.discard(pid)
+        self.version += 1
+
+    def __delitem__(self, pid: int) -> None:
+        if pid not in self:
+            raise KeyError(pid)
+        self._written.pop(pid, None)
+        if self._first <= pid < self._first + self._count:
+            self._deleted.add(pid)
+        self.version += 1
+
+    def __iter__(self) -> Any:
+        for pid in range(self._first, self._first + self._count):
+            if pid not in self._deleted:
+                yield pid
+        yield from sorted(pid for pid in self._written if not self._first <= pid < self._first + self._count)
+
+    def __len__(self) -> int:
+        extra = sum(1 for pid in self._written if not self._first <= pid < self._first + self._count)
+        return self._count - len(self._deleted) + extra
+
+    def order(self, field: str, desc: bool) -> Any:
+        """Product ids sorted by ``field`` (ties in id order), as a sequence."""
+        seeded = range(self._first, self._first + self._count)
+        if not self._written and not self._deleted and field in ("id", "createdate", "modifydate"):
+            return seeded[::-1] if desc else seeded  # generated in that order
+        cached = self._orders.get((field, desc))
+        if cached is not None and cached[0] == self.version:
+            return cached[1]
+
+        def key(pid: int) -> Any:
+            if pid in self._written:
+                value = self._written[pid].get(field)
+            else:
+                try:
+                    value = self._key(field, pid)
+                except KeyError:
+                    value = self._make(pid).get(field)
+            return (value is None, value)
+
+        order = sorted(self, key=key, reverse=desc)  # iterated in id order; a reversed sort keeps ties so
+        self._orders[(field, desc)] = (self.version, order)
+        return order
+
+
+class _LazyPage:
+    """The products of an ordered id sequence, as the list ``_collection`` slices."""
+
+    def __init__(self, ids: Any, products: LazyProducts):
+        self._ids, self._products = ids, products
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __getitem__(self, window: slice) -> list[dict[str, Any]]:
+        return [self._products[pid] for pid in self._ids[window]]
+
+
 class CCVShopSim:
     """The simulator's state and behaviour; tests reach it as ``app.state.sim``."""
 
@@ -127,15 +231,18 @@ class CCVShopSim:
         sign_responses: bool = True,
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
         unknown_sku: bool = False,
+        lazy: bool = False,
     ):
         self.public_key, self.private_key = public_key, private_key
+        self.lazy = lazy
+        """Seeded products are generated when asked for (benchmarks with a million products); see LazyProducts."""
         self.sign_responses = sign_responses
         self.clock = clock
         get_limit, write_limit = (GET_LIMIT, WRITE_LIMIT) if rate_limit is None else (rate_limit, rate_limit)
         self.get_window = FixedWindow(get_limit, period)
         self.write_window = FixedWindow(write_limit, period)
         self.total_window = FixedWindow(total_limit, period)  # 429.11's real limit is UNKNOWN: off unless asked
-        self.products: dict[int, dict[str, Any]] = {}
+        self.products: dict[int, dict[str, Any]] | LazyProducts = {}
         self.orders: dict[int, dict[str, Any]] = {}
         self.orderrows: dict[int, dict[str, Any]] = {}
         self.request_count = 0
@@ -146,7 +253,10 @@ class CCVShopSim:
         self.mails: list[tuple[int, dict[str, Any]]] = []
         """(order id, PATCH body) of every order PATCH that asked CCV to e-mail the customer."""
         self.notes: list[tuple[int, str]] = []
-        self._seed(random.Random(seed), records, unknown_sku)
+        if lazy:
+            self._seed_lazy(seed, records)
+        else:
+            self._seed(random.Random(seed), records, unknown_sku)
 
     # -- state helpers used by tests ------------------------------------------------------
 
@@ -163,7 +273,12 @@ class CCVShopSim:
     def add_product(self, *, when: datetime | None = None, **fields: Any) -> dict[str, Any]:
         """Create a product resource (all documented keys) from write fields; returns it."""
         pid = self._next_id("product")
-        stamp = _iso(when or self._now())
+        product = self._build_product(pid, _iso(when or self._now()), fields)
+        self.products[pid] = product
+        return product
+
+    def _build_product(self, pid: int, stamp: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """The resource of product ``pid`` created at ``stamp``, with ``fields`` written."""
         href = f"{API_PREFIX}products/{pid}/"
         product: dict[str, Any] = {
             "href": href, "id": pid, "is_active": True, "createdate": stamp, "modifydate": stamp,
@@ -188,7 +303,6 @@ class CCVShopSim:
         }  # fmt: skip
         for link in PRODUCT_LINKS:
             product[link] = {"href": f"{href}{link}/", "collection": None}
-        self.products[pid] = product
         self._apply_product_fields(product, fields)
         return product
 
@@ -213,6 +327,7 @@ class CCVShopSim:
         product = self.products[product_id]
         self._apply_product_fields(product, fields)
         product["modifydate"] = _iso(self._now())
+        self.products[product_id] = product  # a lazy product is kept from its first change on
         return product
 
     def add_order(
@@ -361,6 +476,42 @@ class CCVShopSim:
             "reference": "", "iban": "", "bic": "",
         }  # fmt: skip
 
+    def _seed_lazy(self, seed: int, records: int) -> None:
+        """``records`` products generated on demand from ``seed`` and their id, created 7 s apart and
+        modified an hour after (so ``modifydate`` order is id order), and a few orders."""
+        first = self._ids["product"] + 1
+
+        def make(pid: int) -> dict[str, Any]:
+            rng = random.Random(seed * 1_000_003 + pid)
+            created = EPOCH + timedelta(seconds=7 * (pid - first))
+            rate = rng.choice((21.0, 21.0, 9.0))
+            enabled = rng.random() > 0.1
+            name = f"{rng.choice(ADJECTIVES)} {rng.choice(NOUNS).lower()} {rng.choice(SIZES)}"
+            product = self._build_product(pid, _iso(created), {
+                "productnumber": f"SP-{pid + 9000}", "eannumber": ean13(f"871{rng.randint(0, 999_999_999):09d}"),
+                "name": name, "shortdescription": "Uit eigen winkel",
+                "description": f"<h2>{name}</h2>" + "<p>Een Nederlands product, met zorg geselecteerd en vers verpakt.</p>" * 12,
+                "vatrate": rate, "taxtariff": "normal" if rate == 21.0 else "low a",
+                "price": rng.choice((2, 3, 4, 7, 9, 12, 15, 19, 24, 39)) + rng.choice((0.49, 0.95, 0.99)),
+                "discount": rng.choice((0.0, 0.0, 0.0, 0.5, 1.0)), "purchaseprice": round(rng.uniform(0.8, 10.0), 2),
+                "stockenabled": enabled, "stock": float(rng.randint(0, 120)) if enabled else None,
+                "weight": round(rng.uniform(0.1, 2.5), 3),
+            })  # fmt: skip
+            product["modifydate"] = _iso(created + timedelta(hours=1))
+            product["productmainphoto"] = f"https://myshop.ccvshop.nl/Files/2/{pid}/photo.jpg"
+            return product
+
+        self.products = LazyProducts(first, records, make, _lazy_keys(first))
+        self._ids["product"] = first - 1 + records
+        if records:
+            self._last_modified = EPOCH + timedelta(seconds=7 * (records - 1), hours=1)
+        rng = random.Random(seed)
+        ids = range(first, first + records)
+        for n in range(min(records, 200)):
+            lines = [(rng.choice(ids), rng.randint(1, 3)) for _ in range(rng.randint(1, 3))]
+            self.add_order(lines, status=(1, 2, 5, 6, 7, 14, 4, 8, 13)[n % 9], customer=self._customer(rng),
+                           when=EPOCH + timedelta(days=3, hours=n))  # fmt: skip
+
     def _seed(self, rng: random.Random, records: int, unknown_sku: bool = False) -> None:
         for i in range(records):
             rate = rng.choice((21.0, 21.0, 9.0))
@@ -467,11 +618,16 @@ def _int_param(params: dict[str, str], name: str, default: int) -> int:
     return value
 
 
-def _sorted(items: list[dict[str, Any]], params: dict[str, str], fields: tuple[str, ...]) -> list[dict[str, Any]]:
+def _orderby(params: dict[str, str], fields: tuple[str, ...]) -> tuple[str, bool]:
     orderby = params.get("orderby", "id")
     field, desc = (orderby[:-5], True) if orderby.endswith("_desc") else (orderby, False)
     if field not in fields:
         raise SimError(400, "400.21", f"Parameter 'orderby' must be one of {', '.join(fields)} (optionally _desc)")
+    return field, desc
+
+
+def _sorted(items: list[dict[str, Any]], params: dict[str, str], fields: tuple[str, ...]) -> list[dict[str, Any]]:
+    field, desc = _orderby(params, fields)
     # ties keep id order, like a database ORDER BY field, id
     return sorted(sorted(items, key=lambda i: i["id"]), key=lambda i: (i[field] is None, i[field]), reverse=desc)
 
@@ -540,7 +696,11 @@ async def products_list(request: Request, sim: CCVShopSim, body: bytes) -> Respo
         product = sim.add_product(**data)
         return JSONResponse(_absolute(product, _root(request)), status_code=201)
     params = dict(request.query_params)
-    items = _filtered(list(sim.products.values()), params, {"productnumber": str, "eannumber": str, "active": _bool})
+    filters = {"productnumber": str, "eannumber": str, "active": _bool}
+    if isinstance(sim.products, LazyProducts) and not any(name in params for name in filters):
+        field, desc = _orderby(params, PRODUCT_ORDERBY)
+        return JSONResponse(_collection(request, _LazyPage(sim.products.order(field, desc), sim.products)))
+    items = _filtered(list(sim.products.values()), params, filters)
     return JSONResponse(_collection(request, _sorted(items, params, PRODUCT_ORDERBY)))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from decimal import Decimal
 from importlib.metadata import entry_points
 
@@ -108,20 +110,35 @@ async def test_check_and_accept_header():
     assert app.state.sim.last_accept == "application/vnd.verto.salespos+json"
 
 
-async def test_reads_every_product_oldest_first():
+async def test_reads_every_product_newest_first_and_moves_the_cursor_with_the_last():
     app = CCVSalesPOSConnector.simulator(seed=3, records=23)
     sim = app.state.sim
     async with connect(CCVSalesPOSConnector, settings(page_size=5), app=app) as connector:
         changes = await read(connector, Entity.PRODUCTS)
     assert sorted(c.source_id for c in changes) == sorted(str(i) for i in sim.products)
-    cursors = [c.cursor for c in changes]
-    assert cursors == sorted(cursors)
+    stamps = [sim.products[int(c.source_id)]["modifydate"] for c in changes]
+    assert stamps == sorted(stamps, reverse=True)  # CCV's own order: modifydate_desc
+    # nothing older is settled before the read ends: only the last change moves the cursor
+    assert [c.cursor for c in changes[:-1]] == ["1970-01-01T00:00:00Z"] * 22
+    assert changes[-1].cursor == max(p["modifydate"] for p in sim.products.values())
     assert len([r for r in sim.requests if "/products/" in r[1]]) == 5  # 23 products at 5 a page
     one = next(c for c in changes if c.source_id == str(min(sim.products)))
     raw = sim.products[min(sim.products)]
     assert one.record.sku == raw["productnumber"] and one.record.ean == raw["eannumber"]
     assert one.record.price_incl_tax == Decimal(str(raw["price"])) - Decimal(str(raw["discount"]))
-    assert one.cursor == raw["modifydate"]
+
+
+async def test_products_are_yielded_page_by_page_not_after_the_whole_read():
+    app = CCVSalesPOSConnector.simulator(seed=3, records=40)
+    sim = app.state.sim
+    async with connect(CCVSalesPOSConnector, settings(page_size=5), app=app) as connector:
+        seen_pages = []
+        async with contextlib.aclosing(connector.read(Entity.PRODUCTS, None)) as changes:
+            async for _change in changes:
+                seen_pages.append(len([r for r in sim.requests if "/products/" in r[1]]))
+    assert len(seen_pages) == 40
+    # the first product is handed on after one page (of 8), the sixth after two
+    assert seen_pages[0] == 1 and seen_pages[5] == 2 and seen_pages[-1] == 8
 
 
 async def test_delta_read_yields_what_changed_since_the_cursor():
@@ -136,9 +153,10 @@ async def test_delta_read_yields_what_changed_since_the_cursor():
         again = await read(connector, Entity.PRODUCTS, cursor)
     ids = [c.source_id for c in again]
     assert str(changed) in ids
-    assert ids[-1] == str(changed) and again[-1].record.name == "Hollandse stroopwafels 8 stuks"
+    assert ids[0] == str(changed) and again[0].record.name == "Hollandse stroopwafels 8 stuks"
     # only the boundary second is read again, not the catalogue
-    assert all(c.cursor >= cursor for c in again) and len(again) < len(first)
+    assert all(c.cursor == cursor for c in again[:-1]) and len(again) < len(first)
+    assert again[-1].cursor == sim.products[changed]["modifydate"] > cursor
     assert sim.request_count == 1
 
 

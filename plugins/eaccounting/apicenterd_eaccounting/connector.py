@@ -255,12 +255,17 @@ class EAccountingConnector(Connector):
     # -- reading ---------------------------------------------------------------------
 
     async def read(self, entity: Entity, since: str | None) -> AsyncIterator[Change]:
-        """Yield articles or customers changed at or after ``since`` (a ChangedUtc cursor), oldest first.
+        """Yield articles or customers changed at or after ``since`` (a ChangedUtc cursor), page by page.
 
-        All pages are read, then sorted by ``ChangedUtc`` here. No ``$orderby=ChangedUtc``
-        on purpose: in that order a record changed while paging would jump to the last
-        page and push a neighbour onto a page already read; a record seen twice is kept
-        once, in its newest version.
+        Paged in the API's default order, not ``$orderby=ChangedUtc``: in that order a record
+        changed while paging jumps to the last page and pushes a neighbour onto a page already
+        read. In the default order a changed record keeps its place; one read twice (a page
+        shifted by a create) is yielded twice, the later one being the newer. Records older
+        than the ones yielded may still be unread, so every change carries ``since`` (or
+        ``MIN_CURSOR`` from the beginning: the cursor does not move) except the last, which
+        carries the newest ``ChangedUtc`` seen: the cursor advances once, when the whole read
+        is settled. A run that stops half-way reads the same records again next time; the
+        engine skips the unchanged ones by hash. Memory: one page and one pending change.
         """
         if entity == Entity.PRODUCTS:
             path, to_record = "/v2/articles", await self._product_reader()
@@ -271,27 +276,27 @@ class EAccountingConnector(Connector):
         params = {}
         if since:
             params["$filter"] = filter_since(since)
-        latest: dict[str, dict[str, Any]] = {}
+        floor = since or MIN_CURSOR
+        newest = floor
+        pending: Change | None = None
         async for data in self.api.pages(path, what=f"{entity} changed since {since or 'the beginning'}", params=params):
             for item in data:
-                latest[str(item.get("Id"))] = item
-        floor = since or MIN_CURSOR
-        changes = []
-        for item_id, item in latest.items():
-            try:
-                cursor = cursor_of(item["ChangedUtc"]) if item.get("ChangedUtc") else floor
-            except ValueError as exc:  # read it all the same, first: a bad timestamp must not end the run
-                self.context.log.warning("eaccounting_bad_changed_utc", entity=str(entity), id=item_id, error=str(exc))
-                cursor = floor
-            changes.append((cursor, item_id, item))
-        changes.sort(key=lambda change: change[0])
-        for cursor, item_id, item in changes:
-            try:
-                record = to_record(item)
-            except (RecordError, ValueError) as exc:
-                self.context.log.warning("eaccounting_record_skipped", entity=str(entity), id=item_id, error=str(exc))
-                continue
-            yield Change(source_id=item_id, record=record, cursor=cursor)
+                item_id = str(item.get("Id"))
+                try:
+                    if item.get("ChangedUtc"):
+                        newest = max(newest, cursor_of(item["ChangedUtc"]))
+                except ValueError as exc:  # read it all the same: a bad timestamp must not end the run
+                    self.context.log.warning("eaccounting_bad_changed_utc", entity=str(entity), id=item_id, error=str(exc))
+                try:
+                    record = to_record(item)
+                except (RecordError, ValueError) as exc:
+                    self.context.log.warning("eaccounting_record_skipped", entity=str(entity), id=item_id, error=str(exc))
+                    continue
+                if pending is not None:
+                    yield pending
+                pending = Change(source_id=item_id, record=record, cursor=floor)
+        if pending is not None:
+            yield Change(source_id=pending.source_id, record=pending.record, cursor=newest)
 
     async def _product_reader(self):
         rates, currency = await self._vat_rates(), await self._currency()

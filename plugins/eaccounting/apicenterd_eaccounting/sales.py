@@ -4,6 +4,7 @@ delivery method/term and terms of payment."""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -25,6 +26,9 @@ ORDER_KINDS = ("order", "invoice_draft", "invoice")
 INVOICE_KINDS = ("invoice_draft", "invoice")
 """Where an invoice may be: a draft, or booked (a draft is converted into an invoice)."""
 
+ARTICLE_CACHE_SIZE = 10_000
+"""Articles remembered for order rows, the most recently seen kept: a products run of a million
+creates must not keep a million of them."""
 CUSTOMER_TTL = 300.0
 """Seconds a customer read or written by this connection is trusted without a new GET."""
 
@@ -46,7 +50,7 @@ class SalesDocuments:
         self._company = company
         self._vat_rates = vat_rates
         self._clock = clock
-        self._articles: dict[str, Article] = {}
+        self._articles: collections.OrderedDict[str, Article] = collections.OrderedDict()
         self._customers: dict[str, tuple[float, dict[str, Any]]] = {}
         self._lists: dict[str, list[dict[str, Any]]] = {}
         self._warned_codes = False
@@ -57,6 +61,9 @@ class SalesDocuments:
         """Keep what a row needs of an article seen by a product look-up or create (saves a GET per line)."""
         if article.get("Id") and article.get("Number"):
             self._articles[article["Number"]] = Article(str(article["Id"]), article["Number"], article.get("Name") or "", vat_percent)
+            self._articles.move_to_end(article["Number"])
+            while len(self._articles) > ARTICLE_CACHE_SIZE:
+                self._articles.popitem(last=False)
 
     def remember_customer(self, customer: Mapping[str, Any]) -> None:
         """Keep a customer just read or written, for the document that usually follows."""
@@ -95,6 +102,7 @@ class SalesDocuments:
         for sku in dict.fromkeys(skus):
             if sku in self._articles:
                 found[sku] = self._articles[sku]
+                self._articles.move_to_end(sku)
                 continue
             matches = await self.api.first("/v2/articles", f"Number eq {odata_string(sku)}", what=f"{what}: article {sku!r}")
             exact = next((a for a in matches if a.get("Number") == sku), None)

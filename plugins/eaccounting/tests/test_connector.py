@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -23,6 +25,7 @@ from apicenterd import (
 )
 from apicenterd.testing import MemoryTokenStore, connect
 from apicenterd_eaccounting import EAccountingConnector
+from apicenterd_eaccounting.client import cursor_of
 
 pytestmark = pytest.mark.anyio
 
@@ -169,19 +172,36 @@ async def test_read_products_in_cursor_order_and_delta(settings):
         await connector.update(Entity.PRODUCTS, changes[0].source_id, changes[0].record.model_copy(update={"name": "Changed"}), frozenset({"name"}))
         delta = [c async for c in connector.read(Entity.PRODUCTS, last)]
     # the boundary record may come again (ties); the changed one must come, the older ones not
-    assert [c.record.name for c in delta][-1] == "Changed"
+    assert "Changed" in [c.record.name for c in delta]
     assert {c.source_id for c in delta} <= {changes[0].source_id, changes[-1].source_id}
-    assert all(c.cursor >= last for c in delta)
+    assert all(c.cursor >= last for c in delta) and delta[-1].cursor > last
 
 
-async def test_a_record_changed_while_paging_is_read_once_in_its_newest_form(settings):
+async def test_read_yields_page_by_page_and_moves_the_cursor_with_the_last_change(settings):
+    app = EAccountingConnector.simulator(seed=3, records=9)
+    sim = app.state.sim
+    async with connect(EAccountingConnector, {**settings, "page_size": 2}, app=app) as connector:
+        await connector.read(Entity.PRODUCTS, None).__anext__()  # the lookups a first read makes
+        sim.reset_counts()
+        pages_when_yielded, changes = [], []
+        async with contextlib.aclosing(connector.read(Entity.PRODUCTS, None)) as reader:
+            async for change in reader:
+                pages_when_yielded.append(sim.count("GET", "/v2/articles"))
+                changes.append(change)
+    assert pages_when_yielded[0] == 1 and pages_when_yielded[-1] == 5  # not after the last page
+    floor = "0001-01-01T00:00:00.000000Z"
+    assert [c.cursor for c in changes[:-1]] == [floor] * 8  # older records may be unread: no move
+    assert changes[-1].cursor == max(cursor_of(a["ChangedUtc"]) for a in sim.articles.values())
+
+
+async def test_a_record_changed_before_the_read_moves_the_cursor_to_its_change(settings):
     app = EAccountingConnector.simulator(seed=3, records=3)
     sim = app.state.sim
     first_id = next(iter(sim.articles))
     sim.articles[first_id]["ChangedUtc"] = "2030-01-01T00:00:00.000Z"
     async with connect(EAccountingConnector, {**settings, "page_size": 1}, app=app) as connector:
         changes = [c async for c in connector.read(Entity.PRODUCTS, None)]
-    assert len(changes) == 3 and changes[-1].source_id == first_id and changes[-1].cursor.startswith("2030-01-01")
+    assert len(changes) == 3 and changes[0].source_id == first_id and changes[-1].cursor.startswith("2030-01-01")
 
 
 async def test_an_unreadable_changed_utc_is_read_first_not_the_end_of_the_run(settings):
@@ -234,9 +254,11 @@ async def test_read_customers_since_a_cursor(settings):
     app = EAccountingConnector.simulator(seed=2, customers=4)
     async with connect(EAccountingConnector, settings, app=app) as connector:
         changes = [c async for c in connector.read(Entity.CUSTOMERS, None)]
-        later = [c async for c in connector.read(Entity.CUSTOMERS, changes[2].cursor)]
+        third = changes[2]
+        await connector.update(Entity.CUSTOMERS, third.source_id, third.record.model_copy(update={"name": "Customer 3b"}), frozenset({"name"}))
+        later = [c async for c in connector.read(Entity.CUSTOMERS, changes[-1].cursor)]
     assert [c.record.name for c in changes] == ["Customer 1", "Customer 2", "Customer 3", "Customer 4"]
-    assert [c.record.name for c in later] == ["Customer 3", "Customer 4"]
+    assert [c.record.name for c in later] in (["Customer 3b"], ["Customer 3b", "Customer 4"])  # and the boundary
     assert changes[1].record.kind == "person"
 
 
@@ -364,3 +386,19 @@ async def test_find_many_looks_articles_up_in_chunks_with_or_filters():
         assert found[numbers[0]].id == one.id and found[numbers[0]].record == one.record
         stock = await conn.find_many(Entity.STOCK, numbers[:3])
         assert {k: v.id for k, v in stock.items()} == {k: found[k].id for k in numbers[:3]}
+
+
+async def test_articles_remembered_for_order_rows_are_bounded(app, sim, settings, monkeypatch):
+    """A products run of a million creates must not keep a million articles for order rows."""
+    from apicenterd_eaccounting import sales
+
+    monkeypatch.setattr(sales, "ARTICLE_CACHE_SIZE", 3)
+    async with connect(EAccountingConnector, settings, app=app) as connector:
+        for n in range(6):
+            await connector.create(Entity.PRODUCTS, mug(sku=f"MUG-{n}"))
+        remembered = list(connector.sales._articles)
+        sim.reset_counts()
+        found = await connector.sales.articles(["MUG-5", "MUG-0"], "order 1")
+    assert remembered == ["MUG-3", "MUG-4", "MUG-5"]  # the latest, not all six
+    assert set(found) == {"MUG-5", "MUG-0"}
+    assert sim.count("GET", "/v2/articles") == 1  # MUG-5 from memory, MUG-0 looked up again
