@@ -1,10 +1,19 @@
-"""The long-running daemon: metrics endpoint, state store, engine, signals, reload, systemd."""
+"""The long-running daemon: metrics endpoint, state store, engine, signals, reload, systemd.
+
+A reload (SIGHUP) never takes the daemon down: whatever goes wrong loading the new
+configuration, the old one keeps running, the reason is logged and alerted, and the outcome
+is written to ``<state path>.reload`` (JSON: ``generation``, ``result`` applied/refused,
+``reason``, ``pid``, ``at``) for ``apicenterd reload`` to report to ``systemctl reload``.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -13,13 +22,29 @@ from .config import Resolved, load
 from .engine import Engine
 from .errors import ConfigError
 from .observe import logs, metrics
-from .observe.alerts import Alerter
+from .observe.alerts import Alert, Alerter
 from .registry import Registry
 from .state import SQLiteStore
 
-__all__ = ["Daemon", "purge"]
+__all__ = ["Daemon", "purge", "reload_status_path", "read_reload_status"]
 
 DAY = 86400.0
+MAX_REASON = 2000
+"""Characters of a refused reload's reason kept in the status file and the alert."""
+
+
+def reload_status_path(state_path: Path) -> Path:
+    """Where the daemon records the outcome of its last reload: ``<state path>.reload``."""
+    return Path(f"{state_path}.reload")
+
+
+def read_reload_status(path: Path) -> dict[str, Any] | None:
+    """The last reload outcome the daemon recorded at ``path``; None if none (or unreadable)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("generation"), int) else None
 
 
 async def purge(store, state_config, now: float | None = None) -> tuple[int, int]:
@@ -42,6 +67,10 @@ class Daemon:
         self._stop = False
         self._pending: Resolved | None = None
         self.alerter = Alerter(resolved.config.alerts)  # outlives reloads: failing/recovered state
+        self.reload_status = reload_status_path(resolved.state_path)
+        self._generation = 0
+        self.watchdog_ticks = 0
+        """Rounds of the watchdog task (pinged or not); tests wait on it."""
 
     async def run(self) -> None:
         """Serve until stopped; reload on SIGHUP."""
@@ -58,36 +87,58 @@ class Daemon:
             state=str(self.resolved.state_path),
             flows=sorted(self.resolved.flows),
         )
+        self._generation = (read_reload_status(self.reload_status) or {}).get("generation", 0)
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._signals)
-                tg.start_soon(self._watchdog)
-                tg.start_soon(self._purge, store)
-                while True:
-                    self.alerter.config = self.resolved.config.alerts
-                    engine = self.engine = Engine(self.resolved, store, alerter=self.alerter)
-                    done = anyio.Event()
-
-                    async def serve(engine: Engine = engine, done: anyio.Event = done, *, task_status=anyio.TASK_STATUS_IGNORED) -> None:
-                        try:
-                            await engine.serve(task_status=task_status)
-                        finally:
-                            await engine.aclose()
-                            done.set()
-
-                    await tg.start(serve)
-                    systemd.notify("READY=1", f"STATUS=running {len(self.resolved.flows)} flows")
-                    await done.wait()
-                    if self._stop or self._pending is None:
-                        break
-                    self.resolved, self._pending = self._pending, None
-                    self.log.info("configuration reloaded", flows=sorted(self.resolved.flows))
-                tg.cancel_scope.cancel()
+            async with anyio.create_task_group() as sender:
+                await sender.start(self.alerter.run)  # its own task: a stuck receiver holds up nothing else
+                try:
+                    await self._serve(store)
+                finally:
+                    with anyio.CancelScope(shield=True):  # bounded: alerts.flush_timeout
+                        await self.alerter.flush()
+                    sender.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
                 await store.close()
             systemd.notify("STOPPING=1")
             self.log.info("daemon stopped")
+
+    async def _serve(self, store: SQLiteStore) -> None:
+        """The engine, replaced on each applied reload, until stopped."""
+        reloaded = False
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._signals)
+            tg.start_soon(self._watchdog)
+            tg.start_soon(self._purge, store)
+            while True:
+                self.alerter.config = self.resolved.config.alerts
+                engine = self.engine = Engine(self.resolved, store, alerter=self.alerter)
+                done = anyio.Event()
+
+                async def serve(engine: Engine = engine, done: anyio.Event = done, *, task_status=anyio.TASK_STATUS_IGNORED) -> None:
+                    try:
+                        await engine.serve(task_status=task_status)
+                    finally:
+                        await engine.aclose()
+                        done.set()
+
+                await tg.start(serve)
+                systemd.notify("READY=1", f"STATUS=running {len(self.resolved.flows)} flows")
+                if reloaded:
+                    self._record_reload("applied")
+                await done.wait()
+                if self._stop or self._pending is None:
+                    break
+                self.resolved, self._pending = self._pending, None
+                reloaded = True
+                self.log.info("configuration reloaded", flows=sorted(self.resolved.flows))
+            tg.cancel_scope.cancel()
+
+    def stop(self) -> None:
+        """Stop after the records in flight (what SIGTERM does)."""
+        self._stop = True
+        if self.engine is not None:
+            self.engine.stop()
 
     async def _signals(self) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as received:
@@ -97,22 +148,52 @@ class Daemon:
                     continue
                 self.log.info("signal received, stopping", signal=signal.Signals(signum).name)
                 systemd.notify("STOPPING=1")
-                self._stop = True
-                if self.engine is not None:
-                    self.engine.stop()
+                self.stop()
 
     def _reload(self) -> None:
+        if self._stop:
+            return
         systemd.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
         try:
             new = load(self.config_path, self.registry)
         except ConfigError as exc:
             self.log.error("reload refused: configuration is invalid; the old one keeps running", problems=exc.problems)
-            systemd.notify("READY=1", "STATUS=reload refused: invalid configuration")
+            self._refuse("invalid configuration: " + "; ".join(exc.problems))
+            return
+        except Exception as exc:  # whatever a broken file makes the parser raise (RecursionError, ...)
+            error = f"{type(exc).__name__}: {exc}"
+            self.log.error("reload refused: configuration cannot be loaded; the old one keeps running", error=error)
+            self._refuse(f"cannot load {self.config_path}: {error}")
             return
         self.log.info("reloading configuration", config=str(self.config_path))
         self._pending = new
         if self.engine is not None:
             self.engine.stop()
+
+    def _refuse(self, reason: str) -> None:
+        """A refused reload: tell systemd, the operator (alert) and ``apicenterd reload``."""
+        reason = reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 3] + "..."
+        systemd.notify("READY=1", f"STATUS=reload refused: {reason[:200]}")
+        self.alerter.send(
+            Alert(
+                "reload_refused",
+                "apicenterd: configuration reload refused",
+                f"configuration reload refused: {reason}\nThe daemon keeps running the previous configuration. "
+                f"Fix {self.config_path} (apicenterd check --config {self.config_path}), then reload again.",
+            )
+        )
+        self._record_reload("refused", reason)
+
+    def _record_reload(self, result: str, reason: str | None = None) -> None:
+        """Write the reload outcome atomically (a reader never sees half a file)."""
+        self._generation += 1
+        status = {"generation": self._generation, "result": result, "reason": reason, "pid": os.getpid(), "at": time.time()}
+        tmp = self.reload_status.with_name(self.reload_status.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps(status), encoding="utf-8")
+            os.replace(tmp, self.reload_status)
+        except OSError as exc:
+            self.log.error("reload status not written", path=str(self.reload_status), error=str(exc))
 
     async def _purge(self, store) -> None:
         """Hourly: delete audit entries and dead letters past their retention (personal data)."""
@@ -126,9 +207,35 @@ class Daemon:
             await anyio.sleep(3600)
 
     async def _watchdog(self) -> None:
+        """Ping systemd's watchdog while every flow makes progress (``Engine.stalled``); a
+        flow stuck longer than ``daemon.stall_timeout`` stops the pings, so systemd restarts
+        the daemon. A blocked event loop stops them too (this task cannot run)."""
         interval = systemd.watchdog_interval()
         if interval is None:
             return
+        wedged = False
         while True:
-            systemd.notify("WATCHDOG=1")
+            engine = self.engine
+            stalled = engine.stalled(self.resolved.config.daemon.stall_timeout) if engine is not None else {}
+            if not stalled:
+                if wedged:
+                    self.log.warning("engine making progress again, pinging the watchdog")
+                    wedged = False
+                systemd.notify("WATCHDOG=1")
+            elif not wedged:
+                wedged = True
+                self.log.error(
+                    "engine wedged, not pinging the watchdog: systemd will restart the daemon",
+                    stalled_seconds=stalled,
+                    stall_timeout=self.resolved.config.daemon.stall_timeout,
+                )
+                self.alerter.send(
+                    Alert(
+                        "engine_wedged",
+                        "apicenterd: engine wedged, the watchdog will restart it",
+                        "No progress for more than daemon.stall_timeout seconds in flow(s) "
+                        + ", ".join(f"{f} ({s:g} s)" for f, s in sorted(stalled.items())),
+                    )
+                )
+            self.watchdog_ticks += 1
             await anyio.sleep(interval)

@@ -41,6 +41,7 @@ async def run(resolved, tmp_path, alerter, flow="products"):
     finally:
         await engine.aclose()
         await store.close()
+        await alerter.flush(5)
 
 
 @pytest.fixture
@@ -50,7 +51,7 @@ def hook():
 
 @pytest.fixture
 def alerter(hook):
-    return Alerter(AlertsConfig(webhook_url="https://hooks.example.test/apicenterd"), transport=hook.transport)
+    return Alerter(AlertsConfig(webhook_url="https://hooks.example.test/apicenterd"), transport=hook.transport, retry_delay=0)
 
 
 async def test_failing_alerts_once_then_recovery_once(tmp_path, registry, memory, hook, alerter):
@@ -94,7 +95,8 @@ async def test_rejected_credentials_pause_the_connection_and_alert_once(tmp_path
     assert result.status == "failed" and "src" in engine.paused
     assert hook.kinds() == ["connection_paused", "flow_failing"]
     assert "apicenterd auth src" in hook.bodies[0]["text"]
-    await alerter.connection_paused("src", "again")
+    alerter.connection_paused("src", "again")
+    await alerter.flush(5)
     assert hook.kinds().count("connection_paused") == 1
 
 
@@ -102,7 +104,8 @@ async def test_alert_text_never_carries_a_secret(hook, alerter):
     from apicenterd.observe.logs import redactor
 
     redactor.add(["s3cr3t-value-123"])
-    await alerter.flow_result("f", "failed", "AuthError: token s3cr3t-value-123 rejected", [])
+    alerter.flow_result("f", "failed", "AuthError: token s3cr3t-value-123 rejected", [])
+    await alerter.flush(5)
     assert "s3cr3t-value-123" not in json.dumps(hook.bodies)
 
 
@@ -110,17 +113,19 @@ async def test_webhook_failure_is_logged_not_raised(tmp_path):
     def boom(request):
         raise httpx.ConnectError("refused")
 
-    alerter = Alerter(AlertsConfig(webhook_url="https://hooks.example.test/x"), transport=httpx.MockTransport(boom))
-    await alerter.flow_result("f", "failed", "x", [])
+    alerter = Alerter(AlertsConfig(webhook_url="https://hooks.example.test/x"), transport=httpx.MockTransport(boom), retry_delay=0)
+    alerter.flow_result("f", "failed", "x", [])
+    assert await alerter.flush(5) == []  # delivered or given up on, not left over
     assert [a.kind for a in alerter.sent] == ["flow_failing"]
 
 
 
 
 async def test_circuit_open_alerts_once_and_recovery_once(hook, alerter):
-    await alerter.circuit("eacc", True, "HTTP 503 GET /v2/articles")
-    await alerter.circuit("eacc", True, "HTTP 503 GET /v2/articles")
-    await alerter.circuit("eacc", False, "")
-    await alerter.circuit("eacc", False, "")
+    alerter.circuit("eacc", True, "HTTP 503 GET /v2/articles")
+    alerter.circuit("eacc", True, "HTTP 503 GET /v2/articles")
+    alerter.circuit("eacc", False, "")
+    alerter.circuit("eacc", False, "")
+    await alerter.flush(5)
     assert hook.kinds() == ["circuit_open", "circuit_closed"]
     assert "HTTP 503" in hook.bodies[0]["text"] and hook.bodies[0]["connection"] == "eacc"

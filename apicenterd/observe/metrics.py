@@ -14,6 +14,8 @@ __all__ = [
     "rate_limit_wait",
     "rate_limit_remaining",
     "circuit_open",
+    "alert_deliveries",
+    "alerts_dropped",
     "serve",
 ]
 
@@ -22,7 +24,9 @@ records = Counter(
     "Records handled, by flow, entity and action (created, updated, unchanged, skipped, failed)",
     ["flow", "entity", "action"],
 )
-runs = Counter("apicenterd_flow_runs", "Flow runs, by flow and outcome (ok, failed)", ["flow", "status"])
+runs = Counter(
+    "apicenterd_flow_runs", "Flow runs, by flow and outcome (ok, failed, stopped: cut off by shutdown)", ["flow", "status"]
+)
 run_duration = Histogram(
     "apicenterd_flow_run_duration_seconds",
     "Wall time of one flow run",
@@ -55,6 +59,17 @@ circuit_open = Gauge(
     "apicenterd_circuit_open",
     "1 while a connection's circuit breaker is open (calls fail fast until a probe succeeds), else 0",
     ["connection"],
+)
+
+alert_deliveries = Counter(
+    "apicenterd_alert_deliveries",
+    "Alert deliveries by channel (webhook, email) and outcome (sent; failed: every attempt failed or timed out)",
+    ["channel", "outcome"],
+)
+alerts_dropped = Counter(
+    "apicenterd_alerts_dropped",
+    "Alerts never sent, by reason (queue_full: the oldest queued was dropped; shutdown: the final flush ran out of time)",
+    ["reason"],
 )
 
 
