@@ -1,4 +1,4 @@
-"""The ``apicenterd`` command line: run, check, plugins, flows, runs, audit, simulate, demo."""
+"""The ``apicenterd`` command line: run, reload, check, plugins, flows, runs, audit, simulate, demo."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -53,6 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the daemon (foreground; systemd Type=notify)")
     _config_arg(p)
+
+    p = sub.add_parser(
+        "reload",
+        help="make the running daemon reload its configuration; exit 0 if it applied it, 1 if it refused (systemd ExecReload=)",
+    )
+    _config_arg(p)
+    p.add_argument("--pid", type=_positive_int, help="the daemon's process id (default: the holder of the daemon lock)")
+    p.add_argument(
+        "--timeout", type=_positive_float, default=60.0, help="seconds to wait for the daemon's answer (default: 60)"
+    )
 
     p = sub.add_parser("check", help="validate the configuration and print every mistake with its path")
     _config_arg(p)
@@ -197,6 +208,16 @@ def _id(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
 def _non_negative_int(text: str) -> int:
     try:
         value = int(text)
@@ -334,8 +355,9 @@ async def _with_store(resolved: Resolved, fn):
 
 
 def cmd_flows_run(args: argparse.Namespace) -> int:
-    """Run one flow once and print the counts."""
-    from .engine import Engine
+    """Run one flow once and print the counts. Exit 0 if the run was ok, 1 if it failed, and
+    128 + the signal's number (130 SIGINT, 143 SIGTERM) if a signal stopped it."""
+    from .engine import COUNT_KEYS, Engine, RunResult
 
     resolved = _load(args.config, _registry())
     if args.name not in resolved.flows:
@@ -343,16 +365,30 @@ def cmd_flows_run(args: argparse.Namespace) -> int:
     logs.configure(resolved.config.daemon.log_level, stream="stderr")
 
     engine_box: list[Engine] = []
+    signals: list[int] = []
 
     async def go(store):
         engine = Engine(resolved, store, dry_run=args.dry_run, wait_for_flow=not args.no_wait, on_flow_wait=_tell_waiting)
         engine_box.append(engine)
+        result = None
         try:
-            return await engine.run_flow(args.name, trigger="cli")
+            error: Exception | None = None
+            async with anyio.create_task_group() as tg:
+                await tg.start(_stop_on_signals, engine, tg.cancel_scope, signals)
+                try:
+                    result = await engine.run_flow(args.name, trigger="cli")
+                except Exception as exc:  # raised as it is (FlowBusy, StateError...), not in a group
+                    error = exc
+                tg.cancel_scope.cancel()
+            if error is not None:
+                raise error
         finally:
             await engine.aclose()
+            await engine.alerter.flush()  # bounded: alerts.flush_timeout
+        return result or engine.last_result or RunResult(args.name, 0, dict.fromkeys(COUNT_KEYS, 0), "stopped", "stopped before the run began")
 
     result = anyio.run(_with_store, resolved, go)
+    stopped_code = 128 + signals[0] if signals else 1
     if args.dry_run:
         plans = engine_box[0].plans
         if args.json:
@@ -368,13 +404,36 @@ def cmd_flows_run(args: argparse.Namespace) -> int:
                         print(terminal_safe(f"  ~ {field}: {json.dumps(change['from'], default=str)} -> {json.dumps(change['to'], default=str)}"))
             counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
             print(terminal_safe(f"dry run of flow {result.flow}: {result.status}: {counts}; nothing was written"))
-        return 0 if result.status == "ok" else 1
+        return 0 if result.status == "ok" else stopped_code if result.status == "stopped" else 1
     if args.json:
         print(json.dumps(result.as_dict()))
     else:
         counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
         print(terminal_safe(f"flow {result.flow} run {result.run_id}: {result.status}: {counts}" + (f" ({result.error})" if result.error else "")))
-    return 0 if result.status == "ok" else 1
+    return 0 if result.status == "ok" else stopped_code if result.status == "stopped" else 1
+
+
+async def _stop_on_signals(engine, scope: anyio.CancelScope, seen: list[int], *, task_status=anyio.TASK_STATUS_IGNORED) -> None:
+    """SIGTERM or SIGINT: the run stops between records (recorded ``stopped`` with its counts); a
+    second one cuts it off at once (still recorded ``stopped``). Off the main thread (the CLI
+    called from a program's worker thread) signals are not ours to take: none are handled."""
+    import threading
+
+    log = logs.get_logger()
+    if threading.current_thread() is not threading.main_thread():
+        task_status.started()
+        return
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
+        task_status.started()
+        async for signum in received:
+            seen.append(signum)
+            name = signal.Signals(signum).name
+            if len(seen) == 1:
+                log.warning("signal received: stopping the run after the record in flight (send it again to stop at once)", signal=name)
+                engine.stop()
+            else:
+                log.warning("second signal: cutting the run off now", signal=name)
+                scope.cancel()
 
 
 def mapping_rows(resolved: Resolved, name: str) -> list[dict[str, str]]:
@@ -567,6 +626,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
             return len(letters), await engine.replay(letters)
         finally:
             await engine.aclose()
+            await engine.alerter.flush()  # bounded: alerts.flush_timeout
 
     try:
         selected, outcome = anyio.run(_with_store, resolved, act)
@@ -816,7 +876,13 @@ def cmd_state(args: argparse.Namespace) -> int:
     resolved = _load(args.config, _registry())
     logs.configure(resolved.config.daemon.log_level, stream="stderr")
     alerter = Alerter(resolved.config.alerts)
-    done = anyio.run(_with_store, resolved, lambda s: purge(s, resolved.config.state, alerter=alerter))
+    async def purge_and_alert(store):
+        try:
+            return await purge(store, resolved.config.state, alerter=alerter)
+        finally:
+            await alerter.flush()  # bounded: alerts.flush_timeout
+
+    done = anyio.run(_with_store, resolved, purge_and_alert)
     state = resolved.config.state
     print(f"deleted {done.audit_entries} audit entries older than {state.audit_retention_days} days")
     print(f"deleted {done.runs} runs finished more than {state.runs_retention_days} days ago")
@@ -839,6 +905,91 @@ def cmd_run(args: argparse.Namespace) -> int:
     logs.configure(resolved.config.daemon.log_level)
     anyio.run(Daemon(Path(args.config), registry, resolved).run)
     return 0
+
+
+def _reload_state_path(config: str) -> tuple[Path | None, str | None]:
+    """The state path the daemon of ``config`` uses (where its reload status lies), or None and
+    why not. Only the file's shape is read, so a file the daemon would refuse still gives it;
+    a file that cannot be parsed at all falls back to $APICENTERD_STATE__PATH (as the unit sets)."""
+    from .config import read_config
+
+    base = Path(config).resolve().parent
+    try:
+        path, problem = read_config(config).state.path, None
+    except Exception as exc:  # whatever the file makes the parser raise: the daemon would refuse it too
+        problem = "; ".join(exc.problems) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
+        env = next((v for k, v in os.environ.items() if k.upper() == "APICENTERD_STATE__PATH"), None)
+        if not env:
+            return None, problem
+        path = Path(env)
+    return (path if path.is_absolute() else (base / path).resolve()), problem
+
+
+def _daemon_pid(state_path: Path | None, problem: str | None) -> int:
+    """The pid of the daemon holding ``state_path``'s daemon lock."""
+    if state_path is None:
+        raise Usage(f"reload: cannot find the daemon: the configuration cannot be read ({problem}); pass --pid PID")
+    try:
+        from .state.lock import daemon_lock_holder  # type: ignore[import-not-found]  # the daemon lock
+    except ImportError:
+        raise Usage("reload: this version cannot look up the daemon's pid; pass --pid PID (under systemd: --pid $MAINPID)") from None
+    holder = daemon_lock_holder(state_path)
+    pid = holder.get("pid") if isinstance(holder, dict) else None
+    if not isinstance(pid, int) or pid <= 0:
+        raise Usage(f"reload: no daemon holds the lock of {state_path}: is it running? (or pass --pid PID)")
+    return pid
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    return True
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    """Send the daemon SIGHUP and report its answer: 0 applied, 1 refused (reason on stderr) or no answer."""
+    from .daemon import read_reload_status, reload_status_path
+
+    state_path, problem = _reload_state_path(args.config)
+    pid = args.pid if args.pid is not None else _daemon_pid(state_path, problem)
+    status_path = reload_status_path(state_path) if state_path is not None else None
+    before = (read_reload_status(status_path) or {}).get("generation", 0) if status_path is not None else 0
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        print(f"apicenterd: reload: no process {pid}: is the daemon running?", file=sys.stderr)
+        return 1
+    except PermissionError:
+        print(f"apicenterd: reload: not allowed to signal process {pid} (run as the daemon's user or root)", file=sys.stderr)
+        return 1
+    if status_path is None:
+        print(
+            f"apicenterd: reload: {args.config} cannot be read ({problem}); the daemon was signalled and keeps its "
+            "old configuration (set APICENTERD_STATE__PATH to see its answer)",
+            file=sys.stderr,
+        )
+        return 1
+    deadline = time.monotonic() + args.timeout
+    while True:
+        status = read_reload_status(status_path)
+        if status is not None and status["generation"] > before and status.get("pid") == pid:
+            break
+        if not _alive(pid):
+            print(f"apicenterd: reload: the daemon (pid {pid}) exited during the reload; see its log", file=sys.stderr)
+            return 1
+        if time.monotonic() > deadline:
+            print(f"apicenterd: reload: no answer from the daemon (pid {pid}) within {args.timeout:g} s; see its log", file=sys.stderr)
+            return 1
+        time.sleep(0.1)
+    if status.get("result") == "applied":
+        print(f"apicenterd: configuration reloaded (daemon pid {pid})")
+        return 0
+    print(f"apicenterd: reload refused, the daemon keeps its previous configuration: {status.get('reason')}", file=sys.stderr)
+    return 1
 
 
 def _simulator_app(registry: Registry, name: str, seed: int, records: int, **options: Any):
@@ -931,6 +1082,7 @@ def _sources(resolved: Resolved) -> set[str]:
 
 COMMANDS = {
     "run": cmd_run,
+    "reload": cmd_reload,
     "check": cmd_check,
     "plugins": cmd_plugins,
     "runs": cmd_runs,

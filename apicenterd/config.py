@@ -62,6 +62,9 @@ class DaemonConfig(SettingsModel):
     """Consecutive failed calls (5xx, timeouts, connection errors) that open a connection's circuit."""
     circuit_recovery_seconds: float = Field(default=30.0, gt=0)
     """How long an open circuit refuses calls before one probe call may go."""
+    stall_timeout: float = Field(default=600.0, gt=0)
+    """Seconds a flow may go without progress (see Engine.stalled) before the daemon stops
+    pinging the systemd watchdog, so that systemd restarts it."""
 
     @field_validator("metrics_address")
     @classmethod

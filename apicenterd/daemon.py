@@ -1,12 +1,21 @@
-"""The long-running daemon: metrics endpoint, state store, engine, signals, reload, systemd."""
+"""The long-running daemon: metrics endpoint, state store, engine, signals, reload, systemd.
+
+A reload (SIGHUP) never takes the daemon down: whatever goes wrong loading the new
+configuration, the old one keeps running, the reason is logged and alerted, and the outcome
+is written to ``<state path>.reload`` (JSON: ``generation``, ``result`` applied/refused,
+``reason``, ``pid``, ``at``) for ``apicenterd reload`` to report to ``systemctl reload``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import signal
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -15,13 +24,29 @@ from .config import Resolved, load
 from .engine import Engine
 from .errors import ConfigError, StateError
 from .observe import logs, metrics
-from .observe.alerts import Alerter
+from .observe.alerts import Alert, Alerter
 from .registry import Registry
 from .state import DaemonLock, SQLiteStore
 
-__all__ = ["Daemon", "PurgeResult", "purge"]
+__all__ = ["Daemon", "PurgeResult", "purge", "reload_status_path", "read_reload_status"]
 
 DAY = 86400.0
+MAX_REASON = 2000
+"""Characters of a refused reload's reason kept in the status file and the alert."""
+
+
+def reload_status_path(state_path: Path) -> Path:
+    """Where the daemon records the outcome of its last reload: ``<state path>.reload``."""
+    return Path(f"{state_path}.reload")
+
+
+def read_reload_status(path: Path) -> dict[str, Any] | None:
+    """The last reload outcome the daemon recorded at ``path``; None if none (or unreadable)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("generation"), int) else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +79,7 @@ async def purge(store, state_config, now: float | None = None, alerter: Alerter 
         for flow, count in (await store.warn_dead_letters(older_than)).items():
             warned[flow] = warned.get(flow, 0) + count
             if alerter is not None:
-                await alerter.dead_letters_expiring(flow, count, days)
+                alerter.dead_letters_expiring(flow, count, days)
     audit = await store.purge_audit(now - state_config.audit_retention_days * DAY)
     deleted, stripped = await store.purge_dead_letters(expired)
     runs = await store.purge_runs(now - state_config.runs_retention_days * DAY)
@@ -75,14 +100,18 @@ class Daemon:
         self.failure: StateError | None = None
         """Why the daemon stopped on its own (the state file is gone); raised by :meth:`run`."""
         self.alerter = Alerter(resolved.config.alerts)  # outlives reloads: failing/recovered state
+        self.reload_status = reload_status_path(resolved.state_path)
+        self._generation = 0
+        self.watchdog_ticks = 0
+        """Rounds of the watchdog task (pinged or not); tests wait on it."""
 
     async def run(self) -> None:
         """Serve until stopped; reload on SIGHUP. A second daemon on the same state store raises
         :class:`~apicenterd.state.DaemonRunning` naming the first."""
         with DaemonLock(self.resolved.state_path):
-            await self._serve()
+            await self._run_locked()
 
-    async def _serve(self) -> None:
+    async def _run_locked(self) -> None:
         daemon_cfg = self.resolved.config.daemon
         if daemon_cfg.metrics_address:
             host, port = metrics.serve(daemon_cfg.metrics_address)
@@ -100,32 +129,16 @@ class Daemon:
             state=str(self.resolved.state_path),
             flows=sorted(self.resolved.flows),
         )
+        self._generation = (read_reload_status(self.reload_status) or {}).get("generation", 0)
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._signals)
-                tg.start_soon(self._watchdog)
-                tg.start_soon(self._purge, store)
-                tg.start_soon(self._watch_state, store)
-                while True:
-                    self.alerter.config = self.resolved.config.alerts
-                    engine = self.engine = Engine(self.resolved, store, alerter=self.alerter)
-                    done = anyio.Event()
-
-                    async def serve(engine: Engine = engine, done: anyio.Event = done, *, task_status=anyio.TASK_STATUS_IGNORED) -> None:
-                        try:
-                            await engine.serve(task_status=task_status)
-                        finally:
-                            await engine.aclose()
-                            done.set()
-
-                    await tg.start(serve)
-                    systemd.notify("READY=1", f"STATUS=running {len(self.resolved.flows)} flows")
-                    await done.wait()
-                    if self._stop or self._pending is None:
-                        break
-                    self.resolved, self._pending = self._pending, None
-                    self.log.info("configuration reloaded", flows=sorted(self.resolved.flows))
-                tg.cancel_scope.cancel()
+            async with anyio.create_task_group() as sender:
+                await sender.start(self.alerter.run)  # its own task: a stuck receiver holds up nothing else
+                try:
+                    await self._serve(store)
+                finally:
+                    with anyio.CancelScope(shield=True):  # bounded: alerts.flush_timeout
+                        await self.alerter.flush()
+                    sender.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
                 if self.failure is not None:
@@ -136,6 +149,44 @@ class Daemon:
         if self.failure is not None:
             raise self.failure
 
+    async def _serve(self, store: SQLiteStore) -> None:
+        """The engine, replaced on each applied reload, until stopped."""
+        reloaded = False
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._signals)
+            tg.start_soon(self._watchdog)
+            tg.start_soon(self._purge, store)
+            tg.start_soon(self._watch_state, store)
+            while True:
+                self.alerter.config = self.resolved.config.alerts
+                engine = self.engine = Engine(self.resolved, store, alerter=self.alerter)
+                done = anyio.Event()
+
+                async def serve(engine: Engine = engine, done: anyio.Event = done, *, task_status=anyio.TASK_STATUS_IGNORED) -> None:
+                    try:
+                        await engine.serve(task_status=task_status)
+                    finally:
+                        await engine.aclose()
+                        done.set()
+
+                await tg.start(serve)
+                systemd.notify("READY=1", f"STATUS=running {len(self.resolved.flows)} flows")
+                if reloaded:
+                    self._record_reload("applied")
+                await done.wait()
+                if self._stop or self._pending is None:
+                    break
+                self.resolved, self._pending = self._pending, None
+                reloaded = True
+                self.log.info("configuration reloaded", flows=sorted(self.resolved.flows))
+            tg.cancel_scope.cancel()
+
+    def stop(self) -> None:
+        """Stop after the records in flight (what SIGTERM does)."""
+        self._stop = True
+        if self.engine is not None:
+            self.engine.stop()
+
     async def _signals(self) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as received:
             async for signum in received:
@@ -144,22 +195,52 @@ class Daemon:
                     continue
                 self.log.info("signal received, stopping", signal=signal.Signals(signum).name)
                 systemd.notify("STOPPING=1")
-                self._stop = True
-                if self.engine is not None:
-                    self.engine.stop()
+                self.stop()
 
     def _reload(self) -> None:
+        if self._stop:
+            return
         systemd.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
         try:
             new = load(self.config_path, self.registry)
         except ConfigError as exc:
             self.log.error("reload refused: configuration is invalid; the old one keeps running", problems=exc.problems)
-            systemd.notify("READY=1", "STATUS=reload refused: invalid configuration")
+            self._refuse("invalid configuration: " + "; ".join(exc.problems))
+            return
+        except Exception as exc:  # whatever a broken file makes the parser raise (RecursionError, ...)
+            error = f"{type(exc).__name__}: {exc}"
+            self.log.error("reload refused: configuration cannot be loaded; the old one keeps running", error=error)
+            self._refuse(f"cannot load {self.config_path}: {error}")
             return
         self.log.info("reloading configuration", config=str(self.config_path))
         self._pending = new
         if self.engine is not None:
             self.engine.stop()
+
+    def _refuse(self, reason: str) -> None:
+        """A refused reload: tell systemd, the operator (alert) and ``apicenterd reload``."""
+        reason = reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 3] + "..."
+        systemd.notify("READY=1", f"STATUS=reload refused: {reason[:200]}")
+        self.alerter.send(
+            Alert(
+                "reload_refused",
+                "apicenterd: configuration reload refused",
+                f"configuration reload refused: {reason}\nThe daemon keeps running the previous configuration. "
+                f"Fix {self.config_path} (apicenterd check --config {self.config_path}), then reload again.",
+            )
+        )
+        self._record_reload("refused", reason)
+
+    def _record_reload(self, result: str, reason: str | None = None) -> None:
+        """Write the reload outcome atomically (a reader never sees half a file)."""
+        self._generation += 1
+        status = {"generation": self._generation, "result": result, "reason": reason, "pid": os.getpid(), "at": time.time()}
+        tmp = self.reload_status.with_name(self.reload_status.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps(status), encoding="utf-8")
+            os.replace(tmp, self.reload_status)
+        except OSError as exc:
+            self.log.error("reload status not written", path=str(self.reload_status), error=str(exc))
 
     async def _purge(self, store) -> None:
         """Hourly: delete what is past its retention (personal data); warn before open dead letters lose theirs."""
@@ -213,13 +294,40 @@ class Daemon:
                 self.log.info("state rescued", copy=str(copy))
             exc = StateError(f"{exc}.{saved}", path=exc.path, cause=exc.cause)
         self.log.error("state file cannot be used, stopping", path=exc.path, cause=exc.cause, error=str(exc))
-        await self.alerter.state_failed(str(exc))
+        self.alerter.state_failed(str(exc))
+        await self.alerter.flush()  # the sender task may be gone already; bounded by alerts.flush_timeout
         return exc
 
     async def _watchdog(self) -> None:
+        """Ping systemd's watchdog while every flow makes progress (``Engine.stalled``); a
+        flow stuck longer than ``daemon.stall_timeout`` stops the pings, so systemd restarts
+        the daemon. A blocked event loop stops them too (this task cannot run)."""
         interval = systemd.watchdog_interval()
         if interval is None:
             return
+        wedged = False
         while True:
-            systemd.notify("WATCHDOG=1")
+            engine = self.engine
+            stalled = engine.stalled(self.resolved.config.daemon.stall_timeout) if engine is not None else {}
+            if not stalled:
+                if wedged:
+                    self.log.warning("engine making progress again, pinging the watchdog")
+                    wedged = False
+                systemd.notify("WATCHDOG=1")
+            elif not wedged:
+                wedged = True
+                self.log.error(
+                    "engine wedged, not pinging the watchdog: systemd will restart the daemon",
+                    stalled_seconds=stalled,
+                    stall_timeout=self.resolved.config.daemon.stall_timeout,
+                )
+                self.alerter.send(
+                    Alert(
+                        "engine_wedged",
+                        "apicenterd: engine wedged, the watchdog will restart it",
+                        "No progress for more than daemon.stall_timeout seconds in flow(s) "
+                        + ", ".join(f"{f} ({s:g} s)" for f, s in sorted(stalled.items())),
+                    )
+                )
+            self.watchdog_ticks += 1
             await anyio.sleep(interval)

@@ -17,12 +17,14 @@ target is asked for the record by its key, so a retry or a crash never duplicate
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import hashlib
 import json
+import math
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -47,6 +49,8 @@ COUNT_KEYS = ("created", "updated", "unchanged", "skipped", "failed")
 
 LOCK_HOLDERS = {"schedule": "daemon", "cli": "flows run", "replay": "dlq replay"}
 """Who holds a flow's lock, by the run's trigger (shown to a process waiting for it)."""
+_current_flow: contextvars.ContextVar[str | None] = contextvars.ContextVar("apicenterd_current_flow", default=None)
+"""The flow whose run the current task is doing (for heartbeats from shared helpers)."""
 
 
 class StateTokenStore:
@@ -229,6 +233,40 @@ class Engine:
         """Called once with (flow, holder) when a run starts waiting for another process's run."""
         self._waiting: set[anyio.CancelScope] = set()
         self._cipher = TokenCipher(resolved.token_key) if getattr(resolved, "token_key", None) else None
+        self.last_result: RunResult | None = None
+        """The latest run's result, kept up to date while it runs (also there when it was cancelled)."""
+        self._beats: dict[str, float] = {}
+        """Per scheduled flow: the monotonic time it last made progress, or is due back (see :meth:`stalled`)."""
+
+    # ---------------------------------------------------------------- progress (the watchdog's view)
+
+    def beat(self, flow: str | None = None, *, until: float = 0.0) -> None:
+        """Note progress of ``flow`` (default: the flow the current task runs): now, or a
+        promise to be back by monotonic time ``until`` (an idle wait, a retry's pause)."""
+        flow = flow or _current_flow.get()
+        if flow is not None:
+            self._beats[flow] = max(time.monotonic(), until)
+
+    @contextlib.contextmanager
+    def waiting_on_others(self, flow: str) -> Iterator[None]:
+        """While ``flow`` waits for something else that is tracked (the first run of an earlier
+        flow, a lock held by another run), it is not itself counted as stalled."""
+        self._beats[flow] = math.inf
+        try:
+            yield
+        finally:
+            self._beats[flow] = time.monotonic()
+
+    def stalled(self, limit: float, now: float | None = None) -> dict[str, float]:
+        """Flows that made no progress for more than ``limit`` seconds: name → seconds.
+
+        Progress is a step of the scheduler or of a run: a record read or settled, a vendor
+        call answered (or failed), a retry's pause (counted until its end), the wait for
+        the next scheduled run (counted until its time). A vendor call in flight or a wait
+        in a rate limiter is bounded by its own timeout, far below ``limit``; a flow stuck
+        longer than that is wedged."""
+        now = time.monotonic() if now is None else now
+        return {flow: round(now - at, 1) for flow, at in self._beats.items() if now - at > limit}
 
     # ---------------------------------------------------------------- connections
 
@@ -316,16 +354,17 @@ class Engine:
             run_id = 0 if self.dry_run else await self.store.start_run(flow.name, trigger)
         except StateError as exc:  # e.g. a full disk: the run cannot even be recorded; say why, once
             self.log.error("run failed: the state file cannot be used", flow=flow.name, error=str(exc))
-            with anyio.CancelScope(shield=True):
-                await self.alerter.flow_result(flow.name, "failed", str(exc), [])
+            self.alerter.flow_result(flow.name, "failed", str(exc), [])
             raise
         log = self.log.bind(flow=flow.name, run=run_id, entity=str(flow.entity))
         counts = dict.fromkeys(COUNT_KEYS, 0)
-        result = RunResult(flow.name, run_id, counts)
+        result = self.last_result = RunResult(flow.name, run_id, counts)
         started = time.perf_counter()
         source, target = self.connectors[flow.source], self.connectors[flow.target]
         cursor = await self.store.get_cursor(flow.name)
         failures_before = len(self.failures)
+        flow_token = _current_flow.set(flow.name)
+        self.beat()
         log.info("run started", trigger=trigger, cursor=cursor, source=flow.source, target=flow.target)
         try:
             read_failures = 0
@@ -345,6 +384,7 @@ class Engine:
                         while len(batch) < self.batch_size:
                             try:
                                 batch.append(await iterator.__anext__())
+                                self.beat()
                             except StopAsyncIteration:
                                 exhausted = True
                                 break
@@ -356,6 +396,7 @@ class Engine:
                             if self.stopping.is_set():
                                 raise _Stop
                             action = await self._process(flow, run_id, source, target, change, log)
+                            self.beat()
                             # progress (a later read failure starts a fresh count): the cursor moved,
                             # or, from a source that moves it only with its last change, this read
                             # got further than any before
@@ -380,6 +421,7 @@ class Engine:
                         raise
                     delay = self._backoff(read_failures, exc, _retry_after_cap(source))
                     log.warning("read failed, reading again from the cursor", attempt=read_failures, delay=round(delay, 2), error=str(exc))
+                    self.beat(until=time.monotonic() + delay)
                     await self._sleep(delay)
                 finally:
                     aclose = getattr(iterator, "aclose", None)
@@ -390,40 +432,57 @@ class Engine:
             result.status = "stopped"
             log.info("run stopped between records for shutdown")
         except ConnectorError as exc:
-            result.status, result.error = "failed", error_text(exc)
-            log.error("run failed", error=result.error)
+            error = error_text(exc)
+            if isinstance(exc, RetryableError) and self.stopping.is_set():  # gave up retrying because of the stop
+                result.status, result.error = "stopped", error
+                log.info("run stopped for shutdown while retrying", error=error)
+            else:
+                result.status, result.error = "failed", error
+                log.error("run failed", error=result.error)
             if isinstance(exc, AuthError):
                 connection = getattr(exc, "connection", None) or flow.source
                 if connection not in self.paused:
                     self.paused[connection] = redactor.scrub(str(exc))
                     log.error("connection paused until it is re-authorised", connection=connection)
-                    with anyio.CancelScope(shield=True):
-                        await self.alerter.connection_paused(connection, self.paused[connection])
+                    self.alerter.connection_paused(connection, self.paused[connection])  # queued: never waits for the receiver
         except StateError as exc:  # disk full, damaged file: what was not settled is read again next run
             result.status, result.error = "failed", str(exc)
             log.error("run failed: the state file cannot be used", error=result.error)
         except Exception as exc:  # a bug in one flow must not stop the others
             result.status, result.error = "failed", error_text(exc, "internal error: ")
             log.exception("run failed with an internal error")
+        except BaseException as exc:  # cancelled (shutdown timeout, Ctrl-C) or interrupted: not a success
+            result.status = "stopped"
+            result.error = "cut off by shutdown" if isinstance(exc, anyio.get_cancelled_exc_class()) else type(exc).__name__
+            log.warning("run cut off with a record in flight (not settled)", reason=result.error)
+            raise
         finally:
+            _current_flow.reset(flow_token)
             result.duration = time.perf_counter() - started
             if self.dry_run:
                 log.info("dry run finished: nothing written", status=result.status, plans=len(self.plans), **counts)
-                return result
-            with anyio.CancelScope(shield=True):
-                await self.alerter.flow_result(flow.name, result.status, result.error, self.failures[failures_before:])
-                for name in (flow.source, flow.target):
-                    breaker = getattr(self.connectors[name].context, "breaker", None)
-                    if breaker is not None:
-                        await self.alerter.circuit(name, breaker.state != "closed", breaker.last_error)
-            with anyio.CancelScope(shield=True):
-                await self.store.finish_run(run_id, result.status, counts, result.error)
-            metrics.runs.labels(flow.name, result.status).inc()
-            metrics.run_duration.labels(flow.name).observe(result.duration)
-            if result.status == "ok":
-                metrics.last_success.labels(flow.name).set(time.time())
-            log.info("run finished", status=result.status, seconds=round(result.duration, 3), **counts)
+            else:
+                self._finish_alerts(flow, result, failures_before)
+                with anyio.CancelScope(shield=True):  # the run row must not stay "running"
+                    await self.store.finish_run(run_id, result.status, counts, result.error)
+                metrics.runs.labels(flow.name, result.status).inc()
+                metrics.run_duration.labels(flow.name).observe(result.duration)
+                if result.status == "ok":
+                    metrics.last_success.labels(flow.name).set(time.time())
+                log.info("run finished", status=result.status, seconds=round(result.duration, 3), **counts)
         return result
+
+    def _finish_alerts(self, flow: Flow, result: RunResult, failures_before: int) -> None:
+        """Queue the run's alerts (flow state, failed records, circuits); never waits for a receiver."""
+        try:
+            self.alerter.flow_result(flow.name, result.status, result.error, self.failures[failures_before:])
+            for name in (flow.source, flow.target):
+                connector = self.connectors.get(name)
+                breaker = getattr(getattr(connector, "context", None), "breaker", None)
+                if breaker is not None:
+                    self.alerter.circuit(name, breaker.state != "closed", breaker.last_error)
+        except Exception as exc:  # an alert problem must not hide the run's outcome
+            self.log.error("alerts of the run could not be queued", flow=flow.name, error=f"{type(exc).__name__}: {exc}")
 
     async def _process(
         self, flow: Flow, run_id: int, source: Connector, target: Connector, change: Change, log: Any, replay: bool = False
@@ -710,9 +769,11 @@ class Engine:
             try:
                 return await fn(*args)
             except AuthError as exc:
+                self.beat()
                 exc.connection = conn.context.name  # type: ignore[attr-defined]  # which one to pause
                 raise
             except RetryableError as exc:
+                self.beat()  # an answer, even a failed one, is progress
                 attempt += 1
                 if isinstance(exc, CircuitOpen) or attempt >= self._retry_attempts or self.stopping.is_set():
                     # an open circuit fails every call at once: retrying would only spin
@@ -724,6 +785,7 @@ class Engine:
                     limiters.pause_all(exc.retry_after, reason=f"429: {str(exc)[:80]}")
                     await limiters.save_pause()
                 log.warning("retrying", what=what, attempt=attempt, delay=round(delay, 2), error=str(exc))
+                self.beat(until=time.monotonic() + delay)
                 await self._sleep(delay)
 
     def _backoff(self, attempt: int, exc: RetryableError, cap: float | None = None) -> float:
@@ -758,13 +820,22 @@ class Engine:
 
     async def _schedule_loop(self, flow: Flow, before: list[anyio.Event], done: anyio.Event) -> None:
         self.log.info("flow scheduled", flow=flow.name, schedule=flow.schedule.describe())
-        for event in before:
-            await event.wait()
+        try:
+            with self.waiting_on_others(flow.name):
+                for event in before:
+                    await event.wait()
+            await self._schedule(flow, done)
+        finally:
+            self._beats.pop(flow.name, None)
+
+    async def _schedule(self, flow: Flow, done: anyio.Event) -> None:
         next_at = time.time()
         first = True
         while not self.stopping.is_set():
+            self.beat(flow.name)
             delay = next_at - time.time()
             if delay > 0:
+                self.beat(flow.name, until=time.monotonic() + delay)  # idle until its next run: healthy
                 with anyio.move_on_after(delay):
                     await self.stopping.wait()
                 if self.stopping.is_set():

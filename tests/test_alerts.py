@@ -41,6 +41,7 @@ async def run(resolved, tmp_path, alerter, flow="products"):
     finally:
         await engine.aclose()
         await store.close()
+        await alerter.flush(5)
 
 
 @pytest.fixture
@@ -50,7 +51,7 @@ def hook():
 
 @pytest.fixture
 def alerter(hook):
-    return Alerter(AlertsConfig(webhook_url="https://hooks.example.test/apicenterd"), transport=hook.transport)
+    return Alerter(AlertsConfig(webhook_url="https://hooks.example.test/apicenterd"), transport=hook.transport, retry_delay=0)
 
 
 async def test_failing_alerts_once_then_recovery_once(tmp_path, registry, memory, hook, alerter):
@@ -94,7 +95,8 @@ async def test_rejected_credentials_pause_the_connection_and_alert_once(tmp_path
     assert result.status == "failed" and "src" in engine.paused
     assert hook.kinds() == ["connection_paused", "flow_failing"]
     assert "apicenterd auth src" in hook.bodies[0]["text"]
-    await alerter.connection_paused("src", "again")
+    alerter.connection_paused("src", "again")
+    await alerter.flush(5)
     assert hook.kinds().count("connection_paused") == 1
 
 
@@ -102,7 +104,8 @@ async def test_alert_text_never_carries_a_secret(hook, alerter):
     from apicenterd.observe.logs import redactor
 
     redactor.add(["s3cr3t-value-123"])
-    await alerter.flow_result("f", "failed", "AuthError: token s3cr3t-value-123 rejected", [])
+    alerter.flow_result("f", "failed", "AuthError: token s3cr3t-value-123 rejected", [])
+    await alerter.flush(5)
     assert "s3cr3t-value-123" not in json.dumps(hook.bodies)
 
 
@@ -110,17 +113,141 @@ async def test_webhook_failure_is_logged_not_raised(tmp_path):
     def boom(request):
         raise httpx.ConnectError("refused")
 
-    alerter = Alerter(AlertsConfig(webhook_url="https://hooks.example.test/x"), transport=httpx.MockTransport(boom))
-    await alerter.flow_result("f", "failed", "x", [])
+    alerter = Alerter(AlertsConfig(webhook_url="https://hooks.example.test/x"), transport=httpx.MockTransport(boom), retry_delay=0)
+    alerter.flow_result("f", "failed", "x", [])
+    assert await alerter.flush(5) == []  # delivered or given up on, not left over
     assert [a.kind for a in alerter.sent] == ["flow_failing"]
 
 
 
 
 async def test_circuit_open_alerts_once_and_recovery_once(hook, alerter):
-    await alerter.circuit("eacc", True, "HTTP 503 GET /v2/articles")
-    await alerter.circuit("eacc", True, "HTTP 503 GET /v2/articles")
-    await alerter.circuit("eacc", False, "")
-    await alerter.circuit("eacc", False, "")
+    alerter.circuit("eacc", True, "HTTP 503 GET /v2/articles")
+    alerter.circuit("eacc", True, "HTTP 503 GET /v2/articles")
+    alerter.circuit("eacc", False, "")
+    alerter.circuit("eacc", False, "")
+    await alerter.flush(5)
     assert hook.kinds() == ["circuit_open", "circuit_closed"]
     assert "HTTP 503" in hook.bodies[0]["text"] and hook.bodies[0]["connection"] == "eacc"
+
+
+def _metric(name: str, **labels: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def _until(predicate, timeout: float = 30.0) -> None:
+    import anyio
+
+    with anyio.fail_after(timeout):
+        while not predicate():
+            await anyio.sleep(0.02)
+
+
+@pytest.fixture
+def trickle():
+    from trickle import TrickleReceiver
+
+    receiver = TrickleReceiver(hold=300)
+    yield receiver
+    receiver.close()
+
+
+async def test_a_trickling_receiver_never_holds_up_the_run(tmp_path, registry, memory, trickle):
+    import anyio
+
+    memory.put(product("A"), "1")
+    memory.put(product("B"), "2")
+    memory.fail_create.add("B")  # a records_failed alert
+    alerter = Alerter(AlertsConfig(webhook_url=trickle.url, timeout=600, retries=0))
+    store = SQLiteStore(tmp_path / "state.db")
+    await store.open()
+    engine = Engine(make_config(tmp_path, registry), store, retry_base_delay=0, alerter=alerter)
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(alerter.run)
+            with anyio.fail_after(60):  # before: the run waited for the receiver's answer (minutes)
+                result = await engine.run_flow("products")
+            await _until(lambda: trickle.holding == 1)  # the sender is in the receiver's hands...
+            (row,) = await store.runs("products", 1)
+            assert row.status == "ok" and row.finished_at and row.counts["failed"] == 1  # ...and the run is done
+            assert result.status == "ok" and trickle.holding == 1
+            dropped = _metric("apicenterd_alerts_dropped_total", reason="shutdown")
+            left = await alerter.flush(0.2)  # shutdown: a bounded wait, then give up
+            assert [a.kind for a in left] == ["records_failed"]
+            assert _metric("apicenterd_alerts_dropped_total", reason="shutdown") == dropped + 1
+            tg.cancel_scope.cancel()
+    finally:
+        await engine.aclose()
+        await store.close()
+
+
+async def test_a_trickling_answer_is_cut_off_at_the_total_deadline(trickle):
+    import anyio
+
+    # each byte arrives long before the per-read timeout: only a deadline on the whole exchange ends it
+    alerter = Alerter(AlertsConfig(webhook_url=trickle.url, timeout=1.0, retries=1), retry_delay=0)
+    failed = _metric("apicenterd_alert_deliveries_total", channel="webhook", outcome="failed")
+    async with anyio.create_task_group() as tg:
+        await tg.start(alerter.run)
+        alerter.flow_result("f", "failed", "boom", [])
+        await _until(lambda: _metric("apicenterd_alert_deliveries_total", channel="webhook", outcome="failed") > failed, 120)
+        tg.cancel_scope.cancel()
+    assert trickle.connections == 2  # the first attempt and one retry, each cut off
+    assert alerter.pending == 0
+
+
+async def test_a_full_queue_drops_the_oldest_and_counts_it(hook):
+    alerter = Alerter(AlertsConfig(webhook_url="https://hooks.example.test/x", queue_size=2), transport=hook.transport)
+    dropped = _metric("apicenterd_alerts_dropped_total", reason="queue_full")
+    for connection in ("a", "b", "c"):
+        alerter.connection_paused(connection, "revoked")  # no sender running: they wait
+    assert alerter.pending == 2
+    assert _metric("apicenterd_alerts_dropped_total", reason="queue_full") == dropped + 1
+    await alerter.flush(5)
+    assert [b["connection"] for b in hook.bodies] == ["b", "c"]
+
+
+async def test_a_failed_delivery_is_retried_and_a_refusal_is_not():
+    answers = [503, 503, 204, 404]
+    seen = []
+
+    def handle(request):
+        seen.append(request.url.path)
+        return httpx.Response(answers[len(seen) - 1])
+
+    alerter = Alerter(AlertsConfig(webhook_url="https://hooks.example.test/x", retries=3), transport=httpx.MockTransport(handle), retry_delay=0)
+    sent = _metric("apicenterd_alert_deliveries_total", channel="webhook", outcome="sent")
+    failed = _metric("apicenterd_alert_deliveries_total", channel="webhook", outcome="failed")
+    alerter.flow_result("f", "failed", "x", [])
+    await alerter.flush(5)
+    assert len(seen) == 3 and _metric("apicenterd_alert_deliveries_total", channel="webhook", outcome="sent") == sent + 1
+    alerter.flow_result("f", "ok", None, [])
+    await alerter.flush(5)
+    assert len(seen) == 4  # a 404 is not worth retrying
+    assert _metric("apicenterd_alert_deliveries_total", channel="webhook", outcome="failed") == failed + 1
+
+
+async def test_a_stuck_mail_server_is_cut_off_at_the_deadline():
+    import socket as pysocket
+    import threading
+
+    import anyio
+
+    from apicenterd.observe.alerts import EmailConfig
+
+    server = pysocket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)  # accepts the TCP connection, never says hello
+    port = server.getsockname()[1]
+    held = []
+    threading.Thread(target=lambda: held.append(server.accept()), daemon=True).start()
+    email = EmailConfig.model_validate({"smtp_host": "127.0.0.1", "smtp_port": port, "from": "a@example.test", "to": ["b@example.test"]})
+    alerter = Alerter(AlertsConfig(email=email, timeout=1.0, retries=0))
+    failed = _metric("apicenterd_alert_deliveries_total", channel="email", outcome="failed")
+    alerter.flow_result("f", "failed", "x", [])
+    with anyio.fail_after(60):
+        assert await alerter.flush(30) == []
+    assert _metric("apicenterd_alert_deliveries_total", channel="email", outcome="failed") == failed + 1
+    server.close()

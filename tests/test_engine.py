@@ -225,3 +225,53 @@ async def test_a_target_with_batch_look_ups_is_asked_once_per_batch(tmp_path, re
     kinds = [c[0] for c in memory.calls]
     assert kinds.count("find_many") == 3 and "find" not in kinds  # 100 + 100 + 50
     assert sorted(r["sku"] for r in memory.target.values()) == [f"S{i:03}" for i in range(250)]
+
+
+async def test_a_run_cut_off_by_cancellation_is_recorded_stopped_with_its_counts(tmp_path, registry, memory, monkeypatch):
+    import anyio
+    from fakes import MemoryTarget
+
+    for sku in ("A", "B", "C", "D"):
+        memory.put(product(sku), sku)
+    entered = anyio.Event()
+    original = MemoryTarget.create
+
+    async def create(self, entity, record):
+        if record.sku == "C":  # the third record hangs (a stuck call) until the run is cut off
+            entered.set()
+            await anyio.sleep_forever()
+        return await original(self, entity, record)
+
+    monkeypatch.setattr(MemoryTarget, "create", create)
+    store = SQLiteStore(tmp_path / "state.db")
+    await store.open()
+    engine = Engine(make_config(tmp_path, registry), store, retry_base_delay=0)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(engine.run_flow, "products")
+            with anyio.fail_after(30):
+                await entered.wait()
+            tg.cancel_scope.cancel()  # what the shutdown timeout or a second Ctrl-C does
+        (row,) = await store.runs("products", 1)
+        assert row.status == "stopped" and row.finished_at  # before: "ok"
+        assert row.counts["created"] == 2 and engine.last_result.counts["created"] == 2
+    finally:
+        await engine.aclose()
+        await store.close()
+
+
+async def test_a_run_given_up_while_retrying_for_a_stop_is_stopped_not_failed(tmp_path, registry, memory):
+    import anyio
+
+    memory.put(product("A"), "1")
+    memory.flaky["A"] = 10**6
+    store = SQLiteStore(tmp_path / "state.db")
+    await store.open()
+    engine = Engine(make_config(tmp_path, registry), store, retry_attempts=10**6, sleep=lambda _: engine.stop() or anyio.sleep(0))
+    try:
+        result = await engine.run_flow("products")
+        assert result.status == "stopped" and "transient failure for A" in result.error
+        assert engine.alerter.sent == []  # not announced as a failing flow
+    finally:
+        await engine.aclose()
+        await store.close()

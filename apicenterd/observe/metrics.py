@@ -15,6 +15,8 @@ __all__ = [
     "rate_limit_remaining",
     "circuit_open",
     "rate_limit_pause",
+    "alert_deliveries",
+    "alerts_dropped",
     "serve",
 ]
 
@@ -23,7 +25,9 @@ records = Counter(
     "Records handled, by flow, entity and action (created, updated, unchanged, skipped, failed)",
     ["flow", "entity", "action"],
 )
-runs = Counter("apicenterd_flow_runs", "Flow runs, by flow and outcome (ok, failed)", ["flow", "status"])
+runs = Counter(
+    "apicenterd_flow_runs", "Flow runs, by flow and outcome (ok, failed, stopped: cut off by shutdown)", ["flow", "status"]
+)
 run_duration = Histogram(
     "apicenterd_flow_run_duration_seconds",
     "Wall time of one flow run",
@@ -63,6 +67,16 @@ rate_limit_pause = Gauge(
     "Seconds left of the pause a vendor's 429 (Retry-After, capped at the connection's retry_after_cap) "
     "put on a connection; 0 when no pause holds it",
     ["connection"],
+)
+alert_deliveries = Counter(
+    "apicenterd_alert_deliveries",
+    "Alert deliveries by channel (webhook, email) and outcome (sent; failed: every attempt failed or timed out)",
+    ["channel", "outcome"],
+)
+alerts_dropped = Counter(
+    "apicenterd_alerts_dropped",
+    "Alerts never sent, by reason (queue_full: the oldest queued was dropped; shutdown: the final flush ran out of time)",
+    ["reason"],
 )
 
 
