@@ -141,3 +141,28 @@ def test_orders_example_config_passes_check(capsys):
     assert code == 0, err
     code, out, err = run_cli(capsys, "flows", "mapping", "orders_to_eaccounting", "--config", str(root / "etc" / "orders.example.toml"))
     assert code == 0 and "reference" in out and "prefix('POS-')" in out
+
+
+def test_reload_without_a_pid_it_can_find_asks_for_one(capsys, tmp_path):
+    cfg = tmp_path / "apicenterd.toml"
+    cfg.write_text('[state]\npath = "state.db"\n')
+    code, _, err = run_cli(capsys, "reload", "--config", str(cfg))
+    assert code == 2 and "--pid" in err  # no daemon lock to read it from (or no daemon holds it)
+
+
+def test_reload_of_a_process_that_is_gone_fails_with_a_message(capsys, tmp_path):
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "apicenterd.toml"
+    cfg.write_text('[state]\npath = "state.db"\n')
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    code, _, err = run_cli(capsys, "reload", "--config", str(cfg), "--pid", str(gone.pid))
+    assert code == 1 and f"no process {gone.pid}" in err
+
+
+def test_reload_timeout_must_be_positive(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["reload", "--timeout", "0"])
+    assert exc.value.code == 2 and "positive number of seconds" in capsys.readouterr().err
