@@ -166,3 +166,29 @@ def test_reload_timeout_must_be_positive(capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["reload", "--timeout", "0"])
     assert exc.value.code == 2 and "positive number of seconds" in capsys.readouterr().err
+
+
+@pytest.mark.anyio
+async def test_flows_run_first_signal_stops_between_records_second_cuts_off():
+    import os
+    import signal
+
+    import anyio
+
+    class Engine:
+        stopped = 0
+
+        def stop(self):
+            self.stopped += 1
+
+    engine, seen = Engine(), []
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            await tg.start(cli._stop_on_signals, engine, tg.cancel_scope, seen)
+            os.kill(os.getpid(), signal.SIGTERM)
+            while not engine.stopped:
+                await anyio.sleep(0.01)
+            assert not tg.cancel_scope.cancel_called  # the run goes on to the end of its record
+            os.kill(os.getpid(), signal.SIGINT)
+            await anyio.sleep_forever()  # cancelled by the second signal
+    assert seen == [signal.SIGTERM, signal.SIGINT] and engine.stopped == 1
