@@ -104,6 +104,8 @@ class Daemon:
         self._generation = 0
         self.watchdog_ticks = 0
         """Rounds of the watchdog task (pinged or not); tests wait on it."""
+        self.watchdog_wedged = False
+        """Whether the watchdog stopped pinging because a flow makes no progress."""
 
     async def run(self) -> None:
         """Serve until stopped; reload on SIGHUP. A second daemon on the same state store raises
@@ -305,17 +307,16 @@ class Daemon:
         interval = systemd.watchdog_interval()
         if interval is None:
             return
-        wedged = False
         while True:
             engine = self.engine
             stalled = engine.stalled(self.resolved.config.daemon.stall_timeout) if engine is not None else {}
             if not stalled:
-                if wedged:
+                if self.watchdog_wedged:
                     self.log.warning("engine making progress again, pinging the watchdog")
-                    wedged = False
+                    self.watchdog_wedged = False
                 systemd.notify("WATCHDOG=1")
-            elif not wedged:
-                wedged = True
+            elif not self.watchdog_wedged:
+                self.watchdog_wedged = True
                 self.log.error(
                     "engine wedged, not pinging the watchdog: systemd will restart the daemon",
                     stalled_seconds=stalled,

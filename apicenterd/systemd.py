@@ -21,6 +21,7 @@ def notify(*states: str) -> bool:
         address = "\0" + address[1:]
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.setblocking(False)  # a full receiver queue must never block the event loop
             sock.connect(address)
             sock.sendall("\n".join(states).encode())
         return True

@@ -610,3 +610,54 @@ def test_auth_code_exchange_uses_the_redirect_uri_of_the_consent_url(capsys, oau
     assert code == 0, err
     sent = urllib.parse.parse_qs(route.calls[0].request.content.decode())
     assert sent["redirect_uri"] == ["http://127.0.0.1:9999/cb"]
+
+
+def test_reload_without_a_pid_it_can_find_asks_for_one(capsys, tmp_path):
+    cfg = tmp_path / "apicenterd.toml"
+    cfg.write_text('[state]\npath = "state.db"\n')
+    code, _, err = run_cli(capsys, "reload", "--config", str(cfg))
+    assert code == 2 and "--pid" in err  # no daemon lock to read it from (or no daemon holds it)
+
+
+def test_reload_of_a_process_that_is_gone_fails_with_a_message(capsys, tmp_path):
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "apicenterd.toml"
+    cfg.write_text('[state]\npath = "state.db"\n')
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    code, _, err = run_cli(capsys, "reload", "--config", str(cfg), "--pid", str(gone.pid))
+    assert code == 1 and f"no process {gone.pid}" in err
+
+
+def test_reload_timeout_must_be_positive(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["reload", "--timeout", "0"])
+    assert exc.value.code == 2 and "positive number of seconds" in capsys.readouterr().err
+
+
+@pytest.mark.anyio
+async def test_flows_run_first_signal_stops_between_records_second_cuts_off():
+    import os
+    import signal
+
+    import anyio
+
+    class Engine:
+        stopped = 0
+
+        def stop(self):
+            self.stopped += 1
+
+    engine, seen = Engine(), []
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            await tg.start(cli._stop_on_signals, engine, tg.cancel_scope, seen)
+            os.kill(os.getpid(), signal.SIGTERM)
+            while not engine.stopped:
+                await anyio.sleep(0.01)
+            assert not tg.cancel_scope.cancel_called  # the run goes on to the end of its record
+            os.kill(os.getpid(), signal.SIGINT)
+            await anyio.sleep_forever()  # cancelled by the second signal
+    assert seen == [signal.SIGTERM, signal.SIGINT] and engine.stopped == 1
