@@ -330,9 +330,12 @@ class Engine:
                     try:
                         if not self.stopping.is_set():
                             holder = LOCK_HOLDERS.get(trigger, trigger)
-                            await stack.enter_async_context(
-                                self.store.flow_lock(name, holder=holder, wait=self.wait_for_flow, on_wait=lambda info: self._flow_waits(name, info))
-                            )
+                            with self.waiting_on_others(name):  # another process's run: not a stall of ours
+                                await stack.enter_async_context(
+                                    self.store.flow_lock(
+                                        name, holder=holder, wait=self.wait_for_flow, on_wait=lambda info: self._flow_waits(name, info)
+                                    )
+                                )
                             acquired = True
                     finally:
                         self._waiting.discard(scope)
