@@ -79,7 +79,7 @@ async def exchange_code(
     redirect_uri: str,
     client: httpx.AsyncClient | None = None,
     timeout: float = 30.0,
-    clock: Callable[[], float] = time.time,
+    clock: Callable[[], float] | None = None,
 ) -> dict[str, Any]:
     """Trade an authorization ``code`` for tokens (client credentials by HTTP Basic auth);
     ``redirect_uri`` must be the one the consent URL named.
@@ -126,7 +126,7 @@ async def exchange_code(
     tokens = {
         "access_token": body.get("access_token") or "",
         "refresh_token": body["refresh_token"],
-        "expires_at": clock() + expires_in,
+        "expires_at": (clock or time.time)() + expires_in,
         "expires_in": expires_in,
         "token_type": body.get("token_type", "Bearer"),
     }
