@@ -87,14 +87,14 @@ class PageGuard:
                 f"{self.endpoint}: more than {self.max_pages} pages; the paging loops, or the listing is larger "
                 f"than the connector allows (max_pages)"
             )
-        if number is not None:
-            if self._previous_number is not None and number <= self._previous_number:
-                raise self._loop(f"page {self.pages} says it is page {number}, after page {self._previous_number}")
-            self._previous_number = number
         identity = [self._key(item) if self._key else item for item in items]
         if identity and identity == self._previous:
             raise self._loop(f"page {self.pages} repeats page {self.pages - 1} ({len(identity)} same items)")
         self._previous = identity
+        if number is not None:
+            if self._previous_number is not None and number <= self._previous_number:
+                raise self._loop(f"page {self.pages} says it is page {number}, after page {self._previous_number}")
+            self._previous_number = number
 
     def follow(self, link: str, *, what: str = "next link") -> None:
         """Note a next link / token / offset about to be followed; one already followed is a loop."""

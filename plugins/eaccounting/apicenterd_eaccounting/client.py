@@ -7,15 +7,17 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
 from apicenterd import ConnectorError, FatalError, RateLimited, error_for_status, parse_retry_after
+from apicenterd.kit import Page, odata_string, paginate_page_number
 
 __all__ = [
     "EAccountingClient",
     "endpoint_key",
+    "not_found_means",
     "odata_string",
     "error_from",
     "retry_after_seconds",
@@ -38,9 +40,11 @@ def endpoint_key(request: httpx.Request) -> str:
     return path.lower() or "/"
 
 
-def odata_string(value: str) -> str:
-    """An OData string literal: single-quoted, embedded quotes doubled."""
-    return "'" + value.replace("'", "''") + "'"
+def not_found_means(path: str) -> Literal["record", "config"]:
+    """What a 404 on ``path`` means: a path with an id (``/v2/articles/<guid>``) names a record
+    that is not there; one without (``/v2/articles``, ``/v2/companysettings``) must exist, so
+    the configuration (``base_url``) is wrong."""
+    return "record" if _GUID.search(path.split("?")[0]) else "config"
 
 
 def _parse_time(value: str) -> datetime:
@@ -84,8 +88,11 @@ def _encode(value: Any) -> Any:
     raise TypeError(f"cannot send {type(value).__name__} as JSON")
 
 
-def error_from(response: httpx.Response, what: str) -> ConnectorError:
-    """The apicenterd error for a failed response, with eAccounting's ErrorCode, message and ErrorId."""
+def error_from(
+    response: httpx.Response, what: str, *, not_found: Literal["record", "config"] | None = None
+) -> ConnectorError:
+    """The apicenterd error for a failed response, with eAccounting's ErrorCode, message and ErrorId
+    (a 404 as ``not_found`` says, by default :func:`not_found_means` of the request's path)."""
     try:
         body = _decode(response)
     except ValueError:
@@ -114,7 +121,9 @@ def error_from(response: httpx.Response, what: str) -> ConnectorError:
         fields = sorted(n for n in names if not any(other.endswith(f".{n}") for other in names))
         if fields:
             text = f"{what}: eAccounting rejected {', '.join(fields)} ({detail})"
-    return error_for_status(response, text, vendor_code=vendor_code)
+    if not_found is None:
+        not_found = not_found_means(response.request.url.path)
+    return error_for_status(response, text, vendor_code=vendor_code, not_found=not_found)
 
 
 class EAccountingClient:
@@ -173,29 +182,24 @@ class EAccountingClient:
     async def pages(
         self, path: str, *, what: str, params: Mapping[str, Any] | None = None, page_size: int | None = None
     ) -> AsyncIterator[list[dict[str, Any]]]:
-        """Yield the ``Data`` of each page of a paginated list, following ``Meta.TotalNumberOfPages``.
+        """Yield the ``Data`` of each page of a paginated list, following ``Meta.TotalNumberOfPages``
+        (:func:`apicenterd.kit.paginate_page_number`: a page that repeats the previous one's
+        items, or a ``CurrentPage`` that does not advance, is a loop: FatalError)."""
+        size = page_size or self.page_size
 
-        A page that repeats the previous one, or a ``CurrentPage`` that does not advance,
-        means the server is looping: FatalError rather than reading forever.
-        """
-        page, previous_ids, previous_current = 1, None, None
-        while True:
-            query = {**(params or {}), "$page": page, "$pagesize": page_size or self.page_size}
+        async def fetch(page: int) -> Page[dict[str, Any]]:
+            query = {**(params or {}), "$page": page, "$pagesize": size}
             body = await self.get(path, what=f"{what} (page {page})", params=query)
             meta, data = self._envelope(body, f"{what} (page {page})")
-            current = meta.get("CurrentPage")
-            ids = tuple(item.get("Id") for item in data)
-            if (data and ids == previous_ids) or (
-                current is not None and previous_current is not None and current <= previous_current
-            ):
-                raise FatalError(f"{what}: page {page} repeats page {page - 1} of GET {path}; the paging loops")
-            yield data
             total = meta.get("TotalNumberOfPages")
-            if not isinstance(total, int):
+            if not isinstance(total, int) or isinstance(total, bool):
                 raise FatalError(f"{what}: GET {path} page {page} has no Meta.TotalNumberOfPages")
-            if not data or page >= total:
-                return
-            page, previous_ids, previous_current = page + 1, ids, current
+            current = meta.get("CurrentPage")
+            number = current if isinstance(current, int) and not isinstance(current, bool) else None
+            return Page(data, total_pages=total, number=number)
+
+        async for data in paginate_page_number(fetch, endpoint=f"{what}: GET {path}", key=lambda item: item.get("Id")):
+            yield list(data)
 
     async def all(self, path: str, *, what: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Every item of a paginated list."""

@@ -156,9 +156,21 @@ def test_conflict_is_a_record_error():
     assert type(error) is RecordError and "already exists" in str(error)
 
 
-@pytest.mark.parametrize(("status", "kind"), [(401, AuthError), (403, AuthError), (404, RecordError), (500, RetryableError), (503, RetryableError)])
+@pytest.mark.parametrize(("status", "kind"), [(401, AuthError), (403, AuthError), (404, FatalError), (500, RetryableError), (503, RetryableError)])
 def test_status_kinds(status, kind):
     assert type(error_from(failed(status, vendor_error(4005, "denied")), "articles")) is kind
+
+
+def test_a_404_on_an_item_is_the_records_on_a_list_the_configurations():
+    """A wrong base_url makes every list 404: that fails the run with one error naming the URL,
+    instead of dead-lettering each record; a 404 on one article is that record's failure."""
+    item = httpx.Response(404, json=vendor_error(4004, "not found"), request=httpx.Request("GET", f"{API}/v2/articles/{'1' * 8}-1111-1111-1111-{'1' * 12}"))
+    assert type(error_from(item, "article")) is RecordError
+    error = error_from(failed(404, text="Not Found"), "articles")
+    assert type(error) is FatalError and f"{API}/v2/articles" in str(error) and "base_url" in str(error)
+    singleton = httpx.Response(404, request=httpx.Request("GET", f"{API}/v2/companysettings"))
+    assert type(error_from(singleton, "company settings")) is FatalError
+    assert type(error_from(item, "article", not_found="config")) is FatalError  # the caller knows best
 
 
 def test_a_non_json_5xx_is_still_retryable():
