@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import httpx
 import pytest
 import respx
@@ -208,7 +210,8 @@ def test_chunks():
 def test_odata_or_filters_quote_dedupe_and_stay_under_the_length():
     keys = [f"SKU-{i:03d}" for i in range(40)] + ["O'Brien", "SKU-000"]
     filters = list(odata_or_filters("Number", keys, max_length=200))
-    assert all(len(expression) <= 200 for expression, _ in filters)
+    assert all(len(quote(expression, safe="")) <= 200 for expression, _ in filters)
+    assert len(filters) > 2 and len(quote(filters[0][0] + " or Number eq 'SKU-099'", safe="")) > 200  # filled up
     covered = [key for _, keys_ in filters for key in keys_]
     assert covered == list(dict.fromkeys(keys))  # every key once, in order
     last, last_keys = filters[-1]

@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from typing import TypeVar
+from urllib.parse import quote
 
 __all__ = ["DEFAULT_MAX_FILTER_LENGTH", "chunks", "odata_or_filters", "odata_string"]
 
 T = TypeVar("T")
 
 DEFAULT_MAX_FILTER_LENGTH = 1500
-"""Characters of one ``$filter`` value (before URL encoding): keeps the whole URL well under
-the 2,048 characters proxies and IIS-hosted APIs are known to accept."""
+"""Characters of one ``$filter`` value once URL-encoded: keeps the whole URL well under the
+2,048 characters proxies and IIS-hosted APIs are known to accept."""
 
 
 def chunks(iterable: Iterable[T], n: int) -> Iterator[list[T]]:
@@ -37,20 +38,23 @@ def odata_or_filters(
     max_keys: int | None = None,
 ) -> Iterator[tuple[str, list[str]]]:
     """``$filter`` expressions ``field eq 'a' or field eq 'b' ...`` covering ``keys`` (duplicates
-    dropped, order kept), each at most ``max_length`` characters and ``max_keys`` keys; with the
-    keys each one covers. A single key too long for ``max_length`` gets a filter of its own."""
+    dropped, order kept), each at most ``max_length`` characters once URL-encoded and at most
+    ``max_keys`` keys; with the keys each one covers. A single key too long for ``max_length``
+    gets a filter of its own."""
     if max_keys is not None and max_keys < 1:
         raise ValueError(f"max_keys must be at least 1, got {max_keys}")
     terms: list[str] = []
     covered: list[str] = []
     length = 0
+    separator = len(quote(" or ", safe=""))
     for key in dict.fromkeys(keys):
         term = f"{field} eq {odata_string(key)}"
-        added = len(term) + (len(" or ") if terms else 0)
+        size = len(quote(term, safe=""))
+        added = size + (separator if terms else 0)
         if terms and (length + added > max_length or (max_keys is not None and len(terms) >= max_keys)):
             yield " or ".join(terms), covered
             terms, covered, length = [], [], 0
-            added = len(term)
+            added = size
         terms.append(term)
         covered.append(key)
         length += added

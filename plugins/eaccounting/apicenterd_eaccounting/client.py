@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Literal
@@ -12,7 +12,7 @@ from typing import Any, Literal
 import httpx
 
 from apicenterd import ConnectorError, FatalError, RateLimited, error_for_status, parse_retry_after
-from apicenterd.kit import Page, odata_string, paginate_page_number
+from apicenterd.kit import Page, odata_or_filters, odata_string, paginate_page_number
 
 __all__ = [
     "EAccountingClient",
@@ -28,6 +28,9 @@ __all__ = [
 _GUID = re.compile(r"/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?=/|$)")
 _TRY_AGAIN = re.compile(r"try again in (\d+(?:\.\d+)?) second", re.IGNORECASE)
 _FIELD = re.compile(r"(?:^|;)\s*([A-Za-z][\w.\[\]]*)\s*:|\bThe field (\w+)\b")
+
+MAX_KEYS_PER_FILTER = 25
+"""Keys per ``or`` filter at most (besides the URL length the kit keeps under its maximum)."""
 
 RATE_LIMIT_CODE = 4010
 VALIDATION_CODE = 2000
@@ -213,6 +216,22 @@ class EAccountingClient:
         async for data in self.pages(path, what=what, params={"$filter": odata_filter}):
             return data
         return []  # pragma: no cover - pages() always yields at least once
+
+    async def matching(
+        self, path: str, field: str, keys: Sequence[str], *, what: str, max_keys: int = MAX_KEYS_PER_FILTER
+    ) -> dict[str, dict[str, Any]]:
+        """The items of list ``path`` whose ``field`` equals one of ``keys`` exactly, by key: one
+        call per :func:`apicenterd.kit.odata_or_filters` filter (``or`` in ``$filter`` is
+        documented by Visma, unverified against the live API). Keys without a match are absent."""
+        found: dict[str, dict[str, Any]] = {}
+        for expression, covered in odata_or_filters(field, keys, max_keys=max_keys):
+            wanted = set(covered)
+            async for data in self.pages(path, what=f"{len(covered)} {what} by {field}", params={"$filter": expression}):
+                for item in data:
+                    value = item.get(field)
+                    if isinstance(value, str) and value in wanted:  # exact matches only (the server may ignore case)
+                        found[value] = item
+        return found
 
     @staticmethod
     def _envelope(body: Any, what: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -74,6 +74,22 @@ async def test_paging_follows_total_number_of_pages(client):
 
 
 @respx.mock
+async def test_matching_splits_keys_into_quoted_or_filters_and_keeps_exact_matches(client):
+    def reply(request):
+        expression = request.url.params["$filter"]
+        numbers = [term.split(" eq ", 1)[1][1:-1].replace("''", "'") for term in expression.split(" or ")]
+        data = [{"Id": n, "Number": n} for n in numbers if n != "MISSING"] + [{"Id": "x", "Number": "a-1"}]  # case-insensitive server
+        return httpx.Response(200, json=page(data, current=1, total=1))
+
+    route = respx.get(f"{API}/v2/articles").mock(side_effect=reply)
+    keys = ["A-1", "O'Brien", "MISSING", "A-1", "B-2"]
+    found = await client.matching("/v2/articles", "Number", keys, what="articles", max_keys=2)
+    assert sorted(found) == ["A-1", "B-2", "O'Brien"] and found["A-1"]["Id"] == "A-1"
+    filters = [call.request.url.params["$filter"] for call in route.calls]
+    assert filters == ["Number eq 'A-1' or Number eq 'O''Brien'", "Number eq 'MISSING' or Number eq 'B-2'"]
+
+
+@respx.mock
 async def test_a_repeated_page_is_a_loop(client):
     respx.get(f"{API}/v2/articles").mock(return_value=httpx.Response(200, json=page([{"Id": "1"}, {"Id": "2"}], current=1, total=5)))
     with pytest.raises(FatalError, match="page 2 repeats page 1"):
