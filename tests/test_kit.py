@@ -348,3 +348,25 @@ def test_oauth2_settings_mixin():
     assert settings.refresh_token is None and settings.scopes is None and settings.authorize_url is None
     with pytest.raises(ValueError, match="token_url"):
         VendorSettings(base_url="https://api.example.com", client_id="cid", client_secret="s", token_url="not a url")
+
+
+async def test_oauth2_settings_give_a_refresh_auth_on_the_connection_token_store():
+    from apicenterd.testing import MemoryTokenStore
+
+    class VendorSettings(OAuth2Settings):
+        token_url: str = TOKEN_URL
+
+    class Context:
+        name = "acme"
+        tokens = MemoryTokenStore()
+
+    settings = VendorSettings(base_url="https://api.example.com", client_id="cid", client_secret="s3cret", refresh_token="boot-1")
+    with respx.mock() as router:
+        route = router.post(TOKEN_URL).mock(
+            return_value=httpx.Response(200, json={"access_token": "acc-9", "refresh_token": "ref-2", "expires_in": 600})
+        )
+        async with httpx.AsyncClient() as token_client:
+            auth = settings.refresh_auth(Context(), token_client)
+            assert await auth.access_token() == "acc-9"
+    assert b"refresh_token=boot-1" in route.calls[0].request.content
+    assert (await Context.tokens.load())["refresh_token"] == "ref-2"  # rotated and kept

@@ -18,7 +18,7 @@ from pydantic import Field, SecretStr
 from ..errors import AuthError, FatalError, RetryableError
 from ..observe.logs import redactor
 from ..oauth import OAuth2RefreshAuth
-from ..plugin import ConnectorSettings
+from ..plugin import ConnectionContext, ConnectorSettings
 
 __all__ = ["OAuth2RefreshAuth", "OAuth2Settings", "authorize_url", "exchange_code", "DEFAULT_EXPIRES_IN"]
 
@@ -42,6 +42,21 @@ class OAuth2Settings(ConnectorSettings):
         default=None, description="Bootstraps an empty token store; rotated tokens are kept in the state store"
     )
     scopes: list[str] | None = Field(default=None, description="Scopes to ask consent for; unset: the connector's")
+
+    def refresh_auth(self, context: ConnectionContext, token_client: httpx.AsyncClient, **options: Any) -> OAuth2RefreshAuth:
+        """The :class:`OAuth2RefreshAuth` for these settings: tokens in the connection's store,
+        ``refresh_token`` bootstrapping an empty one. ``token_client`` sends the token requests
+        (a client without this auth); ``options`` go to OAuth2RefreshAuth (``refresh_on_401``, ``clock``)."""
+        return OAuth2RefreshAuth(
+            token_client=token_client,
+            token_url=self.token_url,
+            client_id=self.client_id,
+            client_secret=self.client_secret.get_secret_value(),
+            tokens=context.tokens,
+            initial_refresh_token=self.refresh_token.get_secret_value() if self.refresh_token else None,
+            connection=context.name,
+            **options,
+        )
 
 
 def authorize_url(
