@@ -16,8 +16,8 @@ import httpx
 from pydantic import Field, SecretStr
 
 from ..errors import AuthError, FatalError, RetryableError
-from ..observe.logs import redactor
 from ..oauth import OAuth2RefreshAuth
+from ..observe.logs import redactor
 from ..plugin import ConnectionContext, ConnectorSettings
 
 __all__ = ["OAuth2RefreshAuth", "OAuth2Settings", "authorize_url", "exchange_code", "DEFAULT_EXPIRES_IN"]
