@@ -18,6 +18,7 @@ from apicenterd.kit import (
     each_item,
     exchange_code,
     link_header_next,
+    not_found_by_path,
     odata_or_filters,
     odata_page,
     odata_string,
@@ -370,3 +371,12 @@ async def test_oauth2_settings_give_a_refresh_auth_on_the_connection_token_store
             assert await auth.access_token() == "acc-9"
     assert b"refresh_token=boot-1" in route.calls[0].request.content
     assert (await Context.tokens.load())["refresh_token"] == "ref-2"  # rotated and kept
+
+
+def test_not_found_by_path():
+    assert not_found_by_path("/api/rest/v1/products/") == "config"
+    assert not_found_by_path("orders/3/orderrows/?start=0") == "record"
+    assert not_found_by_path("/v2/articles?$filter=Number eq '12'") == "config"  # the query is no path
+    is_guid = lambda s: s.startswith("(guid'")  # noqa: E731
+    assert not_found_by_path("/api/v1/123/logistics/Items", is_id=is_guid) == "config"  # 123 is the division
+    assert not_found_by_path("/api/v1/123/logistics/Items(guid'ab')", is_id=lambda s: "(guid'" in s) == "record"

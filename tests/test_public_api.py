@@ -80,6 +80,7 @@ KIT_ALL = [
     "classify",
     "error_for_status",
     "json_body",
+    "not_found_by_path",
     "parse_retry_after",
     "raise_for_response",
     "vendor_message",

@@ -18,7 +18,7 @@ from __future__ import annotations
 from ..http import error_for_status, json_body, parse_retry_after
 from ..plugin import RateLimit, RateLimitHeaders
 from .batch import DEFAULT_MAX_FILTER_LENGTH, chunks, odata_or_filters, odata_string
-from .errors import classify, raise_for_response, vendor_message
+from .errors import classify, not_found_by_path, raise_for_response, vendor_message
 from .oauth import OAuth2RefreshAuth, OAuth2Settings, authorize_url, exchange_code
 from .paging import (
     DEFAULT_MAX_PAGES,
@@ -64,6 +64,7 @@ __all__ = [
     "classify",
     "error_for_status",
     "json_body",
+    "not_found_by_path",
     "parse_retry_after",
     "raise_for_response",
     "vendor_message",

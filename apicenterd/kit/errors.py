@@ -10,7 +10,7 @@ import httpx
 from ..errors import ConnectorError
 from ..http import error_for_status
 
-__all__ = ["classify", "raise_for_response", "vendor_message"]
+__all__ = ["classify", "not_found_by_path", "raise_for_response", "vendor_message"]
 
 _MESSAGE_KEYS = ("DeveloperErrorMessage", "developermessage", "error_description", "message", "Message", "detail", "title")
 _CODE_KEYS = ("ErrorCode", "errorCode", "code", "Code")
@@ -28,6 +28,16 @@ def _from(body: dict[str, Any]) -> tuple[str | None, str | None]:
     message = next((m for k in _MESSAGE_KEYS if (m := _text(body.get(k)))), None)
     code = next((c for k in _CODE_KEYS if (c := _text(body.get(k)))), None)
     return message, code
+
+
+def not_found_by_path(path: str, is_id: Callable[[str], bool] = str.isdigit) -> Literal["record", "config"]:
+    """What a 404 on ``path`` means, for ``classify(not_found=...)``: ``"record"`` when a segment
+    of the path (query left out) is an id by ``is_id`` (``orders/3/``, ``orders/3/rows/``: that
+    record is gone), else ``"config"`` (``products/``, ``/v2/companysettings``: a path that must
+    exist, so ``base_url`` is wrong). Give ``is_id`` for the vendor's ids (GUIDs, ``(guid'...')``)
+    when a path also holds numbers that are not record ids (a division, an API version)."""
+    segments = path.split("?", 1)[0].split("/")
+    return "record" if any(segment and is_id(segment) for segment in segments) else "config"
 
 
 def vendor_message(response: httpx.Response) -> tuple[str, str | None]:

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from apicenterd import ConnectorError, FatalError, RateLimited, json_body
-from apicenterd.kit import Page, classify, each_item, paginate_next_link
+from apicenterd.kit import Page, classify, each_item, not_found_by_path, paginate_next_link
 
 __all__ = [
     "API_PREFIX",
@@ -61,7 +61,7 @@ def not_found_means(path: str) -> Literal["record", "config"]:
     """What a 404 on ``path`` means: a path with an id (``orders/3/``, ``orders/3/orderrows/``)
     names a record that is not there; one without (``products/``) must exist, so the
     configuration (``base_url``) is wrong."""
-    return "record" if any(segment.isdigit() for segment in path.split("?")[0].split("/")) else "config"
+    return not_found_by_path(path)
 
 
 def _utcnow() -> datetime:

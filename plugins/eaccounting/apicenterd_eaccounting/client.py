@@ -12,7 +12,7 @@ from typing import Any, Literal
 import httpx
 
 from apicenterd import ConnectorError, FatalError, RateLimited, error_for_status, parse_retry_after
-from apicenterd.kit import Page, odata_or_filters, odata_string, paginate_page_number
+from apicenterd.kit import Page, not_found_by_path, odata_or_filters, odata_string, paginate_page_number
 
 __all__ = [
     "EAccountingClient",
@@ -26,6 +26,7 @@ __all__ = [
 ]
 
 _GUID = re.compile(r"/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?=/|$)")
+_IS_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _TRY_AGAIN = re.compile(r"try again in (\d+(?:\.\d+)?) second", re.IGNORECASE)
 _FIELD = re.compile(r"(?:^|;)\s*([A-Za-z][\w.\[\]]*)\s*:|\bThe field (\w+)\b")
 
@@ -47,7 +48,7 @@ def not_found_means(path: str) -> Literal["record", "config"]:
     """What a 404 on ``path`` means: a path with an id (``/v2/articles/<guid>``) names a record
     that is not there; one without (``/v2/articles``, ``/v2/companysettings``) must exist, so
     the configuration (``base_url``) is wrong."""
-    return "record" if _GUID.search(path.split("?")[0]) else "config"
+    return not_found_by_path(path, is_id=lambda segment: _IS_GUID.fullmatch(segment) is not None)
 
 
 def _parse_time(value: str) -> datetime:
