@@ -18,7 +18,7 @@ import anyio
 
 from . import __version__
 from .config import Resolved, load
-from .errors import EXIT_STATE, ConfigError, PluginError, RecordError, StateError
+from .errors import EXIT_STATE, ConfigError, ConnectorError, PluginError, RecordError, StateError
 from .observe import logs
 from .registry import Registry, load_registry
 from .state.lock import FlowBusy, LockError, StoreBusy
@@ -754,10 +754,11 @@ def _forget_auth_state(resolved: Resolved, connection: str) -> None:
 def cmd_auth(args: argparse.Namespace) -> int:
     """Authorise an OAuth2 connection: print the consent URL (its state remembered), or exchange a
     code whose state matches, or store a refresh token read from stdin or a file."""
+    import functools
     import secrets as pysecrets
     import urllib.parse
 
-    import httpx
+    from .kit import authorize_url, exchange_code
 
     resolved = _load(args.config, _registry())
     conn = resolved.connections.get(args.connection)
@@ -767,9 +768,6 @@ def cmd_auth(args: argparse.Namespace) -> int:
     needed = [f for f in ("token_url", "client_id", "client_secret") if not getattr(settings, f, None)]
     if needed:
         raise Usage(f"connection {args.connection!r} ({conn.connector.name}) is not OAuth2: it has no {', '.join(needed)}")
-
-    def secret(value) -> str:
-        return value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
 
     async def save(tokens) -> None:
         from .engine import StateTokenStore
@@ -787,7 +785,7 @@ def cmd_auth(args: argparse.Namespace) -> int:
     if not args.code:
         if args.state:
             raise Usage("--state goes with --code (the bare code from the redirected URL)")
-        base = conn.connector.oauth_authorize_url
+        base = getattr(settings, "authorize_url", None) or conn.connector.oauth_authorize_url
         if not base:
             raise Usage(
                 f"connector {conn.connector.name!r} declares no authorize URL; get a refresh token and pass it with "
@@ -801,16 +799,16 @@ def cmd_auth(args: argparse.Namespace) -> int:
             _write_auth_states(path, states)
         except OSError as exc:
             raise Usage(f"cannot remember the consent request in {path}: {exc.strerror or exc}") from None
-        query = {
-            "client_id": settings.client_id,
-            "redirect_uri": args.redirect_uri,
-            "response_type": "code",
-            "scope": " ".join(conn.connector.oauth_scopes),
-            "state": state,
-        }
+        consent = authorize_url(
+            base,
+            client_id=settings.client_id,
+            redirect_uri=args.redirect_uri,
+            scopes=getattr(settings, "scopes", None) or conn.connector.oauth_scopes,
+            state=state,
+        )
         print("Open this URL, sign in and consent; then, within the hour, run this command again with")
         print("--code and the whole URL you were redirected to (its state is checked):\n")
-        print(f"{base}?{urllib.parse.urlencode(query)}")
+        print(consent)
         return 0
     code, state = args.code, args.state
     if code.startswith(("http://", "https://")):
@@ -827,38 +825,19 @@ def cmd_auth(args: argparse.Namespace) -> int:
     # the token request must name the redirect URI the consent URL named
     redirect_uri = pending.get("redirect_uri") if isinstance(pending.get("redirect_uri"), str) else args.redirect_uri
     try:
-        response = httpx.post(
-            settings.token_url,
-            data={"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri},
-            auth=(settings.client_id, secret(settings.client_secret)),
-            timeout=30,
+        tokens = anyio.run(
+            functools.partial(
+                exchange_code,
+                settings.token_url,
+                client_id=settings.client_id,
+                client_secret=settings.client_secret,
+                code=code,
+                redirect_uri=redirect_uri,
+            )
         )
-    except httpx.HTTPError as exc:
-        print(terminal_safe(f"apicenterd: token request to {settings.token_url} failed: {logs.redactor.scrub(str(exc))}"), file=sys.stderr)
+    except ConnectorError as exc:
+        print(terminal_safe(f"apicenterd: {logs.redactor.scrub(str(exc))}"), file=sys.stderr)
         return 1
-    if response.status_code != 200:
-        print(
-            terminal_safe(f"apicenterd: the vendor refused the code: HTTP {response.status_code} {logs.redactor.scrub(response.text[:200])}"),
-            file=sys.stderr,
-        )
-        return 1
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict) or not body.get("refresh_token"):
-        print("apicenterd: the token response has no refresh_token (was offline access requested?)", file=sys.stderr)
-        return 1
-    try:
-        expires_in = float(body.get("expires_in") or 3600)
-    except (TypeError, ValueError):
-        expires_in = 3600.0
-    tokens = {
-        "access_token": body.get("access_token", ""),
-        "refresh_token": body["refresh_token"],
-        "expires_at": time.time() + expires_in,
-        "token_type": body.get("token_type", "Bearer"),
-    }
     logs.redactor.learn_tokens(f"auth:{args.connection}", tokens)
     anyio.run(save, tokens)
     _forget_auth_state(resolved, args.connection)  # a state is good for one code

@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 import anyio
 import httpx
@@ -33,6 +33,7 @@ from .ratelimit import SlidingWindowLimiter
 __all__ = [
     "RETRY_AFTER_CAP",
     "InstrumentedTransport",
+    "NotFound",
     "PauseStore",
     "RateLimiterSet",
     "error_for_status",
@@ -75,13 +76,28 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None, cap: fl
     return min(max(seconds, 0.0), cap)
 
 
+NotFound = Literal["record", "config"]
+"""What a 404 means: ``"record"`` (the item asked for does not exist: that record's failure)
+or ``"config"`` (a collection, a singleton or any path that must exist: the configuration,
+usually ``base_url``, is wrong, so the run fails with :class:`FatalError`)."""
+
+
 def error_for_status(
-    response: httpx.Response, message: str, *, vendor_code: str | None = None
+    response: httpx.Response, message: str, *, vendor_code: str | None = None, not_found: NotFound = "record"
 ) -> ConnectorError:
     """The error class the runner needs for a failed response: 429 → RateLimited,
-    401/403 → AuthError, other 4xx → RecordError, 5xx → RetryableError."""
+    401/403 → AuthError, 408/425/5xx → RetryableError, 404 → RecordError or, with
+    ``not_found="config"``, FatalError naming the URL; other 4xx → RecordError."""
     status = response.status_code
     text = f"{message} (HTTP {status} {response.request.method} {response.request.url.path})"
+    if status == 404 and not_found == "config":
+        url = response.request.url.copy_with(query=None, fragment=None)
+        return FatalError(
+            f"{message}: {response.request.method} {url} answered 404 Not Found, a path that must exist: "
+            "the configuration is wrong, not the record; check the connection's base_url",
+            status=status,
+            vendor_code=vendor_code,
+        )
     if status == 429:
         return RateLimited(
             text, retry_after=parse_retry_after(response.headers.get("Retry-After")), status=status, vendor_code=vendor_code

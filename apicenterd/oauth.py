@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import httpx
 
-from .errors import AuthError, FatalError, RetryableError
+from .errors import AuthError, FatalError, RecordError, RetryableError
 from .http import error_for_status
 from .observe.logs import redactor
 from .plugin import TokenStore
@@ -143,7 +143,14 @@ class OAuth2RefreshAuth(httpx.Auth):
                 vendor_code=reason or None,
             )
         if response.status_code != 200:
-            raise error_for_status(response, f"connection {self._connection!r}: token refresh failed")
+            error = error_for_status(response, f"connection {self._connection!r}: token refresh failed")
+            if isinstance(error, RecordError):  # 404, 405, ...: no record is at fault, the token endpoint is wrong
+                raise FatalError(
+                    f"connection {self._connection!r}: token refresh failed: POST {self._token_url} answered "
+                    f"HTTP {response.status_code}, not a token endpoint; check the connection's token_url",
+                    status=response.status_code,
+                )
+            raise error
         try:
             body = response.json()
             access = body["access_token"]

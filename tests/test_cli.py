@@ -661,3 +661,22 @@ async def test_flows_run_first_signal_stops_between_records_second_cuts_off():
             os.kill(os.getpid(), signal.SIGINT)
             await anyio.sleep_forever()  # cancelled by the second signal
     assert seen == [signal.SIGTERM, signal.SIGINT] and engine.stopped == 1
+
+
+@pytest.mark.parametrize(
+    "answer, expected",
+    [
+        ((400, {"error": "invalid_grant"}), "the vendor refused the code: HTTP 400"),
+        ((200, {"access_token": "a-only"}), "the token response has no refresh_token"),
+    ],
+)
+def test_auth_code_the_vendor_refuses_exits_1_with_its_reason(capsys, oauth_config, tmp_path, answer, expected):
+    """The exchange goes through apicenterd.kit.exchange_code; its errors reach the operator as one line."""
+    import respx
+
+    state = consent_state(capsys, oauth_config)
+    with respx.mock() as router:
+        router.post(TOKEN_URL).mock(return_value=httpx_response(*answer))
+        code, _, err = run_cli(capsys, "auth", "eacc", "--config", str(oauth_config), "--code", "C0DE", "--state", state)
+    assert code == 1 and expected in err and "Traceback" not in err
+    assert stored_tokens(tmp_path) is None

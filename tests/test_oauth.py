@@ -296,6 +296,19 @@ async def test_refresh_server_error_is_retryable(events, clock):
                 await client.get("/x")
 
 
+@pytest.mark.parametrize("status", [404, 405])
+async def test_a_token_url_that_is_not_a_token_endpoint_fails_the_run_not_each_record(events, clock, status):
+    """A wrong token_url is the configuration's failure: FatalError naming the URL, never a
+    RecordError that would dead-letter every record."""
+    with respx.mock() as router:
+        router.post(TOKEN_URL).mock(return_value=httpx.Response(status, text="Not here"))
+        _, client = make_auth(RecordingStore(events), clock)
+        async with client:
+            with pytest.raises(FatalError, match="token refresh failed") as caught:
+                await client.get("/x")
+    assert TOKEN_URL in str(caught.value) and "token_url" in str(caught.value)
+
+
 @pytest.mark.parametrize(
     "body",
     [{"token_type": "Bearer"}, {"access_token": ""}, {"access_token": "a", "expires_in": "soon"}, ["a"]],

@@ -7,6 +7,7 @@ import importlib
 import pytest
 
 import apicenterd
+import apicenterd.kit
 import apicenterd.testing
 
 # A change to either list is a change to the plugin API: update it here on purpose.
@@ -54,6 +55,37 @@ APICENTERD_ALL = [
     "JournalLine",
 ]
 
+KIT_ALL = [
+    "DEFAULT_MAX_PAGES",
+    "Page",
+    "PageGuard",
+    "each_item",
+    "link_header_next",
+    "odata_page",
+    "paginate_cursor",
+    "paginate_next_link",
+    "paginate_odata",
+    "paginate_offset",
+    "paginate_page_number",
+    "OAuth2RefreshAuth",
+    "OAuth2Settings",
+    "authorize_url",
+    "exchange_code",
+    "RateLimit",
+    "RateLimitHeaders",
+    "DEFAULT_MAX_FILTER_LENGTH",
+    "chunks",
+    "odata_or_filters",
+    "odata_string",
+    "classify",
+    "error_for_status",
+    "json_body",
+    "not_found_by_path",
+    "parse_retry_after",
+    "raise_for_response",
+    "vendor_message",
+]
+
 TESTING_ALL = [
     "MemoryTokenStore",
     "connect",
@@ -68,14 +100,16 @@ TESTING_ALL = [
 
 
 @pytest.mark.parametrize(
-    "module, pinned", [(apicenterd, APICENTERD_ALL), (apicenterd.testing, TESTING_ALL)], ids=lambda v: getattr(v, "__name__", "")
+    "module, pinned",
+    [(apicenterd, APICENTERD_ALL), (apicenterd.kit, KIT_ALL), (apicenterd.testing, TESTING_ALL)],
+    ids=lambda v: getattr(v, "__name__", "")
 )
 def test_export_list_is_pinned(module, pinned):
     assert sorted(module.__all__) == sorted(pinned)
     assert len(module.__all__) == len(set(module.__all__)), "duplicate names in __all__"
 
 
-@pytest.mark.parametrize("module_name", ["apicenterd", "apicenterd.testing"])
+@pytest.mark.parametrize("module_name", ["apicenterd", "apicenterd.kit", "apicenterd.testing"])
 def test_everything_exported_is_importable(module_name):
     module = importlib.import_module(module_name)
     namespace: dict = {}
@@ -100,3 +134,11 @@ def test_errors_exported_are_the_hierarchy():
         assert issubclass(getattr(apicenterd, name), apicenterd.ConnectorError)
     for name in ("ConfigError", "PluginError", "ConnectorError"):
         assert issubclass(getattr(apicenterd, name), apicenterd.ApicenterError)
+
+
+def test_kit_shares_the_core_objects():
+    """The kit re-exports, it does not copy: one class for one thing."""
+    assert apicenterd.kit.OAuth2RefreshAuth is apicenterd.OAuth2RefreshAuth
+    assert apicenterd.kit.RateLimit is apicenterd.RateLimit
+    assert apicenterd.kit.error_for_status is apicenterd.error_for_status
+    assert issubclass(apicenterd.kit.OAuth2Settings, apicenterd.ConnectorSettings)

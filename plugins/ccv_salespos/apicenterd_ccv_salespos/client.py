@@ -6,12 +6,13 @@ import hashlib
 import hmac
 from collections.abc import AsyncIterator, Callable, Generator
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
 
-from apicenterd import ConnectorError, FatalError, RateLimited, error_for_status, json_body
+from apicenterd import ConnectorError, FatalError, RateLimited, json_body
+from apicenterd.kit import Page, classify, each_item, not_found_by_path, paginate_next_link
 
 __all__ = [
     "API_PREFIX",
@@ -21,6 +22,7 @@ __all__ = [
     "signature",
     "format_x_date",
     "resource_of",
+    "not_found_means",
     "CCVAuth",
     "error_from_response",
     "CCVClient",
@@ -53,6 +55,13 @@ def resource_of(path: str) -> str:
         if not segment.isdigit():
             return segment
     return ""
+
+
+def not_found_means(path: str) -> Literal["record", "config"]:
+    """What a 404 on ``path`` means: a path with an id (``orders/3/``, ``orders/3/orderrows/``)
+    names a record that is not there; one without (``products/``) must exist, so the
+    configuration (``base_url``) is wrong."""
+    return not_found_by_path(path)
 
 
 def _utcnow() -> datetime:
@@ -111,8 +120,8 @@ def _seconds_to_next_minute(now: datetime) -> float:
     return 60.0 - (now.second + now.microsecond / 1_000_000)
 
 
-def error_from_response(response: httpx.Response, what: str, *, now: datetime | None = None) -> ConnectorError:
-    """The apicenterd error for a failed CCV response, with the vendor's ``code`` and ``developermessage``."""
+def _ccv_message(response: httpx.Response) -> tuple[str, str | None]:
+    """CCV's ``developermessage`` and ``code`` from an error body (its reason phrase without one)."""
     try:
         body = response.json()
     except ValueError:
@@ -123,8 +132,24 @@ def error_from_response(response: httpx.Response, what: str, *, now: datetime | 
         message = body.get("developermessage")
     if message is None:
         message = response.text[:120] if body is None and response.content else response.reason_phrase
-    text = f"{what}: {message}" + (f" [CCV code {code}]" if code else "")
-    error = error_for_status(response, text, vendor_code=code)
+    return f"{message}" + (f" [CCV code {code}]" if code else ""), code
+
+
+def error_from_response(
+    response: httpx.Response,
+    what: str,
+    *,
+    now: datetime | None = None,
+    not_found: Literal["record", "config"] | None = None,
+) -> ConnectorError:
+    """The apicenterd error for a failed CCV response, with the vendor's ``code`` and ``developermessage``
+    (classified by :func:`apicenterd.kit.classify`; a 404 as ``not_found`` says, by default
+    :func:`not_found_means` of the request's path)."""
+    if not_found is None:
+        not_found = not_found_means(response.request.url.path)
+    error = classify(response, what, not_found=not_found, message=_ccv_message)
+    if error is None:  # a success is no error: the caller asked wrongly
+        raise ValueError(f"{what}: HTTP {response.status_code} is not a failure")
     if isinstance(error, RateLimited) and error.retry_after is None:
         # no Retry-After from CCV (UNKNOWN whether it ever sends one): its windows are per minute
         error.retry_after = _seconds_to_next_minute(now or _utcnow())
@@ -165,27 +190,27 @@ class CCVClient:
         relative = parts.path[len(self._api_path):]
         return f"{relative}?{parts.query}" if parts.query else relative
 
-    async def collection(self, url: str, *, what: str, params: dict[str, Any] | None = None) -> AsyncIterator[dict[str, Any]]:
-        """Every item of a collection, page by page (``start``/``size``, then the ``next`` links)."""
-        request_params: dict[str, Any] | None = {**(params or {}), "start": 0, "size": self.page_size}
-        seen: set[str] = set()
-        while True:
-            body = await self.request("GET", url, what=what, params=request_params)
+    async def pages(self, url: str, *, what: str, params: dict[str, Any] | None = None) -> AsyncIterator[list[dict[str, Any]]]:
+        """The pages of a collection: the first by ``start``/``size``, the rest by its ``next`` links
+        (:func:`apicenterd.kit.paginate_next_link`: a link followed before is a loop)."""
+        first = {**(params or {}), "start": 0, "size": self.page_size}
+
+        async def fetch(link: str | None) -> Page[dict[str, Any]]:
+            path, query = (url, first) if link is None else (self._follow(link, what), None)
+            body = await self.request("GET", path, what=what, params=query)
             if not isinstance(body, dict) or not isinstance(body.get("items"), list):
                 raise FatalError(f"{what}: GET {url} did not return a collection ({{items: [...], next: ...}})")
             for item in body["items"]:
                 if not isinstance(item, dict):
                     raise FatalError(f"{what}: GET {url} returned an item that is not an object: {item!r:.80}")
-                yield item
-            link = body.get("next")
-            if not link:
-                return
-            if not isinstance(link, str):
-                raise FatalError(f"{what}: GET {url} returned a next link that is not a string: {link!r:.80}")
-            if link in seen:
-                raise FatalError(f"{what}: paging loops, next link {link!r} was already followed")
-            seen.add(link)
-            url, request_params = self._follow(link, what), None
+            return Page(body["items"], next=body.get("next") or None)
+
+        async for items in paginate_next_link(fetch, endpoint=f"{what} (GET {url})"):
+            yield list(items)
+
+    def collection(self, url: str, *, what: str, params: dict[str, Any] | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Every item of a collection, page by page (see :meth:`pages`)."""
+        return each_item(self.pages(url, what=what, params=params))
 
     def products(self, *, orderby: str = "id", **filters: Any) -> AsyncIterator[dict[str, Any]]:
         """``GET /products/`` with ``orderby`` and list filters (e.g. ``productnumber``)."""

@@ -190,6 +190,35 @@ async def test_failed_requests_raise_the_classified_error():
     assert caught.value.vendor_code == "429.10" and 0 < caught.value.retry_after <= 60
 
 
+@pytest.mark.anyio
+@respx.mock
+async def test_a_404_on_a_collection_is_the_configuration_not_the_record(sign):
+    """A wrong base_url: every collection 404s. That fails the run (FatalError naming the URL),
+    it does not dead-letter each record; a 404 on one order stays that order's failure."""
+    respx.get(url__startswith=API).mock(
+        return_value=httpx.Response(404, json={"status": 404, "code": "404.20", "developermessage": "Invalid resource name"})
+    )
+    with pytest.raises(FatalError) as caught:
+        [item async for item in make_client().products()]
+    text = str(caught.value)
+    assert API + "products/" in text and "base_url" in text and "Invalid resource name" in text
+    assert caught.value.status == 404 and caught.value.vendor_code == "404.20"
+    with pytest.raises(RecordError, match="order 5"):
+        await make_client().order(5)
+    with pytest.raises(RecordError, match="order 5 rows"):  # the rows of an order that is gone
+        [row async for row in make_client().order_rows(5)]
+
+
+@pytest.mark.anyio
+@respx.mock
+async def test_a_next_link_that_is_not_a_string_is_fatal(sign):
+    respx.get(url__startswith=API + "products/").mock(
+        side_effect=lambda request: sign(request, 200, {"items": [{"id": 1}], "next": 7})
+    )
+    with pytest.raises(FatalError, match="next link is not a string"):
+        [item async for item in make_client().products()]
+
+
 # -- orders and shipments through the connector, HTTP mocked ------------------------------------
 
 SETTINGS = {"base_url": BASE, "public_key": "pub-key", "private_key": "priv-key", "page_size": 2}

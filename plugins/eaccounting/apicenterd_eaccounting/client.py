@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
 from apicenterd import ConnectorError, FatalError, RateLimited, error_for_status, parse_retry_after
+from apicenterd.kit import Page, not_found_by_path, odata_or_filters, odata_string, paginate_page_number
 
 __all__ = [
     "EAccountingClient",
     "endpoint_key",
+    "not_found_means",
     "odata_string",
     "error_from",
     "retry_after_seconds",
@@ -24,8 +26,12 @@ __all__ = [
 ]
 
 _GUID = re.compile(r"/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?=/|$)")
+_IS_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _TRY_AGAIN = re.compile(r"try again in (\d+(?:\.\d+)?) second", re.IGNORECASE)
 _FIELD = re.compile(r"(?:^|;)\s*([A-Za-z][\w.\[\]]*)\s*:|\bThe field (\w+)\b")
+
+MAX_KEYS_PER_FILTER = 25
+"""Keys per ``or`` filter at most (besides the URL length the kit keeps under its maximum)."""
 
 RATE_LIMIT_CODE = 4010
 VALIDATION_CODE = 2000
@@ -38,9 +44,11 @@ def endpoint_key(request: httpx.Request) -> str:
     return path.lower() or "/"
 
 
-def odata_string(value: str) -> str:
-    """An OData string literal: single-quoted, embedded quotes doubled."""
-    return "'" + value.replace("'", "''") + "'"
+def not_found_means(path: str) -> Literal["record", "config"]:
+    """What a 404 on ``path`` means: a path with an id (``/v2/articles/<guid>``) names a record
+    that is not there; one without (``/v2/articles``, ``/v2/companysettings``) must exist, so
+    the configuration (``base_url``) is wrong."""
+    return not_found_by_path(path, is_id=lambda segment: _IS_GUID.fullmatch(segment) is not None)
 
 
 def _parse_time(value: str) -> datetime:
@@ -84,8 +92,11 @@ def _encode(value: Any) -> Any:
     raise TypeError(f"cannot send {type(value).__name__} as JSON")
 
 
-def error_from(response: httpx.Response, what: str) -> ConnectorError:
-    """The apicenterd error for a failed response, with eAccounting's ErrorCode, message and ErrorId."""
+def error_from(
+    response: httpx.Response, what: str, *, not_found: Literal["record", "config"] | None = None
+) -> ConnectorError:
+    """The apicenterd error for a failed response, with eAccounting's ErrorCode, message and ErrorId
+    (a 404 as ``not_found`` says, by default :func:`not_found_means` of the request's path)."""
     try:
         body = _decode(response)
     except ValueError:
@@ -114,7 +125,9 @@ def error_from(response: httpx.Response, what: str) -> ConnectorError:
         fields = sorted(n for n in names if not any(other.endswith(f".{n}") for other in names))
         if fields:
             text = f"{what}: eAccounting rejected {', '.join(fields)} ({detail})"
-    return error_for_status(response, text, vendor_code=vendor_code)
+    if not_found is None:
+        not_found = not_found_means(response.request.url.path)
+    return error_for_status(response, text, vendor_code=vendor_code, not_found=not_found)
 
 
 class EAccountingClient:
@@ -173,29 +186,24 @@ class EAccountingClient:
     async def pages(
         self, path: str, *, what: str, params: Mapping[str, Any] | None = None, page_size: int | None = None
     ) -> AsyncIterator[list[dict[str, Any]]]:
-        """Yield the ``Data`` of each page of a paginated list, following ``Meta.TotalNumberOfPages``.
+        """Yield the ``Data`` of each page of a paginated list, following ``Meta.TotalNumberOfPages``
+        (:func:`apicenterd.kit.paginate_page_number`: a page that repeats the previous one's
+        items, or a ``CurrentPage`` that does not advance, is a loop: FatalError)."""
+        size = page_size or self.page_size
 
-        A page that repeats the previous one, or a ``CurrentPage`` that does not advance,
-        means the server is looping: FatalError rather than reading forever.
-        """
-        page, previous_ids, previous_current = 1, None, None
-        while True:
-            query = {**(params or {}), "$page": page, "$pagesize": page_size or self.page_size}
+        async def fetch(page: int) -> Page[dict[str, Any]]:
+            query = {**(params or {}), "$page": page, "$pagesize": size}
             body = await self.get(path, what=f"{what} (page {page})", params=query)
             meta, data = self._envelope(body, f"{what} (page {page})")
-            current = meta.get("CurrentPage")
-            ids = tuple(item.get("Id") for item in data)
-            if (data and ids == previous_ids) or (
-                current is not None and previous_current is not None and current <= previous_current
-            ):
-                raise FatalError(f"{what}: page {page} repeats page {page - 1} of GET {path}; the paging loops")
-            yield data
             total = meta.get("TotalNumberOfPages")
-            if not isinstance(total, int):
+            if not isinstance(total, int) or isinstance(total, bool):
                 raise FatalError(f"{what}: GET {path} page {page} has no Meta.TotalNumberOfPages")
-            if not data or page >= total:
-                return
-            page, previous_ids, previous_current = page + 1, ids, current
+            current = meta.get("CurrentPage")
+            number = current if isinstance(current, int) and not isinstance(current, bool) else None
+            return Page(data, total_pages=total, number=number)
+
+        async for data in paginate_page_number(fetch, endpoint=f"{what}: GET {path}", key=lambda item: item.get("Id")):
+            yield list(data)
 
     async def all(self, path: str, *, what: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Every item of a paginated list."""
@@ -209,6 +217,22 @@ class EAccountingClient:
         async for data in self.pages(path, what=what, params={"$filter": odata_filter}):
             return data
         return []  # pragma: no cover - pages() always yields at least once
+
+    async def matching(
+        self, path: str, field: str, keys: Sequence[str], *, what: str, max_keys: int = MAX_KEYS_PER_FILTER
+    ) -> dict[str, dict[str, Any]]:
+        """The items of list ``path`` whose ``field`` equals one of ``keys`` exactly, by key: one
+        call per :func:`apicenterd.kit.odata_or_filters` filter (``or`` in ``$filter`` is
+        documented by Visma, unverified against the live API). Keys without a match are absent."""
+        found: dict[str, dict[str, Any]] = {}
+        for expression, covered in odata_or_filters(field, keys, max_keys=max_keys):
+            wanted = set(covered)
+            async for data in self.pages(path, what=f"{len(covered)} {what} by {field}", params={"$filter": expression}):
+                for item in data:
+                    value = item.get(field)
+                    if isinstance(value, str) and value in wanted:  # exact matches only (the server may ignore case)
+                        found[value] = item
+        return found
 
     @staticmethod
     def _envelope(body: Any, what: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:

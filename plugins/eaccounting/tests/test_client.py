@@ -74,6 +74,22 @@ async def test_paging_follows_total_number_of_pages(client):
 
 
 @respx.mock
+async def test_matching_splits_keys_into_quoted_or_filters_and_keeps_exact_matches(client):
+    def reply(request):
+        expression = request.url.params["$filter"]
+        numbers = [term.split(" eq ", 1)[1][1:-1].replace("''", "'") for term in expression.split(" or ")]
+        data = [{"Id": n, "Number": n} for n in numbers if n != "MISSING"] + [{"Id": "x", "Number": "a-1"}]  # case-insensitive server
+        return httpx.Response(200, json=page(data, current=1, total=1))
+
+    route = respx.get(f"{API}/v2/articles").mock(side_effect=reply)
+    keys = ["A-1", "O'Brien", "MISSING", "A-1", "B-2"]
+    found = await client.matching("/v2/articles", "Number", keys, what="articles", max_keys=2)
+    assert sorted(found) == ["A-1", "B-2", "O'Brien"] and found["A-1"]["Id"] == "A-1"
+    filters = [call.request.url.params["$filter"] for call in route.calls]
+    assert filters == ["Number eq 'A-1' or Number eq 'O''Brien'", "Number eq 'MISSING' or Number eq 'B-2'"]
+
+
+@respx.mock
 async def test_a_repeated_page_is_a_loop(client):
     respx.get(f"{API}/v2/articles").mock(return_value=httpx.Response(200, json=page([{"Id": "1"}, {"Id": "2"}], current=1, total=5)))
     with pytest.raises(FatalError, match="page 2 repeats page 1"):
@@ -156,9 +172,21 @@ def test_conflict_is_a_record_error():
     assert type(error) is RecordError and "already exists" in str(error)
 
 
-@pytest.mark.parametrize(("status", "kind"), [(401, AuthError), (403, AuthError), (404, RecordError), (500, RetryableError), (503, RetryableError)])
+@pytest.mark.parametrize(("status", "kind"), [(401, AuthError), (403, AuthError), (404, FatalError), (500, RetryableError), (503, RetryableError)])
 def test_status_kinds(status, kind):
     assert type(error_from(failed(status, vendor_error(4005, "denied")), "articles")) is kind
+
+
+def test_a_404_on_an_item_is_the_records_on_a_list_the_configurations():
+    """A wrong base_url makes every list 404: that fails the run with one error naming the URL,
+    instead of dead-lettering each record; a 404 on one article is that record's failure."""
+    item = httpx.Response(404, json=vendor_error(4004, "not found"), request=httpx.Request("GET", f"{API}/v2/articles/{'1' * 8}-1111-1111-1111-{'1' * 12}"))
+    assert type(error_from(item, "article")) is RecordError
+    error = error_from(failed(404, text="Not Found"), "articles")
+    assert type(error) is FatalError and f"{API}/v2/articles" in str(error) and "base_url" in str(error)
+    singleton = httpx.Response(404, request=httpx.Request("GET", f"{API}/v2/companysettings"))
+    assert type(error_from(singleton, "company settings")) is FatalError
+    assert type(error_from(item, "article", not_found="config")) is FatalError  # the caller knows best
 
 
 def test_a_non_json_5xx_is_still_retryable():
