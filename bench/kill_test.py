@@ -48,16 +48,16 @@ import httpx
 from starlette.requests import ClientDisconnect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from apicenterd_ccv_salespos.connector import CCVSalesPOSConnector  # noqa: E402
-from apicenterd_eaccounting.connector import EAccountingConnector  # noqa: E402
-from e2e_support import _toml_value, write_config  # noqa: E402
+from apicenterd_ccv_salespos.connector import CCVSalesPOSConnector
+from apicenterd_eaccounting.connector import EAccountingConnector
+from e2e_support import _toml_value, write_config
 
-from apicenterd import Entity, Product  # noqa: E402
-from apicenterd.config import Resolved, load  # noqa: E402
-from apicenterd.engine import Engine, StateTokenStore  # noqa: E402
-from apicenterd.registry import load_registry  # noqa: E402
-from apicenterd.state import SQLiteStore  # noqa: E402
-from apicenterd.testing import connect, serve_app  # noqa: E402
+from apicenterd import Entity, Product
+from apicenterd.config import Resolved, load
+from apicenterd.engine import Engine, StateTokenStore
+from apicenterd.registry import load_registry
+from apicenterd.state import SQLiteStore
+from apicenterd.testing import connect, serve_app
 
 SERVICE_ARTICLES = {"VERZEND": "Verzendkosten", "KORTING": "Korting", "TOESLAG": "Toeslag"}
 ORDER_OPTIONS = {"document": "invoice_draft", "shipping_sku": "VERZEND", "discount_sku": "KORTING", "fee_sku": "TOESLAG"}
@@ -423,7 +423,7 @@ class Spawner:
         """A process running ``apicenterd flows run FLOW --config CONFIG --json``."""
         argv = ["flows", "run", flow, "--config", str(config), "--json"]
         err = self._directory / "stderr.txt"
-        read = lambda: err.read_text(errors="replace") if err.exists() else ""  # noqa: E731
+        read = lambda: err.read_text(errors="replace") if err.exists() else ""
         if self._server is None:
             with err.open("wb") as sink:
                 proc = subprocess.Popen([*CLI, *argv], stdout=subprocess.DEVNULL, stderr=sink)
