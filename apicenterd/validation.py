@@ -67,7 +67,7 @@ def check_http_url(value: str) -> str:
     example = "e.g. https://api.example.com"
     try:
         parts = urllib.parse.urlsplit(value)
-        parts.port
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
     except ValueError as exc:
         raise ValueError(f"{value!r} is not a valid URL: {exc}") from None
     if parts.scheme.lower() not in ("http", "https"):

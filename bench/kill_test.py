@@ -423,7 +423,7 @@ class Spawner:
         """A process running ``apicenterd flows run FLOW --config CONFIG --json``."""
         argv = ["flows", "run", flow, "--config", str(config), "--json"]
         err = self._directory / "stderr.txt"
-        read = lambda: err.read_text(errors="replace") if err.exists() else ""
+        read = lambda: err.read_text(errors="replace") if err.exists() else ""  # noqa: E731
         if self._server is None:
             with err.open("wb") as sink:
                 proc = subprocess.Popen([*CLI, *argv], stdout=subprocess.DEVNULL, stderr=sink)

@@ -377,6 +377,6 @@ def test_not_found_by_path():
     assert not_found_by_path("/api/rest/v1/products/") == "config"
     assert not_found_by_path("orders/3/orderrows/?start=0") == "record"
     assert not_found_by_path("/v2/articles?$filter=Number eq '12'") == "config"  # the query is no path
-    is_guid = lambda s: s.startswith("(guid'")
+    is_guid = lambda s: s.startswith("(guid'")  # noqa: E731
     assert not_found_by_path("/api/v1/123/logistics/Items", is_id=is_guid) == "config"  # 123 is the division
     assert not_found_by_path("/api/v1/123/logistics/Items(guid'ab')", is_id=lambda s: "(guid'" in s) == "record"
