@@ -71,7 +71,7 @@ class DaemonConfig(SettingsModel):
     def _address(cls, value: str | None) -> str | None:
         if not value:
             return None
-        host, sep, port = value.rpartition(":")
+        _host, sep, port = value.rpartition(":")
         if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
             raise ValueError(f"{value!r} is not host:port (e.g. 127.0.0.1:9464)")
         return value
@@ -425,7 +425,9 @@ def resolve(config: Config, registry: Registry, path: Path) -> Resolved:
                 ends[end] = None
             else:
                 ends[end] = connections[conn].connector if conn in connections else None
-        read_entity = Entity(fc.options.get("source_entity", fc.entity)) if fc.entity is Entity.INVOICES and fc.options.get("source_entity") in ("orders", "invoices") else fc.entity
+        read_entity = fc.entity
+        if fc.entity is Entity.INVOICES and fc.options.get("source_entity") in ("orders", "invoices"):
+            read_entity = Entity(fc.options["source_entity"])
         if ends["source"] is not None and read_entity not in ends["source"].reads:
             can = ", ".join(sorted(map(str, ends["source"].reads))) or "nothing"
             problems.append(

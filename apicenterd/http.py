@@ -362,7 +362,7 @@ class RateLimiterSet:
         until = self._wall_clock() + self.pause_remaining()
         try:
             await self._pauses.save(until)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the pause holds in memory; a broken store must not fail the call
             self._log.warning("could not keep the rate-limit pause in the state store", error=f"{type(exc).__name__}: {exc}")
 
     async def restore(self) -> None:
@@ -374,7 +374,7 @@ class RateLimiterSet:
         assert self._pauses is not None
         try:
             until = await self._pauses.load()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - start without a remembered pause rather than not at all
             self._log.warning("could not read the rate-limit pause from the state store", error=f"{type(exc).__name__}: {exc}")
             return
         if until is None or not math.isfinite(until):

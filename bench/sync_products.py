@@ -105,7 +105,7 @@ def main() -> None:
             runs = (("first run", False), ("second run (unchanged)", False), ("full re-read, cursor reset (unchanged)", True))
             for label, reset in runs:
                 before = target_calls("eaccounting")
-                result, seconds = anyio.run(lambda: one_run(resolved, "products", reset_cursor=reset))
+                result, seconds = anyio.run(lambda reset=reset: one_run(resolved, "products", reset_cursor=reset))
                 calls = target_calls("eaccounting") - before
                 records = sum(result.counts.values())
                 if result.status != "ok":

@@ -235,7 +235,7 @@ async def test_a_deadline_counts_against_the_circuit_like_a_timeout():
     transport = InstrumentedTransport(conn, RateLimiterSet(conn, ()), Hanging(), breaker=breaker, deadline=0.05)
     with anyio.fail_after(GENEROUS):
         async with httpx.AsyncClient(base_url="https://api.example", transport=transport) as http:
-            with pytest.raises(RetryableError, match="request deadline of 0.05s"):
+            with pytest.raises(RetryableError, match=r"request deadline of 0\.05s"):
                 await http.get("/x")
     assert breaker.state == "open" and "deadline" in breaker.last_error
 

@@ -319,10 +319,17 @@ class SQLiteStore:
         await self._run(write)
 
     async def dead_letters(
-        self, *, flow: str | None = None, status: str | None = "open", error: str | None = None, ids: Sequence[int] | None = None, limit: int = 1000
+        self,
+        *,
+        flow: str | None = None,
+        status: str | None = "open",
+        error: str | None = None,
+        ids: Sequence[int] | None = None,
+        limit: int = 1000,
     ) -> Sequence[DeadLetter]:
         """Dead letters matching every condition (``error``: a substring), oldest first."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[object] = []
         for column, value in (("flow", flow), ("status", status)):
             if value is not None:
                 where.append(f"{column}=?")
