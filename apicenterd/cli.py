@@ -287,7 +287,7 @@ def _ts(value: float | None) -> str:
 def cmd_plugins(args: argparse.Namespace) -> int:
     """List connectors with their distribution and capabilities."""
     registry = _registry()
-    items = [
+    items: list[dict[str, Any]] = [
         {
             "name": name,
             "title": cls.title,
@@ -769,7 +769,7 @@ def cmd_auth(args: argparse.Namespace) -> int:
     conn = resolved.connections.get(args.connection)
     if conn is None:
         raise Usage(f"no connection named {args.connection!r} (defined: {', '.join(sorted(resolved.connections)) or 'none'})")
-    settings = conn.settings
+    settings: Any = conn.settings  # any settings model with the three fields checked here (e.g. kit.OAuth2Settings)
     needed = [f for f in ("token_url", "client_id", "client_secret") if not getattr(settings, f, None)]
     if needed:
         raise Usage(f"connection {args.connection!r} ({conn.connector.name}) is not OAuth2: it has no {', '.join(needed)}")
@@ -829,7 +829,8 @@ def cmd_auth(args: argparse.Namespace) -> int:
         code, state = params["code"][0], in_url or state
     pending = _check_auth_state(args, resolved, state)
     # the token request must name the redirect URI the consent URL named
-    redirect_uri = pending.get("redirect_uri") if isinstance(pending.get("redirect_uri"), str) else args.redirect_uri
+    remembered = pending.get("redirect_uri")
+    redirect_uri = remembered if isinstance(remembered, str) else args.redirect_uri
     try:
         tokens = anyio.run(
             functools.partial(
@@ -915,7 +916,7 @@ def _daemon_pid(state_path: Path | None, problem: str | None) -> int:
     if state_path is None:
         raise Usage(f"reload: cannot find the daemon: the configuration cannot be read ({problem}); pass --pid PID")
     try:
-        from .state.lock import daemon_lock_holder  # type: ignore[import-not-found]  # the daemon lock
+        from .state.lock import daemon_lock_holder  # the daemon lock
     except ImportError:
         raise Usage("reload: this version cannot look up the daemon's pid; pass --pid PID (under systemd: --pid $MAINPID)") from None
     holder = daemon_lock_holder(state_path)

@@ -442,6 +442,7 @@ def resolve(config: Config, registry: Registry, path: Path) -> Resolved:
             )
         if fc.source == fc.target:
             problems.append(f"{where}.target: source and target are the same connection {fc.source!r}")
+        schedule: Schedule | None = None
         try:
             schedule = Schedule.parse(fc.interval, fc.cron)
         except ValueError as exc:
@@ -486,6 +487,7 @@ def resolve(config: Config, registry: Registry, path: Path) -> Resolved:
         if mapper is not None:
             problems.extend(f"{where}.map{p}" for p in mapper.problems())
         if len(problems) == before:
+            assert schedule is not None and options is not None  # no problems: both were parsed
             flows[name] = Flow(
                 name=name,
                 source=fc.source,

@@ -424,11 +424,15 @@ class SQLiteStore:
         """Open a run (after checking that the state file is still the one opened)."""
         await self.check_file()
         now = self._clock()
-        return await self._run(
-            lambda db: db.execute(
+
+        def insert(db: sqlite3.Connection) -> int:
+            run_id = db.execute(
                 "INSERT INTO runs (flow, trigger, started_at, status) VALUES (?,?,?, 'running')", (flow, trigger, now)
             ).lastrowid
-        )
+            assert run_id is not None  # an INSERT sets it
+            return run_id
+
+        return await self._run(insert)
 
     async def finish_run(self, run_id: int, status: str, counts: Mapping[str, int], error: str | None = None) -> None:
         """Close a run."""
