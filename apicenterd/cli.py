@@ -277,7 +277,7 @@ def _print_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> None:
     cells = [list(map(terminal_safe, header))] + [[terminal_safe(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     for row in cells:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
 
 
 def _ts(value: float | None) -> str:
@@ -287,7 +287,7 @@ def _ts(value: float | None) -> str:
 def cmd_plugins(args: argparse.Namespace) -> int:
     """List connectors with their distribution and capabilities."""
     registry = _registry()
-    items = [
+    items: list[dict[str, Any]] = [
         {
             "name": name,
             "title": cls.title,
@@ -377,7 +377,7 @@ def cmd_flows_run(args: argparse.Namespace) -> int:
                 await tg.start(_stop_on_signals, engine, tg.cancel_scope, signals)
                 try:
                     result = await engine.run_flow(args.name, trigger="cli")
-                except Exception as exc:  # raised as it is (FlowBusy, StateError...), not in a group
+                except Exception as exc:  # noqa: BLE001 - raised as it is (FlowBusy, StateError...), not in a group
                     error = exc
                 tg.cancel_scope.cancel()
             if error is not None:
@@ -385,7 +385,8 @@ def cmd_flows_run(args: argparse.Namespace) -> int:
         finally:
             await engine.aclose()
             await engine.alerter.flush()  # bounded: alerts.flush_timeout
-        return result or engine.last_result or RunResult(args.name, 0, dict.fromkeys(COUNT_KEYS, 0), "stopped", "stopped before the run began")
+        stopped = RunResult(args.name, 0, dict.fromkeys(COUNT_KEYS, 0), "stopped", "stopped before the run began")
+        return result or engine.last_result or stopped
 
     result = anyio.run(_with_store, resolved, go)
     stopped_code = 128 + signals[0] if signals else 1
@@ -401,7 +402,8 @@ def cmd_flows_run(args: argparse.Namespace) -> int:
                     if plan.op == "create":
                         print(terminal_safe(f"  + {field}: {json.dumps(change['to'], default=str)}"))
                     else:
-                        print(terminal_safe(f"  ~ {field}: {json.dumps(change['from'], default=str)} -> {json.dumps(change['to'], default=str)}"))
+                        before, after = json.dumps(change["from"], default=str), json.dumps(change["to"], default=str)
+                        print(terminal_safe(f"  ~ {field}: {before} -> {after}"))
             counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
             print(terminal_safe(f"dry run of flow {result.flow}: {result.status}: {counts}; nothing was written"))
         return 0 if result.status == "ok" else stopped_code if result.status == "stopped" else 1
@@ -409,7 +411,8 @@ def cmd_flows_run(args: argparse.Namespace) -> int:
         print(json.dumps(result.as_dict()))
     else:
         counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
-        print(terminal_safe(f"flow {result.flow} run {result.run_id}: {result.status}: {counts}" + (f" ({result.error})" if result.error else "")))
+        error = f" ({result.error})" if result.error else ""
+        print(terminal_safe(f"flow {result.flow} run {result.run_id}: {result.status}: {counts}{error}"))
     return 0 if result.status == "ok" else stopped_code if result.status == "stopped" else 1
 
 
@@ -696,7 +699,7 @@ def _read_refresh_token(args: argparse.Namespace) -> str:
         except (OSError, UnicodeDecodeError) as exc:
             raise Usage(f"--refresh-token-file: cannot read {args.refresh_token_file}: {getattr(exc, 'strerror', None) or exc}") from None
         where = args.refresh_token_file
-    elif args.refresh_token == "-":
+    elif args.refresh_token == "-":  # noqa: S105 - "-" means standard input, not a token
         if sys.stdin is None:
             raise Usage("--refresh-token -: there is no standard input to read the token from")
         if sys.stdin.isatty():
@@ -740,7 +743,9 @@ def _check_auth_state(args: argparse.Namespace, resolved: Resolved, given: str |
             f"requested by that URL (a forged or stale link?); nothing was stored; {again}"
         )
     if time.time() > float(pending.get("expires_at") or 0):
-        raise Usage(f"the consent URL for {args.connection!r} expired (valid {AUTH_STATE_TTL / 60:.0f} minutes); nothing was stored; {again}")
+        raise Usage(
+            f"the consent URL for {args.connection!r} expired (valid {AUTH_STATE_TTL / 60:.0f} minutes); nothing was stored; {again}"
+        )
     return pending
 
 
@@ -764,7 +769,7 @@ def cmd_auth(args: argparse.Namespace) -> int:
     conn = resolved.connections.get(args.connection)
     if conn is None:
         raise Usage(f"no connection named {args.connection!r} (defined: {', '.join(sorted(resolved.connections)) or 'none'})")
-    settings = conn.settings
+    settings: Any = conn.settings  # any settings model with the three fields checked here (e.g. kit.OAuth2Settings)
     needed = [f for f in ("token_url", "client_id", "client_secret") if not getattr(settings, f, None)]
     if needed:
         raise Usage(f"connection {args.connection!r} ({conn.connector.name}) is not OAuth2: it has no {', '.join(needed)}")
@@ -814,7 +819,8 @@ def cmd_auth(args: argparse.Namespace) -> int:
     if code.startswith(("http://", "https://")):
         params = urllib.parse.parse_qs(urllib.parse.urlsplit(code).query)
         if "error" in params:
-            raise Usage(terminal_safe(f"the consent page answered error {params['error'][0]!r}: {params.get('error_description', [''])[0]}"))
+            description = params.get("error_description", [""])[0]
+            raise Usage(terminal_safe(f"the consent page answered error {params['error'][0]!r}: {description}"))
         if "code" not in params:
             raise Usage(terminal_safe(f"the URL has no code parameter: {code}"))
         in_url = params.get("state", [None])[0]
@@ -823,7 +829,8 @@ def cmd_auth(args: argparse.Namespace) -> int:
         code, state = params["code"][0], in_url or state
     pending = _check_auth_state(args, resolved, state)
     # the token request must name the redirect URI the consent URL named
-    redirect_uri = pending.get("redirect_uri") if isinstance(pending.get("redirect_uri"), str) else args.redirect_uri
+    remembered = pending.get("redirect_uri")
+    redirect_uri = remembered if isinstance(remembered, str) else args.redirect_uri
     try:
         tokens = anyio.run(
             functools.partial(
@@ -895,7 +902,7 @@ def _reload_state_path(config: str) -> tuple[Path | None, str | None]:
     base = Path(config).resolve().parent
     try:
         path, problem = read_config(config).state.path, None
-    except Exception as exc:  # whatever the file makes the parser raise: the daemon would refuse it too
+    except Exception as exc:  # noqa: BLE001 - whatever the file makes the parser raise: the daemon would refuse it too
         problem = "; ".join(exc.problems) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
         env = next((v for k, v in os.environ.items() if k.upper() == "APICENTERD_STATE__PATH"), None)
         if not env:
@@ -909,7 +916,7 @@ def _daemon_pid(state_path: Path | None, problem: str | None) -> int:
     if state_path is None:
         raise Usage(f"reload: cannot find the daemon: the configuration cannot be read ({problem}); pass --pid PID")
     try:
-        from .state.lock import daemon_lock_holder  # type: ignore[import-not-found]  # the daemon lock
+        from .state.lock import daemon_lock_holder  # the daemon lock
     except ImportError:
         raise Usage("reload: this version cannot look up the daemon's pid; pass --pid PID (under systemd: --pid $MAINPID)") from None
     holder = daemon_lock_holder(state_path)
@@ -1044,7 +1051,7 @@ def _demo_credentials(config_path: Path, registry: Registry) -> None:
         raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise Usage(f"{config_path}: {exc}") from None
-    for name, table in (raw.get("connections") or {}).items():
+    for table in (raw.get("connections") or {}).values():
         cls = registry.connectors.get(table.get("connector", ""))
         if cls is None or "base_url" not in table:
             continue

@@ -15,8 +15,8 @@ import math
 import os
 import stat
 import tomllib
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -71,7 +71,7 @@ class DaemonConfig(SettingsModel):
     def _address(cls, value: str | None) -> str | None:
         if not value:
             return None
-        host, sep, port = value.rpartition(":")
+        _host, sep, port = value.rpartition(":")
         if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
             raise ValueError(f"{value!r} is not host:port (e.g. 127.0.0.1:9464)")
         return value
@@ -425,7 +425,9 @@ def resolve(config: Config, registry: Registry, path: Path) -> Resolved:
                 ends[end] = None
             else:
                 ends[end] = connections[conn].connector if conn in connections else None
-        read_entity = Entity(fc.options.get("source_entity", fc.entity)) if fc.entity is Entity.INVOICES and fc.options.get("source_entity") in ("orders", "invoices") else fc.entity
+        read_entity = fc.entity
+        if fc.entity is Entity.INVOICES and fc.options.get("source_entity") in ("orders", "invoices"):
+            read_entity = Entity(fc.options["source_entity"])
         if ends["source"] is not None and read_entity not in ends["source"].reads:
             can = ", ".join(sorted(map(str, ends["source"].reads))) or "nothing"
             problems.append(
@@ -440,6 +442,7 @@ def resolve(config: Config, registry: Registry, path: Path) -> Resolved:
             )
         if fc.source == fc.target:
             problems.append(f"{where}.target: source and target are the same connection {fc.source!r}")
+        schedule: Schedule | None = None
         try:
             schedule = Schedule.parse(fc.interval, fc.cron)
         except ValueError as exc:
@@ -484,6 +487,7 @@ def resolve(config: Config, registry: Registry, path: Path) -> Resolved:
         if mapper is not None:
             problems.extend(f"{where}.map{p}" for p in mapper.problems())
         if len(problems) == before:
+            assert schedule is not None and options is not None  # no problems: both were parsed
             flows[name] = Flow(
                 name=name,
                 source=fc.source,

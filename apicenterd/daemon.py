@@ -209,7 +209,7 @@ class Daemon:
             self.log.error("reload refused: configuration is invalid; the old one keeps running", problems=exc.problems)
             self._refuse("invalid configuration: " + "; ".join(exc.problems))
             return
-        except Exception as exc:  # whatever a broken file makes the parser raise (RecursionError, ...)
+        except Exception as exc:  # noqa: BLE001 - whatever a broken file makes the parser raise (RecursionError, ...)
             error = f"{type(exc).__name__}: {exc}"
             self.log.error("reload refused: configuration cannot be loaded; the old one keeps running", error=error)
             self._refuse(f"cannot load {self.config_path}: {error}")
@@ -260,7 +260,7 @@ class Daemon:
                     )
             except StateError as exc:  # e.g. a full disk: the flows say so too; a purge must not stop them
                 self.log.error("retention purge failed", error=str(exc))
-            except Exception as exc:  # a purge problem must not stop the flows
+            except Exception as exc:  # noqa: BLE001 - a purge problem must not stop the flows
                 self.log.error("retention purge failed", error=f"{type(exc).__name__}: {exc}")
             await anyio.sleep(3600)
 
@@ -286,7 +286,7 @@ class Daemon:
             copy = Path(f"{exc.path}.rescued-{time.strftime('%Y%m%dT%H%M%S')}")
             try:
                 await store.save_copy(copy)
-            except Exception as failed:  # the folder may be gone too
+            except Exception as failed:  # noqa: BLE001 - the folder may be gone too
                 saved = f" A copy of its content could not be saved to {copy} ({failed.__cause__ or failed})"
             else:
                 saved = (

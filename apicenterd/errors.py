@@ -103,8 +103,10 @@ class RateLimited(RetryableError):
     a number read from an error body, an assignment later on); NaN counts as unknown.
     """
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs):
-        super().__init__(message, **kwargs)
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, status: int | None = None, vendor_code: str | None = None
+    ) -> None:
+        super().__init__(message, status=status, vendor_code=vendor_code)
         self.retry_after = retry_after
 
     @property
@@ -126,8 +128,8 @@ class CircuitOpen(RetryableError):
     ``retry_in`` is the number of seconds until the next probe call is let through.
     """
 
-    def __init__(self, message: str, *, retry_in: float = 0.0, **kwargs):
-        super().__init__(message, **kwargs)
+    def __init__(self, message: str, *, retry_in: float = 0.0, status: int | None = None, vendor_code: str | None = None) -> None:
+        super().__init__(message, status=status, vendor_code=vendor_code)
         self.retry_in = retry_in
 
 
@@ -144,8 +146,17 @@ class ResponseTooLarge(FatalError):
     (reading more, or asking again, would only download the same flood). ``limit`` is the cap,
     ``received`` the body bytes read before giving up, ``declared`` the Content-Length if any."""
 
-    def __init__(self, message: str, *, limit: int, received: int = 0, declared: int | None = None, **kwargs):
-        super().__init__(message, **kwargs)
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit: int,
+        received: int = 0,
+        declared: int | None = None,
+        status: int | None = None,
+        vendor_code: str | None = None,
+    ) -> None:
+        super().__init__(message, status=status, vendor_code=vendor_code)
         self.limit = limit
         self.received = received
         self.declared = declared

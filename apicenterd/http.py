@@ -111,7 +111,7 @@ def error_for_status(
     return FatalError(f"unexpected {text}", status=status, vendor_code=vendor_code)
 
 
-def json_body(response: httpx.Response, what: str, *, parse_float: Callable[[str], Any] | None = Decimal):
+def json_body(response: httpx.Response, what: str, *, parse_float: Callable[[str], Any] | None = Decimal) -> Any:
     """The response's JSON (numbers with a fraction as Decimal, so money never passes through
     float; ``parse_float=None`` for floats), or FatalError naming what was expected."""
     try:
@@ -290,7 +290,7 @@ class RateLimiterSet:
         raw = _number(headers.get(policy.reset)) if policy.reset else None
         if raw is None:
             return None
-        unit = policy.reset_unit
+        unit: str = policy.reset_unit
         per_second = 1000.0 if unit in ("milliseconds", "epoch_ms") else 1.0
         seconds = raw / per_second
         if unit in ("seconds", "milliseconds") and seconds > EPOCH_THRESHOLD:
@@ -362,7 +362,7 @@ class RateLimiterSet:
         until = self._wall_clock() + self.pause_remaining()
         try:
             await self._pauses.save(until)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the pause holds in memory; a broken store must not fail the call
             self._log.warning("could not keep the rate-limit pause in the state store", error=f"{type(exc).__name__}: {exc}")
 
     async def restore(self) -> None:
@@ -374,7 +374,7 @@ class RateLimiterSet:
         assert self._pauses is not None
         try:
             until = await self._pauses.load()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - start without a remembered pause rather than not at all
             self._log.warning("could not read the rate-limit pause from the state store", error=f"{type(exc).__name__}: {exc}")
             return
         if until is None or not math.isfinite(until):
@@ -460,6 +460,7 @@ class InstrumentedTransport(httpx.AsyncBaseTransport):
         breaker = self.breaker
         probe = breaker.admit() if breaker is not None else False
         started = time.perf_counter()
+        response: httpx.Response | None = None  # None: the error came before an answer reached this transport
         try:
             with anyio.fail_after(self.deadline):
                 response = await self.inner.handle_async_request(request)
@@ -470,9 +471,9 @@ class InstrumentedTransport(httpx.AsyncBaseTransport):
             # the vendor answered (the breaker hears how), but this answer is not taken
             metrics.api_requests.labels(self.connection, request.method, "too_large").inc()
             if breaker is not None:
-                if response.status_code >= 500:
+                if response is not None and response.status_code >= 500:
                     breaker.failure(f"HTTP {response.status_code} {request.method} {request.url.path}")
-                else:
+                else:  # it answered (to a transport below this one, if the response is not here)
                     breaker.success()
             raise
         except TimeoutError:  # the whole request outlived its deadline (each read stayed under `timeout`)

@@ -193,7 +193,7 @@ def check_arguments(name: str, function: Callable[..., Any], args: Sequence[Any]
             usage = ", ".join(str(p.replace(annotation=inspect.Parameter.empty)) for p in params)
             return f"transform {name!r} takes ({usage}): {exc}"
     if function is BUILTIN_TRANSFORMS.get(name):
-        for check, arg in zip(ARGUMENT_CHECKS.get(name, ()), args):
+        for check, arg in zip(ARGUMENT_CHECKS.get(name, ()), args, strict=False):  # optional arguments may be left out
             if isinstance(arg, str) and arg.startswith("$"):
                 continue
             try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 import httpx
@@ -33,6 +33,13 @@ def expiry_margin(tokens: dict[str, Any]) -> float:
     if not 0 < lifetime < float("inf"):
         return EXPIRY_MARGIN
     return min(EXPIRY_MARGIN, EXPIRY_SHARE * lifetime)
+
+
+def _access_token(tokens: dict[str, Any] | None) -> str:
+    """The access token of a token set that ``OAuth2RefreshAuth._valid`` accepted."""
+    assert tokens is not None
+    token: str = tokens["access_token"]
+    return token
 
 
 class OAuth2RefreshAuth(httpx.Auth):
@@ -90,7 +97,7 @@ class OAuth2RefreshAuth(httpx.Auth):
     async def access_token(self, *, force: bool = False, stale: str | None = None) -> str:
         """A valid access token, refreshing (once, whoever asks) when needed."""
         if not force and self._valid(self._tokens):
-            return self._tokens["access_token"]
+            return _access_token(self._tokens)
         async with self._lock:
             if self._tokens is None:
                 self._tokens = await self._store.load()
@@ -98,14 +105,14 @@ class OAuth2RefreshAuth(httpx.Auth):
             current = self._tokens or {}
             # another caller refreshed while we waited for the lock
             if self._valid(self._tokens) and (not force or current.get("access_token") != stale):
-                return current["access_token"]
+                return _access_token(current)
             if self._unsaved is not None:
                 # the vendor has already retired the refresh token we hold durably; keep
                 # trying to persist the new set rather than spend the old one again
                 await self._save(self._unsaved)
                 self._tokens, self._unsaved = self._unsaved, None
                 if self._valid(self._tokens):
-                    return self._tokens["access_token"]
+                    return _access_token(self._tokens)
                 current = self._tokens
             refresh_token = current.get("refresh_token") or self._initial_refresh
             if not refresh_token:
@@ -114,7 +121,7 @@ class OAuth2RefreshAuth(httpx.Auth):
                     f"`apicenterd auth {self._connection}`"
                 )
             self._tokens = await self._refresh(refresh_token)
-            return self._tokens["access_token"]
+            return _access_token(self._tokens)
 
     async def _save(self, tokens: dict[str, Any]) -> None:
         try:
@@ -182,5 +189,5 @@ class OAuth2RefreshAuth(httpx.Auth):
             request.headers["Authorization"] = f"Bearer {token}"
             yield request
 
-    def sync_auth_flow(self, request):  # pragma: no cover - connectors are async
+    def sync_auth_flow(self, request: httpx.Request) -> NoReturn:  # pragma: no cover - connectors are async
         raise RuntimeError("OAuth2RefreshAuth is async-only")

@@ -81,6 +81,7 @@ class Schedule:
                 raise ValueError(f"cron expression {cron!r} is not valid (five fields: minute hour day month weekday)")
             _check_cron_fires(cron)
             return cls(cron=cron)
+        assert interval is not None  # exactly one of the two (checked above)
         seconds = parse_interval(interval)
         if not MIN_INTERVAL <= seconds <= MAX_INTERVAL:
             raise ValueError(
@@ -95,6 +96,7 @@ class Schedule:
             return when + self.interval
         from croniter import croniter
 
+        assert self.cron is not None  # a Schedule has an interval or a cron
         start = datetime.fromtimestamp(when, tz=timezone.utc)
         return croniter(self.cron, start).get_next(float)
 

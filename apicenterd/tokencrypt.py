@@ -30,7 +30,7 @@ _CONTEXT = b"apicenterd token_key v1\x00"
 
 def is_encrypted(stored: Mapping[str, Any] | None) -> bool:
     """Whether a stored token row is an encrypted envelope (else plaintext tokens, or nothing)."""
-    return bool(stored) and stored.get("encrypted") == "fernet"
+    return stored is not None and stored.get("encrypted") == "fernet"
 
 
 class TokenCipher:

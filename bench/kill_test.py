@@ -48,16 +48,16 @@ import httpx
 from starlette.requests import ClientDisconnect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from apicenterd_ccv_salespos.connector import CCVSalesPOSConnector  # noqa: E402
-from apicenterd_eaccounting.connector import EAccountingConnector  # noqa: E402
-from e2e_support import _toml_value, write_config  # noqa: E402
+from apicenterd_ccv_salespos.connector import CCVSalesPOSConnector
+from apicenterd_eaccounting.connector import EAccountingConnector
+from e2e_support import _toml_value, write_config
 
-from apicenterd import Entity, Product  # noqa: E402
-from apicenterd.config import Resolved, load  # noqa: E402
-from apicenterd.engine import Engine, StateTokenStore  # noqa: E402
-from apicenterd.registry import load_registry  # noqa: E402
-from apicenterd.state import SQLiteStore  # noqa: E402
-from apicenterd.testing import connect, serve_app  # noqa: E402
+from apicenterd import Entity, Product
+from apicenterd.config import Resolved, load
+from apicenterd.engine import Engine, StateTokenStore
+from apicenterd.registry import load_registry
+from apicenterd.state import SQLiteStore
+from apicenterd.testing import connect, serve_app
 
 SERVICE_ARTICLES = {"VERZEND": "Verzendkosten", "KORTING": "Korting", "TOESLAG": "Toeslag"}
 ORDER_OPTIONS = {"document": "invoice_draft", "shipping_sku": "VERZEND", "discount_sku": "KORTING", "fee_sku": "TOESLAG"}
@@ -127,7 +127,8 @@ def grow(ccv_sim: Any, round_no: int, *, products: int = 8, orders: int = 4, pri
     new = []
     for i in range(products):
         number = f"SP-R{round_no:02d}-{i:03d}"
-        new.append(ccv_sim.add_product(productnumber=number, name=f"Nieuw {number}", price=rng.choice((3.95, 7.5, 12.0)), vatrate=21.0)["id"])
+        price = rng.choice((3.95, 7.5, 12.0))
+        new.append(ccv_sim.add_product(productnumber=number, name=f"Nieuw {number}", price=price, vatrate=21.0)["id"])
     ids = sorted(ccv_sim.products)
     for i in range(orders):
         lines = [(rng.choice(new if i % 2 else ids), rng.randint(1, 3)) for _ in range(rng.randint(1, 3))]
@@ -212,9 +213,10 @@ def compare(ccv_sim: Any, eacc_sim: Any, reference: dict[str, dict[str, list[Any
             result.missing[kind] = missing
         if unexpected := sorted(set(held) - keys):
             result.unexpected[kind] = unexpected
-        if reference is not None:
-            if differing := sorted(k for k in keys & set(held) if k in reference[kind] and held[k][0] != reference[kind][k][0]):
-                result.differing[kind] = differing
+        if reference is not None and (
+            differing := sorted(k for k in keys & set(held) if k in reference[kind] and held[k][0] != reference[kind][k][0])
+        ):
+            result.differing[kind] = differing
     return result
 
 
@@ -591,7 +593,12 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure("warning", stream="stderr")  # the reference run's log lines are not the report
     print(f"kill test: {args.kills} kills, {args.products} products, seed {args.seed}", flush=True)
     report = run_kill_test(
-        kills=args.kills, products=args.products, seed=args.seed, max_at=args.max_at, fork=not args.no_fork, log=lambda s: print(s, flush=True)
+        kills=args.kills,
+        products=args.products,
+        seed=args.seed,
+        max_at=args.max_at,
+        fork=not args.no_fork,
+        log=lambda s: print(s, flush=True),
     )
     for line in report.lines():
         print(line)

@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             rate = row["records"] / row["seconds"] if row["seconds"] else 0.0
             print(f"{row['records']:>10} {row['flow']:<9} {row['seconds']:>9.1f} {rate:>10,.0f} {row['peak_mib']:>13.1f}", flush=True)
             if args.json:
-                print(json.dumps({k: v for k, v in row.items()}), flush=True)
+                print(json.dumps(dict(row)), flush=True)
     return 0
 
 

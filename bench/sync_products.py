@@ -26,12 +26,12 @@ import anyio
 from prometheus_client import REGISTRY
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from e2e_support import write_config  # noqa: E402
+from e2e_support import write_config
 
-from apicenterd.config import load  # noqa: E402
-from apicenterd.engine import Engine  # noqa: E402
-from apicenterd.registry import load_registry  # noqa: E402
-from apicenterd.state import SQLiteStore  # noqa: E402
+from apicenterd.config import load
+from apicenterd.engine import Engine
+from apicenterd.registry import load_registry
+from apicenterd.state import SQLiteStore
 
 
 def free_port() -> int:
@@ -105,7 +105,7 @@ def main() -> None:
             runs = (("first run", False), ("second run (unchanged)", False), ("full re-read, cursor reset (unchanged)", True))
             for label, reset in runs:
                 before = target_calls("eaccounting")
-                result, seconds = anyio.run(lambda: one_run(resolved, "products", reset_cursor=reset))
+                result, seconds = anyio.run(lambda reset=reset: one_run(resolved, "products", reset_cursor=reset))
                 calls = target_calls("eaccounting") - before
                 records = sum(result.counts.values())
                 if result.status != "ok":

@@ -9,9 +9,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import fakes  # noqa: E402
+import fakes
 
-from apicenterd.registry import load_registry  # noqa: E402
+from apicenterd.registry import load_registry
 
 
 @pytest.fixture

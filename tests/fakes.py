@@ -138,8 +138,8 @@ class MemoryTarget(Connector):
     Settings = TargetSettings
     writes = frozenset({Entity.PRODUCTS, Entity.STOCK, Entity.CUSTOMERS, Entity.ORDERS, Entity.INVOICES})
     documents = frozenset({"order", "invoice"})
-    flow_settings = {Entity.ORDERS: OrderSettings}
-    written_fields = {
+    flow_settings = {Entity.ORDERS: OrderSettings}  # noqa: RUF012 - a declaration, read only (as on Connector)
+    written_fields = {  # noqa: RUF012 - a declaration, read only (as on Connector)
         Entity.PRODUCTS: frozenset({"sku", "name", "description", "price_excl_tax", "active"}),
         Entity.STOCK: frozenset({"sku", "available"}),
     }

@@ -13,8 +13,8 @@ import threading
 from pathlib import Path
 
 import anyio
-import pytest
 import fakes
+import pytest
 
 from apicenterd import hookimpl
 from apicenterd.config import load

@@ -90,9 +90,9 @@ async def test_discard(tmp_path, registry, memory):
 
 
 async def test_source_record_error_is_failed_and_the_run_goes_on(tmp_path, registry, memory):
-    from apicenterd import Change
-
     from fakes import MemorySource
+
+    from apicenterd import Change
 
     memory.put(product("A"), "1")
     original = MemorySource.read

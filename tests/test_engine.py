@@ -267,7 +267,7 @@ async def test_a_run_given_up_while_retrying_for_a_stop_is_stopped_not_failed(tm
     memory.flaky["A"] = 10**6
     store = SQLiteStore(tmp_path / "state.db")
     await store.open()
-    engine = Engine(make_config(tmp_path, registry), store, retry_attempts=10**6, sleep=lambda _: engine.stop() or anyio.sleep(0))
+    engine = Engine(make_config(tmp_path, registry), store, retry_attempts=10**6, sleep=lambda _: engine.stop() or anyio.lowlevel.checkpoint())
     try:
         result = await engine.run_flow("products")
         assert result.status == "stopped" and "transient failure for A" in result.error

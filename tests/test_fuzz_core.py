@@ -183,7 +183,7 @@ RETRY_AFTER = st.one_of(
     st.from_regex(r"\A\s*-?\d{1,12}(\.\d{0,6})?\s*\Z"),
     st.sampled_from(["Wed, 01 Jan 2025 12:00:30 GMT", "Fri, 31 Dec 9999 23:59:59 GMT", "Mon, 01 Jan 0001 00:00:00 GMT",
                      "Wed, 01 Jan 2025 12:00:30 +9999", "Wed, 01 Jan 2025 12:00:30", "Wed, 32 Jan 2025 25:61:61 GMT",
-                     "1e400", "-1e400", "nan", "inf", "-inf", "0x10", "1_000", "Tue, 2025", "01 Jan 2025 12:00:30 -0000"]),  # fmt: skip
+                     "1e400", "-1e400", "nan", "inf", "-inf", "0x10", "1_000", "Tue, 2025", "01 Jan 2025 12:00:30 -0000"]),
     ODD_STRINGS,
 )
 

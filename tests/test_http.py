@@ -283,7 +283,7 @@ async def test_sliding_window_sequential(requests, period):
     assert_never_more_than(sent, requests, period)
     assert any(waits)
     # and it is not needlessly slow: a call that waited went as soon as the window allowed
-    for i, (t, waited) in enumerate(zip(sent, waits)):
+    for i, (t, waited) in enumerate(zip(sent, waits, strict=True)):
         if waited:
             assert i >= requests and t <= sent[i - requests] + period + 0.01
 

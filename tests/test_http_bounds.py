@@ -205,6 +205,21 @@ async def test_a_too_large_answer_does_not_count_against_the_circuit():
     assert breaker.state == "closed"
 
 
+async def test_a_too_large_answer_from_an_inner_transport_stays_itself():
+    """ResponseTooLarge raised below this transport (one wrapped in another) reaches the caller as
+    it is, not as an UnboundLocalError for a response that never arrived (found by mypy)."""
+    conn = f"bounds-{uuid.uuid4().hex[:8]}"
+    inner = InstrumentedTransport(
+        conn, RateLimiterSet(conn, ()), httpx.MockTransport(lambda request: httpx.Response(200, content=b"x" * 100)), max_response_bytes=10
+    )
+    breaker = CircuitBreaker(conn, 1, 30)
+    transport = InstrumentedTransport(conn, RateLimiterSet(conn, ()), inner, breaker=breaker)
+    async with httpx.AsyncClient(base_url="https://api.example", transport=transport) as http:
+        with pytest.raises(ResponseTooLarge, match="max_response_bytes = 10"):
+            await http.get("/x")
+    assert breaker.state == "closed"
+
+
 # --- the total deadline -------------------------------------------------------------------------------
 
 
@@ -235,7 +250,7 @@ async def test_a_deadline_counts_against_the_circuit_like_a_timeout():
     transport = InstrumentedTransport(conn, RateLimiterSet(conn, ()), Hanging(), breaker=breaker, deadline=0.05)
     with anyio.fail_after(GENEROUS):
         async with httpx.AsyncClient(base_url="https://api.example", transport=transport) as http:
-            with pytest.raises(RetryableError, match="request deadline of 0.05s"):
+            with pytest.raises(RetryableError, match=r"request deadline of 0\.05s"):
                 await http.get("/x")
     assert breaker.state == "open" and "deadline" in breaker.last_error
 

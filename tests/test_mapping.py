@@ -107,11 +107,11 @@ def test_plugin_transforms_are_used_and_unknown_ones_reported():
 
 
 def test_rule_validation():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not both"):
         MapRule.model_validate({"field": "note", "from": "number", "value": "x"})
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"must both use '\*' or neither"):
         MapRule.model_validate({"field": "lines.*.sku", "from": "number"})
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="bogus"):
         MapRule.model_validate({"field": "note", "bogus": 1})
 
 

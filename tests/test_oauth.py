@@ -178,10 +178,9 @@ async def test_restart_picks_up_the_rotated_token_from_the_store(mock, events, c
 async def test_single_flight(mock, events, clock, vendor):
     store = RecordingStore(events)
     _, client = make_auth(store, clock)
-    async with client:
-        async with anyio.create_task_group() as tg:
-            for i in range(20):
-                tg.start_soon(client.get, f"/x/{i}")
+    async with client, anyio.create_task_group() as tg:
+        for i in range(20):
+            tg.start_soon(client.get, f"/x/{i}")
     assert vendor.n == 1
     assert [e for e in events if e[0] == "api"] == [("api", "Bearer a1")] * 20
     assert events.index(("save", "a1", "r1")) < events.index(("api", "Bearer a1"))
@@ -234,10 +233,9 @@ async def test_concurrent_401s_share_one_forced_refresh(events, clock, vendor):
         async def get(i):
             codes.append((await client.get(f"/x/{i}")).status_code)
 
-        async with client:
-            async with anyio.create_task_group() as tg:
-                for i in range(10):
-                    tg.start_soon(get, i)
+        async with client, anyio.create_task_group() as tg:
+            for i in range(10):
+                tg.start_soon(get, i)
     assert codes == [200] * 10
     assert vendor.n == 1
 

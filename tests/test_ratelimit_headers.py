@@ -62,7 +62,9 @@ def exact_headers(remaining: int, reset_wall: float, limit: int = 60) -> dict[st
 
 
 def test_rate_limit_stays_backward_compatible():
-    key = lambda request: "k"
+    def key(request):
+        return "k"
+
     limit = RateLimit(600, 60.0, "per_endpoint", key)
     assert (limit.requests, limit.period, limit.name, limit.key, limit.headers) == (600, 60.0, "per_endpoint", key, None)
 

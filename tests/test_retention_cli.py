@@ -12,6 +12,7 @@ from apicenterd.cli import main
 from apicenterd.daemon import DAY
 from apicenterd.state import AuditEntry, SQLiteStore
 
+
 def run_cli(capsys, *argv):
     code = main(list(argv))
     out, err = capsys.readouterr()

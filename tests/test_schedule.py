@@ -77,16 +77,15 @@ def test_invalid_cron(cron):
 @pytest.mark.parametrize(
     "cron, after, expected",
     [
-        ("*/5 * * * *", datetime(2026, 1, 1, 10, 2, 30), datetime(2026, 1, 1, 10, 5)),
-        ("*/5 * * * *", datetime(2026, 1, 1, 10, 5), datetime(2026, 1, 1, 10, 10)),  # strictly after
-        ("0 3 * * *", datetime(2026, 1, 1, 3, 0, 1), datetime(2026, 1, 2, 3, 0)),
-        ("0 9 * * 1", datetime(2026, 3, 4, 12, 0), datetime(2026, 3, 9, 9, 0)),  # next Monday
+        ("*/5 * * * *", datetime(2026, 1, 1, 10, 2, 30, tzinfo=timezone.utc), datetime(2026, 1, 1, 10, 5, tzinfo=timezone.utc)),
+        ("*/5 * * * *", datetime(2026, 1, 1, 10, 5, tzinfo=timezone.utc), datetime(2026, 1, 1, 10, 10, tzinfo=timezone.utc)),  # strictly after
+        ("0 3 * * *", datetime(2026, 1, 1, 3, 0, 1, tzinfo=timezone.utc), datetime(2026, 1, 2, 3, 0, tzinfo=timezone.utc)),
+        ("0 9 * * 1", datetime(2026, 3, 4, 12, 0, tzinfo=timezone.utc), datetime(2026, 3, 9, 9, 0, tzinfo=timezone.utc)),  # next Monday
     ],
 )
 def test_cron_next_after_is_utc(cron, after, expected):
     schedule = Schedule.parse(None, cron)
-    when = after.replace(tzinfo=timezone.utc).timestamp()
-    assert schedule.next_after(when) == expected.replace(tzinfo=timezone.utc).timestamp()
+    assert schedule.next_after(after.timestamp()) == expected.timestamp()
 
 
 @pytest.mark.parametrize("interval, cron", [(None, None), ("5m", "*/5 * * * *")])

@@ -93,7 +93,7 @@ async def exchange_code(
     code: str,
     redirect_uri: str,
     client: httpx.AsyncClient | None = None,
-    timeout: float = 30.0,
+    timeout: float = 30.0,  # noqa: ASYNC109 - the HTTP client's timeout when it makes its own
     clock: Callable[[], float] | None = None,
 ) -> dict[str, Any]:
     """Trade an authorization ``code`` for tokens (client credentials by HTTP Basic auth);

@@ -178,7 +178,8 @@ class Alerter:
             )
         elif was and not is_open:
             self._circuits.discard(connection)
-            self.send(Alert("circuit_closed", f"apicenterd: connection {connection} recovered", "the circuit closed", connection=connection))
+            recovered = f"apicenterd: connection {connection} recovered"
+            self.send(Alert("circuit_closed", recovered, "the circuit closed", connection=connection))
 
     def connection_paused(self, connection: str, reason: str) -> None:
         """Once per pause: the connection needs an operator (re-authorisation)."""
@@ -260,7 +261,7 @@ class Alerter:
                 continue
             await self._deliver_next()
 
-    async def flush(self, timeout: float | None = None) -> list[Alert]:
+    async def flush(self, timeout: float | None = None) -> list[Alert]:  # noqa: ASYNC109 - a deadline with a configured default
         """Deliver what is queued within ``timeout`` seconds (default ``flush_timeout``); log and
         count what is left unsent (``reason="shutdown"``), forget it, and return it."""
         timeout = self.config.flush_timeout if timeout is None else timeout
@@ -345,7 +346,7 @@ class Alerter:
         def work() -> None:
             try:
                 self._mail(alert)
-            except BaseException as exc:  # handed to the waiting task
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting task, which raises it
                 outcome.append(exc)
             try:
                 anyio.from_thread.run_sync(done.set, token=token)

@@ -319,10 +319,17 @@ class SQLiteStore:
         await self._run(write)
 
     async def dead_letters(
-        self, *, flow: str | None = None, status: str | None = "open", error: str | None = None, ids: Sequence[int] | None = None, limit: int = 1000
+        self,
+        *,
+        flow: str | None = None,
+        status: str | None = "open",
+        error: str | None = None,
+        ids: Sequence[int] | None = None,
+        limit: int = 1000,
     ) -> Sequence[DeadLetter]:
         """Dead letters matching every condition (``error``: a substring), oldest first."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[object] = []
         for column, value in (("flow", flow), ("status", status)):
             if value is not None:
                 where.append(f"{column}=?")
@@ -417,11 +424,15 @@ class SQLiteStore:
         """Open a run (after checking that the state file is still the one opened)."""
         await self.check_file()
         now = self._clock()
-        return await self._run(
-            lambda db: db.execute(
+
+        def insert(db: sqlite3.Connection) -> int:
+            run_id = db.execute(
                 "INSERT INTO runs (flow, trigger, started_at, status) VALUES (?,?,?, 'running')", (flow, trigger, now)
             ).lastrowid
-        )
+            assert run_id is not None  # an INSERT sets it
+            return run_id
+
+        return await self._run(insert)
 
     async def finish_run(self, run_id: int, status: str, counts: Mapping[str, int], error: str | None = None) -> None:
         """Close a run."""

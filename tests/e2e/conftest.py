@@ -11,11 +11,11 @@ eacc = pytest.importorskip("apicenterd_eaccounting")
 
 from apicenterd_ccv_salespos.connector import CCVSalesPOSConnector  # noqa: E402
 from apicenterd_eaccounting.connector import EAccountingConnector  # noqa: E402
+from e2e_support import write_config  # noqa: E402
 
 from apicenterd.config import load  # noqa: E402
 from apicenterd.registry import load_registry  # noqa: E402
 from apicenterd.testing import serve_app  # noqa: E402
-from e2e_support import write_config  # noqa: E402
 
 
 @pytest.fixture

@@ -57,11 +57,11 @@ class PostGate:
         return self.app.state
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["method"] == "POST" and not scope["path"].startswith("/connect/"):
-            if not self.opened.is_set():
-                self.arrived += 1
-                while not self.opened.is_set():
-                    await asyncio.sleep(0.01)
+        posts = scope["type"] == "http" and scope["method"] == "POST" and not scope["path"].startswith("/connect/")
+        if posts and not self.opened.is_set():
+            self.arrived += 1
+            while not self.opened.is_set():
+                await asyncio.sleep(0.01)
         await self.app(scope, receive, send)
 
 

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-import kill_test as harness  # noqa: E402
+import kill_test as harness
 
-from apicenterd.engine import Engine  # noqa: E402
-from apicenterd.state import SQLiteStore  # noqa: E402
-from apicenterd.testing import Faults, serve_app, with_faults  # noqa: E402
+from apicenterd.engine import Engine
+from apicenterd.state import SQLiteStore
+from apicenterd.testing import Faults, serve_app, with_faults
 
 pytestmark = pytest.mark.anyio
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-import kill_test as harness  # noqa: E402
+import kill_test as harness
 
 pytestmark = pytest.mark.slow
 

@@ -118,9 +118,10 @@ def test_live_tokens_echoed_by_a_vendor_stay_out_of_logs_runs_alerts_and_cli(sim
     must reach no log line, no stored run error or dead letter, no alert and no CLI output."""
     import contextlib
 
+    from e2e_support import write_config
+
     from apicenterd import cli
     from apicenterd.testing import serve_app
-    from e2e_support import write_config
 
     _, _, ccv_url, _ = simulators(products=3)
     issued: list[dict] = []

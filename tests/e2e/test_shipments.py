@@ -16,7 +16,7 @@ from apicenterd.state import SQLiteStore
 from apicenterd.testing import serve_app
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import fakes  # noqa: E402
+import fakes
 
 pytestmark = pytest.mark.anyio
 

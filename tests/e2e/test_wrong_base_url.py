@@ -61,8 +61,9 @@ async def test_a_source_base_url_that_404s_fails_the_run_naming_the_url(simulato
 
 async def test_orders_to_a_target_base_url_that_404s_fail_the_run_not_each_order(simulators, config, registry):
     """Orders are looked up one by one (no batch look-up): each 404 used to dead-letter its order."""
-    from apicenterd.config import load
     from e2e_support import _toml_value
+
+    from apicenterd.config import load
 
     _, _, ccv_url, eacc_url = simulators(products=5)
     path, _ = config(ccv_url, eacc_url)
