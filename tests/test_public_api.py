@@ -22,6 +22,11 @@ APICENTERD_ALL = [
     "RateLimitHeaders",
     "Change",
     "Found",
+    "Source",
+    "Sink",
+    "DocumentSink",
+    "DocumentRequest",
+    "DOCUMENT_TYPES",
     "OAuth2RefreshAuth",
     "error_for_status",
     "json_body",
@@ -100,3 +105,37 @@ def test_errors_exported_are_the_hierarchy():
         assert issubclass(getattr(apicenterd, name), apicenterd.ConnectorError)
     for name in ("ConfigError", "PluginError", "ConnectorError"):
         assert issubclass(getattr(apicenterd, name), apicenterd.ApicenterError)
+
+
+def test_package_ships_py_typed():
+    """Type checkers read the package's annotations (PEP 561): the marker is in the package and declared as data."""
+    import pathlib
+    import tomllib
+
+    root = pathlib.Path(apicenterd.__file__).parent
+    assert (root / "py.typed").is_file()
+    pyproject = tomllib.loads((root.parent / "pyproject.toml").read_text())
+    assert "py.typed" in pyproject["tool"]["setuptools"]["package-data"]["apicenterd"]
+
+
+# The plugin surface: what a connector author implements. A change here is an API change.
+SURFACE = {
+    "Source": {"changes"},
+    "Sink": {"find", "create", "update"},
+    "DocumentSink": {"find", "create"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(SURFACE))
+def test_abstract_methods_are_pinned(name):
+    cls = getattr(apicenterd, name)
+    assert set(cls.__abstractmethods__) == SURFACE[name]
+
+
+def test_document_request_fields_are_pinned():
+    import dataclasses
+
+    fields = [f.name for f in dataclasses.fields(apicenterd.DocumentRequest)]
+    assert fields == ["record", "kind", "customer", "articles", "settings"]
+    assert [f.name for f in dataclasses.fields(apicenterd.Found)] == ["id", "record", "vendor"]
+    assert apicenterd.DOCUMENT_TYPES == ("quote", "order", "invoice_draft", "invoice")
