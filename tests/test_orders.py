@@ -98,7 +98,7 @@ async def test_refetched_order_is_skipped_as_existing(tmp_path, registry, memory
     await run(resolved, tmp_path)
     memory.calls.clear()
     result, *_ = await run(resolved, tmp_path)
-    assert result.counts == {"created": 0, "updated": 0, "unchanged": 0, "skipped": 1, "failed": 0}
+    assert result.counts == {"created": 0, "updated": 0, "unchanged": 0, "waiting": 0, "skipped": 1, "failed": 0}
     assert memory.calls == []  # linked: not even a look-up
     assert (await audit(tmp_path))["1001"].reason.startswith("exists")
     assert len(memory.target_orders) == 1
