@@ -663,7 +663,7 @@ class Connector:
         sink = self._any_sink(entity)
         if isinstance(sink, DocumentSink):
             raise RecordError(
-                f"{entity} {record.key()!r} exists in the target ({target_id}); apicenterd does not change documents"
+                f"{entity} {record.key()!r} exists in the target ({target_id}); apicenterd does not change sales documents there"
             )
         await sink.update(target_id, _expect(entity, record), fields)
 

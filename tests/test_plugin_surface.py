@@ -92,7 +92,7 @@ async def test_entity_door_hands_calls_to_the_parts():
         await conn.find(Entity.CUSTOMERS, "x")
     with pytest.raises(RecordError, match="expected a Product"):
         await conn.create(Entity.PRODUCTS, Customer(kind="person", name="x"))
-    with pytest.raises(RecordError, match="does not change documents"):
+    with pytest.raises(RecordError, match="does not change sales documents"):
         await conn.update(Entity.ORDERS, "1", Order.model_construct(number="1"), frozenset())
 
 
