@@ -327,20 +327,29 @@ class OrderProcess:
 
 def lines_without_sku(order: Order, options: OrderOptions) -> Order:
     """Product lines without SKU (a custom row, an engraving) as ``options.lines_without_sku`` says:
-    ``text`` keeps them as text lines (name, quantity, price; no article), ``article`` books them on
+    ``text`` keeps them as text lines (``kind = "text"``: their name, no article; one with an amount
+    is a RecordError, so no money is left out of the document silently), ``article`` books them on
     ``options.fallback_sku``, ``fail`` fails the order naming them."""
     loose = [n for n, line in enumerate(order.lines, 1) if line.kind == "product" and not line.sku]
     if not loose:
         return order
-    if options.lines_without_sku == "fail":
+    mode = options.lines_without_sku
+    if mode == "fail":
         raise RecordError(
             f"order {order.number}: line(s) {', '.join(map(str, loose))} have no SKU "
             "(set options.lines_without_sku = \"text\", or \"article\" with a fallback_sku)"
         )
-    if options.lines_without_sku == "text":
-        return order
-    lines = tuple(
-        line.model_copy(update={"sku": options.fallback_sku}) if line.kind == "product" and not line.sku else line
-        for line in order.lines
-    )
-    return order.model_copy(update={"lines": lines})
+    lines = list(order.lines)
+    for n in loose:
+        line = lines[n - 1]
+        if mode == "article":
+            lines[n - 1] = line.model_copy(update={"sku": options.fallback_sku})
+            continue
+        amount = line.quantity * line.unit_price - line.discount
+        if amount != 0:
+            raise RecordError(
+                f"order {order.number}: line {n} ({line.name or 'no name'}) has no SKU and an amount of {amount}: "
+                "a text line cannot carry it; set options.lines_without_sku = \"article\" with a fallback_sku"
+            )
+        lines[n - 1] = line.model_copy(update={"kind": "text"})
+    return order.model_copy(update={"lines": tuple(lines)})
