@@ -260,7 +260,8 @@ class Engine:
         self.on_flow_wait = on_flow_wait
         """Called once with (flow, holder) when a run starts waiting for another process's run."""
         self._waiting: set[anyio.CancelScope] = set()
-        self._cipher = TokenCipher(resolved.token_key) if getattr(resolved, "token_key", None) else None
+        token_key: str | None = getattr(resolved, "token_key", None)
+        self._cipher = TokenCipher(token_key) if token_key else None
         self.last_result: RunResult | None = None
         """The latest run's result, kept up to date while it runs (also there when it was cancelled)."""
         self._beats: dict[str, float] = {}
@@ -582,6 +583,8 @@ class Engine:
         try:
             prepared = flow.mapper.apply(prepared) if flow.mapper is not None else prepared
             if flow.entity in (Entity.ORDERS, Entity.INVOICES):
+                if not isinstance(prepared, Order):  # select() gives every order flow an Order
+                    raise RecordError(f"{flow.entity} flow: expected an order, got {type(prepared).__name__}")
                 return await OrderProcess(self, run, rlog).run(change, prepared, settle)
             prepared = target.normalize(flow.entity, prepared)
             fields = frozenset(target.written_fields.get(flow.entity) or type(prepared).model_fields)

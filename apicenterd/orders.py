@@ -249,16 +249,18 @@ class OrderProcess:
         document: Order | Invoice = order_to_invoice(order) if entity is Entity.INVOICES else order
         document = self.target.normalize(entity, document)  # type: ignore[assignment]
         fields = frozenset(self.target.written_fields.get(entity) or type(document).model_fields)
-        create = None
+        create: Callable[[], Awaitable[str]] | None = None
         if entity in self.target.sinks:
             sink = self.target.document_sink(entity)
-            kind = order.document if isinstance(document, Order) else str(document.target_fields.get("document") or "invoice")
+            kind = (order.document or "order") if isinstance(document, Order) else str(document.target_fields.get("document") or "invoice")
             settings_model = sink.settings
             settings = settings_model.model_validate(dict(flow.target_settings)) if settings_model is not None else None
-            request = DocumentRequest(document, kind, customer, articles, settings)
+            request: DocumentRequest[Any] = DocumentRequest(document, kind, customer, articles, settings)
 
-            async def create() -> str:
+            async def create_document() -> str:
                 return await sink.create(request)
+
+            create = create_document
 
         target_id = await self.engine.write(self.run_, self.log, "create", entity, None, document, fields, None, create=create)
         self.log.info(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.metadata
 import os
 import re
@@ -15,7 +16,7 @@ from .errors import PluginError
 import typing
 
 from .model import RECORD_TYPES, Entity
-from .plugin import PROJECT, Connector, ConnectorSettings, DocumentSink, Hookspecs, Sink, Source, abstract_methods
+from .plugin import DOCUMENT_TYPES, PROJECT, Connector, ConnectorSettings, DocumentSink, Hookspecs, Sink, Source, abstract_methods
 
 __all__ = ["ENTRY_POINT_GROUP", "PluginInfo", "Registry", "load_registry"]
 
@@ -104,8 +105,8 @@ def _validate_part(cls: type[Connector], kind: str, entity: Any, part: Any) -> N
         raise PluginError(
             f"{where}: {part.__qualname__} handles {declared.__name__}, but {entity} are {RECORD_TYPES[entity].__name__}"
         )
-    if base is DocumentSink:
-        bad = sorted(set(part.documents) - {"quote", "order", "invoice_draft", "invoice"})
+    if issubclass(part, DocumentSink):
+        bad = sorted(set(part.documents) - set(DOCUMENT_TYPES))
         if bad:
             raise PluginError(f"{where}: unknown document types {bad} (known: quote, order, invoice_draft, invoice)")
 
@@ -118,6 +119,10 @@ def _record_type(part: type, base: type) -> Any:
                 args = typing.get_args(orig)
                 return args[0] if args and not isinstance(args[0], typing.TypeVar) else None
     return None
+
+
+def _identity(obj: object) -> object:
+    return obj
 
 
 def _plugin_manager() -> pluggy.PluginManager:
@@ -157,7 +162,7 @@ def load_registry(
         dist_of[name] = info
 
     for name, obj in modules or ():
-        add(name, lambda obj=obj: obj, PluginInfo(name, "(registered)", ""), "")
+        add(name, functools.partial(_identity, obj), PluginInfo(name, "(registered)", ""), "")
 
     if entry_points:
         wanted = os.environ.get("APICENTERD_LOAD_PLUGINS")

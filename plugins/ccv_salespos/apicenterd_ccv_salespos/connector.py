@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import functools
 import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime, timedelta, timezone
@@ -327,8 +328,11 @@ class CCVSalesPOSConnector(Connector):
                 pending = Source.mapped(
                     str(product_id),
                     floor,
-                    lambda item=item: mapping.product_to_canonical(
-                        item, currency=self.settings.currency, prices_include_tax=self.settings.prices_include_tax
+                    functools.partial(
+                        mapping.product_to_canonical,
+                        item,
+                        currency=self.settings.currency,
+                        prices_include_tax=self.settings.prices_include_tax,
                     ),
                 )
         if pending is not None:
@@ -361,7 +365,7 @@ class CCVSalesPOSConnector(Connector):
                 yield Change(source_id=str(product_id), record=None, cursor=cursor, error=unknown[product_id])
                 continue
             yield Source.mapped(
-                str(product_id), cursor, lambda item=item: mapping.stock_level(item, reserved.get(product_id, Decimal(0)))
+                str(product_id), cursor, functools.partial(mapping.stock_level, item, reserved.get(product_id, Decimal(0)))
             )
 
     # ---------------------------------------------------------------- orders and customers
@@ -433,13 +437,14 @@ class CCVSalesPOSConnector(Connector):
             number = mapping.order_number_of(order)
             assert number is not None
             # re-read orders below the cursor keep the cursor where it is: it must not go back
-            cursor = max(last, since if since_number is not None and number < since_number else mapping.order_cursor(number))
+            at = since if since is not None and since_number is not None and number < since_number else mapping.order_cursor(number)
+            cursor = max(last, at)
+            rows: list[dict[str, Any]] = []
+            rows_error: str | None = None
             try:
                 rows = await self._rows_for(order)
             except RecordError as exc:  # its rows are gone (404): this order fails, not the run
-                rows, rows_error = [], str(exc)
-            else:
-                rows_error = None
+                rows_error = str(exc)
             last = cursor
             if rows_error is not None:
                 yield Change(source_id=str(_int_id(order)), record=None, cursor=cursor, error=rows_error)
@@ -448,8 +453,12 @@ class CCVSalesPOSConnector(Connector):
             yield Source.mapped(
                 str(_int_id(order)),
                 cursor,
-                lambda order=order, rows=rows: mapping.order_to_canonical(
-                    order, rows, prices_include_tax=self.settings.prices_include_tax, variant_sku=self.settings.variant_sku
+                functools.partial(
+                    mapping.order_to_canonical,
+                    order,
+                    rows,
+                    prices_include_tax=self.settings.prices_include_tax,
+                    variant_sku=self.settings.variant_sku,
                 ),
             )
 
@@ -470,8 +479,11 @@ class CCVSalesPOSConnector(Connector):
             yield Source.mapped(
                 email,
                 mapping.order_cursor(number),
-                lambda order=order, currency=currency: mapping.customer_to_canonical(
-                    order["customer"], currency=currency or None, language=order.get("orderedinlng") or None
+                functools.partial(
+                    mapping.customer_to_canonical,
+                    order["customer"],
+                    currency=currency or None,
+                    language=order.get("orderedinlng") or None,
                 ),
             )
 

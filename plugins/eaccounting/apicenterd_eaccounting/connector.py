@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar, TypeVar
@@ -125,7 +126,7 @@ class _Changes(Source[RecordT]):
                 if pending is not None:
                     yield pending
                 # an item that cannot be mapped is a failed change (audited, dead-lettered), not a gap
-                pending = self.mapped(item_id, floor, lambda item=item: to_record(item))
+                pending = self.mapped(item_id, floor, functools.partial(to_record, item))
         if pending is not None:
             yield dataclasses.replace(pending, cursor=newest)
 
@@ -138,7 +139,7 @@ class ArticleSource(_Changes[Product]):
 
     async def converter(self) -> Callable[[dict[str, Any]], Product]:
         rates, currency = await self.connector.vat_rates(), await self.connector.currency()
-        return lambda article: mapping.article_to_product(article, vat_rate=rates.get(article.get("CodingId")), currency=currency)
+        return lambda article: mapping.article_to_product(article, vat_rate=rates.get(str(article.get("CodingId"))), currency=currency)
 
 
 class CustomerSource(_Changes[Customer]):
@@ -160,7 +161,7 @@ class ArticleSink(Sink[Product]):
 
     async def _found(self, article: dict[str, Any]) -> Found:
         conn = self.connector
-        rate = (await conn.vat_rates()).get(article.get("CodingId"))
+        rate = (await conn.vat_rates()).get(str(article.get("CodingId")))
         record = mapping.article_to_product(article, vat_rate=rate, currency=await conn.currency())
         return Found(id=str(article["Id"]), record=record, vendor=article)
 
@@ -376,7 +377,7 @@ class EAccountingConnector(Connector):
         self._units: list[dict[str, Any]] | None = None
         self._company: dict[str, Any] | None = None
         self._terms_id: str | None = None
-        self.sales: SalesDocuments | None = None
+        self._sales: SalesDocuments | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -396,7 +397,7 @@ class EAccountingConnector(Connector):
         self.api = EAccountingClient(
             self.context.http_client(base_url=s.base_url, auth=auth, timeout=s.timeout), page_size=s.page_size
         )
-        self.sales = SalesDocuments(self.api, self.context.log, company=self._company_settings, vat_rates=self.vat_rates)
+        self._sales = SalesDocuments(self.api, self.context.log, company=self._company_settings, vat_rates=self.vat_rates)
 
     async def aclose(self) -> None:
         """Close the HTTP clients."""
@@ -413,7 +414,7 @@ class EAccountingConnector(Connector):
 
     async def _company_settings(self, *, refresh: bool = False) -> dict[str, Any]:
         if self._company is None or refresh:
-            company = await self.api.get_object("/v2/companysettings", what="company settings")
+            company = await self.client.get_object("/v2/companysettings", what="company settings")
             if not company.get("Name"):
                 raise FatalError("company settings: GET /v2/companysettings returned no company Name")
             self._company = company
@@ -424,11 +425,11 @@ class EAccountingConnector(Connector):
 
     async def _coding_list(self) -> list[dict[str, Any]]:
         if self._codings is None:
-            self._codings = await self.api.all("/v2/articleaccountcodings", what="article account codings")
+            self._codings = await self.client.all("/v2/articleaccountcodings", what="article account codings")
         return self._codings
 
     async def vat_rates(self) -> dict[str, Decimal | None]:
-        return {c.get("Id"): mapping.vat_percent(c) for c in await self._coding_list()}
+        return {str(c.get("Id")): mapping.vat_percent(c) for c in await self._coding_list()}
 
     async def coding_id(self, product: Product) -> str:
         if self.settings.article_coding_id:
@@ -447,7 +448,7 @@ class EAccountingConnector(Connector):
 
     async def unit_id(self, product: Product) -> str:
         if self._units is None:
-            self._units = await self.api.all("/v2/units", what="units")
+            self._units = await self.client.all("/v2/units", what="units")
         if product.unit:
             wanted = product.unit.strip().lower()
             for unit in self._units:
@@ -465,7 +466,7 @@ class EAccountingConnector(Connector):
         if self._terms_id is None:
             default = (await self._company_settings()).get("TermsOfPaymentId")
             if not default:
-                terms = await self.api.all("/v2/termsofpayments", what="terms of payment")
+                terms = await self.client.all("/v2/termsofpayments", what="terms of payment")
                 default = next((t["Id"] for t in terms if t.get("AvailableForSales", True) and t.get("Id")), None)
             if not default:
                 raise RecordError("eAccounting has no terms of payment for sales; set terms_of_payment_id")
@@ -473,6 +474,13 @@ class EAccountingConnector(Connector):
         return self._terms_id
 
     # -- what the sources and sinks share -----------------------------------------------
+
+    @property
+    def sales(self) -> SalesDocuments:
+        """The sales-document side (made in :meth:`open`)."""
+        if self._sales is None:
+            raise FatalError(f"connection {self.context.name!r}: used before open() or after aclose()")
+        return self._sales
 
     @property
     def client(self) -> EAccountingClient:
@@ -486,7 +494,7 @@ class EAccountingConnector(Connector):
         found = await self.client.first("/v2/articles", f"Number eq {odata_string(sku)}", what=f"article {sku!r}")
         # an exact match only, in case the server matches case-insensitively
         exact = [a for a in found if a.get("Number") == sku]
-        return (exact or found or [None])[0]
+        return (exact or found)[0] if (exact or found) else None
 
     async def articles_by_number(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The articles with these Numbers that exist, ``FIND_MANY_CHUNK`` per call."""

@@ -149,6 +149,7 @@ class SalesDocuments:
             doc = exact[0]
             if show_excl is None:
                 show_excl = bool((await self._company()).get("ShowPricesExclVatPC"))
+            record: Order | Invoice | None
             try:
                 if as_invoice:
                     record = documents.document_to_invoice(doc, kind, show_prices_excl_vat_pc=show_excl)
