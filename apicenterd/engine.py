@@ -164,8 +164,6 @@ def differing_fields(record: Record, current: Record | None, fields: frozenset[s
 
 def _batch_lookup(target: Connector, entity: Entity) -> bool:
     """Whether ``target`` looks ``entity`` up in batches (its sink implements ``find_many``)."""
-    if not target.sinks:  # TRANSITION: a connector that overrides the entity methods itself
-        return type(target).find_many is not Connector.find_many
     sink = target.sinks.get(entity)
     return sink is not None and issubclass(sink, Sink) and sink.find_many is not Sink.find_many
 

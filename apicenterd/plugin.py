@@ -669,8 +669,6 @@ class Connector:
 
     def normalize(self, entity: Entity, record: Record) -> Record:
         """``record`` as this target will store it (see :meth:`Sink.normalize`)."""
-        if not self.sinks:  # TRANSITION: a connector without declared sinks
-            return record
         normalized: Record = self._any_sink(entity).normalize(_expect(entity, record))
         return normalized
 

@@ -60,9 +60,6 @@ def validate_connector(cls: Any) -> None:
         raise PluginError(f"{cls.__qualname__}.name {cls.name!r} must be lower-case letters, digits and _")
     if not (isinstance(cls.Settings, type) and issubclass(cls.Settings, ConnectorSettings)):
         raise PluginError(f"{cls.__qualname__}.Settings must derive from apicenterd.ConnectorSettings")
-    if not cls.sources and not cls.sinks and (cls.reads or cls.writes):
-        _validate_legacy(cls)  # TRANSITION: a connector that still overrides read/find/create/update
-        return
     if not cls.sources and not cls.sinks:
         raise PluginError(f"{cls.__qualname__} declares no sources and no sinks: it can neither read nor write anything")
     for kind, table in (("sources", cls.sources), ("sinks", cls.sinks)):
@@ -70,19 +67,6 @@ def validate_connector(cls: Any) -> None:
             raise PluginError(f"{cls.__qualname__}.{kind} must map apicenterd.Entity to classes, got {table!r}")
         for entity, part in table.items():
             _validate_part(cls, kind, entity, part)
-
-
-def _validate_legacy(cls: type[Connector]) -> None:
-    for attr in ("reads", "writes"):
-        value = getattr(cls, attr)
-        if not isinstance(value, (set, frozenset)) or not all(isinstance(e, Entity) for e in value):
-            raise PluginError(f"{cls.__qualname__}.{attr} must be a frozenset of apicenterd.Entity, got {value!r}")
-    if cls.reads and cls.read is Connector.read:
-        raise PluginError(f"{cls.__qualname__} declares reads={sorted(map(str, cls.reads))} but does not implement read()")
-    if cls.writes:
-        missing = [m for m in ("find", "create", "update") if getattr(cls, m) is getattr(Connector, m)]
-        if missing:
-            raise PluginError(f"{cls.__qualname__} declares writes but does not implement {', '.join(missing)}()")
 
 
 def _validate_part(cls: type[Connector], kind: str, entity: Any, part: Any) -> None:
@@ -101,7 +85,7 @@ def _validate_part(cls: type[Connector], kind: str, entity: Any, part: Any) -> N
     if missing:
         raise PluginError(f"{where}: {part.__qualname__} does not implement {', '.join(m + '()' for m in missing)}")
     declared = _record_type(part, base)
-    if declared is not None and declared is not RECORD_TYPES[entity] and isinstance(declared, type):
+    if declared is not None and declared is not typing.Any and declared is not RECORD_TYPES[entity] and isinstance(declared, type):
         raise PluginError(
             f"{where}: {part.__qualname__} handles {declared.__name__}, but {entity} are {RECORD_TYPES[entity].__name__}"
         )
