@@ -17,166 +17,55 @@ target is asked for the record by its key, so a retry or a crash never duplicate
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import dataclasses
-import hashlib
-import json
-import math
-import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from decimal import Decimal
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
 
-from .config import Flow, Resolved
 from .circuit import CircuitBreaker
+from .compare import differing_fields, record_hash
+from .config import Flow, Resolved
 from .context import Context
-from .errors import AuthError, CircuitOpen, ConnectorError, RateLimited, RecordError, RetryableError, StateError
-from .flows import OrderOptions, Skip, prepare
-from .model import RECORD_TYPES, Entity, Order, Record
+from .dryrun import Plan, plan
+from .errors import AuthError, CircuitOpen, ConnectorError, RecordError, RetryableError, StateError
 from .flowrun import COUNT_KEYS, FlowRun, GaveUp
-from .orders import OrderProcess
+from .flows import Skip, prepare
+from .model import Entity, Order, Record
 from .observe import metrics
 from .observe.alerts import Alerter
 from .observe.logs import error_text, get_logger, redactor
+from .orders import OrderProcess
 from .plugin import Change, Connector, Found, Sink
-from .state import AuditEntry, DeadLetter, Link, StateStore
-from .tokencrypt import TokenCipher, is_encrypted
+from .replay import Replaying
+from .retry import Retries, dead_letter_backoff
+from .scheduler import Scheduling, current_flow
+from .state import AuditEntry, Link, StateStore
+from .tokencrypt import TokenCipher
+from .tokenstore import StatePauseStore, StateTokenStore
 
-__all__ = ["COUNT_KEYS", "Engine", "GaveUp", "RunResult", "StatePauseStore", "StateTokenStore", "record_hash"]
+__all__ = [
+    "COUNT_KEYS",
+    "Engine",
+    "GaveUp",
+    "Plan",
+    "RunResult",
+    "StatePauseStore",
+    "StateTokenStore",
+    "dead_letter_backoff",
+    "differing_fields",
+    "record_hash",
+]
 
 LOCK_HOLDERS = {"schedule": "daemon", "cli": "flows run", "replay": "dlq replay"}
 """Who holds a flow's lock, by the run's trigger (shown to a process waiting for it)."""
-_current_flow: contextvars.ContextVar[str | None] = contextvars.ContextVar("apicenterd_current_flow", default=None)
-"""The flow whose run the current task is doing (for heartbeats from shared helpers)."""
-
-
-class StateTokenStore:
-    """A connection's TokenStore backed by the state store. Every token that passes through it
-    is registered with the log redactor (whatever auth the connector uses). With a ``cipher``
-    (``[state] token_key``) tokens are stored encrypted; a plaintext row from before the key
-    was configured is encrypted the first time it is loaded."""
-
-    def __init__(self, store: StateStore, connection: str, cipher: TokenCipher | None = None):
-        self._store = store
-        self._connection = connection
-        self._cipher = cipher
-        self._group = f"tokens:{connection}"
-
-    @property
-    def _where(self) -> str:
-        return str(getattr(self._store, "path", "the state store"))
-
-    async def load(self) -> dict[str, Any] | None:
-        """The saved tokens (decrypted); AuthError when they were encrypted with another key."""
-        stored = await self._store.load_tokens(self._connection)
-        if stored is None:
-            return None
-        if is_encrypted(stored):
-            if self._cipher is None:
-                raise AuthError(
-                    f"connection {self._connection!r}: the tokens in {self._where} are encrypted, but [state] token_key "
-                    f"is not set: set it to the key they were written with, or re-authorise with "
-                    f"`apicenterd auth {self._connection}`"
-                )
-            tokens = self._cipher.open(stored, connection=self._connection, where=self._where)
-            redactor.learn_tokens(self._group, tokens)
-            return tokens
-        redactor.learn_tokens(self._group, stored)
-        if self._cipher is not None:  # written before the key was configured: encrypt it now
-            await self._store.save_tokens(self._connection, self._cipher.seal(stored))
-            get_logger().info("stored tokens encrypted with [state] token_key", connection=self._connection)
-        return stored
-
-    async def save(self, tokens: Mapping[str, Any]) -> None:
-        """Save tokens durably (encrypted when a cipher is set)."""
-        redactor.learn_tokens(self._group, tokens)
-        await self._store.save_tokens(self._connection, self._cipher.seal(tokens) if self._cipher else tokens)
-
-
-class StatePauseStore:
-    """A connection's PauseStore backed by the state store: until when the vendor paused it (a 429)."""
-
-    def __init__(self, store: StateStore, connection: str):
-        self._store = store
-        self._connection = connection
-
-    async def load(self) -> float | None:
-        """The saved paused-until time (Unix), if any."""
-        return await self._store.load_pause(self._connection)
-
-    async def save(self, until: float) -> None:
-        """Keep the paused-until time (Unix)."""
-        await self._store.save_pause(self._connection, until)
-
-
-def dead_letter_backoff(attempts: int) -> float:
-    """Seconds before an unchanged failed record is tried again when re-read: 1 min, 4, 16, ... 6 h."""
-    return min(60.0 * 4 ** max(attempts - 1, 0), 6 * 3600.0)
-
-
-def _comparable(python: Any, json_value: Any) -> Any:
-    """The JSON form of a dumped value with every decimal in its shortest form (``13.50`` and
-    ``13.5`` compare and hash alike; other values exactly as their JSON dump)."""
-    if isinstance(python, Decimal):
-        return format(python.normalize(), "f") if python.is_finite() else json_value
-    if isinstance(python, dict) and isinstance(json_value, dict):
-        return {k: _comparable(python.get(k), v) for k, v in json_value.items()}
-    if isinstance(python, (list, tuple)) and isinstance(json_value, list) and len(python) == len(json_value):
-        return [_comparable(p, j) for p, j in zip(python, json_value)]
-    return json_value
-
-
-def _dump(record: Record, fields: frozenset[str]) -> dict[str, Any]:
-    """``fields`` of ``record`` as compared and hashed (see :func:`_comparable`)."""
-    include = set(fields)
-    result: dict[str, Any] = _comparable(record.model_dump(include=include), record.model_dump(mode="json", include=include))
-    return result
-
-
-def _same_json(old: Any, new: Any) -> bool:
-    """Whether two JSON-dumped values are equal, numbers written as decimals compared by value."""
-    if isinstance(old, str) and isinstance(new, str) and old != new:
-        try:
-            return Decimal(old) == Decimal(new)
-        except ArithmeticError:
-            return False
-    return bool(old == new)
-
-
-def record_hash(record: Record, fields: frozenset[str]) -> str:
-    """A stable hash of ``fields`` of ``record`` (what decides whether a write is needed). Decimals
-    hash by value: ``13.5`` and ``13.50`` are the same price."""
-    data = _dump(record, fields)
-    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:32]
-
-
-def differing_fields(record: Record, current: Record | None, fields: frozenset[str]) -> frozenset[str]:
-    """Which of ``fields`` differ between ``record`` and the target's ``current`` version (decimals by value)."""
-    if current is None or type(current) is not type(record):
-        return fields
-    new = _dump(record, fields)
-    old = _dump(current, fields)
-    return frozenset(f for f in fields if new.get(f) != old.get(f))
 
 
 def _batch_lookup(target: Connector, entity: Entity) -> bool:
     """Whether ``target`` looks ``entity`` up in batches (its sink implements ``find_many``)."""
     sink = target.sinks.get(entity)
     return sink is not None and issubclass(sink, Sink) and sink.find_many is not Sink.find_many
-
-
-@dataclasses.dataclass(frozen=True)
-class Plan:
-    """What a dry run would write: the operation, the record and a field-by-field diff."""
-
-    op: str
-    entity: str
-    key: str
-    target_id: str | None
-    diff: dict[str, dict[str, Any]]
 
 
 @dataclasses.dataclass
@@ -217,8 +106,11 @@ def _http_bounds(settings: Any) -> dict[str, Any]:
     return {name: getattr(settings, name) for name in HTTP_BOUNDS if getattr(settings, name, None) is not None}
 
 
-class Engine:
-    """Runs the flows of one resolved configuration against one state store."""
+class Engine(Scheduling, Replaying, Retries):
+    """Runs the flows of one resolved configuration against one state store: connections, one run
+    of a flow, and one record's way through it. Schedules and progress are in
+    :mod:`~apicenterd.scheduler`, retries in :mod:`~apicenterd.retry`, replays in
+    :mod:`~apicenterd.replay`, dry-run plans in :mod:`~apicenterd.dryrun`."""
 
     def __init__(
         self,
@@ -269,36 +161,6 @@ class Engine:
     def failures(self) -> list[tuple[str, str, str, str]]:
         """(flow, source id, key, reason) of the latest run's failed records (each run keeps its own)."""
         return self.last_result.failures if self.last_result is not None else []
-
-    # ---------------------------------------------------------------- progress (the watchdog's view)
-
-    def beat(self, flow: str | None = None, *, until: float = 0.0) -> None:
-        """Note progress of ``flow`` (default: the flow the current task runs): now, or a
-        promise to be back by monotonic time ``until`` (an idle wait, a retry's pause)."""
-        flow = flow or _current_flow.get()
-        if flow is not None:
-            self._beats[flow] = max(time.monotonic(), until)
-
-    @contextlib.contextmanager
-    def waiting_on_others(self, flow: str) -> Iterator[None]:
-        """While ``flow`` waits for something else that is tracked (the first run of an earlier
-        flow, a lock held by another run), it is not itself counted as stalled."""
-        self._beats[flow] = math.inf
-        try:
-            yield
-        finally:
-            self._beats[flow] = time.monotonic()
-
-    def stalled(self, limit: float, now: float | None = None) -> dict[str, float]:
-        """Flows that made no progress for more than ``limit`` seconds: name → seconds.
-
-        Progress is a step of the scheduler or of a run: a record read or settled, a vendor
-        call answered (or failed), a retry's pause (counted until its end), the wait for
-        the next scheduled run (counted until its time). A vendor call in flight or a wait
-        in a rate limiter is bounded by its own timeout, far below ``limit``; a flow stuck
-        longer than that is wedged."""
-        now = time.monotonic() if now is None else now
-        return {flow: round(now - at, 1) for flow, at in self._beats.items() if now - at > limit}
 
     # ---------------------------------------------------------------- connections
 
@@ -399,7 +261,7 @@ class Engine:
         result = self.last_result = RunResult(flow.name, run_id, counts, failures=run.failures)
         started = time.perf_counter()
         cursor = await self.store.get_cursor(flow.name)
-        flow_token = _current_flow.set(flow.name)
+        flow_token = current_flow.set(flow.name)
         self.beat()
         log.info("run started", trigger=trigger, cursor=cursor, source=flow.source, target=flow.target)
         try:
@@ -423,7 +285,7 @@ class Engine:
             log.warning("run cut off with a record in flight (not settled)", reason=result.error)
             raise
         finally:
-            _current_flow.reset(flow_token)
+            current_flow.reset(flow_token)
             result.duration = time.perf_counter() - started
             if self.dry_run:
                 log.info("dry run finished: nothing written", status=result.status, plans=len(self.plans), **counts)
@@ -661,10 +523,7 @@ class Engine:
         ``create``: how to create (a document sink's call) instead of ``target.create``."""
         target = run.target
         if self.dry_run:
-            new = record.model_dump(mode="json", include=set(fields))
-            old = current.model_dump(mode="json", include=set(fields)) if current is not None else {}
-            diff = {f: {"from": old.get(f), "to": new.get(f)} for f in sorted(fields) if op == "create" or not _same_json(old.get(f), new.get(f))}
-            self.plans.append(Plan(op, str(entity), record.key(), target_id, diff))
+            self.plans.append(plan(op, str(entity), target_id, record, fields, current))
             return target_id or f"(new {entity} {record.key()})"
         if op == "create":
             attempts = 0
@@ -691,150 +550,3 @@ class Engine:
     async def call(self, run: FlowRun, log: Any, what: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         """Call ``fn`` of the run's target with the engine's retries (the order process's door)."""
         return await self._with_retries(log, what, run.target, fn, *args)
-
-    async def replay(self, letters: Sequence[DeadLetter]) -> dict[str, int]:
-        """Take dead letters through the same idempotent path again; counts per action."""
-        counts = dict.fromkeys(COUNT_KEYS, 0)
-        purged = [letter.id for letter in letters if letter.payload is None]
-        if purged:
-            raise RecordError(
-                f"dead letter(s) {', '.join(map(str, purged))}: their record was removed after "
-                "[state] dead_letter_retention_days; they cannot be replayed, only discarded"
-            )
-        by_flow: dict[str, list[DeadLetter]] = {}
-        for letter in letters:
-            by_flow.setdefault(letter.flow, []).append(letter)
-        for name, items in by_flow.items():
-            flow = self.resolved.flows.get(name)
-            if flow is None:
-                raise RecordError(f"dead letters of flow {name!r}, which the configuration no longer has")
-            async with self._exclusive(name, "replay") as acquired:
-                if not acquired:  # stopped while waiting for another process's run
-                    break
-                await self.open([flow.source, flow.target])
-                run_id = await self.store.start_run(name, "replay")
-                run = FlowRun(
-                    flow,
-                    run_id,
-                    self.connectors[flow.source],
-                    self.connectors[flow.target],
-                    self.log.bind(flow=name, run=run_id, entity=str(flow.entity)),
-                    replay=True,
-                )
-                status, error = "ok", None
-                try:
-                    for letter in items:
-                        assert letter.payload is not None
-                        record = RECORD_TYPES[Entity(letter.entity)].model_validate_json(letter.payload)
-                        action = await self._process(run, Change(letter.source_id, record, None))
-                        run.count(action)
-                        run.log.info("dead letter replayed", dead_letter=letter.id, source_id=letter.source_id, action=action)
-                except (ConnectorError, GaveUp) as exc:
-                    status, error = "failed", error_text(exc.error if isinstance(exc, GaveUp) else exc)
-                    run.log.error("replay stopped", error=error)
-                finally:
-                    with anyio.CancelScope(shield=True):
-                        await self.store.finish_run(run_id, status, run.counts, error)
-                for k, v in run.counts.items():
-                    counts[k] += v
-                if error:
-                    raise RecordError(f"replay of flow {name!r} stopped: {error}")
-        return counts
-
-    async def _with_retries(self, log: Any, what: str, conn: Connector, fn: Callable[..., Any], *args: Any) -> Any:
-        """Call ``fn`` of ``conn``; retry RetryableError with exponential backoff and jitter. A 429's
-        wait holds every flow on that connection, not only this record. A call that fails for good
-        (retries spent, open circuit, refused credentials) raises :class:`GaveUp`."""
-        attempt = 0
-        while True:
-            try:
-                return await fn(*args)
-            except AuthError as exc:
-                self.beat()
-                raise GaveUp(exc, conn.context.name) from exc
-            except RetryableError as exc:
-                self.beat()  # an answer, even a failed one, is progress
-                attempt += 1
-                if isinstance(exc, CircuitOpen) or attempt >= self._retry_attempts or self.stopping.is_set():
-                    # an open circuit fails every call at once: retrying would only spin
-                    raise GaveUp(exc, conn.context.name) from exc
-                delay = self._backoff(attempt, exc, conn.context.retry_after_cap)
-                if isinstance(exc, RateLimited) and exc.retry_after:
-                    await conn.context.pause(exc.retry_after, reason=f"429: {str(exc)[:80]}")
-                log.warning("retrying", what=what, attempt=attempt, delay=round(delay, 2), error=str(exc))
-                self.beat(until=time.monotonic() + delay)
-                await self._sleep(delay)
-
-    def _backoff(self, attempt: int, exc: RetryableError, cap: float | None = None) -> float:
-        """Exponential backoff with jitter; at least what the vendor's Retry-After asked for (at
-        most ``cap``, the connection's retry_after_cap)."""
-        delay = self._retry_base_delay * (2 ** (attempt - 1)) * (0.5 + random.random())
-        if isinstance(exc, RateLimited) and exc.retry_after is not None:
-            delay = max(delay, exc.retry_after if cap is None else min(exc.retry_after, cap))
-        return delay
-
-    # ---------------------------------------------------------------- the daemon
-
-    async def serve(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-        """Run every enabled flow on its schedule until :attr:`stopping` is set. Connections open
-        when a flow first needs them, so one that cannot open stops only its own flows."""
-        flows = [f for f in self.resolved.flows.values() if f.enabled]
-        first_done = {f.name: anyio.Event() for f in flows}
-        async with anyio.create_task_group() as tg:
-            for i, flow in enumerate(flows):
-                # At start-up a flow waits for the first run of the flows defined before it
-                # that write to the same target (products before stock, customers before orders).
-                before = [first_done[f.name] for f in flows[:i] if f.target == flow.target]
-                tg.start_soon(self._schedule_loop, flow, before, first_done[flow.name])
-            task_status.started()
-            await self.stopping.wait()
-            with anyio.move_on_after(self.resolved.config.daemon.shutdown_timeout) as scope:
-                while any(lock.locked() for lock in self._flow_locks.values()):
-                    await anyio.sleep(0.05)
-            if scope.cancelled_caught:
-                self.log.warning("shutdown timeout: abandoning records in flight (they are not settled)")
-            tg.cancel_scope.cancel()
-
-    async def _schedule_loop(self, flow: Flow, before: list[anyio.Event], done: anyio.Event) -> None:
-        self.log.info("flow scheduled", flow=flow.name, schedule=flow.schedule.describe())
-        try:
-            with self.waiting_on_others(flow.name):
-                for event in before:
-                    await event.wait()
-            await self._schedule(flow, done)
-        finally:
-            self._beats.pop(flow.name, None)
-
-    async def _schedule(self, flow: Flow, done: anyio.Event) -> None:
-        next_at = time.time()
-        first = True
-        while not self.stopping.is_set():
-            self.beat(flow.name)
-            delay = next_at - time.time()
-            if delay > 0:
-                self.beat(flow.name, until=time.monotonic() + delay)  # idle until its next run: healthy
-                with anyio.move_on_after(delay):
-                    await self.stopping.wait()
-                if self.stopping.is_set():
-                    return
-            paused = [c for c in (flow.source, flow.target) if c in self.paused]
-            try:
-                if paused:
-                    self.log.debug("flow skipped: connection paused", flow=flow.name, connections=paused)
-                else:
-                    await self.run_flow(flow.name)
-            except Exception as exc:  # e.g. a connector's open() failed: this flow only
-                self.log.error("flow could not run", flow=flow.name, error=error_text(exc))
-            if first:
-                first = False
-                done.set()
-            next_at = flow.schedule.next_after(max(next_at, time.time() - 1e-3))
-            if next_at < time.time():  # a run took longer than the interval: skip missed slots
-                next_at = flow.schedule.next_after(time.time())
-
-    def stop(self) -> None:
-        """Ask the engine to stop after the records in flight (a run waiting for another process's
-        run of its flow gives up waiting at once)."""
-        self.stopping.set()
-        for scope in list(self._waiting):
-            scope.cancel()

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from .compare import differing_fields
 from .errors import RecordError
 from .flows import OrderOptions, Skip
 from .model import Entity, Invoice, InvoiceLine, Order, OrderLine, Product
@@ -293,8 +294,6 @@ class OrderProcess:
             self.log.info("customer created", target_id=cid, kind=customer.kind)
             return Found(cid, customer)
         if options.update_customers:
-            from .engine import differing_fields
-
             changed = differing_fields(customer, found.record, fields - set(options.customer_create_only_fields))
             if changed:
                 await self.engine.write(self.run_, self.log, "update", Entity.CUSTOMERS, found.id, customer, changed, found.record)

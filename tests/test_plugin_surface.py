@@ -121,3 +121,17 @@ def test_registry_checks_the_record_type_of_each_part():
 def test_registry_refuses_a_connector_without_parts():
     with pytest.raises(PluginError, match="no sources and no sinks"):
         validate_connector(_connector())
+
+
+async def test_the_connection_says_its_circuit_and_takes_a_pause():
+    """What the engine took with getattr(context, "breaker"/"limiters") is the context's own API."""
+    from apicenterd.circuit import CircuitBreaker
+
+    breaker = CircuitBreaker("acme", failure_threshold=1, recovery_timeout=60)
+    context = Context("acme", breaker=breaker, retry_after_cap=30)
+    assert context.circuit() == (False, "") and context.retry_after_cap == 30
+    breaker.failure("503 from the vendor")
+    assert context.circuit() == (True, "503 from the vendor")
+    await context.pause(120, reason="429")  # capped at retry_after_cap
+    assert 0 < context.limiters.pause_remaining() <= 30
+    assert Context("bare", breaker=None).circuit() == (False, "")

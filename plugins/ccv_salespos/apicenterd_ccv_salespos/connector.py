@@ -7,10 +7,10 @@ import contextlib
 import dataclasses
 import functools
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx
 from pydantic import Field, SecretStr
