@@ -37,11 +37,16 @@ from .model import (
 )
 from .oauth import OAuth2RefreshAuth
 from .plugin import (
+    DOCUMENT_TYPES,
     Change,
     ConnectionContext,
     Connector,
     ConnectorSettings,
+    DocumentRequest,
+    DocumentSink,
     Found,
+    Sink,
+    Source,
     RateLimit,
     RateLimitHeaders,
     TokenStore,
@@ -64,6 +69,11 @@ __all__ = [
     "RateLimitHeaders",
     "Change",
     "Found",
+    "Source",
+    "Sink",
+    "DocumentSink",
+    "DocumentRequest",
+    "DOCUMENT_TYPES",
     "OAuth2RefreshAuth",
     "error_for_status",
     "json_body",

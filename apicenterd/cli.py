@@ -796,7 +796,7 @@ def cmd_auth(args: argparse.Namespace) -> int:
                 f"connector {conn.connector.name!r} declares no authorize URL; get a refresh token and pass it with "
                 "--refresh-token - (standard input) or --refresh-token-file PATH"
             )
-        state = pysecrets.token_urlsafe(24)
+        state = pysecrets.token_hex(24)  # hex: never starts with "-", so `--state VALUE` always parses
         path = _auth_state_file(resolved)
         states = {k: v for k, v in _read_auth_states(path).items() if isinstance(v, dict) and float(v.get("expires_at") or 0) > time.time()}
         states[args.connection] = {"state": state, "expires_at": time.time() + AUTH_STATE_TTL, "redirect_uri": args.redirect_uri}

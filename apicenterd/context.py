@@ -71,6 +71,23 @@ class Context:
         self.breaker: CircuitBreaker | None = breaker or None
         self._transport = transport
 
+    @property
+    def retry_after_cap(self) -> float:
+        """The longest pause in seconds a vendor may put on this connection."""
+        return self.limiters.retry_after_cap
+
+    async def pause(self, seconds: float, *, reason: str) -> None:
+        """Hold every request of this connection for ``seconds`` (capped), and keep the pause
+        across restarts (see ConnectionContext.pause)."""
+        self.limiters.pause_all(seconds, reason=reason)
+        await self.limiters.save_pause()
+
+    def circuit(self) -> tuple[bool, str]:
+        """(open, last error) of this connection's circuit breaker; (False, "") without one."""
+        if self.breaker is None:
+            return False, ""
+        return self.breaker.state != "closed", self.breaker.last_error
+
     def http_client(
         self,
         *,

@@ -17,130 +17,55 @@ target is asked for the record by its key, so a retry or a crash never duplicate
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import dataclasses
-import hashlib
-import json
-import math
-import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
 
-from .config import Flow, Resolved
 from .circuit import CircuitBreaker
+from .compare import differing_fields, record_hash
+from .config import Flow, Resolved
 from .context import Context
-from .errors import AuthError, CircuitOpen, ConnectorError, RateLimited, RecordError, RetryableError, StateError
-from .flows import OrderOptions, Skip, prepare
-from .model import RECORD_TYPES, Entity, Order, Record
-from .orders import apply_maps, missing_product, order_to_invoice
+from .dryrun import Plan, plan
+from .errors import AuthError, CircuitOpen, ConnectorError, RecordError, RetryableError, StateError
+from .flowrun import COUNT_KEYS, FlowRun, GaveUp
+from .flows import Skip, prepare
+from .model import Entity, Order, Record
 from .observe import metrics
 from .observe.alerts import Alerter
 from .observe.logs import error_text, get_logger, redactor
-from .plugin import Change, Connector, Found
-from .state import AuditEntry, DeadLetter, Link, StateStore
-from .tokencrypt import TokenCipher, is_encrypted
+from .orders import OrderProcess
+from .plugin import Change, Connector, Found, Sink
+from .replay import Replaying
+from .retry import Retries, dead_letter_backoff
+from .scheduler import Scheduling, current_flow
+from .state import AuditEntry, Link, StateStore
+from .tokencrypt import TokenCipher
+from .tokenstore import StatePauseStore, StateTokenStore
 
-__all__ = ["Engine", "RunResult", "StatePauseStore", "StateTokenStore", "record_hash"]
-
-COUNT_KEYS = ("created", "updated", "unchanged", "skipped", "failed")
+__all__ = [
+    "COUNT_KEYS",
+    "Engine",
+    "GaveUp",
+    "Plan",
+    "RunResult",
+    "StatePauseStore",
+    "StateTokenStore",
+    "dead_letter_backoff",
+    "differing_fields",
+    "record_hash",
+]
 
 LOCK_HOLDERS = {"schedule": "daemon", "cli": "flows run", "replay": "dlq replay"}
 """Who holds a flow's lock, by the run's trigger (shown to a process waiting for it)."""
-_current_flow: contextvars.ContextVar[str | None] = contextvars.ContextVar("apicenterd_current_flow", default=None)
-"""The flow whose run the current task is doing (for heartbeats from shared helpers)."""
 
 
-class StateTokenStore:
-    """A connection's TokenStore backed by the state store. Every token that passes through it
-    is registered with the log redactor (whatever auth the connector uses). With a ``cipher``
-    (``[state] token_key``) tokens are stored encrypted; a plaintext row from before the key
-    was configured is encrypted the first time it is loaded."""
-
-    def __init__(self, store: StateStore, connection: str, cipher: TokenCipher | None = None):
-        self._store = store
-        self._connection = connection
-        self._cipher = cipher
-        self._group = f"tokens:{connection}"
-
-    @property
-    def _where(self) -> str:
-        return str(getattr(self._store, "path", "the state store"))
-
-    async def load(self) -> dict[str, Any] | None:
-        """The saved tokens (decrypted); AuthError when they were encrypted with another key."""
-        stored = await self._store.load_tokens(self._connection)
-        if stored is None:
-            return None
-        if is_encrypted(stored):
-            if self._cipher is None:
-                raise AuthError(
-                    f"connection {self._connection!r}: the tokens in {self._where} are encrypted, but [state] token_key "
-                    f"is not set: set it to the key they were written with, or re-authorise with "
-                    f"`apicenterd auth {self._connection}`"
-                )
-            tokens = self._cipher.open(stored, connection=self._connection, where=self._where)
-            redactor.learn_tokens(self._group, tokens)
-            return tokens
-        redactor.learn_tokens(self._group, stored)
-        if self._cipher is not None:  # written before the key was configured: encrypt it now
-            await self._store.save_tokens(self._connection, self._cipher.seal(stored))
-            get_logger().info("stored tokens encrypted with [state] token_key", connection=self._connection)
-        return stored
-
-    async def save(self, tokens: Mapping[str, Any]) -> None:
-        """Save tokens durably (encrypted when a cipher is set)."""
-        redactor.learn_tokens(self._group, tokens)
-        await self._store.save_tokens(self._connection, self._cipher.seal(tokens) if self._cipher else tokens)
-
-
-class StatePauseStore:
-    """A connection's PauseStore backed by the state store: until when the vendor paused it (a 429)."""
-
-    def __init__(self, store: StateStore, connection: str):
-        self._store = store
-        self._connection = connection
-
-    async def load(self) -> float | None:
-        """The saved paused-until time (Unix), if any."""
-        return await self._store.load_pause(self._connection)
-
-    async def save(self, until: float) -> None:
-        """Keep the paused-until time (Unix)."""
-        await self._store.save_pause(self._connection, until)
-
-
-def dead_letter_backoff(attempts: int) -> float:
-    """Seconds before an unchanged failed record is tried again when re-read: 1 min, 4, 16, ... 6 h."""
-    return min(60.0 * 4 ** max(attempts - 1, 0), 6 * 3600.0)
-
-
-def record_hash(record: Record, fields: frozenset[str]) -> str:
-    """A stable hash of ``fields`` of ``record`` (what decides whether a write is needed)."""
-    data = record.model_dump(mode="json", include=set(fields))
-    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:32]
-
-
-def differing_fields(record: Record, current: Record | None, fields: frozenset[str]) -> frozenset[str]:
-    """Which of ``fields`` differ between ``record`` and the target's ``current`` version."""
-    if current is None or type(current) is not type(record):
-        return fields
-    new = record.model_dump(mode="json", include=set(fields))
-    old = current.model_dump(mode="json", include=set(fields))
-    return frozenset(f for f in fields if new.get(f) != old.get(f))
-
-
-@dataclasses.dataclass(frozen=True)
-class Plan:
-    """What a dry run would write: the operation, the record and a field-by-field diff."""
-
-    op: str
-    entity: str
-    key: str
-    target_id: str | None
-    diff: dict[str, dict[str, Any]]
+def _batch_lookup(target: Connector, entity: Entity) -> bool:
+    """Whether ``target`` looks ``entity`` up in batches (its sink implements ``find_many``)."""
+    sink = target.sinks.get(entity)
+    return sink is not None and issubclass(sink, Sink) and sink.find_many is not Sink.find_many
 
 
 @dataclasses.dataclass
@@ -153,6 +78,8 @@ class RunResult:
     status: str = "ok"
     error: str | None = None
     duration: float = 0.0
+    failures: list[tuple[str, str, str, str]] = dataclasses.field(default_factory=list, repr=False)
+    """(flow, source id, key, reason) of the run's first failed records (see FlowRun.failures)."""
 
     def as_dict(self) -> dict[str, Any]:
         """For ``--json`` output."""
@@ -164,10 +91,6 @@ class RunResult:
             "duration_seconds": round(self.duration, 3),
             **self.counts,
         }
-
-
-_UNKNOWN = object()
-"""Not prefetched: ask the target."""
 
 
 class _Stop(Exception):
@@ -183,13 +106,11 @@ def _http_bounds(settings: Any) -> dict[str, Any]:
     return {name: getattr(settings, name) for name in HTTP_BOUNDS if getattr(settings, name, None) is not None}
 
 
-def _retry_after_cap(conn: Connector) -> float | None:
-    """The longest wait a 429 may impose on ``conn`` (its retry_after_cap), if its context says."""
-    return getattr(getattr(conn.context, "limiters", None), "retry_after_cap", None)
-
-
-class Engine:
-    """Runs the flows of one resolved configuration against one state store."""
+class Engine(Scheduling, Replaying, Retries):
+    """Runs the flows of one resolved configuration against one state store: connections, one run
+    of a flow, and one record's way through it. Schedules and progress are in
+    :mod:`~apicenterd.scheduler`, retries in :mod:`~apicenterd.retry`, replays in
+    :mod:`~apicenterd.replay`, dry-run plans in :mod:`~apicenterd.dryrun`."""
 
     def __init__(
         self,
@@ -217,9 +138,6 @@ class Engine:
         self.dry_run = dry_run
         self.plans: list[Plan] = []
         self.batch_size = batch_size
-        self._prefetched: dict[tuple[str, str], Found | None] = {}
-        self.failures: list[tuple[str, str, str, str]] = []
-        """(flow, source id, key, reason) of every record that failed, for alerts."""
         self.alerter = alerter or Alerter(resolved.config.alerts)
         self.paused: dict[str, str] = {}
         """Connections whose credentials were rejected: no flow calls them until a reload."""
@@ -232,41 +150,17 @@ class Engine:
         self.on_flow_wait = on_flow_wait
         """Called once with (flow, holder) when a run starts waiting for another process's run."""
         self._waiting: set[anyio.CancelScope] = set()
-        self._cipher = TokenCipher(resolved.token_key) if getattr(resolved, "token_key", None) else None
+        token_key: str | None = getattr(resolved, "token_key", None)
+        self._cipher = TokenCipher(token_key) if token_key else None
         self.last_result: RunResult | None = None
         """The latest run's result, kept up to date while it runs (also there when it was cancelled)."""
         self._beats: dict[str, float] = {}
         """Per scheduled flow: the monotonic time it last made progress, or is due back (see :meth:`stalled`)."""
 
-    # ---------------------------------------------------------------- progress (the watchdog's view)
-
-    def beat(self, flow: str | None = None, *, until: float = 0.0) -> None:
-        """Note progress of ``flow`` (default: the flow the current task runs): now, or a
-        promise to be back by monotonic time ``until`` (an idle wait, a retry's pause)."""
-        flow = flow or _current_flow.get()
-        if flow is not None:
-            self._beats[flow] = max(time.monotonic(), until)
-
-    @contextlib.contextmanager
-    def waiting_on_others(self, flow: str) -> Iterator[None]:
-        """While ``flow`` waits for something else that is tracked (the first run of an earlier
-        flow, a lock held by another run), it is not itself counted as stalled."""
-        self._beats[flow] = math.inf
-        try:
-            yield
-        finally:
-            self._beats[flow] = time.monotonic()
-
-    def stalled(self, limit: float, now: float | None = None) -> dict[str, float]:
-        """Flows that made no progress for more than ``limit`` seconds: name → seconds.
-
-        Progress is a step of the scheduler or of a run: a record read or settled, a vendor
-        call answered (or failed), a retry's pause (counted until its end), the wait for
-        the next scheduled run (counted until its time). A vendor call in flight or a wait
-        in a rate limiter is bounded by its own timeout, far below ``limit``; a flow stuck
-        longer than that is wedged."""
-        now = time.monotonic() if now is None else now
-        return {flow: round(now - at, 1) for flow, at in self._beats.items() if now - at > limit}
+    @property
+    def failures(self) -> list[tuple[str, str, str, str]]:
+        """(flow, source id, key, reason) of the latest run's failed records (each run keeps its own)."""
+        return self.last_result.failures if self.last_result is not None else []
 
     # ---------------------------------------------------------------- connections
 
@@ -359,95 +253,29 @@ class Engine:
             self.log.error("run failed: the state file cannot be used", flow=flow.name, error=str(exc))
             self.alerter.flow_result(flow.name, "failed", str(exc), [])
             raise
-        log = self.log.bind(flow=flow.name, run=run_id, entity=str(flow.entity))
-        counts = dict.fromkeys(COUNT_KEYS, 0)
-        result = self.last_result = RunResult(flow.name, run_id, counts)
+        run = FlowRun(
+            flow,
+            run_id,
+            self.connectors[flow.source],
+            self.connectors[flow.target],
+            self.log.bind(flow=flow.name, run=run_id, entity=str(flow.entity)),
+        )
+        log, counts = run.log, run.counts
+        result = self.last_result = RunResult(flow.name, run_id, counts, failures=run.failures)
         started = time.perf_counter()
-        source, target = self.connectors[flow.source], self.connectors[flow.target]
         cursor = await self.store.get_cursor(flow.name)
-        failures_before = len(self.failures)
-        flow_token = _current_flow.set(flow.name)
+        flow_token = current_flow.set(flow.name)
         self.beat()
         log.info("run started", trigger=trigger, cursor=cursor, source=flow.source, target=flow.target)
         try:
-            read_failures = 0
-            furthest = 0  # the most changes one read got through since the cursor last moved
-            while True:
-                # A read that fails mid-way cannot be resumed (the generator is dead): start
-                # again from the last settled cursor; what was done already costs no call.
-                iterator = source.read(flow.read_entity or flow.entity, cursor).__aiter__()
-                taken = 0
-                try:
-                    exhausted = False
-                    while not exhausted:
-                        if self.stopping.is_set():
-                            raise _Stop
-                        batch: list[Change] = []
-                        read_error: RetryableError | None = None
-                        while len(batch) < self.batch_size:
-                            try:
-                                batch.append(await iterator.__anext__())
-                                self.beat()
-                            except StopAsyncIteration:
-                                exhausted = True
-                                break
-                            except RetryableError as exc:  # settle what was read, then deal with it
-                                read_error = exc
-                                break
-                        await self._prefetch(flow, target, batch, log)
-                        for change in batch:
-                            if self.stopping.is_set():
-                                raise _Stop
-                            action = await self._process(flow, run_id, source, target, change, log)
-                            self.beat()
-                            # progress (a later read failure starts a fresh count): the cursor moved,
-                            # or, from a source that moves it only with its last change, this read
-                            # got further than any before
-                            taken += 1
-                            if change.cursor != cursor:
-                                read_failures, furthest = 0, 0
-                            elif taken > furthest:
-                                read_failures, furthest = 0, taken
-                            cursor = change.cursor
-                            counts[action] += 1
-                            if not self.dry_run:
-                                metrics.records.labels(flow.name, str(flow.entity), action).inc()
-                        if read_error is not None:
-                            raise read_error
-                    self._prefetched.clear()
-                    break
-                except RetryableError as exc:
-                    if getattr(exc, "_apicenterd_from_write", False):
-                        raise
-                    read_failures += 1
-                    if isinstance(exc, CircuitOpen) or read_failures >= self._retry_attempts or self.stopping.is_set():
-                        raise
-                    delay = self._backoff(read_failures, exc, _retry_after_cap(source))
-                    log.warning("read failed, reading again from the cursor", attempt=read_failures, delay=round(delay, 2), error=str(exc))
-                    self.beat(until=time.monotonic() + delay)
-                    await self._sleep(delay)
-                finally:
-                    aclose = getattr(iterator, "aclose", None)
-                    if aclose is not None:
-                        with anyio.CancelScope(shield=True):
-                            await aclose()
+            await self._read_and_settle(run, cursor)
         except _Stop:
             result.status = "stopped"
             log.info("run stopped between records for shutdown")
+        except GaveUp as exc:
+            self._run_failed(run, result, exc.error, exc.connection)
         except ConnectorError as exc:
-            error = error_text(exc)
-            if isinstance(exc, RetryableError) and self.stopping.is_set():  # gave up retrying because of the stop
-                result.status, result.error = "stopped", error
-                log.info("run stopped for shutdown while retrying", error=error)
-            else:
-                result.status, result.error = "failed", error
-                log.error("run failed", error=result.error)
-            if isinstance(exc, AuthError):
-                connection = getattr(exc, "connection", None) or flow.source
-                if connection not in self.paused:
-                    self.paused[connection] = redactor.scrub(str(exc))
-                    log.error("connection paused until it is re-authorised", connection=connection)
-                    self.alerter.connection_paused(connection, self.paused[connection])  # queued: never waits for the receiver
+            self._run_failed(run, result, exc, flow.source)
         except StateError as exc:  # disk full, damaged file: what was not settled is read again next run
             result.status, result.error = "failed", str(exc)
             log.error("run failed: the state file cannot be used", error=result.error)
@@ -460,12 +288,12 @@ class Engine:
             log.warning("run cut off with a record in flight (not settled)", reason=result.error)
             raise
         finally:
-            _current_flow.reset(flow_token)
+            current_flow.reset(flow_token)
             result.duration = time.perf_counter() - started
             if self.dry_run:
                 log.info("dry run finished: nothing written", status=result.status, plans=len(self.plans), **counts)
             else:
-                self._finish_alerts(flow, result, failures_before)
+                self._finish_alerts(run, result)
                 with anyio.CancelScope(shield=True):  # the run row must not stay "running"
                     await self.store.finish_run(run_id, result.status, counts, result.error)
                 metrics.runs.labels(flow.name, result.status).inc()
@@ -475,39 +303,112 @@ class Engine:
                 log.info("run finished", status=result.status, seconds=round(result.duration, 3), **counts)
         return result
 
-    def _finish_alerts(self, flow: Flow, result: RunResult, failures_before: int) -> None:
+    async def _read_and_settle(self, run: FlowRun, cursor: str | None) -> None:
+        """Read the source since ``cursor`` in batches and settle every change; a read that fails
+        mid-way starts again from the last settled cursor (what was done already costs no call)."""
+        flow, log = run.flow, run.log
+        read_failures = 0
+        furthest = 0  # the most changes one read got through since the cursor last moved
+        while True:
+            iterator = run.source.read(flow.read_entity or flow.entity, cursor).__aiter__()
+            taken = 0
+            try:
+                exhausted = False
+                while not exhausted:
+                    if self.stopping.is_set():
+                        raise _Stop
+                    batch: list[Change] = []
+                    read_error: RetryableError | None = None
+                    while len(batch) < self.batch_size:
+                        try:
+                            batch.append(await iterator.__anext__())
+                            self.beat()
+                        except StopAsyncIteration:
+                            exhausted = True
+                            break
+                        except RetryableError as exc:  # settle what was read, then deal with it
+                            read_error = exc
+                            break
+                    await self._prefetch(run, batch)
+                    for change in batch:
+                        if self.stopping.is_set():
+                            raise _Stop
+                        action = await self._process(run, change)
+                        self.beat()
+                        # progress (a later read failure starts a fresh count): the cursor moved,
+                        # or, from a source that moves it only with its last change, this read
+                        # got further than any before
+                        taken += 1
+                        if change.cursor != cursor:
+                            read_failures, furthest = 0, 0
+                        elif taken > furthest:
+                            read_failures, furthest = 0, taken
+                        cursor = change.cursor
+                        run.count(action)
+                        if not self.dry_run:
+                            metrics.records.labels(flow.name, str(flow.entity), action).inc()
+                    if read_error is not None:
+                        raise read_error
+                run.looked_up.clear()
+                return
+            except RetryableError as exc:  # a read failure (a write's is a GaveUp)
+                read_failures += 1
+                if isinstance(exc, CircuitOpen) or read_failures >= self._retry_attempts or self.stopping.is_set():
+                    raise
+                delay = self._backoff(read_failures, exc, run.source.context.retry_after_cap)
+                log.warning("read failed, reading again from the cursor", attempt=read_failures, delay=round(delay, 2), error=str(exc))
+                self.beat(until=time.monotonic() + delay)
+                await self._sleep(delay)
+            finally:
+                aclose = getattr(iterator, "aclose", None)
+                if aclose is not None:
+                    with anyio.CancelScope(shield=True):
+                        await aclose()
+
+    def _run_failed(self, run: FlowRun, result: RunResult, exc: ConnectorError, connection: str) -> None:
+        """Record why the run failed; a refused credential pauses its connection until a reload."""
+        error = error_text(exc)
+        if isinstance(exc, RetryableError) and self.stopping.is_set():  # gave up retrying because of the stop
+            result.status, result.error = "stopped", error
+            run.log.info("run stopped for shutdown while retrying", error=error)
+        else:
+            result.status, result.error = "failed", error
+            run.log.error("run failed", error=result.error)
+        if isinstance(exc, AuthError) and connection not in self.paused:
+            self.paused[connection] = redactor.scrub(str(exc))
+            run.log.error("connection paused until it is re-authorised", connection=connection)
+            self.alerter.connection_paused(connection, self.paused[connection])  # queued: never waits for the receiver
+
+    def _finish_alerts(self, run: FlowRun, result: RunResult) -> None:
         """Queue the run's alerts (flow state, failed records, circuits); never waits for a receiver."""
         try:
-            self.alerter.flow_result(flow.name, result.status, result.error, self.failures[failures_before:])
-            for name in (flow.source, flow.target):
-                connector = self.connectors.get(name)
-                breaker = getattr(getattr(connector, "context", None), "breaker", None)
-                if breaker is not None:
-                    self.alerter.circuit(name, breaker.state != "closed", breaker.last_error)
+            self.alerter.flow_result(run.name, result.status, result.error, run.failures, run.counts["failed"])
+            for connector in (run.source, run.target):
+                is_open, last_error = connector.context.circuit()
+                self.alerter.circuit(connector.context.name, is_open, last_error)
         except Exception as exc:  # an alert problem must not hide the run's outcome
-            self.log.error("alerts of the run could not be queued", flow=flow.name, error=f"{type(exc).__name__}: {exc}")
+            self.log.error("alerts of the run could not be queued", flow=run.name, error=f"{type(exc).__name__}: {exc}")
 
-    async def _process(
-        self, flow: Flow, run_id: int, source: Connector, target: Connector, change: Change, log: Any, replay: bool = False
-    ) -> str:
-        """Take one record to the target; settle it; return the action. ``replay``: from the
-        dead-letter queue (no cursor; every outcome is audited)."""
+    async def _process(self, run: FlowRun, change: Change) -> str:
+        """Take one record to the target; settle it; return the action. A run of ``replay``: from
+        the dead-letter queue (no cursor; every outcome is audited)."""
+        flow, target, replay = run.flow, run.target, run.replay
         record = change.record
         key = record.key() if record is not None else change.source_id
-        rlog = log.bind(source_id=change.source_id, key=key)
+        rlog = run.log.bind(source_id=change.source_id, key=key)
 
-        async def settle(action: str, *, target_id: str | None = None, reason: str | None = None, link: Link | None = None):
+        async def settle(action: str, *, target_id: str | None = None, reason: str | None = None, link: Link | None = None) -> str:
             if self.dry_run:
                 return action
             reason = redactor.scrub(reason)  # stored in the audit trail and dead letters, alerted
             if action != "unchanged" or link is not None or replay:
-                entry = AuditEntry(flow.name, run_id, str(flow.entity), change.source_id, action, target_id, key, reason)
+                entry = AuditEntry(flow.name, run.run_id, str(flow.entity), change.source_id, action, target_id, key, reason)
                 payload = record.model_dump_json() if action == "failed" and record is not None else None
                 await self.store.settle(entry, link=link, cursor=change.cursor, payload=payload)
             elif change.cursor is not None:  # nothing happened: advance the cursor, keep the audit trail for real events
                 await self.store.set_cursor(flow.name, change.cursor)
             if action == "failed":
-                self.failures.append((flow.name, change.source_id, key, reason or ""))
+                run.failed(change.source_id, key, reason or "")
             return action
 
         if change.error is not None or record is None:
@@ -523,10 +424,10 @@ class Engine:
             ):
                 # failed before exactly as it is now: try again only after a growing pause (what
                 # it lacked may have appeared meanwhile, e.g. the product for its stock)
-                rlog.debug("record unchanged since it failed", dead_letter=letter.id)
+                rlog.debug("record unchanged since it failed; waiting out its backoff", dead_letter=letter.id)
                 if change.cursor is not None:
                     await self.store.set_cursor(flow.name, change.cursor)
-                return "unchanged"
+                return "waiting"
 
         try:
             prepared = prepare(flow.entity, flow.options, record)
@@ -545,7 +446,9 @@ class Engine:
         try:
             prepared = flow.mapper.apply(prepared) if flow.mapper is not None else prepared
             if flow.entity in (Entity.ORDERS, Entity.INVOICES):
-                return await self._process_order(flow, source, target, change, prepared, settle, rlog)
+                if not isinstance(prepared, Order):  # select() gives every order flow an Order
+                    raise RecordError(f"{flow.entity} flow: expected an order, got {type(prepared).__name__}")
+                return await OrderProcess(self, run, rlog).run(change, prepared, settle)
             prepared = target.normalize(flow.entity, prepared)
             fields = frozenset(target.written_fields.get(flow.entity) or type(prepared).model_fields)
             update_fields = fields - flow.create_only_fields
@@ -563,11 +466,12 @@ class Engine:
                 target_id = link.target_id
                 if not update_existing:
                     return await settle("skipped", target_id=target_id, reason="exists in target; update_existing = false", link=new_link(target_id))
-                await self._write(rlog, target, "update", flow.entity, target_id, prepared, update_fields, None)
+                await self.write(run, rlog, "update", flow.entity, target_id, prepared, update_fields, None)
                 rlog.info("record updated", target_id=target_id, fields=sorted(update_fields))
                 return await settle("updated", target_id=target_id, link=new_link(target_id))
-            found = self._prefetched.get((flow.name, key), _UNKNOWN)
-            if found is _UNKNOWN:
+            if key in run.looked_up:
+                found = run.looked_up[key]
+            else:
                 found = await self._with_retries(rlog, f"find {key}", target, target.find, flow.entity, key)
             if found is not None:
                 changed = differing_fields(prepared, found.record, update_fields)
@@ -576,22 +480,23 @@ class Engine:
                     return await settle("unchanged", target_id=found.id, reason="found in target by key; linked", link=new_link(found.id))
                 if not update_existing:
                     return await settle("skipped", target_id=found.id, reason="exists in target; update_existing = false", link=new_link(found.id))
-                await self._write(rlog, target, "update", flow.entity, found.id, prepared, changed, found.record)
+                await self.write(run, rlog, "update", flow.entity, found.id, prepared, changed, found.record)
                 rlog.info("record updated", target_id=found.id, fields=sorted(changed))
                 return await settle("updated", target_id=found.id, reason="found in target by key", link=new_link(found.id))
-            target_id = await self._write(rlog, target, "create", flow.entity, None, prepared, fields, None)
-            if (flow.name, key) in self._prefetched:  # a second source record with this key finds it
-                self._prefetched[(flow.name, key)] = Found(target_id, None)
+            target_id = await self.write(run, rlog, "create", flow.entity, None, prepared, fields, None)
+            if key in run.looked_up:  # a second source record with this key finds it
+                run.looked_up[key] = Found(target_id, None)
             rlog.info("record created", target_id=target_id)
             return await settle("created", target_id=target_id, link=new_link(target_id))
         except RecordError as exc:
             rlog.warning("record failed", reason=str(exc))
             return await settle("failed", reason=str(exc))
 
-    async def _prefetch(self, flow: Flow, target: Connector, batch: Sequence[Change], log: Any) -> None:
+    async def _prefetch(self, run: FlowRun, batch: Sequence[Change]) -> None:
         """Look up, in one ``find_many``, the batch's records that were never linked (first runs)."""
-        self._prefetched.clear()
-        if type(target).find_many is Connector.find_many or flow.entity in (Entity.ORDERS, Entity.INVOICES):
+        run.looked_up.clear()
+        flow, target = run.flow, run.target
+        if flow.entity in (Entity.ORDERS, Entity.INVOICES) or not _batch_lookup(target, flow.entity):
             return
         keys = []
         for change in batch:
@@ -602,31 +507,31 @@ class Engine:
         if len(keys) < 2:
             return
         keys = list(dict.fromkeys(keys))
-        found = await self._with_retries(log, f"find {len(keys)} {flow.entity}", target, target.find_many, flow.entity, keys)
-        self._prefetched.update({(flow.name, key): found.get(key) for key in keys})
+        found = await self._with_retries(run.log, f"find {len(keys)} {flow.entity}", target, target.find_many, flow.entity, keys)
+        run.looked_up.update({key: found.get(key) for key in keys})
 
-    async def _write(
+    async def write(
         self,
+        run: FlowRun,
         log: Any,
-        target: Connector,
         op: str,
         entity: Entity,
         target_id: str | None,
         record: Record,
         fields: frozenset[str],
         current: Record | None,
+        create: Callable[[], Awaitable[str]] | None = None,
     ) -> str:
-        """Create or update in the target, or in a dry run only note what would be written."""
+        """Create or update in the run's target, or in a dry run only note what would be written.
+        ``create``: how to create (a document sink's call) instead of ``target.create``."""
+        target = run.target
         if self.dry_run:
-            new = record.model_dump(mode="json", include=set(fields))
-            old = current.model_dump(mode="json", include=set(fields)) if current is not None else {}
-            diff = {f: {"from": old.get(f), "to": new.get(f)} for f in sorted(fields) if op == "create" or old.get(f) != new.get(f)}
-            self.plans.append(Plan(op, str(entity), record.key(), target_id, diff))
+            self.plans.append(plan(op, str(entity), target_id, record, fields, current))
             return target_id or f"(new {entity} {record.key()})"
         if op == "create":
             attempts = 0
 
-            async def create_once(entity: Entity, record: Record) -> str:
+            async def create_once() -> str:
                 # A retry may follow a create that was applied but whose answer was lost (a
                 # timeout, a dropped connection, a gateway's 5xx): look before creating again.
                 nonlocal attempts
@@ -636,231 +541,15 @@ class Engine:
                     if found is not None:
                         log.info("create was applied before its answer was lost; found by key", target_id=found.id)
                         return found.id
+                if create is not None:
+                    return await create()
                 return await target.create(entity, record)
 
-            return await self._with_retries(log, f"create {record.key()}", target, create_once, entity, record)
+            created: str = await self._with_retries(log, f"create {record.key()}", target, create_once)
+            return created
         await self._with_retries(log, f"update {record.key()}", target, target.update, entity, target_id, record, fields)
         return target_id or ""
 
-    async def _process_order(
-        self, flow: Flow, source: Connector, target: Connector, change: Change, order: Order, settle, log: Any
-    ) -> str:
-        """The order process (orders and invoices): exists? → debtor → products → document."""
-        options = flow.options
-        assert isinstance(options, OrderOptions)
-        entity = flow.entity
-        link = await self.store.get_link(flow.source, str(entity), change.source_id, flow.target)
-        if link is not None:
-            return await settle("skipped", target_id=link.target_id, reason="exists: already created (linked)")
-
-        def order_link(target_id: str) -> Link:
-            return Link(flow.source, str(entity), change.source_id, flow.target, target_id, "")
-
-        found = await self._with_retries(log, f"find {entity} {order.number}", target, target.find, entity, order.number)
-        if found is not None:
-            log.info("order exists in target, linked", target_id=found.id)
-            return await settle("skipped", target_id=found.id, reason="exists: found in target by order number", link=order_link(found.id))
-
-        order = apply_maps(order, options, flow.name, flow.target_settings)
-        customer_id = await self._order_customer(flow, target, order, log)
-        order = order.model_copy(update={"customer_id": customer_id})
-
-        missing: list[str] = []
-        seen: set[str] = set()
-        for line in order.lines:
-            if not line.sku or line.sku in seen:
-                continue
-            seen.add(line.sku)
-            if await self._with_retries(log, f"find product {line.sku}", target, target.find, Entity.PRODUCTS, line.sku):
-                continue
-            if options.missing_products == "create":
-                product = target.normalize(Entity.PRODUCTS, missing_product(line, order))
-                fields = frozenset(target.written_fields.get(Entity.PRODUCTS) or type(product).model_fields)
-                pid = await self._write(log, target, "create", Entity.PRODUCTS, None, product, fields, None)
-                log.info("product created for order", sku=line.sku, target_id=pid)
-            else:
-                missing.append(line.sku)
-        if missing:
-            raise RecordError(f"order {order.number}: SKU not in target: {', '.join(missing)} (missing_products = \"fail\")")
-
-        document: Record = order
-        if entity is Entity.INVOICES:
-            document = order_to_invoice(order)
-        document = target.normalize(entity, document)
-        fields = frozenset(target.written_fields.get(entity) or type(document).model_fields)
-        target_id = await self._write(log, target, "create", entity, None, document, fields, None)
-        log.info(f"{'order' if entity is Entity.ORDERS else 'invoice'} created", target_id=target_id, document=order.document, customer_id=customer_id)
-        return await settle("created", target_id=target_id, link=order_link(target_id))
-
-    async def _order_customer(self, flow: Flow, target: Connector, order: Order, log: Any) -> str:
-        """Step 4: the debtor's id in the target (found by e-mail and updated, created, or the default)."""
-        options = flow.options
-        assert isinstance(options, OrderOptions)
-        customer = order.customer
-        if options.customer == "default" or (options.customer == "default_without_email" and not (customer and customer.email)):
-            return options.default_customer or ""
-        if customer is None or not customer.email:
-            raise RecordError(
-                f"order {order.number}: has no customer e-mail to match a debtor by; "
-                f"set options.customer = \"default_without_email\" with a default_customer"
-            )
-        if order.payment_terms and not customer.payment_terms:
-            # some targets keep terms only on the debtor (eAccounting): carry the mapped terms there
-            customer = customer.model_copy(update={"payment_terms": order.payment_terms})
-        customer = target.normalize(Entity.CUSTOMERS, customer)
-        fields = frozenset(target.written_fields.get(Entity.CUSTOMERS) or type(customer).model_fields)
-        found = await self._with_retries(log, f"find customer {customer.email}", target, target.find, Entity.CUSTOMERS, customer.key())
-        if found is None:
-            cid = await self._write(log, target, "create", Entity.CUSTOMERS, None, customer, fields, None)
-            log.info("customer created", target_id=cid, kind=customer.kind)
-            return cid
-        if options.update_customers:
-            changed = differing_fields(customer, found.record, fields - set(options.customer_create_only_fields))
-            if changed:
-                await self._write(log, target, "update", Entity.CUSTOMERS, found.id, customer, changed, found.record)
-                log.info("customer updated", target_id=found.id, fields=sorted(changed))
-        return found.id
-
-    async def replay(self, letters: Sequence[DeadLetter]) -> dict[str, int]:
-        """Take dead letters through the same idempotent path again; counts per action."""
-        counts = dict.fromkeys(COUNT_KEYS, 0)
-        purged = [letter.id for letter in letters if letter.payload is None]
-        if purged:
-            raise RecordError(
-                f"dead letter(s) {', '.join(map(str, purged))}: their record was removed after "
-                "[state] dead_letter_retention_days; they cannot be replayed, only discarded"
-            )
-        by_flow: dict[str, list[DeadLetter]] = {}
-        for letter in letters:
-            by_flow.setdefault(letter.flow, []).append(letter)
-        for name, items in by_flow.items():
-            flow = self.resolved.flows.get(name)
-            if flow is None:
-                raise RecordError(f"dead letters of flow {name!r}, which the configuration no longer has")
-            async with self._exclusive(name, "replay") as acquired:
-                if not acquired:  # stopped while waiting for another process's run
-                    break
-                await self.open([flow.source, flow.target])
-                run_id = await self.store.start_run(name, "replay")
-                log = self.log.bind(flow=name, run=run_id, entity=str(flow.entity))
-                source, target = self.connectors[flow.source], self.connectors[flow.target]
-                run_counts = dict.fromkeys(COUNT_KEYS, 0)
-                status, error = "ok", None
-                try:
-                    for letter in items:
-                        record = RECORD_TYPES[Entity(letter.entity)].model_validate_json(letter.payload)
-                        action = await self._process(flow, run_id, source, target, Change(letter.source_id, record, None), log, replay=True)
-                        run_counts[action] += 1
-                        log.info("dead letter replayed", dead_letter=letter.id, source_id=letter.source_id, action=action)
-                except ConnectorError as exc:
-                    status, error = "failed", error_text(exc)
-                    log.error("replay stopped", error=error)
-                finally:
-                    with anyio.CancelScope(shield=True):
-                        await self.store.finish_run(run_id, status, run_counts, error)
-                for k, v in run_counts.items():
-                    counts[k] += v
-                if error:
-                    raise RecordError(f"replay of flow {name!r} stopped: {error}")
-        return counts
-
-    async def _with_retries(self, log: Any, what: str, conn: Connector, fn: Callable[..., Any], *args: Any) -> Any:
-        """Call ``fn`` of ``conn``; retry RetryableError with exponential backoff and jitter. A 429's
-        wait holds every flow on that connection, not only this record."""
-        attempt = 0
-        while True:
-            try:
-                return await fn(*args)
-            except AuthError as exc:
-                self.beat()
-                exc.connection = conn.context.name  # type: ignore[attr-defined]  # which one to pause
-                raise
-            except RetryableError as exc:
-                self.beat()  # an answer, even a failed one, is progress
-                attempt += 1
-                if isinstance(exc, CircuitOpen) or attempt >= self._retry_attempts or self.stopping.is_set():
-                    # an open circuit fails every call at once: retrying would only spin
-                    exc._apicenterd_from_write = True  # type: ignore[attr-defined]  # not a read failure
-                    raise
-                limiters = getattr(conn.context, "limiters", None)
-                delay = self._backoff(attempt, exc, _retry_after_cap(conn))
-                if isinstance(exc, RateLimited) and exc.retry_after and limiters is not None:
-                    limiters.pause_all(exc.retry_after, reason=f"429: {str(exc)[:80]}")
-                    await limiters.save_pause()
-                log.warning("retrying", what=what, attempt=attempt, delay=round(delay, 2), error=str(exc))
-                self.beat(until=time.monotonic() + delay)
-                await self._sleep(delay)
-
-    def _backoff(self, attempt: int, exc: RetryableError, cap: float | None = None) -> float:
-        """Exponential backoff with jitter; at least what the vendor's Retry-After asked for (at
-        most ``cap``, the connection's retry_after_cap)."""
-        delay = self._retry_base_delay * (2 ** (attempt - 1)) * (0.5 + random.random())
-        if isinstance(exc, RateLimited) and exc.retry_after is not None:
-            delay = max(delay, exc.retry_after if cap is None else min(exc.retry_after, cap))
-        return delay
-
-    # ---------------------------------------------------------------- the daemon
-
-    async def serve(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-        """Run every enabled flow on its schedule until :attr:`stopping` is set. Connections open
-        when a flow first needs them, so one that cannot open stops only its own flows."""
-        flows = [f for f in self.resolved.flows.values() if f.enabled]
-        first_done = {f.name: anyio.Event() for f in flows}
-        async with anyio.create_task_group() as tg:
-            for i, flow in enumerate(flows):
-                # At start-up a flow waits for the first run of the flows defined before it
-                # that write to the same target (products before stock, customers before orders).
-                before = [first_done[f.name] for f in flows[:i] if f.target == flow.target]
-                tg.start_soon(self._schedule_loop, flow, before, first_done[flow.name])
-            task_status.started()
-            await self.stopping.wait()
-            with anyio.move_on_after(self.resolved.config.daemon.shutdown_timeout) as scope:
-                while any(lock.locked() for lock in self._flow_locks.values()):
-                    await anyio.sleep(0.05)
-            if scope.cancelled_caught:
-                self.log.warning("shutdown timeout: abandoning records in flight (they are not settled)")
-            tg.cancel_scope.cancel()
-
-    async def _schedule_loop(self, flow: Flow, before: list[anyio.Event], done: anyio.Event) -> None:
-        self.log.info("flow scheduled", flow=flow.name, schedule=flow.schedule.describe())
-        try:
-            with self.waiting_on_others(flow.name):
-                for event in before:
-                    await event.wait()
-            await self._schedule(flow, done)
-        finally:
-            self._beats.pop(flow.name, None)
-
-    async def _schedule(self, flow: Flow, done: anyio.Event) -> None:
-        next_at = time.time()
-        first = True
-        while not self.stopping.is_set():
-            self.beat(flow.name)
-            delay = next_at - time.time()
-            if delay > 0:
-                self.beat(flow.name, until=time.monotonic() + delay)  # idle until its next run: healthy
-                with anyio.move_on_after(delay):
-                    await self.stopping.wait()
-                if self.stopping.is_set():
-                    return
-            paused = [c for c in (flow.source, flow.target) if c in self.paused]
-            try:
-                if paused:
-                    self.log.debug("flow skipped: connection paused", flow=flow.name, connections=paused)
-                else:
-                    await self.run_flow(flow.name)
-            except Exception as exc:  # e.g. a connector's open() failed: this flow only
-                self.log.error("flow could not run", flow=flow.name, error=error_text(exc))
-            if first:
-                first = False
-                done.set()
-            next_at = flow.schedule.next_after(max(next_at, time.time() - 1e-3))
-            if next_at < time.time():  # a run took longer than the interval: skip missed slots
-                next_at = flow.schedule.next_after(time.time())
-
-    def stop(self) -> None:
-        """Ask the engine to stop after the records in flight (a run waiting for another process's
-        run of its flow gives up waiting at once)."""
-        self.stopping.set()
-        for scope in list(self._waiting):
-            scope.cancel()
+    async def call(self, run: FlowRun, log: Any, what: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """Call ``fn`` of the run's target with the engine's retries (the order process's door)."""
+        return await self._with_retries(log, what, run.target, fn, *args)

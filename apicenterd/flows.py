@@ -71,6 +71,12 @@ class OrderOptions(FlowOptions):
     """Update a debtor found by e-mail with the order's customer data."""
     missing_products: Literal["fail", "create"] = "fail"
     """A SKU the target lacks: fail the order naming it, or create the product from the line."""
+    lines_without_sku: Literal["text", "article", "fail"] = "text"
+    """A product line without SKU (a custom row, an engraving): a text line in the document
+    (name, quantity and price, no article), booked on ``fallback_sku`` ("article"), or the
+    whole order fails ("fail")."""
+    fallback_sku: str | None = None
+    """The target's article for product lines without SKU when lines_without_sku = "article"."""
     payment_methods: dict[str, str] | None = None
     """Source payment method → target code. When set, a method it lacks is a record error."""
     payment_terms: dict[str, str] | None = None
@@ -96,6 +102,8 @@ class OrderOptions(FlowOptions):
     def _default_customer(self) -> OrderOptions:
         if self.customer != "match" and not self.default_customer:
             raise ValueError(f"customer = {self.customer!r} needs default_customer (the target's debtor id)")
+        if self.lines_without_sku == "article" and not self.fallback_sku:
+            raise ValueError('lines_without_sku = "article" needs fallback_sku (the target\'s article for such lines)')
         return self
 
 

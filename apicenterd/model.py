@@ -175,11 +175,12 @@ class StockLevel(Record):
 
 
 class OrderLine(BaseModel):
-    """One line of an order: a product, shipping costs, or a discount."""
+    """One line of an order: a product, shipping costs, a discount, a fee, or a text line (a
+    description without article or amount, e.g. a custom row the order process keeps as text)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    kind: Literal["product", "shipping", "discount", "fee"] = "product"
+    kind: Literal["product", "shipping", "discount", "fee", "text"] = "product"
     sku: str | None = None
     name: str = ""
     quantity: Decimal = Decimal(1)

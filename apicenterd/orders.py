@@ -1,17 +1,25 @@
-"""The order process's pure steps: value maps (payment, tax codes, accounts), shipping and
-discount lines, enrichment. The calls to the target are the engine's (see Engine._process_order)."""
+"""The order process, written once for every target: its pure steps (value maps for payment,
+tax codes and accounts, shipping and discount lines, lines without SKU) and :class:`OrderProcess`,
+which finds or creates the debtor and the articles and hands the document sink all of it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .compare import differing_fields
 from .errors import RecordError
 from .flows import OrderOptions, Skip
-from .model import Invoice, InvoiceLine, Order, OrderLine, Product
+from .model import Entity, Invoice, InvoiceLine, Order, OrderLine, Product
+from .plugin import Change, DocumentRequest, Found
+from .state import Link
 
-__all__ = ["select", "apply_maps", "missing_product", "rate_key", "order_to_invoice", "invoice_to_order"]
+if TYPE_CHECKING:  # pragma: no cover
+    from .engine import Engine
+    from .flowrun import FlowRun
+
+__all__ = ["OrderProcess", "lines_without_sku", "select", "apply_maps", "missing_product", "rate_key", "order_to_invoice", "invoice_to_order"]
 
 
 def select(order: Order, options: OrderOptions) -> Order | Skip:
@@ -190,3 +198,159 @@ def invoice_to_order(invoice: Invoice) -> Order:
         paid=invoice.paid,
         payment_terms=invoice.payment_terms,
     )
+
+
+class OrderProcess:
+    """The order process of one order (orders and invoices flows), for every target:
+
+    1. status filter (:func:`select`, in the flow's prepare step), 2. maps (:func:`apply_maps`),
+    3. skip if it exists (linked, or found by number), 4. the debtor by e-mail (a company with its
+    contact, a person, or the default debtor), 5. the articles (found, or created when
+    ``missing_products = "create"``), lines without SKU as ``lines_without_sku`` says, 6. the
+    document: a :class:`~apicenterd.DocumentSink` gets a :class:`~apicenterd.DocumentRequest`
+    with all of it, so it needs no look-ups of its own.
+
+    The calls go through the engine (retries, 429 pauses, dry-run plans)."""
+
+    def __init__(self, engine: Engine, run: FlowRun, log: Any):
+        self.engine = engine
+        self.run_ = run
+        self.flow = run.flow
+        self.target = run.target
+        self.log = log
+        options = run.flow.options
+        assert isinstance(options, OrderOptions)
+        self.options = options
+
+    async def _find(self, what: str, entity: Entity, key: str) -> Found | None:
+        found: Found | None = await self.engine.call(self.run_, self.log, what, self.target.find, entity, key)
+        return found
+
+    async def run(self, change: Change, order: Order, settle: Callable[..., Awaitable[str]]) -> str:
+        """Take ``order`` to the target; settle it; the action."""
+        flow, entity = self.flow, self.flow.entity
+        link = await self.engine.store.get_link(flow.source, str(entity), change.source_id, flow.target)
+        if link is not None:
+            return await settle("skipped", target_id=link.target_id, reason="exists: already created (linked)")
+
+        def order_link(target_id: str) -> Link:
+            return Link(flow.source, str(entity), change.source_id, flow.target, target_id, "")
+
+        found = await self._find(f"find {entity} {order.number}", entity, order.number)
+        if found is not None:
+            self.log.info("order exists in target, linked", target_id=found.id)
+            return await settle("skipped", target_id=found.id, reason="exists: found in target by order number", link=order_link(found.id))
+
+        order = apply_maps(order, self.options, flow.name, flow.target_settings)
+        order = lines_without_sku(order, self.options)
+        customer = await self.customer(order)
+        order = order.model_copy(update={"customer_id": customer.id if customer else None})
+        articles = await self.articles(order)
+
+        document: Order | Invoice = order_to_invoice(order) if entity is Entity.INVOICES else order
+        document = self.target.normalize(entity, document)  # type: ignore[assignment]
+        fields = frozenset(self.target.written_fields.get(entity) or type(document).model_fields)
+        create: Callable[[], Awaitable[str]] | None = None
+        if entity in self.target.sinks:
+            sink = self.target.document_sink(entity)
+            kind = (order.document or "order") if isinstance(document, Order) else str(document.target_fields.get("document") or "invoice")
+            settings_model = sink.settings
+            settings = settings_model.model_validate(dict(flow.target_settings)) if settings_model is not None else None
+            request: DocumentRequest[Any] = DocumentRequest(document, kind, customer, articles, settings)
+
+            async def create_document() -> str:
+                return await sink.create(request)
+
+            create = create_document
+
+        target_id = await self.engine.write(self.run_, self.log, "create", entity, None, document, fields, None, create=create)
+        self.log.info(
+            f"{'order' if entity is Entity.ORDERS else 'invoice'} created",
+            target_id=target_id,
+            document=order.document,
+            customer_id=order.customer_id,
+        )
+        return await settle("created", target_id=target_id, link=order_link(target_id))
+
+    async def customer(self, order: Order) -> Found | None:
+        """Step 4: the debtor in the target (found by e-mail and updated, created, or the default)."""
+        options = self.options
+        customer = order.customer
+        if options.customer == "default" or (options.customer == "default_without_email" and not (customer and customer.email)):
+            return Found(options.default_customer) if options.default_customer else None
+        if customer is None or not customer.email:
+            raise RecordError(
+                f"order {order.number}: has no customer e-mail to match a debtor by; "
+                f"set options.customer = \"default_without_email\" with a default_customer"
+            )
+        if order.payment_terms and not customer.payment_terms:
+            # some targets keep terms only on the debtor (eAccounting): carry the mapped terms there
+            customer = customer.model_copy(update={"payment_terms": order.payment_terms})
+        customer = self.target.normalize(Entity.CUSTOMERS, customer)  # type: ignore[assignment]
+        fields = frozenset(self.target.written_fields.get(Entity.CUSTOMERS) or type(customer).model_fields)
+        found = await self._find(f"find customer {customer.email}", Entity.CUSTOMERS, customer.key())
+        if found is None:
+            cid = await self.engine.write(self.run_, self.log, "create", Entity.CUSTOMERS, None, customer, fields, None)
+            self.log.info("customer created", target_id=cid, kind=customer.kind)
+            return Found(cid, customer)
+        if options.update_customers:
+            changed = differing_fields(customer, found.record, fields - set(options.customer_create_only_fields))
+            if changed:
+                await self.engine.write(self.run_, self.log, "update", Entity.CUSTOMERS, found.id, customer, changed, found.record)
+                self.log.info("customer updated", target_id=found.id, fields=sorted(changed))
+                return Found(found.id, customer)  # its vendor item is stale now
+        return found
+
+    async def articles(self, order: Order) -> dict[str, Found]:
+        """Step 5: the target's article for each SKU of the lines (created when missing and
+        ``missing_products = "create"``; else RecordError naming the missing ones)."""
+        missing: list[str] = []
+        articles: dict[str, Found] = {}
+        for line in order.lines:
+            if not line.sku or line.sku in articles:
+                continue
+            found = await self._find(f"find product {line.sku}", Entity.PRODUCTS, line.sku)
+            if found is not None:
+                articles[line.sku] = found
+                continue
+            if self.options.missing_products == "create":
+                product = self.target.normalize(Entity.PRODUCTS, missing_product(line, order))
+                fields = frozenset(self.target.written_fields.get(Entity.PRODUCTS) or type(product).model_fields)
+                pid = await self.engine.write(self.run_, self.log, "create", Entity.PRODUCTS, None, product, fields, None)
+                self.log.info("product created for order", sku=line.sku, target_id=pid)
+                articles[line.sku] = Found(pid, product)
+            else:
+                missing.append(line.sku)
+        if missing:
+            raise RecordError(f"order {order.number}: SKU not in target: {', '.join(missing)} (missing_products = \"fail\")")
+        return articles
+
+
+def lines_without_sku(order: Order, options: OrderOptions) -> Order:
+    """Product lines without SKU (a custom row, an engraving) as ``options.lines_without_sku`` says:
+    ``text`` keeps them as text lines (``kind = "text"``: their name, no article; one with an amount
+    is a RecordError, so no money is left out of the document silently), ``article`` books them on
+    ``options.fallback_sku``, ``fail`` fails the order naming them."""
+    loose = [n for n, line in enumerate(order.lines, 1) if line.kind == "product" and not line.sku]
+    if not loose:
+        return order
+    mode = options.lines_without_sku
+    if mode == "fail":
+        raise RecordError(
+            f"order {order.number}: line(s) {', '.join(map(str, loose))} have no SKU "
+            "(set options.lines_without_sku = \"text\", or \"article\" with a fallback_sku)"
+        )
+    lines = list(order.lines)
+    for n in loose:
+        line = lines[n - 1]
+        if mode == "article":
+            lines[n - 1] = line.model_copy(update={"sku": options.fallback_sku})
+            continue
+        amount = line.quantity * line.unit_price - line.discount
+        if amount != 0:
+            raise RecordError(
+                f"order {order.number}: line {n} ({line.name or 'no name'}) has no SKU and an amount of {amount}: "
+                "a text line cannot carry it; set options.lines_without_sku = \"article\" with a fallback_sku"
+            )
+        lines[n - 1] = line.model_copy(update={"kind": "text"})
+    return order.model_copy(update={"lines": tuple(lines)})

@@ -19,15 +19,17 @@ A connector plugin is a distribution with an entry point in the group
 
 from __future__ import annotations
 
+import abc
 import dataclasses
+import inspect
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 import pluggy
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .errors import RETRY_AFTER_CAP, RecordError
-from .model import Entity, Record
+from .model import RECORD_TYPES, Entity, Invoice, Order, Record
 from .validation import SettingsModel, check_http_url
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,6 +47,11 @@ __all__ = [
     "Found",
     "TokenStore",
     "ConnectionContext",
+    "Source",
+    "Sink",
+    "DocumentSink",
+    "DocumentRequest",
+    "DOCUMENT_TYPES",
     "Connector",
     "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_REQUEST_DEADLINE",
@@ -255,10 +262,17 @@ class Change:
 
 @dataclasses.dataclass(frozen=True)
 class Found:
-    """A record that exists in a target: its id there, and its current content in canonical form."""
+    """A record that exists in a target: its id there, its current content in canonical form, and
+    (optionally) the vendor's item as it was read.
+
+    ``vendor`` is for the connector itself: the order process hands the customer and articles it
+    found back to the :class:`DocumentSink` in a :class:`DocumentRequest`, so a sink that needs
+    more of them than the canonical record holds (an article's VAT coding, a debtor's terms) has
+    them without a second call and without a cache of its own."""
 
     id: str
     record: Record | None = None
+    vendor: Mapping[str, Any] | None = None
 
 
 class TokenStore(Protocol):
@@ -278,6 +292,19 @@ class ConnectionContext(Protocol):
     tokens: TokenStore
     log: Any
 
+    async def pause(self, seconds: float, *, reason: str) -> None:
+        """Hold every request of this connection for ``seconds`` (a vendor's 429 with a
+        Retry-After), at most the connection's ``retry_after_cap``; the pause outlives a
+        restart. The daemon calls this; a connector rarely needs to."""
+
+    def circuit(self) -> tuple[bool, str]:
+        """Whether this connection's circuit breaker is open (failing fast), and the last error
+        that opened it ("" when closed or when the connection has no breaker)."""
+
+    @property
+    def retry_after_cap(self) -> float:
+        """The longest pause in seconds a vendor may put on this connection."""
+
     def http_client(
         self,
         *,
@@ -294,12 +321,196 @@ class ConnectionContext(Protocol):
         request must finish within its ``request_deadline`` (a RetryableError beyond)."""
 
 
+RecordT = TypeVar("RecordT", bound=Record)
+"""The canonical record type a source yields or a sink writes (``Product``, ``Customer``, ...)."""
+DocumentT = TypeVar("DocumentT", Order, Invoice)
+"""The canonical document a :class:`DocumentSink` creates: an ``Order`` or an ``Invoice``."""
+
+DOCUMENT_TYPES = ("quote", "order", "invoice_draft", "invoice")
+"""What an order may become in a target (``Order.document``, a flow's ``options.document``)."""
+
+
+class Source(abc.ABC, Generic[RecordT]):
+    """Reads one entity out of a vendor: its changes since a cursor, as canonical records.
+
+    Declare it in :attr:`Connector.sources`; the connector builds one per connection
+    (``SourceClass(connector)``), so a source reaches its vendor through ``self.connector``
+    (annotate it with your connector's class for type checking).
+
+    **The cursor contract.** :meth:`changes` yields :class:`Change` objects in cursor order;
+    ``since`` is the ``cursor`` of the last change the daemon settled (``None``: from the
+    beginning). A cursor is opaque to the daemon and must not decrease from one change to the
+    next; reading ``since`` a cursor may yield that cursor's change again. Yield as you page:
+    the daemon settles in batches and memory must not grow with the read. An API that pages
+    in another order than the cursor's gives every change the ``since`` it was read from and
+    the newest cursor to the last change only.
+
+    **Errors.** A vendor item that cannot be turned into a canonical record is not skipped:
+    yield it with :meth:`mapped` (or ``Change(source_id, None, cursor, error=...)``) so the
+    daemon audits it as failed and puts it in the dead-letter queue. A failure of the read
+    itself raises (``RetryableError``, ``RateLimited``, ``AuthError``, ``FatalError``).
+    """
+
+    field_map: ClassVar[Mapping[str, str]] = {}
+    """Canonical field path -> the vendor field it is read from (``apicenterd flows mapping``)."""
+
+    def __init__(self, connector: Connector) -> None:
+        self.connector = connector
+
+    @abc.abstractmethod
+    def changes(self, since: str | None) -> AsyncIterator[Change]:
+        """Yield the records changed at or after cursor ``since`` (None: all), in cursor order."""
+
+    @staticmethod
+    def mapped(source_id: str, cursor: str | None, convert: Callable[[], RecordT]) -> Change:
+        """A :class:`Change` for one vendor item: ``convert()``'s record, or, when it raises
+        ``RecordError`` or ``ValueError``, a failed change carrying the reason."""
+        try:
+            return Change(source_id=source_id, record=convert(), cursor=cursor)
+        except (RecordError, ValueError) as exc:
+            return Change(source_id=source_id, record=None, cursor=cursor, error=str(exc) or type(exc).__name__)
+
+
+class Sink(abc.ABC, Generic[RecordT]):
+    """Writes one entity into a vendor: products, stock, customers (not documents: see
+    :class:`DocumentSink`). Declare it in :attr:`Connector.sinks`; built as ``SinkClass(connector)``.
+
+    The daemon decides *whether* to write (hashes, links, the dead-letter queue); a sink only
+    looks up, creates and updates. A record is created only after :meth:`find` said it does not
+    exist, and linked only after :meth:`create` returned the vendor's id.
+
+    **Errors.** ``RecordError`` for one record the vendor refuses (the run goes on, the record is
+    dead-lettered); ``RetryableError``/``RateLimited`` for what a retry may cure; ``AuthError``
+    pauses the connection; ``FatalError`` (and a ``RecordError`` the kit classifies as the
+    configuration's) fails the run with one clear error.
+    """
+
+    written_fields: ClassVar[frozenset[str] | None] = None
+    """The canonical fields this target stores; the daemon hashes, compares and diffs only these,
+    so a change the target cannot hold costs no call. None: every field of the record."""
+    field_map: ClassVar[Mapping[str, str]] = {}
+    """Canonical field path -> the vendor field it is written to (documentation only)."""
+
+    def __init__(self, connector: Connector) -> None:
+        self.connector = connector
+
+    @abc.abstractmethod
+    async def find(self, key: str) -> Found | None:
+        """The record whose natural key (``Record.key()``) is ``key``; None if there is none."""
+
+    async def find_many(self, keys: Sequence[str]) -> Mapping[str, Found]:
+        """Optional: look many keys up in few calls; the found ones by key (missing ones left out).
+        Implement it and the daemon asks once per batch instead of calling :meth:`find` per record."""
+        raise NotImplementedError
+
+    @property
+    def batch_lookup(self) -> bool:
+        """Whether this sink implements :meth:`find_many`."""
+        return type(self).find_many is not Sink.find_many
+
+    @abc.abstractmethod
+    async def create(self, record: RecordT) -> str:
+        """Create ``record``; return its id once the vendor confirmed it."""
+
+    @abc.abstractmethod
+    async def update(self, target_id: str, record: RecordT, fields: frozenset[str]) -> None:
+        """Write the canonical ``fields`` of ``record`` to ``target_id``; leave every other field as it is."""
+
+    def normalize(self, record: RecordT) -> RecordT:
+        """``record`` as this target stores it (money rounded, texts cut, ...): the daemon hashes
+        and compares this form. Raise ``RecordError`` for what the vendor would refuse. Default: as is."""
+        return record
+
+
+@dataclasses.dataclass(frozen=True)
+class DocumentRequest(Generic[DocumentT]):
+    """What the order process hands a :class:`DocumentSink`: the document and everything the core
+    resolved for it in this target.
+
+    ``record``
+        The order or invoice, the flow's maps applied and normalized by the sink.
+    ``kind``
+        The document type to create: one of the sink's ``documents``.
+    ``customer``
+        The debtor (found by e-mail and updated, or created; the configured default debtor has
+        ``Found(id)`` only). None only when the flow gives no customer at all.
+    ``articles``
+        Per SKU of the lines: the target's article (found or created by the order process).
+        A line without SKU (a text line) has none.
+    ``settings``
+        The flow's ``target_settings``, validated by the sink's ``settings`` model (None without one).
+    """
+
+    record: DocumentT
+    kind: str
+    customer: Found | None
+    articles: Mapping[str, Found]
+    settings: BaseModel | None = None
+
+    @property
+    def customer_id(self) -> str:
+        """The debtor's id in the target; RecordError when the process found none."""
+        if self.customer is None or not self.customer.id:
+            raise RecordError(f"{self.record.key()}: no customer in the target (set the flow's default_customer)")
+        return self.customer.id
+
+    def article(self, sku: str) -> Found:
+        """The target's article for ``sku``; RecordError when the order process resolved none."""
+        try:
+            return self.articles[sku]
+        except KeyError:
+            raise RecordError(f"{self.record.key()}: SKU {sku!r} is not in the target") from None
+
+
+class DocumentSink(abc.ABC, Generic[DocumentT]):
+    """Creates orders or invoices in a vendor. Declare it in :attr:`Connector.sinks` for
+    ``Entity.ORDERS`` or ``Entity.INVOICES``; built as ``SinkClass(connector)``.
+
+    The daemon runs the order process (status filter, maps, skip if the document exists, the
+    debtor by e-mail, the articles) once for every target, through the connector's customer and
+    product sinks, and calls :meth:`create` with a :class:`DocumentRequest` holding all it
+    resolved: a document sink needs no look-ups of its own and keeps no caches.
+    """
+
+    documents: ClassVar[frozenset[str]] = frozenset({"order"})
+    """The document types :meth:`create` accepts (any of :data:`DOCUMENT_TYPES`); a flow asking
+    for another is a configuration error."""
+    settings: ClassVar[type[BaseModel] | None] = None
+    """A pydantic model of what a flow writing here must (or may) give that the source lacks
+    (a store id, a branch, an employee number): the flow's ``target_settings`` is validated
+    against it by ``apicenterd check`` and arrives as ``DocumentRequest.settings``."""
+    written_fields: ClassVar[frozenset[str] | None] = None
+    """The canonical fields the target stores (for dry-run diffs)."""
+    field_map: ClassVar[Mapping[str, str]] = {}
+    """Canonical field path -> vendor field (documentation only)."""
+
+    def __init__(self, connector: Connector) -> None:
+        self.connector = connector
+
+    @abc.abstractmethod
+    async def find(self, number: str) -> Found | None:
+        """The document created earlier for order (or invoice) ``number``; None if there is none."""
+
+    @abc.abstractmethod
+    async def create(self, request: DocumentRequest[DocumentT]) -> str:
+        """Create the document; return its id once the vendor confirmed it."""
+
+    def normalize(self, record: DocumentT) -> DocumentT:
+        """``record`` as the target stores it; RecordError for what it would refuse. Default: as is."""
+        return record
+
+
+AnySink = Sink[Any] | DocumentSink[Any]
+
+
 class Connector:
     """Base class of every connector: one external system, spoken to through its API.
 
-    Subclasses set the class attributes and implement the methods for the entities they
-    declare. A connector fetches and translates; the daemon owns scheduling, retries,
-    rate limiting, state, logging and alerting.
+    A connector declares, per entity, a :class:`Source` (it can read that entity) and/or a
+    sink (:class:`Sink`, or :class:`DocumentSink` for orders and invoices), and owns what they
+    share: the settings, the HTTP clients (made in :meth:`open`), the vendor's rate limits.
+    A connector fetches and translates; the daemon owns scheduling, retries, rate limiting,
+    state, logging, alerting and the order process.
 
     Class attributes:
 
@@ -309,55 +520,70 @@ class Connector:
         A human name, shown by ``apicenterd plugins``.
     ``Settings``
         A :class:`ConnectorSettings` subclass validating the connection's config table.
-    ``reads`` / ``writes``
-        The entities :meth:`read` can produce and :meth:`create` / :meth:`update` accept.
+    ``sources`` / ``sinks``
+        Entity -> the :class:`Source` / :class:`Sink` / :class:`DocumentSink` class for it.
+        Everything else per entity follows from them: ``reads`` and ``writes`` (the entities
+        declared), ``written_fields``, ``field_map``, ``documents`` and ``flow_settings`` (read
+        these, do not set them).
     ``rate_limits``
         The vendor's documented limits; the daemon never exceeds them.
-    ``written_fields``
-        Per written entity, the canonical field names this target stores. The daemon
-        hashes, compares and diffs only these, so a change the target cannot hold
-        costs no call. An entity not listed: every field counts.
-    ``field_map``
-        Per entity, canonical field path → the vendor field it is read from or written to
-        (e.g. ``"sku": "Number"``), shown by ``apicenterd flows mapping``. Documentation only.
     ``oauth_authorize_url`` / ``oauth_scopes``
         For OAuth2 connectors: where ``apicenterd auth CONNECTION`` sends the operator to
         authorise, and the scopes it asks for (the settings then need ``token_url``,
         ``client_id`` and ``client_secret``).
-    ``documents``
-        The document types :meth:`create` accepts for ``Entity.ORDERS`` (``Order.document``):
-        any of ``quote``, ``order``, ``invoice_draft``, ``invoice``. An order flow asking for
-        another is a configuration error.
-    ``flow_settings``
-        Per written entity, a pydantic model of what a flow writing it must (or may) give
-        that the source lacks: a store id, a branch, an employee number with a default. The
-        flow's ``target_settings`` table is validated against it by ``apicenterd check`` and
-        arrives as ``Order.target_fields``.
     ``default_port``
         The loopback port :meth:`simulator` listens on in ``apicenterd demo``.
 
-    Errors: raise the classes in :mod:`apicenterd.errors` (``RecordError`` for one
-    bad record, ``RateLimited`` for 429, ``AuthError``, ``RetryableError``,
-    ``FatalError``). Never let vendor exceptions escape unclassified.
+    The methods :meth:`read`, :meth:`find`, :meth:`find_many`, :meth:`create`, :meth:`update`
+    and :meth:`normalize` take an entity and hand the call to its source or sink: the daemon
+    and tests use them; a connector does not override them.
     """
 
     name: ClassVar[str] = ""
     title: ClassVar[str] = ""
     Settings: ClassVar[type[ConnectorSettings]] = ConnectorSettings
-    reads: ClassVar[frozenset[Entity]] = frozenset()
-    writes: ClassVar[frozenset[Entity]] = frozenset()
+    sources: ClassVar[Mapping[Entity, type[Source[Any]]]] = {}
+    sinks: ClassVar[Mapping[Entity, type[Sink[Any]] | type[DocumentSink[Any]]]] = {}
     rate_limits: ClassVar[tuple[RateLimit, ...]] = ()
-    written_fields: ClassVar[Mapping[Entity, frozenset[str]]] = {}
-    documents: ClassVar[frozenset[str]] = frozenset()
     oauth_authorize_url: ClassVar[str | None] = None
     oauth_scopes: ClassVar[tuple[str, ...]] = ()
-    field_map: ClassVar[Mapping[Entity, Mapping[str, str]]] = {}
-    flow_settings: ClassVar[Mapping[Entity, type[BaseModel]]] = {}
     default_port: ClassVar[int | None] = None
+
+    # derived from sources and sinks (see __init_subclass__)
+    reads: ClassVar[frozenset[Entity]] = frozenset()
+    writes: ClassVar[frozenset[Entity]] = frozenset()
+    written_fields: ClassVar[Mapping[Entity, frozenset[str]]] = {}
+    field_map: ClassVar[Mapping[Entity, Mapping[str, str]]] = {}
+    documents: ClassVar[frozenset[str]] = frozenset()
+    flow_settings: ClassVar[Mapping[Entity, type[BaseModel]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.sources and not cls.sinks:
+            return  # an abstract intermediate class (or one the registry will refuse)
+        cls.reads = frozenset(cls.sources)
+        cls.writes = frozenset(cls.sinks)
+        cls.written_fields = {e: s.written_fields for e, s in cls.sinks.items() if s.written_fields is not None}
+        field_map: dict[Entity, dict[str, str]] = {}
+        for parts in (cls.sources, cls.sinks):
+            for entity, part in parts.items():
+                if part.field_map:
+                    field_map.setdefault(entity, {}).update(part.field_map)
+        cls.field_map = field_map
+        documents: set[str] = set()
+        flow_settings: dict[Entity, type[BaseModel]] = {}
+        for entity, sink in cls.sinks.items():
+            if isinstance(sink, type) and issubclass(sink, DocumentSink):
+                documents |= sink.documents
+                if sink.settings is not None:
+                    flow_settings[entity] = sink.settings
+        cls.documents = frozenset(documents)
+        cls.flow_settings = flow_settings
 
     def __init__(self, settings: ConnectorSettings, context: ConnectionContext):
         self.settings = settings
         self.context = context
+        self._parts: dict[tuple[str, Entity], Any] = {}
 
     async def open(self) -> None:
         """Prepare for work (create HTTP clients). Called once before any other call."""
@@ -368,35 +594,98 @@ class Connector:
     async def check(self) -> None:
         """Verify credentials and reachability with one cheap call; raise on failure."""
 
+    # -- the declared parts -------------------------------------------------------------
+
+    def _part(self, kind: str, table: Mapping[Entity, type[Any]], entity: Entity, verb: str) -> Any:
+        part = self._parts.get((kind, entity))
+        if part is None:
+            cls = table.get(entity)
+            if cls is None:
+                raise RecordError(f"connector {self.name!r} cannot {verb} {entity}")
+            part = self._parts[(kind, entity)] = cls(self)
+        return part
+
+    def source(self, entity: Entity) -> Source[Any]:
+        """This connection's source of ``entity``; RecordError when the connector has none."""
+        part: Source[Any] = self._part("source", self.sources, entity, "read")
+        return part
+
+    def sink(self, entity: Entity) -> Sink[Any]:
+        """This connection's sink of ``entity`` (not a document sink); RecordError when it has none."""
+        part = self._part("sink", self.sinks, entity, "write")
+        if not isinstance(part, Sink):
+            raise RecordError(f"connector {self.name!r} writes {entity} as documents (use document_sink)")
+        return part
+
+    def document_sink(self, entity: Entity) -> DocumentSink[Any]:
+        """This connection's document sink of ``entity`` (orders, invoices); RecordError when it has none."""
+        part = self._part("sink", self.sinks, entity, "write")
+        if not isinstance(part, DocumentSink):
+            raise RecordError(f"connector {self.name!r} has no document sink for {entity}")
+        return part
+
+    def _any_sink(self, entity: Entity) -> AnySink:
+        part: AnySink = self._part("sink", self.sinks, entity, "write")
+        return part
+
+    # -- by entity (the daemon's and tests' door; not overridden) -----------------------
+
     def read(self, entity: Entity, since: str | None) -> AsyncIterator[Change]:
-        """Yield the records of ``entity`` changed at or after cursor ``since`` (None: all),
-        in cursor order."""
-        raise RecordError(f"connector {self.name!r} cannot read {entity}")
+        """Yield the records of ``entity`` changed at or after cursor ``since`` (None: all), in cursor order."""
+        return self.source(entity).changes(since)
 
     async def find(self, entity: Entity, key: str) -> Found | None:
         """Look a record up by its natural key (``Record.key()``); None if it does not exist."""
-        raise RecordError(f"connector {self.name!r} cannot look up {entity}")
+        return await self._any_sink(entity).find(key)
 
     async def find_many(self, entity: Entity, keys: Sequence[str]) -> Mapping[str, Found]:
-        """Optional: look many keys up in few calls (a batch endpoint, an ``or`` filter); return the
-        found ones by key, leaving out the missing. When a connector implements it, the daemon asks
-        it once per batch of records instead of calling :meth:`find` for each."""
-        raise NotImplementedError
+        """Look many keys up: in few calls when the sink implements ``find_many``, else one by one."""
+        sink = self._any_sink(entity)
+        if isinstance(sink, Sink) and sink.batch_lookup:
+            return await sink.find_many(keys)
+        found: dict[str, Found] = {}
+        for key in dict.fromkeys(keys):
+            one = await sink.find(key)
+            if one is not None:
+                found[key] = one
+        return found
 
     async def create(self, entity: Entity, record: Record) -> str:
-        """Create ``record`` and return its id in this system, once the system confirmed it."""
-        raise RecordError(f"connector {self.name!r} cannot create {entity}")
+        """Create ``record``; for a document sink the customer (``customer_id``) and articles are
+        looked up first (the daemon's order process does this itself, with what it resolved)."""
+        sink = self._any_sink(entity)
+        if isinstance(sink, DocumentSink):
+            return await sink.create(await self.document_request(entity, record))
+        return await sink.create(_expect(entity, record))
 
     async def update(self, entity: Entity, target_id: str, record: Record, fields: frozenset[str]) -> None:
-        """Write the canonical ``fields`` of ``record`` to the existing record ``target_id``,
-        leaving every other field in the target as it is."""
-        raise RecordError(f"connector {self.name!r} cannot update {entity}")
+        """Write the canonical ``fields`` of ``record`` to the existing record ``target_id``."""
+        sink = self._any_sink(entity)
+        if isinstance(sink, DocumentSink):
+            raise RecordError(
+                f"{entity} {record.key()!r} exists in the target ({target_id}); apicenterd does not change sales documents there"
+            )
+        await sink.update(target_id, _expect(entity, record), fields)
 
     def normalize(self, entity: Entity, record: Record) -> Record:
-        """``record`` as this target will store it (money rounded to the target's decimals,
-        texts cut to its lengths, ...). The daemon hashes and compares this form, so a
-        difference the target cannot hold never costs a call. Default: unchanged."""
-        return record
+        """``record`` as this target will store it (see :meth:`Sink.normalize`)."""
+        normalized: Record = self._any_sink(entity).normalize(_expect(entity, record))
+        return normalized
+
+    async def document_request(
+        self, entity: Entity, record: Record, *, settings: BaseModel | None = None
+    ) -> DocumentRequest[Any]:
+        """A :class:`DocumentRequest` for a document whose ``customer_id`` is set, its articles
+        looked up one by one (for direct use and tests; the order process builds its own)."""
+        document = _expect(entity, record)
+        assert isinstance(document, (Order, Invoice))
+        skus = list(dict.fromkeys(line.sku for line in document.lines if line.sku))
+        articles: dict[str, Found] = {}
+        if skus and Entity.PRODUCTS in self.sinks:
+            articles = dict(await self.find_many(Entity.PRODUCTS, skus))
+        kind = document.document if isinstance(document, Order) else str(document.target_fields.get("document") or "invoice")
+        customer = Found(document.customer_id) if document.customer_id else None
+        return DocumentRequest(document, kind or "order", customer, articles, settings)
 
     @classmethod
     def simulator(cls, *, seed: int = 1, records: int = 0, **options: Any) -> Any:
@@ -408,3 +697,16 @@ class Connector:
     def demo_settings(cls, base_url: str) -> dict[str, Any]:
         """Connection settings that work against :meth:`simulator` at ``base_url``."""
         return {"base_url": base_url}
+
+
+def _expect(entity: Entity, record: Record) -> Any:
+    """``record`` if it is the canonical type of ``entity`` (RecordError otherwise)."""
+    kind = RECORD_TYPES[entity]
+    if not isinstance(record, kind):
+        raise RecordError(f"{entity}: expected a {kind.__name__}, got {type(record).__name__}")
+    return record
+
+
+def abstract_methods(cls: type) -> list[str]:
+    """The abstract methods ``cls`` leaves unimplemented (empty for a complete class)."""
+    return sorted(getattr(cls, "__abstractmethods__", ())) if inspect.isabstract(cls) else []

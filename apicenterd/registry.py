@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.metadata
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import pluggy
 
 from .errors import PluginError
-from .model import Entity
-from .plugin import PROJECT, Connector, ConnectorSettings, Hookspecs
+import typing
+
+from .model import RECORD_TYPES, Entity
+from .plugin import DOCUMENT_TYPES, PROJECT, Connector, ConnectorSettings, DocumentSink, Hookspecs, Sink, Source, abstract_methods
 
 __all__ = ["ENTRY_POINT_GROUP", "PluginInfo", "Registry", "load_registry"]
 
@@ -57,16 +60,53 @@ def validate_connector(cls: Any) -> None:
         raise PluginError(f"{cls.__qualname__}.name {cls.name!r} must be lower-case letters, digits and _")
     if not (isinstance(cls.Settings, type) and issubclass(cls.Settings, ConnectorSettings)):
         raise PluginError(f"{cls.__qualname__}.Settings must derive from apicenterd.ConnectorSettings")
-    for attr in ("reads", "writes"):
-        value = getattr(cls, attr)
-        if not isinstance(value, (set, frozenset)) or not all(isinstance(e, Entity) for e in value):
-            raise PluginError(f"{cls.__qualname__}.{attr} must be a frozenset of apicenterd.Entity, got {value!r}")
-    if cls.reads and cls.read is Connector.read:
-        raise PluginError(f"{cls.__qualname__} declares reads={sorted(map(str, cls.reads))} but does not implement read()")
-    if cls.writes:
-        missing = [m for m in ("find", "create", "update") if getattr(cls, m) is getattr(Connector, m)]
-        if missing:
-            raise PluginError(f"{cls.__qualname__} declares writes but does not implement {', '.join(missing)}()")
+    if not cls.sources and not cls.sinks:
+        raise PluginError(f"{cls.__qualname__} declares no sources and no sinks: it can neither read nor write anything")
+    for kind, table in (("sources", cls.sources), ("sinks", cls.sinks)):
+        if not isinstance(table, Mapping):
+            raise PluginError(f"{cls.__qualname__}.{kind} must map apicenterd.Entity to classes, got {table!r}")
+        for entity, part in table.items():
+            _validate_part(cls, kind, entity, part)
+
+
+def _validate_part(cls: type[Connector], kind: str, entity: Any, part: Any) -> None:
+    """Raise PluginError naming what is wrong with one declared source or sink."""
+    where = f"{cls.__qualname__}.{kind}[{entity!r}]"
+    if not isinstance(entity, Entity):
+        raise PluginError(f"{where}: the key must be an apicenterd.Entity")
+    documents = entity in (Entity.ORDERS, Entity.INVOICES)
+    if kind == "sources":
+        base: type = Source
+    else:
+        base = DocumentSink if documents else Sink
+    if not (isinstance(part, type) and issubclass(part, base)):
+        raise PluginError(f"{where} must be a subclass of apicenterd.{base.__name__}, got {part!r}")
+    missing = abstract_methods(part)
+    if missing:
+        raise PluginError(f"{where}: {part.__qualname__} does not implement {', '.join(m + '()' for m in missing)}")
+    declared = _record_type(part, base)
+    if declared is not None and declared is not typing.Any and declared is not RECORD_TYPES[entity] and isinstance(declared, type):
+        raise PluginError(
+            f"{where}: {part.__qualname__} handles {declared.__name__}, but {entity} are {RECORD_TYPES[entity].__name__}"
+        )
+    if issubclass(part, DocumentSink):
+        bad = sorted(set(part.documents) - set(DOCUMENT_TYPES))
+        if bad:
+            raise PluginError(f"{where}: unknown document types {bad} (known: quote, order, invoice_draft, invoice)")
+
+
+def _record_type(part: type, base: type) -> Any:
+    """The record type a source or sink class names in its generic base (``Sink[Product]``), if any."""
+    for klass in part.__mro__:
+        for orig in getattr(klass, "__orig_bases__", ()):
+            if typing.get_origin(orig) is base:
+                args = typing.get_args(orig)
+                return args[0] if args and not isinstance(args[0], typing.TypeVar) else None
+    return None
+
+
+def _identity(obj: object) -> object:
+    return obj
 
 
 def _plugin_manager() -> pluggy.PluginManager:
@@ -106,7 +146,7 @@ def load_registry(
         dist_of[name] = info
 
     for name, obj in modules or ():
-        add(name, lambda obj=obj: obj, PluginInfo(name, "(registered)", ""), "")
+        add(name, functools.partial(_identity, obj), PluginInfo(name, "(registered)", ""), "")
 
     if entry_points:
         wanted = os.environ.get("APICENTERD_LOAD_PLUGINS")

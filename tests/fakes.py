@@ -12,12 +12,15 @@ from apicenterd import (
     Connector,
     ConnectorSettings,
     Customer,
+    DocumentSink,
     Entity,
     Found,
     Order,
     Product,
     RecordError,
     RetryableError,
+    Sink,
+    Source,
     StockLevel,
     hookimpl,
 )
@@ -76,15 +79,67 @@ class SourceSettings(ConnectorSettings):
     base_url: str = "memory://source"
 
 
+def _source(entity: Entity) -> type[Source[Any]]:
+    """A source of ``entity`` that reads through its connector's ``_read``."""
+
+    class MemoryEntitySource(Source[Any]):
+        def changes(self, since):
+            return self.connector._read(entity, since)
+
+    MemoryEntitySource.__qualname__ = f"MemorySource[{entity}]"
+    return MemoryEntitySource
+
+
+def _sink(entity: Entity, written: frozenset[str] | None = None, batch: bool = False) -> type[Sink[Any]]:
+    """A sink of ``entity`` that writes through its connector's ``_find``/``_create``/``_update``."""
+
+    class MemoryEntitySink(Sink[Any]):
+        written_fields = written
+
+        async def find(self, key):
+            return await self.connector._find(entity, key)
+
+        async def create(self, record):
+            return await self.connector._create(entity, record)
+
+        async def update(self, target_id, record, fields):
+            return await self.connector._update(entity, target_id, record, fields)
+
+    if batch:
+
+        class MemoryBatchSink(MemoryEntitySink):
+            async def find_many(self, keys):
+                return await self.connector._find_many(entity, keys)
+
+        return MemoryBatchSink
+    return MemoryEntitySink
+
+
+def _document_sink(entity: Entity, settings: type[BaseModel] | None = None) -> type[DocumentSink[Any]]:
+    """A document sink of ``entity`` (orders, invoices) over the connector's ``_find``/``_create``."""
+
+    class MemoryDocumentSink(DocumentSink[Any]):
+        documents = frozenset({"order", "invoice"})
+
+        async def find(self, number):
+            return await self.connector._find(entity, number)
+
+        async def create(self, request):
+            return await self.connector._create(entity, request.record)
+
+    MemoryDocumentSink.settings = settings
+    return MemoryDocumentSink
+
+
 class MemorySource(Connector):
     """Reads products and stock from MemoryStore.source, ordered by change time."""
 
     name = "memsource"
     title = "Memory source"
     Settings = SourceSettings
-    reads = frozenset({Entity.PRODUCTS, Entity.STOCK, Entity.ORDERS, Entity.CUSTOMERS, Entity.SHIPMENTS})
+    sources = {e: _source(e) for e in (Entity.PRODUCTS, Entity.STOCK, Entity.ORDERS, Entity.CUSTOMERS, Entity.SHIPMENTS)}
 
-    async def read(self, entity, since):
+    async def _read(self, entity, since):
         if entity is Entity.SHIPMENTS:
             for key, shipment in sorted(MemoryStore.shipments.items()):
                 yield Change(key, shipment, key)
@@ -130,18 +185,22 @@ class TargetSettings(ConnectorSettings):
     base_url: str = "memory://target"
 
 
+PRODUCT_FIELDS = frozenset({"sku", "name", "description", "price_excl_tax", "active"})
+STOCK_FIELDS = frozenset({"sku", "available"})
+
+
 class MemoryTarget(Connector):
     """Writes products (by SKU) and stock into MemoryStore.target, counting every call."""
 
     name = "memtarget"
     title = "Memory target"
     Settings = TargetSettings
-    writes = frozenset({Entity.PRODUCTS, Entity.STOCK, Entity.CUSTOMERS, Entity.ORDERS, Entity.INVOICES})
-    documents = frozenset({"order", "invoice"})
-    flow_settings = {Entity.ORDERS: OrderSettings}  # noqa: RUF012 - a declaration, read only (as on Connector)
-    written_fields = {  # noqa: RUF012 - a declaration, read only (as on Connector)
-        Entity.PRODUCTS: frozenset({"sku", "name", "description", "price_excl_tax", "active"}),
-        Entity.STOCK: frozenset({"sku", "available"}),
+    sinks = {
+        Entity.PRODUCTS: _sink(Entity.PRODUCTS, PRODUCT_FIELDS),
+        Entity.STOCK: _sink(Entity.STOCK, STOCK_FIELDS),
+        Entity.CUSTOMERS: _sink(Entity.CUSTOMERS),
+        Entity.ORDERS: _document_sink(Entity.ORDERS, OrderSettings),
+        Entity.INVOICES: _document_sink(Entity.INVOICES),
     }
 
     def _flake(self, sku: str) -> None:
@@ -150,7 +209,7 @@ class MemoryTarget(Connector):
             MemoryStore.flaky[sku] = left - 1
             raise RetryableError(f"transient failure for {sku}")
 
-    async def find(self, entity, key):
+    async def _find(self, entity, key):
         MemoryStore.calls.append(("find", key))
         if entity is Entity.CUSTOMERS:
             for tid, customer in MemoryStore.customers.items():
@@ -174,7 +233,7 @@ class MemoryTarget(Connector):
                 return Found(tid, Product(**{k: v for k, v in row.items() if k != "stock"}))
         return None
 
-    async def create(self, entity, record):
+    async def _create(self, entity, record):
         MemoryStore.calls.append(("create", record.key()))
         if entity is Entity.CUSTOMERS:
             tid = MemoryStore.new_id()
@@ -199,10 +258,10 @@ class MemoryTarget(Connector):
             raise RecordError(f"target rejects {record.sku}: name too long")
         self._flake(record.sku)
         tid = MemoryStore.new_id()
-        MemoryStore.target[tid] = record.model_dump(include=set(self.written_fields[Entity.PRODUCTS]))
+        MemoryStore.target[tid] = record.model_dump(include=set(PRODUCT_FIELDS))
         return tid
 
-    async def update(self, entity, target_id, record, fields):
+    async def _update(self, entity, target_id, record, fields):
         MemoryStore.calls.append(("update", record.key()))
         if entity is Entity.CUSTOMERS:
             current = MemoryStore.customers[target_id]

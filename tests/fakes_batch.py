@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fakes import MemoryStore, MemoryTarget
+from fakes import PRODUCT_FIELDS, STOCK_FIELDS, MemoryStore, MemoryTarget, _sink
 
-from apicenterd import Found, Product, hookimpl
+from apicenterd import Entity, Found, Product, hookimpl
 
 
 class BatchTarget(MemoryTarget):
@@ -12,8 +12,13 @@ class BatchTarget(MemoryTarget):
 
     name = "membatch"
     title = "Memory target with batch look-ups"
+    sinks = {
+        **MemoryTarget.sinks,
+        Entity.PRODUCTS: _sink(Entity.PRODUCTS, PRODUCT_FIELDS, batch=True),
+        Entity.STOCK: _sink(Entity.STOCK, STOCK_FIELDS, batch=True),
+    }
 
-    async def find_many(self, entity, keys):
+    async def _find_many(self, entity, keys):
         MemoryStore.calls.append(("find_many", ",".join(keys)))
         found = {}
         for key in keys:

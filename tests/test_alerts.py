@@ -251,3 +251,46 @@ async def test_a_stuck_mail_server_is_cut_off_at_the_deadline():
         assert await alerter.flush(30) == []
     assert _metric("apicenterd_alert_deliveries_total", channel="email", outcome="failed") == failed + 1
     server.close()
+
+
+def test_alerts_remembered_are_bounded():
+    """``Alerter.sent`` keeps the latest alerts only: a daemon alerting for months does not grow."""
+    from apicenterd.observe.alerts import SENT_KEPT, Alerter
+
+    alerter = Alerter()
+    for n in range(SENT_KEPT + 50):
+        alerter.connection_paused(f"c{n}", "401")
+    assert len(alerter.sent) == SENT_KEPT
+    assert alerter.sent[-1].connection == f"c{SENT_KEPT + 49}"
+
+
+async def test_engine_keeps_failures_per_run_only(tmp_path, registry, memory):
+    """Failed records are kept per run (for its alert), not for the daemon's life."""
+    from fakes import product
+
+    from apicenterd.config import Config, resolve
+    from apicenterd.engine import Engine
+    from apicenterd.flowrun import FAILURES_KEPT
+    from apicenterd.state import SQLiteStore
+
+    for i in range(FAILURES_KEPT + 5):
+        memory.put(product(f"F{i:04}"), f"{i:04}")
+        memory.fail_create.add(f"F{i:04}")
+    raw = {
+        "state": {"path": str(tmp_path / "state.db")},
+        "connections": {"src": {"connector": "memsource"}, "dst": {"connector": "memtarget"}},
+        "flows": {"products": {"source": "src", "target": "dst", "entity": "products", "interval": "1m"}},
+    }
+    resolved = resolve(Config(**raw), registry, tmp_path / "x.toml")
+    store = SQLiteStore(tmp_path / "state.db")
+    await store.open()
+    engine = Engine(resolved, store, retry_base_delay=0)
+    try:
+        first = await engine.run_flow("products")
+        second = await engine.run_flow("products")  # all waiting out their backoff: no new failures
+    finally:
+        await engine.aclose()
+        await store.close()
+    assert first.counts["failed"] == FAILURES_KEPT + 5 and len(first.failures) == FAILURES_KEPT
+    assert second.counts["waiting"] == 1 and engine.failures == []  # the one at the cursor, read again
+    assert engine.alerter.sent[-1].subject == f"apicenterd: {FAILURES_KEPT + 5} record(s) failed in flow products"

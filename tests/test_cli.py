@@ -680,3 +680,39 @@ def test_auth_code_the_vendor_refuses_exits_1_with_its_reason(capsys, oauth_conf
         code, _, err = run_cli(capsys, "auth", "eacc", "--config", str(oauth_config), "--code", "C0DE", "--state", state)
     assert code == 1 and expected in err and "Traceback" not in err
     assert stored_tokens(tmp_path) is None
+
+
+def test_flows_run_shows_failed_records_waiting_out_their_backoff(tmp_path, capsys, registry, memory, monkeypatch):
+    """A failed record read again unchanged is 'waiting', not 'unchanged' (before: "unchanged 1,
+    failed 0" while its dead letter was open)."""
+    from fakes import product
+
+    monkeypatch.setattr(cli, "_registry", lambda: registry)
+    memory.put(product("BAD"), "1")
+    memory.fail_create.add("BAD")
+    cfg = tmp_path / "apicenterd.toml"
+    cfg.write_text(
+        f"""
+[state]
+path = "{tmp_path / 'state.db'}"
+
+[connections.src]
+connector = "memsource"
+
+[connections.dst]
+connector = "memtarget"
+
+[flows.products]
+source = "src"
+target = "dst"
+entity = "products"
+interval = "1m"
+""",
+        encoding="utf-8",
+    )
+    code, out, _ = run_cli(capsys, "flows", "run", "products", "--config", str(cfg))
+    assert code == 0 and "failed 1" in out
+    code, out, _ = run_cli(capsys, "flows", "run", "products", "--config", str(cfg))
+    assert code == 0 and "unchanged 0, waiting 1, skipped 0, failed 0" in out
+    code, out, _ = run_cli(capsys, "runs", "--config", str(cfg))
+    assert "waiting=1" in out

@@ -10,7 +10,7 @@ import fakes
 import pytest
 from pydantic import SecretStr
 
-from apicenterd import ConfigError, Connector, ConnectorSettings, Entity, hookimpl
+from apicenterd import ConfigError, Connector, ConnectorSettings, Entity, Product, Source, hookimpl
 from apicenterd.config import load, read_config, resolve
 from apicenterd.flows import ProductOptions, StockOptions
 from apicenterd.observe.logs import REDACTED, redactor
@@ -22,15 +22,17 @@ class VaultSettings(ConnectorSettings):
     client_id: str = "public"
 
 
+class VaultProducts(Source[Product]):
+    async def changes(self, since):  # pragma: no cover - never run here
+        yield
+
+
 class Vault(Connector):
     """A connector with a required secret setting; reads products only."""
 
     name = "vault"
     Settings = VaultSettings
-    reads = frozenset({Entity.PRODUCTS})
-
-    async def read(self, entity, since):  # pragma: no cover - never run here
-        yield
+    sources = {Entity.PRODUCTS: VaultProducts}
 
 
 def _vault_plugin() -> types.ModuleType:

@@ -122,7 +122,7 @@ async def test_a_failed_record_read_again_unchanged_costs_nothing_and_alerts_not
         return result, engine.failures, await store.dead_letters()
 
     result, failures, letters = await with_engine(resolved, tmp_path, again)
-    assert result.counts["unchanged"] == 1 and failures == [] and memory.calls == []
+    assert result.counts["waiting"] == 1 and result.counts["unchanged"] == 0 and failures == [] and memory.calls == []
     assert letters[0].attempts == 1
 
 

@@ -195,11 +195,11 @@ async def test_stock_flow_available_on_hand_minus_reserved(tmp_path, registry, m
     result = await run_once(resolved, tmp_path, flow="stock")
     row = next(r for r in memory.target.values() if r["sku"] == "A")
     assert row["stock"] == Decimal(7)
-    assert result.counts == {"created": 0, "updated": 1, "unchanged": 0, "skipped": 1, "failed": 1}
+    assert result.counts == {"created": 0, "updated": 1, "unchanged": 0, "waiting": 0, "skipped": 1, "failed": 1}
     memory.calls.clear()
     again = await run_once(resolved, tmp_path, flow="stock")
     # A unchanged; Z failed a moment ago exactly as it is now: it waits out its dead-letter backoff
-    assert again.counts["unchanged"] == 2 and ("update", "A") not in memory.calls
+    assert again.counts["unchanged"] == 1 and again.counts["waiting"] == 1 and ("update", "A") not in memory.calls
 
 
 async def test_a_target_with_batch_look_ups_is_asked_once_per_batch(tmp_path, registry, memory):
@@ -271,7 +271,90 @@ async def test_a_run_given_up_while_retrying_for_a_stop_is_stopped_not_failed(tm
     try:
         result = await engine.run_flow("products")
         assert result.status == "stopped" and "transient failure for A" in result.error
-        assert engine.alerter.sent == []  # not announced as a failing flow
+        assert list(engine.alerter.sent) == []  # not announced as a failing flow
     finally:
         await engine.aclose()
         await store.close()
+
+
+async def test_concurrent_flows_each_keep_their_batch_look_up(tmp_path, memory, monkeypatch):
+    """A flow's batch look-up is its own: another flow's batch starting meanwhile does not throw
+    it away (before, one cache was shared, cleared by every batch: one find per record after)."""
+    import anyio
+    import fakes
+    import fakes_batch
+
+    from apicenterd.registry import load_registry
+
+    for i in range(5):
+        memory.put(product(f"P{i}"), f"{i}")
+    entered, go = anyio.Event(), anyio.Event()
+    original = fakes_batch.BatchTarget.create
+
+    async def create(self, entity, record):
+        if record.key() == "P1":  # flow "products" holds here, its batch looked up, while "stock" runs
+            entered.set()
+            await go.wait()
+        return await original(self, entity, record)
+
+    monkeypatch.setattr(fakes_batch.BatchTarget, "create", create)
+    raw = {
+        "state": {"path": str(tmp_path / "state.db")},
+        "connections": {"src": {"connector": "memsource"}, "dst": {"connector": "membatch"}},
+        "flows": {
+            "products": {"source": "src", "target": "dst", "entity": "products", "interval": "1m"},
+            "stock": {"source": "src", "target": "dst", "entity": "stock", "interval": "1m"},
+        },
+    }
+    both = load_registry([("fakes", fakes), ("fakes_batch", fakes_batch)], entry_points=False)
+    resolved = resolve(Config(**raw), both, tmp_path / "x.toml")
+    store = SQLiteStore(tmp_path / "state.db")
+    await store.open()
+    engine = Engine(resolved, store, retry_base_delay=0)
+    results = {}
+    try:
+        async with anyio.create_task_group() as tg:
+
+            async def products():
+                results["products"] = await engine.run_flow("products")
+
+            tg.start_soon(products)
+            with anyio.fail_after(30):
+                await entered.wait()
+            results["stock"] = await engine.run_flow("stock")
+            go.set()
+    finally:
+        await engine.aclose()
+        await store.close()
+    assert results["products"].counts["created"] == 5
+    finds = [c for c in memory.calls if c[0] == "find"]
+    assert finds == []  # every record of the products batch was answered by its one find_many
+
+
+async def test_decimals_that_differ_only_in_trailing_zeros_are_no_change():
+    from apicenterd.engine import differing_fields, record_hash
+
+    a = product("A", price_excl_tax=Decimal("13.5"))
+    b = product("A", price_excl_tax=Decimal("13.50"))
+    fields = frozenset({"sku", "price_excl_tax"})
+    assert record_hash(a, fields) == record_hash(b, fields)
+    assert differing_fields(a, b, fields) == frozenset()
+    assert differing_fields(a, product("A", price_excl_tax=Decimal("13.51")), fields) == {"price_excl_tax"}
+    # a hash of a decimal without trailing zeros is what it was before (no mass update after an upgrade)
+    assert record_hash(a, fields) == record_hash(product("A", price_excl_tax=Decimal("13.5")), fields)
+
+
+def test_no_return_break_or_continue_inside_finally():
+    """A ``return`` in ``finally`` swallows cancellation and Ctrl-C (the dry-run path had one)."""
+    import ast
+
+    import apicenterd
+
+    root = Path(apicenterd.__file__).parent
+    offenders = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Try) and node.finalbody:
+                for stmt in node.finalbody:
+                    offenders += [f"{path.name}:{n.lineno}" for n in ast.walk(stmt) if isinstance(n, (ast.Return, ast.Break, ast.Continue))]
+    assert offenders == []

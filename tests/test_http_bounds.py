@@ -29,6 +29,7 @@ from apicenterd import (
     Product,
     ResponseTooLarge,
     RetryableError,
+    Source,
     hookimpl,
     json_body,
 )
@@ -286,11 +287,18 @@ def test_bad_bounds_are_refused(field, value):
     assert info.value.errors()[0]["loc"] == (field,)
 
 
+class HttpProducts(Source[Product]):
+    async def changes(self, since):
+        response = await self.connector.http.get("/products")
+        for i, item in enumerate(json_body(response, "products")):
+            yield Change(str(i), Product(sku=str(item), name=str(item)), str(i))
+
+
 class HttpSource(Connector):
     """A source that reads products over HTTP through the daemon's client, like a real plugin."""
 
     name = "httpsource"
-    reads = frozenset({Entity.PRODUCTS})
+    sources = {Entity.PRODUCTS: HttpProducts}
 
     async def open(self) -> None:
         self.http = self.context.http_client(base_url=self.settings.base_url, timeout=self.settings.timeout)
@@ -298,10 +306,6 @@ class HttpSource(Connector):
     async def aclose(self) -> None:
         await self.http.aclose()
 
-    async def read(self, entity, since):
-        response = await self.http.get("/products")
-        for i, item in enumerate(json_body(response, "products")):
-            yield Change(str(i), Product(sku=str(item), name=str(item)), str(i))
 
 
 def http_plugin() -> types.ModuleType:

@@ -98,7 +98,7 @@ async def test_refetched_order_is_skipped_as_existing(tmp_path, registry, memory
     await run(resolved, tmp_path)
     memory.calls.clear()
     result, *_ = await run(resolved, tmp_path)
-    assert result.counts == {"created": 0, "updated": 0, "unchanged": 0, "skipped": 1, "failed": 0}
+    assert result.counts == {"created": 0, "updated": 0, "unchanged": 0, "waiting": 0, "skipped": 1, "failed": 0}
     assert memory.calls == []  # linked: not even a look-up
     assert (await audit(tmp_path))["1001"].reason.startswith("exists")
     assert len(memory.target_orders) == 1
@@ -345,3 +345,49 @@ def test_invoices_flow_needs_a_source_that_reads_the_source_entity(tmp_path, reg
     with pytest.raises(ConfigError) as exc:
         flow_config(tmp_path, registry, "invoices")
     assert any("cannot read invoices" in p for p in exc.value.problems)
+
+
+def engraving_order(price: str = "0"):
+    return order(
+        "W-77",
+        lines=(
+            OrderLine(sku="A", name="Product A", quantity=Decimal(1), unit_price=Decimal("12.10"), tax_rate=Decimal(21)),
+            OrderLine(sku=None, name="Gravure: Jan", quantity=Decimal(1), unit_price=Decimal(price), tax_rate=Decimal(21)),
+        ),
+    )
+
+
+async def test_a_custom_row_without_sku_is_a_text_line_by_default_not_a_failed_order(tmp_path, registry, memory):
+    """Real CCV orders carry rows without product_number (an engraving): before, the whole order failed."""
+    seed_products("A")
+    memory.orders["W-77"] = engraving_order()
+    result, _, _ = await run(config(tmp_path, registry), tmp_path)
+    assert result.counts["created"] == 1 and result.counts["failed"] == 0
+    (created,) = memory.target_orders.values()
+    assert [(line.kind, line.sku) for line in created.lines] == [("product", "A"), ("text", None)]
+
+
+async def test_a_custom_row_with_an_amount_goes_to_the_fallback_article_or_fails_naming_the_setting(tmp_path, registry, memory):
+    seed_products("A", "MISC")
+    memory.orders["W-77"] = engraving_order("7.50")
+    result, _, _ = await run(config(tmp_path, registry), tmp_path)  # text (default): money would be lost
+    assert result.counts["failed"] == 1
+    assert "line 2 (Gravure: Jan) has no SKU and an amount of 7.50" in (await audit(tmp_path))["W-77"].reason
+    result, _, _ = await run(
+        config(tmp_path / "b", registry, options={"lines_without_sku": "article", "fallback_sku": "MISC"}), tmp_path / "b"
+    )
+    assert result.counts["created"] == 1
+    (created,) = memory.target_orders.values()
+    assert [line.sku for line in created.lines] == ["A", "MISC"]
+
+
+def test_lines_without_sku_article_needs_a_fallback_sku():
+    from apicenterd.flows import OrderOptions
+
+    with pytest.raises(ValueError, match="needs fallback_sku"):
+        OrderOptions(lines_without_sku="article")
+    from apicenterd.errors import RecordError
+    from apicenterd.orders import lines_without_sku
+
+    with pytest.raises(RecordError, match="line\\(s\\) 2 have no SKU"):
+        lines_without_sku(engraving_order(), OrderOptions(lines_without_sku="fail"))

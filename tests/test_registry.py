@@ -12,41 +12,40 @@ from pathlib import Path
 import fakes
 import pytest
 
-from apicenterd import Connector, Entity, PluginError, hookimpl
+from apicenterd import Connector, Entity, PluginError, Product, Sink, Source, hookimpl
 from apicenterd.plugin import Hookspecs
 from apicenterd.registry import ENTRY_POINT_GROUP, load_registry
 
 # --- building fake plugins ------------------------------------------------------------------------
 
 
-def connector(name: str, **attrs) -> type[Connector]:
-    """A connector class called ``name`` that reads and writes products unless told otherwise."""
-
-    async def read(self, entity, since):  # pragma: no cover - never run
+class ProductSource(Source[Product]):
+    async def changes(self, since):  # pragma: no cover - never run
         yield
 
-    async def find(self, entity, key):  # pragma: no cover
+
+class ProductSink(Sink[Product]):
+    async def find(self, key):  # pragma: no cover
         return None
 
-    async def create(self, entity, record):  # pragma: no cover
+    async def create(self, record):  # pragma: no cover
         return "1"
 
-    async def update(self, entity, target_id, record, fields):  # pragma: no cover
+    async def update(self, target_id, record, fields):  # pragma: no cover
         return None
 
-    body = {
-        "name": name,
-        "reads": frozenset({Entity.PRODUCTS}),
-        "writes": frozenset({Entity.PRODUCTS}),
-        "read": read,
-        "find": find,
-        "create": create,
-        "update": update,
-    }
+
+class HalfSink(Sink[Product]):
+    """Leaves create() and update() unimplemented."""
+
+    async def find(self, key):  # pragma: no cover
+        return None
+
+
+def connector(name: str, **attrs) -> type[Connector]:
+    """A connector class called ``name`` that reads and writes products unless told otherwise."""
+    body = {"name": name, "sources": {Entity.PRODUCTS: ProductSource}, "sinks": {Entity.PRODUCTS: ProductSink}}
     body.update(attrs)
-    for method in ("read", "find", "create", "update"):
-        if body[method] is None:
-            del body[method]
     return type(f"{name.title()}Connector", (Connector,), body)
 
 
@@ -100,10 +99,11 @@ def test_unknown_connector_lists_installed():
         ("memsource", "is not a subclass of apicenterd.Connector"),
         (connector("Bad-Name"), "must be lower-case letters, digits and _"),
         (connector(""), "must be lower-case letters, digits and _"),
-        (connector("noread", read=None), "does not implement read()"),
-        (connector("nowrite", find=None, update=None), "does not implement find, update()"),
-        (connector("badreads", reads=frozenset({"products"})), "reads must be a frozenset of apicenterd.Entity"),
-        (connector("badwrites", writes=[Entity.PRODUCTS]), "writes must be a frozenset of apicenterd.Entity"),
+        (connector("nothing", sources={}, sinks={}), "declares no sources and no sinks"),
+        (connector("halfsink", sinks={Entity.PRODUCTS: HalfSink}), "does not implement create(), update()"),
+        (connector("badkey", sources={"products": ProductSource}), "the key must be an apicenterd.Entity"),
+        (connector("wrongtype", sinks={Entity.CUSTOMERS: ProductSink}), "handles Product, but customers are Customer"),
+        (connector("notasource", sources={Entity.PRODUCTS: ProductSink}), "must be a subclass of apicenterd.Source"),
         (connector("badsettings", Settings=dict), "Settings must derive from apicenterd.ConnectorSettings"),
     ],
 )
@@ -116,7 +116,7 @@ def test_invalid_connector_is_reported_and_skipped(bad, reason):
 
 
 def test_read_only_connector_needs_no_write_methods():
-    ro = connector("readonly", writes=frozenset(), find=None, create=None, update=None)
+    ro = connector("readonly", sinks={})
     reg = load_registry([("ro", plugin(ro))], entry_points=False)
     assert reg.failures == [] and reg.connectors == {"readonly": ro}
 

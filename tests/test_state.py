@@ -334,3 +334,23 @@ async def test_purged_personal_data_is_not_left_in_the_file(store, clock):
     assert await store.purge_audit(clock.now + 1) == 51
     await store._run(lambda db: db.execute("PRAGMA wal_checkpoint(TRUNCATE)"))
     assert secret.encode() not in store.path.read_bytes()
+
+
+def test_the_state_store_protocol_is_complete():
+    """Every store method the engine, daemon and CLI call is in the StateStore protocol (a second
+    backend implements the protocol), and SQLiteStore implements all of it; no dead open_store."""
+    import re
+    from pathlib import Path
+
+    import apicenterd.state
+    from apicenterd.state import SQLiteStore, StateStore
+
+    root = Path(apicenterd.state.__file__).parent.parent
+    called = set()
+    for name in ("engine.py", "daemon.py", "cli.py", "orders.py"):
+        called |= set(re.findall(r"\bstore\.(\w+)\(", (root / name).read_text()))
+    protocol = {n for n in dir(StateStore) if not n.startswith("_")}
+    assert called - protocol == set()
+    assert protocol - {n for n in dir(SQLiteStore) if not n.startswith("_")} == set()
+    assert {"purge_dead_letters", "save_copy"} <= protocol
+    assert not hasattr(apicenterd.state, "open_store")

@@ -106,6 +106,10 @@ class _Refused(Exception):
         self.retryable = status == 429 or status >= 500
 
 
+SENT_KEPT = 100
+"""Alerts an :class:`Alerter` remembers in ``sent`` (the latest ones)."""
+
+
 class Alerter:
     """Decides what is worth an alert and queues it; a sender delivers it. Never raises, never blocks.
 
@@ -122,8 +126,9 @@ class Alerter:
         retry_delay: float = 1.0,
     ):
         self.config = config or AlertsConfig()
-        self.sent: list[Alert] = []
-        """Every alert decided on (queued), in order; what a receiver got is in the metrics and logs."""
+        self.sent: collections.deque[Alert] = collections.deque(maxlen=SENT_KEPT)
+        """The latest :data:`SENT_KEPT` alerts decided on (queued), in order; what a receiver got is
+        in the metrics and logs. Bounded: the daemon runs for months."""
         self._failing: dict[str, bool] = {}
         self._paused: set[str] = set()
         self._circuits: set[str] = set()
@@ -137,8 +142,11 @@ class Alerter:
 
     # ---------------------------------------------------------------- deciding
 
-    def flow_result(self, flow: str, status: str, error: str | None, failures: list[tuple[str, str, str, str]]) -> None:
-        """After a run: alert on the change to failing and on recovery, and on failed records."""
+    def flow_result(
+        self, flow: str, status: str, error: str | None, failures: list[tuple[str, str, str, str]], failed: int | None = None
+    ) -> None:
+        """After a run: alert on the change to failing and on recovery, and on failed records
+        (``failed``: how many failed, when ``failures`` lists only the first of them)."""
         failing = status == "failed"
         was = self._failing.get(flow, False)
         if status in ("failed", "ok"):  # a stopped run says nothing about the flow's health
@@ -148,14 +156,15 @@ class Alerter:
         elif was and not failing and status == "ok":
             self.send(Alert("flow_recovered", f"apicenterd: flow {flow} recovered", "the last run finished without error", flow=flow))
         mine = [f for f in failures if f[0] == flow]
+        total = max(failed or 0, len(mine))
         if mine:
             records = tuple({"source_id": s, "key": k, "reason": r} for _, s, k, r in mine[:MAX_RECORDS_LISTED])
-            more = f"\n... and {len(mine) - MAX_RECORDS_LISTED} more" if len(mine) > MAX_RECORDS_LISTED else ""
+            more = f"\n... and {total - len(records)} more" if total > len(records) else ""
             lines = "\n".join(f"- {r['key']} (source id {r['source_id']}): {r['reason']}" for r in records)
             self.send(
                 Alert(
                     "records_failed",
-                    f"apicenterd: {len(mine)} record(s) failed in flow {flow}",
+                    f"apicenterd: {total} record(s) failed in flow {flow}",
                     f"{lines}{more}\nThey are in the dead-letter queue: apicenterd dlq list --flow {flow}",
                     flow=flow,
                     records=records,

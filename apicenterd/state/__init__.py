@@ -11,7 +11,6 @@ __all__ = [
     "Run",
     "StateStore",
     "SQLiteStore",
-    "open_store",
     "DaemonLock",
     "DaemonRunning",
     "FlowBusy",
@@ -20,10 +19,3 @@ __all__ = [
     "daemon_lock_holder",
 ]
 
-
-def open_store(config, base_path=None) -> StateStore:
-    """The store the ``[state]`` table asks for (only SQLite for now)."""
-    path = config.path
-    if base_path is not None and not path.is_absolute():
-        path = base_path / path
-    return SQLiteStore(path)

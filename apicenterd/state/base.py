@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import Any, Protocol
 
 __all__ = ["Link", "AuditEntry", "DeadLetter", "Run", "StateStore", "ACTIONS"]
@@ -179,3 +180,6 @@ class StateStore(Protocol):
 
     async def check_file(self) -> None:
         """Raise :class:`~apicenterd.errors.StateError` if the state is gone (e.g. its file was deleted)."""
+
+    async def save_copy(self, destination: str | Path) -> None:
+        """Write a consistent copy of the open state to ``destination`` (a new file)."""

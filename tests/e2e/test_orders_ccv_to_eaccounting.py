@@ -191,3 +191,35 @@ def test_sigkill_during_order_runs_gives_one_debtor_and_one_draft_each(setup):
     assert drafts_by_reference(eacc_app) == collections.Counter(dict.fromkeys(expected, 1))
     emails = collections.Counter(c["EmailAddress"] for c in sim.customers.values())
     assert set(emails.values()) == {1}
+
+
+async def test_a_custom_row_without_sku_is_booked_on_the_fallback_article(setup):
+    """A real CCV order carries a row without product_number (an engraving, product_id null):
+    before, the whole order failed ("a product line needs a SKU"); with lines_without_sku =
+    "article" (the orders example's setting) it is booked on the fallback article."""
+    ccv_app, eacc_app, ccv_url, eacc_url, path, resolved = setup(lines_without_sku="article", fallback_sku="TOESLAG")
+    sim = ccv_app.state.sim
+    template = next(iter(sim.orderrows.values()))
+    engraved = template["order_id"]
+    custom = {
+        **template,
+        "id": 52999999,
+        "href": "/api/rest/v1/orderrows/52999999/",
+        "product_id": None,
+        "product_href": None,
+        "product_number": "",
+        "product_name": "Gravure: Jan",
+        "count": 1,
+        "price": 7.5,
+        "discount": 0.0,
+        "total_price": 7.5,
+    }
+    sim.orderrows[custom["id"]] = custom
+    await seed_service_articles(resolved, eacc_url)
+    (_, orders), engine = await engine_run(resolved, "products", "orders")
+    assert orders.status == "ok" and orders.counts["failed"] == 0, engine.failures
+    number = next(o["ordernumber_full"] for o in sim.orders.values() if o["id"] == engraved)
+    (draft,) = [d for d in eacc_app.state.sim.invoice_drafts.values() if d["YourReference"] == number]
+    toeslag = next(a["Id"] for a in eacc_app.state.sim.articles.values() if a["Number"] == "TOESLAG")
+    (row,) = [r for r in draft["Rows"] if r.get("Text") == "Gravure: Jan"]
+    assert row["ArticleId"] == toeslag and Decimal(str(row["UnitPrice"])) > 0

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
+import functools
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx
 from pydantic import Field, SecretStr
@@ -17,13 +19,18 @@ from apicenterd import (
     Change,
     Connector,
     ConnectorSettings,
+    Customer,
     Entity,
     FatalError,
     Found,
+    Order,
+    Product,
     RateLimit,
-    Record,
     RecordError,
     Shipment,
+    Sink,
+    Source,
+    StockLevel,
 )
 
 from . import mapping
@@ -46,6 +53,122 @@ def get_bucket(request: httpx.Request) -> str | None:
 def write_bucket(request: httpx.Request) -> str | None:
     """The write limit's bucket: ``<METHOD>:<resource>``; None (not governed) for GETs."""
     return None if request.method == "GET" else f"{request.method}:{resource_of(request.url.path)}"
+
+
+class ProductSource(Source[Product]):
+    """Products (see the connector's doc)."""
+
+    connector: CCVSalesPOSConnector
+    field_map = {
+        'sku': 'productnumber',
+        'name': 'name',
+        'ean': 'eannumber',
+        'short_description': 'shortdescription',
+        'description': 'description',
+        'price_incl_tax': 'price - discount (incl. VAT unless prices_include_tax = false)',
+        'price_excl_tax': '(price - discount) / (1 + vatrate/100)',
+        'tax_rate': 'vatrate',
+        'purchase_price': 'purchaseprice',
+        'quantity': 'stock',
+        'unit': 'unit',
+        'images': 'productmainphoto',
+        'active': 'is_active',
+        'weight_kg': 'weight',
+    }
+
+    def changes(self, since: str | None) -> AsyncIterator[Change]:
+        return self.connector.read_products(since)
+
+
+class StockSource(Source[StockLevel]):
+    """Stock levels of every product (``since`` is ignored: reservations change without the product)."""
+
+    connector: CCVSalesPOSConnector
+    field_map = {
+        'sku': 'productnumber',
+        'on_hand': 'stock',
+        'reserved': 'sum of orderrows.count of open orders',
+        'tracked': 'stockenabled',
+    }
+
+    def changes(self, since: str | None) -> AsyncIterator[Change]:
+        return self.connector.read_stock()
+
+
+class OrderSource(Source[Order]):
+    """Completed orders by ``ordernumber``."""
+
+    connector: CCVSalesPOSConnector
+    field_map = {
+        'number': 'ordernumber_full',
+        'status': 'status (1-14, as a name)',
+        'created_at': 'create_date',
+        'paid': 'paid',
+        'payment_method': 'paymethod',
+        'customer.email': 'customer.email',
+        'customer.name': 'customer.billingaddress.company or full_name',
+        'billing_address.street': 'customer.billingaddress.street',
+        'billing_address.house_number': 'customer.billingaddress.housenumber',
+        'billing_address.postcode': 'customer.billingaddress.zipcode',
+        'billing_address.city': 'customer.billingaddress.city',
+        'billing_address.country': 'customer.billingaddress.country_code',
+        'shipping_address.street': 'customer.deliveryaddress.street',
+        'lines.*.sku': 'orderrows[].product_number',
+        'lines.*.name': 'orderrows[].product_name',
+        'lines.*.quantity': 'orderrows[].count',
+        'lines.*.unit_price': 'orderrows[].price',
+        'lines.*.discount': 'orderrows[].discount',
+        'lines.*.tax_rate': 'orderrows[].tax',
+        'total': 'total_price',
+    }
+
+    def changes(self, since: str | None) -> AsyncIterator[Change]:
+        return self.connector.read_orders(since)
+
+
+class CustomerSource(Source[Customer]):
+    """Customers from the orders' ``customer`` blocks, one per e-mail address."""
+
+    connector: CCVSalesPOSConnector
+
+    def changes(self, since: str | None) -> AsyncIterator[Change]:
+        return self.connector.read_customers(since)
+
+
+class ShipmentSink(Sink[Shipment]):
+    """A shipment is its order's status 5 (sent) with a track & trace code."""
+
+    connector: CCVSalesPOSConnector
+    written_fields = frozenset({"order_number", "tracking_code", "carrier"})
+    field_map = {
+        'order_number': 'ordernumber (filter)',
+        'tracking_code': 'track_and_trace_code',
+        'carrier': 'track_and_trace_carrier',
+    }
+
+    async def find(self, key: str) -> Found | None:
+        """``<order number>/<tracking code>``: the order, when it holds that track & trace code."""
+        conn = self.connector
+        number, code = mapping.split_shipment_key(key)
+        if not number or not code:
+            return None
+        order = await conn.order_by_number(number)
+        shipment = mapping.shipment_from_order(order) if order is not None else None
+        if order is None or shipment is None or shipment.tracking_code != code:
+            return None
+        return Found(str(_int_id(order)), shipment.model_copy(update={"order_number": number}))
+
+    async def create(self, record: Shipment) -> str:
+        """Record a shipment on its order: ``PATCH /orders/:id/`` with status 5, track & trace and ``mail``."""
+        order = await self.connector.order_by_number(record.order_number)
+        if order is None:
+            raise RecordError(f"order {record.order_number} not found in CCV (GET /orders/?ordernumber=…)")
+        await self.connector.write_shipment(order, record)
+        return str(_int_id(order))
+
+    async def update(self, target_id: str, record: Shipment, fields: frozenset[str]) -> None:
+        """Change the carrier of the order's track & trace code (a different code is a RecordError)."""
+        await self.connector.write_shipment(await self.connector.client.order(target_id), record)
 
 
 class CCVSalesPOSConnector(Connector):
@@ -126,60 +249,13 @@ class CCVSalesPOSConnector(Connector):
         )
         shipment_mail: bool = Field(default=True, description="A shipment asks CCV to e-mail the customer (mail: true)")
 
-    reads = frozenset({Entity.PRODUCTS, Entity.STOCK, Entity.ORDERS, Entity.CUSTOMERS})
-    writes = frozenset({Entity.SHIPMENTS})
-    field_map: ClassVar[Mapping[Entity, Mapping[str, str]]] = {
-        Entity.PRODUCTS: {
-            "sku": "productnumber",
-            "name": "name",
-            "ean": "eannumber",
-            "short_description": "shortdescription",
-            "description": "description",
-            "price_incl_tax": "price - discount (incl. VAT unless prices_include_tax = false)",
-            "price_excl_tax": "(price - discount) / (1 + vatrate/100)",
-            "tax_rate": "vatrate",
-            "purchase_price": "purchaseprice",
-            "quantity": "stock",
-            "unit": "unit",
-            "images": "productmainphoto",
-            "active": "is_active",
-            "weight_kg": "weight",
-        },
-        Entity.STOCK: {
-            "sku": "productnumber",
-            "on_hand": "stock",
-            "reserved": "sum of orderrows.count of open orders",
-            "tracked": "stockenabled",
-        },
-        Entity.ORDERS: {
-            "number": "ordernumber_full",
-            "status": "status (1-14, as a name)",
-            "created_at": "create_date",
-            "paid": "paid",
-            "payment_method": "paymethod",
-            "customer.email": "customer.email",
-            "customer.name": "customer.billingaddress.company or full_name",
-            "billing_address.street": "customer.billingaddress.street",
-            "billing_address.house_number": "customer.billingaddress.housenumber",
-            "billing_address.postcode": "customer.billingaddress.zipcode",
-            "billing_address.city": "customer.billingaddress.city",
-            "billing_address.country": "customer.billingaddress.country_code",
-            "shipping_address.street": "customer.deliveryaddress.street",
-            "lines.*.sku": "orderrows[].product_number",
-            "lines.*.name": "orderrows[].product_name",
-            "lines.*.quantity": "orderrows[].count",
-            "lines.*.unit_price": "orderrows[].price",
-            "lines.*.discount": "orderrows[].discount",
-            "lines.*.tax_rate": "orderrows[].tax",
-            "total": "total_price",
-        },
-        Entity.SHIPMENTS: {
-            "order_number": "ordernumber (filter)",
-            "tracking_code": "track_and_trace_code",
-            "carrier": "track_and_trace_carrier",
-        },
+    sources = {
+        Entity.PRODUCTS: ProductSource,
+        Entity.STOCK: StockSource,
+        Entity.ORDERS: OrderSource,
+        Entity.CUSTOMERS: CustomerSource,
     }
-    written_fields = {Entity.SHIPMENTS: frozenset({"order_number", "tracking_code", "carrier"})}
+    sinks = {Entity.SHIPMENTS: ShipmentSink}
     rate_limits = (
         RateLimit(150, 60.0, name="get_per_resource", key=get_bucket),
         RateLimit(100, 60.0, name="write_per_resource", key=write_bucket),
@@ -213,19 +289,7 @@ class CCVSalesPOSConnector(Connector):
         """One signed ``GET /products/?size=1``: proves the key pair, the signature and the host."""
         await self.client.request("GET", "products/", what="check", params={"start": 0, "size": 1})
 
-    def read(self, entity: Entity, since: str | None) -> AsyncIterator[Change]:
-        """Products, stock levels, orders or customers changed at or after ``since`` (see the class doc)."""
-        if entity is Entity.PRODUCTS:
-            return self._read_products(since)
-        if entity is Entity.STOCK:
-            return self._read_stock()
-        if entity is Entity.ORDERS:
-            return self._read_orders(since)
-        if entity is Entity.CUSTOMERS:
-            return self._read_customers(since)
-        return super().read(entity, since)
-
-    async def _read_products(self, since: str | None) -> AsyncIterator[Change]:
+    async def read_products(self, since: str | None) -> AsyncIterator[Change]:
         """Products changed at or after ``since``, newest first, page by page as CCV sends them.
 
         CCV has no modify-date filter; ``orderby=modifydate_desc`` is the one order in which a
@@ -247,27 +311,32 @@ class CCVSalesPOSConnector(Connector):
         floor = since or MIN_PRODUCT_CURSOR
         async with contextlib.aclosing(self.client.products(orderby="modifydate_desc")) as items:
             async for item in items:
+                product_id = _int_id(item)
                 try:
                     modified = mapping.parse_datetime(item.get("modifydate"), f"product {item.get('id')}.modifydate")
-                except ValueError as exc:  # cannot be placed before or after the cursor: this one, not the run
-                    self.context.log.warning("ccv_salespos.product_skipped", product_id=item.get("id"), reason=str(exc))
+                except ValueError as exc:  # cannot be placed before or after the cursor: this one fails, not the run
+                    if pending is not None:
+                        yield pending
+                    pending = Change(source_id=str(product_id), record=None, cursor=floor, error=str(exc))
                     continue
                 if cutoff is not None and modified < cutoff:
                     break  # newest first: everything after this is older than the cursor
                 newest = modified if newest is None else max(newest, modified)
-                product_id = _int_id(item)
-                try:
-                    record = mapping.product_to_canonical(
-                        item, currency=self.settings.currency, prices_include_tax=self.settings.prices_include_tax
-                    )
-                except RecordError as exc:
-                    self.context.log.warning("ccv_salespos.product_skipped", product_id=product_id, reason=str(exc))
-                    continue
                 if pending is not None:
                     yield pending
-                pending = Change(source_id=str(product_id), record=record, cursor=floor)
-        if pending is not None and newest is not None:
-            yield Change(source_id=pending.source_id, record=pending.record, cursor=mapping.format_cursor(newest))
+                # a product that cannot be mapped is a failed change (audited, dead-lettered), not a gap
+                pending = Source.mapped(
+                    str(product_id),
+                    floor,
+                    functools.partial(
+                        mapping.product_to_canonical,
+                        item,
+                        currency=self.settings.currency,
+                        prices_include_tax=self.settings.prices_include_tax,
+                    ),
+                )
+        if pending is not None:
+            yield dataclasses.replace(pending, cursor=mapping.format_cursor(newest) if newest is not None else floor)
 
     async def reservations(self, errors: dict[int, str] | None = None) -> dict[int, Decimal]:
         """Reserved quantity per product id: one orders list per open status, one rows call per open order.
@@ -286,7 +355,7 @@ class CCVSalesPOSConnector(Connector):
                 rows.extend([row async for row in self.client.order_rows(order_id)])
         return mapping.reserved_quantities(rows, errors)
 
-    async def _read_stock(self) -> AsyncIterator[Change]:
+    async def read_stock(self) -> AsyncIterator[Change]:
         cursor = mapping.format_cursor(datetime.now(timezone.utc))
         unknown: dict[int, str] = {}
         reserved = await self.reservations(unknown)
@@ -295,12 +364,9 @@ class CCVSalesPOSConnector(Connector):
             if product_id in unknown:  # its available stock cannot be told: fail this one, not the run
                 yield Change(source_id=str(product_id), record=None, cursor=cursor, error=unknown[product_id])
                 continue
-            try:
-                level = mapping.stock_level(item, reserved.get(product_id, Decimal(0)))
-            except RecordError as exc:
-                self.context.log.warning("ccv_salespos.stock_skipped", product_id=product_id, reason=str(exc))
-                continue
-            yield Change(source_id=str(product_id), record=level, cursor=cursor)
+            yield Source.mapped(
+                str(product_id), cursor, functools.partial(mapping.stock_level, item, reserved.get(product_id, Decimal(0)))
+            )
 
     # ---------------------------------------------------------------- orders and customers
 
@@ -362,7 +428,7 @@ class CCVSalesPOSConnector(Connector):
             self._rows.popitem(last=False)
         return rows
 
-    async def _read_orders(self, since: str | None) -> AsyncIterator[Change]:
+    async def read_orders(self, since: str | None) -> AsyncIterator[Change]:
         since_number = self._since_number(since, Entity.ORDERS)
         days = self.settings.order_reread_days
         horizon = self.clock() - timedelta(days=days) if days else None
@@ -371,21 +437,32 @@ class CCVSalesPOSConnector(Connector):
             number = mapping.order_number_of(order)
             assert number is not None
             # re-read orders below the cursor keep the cursor where it is: it must not go back
-            cursor = max(last, since if since_number is not None and number < since_number else mapping.order_cursor(number))
+            at = since if since is not None and since_number is not None and number < since_number else mapping.order_cursor(number)
+            cursor = max(last, at)
+            rows: list[dict[str, Any]] = []
+            rows_error: str | None = None
             try:
-                record = mapping.order_to_canonical(
+                rows = await self._rows_for(order)
+            except RecordError as exc:  # its rows are gone (404): this order fails, not the run
+                rows_error = str(exc)
+            last = cursor
+            if rows_error is not None:
+                yield Change(source_id=str(_int_id(order)), record=None, cursor=cursor, error=rows_error)
+                continue
+            # an order that cannot be mapped is a failed change (audited, dead-lettered), not a gap
+            yield Source.mapped(
+                str(_int_id(order)),
+                cursor,
+                functools.partial(
+                    mapping.order_to_canonical,
                     order,
-                    await self._rows_for(order),
+                    rows,
                     prices_include_tax=self.settings.prices_include_tax,
                     variant_sku=self.settings.variant_sku,
-                )
-            except (RecordError, ValueError) as exc:  # bad data, or its rows are gone (404); ValidationError is a ValueError
-                self.context.log.warning("ccv_salespos.order_skipped", order_id=order.get("id"), reason=str(exc))
-                continue
-            last = cursor
-            yield Change(source_id=str(_int_id(order)), record=record, cursor=cursor)
+                ),
+            )
 
-    async def _read_customers(self, since: str | None) -> AsyncIterator[Change]:
+    async def read_customers(self, since: str | None) -> AsyncIterator[Change]:
         since_number = self._since_number(since, Entity.CUSTOMERS)
         latest: dict[str, tuple[int, dict[str, Any]]] = {}
         async for order in self._orders_ascending(since_number, None):
@@ -399,18 +476,20 @@ class CCVSalesPOSConnector(Connector):
                     latest[email] = (number, order)
         for email, (number, order) in sorted(latest.items(), key=lambda entry: entry[1][0]):
             currency = order.get("currency") if isinstance(order.get("currency"), str) else None
-            try:
-                record = mapping.customer_to_canonical(
-                    order["customer"], currency=currency or None, language=order.get("orderedinlng") or None
-                )
-            except (RecordError, ValueError) as exc:
-                self.context.log.warning("ccv_salespos.customer_skipped", order_id=order.get("id"), reason=str(exc))
-                continue
-            yield Change(source_id=email, record=record, cursor=mapping.order_cursor(number))
+            yield Source.mapped(
+                email,
+                mapping.order_cursor(number),
+                functools.partial(
+                    mapping.customer_to_canonical,
+                    order["customer"],
+                    currency=currency or None,
+                    language=order.get("orderedinlng") or None,
+                ),
+            )
 
     # ---------------------------------------------------------------- shipments
 
-    async def _order_by_number(self, number: str) -> dict[str, Any] | None:
+    async def order_by_number(self, number: str) -> dict[str, Any] | None:
         """The completed order numbered ``number`` (``ordernumber_full``), via the ``ordernumber`` filter."""
         wanted = mapping.ordernumber_filter(number)
         if wanted is None:
@@ -421,36 +500,7 @@ class CCVSalesPOSConnector(Connector):
                     return order
         return None
 
-    async def find(self, entity: Entity, key: str) -> Found | None:
-        """A shipment ``<order number>/<tracking code>``: the order, when it holds that track & trace code."""
-        if entity is not Entity.SHIPMENTS:
-            return await super().find(entity, key)
-        number, code = mapping.split_shipment_key(key)
-        if not number or not code:
-            return None
-        order = await self._order_by_number(number)
-        shipment = mapping.shipment_from_order(order) if order is not None else None
-        if order is None or shipment is None or shipment.tracking_code != code:
-            return None
-        return Found(str(_int_id(order)), shipment.model_copy(update={"order_number": number}))
-
-    async def create(self, entity: Entity, record: Record) -> str:
-        """Record a shipment on its order: ``PATCH /orders/:id/`` with status 5, track & trace and ``mail``."""
-        if entity is not Entity.SHIPMENTS or not isinstance(record, Shipment):
-            return await super().create(entity, record)
-        order = await self._order_by_number(record.order_number)
-        if order is None:
-            raise RecordError(f"order {record.order_number} not found in CCV (GET /orders/?ordernumber=…)")
-        await self._write_shipment(order, record)
-        return str(_int_id(order))
-
-    async def update(self, entity: Entity, target_id: str, record: Record, fields: frozenset[str]) -> None:
-        """Change the carrier of the order's track & trace code (a different code is a RecordError)."""
-        if entity is not Entity.SHIPMENTS or not isinstance(record, Shipment):
-            return await super().update(entity, target_id, record, fields)
-        await self._write_shipment(await self.client.order(target_id), record)
-
-    async def _write_shipment(self, order: dict[str, Any], shipment: Shipment) -> None:
+    async def write_shipment(self, order: dict[str, Any], shipment: Shipment) -> None:
         body = mapping.shipment_patch(order, shipment, mail=self.settings.shipment_mail)
         if body:
             await self.client.patch_order(_int_id(order), body)

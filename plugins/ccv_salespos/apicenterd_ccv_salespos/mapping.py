@@ -357,9 +357,10 @@ def customer_to_canonical(
 def _row_name(row: Mapping[str, Any]) -> str:
     """The row's product name, with its attribute choices (``Kleur: rood``) appended."""
     name = _text(row.get("product_name")) or _text(row.get("product_number")) or ""
+    attributes = row.get("attributes")
     choices = [
         f"{_text(a.get('option_name')) or ''}: {_text(a.get('value_name')) or ''}".strip(": ")
-        for a in (row.get("attributes") if isinstance(row.get("attributes"), list) else ())
+        for a in (attributes if isinstance(attributes, list) else ())
         if isinstance(a, Mapping)
     ]
     choices = [c for c in choices if c]

@@ -160,30 +160,29 @@ async def test_delta_read_yields_what_changed_since_the_cursor():
     assert sim.request_count == 1
 
 
-async def test_product_without_productnumber_is_skipped_with_a_warning():
+async def test_product_without_productnumber_is_a_failed_change_not_a_gap():
+    """Before: logged and skipped (never in the audit trail or the dead-letter queue)."""
     app = CCVSalesPOSConnector.simulator(seed=1, records=2)
     sim = app.state.sim
     orphan = sim.add_product(name="Zonder nummer", price=1.0)
     async with connect(CCVSalesPOSConnector, settings(), app=app) as connector:
-        connector.context.log = recorder = Recorder()
         changes = await read(connector, Entity.PRODUCTS)
-    assert str(orphan["id"]) not in {c.source_id for c in changes} and len(changes) == 2
-    assert recorder.warnings[0][0] == "ccv_salespos.product_skipped"
-    assert recorder.warnings[0][1]["product_id"] == orphan["id"]
+    failed = {c.source_id: c for c in changes if c.record is None}
+    assert set(failed) == {str(orphan["id"])} and len(changes) == 3
+    assert "productnumber" in failed[str(orphan["id"])].error
 
 
-async def test_product_with_an_unreadable_modifydate_is_skipped_not_the_run():
+async def test_product_with_an_unreadable_modifydate_fails_that_product_not_the_run():
     app = CCVSalesPOSConnector.simulator(seed=1, records=3)
     sim = app.state.sim
     broken = sorted(sim.products)[1]
     sim.products[broken]["modifydate"] = "gisteren"  # found by test_fuzz.py: this used to fail every products run
     async with connect(CCVSalesPOSConnector, settings(), app=app) as connector:
-        connector.context.log = recorder = Recorder()
         changes = await read(connector, Entity.PRODUCTS)
-    assert {c.source_id for c in changes} == {str(pid) for pid in sim.products if pid != broken}
-    assert recorder.warnings == [
-        ("ccv_salespos.product_skipped", {"product_id": broken, "reason": f"product {broken}.modifydate: 'gisteren' is not an ISO-8601 timestamp"})
-    ]
+    assert {c.source_id for c in changes if c.record is not None} == {str(pid) for pid in sim.products if pid != broken}
+    (failed,) = [c for c in changes if c.record is None]
+    assert failed.source_id == str(broken)
+    assert failed.error == f"product {broken}.modifydate: 'gisteren' is not an ISO-8601 timestamp"
 
 
 async def test_an_unreadable_reserved_row_fails_that_products_stock_not_the_run():

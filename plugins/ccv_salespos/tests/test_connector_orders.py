@@ -139,7 +139,9 @@ async def test_rows_are_fetched_again_only_for_orders_that_changed():
     assert len(changed.lines) > len(next(c.record for c in first if c.source_id == str(target["id"])).lines)
 
 
-async def test_a_bad_order_is_logged_and_skipped_and_the_others_are_read():
+async def test_a_bad_order_is_a_failed_change_and_the_others_are_read():
+    """An order that cannot be mapped reaches the audit trail and dead-letter queue (before: skipped);
+    one without an ordernumber has no place in the cursor order and is still logged and skipped."""
     app = CCVSalesPOSConnector.simulator(seed=1, records=30)
     sim = app.state.sim
     orders = completed(sim)
@@ -149,10 +151,12 @@ async def test_a_bad_order_is_logged_and_skipped_and_the_others_are_read():
     async with connect(CCVSalesPOSConnector, settings(), app=app) as connector:
         connector.context.log = recorder = Recorder()
         changes = await read(connector, Entity.ORDERS)
-    assert {c.source_id for c in changes} == {str(o["id"]) for o in orders[3:]}
-    skipped = {fields["order_id"]: fields["reason"] for event, fields in recorder.warnings if event == "ccv_salespos.order_skipped"}
-    assert set(skipped) == {o["id"] for o in orders[:3]}
-    assert "ordernumber_full" in skipped[orders[0]["id"]] and "total_price" in skipped[orders[1]["id"]]
+    assert {c.source_id for c in changes if c.record is not None} == {str(o["id"]) for o in orders[3:]}
+    failed = {c.source_id: c.error for c in changes if c.record is None}
+    assert set(failed) == {str(orders[0]["id"]), str(orders[1]["id"])}
+    assert "ordernumber_full" in failed[str(orders[0]["id"])] and "total_price" in failed[str(orders[1]["id"])]
+    skipped = {fields["order_id"] for event, fields in recorder.warnings if event == "ccv_salespos.order_skipped"}
+    assert skipped == {orders[2]["id"]}
 
 
 async def test_a_bad_cursor_is_fatal():

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+import dataclasses
+import functools
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import Field, SecretStr, field_validator
 
@@ -13,6 +15,8 @@ from apicenterd import (
     Connector,
     ConnectorSettings,
     Customer,
+    DocumentRequest,
+    DocumentSink,
     Entity,
     FatalError,
     Found,
@@ -23,6 +27,8 @@ from apicenterd import (
     RateLimit,
     Record,
     RecordError,
+    Sink,
+    Source,
     StockLevel,
 )
 
@@ -34,6 +40,8 @@ from .sales import INVOICE_KINDS, ORDER_KINDS, SalesDocuments
 __all__ = ["EAccountingConnector", "EAccountingSettings"]
 
 MIN_CURSOR = "0001-01-01T00:00:00.000000Z"
+
+RecordT = TypeVar("RecordT", bound=Record)
 
 
 class EAccountingSettings(ConnectorSettings):
@@ -77,6 +85,246 @@ class EAccountingSettings(ConnectorSettings):
 FIND_MANY_CHUNK = 25
 """SKUs per look-up call: keeps the URL short (well under 2,000 characters)."""
 
+
+class _Changes(Source[RecordT]):
+    """Records of one eAccounting list changed since a ``ChangedUtc`` cursor, page by page.
+
+    Paged in the API's default order, not ``$orderby=ChangedUtc``: in that order a record
+    changed while paging jumps to the last page and pushes a neighbour onto a page already
+    read. In the default order a changed record keeps its place; one read twice (a page
+    shifted by a create) is yielded twice, the later one being the newer. Records older
+    than the ones yielded may still be unread, so every change carries ``since`` (or
+    ``MIN_CURSOR`` from the beginning: the cursor does not move) except the last, which
+    carries the newest ``ChangedUtc`` seen: the cursor advances once, when the whole read
+    is settled. A run that stops half-way reads the same records again next time; the
+    engine skips the unchanged ones by hash. Memory: one page and one pending change.
+    """
+
+    connector: EAccountingConnector
+    path: ClassVar[str]
+    what: ClassVar[str]
+
+    async def converter(self) -> Callable[[dict[str, Any]], RecordT]:
+        """vendor item -> canonical record (RecordError/ValueError when it cannot be)."""
+        raise NotImplementedError
+
+    async def changes(self, since: str | None) -> AsyncIterator[Change]:
+        to_record = await self.converter()
+        params = {"$filter": filter_since(since)} if since else {}
+        floor = since or MIN_CURSOR
+        newest = floor
+        pending: Change | None = None
+        api = self.connector.client
+        async for data in api.pages(self.path, what=f"{self.what} changed since {since or 'the beginning'}", params=params):
+            for item in data:
+                item_id = str(item.get("Id"))
+                try:
+                    if item.get("ChangedUtc"):
+                        newest = max(newest, cursor_of(item["ChangedUtc"]))
+                except ValueError as exc:  # read it all the same: a bad timestamp must not end the run
+                    self.connector.context.log.warning("eaccounting_bad_changed_utc", entity=self.what, id=item_id, error=str(exc))
+                if pending is not None:
+                    yield pending
+                # an item that cannot be mapped is a failed change (audited, dead-lettered), not a gap
+                pending = self.mapped(item_id, floor, functools.partial(to_record, item))
+        if pending is not None:
+            yield dataclasses.replace(pending, cursor=newest)
+
+
+class ArticleSource(_Changes[Product]):
+    """Articles as products (their VAT from the account coding, in the company's currency)."""
+
+    path, what = "/v2/articles", "products"
+    field_map = {k: ", ".join(v) for k, v in mapping.PRODUCT_FIELDS.items()}
+
+    async def converter(self) -> Callable[[dict[str, Any]], Product]:
+        rates, currency = await self.connector.vat_rates(), await self.connector.currency()
+        return lambda article: mapping.article_to_product(article, vat_rate=rates.get(str(article.get("CodingId"))), currency=currency)
+
+
+class CustomerSource(_Changes[Customer]):
+    """Customers (companies with their contact person, private persons)."""
+
+    path, what = "/v2/customers", "customers"
+    field_map = {k: ", ".join(v) for k, v in mapping.CUSTOMER_FIELDS.items()}
+
+    async def converter(self) -> Callable[[dict[str, Any]], Customer]:
+        return mapping.api_to_customer
+
+
+class ArticleSink(Sink[Product]):
+    """Articles by ``Number`` (the SKU); the VAT rate picks the ``CodingId``, the unit the ``UnitId`` (on create)."""
+
+    connector: EAccountingConnector
+    written_fields = frozenset(mapping.PRODUCT_FIELDS)  # unit: on create only
+    field_map = {k: ", ".join(v) for k, v in mapping.PRODUCT_FIELDS.items()}
+
+    async def _found(self, article: dict[str, Any]) -> Found:
+        conn = self.connector
+        rate = (await conn.vat_rates()).get(str(article.get("CodingId")))
+        record = mapping.article_to_product(article, vat_rate=rate, currency=await conn.currency())
+        return Found(id=str(article["Id"]), record=record, vendor=article)
+
+    async def find(self, key: str) -> Found | None:
+        article = await self.connector.article_by_number(key)
+        return None if article is None else await self._found(article)
+
+    async def find_many(self, keys: Sequence[str]) -> Mapping[str, Found]:
+        """``FIND_MANY_CHUNK`` Numbers per call with an OData ``or`` filter (documented by Visma,
+        unverified against the live API)."""
+        return {sku: await self._found(a) for sku, a in (await self.connector.articles_by_number(keys)).items()}
+
+    async def create(self, record: Product) -> str:
+        conn = self.connector
+        await conn.check_currency(record)
+        body = mapping.new_article(
+            record,
+            coding_id=await conn.coding_id(record),
+            unit_id=await conn.unit_id(record),
+            truncate_names=conn.settings.truncate_names,
+        )
+        created = await conn.client.post("/v2/articles", body, what=f"article {record.sku!r}")
+        return _id_of(created, f"article {record.sku!r}")
+
+    async def update(self, target_id: str, record: Product, fields: frozenset[str]) -> None:
+        conn = self.connector
+        if "price_excl_tax" in fields or "price_incl_tax" in fields or "purchase_price" in fields:
+            await conn.check_currency(record)
+        changes = mapping.article_fields(
+            record,
+            fields,
+            coding_id=await conn.coding_id(record) if "tax_rate" in fields else None,
+            truncate_names=conn.settings.truncate_names,
+        )
+        await conn.patch(f"/v2/articles/{target_id}", changes, what=f"article {record.sku!r}")
+
+    def normalize(self, record: Product) -> Product:
+        """Cents, 50-character names (UTF-16 code units); RecordError for what eAccounting refuses."""
+        return mapping.normalize_product(record, truncate_names=self.connector.settings.truncate_names)
+
+
+class StockSink(Sink[StockLevel]):
+    """The article's ``StockBalance`` (the canonical ``available``); no stock without an article."""
+
+    connector: EAccountingConnector
+    written_fields = frozenset({"available"})
+    field_map = {"sku": "Number", "available": "StockBalance"}
+
+    async def find(self, key: str) -> Found | None:
+        article = await self.connector.article_by_number(key)
+        return None if article is None else Found(id=str(article["Id"]), record=mapping.article_to_stock(article))
+
+    async def find_many(self, keys: Sequence[str]) -> Mapping[str, Found]:
+        articles = await self.connector.articles_by_number(keys)
+        return {sku: Found(id=str(a["Id"]), record=mapping.article_to_stock(a)) for sku, a in articles.items()}
+
+    async def create(self, record: StockLevel) -> str:
+        raise RecordError(f"no article with number {record.sku!r} in eAccounting; sync products first")
+
+    async def update(self, target_id: str, record: StockLevel, fields: frozenset[str]) -> None:
+        if not record.tracked or (fields and "available" not in fields):
+            return  # the source does not manage this SKU's stock, or nothing we store changed
+        changes = {"StockBalance": mapping.stock_balance(record.available, f"stock of article {record.sku!r}")}
+        await self.connector.patch(f"/v2/articles/{target_id}", changes, what=f"stock of article {record.sku!r}")
+
+    def normalize(self, record: StockLevel) -> StockLevel:
+        return mapping.normalize_stock(record)
+
+
+class CustomerSink(Sink[Customer]):
+    """Customers by e-mail (``$filter=EmailAddress eq ...``), else customer number or name."""
+
+    connector: EAccountingConnector
+    written_fields = frozenset(mapping.CUSTOMER_FIELDS)
+    field_map = {k: ", ".join(v) for k, v in mapping.CUSTOMER_FIELDS.items()}
+
+    async def find(self, key: str) -> Found | None:
+        customer = await self.connector.customer_by_key(key)
+        if customer is None:
+            return None
+        return Found(id=str(customer["Id"]), record=mapping.api_to_customer(customer), vendor=customer)
+
+    async def create(self, record: Customer) -> str:
+        conn = self.connector
+        body = mapping.new_customer(record, terms_of_payment_id=await conn.terms_of_payment_id())
+        created = await conn.client.post("/v2/customers", body, what=f"customer {record.key()!r}")
+        return _id_of(created, f"customer {record.key()!r}")
+
+    async def update(self, target_id: str, record: Customer, fields: frozenset[str]) -> None:
+        changes = mapping.customer_fields(record, fields)
+        await self.connector.patch(f"/v2/customers/{target_id}", changes, what=f"customer {record.key()!r}")
+
+    def normalize(self, record: Customer) -> Customer:
+        return mapping.normalize_customer(record)
+
+
+DOCUMENT_FIELD_MAP = {
+    "number": "YourReference",
+    "customer_id": "CustomerId",
+    "created_at": "OrderDate / InvoiceDate",
+    "lines.*.sku": "Rows[].ArticleId (by Number)",
+    "lines.*.name": "Rows[].Text",
+    "lines.*.quantity": "Rows[].Quantity",
+    "lines.*.unit_price": "Rows[].UnitPrice",
+    "lines.*.discount": "Rows[].DiscountPercentage",
+    "billing_address.street": "InvoiceAddress1",
+    "billing_address.postcode": "InvoicePostalCode",
+    "billing_address.city": "InvoiceCity",
+    "billing_address.country": "InvoiceCountryCode",
+    "shipping_address.street": "DeliveryAddress1",
+    "shipping_address.postcode": "DeliveryPostalCode",
+    "shipping_address.city": "DeliveryCity",
+    "shipping_address.country": "DeliveryCountryCode",
+    "currency": "CurrencyCode",
+}
+
+
+class OrderSink(DocumentSink[Order]):
+    """An order (``/v2/orders``), invoice draft or invoice, as the flow's ``document`` asks; the
+    source's number is kept in ``YourReference``, which :meth:`find` searches in all three (an
+    order may have been invoiced since). See :mod:`.documents` for the rows."""
+
+    connector: EAccountingConnector
+    documents = frozenset(docs.DOCUMENT_PATHS)
+    settings = docs.OrderSettings
+    written_fields = docs.ORDER_WRITTEN_FIELDS
+    field_map = DOCUMENT_FIELD_MAP
+
+    async def find(self, number: str) -> Found | None:
+        return await self.connector.sales.find(number, ORDER_KINDS)
+
+    async def create(self, request: DocumentRequest[Order]) -> str:
+        return await self.connector.sales.create_order(request)
+
+    def normalize(self, record: Order) -> Order:
+        return docs.normalize_order(record)
+
+
+class InvoiceSink(DocumentSink[Invoice]):
+    """An invoice draft or a booked invoice (``target_settings.document``)."""
+
+    connector: EAccountingConnector
+    documents = frozenset(docs.DOCUMENT_PATHS)
+    settings = docs.InvoiceSettings
+    written_fields = docs.INVOICE_WRITTEN_FIELDS
+    field_map = DOCUMENT_FIELD_MAP
+
+    async def find(self, number: str) -> Found | None:
+        return await self.connector.sales.find(number, INVOICE_KINDS, as_invoice=True)
+
+    async def create(self, request: DocumentRequest[Invoice]) -> str:
+        return await self.connector.sales.create_invoice(request)
+
+    def normalize(self, record: Invoice) -> Invoice:
+        return docs.normalize_invoice(record)
+
+
+def _id_of(created: Any, what: str) -> str:
+    if not isinstance(created, dict) or not created.get("Id"):
+        raise FatalError(f"{what}: eAccounting confirmed the create but returned no Id")
+    return str(created["Id"])
+
+
 class EAccountingConnector(Connector):
     """Visma eAccounting (Spiris Bookkeeping & Invoicing) API v2.
 
@@ -106,45 +354,18 @@ class EAccountingConnector(Connector):
     name: ClassVar[str] = "eaccounting"
     title: ClassVar[str] = "Visma eAccounting"
     Settings: ClassVar[type[ConnectorSettings]] = EAccountingSettings
-    reads = frozenset({Entity.PRODUCTS, Entity.CUSTOMERS})
-    writes = frozenset({Entity.PRODUCTS, Entity.STOCK, Entity.CUSTOMERS, Entity.ORDERS, Entity.INVOICES})
-    rate_limits = (RateLimit(600, 60.0, name="per_endpoint", key=endpoint_key),)
-    written_fields = {
-        Entity.PRODUCTS: frozenset(mapping.PRODUCT_FIELDS),  # unit: on create only
-        Entity.STOCK: frozenset({"available"}),
-        Entity.CUSTOMERS: frozenset(mapping.CUSTOMER_FIELDS),
-        Entity.ORDERS: docs.ORDER_WRITTEN_FIELDS,
-        Entity.INVOICES: docs.INVOICE_WRITTEN_FIELDS,
+    sources = {Entity.PRODUCTS: ArticleSource, Entity.CUSTOMERS: CustomerSource}
+    sinks = {
+        Entity.PRODUCTS: ArticleSink,
+        Entity.STOCK: StockSink,
+        Entity.CUSTOMERS: CustomerSink,
+        Entity.ORDERS: OrderSink,
+        Entity.INVOICES: InvoiceSink,
     }
-    documents: ClassVar[frozenset[str]] = frozenset(docs.DOCUMENT_PATHS)
-    flow_settings = {Entity.ORDERS: docs.OrderSettings, Entity.INVOICES: docs.InvoiceSettings}
+    rate_limits = (RateLimit(600, 60.0, name="per_endpoint", key=endpoint_key),)
     # [3rd, unverified] Visma Connect: README of shared/api-specs, section 1
     oauth_authorize_url: ClassVar[str | None] = "https://identity.vismaonline.com/connect/authorize"
     oauth_scopes: ClassVar[tuple[str, ...]] = ("ea:api", "ea:sales", "offline_access")
-    field_map: ClassVar[Mapping[Entity, Mapping[str, str]]] = {
-        Entity.PRODUCTS: {k: ", ".join(v) for k, v in mapping.PRODUCT_FIELDS.items()},
-        Entity.CUSTOMERS: {k: ", ".join(v) for k, v in mapping.CUSTOMER_FIELDS.items()},
-        Entity.STOCK: {"sku": "Number", "available": "StockBalance"},
-        Entity.ORDERS: {
-            "number": "YourReference",
-            "customer_id": "CustomerId",
-            "created_at": "OrderDate / InvoiceDate",
-            "lines.*.sku": "Rows[].ArticleId (by Number)",
-            "lines.*.name": "Rows[].Text",
-            "lines.*.quantity": "Rows[].Quantity",
-            "lines.*.unit_price": "Rows[].UnitPrice",
-            "lines.*.discount": "Rows[].DiscountPercentage",
-            "billing_address.street": "InvoiceAddress1",
-            "billing_address.postcode": "InvoicePostalCode",
-            "billing_address.city": "InvoiceCity",
-            "billing_address.country": "InvoiceCountryCode",
-            "shipping_address.street": "DeliveryAddress1",
-            "shipping_address.postcode": "DeliveryPostalCode",
-            "shipping_address.city": "DeliveryCity",
-            "shipping_address.country": "DeliveryCountryCode",
-            "currency": "CurrencyCode",
-        },
-    }
     default_port: ClassVar[int | None] = 8702
 
     settings: EAccountingSettings
@@ -156,7 +377,7 @@ class EAccountingConnector(Connector):
         self._units: list[dict[str, Any]] | None = None
         self._company: dict[str, Any] | None = None
         self._terms_id: str | None = None
-        self.sales: SalesDocuments | None = None
+        self._sales: SalesDocuments | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -176,7 +397,7 @@ class EAccountingConnector(Connector):
         self.api = EAccountingClient(
             self.context.http_client(base_url=s.base_url, auth=auth, timeout=s.timeout), page_size=s.page_size
         )
-        self.sales = SalesDocuments(self.api, self.context.log, company=self._company_settings, vat_rates=self._vat_rates)
+        self._sales = SalesDocuments(self.api, self.context.log, company=self._company_settings, vat_rates=self.vat_rates)
 
     async def aclose(self) -> None:
         """Close the HTTP clients."""
@@ -193,24 +414,24 @@ class EAccountingConnector(Connector):
 
     async def _company_settings(self, *, refresh: bool = False) -> dict[str, Any]:
         if self._company is None or refresh:
-            company = await self.api.get_object("/v2/companysettings", what="company settings")
+            company = await self.client.get_object("/v2/companysettings", what="company settings")
             if not company.get("Name"):
                 raise FatalError("company settings: GET /v2/companysettings returned no company Name")
             self._company = company
         return self._company
 
-    async def _currency(self) -> str:
+    async def currency(self) -> str:
         return ((await self._company_settings()).get("CurrencyCode") or "EUR").upper()
 
     async def _coding_list(self) -> list[dict[str, Any]]:
         if self._codings is None:
-            self._codings = await self.api.all("/v2/articleaccountcodings", what="article account codings")
+            self._codings = await self.client.all("/v2/articleaccountcodings", what="article account codings")
         return self._codings
 
-    async def _vat_rates(self) -> dict[str, Decimal | None]:
-        return {c.get("Id"): mapping.vat_percent(c) for c in await self._coding_list()}
+    async def vat_rates(self) -> dict[str, Decimal | None]:
+        return {str(c.get("Id")): mapping.vat_percent(c) for c in await self._coding_list()}
 
-    async def _coding_id(self, product: Product) -> str:
+    async def coding_id(self, product: Product) -> str:
         if self.settings.article_coding_id:
             return self.settings.article_coding_id
         what = f"article {product.sku!r}"
@@ -225,9 +446,9 @@ class EAccountingConnector(Connector):
             f"{what}: no active article account coding in eAccounting has VAT {product.tax_rate}% (there are: {rates})"
         )
 
-    async def _unit_id(self, product: Product) -> str:
+    async def unit_id(self, product: Product) -> str:
         if self._units is None:
-            self._units = await self.api.all("/v2/units", what="units")
+            self._units = await self.client.all("/v2/units", what="units")
         if product.unit:
             wanted = product.unit.strip().lower()
             for unit in self._units:
@@ -239,119 +460,66 @@ class EAccountingConnector(Connector):
             raise RecordError(f"article {product.sku!r}: eAccounting has no units and no unit_id is configured")
         return self._units[0]["Id"]
 
-    async def _terms_of_payment_id(self) -> str:
+    async def terms_of_payment_id(self) -> str:
         if self.settings.terms_of_payment_id:
             return self.settings.terms_of_payment_id
         if self._terms_id is None:
             default = (await self._company_settings()).get("TermsOfPaymentId")
             if not default:
-                terms = await self.api.all("/v2/termsofpayments", what="terms of payment")
+                terms = await self.client.all("/v2/termsofpayments", what="terms of payment")
                 default = next((t["Id"] for t in terms if t.get("AvailableForSales", True) and t.get("Id")), None)
             if not default:
                 raise RecordError("eAccounting has no terms of payment for sales; set terms_of_payment_id")
             self._terms_id = default
         return self._terms_id
 
-    # -- reading ---------------------------------------------------------------------
+    # -- what the sources and sinks share -----------------------------------------------
 
-    async def read(self, entity: Entity, since: str | None) -> AsyncIterator[Change]:
-        """Yield articles or customers changed at or after ``since`` (a ChangedUtc cursor), page by page.
+    @property
+    def sales(self) -> SalesDocuments:
+        """The sales-document side (made in :meth:`open`)."""
+        if self._sales is None:
+            raise FatalError(f"connection {self.context.name!r}: used before open() or after aclose()")
+        return self._sales
 
-        Paged in the API's default order, not ``$orderby=ChangedUtc``: in that order a record
-        changed while paging jumps to the last page and pushes a neighbour onto a page already
-        read. In the default order a changed record keeps its place; one read twice (a page
-        shifted by a create) is yielded twice, the later one being the newer. Records older
-        than the ones yielded may still be unread, so every change carries ``since`` (or
-        ``MIN_CURSOR`` from the beginning: the cursor does not move) except the last, which
-        carries the newest ``ChangedUtc`` seen: the cursor advances once, when the whole read
-        is settled. A run that stops half-way reads the same records again next time; the
-        engine skips the unchanged ones by hash. Memory: one page and one pending change.
-        """
-        if entity == Entity.PRODUCTS:
-            path, to_record = "/v2/articles", await self._product_reader()
-        elif entity == Entity.CUSTOMERS:
-            path, to_record = "/v2/customers", mapping.api_to_customer
-        else:
-            raise RecordError(f"connector {self.name!r} cannot read {entity}")
-        params = {}
-        if since:
-            params["$filter"] = filter_since(since)
-        floor = since or MIN_CURSOR
-        newest = floor
-        pending: Change | None = None
-        async for data in self.api.pages(path, what=f"{entity} changed since {since or 'the beginning'}", params=params):
-            for item in data:
-                item_id = str(item.get("Id"))
-                try:
-                    if item.get("ChangedUtc"):
-                        newest = max(newest, cursor_of(item["ChangedUtc"]))
-                except ValueError as exc:  # read it all the same: a bad timestamp must not end the run
-                    self.context.log.warning("eaccounting_bad_changed_utc", entity=str(entity), id=item_id, error=str(exc))
-                try:
-                    record = to_record(item)
-                except (RecordError, ValueError) as exc:
-                    self.context.log.warning("eaccounting_record_skipped", entity=str(entity), id=item_id, error=str(exc))
-                    continue
-                if pending is not None:
-                    yield pending
-                pending = Change(source_id=item_id, record=record, cursor=floor)
-        if pending is not None:
-            yield Change(source_id=pending.source_id, record=pending.record, cursor=newest)
+    @property
+    def client(self) -> EAccountingClient:
+        """The API client (made in :meth:`open`)."""
+        if self.api is None:
+            raise FatalError(f"connection {self.context.name!r}: used before open() or after aclose()")
+        return self.api
 
-    async def _product_reader(self):
-        rates, currency = await self._vat_rates(), await self._currency()
-        return lambda article: mapping.article_to_product(
-            article, vat_rate=rates.get(article.get("CodingId")), currency=currency
-        )
+    async def article_by_number(self, sku: str) -> dict[str, Any] | None:
+        """The article whose Number is ``sku`` (an exact match), or None."""
+        found = await self.client.first("/v2/articles", f"Number eq {odata_string(sku)}", what=f"article {sku!r}")
+        # an exact match only, in case the server matches case-insensitively
+        exact = [a for a in found if a.get("Number") == sku]
+        return (exact or found)[0] if (exact or found) else None
 
-    async def find_many(self, entity: Entity, keys: Sequence[str]) -> Mapping[str, Found]:
-        """Articles (products, stock) by Number, ``FIND_MANY_CHUNK`` per call with an OData ``or`` filter
-        (``or`` in ``$filter`` is documented by Visma, unverified against the live API); other entities
-        one by one."""
-        if entity not in (Entity.PRODUCTS, Entity.STOCK):
-            found = {}
-            for key in keys:
-                one = await self.find(entity, key)
-                if one is not None:
-                    found[key] = one
-            return found
+    async def articles_by_number(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The articles with these Numbers that exist, ``FIND_MANY_CHUNK`` per call."""
         wanted = list(dict.fromkeys(keys))
         articles: dict[str, dict[str, Any]] = {}
         for start in range(0, len(wanted), FIND_MANY_CHUNK):
             chunk = wanted[start : start + FIND_MANY_CHUNK]
             expression = " or ".join(f"Number eq {odata_string(sku)}" for sku in chunk)
-            async for data in self.api.pages("/v2/articles", what=f"{len(chunk)} articles by Number", params={"$filter": expression}):
+            async for data in self.client.pages("/v2/articles", what=f"{len(chunk)} articles by Number", params={"$filter": expression}):
                 for article in data:
                     number = article.get("Number")
-                    if number in chunk:  # exact matches only, as in find()
+                    if number in chunk:  # exact matches only, as in article_by_number()
                         articles[number] = article
-        if entity is Entity.STOCK:
-            return {sku: Found(id=str(a["Id"]), record=mapping.article_to_stock(a)) for sku, a in articles.items()}
-        rates, currency = await self._vat_rates(), await self._currency()
-        found = {}
-        for sku, article in articles.items():
-            self.sales.remember_article(article, rates.get(article.get("CodingId")))
-            record = mapping.article_to_product(article, vat_rate=rates.get(article.get("CodingId")), currency=currency)
-            found[sku] = Found(id=str(article["Id"]), record=record)
-        return found
+        return articles
 
-    async def _article_by_number(self, sku: str) -> dict[str, Any] | None:
-        found = await self.api.first(
-            "/v2/articles", f"Number eq {odata_string(sku)}", what=f"article {sku!r}"
-        )
-        # an exact match only, in case the server matches case-insensitively
-        exact = [a for a in found if a.get("Number") == sku]
-        return (exact or found or [None])[0]
-
-    async def _customer_by_key(self, key: str) -> dict[str, Any] | None:
+    async def customer_by_key(self, key: str) -> dict[str, Any] | None:
+        """The customer with e-mail ``key`` (a key with ``@``), else customer number, else name."""
         what = f"customer {key!r}"
         if "@" in key:
-            found = await self.api.first("/v2/customers", f"EmailAddress eq {odata_string(key)}", what=what)
+            found = await self.client.first("/v2/customers", f"EmailAddress eq {odata_string(key)}", what=what)
             matches = [c for c in found if (c.get("EmailAddress") or "").strip().lower() == key.lower()]
         else:
             matches = []
             for prop in ("CustomerNumber", "Name"):
-                found = await self.api.first("/v2/customers", f"{prop} eq {odata_string(key)}", what=what)
+                found = await self.client.first("/v2/customers", f"{prop} eq {odata_string(key)}", what=what)
                 matches = [c for c in found if c.get(prop) == key]
                 if matches:
                     break
@@ -359,139 +527,21 @@ class EAccountingConnector(Connector):
             self.context.log.warning("eaccounting_customer_ambiguous", key=key, ids=[c.get("Id") for c in matches])
         return matches[0] if matches else None
 
-    async def find(self, entity: Entity, key: str) -> Found | None:
-        """Look an article up by Number (products, stock), a customer by e-mail / number / name, an
-        order or invoice by YourReference in every document kind it may be in (one GET per kind)."""
-        if entity == Entity.PRODUCTS:
-            article = await self._article_by_number(key)
-            if article is None:
-                return None
-            rates = await self._vat_rates()
-            self.sales.remember_article(article, rates.get(article.get("CodingId")))
-            record = mapping.article_to_product(
-                article, vat_rate=rates.get(article.get("CodingId")), currency=await self._currency()
-            )
-            return Found(id=str(article["Id"]), record=record)
-        if entity == Entity.STOCK:
-            article = await self._article_by_number(key)
-            return None if article is None else Found(id=str(article["Id"]), record=mapping.article_to_stock(article))
-        if entity == Entity.CUSTOMERS:
-            customer = await self._customer_by_key(key)
-            if customer is None:
-                return None
-            self.sales.remember_customer(customer)
-            return Found(id=str(customer["Id"]), record=mapping.api_to_customer(customer))
-        if entity == Entity.ORDERS:
-            return await self.sales.find(key, ORDER_KINDS)
-        if entity == Entity.INVOICES:
-            return await self.sales.find(key, INVOICE_KINDS, as_invoice=True)
-        return await super().find(entity, key)
-
-    # -- writing ---------------------------------------------------------------------
-
-    async def create(self, entity: Entity, record: Record) -> str:
-        """POST a new article, customer, sales document (``Order.document``) or invoice; stock cannot
-        be created (it lives on the article)."""
-        if entity == Entity.PRODUCTS:
-            product = self._expect(record, Product)
-            await self._check_currency(product)
-            body = mapping.new_article(
-                product,
-                coding_id=await self._coding_id(product),
-                unit_id=await self._unit_id(product),
-                truncate_names=self.settings.truncate_names,
-            )
-            created = await self.api.post("/v2/articles", body, what=f"article {product.sku!r}")
-            article_id = self._id_of(created, f"article {product.sku!r}")
-            self.sales.remember_article(created, (await self._vat_rates()).get(created.get("CodingId")))
-            return article_id
-        if entity == Entity.STOCK:
-            stock = self._expect(record, StockLevel)
-            raise RecordError(f"no article with number {stock.sku!r} in eAccounting; sync products first")
-        if entity == Entity.CUSTOMERS:
-            customer = self._expect(record, Customer)
-            body = mapping.new_customer(customer, terms_of_payment_id=await self._terms_of_payment_id())
-            created = await self.api.post("/v2/customers", body, what=f"customer {customer.key()!r}")
-            customer_id = self._id_of(created, f"customer {customer.key()!r}")
-            self.sales.remember_customer(created)
-            return customer_id
-        if entity == Entity.ORDERS:
-            return await self.sales.create_order(self._expect(record, Order))
-        if entity == Entity.INVOICES:
-            return await self.sales.create_invoice(self._expect(record, Invoice))
-        return await super().create(entity, record)
-
-    async def update(self, entity: Entity, target_id: str, record: Record, fields: frozenset[str]) -> None:
-        """Read the article or customer, change only what ``fields`` stand for, PUT it back."""
-        if entity == Entity.PRODUCTS:
-            product = self._expect(record, Product)
-            if "price_excl_tax" in fields or "price_incl_tax" in fields or "purchase_price" in fields:
-                await self._check_currency(product)
-            changes = mapping.article_fields(
-                product,
-                fields,
-                coding_id=await self._coding_id(product) if "tax_rate" in fields else None,
-                truncate_names=self.settings.truncate_names,
-            )
-            await self._patch(f"/v2/articles/{target_id}", changes, what=f"article {product.sku!r}")
-        elif entity == Entity.STOCK:
-            stock = self._expect(record, StockLevel)
-            if not stock.tracked or (fields and "available" not in fields):
-                return  # the source does not manage this SKU's stock, or nothing we store changed
-            changes = {"StockBalance": mapping.stock_balance(stock.available, f"stock of article {stock.sku!r}")}
-            await self._patch(f"/v2/articles/{target_id}", changes, what=f"stock of article {stock.sku!r}")
-        elif entity == Entity.CUSTOMERS:
-            customer = self._expect(record, Customer)
-            changes = mapping.customer_fields(customer, fields)
-            self.sales.forget_customer(target_id)
-            await self._patch(f"/v2/customers/{target_id}", changes, what=f"customer {customer.key()!r}")
-        elif entity in (Entity.ORDERS, Entity.INVOICES):
-            # the order process skips what exists; a booked invoice cannot change at all
-            raise RecordError(
-                f"{entity} {record.key()!r} exists in eAccounting ({target_id}); apicenterd does not change sales documents there"
-            )
-        else:
-            await super().update(entity, target_id, record, fields)
-
-    async def _patch(self, path: str, changes: dict[str, Any], *, what: str) -> None:
-        current = await self.api.get_object(path, what=what)
+    async def patch(self, path: str, changes: dict[str, Any], *, what: str) -> None:
+        """Read the object, change only ``changes``, PUT it back (eAccounting's PUT replaces the
+        object); nothing changed, no PUT."""
+        current = await self.client.get_object(path, what=what)
         if all(_same(current.get(key), value) for key, value in changes.items()):
             return  # nothing eAccounting stores would change: spend no PUT
-        await self.api.put(path, {**current, **changes}, what=what)
+        await self.client.put(path, {**current, **changes}, what=what)
 
-    async def _check_currency(self, product: Product) -> None:
-        currency = await self._currency()
+    async def check_currency(self, product: Product) -> None:
+        """RecordError when the product's prices are not in the company's currency."""
+        currency = await self.currency()
         if product.currency != currency:
             raise RecordError(
                 f"article {product.sku!r}: prices are in {product.currency}, the eAccounting company books in {currency}"
             )
-
-    @staticmethod
-    def _expect(record: Record, kind: type[Record]) -> Any:
-        if not isinstance(record, kind):
-            raise RecordError(f"expected a {kind.__name__}, got {type(record).__name__}")
-        return record
-
-    @staticmethod
-    def _id_of(created: Any, what: str) -> str:
-        if not isinstance(created, dict) or not created.get("Id"):
-            raise FatalError(f"{what}: eAccounting confirmed the create but returned no Id")
-        return str(created["Id"])
-
-    def normalize(self, entity: Entity, record: Record) -> Record:
-        """``record`` as eAccounting stores it (cents, 50-character names, one address line);
-        RecordError for what eAccounting would reject (too long, missing city or postcode)."""
-        if entity == Entity.PRODUCTS and isinstance(record, Product):
-            return mapping.normalize_product(record, truncate_names=self.settings.truncate_names)
-        if entity == Entity.STOCK and isinstance(record, StockLevel):
-            return mapping.normalize_stock(record)
-        if entity == Entity.CUSTOMERS and isinstance(record, Customer):
-            return mapping.normalize_customer(record)
-        if entity == Entity.ORDERS and isinstance(record, Order):
-            return docs.normalize_order(record)
-        if entity == Entity.INVOICES and isinstance(record, Invoice):
-            return docs.normalize_invoice(record)
-        return record
 
     # -- demo / tests ----------------------------------------------------------------
 

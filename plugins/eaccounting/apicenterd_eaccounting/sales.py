@@ -4,15 +4,13 @@ delivery method/term and terms of payment."""
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from apicenterd import FatalError, Found, Invoice, Order, RecordError
+from apicenterd import DocumentRequest, FatalError, Found, Invoice, Order, Product, RecordError
 
 from . import documents
 from .client import EAccountingClient, odata_string
@@ -26,15 +24,12 @@ ORDER_KINDS = ("order", "invoice_draft", "invoice")
 INVOICE_KINDS = ("invoice_draft", "invoice")
 """Where an invoice may be: a draft, or booked (a draft is converted into an invoice)."""
 
-ARTICLE_CACHE_SIZE = 10_000
-"""Articles remembered for order rows, the most recently seen kept: a products run of a million
-creates must not keep a million of them."""
-CUSTOMER_TTL = 300.0
-"""Seconds a customer read or written by this connection is trusted without a new GET."""
 
 
 class SalesDocuments:
-    """The order and invoice side of :class:`~apicenterd_eaccounting.EAccountingConnector`."""
+    """The order and invoice side of :class:`~apicenterd_eaccounting.EAccountingConnector`: it is
+    handed the debtor and articles the order process resolved (a :class:`~apicenterd.DocumentRequest`)
+    and keeps no look-ups of its own beyond the company's lists (cost centres, terms, delivery codes)."""
 
     def __init__(
         self,
@@ -43,36 +38,13 @@ class SalesDocuments:
         *,
         company: Callable[[], Awaitable[dict[str, Any]]],
         vat_rates: Callable[[], Awaitable[Mapping[str, Decimal | None]]],
-        clock: Callable[[], float] = time.monotonic,
     ):
         self.api = api
         self.log = log
         self._company = company
         self._vat_rates = vat_rates
-        self._clock = clock
-        self._articles: collections.OrderedDict[str, Article] = collections.OrderedDict()
-        self._customers: dict[str, tuple[float, dict[str, Any]]] = {}
         self._lists: dict[str, list[dict[str, Any]]] = {}
         self._warned_codes = False
-
-    # -- caches the connector's other calls fill -------------------------------------
-
-    def remember_article(self, article: Mapping[str, Any], vat_percent: Decimal | None) -> None:
-        """Keep what a row needs of an article seen by a product look-up or create (saves a GET per line)."""
-        if article.get("Id") and article.get("Number"):
-            self._articles[article["Number"]] = Article(str(article["Id"]), article["Number"], article.get("Name") or "", vat_percent)
-            self._articles.move_to_end(article["Number"])
-            while len(self._articles) > ARTICLE_CACHE_SIZE:
-                self._articles.popitem(last=False)
-
-    def remember_customer(self, customer: Mapping[str, Any]) -> None:
-        """Keep a customer just read or written, for the document that usually follows."""
-        if customer.get("Id"):
-            self._customers[str(customer["Id"])] = (self._clock(), dict(customer))
-
-    def forget_customer(self, customer_id: str) -> None:
-        """Drop a cached customer (it is about to change)."""
-        self._customers.pop(customer_id, None)
 
     # -- look-ups ----------------------------------------------------------------------
 
@@ -81,37 +53,36 @@ class SalesDocuments:
             self._lists[path] = await self.api.all(path, what=what)
         return self._lists[path]
 
-    async def debtor(self, customer_id: str, what: str) -> Debtor:
-        """The customer ``customer_id`` (cached for a few minutes); RecordError if eAccounting has none."""
-        cached = self._customers.get(customer_id)
-        if cached is not None and self._clock() - cached[0] < CUSTOMER_TTL:
-            return Debtor.from_api(cached[1])
+    async def debtor(self, customer: Found | None, what: str) -> Debtor:
+        """The debtor the order process resolved: from the customer it found (no call), else one GET
+        by its id; RecordError if there is none or eAccounting has no such customer."""
+        if customer is None or not customer.id:
+            raise RecordError(f"{what}: no customer_id (the flow must find or create the eAccounting customer first)")
+        if customer.vendor is not None:
+            return Debtor.from_api(customer.vendor)
+        customer_id = customer.id
         try:
-            customer = await self.api.get_object(f"/v2/customers/{customer_id}", what=f"{what}: customer {customer_id}")
+            found = await self.api.get_object(f"/v2/customers/{customer_id}", what=f"{what}: customer {customer_id}")
         except RecordError as exc:
             if exc.status in (400, 404):
                 raise RecordError(f"{what}: no customer with Id {customer_id!r} in eAccounting ({exc})", status=exc.status) from None
             raise
-        self.remember_customer(customer)
-        return Debtor.from_api(customer)
+        return Debtor.from_api(found)
 
-    async def articles(self, skus: Iterable[str], what: str) -> dict[str, Article]:
-        """The articles with these Numbers that exist (cached, else one GET each)."""
-        found: dict[str, Article] = {}
-        rates = None
-        for sku in dict.fromkeys(skus):
-            if sku in self._articles:
-                found[sku] = self._articles[sku]
-                self._articles.move_to_end(sku)
-                continue
-            matches = await self.api.first("/v2/articles", f"Number eq {odata_string(sku)}", what=f"{what}: article {sku!r}")
-            exact = next((a for a in matches if a.get("Number") == sku), None)
-            if exact is None:
-                continue
-            rates = rates if rates is not None else await self._vat_rates()
-            self.remember_article(exact, rates.get(exact.get("CodingId")))
-            found[sku] = self._articles[sku]
-        return found
+    async def articles(self, resolved: Mapping[str, Found]) -> dict[str, Article]:
+        """What each row needs of the articles the order process resolved (VAT from the canonical
+        product, else from the article's account coding)."""
+        out: dict[str, Article] = {}
+        rates: Mapping[str, Decimal | None] | None = None
+        for sku, found in resolved.items():
+            record, vendor = found.record, found.vendor or {}
+            vat = record.tax_rate if isinstance(record, Product) else None
+            if vat is None and vendor.get("CodingId"):
+                rates = rates if rates is not None else await self._vat_rates()
+                vat = rates.get(vendor["CodingId"])
+            name = record.name if isinstance(record, Product) else str(vendor.get("Name") or "")
+            out[sku] = Article(found.id, sku, name, vat)
+        return out
 
     async def _dimensions(self, lines: list[Line], what: str) -> dict[tuple[int, str], str]:
         wanted = {(1, l.cost_centre) for l in lines if l.cost_centre} | {(2, l.cost_unit) for l in lines if l.cost_unit}
@@ -178,6 +149,7 @@ class SalesDocuments:
             doc = exact[0]
             if show_excl is None:
                 show_excl = bool((await self._company()).get("ShowPricesExclVatPC"))
+            record: Order | Invoice | None
             try:
                 if as_invoice:
                     record = documents.document_to_invoice(doc, kind, show_prices_excl_vat_pc=show_excl)
@@ -196,17 +168,15 @@ class SalesDocuments:
         lines: list[Line],
         *,
         kind: str,
-        customer_id: str | None,
+        request: DocumentRequest[Any],
         currency: str,
         what: str,
         payment_terms: str | None,
         day: date,
     ) -> Resolved:
-        if not customer_id:
-            raise RecordError(f"{what}: no customer_id (the flow must find or create the eAccounting customer first)")
-        debtor = await self.debtor(customer_id, what)
+        debtor = await self.debtor(request.customer, what)
         company = await self._company()
-        articles = await self.articles([l.sku for l in lines if l.sku], what)
+        articles = await self.articles(request.articles)
         missing = documents.missing_skus(lines, articles)
         if missing:
             raise RecordError(f"{what}: SKU not in eAccounting: {', '.join(missing)} (create the articles first)")
@@ -251,9 +221,10 @@ class SalesDocuments:
                 "account coding (CodingId); tax_code and account of lines are not written",
             )
 
-    async def create_order(self, order: Order) -> str:
-        """POST ``order`` as the document ``order.document`` asks for (default: an order); its new Id."""
-        kind = order.document or "order"
+    async def create_order(self, request: DocumentRequest[Order]) -> str:
+        """POST the order as the document ``request.kind`` asks for (default: an order); its new Id."""
+        order = request.record
+        kind = request.kind or "order"
         what = f"order {order.number}"
         if kind not in DOCUMENT_PATHS:
             raise RecordError(f"{what}: eAccounting cannot create a {kind!r} (it creates: {', '.join(DOCUMENT_PATHS)})")
@@ -263,7 +234,7 @@ class SalesDocuments:
         resolved = await self._resolve(
             lines,
             kind=kind,
-            customer_id=order.customer_id,
+            request=request,
             currency=order.currency,
             what=what,
             payment_terms=order.payment_terms,
@@ -278,8 +249,9 @@ class SalesDocuments:
         body = documents.order_body(order, kind, resolved, settings)
         return await self._post(kind, body, order.number, what, expected=order.total)
 
-    async def create_invoice(self, invoice: Invoice) -> str:
-        """POST ``invoice`` as an invoice draft or invoice (its ``target_fields.document``); its new Id."""
+    async def create_invoice(self, request: DocumentRequest[Invoice]) -> str:
+        """POST the invoice as an invoice draft or invoice (its ``target_fields.document``); its new Id."""
+        invoice = request.record
         settings = documents.invoice_settings(invoice)
         kind = settings.document
         what = f"invoice {invoice.number}"
@@ -288,7 +260,7 @@ class SalesDocuments:
         resolved = await self._resolve(
             lines,
             kind=kind,
-            customer_id=invoice.customer_id,
+            request=request,
             currency=invoice.currency,
             what=what,
             payment_terms=invoice.payment_terms if invoice.due_date is None else None,
@@ -299,11 +271,7 @@ class SalesDocuments:
 
     async def _post(self, kind: str, body: dict[str, Any], reference: str, what: str, *, expected: Decimal) -> str:
         path = DOCUMENT_PATHS[kind]
-        try:
-            created = await self.api.post(path, body, what=what)
-        except RecordError:
-            self._articles.clear()  # an article may have gone since it was cached
-            raise
+        created = await self.api.post(path, body, what=what)
         if kind == "invoice":
             # POST /v2/customerinvoices answers InvoiceUrlApi ({Url}), not the invoice: find its Id by reference
             found = await self.api.first(path, f"YourReference eq {odata_string(reference)}", what=f"{what} just created")

@@ -388,17 +388,17 @@ async def test_find_many_looks_articles_up_in_chunks_with_or_filters():
         assert {k: v.id for k, v in stock.items()} == {k: found[k].id for k in numbers[:3]}
 
 
-async def test_articles_remembered_for_order_rows_are_bounded(app, sim, settings, monkeypatch):
-    """A products run of a million creates must not keep a million articles for order rows."""
-    from apicenterd_eaccounting import sales
 
-    monkeypatch.setattr(sales, "ARTICLE_CACHE_SIZE", 3)
+
+async def test_a_customer_that_cannot_be_mapped_is_a_failed_change_not_skipped(settings):
+    """Before: logged (eaccounting_record_skipped) and dropped, never audited nor dead-lettered."""
+    app = EAccountingConnector.simulator(seed=2, customers=3)
+    sim = app.state.sim
+    broken_id = sorted(sim.customers)[1]
+    sim.customers[broken_id]["Name"] = ""
     async with connect(EAccountingConnector, settings, app=app) as connector:
-        for n in range(6):
-            await connector.create(Entity.PRODUCTS, mug(sku=f"MUG-{n}"))
-        remembered = list(connector.sales._articles)
-        sim.reset_counts()
-        found = await connector.sales.articles(["MUG-5", "MUG-0"], "order 1")
-    assert remembered == ["MUG-3", "MUG-4", "MUG-5"]  # the latest, not all six
-    assert set(found) == {"MUG-5", "MUG-0"}
-    assert sim.count("GET", "/v2/articles") == 1  # MUG-5 from memory, MUG-0 looked up again
+        changes = [c async for c in connector.read(Entity.CUSTOMERS, None)]
+    assert len(changes) == 3
+    (failed,) = [c for c in changes if c.record is None]
+    assert failed.source_id == broken_id and "Name" in failed.error
+    assert changes[-1].cursor != changes[0].cursor  # the last change still carries the newest cursor

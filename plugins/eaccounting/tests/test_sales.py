@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from datetime import date, datetime, timezone
 from decimal import Decimal
 
@@ -139,15 +141,28 @@ async def test_an_order_turned_into_an_invoice_is_still_found_as_the_order(app, 
     assert (found.id, found.record.status) == (order_id, "invoiced")
 
 
-async def test_products_found_by_the_flow_cost_no_second_lookup(app, sim, settings):
+async def request_for(conn, order):
+    """The DocumentRequest the order process hands the sink: the debtor and articles it found."""
+    from apicenterd import DocumentRequest, Found
+
+    articles = dict(await conn.find_many(Entity.PRODUCTS, [line.sku for line in order.lines if line.sku]))
+    return DocumentRequest(order, order.document, Found(order.customer_id) if order.customer_id else None, articles)
+
+
+async def test_a_document_sink_takes_what_the_order_process_found_and_looks_nothing_up(app, sim, settings):
+    """No caches and no look-ups in the sink: the request carries the debtor and articles (with
+    what eAccounting returned for them), so creating the order is one POST."""
+    from apicenterd import DocumentRequest
+
     order = shop_order(sim)
     async with connect(EAccountingConnector, settings, app=app) as conn:
-        for sku in skus(sim):
-            await conn.find(Entity.PRODUCTS, sku)
-        await conn.find(Entity.CUSTOMERS, sim.customers[order.customer_id]["EmailAddress"])
+        articles = dict(await conn.find_many(Entity.PRODUCTS, skus(sim)))
+        customer = await conn.find(Entity.CUSTOMERS, sim.customers[order.customer_id]["EmailAddress"])
+        await conn.vat_rates()  # the company's codings: a connection-wide list, read once
         sim.reset_counts()
-        await conn.create(Entity.ORDERS, order)
+        await conn.document_sink(Entity.ORDERS).create(DocumentRequest(order, "order", customer, articles))
     assert sim.requests == [("POST", "/v2/orders")]
+    assert not hasattr(conn.sales, "_articles") and not hasattr(conn.sales, "_customers")
 
 
 async def test_missing_skus_are_named_and_nothing_is_posted(app, sim, settings):
@@ -167,16 +182,18 @@ async def test_a_customer_id_is_required_and_must_exist(app, sim, settings):
     assert not sim.orders
 
 
-async def test_an_article_deleted_since_it_was_cached_is_a_record_error_then_looked_up_again(app, sim, settings):
+async def test_an_article_deleted_since_it_was_found_is_a_record_error_then_missing(app, sim, settings):
+    from apicenterd import DocumentRequest, Found
+
     order = shop_order(sim)
     async with connect(EAccountingConnector, settings, app=app) as conn:
-        await conn.find(Entity.PRODUCTS, skus(sim)[0])
+        articles = dict(await conn.find_many(Entity.PRODUCTS, skus(sim)))
         gone = sim.article_by_number(skus(sim)[0])
         del sim.articles[gone["Id"]]
         with pytest.raises(RecordError, match="ArticleId .* does not exist"):
-            await conn.create(Entity.ORDERS, order)
+            await conn.document_sink(Entity.ORDERS).create(DocumentRequest(order, "order", Found(order.customer_id), articles))
         with pytest.raises(RecordError, match=f"SKU not in eAccounting: {gone['Number']}"):
-            await conn.create(Entity.ORDERS, order)
+            await conn.create(Entity.ORDERS, order)  # looked up afresh
 
 
 async def test_a_draft_in_another_currency_than_the_customer_is_a_record_error(app, sim, settings):
@@ -264,12 +281,15 @@ async def test_a_company_debtor_gets_its_contact_person_and_a_person_is_private(
     async with connect(EAccountingConnector, settings, app=app) as conn:
         company_id = await conn.create(Entity.CUSTOMERS, conn.normalize(Entity.CUSTOMERS, company))
         person_id = await conn.create(Entity.CUSTOMERS, conn.normalize(Entity.CUSTOMERS, person))
+        order = shop_order(sim, customer_id=person_id, lines=(OrderLine(sku=skus(sim)[0], unit_price=Decimal(1)),))
+        request = await request_for(conn, order)
+        request = dataclasses.replace(request, customer=await conn.find(Entity.CUSTOMERS, "piet@example.com"))
         sim.reset_counts()
-        await conn.create(Entity.ORDERS, shop_order(sim, customer_id=person_id, lines=(OrderLine(sku=skus(sim)[0], unit_price=Decimal(1)),)))
+        await conn.document_sink(Entity.ORDERS).create(request)
     stored = sim.customers[company_id]
     assert (stored["IsPrivatePerson"], stored["ContactPersonName"], stored["ContactPersonEmail"], stored["ContactPersonPhone"]) == (False, "Jan de Vries", "jan@acme.example", "040-1")
     assert sim.customers[person_id]["IsPrivatePerson"] is True and sim.customers[person_id]["ContactPersonName"] is None
-    assert ("GET", f"/v2/customers/{person_id}") not in sim.requests  # the customer just created is not read again
+    assert ("GET", f"/v2/customers/{person_id}") not in sim.requests  # the customer found is not read again
 
 
 def test_declarations():

@@ -138,6 +138,7 @@ async def test_a_booked_invoice_is_found_by_reference_after_the_url_answer(mocke
 
 async def test_an_unknown_customer_is_a_record_error(mocked):
     mocked.get(f"{API}/v2/customers/{CUSTOMER}").mock(return_value=httpx.Response(404, json=vendor_error(3000, "ResourceNotFound")))
+    article_route(mocked)
     async with connect(EAccountingConnector, SETTINGS) as conn:
         with pytest.raises(RecordError, match=f"no customer with Id '{CUSTOMER}'"):
             await conn.create(Entity.ORDERS, order())

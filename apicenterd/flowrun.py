@@ -1,0 +1,66 @@
+"""One run of one flow: everything the record path needs, in one object instead of parameters
+threaded through the engine's helpers."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConnectorError
+from .plugin import Connector, Found
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import Flow
+
+__all__ = ["COUNT_KEYS", "FlowRun", "GaveUp", "FAILURES_KEPT"]
+
+COUNT_KEYS = ("created", "updated", "unchanged", "waiting", "skipped", "failed")
+"""What a run counts. ``waiting``: a record that failed before, unchanged since, whose retry
+waits out its backoff (its dead letter is open)."""
+
+FAILURES_KEPT = 200
+"""Failed records a run keeps (source id, key, reason) for its alert; the rest are counted only."""
+
+
+class GaveUp(Exception):
+    """A call to a connection failed for good (its retries spent, its credentials refused, its
+    circuit open): the run stops. ``error`` is the vendor's error, ``connection`` the connection
+    whose call it was (the one to pause on an AuthError)."""
+
+    def __init__(self, error: ConnectorError, connection: str):
+        super().__init__(str(error))
+        self.error = error
+        self.connection = connection
+
+
+@dataclasses.dataclass
+class FlowRun:
+    """One run of ``flow``: its id, its connections, its logger and counts, and its own batch
+    look-up (what the target's ``find_many`` returned for the batch in hand), so concurrent
+    runs of different flows never see or clear each other's."""
+
+    flow: Flow
+    run_id: int
+    source: Connector
+    target: Connector
+    log: Any
+    counts: dict[str, int] = dataclasses.field(default_factory=lambda: dict.fromkeys(COUNT_KEYS, 0))
+    replay: bool = False
+    looked_up: dict[str, Found | None] = dataclasses.field(default_factory=dict)
+    """Key -> what the batch look-up found (None: not in the target); a key not here was not looked up."""
+    failures: list[tuple[str, str, str, str]] = dataclasses.field(default_factory=list)
+    """(flow, source id, key, reason) of the first :data:`FAILURES_KEPT` failed records."""
+
+    @property
+    def name(self) -> str:
+        """The flow's name."""
+        return self.flow.name
+
+    def count(self, action: str) -> None:
+        """Count one settled record."""
+        self.counts[action] += 1
+
+    def failed(self, source_id: str, key: str, reason: str) -> None:
+        """Note a failed record for the run's alert (at most :data:`FAILURES_KEPT` are kept)."""
+        if len(self.failures) < FAILURES_KEPT:
+            self.failures.append((self.flow.name, source_id, key, reason))
