@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from apicenterd import Address, Invoice, InvoiceLine, Order, OrderLine, RecordError
 
-from .mapping import build, join_street, split_street, text_of, to_decimal
+from .mapping import build, cut, join_street, length, split_street, text_of, to_decimal
 
 __all__ = [
     "DOCUMENT_PATHS",
@@ -341,8 +341,8 @@ def rows(lines: Iterable[Line], kind: str, resolved: Resolved, number: str) -> l
         if n > MAX_ROWS:
             raise RecordError(f"{number}: {n} rows, eAccounting allows {MAX_ROWS} (LineNumber 0–1000)")
         text = (line.name or "").strip()
-        if len(text) > TEXT_LIMIT:
-            raise RecordError(f"{what}: Text is {len(text)} characters, eAccounting allows {TEXT_LIMIT}")
+        if length(text) > TEXT_LIMIT:
+            raise RecordError(f"{what}: Text is {length(text)} characters, eAccounting allows {TEXT_LIMIT} (UTF-16 code units, as .NET counts)")
         article = resolved.articles.get(line.sku) if line.sku else None
         if line.sku and article is None:
             raise RecordError(f"{what}: no article with Number {line.sku!r} in eAccounting")
@@ -387,7 +387,7 @@ def _row(kind: str, n: int, row: dict[str, Any], *, is_text: bool) -> dict[str, 
 
 
 def _text_row(kind: str, n: int, text: str) -> dict[str, Any]:
-    return _row(kind, n, {"Text": text[:TEXT_LIMIT]}, is_text=True)
+    return _row(kind, n, {"Text": cut(text, TEXT_LIMIT)}, is_text=True)
 
 
 def totals(body_rows: Iterable[Mapping[str, Any]], vat_by_article: Mapping[str, Decimal | None], included: bool) -> tuple[Decimal, Decimal]:
@@ -414,8 +414,8 @@ def _text(value: str | None, prop: str, limit: int | None, what: str, *, require
         if required:
             raise RecordError(f"{what}: {prop} is empty, eAccounting requires it")
         return None
-    if limit is not None and len(value) > limit:
-        raise RecordError(f"{what}: {prop} is {len(value)} characters, eAccounting allows {limit}")
+    if limit is not None and length(value) > limit:
+        raise RecordError(f"{what}: {prop} is {length(value)} characters, eAccounting allows {limit} (UTF-16 code units, as .NET counts)")
     return value
 
 
@@ -686,8 +686,8 @@ def normalize_order(order: Order) -> Order:
         _text(order.customer.name, "InvoiceCustomerName", NAME_LIMIT, what)
     if len(order.lines) + (1 if settings.note_as_text_row and order.note else 0) > MAX_ROWS:
         raise RecordError(f"{what}: {len(order.lines)} lines, eAccounting allows {MAX_ROWS} rows")
-    if settings.note_as_text_row and order.note and len(order.note.strip()) > TEXT_LIMIT:
-        raise RecordError(f"{what}: the note is {len(order.note.strip())} characters, a text row allows {TEXT_LIMIT}")
+    if settings.note_as_text_row and order.note and length(order.note.strip()) > TEXT_LIMIT:
+        raise RecordError(f"{what}: the note is {length(order.note.strip())} characters, a text row allows {TEXT_LIMIT}")
     lines = []
     for n, line in enumerate(order.lines, start=1):
         line_what = f"{what}: line {n} ({line.name or line.sku or line.kind})"

@@ -173,16 +173,37 @@ def vat_percent(coding: Mapping[str, Any]) -> Decimal | None:
     return _plain(rate)
 
 
+def length(value: str) -> int:
+    """A text's length as eAccounting (.NET) counts it against a maxLength: in UTF-16 code units,
+    so a character outside the Basic Multilingual Plane (an emoji) counts twice."""
+    return len(value.encode("utf-16-le")) // 2
+
+
+def cut(value: str, limit: int) -> str:
+    """``value`` cut to at most ``limit`` UTF-16 code units, never in the middle of a character."""
+    if length(value) <= limit:
+        return value
+    out, used = [], 0
+    for char in value:
+        size = 2 if ord(char) > 0xFFFF else 1
+        if used + size > limit:
+            break
+        out.append(char)
+        used += size
+    return "".join(out)
+
+
 def _text(value: str | None, prop: str, limit: int, what: str, *, required: bool = False, truncate: bool = False) -> str | None:
-    """A string checked against eAccounting's maxLength (and, when required, non-empty)."""
+    """A string checked against eAccounting's maxLength, counted as .NET counts it (UTF-16 code
+    units; see :func:`length`), and, when required, non-empty."""
     if value is None or value == "":
         if required:
             raise RecordError(f"{what}: {prop} is empty, eAccounting requires it")
         return None
-    if len(value) > limit:
+    if length(value) > limit:
         if not truncate:
-            raise RecordError(f"{what}: {prop} is {len(value)} characters, eAccounting allows {limit}")
-        value = value[:limit]
+            raise RecordError(f"{what}: {prop} is {length(value)} characters, eAccounting allows {limit} (UTF-16 code units, as .NET counts)")
+        value = cut(value, limit)
     return value
 
 

@@ -244,3 +244,16 @@ def test_an_amount_with_too_many_digits_is_a_record_error_not_invalid_operation(
         mapping.normalize_product(product(purchase_price=amount))
     with pytest.raises(RecordError, match=r"stock of article 'S': StockBalance .* out of range"):
         mapping.normalize_stock(StockLevel(sku="S", on_hand=amount, available=amount))
+
+
+def test_lengths_count_utf16_code_units_as_dotnet_does():
+    """A 50-character name ending in an emoji is 51 code units: before, it passed normalize and the
+    vendor rejected it with a 400; now it is a RecordError (or cut before the emoji)."""
+    from apicenterd_eaccounting.mapping import cut, length, normalize_product
+
+    name = "x" * 49 + "\U0001F600"
+    assert len(name) == 50 and length(name) == 51
+    with pytest.raises(RecordError, match="Name is 51 characters, eAccounting allows 50 \\(UTF-16 code units"):
+        normalize_product(Product(sku="E-1", name=name))
+    assert normalize_product(Product(sku="E-1", name=name), truncate_names=True).name == "x" * 49  # never half an emoji
+    assert cut("ab\U0001F600c", 3) == "ab" and cut("abc", 3) == "abc"
