@@ -124,7 +124,14 @@ class ConnectorContract:
         names = [ep.name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)]
         assert names, f"no entry points in group {ENTRY_POINT_GROUP!r}: is the plugin installed?"
         registry = load_registry()
-        assert registry.connectors.get(self.connector.name) is self.connector, registry.failures
+        found = registry.connectors.get(self.connector.name)
+        assert found is self.connector, (
+            f"no connector {self.connector.name!r} came from the entry points (found: {sorted(registry.connectors)}, "
+            f"failed: {registry.failures}): is the distribution installed (pip install -e .), with "
+            f"{self.connector.name} = \"<package>.plugin\" under [project.entry-points.\"{ENTRY_POINT_GROUP}\"]?"
+            if found is None
+            else f"connector {self.connector.name!r} from the entry points is {found!r}, not {self.connector!r}"
+        )
 
     def test_settings_reject_unknown_keys(self, settings: dict[str, Any]) -> None:
         """A typo in the config is an error, not silently ignored."""
