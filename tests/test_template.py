@@ -81,7 +81,8 @@ def test_template_refuses_a_name_that_is_no_connector_name(tmp_path: Path):
 
 def test_generated_tests_pass_through_its_ci_command(rendered: Path, tmp_path: Path):
     venv = throwaway_venv(tmp_path / "venv")
-    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "APICENTERD_LOAD_PLUGINS", "VIRTUAL_ENV")}
+    # PYTHONPATH stays: the generated tests run on the apicenterd these tests run on
+    env = {key: value for key, value in os.environ.items() if key not in ("APICENTERD_LOAD_PLUGINS", "VIRTUAL_ENV")}
     env.update(VENV=str(venv), PIP_OPTIONS="--no-deps --no-build-isolation --no-index", PYTHONDONTWRITEBYTECODE="1")
     proc = subprocess.run(
         [str(rendered / "scripts" / "test"), "-v", "-p", "no:cacheprovider"],
