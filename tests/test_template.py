@@ -103,3 +103,23 @@ def test_generated_tests_pass_through_its_ci_command(rendered: Path, tmp_path: P
     summary = out.strip().splitlines()[-1]
     assert "passed" in summary and not re.search(r"failed|skipped|error", summary), summary
     assert not (rendered / ".venv").exists()  # it used the throwaway virtualenv it was given
+
+
+@pytest.mark.parametrize("kit", [False, True] if HAS_KIT else [False])
+def test_generated_package_passes_its_ruff_and_strict_mypy(tmp_path: Path, kit: bool):
+    """The generated code is what a careful author would write: its own ruff rules and ``mypy --strict`` pass."""
+    pytest.importorskip("mypy", reason="mypy is not installed")
+    ruff = Path(sys.executable).with_name("ruff")
+    if not ruff.exists():
+        pytest.skip("ruff is not installed next to this interpreter")
+    rendered = render(tmp_path / "apicenterd-acme_shop", use_kit=kit)
+    lint = subprocess.run([str(ruff), "check", "--no-cache", "."], cwd=rendered, capture_output=True, text=True, timeout=300)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    import apicenterd
+
+    env = {**os.environ, "MYPYPATH": str(Path(apicenterd.__file__).resolve().parents[1])}
+    types = subprocess.run(
+        [sys.executable, "-m", "mypy", "--follow-imports=silent", "--cache-dir", str(tmp_path / "mypy-cache")],
+        cwd=rendered, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert types.returncode == 0, types.stdout + types.stderr
