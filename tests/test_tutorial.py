@@ -147,7 +147,8 @@ async def test_a_row_that_is_no_product_fails_and_the_run_goes_on(tutorial, tmp_
 def test_tutorial_contract_tests_pass(tmp_path):
     """The tutorial's contract tests, run by pytest as the plugin author would (in a fresh process)."""
     pkg, site = write_tutorial(tmp_path)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(pkg), str(site)])}
+    paths = [str(pkg), str(site), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}  # on the apicenterd this test runs on
     env.pop("APICENTERD_LOAD_PLUGINS", None)
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "tests"],
