@@ -79,7 +79,17 @@ def test_template_refuses_a_name_that_is_no_connector_name(tmp_path: Path):
     assert not (tmp_path / "bad" / "pyproject.toml").exists()
 
 
+def can_build_offline() -> bool:
+    """Whether pip can build the rendered package here without an index (setuptools >= 70.1, or wheel)."""
+    import setuptools
+
+    version = tuple(int(part) for part in re.findall(r"\d+", setuptools.__version__)[:2])
+    return version >= (70, 1) or importlib.util.find_spec("wheel") is not None
+
+
 def test_generated_tests_pass_through_its_ci_command(rendered: Path, tmp_path: Path):
+    if not can_build_offline():
+        pytest.fail("building the rendered package offline needs wheel or setuptools >= 70.1: pip install -e .[test]")
     venv = throwaway_venv(tmp_path / "venv")
     # PYTHONPATH stays: the generated tests run on the apicenterd these tests run on
     env = {key: value for key, value in os.environ.items() if key not in ("APICENTERD_LOAD_PLUGINS", "VIRTUAL_ENV")}
