@@ -10,14 +10,13 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import site
 import subprocess
 import sys
-import sysconfig
 import tomllib
 from pathlib import Path
 
 import pytest
+import throwaway_venv
 
 copier = pytest.importorskip("copier", reason="copier is in apicenterd's test extras: pip install -e .[test]")
 
@@ -35,20 +34,6 @@ def render(destination: Path, **answers) -> Path:
 @pytest.fixture
 def rendered(tmp_path: Path) -> Path:
     return render(tmp_path / "apicenterd-acme_shop")
-
-
-def throwaway_venv(path: Path) -> Path:
-    """A virtualenv without packages of its own that sees this interpreter's (pip, apicenterd, pytest)."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True, timeout=120)
-    python = path / "bin" / "python"
-    purelib = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True, timeout=60,
-    ).stdout.strip()
-    ours = dict.fromkeys([sysconfig.get_paths()["purelib"], *site.getsitepackages()])
-    lines = [f"import site; site.addsitedir({directory!r})" for directory in ours if Path(directory).is_dir()]
-    (Path(purelib) / "_apicenterd_parent.pth").write_text("\n".join(lines) + "\n")
-    return path
 
 
 def test_template_renders_a_connector_package(rendered: Path):
@@ -79,21 +64,13 @@ def test_template_refuses_a_name_that_is_no_connector_name(tmp_path: Path):
     assert not (tmp_path / "bad" / "pyproject.toml").exists()
 
 
-def can_build_offline() -> bool:
-    """Whether pip can build the rendered package here without an index (setuptools >= 70.1, or wheel)."""
-    import setuptools
-
-    version = tuple(int(part) for part in re.findall(r"\d+", setuptools.__version__)[:2])
-    return version >= (70, 1) or importlib.util.find_spec("wheel") is not None
-
-
 def test_generated_tests_pass_through_its_ci_command(rendered: Path, tmp_path: Path):
-    if not can_build_offline():
+    if not throwaway_venv.can_build_offline():
         pytest.fail("building the rendered package offline needs wheel or setuptools >= 70.1: pip install -e .[test]")
-    venv = throwaway_venv(tmp_path / "venv")
+    venv = throwaway_venv.make(tmp_path / "venv").parent.parent
     # PYTHONPATH stays: the generated tests run on the apicenterd these tests run on
     env = {key: value for key, value in os.environ.items() if key not in ("APICENTERD_LOAD_PLUGINS", "VIRTUAL_ENV")}
-    env.update(VENV=str(venv), PIP_OPTIONS="--no-deps --no-build-isolation --no-index", PYTHONDONTWRITEBYTECODE="1")
+    env.update(VENV=str(venv), PIP_OPTIONS=" ".join(throwaway_venv.PIP_OFFLINE), PYTHONDONTWRITEBYTECODE="1")
     proc = subprocess.run(
         [str(rendered / "scripts" / "test"), "-v", "-p", "no:cacheprovider"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
