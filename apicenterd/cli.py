@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 
-from . import __version__
+from . import __version__, fieldpath
 from .config import Resolved, load
 from .errors import EXIT_STATE, ConfigError, ConnectorError, PluginError, RecordError, StateError
 from .observe import logs
@@ -450,7 +450,7 @@ def mapping_rows(resolved: Resolved, name: str) -> list[dict[str, str]]:
     written = target.written_fields.get(flow.entity)
     overrides = {r.field: r for r in flow.rules}
     rows = []
-    for path in _field_paths(record_type):
+    for path in fieldpath.paths(record_type):
         top = path.split(".")[0]
         rule = overrides.get(path)
         debtor_fields = target.written_fields.get(Entity.CUSTOMERS)
@@ -479,28 +479,6 @@ def mapping_rows(resolved: Resolved, name: str) -> list[dict[str, str]]:
         if not any(r["field"] == path for r in rows):
             rows.append({"field": path, "source": "", "rule": rule.describe(), "target": "", "policy": "create + update"})
     return rows
-
-
-def _field_paths(model, prefix: str = "", depth: int = 0) -> list[str]:
-    import typing
-
-    from pydantic import BaseModel
-
-    paths = []
-    for name, info in model.model_fields.items():
-        path = f"{prefix}{name}"
-        inner = info.annotation
-        is_union = typing.get_origin(inner) in (typing.Union, getattr(__import__("types"), "UnionType", None))
-        args = [a for a in typing.get_args(inner) if a is not type(None)] if is_union else [inner]
-        nested = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None)
-        seq = next((typing.get_args(a)[0] for a in args if typing.get_origin(a) is tuple and typing.get_args(a)), None)
-        if isinstance(seq, type) and issubclass(seq, BaseModel) and depth < 2:
-            paths.extend(_field_paths(seq, f"{path}.*.", depth + 1))
-        elif nested is not None and depth < 2:
-            paths.extend(_field_paths(nested, f"{path}.", depth + 1))
-        else:
-            paths.append(path)
-    return paths
 
 
 def cmd_flows_mapping(args: argparse.Namespace) -> int:
