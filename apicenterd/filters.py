@@ -8,36 +8,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from . import fieldpath
+from .fieldpath import MISSING
 from .model import Record
 
 __all__ = ["Filter", "field_value", "MISSING"]
-
-MISSING = object()
-"""What :func:`field_value` returns for a path that does not exist in a record."""
 
 Op = Literal["eq", "ne", "in", "not_in", "gt", "ge", "lt", "le", "contains", "matches", "exists"]
 
 
 def field_value(record: Any, path: str) -> Any:
     """The value at a dotted ``path`` (``billing_address.country``, ``lines.0.sku``) or MISSING."""
-    value = record
-    for part in path.split("."):
-        if isinstance(value, BaseModel):
-            if part not in type(value).model_fields:
-                return MISSING
-            value = getattr(value, part)
-        elif isinstance(value, dict):
-            if part not in value:
-                return MISSING
-            value = value[part]
-        elif isinstance(value, (list, tuple)) and part.isdigit():
-            index = int(part)
-            if index >= len(value):
-                return MISSING
-            value = value[index]
-        else:
-            return MISSING
-    return value
+    return fieldpath.get(record, path)
 
 
 def _number(value: Any) -> Decimal | None:

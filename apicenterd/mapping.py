@@ -38,8 +38,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from . import fieldpath
 from .errors import RecordError
-from .filters import MISSING, field_value
+from .fieldpath import MISSING
 from .model import Record
 
 __all__ = ["MapRule", "Mapper", "BUILTIN_TRANSFORMS", "split_street", "check_path", "check_arguments"]
@@ -249,39 +250,9 @@ class MapRule(BaseModel):
         return text
 
 
-def _model_for(model: type[BaseModel], path: Sequence[str]) -> str | None:
-    """None if ``path`` exists in ``model``'s fields (dict fields accept any key), else the problem."""
-    current: Any = model
-    for i, part in enumerate(path):
-        if part == "*" or part.isdigit():
-            continue
-        if current is dict:
-            return None
-        fields = getattr(current, "model_fields", None)
-        if fields is None:
-            return f"{'.'.join(path[:i]) or model.__name__} has no fields"
-        if part not in fields:
-            return f"{model.__name__} has no field {'.'.join(path[: i + 1])!r}"
-        current = _inner_type(fields[part].annotation)
-    return None
-
-
-def _inner_type(annotation: Any) -> Any:
-    import typing
-
-    origin = typing.get_origin(annotation)
-    if origin in (dict, Mapping):
-        return dict
-    for arg in (typing.get_args(annotation) if origin is not None else ()):
-        inner = _inner_type(arg)
-        if isinstance(inner, type) and (issubclass(inner, BaseModel) or inner is dict):
-            return inner
-    return annotation
-
-
 def check_path(model: type[BaseModel], path: str) -> str | None:
     """A message if dotted ``path`` is not a field of ``model``, else None."""
-    return _model_for(model, path.split("."))
+    return fieldpath.check(model, path)
 
 
 class Mapper:
@@ -332,16 +303,14 @@ class Mapper:
     def _expand(self, rule: MapRule, data: dict[str, Any]) -> list[tuple[str, str]]:
         if "*" not in rule.field:
             return [(rule.field, rule.source)]
-        head = rule.field.split("*")[0].rstrip(".")
-        items = field_value(data, head)
-        count = len(items) if isinstance(items, (list, tuple)) else 0
+        count = fieldpath.star_count(data, rule.field)
         return [(rule.field.replace("*", str(i), 1), rule.source.replace("*", str(i), 1)) for i in range(count)]
 
     def _value(self, rule: MapRule, source_path: str, record: Record, target_path: str) -> Any:
         if rule.value is not None:
             value = rule.value
         else:
-            value = field_value(record, source_path)
+            value = fieldpath.get(record, source_path)
             if value is MISSING:
                 value = None
         for t in rule.transforms:
@@ -364,42 +333,13 @@ class Mapper:
     @staticmethod
     def _argument(arg: Any, record: Record) -> Any:
         if isinstance(arg, str) and arg.startswith("$"):
-            value = field_value(record, arg[1:])
+            value = fieldpath.get(record, arg[1:])
             return None if value is MISSING else value
         return arg
 
 
 def _set(data: dict[str, Any], path: str, value: Any, flow: str) -> None:
-    parts = path.split(".")
-    current: Any = data
-    for i, part in enumerate(parts[:-1]):
-        if not isinstance(current, (list, dict)) or (isinstance(current, list) and not _index_in(part, current)):
-            raise RecordError(f"flow {flow!r}: mapping {path}: the record has no {'.'.join(parts[: i + 1])}")
-        nxt = current[int(part)] if isinstance(current, list) else current.get(part)
-        if nxt is None:
-            nxt = {}
-            if isinstance(current, list):
-                current[int(part)] = nxt
-            else:
-                current[part] = nxt
-        if isinstance(nxt, tuple):
-            nxt = list(nxt)
-            if isinstance(current, list):
-                current[int(part)] = nxt
-            else:
-                current[part] = nxt
-        current = nxt
-    last = parts[-1]
-    if isinstance(current, list):
-        if not _index_in(last, current):
-            raise RecordError(f"flow {flow!r}: mapping {path}: the record has no {path}")
-        current[int(last)] = value
-    elif isinstance(current, dict):
-        current[last] = value
-    else:
-        raise RecordError(f"flow {flow!r}: mapping {path}: cannot set a field inside {type(current).__name__}")
-
-
-def _index_in(part: str, items: list[Any]) -> bool:
-    """Whether ``part`` is the index of an existing item (``lines.2`` of a two-line order is not)."""
-    return part.isdigit() and int(part) < len(items)
+    try:
+        fieldpath.set_value(data, path, value)
+    except fieldpath.PathError as exc:
+        raise RecordError(f"flow {flow!r}: mapping {path}: {exc}") from None

@@ -593,6 +593,17 @@ def test_transform_arguments_from_fields_are_checked_per_record(tmp_path, reg):
     assert load(write(tmp_path, text), reg).flows["products"].mapper.problems() == []
 
 
+def test_a_map_path_through_a_list_needs_star_or_an_index(tmp_path, reg):
+    # "attributes.name" used to pass `check` and then fail every record at run time
+    text = GOOD + '\n[[flows.products.map]]\nfield = "attributes.name"\nvalue = "x"\n'
+    assert problems_of(tmp_path, text, reg) == [
+        "flows.products.map[0].field: Product field 'attributes' is a list: "
+        "write 'attributes.*.name' (every item) or an index ('attributes.0.name')"
+    ]
+    fixed = GOOD + '\n[[flows.products.map]]\nfield = "attributes.*.name"\nvalue = "x"\n'
+    assert load(write(tmp_path, fixed), reg).flows["products"].mapper.problems() == []
+
+
 @pytest.mark.parametrize(
     "url, words",
     [

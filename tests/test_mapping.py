@@ -138,12 +138,22 @@ def test_builtin_transforms(name, args, value, expected):
 # -- regressions found by tests/test_fuzz_core.py ------------------------------------------------
 
 
-@pytest.mark.parametrize("field", ["lines.5.name", "lines.2", "lines.name", "custom_fields.source.x.y"])
+@pytest.mark.parametrize("field", ["lines.5.name", "lines.2", "custom_fields.source.x.y"])
 def test_a_path_the_record_does_not_have_is_a_record_error(field):
     m = mapper({"field": field, "value": "x"})
     assert m.problems() == []  # the configuration cannot know how many lines an order has
     with pytest.raises(RecordError, match=rf"flow 'orders': mapping {field}: the record has no "):
         m.apply(make_order())
+
+
+@pytest.mark.parametrize("part", ["field", "from"])
+def test_a_list_of_records_without_star_or_index_is_a_configuration_error(part):
+    # "lines.name" used to pass check and fail every order at run time as a record error
+    rule = {"field": "note", "from": "lines.name"} if part == "from" else {"field": "lines.name", "value": "x"}
+    assert mapper(rule).problems() == [
+        f"[0].{part}: Order field 'lines' is a list: write 'lines.*.name' (every item) or an index ('lines.0.name')"
+    ]
+    assert mapper({"field": "lines.*.name", "from": "lines.*.sku"}, {"field": "lines.0.name", "value": "x"}).problems() == []
 
 
 @pytest.mark.parametrize("value", ["1e999999", "NaN", "Infinity", "1" * 31])

@@ -347,8 +347,8 @@ def test_the_state_store_protocol_is_complete():
 
     root = Path(apicenterd.state.__file__).parent.parent
     called = set()
-    for name in ("engine.py", "daemon.py", "cli.py", "orders.py"):
-        called |= set(re.findall(r"\bstore\.(\w+)\(", (root / name).read_text()))
+    for path in [root / "engine.py", root / "daemon.py", root / "orders.py", *sorted((root / "cli").glob("*.py"))]:
+        called |= set(re.findall(r"\bstore\.(\w+)\(", path.read_text()))
     protocol = {n for n in dir(StateStore) if not n.startswith("_")}
     assert called - protocol == set()
     assert protocol - {n for n in dir(SQLiteStore) if not n.startswith("_")} == set()

@@ -1,0 +1,7 @@
+"""``python -m apicenterd.cli``: the ``apicenterd`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

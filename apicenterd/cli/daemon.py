@@ -1,0 +1,150 @@
+"""The daemon commands: run, reload, check, plugins."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from .. import cli as _cli
+from ..errors import ConfigError
+from ..observe import logs
+from . import Usage, _load, _print_table
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    """List connectors with their distribution and capabilities."""
+    registry = _cli._registry()
+    items: list[dict[str, Any]] = [
+        {
+            "name": name,
+            "title": cls.title,
+            "distribution": registry.origins[name].distribution,
+            "version": registry.origins[name].version,
+            "reads": sorted(map(str, cls.reads)),
+            "writes": sorted(map(str, cls.writes)),
+            "simulator": cls.simulator() is not None if cls.default_port else False,
+        }
+        for name, cls in sorted(registry.connectors.items())
+    ]
+    if args.json:
+        print(json.dumps({"connectors": items, "failures": [{"plugin": p, "reason": r} for p, r in registry.failures]}, indent=2))
+    else:
+        _print_table(
+            [(i["name"], i["distribution"], i["version"], ",".join(i["reads"]), ",".join(i["writes"])) for i in items],
+            ("NAME", "DISTRIBUTION", "VERSION", "READS", "WRITES"),
+        )
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate the configuration."""
+    resolved = _load(args.config, _cli._registry())
+    print(
+        f"{args.config}: OK ({len(resolved.connections)} connections, {len(resolved.flows)} flows, "
+        f"state in {resolved.state_path})"
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the daemon until SIGTERM."""
+    from ..daemon import Daemon
+
+    registry = _cli._registry()
+    resolved = _load(args.config, registry)
+    logs.configure(resolved.config.daemon.log_level)
+    anyio.run(Daemon(Path(args.config), registry, resolved).run)
+    return 0
+
+
+def _reload_state_path(config: str) -> tuple[Path | None, str | None]:
+    """The state path the daemon of ``config`` uses (where its reload status lies), or None and
+    why not. Only the file's shape is read, so a file the daemon would refuse still gives it;
+    a file that cannot be parsed at all falls back to $APICENTERD_STATE__PATH (as the unit sets)."""
+    from ..config import read_config
+
+    base = Path(config).resolve().parent
+    try:
+        path, problem = read_config(config).state.path, None
+    except Exception as exc:  # noqa: BLE001 - whatever the file makes the parser raise: the daemon would refuse it too
+        problem = "; ".join(exc.problems) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
+        env = next((v for k, v in os.environ.items() if k.upper() == "APICENTERD_STATE__PATH"), None)
+        if not env:
+            return None, problem
+        path = Path(env)
+    return (path if path.is_absolute() else (base / path).resolve()), problem
+
+
+def _daemon_pid(state_path: Path | None, problem: str | None) -> int:
+    """The pid of the daemon holding ``state_path``'s daemon lock."""
+    if state_path is None:
+        raise Usage(f"reload: cannot find the daemon: the configuration cannot be read ({problem}); pass --pid PID")
+    try:
+        from ..state.lock import daemon_lock_holder  # the daemon lock
+    except ImportError:
+        raise Usage("reload: this version cannot look up the daemon's pid; pass --pid PID (under systemd: --pid $MAINPID)") from None
+    holder = daemon_lock_holder(state_path)
+    pid = holder.get("pid") if isinstance(holder, dict) else None
+    if not isinstance(pid, int) or pid <= 0:
+        raise Usage(f"reload: no daemon holds the lock of {state_path}: is it running? (or pass --pid PID)")
+    return pid
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    return True
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    """Send the daemon SIGHUP and report its answer: 0 applied, 1 refused (reason on stderr) or no answer."""
+    from ..daemon import read_reload_status, reload_status_path
+
+    state_path, problem = _reload_state_path(args.config)
+    pid = args.pid if args.pid is not None else _daemon_pid(state_path, problem)
+    status_path = reload_status_path(state_path) if state_path is not None else None
+    before = (read_reload_status(status_path) or {}).get("generation", 0) if status_path is not None else 0
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        print(f"apicenterd: reload: no process {pid}: is the daemon running?", file=sys.stderr)
+        return 1
+    except PermissionError:
+        print(f"apicenterd: reload: not allowed to signal process {pid} (run as the daemon's user or root)", file=sys.stderr)
+        return 1
+    if status_path is None:
+        print(
+            f"apicenterd: reload: {args.config} cannot be read ({problem}); the daemon was signalled and keeps its "
+            "old configuration (set APICENTERD_STATE__PATH to see its answer)",
+            file=sys.stderr,
+        )
+        return 1
+    deadline = time.monotonic() + args.timeout
+    while True:
+        status = read_reload_status(status_path)
+        if status is not None and status["generation"] > before and status.get("pid") == pid:
+            break
+        if not _alive(pid):
+            print(f"apicenterd: reload: the daemon (pid {pid}) exited during the reload; see its log", file=sys.stderr)
+            return 1
+        if time.monotonic() > deadline:
+            print(f"apicenterd: reload: no answer from the daemon (pid {pid}) within {args.timeout:g} s; see its log", file=sys.stderr)
+            return 1
+        time.sleep(0.1)
+    if status.get("result") == "applied":
+        print(f"apicenterd: configuration reloaded (daemon pid {pid})")
+        return 0
+    print(f"apicenterd: reload refused, the daemon keeps its previous configuration: {status.get('reason')}", file=sys.stderr)
+    return 1

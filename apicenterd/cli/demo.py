@@ -1,0 +1,107 @@
+"""The simulator commands: simulate, demo."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from .. import cli as _cli
+from ..config import Resolved
+from ..errors import PluginError
+from ..observe import logs
+from ..registry import Registry
+from . import Usage, _load
+
+
+def _simulator_app(registry: Registry, name: str, seed: int, records: int, **options: Any):
+    try:
+        cls = registry.connector(name)
+    except PluginError as exc:
+        raise Usage(str(exc)) from None
+    app = cls.simulator(seed=seed, records=records, **options)
+    if app is None:
+        raise Usage(f"connector {name!r} has no simulator")
+    return cls, app
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Serve a simulator in the foreground."""
+    import uvicorn
+
+    options = {"rate_limit": 0} if args.no_rate_limit else {}
+    cls, app = _simulator_app(_cli._registry(), args.connector, args.seed, args.records, **options)
+    port = args.port if args.port is not None else (cls.default_port or 0)
+    print(f"{cls.title or cls.name} simulator on http://{args.host}:{port} (seed {args.seed}, {args.records} records)", flush=True)
+    uvicorn.run(app, host=args.host, port=port, log_level="warning", access_log=False)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Start the simulators the demo config points at, then the daemon."""
+    import threading
+
+    from ..daemon import Daemon
+    from ..testing import serve_app
+
+    registry = _cli._registry()
+    config_path = Path(args.config)
+    if not config_path.exists():
+        raise Usage(f"{config_path}: no such file (run the demo from the repository root, or pass --config)")
+    _demo_credentials(config_path, registry)
+    resolved = _load(str(config_path), registry)
+    if not args.keep_state:
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                Path(str(resolved.state_path) + suffix).unlink()
+    logs.configure(resolved.config.daemon.log_level)
+    with contextlib.ExitStack() as stack:
+        for name, conn in resolved.connections.items():
+            base = conn.settings.base_url
+            port = int(base.rsplit(":", 1)[1].split("/")[0])
+            _, app = _simulator_app(registry, conn.connector.name, 1, args.records if name in _sources(resolved) else 0)
+            url = stack.enter_context(serve_app(app, port=port))
+            print(f"demo: {conn.connector.title} simulator for connection {name!r} on {url}", file=sys.stderr)
+        metrics_at = resolved.config.daemon.metrics_address
+        print(
+            f"demo: daemon on {config_path}; logs are the JSON lines below; metrics at http://{metrics_at}/metrics; "
+            "Ctrl-C stops",
+            file=sys.stderr,
+            flush=True,
+        )
+        if args.duration:
+            timer = threading.Timer(args.duration, lambda: os.kill(os.getpid(), signal.SIGTERM))
+            timer.daemon = True
+            timer.start()
+        anyio.run(Daemon(config_path, registry, resolved).run)
+    return 0
+
+
+def _demo_credentials(config_path: Path, registry: Registry) -> None:
+    """Set the environment variables the demo config refers to ({ env = "X" }) to the values
+    each connector's simulator accepts (``Connector.demo_settings``), unless already set."""
+    import tomllib
+
+    try:
+        raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise Usage(f"{config_path}: {exc}") from None
+    for table in (raw.get("connections") or {}).values():
+        cls = registry.connectors.get(table.get("connector", ""))
+        if cls is None or "base_url" not in table:
+            continue
+        demo = cls.demo_settings(table["base_url"])
+        for key, value in table.items():
+            if isinstance(value, dict) and set(value) == {"env"} and key in demo:
+                os.environ.setdefault(value["env"], str(demo[key]))
+
+
+def _sources(resolved: Resolved) -> set[str]:
+    """Connections that only feed flows: the demo seeds records there and starts targets empty."""
+    return {f.source for f in resolved.flows.values()} - {f.target for f in resolved.flows.values()}

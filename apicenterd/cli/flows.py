@@ -1,0 +1,184 @@
+"""The flow commands: flows list, flows run, flows mapping."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+
+import anyio
+
+from .. import cli as _cli
+from .. import fieldpath
+from ..config import Resolved
+from ..observe import logs
+from . import Usage, _load, _print_table, _tell_waiting, _with_store, terminal_safe
+
+
+def cmd_flows_list(args: argparse.Namespace) -> int:
+    """List configured flows."""
+    resolved = _load(args.config, _cli._registry())
+    items = [
+        {
+            "name": f.name,
+            "entity": str(f.entity),
+            "source": f.source,
+            "target": f.target,
+            "schedule": f.schedule.describe(),
+            "enabled": f.enabled,
+        }
+        for f in resolved.flows.values()
+    ]
+    if args.json:
+        print(json.dumps(items, indent=2))
+    else:
+        _print_table(
+            [(i["name"], i["entity"], i["source"], i["target"], i["schedule"], "yes" if i["enabled"] else "no") for i in items],
+            ("NAME", "ENTITY", "SOURCE", "TARGET", "SCHEDULE", "ENABLED"),
+        )
+    return 0
+
+
+def cmd_flows_run(args: argparse.Namespace) -> int:
+    """Run one flow once and print the counts. Exit 0 if the run was ok, 1 if it failed, and
+    128 + the signal's number (130 SIGINT, 143 SIGTERM) if a signal stopped it."""
+    from ..engine import COUNT_KEYS, Engine, RunResult
+
+    resolved = _load(args.config, _cli._registry())
+    if args.name not in resolved.flows:
+        raise Usage(f"no flow named {args.name!r} (defined: {', '.join(sorted(resolved.flows)) or 'none'})")
+    logs.configure(resolved.config.daemon.log_level, stream="stderr")
+
+    engine_box: list[Engine] = []
+    signals: list[int] = []
+
+    async def go(store):
+        engine = Engine(resolved, store, dry_run=args.dry_run, wait_for_flow=not args.no_wait, on_flow_wait=_tell_waiting)
+        engine_box.append(engine)
+        result = None
+        try:
+            error: Exception | None = None
+            async with anyio.create_task_group() as tg:
+                await tg.start(_stop_on_signals, engine, tg.cancel_scope, signals)
+                try:
+                    result = await engine.run_flow(args.name, trigger="cli")
+                except Exception as exc:  # noqa: BLE001 - raised as it is (FlowBusy, StateError...), not in a group
+                    error = exc
+                tg.cancel_scope.cancel()
+            if error is not None:
+                raise error
+        finally:
+            await engine.aclose()
+            await engine.alerter.flush()  # bounded: alerts.flush_timeout
+        stopped = RunResult(args.name, 0, dict.fromkeys(COUNT_KEYS, 0), "stopped", "stopped before the run began")
+        return result or engine.last_result or stopped
+
+    result = anyio.run(_with_store, resolved, go)
+    stopped_code = 128 + signals[0] if signals else 1
+    if args.dry_run:
+        plans = engine_box[0].plans
+        if args.json:
+            print(json.dumps({**result.as_dict(), "dry_run": True, "plans": [p.__dict__ for p in plans]}, default=str))
+        else:
+            for plan in plans:
+                where = f" {plan.target_id}" if plan.target_id else ""
+                print(terminal_safe(f"would {plan.op} {plan.entity} {plan.key}{where}"))
+                for field, change in plan.diff.items():
+                    if plan.op == "create":
+                        print(terminal_safe(f"  + {field}: {json.dumps(change['to'], default=str)}"))
+                    else:
+                        before, after = json.dumps(change["from"], default=str), json.dumps(change["to"], default=str)
+                        print(terminal_safe(f"  ~ {field}: {before} -> {after}"))
+            counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
+            print(terminal_safe(f"dry run of flow {result.flow}: {result.status}: {counts}; nothing was written"))
+        return 0 if result.status == "ok" else stopped_code if result.status == "stopped" else 1
+    if args.json:
+        print(json.dumps(result.as_dict()))
+    else:
+        counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
+        error = f" ({result.error})" if result.error else ""
+        print(terminal_safe(f"flow {result.flow} run {result.run_id}: {result.status}: {counts}{error}"))
+    return 0 if result.status == "ok" else stopped_code if result.status == "stopped" else 1
+
+
+async def _stop_on_signals(engine, scope: anyio.CancelScope, seen: list[int], *, task_status=anyio.TASK_STATUS_IGNORED) -> None:
+    """SIGTERM or SIGINT: the run stops between records (recorded ``stopped`` with its counts); a
+    second one cuts it off at once (still recorded ``stopped``). Off the main thread (the CLI
+    called from a program's worker thread) signals are not ours to take: none are handled."""
+    import threading
+
+    log = logs.get_logger()
+    if threading.current_thread() is not threading.main_thread():
+        task_status.started()
+        return
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
+        task_status.started()
+        async for signum in received:
+            seen.append(signum)
+            name = signal.Signals(signum).name
+            if len(seen) == 1:
+                log.warning("signal received: stopping the run after the record in flight (send it again to stop at once)", signal=name)
+                engine.stop()
+            else:
+                log.warning("second signal: cutting the run off now", signal=name)
+                scope.cancel()
+
+
+def mapping_rows(resolved: Resolved, name: str) -> list[dict[str, str]]:
+    """The rows ``flows mapping`` prints: each canonical field, where it comes from and goes to."""
+    from ..model import RECORD_TYPES, Entity
+
+    flow = resolved.flows[name]
+    source = resolved.connections[flow.source].connector
+    target = resolved.connections[flow.target].connector
+    record_type = RECORD_TYPES[flow.entity]
+    written = target.written_fields.get(flow.entity)
+    overrides = {r.field: r for r in flow.rules}
+    rows = []
+    for path in fieldpath.paths(record_type):
+        top = path.split(".")[0]
+        rule = overrides.get(path)
+        debtor_fields = target.written_fields.get(Entity.CUSTOMERS)
+        if top == "customer" and flow.entity in (Entity.ORDERS, Entity.INVOICES):
+            sub = path.split(".")[1]
+            stored = debtor_fields is None or sub in debtor_fields
+            policy = "to the debtor (customers)" if stored else "not stored by target"
+        elif written is not None and top not in written and rule is None:
+            policy = "not stored by target"
+        elif top in flow.create_only_fields:
+            policy = "create only"
+        else:
+            policy = "create + update"
+        if policy == "create + update" and flow.entity in (Entity.ORDERS, Entity.INVOICES):
+            policy = "on create (documents are never updated)"
+        rows.append(
+            {
+                "field": path,
+                "source": source.field_map.get(flow.entity, {}).get(path, ""),
+                "rule": rule.describe() if rule else "(default: same field)",
+                "target": target.field_map.get(flow.entity, {}).get(path, ""),
+                "policy": policy,
+            }
+        )
+    for path, rule in overrides.items():
+        if not any(r["field"] == path for r in rows):
+            rows.append({"field": path, "source": "", "rule": rule.describe(), "target": "", "policy": "create + update"})
+    return rows
+
+
+def cmd_flows_mapping(args: argparse.Namespace) -> int:
+    """Print a flow's mapping."""
+    resolved = _load(args.config, _cli._registry())
+    if args.name not in resolved.flows:
+        raise Usage(f"no flow named {args.name!r} (defined: {', '.join(sorted(resolved.flows)) or 'none'})")
+    rows = mapping_rows(resolved, args.name)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    flow = resolved.flows[args.name]
+    print(terminal_safe(f"flow {flow.name}: {flow.entity} from {flow.source} to {flow.target}"))
+    _print_table(
+        [(r["source"], r["field"], r["rule"], r["target"], r["policy"]) for r in rows],
+        ("SOURCE FIELD", "CANONICAL FIELD", "RULE", "TARGET FIELD", "WRITTEN"),
+    )
+    return 0

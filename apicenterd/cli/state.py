@@ -1,0 +1,177 @@
+"""The state store commands: runs, audit, dlq, state purge."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import anyio
+
+from .. import cli as _cli
+from ..errors import RecordError
+from ..observe import logs
+from . import Usage, _load, _print_table, _tell_waiting, _ts, _with_store, terminal_safe
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """Show recent runs."""
+    resolved = _load(args.config, _cli._registry())
+    runs = anyio.run(_with_store, resolved, lambda s: s.runs(args.flow, args.limit))
+    if args.json:
+        print(json.dumps([r.__dict__ | {"counts": dict(r.counts)} for r in runs], indent=2))
+        return 0
+    _print_table(
+        [
+            (r.id, r.flow, r.trigger, _ts(r.started_at), r.status, " ".join(f"{k}={v}" for k, v in r.counts.items() if v), r.error)
+            for r in runs
+        ],
+        ("RUN", "FLOW", "TRIGGER", "STARTED", "STATUS", "COUNTS", "ERROR"),
+    )
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Show the audit trail."""
+    resolved = _load(args.config, _cli._registry())
+    entries = anyio.run(
+        _with_store, resolved, lambda s: s.audit(flow=args.flow, source_id=args.source_id, run_id=args.run, limit=args.limit)
+    )
+    if args.json:
+        print(json.dumps([e.__dict__ for e in entries], indent=2))
+        return 0
+    _print_table(
+        [(_ts(e.at), e.flow, e.run_id, e.source_id, e.key, e.action, e.target_id, e.reason) for e in entries],
+        ("AT", "FLOW", "RUN", "SOURCE ID", "KEY", "ACTION", "TARGET ID", "REASON"),
+    )
+    return 0
+
+
+def _selected_letters(args: argparse.Namespace, store):
+    if not (args.ids or args.flow or args.error or args.all):
+        raise Usage(f"dlq {args.dlq_command}: name dead letters by ID, or give --flow, --error or --all")
+
+    async def select():
+        letters = await store.dead_letters(
+            flow=args.flow, error=args.error, ids=args.ids or None, status="open", limit=100_000
+        )
+        missing = sorted(set(args.ids) - {d.id for d in letters})
+        if missing:  # refuse the whole command: a typo must not act on the other ids alone
+            which = "" if not (args.flow or args.error) else " matching --flow/--error"
+            raise Usage(
+                f"dlq {args.dlq_command}: no open dead letter{which} with id{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(map(str, missing))} "
+                "(see apicenterd dlq list --status any); nothing done"
+            )
+        return letters
+
+    return select()
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    """The dead-letter queue commands."""
+    from ..engine import Engine
+
+    if args.dlq_command is None:
+        raise Usage("dlq: say list, show, replay or discard")
+    resolved = _load(args.config, _cli._registry())
+    if args.dlq_command == "list":
+        status = None if args.status == "any" else args.status
+        letters = anyio.run(_with_store, resolved, lambda s: s.dead_letters(flow=args.flow, error=args.error, status=status))
+        if args.json:
+            print(json.dumps([{k: v for k, v in d.__dict__.items() if k != "payload"} for d in letters], indent=2))
+            return 0
+        _print_table(
+            [
+                (d.id, d.flow, d.source_id, "[purged]" if d.purged else d.key, d.attempts, _ts(d.last_failed_at), d.status, d.error[:100])
+                for d in letters
+            ],
+            ("ID", "FLOW", "SOURCE ID", "KEY", "ATTEMPTS", "LAST FAILED", "STATUS", "ERROR"),
+        )
+        return 0
+    if args.dlq_command == "show":
+        letters = anyio.run(_with_store, resolved, lambda s: s.dead_letters(ids=[args.id], status=None))
+        if not letters:
+            raise Usage(f"no dead letter {args.id}")
+        d = letters[0]
+        if d.purged:
+            note = (
+                f"its record (payload and key) was removed on {_ts(d.purged_at)}, "
+                f"{resolved.config.state.dead_letter_retention_days} days after it last failed "
+                "([state] dead_letter_retention_days): it cannot be replayed. Discard it "
+                f"(apicenterd dlq discard {d.id}); the source record is taken again when it next changes there"
+            )
+            print(json.dumps({**d.__dict__, "note": note}, indent=2, default=str))
+            print(f"apicenterd: dead letter {d.id}: {note}", file=sys.stderr)
+            return 0
+        print(json.dumps({**d.__dict__, "payload": json.loads(d.payload)}, indent=2, default=str))
+        return 0
+
+    logs.configure(resolved.config.daemon.log_level, stream="stderr")
+
+    purged: list[int] = []
+
+    async def act(store):
+        letters = await _selected_letters(args, store)
+        if args.dlq_command == "discard":
+            return len(letters), await store.set_dead_letter_status([d.id for d in letters], "discarded")
+        purged.extend(d.id for d in letters if d.purged)  # their record is gone: nothing to replay
+        letters = [d for d in letters if not d.purged]
+        engine = Engine(resolved, store, wait_for_flow=not args.no_wait, on_flow_wait=_tell_waiting)
+        try:
+            return len(letters), await engine.replay(letters)
+        finally:
+            await engine.aclose()
+            await engine.alerter.flush()  # bounded: alerts.flush_timeout
+
+    try:
+        selected, outcome = anyio.run(_with_store, resolved, act)
+    except RecordError as exc:
+        print(f"apicenterd: {terminal_safe(exc)}", file=sys.stderr)
+        return 1
+    if args.dlq_command == "discard":
+        print(json.dumps({"discarded": outcome}) if args.json else f"discarded {outcome} dead letters")
+        return 0
+    if purged:
+        ids = " ".join(map(str, purged))
+        print(
+            f"apicenterd: not replayed: dead letter(s) {ids}: their record was removed after "
+            f"{resolved.config.state.dead_letter_retention_days} days ([state] dead_letter_retention_days); "
+            f"discard them (apicenterd dlq discard {ids}); the source records are taken again when they next change there",
+            file=sys.stderr,
+        )
+    if args.json:
+        print(json.dumps({"replayed": selected, **outcome, "not_replayed_purged": purged}))
+    else:
+        print(f"replayed {selected} dead letters: " + ", ".join(f"{k} {v}" for k, v in outcome.items()))
+    return 0 if outcome.get("failed", 0) == 0 and not purged else 1
+
+
+def cmd_state(args: argparse.Namespace) -> int:
+    """State store maintenance."""
+    from ..daemon import purge
+    from ..observe.alerts import Alerter
+
+    if args.state_command != "purge":
+        raise Usage("state: say purge")
+    resolved = _load(args.config, _cli._registry())
+    logs.configure(resolved.config.daemon.log_level, stream="stderr")
+    alerter = Alerter(resolved.config.alerts)
+    async def purge_and_alert(store):
+        try:
+            return await purge(store, resolved.config.state, alerter=alerter)
+        finally:
+            await alerter.flush()  # bounded: alerts.flush_timeout
+
+    done = anyio.run(_with_store, resolved, purge_and_alert)
+    state = resolved.config.state
+    print(f"deleted {done.audit_entries} audit entries older than {state.audit_retention_days} days")
+    print(f"deleted {done.runs} runs finished more than {state.runs_retention_days} days ago")
+    print(
+        f"deleted {done.dead_letters} resolved or discarded dead letters, and removed the record of "
+        f"{done.dead_letter_records} open ones (still listed: apicenterd dlq list), last failed more than "
+        f"{state.dead_letter_retention_days} days ago"
+    )
+    for flow, count in sorted(done.warned.items()):
+        print(f"alerted: {count} open dead letters of flow {flow} lose their record soon (or now)")
+    return 0

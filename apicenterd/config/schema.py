@@ -1,0 +1,157 @@
+"""The configuration file's shape: the pydantic models of its tables, with ``APICENTERD_*`` environment overrides."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.sources import InitSettingsSource
+
+from ..filters import Filter
+from ..mapping import MapRule
+from ..model import Entity
+from ..observe.alerts import AlertsConfig
+from ..validation import SettingsModel
+
+
+class DaemonConfig(SettingsModel):
+    """The ``[daemon]`` table."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    metrics_address: str | None = Field(default="127.0.0.1:9464", description='host:port for /metrics; "" turns it off')
+    shutdown_timeout: float = Field(default=30.0, gt=0)
+    circuit_failure_threshold: int = Field(default=5, ge=1)
+    """Consecutive failed calls (5xx, timeouts, connection errors) that open a connection's circuit."""
+    circuit_recovery_seconds: float = Field(default=30.0, gt=0)
+    """How long an open circuit refuses calls before one probe call may go."""
+    stall_timeout: float = Field(default=600.0, gt=0)
+    """Seconds a flow may go without progress (see Engine.stalled) before the daemon stops
+    pinging the systemd watchdog, so that systemd restarts it."""
+
+    @field_validator("metrics_address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        _host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError(f"{value!r} is not host:port (e.g. 127.0.0.1:9464)")
+        return value
+
+
+class StateConfig(SettingsModel):
+    """The ``[state]`` table: where cursors, links, tokens, runs and the audit trail live."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["sqlite"] = "sqlite"
+    path: Path = Path("apicenterd.db")
+    audit_retention_days: int = Field(default=90, ge=1)
+    """Days the per-record audit trail (which holds record keys such as e-mail addresses) is kept."""
+    dead_letter_retention_days: int = Field(default=30, ge=1)
+    """Days a dead letter keeps its record (personal data included) after its last failure. Then a
+    resolved or discarded one is deleted; an open one keeps its row (flow, source id, error, attempts,
+    dates) without the record: it can be listed and discarded, not replayed."""
+    dead_letter_warning_days: int = Field(default=3, ge=0)
+    """Days before open dead letters lose their record that an alert says how many per flow (once)."""
+    runs_retention_days: int = Field(default=90, ge=1)
+    """Days the run history is kept after a run finished (a running run is never deleted)."""
+    file_check_seconds: float = Field(default=10.0, gt=0)
+    """How often the daemon checks that its state file is still there (deleted or replaced: it stops)."""
+    token_key: str | dict[str, str] | None = None
+    """Encrypts the stored OAuth tokens: a secret of 16+ characters, best by reference
+    (``{ credential = "token_key" }``, ``{ file = "..." }``, ``{ env = "..." }``). Unset: plaintext."""
+
+
+class ConnectionConfig(BaseModel):
+    """A ``[connections.NAME]`` table: ``connector`` plus that connector's own settings."""
+
+    model_config = ConfigDict(extra="allow")
+
+    connector: str
+
+
+class FlowConfig(SettingsModel):
+    """A ``[flows.NAME]`` table."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str
+    target: str
+    entity: Entity
+    interval: str | int | float | None = None
+    cron: str | None = None
+    enabled: bool = True
+    create_only_fields: list[str] = Field(default_factory=list)
+    filters: list[Filter] = Field(default_factory=list)
+    options: dict[str, Any] = Field(default_factory=dict)
+    map: list[MapRule] = Field(default_factory=list)
+    target_settings: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("interval", mode="before")
+    @classmethod
+    def _interval_type(cls, value: Any) -> Any:
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (str, int, float)) or (isinstance(value, float) and not math.isfinite(value))
+        ):
+            got = f"the boolean {str(value).lower()}" if isinstance(value, bool) else f"{value!r:.40}"
+            raise ValueError(f"must be a duration like \"30s\" or \"5m\", or a number of seconds; got {got}")
+        return value
+
+
+class _EnvOverrides(PydanticBaseSettingsSource):
+    """The ``APICENTERD_*`` environment, with connection and flow names matched to the file's.
+
+    Environment names are case-insensitive (``APICENTERD_CONNECTIONS__SALESPOS__BASE_URL``),
+    so they arrive lower-cased; a table the file calls ``SalesPOS`` must still be the one
+    overridden, not a second connection ``salespos``.
+    """
+
+    def __init__(self, env: PydanticBaseSettingsSource, file: PydanticBaseSettingsSource):
+        super().__init__(env.settings_cls)
+        self._env = env
+        self._file = file
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # pragma: no cover - __call__ does the work
+
+    def __call__(self) -> dict[str, Any]:
+        data = self._env()
+        file = self._file.init_kwargs if isinstance(self._file, InitSettingsSource) else {}
+        for table in ("connections", "flows"):
+            env, known = data.get(table), file.get(table)
+            if isinstance(env, dict) and isinstance(known, dict):
+                by_lower = {str(k).lower(): k for k in known}
+                data[table] = {by_lower.get(str(k).lower(), k): v for k, v in env.items()}
+        return data
+
+
+class Config(BaseSettings):
+    """The whole file. Environment variables ``APICENTERD_<SECTION>__<KEY>`` override it."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="APICENTERD_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
+    )
+
+    daemon: DaemonConfig = DaemonConfig()
+    state: StateConfig = StateConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    connections: dict[str, ConnectionConfig] = Field(default_factory=dict)
+    flows: dict[str, FlowConfig] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # environment first: it overrides the file, which arrives as init arguments
+        return (_EnvOverrides(env_settings, init_settings), init_settings)
