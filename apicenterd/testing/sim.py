@@ -47,7 +47,6 @@ What it gives:
 from __future__ import annotations
 
 import base64
-import collections
 import dataclasses
 import hashlib
 import hmac
@@ -149,20 +148,29 @@ async def read_json(request: Request, error: Callable[[], VendorError], *, decim
 # -- the request log -----------------------------------------------------------------------
 
 
-class RequestLog(collections.deque[tuple[str, str]]):
-    """The ``(method, target)`` of each API call received, newest last (``maxlen``: keep only the last N).
+class RequestLog(list[tuple[str, str]]):
+    """The ``(method, target)`` of each API call received, oldest first (``maxlen``: keep only the last N).
 
-    ``total`` counts every call, also those that fell off the end of a bounded log.
+    A list, so a test compares it with one; ``total`` counts every call, also those that
+    fell off the front of a bounded log.
     """
 
     def __init__(self, maxlen: int | None = None):
-        super().__init__(maxlen=maxlen)
+        super().__init__()
+        self.maxlen = maxlen
+        self.total = 0
+
+    def clear(self) -> None:
+        """Forget every logged call, and the total."""
+        super().clear()
         self.total = 0
 
     def record(self, method: str, target: str) -> None:
         """Log one call."""
         self.total += 1
         self.append((method, target))
+        if self.maxlen is not None and len(self) > self.maxlen:
+            del self[0]
 
     def matching(self, method: str | None = None, prefix: str = "") -> int:
         """Logged calls with ``method`` (None: any) whose target starts with ``prefix``."""
@@ -236,6 +244,9 @@ class VendorSim:
     :meth:`before` and :meth:`after` (e.g. response signing).
     """
 
+    oauth: TokenServer | None = None
+    """The vendor's token endpoint, if it has OAuth (mount ``oauth.endpoint`` as a route)."""
+
     def __init__(self, *, log_size: int | None = None):
         self.requests = RequestLog(log_size)
         self.faults = FaultQueue()
@@ -283,15 +294,25 @@ class VendorSim:
     def reset_counts(self) -> None:
         """Forget the calls received so far (data stays)."""
         self.requests.clear()
-        self.requests.total = 0
-        oauth = getattr(self, "oauth", None)
-        if isinstance(oauth, TokenServer):
-            oauth.token_requests = 0
+        if self.oauth is not None:
+            self.oauth.token_requests = 0
+
+    @property
+    def token_requests(self) -> int:
+        """Calls to the token endpoint."""
+        return self.oauth.token_requests if self.oauth is not None else 0
+
+    def expire_access_tokens(self) -> None:
+        """Make every issued access token expired, as if their lifetime had passed."""
+        if self.oauth is not None:
+            self.oauth.expire_access_tokens()
 
     # the route wrapper
 
-    def api(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-        """``handler(sim, request)`` behind the log, the gate chain and the error translation."""
+    @staticmethod
+    def api(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        """``handler(sim, request)`` behind the log, the gate chain and the error translation
+        of the app's ``state.sim`` (usable as a decorator on module-level handlers)."""
 
         async def endpoint(request: Request) -> Response:
             sim: VendorSim = request.app.state.sim
@@ -478,6 +499,22 @@ class Collection(dict[Any, Any]):
             if item.get(field) is not None:
                 index.pop(self._fold(item[field]), None)
         super().__delitem__(item_id)
+
+    def pop(self, item_id: Any, *default: Any) -> Any:
+        """Remove and return the item (indexes follow)."""
+        if item_id not in self:
+            if default:
+                return default[0]
+            raise KeyError(item_id)
+        item = self[item_id]
+        del self[item_id]
+        return item
+
+    def clear(self) -> None:
+        """Remove every item (indexes follow)."""
+        super().clear()
+        for index in self._indexes.values():
+            index.clear()
 
     def add(self, item: dict[str, Any], *, id_field: str = "Id") -> dict[str, Any]:
         """Store ``item`` under a new id (set in ``item[id_field]``); returns it."""
