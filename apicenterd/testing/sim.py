@@ -50,6 +50,7 @@ import base64
 import dataclasses
 import hashlib
 import hmac
+import inspect
 import json
 import math
 import random
@@ -180,8 +181,9 @@ class RequestLog(list[tuple[str, str]]):
 # -- gates -----------------------------------------------------------------------------------
 
 
-Gate = Callable[[Request], "Response | None"]
-"""One step of the chain: raise :class:`VendorError` (or return a Response) to refuse, None to let through."""
+Gate = Callable[[Request], "Response | None | Awaitable[Response | None]"]
+"""One step of the chain: raise :class:`VendorError` (or return a Response) to refuse, None to let
+through; a gate may be a coroutine function (e.g. to check a signature over the body)."""
 
 
 class BearerAuth:
@@ -201,6 +203,7 @@ class RateLimitGate:
     """A vendor's fixed-window limit: ``limit`` calls per ``key(request)`` each ``period`` seconds.
 
     Over the limit, ``refuse(wait_seconds, gate)`` is raised (the vendor's 429 body and headers).
+    ``applies(request)``: which calls count (e.g. only GETs, for a vendor with a separate write limit).
     ``limit`` 0 turns the gate off. Several gates chain for several limits (per endpoint, total).
     """
 
@@ -211,10 +214,11 @@ class RateLimitGate:
         refuse: Callable[[float, RateLimitGate], VendorError],
         *,
         key: Callable[[Request], str] = lambda request: "",
+        applies: Callable[[Request], bool] = lambda request: True,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.window = FixedWindow(limit, period, clock=clock)
-        self.refuse, self.key = refuse, key
+        self.refuse, self.key, self.applies = refuse, key, applies
 
     @property
     def limit(self) -> int:
@@ -222,6 +226,8 @@ class RateLimitGate:
         return self.window.limit
 
     def __call__(self, request: Request) -> None:
+        if not self.applies(request):
+            return
         wait = self.window.hit(self.key(request))
         if wait is not None:
             raise self.refuse(wait, self)
@@ -284,8 +290,12 @@ class VendorSim:
 
     @property
     def request_count(self) -> int:
-        """API calls received (token calls not included)."""
+        """API calls received (token calls not included); assign 0 to restart the count."""
         return self.requests.total
+
+    @request_count.setter
+    def request_count(self, value: int) -> None:
+        self.requests.total = value
 
     def count(self, method: str | None = None, path_prefix: str = "") -> int:
         """Logged API calls with ``method`` whose target starts with ``path_prefix``."""
@@ -329,6 +339,8 @@ class VendorSim:
             await self.before(request)
             for gate in self.gates:
                 refused = gate(request)
+                if inspect.isawaitable(refused):
+                    refused = await refused
                 if refused is not None:
                     return refused
             response = await handler(self, request)
