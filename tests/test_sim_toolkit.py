@@ -232,3 +232,30 @@ def test_paging_helpers():
     first = offset_page(items, "http://x/p?size=3&q=1", 0, 3)
     assert first.previous is None and "q=1" in first.next and "start=3" in first.next
     assert offset_page(items, "http://x/p", 6, 3).next is None
+
+
+async def test_async_gates_and_limits_for_some_methods_only():
+    class Signed(VendorSim):
+        def __init__(self):
+            super().__init__()
+            writes = RateLimitGate(1, 60.0, lambda wait, gate: VendorError(429, "W", "writes"), applies=lambda r: r.method != "GET")
+            self.gates = [self.signed, writes, self.fault_gate]
+
+        async def signed(self, request: Request) -> None:
+            if await request.body() != b"signed" and request.method != "GET":
+                raise VendorError(401, "SIG", "unsigned")
+
+    async def echo(sim, request):
+        return json_response({"ok": True})
+
+    sim = Signed()
+    app = Starlette(routes=[Route("/x", Signed.api(echo), methods=["GET", "POST"])])
+    app.state.sim = sim
+    async with client(app) as http:
+        assert (await http.post("/x", content=b"nope")).json() == {"code": "SIG", "message": "unsigned"}
+        assert (await http.post("/x", content=b"signed")).status_code == 200
+        assert (await http.post("/x", content=b"signed")).status_code == 429  # the one write of the window is used
+        assert all([(await http.get("/x")).status_code == 200 for _ in range(3)])  # GETs do not count
+    assert sim.request_count == 6
+    sim.request_count = 0
+    assert sim.request_count == 0 and len(sim.requests) == 6  # the count restarts, the log stays
