@@ -259,3 +259,24 @@ async def test_async_gates_and_limits_for_some_methods_only():
     assert sim.request_count == 6
     sim.request_count = 0
     assert sim.request_count == 0 and len(sim.requests) == 6  # the count restarts, the log stays
+
+
+async def test_the_readme_example_runs():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Simulator toolkit") :]
+    start = section.index("```python\n") + len("```python\n")
+    code = section[start : section.index("```", start)]
+    namespace: dict = {"Starlette": Starlette, "Route": Route}
+    exec(compile(code, "README.md#simulator-toolkit", "exec"), namespace)  # noqa: S102 - our own README
+    app = namespace["create_app"]()
+    sim = app.state.sim
+    sim.products.add({"sku": "A-1"}, id_field="id")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://acme.test") as http:
+        refused = await http.get("/v1/products")
+        basic = "Basic " + base64.b64encode(b"demo:demo-secret").decode()
+        grant = await http.post("/oauth/token", content=f"grant_type=refresh_token&refresh_token={sim.oauth.demo_refresh_token()}", headers={"Authorization": basic})
+        listed = await http.get("/v1/products", headers={"Authorization": f"Bearer {grant.json()['access_token']}"})
+    assert refused.status_code == 401 and refused.json() == {"error": {"code": "AUTH", "message": "denied"}}
+    assert listed.json() == {"data": [{"sku": "A-1", "id": 1001}], "pages": 1}
