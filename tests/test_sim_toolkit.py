@@ -280,3 +280,19 @@ async def test_the_readme_example_runs():
         listed = await http.get("/v1/products", headers={"Authorization": f"Bearer {grant.json()['access_token']}"})
     assert refused.status_code == 401 and refused.json() == {"error": {"code": "AUTH", "message": "denied"}}
     assert listed.json() == {"data": [{"sku": "A-1", "id": 1001}], "pages": 1}
+
+
+def test_a_scripted_json_body_may_carry_decimals():
+    from decimal import Decimal
+
+    from apicenterd.testing.faults import FaultQueue
+
+    queue = FaultQueue()
+    queue.fail_next(400, {"Amount": Decimal("12.50"), "Count": Decimal("3")}, headers={"Retry-After": "2"})
+    first = queue.take("/other")  # no prefix: any path
+    assert first is not None and first[1] == b'{"Amount": 12.5, "Count": 3}' and (b"retry-after", b"2") in first[2]
+    assert queue.take("/other") is None
+    queue.fail_next(400, {"Amount": Decimal("12.50")}, path_prefix="/v2/")
+    assert queue.take("/v1/x") is None
+    status, body, headers = queue.take("/v2/x")
+    assert (status, body) == (400, b'{"Amount": 12.5}') and (b"content-type", b"application/json") in headers

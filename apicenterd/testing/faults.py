@@ -43,6 +43,7 @@ import json
 import logging
 import random
 from collections.abc import Awaitable, Callable, MutableMapping
+from decimal import Decimal
 from typing import Any
 
 import anyio
@@ -176,7 +177,7 @@ class FaultQueue:
                 if isinstance(body, str):
                     raw, media = body.encode(), b"text/html; charset=utf-8"
                 else:
-                    raw, media = json.dumps(body if body is not None else {}).encode(), b"application/json"
+                    raw, media = json.dumps(body if body is not None else {}, default=_number).encode(), b"application/json"
                 extra = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
                 return status, raw, [(b"content-type", media), *extra]
         return None
@@ -190,6 +191,13 @@ class FaultQueue:
 
         status, raw, headers = taken
         return Response(raw, status_code=status, headers={k.decode(): v.decode() for k, v in headers})
+
+
+def _number(value: Any) -> Any:
+    """Decimals in a scripted JSON body, as numbers."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 class _Captured:
