@@ -438,32 +438,24 @@ async def articles(sim: Simulator, request: Request) -> Response:
     return sim.page(request, list(sim.articles.values()), ARTICLE_RULES)
 
 
-@_api
-async def article(sim: Simulator, request: Request) -> Response:
-    """GET or PUT one article."""
-    article_id = request.path_params["id"]
-    _one(sim.articles, article_id, "Article")
-    if request.method == "PUT":
-        return _JSON(sim.write_article(await _body(request), article_id))
-    return _JSON(sim.articles[article_id])
+def _writable(attribute: str, write: str, rules: Mapping[str, Rule], what: str):
+    @_api
+    async def listing(sim: Simulator, request: Request) -> Response:
+        """GET a page of the items, or POST a new one."""
+        if request.method == "POST":
+            return _JSON(getattr(sim, write)(await _body(request)))
+        return sim.page(request, list(getattr(sim, attribute).values()), rules)
 
+    @_api
+    async def single(sim: Simulator, request: Request) -> Response:
+        """GET or PUT one item."""
+        item_id = request.path_params["id"]
+        item = _one(getattr(sim, attribute), item_id, what)
+        if request.method == "PUT":
+            return _JSON(getattr(sim, write)(await _body(request), item_id))
+        return _JSON(item)
 
-@_api
-async def customers(sim: Simulator, request: Request) -> Response:
-    """GET (a page of) or POST customers."""
-    if request.method == "POST":
-        return _JSON(sim.write_customer(await _body(request)))
-    return sim.page(request, list(sim.customers.values()), CUSTOMER_RULES)
-
-
-@_api
-async def customer(sim: Simulator, request: Request) -> Response:
-    """GET or PUT one customer."""
-    customer_id = request.path_params["id"]
-    _one(sim.customers, customer_id, "Customer")
-    if request.method == "PUT":
-        return _JSON(sim.write_customer(await _body(request), customer_id))
-    return _JSON(sim.customers[customer_id])
+    return listing, single
 
 
 def _reference(attribute: str, what: str):
@@ -513,6 +505,8 @@ async def _token(request: Request) -> Response:
 def create_app(*, seed: int = 1, records: int = 0, **options: Any) -> Starlette:
     """The simulator app; ``options``: ``customers`` (seeded), ``rate_limit`` (calls a minute per
     endpoint, 0 = off), ``token_ttl`` (seconds), ``clock`` (returns an aware UTC datetime)."""
+    _, article = _writable("articles", "write_article", ARTICLE_RULES, "Article")
+    customers, customer = _writable("customers", "write_customer", CUSTOMER_RULES, "Customer")
     codings, coding = _reference("codings", "ArticleAccountCoding")
     units, unit = _reference("units", "Unit")
     terms, term = _reference("terms", "TermsOfPayment")
