@@ -181,7 +181,7 @@ class RequestLog(list[tuple[str, str]]):
 # -- gates -----------------------------------------------------------------------------------
 
 
-Gate = Callable[[Request], "Response | None | Awaitable[Response | None]"]
+Gate = Callable[[Request], "Response | Awaitable[Response | None] | None"]
 """One step of the chain: raise :class:`VendorError` (or return a Response) to refuse, None to let
 through; a gate may be a coroutine function (e.g. to check a signature over the body)."""
 

@@ -31,6 +31,7 @@ from apicenterd.testing.sim import (
     json_response,
     offset_page,
     read_json,
+    seeded,
 )
 
 from .client import API_PREFIX, MAX_PAGE_SIZE, format_x_date, resource_of, signature
@@ -490,7 +491,7 @@ class CCVShopSim(VendorSim):
         first = self._ids["product"].last + 1
 
         def make(pid: int) -> dict[str, Any]:
-            rng = random.Random(seed * 1_000_003 + pid)
+            rng = seeded(seed, pid)
             created = EPOCH + timedelta(seconds=7 * (pid - first))
             rate = rng.choice((21.0, 21.0, 9.0))
             enabled = rng.random() > 0.1
