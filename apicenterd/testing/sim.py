@@ -60,7 +60,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -90,10 +90,12 @@ __all__ = [
     "seeded",
     "retry_after",
     "OffsetPage",
+    "Window",
     "NumberedPage",
 ]
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 Handler = Callable[[Any, Request], Awaitable[Response]]
 
 
@@ -634,8 +636,16 @@ class OffsetPage(Generic[T]):
     next: str | None
 
 
+class Window(Protocol[T_co]):
+    """What offset paging slices: a sequence, or anything with a length and slices (a lazy listing)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, window: slice, /) -> Sequence[T_co]: ...
+
+
 def offset_page(
-    items: Sequence[T], url: str, start: int, size: int, *, start_name: str = "start", size_name: str = "size"
+    items: Window[T], url: str, start: int, size: int, *, start_name: str = "start", size_name: str = "size"
 ) -> OffsetPage[T]:
     """``items[start:start + size]`` with links on ``url`` (other query parameters kept)."""
 

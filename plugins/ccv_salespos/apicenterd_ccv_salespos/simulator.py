@@ -27,6 +27,7 @@ from apicenterd.testing.sim import (
     RateLimitGate,
     VendorError,
     VendorSim,
+    Window,
     int_param,
     json_response,
     offset_page,
@@ -295,7 +296,9 @@ class CCVShopSim(VendorSim):
             "name": "", "shortdescription": "", "description": "", "vatrate": 21.0, "taxtariff": "normal",
             "tradecodesystem": None, "price": 0.0, "discount": 0.0, "purchaseprice": 0.0, "container_deposit_price": 0.0,
             "safety_deposit_price": 0.0,
-            "productshippingcosts": {"costs": 0.0, "default_country": "NL", "quantity": 1, "href": f"{href}productshippingcosts/", "collection": None},
+            "productshippingcosts": {
+                "costs": 0.0, "default_country": "NL", "quantity": 1, "href": f"{href}productshippingcosts/", "collection": None
+            },
             "credit_points_custom": 0, "credit_points_calculated": 0, "unit": "stuk", "stockenabled": True,
             "stocktype": "product", "stock": 0.0, "stocklocation": "", "ordering_without_stock": "global_setting",
             "weight": 0.0, "maincategory": "", "subcategory": "", "brand": None, "condition": None, "color": None,
@@ -356,7 +359,7 @@ class CCVShopSim(VendorSim):
             ordernumber = max((o["ordernumber"] or 0 for o in self.orders.values()), default=0) + 1
         href = f"{API_PREFIX}orders/{oid}/"
         pay_id, pay_name, pay_label = paymethod
-        order = {
+        order: dict[str, Any] = {
             "href": href, "id": oid, "ordernumber_prefix": None, "ordernumber": ordernumber if is_completed else None,
             "ordernumber_full": str(ordernumber) if is_completed else None, "invoicenumber": None, "transaction_id": None,
             "create_date": _iso(when or self._now()), "deliver_method": "shipping", "deliver_date": None,
@@ -481,7 +484,8 @@ class CCVShopSim(VendorSim):
         return {
             "billingaddress": billing, "deliveryaddress": delivery, "email": f"{first.lower()}@{slug}.example.nl",
             "email_invoice": "", "customertype": "b2b" if company else "b2c",
-            "btw": f"NL{rng.randint(100_000_000, 999_999_999)}B01" if company else "", "kvk": str(rng.randint(10_000_000, 99_999_999)) if company else "",
+            "btw": f"NL{rng.randint(100_000_000, 999_999_999)}B01" if company else "",
+            "kvk": str(rng.randint(10_000_000, 99_999_999)) if company else "",
             "reference": "", "iban": "", "bic": "",
         }  # fmt: skip
 
@@ -657,7 +661,7 @@ def _sorted(items: list[dict[str, Any]], params: dict[str, str], fields: tuple[s
     return sorted(sorted(items, key=lambda i: i["id"]), key=lambda i: (i[field] is None, i[field]), reverse=desc)
 
 
-def _collection(request: Request, items: list[dict[str, Any]]) -> dict[str, Any]:
+def _collection(request: Request, items: Window[dict[str, Any]]) -> dict[str, Any]:
     params = dict(request.query_params)
     start = _int_param(params, "start", 0)
     size = min(max(_int_param(params, "size", DEFAULT_SIZE), 1), MAX_PAGE_SIZE)
@@ -692,7 +696,7 @@ def _bool(text: str) -> bool:
     return text.lower() in ("true", "1")
 
 
-def _get(store: dict[int, dict[str, Any]], item_id: int, kind: str) -> dict[str, Any]:
+def _get(store: collections.abc.Mapping[int, dict[str, Any]], item_id: int, kind: str) -> dict[str, Any]:
     if item_id not in store:
         raise SimError(404, "404.10", f"{kind} {item_id} not found")
     return store[item_id]
@@ -714,7 +718,7 @@ async def products_list(sim: CCVShopSim, request: Request) -> Response:
         product = sim.add_product(**data)
         return JSONResponse(_absolute(product, _root(request)), status_code=201)
     params = dict(request.query_params)
-    filters = {"productnumber": str, "eannumber": str, "active": _bool}
+    filters: dict[str, Callable[[Any], Any]] = {"productnumber": str, "eannumber": str, "active": _bool}
     if isinstance(sim.products, LazyProducts) and not any(name in params for name in filters):
         field, desc = _orderby(params, PRODUCT_ORDERBY)
         return JSONResponse(_collection(request, _LazyPage(sim.products.order(field, desc), sim.products)))
