@@ -296,3 +296,30 @@ def test_a_scripted_json_body_may_carry_decimals():
     assert queue.take("/v1/x") is None
     status, body, headers = queue.take("/v2/x")
     assert (status, body) == (400, b'{"Amount": 12.5}') and (b"content-type", b"application/json") in headers
+
+
+def test_a_lazy_collection_makes_items_when_asked_and_remembers_writes():
+    from apicenterd.testing.sim import LazyCollection
+
+    made: list[int] = []
+
+    def make(item_id: int) -> dict:
+        made.append(item_id)
+        return {"id": item_id, "name": f"item {item_id}", "rank": -item_id}
+
+    def key(field: str, item_id: int):
+        if field == "id":
+            return item_id
+        raise KeyError(field)  # other fields: make the item
+
+    items = LazyCollection(10, 5, make, key)
+    assert len(items) == 5 and list(items) == [10, 11, 12, 13, 14] and made == []
+    assert items.window("id")[0:2] == [make(10), make(11)] and 12 not in made
+    items[11] = {"id": 11, "name": "changed", "rank": 100}
+    del items[12]
+    items[99] = {"id": 99, "name": "new", "rank": 0}
+    assert 12 not in items and len(items) == 5 and list(items) == [10, 11, 13, 14, 99]
+    assert items[11]["name"] == "changed"
+    assert [i["id"] for i in items.window("rank", desc=True)[0:10]] == [11, 99, 10, 13, 14]
+    with pytest.raises(KeyError):
+        items[12]

@@ -35,7 +35,8 @@ What it gives:
   :class:`~apicenterd.testing.FaultInjector` (``sim.fail_next(503, body, path_prefix=...)``);
   wrap the app in :func:`~apicenterd.testing.with_faults` for random 5xx, drops and timeouts;
 * **vendor-error translation**: handlers raise :class:`VendorError`, ``error_response`` renders it;
-* an **in-memory store** (:class:`Collection`) with id sequences (:class:`IntIds`, :class:`GuidIds`)
+* an **in-memory store** (:class:`Collection`; :class:`LazyCollection` for a million seeded
+  records made when asked for) with id sequences (:class:`IntIds`, :class:`GuidIds`)
   and unique indexes, and a :class:`ChangeClock` for modification stamps that never go back;
 * **paging**: :func:`offset_page` (start/size with first/previous/next links), :func:`page_number`
   (page/size with totals), :func:`odata_page` (``$top``/``$skip`` with ``__next`` and
@@ -57,7 +58,7 @@ import random
 import time
 import urllib.parse
 import uuid
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Generic, Protocol, TypeVar
@@ -77,6 +78,8 @@ __all__ = [
     "RequestLog",
     "TokenServer",
     "Collection",
+    "LazyCollection",
+    "LazyWindow",
     "IntIds",
     "GuidIds",
     "ChangeClock",
@@ -557,6 +560,108 @@ class Collection(dict[Any, Any]):
             if self._conflict is None:
                 raise VendorError(409, "conflict", f"{field} {value!r} already exists")
             raise self._conflict(field, value)
+
+
+class LazyCollection(MutableMapping[int, dict[str, Any]]):
+    """Seeded items ``first`` .. ``first + count - 1`` made by ``make(id)`` when asked for (a million
+    records for a benchmark cost a few MB): an item written (``items[id] = ...``) or deleted is
+    remembered. Lists are paged from a cached order of ids (:meth:`window`). ``key(field, id)``
+    gives an unchanged item's sort key without making it (raise KeyError to make it instead);
+    ``id_ordered``: the fields by which the seeded items already are in id order. Change
+    items by assigning them: a dict read from here and changed in place is not kept."""
+
+    def __init__(
+        self,
+        first: int,
+        count: int,
+        make: Callable[[int], dict[str, Any]],
+        key: Callable[[str, int], Any],
+        *,
+        id_ordered: Iterable[str] = ("id",),
+    ):
+        self._first, self._count, self._make, self._key = first, count, make, key
+        self._id_ordered = frozenset(id_ordered)
+        self._written: dict[int, dict[str, Any]] = {}
+        self._deleted: set[int] = set()
+        self._orders: dict[tuple[str, bool], tuple[int, Any]] = {}
+        self.version = 0
+
+    def _seeded(self, pid: Any) -> bool:
+        return isinstance(pid, int) and self._first <= pid < self._first + self._count and pid not in self._deleted
+
+    def __getitem__(self, pid: int) -> dict[str, Any]:
+        if pid in self._written:
+            return self._written[pid]
+        if self._seeded(pid):
+            return self._make(pid)
+        raise KeyError(pid)
+
+    def __contains__(self, pid: object) -> bool:
+        return pid in self._written or self._seeded(pid)
+
+    def __setitem__(self, pid: int, product: dict[str, Any]) -> None:
+        self._written[pid] = product
+        self._deleted.discard(pid)
+        self.version += 1
+
+    def __delitem__(self, pid: int) -> None:
+        if pid not in self:
+            raise KeyError(pid)
+        self._written.pop(pid, None)
+        if self._first <= pid < self._first + self._count:
+            self._deleted.add(pid)
+        self.version += 1
+
+    def __iter__(self) -> Iterator[int]:
+        for pid in range(self._first, self._first + self._count):
+            if pid not in self._deleted:
+                yield pid
+        yield from sorted(pid for pid in self._written if not self._first <= pid < self._first + self._count)
+
+    def __len__(self) -> int:
+        extra = sum(1 for pid in self._written if not self._first <= pid < self._first + self._count)
+        return self._count - len(self._deleted) + extra
+
+    def order(self, field: str, desc: bool) -> Any:
+        """Ids sorted by ``field`` (ties in id order), as a sequence."""
+        seeded = range(self._first, self._first + self._count)
+        if not self._written and not self._deleted and field in self._id_ordered:
+            return seeded[::-1] if desc else seeded  # generated in that order
+        cached = self._orders.get((field, desc))
+        if cached is not None and cached[0] == self.version:
+            return cached[1]
+
+        def key(pid: int) -> Any:
+            if pid in self._written:
+                value = self._written[pid].get(field)
+            else:
+                try:
+                    value = self._key(field, pid)
+                except KeyError:
+                    value = self._make(pid).get(field)
+            return (value is None, value)
+
+        order = sorted(self, key=key, reverse=desc)  # iterated in id order; a reversed sort keeps ties so
+        self._orders[(field, desc)] = (self.version, order)
+        return order
+
+
+    def window(self, field: str, desc: bool = False) -> LazyWindow:
+        """The items sorted by ``field``, to slice a page from (made only for that page)."""
+        return LazyWindow(self.order(field, desc), self)
+
+
+class LazyWindow:
+    """The items of an ordered id sequence, sliced like a list (a :class:`Window` for :func:`offset_page`)."""
+
+    def __init__(self, ids: Any, products: LazyCollection):
+        self._ids, self._products = ids, products
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __getitem__(self, window: slice) -> list[dict[str, Any]]:
+        return [self._products[pid] for pid in self._ids[window]]
 
 
 class ChangeClock:

@@ -24,6 +24,7 @@ from starlette.routing import Route
 from apicenterd.testing.sim import (
     ChangeClock,
     IntIds,
+    LazyCollection,
     RateLimitGate,
     VendorError,
     VendorSim,
@@ -138,91 +139,8 @@ def _lazy_keys(first: int) -> Callable[[str, int], Any]:
     return key
 
 
-class LazyProducts(collections.abc.MutableMapping):
-    """Products ``first`` .. ``first + count - 1`` made by ``make(pid)`` when asked for; a product
-    written (``products[pid] = ...``, as ``add_product`` and ``update_product`` do) or deleted is
-    remembered. Lists are paged from a cached order of ids, so a million products cost a few
-    MB until they change. Change lazy products only through the simulator's methods: a dict
-    read from here and changed in place is not kept."""
-
-    def __init__(self, first: int, count: int, make: Callable[[int], dict[str, Any]], key: Callable[[str, int], Any]):
-        self._first, self._count, self._make, self._key = first, count, make, key
-        self._written: dict[int, dict[str, Any]] = {}
-        self._deleted: set[int] = set()
-        self._orders: dict[tuple[str, bool], tuple[int, Any]] = {}
-        self.version = 0
-
-    def _seeded(self, pid: Any) -> bool:
-        return isinstance(pid, int) and self._first <= pid < self._first + self._count and pid not in self._deleted
-
-    def __getitem__(self, pid: int) -> dict[str, Any]:
-        if pid in self._written:
-            return self._written[pid]
-        if self._seeded(pid):
-            return self._make(pid)
-        raise KeyError(pid)
-
-    def __contains__(self, pid: object) -> bool:
-        return pid in self._written or self._seeded(pid)
-
-    def __setitem__(self, pid: int, product: dict[str, Any]) -> None:
-        self._written[pid] = product
-        self._deleted.discard(pid)
-        self.version += 1
-
-    def __delitem__(self, pid: int) -> None:
-        if pid not in self:
-            raise KeyError(pid)
-        self._written.pop(pid, None)
-        if self._first <= pid < self._first + self._count:
-            self._deleted.add(pid)
-        self.version += 1
-
-    def __iter__(self) -> Any:
-        for pid in range(self._first, self._first + self._count):
-            if pid not in self._deleted:
-                yield pid
-        yield from sorted(pid for pid in self._written if not self._first <= pid < self._first + self._count)
-
-    def __len__(self) -> int:
-        extra = sum(1 for pid in self._written if not self._first <= pid < self._first + self._count)
-        return self._count - len(self._deleted) + extra
-
-    def order(self, field: str, desc: bool) -> Any:
-        """Product ids sorted by ``field`` (ties in id order), as a sequence."""
-        seeded = range(self._first, self._first + self._count)
-        if not self._written and not self._deleted and field in ("id", "createdate", "modifydate"):
-            return seeded[::-1] if desc else seeded  # generated in that order
-        cached = self._orders.get((field, desc))
-        if cached is not None and cached[0] == self.version:
-            return cached[1]
-
-        def key(pid: int) -> Any:
-            if pid in self._written:
-                value = self._written[pid].get(field)
-            else:
-                try:
-                    value = self._key(field, pid)
-                except KeyError:
-                    value = self._make(pid).get(field)
-            return (value is None, value)
-
-        order = sorted(self, key=key, reverse=desc)  # iterated in id order; a reversed sort keeps ties so
-        self._orders[(field, desc)] = (self.version, order)
-        return order
-
-
-class _LazyPage:
-    """The products of an ordered id sequence, as the list ``_collection`` slices."""
-
-    def __init__(self, ids: Any, products: LazyProducts):
-        self._ids, self._products = ids, products
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def __getitem__(self, window: slice) -> list[dict[str, Any]]:
-        return [self._products[pid] for pid in self._ids[window]]
+LazyProducts = LazyCollection
+"""Seeded products made when asked for (the toolkit's :class:`~apicenterd.testing.sim.LazyCollection`)."""
 
 
 class CCVShopSim(VendorSim):
@@ -514,7 +432,7 @@ class CCVShopSim(VendorSim):
             product["productmainphoto"] = f"https://myshop.ccvshop.nl/Files/2/{pid}/photo.jpg"
             return product
 
-        self.products = LazyProducts(first, records, make, _lazy_keys(first))
+        self.products = LazyProducts(first, records, make, _lazy_keys(first), id_ordered=("id", "createdate", "modifydate"))
         self._ids["product"].last = first - 1 + records
         if records:
             self._changes.seen(EPOCH + timedelta(seconds=7 * (records - 1), hours=1))
@@ -721,7 +639,7 @@ async def products_list(sim: CCVShopSim, request: Request) -> Response:
     filters: dict[str, Callable[[Any], Any]] = {"productnumber": str, "eannumber": str, "active": _bool}
     if isinstance(sim.products, LazyProducts) and not any(name in params for name in filters):
         field, desc = _orderby(params, PRODUCT_ORDERBY)
-        return JSONResponse(_collection(request, _LazyPage(sim.products.order(field, desc), sim.products)))
+        return JSONResponse(_collection(request, sim.products.window(field, desc)))
     items = _filtered(list(sim.products.values()), params, filters)
     return JSONResponse(_collection(request, _sorted(items, params, PRODUCT_ORDERBY)))
 
