@@ -86,6 +86,12 @@ async def token(http: httpx.AsyncClient, refresh: str) -> httpx.Response:
     return await http.post("/token", content=f"grant_type=refresh_token&refresh_token={refresh}", headers={"Authorization": BASIC})
 
 
+async def bearer(http: httpx.AsyncClient, sim: ShopSim) -> dict[str, str]:
+    """The Authorization header with an access token got with the demo refresh token."""
+    access = (await token(http, sim.oauth.demo_refresh_token())).json()["access_token"]
+    return {"Authorization": f"Bearer {access}"}
+
+
 async def test_the_token_endpoint_rotates_refresh_tokens_and_checks_the_client():
     app = make_app()
     sim = app.state.sim
@@ -133,8 +139,7 @@ async def test_scripted_faults_pass_the_gates_before_them_and_answer_once():
     app = make_app()
     sim = app.state.sim
     async with client(app) as http:
-        access = (await token(http, sim.oauth.demo_refresh_token())).json()["access_token"]
-        auth = {"Authorization": f"Bearer {access}"}
+        auth = await bearer(http, sim)
         sim.fail_next(503, "<html>down</html>", times=2, path_prefix="/v1/products")
         sim.fail_next(500, {"error": "boom"})
         # an unauthenticated call is refused by the auth gate first and leaves the faults queued
@@ -162,8 +167,7 @@ async def test_vendor_errors_from_handlers_and_the_store():
     app = make_app()
     sim = app.state.sim
     async with client(app) as http:
-        access = (await token(http, sim.oauth.demo_refresh_token())).json()["access_token"]
-        auth = {"Authorization": f"Bearer {access}"}
+        auth = await bearer(http, sim)
         created = await http.post("/v1/products", json={"sku": "A-1"}, headers=auth)
         assert created.status_code == 201 and created.json() == {"sku": "A-1", "id": 101}
         dup = await http.post("/v1/products", json={"sku": "a-1"}, headers=auth)
