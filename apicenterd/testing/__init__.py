@@ -1,6 +1,7 @@
 """The test kit for connector authors: simulator helpers, fault injection, a test context, and contract tests.
 
-Part of the public API, like :mod:`apicenterd` itself.
+Part of the public API, like :mod:`apicenterd` itself. The simulator toolkit (gate chain,
+vendor errors, request log, stores, paging, OAuth token endpoint) is :mod:`apicenterd.testing.sim`.
 """
 
 from ..context import MemoryTokenStore

@@ -24,6 +24,11 @@ seed and the same sequence of requests give the same faults. The kinds (``counts
   also a lost write);
 * ``slow``      the request is held ``slow_delay`` seconds, then answered normally.
 
+Scripted faults come first: ``injector.fail_next(503, body, times=2, path_prefix="/v2/")``
+answers the next matching requests with that status and body (a dict: JSON, a str: HTML, None:
+``{}``), whatever the draw. A :class:`FaultQueue` is the same switch without the middleware;
+the simulator toolkit (:mod:`apicenterd.testing.sim`) puts one in every simulator's gate chain.
+
 Paths outside ``path_prefix``, methods outside ``methods``, and the OAuth token endpoint
 (a path with a ``token`` or ``tokens`` segment, unless ``token_endpoint=True``) pass
 untouched. Injectors stack: wrap one in another for different faults on different requests.
@@ -34,15 +39,17 @@ from __future__ import annotations
 import collections
 import contextvars
 import dataclasses
+import json
 import logging
 import random
 from collections.abc import Awaitable, Callable, MutableMapping
+from decimal import Decimal
 from typing import Any
 
 import anyio
 import httpx
 
-__all__ = ["Faults", "FaultInjector", "with_faults", "KINDS"]
+__all__ = ["Faults", "FaultInjector", "FaultQueue", "with_faults", "KINDS"]
 
 KINDS = ("error", "timeout", "drop", "burst", "malformed", "slow")
 """The fault kinds, in the order a draw walks them."""
@@ -117,7 +124,8 @@ class Faults:
     def mixed(cls, total: float, **options: Any) -> Faults:
         """Every kind at an equal share of ``total`` (e.g. 0.2: each kind 1/30 of the requests)."""
         share = total / len(KINDS)
-        return cls(**{kind: share for kind in KINDS}, **options)
+        rates: dict[str, Any] = dict.fromkeys(KINDS, share)
+        return cls(**rates, **options)
 
     @property
     def total(self) -> float:
@@ -134,6 +142,62 @@ class Faults:
             return True
         prefixes = (self.path_prefix,) if isinstance(self.path_prefix, str) else self.path_prefix
         return any(path.startswith(p) for p in prefixes)
+
+
+class FaultQueue:
+    """Scripted one-shot faults: the next matching requests get a given status and body.
+
+    The one fault switch of the simulators (``sim.fail_next``) and of :class:`FaultInjector`.
+    """
+
+    def __init__(self) -> None:
+        self._queue: list[tuple[str | None, int, Any, dict[str, str] | None]] = []
+
+    def fail_next(
+        self, status: int, body: Any = None, *, times: int = 1, path_prefix: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        """Answer the next ``times`` requests (under ``path_prefix``) with ``status`` and ``body``
+        (a dict or list: JSON; a str: HTML; None: ``{}``)."""
+        if times < 1:
+            raise ValueError(f"times must be at least 1, got {times}")
+        self._queue.extend([(path_prefix, status, body, headers)] * times)
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def clear(self) -> None:
+        """Drop every scripted fault not used yet."""
+        self._queue.clear()
+
+    def take(self, path: str) -> tuple[int, bytes, list[tuple[bytes, bytes]]] | None:
+        """The first scripted fault for ``path`` (removed from the queue) as (status, body, headers), or None."""
+        for n, (prefix, status, body, headers) in enumerate(self._queue):
+            if prefix is None or path.startswith(prefix):
+                del self._queue[n]
+                if isinstance(body, str):
+                    raw, media = body.encode(), b"text/html; charset=utf-8"
+                else:
+                    raw, media = json.dumps(body if body is not None else {}, default=_number).encode(), b"application/json"
+                extra = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+                return status, raw, [(b"content-type", media), *extra]
+        return None
+
+    def response(self, path: str) -> Any:
+        """:meth:`take` as a Starlette Response, or None."""
+        taken = self.take(path)
+        if taken is None:
+            return None
+        from starlette.responses import Response
+
+        status, raw, headers = taken
+        return Response(raw, status_code=status, headers={k.decode(): v.decode() for k, v in headers})
+
+
+def _number(value: Any) -> Any:
+    """Decimals in a scripted JSON body, as numbers."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 class _Captured:
@@ -178,6 +242,7 @@ class FaultInjector:
         self.injected: list[tuple[str, str, str]] = []
         self.seen = 0
         self._burst_left = 0
+        self.scripted = FaultQueue()
         self.faults = faults
         logging.getLogger("uvicorn.error").addFilter(_QUIET)
 
@@ -191,6 +256,12 @@ class FaultInjector:
         self._faults = faults
         self._rng = random.Random(faults.seed)
         self._burst_left = 0
+
+    def fail_next(
+        self, status: int, body: Any = None, *, times: int = 1, path_prefix: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        """Script the next ``times`` answers (see :meth:`FaultQueue.fail_next`); they come before any draw."""
+        self.scripted.fail_next(status, body, times=times, path_prefix=path_prefix, headers=headers)
 
     @property
     def state(self) -> Any:
@@ -219,6 +290,12 @@ class FaultInjector:
             return
         self.seen += 1
         method = scope["method"]
+        scripted = self.scripted.take(scope["path"])
+        if scripted is not None:
+            self.counts["scripted"] += 1
+            self.injected.append(("scripted", method, scope["path"]))
+            await _respond(send, scripted[0], scripted[2], scripted[1])
+            return
         kind = self._draw(method)
         if kind is None:
             await self.app(scope, receive, send)

@@ -1,17 +1,19 @@
-"""A loopback CCV Shop REST API (products, orders, order rows, track & trace) with signing, paging, limits and errors."""
+"""A loopback CCV Shop REST API (products, orders, order rows, track & trace) with signing, paging, limits and errors.
+
+The plumbing (request log, gate chain, fault switch ``sim.fail_next``, error rendering, id
+sequences, offset paging) is the simulator toolkit's (:mod:`apicenterd.testing.sim`); this
+module is CCV's rules: its resources, its HMAC signatures, its limits and its error shape.
+"""
 
 from __future__ import annotations
 
-import collections
 import collections.abc
 import copy
 import hmac
-import json
 import random
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import urlencode
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -19,7 +21,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from apicenterd.testing import FixedWindow, vendor_error
+from apicenterd.testing.sim import (
+    ChangeClock,
+    IntIds,
+    LazyCollection,
+    RateLimitGate,
+    VendorError,
+    VendorSim,
+    Window,
+    int_param,
+    json_response,
+    offset_page,
+    read_json,
+    seeded,
+)
 
 from .client import API_PREFIX, MAX_PAGE_SIZE, format_x_date, resource_of, signature
 
@@ -34,12 +49,12 @@ DEFAULT_SIZE = 100
 EPOCH = datetime(2025, 1, 6, 8, 0, tzinfo=timezone.utc)
 """Seeded records are dated from here, so a seed always gives the same data."""
 
-PRODUCT_LINKS = (
+PRODUCT_LINKS = (  # noqa: SIM905
     "productlabels productphotos productvariations productvideos producttaxtariffexceptions productattachments "
     "productkeywords productrelevant productattributesets productstaggeredprices producttocategories "
     "productreviews webshops attributecombinations producttopropertygroups"
 ).split()
-ORDER_LINKS = "orderrows ordernotes ordermessages ordernotifications orderaffiliatenetworks orderlabels invoices".split()
+ORDER_LINKS = "orderrows ordernotes ordermessages ordernotifications orderaffiliatenetworks orderlabels invoices".split()  # noqa: SIM905
 TAXTARIFFS = ("normal", "low a", "low b", "extra low", "zero")
 
 # PATCH /products/:id/ fields and their JSON types (JDK Internal/Resource/Products/Patch); POST takes the same.
@@ -82,12 +97,8 @@ UNKNOWN_SKU = "SP-GONE-1"
 COMPANIES = ("Bakkerij Bos B.V.", "Kaashandel Smit", "De Koffiebranderij", None, None, None)
 
 
-class SimError(Exception):
-    """A request the vendor would reject: becomes ``{status, code, developermessage}``."""
-
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+SimError = VendorError
+"""A request the vendor would reject: ``SimError(status, code, message)`` becomes ``{status, code, developermessage}``."""
 
 
 def ean13(body12: str) -> str:
@@ -128,94 +139,11 @@ def _lazy_keys(first: int) -> Callable[[str, int], Any]:
     return key
 
 
-class LazyProducts(collections.abc.MutableMapping):
-    """Products ``first`` .. ``first + count - 1`` made by ``make(pid)`` when asked for; a product
-    written (``products[pid] = ...``, as ``add_product`` and ``update_product`` do) or deleted is
-    remembered. Lists are paged from a cached order of ids, so a million products cost a few
-    MB until they change. Change lazy products only through the simulator's methods: a dict
-    read from here and changed in place is not kept."""
-
-    def __init__(self, first: int, count: int, make: Callable[[int], dict[str, Any]], key: Callable[[str, int], Any]):
-        self._first, self._count, self._make, self._key = first, count, make, key
-        self._written: dict[int, dict[str, Any]] = {}
-        self._deleted: set[int] = set()
-        self._orders: dict[tuple[str, bool], tuple[int, Any]] = {}
-        self.version = 0
-
-    def _seeded(self, pid: Any) -> bool:
-        return isinstance(pid, int) and self._first <= pid < self._first + self._count and pid not in self._deleted
-
-    def __getitem__(self, pid: int) -> dict[str, Any]:
-        if pid in self._written:
-            return self._written[pid]
-        if self._seeded(pid):
-            return self._make(pid)
-        raise KeyError(pid)
-
-    def __contains__(self, pid: object) -> bool:
-        return pid in self._written or self._seeded(pid)
-
-    def __setitem__(self, pid: int, product: dict[str, Any]) -> None:
-        self._written[pid] = product
-        self._deleted.discard(pid)
-        self.version += 1
-
-    def __delitem__(self, pid: int) -> None:
-        if pid not in self:
-            raise KeyError(pid)
-        self._written.pop(pid, None)
-        if self._first <= pid < self._first + self._count:
-            self._deleted.add(pid)
-        self.version += 1
-
-    def __iter__(self) -> Any:
-        for pid in range(self._first, self._first + self._count):
-            if pid not in self._deleted:
-                yield pid
-        yield from sorted(pid for pid in self._written if not self._first <= pid < self._first + self._count)
-
-    def __len__(self) -> int:
-        extra = sum(1 for pid in self._written if not self._first <= pid < self._first + self._count)
-        return self._count - len(self._deleted) + extra
-
-    def order(self, field: str, desc: bool) -> Any:
-        """Product ids sorted by ``field`` (ties in id order), as a sequence."""
-        seeded = range(self._first, self._first + self._count)
-        if not self._written and not self._deleted and field in ("id", "createdate", "modifydate"):
-            return seeded[::-1] if desc else seeded  # generated in that order
-        cached = self._orders.get((field, desc))
-        if cached is not None and cached[0] == self.version:
-            return cached[1]
-
-        def key(pid: int) -> Any:
-            if pid in self._written:
-                value = self._written[pid].get(field)
-            else:
-                try:
-                    value = self._key(field, pid)
-                except KeyError:
-                    value = self._make(pid).get(field)
-            return (value is None, value)
-
-        order = sorted(self, key=key, reverse=desc)  # iterated in id order; a reversed sort keeps ties so
-        self._orders[(field, desc)] = (self.version, order)
-        return order
+LazyProducts = LazyCollection
+"""Seeded products made when asked for (the toolkit's :class:`~apicenterd.testing.sim.LazyCollection`)."""
 
 
-class _LazyPage:
-    """The products of an ordered id sequence, as the list ``_collection`` slices."""
-
-    def __init__(self, ids: Any, products: LazyProducts):
-        self._ids, self._products = ids, products
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def __getitem__(self, window: slice) -> list[dict[str, Any]]:
-        return [self._products[pid] for pid in self._ids[window]]
-
-
-class CCVShopSim:
+class CCVShopSim(VendorSim):
     """The simulator's state and behaviour; tests reach it as ``app.state.sim``."""
 
     def __init__(
@@ -233,23 +161,26 @@ class CCVShopSim:
         unknown_sku: bool = False,
         lazy: bool = False,
     ):
+        super().__init__(log_size=1000)
         self.public_key, self.private_key = public_key, private_key
         self.lazy = lazy
         """Seeded products are generated when asked for (benchmarks with a million products); see LazyProducts."""
         self.sign_responses = sign_responses
         self.clock = clock
         get_limit, write_limit = (GET_LIMIT, WRITE_LIMIT) if rate_limit is None else (rate_limit, rate_limit)
-        self.get_window = FixedWindow(get_limit, period)
-        self.write_window = FixedWindow(write_limit, period)
-        self.total_window = FixedWindow(total_limit, period)  # 429.11's real limit is UNKNOWN: off unless asked
+        self.gates = [
+            self.verify_request,
+            RateLimitGate(get_limit, period, _per_resource, key=_method_resource, applies=lambda r: r.method == "GET"),
+            RateLimitGate(write_limit, period, _per_resource, key=_method_resource, applies=lambda r: r.method != "GET"),
+            RateLimitGate(total_limit, period, _total),  # 429.11's real limit is UNKNOWN: off unless asked
+            self.fault_gate,
+        ]
         self.products: dict[int, dict[str, Any]] | LazyProducts = {}
         self.orders: dict[int, dict[str, Any]] = {}
         self.orderrows: dict[int, dict[str, Any]] = {}
-        self.request_count = 0
         self.last_accept: str | None = None
-        self.requests: collections.deque[tuple[str, str]] = collections.deque(maxlen=1000)
-        self._ids = {"product": 1000, "order": 339_300_000, "orderrow": 52_000_000}
-        self._last_modified = EPOCH
+        self._ids = {"product": IntIds(1000), "order": IntIds(339_300_000), "orderrow": IntIds(52_000_000)}
+        self._changes = ChangeClock(clock, start=EPOCH, truncate=True)
         self.mails: list[tuple[int, dict[str, Any]]] = []
         """(order id, PATCH body) of every order PATCH that asked CCV to e-mail the customer."""
         self.notes: list[tuple[int, str]] = []
@@ -261,14 +192,11 @@ class CCVShopSim:
     # -- state helpers used by tests ------------------------------------------------------
 
     def _next_id(self, kind: str) -> int:
-        self._ids[kind] += 1
-        return self._ids[kind]
+        return self._ids[kind]()
 
     def _now(self) -> datetime:
         """Now, truncated to whole seconds as CCV dates are, and never before an earlier modification."""
-        now = max(self.clock().replace(microsecond=0), self._last_modified)
-        self._last_modified = now
-        return now
+        return self._changes.now()
 
     def add_product(self, *, when: datetime | None = None, **fields: Any) -> dict[str, Any]:
         """Create a product resource (all documented keys) from write fields; returns it."""
@@ -286,7 +214,9 @@ class CCVShopSim:
             "name": "", "shortdescription": "", "description": "", "vatrate": 21.0, "taxtariff": "normal",
             "tradecodesystem": None, "price": 0.0, "discount": 0.0, "purchaseprice": 0.0, "container_deposit_price": 0.0,
             "safety_deposit_price": 0.0,
-            "productshippingcosts": {"costs": 0.0, "default_country": "NL", "quantity": 1, "href": f"{href}productshippingcosts/", "collection": None},
+            "productshippingcosts": {
+                "costs": 0.0, "default_country": "NL", "quantity": 1, "href": f"{href}productshippingcosts/", "collection": None
+            },
             "credit_points_custom": 0, "credit_points_calculated": 0, "unit": "stuk", "stockenabled": True,
             "stocktype": "product", "stock": 0.0, "stocklocation": "", "ordering_without_stock": "global_setting",
             "weight": 0.0, "maincategory": "", "subcategory": "", "brand": None, "condition": None, "color": None,
@@ -347,7 +277,7 @@ class CCVShopSim:
             ordernumber = max((o["ordernumber"] or 0 for o in self.orders.values()), default=0) + 1
         href = f"{API_PREFIX}orders/{oid}/"
         pay_id, pay_name, pay_label = paymethod
-        order = {
+        order: dict[str, Any] = {
             "href": href, "id": oid, "ordernumber_prefix": None, "ordernumber": ordernumber if is_completed else None,
             "ordernumber_full": str(ordernumber) if is_completed else None, "invoicenumber": None, "transaction_id": None,
             "create_date": _iso(when or self._now()), "deliver_method": "shipping", "deliver_date": None,
@@ -472,17 +402,18 @@ class CCVShopSim:
         return {
             "billingaddress": billing, "deliveryaddress": delivery, "email": f"{first.lower()}@{slug}.example.nl",
             "email_invoice": "", "customertype": "b2b" if company else "b2c",
-            "btw": f"NL{rng.randint(100_000_000, 999_999_999)}B01" if company else "", "kvk": str(rng.randint(10_000_000, 99_999_999)) if company else "",
+            "btw": f"NL{rng.randint(100_000_000, 999_999_999)}B01" if company else "",
+            "kvk": str(rng.randint(10_000_000, 99_999_999)) if company else "",
             "reference": "", "iban": "", "bic": "",
         }  # fmt: skip
 
     def _seed_lazy(self, seed: int, records: int) -> None:
         """``records`` products generated on demand from ``seed`` and their id, created 7 s apart and
         modified an hour after (so ``modifydate`` order is id order), and a few orders."""
-        first = self._ids["product"] + 1
+        first = self._ids["product"].last + 1
 
         def make(pid: int) -> dict[str, Any]:
-            rng = random.Random(seed * 1_000_003 + pid)
+            rng = seeded(seed, pid)
             created = EPOCH + timedelta(seconds=7 * (pid - first))
             rate = rng.choice((21.0, 21.0, 9.0))
             enabled = rng.random() > 0.1
@@ -501,10 +432,10 @@ class CCVShopSim:
             product["productmainphoto"] = f"https://myshop.ccvshop.nl/Files/2/{pid}/photo.jpg"
             return product
 
-        self.products = LazyProducts(first, records, make, _lazy_keys(first))
-        self._ids["product"] = first - 1 + records
+        self.products = LazyProducts(first, records, make, _lazy_keys(first), id_ordered=("id", "createdate", "modifydate"))
+        self._ids["product"].last = first - 1 + records
         if records:
-            self._last_modified = EPOCH + timedelta(seconds=7 * (records - 1), hours=1)
+            self._changes.seen(EPOCH + timedelta(seconds=7 * (records - 1), hours=1))
         rng = random.Random(seed)
         ids = range(first, first + records)
         for n in range(min(records, 200)):
@@ -535,7 +466,7 @@ class CCVShopSim:
             )
             product["modifydate"] = _iso(created + timedelta(hours=rng.randint(0, 72)))
             product["productmainphoto"] = f"https://myshop.ccvshop.nl/Files/2/{product['id']}/photo.jpg"
-            self._last_modified = max(self._last_modified, datetime.fromisoformat(product["modifydate"].replace("Z", "+00:00")))
+            self._changes.seen(datetime.fromisoformat(product["modifydate"].replace("Z", "+00:00")))
         ids = sorted(self.products)
         customers: list[dict[str, Any]] = []
         for n in range(min(len(ids), max(3, records // 5)) if ids else 0):
@@ -559,31 +490,56 @@ class CCVShopSim:
 
     # -- request handling -----------------------------------------------------------------
 
-    def verify_request(self, method: str, uri: str, body: bytes, headers: Any) -> None:
+    def target(self, request: Request) -> str:
+        """The request URI as sent and signed: the raw path and the query."""
+        return _uri(request)
+
+    async def verify_request(self, request: Request) -> None:
         """Check ``x-public``/``x-date``/``x-hash``; 401 in the vendor's error shape (the real status is UNKNOWN)."""
+        self.last_accept = request.headers.get("accept")
+        headers = request.headers
         public, x_date, x_hash = headers.get("x-public"), headers.get("x-date"), headers.get("x-hash")
         if not public or not x_date or not x_hash:
             raise SimError(401, "401.10", "Missing authentication headers x-public, x-date or x-hash")
         if public != self.public_key:
             raise SimError(401, "401.11", "Unknown public key")
-        expected = signature(self.private_key, public, method, uri, body, x_date)
+        expected = signature(self.private_key, public, request.method, _uri(request), await request.body(), x_date)
         if not hmac.compare_digest(expected, x_hash):
             raise SimError(401, "401.12", "Hash does not match")
 
-    def count(self, method: str, resource: str) -> None:
-        """Apply the per-resource per-method limit (429.10) and the optional total limit (429.11)."""
-        # CCV documents no Retry-After header (UNKNOWN), so none is sent
-        window = self.get_window if method == "GET" else self.write_window
-        if window.hit(f"{method}:{resource}") is not None:
-            raise SimError(429, "429.10", "Each method in each resource has a limit of requests that can be made per minute")
-        if self.total_window.hit("total") is not None:
-            raise SimError(429, "429.11", "The API has a total limit of requests that can be made per minute")
-
-    def sign(self, response: Response, method: str, uri: str) -> None:
+    def after(self, request: Request, response: Response) -> Response:
         """Add ``x-date`` and ``x-hash`` over the response body, as CCV does on 2xx."""
-        x_date = format_x_date(self.clock())
-        response.headers["x-date"] = x_date
-        response.headers["x-hash"] = signature(self.private_key, self.public_key, method, uri, response.body, x_date)
+        if self.sign_responses and 200 <= response.status_code < 300:
+            x_date = format_x_date(self.clock())
+            response.headers["x-date"] = x_date
+            body = bytes(response.body)
+            response.headers["x-hash"] = signature(self.private_key, self.public_key, request.method, _uri(request), body, x_date)
+        return response
+
+    def error_response(self, exc: VendorError) -> Response:
+        """CCV's error body: status, code, developermessage."""
+        return json_response({"status": exc.status, "code": exc.code, "developermessage": exc.message}, exc.status, exc.headers)
+
+
+def _uri(request: Request) -> str:
+    scope = request.scope
+    uri: str = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
+    if scope.get("query_string"):
+        uri += "?" + scope["query_string"].decode("latin-1")
+    return uri
+
+
+def _method_resource(request: Request) -> str:
+    return f"{request.method}:{resource_of(request.url.path)}"
+
+
+# CCV documents no Retry-After header (UNKNOWN), so none is sent
+def _per_resource(wait: float, gate: RateLimitGate) -> VendorError:
+    return SimError(429, "429.10", "Each method in each resource has a limit of requests that can be made per minute")
+
+
+def _total(wait: float, gate: RateLimitGate) -> VendorError:
+    return SimError(429, "429.11", "The API has a total limit of requests that can be made per minute")
 
 
 # -- rendering ------------------------------------------------------------------------------
@@ -606,16 +562,7 @@ def _root(request: Request) -> str:
 
 
 def _int_param(params: dict[str, str], name: str, default: int) -> int:
-    raw = params.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SimError(400, "400.20", f"Parameter '{name}' must be an integer") from None
-    if value < 0:
-        raise SimError(400, "400.20", f"Parameter '{name}' must not be negative")
-    return value
+    return int_param(params, name, default, lambda message: SimError(400, "400.20", message))
 
 
 def _orderby(params: dict[str, str], fields: tuple[str, ...]) -> tuple[str, bool]:
@@ -632,24 +579,20 @@ def _sorted(items: list[dict[str, Any]], params: dict[str, str], fields: tuple[s
     return sorted(sorted(items, key=lambda i: i["id"]), key=lambda i: (i[field] is None, i[field]), reverse=desc)
 
 
-def _collection(request: Request, items: list[dict[str, Any]]) -> dict[str, Any]:
+def _collection(request: Request, items: Window[dict[str, Any]]) -> dict[str, Any]:
     params = dict(request.query_params)
     start = _int_param(params, "start", 0)
     size = min(max(_int_param(params, "size", DEFAULT_SIZE), 1), MAX_PAGE_SIZE)
     root = _root(request)
-
-    def link(at: int) -> str:
-        query = {**params, "start": str(at), "size": str(size)}
-        return f"{root}{request.url.path}?{urlencode(query)}"
-
+    page = offset_page(items, f"{root}{request.url.path}?{request.url.query}", start, size)
     return {
         "href": str(request.url),
         "start": start,
         "size": size,
-        "first": link(0),
-        "previous": link(max(start - size, 0)) if start > 0 else None,
-        "next": link(start + size) if start + size < len(items) else None,
-        "items": [_absolute(i, root) for i in items[start : start + size]],
+        "first": page.first,
+        "previous": page.previous,
+        "next": page.next,
+        "items": [_absolute(i, root) for i in page.items],
     }
 
 
@@ -671,23 +614,20 @@ def _bool(text: str) -> bool:
     return text.lower() in ("true", "1")
 
 
-def _get(store: dict[int, dict[str, Any]], item_id: int, kind: str) -> dict[str, Any]:
+def _get(store: collections.abc.Mapping[int, dict[str, Any]], item_id: int, kind: str) -> dict[str, Any]:
     if item_id not in store:
         raise SimError(404, "404.10", f"{kind} {item_id} not found")
     return store[item_id]
 
 
-def _json(request_body: bytes) -> Any:
-    try:
-        return json.loads(request_body or b"null")
-    except ValueError:
-        raise SimError(400, "400.10", "Request body is not valid JSON") from None
+async def _json(request: Request) -> Any:
+    return await read_json(request, lambda: SimError(400, "400.10", "Request body is not valid JSON"), decimals=False, empty=None)
 
 
-async def products_list(request: Request, sim: CCVShopSim, body: bytes) -> Response:
+async def products_list(sim: CCVShopSim, request: Request) -> Response:
     """``GET /products/`` (paged, sorted, filtered) and ``POST /products/`` (201 with the resource)."""
     if request.method == "POST":
-        data = _check_fields(_json(body), PRODUCT_WRITE_FIELDS, "products")
+        data = _check_fields(await _json(request), PRODUCT_WRITE_FIELDS, "products")
         missing = [f for f in PRODUCT_REQUIRED_ON_POST if data.get(f) is None]
         if missing:
             raise SimError(400, "400.13", f"products: required property '{missing[0]}' is missing")
@@ -696,20 +636,20 @@ async def products_list(request: Request, sim: CCVShopSim, body: bytes) -> Respo
         product = sim.add_product(**data)
         return JSONResponse(_absolute(product, _root(request)), status_code=201)
     params = dict(request.query_params)
-    filters = {"productnumber": str, "eannumber": str, "active": _bool}
+    filters: dict[str, Callable[[Any], Any]] = {"productnumber": str, "eannumber": str, "active": _bool}
     if isinstance(sim.products, LazyProducts) and not any(name in params for name in filters):
         field, desc = _orderby(params, PRODUCT_ORDERBY)
-        return JSONResponse(_collection(request, _LazyPage(sim.products.order(field, desc), sim.products)))
+        return JSONResponse(_collection(request, sim.products.window(field, desc)))
     items = _filtered(list(sim.products.values()), params, filters)
     return JSONResponse(_collection(request, _sorted(items, params, PRODUCT_ORDERBY)))
 
 
-async def product_item(request: Request, sim: CCVShopSim, body: bytes) -> Response:
+async def product_item(sim: CCVShopSim, request: Request) -> Response:
     """``GET``, ``PATCH`` (204) and ``DELETE`` (204) ``/products/:id/``."""
     pid = request.path_params["id"]
     product = _get(sim.products, pid, "product")
     if request.method == "PATCH":
-        data = _check_fields(_json(body), PRODUCT_WRITE_FIELDS, f"products/{pid}")
+        data = _check_fields(await _json(request), PRODUCT_WRITE_FIELDS, f"products/{pid}")
         sim.update_product(pid, **data)
         return Response(status_code=204)
     if request.method == "DELETE":
@@ -718,7 +658,7 @@ async def product_item(request: Request, sim: CCVShopSim, body: bytes) -> Respon
     return JSONResponse(_absolute(product, _root(request)))
 
 
-async def orders_list(request: Request, sim: CCVShopSim, body: bytes) -> Response:
+async def orders_list(sim: CCVShopSim, request: Request) -> Response:
     """``GET /orders/``: completed orders by default, filters ``status``, ``ordernumber``, ``is_paid``."""
     params = dict(request.query_params)
     completed = _bool(params["is_completed"]) if "is_completed" in params else True  # "Default: true"
@@ -727,12 +667,12 @@ async def orders_list(request: Request, sim: CCVShopSim, body: bytes) -> Respons
     return JSONResponse(_collection(request, _sorted(items, params, ORDER_ORDERBY)))
 
 
-async def order_item(request: Request, sim: CCVShopSim, body: bytes) -> Response:
+async def order_item(sim: CCVShopSim, request: Request) -> Response:
     """``GET`` and ``PATCH`` (204: status, paid, track & trace) ``/orders/:id/``."""
     oid = request.path_params["id"]
     order = _get(sim.orders, oid, "order")
     if request.method == "PATCH":
-        data = _check_fields(_json(body), ORDER_PATCH_FIELDS, f"orders/{oid}")
+        data = _check_fields(await _json(request), ORDER_PATCH_FIELDS, f"orders/{oid}")
         if "status" in data and data["status"] not in range(1, 15):
             raise SimError(400, "400.14", f"orders/{oid}: status must be 1 to 14")
         for key in ("status", "paid", "deliver_date"):
@@ -752,7 +692,7 @@ async def order_item(request: Request, sim: CCVShopSim, body: bytes) -> Response
     return JSONResponse(_absolute(order, _root(request)))
 
 
-async def order_rows(request: Request, sim: CCVShopSim, body: bytes) -> Response:
+async def order_rows(sim: CCVShopSim, request: Request) -> Response:
     """``GET /orders/:id/orderrows/``."""
     oid = request.path_params["id"]
     _get(sim.orders, oid, "order")
@@ -760,42 +700,12 @@ async def order_rows(request: Request, sim: CCVShopSim, body: bytes) -> Response
     return JSONResponse(_collection(request, rows))
 
 
-async def orderrow_item(request: Request, sim: CCVShopSim, body: bytes) -> Response:
+async def orderrow_item(sim: CCVShopSim, request: Request) -> Response:
     """``GET /orderrows/:id/``."""
     return JSONResponse(_absolute(_get(sim.orderrows, request.path_params["id"], "orderrow"), _root(request)))
 
 
-Handler = Callable[[Request, CCVShopSim, bytes], Awaitable[Response]]
-
-
-def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """Wrap a handler with CCV's behaviour: signature check, rate limits, error shape, response signing."""
-
-    async def endpoint(request: Request) -> Response:
-        sim: CCVShopSim = request.app.state.sim
-        sim.request_count += 1
-        scope = request.scope
-        uri = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
-        if scope.get("query_string"):
-            uri += "?" + scope["query_string"].decode("latin-1")
-        sim.requests.append((request.method, uri))
-        sim.last_accept = request.headers.get("accept")
-        body = await request.body()
-        try:
-            sim.verify_request(request.method, uri, body, request.headers)
-            sim.count(request.method, resource_of(request.url.path))
-            response = await handler(request, sim, body)
-        except SimError as exc:
-            return vendor_error(exc.status, _error_body(exc))
-        if sim.sign_responses and 200 <= response.status_code < 300:
-            sim.sign(response, request.method, uri)
-        return response
-
-    return endpoint
-
-
-def _error_body(exc: SimError) -> dict[str, Any]:
-    return {"status": exc.status, "code": exc.code, "developermessage": exc.message}
+Handler = Callable[[CCVShopSim, Request], Awaitable[Response]]
 
 
 def _routes() -> list[Route]:
@@ -809,7 +719,7 @@ def _routes() -> list[Route]:
     ]
     routes = []
     for path, handler, methods in spec:
-        endpoint = _endpoint(handler)
+        endpoint = CCVShopSim.api(handler)
         for suffix in ("/", ""):  # a trailing slash is optional at CCV
             routes.append(Route(f"{API_PREFIX}{path}{suffix}", endpoint, methods=methods))
     return routes
@@ -820,7 +730,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     code, message = {404: ("404.20", "Invalid resource name"), 405: ("405.10", "Method not allowed")}.get(
         status, (f"{status}.00", "Error")
     )
-    return vendor_error(status, {"status": status, "code": code, "developermessage": message})
+    return json_response({"status": status, "code": code, "developermessage": message}, status)
 
 
 def create_app(*, seed: int = 1, records: int = 0, **options: Any) -> Starlette:

@@ -11,7 +11,7 @@ import anyio
 import httpx
 import pytest
 
-from apicenterd import AuthError, Connector, Entity, FatalError, RateLimited, StockLevel
+from apicenterd import AuthError, Connector, Entity, FatalError, RateLimited, RetryableError, StockLevel
 from apicenterd.testing import connect, make_context
 from apicenterd_ccv_salespos import CCVSalesPOSConnector
 from apicenterd_ccv_salespos.mapping import NOT_RESERVING_STATUSES
@@ -272,6 +272,22 @@ async def test_simulator_total_limit_is_429_11():
         with pytest.raises(RateLimited) as caught:
             await connector.check()
     assert caught.value.vendor_code == "429.11"
+
+
+async def test_simulator_fail_next_is_the_toolkits_fault_switch_after_the_signature_check():
+    app = CCVSalesPOSConnector.simulator(seed=1, records=1)
+    sim = app.state.sim
+    sim.fail_next(503, {"status": 503, "code": "503.00", "developermessage": "down"}, path_prefix="/api/rest/v1/")
+    async with connect(CCVSalesPOSConnector, settings(private_key="wrong"), app=app) as connector:
+        with pytest.raises(AuthError):  # refused by the signature gate: the fault is still queued
+            await connector.check()
+    assert len(sim.faults) == 1
+    async with connect(CCVSalesPOSConnector, settings(), app=app, rate_limits=False) as connector:
+        with pytest.raises(RetryableError) as caught:
+            await connector.check()
+        assert caught.value.status == 503
+        await connector.check()  # once only
+    assert len(sim.faults) == 0 and sim.count("GET", "/api/rest/v1/") == sim.request_count
 
 
 def test_simulator_seed_is_deterministic():

@@ -4,7 +4,7 @@ the swagger's shapes and rules, referential checks and the totals computed serve
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
@@ -40,7 +40,7 @@ def _day(value: str | None) -> str | None:
     return parse_time(value).strftime("%Y-%m-%dT00:00:00")
 
 
-def seed_cost_centers(new_id) -> dict[str, dict[str, Any]]:
+def seed_cost_centers(new_id: Callable[[], str]) -> dict[str, dict[str, Any]]:
     """Two cost centres (dimension 1: departments, 2: projects) with a few items each."""
     centres = {}
     for number, name, items in ((1, "Department", ("SALES", "WEB", "OLD")), (2, "Region", ("NORTH", "SOUTH"))):
@@ -58,14 +58,18 @@ def seed_cost_centers(new_id) -> dict[str, dict[str, Any]]:
     return centres
 
 
-def seed_delivery_methods(new_id) -> dict[str, dict[str, Any]]:
+def _coded(new_id: Callable[[], str], pairs: tuple[tuple[str, str], ...]) -> dict[str, dict[str, Any]]:
+    return {i: {"Id": i, "Code": code, "Name": name} for code, name in pairs for i in [new_id()]}
+
+
+def seed_delivery_methods(new_id: Callable[[], str]) -> dict[str, dict[str, Any]]:
     """A few delivery methods (Code, Name)."""
-    return {i: {"Id": i, "Code": code, "Name": name} for code, name in (("POST", "Parcel post"), ("PICKUP", "Pick-up")) for i in [new_id()]}
+    return _coded(new_id, (("POST", "Parcel post"), ("PICKUP", "Pick-up")))
 
 
-def seed_delivery_terms(new_id) -> dict[str, dict[str, Any]]:
+def seed_delivery_terms(new_id: Callable[[], str]) -> dict[str, dict[str, Any]]:
     """A few delivery terms (Code, Name)."""
-    return {i: {"Id": i, "Code": code, "Name": name} for code, name in (("FCA", "Free carrier"), ("DAP", "Delivered at place")) for i in [new_id()]}
+    return _coded(new_id, (("FCA", "Free carrier"), ("DAP", "Delivered at place")))
 
 
 class Documents:
@@ -109,7 +113,8 @@ class Documents:
             if text_row:
                 stored.update(ArticleId=None, UnitPrice=None, Quantity=None, DiscountPercentage=None)
                 if kind == "invoice":
-                    stored.update(Id=str(uuid.uuid4()), LineNumber=n + 1, IsTextRow=True, AmountNoVat=Decimal(0), PercentVat=Decimal(0), IsWorkCost=False)
+                    stored.update(Id=str(uuid.uuid4()), LineNumber=n + 1, IsTextRow=True, IsWorkCost=False)
+                    stored.update(AmountNoVat=Decimal(0), PercentVat=Decimal(0))
                 out.append(stored)
                 continue
             article_id = row.get("ArticleId")
@@ -161,7 +166,7 @@ class Documents:
 
     @staticmethod
     def _blank(rules: Mapping[str, Any]) -> dict[str, Any]:
-        return {name: None for name in rules}
+        return dict.fromkeys(rules)
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -239,7 +244,9 @@ class Documents:
         rows, amount, vat = self.price_rows(clean.get("Rows") or [], "invoice", included)
         terms = self.sim.terms[customer["TermsOfPaymentId"]]
         invoice_date = _day(clean.get("InvoiceDate")) or self.sim._clock().strftime("%Y-%m-%dT00:00:00")
-        due = _day(clean.get("DueDate")) or (datetime.fromisoformat(invoice_date) + timedelta(days=terms["NumberOfDays"])).strftime("%Y-%m-%dT00:00:00")
+        due = _day(clean.get("DueDate"))
+        if not due:
+            due = (datetime.fromisoformat(invoice_date) + timedelta(days=terms["NumberOfDays"])).strftime("%Y-%m-%dT00:00:00")
         number = self.sim.company["NextCustomerInvoiceNumber"]
         self.sim.company["NextCustomerInvoiceNumber"] = number + 1
         now = self.sim._utc_now()
@@ -295,12 +302,14 @@ class Documents:
         customer = self._customer(order["CustomerId"])
         keep = {k: order.get(k) for k in DRAFT_RULES if k in ORDER_RULES and not DRAFT_RULES[k].read_only and k != "Rows"}
         rows = [
-            {k: row.get(k) for k in DRAFT_ROW_RULES if k in row and not DRAFT_ROW_RULES[k].read_only} | {"ReversedConstructionServicesVatFree": False, "Text": row.get("Text") or ""}
+            {k: row.get(k) for k in DRAFT_ROW_RULES if k in row and not DRAFT_ROW_RULES[k].read_only}
+            | {"ReversedConstructionServicesVatFree": False, "Text": row.get("Text") or ""}
             for row in order["Rows"]
         ]
         order["Status"] = 4
         order["ModifiedUtc"] = self.sim._utc_now()
-        draft = self._store_draft({**{k: v for k, v in keep.items() if v is not None}, "InvoiceDate": order["OrderDate"], "Rows": rows}, customer)
+        kept = {k: v for k, v in keep.items() if v is not None}
+        draft = self._store_draft({**kept, "InvoiceDate": order["OrderDate"], "Rows": rows}, customer)
         return draft
 
     def convert_draft(self, draft_id: str) -> dict[str, Any]:

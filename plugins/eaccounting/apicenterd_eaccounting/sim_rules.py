@@ -9,6 +9,8 @@ from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
+from apicenterd.testing.sim import VendorError  # raised with eAccounting's ErrorCode; the simulator renders it
+
 __all__ = [
     "Rule",
     "ARTICLE_RULES",
@@ -384,14 +386,6 @@ INVOICE_RULES: Mapping[str, Rule] = {
 """CustomerInvoiceApi, as the swagger defines it (addresses, terms and currency come from the customer)."""
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-
-
-class VendorError(Exception):
-    """Raised inside a handler to answer with eAccounting's error shape."""
-
-    def __init__(self, status: int, code: int, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 def validate(body: Any, rules: Mapping[str, Rule]) -> dict[str, Any]:

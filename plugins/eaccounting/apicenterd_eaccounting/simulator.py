@@ -10,20 +10,16 @@ the reference lists ``/v2/costcenters``, ``/v2/deliverymethods``, ``/v2/delivery
 swagger's validation rules, duplicate-number conflicts, ``ChangedUtc``, and the
 600-calls-a-minute-per-endpoint limit answered with ``429`` and ``ErrorCode 4010``.
 
-State lives on ``app.state.sim`` (a :class:`Simulator`) for tests to inspect and change.
+State lives on ``app.state.sim`` (a :class:`Simulator`) for tests to inspect and change. The
+plumbing (request log, gate chain, fault switch, token endpoint, stores, paging) is the
+simulator toolkit's (:mod:`apicenterd.testing.sim`); this module is eAccounting's rules.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 import math
 import random
 import re
-import time
-import urllib.parse
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
@@ -32,10 +28,21 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from apicenterd.testing import FixedWindow, vendor_error
+from apicenterd.testing.sim import (
+    BearerAuth,
+    ChangeClock,
+    Collection,
+    GuidIds,
+    RateLimitGate,
+    TokenServer,
+    VendorSim,
+    json_response,
+    page_number,
+    read_json,
+)
 
 from .sim_documents import Documents, seed_cost_centers, seed_delivery_methods, seed_delivery_terms
 from .sim_rules import (
@@ -69,34 +76,17 @@ MAX_PAGE_SIZE = 1000
 SCOPES = "ea:api ea:sales offline_access"
 
 
-def _signed(nonce: str) -> str:
-    mac = hmac.new(_SIGNING_KEY, nonce.encode(), hashlib.sha256).hexdigest()[:32]
-    return f"rt.{nonce}.{mac}"
-
-
-def _signature_ok(token: str) -> bool:
-    parts = token.split(".")
-    return len(parts) == 3 and parts[0] == "rt" and hmac.compare_digest(_signed(parts[1]), token)
+def _token_server(ttl: float = 3600.0) -> TokenServer:
+    """``/connect/token``: the refresh grant with client_secret_basic; refresh tokens rotate."""
+    return TokenServer(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, signing_key=_SIGNING_KEY, ttl=ttl, scope=SCOPES)
 
 
 def demo_refresh_token() -> str:
     """The refresh token a fresh simulator accepts (once: it rotates like the vendor's)."""
-    return _signed("demo")
+    return _token_server().demo_refresh_token()
 
 
-# -- JSON --------------------------------------------------------------------------------
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    raise TypeError(type(value).__name__)
-
-
-class _JSON(JSONResponse):
-    def render(self, content: Any) -> bytes:
-        """JSON with Decimals as numbers."""
-        return json.dumps(content, default=_json_default, ensure_ascii=False, separators=(",", ":")).encode()
+_JSON = json_response
 
 
 def _utc(when: datetime) -> str:
@@ -110,7 +100,7 @@ def _endpoint(path: str) -> str:
 # -- the simulated company -----------------------------------------------------------------
 
 
-class Simulator:
+class Simulator(VendorSim):
     """One simulated eAccounting company, its OAuth server and its counters."""
 
     def __init__(
@@ -123,19 +113,16 @@ class Simulator:
         token_ttl: float = 3600.0,
         clock: Callable[[], datetime] | None = None,
     ):
+        super().__init__()
         self._rng = random.Random(seed)
+        self._id = GuidIds(self._rng)  # one sequence for every kind, so ids stay what they were for a seed
         self._clock = clock or (lambda: datetime.now(timezone.utc))
-        self._last_change = datetime(2000, 1, 1, tzinfo=timezone.utc)
-        self.token_ttl = token_ttl
-        self.limiter = FixedWindow(rate_limit, 60.0)
-        self.access_tokens: dict[str, float] = {}
-        self.used_refresh_tokens: set[str] = set()
-        self.token_requests = 0
-        self.requests: list[tuple[str, str]] = []
-        self._faults: list[tuple[str | None, int, Any]] = []
-        self.articles: dict[str, dict[str, Any]] = {}
-        self._article_numbers: dict[str, str] = {}  # lower-case Number → Id, for look-ups at scale
-        self.customers: dict[str, dict[str, Any]] = {}
+        self._changes = ChangeClock(self._clock, tick=timedelta(milliseconds=1))
+        self.oauth = _token_server(token_ttl)
+        self.limiter = RateLimitGate(rate_limit, 60.0, _quota_exceeded, key=lambda request: _endpoint(request.url.path))
+        self.gates = [BearerAuth(self.oauth.valid, _denied), self.limiter, self.fault_gate]
+        self.articles = Collection(self._id, unique=("Number",), conflict=_conflict("an article"))
+        self.customers = Collection(self._id, conflict=_conflict("a customer"))
         self.codings = self._seed_codings()
         self.units = self._seed_units()
         self.terms = self._seed_terms()
@@ -155,9 +142,6 @@ class Simulator:
         self.documents = Documents(self)
 
     # seeding (deterministic for a seed)
-
-    def _id(self) -> str:
-        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
 
     def _seed_codings(self) -> dict[str, dict[str, Any]]:
         codings = {}
@@ -262,36 +246,12 @@ class Simulator:
         }
         self._store_customer(self._id(), body, changed)
 
-    # helpers for tests
-
-    @property
-    def request_count(self) -> int:
-        """API calls received (token calls not included)."""
-        return len(self.requests)
-
-    def count(self, method: str, path_prefix: str = "") -> int:
-        """API calls with ``method`` whose path starts with ``path_prefix``."""
-        return sum(1 for m, p in self.requests if m == method and p.startswith(path_prefix))
-
-    def reset_counts(self) -> None:
-        """Forget the calls received so far (data stays)."""
-        self.requests.clear()
-        self.token_requests = 0
-
-    def expire_access_tokens(self) -> None:
-        """Make every issued access token expired, as if their lifetime had passed."""
-        for token in self.access_tokens:
-            self.access_tokens[token] = 0.0
-
-    def fail_next(self, status: int, body: Any = None, *, times: int = 1, path_prefix: str | None = None) -> None:
-        """Answer the next ``times`` API calls (under ``path_prefix``) with ``status`` and ``body``
-        (a dict: JSON; a str: text)."""
-        self._faults.extend([(path_prefix, status, body)] * times)
+    # helpers for tests (request_count, count, reset_counts, fail_next, expire_access_tokens: VendorSim)
 
     def article_by_number(self, number: str) -> dict[str, Any] | None:
         """The stored article with ``number`` (as eAccounting compares: case-insensitive), as the API shows it."""
-        article_id = self._article_numbers.get(number.lower())
-        return self.articles.get(article_id) if article_id is not None else None
+        found: dict[str, Any] | None = self.articles.find("Number", number)
+        return found
 
     def by_reference(self, store: dict[str, dict[str, Any]], reference: str) -> list[dict[str, Any]]:
         """The documents in ``store`` (``sim.orders``, ``sim.invoice_drafts``, ``sim.invoices``) with this YourReference."""
@@ -315,17 +275,13 @@ class Simulator:
         return _utc(self._changed_now())
 
     def _changed_now(self) -> datetime:
-        now = self._clock()
-        if now <= self._last_change:
-            now = self._last_change + timedelta(milliseconds=1)
-        self._last_change = now
-        return now
+        return self._changes.now()
 
     def _store_article(self, article_id: str, clean: dict[str, Any], changed: datetime | None = None) -> dict[str, Any]:
         coding, unit = self.codings[clean["CodingId"]], self.units[clean["UnitId"]]
         previous = self.articles.get(article_id, {})
         balance = Decimal(clean.get("StockBalance") or 0)
-        article = {name: None for name in ARTICLE_RULES}
+        article = dict.fromkeys(ARTICLE_RULES)
         article.update(clean)
         reserved = Decimal(0)
         article.update(
@@ -345,14 +301,11 @@ class Simulator:
         )
         if previous and Decimal(previous.get("StockBalance") or 0) != balance:
             article["StockBalanceManuallyChangedUtc"] = article["ChangedUtc"]
-        if previous.get("Number") and previous["Number"].lower() != article["Number"].lower():
-            self._article_numbers.pop(previous["Number"].lower(), None)
-        self._article_numbers[article["Number"].lower()] = article_id
         self.articles[article_id] = article
         return article
 
     def _store_customer(self, customer_id: str, clean: dict[str, Any], changed: datetime | None = None) -> dict[str, Any]:
-        customer = {name: None for name in CUSTOMER_RULES}
+        customer = dict.fromkeys(CUSTOMER_RULES)
         customer.update(clean)
         number = clean.get("CustomerNumber")
         if not number:
@@ -369,75 +322,10 @@ class Simulator:
         self.customers[customer_id] = customer
         return customer
 
-    # the gate every API call passes
-
-    def gate(self, request: Request) -> Response | None:
-        """Count the call, then answer 401 / 429 / an injected fault, or None to go on."""
-        path = request.url.path
-        self.requests.append((request.method, path))
-        auth = request.headers.get("Authorization", "")
-        token = auth[7:] if auth.lower().startswith("bearer ") else ""
-        if self.access_tokens.get(token, 0.0) <= time.time():
-            return self.error(
-                401,
-                4005,
-                "AuthorizationException - Authorization has been denied for this request.",
-                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-            )
-        wait = self.limiter.hit(_endpoint(path))
-        if wait is not None:
-            return self.error(
-                429,
-                4010,
-                f"API calls quota exceeded! maximum admitted {self.limiter.limit} per Minute. "
-                f"Try again in {max(1, math.ceil(wait))} seconds.",
-            )
-        for n, (prefix, status, body) in enumerate(self._faults):
-            if prefix is None or path.startswith(prefix):
-                del self._faults[n]
-                if isinstance(body, str):
-                    return Response(body, status_code=status, media_type="text/html")
-                return _JSON(body if body is not None else {}, status_code=status)
-        return None
-
-    def error(self, status: int, code: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    def error_response(self, exc: VendorError) -> Response:
         """eAccounting's error body: ErrorCode, DeveloperErrorMessage, ErrorId."""
-        return vendor_error(
-            status, {"ErrorCode": code, "DeveloperErrorMessage": message, "ErrorId": str(uuid.uuid4())}, headers
-        )
-
-    # the token endpoint
-
-    async def token(self, request: Request) -> Response:
-        """POST /connect/token: the refresh-token grant with client_secret_basic; refresh tokens rotate."""
-        self.token_requests += 1
-        try:
-            scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
-            client_id, _, secret = base64.b64decode(encoded).decode().partition(":")
-        except ValueError:
-            scheme, client_id, secret = "", "", ""
-        if scheme.lower() != "basic" or (client_id, secret) != (DEMO_CLIENT_ID, DEMO_CLIENT_SECRET):
-            return JSONResponse({"error": "invalid_client"}, status_code=401)
-        # parsed by hand: Starlette's request.form() needs python-multipart
-        form = {k: v[-1] for k, v in urllib.parse.parse_qs((await request.body()).decode()).items()}
-        if form.get("grant_type") != "refresh_token":
-            return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
-        refresh = str(form.get("refresh_token") or "")
-        if not _signature_ok(refresh) or refresh in self.used_refresh_tokens:
-            return JSONResponse({"error": "invalid_grant"}, status_code=400)
-        self.used_refresh_tokens.add(refresh)
-        access = "at." + uuid.uuid4().hex
-        self.access_tokens[access] = time.time() + self.token_ttl
-        return JSONResponse(
-            {
-                "access_token": access,
-                "token_type": "Bearer",
-                "expires_in": int(self.token_ttl),
-                "refresh_token": _signed(uuid.uuid4().hex),
-                "scope": SCOPES,
-            },
-            headers={"Cache-Control": "no-store"},
-        )
+        body = {"ErrorCode": exc.code, "DeveloperErrorMessage": exc.message, "ErrorId": str(uuid.uuid4())}
+        return json_response(body, exc.status, exc.headers)
 
     # lists
 
@@ -454,6 +342,7 @@ class Simulator:
             raise VendorError(400, 2000, "$page and $pagesize must be integers") from None
         if page < 1 or size < 1:
             raise VendorError(400, 2000, "$page and $pagesize must be 1 or more")
+
         if rules is not None and query.get("$filter"):
             predicate = compile_filter(query["$filter"], rules)  # once per request, not per item
             items = [i for i in items if predicate(i)]
@@ -462,33 +351,21 @@ class Simulator:
             if rules is None or field not in rules or direction.lower() not in ("", "asc", "desc"):
                 raise VendorError(400, 2000, f"$orderby: cannot order by {query['$orderby']!r}")
             items = sorted(items, key=lambda i: (i.get(field) is not None, i.get(field) or ""), reverse=direction.lower() == "desc")
-        total = len(items)
+        numbered = page_number(items, page, size)
         return _JSON(
             {
                 "Meta": {
                     "CurrentPage": page,
                     "PageSize": size,
-                    "TotalNumberOfPages": math.ceil(total / size),
-                    "TotalNumberOfResults": total,
+                    "TotalNumberOfPages": numbered.total_pages,
+                    "TotalNumberOfResults": numbered.total,
                     "ServerTimeUtc": _utc(self._clock()),
                 },
-                "Data": items[(page - 1) * size : page * size],
+                "Data": numbered.items,
             }
         )
 
     # articles and customers
-
-    def _unique(self, store: dict[str, dict[str, Any]], prop: str, value: Any, own_id: str | None, what: str) -> None:
-        if value is None:
-            return
-        if store is self.articles and prop == "Number":  # the one check on every create: indexed
-            found = self.article_by_number(str(value))
-            if found is not None and found["Id"] != own_id:
-                raise VendorError(400, 4000, f"Conflict - {what} with {prop} '{value}' already exists.")
-            return
-        for item_id, item in store.items():
-            if item_id != own_id and str(item.get(prop) or "").lower() == str(value).lower():
-                raise VendorError(400, 4000, f"Conflict - {what} with {prop} '{value}' already exists.")
 
     def write_article(self, body: Any, article_id: str | None = None) -> dict[str, Any]:
         """Validate and store an article (POST when ``article_id`` is None, else PUT)."""
@@ -497,7 +374,7 @@ class Simulator:
             raise VendorError(400, 3000, f"ResourceNotFound - CodingId {clean['CodingId']} does not exist.")
         if clean["UnitId"] not in self.units:
             raise VendorError(400, 3000, f"ResourceNotFound - UnitId {clean['UnitId']} does not exist.")
-        self._unique(self.articles, "Number", clean["Number"], article_id, "an article")
+        self.articles.check_unique("Number", clean["Number"], article_id)
         return self._store_article(article_id or self._id(), clean)
 
     def write_customer(self, body: Any, customer_id: str | None = None) -> dict[str, Any]:
@@ -505,7 +382,7 @@ class Simulator:
         clean = validate(body, CUSTOMER_RULES)
         if clean["TermsOfPaymentId"] not in self.terms:
             raise VendorError(400, 3000, f"ResourceNotFound - TermsOfPaymentId {clean['TermsOfPaymentId']} does not exist.")
-        self._unique(self.customers, "CustomerNumber", clean.get("CustomerNumber"), customer_id, "a customer")
+        self.customers.check_unique("CustomerNumber", clean.get("CustomerNumber"), customer_id)
         return self._store_customer(customer_id or self._id(), clean)
 
 
@@ -515,27 +392,30 @@ class Simulator:
 _NUMBER_EQ = re.compile(r"Number eq '((?:[^']|'')*)'")
 _NUMBERS_EQ = re.compile(r"Number eq '(?:[^']|'')*'(?:\s+or\s+Number eq '(?:[^']|'')*')*")
 
-def _api(handler):
-    async def endpoint(request: Request) -> Response:
-        """The gate, then the handler; vendor errors as eAccounting error bodies."""
-        sim: Simulator = request.app.state.sim
-        refused = sim.gate(request)
-        if refused is not None:
-            return refused
-        try:
-            return await handler(sim, request)
-        except VendorError as exc:
-            return sim.error(exc.status, exc.code, exc.message)
+_api = Simulator.api
 
-    endpoint.__name__ = handler.__name__
-    return endpoint
+
+def _denied() -> VendorError:
+    return VendorError(
+        401,
+        4005,
+        "AuthorizationException - Authorization has been denied for this request.",
+        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    )
+
+
+def _quota_exceeded(wait: float, gate: RateLimitGate) -> VendorError:
+    return VendorError(
+        429, 4010, f"API calls quota exceeded! maximum admitted {gate.limit} per Minute. Try again in {max(1, math.ceil(wait))} seconds."
+    )
+
+
+def _conflict(what: str) -> Callable[[str, Any], VendorError]:
+    return lambda prop, value: VendorError(400, 4000, f"Conflict - {what} with {prop} '{value}' already exists.")
 
 
 async def _body(request: Request) -> Any:
-    try:
-        return json.loads(await request.body(), parse_float=Decimal)
-    except ValueError:
-        raise VendorError(400, 2000, "DataModelValidationError - the request body is not valid JSON") from None
+    return await read_json(request, lambda: VendorError(400, 2000, "DataModelValidationError - the request body is not valid JSON"))
 
 
 def _one(store: dict[str, dict[str, Any]], item_id: str, what: str) -> dict[str, Any]:
@@ -558,32 +438,24 @@ async def articles(sim: Simulator, request: Request) -> Response:
     return sim.page(request, list(sim.articles.values()), ARTICLE_RULES)
 
 
-@_api
-async def article(sim: Simulator, request: Request) -> Response:
-    """GET or PUT one article."""
-    article_id = request.path_params["id"]
-    _one(sim.articles, article_id, "Article")
-    if request.method == "PUT":
-        return _JSON(sim.write_article(await _body(request), article_id))
-    return _JSON(sim.articles[article_id])
+def _writable(attribute: str, write: str, rules: Mapping[str, Rule], what: str):
+    @_api
+    async def listing(sim: Simulator, request: Request) -> Response:
+        """GET a page of the items, or POST a new one."""
+        if request.method == "POST":
+            return _JSON(getattr(sim, write)(await _body(request)))
+        return sim.page(request, list(getattr(sim, attribute).values()), rules)
 
+    @_api
+    async def single(sim: Simulator, request: Request) -> Response:
+        """GET or PUT one item."""
+        item_id = request.path_params["id"]
+        item = _one(getattr(sim, attribute), item_id, what)
+        if request.method == "PUT":
+            return _JSON(getattr(sim, write)(await _body(request), item_id))
+        return _JSON(item)
 
-@_api
-async def customers(sim: Simulator, request: Request) -> Response:
-    """GET (a page of) or POST customers."""
-    if request.method == "POST":
-        return _JSON(sim.write_customer(await _body(request)))
-    return sim.page(request, list(sim.customers.values()), CUSTOMER_RULES)
-
-
-@_api
-async def customer(sim: Simulator, request: Request) -> Response:
-    """GET or PUT one customer."""
-    customer_id = request.path_params["id"]
-    _one(sim.customers, customer_id, "Customer")
-    if request.method == "PUT":
-        return _JSON(sim.write_customer(await _body(request), customer_id))
-    return _JSON(sim.customers[customer_id])
+    return listing, single
 
 
 def _reference(attribute: str, what: str):
@@ -627,12 +499,14 @@ def _documents(attribute: str, rules: Mapping[str, Rule], write: str, what: str)
 
 
 async def _token(request: Request) -> Response:
-    return await request.app.state.sim.token(request)
+    return await request.app.state.sim.oauth.endpoint(request)
 
 
 def create_app(*, seed: int = 1, records: int = 0, **options: Any) -> Starlette:
     """The simulator app; ``options``: ``customers`` (seeded), ``rate_limit`` (calls a minute per
     endpoint, 0 = off), ``token_ttl`` (seconds), ``clock`` (returns an aware UTC datetime)."""
+    _, article = _writable("articles", "write_article", ARTICLE_RULES, "Article")
+    customers, customer = _writable("customers", "write_customer", CUSTOMER_RULES, "Customer")
     codings, coding = _reference("codings", "ArticleAccountCoding")
     units, unit = _reference("units", "Unit")
     terms, term = _reference("terms", "TermsOfPayment")
