@@ -9,6 +9,7 @@ import pytest
 import apicenterd
 import apicenterd.kit
 import apicenterd.testing
+import apicenterd.testing.sim
 
 # A change to either list is a change to the plugin API: update it here on purpose.
 APICENTERD_ALL = [
@@ -103,10 +104,18 @@ TESTING_ALL = [
     "with_faults",
 ]
 
+# The simulator toolkit (apicenterd.testing.sim): what a connector's simulator is built from.
+SIM_ALL = [
+    "VendorError", "VendorSim", "Gate", "BearerAuth", "RateLimitGate", "RequestLog", "TokenServer",
+    "Collection", "LazyCollection", "LazyWindow", "IntIds", "GuidIds", "ChangeClock",
+    "json_response", "read_json", "int_param", "offset_page", "page_number", "odata_page", "cursor_page",
+    "seeded", "retry_after", "OffsetPage", "Window", "NumberedPage",
+]
+
 
 @pytest.mark.parametrize(
     "module, pinned",
-    [(apicenterd, APICENTERD_ALL), (apicenterd.kit, KIT_ALL), (apicenterd.testing, TESTING_ALL)],
+    [(apicenterd, APICENTERD_ALL), (apicenterd.kit, KIT_ALL), (apicenterd.testing, TESTING_ALL), (apicenterd.testing.sim, SIM_ALL)],
     ids=lambda v: getattr(v, "__name__", "")
 )
 def test_export_list_is_pinned(module, pinned):
@@ -114,7 +123,7 @@ def test_export_list_is_pinned(module, pinned):
     assert len(module.__all__) == len(set(module.__all__)), "duplicate names in __all__"
 
 
-@pytest.mark.parametrize("module_name", ["apicenterd", "apicenterd.kit", "apicenterd.testing"])
+@pytest.mark.parametrize("module_name", ["apicenterd", "apicenterd.kit", "apicenterd.testing", "apicenterd.testing.sim"])
 def test_everything_exported_is_importable(module_name):
     module = importlib.import_module(module_name)
     namespace: dict = {}
