@@ -21,7 +21,7 @@ def _comparable(python: Any, json_value: Any) -> Any:
     if isinstance(python, dict) and isinstance(json_value, dict):
         return {k: _comparable(python.get(k), v) for k, v in json_value.items()}
     if isinstance(python, (list, tuple)) and isinstance(json_value, list) and len(python) == len(json_value):
-        return [_comparable(p, j) for p, j in zip(python, json_value)]
+        return [_comparable(p, j) for p, j in zip(python, json_value, strict=True)]
     return json_value
 
 

@@ -193,7 +193,7 @@ class Engine(Scheduling, Replaying, Retries):
             for name, instance in list(self.connectors.items()):
                 try:
                     await instance.aclose()
-                except Exception as exc:  # closing must not hide the real outcome
+                except Exception as exc:  # noqa: BLE001 - closing must not hide the real outcome
                     self.log.warning("connection close failed", connection=name, error=str(exc))
             self.connectors.clear()
 
@@ -386,7 +386,7 @@ class Engine(Scheduling, Replaying, Retries):
             for connector in (run.source, run.target):
                 is_open, last_error = connector.context.circuit()
                 self.alerter.circuit(connector.context.name, is_open, last_error)
-        except Exception as exc:  # an alert problem must not hide the run's outcome
+        except Exception as exc:  # noqa: BLE001 - an alert problem must not hide the run's outcome
             self.log.error("alerts of the run could not be queued", flow=run.name, error=f"{type(exc).__name__}: {exc}")
 
     async def _process(self, run: FlowRun, change: Change) -> str:
@@ -465,7 +465,9 @@ class Engine(Scheduling, Replaying, Retries):
             if link is not None:
                 target_id = link.target_id
                 if not update_existing:
-                    return await settle("skipped", target_id=target_id, reason="exists in target; update_existing = false", link=new_link(target_id))
+                    return await settle(
+                        "skipped", target_id=target_id, reason="exists in target; update_existing = false", link=new_link(target_id)
+                    )
                 await self.write(run, rlog, "update", flow.entity, target_id, prepared, update_fields, None)
                 rlog.info("record updated", target_id=target_id, fields=sorted(update_fields))
                 return await settle("updated", target_id=target_id, link=new_link(target_id))
@@ -479,7 +481,9 @@ class Engine(Scheduling, Replaying, Retries):
                     rlog.info("record already in target, linked", target_id=found.id)
                     return await settle("unchanged", target_id=found.id, reason="found in target by key; linked", link=new_link(found.id))
                 if not update_existing:
-                    return await settle("skipped", target_id=found.id, reason="exists in target; update_existing = false", link=new_link(found.id))
+                    return await settle(
+                        "skipped", target_id=found.id, reason="exists in target; update_existing = false", link=new_link(found.id)
+                    )
                 await self.write(run, rlog, "update", flow.entity, found.id, prepared, changed, found.record)
                 rlog.info("record updated", target_id=found.id, fields=sorted(changed))
                 return await settle("updated", target_id=found.id, reason="found in target by key", link=new_link(found.id))

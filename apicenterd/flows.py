@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from .model import Customer, Entity, Record, StockLevel
+from .model import Customer, Entity, Invoice, Order, Record, StockLevel
 from .validation import SettingsModel
 
 __all__ = [
@@ -149,7 +149,7 @@ def prepare(entity: Entity, options: FlowOptions, record: Record) -> Record | Sk
     """Apply the flow kind's own rules to a source record before mapping."""
     if entity is Entity.STOCK and isinstance(record, StockLevel) and isinstance(options, StockOptions):
         return _prepare_stock(options, record)
-    if entity in (Entity.ORDERS, Entity.INVOICES) and isinstance(options, OrderOptions):
+    if entity in (Entity.ORDERS, Entity.INVOICES) and isinstance(options, OrderOptions) and isinstance(record, (Order, Invoice)):
         from .orders import select
 
         return select(record, options)
@@ -171,7 +171,9 @@ def customer_maps(customer: Customer, options: CustomerOptions, where: str) -> C
         value = table.get(country, table.get("default"))
         if value is None:
             known = ", ".join(sorted(table))
-            raise RecordError(f"customer {customer.key()}: country {country or '(none)'!r} is not in {where}options.{attr}s (it has: {known})")
+            raise RecordError(
+                f"customer {customer.key()}: country {country or '(none)'!r} is not in {where}options.{attr}s (it has: {known})"
+            )
         update[attr] = value
     if options.payment_terms:
         update["payment_terms"] = options.payment_terms

@@ -35,7 +35,7 @@ Country = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 """An ISO 3166-1 alpha-2 country code such as ``NL``."""
 
 
-class Entity(str, enum.Enum):
+class Entity(str, enum.Enum):  # noqa: UP042 - str() and format() of a member are relied on as they are
     """The kinds of record a flow can move."""
 
     PRODUCTS = "products"

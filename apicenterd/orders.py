@@ -19,10 +19,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from .engine import Engine
     from .flowrun import FlowRun
 
-__all__ = ["OrderProcess", "lines_without_sku", "select", "apply_maps", "missing_product", "rate_key", "order_to_invoice", "invoice_to_order"]
+__all__ = [
+    "OrderProcess", "lines_without_sku", "select", "apply_maps", "missing_product", "rate_key", "order_to_invoice", "invoice_to_order",
+]
 
 
-def select(order: Order, options: OrderOptions) -> Order | Skip:
+def select(order: Order | Invoice, options: OrderOptions) -> Order | Skip:
     """Step 1: keep only orders in the configured statuses (and paid, when required)."""
     if isinstance(order, Invoice):
         order = invoice_to_order(order)

@@ -7,14 +7,13 @@ import functools
 import importlib.metadata
 import os
 import re
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import pluggy
 
 from .errors import PluginError
-import typing
-
 from .model import RECORD_TYPES, Entity
 from .plugin import DOCUMENT_TYPES, PROJECT, Connector, ConnectorSettings, DocumentSink, Hookspecs, Sink, Source, abstract_methods
 
@@ -138,7 +137,7 @@ def load_registry(
             obj = load()
             pm.register(obj, name=name)
             pm.check_pending()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a broken plugin is reported and skipped; the others load
             if pm.has_plugin(name):
                 pm.unregister(name=name)
             reg.failures.append((name, f"{how}{type(exc).__name__}: {exc}"))
@@ -179,7 +178,7 @@ def load_registry(
         kept = dict(reg.connectors), dict(reg.origins)
         try:
             impl.function(register=register)
-        except Exception as exc:  # a half-registered plugin is skipped whole
+        except Exception as exc:  # noqa: BLE001 - a half-registered plugin is skipped whole
             reg.connectors, reg.origins = kept
             reg.failures.append((plugin_name, f"register_connectors failed: {type(exc).__name__}: {exc}"))
 
@@ -198,7 +197,7 @@ def load_registry(
         kept_transforms = dict(reg.transforms)
         try:
             impl.function(register=register_transform)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a plugin whose transforms fail to register is skipped
             reg.transforms = kept_transforms
             reg.failures.append((plugin_name, f"register_transforms failed: {type(exc).__name__}: {exc}"))
     return reg

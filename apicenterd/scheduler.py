@@ -84,7 +84,7 @@ class Scheduling:
             task_status.started()
             await self.stopping.wait()
             with anyio.move_on_after(self.resolved.config.daemon.shutdown_timeout) as scope:
-                while any(lock.locked() for lock in self._flow_locks.values()):
+                while any(lock.locked() for lock in self._flow_locks.values()):  # noqa: ASYNC110 - runs end on their own; polled until the shutdown timeout
                     await anyio.sleep(0.05)
             if scope.cancelled_caught:
                 self.log.warning("shutdown timeout: abandoning records in flight (they are not settled)")
@@ -118,7 +118,7 @@ class Scheduling:
                     self.log.debug("flow skipped: connection paused", flow=flow.name, connections=paused)
                 else:
                     await self.run_flow(flow.name)
-            except Exception as exc:  # e.g. a connector's open() failed: this flow only
+            except Exception as exc:  # noqa: BLE001 - e.g. a connector's open() failed: this flow only
                 self.log.error("flow could not run", flow=flow.name, error=error_text(exc))
             if first:
                 first = False

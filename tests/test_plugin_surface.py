@@ -21,8 +21,8 @@ from apicenterd import (
     Sink,
     Source,
 )
-from apicenterd.registry import validate_connector
 from apicenterd.context import Context
+from apicenterd.registry import validate_connector
 
 pytestmark = pytest.mark.anyio
 

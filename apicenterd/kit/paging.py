@@ -12,7 +12,7 @@ of reading forever; more than ``max_pages`` pages is the same error.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qs, urlsplit
@@ -103,7 +103,7 @@ class PageGuard:
         self._followed.add(link)
 
 
-async def each_item(pages: AsyncIterator[Sequence[T]]) -> AsyncIterator[T]:
+async def each_item(pages: AsyncIterator[Sequence[T]]) -> AsyncGenerator[T, None]:
     """The items of ``pages`` one by one."""
     async for items in pages:
         for item in items:

@@ -22,7 +22,8 @@ __all__ = [
 
 records = Counter(
     "apicenterd_records",
-    "Records handled, by flow, entity and action (created, updated, unchanged, waiting: a failed record waiting out its retry backoff, skipped, failed)",
+    "Records handled, by flow, entity and action "
+    "(created, updated, unchanged, waiting: a failed record waiting out its retry backoff, skipped, failed)",
     ["flow", "entity", "action"],
 )
 runs = Counter(

@@ -128,7 +128,13 @@ class StateStore(Protocol):
         record with its ``payload`` enters the dead-letter queue, a settled one leaves it."""
 
     async def dead_letters(
-        self, *, flow: str | None = None, status: str | None = "open", error: str | None = None, ids: Sequence[int] | None = None, limit: int = 1000
+        self,
+        *,
+        flow: str | None = None,
+        status: str | None = "open",
+        error: str | None = None,
+        ids: Sequence[int] | None = None,
+        limit: int = 1000,
     ) -> Sequence[DeadLetter]:
         """Dead letters matching every condition."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
 from datetime import datetime, timezone
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -208,19 +208,19 @@ class CCVClient:
         async for items in paginate_next_link(fetch, endpoint=f"{what} (GET {url})"):
             yield list(items)
 
-    def collection(self, url: str, *, what: str, params: dict[str, Any] | None = None) -> AsyncIterator[dict[str, Any]]:
+    def collection(self, url: str, *, what: str, params: dict[str, Any] | None = None) -> AsyncGenerator[dict[str, Any], None]:
         """Every item of a collection, page by page (see :meth:`pages`)."""
         return each_item(self.pages(url, what=what, params=params))
 
-    def products(self, *, orderby: str = "id", **filters: Any) -> AsyncIterator[dict[str, Any]]:
+    def products(self, *, orderby: str = "id", **filters: Any) -> AsyncGenerator[dict[str, Any], None]:
         """``GET /products/`` with ``orderby`` and list filters (e.g. ``productnumber``)."""
         return self.collection("products/", what="products", params={"orderby": orderby, **filters})
 
-    def orders(self, **filters: Any) -> AsyncIterator[dict[str, Any]]:
+    def orders(self, **filters: Any) -> AsyncGenerator[dict[str, Any], None]:
         """``GET /orders/`` with list filters (``status``, ``is_completed``, ...)."""
         return self.collection("orders/", what="orders", params=filters)
 
-    def order_rows(self, order_id: int | str) -> AsyncIterator[dict[str, Any]]:
+    def order_rows(self, order_id: int | str) -> AsyncGenerator[dict[str, Any], None]:
         """``GET /orders/:id/orderrows/``."""
         return self.collection(f"orders/{order_id}/orderrows/", what=f"order {order_id} rows")
 

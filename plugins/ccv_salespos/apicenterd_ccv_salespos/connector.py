@@ -297,7 +297,8 @@ class CCVSalesPOSConnector(Connector):
         the front (already read: it is read again next run) instead of pushing an unread one
         past the page being read (CCV-SHOP-API.md §4: offsets shift while paging). Records
         older than the ones yielded are not settled yet, so every change carries ``since`` (or,
-        reading from the beginning, ``MIN_PRODUCT_CURSOR``: the cursor does not move) except the last, which carries the newest ``modifydate``
+        reading from the beginning, ``MIN_PRODUCT_CURSOR``: the cursor does not move) except the last, which carries the
+        newest ``modifydate``
         seen: the cursor advances once, when the whole read is settled. A run that stops
         half-way reads the same products again next time; the engine skips the unchanged
         ones by hash, without a call. Memory: one page and one pending change.

@@ -8,11 +8,11 @@ from datetime import datetime, timezone
 import httpx
 import pytest
 import respx
+from apicenterd_ccv_salespos import CCVSalesPOSConnector
+from apicenterd_ccv_salespos.client import CCVAuth, CCVClient, error_from_response, signature
 
 from apicenterd import AuthError, FatalError, RateLimited, RecordError, RetryableError
 from apicenterd.testing import make_context
-from apicenterd_ccv_salespos import CCVSalesPOSConnector
-from apicenterd_ccv_salespos.client import CCVAuth, CCVClient, error_from_response, signature
 
 BASE = "https://myshop.ccvshop.nl"
 API = BASE + "/api/rest/v1/"

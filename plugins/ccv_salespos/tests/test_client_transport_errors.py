@@ -8,10 +8,10 @@ error. The daemon's transport now reads the body inside its error handling.
 from __future__ import annotations
 
 import pytest
+from apicenterd_ccv_salespos import CCVSalesPOSConnector
 
 from apicenterd import Entity, RetryableError
 from apicenterd.testing import Faults, connect, serve_app, with_faults
-from apicenterd_ccv_salespos import CCVSalesPOSConnector
 
 pytestmark = pytest.mark.anyio
 

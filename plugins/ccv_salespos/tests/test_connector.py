@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-
 from decimal import Decimal
 from importlib.metadata import entry_points
 
 import anyio
 import httpx
 import pytest
+from apicenterd_ccv_salespos import CCVSalesPOSConnector
+from apicenterd_ccv_salespos.mapping import NOT_RESERVING_STATUSES
 
 from apicenterd import AuthError, Connector, Entity, FatalError, RateLimited, RetryableError, StockLevel
 from apicenterd.testing import connect, make_context
-from apicenterd_ccv_salespos import CCVSalesPOSConnector
-from apicenterd_ccv_salespos.mapping import NOT_RESERVING_STATUSES
 
 pytestmark = pytest.mark.anyio
 BASE = "http://myshop.test"

@@ -6,12 +6,12 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-
-from apicenterd import Customer, Entity, Order, RecordError, Shipment
-from apicenterd.testing import connect
 from apicenterd_ccv_salespos import CCVSalesPOSConnector
 from apicenterd_ccv_salespos.mapping import ORDER_STATUSES, order_cursor
 from apicenterd_ccv_salespos.simulator import EPOCH, UNKNOWN_SKU
+
+from apicenterd import Customer, Entity, Order, RecordError, Shipment
+from apicenterd.testing import connect
 
 pytestmark = pytest.mark.anyio
 BASE = "http://myshop.test"
@@ -62,7 +62,7 @@ async def test_reads_every_completed_order_with_its_rows_in_number_order():
     assert [c.source_id for c in changes] == [str(o["id"]) for o in expected]
     assert str(basket["id"]) not in {c.source_id for c in changes}
     assert [c.cursor for c in changes] == [order_cursor(o["ordernumber"]) for o in expected]
-    for change, raw in zip(changes, expected):
+    for change, raw in zip(changes, expected, strict=True):
         order = change.record
         assert isinstance(order, Order)
         assert (order.number, order.status, order.paid) == (raw["ordernumber_full"], ORDER_STATUSES[raw["status"]], raw["paid"])

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from apicenterd_ccv_salespos import CCVSalesPOSConnector
 
 from apicenterd import Entity, Shipment
 from apicenterd.testing.contract import ConnectorContract
-from apicenterd_ccv_salespos import CCVSalesPOSConnector
 
 CONTRACT_ORDER = 90001
 """The number of the order the contract's shipment is recorded on (seeded by the ``app`` fixture)."""

@@ -11,12 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
+from apicenterd_ccv_salespos import mapping
+from apicenterd_ccv_salespos.client import CCVClient, error_from_response
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from apicenterd import ApicenterError, Customer, FatalError, Order, Product, RecordError, Shipment, StockLevel
-from apicenterd_ccv_salespos import mapping
-from apicenterd_ccv_salespos.client import CCVClient, error_from_response
 
 FUZZ = settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
@@ -298,9 +298,10 @@ def _with_envelope_keys(items: list[dict[str, Any]], **fixed: Any) -> list[dict[
     st.sampled_from(["products", "stock", "orders", "customers"]),
 )
 async def test_any_items_read_as_records_or_failed_changes(products, orders, rows, entity):
+    from apicenterd_ccv_salespos import CCVSalesPOSConnector
+
     from apicenterd import Entity
     from apicenterd.testing import connect
-    from apicenterd_ccv_salespos import CCVSalesPOSConnector
 
     products = _with_envelope_keys(products)
     orders = [{**o, "ordernumber": o["id"], "status": o.get("status") if isinstance(o.get("status"), int) else 1}

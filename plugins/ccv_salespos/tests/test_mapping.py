@@ -6,9 +6,9 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 import pytest
+from apicenterd_ccv_salespos import mapping
 
 from apicenterd import RecordError, Shipment
-from apicenterd_ccv_salespos import mapping
 
 
 def test_product_sell_price_is_price_minus_discount_incl_vat(product):

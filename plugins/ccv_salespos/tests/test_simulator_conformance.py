@@ -7,7 +7,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from apicenterd_ccv_salespos import CCVSalesPOSConnector
 from apicenterd_ccv_salespos.simulator import DEMO_PRIVATE_KEY, DEMO_PUBLIC_KEY
 
@@ -30,13 +29,13 @@ def _split_top(text: str) -> list[str]:
     """Split on commas that are not inside {} or []."""
     parts, depth, current = [], 0, ""
     for char in text:
-        depth += char in "{[" and 1 or char in "}]" and -1 or 0
+        depth += (char in "{[" and 1) or (char in "}]" and -1) or 0
         if char == "," and depth == 0:
             parts.append(current)
             current = ""
         else:
             current += char
-    return [p.strip() for p in parts + [current] if p.strip()]
+    return [p.strip() for p in [*parts, current] if p.strip()]
 
 
 def parse_keys(listing: str) -> dict[str, set[str] | None]:
@@ -329,8 +328,9 @@ async def test_order_patch_takes_the_documented_track_and_trace_fields(doc, api,
 
 
 def test_the_connector_sends_only_documented_patch_fields(doc, order):
-    from apicenterd import Shipment
     from apicenterd_ccv_salespos.mapping import shipment_patch
+
+    from apicenterd import Shipment
 
     documented = documented_patch(doc)
     body = shipment_patch(order, Shipment(order_number="1", tracking_code="3SABC", carrier="PostNL"), mail=True)

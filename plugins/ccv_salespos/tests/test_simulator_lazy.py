@@ -5,11 +5,11 @@ from __future__ import annotations
 import contextlib
 
 import pytest
+from apicenterd_ccv_salespos import CCVSalesPOSConnector
+from apicenterd_ccv_salespos.simulator import LazyProducts
 
 from apicenterd import Entity
 from apicenterd.testing import connect
-from apicenterd_ccv_salespos import CCVSalesPOSConnector
-from apicenterd_ccv_salespos.simulator import LazyProducts
 
 pytestmark = pytest.mark.anyio
 
@@ -50,9 +50,11 @@ async def test_the_connector_reads_lazy_products_newest_first_and_sees_changes()
 async def test_lazy_paging_answers_like_stored_products():
     app = lazy_app(12)
     sim = app.state.sim
-    async with connect(CCVSalesPOSConnector, {**SETTINGS, "page_size": 5}, app=app) as connector:
-        async with contextlib.aclosing(connector.client.products(orderby="createdate_desc")) as items:
-            listed = [item async for item in items]
+    async with (
+        connect(CCVSalesPOSConnector, {**SETTINGS, "page_size": 5}, app=app) as connector,
+        contextlib.aclosing(connector.client.products(orderby="createdate_desc")) as items,
+    ):
+        listed = [item async for item in items]
     assert [i["id"] for i in listed] == list(range(1012, 1000, -1))
     for item in listed:
         stored = sim.products[item["id"]]

@@ -65,7 +65,10 @@ ORDER_STATUS = {"draft": 1, "ongoing": 2}
 STATUS_NAMES = {1: "draft", 2: "ongoing", 3: "shipped", 4: "invoiced"}
 
 ORDER_WRITTEN_FIELDS = frozenset(
-    {"number", "created_at", "currency", "customer_id", "billing_address", "shipping_address", "lines", "document", "cost_centre", "cost_unit"}
+    {
+        "number", "created_at", "currency", "customer_id", "billing_address", "shipping_address", "lines", "document",
+        "cost_centre", "cost_unit",
+    }
 )
 """The canonical Order fields a sales document stores (YourReference, OrderDate/InvoiceDate,
 currency, CustomerId, Invoice*/Delivery* addresses, Rows)."""
@@ -342,7 +345,9 @@ def rows(lines: Iterable[Line], kind: str, resolved: Resolved, number: str) -> l
             raise RecordError(f"{number}: {n} rows, eAccounting allows {MAX_ROWS} (LineNumber 0–1000)")
         text = (line.name or "").strip()
         if length(text) > TEXT_LIMIT:
-            raise RecordError(f"{what}: Text is {length(text)} characters, eAccounting allows {TEXT_LIMIT} (UTF-16 code units, as .NET counts)")
+            raise RecordError(
+                f"{what}: Text is {length(text)} characters, eAccounting allows {TEXT_LIMIT} (UTF-16 code units, as .NET counts)"
+            )
         article = resolved.articles.get(line.sku) if line.sku else None
         if line.sku and article is None:
             raise RecordError(f"{what}: no article with Number {line.sku!r} in eAccounting")
@@ -727,7 +732,12 @@ def normalize_invoice(invoice: Invoice) -> Invoice:
         line_what = f"{what}: line {n} ({line.description or line.sku or 'line'})"
         _text(line.description, "Text", TEXT_LIMIT, line_what)
         _quantity(line.quantity, QUANTITY_DECIMALS[settings.document], line_what)
-        lines.append(line.model_copy(update={"description": line.description.strip(), "unit_price": _cents(line.unit_price, line_what), "discount": _cents(line.discount, line_what)}))
+        update = {
+            "description": line.description.strip(),
+            "unit_price": _cents(line.unit_price, line_what),
+            "discount": _cents(line.discount, line_what),
+        }
+        lines.append(line.model_copy(update=update))
     return invoice.model_copy(
         update={
             "lines": tuple(lines),

@@ -202,7 +202,9 @@ def _text(value: str | None, prop: str, limit: int, what: str, *, required: bool
         return None
     if length(value) > limit:
         if not truncate:
-            raise RecordError(f"{what}: {prop} is {length(value)} characters, eAccounting allows {limit} (UTF-16 code units, as .NET counts)")
+            raise RecordError(
+                f"{what}: {prop} is {length(value)} characters, eAccounting allows {limit} (UTF-16 code units, as .NET counts)"
+            )
         value = cut(value, limit)
     return value
 

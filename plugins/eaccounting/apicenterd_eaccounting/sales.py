@@ -85,7 +85,7 @@ class SalesDocuments:
         return out
 
     async def _dimensions(self, lines: list[Line], what: str) -> dict[tuple[int, str], str]:
-        wanted = {(1, l.cost_centre) for l in lines if l.cost_centre} | {(2, l.cost_unit) for l in lines if l.cost_unit}
+        wanted = {(1, ln.cost_centre) for ln in lines if ln.cost_centre} | {(2, ln.cost_unit) for ln in lines if ln.cost_unit}
         if not wanted:
             return {}
         centres = sorted(await self._list("/v2/costcenters", "cost centres"), key=lambda c: c.get("Number") or 0)
@@ -230,7 +230,7 @@ class SalesDocuments:
             raise RecordError(f"{what}: eAccounting cannot create a {kind!r} (it creates: {', '.join(DOCUMENT_PATHS)})")
         settings = documents.order_settings(order)
         lines = documents.order_lines(order, settings)
-        self._warn_codes(any(l.tax_code or l.account for l in order.lines))
+        self._warn_codes(any(ln.tax_code or ln.account for ln in order.lines))
         resolved = await self._resolve(
             lines,
             kind=kind,
@@ -256,7 +256,7 @@ class SalesDocuments:
         kind = settings.document
         what = f"invoice {invoice.number}"
         lines = documents.invoice_lines(invoice, settings)
-        self._warn_codes(any(l.tax_code or l.account for l in invoice.lines))
+        self._warn_codes(any(ln.tax_code or ln.account for ln in invoice.lines))
         resolved = await self._resolve(
             lines,
             kind=kind,
@@ -284,5 +284,7 @@ class SalesDocuments:
             raise FatalError(f"{what}: eAccounting confirmed the {kind} but returned no Id")
         total = created.get("Amount") if kind == "order" else created.get("TotalAmount")
         if total is not None and Decimal(str(total)) != expected:
-            self.log.warning("eaccounting_total_differs", document=what, kind=kind, id=created["Id"], eaccounting=str(total), source=str(expected))
+            self.log.warning(
+                "eaccounting_total_differs", document=what, kind=kind, id=created["Id"], eaccounting=str(total), source=str(expected)
+            )
         return str(created["Id"])

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from apicenterd_eaccounting import EAccountingConnector
 from apicenterd_eaccounting.simulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, demo_refresh_token
 

@@ -7,11 +7,11 @@ from decimal import Decimal
 import httpx
 import pytest
 import respx
+from apicenterd_eaccounting import EAccountingConnector
+from apicenterd_eaccounting.client import EAccountingClient, cursor_of, endpoint_key, error_from, filter_since, odata_string
 
 from apicenterd import AuthError, FatalError, RateLimited, RecordError, RetryableError
 from apicenterd.testing import MemoryTokenStore, connect
-from apicenterd_eaccounting import EAccountingConnector
-from apicenterd_eaccounting.client import EAccountingClient, cursor_of, endpoint_key, error_from, filter_since, odata_string
 
 API = "https://eaccountingapi.vismaonline.com"
 TOKEN_URL = "https://identity.vismaonline.com/connect/token"

@@ -10,10 +10,10 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from apicenterd_eaccounting import EAccountingConnector
 
 from apicenterd import Entity, Product, RetryableError
 from apicenterd.testing import Faults, connect, serve_app, with_faults
-from apicenterd_eaccounting import EAccountingConnector
 
 pytestmark = pytest.mark.anyio
 

@@ -9,7 +9,6 @@ from decimal import Decimal
 
 import jsonschema
 import pytest
-
 from apicenterd_eaccounting import EAccountingConnector
 from apicenterd_eaccounting.simulator import ARTICLE_RULES, CUSTOMER_RULES
 
@@ -89,7 +88,7 @@ def test_the_simulators_rules_are_the_swaggers(swagger, rules, definition):
         assert rules[name].max_length == prop.get("maxLength"), name
         if "maximum" in prop:
             assert (rules[name].minimum, rules[name].maximum) == (Decimal(str(prop["minimum"])), Decimal(str(prop["maximum"]))), name
-        read_only = (prop.get("description") or "").startswith("Read-only") or "$ref" in prop and name == "TermsOfPayment"
+        read_only = (prop.get("description") or "").startswith("Read-only") or ("$ref" in prop and name == "TermsOfPayment")
         assert not read_only or rules[name].read_only, f"{name} is read-only in the swagger"
 
 

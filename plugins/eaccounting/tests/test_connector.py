@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import httpx
 import pytest
+from apicenterd_eaccounting import EAccountingConnector
+from apicenterd_eaccounting.client import cursor_of
 
 from apicenterd import (
     Address,
@@ -24,8 +25,6 @@ from apicenterd import (
     StockLevel,
 )
 from apicenterd.testing import MemoryTokenStore, connect
-from apicenterd_eaccounting import EAccountingConnector
-from apicenterd_eaccounting.client import cursor_of
 
 pytestmark = pytest.mark.anyio
 

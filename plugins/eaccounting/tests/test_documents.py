@@ -6,10 +6,10 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 
 import pytest
-
-from apicenterd import Address, Customer, Invoice, InvoiceLine, Order, OrderLine, RecordError
 from apicenterd_eaccounting import documents
 from apicenterd_eaccounting.documents import Article, Debtor, Resolved
+
+from apicenterd import Address, Customer, Invoice, InvoiceLine, Order, OrderLine, RecordError
 
 CUSTOMER, MUG, SHIP, ITEM = (
     "c0000000-0000-4000-8000-000000000001",

@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
+from apicenterd_eaccounting import documents, mapping
+from apicenterd_eaccounting.client import EAccountingClient, cursor_of, error_from, filter_since
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -30,8 +32,6 @@ from apicenterd import (
     RecordError,
     StockLevel,
 )
-from apicenterd_eaccounting import documents, mapping
-from apicenterd_eaccounting.client import EAccountingClient, cursor_of, error_from, filter_since
 
 FUZZ = settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from apicenterd_eaccounting import mapping
 
 from apicenterd import Address, Contact, Customer, Product, RecordError, StockLevel
-from apicenterd_eaccounting import mapping
 
 CODING, UNIT, TERMS = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222", "33333333-3333-4333-8333-333333333333"
 

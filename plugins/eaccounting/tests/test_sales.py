@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-
 from datetime import date, datetime, timezone
 from decimal import Decimal
 
 import pytest
+from apicenterd_eaccounting import EAccountingConnector
+from apicenterd_eaccounting.documents import InvoiceSettings, OrderSettings
 
 from apicenterd import (
     Address,
@@ -23,8 +24,6 @@ from apicenterd import (
     RetryableError,
 )
 from apicenterd.testing import connect
-from apicenterd_eaccounting import EAccountingConnector
-from apicenterd_eaccounting.documents import InvoiceSettings, OrderSettings
 
 pytestmark = pytest.mark.anyio
 
@@ -295,6 +294,6 @@ async def test_a_company_debtor_gets_its_contact_person_and_a_person_is_private(
 def test_declarations():
     assert EAccountingConnector.documents == {"order", "invoice_draft", "invoice"}
     assert EAccountingConnector.flow_settings == {Entity.ORDERS: OrderSettings, Entity.INVOICES: InvoiceSettings}
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="store_id"):
         OrderSettings.model_validate({"store_id": 1})
     assert {Entity.ORDERS, Entity.INVOICES} <= EAccountingConnector.writes

@@ -9,10 +9,10 @@ from decimal import Decimal
 import httpx
 import pytest
 import respx
+from apicenterd_eaccounting import EAccountingConnector
 
 from apicenterd import Entity, FatalError, Order, OrderLine, RateLimited, RecordError, RetryableError
 from apicenterd.testing import connect
-from apicenterd_eaccounting import EAccountingConnector
 
 API = "https://eaccountingapi.vismaonline.com"
 TOKEN_URL = "https://identity.vismaonline.com/connect/token"
