@@ -364,10 +364,16 @@ class Source(abc.ABC, Generic[RecordT]):
     @staticmethod
     def mapped(source_id: str, cursor: str | None, convert: Callable[[], RecordT]) -> Change:
         """A :class:`Change` for one vendor item: ``convert()``'s record, or, when it raises
-        ``RecordError`` or ``ValueError``, a failed change carrying the reason."""
+        ``RecordError`` or ``ValueError`` (pydantic's ValidationError included), a ``KeyError``
+        (a field the item lacks), a ``TypeError`` or an ``ArithmeticError`` (``Decimal("n/a")``),
+        a failed change carrying the reason: one bad item never stops the read."""
         try:
             return Change(source_id=source_id, record=convert(), cursor=cursor)
-        except (RecordError, ValueError) as exc:
+        except KeyError as exc:
+            return Change(source_id=source_id, record=None, cursor=cursor, error=f"the vendor's item has no field {exc}")
+        except ArithmeticError as exc:  # decimal's InvalidOperation says only "[<class 'decimal.ConversionSyntax'>]"
+            return Change(source_id=source_id, record=None, cursor=cursor, error=f"a number cannot be read ({type(exc).__name__})")
+        except (RecordError, ValueError, TypeError) as exc:
             return Change(source_id=source_id, record=None, cursor=cursor, error=str(exc) or type(exc).__name__)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from decimal import Decimal
 
 import pytest
 
@@ -135,3 +136,19 @@ async def test_the_connection_says_its_circuit_and_takes_a_pause():
     await context.pause(120, reason="429")  # capped at retry_after_cap
     assert 0 < context.limiters.pause_remaining() <= 30
     assert Context("bare", breaker=None).circuit() == (False, "")
+
+
+@pytest.mark.parametrize(
+    "convert, reason",
+    [
+        (lambda: {}["sku"], "the vendor's item has no field 'sku'"),
+        (lambda: Decimal("n/a"), "a number cannot be read (InvalidOperation)"),
+        (lambda: len(None), "has no len()"),  # type: ignore[arg-type]
+        (lambda: int("x"), "invalid literal"),
+    ],
+)
+def test_mapped_turns_what_a_bad_item_raises_into_a_failed_change(convert, reason):
+    """A vendor item that cannot be converted fails that record (audited, dead-lettered), never the read."""
+    change = Source.mapped("17", "c1", convert)
+    assert change.record is None and change.source_id == "17" and change.cursor == "c1"
+    assert change.error is not None and reason in change.error
