@@ -166,8 +166,11 @@ class RateLimitHeaders:
         A header giving the window's length in milliseconds (HubSpot); ``limit`` is adopted
         only when it agrees with the declared ``period``.
 
-    Presets: :attr:`EXACT_MINUTELY`, :attr:`EXACT_DAILY`, :attr:`VISMA_NET`,
-    :attr:`HUBSPOT` (the 10-second limit) and :attr:`HUBSPOT_SECONDLY`.
+    Each connector declares its own vendor's headers (the vendor presets live in their plugins),
+    e.g. Exact Online's minutely limit::
+
+        RateLimitHeaders(remaining="X-RateLimit-Minutely-Remaining", reset="X-RateLimit-Minutely-Reset",
+                         reset_unit="epoch_ms", limit="X-RateLimit-Minutely-Limit")
     """
 
     remaining: str
@@ -176,41 +179,12 @@ class RateLimitHeaders:
     limit: str | None = None
     window_ms: str | None = None
 
-    EXACT_MINUTELY: ClassVar[RateLimitHeaders]
-    EXACT_DAILY: ClassVar[RateLimitHeaders]
-    VISMA_NET: ClassVar[RateLimitHeaders]
-    HUBSPOT: ClassVar[RateLimitHeaders]
-    HUBSPOT_SECONDLY: ClassVar[RateLimitHeaders]
 
     def __post_init__(self) -> None:
         if self.reset_unit not in ("seconds", "milliseconds", "epoch_seconds", "epoch_ms"):
             raise ValueError(
                 f"RateLimitHeaders.reset_unit {self.reset_unit!r} is not one of seconds, milliseconds, epoch_seconds, epoch_ms"
             )
-
-
-RateLimitHeaders.EXACT_MINUTELY = RateLimitHeaders(
-    remaining="X-RateLimit-Minutely-Remaining",
-    reset="X-RateLimit-Minutely-Reset",
-    reset_unit="epoch_ms",
-    limit="X-RateLimit-Minutely-Limit",
-)
-RateLimitHeaders.EXACT_DAILY = RateLimitHeaders(
-    remaining="X-RateLimit-Remaining", reset="X-RateLimit-Reset", reset_unit="epoch_ms", limit="X-RateLimit-Limit"
-)
-# Visma documents the reset "in seconds" without saying from when; a value that only makes
-# sense as Unix time is read as one (see apicenterd.http).
-RateLimitHeaders.VISMA_NET = RateLimitHeaders(
-    remaining="X-RateLimit-Remaining", reset="X-RateLimit-Reset", reset_unit="seconds", limit="X-RateLimit-Limit"
-)
-RateLimitHeaders.HUBSPOT = RateLimitHeaders(
-    remaining="X-HubSpot-RateLimit-Remaining",
-    limit="X-HubSpot-RateLimit-Max",
-    window_ms="X-HubSpot-RateLimit-Interval-Milliseconds",
-)
-RateLimitHeaders.HUBSPOT_SECONDLY = RateLimitHeaders(
-    remaining="X-HubSpot-RateLimit-Secondly-Remaining", limit="X-HubSpot-RateLimit-Secondly"
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,7 +199,7 @@ class RateLimit:
 
     ``headers`` names the response headers in which the vendor reports this limit's
     remaining calls and reset (:class:`RateLimitHeaders`, e.g.
-    ``RateLimit(60, 60, name="minutely", headers=RateLimitHeaders.EXACT_MINUTELY)``).
+    ``RateLimit(60, 60, name="minutely", headers=EXACT_MINUTELY)`` with ``EXACT_MINUTELY`` as above).
     The daemon then also waits when the vendor says the window is spent (another app
     on the same credential, a restart mid-window), and adopts a lower limit it reports.
     """

@@ -10,7 +10,7 @@ Scenarios:
 
 ``plain``        the vendor sends no rate-limit headers
 ``headers``      it sends Exact Online-style ``X-RateLimit-Minutely-Limit/-Remaining/-Reset``
-                 (reset in ms since the epoch), declared with ``RateLimitHeaders.EXACT_MINUTELY``
+                 (reset in ms since the epoch), declared as Exact Online's ``X-RateLimit-Minutely-*`` headers
 ``plain+other``  another app spends ``--other`` of the same budget; no headers
 ``headers+other`` the same, with headers: the daemon sees the other app in ``Remaining``
 
@@ -40,6 +40,14 @@ from starlette.routing import Route
 from apicenterd import RateLimit, RateLimitHeaders
 from apicenterd.context import Context
 from apicenterd.testing import serve_app
+
+EXACT_MINUTELY = RateLimitHeaders(
+    remaining="X-RateLimit-Minutely-Remaining",
+    reset="X-RateLimit-Minutely-Reset",
+    reset_unit="epoch_ms",
+    limit="X-RateLimit-Minutely-Limit",
+)
+"""Exact Online's minutely limit headers (the connector declares them; the core has no vendor presets)."""
 
 
 class Vendor:
@@ -115,7 +123,7 @@ def run(scenario: str, args: argparse.Namespace) -> None:
     vendor = Vendor(args.limit, args.period, headers=headers, other_share=other)
     connection = f"bench-{scenario}-{uuid.uuid4().hex[:6]}"
     limit = RateLimit(
-        args.limit, args.period, name="minutely", headers=RateLimitHeaders.EXACT_MINUTELY if headers else None
+        args.limit, args.period, name="minutely", headers=EXACT_MINUTELY if headers else None
     )
     with serve_app(vendor.app()) as url:
         started, ended, calls = anyio.run(drive, url, connection, limit, args.tasks, args.seconds)

@@ -13,6 +13,7 @@ import anyio
 import anyio.lowlevel
 import httpx
 import pytest
+import vendor_headers
 from prometheus_client import REGISTRY
 
 from apicenterd import RateLimit, RateLimitHeaders
@@ -20,7 +21,7 @@ from apicenterd.http import InstrumentedTransport, RateLimiterSet
 from apicenterd.ratelimit import SlidingWindowLimiter
 from apicenterd.testing import FixedWindow
 
-EXACT = RateLimitHeaders.EXACT_MINUTELY
+EXACT = vendor_headers.EXACT_MINUTELY
 
 
 class FakeTime:
@@ -75,10 +76,10 @@ def test_presets_name_the_vendors_headers():
         "X-RateLimit-Minutely-Reset",
         "epoch_ms",
     )
-    assert RateLimitHeaders.EXACT_DAILY.remaining == "X-RateLimit-Remaining"
-    assert RateLimitHeaders.VISMA_NET.reset_unit == "seconds"
-    assert RateLimitHeaders.HUBSPOT.reset is None and RateLimitHeaders.HUBSPOT.limit == "X-HubSpot-RateLimit-Max"
-    assert RateLimitHeaders.HUBSPOT_SECONDLY.remaining == "X-HubSpot-RateLimit-Secondly-Remaining"
+    assert vendor_headers.EXACT_DAILY.remaining == "X-RateLimit-Remaining"
+    assert vendor_headers.VISMA_NET.reset_unit == "seconds"
+    assert vendor_headers.HUBSPOT.reset is None and vendor_headers.HUBSPOT.limit == "X-HubSpot-RateLimit-Max"
+    assert vendor_headers.HUBSPOT_SECONDLY.remaining == "X-HubSpot-RateLimit-Secondly-Remaining"
 
 
 def test_unknown_reset_unit_is_refused():
@@ -179,7 +180,7 @@ async def test_epoch_reset_is_read_against_the_vendors_date_when_our_clock_is_of
 @pytest.mark.anyio
 async def test_visma_reset_in_seconds_and_one_that_is_really_unix_time():
     clock = FakeTime()
-    visma = RateLimit(500, 3600, headers=RateLimitHeaders.VISMA_NET)
+    visma = RateLimit(500, 3600, headers=vendor_headers.VISMA_NET)
     answers = iter(
         [
             {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "90"},
@@ -301,7 +302,7 @@ async def test_hubspot_limit_is_adopted_only_for_the_same_window():
     other_window = {"X-HubSpot-RateLimit-Max": "50", "X-HubSpot-RateLimit-Interval-Milliseconds": "86400000"}
     for headers, expected in ((limiter_headers, 50), (other_window, 100)):
         client, _, limiters = client_for(
-            lambda r, h=headers: httpx.Response(200, headers=h), [RateLimit(100, 10, headers=RateLimitHeaders.HUBSPOT)], clock
+            lambda r, h=headers: httpx.Response(200, headers=h), [RateLimit(100, 10, headers=vendor_headers.HUBSPOT)], clock
         )
         async with client:
             await client.get("/a")
@@ -318,7 +319,7 @@ async def test_hubspot_remaining_without_reset_counts_someone_elses_calls():
         left["value"] -= 1
         return httpx.Response(200, headers={"X-HubSpot-RateLimit-Remaining": str(left["value"])})
 
-    client, _, _ = client_for(handler, [RateLimit(100, 10, headers=RateLimitHeaders.HUBSPOT)], clock)
+    client, _, _ = client_for(handler, [RateLimit(100, 10, headers=vendor_headers.HUBSPOT)], clock)
     async with client:
         for _ in range(5):  # the vendor agrees with us: no phantom calls, no wait
             await client.get("/a")
