@@ -211,3 +211,14 @@ def test_plugin_surface_is_strictly_typed():
     files = [str(root / f"{name}.py") for name in STRICT_MODULES]
     out, err, status = api.run(["--strict", "--ignore-missing-imports", "--follow-imports=silent", "--cache-dir=/dev/null", *files])
     assert status == 0, out + err
+
+
+def test_sniffio_is_a_declared_dependency():
+    """httpcore asks for sniffio on every request; a missing module costs a failed import (a
+    sys.path search) each time. It must come with apicenterd, not by chance."""
+    import importlib.metadata
+    import importlib.util
+
+    requires = importlib.metadata.requires("apicenterd") or []
+    assert any(r.split(">")[0].split("=")[0].strip() == "sniffio" for r in requires)
+    assert importlib.util.find_spec("sniffio") is not None
