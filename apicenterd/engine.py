@@ -347,6 +347,7 @@ class Engine(Scheduling, Replaying, Retries):
                         run.count(action)
                         if not self.dry_run:
                             metrics.records.labels(flow.name, str(flow.entity), action).inc()
+                    await self._save_cursor(run)
                     if read_error is not None:
                         raise read_error
                 run.looked_up.clear()
@@ -364,6 +365,25 @@ class Engine(Scheduling, Replaying, Retries):
                 if aclose is not None:
                     with anyio.CancelScope(shield=True):
                         await aclose()
+                if run.pending_cursor is not None:  # a run cut short: keep what was settled without a write
+                    try:
+                        await self._save_cursor(run)
+                    except StateError as exc:  # must not hide why the run stopped; read again next time
+                        log.warning("cursor of unchanged records not saved", error=str(exc))
+
+    async def _save_cursor(self, run: FlowRun) -> None:
+        """Save the cursor of the records settled without a write since the last save (one write a batch)."""
+        cursor, run.pending_cursor = run.pending_cursor, None
+        if cursor is not None and not self.dry_run:
+            with anyio.CancelScope(shield=True):
+                await self.store.set_cursor(run.name, cursor)
+
+    async def link(self, run: FlowRun, source_id: str) -> Link | None:
+        """The link of source record ``source_id`` to the run's target: from the batch's look-up, else the store."""
+        if source_id in run.links:
+            return run.links[source_id]
+        flow = run.flow
+        return await self.store.get_link(flow.source, str(flow.entity), source_id, flow.target)
 
     def _run_failed(self, run: FlowRun, result: RunResult, exc: ConnectorError, connection: str) -> None:
         """Record why the run failed; a refused credential pauses its connection until a reload."""
@@ -405,8 +425,18 @@ class Engine(Scheduling, Replaying, Retries):
                 entry = AuditEntry(flow.name, run.run_id, str(flow.entity), change.source_id, action, target_id, key, reason)
                 payload = record.model_dump_json() if action == "failed" and record is not None else None
                 await self.store.settle(entry, link=link, cursor=change.cursor, payload=payload)
-            elif change.cursor is not None:  # nothing happened: advance the cursor, keep the audit trail for real events
-                await self.store.set_cursor(flow.name, change.cursor)
+                if change.cursor is not None:
+                    run.pending_cursor = None  # saved with this one
+                if link is not None:
+                    run.links[change.source_id] = link
+                if action == "failed":
+                    run.letters.pop(change.source_id, None)  # it has one now: read it if the record comes again
+                else:
+                    run.letters[change.source_id] = None  # resolved
+            elif change.cursor is not None:
+                # nothing happened: the cursor moves (saved with the next settle or at the end of the
+                # batch), the audit trail keeps to real events
+                run.pending_cursor = change.cursor
             if action == "failed":
                 run.failed(change.source_id, key, reason or "")
             return action
@@ -416,7 +446,10 @@ class Engine(Scheduling, Replaying, Retries):
             rlog.warning("record failed in the source", reason=reason)
             return await settle("failed", reason=reason)
         if not replay and not self.dry_run:
-            letter = await self.store.open_dead_letter(flow.name, change.source_id)
+            if change.source_id in run.letters:
+                letter = run.letters[change.source_id]
+            else:
+                letter = await self.store.open_dead_letter(flow.name, change.source_id)
             if (
                 letter is not None
                 and letter.payload == record.model_dump_json()
@@ -426,7 +459,7 @@ class Engine(Scheduling, Replaying, Retries):
                 # it lacked may have appeared meanwhile, e.g. the product for its stock)
                 rlog.debug("record unchanged since it failed; waiting out its backoff", dead_letter=letter.id)
                 if change.cursor is not None:
-                    await self.store.set_cursor(flow.name, change.cursor)
+                    run.pending_cursor = change.cursor
                 return "waiting"
 
         try:
@@ -453,7 +486,7 @@ class Engine(Scheduling, Replaying, Retries):
             fields = frozenset(target.written_fields.get(flow.entity) or type(prepared).model_fields)
             update_fields = fields - flow.create_only_fields
             digest = record_hash(prepared, update_fields)
-            link = await self.store.get_link(flow.source, str(flow.entity), change.source_id, flow.target)
+            link = await self.link(run, change.source_id)
 
             def new_link(target_id: str) -> Link:
                 return Link(flow.source, str(flow.entity), change.source_id, flow.target, target_id, digest)
@@ -484,7 +517,9 @@ class Engine(Scheduling, Replaying, Retries):
                     return await settle(
                         "skipped", target_id=found.id, reason="exists in target; update_existing = false", link=new_link(found.id)
                     )
-                await self.write(run, rlog, "update", flow.entity, found.id, prepared, changed, found.record)
+                await self.write(run, rlog, "update", flow.entity, found.id, prepared, changed, found.record, found=found)
+                if key in run.looked_up:  # what was found is stale now: a second record with this key reads it again
+                    run.looked_up[key] = Found(found.id, None)
                 rlog.info("record updated", target_id=found.id, fields=sorted(changed))
                 return await settle("updated", target_id=found.id, reason="found in target by key", link=new_link(found.id))
             target_id = await self.write(run, rlog, "create", flow.entity, None, prepared, fields, None)
@@ -499,15 +534,20 @@ class Engine(Scheduling, Replaying, Retries):
     async def _prefetch(self, run: FlowRun, batch: Sequence[Change]) -> None:
         """Look up, in one ``find_many``, the batch's records that were never linked (first runs)."""
         run.looked_up.clear()
+        run.links.clear()
+        run.letters.clear()
+        if not batch:
+            return
         flow, target = run.flow, run.target
+        ids = [change.source_id for change in batch]
+        links = await self.store.get_links(flow.source, str(flow.entity), ids, flow.target)
+        run.links.update({source_id: links.get(source_id) for source_id in ids})
+        if not run.replay and not self.dry_run:
+            letters = await self.store.open_dead_letters(flow.name, ids)
+            run.letters.update({source_id: letters.get(source_id) for source_id in ids})
         if flow.entity in (Entity.ORDERS, Entity.INVOICES) or not _batch_lookup(target, flow.entity):
             return
-        keys = []
-        for change in batch:
-            if change.record is None:
-                continue
-            if await self.store.get_link(flow.source, str(flow.entity), change.source_id, flow.target) is None:
-                keys.append(change.record.key())
+        keys = [change.record.key() for change in batch if change.record is not None and links.get(change.source_id) is None]
         if len(keys) < 2:
             return
         keys = list(dict.fromkeys(keys))
@@ -525,9 +565,12 @@ class Engine(Scheduling, Replaying, Retries):
         fields: frozenset[str],
         current: Record | None,
         create: Callable[[], Awaitable[str]] | None = None,
+        *,
+        found: Found | None = None,
     ) -> str:
         """Create or update in the run's target, or in a dry run only note what would be written.
-        ``create``: how to create (a document sink's call) instead of ``target.create``."""
+        ``create``: how to create (a document sink's call) instead of ``target.create``; ``found``:
+        what the look-up by key returned for the record updated (the sink may spare a read)."""
         target = run.target
         if self.dry_run:
             self.plans.append(plan(op, str(entity), target_id, record, fields, current))
@@ -551,7 +594,10 @@ class Engine(Scheduling, Replaying, Retries):
 
             created: str = await self._with_retries(log, f"create {record.key()}", target, create_once)
             return created
-        await self._with_retries(log, f"update {record.key()}", target, target.update, entity, target_id, record, fields)
+        if found is not None:
+            await self._with_retries(log, f"update {record.key()}", target, target.update_found, entity, found, record, fields)
+        else:
+            await self._with_retries(log, f"update {record.key()}", target, target.update, entity, target_id, record, fields)
         return target_id or ""
 
     async def call(self, run: FlowRun, log: Any, what: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:

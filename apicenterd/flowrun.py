@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConnectorError
 from .plugin import Connector, Found
+from .state.base import DeadLetter, Link
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import Flow
@@ -48,6 +49,15 @@ class FlowRun:
     replay: bool = False
     looked_up: dict[str, Found | None] = dataclasses.field(default_factory=dict)
     """Key -> what the batch look-up found (None: not in the target); a key not here was not looked up."""
+    links: dict[str, Link | None] = dataclasses.field(default_factory=dict)
+    """Source id -> its link to the target, read for the batch in hand in one query (None: not
+    linked); kept up to date as the batch settles. An id not here was not read."""
+    letters: dict[str, DeadLetter | None] = dataclasses.field(default_factory=dict)
+    """Source id -> its open dead letter, read for the batch in hand in one query (None: none).
+    An id not here was not read (or failed again in this batch)."""
+    pending_cursor: str | None = None
+    """The cursor of records settled without a write (unchanged, waiting) not saved yet: saved with
+    the next settle or at the end of the batch. A crash before that reads them again, harmlessly."""
     failures: list[tuple[str, str, str, str]] = dataclasses.field(default_factory=list)
     """(flow, source id, key, reason) of the first :data:`FAILURES_KEPT` failed records."""
 

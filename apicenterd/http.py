@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import email.utils
+import functools
 import json
 import math
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -409,6 +411,13 @@ def _http_date(value: str | None) -> float | None:
     return when.timestamp()
 
 
+@functools.cache
+def shared_tls_context() -> ssl.SSLContext:
+    """httpx's default verifying TLS context, made once per process: loading the CA bundle costs
+    ~2 ms of CPU, which every new client (every run of every flow) used to pay again."""
+    return httpx.create_ssl_context()
+
+
 class InstrumentedTransport(httpx.AsyncBaseTransport):
     """Wraps a transport: waits for the rate limiter, counts and times every call, turns
     timeouts and connection failures into :class:`RetryableError`, feeds the vendor's
@@ -439,7 +448,7 @@ class InstrumentedTransport(httpx.AsyncBaseTransport):
             )
         self.connection = connection
         self.limiters = limiters
-        self.inner = inner or httpx.AsyncHTTPTransport()
+        self.inner = inner or httpx.AsyncHTTPTransport(verify=shared_tls_context())
         self.breaker = breaker
         self.max_response_bytes = max_response_bytes
         self.deadline = deadline

@@ -231,7 +231,7 @@ class OrderProcess:
     async def run(self, change: Change, order: Order, settle: Callable[..., Awaitable[str]]) -> str:
         """Take ``order`` to the target; settle it; the action."""
         flow, entity = self.flow, self.flow.entity
-        link = await self.engine.store.get_link(flow.source, str(entity), change.source_id, flow.target)
+        link = await self.engine.link(self.run_, change.source_id)
         if link is not None:
             return await settle("skipped", target_id=link.target_id, reason="exists: already created (linked)")
 

@@ -396,6 +396,13 @@ class Sink(abc.ABC, Generic[RecordT]):
     async def update(self, target_id: str, record: RecordT, fields: frozenset[str]) -> None:
         """Write the canonical ``fields`` of ``record`` to ``target_id``; leave every other field as it is."""
 
+    async def update_found(self, found: Found, record: RecordT, fields: frozenset[str]) -> None:
+        """Update the record a look-up by key just returned (``found``, from :meth:`find` or
+        :meth:`find_many`). A target whose update is a read-modify-write (a PUT of the whole
+        object) overrides this to start from ``found.vendor`` instead of reading it again.
+        Default: :meth:`update` of ``found.id``."""
+        await self.update(found.id, record, fields)
+
     def normalize(self, record: RecordT) -> RecordT:
         """``record`` as this target stores it (money rounded, texts cut, ...): the daemon hashes
         and compares this form. Raise ``RecordError`` for what the vendor would refuse. Default: as is."""
@@ -646,6 +653,15 @@ class Connector:
                 f"{entity} {record.key()!r} exists in the target ({target_id}); apicenterd does not change sales documents there"
             )
         await sink.update(target_id, _expect(entity, record), fields)
+
+    async def update_found(self, entity: Entity, found: Found, record: Record, fields: frozenset[str]) -> None:
+        """Write the canonical ``fields`` of ``record`` to the record a look-up by key returned (see
+        :meth:`Sink.update_found`)."""
+        sink = self._any_sink(entity)
+        if isinstance(sink, DocumentSink):
+            await self.update(entity, found.id, record, fields)  # refused, with the reason
+            return
+        await sink.update_found(found, _expect(entity, record), fields)
 
     def normalize(self, entity: Entity, record: Record) -> Record:
         """``record`` as this target will store it (see :meth:`Sink.normalize`)."""

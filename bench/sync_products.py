@@ -80,8 +80,9 @@ async def one_run(resolved, flow: str, *, reset_cursor: bool = False):
     engine = Engine(resolved, store, rate_limits=False)
     try:
         started = time.perf_counter()
+        cpu_started = time.process_time()
         result = await engine.run_flow(flow)
-        return result, time.perf_counter() - started
+        return result, time.perf_counter() - started, time.process_time() - cpu_started
     finally:
         await engine.aclose()
         await store.close()
@@ -105,20 +106,21 @@ def main() -> None:
             runs = (("first run", False), ("second run (unchanged)", False), ("full re-read, cursor reset (unchanged)", True))
             for label, reset in runs:
                 before = target_calls("eaccounting")
-                result, seconds = anyio.run(lambda reset=reset: one_run(resolved, "products", reset_cursor=reset))
+                result, seconds, cpu = anyio.run(lambda reset=reset: one_run(resolved, "products", reset_cursor=reset))
                 calls = target_calls("eaccounting") - before
                 records = sum(result.counts.values())
                 if result.status != "ok":
                     raise SystemExit(f"{label} failed: {result.error}")
-                figures.append((label, records, seconds, calls, result.counts))
+                figures.append((label, records, seconds, cpu, calls, result.counts))
     finally:
         ccv.terminate()
         eacc.terminate()
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"products: {args.products}")
-    for label, records, seconds, calls, counts in figures:
+    for label, records, seconds, cpu, calls, counts in figures:
         print(
             f"{label}: {records} records in {seconds:.1f} s = {records / seconds:,.0f} records/s; "
+            f"CPU {cpu:.2f} s = {cpu * 1000 / max(records, 1):.3f} ms per record; "
             f"target API calls {calls:.0f} = {calls / max(records, 1):.3f} per record; "
             + ", ".join(f"{k} {v}" for k, v in counts.items())
         )

@@ -358,3 +358,46 @@ def test_no_return_break_or_continue_inside_finally():
                 for stmt in node.finalbody:
                     offenders += [f"{path.name}:{n.lineno}" for n in ast.walk(stmt) if isinstance(n, (ast.Return, ast.Break, ast.Continue))]
     assert offenders == []
+
+
+async def test_an_unchanged_reread_saves_its_cursor_once_a_batch(tmp_path, registry, memory, monkeypatch):
+    for i in range(250):
+        memory.put(product(f"S{i:03}"), f"{i:03}")
+    resolved = make_config(tmp_path, registry)
+    await run_once(resolved, tmp_path)
+    saved: list[str | None] = []
+    real = SQLiteStore.set_cursor
+
+    async def spy(self, flow, cursor):
+        saved.append(cursor)
+        await real(self, flow, cursor)
+
+    monkeypatch.setattr(SQLiteStore, "set_cursor", spy)
+    store = SQLiteStore(tmp_path / "state.db")
+    await store.open()
+    await real(store, "products", "000")  # a full re-read of unchanged records
+    await store.close()
+    result = await run_once(resolved, tmp_path)
+    assert result.counts["unchanged"] == 250 and result.status == "ok"
+    assert saved == ["099", "199", "249"]  # batches of 100, not one write a record
+
+
+async def test_unchanged_records_before_a_failed_write_keep_their_cursor(tmp_path, registry, memory):
+    for i in range(5):
+        memory.put(product(f"S{i}"), f"{i}")
+    resolved = make_config(tmp_path, registry)
+    await run_once(resolved, tmp_path)
+    memory.put(product("S3", name="changed"), "3")
+    memory.flaky["S3"] = 99  # its update never gets through: the run gives up there
+    store = SQLiteStore(tmp_path / "state.db")
+    await store.open()
+    await store.set_cursor("products", "0")
+    await store.close()
+    result = await run_once(resolved, tmp_path)
+    assert result.status == "failed" and result.counts["unchanged"] == 3  # 0, 1, 2
+    store = SQLiteStore(tmp_path / "state.db")
+    await store.open()
+    try:
+        assert await store.get_cursor("products") == "2"  # settled without a write, saved all the same
+    finally:
+        await store.close()

@@ -354,3 +354,80 @@ def test_the_state_store_protocol_is_complete():
     assert protocol - {n for n in dir(SQLiteStore) if not n.startswith("_")} == set()
     assert {"purge_dead_letters", "save_copy"} <= protocol
     assert not hasattr(apicenterd.state, "open_store")
+
+
+# --- the record path: batch look-ups, calls on the event loop ------------------------------------
+
+
+async def test_get_links_reads_a_batch_in_chunks(store):
+    for n in range(1203):
+        if n % 3:
+            await store.settle(entry(f"S{n}"), link=link(f"S{n}", f"T{n}", f"h{n}"))
+    asked = [f"S{n}" for n in range(1203)] + ["S1", "nope"]
+    found = await store.get_links("src", "products", asked, "dst")
+    assert set(found) == {f"S{n}" for n in range(1203) if n % 3}
+    assert found["S1202"] == await store.get_link("src", "products", "S1202", "dst")
+    assert await store.get_links("src", "products", ["S1"], "other") == {}
+    assert await store.get_links("src", "products", [], "dst") == {}
+
+
+async def test_open_dead_letters_reads_a_batch(store):
+    for n in range(700):
+        await store.settle(entry(f"S{n}", action="failed", reason="no"), payload="{}")
+    await store.settle(entry("S5", action="created"))  # resolves S5's
+    found = await store.open_dead_letters("f", [f"S{n}" for n in range(0, 700, 5)] + ["S1"])
+    assert set(found) == {f"S{n}" for n in range(0, 700, 5) if n != 5} | {"S1"}
+    assert found["S10"] == await store.open_dead_letter("f", "S10")
+    assert await store.open_dead_letters("other", ["S1"]) == {}
+
+
+async def test_record_path_calls_take_no_thread_and_the_wal_is_checkpointed_off_the_loop(store, monkeypatch):
+    import anyio.to_thread
+
+    from apicenterd.state import sqlite as module
+
+    hops: list[str] = []
+    real = anyio.to_thread.run_sync
+
+    async def counting(fn, *args, **kwargs):
+        hops.append(getattr(fn, "__qualname__", "?"))
+        return await real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(module.anyio.to_thread, "run_sync", counting)
+    store.CHECKPOINT_CHANGES = 10
+    run_id = await store.start_run("f")
+    for n in range(4):  # 3 rows a settle (audit, link, cursor): the 4th passes 10
+        await store.get_links("src", "products", [f"S{n}"], "dst")
+        await store.open_dead_letters("f", [f"S{n}"])
+        await store.settle(entry(f"S{n}"), link=link(f"S{n}"), cursor=f"c{n}")
+    await store.set_cursor("f", "c9")
+    await store.finish_run(run_id, "ok", {"created": 4})
+    assert len(hops) == 1  # the checkpoint
+    assert await store.get_cursor("f") == "c9"
+
+
+async def test_a_record_path_call_that_finds_the_database_locked_waits_in_a_thread(store):
+    import anyio
+
+    other = sqlite3.connect(store.path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process writing
+        other.execute("INSERT INTO cursors (flow, cursor, updated_at) VALUES ('g', 'x', 0)")
+        result: list[str] = []
+
+        async def settle() -> None:
+            await store.settle(entry("S1"), link=link("S1"), cursor="c1")
+            result.append("settled")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(settle)
+            while store._limiter.borrowed_tokens == 0:  # it went to the worker thread: the loop is free
+                await anyio.sleep(0.01)
+            assert result == []
+            other.execute("COMMIT")
+        assert result == ["settled"]
+        assert await store.get_cursor("f") == "c1"
+        assert await store.get_cursor("g") == "x"
+        assert (await store.get_link("src", "products", "S1", "dst")).target_id == "T1"
+    finally:
+        other.close()

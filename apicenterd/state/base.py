@@ -121,6 +121,9 @@ class StateStore(Protocol):
     async def get_link(self, source: str, entity: str, source_id: str, target: str) -> Link | None:
         """The link of a source record to ``target``, if it was written there before."""
 
+    async def get_links(self, source: str, entity: str, source_ids: Sequence[str], target: str) -> dict[str, Link]:
+        """The links of several source records to ``target``, by source id (those without one left out)."""
+
     async def settle(
         self, audit: AuditEntry, *, link: Link | None = None, cursor: str | None = None, payload: str | None = None
     ) -> None:
@@ -140,6 +143,9 @@ class StateStore(Protocol):
 
     async def open_dead_letter(self, flow: str, source_id: str) -> DeadLetter | None:
         """The open dead letter of one source record."""
+
+    async def open_dead_letters(self, flow: str, source_ids: Sequence[str]) -> dict[str, DeadLetter]:
+        """The open dead letters of several source records of ``flow``, by source id."""
 
     async def set_dead_letter_status(self, ids: Sequence[int], status: str) -> int:
         """Change dead letters' status."""

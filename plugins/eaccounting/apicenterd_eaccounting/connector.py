@@ -187,6 +187,13 @@ class ArticleSink(Sink[Product]):
         return _id_of(created, f"article {record.sku!r}")
 
     async def update(self, target_id: str, record: Product, fields: frozenset[str]) -> None:
+        await self._update(target_id, record, fields, None)
+
+    async def update_found(self, found: Found, record: Product, fields: frozenset[str]) -> None:
+        """The article as the look-up read it is the PUT's base: no second GET."""
+        await self._update(found.id, record, fields, found.vendor)
+
+    async def _update(self, target_id: str, record: Product, fields: frozenset[str], current: Mapping[str, Any] | None) -> None:
         conn = self.connector
         if "price_excl_tax" in fields or "price_incl_tax" in fields or "purchase_price" in fields:
             await conn.check_currency(record)
@@ -196,7 +203,7 @@ class ArticleSink(Sink[Product]):
             coding_id=await conn.coding_id(record) if "tax_rate" in fields else None,
             truncate_names=conn.settings.truncate_names,
         )
-        await conn.patch(f"/v2/articles/{target_id}", changes, what=f"article {record.sku!r}")
+        await conn.patch(f"/v2/articles/{target_id}", changes, what=f"article {record.sku!r}", current=current)
 
     def normalize(self, record: Product) -> Product:
         """Cents, 50-character names (UTF-16 code units); RecordError for what eAccounting refuses."""
@@ -216,16 +223,23 @@ class StockSink(Sink[StockLevel]):
 
     async def find_many(self, keys: Sequence[str]) -> Mapping[str, Found]:
         articles = await self.connector.articles_by_number(keys)
-        return {sku: Found(id=str(a["Id"]), record=mapping.article_to_stock(a)) for sku, a in articles.items()}
+        return {sku: Found(id=str(a["Id"]), record=mapping.article_to_stock(a), vendor=a) for sku, a in articles.items()}
 
     async def create(self, record: StockLevel) -> str:
         raise RecordError(f"no article with number {record.sku!r} in eAccounting; sync products first")
 
     async def update(self, target_id: str, record: StockLevel, fields: frozenset[str]) -> None:
+        await self._update(target_id, record, fields, None)
+
+    async def update_found(self, found: Found, record: StockLevel, fields: frozenset[str]) -> None:
+        """The article as the look-up read it is the PUT's base: no second GET."""
+        await self._update(found.id, record, fields, found.vendor)
+
+    async def _update(self, target_id: str, record: StockLevel, fields: frozenset[str], current: Mapping[str, Any] | None) -> None:
         if not record.tracked or (fields and "available" not in fields):
             return  # the source does not manage this SKU's stock, or nothing we store changed
         changes = {"StockBalance": mapping.stock_balance(record.available, f"stock of article {record.sku!r}")}
-        await self.connector.patch(f"/v2/articles/{target_id}", changes, what=f"stock of article {record.sku!r}")
+        await self.connector.patch(f"/v2/articles/{target_id}", changes, what=f"stock of article {record.sku!r}", current=current)
 
     def normalize(self, record: StockLevel) -> StockLevel:
         return mapping.normalize_stock(record)
@@ -527,10 +541,11 @@ class EAccountingConnector(Connector):
             self.context.log.warning("eaccounting_customer_ambiguous", key=key, ids=[c.get("Id") for c in matches])
         return matches[0] if matches else None
 
-    async def patch(self, path: str, changes: dict[str, Any], *, what: str) -> None:
-        """Read the object, change only ``changes``, PUT it back (eAccounting's PUT replaces the
-        object); nothing changed, no PUT."""
-        current = await self.client.get_object(path, what=what)
+    async def patch(self, path: str, changes: dict[str, Any], *, what: str, current: Mapping[str, Any] | None = None) -> None:
+        """Read the object (unless ``current``, just read, is given), change only ``changes``, PUT it
+        back (eAccounting's PUT replaces the object); nothing changed, no PUT."""
+        if current is None:
+            current = await self.client.get_object(path, what=what)
         if all(_same(current.get(key), value) for key, value in changes.items()):
             return  # nothing eAccounting stores would change: spend no PUT
         await self.client.put(path, {**current, **changes}, what=what)

@@ -389,6 +389,29 @@ async def test_find_many_looks_articles_up_in_chunks_with_or_filters():
 
 
 
+@pytest.mark.anyio
+async def test_updating_what_the_batch_look_up_found_reads_no_article_again():
+    """Adopting articles another tool made: the look-up's GET, then one PUT each (was GET + PUT each)."""
+    app = EAccountingConnector.simulator(seed=2, records=12)
+    sim = app.state.sim
+    numbers, others = sorted(a["Number"] for a in sim.articles.values())[:10], sorted(a["Number"] for a in sim.articles.values())[10:]
+    async with connect(EAccountingConnector, EAccountingConnector.demo_settings("http://sim.test"), app=app) as conn:
+        found = await conn.find_many(Entity.PRODUCTS, numbers)
+        stock = await conn.find_many(Entity.STOCK, others)
+        sim.requests.clear()
+        for number in numbers:
+            record = found[number].record.model_copy(update={"name": f"Renamed {number}"})
+            await conn.update_found(Entity.PRODUCTS, found[number], record, frozenset({"name"}))
+        for number in others:
+            level = StockLevel(sku=number, on_hand=Decimal(41), available=Decimal(41), tracked=True)
+            await conn.update_found(Entity.STOCK, stock[number], level, frozenset({"available"}))
+    assert [method for method, _ in sim.requests] == ["PUT"] * 12
+    articles = {a["Number"]: a for a in sim.articles.values()}
+    assert all(articles[n]["Name"] == f"Renamed {n}" for n in numbers)
+    assert [Decimal(str(articles[n]["StockBalance"])) for n in others] == [Decimal(41)] * 2
+
+
+
 async def test_a_customer_that_cannot_be_mapped_is_a_failed_change_not_skipped(settings):
     """Before: logged (eaccounting_record_skipped) and dropped, never audited nor dead-lettered."""
     app = EAccountingConnector.simulator(seed=2, customers=3)
