@@ -232,7 +232,9 @@ class Engine(Scheduling, Replaying, Retries):
         """Hold flow ``name`` for one run: in this process, and across every process on the state
         store (the store's flow lock). Yields False if :meth:`stop` came while waiting for another
         process. A dry run writes nothing and takes only the in-process lock."""
-        async with self._flow_locks.setdefault(name, anyio.Lock()):
+        # fast_acquire: an uncontended lock does not yield, so a thousand flows due at once all
+        # start (their runs recorded) in the scheduler's first pass, not behind each other's work
+        async with self._flow_locks.setdefault(name, anyio.Lock(fast_acquire=True)):
             if self.dry_run:
                 yield True
                 return
