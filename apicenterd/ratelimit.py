@@ -11,6 +11,9 @@ import anyio
 
 __all__ = ["SlidingWindowLimiter"]
 
+PROBE_POLL = 0.002
+"""Seconds between looks at the calls in flight while probing one call at a time."""
+
 
 class SlidingWindowLimiter:
     """At most ``requests`` acquisitions in any ``period`` seconds.
@@ -66,6 +69,7 @@ class SlidingWindowLimiter:
         self._budgets: list[list[float]] = []  # [calls left, until, seq]: the vendor's word on a window
         self._in_flight: set[int] = set()  # seqs of calls counted here whose answer is not in yet
         self.learned: int | None = None  # the limit learned from 429s (None: none learned)
+        self._probe_from: int | None = None  # past this many calls in the next window, one at a time
         self._adopted = requests  # the limit the vendor's headers reported (or the declared one)
         self._learned_at = 0.0
 
@@ -109,18 +113,27 @@ class SlidingWindowLimiter:
         if self._paused_until > stamp:
             return  # in flight when an earlier refusal paused the bucket: that one taught it already
         since = max(stamp - self.period, self._paused_until)
+        known_start = since == self._paused_until  # the window began when the latest pause ended
+        surely = since
         if retry_after is not None and 0 < retry_after <= self.period:
             # the vendor's window ends when its Retry-After does (told in whole seconds, rounded up):
-            # a call more than a period (and that second) before that end is in its previous window
+            # a call more than a period (and that second) before that end is in its previous window,
+            # one less than a period before it surely in this one
             since = max(since, self._clock() + retry_after - 1.0 - self.period)
-        before = sum(1 for sent in self._live() if since <= sent < stamp)
-        if seq is not None:  # sent before it but not answered yet: the vendor may refuse those too
-            before -= self._earlier_in_flight(seq)
+            surely = max(since, self._clock() + retry_after - self.period)
+        unanswered = self._earlier_in_flight(seq) if seq is not None else 0  # the vendor may refuse those too
+        before = sum(1 for sent in self._live() if since <= sent < stamp) - unanswered
         if before < max(1, self.declared // 10):
             return
         self.learned = min(before, self.learned or before)
         self.requests = min(self._adopted, self.learned)
         self._learned_at = self._clock()
+        self._probe_from = None
+        lower = sum(1 for sent in self._live() if surely <= sent < stamp) - unanswered
+        if not known_start and lower < self.learned:
+            # the calls of that uncertain second may be the previous window's: next window, past
+            # ``lower`` calls, one call at a time, so a count too high costs one refusal, not a round
+            self._probe_from = max(1, lower)
 
     def _relearn(self, now: float) -> None:
         """Lift a limit learned from 429s one step after ``RELEARN_PERIODS`` periods without one."""
@@ -194,11 +207,27 @@ class SlidingWindowLimiter:
         """Seconds until the next call may go, 0 if now."""
         return max(self._waits())
 
+    def _probing(self, now: float) -> bool:
+        """Whether the next call must wait for the ones in flight: the window after a first, uncertain
+        count from a 429, past its sure part (see :meth:`rejected`)."""
+        if self._probe_from is None or now < self._paused_until:
+            return False
+        if now >= self._paused_until + self.period:
+            self._probe_from = None  # a whole window went by without a refusal: the count held
+            return False
+        done = sum(1 for sent in self._sent if sent >= self._paused_until)
+        if done >= self.requests:
+            self._probe_from = None
+            return False
+        return done >= self._probe_from and bool(self._in_flight)
+
     def _waits(self) -> tuple[float, float]:
         """Seconds to wait for the pause and this log's window, and for the vendor's budgets."""
         sent = self._live()
         now = self._clock()
         own = max(0.0, self._paused_until - now)
+        if self._probing(now):
+            own = max(own, PROBE_POLL)
         if len(sent) >= self.requests:
             # the call that must leave the window before one more fits
             own = max(own, sent[len(sent) - self.requests] + self.period + self.margin - now)

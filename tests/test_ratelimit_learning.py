@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 import uuid
 
+import anyio
+import anyio.lowlevel
 import httpx
 import pytest
 from test_ratelimit_headers import FakeTime
@@ -125,3 +127,31 @@ async def test_a_vendor_that_reports_its_budget_is_not_second_guessed():
         for _ in range(31):
             await http.get("/x")
     assert next(iter(limiters._buckets.values())).learned is None
+
+
+async def test_after_an_uncertain_first_count_the_next_window_goes_one_call_at_a_time_past_the_sure_part():
+    clock = FakeTime(now=1000.5)
+    bucket = SlidingWindowLimiter(100, 10.0, clock=clock, sleep=clock.sleep)
+    await sent(bucket, clock, 40)  # maybe the vendor's previous window, maybe this one
+    clock.now = 1005.0
+    slots = await sent(bucket, clock, 51)
+    bucket.rejected(*slots[-1], 6.0)  # that window began in (1000.05, 1001.05]: 50 surely in it, 90 at most
+    assert bucket.learned == 90
+    bucket.pause(6.0)
+    clock.now = 1011.1  # the pause is over: the next window
+    await sent(bucket, clock, 50)  # the sure part goes as fast as it may
+    _, _, first = await bucket.acquire_slot()  # the 51st: in flight
+    done = []
+
+    async def second() -> None:
+        done.append(await bucket.acquire_slot())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(second)
+        for _ in range(20):
+            await anyio.lowlevel.checkpoint()
+        assert not done  # waits for the call in flight
+        bucket.answered(first)
+        for _ in range(20):
+            await anyio.lowlevel.checkpoint()
+        assert done
