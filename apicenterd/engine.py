@@ -101,6 +101,11 @@ HTTP_BOUNDS = ("max_response_bytes", "request_deadline", "retry_after_cap")
 """ConnectorSettings fields that bound a connection's HTTP; passed to its Context as they are."""
 
 
+def describe_limits(limits: Any) -> str:
+    """A connector's declared rate limits for people: ``600 calls / 60 s (per_endpoint)``."""
+    return ", ".join(f"{lim.requests} calls / {lim.period:g} s ({lim.name})" for lim in limits) or "no limit"
+
+
 def _http_bounds(settings: Any) -> dict[str, Any]:
     """The HTTP bounds of a connection's settings, for its Context."""
     return {name: getattr(settings, name) for name in HTTP_BOUNDS if getattr(settings, name, None) is not None}
@@ -177,7 +182,7 @@ class Engine(Scheduling, Replaying, Retries):
                 name,
                 breaker=CircuitBreaker(name, daemon.circuit_failure_threshold, daemon.circuit_recovery_seconds),
                 tokens=StateTokenStore(self.store, name, self._cipher),
-                rate_limits=conn.connector.rate_limits if self._rate_limits else (),
+                rate_limits=self._declared_limits(name, conn),
                 transport=self._transports.get(name),
                 **_http_bounds(conn.settings),
                 pauses=StatePauseStore(self.store, name),
@@ -186,6 +191,20 @@ class Engine(Scheduling, Replaying, Retries):
             instance = conn.connector(conn.settings, context)
             await instance.open()
             self.connectors[name] = instance
+
+    def _declared_limits(self, name: str, conn: Any) -> tuple[Any, ...]:
+        """The connector's declared rate limits for connection ``name``, or none (a warning says
+        so) when its settings turn them off (``client_rate_limit = false``)."""
+        limits = tuple(conn.connector.rate_limits) if self._rate_limits else ()
+        if limits and not getattr(conn.settings, "client_rate_limit", True):
+            self.log.warning(
+                f"connection {name!r}: client-side rate limit off (client_rate_limit = false): "
+                f"{describe_limits(limits)} not enforced; only the vendor's 429s pause it",
+                connection=name,
+                client_rate_limit=False,
+            )
+            return ()
+        return limits
 
     async def aclose(self) -> None:
         """Close every opened connector."""
@@ -213,7 +232,9 @@ class Engine(Scheduling, Replaying, Retries):
         """Hold flow ``name`` for one run: in this process, and across every process on the state
         store (the store's flow lock). Yields False if :meth:`stop` came while waiting for another
         process. A dry run writes nothing and takes only the in-process lock."""
-        async with self._flow_locks.setdefault(name, anyio.Lock()):
+        # fast_acquire: an uncontended lock does not yield, so a thousand flows due at once all
+        # start (their runs recorded) in the scheduler's first pass, not behind each other's work
+        async with self._flow_locks.setdefault(name, anyio.Lock(fast_acquire=True)):
             if self.dry_run:
                 yield True
                 return

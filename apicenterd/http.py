@@ -254,8 +254,11 @@ class RateLimiterSet:
 
     def observe(self, tickets: Sequence[Ticket], response: httpx.Response) -> None:
         """Narrow the buckets of an answered request by what the vendor's rate-limit headers say."""
-        for limit, bucket, seq, _ in tickets:
+        for limit, bucket, seq, stamp in tickets:
             policy = limit.headers
+            if response.status_code == 429 and (policy is None or _number(response.headers.get(policy.remaining)) is None):
+                # no word on the budget: learn it from the refusal itself
+                bucket.rejected(stamp, seq, parse_retry_after(response.headers.get("Retry-After"), cap=limit.period))
             if policy is None:
                 continue
             headers = response.headers

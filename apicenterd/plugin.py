@@ -143,6 +143,24 @@ class ConnectorSettings(SettingsModel):
             f"connection; at most {RETRY_AFTER_CAP:g}"
         ),
     )
+    client_rate_limit: bool = Field(
+        default=True,
+        description=(
+            "false runs the connection without the connector's declared client-side rate limit (a benchmark "
+            "against a simulator, an account whose limit the vendor raised); the vendor's 429s and Retry-After "
+            "still pause it. Logged as a warning when the connection opens, and by `apicenterd check`"
+        ),
+    )
+
+    @field_validator("client_rate_limit", mode="before")
+    @classmethod
+    def _switch(cls, value: Any) -> Any:
+        """``true`` or ``false`` (an environment override's text too), nothing pydantic would guess at."""
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        if not isinstance(value, bool):
+            raise ValueError(f"must be true or false, got {value!r:.40}")
+        return value
 
 
 ResetUnit = Literal["seconds", "milliseconds", "epoch_seconds", "epoch_ms"]

@@ -11,6 +11,9 @@ import anyio
 
 __all__ = ["SlidingWindowLimiter"]
 
+PROBE_POLL = 0.002
+"""Seconds between looks at the calls in flight while probing one call at a time."""
+
 
 class SlidingWindowLimiter:
     """At most ``requests`` acquisitions in any ``period`` seconds.
@@ -22,7 +25,18 @@ class SlidingWindowLimiter:
     What the vendor reports narrows it further, never widens it: :meth:`adopt_limit`
     (a lower limit than declared), :meth:`vendor_budget` (only so many calls before a
     reset time) and :meth:`vendor_remaining` (only so many calls now, reset unknown).
+
+    A vendor that says nothing but 429 teaches it too (:meth:`rejected`): when a call is
+    refused, the calls this log counted in the period before it are what the vendor let
+    through (someone else — another app on the account — spent the rest), so from then on
+    no more than that go in any period. Every ``RELEARN_PERIODS`` periods without a 429
+    the learned limit is lifted by a step (``declared / 50``, at least 1) towards the
+    declared one, so calls come back when the other app stops; the step that overshoots
+    costs one 429 round and is learned back.
     """
+
+    RELEARN_PERIODS = 10
+    """Periods without a 429 before a limit learned from 429s is lifted one step."""
 
     def __init__(
         self,
@@ -54,6 +68,10 @@ class SlidingWindowLimiter:
         self._paused_until = 0.0
         self._budgets: list[list[float]] = []  # [calls left, until, seq]: the vendor's word on a window
         self._in_flight: set[int] = set()  # seqs of calls counted here whose answer is not in yet
+        self.learned: int | None = None  # the limit learned from 429s (None: none learned)
+        self._probe_from: int | None = None  # past this many calls in the next window, one at a time
+        self._adopted = requests  # the limit the vendor's headers reported (or the declared one)
+        self._learned_at = 0.0
 
     def pause_until(self, deadline: float) -> None:
         """Let no call through before the time ``deadline`` on this limiter's clock."""
@@ -80,7 +98,51 @@ class SlidingWindowLimiter:
 
     def adopt_limit(self, requests: int) -> None:
         """Use the vendor's reported limit when it is lower than the declared one (never higher)."""
-        self.requests = max(1, min(self.declared, int(requests)))
+        self._adopted = max(1, min(self.declared, int(requests)))
+        self.requests = min(self._adopted, self.learned or self._adopted)
+
+    def rejected(self, stamp: float, seq: int | None = None, retry_after: float | None = None) -> None:
+        """The call counted at ``stamp`` was refused (429) and the vendor said nothing about its
+        budget: the calls counted before it — in the period before it, and since the latest pause
+        ended (a 429's Retry-After ends at the vendor's window start) — are all the vendor let
+        through, so allow no more than that in any period. A call sent before the pause that an
+        earlier 429 of the same round set is not counted again, nor one a period (and a second) before
+        the end of the window its ``retry_after`` names, and neither are the calls sent before
+        call number ``seq`` that are not answered yet. A refusal after fewer than a tenth of the
+        declared limit teaches nothing (some other limit, not this window being full)."""
+        if self._paused_until > stamp:
+            return  # in flight when an earlier refusal paused the bucket: that one taught it already
+        since = max(stamp - self.period, self._paused_until)
+        known_start = since == self._paused_until  # the window began when the latest pause ended
+        surely = since
+        if retry_after is not None and 0 < retry_after <= self.period:
+            # the vendor's window ends when its Retry-After does (told in whole seconds, rounded up):
+            # a call more than a period (and that second) before that end is in its previous window,
+            # one less than a period before it surely in this one
+            since = max(since, self._clock() + retry_after - 1.0 - self.period)
+            surely = max(since, self._clock() + retry_after - self.period)
+        unanswered = self._earlier_in_flight(seq) if seq is not None else 0  # the vendor may refuse those too
+        before = sum(1 for sent in self._live() if since <= sent < stamp) - unanswered
+        if before < max(1, self.declared // 10):
+            return
+        self.learned = min(before, self.learned or before)
+        self.requests = min(self._adopted, self.learned)
+        self._learned_at = self._clock()
+        self._probe_from = None
+        lower = sum(1 for sent in self._live() if surely <= sent < stamp) - unanswered
+        if not known_start and lower < self.learned:
+            # the calls of that uncertain second may be the previous window's: next window, past
+            # ``lower`` calls, one call at a time, so a count too high costs one refusal, not a round
+            self._probe_from = max(1, lower)
+
+    def _relearn(self, now: float) -> None:
+        """Lift a limit learned from 429s one step after ``RELEARN_PERIODS`` periods without one."""
+        if self.learned is not None and now - self._learned_at >= self.RELEARN_PERIODS * self.period:
+            self.learned += max(1, self.declared // 50)
+            self._learned_at = now
+            if self.learned >= self.declared:
+                self.learned = None
+            self.requests = min(self._adopted, self.learned or self._adopted)
 
     def vendor_budget(self, remaining: int, until: float, sent_since: int = 0, *, seq: int | None = None) -> None:
         """The vendor says ``remaining`` calls are left until ``until`` (this clock), in its answer to
@@ -145,11 +207,27 @@ class SlidingWindowLimiter:
         """Seconds until the next call may go, 0 if now."""
         return max(self._waits())
 
+    def _probing(self, now: float) -> bool:
+        """Whether the next call must wait for the ones in flight: the window after a first, uncertain
+        count from a 429, past its sure part (see :meth:`rejected`)."""
+        if self._probe_from is None or now < self._paused_until:
+            return False
+        if now >= self._paused_until + self.period:
+            self._probe_from = None  # a whole window went by without a refusal: the count held
+            return False
+        done = sum(1 for sent in self._sent if sent >= self._paused_until)
+        if done >= self.requests:
+            self._probe_from = None
+            return False
+        return done >= self._probe_from and bool(self._in_flight)
+
     def _waits(self) -> tuple[float, float]:
         """Seconds to wait for the pause and this log's window, and for the vendor's budgets."""
         sent = self._live()
         now = self._clock()
         own = max(0.0, self._paused_until - now)
+        if self._probing(now):
+            own = max(own, PROBE_POLL)
         if len(sent) >= self.requests:
             # the call that must leave the window before one more fits
             own = max(own, sent[len(sent) - self.requests] + self.period + self.margin - now)
@@ -170,6 +248,8 @@ class SlidingWindowLimiter:
         the seconds waited, the time it was counted at (for :meth:`restamp`) and its number."""
         waited = 0.0
         async with self._lock:  # FIFO: callers go in the order they asked
+            if self.learned is not None:
+                self._relearn(self._clock())
             while True:
                 own, vendor = self._waits()
                 wait = max(own, vendor)

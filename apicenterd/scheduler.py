@@ -108,8 +108,9 @@ class Scheduling:
             delay = next_at - time.time()
             if delay > 0:
                 self.beat(flow.name, until=time.monotonic() + delay)  # idle until its next run: healthy
-                with anyio.move_on_after(delay):
-                    await self.stopping.wait()
+                # a plain sleep: serve() cancels the sleepers when it stops, and a timer is far cheaper
+                # than a cancel scope's deadline when a thousand flows wake in the same second
+                await anyio.sleep(delay)
                 if self.stopping.is_set():
                     return
             paused = [c for c in (flow.source, flow.target) if c in self.paused]

@@ -418,7 +418,7 @@ interval = "1m"
     assert f"would create products {EVIL_SHOWN}\n" in out
     memory.fail_create.add(EVIL_SKU)  # the target rejects it, naming the SKU: an error with the same text
     code, out, _ = run_cli(capsys, "flows", "run", "products", "--config", str(cfg))
-    assert code == 0 and "failed 1" in out
+    assert code == 3 and "failed 1" in out  # records failed: EXIT_RECORDS_FAILED
     outputs = {}
     for argv, rows in ((["audit"], 2), (["dlq", "list"], 1), (["runs"], 1)):
         code, out, _ = run_cli(capsys, *argv, "--config", str(cfg))
@@ -711,8 +711,52 @@ interval = "1m"
         encoding="utf-8",
     )
     code, out, _ = run_cli(capsys, "flows", "run", "products", "--config", str(cfg))
-    assert code == 0 and "failed 1" in out
+    assert code == 3 and "failed 1" in out
     code, out, _ = run_cli(capsys, "flows", "run", "products", "--config", str(cfg))
+    # nothing failed in this run (the record waits out its backoff): 0
     assert code == 0 and "unchanged 0, waiting 1, skipped 0, failed 0" in out
     code, out, _ = run_cli(capsys, "runs", "--config", str(cfg))
     assert "waiting=1" in out
+
+
+def test_flows_run_exits_3_when_records_failed_in_the_run(tmp_path, capsys, registry, memory, monkeypatch):
+    """A run that goes through but dead-letters records exits EXIT_RECORDS_FAILED (3), --json and
+    --dry-run too; the same flow with nothing failing exits 0."""
+    from fakes import product
+
+    monkeypatch.setattr(cli, "_registry", lambda: registry)
+    memory.put(product("GOOD"), "1")
+    memory.put(product("BAD"), "2")
+    memory.fail_create.add("BAD")
+    cfg = tmp_path / "apicenterd.toml"
+    cfg.write_text(
+        f"""
+[state]
+path = "{tmp_path / 'state.db'}"
+
+[connections.src]
+connector = "memsource"
+
+[connections.dst]
+connector = "memtarget"
+
+[flows.products]
+source = "src"
+target = "dst"
+entity = "products"
+interval = "1m"
+""",
+        encoding="utf-8",
+    )
+    assert cli.EXIT_RECORDS_FAILED == 3
+    code, out, _ = run_cli(capsys, "flows", "run", "products", "--dry-run", "--config", str(cfg))
+    assert code == 0, out  # a dry run does not write, so the target does not reject it
+    code, out, _ = run_cli(capsys, "flows", "run", "products", "--json", "--config", str(cfg))
+    counts = json.loads(out)
+    assert code == cli.EXIT_RECORDS_FAILED and counts["status"] == "ok" and counts["failed"] == 1 and counts["created"] == 1
+    code, out, _ = run_cli(capsys, "dlq", "list", "--config", str(cfg))
+    assert code == 0 and "BAD" in out
+    memory.fail_create.discard("BAD")
+    code, out, _ = run_cli(capsys, "dlq", "replay", "--flow", "products", "--config", str(cfg))
+    code, out, _ = run_cli(capsys, "flows", "run", "products", "--json", "--config", str(cfg))
+    assert code == 0 and json.loads(out)["failed"] == 0

@@ -19,6 +19,8 @@ __all__ = ["main", "terminal_safe"]
 
 DEFAULT_CONFIG = "/etc/apicenterd/apicenterd.toml"
 EXIT_USAGE = 2
+EXIT_RECORDS_FAILED = 3
+"""``flows run`` ran to its end but records failed in it (they are in the dead-letter queue)."""
 EXIT_BUSY = 75
 """The state store or the flow is in use by another process (EX_TEMPFAIL: try again later): a second
 daemon on one state store, or ``flows run`` / ``dlq replay --no-wait`` while the flow runs elsewhere."""
@@ -68,7 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = fsub.add_parser("list", help="list the configured flows")
     _config_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON")
-    p = fsub.add_parser("run", help="run one flow once, now, and print what it did")
+    p = fsub.add_parser(
+        "run",
+        help="run one flow once, now, and print what it did",
+        epilog=f"exit status: 0 ok; 1 the run failed; {EXIT_RECORDS_FAILED} the run went through but records failed "
+        f"(see apicenterd dlq list); {EXIT_BUSY} the flow runs elsewhere (--no-wait); 130/143 stopped by SIGINT/SIGTERM",
+    )
     p.add_argument("name", help="the flow's name")
     _config_arg(p)
     p.add_argument("--json", action="store_true", help="print counts as JSON")

@@ -46,7 +46,17 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate the configuration."""
+    from ..engine import describe_limits
+
     resolved = _load(args.config, _cli._registry())
+    for name, conn in sorted(resolved.connections.items()):
+        if conn.connector.rate_limits and not getattr(conn.settings, "client_rate_limit", True):
+            print(
+                f"{args.config}: warning: connections.{name}.client_rate_limit = false: the {conn.connector.name} "
+                f"connector's rate limit ({describe_limits(conn.connector.rate_limits)}) is off; "
+                "only the vendor's 429s will slow this connection down",
+                file=sys.stderr,
+            )
     print(
         f"{args.config}: OK ({len(resolved.connections)} connections, {len(resolved.flows)} flows, "
         f"state in {resolved.state_path})"

@@ -12,7 +12,7 @@ from .. import cli as _cli
 from .. import fieldpath
 from ..config import Resolved
 from ..observe import logs
-from . import Usage, _load, _print_table, _tell_waiting, _with_store, terminal_safe
+from . import EXIT_RECORDS_FAILED, Usage, _load, _print_table, _tell_waiting, _with_store, terminal_safe
 
 
 def cmd_flows_list(args: argparse.Namespace) -> int:
@@ -40,8 +40,10 @@ def cmd_flows_list(args: argparse.Namespace) -> int:
 
 
 def cmd_flows_run(args: argparse.Namespace) -> int:
-    """Run one flow once and print the counts. Exit 0 if the run was ok, 1 if it failed, and
-    128 + the signal's number (130 SIGINT, 143 SIGTERM) if a signal stopped it."""
+    """Run one flow once and print the counts. Exit 0 if the run was ok, 1 if it failed,
+    :data:`EXIT_RECORDS_FAILED` (3) if it ran to its end but records failed in it (they are in
+    the dead-letter queue; with ``--dry-run``: they would fail), and 128 + the signal's number
+    (130 SIGINT, 143 SIGTERM) if a signal stopped it."""
     from ..engine import COUNT_KEYS, Engine, RunResult
 
     resolved = _load(args.config, _cli._registry())
@@ -91,14 +93,23 @@ def cmd_flows_run(args: argparse.Namespace) -> int:
                         print(terminal_safe(f"  ~ {field}: {before} -> {after}"))
             counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
             print(terminal_safe(f"dry run of flow {result.flow}: {result.status}: {counts}; nothing was written"))
-        return 0 if result.status == "ok" else stopped_code if result.status == "stopped" else 1
+        return _exit_code(result, stopped_code)
     if args.json:
         print(json.dumps(result.as_dict()))
     else:
         counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
         error = f" ({result.error})" if result.error else ""
         print(terminal_safe(f"flow {result.flow} run {result.run_id}: {result.status}: {counts}{error}"))
-    return 0 if result.status == "ok" else stopped_code if result.status == "stopped" else 1
+    return _exit_code(result, stopped_code)
+
+
+def _exit_code(result, stopped_code: int) -> int:
+    """0 ok; 1 the run failed; ``stopped_code`` a signal stopped it; 3 ok but records failed."""
+    if result.status == "stopped":
+        return stopped_code
+    if result.status != "ok":
+        return 1
+    return EXIT_RECORDS_FAILED if result.counts.get("failed", 0) else 0
 
 
 async def _stop_on_signals(engine, scope: anyio.CancelScope, seen: list[int], *, task_status=anyio.TASK_STATUS_IGNORED) -> None:

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar, TypeVar
 
-from pydantic import Field, SecretStr, field_validator
+import httpx
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from apicenterd import (
     Change,
@@ -36,6 +37,7 @@ from . import documents as docs
 from . import mapping
 from .client import EAccountingClient, cursor_of, endpoint_key, filter_since, odata_string
 from .sales import INVOICE_KINDS, ORDER_KINDS, SalesDocuments
+from .static_token import StaticTokenAuth
 
 __all__ = ["EAccountingConnector", "EAccountingSettings"]
 
@@ -55,10 +57,19 @@ class EAccountingSettings(ConnectorSettings):
         default="https://identity.vismaonline.com/connect/token",
         description="OAuth2 token endpoint (sandbox: https://identity-sandbox.test.vismaonline.com/connect/token)",
     )
-    client_id: str = Field(min_length=1, description="OAuth2 client id from the Visma Developer Portal")
-    client_secret: SecretStr = Field(description="OAuth2 client secret")
+    client_id: str | None = Field(
+        default=None, min_length=1, description="OAuth2 client id from the Visma Developer Portal (unless access_token)"
+    )
+    client_secret: SecretStr | None = Field(default=None, description="OAuth2 client secret (unless access_token)")
     refresh_token: SecretStr | None = Field(
         default=None, description="Bootstraps an empty token store; rotated tokens are kept in the state store"
+    )
+    access_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "A static access token used as it is, never refreshed (instead of client_id, client_secret and "
+            "refresh_token); when eAccounting rejects it the connection pauses until a reload brings a new one"
+        ),
     )
     article_coding_id: str | None = Field(
         default=None, description="CodingId for every article; unset: the first active coding with the product's VAT rate"
@@ -73,6 +84,26 @@ class EAccountingSettings(ConnectorSettings):
     truncate_names: bool = Field(
         default=False, description="Cut article names to eAccounting's 50 characters instead of rejecting them"
     )
+
+    @model_validator(mode="after")
+    def _one_way_to_sign_in(self) -> EAccountingSettings:
+        if self.access_token is not None:
+            if not self.access_token.get_secret_value().strip():
+                raise ValueError("access_token is empty")
+            extra = [f for f in ("client_id", "client_secret", "refresh_token") if getattr(self, f) is not None]
+            if extra:
+                raise ValueError(
+                    f"access_token (a static token, never refreshed) and {', '.join(extra)} (OAuth2 refresh) exclude "
+                    f"each other: remove {'them' if len(extra) > 1 else 'it'} or access_token"
+                )
+        else:
+            missing = [f for f in ("client_id", "client_secret") if getattr(self, f) is None]
+            if missing:
+                raise ValueError(
+                    f"{' and '.join(missing)} {'are' if len(missing) > 1 else 'is'} required for OAuth2 "
+                    "(or give a static access_token instead)"
+                )
+        return self
 
     @field_validator("base_url", "token_url")
     @classmethod
@@ -361,7 +392,8 @@ class EAccountingConnector(Connector):
       fields, and PUT it back (eAccounting's PUT replaces the object); nothing changed,
       no PUT.
 
-    Authentication is OAuth2 with rotating refresh tokens (``OAuth2RefreshAuth``); the
+    Authentication is OAuth2 with rotating refresh tokens (``OAuth2RefreshAuth``), or a static
+    ``access_token`` that is never refreshed (:class:`.static_token.StaticTokenAuth`); the
     vendor counts 600 calls a minute per endpoint, which :attr:`rate_limits` declares.
     """
 
@@ -399,15 +431,20 @@ class EAccountingConnector(Connector):
         """Create the authenticated API client."""
         s = self.settings
         self._token_client = self.context.http_client(base_url=s.token_url, timeout=s.timeout)
-        auth = OAuth2RefreshAuth(
-            token_client=self._token_client,
-            token_url=s.token_url,
-            client_id=s.client_id,
-            client_secret=s.client_secret.get_secret_value(),
-            tokens=self.context.tokens,
-            initial_refresh_token=s.refresh_token.get_secret_value() if s.refresh_token else None,
-            connection=self.context.name,
-        )
+        auth: httpx.Auth
+        if s.access_token is not None:
+            auth = StaticTokenAuth(s.access_token.get_secret_value(), connection=self.context.name)
+        else:
+            assert s.client_id is not None and s.client_secret is not None  # the settings' validator
+            auth = OAuth2RefreshAuth(
+                token_client=self._token_client,
+                token_url=s.token_url,
+                client_id=s.client_id,
+                client_secret=s.client_secret.get_secret_value(),
+                tokens=self.context.tokens,
+                initial_refresh_token=s.refresh_token.get_secret_value() if s.refresh_token else None,
+                connection=self.context.name,
+            )
         self.api = EAccountingClient(
             self.context.http_client(base_url=s.base_url, auth=auth, timeout=s.timeout), page_size=s.page_size
         )

@@ -112,6 +112,7 @@ class Simulator(VendorSim):
         rate_limit: int = 600,
         token_ttl: float = 3600.0,
         clock: Callable[[], datetime] | None = None,
+        static_token: str | None = None,
     ):
         super().__init__()
         self._rng = random.Random(seed)
@@ -119,6 +120,8 @@ class Simulator(VendorSim):
         self._clock = clock or (lambda: datetime.now(timezone.utc))
         self._changes = ChangeClock(self._clock, tick=timedelta(milliseconds=1))
         self.oauth = _token_server(token_ttl)
+        if static_token:  # an access token that never expires (until expire_access_tokens)
+            self.oauth.access_tokens[static_token] = math.inf
         self.limiter = RateLimitGate(rate_limit, 60.0, _quota_exceeded, key=lambda request: _endpoint(request.url.path))
         self.gates = [BearerAuth(self.oauth.valid, _denied), self.limiter, self.fault_gate]
         self.articles = Collection(self._id, unique=("Number",), conflict=_conflict("an article"))
@@ -504,7 +507,8 @@ async def _token(request: Request) -> Response:
 
 def create_app(*, seed: int = 1, records: int = 0, **options: Any) -> Starlette:
     """The simulator app; ``options``: ``customers`` (seeded), ``rate_limit`` (calls a minute per
-    endpoint, 0 = off), ``token_ttl`` (seconds), ``clock`` (returns an aware UTC datetime)."""
+    endpoint, 0 = off), ``token_ttl`` (seconds), ``clock`` (returns an aware UTC datetime),
+    ``static_token`` (an access token accepted without any token request, for ``access_token``)."""
     _, article = _writable("articles", "write_article", ARTICLE_RULES, "Article")
     customers, customer = _writable("customers", "write_customer", CUSTOMER_RULES, "Customer")
     codings, coding = _reference("codings", "ArticleAccountCoding")
