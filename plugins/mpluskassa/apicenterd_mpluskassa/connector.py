@@ -640,14 +640,15 @@ class MplusKassaConnector(Connector):
         by_plu = [sku for sku in wanted if numeric(sku) is None] if self.settings.allocate_article_numbers else []
         found: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         for chunk in chunks(list(by_number), LOOKUP_CHUNK):
-            for product in await self._products({"articleNumbers": chunk, "pluNumbers": {}}, f"{len(chunk)} articles by number"):
+            request = {"articleNumbers": chunk, "pluNumbers": {}, "includeAllArticlesOfSelectedProducts": True}
+            for product in await self._products(request, f"{len(chunk)} articles by number"):
                 for article in soap.many(soap.one(product, "articleList"), "article"):
                     sku = by_number.get(soap.to_int(article, "articleNumber") or -1)
                     if sku is not None:
                         found[sku] = (product, article)
         for plus in chunks(by_plu, LOOKUP_CHUNK):
-            request = {"pluNumbers": {"text": [{"text": sku} for sku in plus]}}
-            for product in await self._products(request, f"{len(chunk)} articles by pluNumber"):
+            by_text = {"pluNumbers": {"text": [{"text": sku} for sku in plus]}, "includeAllArticlesOfSelectedProducts": True}
+            for product in await self._products(by_text, f"{len(plus)} articles by pluNumber"):
                 for article in soap.many(soap.one(product, "articleList"), "article"):
                     plu = soap.text(article, "pluNumber")
                     if plu is not None and plu in plus:  # exact matches only

@@ -126,23 +126,47 @@ async def exercise(conn) -> None:
         [c async for c in conn.read(entity, None)]
     product = conn.normalize(
         Entity.PRODUCTS,
-        Product(sku="777", name="Mok", price_incl_tax=Decimal("7.50"), tax_rate=Decimal(21), categories=("Keuken",),
-                attributes=(Attribute(name="colour", value="rood"), Attribute(name="Origin", value="NL"))),
+        Product(
+            sku="777",
+            name="Mok",
+            price_incl_tax=Decimal("7.50"),
+            tax_rate=Decimal(21),
+            categories=("Keuken",),
+            attributes=(Attribute(name="colour", value="rood"), Attribute(name="Origin", value="NL")),
+        ),
     )
     await conn.create(Entity.PRODUCTS, product)
     await conn.update(Entity.PRODUCTS, "777", product.model_copy(update={"name": "Mok groot"}), frozenset({"name", "attributes"}))
-    variant = conn.normalize(Entity.PRODUCTS, Product(sku="TSHIRT-RED", name="T-shirt rood", parent_sku="TSHIRT", tax_rate=Decimal(21), price_incl_tax=Decimal(20)))
+    variant = conn.normalize(
+        Entity.PRODUCTS,
+        Product(sku="TSHIRT-RED", name="T-shirt rood", parent_sku="TSHIRT", tax_rate=Decimal(21), price_incl_tax=Decimal(20)),
+    )
     await conn.create(Entity.PRODUCTS, variant)
     found = await conn.find(Entity.STOCK, "777")
-    await conn.update(Entity.STOCK, found.id, StockLevel(sku="777", on_hand=Decimal("2.5"), available=Decimal("2.5")), frozenset({"available"}))
-    customer = conn.normalize(Entity.CUSTOMERS, Customer(kind="company", name="Bakkerij BV", email="bakker@example.com",
-                                                        billing_address=Address(street="Markt", house_number="1", postcode="1234 AB", city="Gouda", country="NL")))
+    await conn.update(
+        Entity.STOCK, found.id, StockLevel(sku="777", on_hand=Decimal("2.5"), available=Decimal("2.5")), frozenset({"available"})
+    )
+    customer = conn.normalize(
+        Entity.CUSTOMERS,
+        Customer(
+            kind="company",
+            name="Bakkerij BV",
+            email="bakker@example.com",
+            billing_address=Address(street="Markt", house_number="1", postcode="1234 AB", city="Gouda", country="NL"),
+        ),
+    )
     relation = await conn.create(Entity.CUSTOMERS, customer)
     assert await conn.find(Entity.CUSTOMERS, "bakker@example.com") is not None
     await conn.update(Entity.CUSTOMERS, relation, customer.model_copy(update={"name": "Bakkerij de Bruin BV"}), frozenset({"name"}))
-    order = Order(number="WEB-1", status="paid", created_at=datetime(2026, 1, 2, tzinfo=timezone.utc), total=Decimal("15.00"),
-                  lines=(OrderLine(sku="777", name="Mok", quantity=Decimal(2), unit_price=Decimal("7.50"), discount=Decimal("1.00")),),
-                  customer_id=relation, document="order")
+    order = Order(
+        number="WEB-1",
+        status="paid",
+        created_at=datetime(2026, 1, 2, tzinfo=timezone.utc),
+        total=Decimal("15.00"),
+        lines=(OrderLine(sku="777", name="Mok", quantity=Decimal(2), unit_price=Decimal("7.50"), discount=Decimal("1.00")),),
+        customer_id=relation,
+        document="order",
+    )
     await conn.create(Entity.ORDERS, order)
     assert await conn.find(Entity.ORDERS, "WEB-1") is not None
 
@@ -150,14 +174,33 @@ async def exercise(conn) -> None:
 async def test_every_request_and_every_answer_is_valid_against_the_wsdl(wsdl, schema):
     app = MplusKassaConnector.simulator(seed=5, records=3, relations=2, orders=3)  # not validating: this test does
     recorder = Recorder(app)
-    settings = {**MplusKassaConnector.demo_settings("http://mplus.test"), "allocate_article_numbers": True,
-                "variant_grouping": "parent_sku", "feature_fields": {"Origin": "CountryOfOrigin"}}
+    settings = {
+        **MplusKassaConnector.demo_settings("http://mplus.test"),
+        "allocate_article_numbers": True,
+        "variant_grouping": "parent_sku",
+        "feature_fields": {"Origin": "CountryOfOrigin"},
+    }
     async with connect(MplusKassaConnector, settings, app=recorder) as conn:
         await exercise(conn)
     sent = {etree.QName(body_child(request)).localname for request, _, _ in recorder.exchanges}
-    assert sent >= {"getApiVersion", "getProducts", "createProduct", "updateProduct", "getStock", "setStock", "getRelations",
-                    "findRelationV2", "createRelation", "updateRelation", "getOrders", "findOrder", "createOrderV3",
-                    "getArticleGroups", "newArticleGroup", "getVatGroupList"}
+    assert sent >= {
+        "getApiVersion",
+        "getProducts",
+        "createProduct",
+        "updateProduct",
+        "getStock",
+        "setStock",
+        "getRelations",
+        "findRelationV2",
+        "createRelation",
+        "updateRelation",
+        "getOrders",
+        "findOrder",
+        "createOrderV3",
+        "getArticleGroups",
+        "newArticleGroup",
+        "getVatGroupList",
+    }
     for request, answer, status in recorder.exchanges:
         child = body_child(request)
         assert body_errors(schema, child) == [], etree.tostring(child)[:400]
