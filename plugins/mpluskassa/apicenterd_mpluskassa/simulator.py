@@ -161,12 +161,19 @@ class MplusSim(VendorSim):
             for _ in range(rng.randint(1, 3)):
                 chosen = rng.choice(articles)
                 product = self.products[self.article_product[chosen]]
-                price = next(a for a in product["articles"] if a["articleNumber"] == chosen)["priceIncl"]
+                stored_article = next(a for a in product["articles"] if a["articleNumber"] == chosen)
+                price = stored_article["priceIncl"]
                 lines.append(
                     {
                         "articleNumber": chosen,
                         "text": f"Artikel {chosen}",
-                        "data": {"quantity": rng.randint(1, 3), "decimalPlaces": 0, "price": price},
+                        "data": {
+                            "quantity": rng.randint(1, 3),
+                            "decimalPlaces": 0,
+                            "price": price,
+                            "vatCode": stored_article.get("vatCode"),
+                            "vatPercentage": stored_article.get("vatPercentage"),
+                        },
                     }
                 )
             relation = rng.choice(sorted(self.relations)) if self.relations and rng.random() < 0.7 else None
@@ -602,9 +609,11 @@ def _create_order_v3(sim: MplusSim, body: dict[str, Any]) -> tuple[str, dict[str
         if number not in sim.article_product:
             return failed("CREATE-ORDER-RESULT-FAILED", f"article {number} not found")
         data = dict(soap.one(line, "data") or {})
-        if "price" not in data:
-            product = sim.products[sim.article_product[number]]
-            data["price"] = next(a for a in product["articles"] if a["articleNumber"] == number).get("priceIncl", 0)
+        product = sim.products[sim.article_product[number]]
+        stored_article = next(a for a in product["articles"] if a["articleNumber"] == number)
+        data.setdefault("price", stored_article.get("priceIncl", 0))
+        data.setdefault("vatCode", stored_article.get("vatCode"))
+        data.setdefault("vatPercentage", stored_article.get("vatPercentage"))
         lines.append(
             {
                 "articleNumber": number,
