@@ -439,7 +439,7 @@ class MplusKassaConnector(Connector):
     # MplusKASSA documents no rate limit: a ceiling of our own, well below what one till server
     # serves; the connection's max_concurrency bounds the calls in flight
     rate_limits = (RateLimit(1200, 60.0, name="conservative_default"),)
-    default_port: ClassVar[int | None] = 8705
+    default_port: ClassVar[int | None] = 8715
 
     settings: MplusKassaSettings
 
