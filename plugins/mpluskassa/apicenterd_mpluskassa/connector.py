@@ -19,6 +19,7 @@ from apicenterd import (
     Entity,
     FatalError,
     Found,
+    Order,
     Product,
     RateLimit,
     RecordError,
@@ -203,7 +204,7 @@ class RelationSource(Source[Customer]):
                 )
 
 
-class OrderSource(Source[Any]):
+class OrderSource(Source[Order]):
     """Till orders changed since a sync marker (``getOrders``), each with its relation."""
 
     connector: MplusKassaConnector
@@ -574,6 +575,11 @@ class MplusKassaConnector(Connector):
             raise RecordError(
                 f"SKU {record.sku!r} is not numeric: MplusKASSA article numbers are numbers only "
                 f"(set allocate_article_numbers = true on the connection to give it an allocated number)"
+            )
+        priced = any(p is not None for p in (record.price_incl_tax, record.price_excl_tax, record.purchase_price))
+        if priced and record.currency != s.currency:
+            raise RecordError(
+                f"article {record.sku!r}: prices are in {record.currency}, the till's in {s.currency} (the connection's currency)"
             )
         if record.tax_rate is not None and record.tax_rate != record.tax_rate.to_integral_value():
             raise RecordError(f"article {record.sku!r}: VAT {record.tax_rate}% is not a whole percentage (MplusKASSA keeps whole ones)")

@@ -53,7 +53,7 @@ def idempotency_key(prefix: str, number: str) -> str:
     return prefix + hashlib.sha256(number.encode()).hexdigest()[: MAX_KEY - len(prefix)]
 
 
-async def till_order_source(source: Source[Any], since: str | None) -> AsyncIterator[Change]:
+async def till_order_source(source: Source[Order], since: str | None) -> AsyncIterator[Change]:
     """The changes of :class:`~apicenterd_mpluskassa.connector.OrderSource` (see there)."""
     conn: MplusKassaConnector = source.connector  # type: ignore[assignment]
     branches = conn.settings.order_branches

@@ -172,6 +172,13 @@ async def test_a_vat_rate_the_till_does_not_have_is_a_record_error(app, settings
             conn.normalize(Entity.PRODUCTS, product("8002", tax_rate=Decimal("5.5")))
 
 
+async def test_prices_in_another_currency_are_a_record_error(app, settings):
+    async with connect(MplusKassaConnector, settings, app=app) as conn:
+        with pytest.raises(RecordError, match="prices are in USD, the till's in EUR"):
+            conn.normalize(Entity.PRODUCTS, product("8200", currency="USD"))
+        assert conn.normalize(Entity.PRODUCTS, Product(sku="8201", name="no price", currency="USD")).currency == "EUR"
+
+
 async def test_a_failed_result_code_is_a_record_error_with_the_vendors_message(app, settings):
     sim = app.state.sim
     async with connect(MplusKassaConnector, settings, app=app) as conn:
