@@ -225,6 +225,48 @@ class OrderSource(Source[Order]):
         return till_order_source(self, since)
 
 
+class StockSource(Source[StockLevel]):
+    """Stock changed since a ``stockId`` (``getStock`` with ``stockId``), each changed article's
+    stock summed over the configured branches (``stock_branch`` / ``stock_split``)."""
+
+    connector: MplusKassaConnector
+    field_map = {
+        "sku": "articleNumber (pluNumber when allocated)",
+        "on_hand": "amountFree",
+        "reserved": "amountReserved",
+        "available": "amountFree",
+    }
+
+    async def changes(self, since: str | None) -> AsyncIterator[Change]:
+        conn = self.connector
+        branches = conn.stock_branches()
+        marker = marker_of(since) or 0
+        request = {"branchNumber": branches[0], "articleNumbers": {}, "stockId": marker, "branchNumbers": {"branchNumber": branches}}
+        answer = await conn.client.call("getStock", {"request": request}, what=f"stock changed after stockId {marker}")
+        changed: dict[int, int] = {}
+        for stock in soap.many(answer, "articleStocks"):
+            number, stock_id = soap.to_int(stock, "articleNumber"), soap.to_int(stock, "stockId")
+            if number is not None:
+                changed[number] = max(changed.get(number, 0), stock_id or 0)
+        ordered_numbers = sorted(changed, key=lambda n: (changed[n], n))
+        for chunk in chunks(ordered_numbers, LOOKUP_CHUNK):
+            skus = await conn.skus_of(chunk)
+            full = {"branchNumber": branches[0], "articleNumbers": {"articleNumbers": chunk}, "branchNumbers": {"branchNumber": branches}}
+            current = await conn.client.call("getStock", {"request": full}, what=f"stock of {len(chunk)} articles")
+            stocks: dict[int, list[dict[str, Any]]] = {}
+            for stock in soap.many(current, "articleStocks"):
+                number = soap.to_int(stock, "articleNumber")
+                if number is not None:
+                    stocks.setdefault(number, []).append(stock)
+            for number in chunk:
+                sku = skus.get(number, str(number))
+                yield self.mapped(
+                    str(number),
+                    cursor_of(changed[number]),
+                    functools.partial(mapping.stock_level, sku, stocks.get(number, []), branches=branches),
+                )
+
+
 # -- sinks -------------------------------------------------------------------------------------
 
 PRODUCT_WRITTEN = frozenset(
@@ -430,7 +472,7 @@ class MplusKassaConnector(Connector):
     name: ClassVar[str] = "mpluskassa"
     title: ClassVar[str] = "MplusKASSA"
     Settings: ClassVar[type[ConnectorSettings]] = MplusKassaSettings
-    sources = {Entity.PRODUCTS: ProductSource, Entity.CUSTOMERS: RelationSource, Entity.ORDERS: OrderSource}
+    sources = {Entity.PRODUCTS: ProductSource, Entity.STOCK: StockSource, Entity.CUSTOMERS: RelationSource, Entity.ORDERS: OrderSource}
     sinks = {
         Entity.PRODUCTS: ProductSink,
         Entity.STOCK: StockSink,
@@ -660,6 +702,20 @@ class MplusKassaConnector(Connector):
                     if plu is not None and plu in plus:  # exact matches only
                         found[plu] = (product, article)
         return found
+
+    async def skus_of(self, numbers: Sequence[int]) -> dict[int, str]:
+        """Article number -> SKU for articles whose SKU is not their number (allocated ones, kept
+        in ``pluNumber``); empty without allocation."""
+        if not self.settings.allocate_article_numbers or not numbers:
+            return {}
+        skus: dict[int, str] = {}
+        request = {"articleNumbers": list(numbers), "pluNumbers": {}}
+        for product in await self._products(request, f"SKUs of {len(numbers)} articles"):
+            for article in soap.many(soap.one(product, "articleList"), "article"):
+                number, plu = soap.to_int(article, "articleNumber"), (soap.text(article, "pluNumber") or "").strip()
+                if number is not None and plu and numeric(plu) is None:
+                    skus[number] = plu
+        return skus
 
     async def product_by_number(self, number: int, what: str) -> dict[str, Any] | None:
         """The product with ``number`` and its articles, or None."""

@@ -92,6 +92,7 @@ class MplusSim(VendorSim):
         self.groups: dict[int, dict[str, Any]] = {}
         self.stock: dict[tuple[int, int], tuple[int, int]] = {}  # (branch, article) -> (amount, places)
         self.stock_ids = itertools.count(1)
+        self.stock_change: dict[tuple[int, int], int] = {}  # (branch, article) -> the stockId of its last change
         self.relations: dict[int, dict[str, Any]] = {}
         self.orders: dict[str, dict[str, Any]] = {}
         self.idempotent: dict[str, bytes] = {}
@@ -139,6 +140,7 @@ class MplusSim(VendorSim):
             }
             self._store_product({"description": f"Product {number}", "groupNumbers": [1]}, [article])
             self.stock[(1, number)] = (rng.randint(0, 50), 0)
+            self.stock_change[(1, number)] = next(self.stock_ids)
         for i in range(relations):
             number = next(self._next_relation)
             self.relations[number] = {
@@ -419,30 +421,44 @@ def _update_product(sim: MplusSim, body: dict[str, Any]) -> tuple[str, dict[str,
 
 
 def _get_stock(sim: MplusSim, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The stock of the listed articles in the branches; with ``stockId``, only what changed after it
+    (every article when the list is empty)."""
     request = soap.one(body, "request") or {}
     branches = [_int(b, "branchNumber") for b in soap.many(soap.one(request, "branchNumbers"), "branchNumber")]
     if not branches:
         branches = [_int(soap.text(request, "branchNumber"), "branchNumber")]
+    numbers = [_int(n, "articleNumbers") for n in soap.many(soap.one(request, "articleNumbers"), "articleNumbers")]
+    since = soap.text(request, "stockId")
+    if since is not None and since.strip():
+        after = _int(since, "stockId")
+        wanted = set(numbers)
+        keys = sorted(
+            (
+                key
+                for key, stock_id in sim.stock_change.items()
+                if stock_id > after and key[0] in branches and (not wanted or key[1] in wanted)
+            ),
+            key=lambda key: sim.stock_change[key],
+        )
+    else:
+        keys = [(branch, number) for number in numbers if number in sim.article_product for branch in branches]
     stocks = []
-    for number in (_int(n, "articleNumbers") for n in soap.many(soap.one(request, "articleNumbers"), "articleNumbers")):
-        if number not in sim.article_product:
-            continue
-        for branch in branches:
-            amount, places = sim.stock.get((branch, number), (0, 0))
-            stocks.append(
-                {
-                    "branchNumber": branch,
-                    "articleNumber": number,
-                    "stockId": next(sim.stock_ids),
-                    "amountFree": amount,
-                    "decimalPlacesFree": places,
-                    "amountReserved": 0,
-                    "decimalPlacesReserved": 0,
-                    "amountIncoming": 0,
-                    "decimalPlacesIncoming": 0,
-                    "isDayStockArticle": False,
-                }
-            )
+    for branch, number in keys:
+        amount, places = sim.stock.get((branch, number), (0, 0))
+        stocks.append(
+            {
+                "branchNumber": branch,
+                "articleNumber": number,
+                "stockId": sim.stock_change.get((branch, number), 0),
+                "amountFree": amount,
+                "decimalPlacesFree": places,
+                "amountReserved": 0,
+                "decimalPlacesReserved": 0,
+                "amountIncoming": 0,
+                "decimalPlacesIncoming": 0,
+                "isDayStockArticle": False,
+            }
+        )
     return "GetStockResponse", {"articleStocks": stocks}
 
 
@@ -458,7 +474,8 @@ def _set_stock(sim: MplusSim, body: dict[str, Any]) -> tuple[str, dict[str, Any]
         _int(soap.text(request, "amount"), "amount"),
         _int(soap.text(request, "decimalPlaces") or 0, "decimalPlaces"),
     )
-    return "SetStockResponse", {"result": "SET-STOCK-RESULT-OK", "stockId": next(sim.stock_ids)}
+    stock_id = sim.stock_change[(branch, number)] = next(sim.stock_ids)
+    return "SetStockResponse", {"result": "SET-STOCK-RESULT-OK", "stockId": stock_id}
 
 
 def _get_branches(sim: MplusSim, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -122,7 +122,7 @@ def body_child(xml: bytes):
 async def exercise(conn) -> None:
     """Every operation the connector can send, once at least."""
     await conn.check()
-    for entity in (Entity.PRODUCTS, Entity.CUSTOMERS, Entity.ORDERS):
+    for entity in (Entity.PRODUCTS, Entity.STOCK, Entity.CUSTOMERS, Entity.ORDERS):
         [c async for c in conn.read(entity, None)]
     product = conn.normalize(
         Entity.PRODUCTS,

@@ -235,6 +235,20 @@ async def test_stock_settings_and_results_are_clear_errors(app, settings):
             await conn.create(Entity.STOCK, StockLevel(sku="5", on_hand=Decimal(1), available=Decimal(1)))
 
 
+async def test_stock_is_read_by_stock_id_summed_over_the_branches(app, settings):
+    config = {**settings, "stock_branch": None, "stock_split": {"1": "1", "2": "1"}, "allocate_article_numbers": True, "allocation_range": [600, 699]}
+    async with connect(MplusKassaConnector, config, app=app) as conn:
+        first = [c async for c in conn.read(Entity.STOCK, None)]
+        assert [c.source_id for c in first] == ["1000", "1001", "1002"] and all(c.record.sku == c.source_id for c in first)
+        cursors = [c.cursor for c in first]
+        assert cursors == sorted(cursors)
+        assert [c async for c in conn.read(Entity.STOCK, first[-1].cursor)] == []
+        number = await write(conn, product("MUG-RED"))
+        await conn.update(Entity.STOCK, number, StockLevel(sku="MUG-RED", on_hand=Decimal(9), available=Decimal(9)), frozenset({"available"}))
+        later = [c async for c in conn.read(Entity.STOCK, first[-1].cursor)]
+    assert [(c.source_id, c.record.sku, c.record.available) for c in later] == [(number, "MUG-RED", Decimal(9))]
+
+
 # ---------------------------------------------------------------- relations
 
 
