@@ -493,7 +493,7 @@ class MplusKassaConnector(Connector):
         self._vat: dict[int, int] | None = None
         self._pattern = re.compile(self.settings.variant_sku_pattern) if self.settings.variant_sku_pattern else None
         low, high = self.settings.allocation_range
-        self.allocator = Allocator(context.tokens, low, high, self._number_free)
+        self.allocator = Allocator(context.tokens, low, high, self._numbers_free)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -666,15 +666,18 @@ class MplusKassaConnector(Connector):
             return match.group("product") if match and match.group("product") else None
         return None
 
-    async def _number_free(self, kind: str, number: int) -> bool:
+    async def _numbers_free(self, kind: str, numbers: Sequence[int]) -> set[int]:
+        """Which of ``numbers`` no article (``kind="article"``) or product has, in one ``getProducts``."""
         field = "articleNumbers" if kind == "article" else "productNumbers"
-        body: dict[str, Any] = {"pluNumbers": {}}
-        if kind == "article":
-            body = {"articleNumbers": [number], "pluNumbers": {}}
-        else:
-            body = {"pluNumbers": {}, "productNumbers": [number]}
-        answer = await self.client.call("getProducts", {"request": body}, what=f"is {kind} number {number} free ({field})")
-        return not soap.many(soap.one(answer, "productList"), "product")
+        request: dict[str, Any] = {"pluNumbers": {}}
+        request = {"articleNumbers": list(numbers), **request} if kind == "article" else {**request, "productNumbers": list(numbers)}
+        taken: set[int] = set()
+        for product in await self._products(request, f"are {len(numbers)} {kind} numbers free ({field})"):
+            if kind == "product":
+                taken.add(soap.to_int(product, "productNumber") or 0)
+            for article in soap.many(soap.one(product, "articleList"), "article"):
+                taken.add(soap.to_int(article, "articleNumber") or 0)
+        return set(numbers) - taken
 
     async def _products(self, request: dict[str, Any], what: str) -> list[dict[str, Any]]:
         answer = await self.client.call("getProducts", {"request": request}, what=what)

@@ -9,7 +9,7 @@ used only after MplusKASSA confirmed no article has it. The SKU itself is kept o
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
@@ -33,15 +33,27 @@ def numeric(value: str) -> int | None:
 class Allocator:
     """Hands out article and product numbers from ``[start, end]``, never the same one twice.
 
-    ``is_free(kind, number)`` asks MplusKASSA whether an article (``kind="article"``) or
-    product (``"product"``) number is unused. Product numbers of variant groups are kept per
+    ``free(kind, numbers)`` asks MplusKASSA which of ``numbers`` no article (``kind="article"``)
+    or product (``"product"``) has. Numbers are reserved ``block`` at a time: the block is saved
+    as used before any of it is handed out (a crash wastes the rest of a block, never repeats a
+    number), and one call checks the whole block. Product numbers of variant groups are kept per
     group key, so a group always gets the number it got the first time.
     """
 
-    def __init__(self, store: TokenStore, start: int, end: int, is_free: Callable[[str, int], Awaitable[bool]], *, tries: int = 50):
+    def __init__(
+        self,
+        store: TokenStore,
+        start: int,
+        end: int,
+        free: Callable[[str, Sequence[int]], Awaitable[set[int]]],
+        *,
+        block: int = 50,
+        tries: int = 20,
+    ):
         if not 0 < start <= end:
             raise ValueError(f"allocation range {start}..{end} is empty or not positive")
-        self.store, self.start, self.end, self.is_free, self.tries = store, start, end, is_free, tries
+        self.store, self.start, self.end, self.free, self.block, self.tries = store, start, end, free, block, tries
+        self._pools: dict[str, list[int]] = {"article": [], "product": []}
         self._lock = anyio.Lock()
 
     async def _state(self) -> dict[str, Any]:
@@ -55,16 +67,20 @@ class Allocator:
         await self.store.save(saved)
 
     async def _next(self, kind: str, state: dict[str, Any], what: str) -> int:
-        candidate = max(int(state.get(f"next_{kind}", self.start)), self.start)
+        pool = self._pools[kind]
         for _ in range(self.tries):
-            if candidate > self.end:
+            if pool:
+                return pool.pop(0)
+            first = max(int(state.get(f"next_{kind}", self.start)), self.start)
+            if first > self.end:
                 raise FatalError(f"{what}: the {kind} number range {self.start}..{self.end} is used up; widen allocation_range")
-            state[f"next_{kind}"] = candidate + 1
-            await self._save(state)  # durable before use: a crash wastes this number, never repeats it
-            if await self.is_free(kind, candidate):
-                return candidate
-            candidate += 1
-        raise RecordError(f"{what}: {self.tries} {kind} numbers in a row from {self.start} are taken in MplusKASSA")
+            last = min(first + self.block - 1, self.end)
+            state[f"next_{kind}"] = last + 1
+            await self._save(state)  # durable before use: a crash wastes these numbers, never repeats one
+            candidates = list(range(first, last + 1))
+            free = await self.free(kind, candidates)
+            pool.extend(n for n in candidates if n in free)
+        raise RecordError(f"{what}: {self.tries} blocks of {kind} numbers in a row from {self.start} are taken in MplusKASSA")
 
     async def article_number(self, sku: str) -> int:
         """A new article number for ``sku`` (the caller looked the SKU up first)."""
