@@ -72,7 +72,9 @@ async def main(products: int, orders: int) -> None:
     shop = CCVSalesPOSConnector.simulator(seed=1, records=products, rate_limit=0)
     till_app = MplusKassaConnector.simulator(seed=1, records=max(50, orders // 20), relations=200, orders=orders)
     books = EAccountingConnector.simulator(seed=1, customers=1, rate_limit=0)
-    default_debtor = next(iter(books.state.sim.customers))
+    default_debtor, debtor = next(iter(books.state.sim.customers.items()))
+    # relation numbers become customer numbers: the books' own debtor is numbered out of their way
+    books.state.sim.customers[default_debtor] = {**debtor, "CustomerNumber": "90001"}
     till = till_app.state.sim
     transports = {"shop": httpx.ASGITransport(app=shop), "till": httpx.ASGITransport(app=till_app), "books": httpx.ASGITransport(app=books)}
     with tempfile.TemporaryDirectory() as tmp:
