@@ -680,10 +680,18 @@ OPERATIONS = {
 
 
 def create_app(
-    *, seed: int = 1, records: int = 0, relations: int = 0, orders: int = 0, wsdl: str | Path | None = None, **_: Any
+    *, seed: int = 1, records: int = 0, relations: int | None = None, orders: int | None = None, wsdl: str | Path | None = None, **_: Any
 ) -> Starlette:
-    """The simulator as an ASGI app (``app.state.sim`` is its :class:`MplusSim`)."""
-    sim = MplusSim(seed=seed, records=records, relations=relations, orders=orders, wsdl=wsdl)
+    """The simulator as an ASGI app (``app.state.sim`` is its :class:`MplusSim`): ``records``
+    articles, ``relations`` relations (default a quarter of that) and ``orders`` till orders
+    (default half); with ``wsdl``, every request is validated against the WSDL's schema."""
+    sim = MplusSim(
+        seed=seed,
+        records=records,
+        relations=records // 4 if relations is None else relations,
+        orders=records // 2 if orders is None else orders,
+        wsdl=wsdl,
+    )
     app = Starlette(routes=[Route("/", sim.api(_soap), methods=["POST"])])
     app.state.sim = sim
     return app
