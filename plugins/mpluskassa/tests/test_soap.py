@@ -94,3 +94,30 @@ def test_numbers_and_quantities():
     assert mapping.from_quantity({"q": "15", "p": "1"}, "q", "p") == Decimal("1.5")
     with pytest.raises(ValueError, match="quantity is not an integer"):
         soap.to_int({"quantity": "x"}, "quantity")
+
+
+def test_a_gsoap_style_answer_with_other_prefixes_whitespace_and_nil_is_read():
+    xml = b"""<?xml version="1.0" encoding="UTF-8"?>
+<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"
+    xmlns:SOAP-ENC="http://schemas.xmlsoap.org/soap/encoding/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+    xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:mplus="urn:mplusqapi">
+  <SOAP-ENV:Body>
+    <mplus:GetRelationsResponse>
+      <mplus:relationList>
+        <mplus:relation>
+          <mplus:relationNumber> 12 </mplus:relationNumber>
+          <mplus:syncMarker>7</mplus:syncMarker>
+          <mplus:name>Jansen</mplus:name>
+          <mplus:email xsi:nil="true"/>
+          <mplus:balance></mplus:balance>
+        </mplus:relation>
+      </mplus:relationList>
+    </mplus:GetRelationsResponse>
+  </SOAP-ENV:Body>
+</SOAP-ENV:Envelope>"""
+    name, content = soap.read_envelope(xml)
+    (relation,) = soap.many(content["relationList"], "relation")
+    assert name == "GetRelationsResponse"
+    assert soap.to_int(relation, "relationNumber") == 12 and soap.to_int(relation, "balance") is None
+    customer = mapping.relation_to_customer(relation)
+    assert customer.email is None and customer.customer_number == "12" and customer.kind == "person"
