@@ -659,6 +659,16 @@ def order_to_canonical(order: Mapping[str, Any], *, currency: str, relation: Map
         paid=bool(soap.to_bool(order, "fullyPaid")),
         payment_method=next((p for p in payments if p), None) or soap.text(order, "paymentMethod") or None,
         reference=soap.text(order, "reference") or None,
+        custom_fields={
+            k: v
+            for k, v in {
+                "delivery_method": soap.text(order, "deliveryMethod") or None,
+                "branch_number": soap.to_int(order, "entryBranchNumber"),
+                "employee_number": soap.to_int(order, "employeeNumber"),
+                "order_id": soap.text(order, "orderId") or None,
+            }.items()
+            if v is not None
+        },
     )
 
 

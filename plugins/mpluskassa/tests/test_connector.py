@@ -299,6 +299,7 @@ async def test_till_orders_with_status_relation_and_sync_marker_cursors(app, set
         assert first.status == "cancelled" and second.status == "paid" and second.paid
         assert first.lines and all(line.sku and line.sku.isdigit() for line in first.lines)
         assert first.total == sum(line.unit_price * line.quantity for line in first.lines)
+        assert first.custom_fields["branch_number"] == 1 and first.custom_fields["order_id"] == changes[0].source_id
         with_relation = [o for o in (first, second) if o.customer is not None]
         assert all(o.customer.email and o.customer.email.endswith("@example.com") for o in with_relation)
         later = [c async for c in conn.read(Entity.ORDERS, changes[0].cursor)]
