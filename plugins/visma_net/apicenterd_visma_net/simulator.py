@@ -501,7 +501,7 @@ async def journal_transactions(sim: VismaNetSim, request: Request) -> Response:
             raise _bad(f"journalTransactionLines[{n}].accountNumber: 'Account' cannot be empty.")
         rows.append({
             "lineNumber": n + 1,
-            "account": {"number": _value(line, "accountNumber")},
+            "accountNumber": _value(line, "accountNumber"),
             "referenceNumber": _value(line, "referenceNumber") or "",
             "debitAmountInCurrency": _value(line, "debitAmountInCurrency") or 0,
             "creditAmountInCurrency": _value(line, "creditAmountInCurrency") or 0,
