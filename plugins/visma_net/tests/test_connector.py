@@ -24,7 +24,8 @@ from apicenterd import (
     RecordError,
     RetryableError,
 )
-from apicenterd.testing import connect
+from apicenterd.testing import MemoryTokenStore, connect
+from apicenterd.testing.sim import TokenServer
 
 pytestmark = pytest.mark.anyio
 
@@ -178,3 +179,45 @@ async def test_bad_settings_name_the_field():
         VismaNetConnector.Settings.model_validate({"client_id": "a", "client_secret": "b", "time_zone": "Mars/Base"})
     with pytest.raises(ValidationError, match="vat_codes"):
         VismaNetConnector.Settings.model_validate({"client_id": "a", "client_secret": "b", "vat_codes": {"high": "1"}})
+
+
+async def test_interactive_app_uses_the_refresh_token_and_keeps_the_rotated_one(app, sim, settings):
+    assert isinstance(sim.oauth, TokenServer)
+    interactive = {k: v for k, v in settings.items() if k != "tenant_id"}
+    interactive["refresh_token"] = sim.oauth.demo_refresh_token()
+    tokens = MemoryTokenStore()
+    async with connect(VismaNetConnector, interactive, app=app, tokens=tokens) as conn:
+        assert len(await _all(conn, Entity.CUSTOMERS)) == 3
+    saved = await tokens.load()
+    assert saved is not None and saved["refresh_token"] != interactive["refresh_token"]  # rotated and kept
+    async with connect(VismaNetConnector, interactive, app=app, tokens=tokens) as conn:
+        sim.expire_access_tokens()
+        assert len(await _all(conn, Entity.CUSTOMERS)) == 3  # the stored token refreshed, not the spent bootstrap one
+
+
+async def test_company_id_goes_in_the_ipp_company_id_header(app, sim, settings):
+    seen = []
+
+    class Spy:
+        def __init__(self, inner):
+            self.inner, self.state = inner, inner.state
+
+        async def __call__(self, scope, receive, send):
+            if scope["type"] == "http":
+                seen.append(dict(scope["headers"]).get(b"ipp-company-id"))
+            await self.inner(scope, receive, send)
+
+    async with connect(VismaNetConnector, {**settings, "company_id": "1234567"}, app=Spy(app)) as conn:
+        await _all(conn, Entity.CUSTOMERS)
+    assert seen and all(v == b"1234567" for v in seen[1:])  # the token call aside
+
+
+async def test_a_bad_answer_is_a_clear_error(app, sim, settings):
+    async with connect(VismaNetConnector, settings, app=app) as conn:
+        sim.fail_next(200, "<html>maintenance</html>", path_prefix="/v1/customer")
+        with pytest.raises(FatalError, match="did not answer JSON"):
+            await _all(conn, Entity.CUSTOMERS)
+        sim.customers["10001"]["name"] = ""
+        changes = await _all(conn, Entity.CUSTOMERS)
+    failed = [c for c in changes if c.error]
+    assert len(failed) == 1 and "no name" in failed[0].error and failed[0].source_id == "10001"

@@ -160,3 +160,24 @@ async def test_stock_and_orders_from_visma_net_into_eaccounting(pair):
     assert len(orders) == 1
     customer = next(c for c in ea.state.sim.customers.values() if c.get("EmailAddress") == debtor["mainContact"]["email"])
     assert orders[0]["CustomerId"] == customer["Id"]
+
+
+async def test_faults_on_the_way_are_retried_and_nothing_is_created_twice(pair):
+    ea, vn, resolved = pair({"products": {"source": "eaccounting", "target": "vismanet", "entity": "products", "interval": "1h"}},
+                            ea={"records": 5})  # fmt: skip
+    vn.state.sim.fail_next(503, {"message": "Service Unavailable"}, times=2, path_prefix="/v1/inventory")
+    first = await run(resolved, "products")
+    assert first.status == "ok", first.error
+    assert first.counts["failed"] == 0 and first.counts["created"] == 5, first.counts
+    assert len(vn.state.sim.inventory) == 5
+    posts = [r for r in vn.state.sim.requests if r[0] == "POST"]
+    assert len(posts) == 5  # each item POSTed once: the 503s hit look-ups, retried
+
+
+async def test_a_record_visma_net_refuses_fails_alone_and_the_flow_goes_on(pair):
+    ea, vn, resolved = pair({"products": {"source": "eaccounting", "target": "vismanet", "entity": "products", "interval": "1h"}},
+                            ea={"records": 4})  # fmt: skip
+    vn.state.sim.fail_next(400, {"ExceptionType": "IPPException", "ExceptionMessage": "Error: 'Item Class' cannot be empty.",
+                                 "ExceptionFaultCode": "10", "ExceptionMessageID": "10_x"}, path_prefix="/v1/inventory", times=1)  # fmt: skip
+    first = await run(resolved, "products")
+    assert first.counts["failed"] == 1 and first.counts["created"] == 3, first.counts
