@@ -16,6 +16,7 @@ CASES = {
     "promtool": ("tests/test_observability_files.py", "promtool_checks_rules", "promtool is not installed"),
     "ccv spec": ("plugins/ccv_salespos/tests/test_simulator_conformance.py", "product_keys_are_the_documented", "CCV-SHOP-API.md"),
     "eaccounting spec": ("plugins/eaccounting/tests/test_conformance.py", "every_simulated_route", "swagger not found"),
+    "visma.net spec": ("plugins/visma_net/tests/test_conformance.py", "every_simulated_route", "swagger not found"),
 }
 
 

@@ -1,0 +1,385 @@
+"""Visma.net JSON ⇄ the canonical records: pure functions, field wrappers (``{"value": ...}``) on the write side."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from apicenterd import (
+    Address,
+    Contact,
+    Customer,
+    JournalEntry,
+    Order,
+    OrderLine,
+    Product,
+    RecordError,
+    StockLevel,
+)
+
+from .client import vendor_time
+
+__all__ = [
+    "CUSTOMER_FIELDS",
+    "PRODUCT_FIELDS",
+    "customer_body",
+    "customer_from",
+    "journal_body",
+    "order_from",
+    "product_body",
+    "product_from",
+    "stock_from",
+    "to_decimal",
+    "wrap",
+]
+
+CENT = Decimal("0.01")
+
+CUSTOMER_FIELDS: dict[str, tuple[str, ...]] = {
+    "name": ("name",),
+    "email": ("mainContact.email",),
+    "phone": ("mainContact.phone1",),
+    "contact": ("mainContact.attention",),
+    "billing_address": ("mainAddress",),
+    "vat_number": ("vatRegistrationId",),
+    "coc_number": ("corporateId",),
+    "currency": ("currencyId",),
+}
+"""Canonical customer field → the CustomerUpdateDto fields it is written to."""
+
+PRODUCT_FIELDS: dict[str, tuple[str, ...]] = {
+    "name": ("description",),
+    "price_excl_tax": ("defaultPrice",),
+    "active": ("status",),
+}
+"""Canonical product field → the InventoryUpdateDto fields it is written to (``tax_rate`` → ``vatCode`` with a VAT map)."""
+
+
+def wrap(value: Any) -> dict[str, Any]:
+    """A Visma.net field wrapper (``DtoValue[T]``): ``{"value": value}``."""
+    return {"value": value}
+
+
+def to_decimal(value: Any, what: str = "amount") -> Decimal | None:
+    """A JSON number (Decimal, int or numeric string) as Decimal; None for null."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"{what}: expected a number, got {value!r}")
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError(f"{what}: expected a number, got {value!r:.40}") from None
+    if not number.is_finite():
+        raise ValueError(f"{what}: expected a finite number, got {value!r}")
+    return number
+
+
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _country(address: Mapping[str, Any]) -> str | None:
+    country = address.get("country")
+    code = country.get("id") if isinstance(country, dict) else address.get("countryId")
+    code = _text(code).upper()
+    return code if len(code) == 2 and code.isalpha() else None
+
+
+def address_from(address: Any) -> Address:
+    """An AddressDto (or SalesOrderAddressDto) as an Address (``addressLine1`` is the street line)."""
+    if not isinstance(address, dict):
+        return Address()
+    return Address(
+        street=" ".join(p for p in (_text(address.get("addressLine1")), _text(address.get("addressLine2"))) if p),
+        postcode=_text(address.get("postalCode")),
+        city=_text(address.get("city")),
+        country=_country(address),
+    )
+
+
+def _street_line(address: Address) -> str:
+    return " ".join(p for p in (address.street, address.house_number, address.house_number_suffix) if p)
+
+
+def address_body(address: Address) -> dict[str, Any]:
+    """An AddressUpdateDto."""
+    body: dict[str, Any] = {
+        "addressLine1": wrap(_street_line(address)),
+        "postalCode": wrap(address.postcode),
+        "city": wrap(address.city),
+    }
+    if address.country:
+        body["countryId"] = wrap(address.country)
+    return body
+
+
+# -- customers ----------------------------------------------------------------------------------
+
+
+def customer_from(item: Mapping[str, Any]) -> Customer:
+    """A CustomerDto as a Customer: a company when its main contact names a person
+    (``attention``) or it has a corporate id, else a person."""
+    number = _text(item.get("number"))
+    name = _text(item.get("name"))
+    if not name:
+        raise RecordError(f"customer {number or '?'}: no name")
+    contact: Mapping[str, Any] = item.get("mainContact") or {}
+    if not isinstance(contact, dict):
+        contact = {}
+    attention = _text(contact.get("attention"))
+    email = _text(contact.get("email")) or None
+    phone = _text(contact.get("phone1")) or None
+    company = bool(attention) or bool(_text(item.get("corporateId")))
+    person_contact = None
+    if company and attention:
+        first, _, last = attention.partition(" ")
+        person_contact = Contact(first_name=first, last_name=last, email=email, phone=phone)
+    return Customer(
+        kind="company" if company else "person",
+        name=name,
+        email=email,
+        phone=phone,
+        contact=person_contact,
+        billing_address=address_from(item.get("mainAddress")),
+        vat_number=_text(item.get("vatRegistrationId")) or None,
+        coc_number=_text(item.get("corporateId")) or None,
+        customer_number=number or None,
+        currency=_text(item.get("currencyId")).upper() or None,
+    )
+
+
+def customer_body(
+    record: Customer, fields: frozenset[str] | None = None, *, customer_class: str | None = None
+) -> dict[str, Any]:
+    """A CustomerUpdateDto: every written field on create (``fields`` None), else only ``fields``.
+    A company's contact person goes in ``mainContact.attention``; the flow's ``tax_code`` in
+    ``vatZoneId`` and ``payment_terms`` in ``creditTermsId``."""
+    every = fields is None
+    want = set(CUSTOMER_FIELDS) if fields is None else set(fields)
+    body: dict[str, Any] = {}
+    if every and record.customer_number:
+        body["number"] = wrap(record.customer_number)
+    if "name" in want:
+        body["name"] = wrap(record.name)
+    if want & {"email", "phone", "contact", "name"}:
+        attention = ""
+        if record.kind == "company" and record.contact is not None:
+            attention = " ".join(p for p in (record.contact.first_name, record.contact.last_name) if p)
+        body["mainContact"] = wrap(
+            {"name": wrap(record.name), "attention": wrap(attention), "email": wrap(record.email or ""), "phone1": wrap(record.phone or "")}
+        )
+    if "billing_address" in want:
+        body["mainAddress"] = wrap(address_body(record.billing_address))
+    if "vat_number" in want:
+        body["vatRegistrationId"] = wrap(record.vat_number or "")
+    if "coc_number" in want:
+        body["corporateId"] = wrap(record.coc_number or "")
+    if "currency" in want and record.currency:
+        body["currencyId"] = wrap(record.currency)
+    if every:
+        if customer_class:
+            body["customerClassId"] = wrap(customer_class)
+        if record.tax_code:
+            body["vatZoneId"] = wrap(record.tax_code)
+        if record.payment_terms:
+            body["creditTermsId"] = wrap(record.payment_terms)
+    return body
+
+
+def normalize_customer(record: Customer) -> Customer:
+    """What Visma.net keeps of a customer: the street line joined; no contact for a person; names up to 60."""
+    if len(record.name) > 60:  # 9.66: CustomerUpdateDto.name maxLength is not given; the ERP screen's limit [unverified]
+        raise RecordError(f"customer {record.key()!r}: name longer than 60 characters")
+    billing = record.billing_address
+    street = _street_line(billing)
+    contact = record.contact if record.kind == "company" else None
+    if contact is not None:
+        contact = Contact(first_name=contact.first_name, last_name=contact.last_name, email=record.email, phone=record.phone)
+    return record.model_copy(
+        update={
+            "billing_address": Address(street=street, postcode=billing.postcode, city=billing.city, country=billing.country),
+            "contact": contact,
+            "shipping_address": None,
+            "language": None,
+        }
+    )
+
+
+# -- products --------------------------------------------------------------------------------
+
+
+def product_from(item: Mapping[str, Any], *, currency: str, vat_rates: Mapping[str, Decimal]) -> Product:
+    """An InventoryDto as a Product (price excl. VAT in the company's currency; the VAT rate by the VAT map)."""
+    number = _text(item.get("inventoryNumber"))
+    if not number:
+        raise RecordError("inventory item without inventoryNumber")
+    vat = item.get("vatCode")
+    vat_id = _text(vat.get("id")) if isinstance(vat, dict) else ""
+    return Product(
+        sku=number,
+        name=_text(item.get("description")) or number,
+        price_excl_tax=to_decimal(item.get("defaultPrice"), f"inventory {number} defaultPrice"),
+        tax_rate=vat_rates.get(vat_id),
+        currency=currency,
+        active=_text(item.get("status")).lower() != "inactive",
+    )
+
+
+def product_body(
+    record: Product,
+    fields: frozenset[str] | None = None,
+    *,
+    vat_code: str | None = None,
+    item_class: str | None = None,
+    posting_class: str | None = None,
+    item_type: str = "FinishedGoodItem",
+) -> dict[str, Any]:
+    """An InventoryUpdateDto: everything on create (``fields`` None), else only ``fields``."""
+    want = set(PRODUCT_FIELDS) | {"tax_rate"} if fields is None else set(fields)
+    body: dict[str, Any] = {}
+    if fields is None:
+        body["inventoryNumber"] = wrap(record.sku)
+        body["type"] = wrap(item_type)
+        if item_class:
+            body["itemClass"] = wrap(item_class)
+        if posting_class:
+            body["postingClass"] = wrap(posting_class)
+    if "name" in want:
+        body["description"] = wrap(record.name)
+    if "price_excl_tax" in want and record.price_excl_tax is not None:
+        body["defaultPrice"] = wrap(record.price_excl_tax.quantize(CENT))
+    if "active" in want:
+        body["status"] = wrap("Active" if record.active else "Inactive")
+    if "tax_rate" in want and vat_code:
+        body["vatCode"] = wrap(vat_code)
+    return body
+
+
+def normalize_product(record: Product) -> Product:
+    """Prices in cents; the parts this pair does not carry (attributes, categories, images) dropped."""
+    if record.type != "simple":
+        raise RecordError(f"product {record.sku!r}: only simple products go to Visma.net inventory items (variants are not supported)")
+    price = record.price_excl_tax
+    if price is None and record.price_incl_tax is not None and record.tax_rate is not None:
+        price = record.price_incl_tax / (1 + record.tax_rate / 100)
+    return record.model_copy(
+        update={
+            "price_excl_tax": price.quantize(CENT) if price is not None else None,
+            "price_incl_tax": None,
+            "attributes": (),
+            "categories": (),
+            "images": (),
+            "ean": None,
+            "short_description": None,
+            "description": None,
+            "purchase_price": None,
+            "quantity": None,
+            "unit": None,
+            "weight_kg": None,
+        }
+    )
+
+
+# -- stock -----------------------------------------------------------------------------------
+
+
+STOCK_MODES = ("available_minus_reserved", "available", "available_for_shipment", "on_hand")
+
+
+def stock_from(sku: str, rows: list[dict[str, Any]], *, mode: str, warehouse: str | None) -> StockLevel:
+    """InventorySummaryDto rows (one per warehouse/location) as one StockLevel: their sums;
+    ``reserved`` is ``soBooked`` (booked on sales orders), ``available`` by ``mode``."""
+
+    def total(field: str) -> Decimal:
+        return sum((to_decimal(row.get(field), f"stock of {sku} {field}") or Decimal(0) for row in rows), Decimal(0))
+
+    on_hand, reserved = total("onHand"), total("soBooked")
+    available = {
+        "available_minus_reserved": total("available") - reserved,
+        "available": total("available"),
+        "available_for_shipment": total("availableForShipment"),
+        "on_hand": on_hand,
+    }[mode]
+    return StockLevel(sku=sku, location=warehouse, on_hand=on_hand, reserved=reserved, available=available)
+
+
+# -- orders ----------------------------------------------------------------------------------
+
+
+def order_from(item: Mapping[str, Any], *, zone: ZoneInfo, customer: Customer | None) -> Order:
+    """A SalesOrderDto as an Order (amounts excl. VAT, as Visma.net keeps them)."""
+    number = _text(item.get("orderNo"))
+    if not number:
+        raise RecordError("sales order without orderNo")
+    when = item.get("date") or item.get("lastModifiedDateTime")
+    lines = []
+    for row in item.get("lines") or []:
+        inventory = row.get("inventory") if isinstance(row.get("inventory"), dict) else {}
+        sku = _text(inventory.get("number")) or None
+        lines.append(
+            OrderLine(
+                kind="product" if sku else "text",
+                sku=sku,
+                name=_text(row.get("lineDescription")) or _text(inventory.get("description")),
+                quantity=to_decimal(row.get("quantity"), f"order {number} quantity") or Decimal(0),
+                unit_price=to_decimal(row.get("unitPrice"), f"order {number} unitPrice") or Decimal(0),
+                prices_include_tax=False,
+                discount=to_decimal(row.get("discountAmount"), f"order {number} discountAmount") or Decimal(0),
+            )
+        )
+    terms = item.get("terms")
+    return Order(
+        number=number,
+        status=_text(item.get("status")) or "Open",
+        created_at=vendor_time(when, zone) if when else datetime(1970, 1, 1, tzinfo=zone),
+        currency=_text(item.get("currency")).upper() or "EUR",
+        customer=customer,
+        billing_address=address_from(item.get("soBillingAddress")),
+        shipping_address=address_from(item.get("soShippingAddress")) if item.get("soShippingAddress") else None,
+        lines=tuple(lines),
+        total=to_decimal(item.get("orderTotal"), f"order {number} orderTotal") or Decimal(0),
+        total_tax=to_decimal(item.get("taxTotal"), f"order {number} taxTotal"),
+        payment_terms=_text(terms.get("id")) if isinstance(terms, dict) else None,
+        reference=_text(item.get("customerRefNo")) or None,
+        note=_text(item.get("description")) or None,
+    )
+
+
+# -- journal -----------------------------------------------------------------------------------
+
+
+def journal_body(entry: JournalEntry, *, branch: str | None, ledger: str | None) -> dict[str, Any]:
+    """A JournalTransactionUpdateDto: the entry's number in every line's ``referenceNumber`` (how
+    :meth:`find` knows it was booked) and in the description."""
+    debit = sum((line.debit for line in entry.lines), Decimal(0))
+    credit = sum((line.credit for line in entry.lines), Decimal(0))
+    if not entry.lines:
+        raise RecordError(f"journal entry {entry.number!r}: no lines")
+    if debit != credit:
+        raise RecordError(f"journal entry {entry.number!r}: debit {debit} and credit {credit} differ")
+    body: dict[str, Any] = {
+        "transactionDate": wrap(entry.entry_date.isoformat()),
+        "currencyId": wrap(entry.currency),
+        "description": wrap(f"{entry.number} {entry.description}".strip()[:256]),
+        "journalTransactionLines": [
+            {
+                "operation": "Insert",
+                "accountNumber": wrap(line.account),
+                "referenceNumber": wrap(entry.number),
+                "transactionDescription": wrap(line.description or entry.description),
+                "debitAmountInCurrency": wrap(line.debit.quantize(CENT)),
+                "creditAmountInCurrency": wrap(line.credit.quantize(CENT)),
+                **({"branch": wrap(branch)} if branch else {}),
+            }
+            for line in entry.lines
+        ],
+    }
+    if branch:
+        body["branch"] = wrap(branch)
+    if ledger:
+        body["ledger"] = wrap(ledger)
+    return body

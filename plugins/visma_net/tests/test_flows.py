@@ -1,0 +1,183 @@
+"""End to end through the daemon's engine: the eAccounting and Visma.net simulators on loopback
+(ephemeral ports), a config file between them, each flow run twice (the second writes nothing)."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from apicenterd_eaccounting import EAccountingConnector
+from apicenterd_visma_net import VismaNetConnector
+
+from apicenterd.config import load
+from apicenterd.engine import Engine
+from apicenterd.registry import load_registry
+from apicenterd.state import SQLiteStore
+from apicenterd.testing import serve_app
+
+pytestmark = pytest.mark.anyio
+
+WRITES = ("POST", "PUT", "PATCH", "DELETE")
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f'"{k}" = {_toml(v)}' for k, v in value.items()) + " }"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_config(tmp_path: Path, ea_url: str, vn_url: str, flows: dict[str, dict[str, Any]]) -> Path:
+    """A config with both connections and ``flows`` (name → keys; ``options``/``target_settings`` as tables)."""
+    lines = ["[daemon]", 'metrics_address = ""', "", "[state]", 'path = "state.db"', ""]
+    for name, cls, url in (("eaccounting", EAccountingConnector, ea_url), ("vismanet", VismaNetConnector, vn_url)):
+        lines += [f"[connections.{name}]", f'connector = "{cls.name}"']
+        lines += [f"{k} = {_toml(v)}" for k, v in cls.demo_settings(url).items()]
+        lines.append("")
+    for name, flow in flows.items():
+        tables = {k: flow.pop(k) for k in ("options", "target_settings") if k in flow}
+        lines.append(f"[flows.{name}]")
+        lines += [f"{k} = {_toml(v)}" for k, v in flow.items()]
+        for table, values in tables.items():
+            lines.append(f"[flows.{name}.{table}]")
+            lines += [f"{k} = {_toml(v)}" for k, v in values.items()]
+        lines.append("")
+    path = tmp_path / "apicenterd.toml"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def pair(tmp_path):
+    """``start(ea_records, vn_records, flows)``: both simulators served, the config resolved;
+    returns (ea_app, vn_app, resolved)."""
+    registry = load_registry()
+
+    def start(flows: dict[str, dict[str, Any]], *, ea: dict | None = None, vn: dict | None = None):
+        ea_app = EAccountingConnector.simulator(seed=5, **(ea or {}))
+        vn_app = VismaNetConnector.simulator(seed=5, **(vn or {}))
+        ea_url = stack.enter_context(serve_app(ea_app))
+        vn_url = stack.enter_context(serve_app(vn_app))
+        return ea_app, vn_app, load(write_config(tmp_path, ea_url, vn_url, flows), registry)
+
+    with contextlib.ExitStack() as stack:
+        yield start
+
+
+async def run(resolved: Any, flow: str) -> Any:
+    store = SQLiteStore(resolved.state_path)
+    await store.open()
+    engine = Engine(resolved, store, retry_base_delay=0.01)
+    try:
+        return await engine.run_flow(flow)
+    finally:
+        await engine.aclose()
+        await store.close()
+
+
+def writes(app: Any) -> list[tuple[str, str]]:
+    return [r for r in app.state.sim.requests if r[0] in WRITES]
+
+
+async def twice(resolved: Any, flow: str, target: Any) -> Any:
+    """Run ``flow``; then again, which must write nothing to ``target``."""
+    first = await run(resolved, flow)
+    assert first.status == "ok", first.error
+    assert first.counts["failed"] == 0, first.counts
+    target.state.sim.requests.clear()
+    second = await run(resolved, flow)
+    assert second.status == "ok", second.error
+    assert second.counts["created"] == 0 and second.counts["updated"] == 0, second.counts
+    assert writes(target) == []
+    return first
+
+
+async def test_customers_from_eaccounting_become_visma_net_customers_once(pair):
+    ea, vn, resolved = pair({"customers": {"source": "eaccounting", "target": "vismanet", "entity": "customers", "interval": "1h"}},
+                            ea={"records": 0, "customers": 6})  # fmt: skip
+    first = await twice(resolved, "customers", vn)
+    assert first.counts["created"] == 6
+    emails = sorted(str(c.get("EmailAddress") or "").lower() for c in ea.state.sim.customers.values())
+    written = sorted(str(c["mainContact"]["email"]).lower() for c in vn.state.sim.customers.values())
+    assert written == emails
+
+
+async def test_products_from_eaccounting_become_inventory_items_by_number(pair):
+    ea, vn, resolved = pair({"products": {"source": "eaccounting", "target": "vismanet", "entity": "products", "interval": "1h"}},
+                            ea={"records": 8})  # fmt: skip
+    first = await twice(resolved, "products", vn)
+    articles = {a["Number"]: a for a in ea.state.sim.articles.values()}
+    assert first.counts["created"] == len(articles)
+    assert set(vn.state.sim.inventory) == set(articles)
+    for number, article in articles.items():
+        assert Decimal(str(vn.state.sim.inventory[number]["defaultPrice"])) == Decimal(str(article["NetPrice"])).quantize(Decimal("0.01"))
+    # a price change in eAccounting is one PUT of one wrapped field
+    some = next(iter(ea.state.sim.articles.values()))
+    some["NetPrice"] = Decimal("77.70")
+    some["ChangedUtc"] = datetime.now(timezone.utc).isoformat()
+    vn.state.sim.requests.clear()
+    again = await run(resolved, "products")
+    assert again.counts["updated"] == 1, again.counts
+    assert writes(vn) == [("PUT", f"/v1/inventory/{some['Number']}")]
+    assert vn.state.sim.inventory[some["Number"]]["defaultPrice"] == Decimal("77.70")
+
+
+async def test_stock_and_orders_from_visma_net_into_eaccounting(pair):
+    flows = {
+        "items": {"source": "vismanet", "target": "eaccounting", "entity": "products", "interval": "1h"},
+        # "source": the connector's figure (stock_quantity, available - soBooked by default), not the core's on hand - reserved
+        "stock": {"source": "vismanet", "target": "eaccounting", "entity": "stock", "interval": "1h", "options": {"available": "source"}},
+        "orders": {"source": "vismanet", "target": "eaccounting", "entity": "orders", "interval": "1h",
+                   "options": {"document": "order"}},
+    }  # fmt: skip
+    ea, vn, resolved = pair(flows, ea={"records": 0}, vn={"records": 4})
+    await twice(resolved, "items", ea)
+    await twice(resolved, "stock", ea)
+    by_number = {a["Number"]: a for a in ea.state.sim.articles.values()}
+    for sku, rows in vn.state.sim.summaries.items():
+        expected = sum(r["available"] - r["soBooked"] for r in rows)
+        assert Decimal(str(by_number[sku]["StockBalance"])) == expected
+    debtor = next(iter(vn.state.sim.customers.values()))
+    vn.state.sim.add_order({
+        "status": "Open", "date": "2024-05-01T10:00:00", "currency": "EUR",
+        "customer": {"number": debtor["number"], "name": debtor["name"]},
+        "lines": [{"lineNbr": 1, "inventory": {"number": "VN-00001", "description": "Item 1"}, "quantity": Decimal(2),
+                   "unitPrice": Decimal("10.00"), "discountAmount": Decimal(0), "lineDescription": "Item 1"}],
+        "orderTotal": Decimal("20.00"), "taxTotal": Decimal("4.20"),
+    })  # fmt: skip
+    first = await twice(resolved, "orders", ea)
+    assert first.counts["created"] == 1
+    orders = list(ea.state.sim.orders.values()) if hasattr(ea.state.sim, "orders") else []
+    assert len(orders) == 1
+    customer = next(c for c in ea.state.sim.customers.values() if c.get("EmailAddress") == debtor["mainContact"]["email"])
+    assert orders[0]["CustomerId"] == customer["Id"]
+
+
+async def test_faults_on_the_way_are_retried_and_nothing_is_created_twice(pair):
+    ea, vn, resolved = pair({"products": {"source": "eaccounting", "target": "vismanet", "entity": "products", "interval": "1h"}},
+                            ea={"records": 5})  # fmt: skip
+    vn.state.sim.fail_next(503, {"message": "Service Unavailable"}, times=2, path_prefix="/v1/inventory")
+    first = await run(resolved, "products")
+    assert first.status == "ok", first.error
+    assert first.counts["failed"] == 0 and first.counts["created"] == 5, first.counts
+    assert len(vn.state.sim.inventory) == 5
+    posts = [r for r in vn.state.sim.requests if r[0] == "POST"]
+    assert len(posts) == 5  # each item POSTed once: the 503s hit look-ups, retried
+
+
+async def test_a_record_visma_net_refuses_fails_alone_and_the_flow_goes_on(pair):
+    ea, vn, resolved = pair({"products": {"source": "eaccounting", "target": "vismanet", "entity": "products", "interval": "1h"}},
+                            ea={"records": 4})  # fmt: skip
+    vn.state.sim.fail_next(400, {"ExceptionType": "IPPException", "ExceptionMessage": "Error: 'Item Class' cannot be empty.",
+                                 "ExceptionFaultCode": "10", "ExceptionMessageID": "10_x"}, path_prefix="/v1/inventory", times=1)  # fmt: skip
+    first = await run(resolved, "products")
+    assert first.counts["failed"] == 1 and first.counts["created"] == 3, first.counts
