@@ -19,6 +19,9 @@ __all__ = ["main", "terminal_safe"]
 
 DEFAULT_CONFIG = "/etc/apicenterd/apicenterd.toml"
 EXIT_USAGE = 2
+EXIT_CONFIG = 78
+"""The daemon cannot start with this configuration on this host (EX_CONFIG), e.g. ``[admin] address``
+is in use: the systemd unit does not restart on it (``RestartPreventExitStatus=``)."""
 EXIT_BUSY = 75
 """The state store or the flow is in use by another process (EX_TEMPFAIL: try again later): a second
 daemon on one state store, or ``flows run`` / ``dlq replay --no-wait`` while the flow runs elsewhere."""
@@ -39,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="apicenterd",
         description="Self-hosted integration daemon.",
         epilog=f"Exit status: 0 done, 1 something failed, {EXIT_USAGE} wrong command line or configuration, "
-        f"{EXIT_STATE} the state file cannot be used (disk full, damaged, read-only, deleted).",
+        f"{EXIT_STATE} the state file cannot be used (disk full, damaged, read-only, deleted), "
+        f"{EXIT_CONFIG} the daemon cannot start with this configuration here (e.g. [admin] address in use).",
     )
     parser.add_argument("--version", action="version", version=f"apicenterd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -61,7 +61,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     registry = _cli._registry()
     resolved = _load(args.config, registry)
     logs.configure(resolved.config.daemon.log_level)
-    anyio.run(Daemon(Path(args.config), registry, resolved).run)
+    try:
+        anyio.run(Daemon(Path(args.config), registry, resolved).run)
+    except ConfigError as exc:  # found only when starting, e.g. the admin address is in use
+        for problem in exc.problems:
+            print(f"apicenterd: {args.config}: {problem}", file=sys.stderr)
+        return _cli.EXIT_CONFIG
     return 0
 
 
