@@ -113,10 +113,44 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _reload_through_admin(config: str) -> int | None:
+    """Reload through the daemon's admin API when ``[admin]`` is set and it answers; None otherwise
+    (then the daemon is signalled). Only ``[admin]`` is read: the rest of the file may be broken."""
+    from ..config import read_config
+    from ..config.secrets import _resolve_secret
+    from .remote import Remote, _url
+
+    try:
+        admin = read_config(config).admin
+        token = os.environ.get("APICENTERD_ADMIN_TOKEN") or (_resolve_secret(admin.token, "admin.token") if admin.token else None)
+    except Exception:  # noqa: BLE001 - a file the daemon would refuse: SIGHUP it, it says why
+        return None
+    if not isinstance(token, str) or not token:
+        return None
+    url = os.environ.get("APICENTERD_ADMIN_URL") or _url(admin.address)
+    import httpx
+
+    try:
+        httpx.get(url + "/healthz", timeout=3.0).raise_for_status()
+    except httpx.HTTPError:
+        return None
+    status, body = Remote(url, token).call("POST", "/api/v1/reload", read_timeout=180.0)
+    if status == 200 and body.get("result") == "applied":
+        print(f"apicenterd: configuration reloaded (admin API {url})")
+        return 0
+    reason = body.get("reason") or body.get("error")
+    print(f"apicenterd: reload refused, the daemon keeps its previous configuration: {reason}", file=sys.stderr)
+    return 1
+
+
 def cmd_reload(args: argparse.Namespace) -> int:
     """Send the daemon SIGHUP and report its answer: 0 applied, 1 refused (reason on stderr) or no answer."""
     from ..daemon import read_reload_status, reload_status_path
 
+    if args.pid is None:
+        answer = _reload_through_admin(args.config)
+        if answer is not None:
+            return answer
     state_path, problem = _reload_state_path(args.config)
     pid = args.pid if args.pid is not None else _daemon_pid(state_path, problem)
     status_path = reload_status_path(state_path) if state_path is not None else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sys
 
 import anyio
 
@@ -47,6 +48,12 @@ def cmd_flows_run(args: argparse.Namespace) -> int:
     resolved = _load(args.config, _cli._registry())
     if args.name not in resolved.flows:
         raise Usage(f"no flow named {args.name!r} (defined: {', '.join(sorted(resolved.flows)) or 'none'})")
+    if not args.dry_run and not args.no_wait:
+        from .remote import remote
+
+        daemon = remote(resolved, local=args.local)
+        if daemon is not None:
+            return _remote_run(args, daemon)
     logs.configure(resolved.config.daemon.log_level, stream="stderr")
 
     engine_box: list[Engine] = []
@@ -99,6 +106,21 @@ def cmd_flows_run(args: argparse.Namespace) -> int:
         error = f" ({result.error})" if result.error else ""
         print(terminal_safe(f"flow {result.flow} run {result.run_id}: {result.status}: {counts}{error}"))
     return 0 if result.status == "ok" else stopped_code if result.status == "stopped" else 1
+
+
+def _remote_run(args: argparse.Namespace, daemon) -> int:
+    """``flows run`` in the running daemon (its connections, limits and lock); prints what the local run prints."""
+    status, body = daemon.call("POST", f"/api/v1/flows/{args.name}/run", json={"wait": True}, read_timeout=None)
+    if status != 200:
+        print(f"apicenterd: flow {args.name}: {terminal_safe(body.get('error'))}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(body))
+    else:
+        counts = ", ".join(f"{k} {v}" for k, v in body.items() if k not in ("flow", "run_id", "status", "error", "duration_seconds"))
+        error = f" ({body['error']})" if body.get("error") else ""
+        print(terminal_safe(f"flow {body['flow']} run {body['run_id']} (in the daemon): {body['status']}: {counts}{error}"))
+    return 0 if body["status"] == "ok" else 1
 
 
 async def _stop_on_signals(engine, scope: anyio.CancelScope, seen: list[int], *, task_status=anyio.TASK_STATUS_IGNORED) -> None:

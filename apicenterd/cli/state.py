@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 import anyio
 
@@ -15,9 +16,17 @@ from . import Usage, _load, _print_table, _tell_waiting, _ts, _with_store, termi
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    """Show recent runs."""
+    """Show recent runs: from the running daemon's admin API, or the state store."""
+    from ..state import Run
+    from .remote import remote
+
     resolved = _load(args.config, _cli._registry())
-    runs = anyio.run(_with_store, resolved, lambda s: s.runs(args.flow, args.limit))
+    daemon = remote(resolved, local=args.local)
+    if daemon is not None:
+        _status, body = daemon.call("GET", "/api/v1/runs", params={"flow": args.flow, "limit": args.limit})
+        runs = [Run(**r) for r in body["runs"]]
+    else:
+        runs = anyio.run(_with_store, resolved, lambda s: s.runs(args.flow, args.limit))
     if args.json:
         print(json.dumps([r.__dict__ | {"counts": dict(r.counts)} for r in runs], indent=2))
         return 0
@@ -74,10 +83,20 @@ def cmd_dlq(args: argparse.Namespace) -> int:
 
     if args.dlq_command is None:
         raise Usage("dlq: say list, show, replay or discard")
+    from ..state import DeadLetter
+    from .remote import remote
+
     resolved = _load(args.config, _cli._registry())
+    daemon = remote(resolved, local=getattr(args, "local", False)) if args.dlq_command in ("list", "replay") else None
+    if daemon is not None and args.dlq_command == "replay" and not args.no_wait:
+        return _remote_replay(args, daemon)
     if args.dlq_command == "list":
         status = None if args.status == "any" else args.status
-        letters = anyio.run(_with_store, resolved, lambda s: s.dead_letters(flow=args.flow, error=args.error, status=status))
+        if daemon is not None:
+            _code, body = daemon.call("GET", "/api/v1/dead-letters", params={"flow": args.flow, "error": args.error, "status": args.status})
+            letters: Any = [DeadLetter(payload=None, **d) for d in body["dead_letters"]]
+        else:
+            letters = anyio.run(_with_store, resolved, lambda s: s.dead_letters(flow=args.flow, error=args.error, status=status))
         if args.json:
             print(json.dumps([{k: v for k, v in d.__dict__.items() if k != "payload"} for d in letters], indent=2))
             return 0
@@ -144,6 +163,29 @@ def cmd_dlq(args: argparse.Namespace) -> int:
         print(json.dumps({"replayed": selected, **outcome, "not_replayed_purged": purged}))
     else:
         print(f"replayed {selected} dead letters: " + ", ".join(f"{k} {v}" for k, v in outcome.items()))
+    return 0 if outcome.get("failed", 0) == 0 and not purged else 1
+
+
+def _remote_replay(args: argparse.Namespace, daemon) -> int:
+    """``dlq replay`` through the running daemon (the same path, in its process)."""
+    if not (args.ids or args.flow or args.error or args.all):
+        raise Usage("dlq replay: name dead letters by ID, or give --flow, --error or --all")
+    selection = {"ids": args.ids or [], "flow": args.flow, "error": args.error, "all": args.all}
+    status, body = daemon.call("POST", "/api/v1/dead-letters/replay", json={k: v for k, v in selection.items() if v}, read_timeout=None)
+    if status == 404 and body.get("missing"):
+        raise Usage(f"{body['error']} (see apicenterd dlq list --status any)")
+    if status != 200:
+        print(f"apicenterd: {terminal_safe(body.get('error'))}", file=sys.stderr)
+        return 1
+    outcome, purged = body["counts"], body["not_replayed_purged"]
+    if purged:
+        ids = " ".join(map(str, purged))
+        print(f"apicenterd: not replayed: dead letter(s) {ids}: their record was removed (retention); discard them "
+              f"(apicenterd dlq discard {ids})", file=sys.stderr)  # fmt: skip
+    if args.json:
+        print(json.dumps({"replayed": body["replayed"], **outcome, "not_replayed_purged": purged}))
+    else:
+        print(f"replayed {body['replayed']} dead letters (through the daemon): " + ", ".join(f"{k} {v}" for k, v in outcome.items()))
     return 0 if outcome.get("failed", 0) == 0 and not purged else 1
 
 
