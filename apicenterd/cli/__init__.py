@@ -43,12 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Self-hosted integration daemon.",
         epilog=f"Exit status: 0 done, 1 something failed, {EXIT_USAGE} wrong command line or configuration, "
         f"{EXIT_STATE} the state file cannot be used (disk full, damaged, read-only, deleted), "
-        f"{EXIT_CONFIG} the daemon cannot start with this configuration here (e.g. [admin] address in use).",
+        f"{EXIT_CONFIG} the daemon cannot start with this configuration here (e.g. [admin] address in use). "
+        "With [admin] configured, runs, dlq list, dlq replay, flows run and reload go through the running daemon's "
+        "admin API ([admin] address and token; $APICENTERD_ADMIN_URL, $APICENTERD_ADMIN_TOKEN override them); "
+        "--local, or no daemon answering, works on the state store.",
     )
     parser.add_argument("--version", action="version", version=f"apicenterd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("run", help="run the daemon (foreground; systemd Type=notify)")
+    p = sub.add_parser(
+        "run",
+        help="run the daemon (foreground; systemd Type=notify); with [admin]: the admin API, dashboard and webhooks",
+    )
     _config_arg(p)
 
     p = sub.add_parser(
