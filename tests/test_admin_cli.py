@@ -90,3 +90,70 @@ def test_help_names_the_local_switch():
     parser = cli.build_parser()
     for argv in (["runs", "--local"], ["dlq", "list", "--local"], ["dlq", "replay", "--all", "--local"], ["flows", "run", "x", "--local"]):
         assert parser.parse_args(argv).local is True
+
+
+async def test_under_systemd_credentials_the_commands_need_no_secret_but_the_admin_token(tmp_path, monkeypatch, capsys):
+    """The daemon got its credentials from systemd; a shell has no $CREDENTIALS_DIRECTORY. The on-call
+    commands read only [admin] and find the token where the unit loads it from."""
+    from admin_support import registry_with_hooks
+
+    registry = registry_with_hooks()
+    monkeypatch.setattr(cli, "_registry", lambda: registry)
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    (creds / "hook_secret").write_text("whsec-0123456789")
+    (creds / "admin_token").write_text(TOKEN + "\n")
+    path = tmp_path / "apicenterd.toml"
+    path.write_text(
+        """
+[daemon]
+metrics_address = ""
+shutdown_timeout = 0.5
+
+[state]
+path = "state.db"
+
+[admin]
+address = "127.0.0.1:0"
+token = { credential = "admin_token" }
+
+[connections.src]
+connector = "hooksource"
+webhook_secret = { credential = "hook_secret" }
+
+[connections.dst]
+connector = "memtarget"
+
+[flows.products]
+source = "src"
+target = "dst"
+entity = "products"
+interval = "1h"
+""",
+        encoding="utf-8",
+    )
+    fakes.MemoryStore.put(fakes.product("A"), "1")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))  # the daemon, as systemd starts it
+    daemon = Daemon(path, registry, load(path, registry))
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY")  # the operator's shell
+    config = str(path)
+    with anyio.fail_after(120):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(daemon.run)
+            await until(lambda: daemon.admin is not None and daemon.engine is not None and daemon.engine.last_result is not None
+                        and not daemon.engine.running)  # fmt: skip
+            monkeypatch.setenv("APICENTERD_ADMIN_URL", daemon.admin.url)
+            monkeypatch.setenv("APICENTERD_CREDENTIALS_DIR", str(tmp_path))  # no admin_token there
+            code, _, err = await run_cli(capsys, "runs", "--config", config)
+            assert code == 2 and "needs $CREDENTIALS_DIRECTORY" in err  # no token: the local command, which needs every secret
+            monkeypatch.setenv("APICENTERD_CREDENTIALS_DIR", str(creds))  # stands for /etc/apicenterd/credentials
+            code, out, err = await run_cli(capsys, "runs", "--config", config, "--json")
+            assert code == 0, err
+            assert [r["trigger"] for r in json.loads(out)] == ["schedule"]
+            code, out, err = await run_cli(capsys, "flows", "run", "products", "--config", config)
+            assert code == 0 and "(in the daemon): ok" in out, err
+            code, _, err = await run_cli(capsys, "flows", "run", "nope", "--config", config)
+            assert code == 2 and "no flow named 'nope' (defined: products)" in err
+            code, out, _ = await run_cli(capsys, "dlq", "list", "--config", config)
+            assert code == 0 and out.startswith("ID")
+            daemon.stop()

@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
         f"{EXIT_STATE} the state file cannot be used (disk full, damaged, read-only, deleted), "
         f"{EXIT_CONFIG} the daemon cannot start with this configuration here (e.g. [admin] address in use). "
         "With [admin] configured, runs, dlq list, dlq replay, flows run and reload go through the running daemon's "
-        "admin API ([admin] address and token; $APICENTERD_ADMIN_URL, $APICENTERD_ADMIN_TOKEN override them); "
+        "admin API ([admin] address and token, a credential read from /etc/apicenterd/credentials outside systemd; "
+        "$APICENTERD_ADMIN_URL, $APICENTERD_ADMIN_TOKEN override them); "
         "--local, or no daemon answering, works on the state store.",
     )
     parser.add_argument("--version", action="version", version=f"apicenterd {__version__}")

@@ -116,27 +116,14 @@ def _alive(pid: int) -> bool:
 def _reload_through_admin(config: str) -> int | None:
     """Reload through the daemon's admin API when ``[admin]`` is set and it answers; None otherwise
     (then the daemon is signalled). Only ``[admin]`` is read: the rest of the file may be broken."""
-    from ..config import read_config
-    from ..config.secrets import _resolve_secret
-    from .remote import Remote, _url
+    from .remote import find_daemon
 
-    try:
-        admin = read_config(config).admin
-        token = os.environ.get("APICENTERD_ADMIN_TOKEN") or (_resolve_secret(admin.token, "admin.token") if admin.token else None)
-    except Exception:  # noqa: BLE001 - a file the daemon would refuse: SIGHUP it, it says why
+    daemon = find_daemon(config)
+    if daemon is None:
         return None
-    if not isinstance(token, str) or not token:
-        return None
-    url = os.environ.get("APICENTERD_ADMIN_URL") or _url(admin.address)
-    import httpx
-
-    try:
-        httpx.get(url + "/healthz", timeout=3.0).raise_for_status()
-    except httpx.HTTPError:
-        return None
-    status, body = Remote(url, token).call("POST", "/api/v1/reload", read_timeout=180.0)
+    status, body = daemon.call("POST", "/api/v1/reload", read_timeout=180.0)
     if status == 200 and body.get("result") == "applied":
-        print(f"apicenterd: configuration reloaded (admin API {url})")
+        print(f"apicenterd: configuration reloaded (admin API {daemon.url})")
         return 0
     reason = body.get("reason") or body.get("error")
     print(f"apicenterd: reload refused, the daemon keeps its previous configuration: {reason}", file=sys.stderr)

@@ -45,15 +45,15 @@ def cmd_flows_run(args: argparse.Namespace) -> int:
     128 + the signal's number (130 SIGINT, 143 SIGTERM) if a signal stopped it."""
     from ..engine import COUNT_KEYS, Engine, RunResult
 
+    if not args.dry_run and not args.no_wait:
+        from .remote import find_daemon
+
+        daemon = find_daemon(args.config, local=args.local)
+        if daemon is not None:
+            return _remote_run(args, daemon)
     resolved = _load(args.config, _cli._registry())
     if args.name not in resolved.flows:
         raise Usage(f"no flow named {args.name!r} (defined: {', '.join(sorted(resolved.flows)) or 'none'})")
-    if not args.dry_run and not args.no_wait:
-        from .remote import remote
-
-        daemon = remote(resolved, local=args.local)
-        if daemon is not None:
-            return _remote_run(args, daemon)
     logs.configure(resolved.config.daemon.log_level, stream="stderr")
 
     engine_box: list[Engine] = []
@@ -110,7 +110,11 @@ def cmd_flows_run(args: argparse.Namespace) -> int:
 
 def _remote_run(args: argparse.Namespace, daemon) -> int:
     """``flows run`` in the running daemon (its connections, limits and lock); prints what the local run prints."""
-    status, body = daemon.call("POST", f"/api/v1/flows/{args.name}/run", json={"wait": True}, read_timeout=None)
+    from urllib.parse import quote
+
+    status, body = daemon.call("POST", f"/api/v1/flows/{quote(args.name, safe='')}/run", json={"wait": True}, read_timeout=None)
+    if status == 404:
+        raise Usage(body.get("error", f"no flow named {args.name!r}"))
     if status != 200:
         print(f"apicenterd: flow {args.name}: {terminal_safe(body.get('error'))}", file=sys.stderr)
         return 1

@@ -6,6 +6,11 @@ is configured and the daemon answers there: the admin API's address is ``[admin]
 ``$APICENTERD_ADMIN_TOKEN``; ``$APICENTERD_ADMIN_URL`` overrides the address (e.g. through the
 reverse proxy). When nothing answers there (the daemon is not running), the commands work on the
 state store directly, as before. ``--local`` forces that.
+
+Only ``[admin]`` is read for this, so the commands need none of the connections' secrets (which
+systemd hands only to the daemon). A token given as ``{ credential = "NAME" }`` is read, outside
+systemd (no ``$CREDENTIALS_DIRECTORY``), from ``/etc/apicenterd/credentials/NAME`` (the folder the
+unit loads it from; ``$APICENTERD_CREDENTIALS_DIR`` names another).
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ from typing import Any
 
 import httpx
 
-from ..config import Resolved
 from . import Usage
 
-__all__ = ["Remote", "remote"]
+__all__ = ["Remote", "find_daemon", "admin_token"]
+
+CREDENTIALS_DIR = "/etc/apicenterd/credentials"
+"""Where the systemd unit loads credentials from (``LoadCredential=NAME:/etc/apicenterd/credentials/NAME``)."""
 
 CONNECT_TIMEOUT = 3.0
 """Seconds to wait for the daemon's admin API to accept the connection."""
@@ -63,12 +70,48 @@ def _url(address: str) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
 
-def remote(resolved: Resolved, *, local: bool = False) -> Remote | None:
-    """The running daemon's admin API, or None: not configured, ``local``, or nothing answers there."""
-    token = os.environ.get("APICENTERD_ADMIN_TOKEN") or resolved.admin_token
-    if local or not token:
+def admin_token(reference: object) -> str | None:
+    """The admin token for a command run outside the daemon: ``$APICENTERD_ADMIN_TOKEN``, else the
+    ``[admin] token`` reference resolved (a credential from the unit's folder when not under systemd)."""
+    from ..config.secrets import _read_secret_file, _resolve_secret
+
+    if os.environ.get("APICENTERD_ADMIN_TOKEN"):
+        return os.environ["APICENTERD_ADMIN_TOKEN"]
+    if reference is None:
         return None
-    url = os.environ.get("APICENTERD_ADMIN_URL") or _url(resolved.config.admin.address)
+    if isinstance(reference, dict) and set(reference) == {"credential"} and not os.environ.get("CREDENTIALS_DIRECTORY"):
+        folder = os.environ.get("APICENTERD_CREDENTIALS_DIR") or CREDENTIALS_DIR
+        name = reference["credential"]
+        if not isinstance(name, str) or not name or "/" in name:
+            return None
+        from pathlib import Path
+
+        try:
+            return _read_secret_file(Path(folder) / name, "admin.token")
+        except ValueError:
+            return None
+    try:
+        token = _resolve_secret(reference, "admin.token")
+    except ValueError:
+        return None
+    return token if isinstance(token, str) and token else None
+
+
+def find_daemon(config: str, *, local: bool = False) -> Remote | None:
+    """The admin API of the daemon running ``config``, or None: ``local``, no ``[admin]`` token to be had,
+    the file cannot be read, or nothing answers at the address."""
+    from ..config import read_config
+
+    if local:
+        return None
+    try:
+        admin = read_config(config).admin
+    except Exception:  # noqa: BLE001 - a file that cannot be read: the local command says why
+        return None
+    token = admin_token(admin.token)
+    if not token:
+        return None
+    url = os.environ.get("APICENTERD_ADMIN_URL") or _url(admin.address)
     try:
         answer = httpx.get(url.rstrip("/") + "/healthz", timeout=CONNECT_TIMEOUT)
     except httpx.HTTPError:

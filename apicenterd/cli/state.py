@@ -18,14 +18,14 @@ from . import Usage, _load, _print_table, _tell_waiting, _ts, _with_store, termi
 def cmd_runs(args: argparse.Namespace) -> int:
     """Show recent runs: from the running daemon's admin API, or the state store."""
     from ..state import Run
-    from .remote import remote
+    from .remote import find_daemon
 
-    resolved = _load(args.config, _cli._registry())
-    daemon = remote(resolved, local=args.local)
+    daemon = find_daemon(args.config, local=args.local)
     if daemon is not None:
         _status, body = daemon.call("GET", "/api/v1/runs", params={"flow": args.flow, "limit": args.limit})
         runs = [Run(**r) for r in body["runs"]]
     else:
+        resolved = _load(args.config, _cli._registry())
         runs = anyio.run(_with_store, resolved, lambda s: s.runs(args.flow, args.limit))
     if args.json:
         print(json.dumps([r.__dict__ | {"counts": dict(r.counts)} for r in runs], indent=2))
@@ -84,30 +84,21 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     if args.dlq_command is None:
         raise Usage("dlq: say list, show, replay or discard")
     from ..state import DeadLetter
-    from .remote import remote
+    from .remote import find_daemon
 
-    resolved = _load(args.config, _cli._registry())
-    daemon = remote(resolved, local=getattr(args, "local", False)) if args.dlq_command in ("list", "replay") else None
-    if daemon is not None and args.dlq_command == "replay" and not args.no_wait:
+    remote_capable = args.dlq_command == "list" or (args.dlq_command == "replay" and not args.no_wait)
+    daemon = find_daemon(args.config, local=args.local) if remote_capable else None
+    if daemon is not None and args.dlq_command == "replay":
         return _remote_replay(args, daemon)
+    if daemon is not None and args.dlq_command == "list":
+        _code, body = daemon.call("GET", "/api/v1/dead-letters", params={"flow": args.flow, "error": args.error, "status": args.status})
+        letters: Any = [DeadLetter(payload=None, **d) for d in body["dead_letters"]]
+        return _print_letters(args, letters)
+    resolved = _load(args.config, _cli._registry())
     if args.dlq_command == "list":
         status = None if args.status == "any" else args.status
-        if daemon is not None:
-            _code, body = daemon.call("GET", "/api/v1/dead-letters", params={"flow": args.flow, "error": args.error, "status": args.status})
-            letters: Any = [DeadLetter(payload=None, **d) for d in body["dead_letters"]]
-        else:
-            letters = anyio.run(_with_store, resolved, lambda s: s.dead_letters(flow=args.flow, error=args.error, status=status))
-        if args.json:
-            print(json.dumps([{k: v for k, v in d.__dict__.items() if k != "payload"} for d in letters], indent=2))
-            return 0
-        _print_table(
-            [
-                (d.id, d.flow, d.source_id, "[purged]" if d.purged else d.key, d.attempts, _ts(d.last_failed_at), d.status, d.error[:100])
-                for d in letters
-            ],
-            ("ID", "FLOW", "SOURCE ID", "KEY", "ATTEMPTS", "LAST FAILED", "STATUS", "ERROR"),
-        )
-        return 0
+        letters = anyio.run(_with_store, resolved, lambda s: s.dead_letters(flow=args.flow, error=args.error, status=status))
+        return _print_letters(args, letters)
     if args.dlq_command == "show":
         letters = anyio.run(_with_store, resolved, lambda s: s.dead_letters(ids=[args.id], status=None))
         if not letters:
@@ -164,6 +155,21 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     else:
         print(f"replayed {selected} dead letters: " + ", ".join(f"{k} {v}" for k, v in outcome.items()))
     return 0 if outcome.get("failed", 0) == 0 and not purged else 1
+
+
+def _print_letters(args: argparse.Namespace, letters: Any) -> int:
+    """``dlq list``'s output."""
+    if args.json:
+        print(json.dumps([{k: v for k, v in d.__dict__.items() if k != "payload"} for d in letters], indent=2))
+        return 0
+    _print_table(
+        [
+            (d.id, d.flow, d.source_id, "[purged]" if d.purged else d.key, d.attempts, _ts(d.last_failed_at), d.status, d.error[:100])
+            for d in letters
+        ],
+        ("ID", "FLOW", "SOURCE ID", "KEY", "ATTEMPTS", "LAST FAILED", "STATUS", "ERROR"),
+    )
+    return 0
 
 
 def _remote_replay(args: argparse.Namespace, daemon) -> int:
