@@ -250,7 +250,19 @@ def test_every_route_is_documented_and_every_documented_path_is_served():
         path = route.path.replace("{id:int}", "{id}").replace("{source_id:path}", "{source_id}")
         served[path] = {m.lower() for m in route.methods} - {"head"}
     documented = {path: set(ops) for path, ops in openapi()["paths"].items()}
-    documented.pop("/") if "/" in documented else None
     served.pop("/")  # the dashboard page (HTML)
     served.pop("/openapi.json")
     assert served == documented
+
+
+async def test_an_open_circuit_shows_the_flow_failing_with_the_error(tmp_path, hooks, memory):
+    resolved = make_resolved(tmp_path, hooks)
+    async with admin_client(resolved, tmp_path) as (client, _backend, engine):
+        await engine.open(["dst"])
+        breaker = engine.connectors["dst"].context.breaker
+        for _ in range(resolved.config.daemon.circuit_failure_threshold):
+            breaker.failure("503 Service Unavailable")
+        flow = (await client.get("/api/v1/flows/products")).json()
+        assert flow["state"] == "failing" and "connection dst: circuit breaker open (503 Service Unavailable)" in flow["reason"]
+        conns = {c["name"]: c for c in (await client.get("/api/v1/connections")).json()["connections"]}
+        assert conns["dst"]["circuit_open"] is True and conns["dst"]["circuit_error"] == "503 Service Unavailable"

@@ -208,6 +208,9 @@ def build_app(backend: Backend, token: str) -> Starlette:
             )
         elif progress is not None:
             state, reason = "running", None
+        elif circuits := {c: e for c in (flow.source, flow.target) if (e := _open_circuit(engine, c)) is not None}:
+            state = "failing"
+            reason = "; ".join(f"connection {c}: circuit breaker open ({e or 'repeated failures'})" for c, e in circuits.items())
         elif finished is None:
             state, reason = "idle", "not run yet"
         elif finished.status == "failed" or finished.counts.get("failed", 0) > 0:
@@ -491,6 +494,15 @@ def build_app(backend: Backend, token: str) -> Starlette:
 
     routes.append(Route("/webhooks/{connection}", webhook, methods=["POST"]))
     return Starlette(routes=routes)
+
+
+def _open_circuit(engine: Any, connection: str) -> str | None:
+    """The last error of ``connection``'s circuit breaker while it is open; None when closed (or not opened yet)."""
+    opened = engine.connectors.get(connection)
+    if opened is None:
+        return None
+    is_open, error = opened.context.circuit()
+    return str(error) if is_open else None
 
 
 async def _diff(backend: Backend, flow_name: str, letter: DeadLetter) -> dict[str, Any] | None:
