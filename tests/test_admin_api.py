@@ -175,7 +175,7 @@ async def test_a_vendor_pause_shows_as_waiting(tmp_path, hooks, memory):
     async with admin_client(resolved, tmp_path) as (client, backend, _engine):
         await backend.store.save_pause("dst", time.time() + 600)
         flow = (await client.get("/api/v1/flows/products")).json()
-        assert flow["state"] == "waiting" and "connection dst" in flow["reason"] and flow["waiting_until"] > time.time()
+        assert flow["state"] == "waiting" and "connection dst: waiting" in flow["reason"] and flow["waiting_until"] > time.time()
 
 
 async def test_progress_of_a_run_in_flight(tmp_path, hooks, memory):
@@ -266,3 +266,29 @@ async def test_an_open_circuit_shows_the_flow_failing_with_the_error(tmp_path, h
         assert flow["state"] == "failing" and "connection dst: circuit breaker open (503 Service Unavailable)" in flow["reason"]
         conns = {c["name"]: c for c in (await client.get("/api/v1/connections")).json()["connections"]}
         assert conns["dst"]["circuit_open"] is True and conns["dst"]["circuit_error"] == "503 Service Unavailable"
+
+
+async def test_a_live_wait_in_the_rate_limiters_shows_as_waiting(tmp_path, hooks, memory):
+    resolved = make_resolved(tmp_path, hooks)
+    async with admin_client(resolved, tmp_path) as (client, _backend, engine):
+        await engine.open(["src"])
+        engine.connectors["src"].context.limiters.pause_all(120, reason="test")
+        flow = (await client.get("/api/v1/flows/stock")).json()
+        assert flow["state"] == "waiting" and "connection src: waiting" in flow["reason"]
+
+
+async def test_wait_remaining_counts_full_windows_and_spent_vendor_budgets():
+    import httpx
+
+    from apicenterd import RateLimit
+    from apicenterd.http import RateLimiterSet
+
+    now = [1000.0]
+    limiters = RateLimiterSet("c", [RateLimit(2, 60.0, name="per_minute")], clock=lambda: now[0], margin=0.0)
+    assert limiters.wait_remaining() == 0
+    request = httpx.Request("GET", "https://vendor.test/items")
+    for _ in range(2):
+        await limiters.acquire(request)
+    assert limiters.wait_remaining() == pytest.approx(60.0)
+    now[0] += 61
+    assert limiters.wait_remaining() == 0

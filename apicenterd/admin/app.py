@@ -188,8 +188,12 @@ def build_app(backend: Backend, token: str) -> Starlette:
         paused = {c: engine.paused[c] for c in (flow.source, flow.target) if c in engine.paused}
         waits = {}
         for c in (flow.source, flow.target):
-            until = await store.load_pause(c)
-            if until is not None and until > now:
+            until = await store.load_pause(c)  # a vendor's pause, kept across restarts
+            live = engine.connectors.get(c)
+            limiters = getattr(live.context, "limiters", None) if live is not None else None  # the daemon's Context
+            if limiters is not None:  # and what its limiters hold now: a full window, a spent (day) budget
+                until = max(until or 0.0, now + limiters.wait_remaining())
+            if until is not None and until > now + 1:
                 waits[c] = until
         progress = None
         if running is not None and last is not None and last.status == "running":
@@ -204,7 +208,7 @@ def build_app(backend: Backend, token: str) -> Starlette:
         elif waits:
             state = "waiting"
             reason = "; ".join(
-                f"connection {c}: paused by the vendor's rate limit for {until - now:.0f} s more" for c, until in waits.items()
+                f"connection {c}: waiting {until - now:.0f} s more for the vendor's rate limit" for c, until in waits.items()
             )
         elif progress is not None:
             state, reason = "running", None
