@@ -74,7 +74,9 @@ SCHEMAS: dict[str, Any] = {
             "state": {
                 "type": "string",
                 "enum": ["ok", "failing", "paused", "waiting", "running", "idle", "disabled"],
-                "description": "paused: a connection's credentials were rejected; waiting: a vendor's rate-limit pause holds it",
+                "description": "paused: a connection's credentials were rejected; waiting: a connection's rate limit holds "
+                "its calls (a vendor pause, a full window, a spent day budget); failing: the last run failed, records "
+                "failed, or a circuit breaker is open",
             },
             "reason": _NSTR,
             "cursor": _NSTR,
