@@ -292,3 +292,17 @@ async def test_wait_remaining_counts_full_windows_and_spent_vendor_budgets():
     assert limiters.wait_remaining() == pytest.approx(60.0)
     now[0] += 61
     assert limiters.wait_remaining() == 0
+
+
+def test_the_readme_names_every_endpoint_and_the_on_call_switches():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    operate = readme[readme.index("## Operate") : readme.index("## Observe")]
+    for path, ops in openapi()["paths"].items():
+        shown = path.replace("{name}", "NAME").replace("{flow}", "FLOW").replace("{source_id}", "SOURCE_ID")
+        shown = shown.replace("{id}", "ID").replace("{connection}", "<connection>")
+        for method in ops:
+            assert shown in operate, f"README Operate section does not show {method.upper()} {path}"
+    for words in ("--local", "APICENTERD_ADMIN_TOKEN", "APICENTERD_ADMIN_URL", "reverse proxy", "docs/dashboard.png"):
+        assert words in operate, words
