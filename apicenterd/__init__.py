@@ -16,6 +16,7 @@ from .errors import (
     RecordError,
     ResponseTooLarge,
     RetryableError,
+    WebhookRejected,
 )
 from .http import error_for_status, json_body, parse_retry_after
 from .model import (
@@ -50,6 +51,8 @@ from .plugin import (
     Sink,
     Source,
     TokenStore,
+    WebhookEvent,
+    WebhookRequest,
     hookimpl,
     hookspec,
 )
@@ -74,6 +77,8 @@ __all__ = [
     "DocumentSink",
     "DocumentRequest",
     "DOCUMENT_TYPES",
+    "WebhookRequest",
+    "WebhookEvent",
     "OAuth2RefreshAuth",
     "error_for_status",
     "json_body",
@@ -90,6 +95,7 @@ __all__ = [
     "FatalError",
     "ResponseTooLarge",
     "RecordError",
+    "WebhookRejected",
     # canonical model
     "Entity",
     "Record",

@@ -31,6 +31,8 @@ from .state import DaemonLock, SQLiteStore
 __all__ = ["Daemon", "PurgeResult", "purge", "reload_status_path", "read_reload_status"]
 
 DAY = 86400.0
+RELOAD_ANSWER_TIMEOUT = 120.0
+"""Seconds a reload through the admin API waits for the daemon's outcome."""
 MAX_REASON = 2000
 """Characters of a refused reload's reason kept in the status file and the alert."""
 
@@ -106,6 +108,12 @@ class Daemon:
         """Rounds of the watchdog task (pinged or not); tests wait on it."""
         self.watchdog_wedged = False
         """Whether the watchdog stopped pinging because a flow makes no progress."""
+        self.admin: Any = None
+        """The admin server (``[admin]``), once it listens; ``admin.url`` is where."""
+        self.backend: Any = None
+        """What the admin API acts on (:class:`~apicenterd.admin.Backend`), while the daemon runs."""
+        self._reloaded = anyio.Event()
+        self._last_reload: tuple[str, str | None] = ("applied", None)
 
     async def run(self) -> None:
         """Serve until stopped; reload on SIGHUP. A second daemon on the same state store raises
@@ -115,6 +123,11 @@ class Daemon:
 
     async def _run_locked(self) -> None:
         daemon_cfg = self.resolved.config.daemon
+        admin_socket = None
+        if self.resolved.admin_token is not None:
+            from .admin import bind
+
+            admin_socket = bind(self.resolved.config.admin.address)  # before anything starts: a clear error
         if daemon_cfg.metrics_address:
             host, port = metrics.serve(daemon_cfg.metrics_address)
             self.log.info("metrics listening", url=f"http://{host}:{port}/metrics")
@@ -135,9 +148,13 @@ class Daemon:
         try:
             async with anyio.create_task_group() as sender:
                 await sender.start(self.alerter.run)  # its own task: a stuck receiver holds up nothing else
+                if admin_socket is not None:
+                    await self._start_admin(sender, store, admin_socket)
                 try:
                     await self._serve(store)
                 finally:
+                    if self.admin is not None:
+                        await self.admin.stop()
                     with anyio.CancelScope(shield=True):  # bounded: alerts.flush_timeout
                         await self.alerter.flush()
                     sender.cancel_scope.cancel()
@@ -150,6 +167,34 @@ class Daemon:
             self.log.info("daemon stopped")
         if self.failure is not None:
             raise self.failure
+
+    async def _start_admin(self, tg: anyio.abc.TaskGroup, store: SQLiteStore, sock: Any) -> None:
+        """The admin API, dashboard and webhooks on ``sock``, in ``tg``, until the daemon stops."""
+        from .admin import AdminServer, Backend, build_app
+
+        token = self.resolved.admin_token
+        assert token is not None
+        admin = self.resolved.config.admin
+        self.backend = Backend(
+            lambda: self.resolved, store, lambda: self.engine, self.reload_and_wait, debounce=admin.webhook_debounce_seconds
+        )
+        await tg.start(self.backend.serve)
+        self.admin = AdminServer(build_app(self.backend, token), sock)
+        await tg.start(self.admin.serve)
+        url = self.admin.url
+        self.log.info("admin API listening", url=url, dashboard=f"{url}/", webhooks=f"{url}/webhooks/CONNECTION")
+
+    async def reload_and_wait(self) -> tuple[str, str | None]:
+        """Reload as on SIGHUP and wait for the outcome: ``("applied", None)`` or ``("refused", reason)``."""
+        generation, done = self._generation, self._reloaded
+        self._reload()
+        timeout = RELOAD_ANSWER_TIMEOUT
+        with anyio.move_on_after(timeout):
+            while self._generation == generation:
+                await done.wait()
+                done = self._reloaded
+            return self._last_reload
+        return "refused", f"no outcome within {timeout:g} s (the daemon may be stopping); see its log"
 
     async def _serve(self, store: SQLiteStore) -> None:
         """The engine, replaced on each applied reload, until stopped."""
@@ -215,6 +260,8 @@ class Daemon:
             self._refuse(f"cannot load {self.config_path}: {error}")
             return
         self.log.info("reloading configuration", config=str(self.config_path))
+        if new.config.admin != self.resolved.config.admin or new.admin_token != self.resolved.admin_token:
+            self.log.warning("the [admin] settings changed; they apply at the next restart (the admin server keeps its address and token)")
         self._pending = new
         if self.engine is not None:
             self.engine.stop()
@@ -236,6 +283,9 @@ class Daemon:
     def _record_reload(self, result: str, reason: str | None = None) -> None:
         """Write the reload outcome atomically (a reader never sees half a file)."""
         self._generation += 1
+        self._last_reload = (result, reason)
+        self._reloaded.set()
+        self._reloaded = anyio.Event()
         status = {"generation": self._generation, "result": result, "reason": reason, "pid": os.getpid(), "at": time.time()}
         tmp = self.reload_status.with_name(self.reload_status.name + ".tmp")
         try:

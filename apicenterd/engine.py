@@ -58,7 +58,14 @@ __all__ = [
     "record_hash",
 ]
 
-LOCK_HOLDERS = {"schedule": "daemon", "cli": "flows run", "replay": "dlq replay"}
+LOCK_HOLDERS = {
+    "schedule": "daemon",
+    "cli": "flows run",
+    "replay": "dlq replay",
+    "api": "daemon (admin API)",
+    "webhook": "daemon (webhook)",
+    "reset": "flows reset",
+}
 """Who holds a flow's lock, by the run's trigger (shown to a process waiting for it)."""
 
 
@@ -160,6 +167,8 @@ class Engine(Scheduling, Replaying, Retries):
         self.last_result: RunResult | None = None
         """The latest run's result, kept up to date while it runs (also there when it was cancelled)."""
         self._beats: dict[str, float] = {}
+        self.running: dict[str, RunResult] = {}
+        """Flow → the result of its run in progress, counts kept up to date (progress for the admin API)."""
         """Per scheduled flow: the monotonic time it last made progress, or is due back (see :meth:`stalled`)."""
 
     @property
@@ -227,6 +236,14 @@ class Engine(Scheduling, Replaying, Retries):
             await self.open([flow.source, flow.target])
             return await self._run(flow, trigger)
 
+    async def reset_cursor(self, name: str) -> bool:
+        """Forget flow ``name``'s cursor (links stay: nothing is written twice), between its runs;
+        False if the engine was stopped while waiting for a run of it."""
+        async with self._exclusive(name, "reset") as acquired:
+            if acquired:
+                await self.store.set_cursor(name, None)
+            return acquired
+
     @contextlib.asynccontextmanager
     async def _exclusive(self, name: str, trigger: str) -> AsyncIterator[bool]:
         """Hold flow ``name`` for one run: in this process, and across every process on the state
@@ -283,6 +300,7 @@ class Engine(Scheduling, Replaying, Retries):
         )
         log, counts = run.log, run.counts
         result = self.last_result = RunResult(flow.name, run_id, counts, failures=run.failures)
+        self.running[flow.name] = result
         started = time.perf_counter()
         cursor = await self.store.get_cursor(flow.name)
         flow_token = current_flow.set(flow.name)
@@ -309,6 +327,7 @@ class Engine(Scheduling, Replaying, Retries):
             log.warning("run cut off with a record in flight (not settled)", reason=result.error)
             raise
         finally:
+            self.running.pop(flow.name, None)
             current_flow.reset(flow_token)
             result.duration = time.perf_counter() - started
             if self.dry_run:

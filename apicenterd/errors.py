@@ -6,6 +6,7 @@
     ├── ConfigError            the configuration is wrong; nothing runs until it is fixed
     ├── PluginError            a plugin failed to load or declares nonsense; it is skipped
     ├── StateError             the state file cannot be used (disk full, damaged, read-only, deleted)
+    ├── WebhookRejected        a webhook that is unsigned, wrongly signed or malformed: answered 4xx, counted
     └── ConnectorError         raised by connectors while talking to a vendor
         ├── RetryableError     timeouts, dropped connections, 5xx: retry with backoff
         │   ├── RateLimited    429: wait ``retry_after`` seconds, then retry
@@ -29,6 +30,7 @@ __all__ = [
     "ConfigError",
     "PluginError",
     "StateError",
+    "WebhookRejected",
     "EXIT_STATE",
     "ConnectorError",
     "RetryableError",
@@ -50,6 +52,17 @@ RETRY_AFTER_CAP = 3600.0
 
 class ApicenterError(Exception):
     """Base of every error apicenterd raises on purpose."""
+
+
+class WebhookRejected(ApicenterError):
+    """A connector refuses a webhook: ``reason`` says why (shown to the sender and counted).
+    ``malformed`` (400): the body or URL cannot be understood; otherwise (401) the request is not
+    proven to come from the vendor (no or a wrong signature)."""
+
+    def __init__(self, reason: str, *, malformed: bool = False):
+        self.reason = reason
+        self.malformed = malformed
+        super().__init__(reason)
 
 
 class ConfigError(ApicenterError):

@@ -339,6 +339,13 @@ class RateLimiterSet:
         """Seconds left of the latest vendor pause (0 when none holds the connection)."""
         return max(0.0, self._pause_end - self._clock()) if self._pause_end else 0.0
 
+    def wait_remaining(self) -> float:
+        """Seconds a call on this connection would wait now, for the slowest of its limits: a vendor's
+        pause, a full window, a budget the vendor says is spent (e.g. a day's); 0 if one could go now.
+        Read-only (the admin API shows flows waiting on it)."""
+        own = max(0.0, self._paused_until - self._clock())
+        return max([own, self.pause_remaining(), *(bucket.delay() for bucket in self._buckets.values())])
+
     def _announce(self, asked: float, seconds: float, reason: str, *, restored: bool = False) -> None:
         """Log a pause that starts or moves on by a second or more, and mark it for :meth:`save_pause`."""
         end = self._clock() + seconds

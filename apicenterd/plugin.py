@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, Typ
 import pluggy
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .errors import RETRY_AFTER_CAP, RecordError
+from .errors import RETRY_AFTER_CAP, RecordError, WebhookRejected
 from .model import RECORD_TYPES, Entity, Invoice, Order, Record
 from .validation import SettingsModel, check_http_url
 
@@ -52,6 +52,8 @@ __all__ = [
     "DocumentSink",
     "DocumentRequest",
     "DOCUMENT_TYPES",
+    "WebhookRequest",
+    "WebhookEvent",
     "Connector",
     "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_REQUEST_DEADLINE",
@@ -508,6 +510,47 @@ class DocumentSink(abc.ABC, Generic[DocumentT]):
 AnySink = Sink[Any] | DocumentSink[Any]
 
 
+@dataclasses.dataclass(frozen=True)
+class WebhookRequest:
+    """A webhook as the daemon received it, for :meth:`Connector.webhook` to verify.
+
+    ``method``
+        The HTTP method (``POST`` in practice).
+    ``url``
+        The full URL the vendor called, query included, as the daemon saw it (behind a reverse
+        proxy: as the proxy passed it on). A vendor that signs the URL needs the public one: take
+        it from the connection's settings, not from here.
+    ``headers``
+        The request headers, names lower-cased.
+    ``body``
+        The raw body, exactly as received (verify signatures over these bytes, not over
+        re-serialised JSON). At most ``[admin] max_webhook_bytes``.
+    """
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+
+    @property
+    def query(self) -> dict[str, str]:
+        """The URL's query parameters (the last value of a repeated name)."""
+        import urllib.parse
+
+        return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.url).query, keep_blank_values=True))
+
+
+@dataclasses.dataclass(frozen=True)
+class WebhookEvent:
+    """One change a webhook announces: the daemon runs the connection's flows that read ``entity``
+    (debounced). ``source_id`` and ``kind`` (the vendor's event name) are for logs; the flow still
+    reads through the API from its cursor, so a webhook never writes anything by itself."""
+
+    entity: Entity
+    source_id: str | None = None
+    kind: str = ""
+
+
 class Connector:
     """Base class of every connector: one external system, spoken to through its API.
 
@@ -538,6 +581,9 @@ class Connector:
         ``client_id`` and ``client_secret``).
     ``default_port``
         The loopback port :meth:`simulator` listens on in ``apicenterd demo``.
+
+    Webhooks: a connector whose vendor sends webhooks overrides :meth:`webhook`; the daemon
+    then receives them on ``/webhooks/<connection>`` (see :meth:`webhook`).
 
     The methods :meth:`read`, :meth:`find`, :meth:`find_many`, :meth:`create`, :meth:`update`
     and :meth:`normalize` take an entity and hand the call to its source or sink: the daemon
@@ -598,6 +644,29 @@ class Connector:
 
     async def check(self) -> None:
         """Verify credentials and reachability with one cheap call; raise on failure."""
+
+    async def webhook(self, request: WebhookRequest) -> Sequence[WebhookEvent]:
+        """Verify a webhook the vendor sent to ``/webhooks/<connection>`` and say what changed.
+
+        Override this if the vendor sends webhooks. Check the vendor's signature over
+        ``request.body`` (and whatever else it signs) with the connection's secret, in constant
+        time (``hmac.compare_digest``), and return one :class:`WebhookEvent` per announced change.
+        Raise :class:`~apicenterd.errors.WebhookRejected` with a clear reason for a request that is
+        not signed, wrongly signed, too old (replay), or that cannot be understood
+        (``malformed=True``); the daemon answers 401 or 400 with that reason and counts it in
+        ``apicenterd_webhooks_total``.
+
+        A vendor whose signature is undocumented: treat the webhook as a trigger only (the flow
+        re-reads through the signed API, so a forged webhook costs at most one early run), and
+        say so in the connector's README. Do no vendor calls here: the daemon answers the vendor
+        at once and runs the flows afterwards, debounced. The default refuses every webhook.
+        """
+        raise WebhookRejected(f"connector {self.name!r} does not take webhooks")
+
+    @classmethod
+    def takes_webhooks(cls) -> bool:
+        """Whether this connector overrides :meth:`webhook`."""
+        return cls.webhook is not Connector.webhook
 
     # -- the declared parts -------------------------------------------------------------
 

@@ -21,6 +21,9 @@ DEFAULT_CONFIG = "/etc/apicenterd/apicenterd.toml"
 EXIT_USAGE = 2
 EXIT_RECORDS_FAILED = 3
 """``flows run`` ran to its end but records failed in it (they are in the dead-letter queue)."""
+EXIT_CONFIG = 78
+"""The daemon cannot start with this configuration on this host (EX_CONFIG), e.g. ``[admin] address``
+is in use: the systemd unit does not restart on it (``RestartPreventExitStatus=``)."""
 EXIT_BUSY = 75
 """The state store or the flow is in use by another process (EX_TEMPFAIL: try again later): a second
 daemon on one state store, or ``flows run`` / ``dlq replay --no-wait`` while the flow runs elsewhere."""
@@ -41,12 +44,20 @@ def build_parser() -> argparse.ArgumentParser:
         prog="apicenterd",
         description="Self-hosted integration daemon.",
         epilog=f"Exit status: 0 done, 1 something failed, {EXIT_USAGE} wrong command line or configuration, "
-        f"{EXIT_STATE} the state file cannot be used (disk full, damaged, read-only, deleted).",
+        f"{EXIT_STATE} the state file cannot be used (disk full, damaged, read-only, deleted), "
+        f"{EXIT_CONFIG} the daemon cannot start with this configuration here (e.g. [admin] address in use). "
+        "With [admin] configured, runs, dlq list, dlq replay, flows run and reload go through the running daemon's "
+        "admin API ([admin] address and token, a credential read from /etc/apicenterd/credentials outside systemd; "
+        "$APICENTERD_ADMIN_URL, $APICENTERD_ADMIN_TOKEN override them); "
+        "--local, or no daemon answering, works on the state store.",
     )
     parser.add_argument("--version", action="version", version=f"apicenterd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("run", help="run the daemon (foreground; systemd Type=notify)")
+    p = sub.add_parser(
+        "run",
+        help="run the daemon (foreground; systemd Type=notify); with [admin]: the admin API, dashboard and webhooks",
+    )
     _config_arg(p)
 
     p = sub.add_parser(
@@ -54,7 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="make the running daemon reload its configuration; exit 0 if it applied it, 1 if it refused (systemd ExecReload=)",
     )
     _config_arg(p)
-    p.add_argument("--pid", type=_positive_int, help="the daemon's process id (default: the holder of the daemon lock)")
+    p.add_argument(
+        "--pid",
+        type=_positive_int,
+        help="signal this process (SIGHUP) instead of asking the admin API ([admin]); default: the admin API when it "
+        "answers, else the holder of the daemon lock",
+    )
     p.add_argument(
         "--timeout", type=_positive_float, default=60.0, help="seconds to wait for the daemon's answer (default: 60)"
     )
@@ -85,16 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="read, map and look up for real; print what would be written; write nothing (never waits for a running flow)",
     )
     _no_wait_arg(p)
+    _local_arg(p)
     p = fsub.add_parser("mapping", help="print a flow's whole mapping: source field → canonical → target field")
     p.add_argument("name", help="the flow's name")
     _config_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON")
 
-    p = sub.add_parser("runs", help="show recent runs from the state store")
+    p = sub.add_parser("runs", help="show recent runs (from the running daemon, or the state store)")
     _config_arg(p)
     p.add_argument("--flow", help="only this flow")
     p.add_argument("--limit", type=_positive_int, default=20)
     p.add_argument("--json", action="store_true", help="print JSON")
+    _local_arg(p)
 
     p = sub.add_parser("audit", help="show the per-record audit trail")
     _config_arg(p)
@@ -139,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--error", help="only those whose error contains this text")
     p.add_argument("--status", choices=["open", "resolved", "discarded", "any"], default="open")
     p.add_argument("--json", action="store_true", help="print JSON")
+    _local_arg(p)
     p = dsub.add_parser("show", help="one dead letter with its payload")
     p.add_argument("id", type=_id)
     _config_arg(p)
@@ -152,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="print JSON")
         if action == "replay":
             _no_wait_arg(p)
+            _local_arg(p)
 
     p = sub.add_parser("simulate", help="serve one connector's vendor simulator on loopback")
     p.add_argument("connector", help="connector name, e.g. eaccounting")
@@ -167,6 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-state", action="store_true", help="keep the demo state database from a previous run")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     return parser
+
+
+def _local_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        help="work on the state store directly even when the daemon's admin API answers ([admin]; by default "
+        "this command goes through the running daemon)",
+    )
 
 
 def _no_wait_arg(parser: argparse.ArgumentParser) -> None:

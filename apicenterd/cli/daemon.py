@@ -71,7 +71,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     registry = _cli._registry()
     resolved = _load(args.config, registry)
     logs.configure(resolved.config.daemon.log_level)
-    anyio.run(Daemon(Path(args.config), registry, resolved).run)
+    try:
+        anyio.run(Daemon(Path(args.config), registry, resolved).run)
+    except ConfigError as exc:  # found only when starting, e.g. the admin address is in use
+        for problem in exc.problems:
+            print(f"apicenterd: {args.config}: {problem}", file=sys.stderr)
+        return _cli.EXIT_CONFIG
     return 0
 
 
@@ -118,10 +123,31 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _reload_through_admin(config: str) -> int | None:
+    """Reload through the daemon's admin API when ``[admin]`` is set and it answers; None otherwise
+    (then the daemon is signalled). Only ``[admin]`` is read: the rest of the file may be broken."""
+    from .remote import find_daemon
+
+    daemon = find_daemon(config)
+    if daemon is None:
+        return None
+    status, body = daemon.call("POST", "/api/v1/reload", read_timeout=180.0)
+    if status == 200 and body.get("result") == "applied":
+        print(f"apicenterd: configuration reloaded (admin API {daemon.url})")
+        return 0
+    reason = body.get("reason") or body.get("error")
+    print(f"apicenterd: reload refused, the daemon keeps its previous configuration: {reason}", file=sys.stderr)
+    return 1
+
+
 def cmd_reload(args: argparse.Namespace) -> int:
     """Send the daemon SIGHUP and report its answer: 0 applied, 1 refused (reason on stderr) or no answer."""
     from ..daemon import read_reload_status, reload_status_path
 
+    if args.pid is None:
+        answer = _reload_through_admin(args.config)
+        if answer is not None:
+            return answer
     state_path, problem = _reload_state_path(args.config)
     pid = args.pid if args.pid is not None else _daemon_pid(state_path, problem)
     status_path = reload_status_path(state_path) if state_path is not None else None

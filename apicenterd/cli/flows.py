@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sys
 
 import anyio
 
@@ -46,6 +47,12 @@ def cmd_flows_run(args: argparse.Namespace) -> int:
     (130 SIGINT, 143 SIGTERM) if a signal stopped it."""
     from ..engine import COUNT_KEYS, Engine, RunResult
 
+    if not args.dry_run and not args.no_wait:
+        from .remote import find_daemon
+
+        daemon = find_daemon(args.config, local=args.local)
+        if daemon is not None:
+            return _remote_run(args, daemon)
     resolved = _load(args.config, _cli._registry())
     if args.name not in resolved.flows:
         raise Usage(f"no flow named {args.name!r} (defined: {', '.join(sorted(resolved.flows)) or 'none'})")
@@ -110,6 +117,27 @@ def _exit_code(result, stopped_code: int) -> int:
     if result.status != "ok":
         return 1
     return EXIT_RECORDS_FAILED if result.counts.get("failed", 0) else 0
+
+
+def _remote_run(args: argparse.Namespace, daemon) -> int:
+    """``flows run`` in the running daemon (its connections, limits and lock); prints what the local run prints."""
+    from urllib.parse import quote
+
+    status, body = daemon.call("POST", f"/api/v1/flows/{quote(args.name, safe='')}/run", json={"wait": True}, read_timeout=None)
+    if status == 404:
+        raise Usage(body.get("error", f"no flow named {args.name!r}"))
+    if status != 200:
+        print(f"apicenterd: flow {args.name}: {terminal_safe(body.get('error'))}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(body))
+    else:
+        counts = ", ".join(f"{k} {v}" for k, v in body.items() if k not in ("flow", "run_id", "status", "error", "duration_seconds"))
+        error = f" ({body['error']})" if body.get("error") else ""
+        print(terminal_safe(f"flow {body['flow']} run {body['run_id']} (in the daemon): {body['status']}: {counts}{error}"))
+    if body["status"] != "ok":
+        return 1
+    return EXIT_RECORDS_FAILED if body.get("failed") else 0
 
 
 async def _stop_on_signals(engine, scope: anyio.CancelScope, seen: list[int], *, task_status=anyio.TASK_STATUS_IGNORED) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 import anyio
 
@@ -15,9 +16,17 @@ from . import Usage, _load, _print_table, _tell_waiting, _ts, _with_store, termi
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    """Show recent runs."""
-    resolved = _load(args.config, _cli._registry())
-    runs = anyio.run(_with_store, resolved, lambda s: s.runs(args.flow, args.limit))
+    """Show recent runs: from the running daemon's admin API, or the state store."""
+    from ..state import Run
+    from .remote import find_daemon
+
+    daemon = find_daemon(args.config, local=args.local)
+    if daemon is not None:
+        _status, body = daemon.call("GET", "/api/v1/runs", params={"flow": args.flow, "limit": args.limit})
+        runs = [Run(**r) for r in body["runs"]]
+    else:
+        resolved = _load(args.config, _cli._registry())
+        runs = anyio.run(_with_store, resolved, lambda s: s.runs(args.flow, args.limit))
     if args.json:
         print(json.dumps([r.__dict__ | {"counts": dict(r.counts)} for r in runs], indent=2))
         return 0
@@ -74,21 +83,22 @@ def cmd_dlq(args: argparse.Namespace) -> int:
 
     if args.dlq_command is None:
         raise Usage("dlq: say list, show, replay or discard")
+    from ..state import DeadLetter
+    from .remote import find_daemon
+
+    remote_capable = args.dlq_command == "list" or (args.dlq_command == "replay" and not args.no_wait)
+    daemon = find_daemon(args.config, local=args.local) if remote_capable else None
+    if daemon is not None and args.dlq_command == "replay":
+        return _remote_replay(args, daemon)
+    if daemon is not None and args.dlq_command == "list":
+        _code, body = daemon.call("GET", "/api/v1/dead-letters", params={"flow": args.flow, "error": args.error, "status": args.status})
+        letters: Any = [DeadLetter(payload=None, **d) for d in body["dead_letters"]]
+        return _print_letters(args, letters)
     resolved = _load(args.config, _cli._registry())
     if args.dlq_command == "list":
         status = None if args.status == "any" else args.status
         letters = anyio.run(_with_store, resolved, lambda s: s.dead_letters(flow=args.flow, error=args.error, status=status))
-        if args.json:
-            print(json.dumps([{k: v for k, v in d.__dict__.items() if k != "payload"} for d in letters], indent=2))
-            return 0
-        _print_table(
-            [
-                (d.id, d.flow, d.source_id, "[purged]" if d.purged else d.key, d.attempts, _ts(d.last_failed_at), d.status, d.error[:100])
-                for d in letters
-            ],
-            ("ID", "FLOW", "SOURCE ID", "KEY", "ATTEMPTS", "LAST FAILED", "STATUS", "ERROR"),
-        )
-        return 0
+        return _print_letters(args, letters)
     if args.dlq_command == "show":
         letters = anyio.run(_with_store, resolved, lambda s: s.dead_letters(ids=[args.id], status=None))
         if not letters:
@@ -144,6 +154,44 @@ def cmd_dlq(args: argparse.Namespace) -> int:
         print(json.dumps({"replayed": selected, **outcome, "not_replayed_purged": purged}))
     else:
         print(f"replayed {selected} dead letters: " + ", ".join(f"{k} {v}" for k, v in outcome.items()))
+    return 0 if outcome.get("failed", 0) == 0 and not purged else 1
+
+
+def _print_letters(args: argparse.Namespace, letters: Any) -> int:
+    """``dlq list``'s output."""
+    if args.json:
+        print(json.dumps([{k: v for k, v in d.__dict__.items() if k != "payload"} for d in letters], indent=2))
+        return 0
+    _print_table(
+        [
+            (d.id, d.flow, d.source_id, "[purged]" if d.purged else d.key, d.attempts, _ts(d.last_failed_at), d.status, d.error[:100])
+            for d in letters
+        ],
+        ("ID", "FLOW", "SOURCE ID", "KEY", "ATTEMPTS", "LAST FAILED", "STATUS", "ERROR"),
+    )
+    return 0
+
+
+def _remote_replay(args: argparse.Namespace, daemon) -> int:
+    """``dlq replay`` through the running daemon (the same path, in its process)."""
+    if not (args.ids or args.flow or args.error or args.all):
+        raise Usage("dlq replay: name dead letters by ID, or give --flow, --error or --all")
+    selection = {"ids": args.ids or [], "flow": args.flow, "error": args.error, "all": args.all}
+    status, body = daemon.call("POST", "/api/v1/dead-letters/replay", json={k: v for k, v in selection.items() if v}, read_timeout=None)
+    if status == 404 and body.get("missing"):
+        raise Usage(f"{body['error']} (see apicenterd dlq list --status any)")
+    if status != 200:
+        print(f"apicenterd: {terminal_safe(body.get('error'))}", file=sys.stderr)
+        return 1
+    outcome, purged = body["counts"], body["not_replayed_purged"]
+    if purged:
+        ids = " ".join(map(str, purged))
+        print(f"apicenterd: not replayed: dead letter(s) {ids}: their record was removed (retention); discard them "
+              f"(apicenterd dlq discard {ids})", file=sys.stderr)  # fmt: skip
+    if args.json:
+        print(json.dumps({"replayed": body["replayed"], **outcome, "not_replayed_purged": purged}))
+    else:
+        print(f"replayed {body['replayed']} dead letters (through the daemon): " + ", ".join(f"{k} {v}" for k, v in outcome.items()))
     return 0 if outcome.get("failed", 0) == 0 and not purged else 1
 
 

@@ -11,11 +11,12 @@ each as ``path: message``.
 from __future__ import annotations
 
 from .resolve import Connection, Flow, Resolved, load, read_config, resolve
-from .schema import Config, ConnectionConfig, DaemonConfig, FlowConfig, StateConfig
+from .schema import AdminConfig, Config, ConnectionConfig, DaemonConfig, FlowConfig, StateConfig
 from .secrets import MAX_SECRET_BYTES as MAX_SECRET_BYTES
 from .secrets import _secret_values as _secret_values
 
 __all__ = [
+    "AdminConfig",
     "DaemonConfig",
     "StateConfig",
     "ConnectionConfig",

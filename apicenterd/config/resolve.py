@@ -23,7 +23,7 @@ from ..plugin import Connector, ConnectorSettings
 from ..registry import Registry
 from ..schedule import Schedule
 from .schema import Config
-from .secrets import _secret_values, _settings_with_secrets, _token_key
+from .secrets import _admin_token, _secret_values, _settings_with_secrets, _token_key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +65,8 @@ class Resolved:
     secrets: frozenset[str]
     token_key: str | None = None
     """``[state] token_key`` resolved: the secret the stored tokens are encrypted with (None: plaintext)."""
+    admin_token: str | None = None
+    """``[admin] token`` resolved: the admin API's bearer token (None: no admin server)."""
 
     @property
     def state_path(self) -> Path:
@@ -242,11 +244,13 @@ def resolve(config: Config, registry: Registry, path: Path) -> Resolved:
                 target_settings=target_settings,
             )
     token_key = _token_key(config.state, problems, secrets)
+    admin_token = _admin_token(config.admin, problems, secrets)
     if problems:
         raise ConfigError(problems)
     redactor.add(secrets)
     return Resolved(
-        path=path, config=config, connections=connections, flows=flows, secrets=frozenset(secrets), token_key=token_key
+        path=path, config=config, connections=connections, flows=flows, secrets=frozenset(secrets), token_key=token_key,
+        admin_token=admin_token,
     )
 
 

@@ -68,6 +68,40 @@ class StateConfig(SettingsModel):
     (``{ credential = "token_key" }``, ``{ file = "..." }``, ``{ env = "..." }``). Unset: plaintext."""
 
 
+def _host_port(value: str, example: str) -> str:
+    """``value`` if it is ``host:port`` with a TCP port; ValueError naming an example otherwise."""
+    _host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"{value!r} is not host:port (e.g. {example})")
+    return value
+
+
+class AdminConfig(SettingsModel):
+    """The ``[admin]`` table: the daemon's HTTP server for the admin API, the dashboard page and
+    vendor webhooks. Off until ``token`` is set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: str = Field(default="127.0.0.1:9465", description="host:port to listen on (loopback: put a TLS proxy in front)")
+    token: str | dict[str, str] | None = None
+    """The bearer token the admin API and the dashboard ask for (16+ characters), best by reference:
+    ``{ credential = "admin_token" }``, ``{ file = "..." }`` or ``{ env = "..." }``. Unset: no server."""
+    webhook_debounce_seconds: float = Field(default=2.0, ge=0, le=3600)
+    """Webhooks for one flow within this many seconds start one run."""
+    max_webhook_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """A larger webhook body is rejected (413) without being read further."""
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return _host_port(value, "127.0.0.1:9465")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the daemon serves the admin API (a token is configured)."""
+        return self.token is not None
+
+
 class ConnectionConfig(BaseModel):
     """A ``[connections.NAME]`` table: ``connector`` plus that connector's own settings."""
 
@@ -141,6 +175,7 @@ class Config(BaseSettings):
     daemon: DaemonConfig = DaemonConfig()
     state: StateConfig = StateConfig()
     alerts: AlertsConfig = AlertsConfig()
+    admin: AdminConfig = AdminConfig()
     connections: dict[str, ConnectionConfig] = Field(default_factory=dict)
     flows: dict[str, FlowConfig] = Field(default_factory=dict)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
-from .schema import ConnectionConfig, StateConfig
+from .schema import AdminConfig, ConnectionConfig, StateConfig
 
 
 def _resolve_secret(value: Any, where: str) -> Any:
@@ -128,3 +128,27 @@ def _token_key(state: StateConfig, problems: list[str], secrets: set[str]) -> st
         problems.append(message if message.startswith("state.token_key") else f"state.token_key: {message}")
         return None
     return key
+
+
+MIN_ADMIN_TOKEN = 16
+"""Characters an admin token must have at least (it guards replays, discards and resets)."""
+
+
+def _admin_token(admin: AdminConfig, problems: list[str], secrets: set[str]) -> str | None:
+    """``[admin] token`` resolved and checked (a secret however it is given)."""
+    if admin.token is None:
+        return None
+    try:
+        token = _resolve_secret(admin.token, "admin.token")
+        if not isinstance(token, str):
+            raise ValueError("admin.token: give a secret string, or { credential = ... }, { file = ... } or { env = ... }")
+        if len(token) < MIN_ADMIN_TOKEN:
+            raise ValueError(
+                f"admin.token: too short ({len(token)} characters; at least {MIN_ADMIN_TOKEN}, e.g. from `openssl rand -hex 32`)"
+            )
+    except ValueError as exc:
+        message = str(exc)
+        problems.append(message if message.startswith("admin.token") else f"admin.token: {message}")
+        return None
+    secrets.add(token)
+    return token

@@ -17,6 +17,7 @@ __all__ = [
     "rate_limit_pause",
     "alert_deliveries",
     "alerts_dropped",
+    "webhooks",
     "serve",
 ]
 
@@ -78,6 +79,14 @@ alerts_dropped = Counter(
     "apicenterd_alerts_dropped",
     "Alerts never sent, by reason (queue_full: the oldest queued was dropped; shutdown: the final flush ran out of time)",
     ["reason"],
+)
+
+webhooks = Counter(
+    "apicenterd_webhooks",
+    "Vendor webhooks received, by connection and result (accepted; unverified: no or a wrong signature; "
+    "malformed; too_large; unknown: no such connection, or one whose connector takes none; unavailable: the daemon "
+    "was not ready)",
+    ["connection", "result"],
 )
 
 

@@ -13,11 +13,12 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from apicenterd import (
     Change,
     Connector,
+    ConnectorError,
     ConnectorSettings,
     Customer,
     Entity,
@@ -31,12 +32,29 @@ from apicenterd import (
     Sink,
     Source,
     StockLevel,
+    WebhookEvent,
+    WebhookRejected,
+    WebhookRequest,
 )
 
 from . import mapping
 from .client import API_PREFIX, MAX_PAGE_SIZE, SALESPOS_MEDIA_TYPE, CCVAuth, CCVClient, resource_of
 
-__all__ = ["CCVSalesPOSConnector", "get_bucket", "write_bucket"]
+__all__ = ["CCVSalesPOSConnector", "WEBHOOK_EVENTS", "get_bucket", "write_bucket"]
+
+WEBHOOK_EVENTS: dict[str, tuple[Entity, ...]] = {
+    "orders.created": (Entity.ORDERS, Entity.CUSTOMERS, Entity.STOCK),
+    "orders.updated.status": (Entity.ORDERS, Entity.CUSTOMERS, Entity.STOCK),
+    "orders.updated.ispaid": (Entity.ORDERS, Entity.CUSTOMERS),
+    "orders.updated.trackandtrace": (Entity.ORDERS,),
+    "products.created": (Entity.PRODUCTS, Entity.STOCK),
+    "products.updated": (Entity.PRODUCTS, Entity.STOCK),
+    "products.deleted": (Entity.PRODUCTS, Entity.STOCK),
+}
+"""The CCV webhook events the connector subscribes to (CCV-SHOP-API.md §8, seen registered by real apps)
+and the entities whose flows each one runs: an order's status changes its rows' stock reservations;
+customers come from orders."""
+WEBHOOK_SHORTHANDS = {"orders.updated.*": ("orders.updated.status", "orders.updated.ispaid", "orders.updated.trackandtrace")}
 
 MIN_PRODUCT_CURSOR = "1970-01-01T00:00:00Z"
 """The products cursor of a read from the beginning, carried until the read is settled."""
@@ -248,6 +266,35 @@ class CCVSalesPOSConnector(Connector):
             " the SKU products and stock are read by",
         )
         shipment_mail: bool = Field(default=True, description="A shipment asks CCV to e-mail the customer (mail: true)")
+        webhook_url: str | None = Field(
+            default=None,
+            description="The public URL of this connection's webhook path on the daemon, e.g. "
+            "https://apicenterd.example.com/webhooks/salespos (through the TLS reverse proxy)",
+        )
+        webhook_events: list[str] = Field(
+            default_factory=list,
+            description="CCV events to subscribe to at webhook_url, e.g. orders.created, orders.updated.* "
+            "(status, ispaid, trackandtrace), products.updated; each runs the flows that read what it changes",
+        )
+
+        @field_validator("webhook_events")
+        @classmethod
+        def _events(cls, value: list[str]) -> list[str]:
+            events: list[str] = []
+            for event in value:
+                for name in WEBHOOK_SHORTHANDS.get(event, (event,)):
+                    if name not in WEBHOOK_EVENTS:
+                        known = ", ".join([*WEBHOOK_EVENTS, *WEBHOOK_SHORTHANDS])
+                        raise ValueError(f"unknown CCV webhook event {event!r} (known: {known})")
+                    if name not in events:
+                        events.append(name)
+            return events
+
+        @model_validator(mode="after")
+        def _url_for_events(self) -> Any:
+            if self.webhook_events and not self.webhook_url:
+                raise ValueError("webhook_events needs webhook_url: the public URL CCV sends them to (…/webhooks/<connection>)")
+            return self
 
     sources = {
         Entity.PRODUCTS: ProductSource,
@@ -280,6 +327,65 @@ class CCVSalesPOSConnector(Connector):
         self.client = CCVClient(self._http, page_size=settings.page_size)
         self.clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
         self._rows: collections.OrderedDict[int, tuple[str, list[dict[str, Any]]]] = collections.OrderedDict()
+        if settings.webhook_events:
+            try:
+                await self.subscribe_webhooks()
+            except ConnectorError as exc:  # the flows still poll: webhooks only make them sooner
+                self.context.log.warning("ccv_salespos.webhooks_not_subscribed", error=str(exc))
+
+    def webhook_address(self, event: str) -> str:
+        """Where CCV sends ``event``: ``webhook_url`` with ``?event=<event>`` (CCV's payloads do not name their event)."""
+        url = self.settings.webhook_url or ""
+        return f"{url}{'&' if '?' in url else '?'}event={event}"
+
+    async def subscribe_webhooks(self) -> list[str]:
+        """Make sure CCV sends every configured event to :meth:`webhook_address`: ``GET /webhooks/``, then
+        ``POST /webhooks/`` for each event not registered there (or ``PATCH`` one registered inactive).
+        Idempotent; the events subscribed now."""
+        wanted = {self.webhook_address(e): e for e in self.settings.webhook_events}
+        present: dict[str, dict[str, Any]] = {}
+        async for item in self.client.collection("webhooks/", what="webhooks"):
+            if item.get("address") in wanted and item.get("event") == wanted[item["address"]]:
+                present[item["address"]] = item
+        added = []
+        for address, event in wanted.items():
+            found = present.get(address)
+            if found is None:
+                body = {"event": event, "address": address, "is_active": True}
+                await self.client.request("POST", "webhooks/", what="webhooks", json=body)
+                added.append(event)
+            elif found.get("is_active") is False:
+                await self.client.request("PATCH", f"webhooks/{found['id']}/", what="webhooks", json={"is_active": True})
+                added.append(event)
+        if added:
+            self.context.log.info("ccv_salespos.webhooks_subscribed", events=added)
+        return added
+
+    async def webhook(self, request: WebhookRequest) -> list[WebhookEvent]:
+        """A CCV webhook as a trigger: its event from the URL we subscribed (``?event=``), the resource's id
+        from the body. CCV's webhook signature is undocumented (CCV-SHOP-API.md §8), so nothing is taken
+        from the body but the id: the flows re-read through the signed API. A body naming another shop's
+        ``href`` is refused."""
+        event = request.query.get("event", "")
+        if event not in WEBHOOK_EVENTS:
+            raise WebhookRejected(
+                f"event {event[:60]!r} in the URL is not one this connection subscribes to (?event=, one of "
+                f"{', '.join(self.settings.webhook_events) or 'none configured'})",
+                malformed=True,
+            )
+        try:
+            data = json.loads(request.body)
+        except ValueError:
+            raise WebhookRejected("the body is not JSON", malformed=True) from None
+        if not isinstance(data, dict):
+            raise WebhookRejected(f"the body is not a JSON object ({type(data).__name__})", malformed=True)
+        href = data.get("href")
+        if isinstance(href, str) and href.startswith("http"):
+            shop = httpx.URL(self.settings.base_url).host
+            if httpx.URL(href).host != shop:
+                raise WebhookRejected(f"the body's href is on {httpx.URL(href).host}, not this connection's shop {shop}")
+        source_id = str(data["id"]) if isinstance(data.get("id"), (int, str)) else None
+        return [WebhookEvent(entity, source_id, event) for entity in WEBHOOK_EVENTS[event]]
 
     async def aclose(self) -> None:
         """Close the HTTP client."""

@@ -7,8 +7,10 @@ module is CCV's rules: its resources, its HMAC signatures, its limits and its er
 
 from __future__ import annotations
 
+import collections
 import collections.abc
 import copy
+import hashlib
 import hmac
 import random
 from collections.abc import Awaitable, Callable
@@ -179,7 +181,9 @@ class CCVShopSim(VendorSim):
         self.orders: dict[int, dict[str, Any]] = {}
         self.orderrows: dict[int, dict[str, Any]] = {}
         self.last_accept: str | None = None
-        self._ids = {"product": IntIds(1000), "order": IntIds(339_300_000), "orderrow": IntIds(52_000_000)}
+        self._ids = {"product": IntIds(1000), "order": IntIds(339_300_000), "orderrow": IntIds(52_000_000), "webhook": IntIds(8000)}
+        self.webhooks: dict[int, dict[str, Any]] = {}
+        """Webhook subscriptions (``/webhooks/``): ``{href, id, createdate, event, address, key, is_active}``."""
         self._changes = ChangeClock(clock, start=EPOCH, truncate=True)
         self.mails: list[tuple[int, dict[str, Any]]] = []
         """(order id, PATCH body) of every order PATCH that asked CCV to e-mail the customer."""
@@ -705,6 +709,47 @@ async def orderrow_item(sim: CCVShopSim, request: Request) -> Response:
     return JSONResponse(_absolute(_get(sim.orderrows, request.path_params["id"], "orderrow"), _root(request)))
 
 
+WEBHOOK_POST_FIELDS: dict[str, tuple[type, ...]] = {"event": (str,), "address": (str,), "is_active": (bool,)}
+WEBHOOK_PATCH_FIELDS: dict[str, tuple[type, ...]] = {"address": (str,), "is_active": (bool,)}
+"""``PATCH /webhooks/:id/`` allows only ``address`` and ``is_active`` (CCV-SHOP-API.md §8)."""
+
+
+async def webhooks_list(sim: CCVShopSim, request: Request) -> Response:
+    """``GET /webhooks/`` (paged) and ``POST /webhooks/`` (201 with the subscription and its ``key``)."""
+    if request.method == "POST":
+        data = _check_fields(await _json(request), WEBHOOK_POST_FIELDS, "webhooks")
+        for field in ("event", "address"):
+            if not data.get(field):
+                raise SimError(400, "400.13", f"webhooks: required property '{field}' is missing")
+        wid = sim._next_id("webhook")
+        item = {
+            "href": f"{API_PREFIX}webhooks/{wid}/",
+            "id": wid,
+            "createdate": _iso(sim._now()),
+            "event": data["event"],
+            "address": data["address"],
+            "key": hashlib.sha256(f"{sim.private_key}:{wid}".encode()).hexdigest()[:32],
+            "is_active": data.get("is_active", True),
+        }
+        sim.webhooks[wid] = item
+        return JSONResponse(_absolute(item, _root(request)), status_code=201)
+    items = sorted(sim.webhooks.values(), key=lambda w: w["id"])
+    return JSONResponse(_collection(request, items))
+
+
+async def webhook_item(sim: CCVShopSim, request: Request) -> Response:
+    """``GET``, ``PATCH`` (204; ``address``, ``is_active``) and ``DELETE`` (204) ``/webhooks/:id/``."""
+    wid = request.path_params["id"]
+    item = _get(sim.webhooks, wid, "webhook")
+    if request.method == "PATCH":
+        item.update(_check_fields(await _json(request), WEBHOOK_PATCH_FIELDS, f"webhooks/{wid}"))
+        return Response(status_code=204)
+    if request.method == "DELETE":
+        del sim.webhooks[wid]
+        return Response(status_code=204)
+    return JSONResponse(_absolute(item, _root(request)))
+
+
 Handler = Callable[[CCVShopSim, Request], Awaitable[Response]]
 
 
@@ -716,6 +761,8 @@ def _routes() -> list[Route]:
         ("orders/{id:int}", order_item, ["GET", "PATCH"]),
         ("orders/{id:int}/orderrows", order_rows, ["GET"]),
         ("orderrows/{id:int}", orderrow_item, ["GET"]),
+        ("webhooks", webhooks_list, ["GET", "POST"]),
+        ("webhooks/{id:int}", webhook_item, ["GET", "PATCH", "DELETE"]),
     ]
     routes = []
     for path, handler, methods in spec:
