@@ -262,9 +262,7 @@ class ExactClient:
         """``/api/v1/{division}/{resource}``."""
         return f"/api/v1/{await self.division()}/{resource}"
 
-    async def request(
-        self, method: str, url: str, *, what: str, params: Mapping[str, Any] | None = None, body: Any = None
-    ) -> Any:
+    async def request(self, method: str, url: str, *, what: str, params: Mapping[str, Any] | None = None, body: Any = None) -> Any:
         """One call: the day's budget and the error guard first, then the answer's JSON (None for 204)."""
         now = self.clock()
         wait = self.budget.spent(now)

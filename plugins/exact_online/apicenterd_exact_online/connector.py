@@ -18,9 +18,11 @@ from apicenterd import (
     Entity,
     FatalError,
     Found,
+    JournalEntry,
     OAuth2RefreshAuth,
     Order,
     Product,
+    RecordError,
     Sink,
     Source,
 )
@@ -63,6 +65,7 @@ class ExactOnlineSettings(ConnectorSettings):
     error_limit: int = Field(
         default=5, ge=1, le=9, description="Failed calls (400/401/403/404) on one endpoint in an hour after which it is not called"
     )
+    journal_code: str = Field(default="90", min_length=1, description="Journal (JournalCode) of the journal entries written")
     item_vat_code: str | None = Field(default=None, description="SalesVatCode of new items; unset: Exact's default")
     account_vat_code: str | None = Field(default=None, description="SalesVATCode of new accounts; unset: Exact's default")
 
@@ -119,9 +122,17 @@ class SalesOrderSource(Source[Order]):
     newest ``Modified`` seen, so the cursor moves once the whole read is settled."""
 
     connector: ExactOnlineConnector
-    field_map = {"number": "OrderNumber", "status": "Status", "created_at": "OrderDate", "lines.*.sku": "SalesOrderLines.ItemCode",
-                 "lines.*.quantity": "SalesOrderLines.Quantity", "lines.*.unit_price": "SalesOrderLines.UnitPrice",
-                 "customer": "OrderedBy (Account)", "reference": "YourRef", "total": "AmountFC"}
+    field_map = {
+        "number": "OrderNumber",
+        "status": "Status",
+        "created_at": "OrderDate",
+        "lines.*.sku": "SalesOrderLines.ItemCode",
+        "lines.*.quantity": "SalesOrderLines.Quantity",
+        "lines.*.unit_price": "SalesOrderLines.UnitPrice",
+        "customer": "OrderedBy (Account)",
+        "reference": "YourRef",
+        "total": "AmountFC",
+    }
 
     async def changes(self, since: str | None) -> AsyncIterator[Change]:
         conn = self.connector
@@ -220,6 +231,53 @@ class AccountSink(Sink[Customer]):
         return mapping.normalize_customer(record)
 
 
+class JournalSink(Sink[JournalEntry]):
+    """Journal entries as ``GeneralJournalEntries`` in the configured journal, their number as
+    ``EntryNumber`` (so a number Exact has is found, never booked twice), GL accounts by code.
+    A booked entry is never changed: an entry found is linked as it is."""
+
+    connector: ExactOnlineConnector
+    written_fields = frozenset({"number"})
+    field_map = {
+        "number": "EntryNumber",
+        "entry_date": "GeneralJournalEntryLines.Date",
+        "lines.*.account": "GeneralJournalEntryLines.GLAccount (by Code)",
+        "lines.*.debit": "GeneralJournalEntryLines.AmountFC (+)",
+        "lines.*.credit": "GeneralJournalEntryLines.AmountFC (-)",
+        "lines.*.description": "GeneralJournalEntryLines.Description",
+        "lines.*.cost_centre": "GeneralJournalEntryLines.CostCenter",
+    }
+
+    def normalize(self, record: JournalEntry) -> JournalEntry:
+        return mapping.normalize_journal(record)
+
+    async def find(self, key: str) -> Found | None:
+        conn = self.connector
+        number = mapping.entry_number(key)
+        found = await conn.client.first(
+            "generaljournalentry/GeneralJournalEntries",
+            select=("EntryID", "EntryNumber", "JournalCode", "Currency"),
+            filter=f"EntryNumber eq {number}",
+            what=f"journal entry {key}",
+        )
+        entry = next((e for e in found if str(e.get("JournalCode")) == conn.settings.journal_code and e.get("EntryNumber") == number), None)
+        if entry is None:
+            return None
+        return Found(id=str(entry["EntryID"]), record=mapping.entry_stub(entry), vendor=entry)
+
+    async def create(self, record: JournalEntry) -> str:
+        conn = self.connector
+        accounts = await conn.gl_accounts([line.account for line in record.lines])
+        body = mapping.journal_body(record, journal=conn.settings.journal_code, gl_accounts=accounts)
+        created = await conn.client.create(
+            "generaljournalentry/GeneralJournalEntries", body, what=f"journal entry {record.number}", key="EntryID"
+        )
+        return str(created["EntryID"])
+
+    async def update(self, target_id: str, record: JournalEntry, fields: frozenset[str]) -> None:
+        raise RecordError(f"journal entry {record.number}: booked in Exact Online as {target_id}; a booked entry is not changed")
+
+
 class ExactOnlineConnector(Connector):
     """Exact Online (REST API, OData v2) for one division.
 
@@ -234,7 +292,7 @@ class ExactOnlineConnector(Connector):
     title: ClassVar[str] = "Exact Online"
     Settings: ClassVar[type[ConnectorSettings]] = ExactOnlineSettings
     sources = {Entity.PRODUCTS: ItemSource, Entity.ORDERS: SalesOrderSource}
-    sinks = {Entity.PRODUCTS: ItemSink, Entity.CUSTOMERS: AccountSink}
+    sinks = {Entity.PRODUCTS: ItemSink, Entity.CUSTOMERS: AccountSink, Entity.JOURNAL: JournalSink}
     rate_limits = RATE_LIMITS
     oauth_authorize_url: ClassVar[str | None] = "https://start.exactonline.nl/api/oauth2/auth"
     oauth_scopes: ClassVar[tuple[str, ...]] = ()
@@ -246,6 +304,7 @@ class ExactOnlineConnector(Connector):
     def __init__(self, settings: ConnectorSettings, context: Any):
         super().__init__(settings, context)
         self.api: ExactClient | None = None
+        self._gl: dict[str, str] = {}
 
     async def open(self) -> None:
         """Create the authenticated API client."""
@@ -328,6 +387,22 @@ class ExactOnlineConnector(Connector):
         body = {"Item": item_id, "Price": record.price_excl_tax, "Currency": self.settings.currency}
         await self.client.create("logistics/SalesItemPrices", body, what=what)
 
+    async def gl_accounts(self, codes: Sequence[str]) -> dict[str, str]:
+        """GL account code → its ID (kept for the connection's life: the chart of accounts is configuration);
+        RecordError naming a code Exact does not have."""
+        missing = [c for c in dict.fromkeys(codes) if c not in self._gl]
+        for start in range(0, len(missing), FIND_MANY_CHUNK):
+            chunk = missing[start : start + FIND_MANY_CHUNK]
+            expression = " or ".join(f"Code eq {odata_string(code)}" for code in chunk)
+            async for accounts in self.client.pages("financial/GLAccounts", select=("ID", "Code"), filter=expression, what="GL accounts"):
+                self._gl.update({str(a["Code"]).strip(): str(a["ID"]) for a in accounts if a.get("Code") and a.get("ID")})
+        unknown = [c for c in codes if c not in self._gl]
+        if unknown:
+            raise RecordError(
+                f"GL account(s) {', '.join(sorted(set(unknown)))} not found in Exact Online division {await self.client.division()}"
+            )
+        return {c: self._gl[c] for c in codes}
+
     async def accounts_by_id(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The Accounts with these IDs, ``FIND_MANY_CHUNK`` per call (what is not a GUID is not looked up)."""
         wanted = [i for i in dict.fromkeys(ids) if _IS_GUID.fullmatch(i)]
@@ -383,4 +458,4 @@ class ExactOnlineConnector(Connector):
         }
 
 
-__all__ += ["AccountSink", "ItemSink", "ItemSource", "SalesOrderSource", "guid_key"]
+__all__ += ["AccountSink", "ItemSink", "ItemSource", "JournalSink", "SalesOrderSource", "guid_key"]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from apicenterd import Address, Contact, Customer, Order, OrderLine, Product, RecordError
+from apicenterd import Address, Contact, Customer, JournalEntry, Order, OrderLine, Product, RecordError
 
 __all__ = [
+    "entry_number",
+    "entry_stub",
+    "journal_body",
+    "normalize_journal",
     "ORDER_SELECT",
     "ORDER_STATUSES",
     "sales_order_to_order",
@@ -62,8 +66,19 @@ CUSTOMER_FIELDS: dict[str, tuple[str, ...]] = {
 """Canonical customer field → the Account properties behind it."""
 
 ACCOUNT_SELECT = (
-    "ID", "Code", "Name", "Email", "Phone", "AddressLine1", "Postcode", "City", "Country", "VATNumber",
-    "ChamberOfCommerce", "MainContact", "Status",
+    "ID",
+    "Code",
+    "Name",
+    "Email",
+    "Phone",
+    "AddressLine1",
+    "Postcode",
+    "City",
+    "Country",
+    "VATNumber",
+    "ChamberOfCommerce",
+    "MainContact",
+    "Status",
 )
 
 NAME_LENGTH = 60
@@ -238,8 +253,20 @@ def contact_body(customer: Customer, account_id: str) -> dict[str, Any] | None:
 
 
 ORDER_SELECT = (
-    "OrderID", "OrderNumber", "OrderDate", "Status", "Currency", "OrderedBy", "YourRef", "Description", "Remarks",
-    "PaymentCondition", "AmountFC", "AmountFCExclVat", "Modified", "SalesOrderLines",
+    "OrderID",
+    "OrderNumber",
+    "OrderDate",
+    "Status",
+    "Currency",
+    "OrderedBy",
+    "YourRef",
+    "Description",
+    "Remarks",
+    "PaymentCondition",
+    "AmountFC",
+    "AmountFCExclVat",
+    "Modified",
+    "SalesOrderLines",
 )
 """What an order read asks for (with ``$expand=SalesOrderLines``)."""
 
@@ -311,3 +338,51 @@ def sales_order_to_order(order: dict[str, Any], account: dict[str, Any] | None) 
         reference=_text(order.get("YourRef")),
         note=_text(order.get("Remarks")),
     )
+
+
+MAX_ENTRY_NUMBER = 2**31 - 1
+
+
+def entry_number(number: str) -> int:
+    """A journal entry's number as Exact's ``EntryNumber`` (an Int32); RecordError for anything else."""
+    text = number.strip()
+    if not text.isdigit() or not 0 < int(text) <= MAX_ENTRY_NUMBER:
+        raise RecordError(f"journal entry {number!r}: Exact's EntryNumber is a whole number from 1 to {MAX_ENTRY_NUMBER}")
+    return int(text)
+
+
+def normalize_journal(entry: JournalEntry) -> JournalEntry:
+    """RecordError for an entry Exact refuses: no lines, lines that do not balance, a number that is not an EntryNumber."""
+    entry_number(entry.number)
+    if not entry.lines:
+        raise RecordError(f"journal entry {entry.number}: no lines")
+    balance = sum((line.debit - line.credit for line in entry.lines), Decimal(0))
+    if balance != 0:
+        raise RecordError(f"journal entry {entry.number}: debit and credit differ by {balance}")
+    return entry
+
+
+def entry_stub(entry: dict[str, Any]) -> JournalEntry:
+    """What the sink compares of a booked entry: its number (a booked entry is never changed)."""
+    return JournalEntry(number=str(entry.get("EntryNumber")), entry_date=date(1970, 1, 1), currency=_text(entry.get("Currency")) or "EUR")
+
+
+def journal_body(entry: JournalEntry, *, journal: str, gl_accounts: dict[str, str]) -> dict[str, Any]:
+    """A GeneralJournalEntry with its lines (``AmountFC``: debit positive, credit negative)."""
+    lines = []
+    for line in entry.lines:
+        row: dict[str, Any] = {
+            "GLAccount": gl_accounts[line.account],
+            "AmountFC": (line.debit - line.credit).quantize(Decimal("0.01")),
+            "Date": entry.entry_date,
+            "Description": (line.description or entry.description)[:60] or None,
+        }
+        if line.cost_centre:
+            row["CostCenter"] = line.cost_centre
+        lines.append({k: v for k, v in row.items() if v is not None})
+    return {
+        "JournalCode": journal,
+        "EntryNumber": entry_number(entry.number),
+        "Currency": entry.currency,
+        "GeneralJournalEntryLines": lines,
+    }

@@ -43,7 +43,7 @@ from apicenterd.testing.sim import (
     seeded,
 )
 
-from .sdk import READ_ONLY, RESOURCES
+from .sdk import READ_ONLY, RESOURCES, SDK_MODEL
 
 __all__ = ["DEMO_CLIENT_ID", "DEMO_CLIENT_SECRET", "DIVISION", "ExactSim", "create_app", "demo_refresh_token", "WRITABLE"]
 
@@ -55,25 +55,71 @@ ACCESS_TTL = 600.0
 
 WRITABLE: dict[str, frozenset[str]] = {
     "crm/Accounts": frozenset(
-        ("ID", "Code", "Name", "Email", "Phone", "AddressLine1", "AddressLine2", "Postcode", "City", "Country", "VATNumber",
-         "ChamberOfCommerce", "MainContact", "Status", "SalesVATCode", "GLAccountSales", "PaymentConditionSales", "Language")
+        (
+            "ID",
+            "Code",
+            "Name",
+            "Email",
+            "Phone",
+            "AddressLine1",
+            "AddressLine2",
+            "Postcode",
+            "City",
+            "Country",
+            "VATNumber",
+            "ChamberOfCommerce",
+            "MainContact",
+            "Status",
+            "SalesVATCode",
+            "GLAccountSales",
+            "PaymentConditionSales",
+            "Language",
+        )
     ),
     "crm/Contacts": frozenset(("ID", "Account", "FirstName", "LastName", "Email", "Phone", "Mobile", "Initials")),
     "logistics/Items": frozenset(
-        ("ID", "Code", "Description", "ExtraDescription", "Barcode", "Unit", "IsSalesItem", "IsStockItem", "SalesVatCode",
-         "ItemGroup", "Notes", "SearchCode")
+        (
+            "ID",
+            "Code",
+            "Description",
+            "ExtraDescription",
+            "Barcode",
+            "Unit",
+            "IsSalesItem",
+            "IsStockItem",
+            "SalesVatCode",
+            "ItemGroup",
+            "Notes",
+            "SearchCode",
+        )
     ),
     "logistics/SalesItemPrices": frozenset(("ID", "Item", "Price", "Currency", "Unit", "Quantity", "StartDate", "EndDate")),
+    "generaljournalentry/GeneralJournalEntries": frozenset(
+        ("JournalCode", "EntryNumber", "Currency", "FinancialPeriod", "FinancialYear", "GeneralJournalEntryLines")
+    ),
 }
 """The properties the simulator lets a client write (a subset of the SDK's writable ones)."""
 
+LINE_WRITABLE = {
+    "GeneralJournalEntryLines": frozenset(("GLAccount", "AmountFC", "Date", "Description", "CostCenter", "CostUnit", "VATCode", "Notes")),
+}
+"""The properties of the lines posted inside a document."""
+GL_ACCOUNTS = {"1000": "Cash", "1100": "Bank", "1300": "Debtors", "1500": "VAT payable", "8000": "Revenue", "4000": "Costs"}
+"""The general ledger accounts every simulated division has (code: description)."""
+
 SYNC_OF = {"sync/Logistics/Items": "logistics/Items", "sync/CRM/Accounts": "crm/Accounts"}
-FILTER_REQUIRED = {"logistics/Items", "crm/Accounts", "crm/Contacts", "logistics/SalesItemPrices", "salesorder/SalesOrders"}
+FILTER_REQUIRED = {
+    "generaljournalentry/GeneralJournalEntries",
+    "financial/GLAccounts",
+    "logistics/Items",
+    "crm/Accounts",
+    "crm/Contacts",
+    "logistics/SalesItemPrices",
+    "salesorder/SalesOrders",
+}
 """Resources with a sync or bulk variant: a GET without ``$filter`` is refused."""
 
-_TERM = re.compile(
-    r"^\s*(\w+)\s+(eq|gt|ge)\s+(?:'((?:[^']|'')*)'|guid'([0-9a-fA-F-]{36})'|(\d+)L?|datetime'([0-9T:.-]+)')\s*$"
-)
+_TERM = re.compile(r"^\s*(\w+)\s+(eq|gt|ge)\s+(?:'((?:[^']|'')*)'|guid'([0-9a-fA-F-]{36})'|(\d+)L?|datetime'([0-9T:.-]+)')\s*$")
 _MS = re.compile(r"^/Date\((-?\d+)\)/$")
 _KEY = re.compile(r"^\(guid'([0-9a-fA-F-]{36})'\)$")
 
@@ -144,6 +190,9 @@ class ExactSim(VendorSim):
             for resource in WRITABLE
         }
         self.data["salesorder/SalesOrders"] = Collection(ids)  # read only here: orders come from Exact
+        self.data["financial/GLAccounts"] = Collection(ids)
+        for code, description in GL_ACCOUNTS.items():
+            self.data["financial/GLAccounts"].add({"Code": code, "Description": description}, id_field="ID")
         self.timestamp = 1000
         self.writes: list[tuple[str, str, bytes]] = []
         self.refusals = 0  # 429s answered
@@ -164,8 +213,14 @@ class ExactSim(VendorSim):
         return self._store("crm/Accounts", body)
 
     def add_order(
-        self, account_id: str, lines: list[tuple[str, float, float]], *, status: int = 12, your_ref: str | None = None,
-        vat: float = 0.21, number: int | None = None,
+        self,
+        account_id: str,
+        lines: list[tuple[str, float, float]],
+        *,
+        status: int = 12,
+        your_ref: str | None = None,
+        vat: float = 0.21,
+        number: int | None = None,
     ) -> dict[str, Any]:
         """A sales order for ``account_id`` with lines of (item code, quantity, unit price excl. VAT)."""
         orders = self.data["salesorder/SalesOrders"]
@@ -176,18 +231,66 @@ class ExactSim(VendorSim):
             if item is None:
                 raise ValueError(f"no item {code!r} in the simulator")
             amount = round(quantity * price, 2)
-            rows.append({"ID": str(uuid.UUID(int=seeded(number, "line", n).getrandbits(128))), "LineNumber": n, "Item": item["ID"],
-                         "ItemCode": code, "Description": item["Description"], "Quantity": quantity, "UnitPrice": price,
-                         "NetPrice": price, "AmountFC": amount, "Discount": 0, "VATPercentage": vat,
-                         "VATAmount": round(amount * vat, 2), "UnitCode": item.get("Unit") or "pc"})
+            rows.append(
+                {
+                    "ID": str(uuid.UUID(int=seeded(number, "line", n).getrandbits(128))),
+                    "LineNumber": n,
+                    "Item": item["ID"],
+                    "ItemCode": code,
+                    "Description": item["Description"],
+                    "Quantity": quantity,
+                    "UnitPrice": price,
+                    "NetPrice": price,
+                    "AmountFC": amount,
+                    "Discount": 0,
+                    "VATPercentage": vat,
+                    "VATAmount": round(amount * vat, 2),
+                    "UnitCode": item.get("Unit") or "pc",
+                }
+            )
         excl = round(sum(r["AmountFC"] for r in rows), 2)
         self.timestamp += 1
-        order = {"OrderNumber": number, "OrderDate": self._modified(), "Status": status, "Currency": "EUR", "OrderedBy": account_id,
-                 "InvoiceTo": account_id, "DeliverTo": account_id, "YourRef": your_ref, "Description": f"Order {number}",
-                 "AmountFCExclVat": excl, "AmountFC": round(excl + sum(r["VATAmount"] for r in rows), 2),
-                 "Modified": self._modified(), "Timestamp": self.timestamp, "SalesOrderLines": rows}
+        order = {
+            "OrderNumber": number,
+            "OrderDate": self._modified(),
+            "Status": status,
+            "Currency": "EUR",
+            "OrderedBy": account_id,
+            "InvoiceTo": account_id,
+            "DeliverTo": account_id,
+            "YourRef": your_ref,
+            "Description": f"Order {number}",
+            "AmountFCExclVat": excl,
+            "AmountFC": round(excl + sum(r["VATAmount"] for r in rows), 2),
+            "Modified": self._modified(),
+            "Timestamp": self.timestamp,
+            "SalesOrderLines": rows,
+        }
         stored: dict[str, Any] = orders.add(order, id_field="OrderID")
         return stored
+
+    def book(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A general journal entry: lines on known GL accounts that balance (a 400 otherwise)."""
+        journal = body.get("JournalCode")
+        if not journal:
+            raise _error(400, "Mandatory: JournalCode")
+        total = 0.0
+        for n, line in enumerate(body["GeneralJournalEntryLines"], 1):
+            if line.get("GLAccount") not in self.data["financial/GLAccounts"]:
+                raise _error(400, f"Line {n}: GLAccount: not found")
+            if not isinstance(line.get("AmountFC"), (int, float)):
+                raise _error(400, f"Line {n}: Mandatory: AmountFC")
+            total += line["AmountFC"]
+        if abs(total) > 0.005:
+            raise _error(400, f"The entry is not balanced: {total:.2f}")
+        entries = self.data["generaljournalentry/GeneralJournalEntries"]
+        number = body.get("EntryNumber") or 1 + max((e.get("EntryNumber") or 0 for e in entries.values()), default=0)
+        if any(e.get("EntryNumber") == number and e.get("JournalCode") == journal for e in entries.values()):
+            raise _error(400, f"Entry number {number} already exists in journal {journal}")
+        self.timestamp += 1
+        entry = {**body, "EntryNumber": number, "Status": 20, "Timestamp": self.timestamp, "Modified": self._modified()}
+        stored: dict[str, Any] = entries.add(entry, id_field="EntryID")
+        return {k: v for k, v in stored.items() if k not in ("Timestamp", "GeneralJournalEntryLines")}
 
     async def before(self, request: Request) -> None:
         """Keep the body of every write (the conformance tests check them against the SDK)."""
@@ -248,6 +351,21 @@ class ExactSim(VendorSim):
                 raise _error(400, f"'{name}' is a read-only property of {model.split('.')[-1]}")
             if name not in WRITABLE[resource]:
                 raise _error(400, f"The property '{name}' does not exist on type 'Exact.Web.Api.Models.{model.split('.')[-1]}'")
+        for nested, allowed in LINE_WRITABLE.items():
+            if nested not in body:
+                continue
+            lines = body[nested]
+            if not isinstance(lines, list) or not lines or not all(isinstance(line, dict) for line in lines):
+                raise _error(400, f"{nested}: expected a list of lines")
+            line_model = SDK_MODEL[nested]
+            for line in lines:
+                for name in line:
+                    if name in READ_ONLY.get(line_model, ()):
+                        raise _error(400, f"'{name}' is a read-only property of {line_model.split('.')[-1]}")
+                    if name not in allowed:
+                        raise _error(
+                            400, f"The property '{name}' does not exist on type 'Exact.Web.Api.Models.{line_model.split('.')[-1]}'"
+                        )
         return body
 
 
@@ -269,9 +387,15 @@ def _division(request: Request) -> None:
 
 async def me(sim: ExactSim, request: Request) -> Response:
     """``current/Me``: the user's current division."""
-    item = {"__metadata": {"uri": f"{request.base_url}api/v1/current/Me(guid'00000000-0000-0000-0000-000000000001')",
-                           "type": "Exact.Web.Api.System.Me"},
-            "CurrentDivision": DIVISION, "UserID": "00000000-0000-0000-0000-000000000001", "FullName": "Demo User"}
+    item = {
+        "__metadata": {
+            "uri": f"{request.base_url}api/v1/current/Me(guid'00000000-0000-0000-0000-000000000001')",
+            "type": "Exact.Web.Api.System.Me",
+        },
+        "CurrentDivision": DIVISION,
+        "UserID": "00000000-0000-0000-0000-000000000001",
+        "FullName": "Demo User",
+    }
     select = request.query_params.get("$select")
     if select:
         item = {k: v for k, v in item.items() if k == "__metadata" or k in select.split(",")}
@@ -302,7 +426,7 @@ def _listing(sim: ExactSim, request: Request, resource: str, *, sync: bool) -> R
     fields = select.split(",") if select else None
     expand = (query.get("$expand") or "").split(",")
     model = RESOURCES.get(resource, resource).split(".")[-1]
-    key = "OrderID" if resource == "salesorder/SalesOrders" else "ID"
+    key = {"salesorder/SalesOrders": "OrderID", "generaljournalentry/GeneralJournalEntries": "EntryID"}.get(resource, "ID")
     results = []
     for item in window:
         uri = f"{request.base_url}api/v1/{DIVISION}/{resource}(guid'{item[key]}')"
@@ -341,6 +465,8 @@ async def collection(sim: ExactSim, request: Request) -> Response:
         raise _error(400, "Mandatory: Name")
     if resource == "crm/Contacts" and (not body.get("Account") or body["Account"] not in sim.data["crm/Accounts"]):
         raise _error(400, "Account: not found")
+    if resource == "generaljournalentry/GeneralJournalEntries":
+        return json_response({"d": sim.book(body)}, 201)
     stored = sim._store(resource, {k: v for k, v in body.items() if k != "ID"})
     shown = {k: v for k, v in stored.items() if k != "Timestamp"}
     return json_response({"d": shown}, 201)

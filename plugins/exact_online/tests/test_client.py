@@ -107,12 +107,27 @@ def test_error_body_is_read_and_classified():
 
 def test_a_429_waits_for_the_minutely_or_the_daily_reset():
     now = 1_000_000.0
-    minutely = _error(429, "API rate limit exceeded.", {"X-RateLimit-Remaining": "4000", "X-RateLimit-Reset": str(int((now + 50000) * 1000)),
-                                                       "X-RateLimit-Minutely-Remaining": "0", "X-RateLimit-Minutely-Reset": str(int((now + 20) * 1000))})
+    minutely = _error(
+        429,
+        "API rate limit exceeded.",
+        {
+            "X-RateLimit-Remaining": "4000",
+            "X-RateLimit-Reset": str(int((now + 50000) * 1000)),
+            "X-RateLimit-Minutely-Remaining": "0",
+            "X-RateLimit-Minutely-Reset": str(int((now + 20) * 1000)),
+        },
+    )
     error = error_from(minutely, "items", now=now)
     assert isinstance(error, RateLimited) and error.retry_after == pytest.approx(20)
-    daily = _error(429, "API rate limit exceeded.", {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int((now + 1800) * 1000)),
-                                                     "X-RateLimit-Minutely-Reset": str(int((now + 20) * 1000))})
+    daily = _error(
+        429,
+        "API rate limit exceeded.",
+        {
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": str(int((now + 1800) * 1000)),
+            "X-RateLimit-Minutely-Reset": str(int((now + 20) * 1000)),
+        },
+    )
     assert error_from(daily, "items", now=now).retry_after == pytest.approx(1800)
 
 

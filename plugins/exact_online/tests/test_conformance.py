@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
+from datetime import date
 from decimal import Decimal
 
 import pytest
@@ -13,7 +14,7 @@ from apicenterd_exact_online import ExactOnlineConnector, mapping
 from apicenterd_exact_online.sdk import READ_ONLY, RESOURCES, SDK_MODEL
 from apicenterd_exact_online.simulator import WRITABLE
 
-from apicenterd import Address, Contact, Customer, Entity, Product
+from apicenterd import Address, Contact, Customer, Entity, JournalEntry, JournalLine, Product
 from apicenterd.testing import connect
 
 
@@ -25,7 +26,7 @@ def sdk_fields(spec_dir) -> dict[str, set[str]]:
     for member in tree.getroot().iter("member"):
         name = member.get("name", "")
         if name.startswith("P:ExactOnline.Client.Models."):
-            model, _, prop = name[len("P:ExactOnline.Client.Models."):].rpartition(".")
+            model, _, prop = name[len("P:ExactOnline.Client.Models.") :].rpartition(".")
             fields.setdefault(model, set()).add(prop)
     return fields
 
@@ -79,12 +80,28 @@ async def test_every_write_the_connector_sends_is_sdk_conformant(sdk_fields):
         await products.update(item_id, products.normalize(changed), frozenset(mapping.PRODUCT_FIELDS))
         customers = conn.sink(Entity.CUSTOMERS)
         customer = Customer(
-            kind="company", name="Co", email="co@example.com", phone="1", vat_number="NL1", coc_number="2", customer_number="9",
+            kind="company",
+            name="Co",
+            email="co@example.com",
+            phone="1",
+            vat_number="NL1",
+            coc_number="2",
+            customer_number="9",
             contact=Contact(first_name="A", last_name="B", email="a@example.com", phone="3"),
             billing_address=Address(street="S", house_number="1", postcode="P", city="C", country="NL"),
         )
         account_id = await customers.create(customers.normalize(customer))
         await customers.update(account_id, customers.normalize(customer), frozenset(mapping.CUSTOMER_FIELDS))
+        journal = conn.sink(Entity.JOURNAL)
+        entry = JournalEntry(
+            number="7",
+            entry_date=date(2026, 1, 2),
+            lines=(
+                JournalLine(account="1100", debit=Decimal(5), description="in", cost_centre="C"),
+                JournalLine(account="8000", credit=Decimal(5)),
+            ),
+        )
+        await journal.create(journal.normalize(entry))
     assert sim.writes
     for method, path, raw in sim.writes:
         resource = re.sub(r"^/api/v1/\d+/|\(guid'.*'\)$", "", path)
@@ -92,3 +109,9 @@ async def test_every_write_the_connector_sends_is_sdk_conformant(sdk_fields):
         body = json.loads(raw)
         assert set(body) <= sdk_fields[model], (method, path, sorted(set(body) - sdk_fields[model]))
         assert not set(body) & READ_ONLY[model], (method, path, sorted(set(body) & READ_ONLY[model]))
+        for nested in set(body) & set(SDK_MODEL):
+            line_model = SDK_MODEL[nested]
+            for line in body[nested]:
+                assert set(line) <= sdk_fields[line_model], (nested, sorted(set(line) - sdk_fields[line_model]))
+                assert not set(line) & READ_ONLY[line_model], (nested, sorted(set(line) & READ_ONLY[line_model]))
+    assert any(path.endswith("/GeneralJournalEntries") for _, path, _ in sim.writes)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+from datetime import date
 from decimal import Decimal
 
 import pytest
 from apicenterd_exact_online import ExactOnlineConnector
 from apicenterd_exact_online.simulator import DIVISION
 
-from apicenterd import Address, AuthError, Contact, Customer, Entity, Product
+from apicenterd import Address, AuthError, Contact, Customer, Entity, JournalEntry, JournalLine, Product, RecordError
 from apicenterd.testing import connect
 
 pytestmark = pytest.mark.anyio
@@ -59,7 +60,10 @@ async def test_items_source_reads_the_sync_api_in_timestamp_order(app, sim, sett
 
 async def test_customer_by_email_then_code_with_contact(app, sim, settings):
     company = Customer(
-        kind="company", name="Acme BV", email="info@acme.example", customer_number="1001",
+        kind="company",
+        name="Acme BV",
+        email="info@acme.example",
+        customer_number="1001",
         contact=Contact(first_name="Ann", last_name="Smit", email="ann@acme.example"),
         billing_address=Address(street="Kerkstraat", house_number="1", postcode="1234 AB", city="Utrecht", country="NL"),
     )
@@ -99,8 +103,6 @@ async def test_a_used_refresh_token_is_an_auth_error(app, sim, settings):
 
 
 async def test_read_only_and_unknown_fields_are_refused_by_the_simulator(app, sim, settings):
-    from apicenterd import RecordError
-
     async with connect(ExactOnlineConnector, settings, app=app) as conn:
         with pytest.raises(RecordError, match="read-only"):
             await conn.client.create("logistics/Items", {"Code": "X", "Description": "x", "Stock": 3}, what="item")
@@ -124,7 +126,9 @@ async def test_sales_orders_with_lines_and_account(settings):
         order = changes[0].record
         assert order.customer is not None and order.customer.email == "buyer@shop.example"
         assert [(line.sku, line.quantity, line.unit_price, line.tax_rate) for line in order.lines] == [
-            ("EX-00001", Decimal(2), Decimal("10.0"), Decimal(21)), ("EX-00002", Decimal(1), Decimal("5.5"), Decimal(21))]
+            ("EX-00001", Decimal(2), Decimal("10.0"), Decimal(21)),
+            ("EX-00002", Decimal(1), Decimal("5.5"), Decimal(21)),
+        ]
         assert order.total == Decimal("30.86") and order.reference == "PO-1" and order.status == "new"
         assert changes[1].record.status == "completed"
         # every change but the last keeps the start; the last carries the newest Modified
@@ -133,3 +137,46 @@ async def test_sales_orders_with_lines_and_account(settings):
         assert [c.record.number for c in again] == [str(second["OrderNumber"])]  # ties at the second are read again
     listed = [t for m, t in sim.requests if t.endswith("/salesorder/SalesOrders")]
     assert len(listed) == 2
+
+
+def _entry(number: str = "501", amount: str = "121.00") -> JournalEntry:
+    return JournalEntry(
+        number=number,
+        entry_date=date(2026, 3, 1),
+        description="Cash-up",
+        lines=(
+            JournalLine(account="1000", debit=Decimal(amount)),
+            JournalLine(account="8000", credit=Decimal("100.00")),
+            JournalLine(account="1500", credit=Decimal(amount) - Decimal("100.00"), cost_centre="CC1"),
+        ),
+    )
+
+
+async def test_journal_entry_booked_once(app, sim, settings):
+    async with connect(ExactOnlineConnector, settings, app=app) as conn:
+        sink = conn.sink(Entity.JOURNAL)
+        assert await sink.find("501") is None
+        entry_id = await sink.create(sink.normalize(_entry()))
+        found = await sink.find("501")
+        assert found is not None and found.id == entry_id
+        with pytest.raises(RecordError, match="not changed"):
+            await sink.update(entry_id, _entry(), frozenset({"number"}))
+    entries = list(sim.data["generaljournalentry/GeneralJournalEntries"].values())
+    assert len(entries) == 1 and entries[0]["JournalCode"] == "90" and entries[0]["EntryNumber"] == 501
+    amounts = [line["AmountFC"] for line in entries[0]["GeneralJournalEntryLines"]]
+    assert amounts == [121.0, -100.0, -21.0]
+
+
+async def test_journal_entry_refusals(app, settings):
+    async with connect(ExactOnlineConnector, settings, app=app) as conn:
+        sink = conn.sink(Entity.JOURNAL)
+        with pytest.raises(RecordError, match="whole number"):
+            sink.normalize(_entry(number="V-1"))
+        unbalanced = _entry().model_copy(update={"lines": _entry().lines[:2]})
+        with pytest.raises(RecordError, match="differ by 21"):
+            sink.normalize(unbalanced)
+        unknown = _entry().model_copy(
+            update={"lines": (JournalLine(account="9999", debit=Decimal(1)), JournalLine(account="8000", credit=Decimal(1)))}
+        )
+        with pytest.raises(RecordError, match="9999"):
+            await sink.create(unknown)

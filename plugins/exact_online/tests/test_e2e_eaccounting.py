@@ -30,7 +30,7 @@ def servers():
         yield eacc_app, exact_app, stack.enter_context(serve_app(eacc_app)), stack.enter_context(serve_app(exact_app))
 
 
-def _resolved(tmp_path, eacc_url, exact_url):
+def _resolved(tmp_path, eacc_url, exact_url, *, orders: bool = False):
     raw = {
         "daemon": {"log_level": "warning", "metrics_address": "", "shutdown_timeout": 5},
         "state": {"path": str(tmp_path / "state.db")},
@@ -43,6 +43,16 @@ def _resolved(tmp_path, eacc_url, exact_url):
             "customers": {"source": "eaccounting", "target": "exact", "entity": "customers", "interval": "1h"},
         },
     }
+    if orders:
+        raw["flows"] = {
+            "orders": {
+                "source": "exact",
+                "target": "eaccounting",
+                "entity": "orders",
+                "interval": "1h",
+                "options": {"statuses": ["new", "in_process", "completed"], "document": "order", "missing_products": "create"},
+            }
+        }
     return resolve(Config(**raw), load_registry(), tmp_path / "apicenterd.toml")
 
 
@@ -103,3 +113,33 @@ async def test_customers_flow_creates_accounts_once(tmp_path, servers):
     assert second.status == "ok", second.error
     assert second.counts["created"] == 0 and second.counts["updated"] == 0
     assert _writes(exact_app) == []
+
+
+async def test_orders_flow_from_exact_into_eaccounting_once(tmp_path, servers):
+    eacc_app, exact_app, eacc_url, exact_url = servers
+    sim = exact_app.state.sim
+    for n in range(1, 4):
+        sim._store("logistics/Items", {"Code": f"EXO-{n}", "Description": f"Exact product {n}", "IsSalesItem": True})
+    buyer = sim.add_account(
+        "Buyer BV", "orders@buyer.example", code="3001", City="Gouda", Country="NL", AddressLine1="Markt 1", Postcode="2801 JE"
+    )
+    sim.add_order(buyer["ID"], [("EXO-1", 2, 10.0), ("EXO-2", 1, 4.0)], your_ref="PO-7")
+    sim.add_order(buyer["ID"], [("EXO-3", 3, 1.5)])
+    sim.add_order(buyer["ID"], [("EXO-1", 1, 10.0)], status=45)  # cancelled: filtered out by status
+    resolved = _resolved(tmp_path, eacc_url, exact_url, orders=True)
+
+    first = await _run(resolved, "orders")
+    assert first.status == "ok", first.error
+    assert first.counts["created"] == 2 and first.counts["failed"] == 0
+    orders = list(eacc_app.state.sim.orders.values())
+    assert len(orders) == 2
+    assert {o["YourReference"] for o in orders} == {"1", "2"}
+    customers = [c for c in eacc_app.state.sim.customers.values() if c.get("EmailAddress") == "orders@buyer.example"]
+    assert len(customers) == 1 and all(o["CustomerId"] == customers[0]["Id"] for o in orders)
+
+    eacc_app.state.sim.requests.clear()
+    second = await _run(resolved, "orders")
+    assert second.status == "ok", second.error
+    assert second.counts["created"] == 0
+    assert [r for r in eacc_app.state.sim.requests if r[0] in ("POST", "PUT")] == []
+    assert len(eacc_app.state.sim.orders) == 2

@@ -19,7 +19,12 @@ async def _client(app) -> httpx.AsyncClient:
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://exact.test")
     answer = await client.post(
         "/api/oauth2/token",
-        data={"grant_type": "refresh_token", "refresh_token": demo_refresh_token(), "client_id": DEMO_CLIENT_ID, "client_secret": DEMO_CLIENT_SECRET},
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": demo_refresh_token(),
+            "client_id": DEMO_CLIENT_ID,
+            "client_secret": DEMO_CLIENT_SECRET,
+        },
     )
     answer.raise_for_status()
     assert answer.json()["expires_in"] == 600
@@ -37,12 +42,22 @@ def _message(response: httpx.Response) -> str:
 async def test_basic_client_auth_is_refused_and_tokens_rotate():
     app = ExactOnlineConnector.simulator(seed=1)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://exact.test") as client:
-        basic = await client.post("/api/oauth2/token", data={"grant_type": "refresh_token", "refresh_token": demo_refresh_token()},
-                                  auth=(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET))
+        basic = await client.post(
+            "/api/oauth2/token",
+            data={"grant_type": "refresh_token", "refresh_token": demo_refresh_token()},
+            auth=(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET),
+        )
         assert basic.status_code == 401
     client = await _client(app)
-    again = await client.post("/api/oauth2/token", data={"grant_type": "refresh_token", "refresh_token": demo_refresh_token(),
-                                                         "client_id": DEMO_CLIENT_ID, "client_secret": DEMO_CLIENT_SECRET})
+    again = await client.post(
+        "/api/oauth2/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": demo_refresh_token(),
+            "client_id": DEMO_CLIENT_ID,
+            "client_secret": DEMO_CLIENT_SECRET,
+        },
+    )
     assert again.status_code == 400  # a refresh token works once
     await client.aclose()
 
@@ -73,8 +88,14 @@ async def test_standard_endpoint_pages_of_60_and_requires_a_filter():
     assert len(listed.json()["d"]["results"]) == 60 and listed.json()["d"]["__next"]
     bad = await client.get(ITEMS, params={"$select": "ID", "$filter": "substringof('x', Code)"})
     assert bad.status_code == 400
-    for header in ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "X-RateLimit-Minutely-Limit",
-                   "X-RateLimit-Minutely-Remaining", "X-RateLimit-Minutely-Reset"):
+    for header in (
+        "X-RateLimit-Limit",
+        "X-RateLimit-Remaining",
+        "X-RateLimit-Reset",
+        "X-RateLimit-Minutely-Limit",
+        "X-RateLimit-Minutely-Remaining",
+        "X-RateLimit-Minutely-Reset",
+    ):
         assert header in listed.headers
     await client.aclose()
 
