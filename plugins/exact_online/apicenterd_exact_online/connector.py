@@ -214,7 +214,9 @@ class AccountSink(Sink[Customer]):
     async def create(self, record: Customer) -> str:
         conn = self.connector
         what = f"customer {record.key()!r}"
-        created = await conn.client.create("crm/Accounts", mapping.account_body(record, vat_code=conn.settings.account_vat_code), what=what)
+        created = await conn.client.create(
+            "crm/Accounts", mapping.account_body(record, vat_code=record.tax_code or conn.settings.account_vat_code), what=what
+        )
         account_id = str(created["ID"])
         contact = mapping.contact_body(record, account_id)
         if contact is not None:
@@ -253,7 +255,10 @@ class JournalSink(Sink[JournalEntry]):
 
     async def find(self, key: str) -> Found | None:
         conn = self.connector
-        number = mapping.entry_number(key)
+        try:
+            number = mapping.entry_number(key)
+        except RecordError:
+            return None  # not an EntryNumber: Exact cannot hold it (create says why)
         found = await conn.client.first(
             "generaljournalentry/GeneralJournalEntries",
             select=("EntryID", "EntryNumber", "JournalCode", "Currency"),

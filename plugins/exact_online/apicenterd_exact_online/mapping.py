@@ -54,11 +54,7 @@ CUSTOMER_FIELDS: dict[str, tuple[str, ...]] = {
     "name": ("Name",),
     "email": ("Email",),
     "phone": ("Phone",),
-    "billing_address.street": ("AddressLine1",),
-    "billing_address.house_number": ("AddressLine1",),
-    "billing_address.postcode": ("Postcode",),
-    "billing_address.city": ("City",),
-    "billing_address.country": ("Country",),
+    "billing_address": ("AddressLine1", "Postcode", "City", "Country"),
     "vat_number": ("VATNumber",),
     "coc_number": ("ChamberOfCommerce",),
     "customer_number": ("Code",),
@@ -214,23 +210,25 @@ def account_body(customer: Customer, fields: frozenset[str] | None = None, *, va
     every = fields is None
     fields = fields or frozenset()
     address = customer.billing_address
-    values = {
-        "name": ("Name", customer.name[:50]),
-        "email": ("Email", customer.email),
-        "phone": ("Phone", customer.phone),
-        "billing_address.street": ("AddressLine1", _street(address) or None),
-        "billing_address.house_number": ("AddressLine1", _street(address) or None),
-        "billing_address.postcode": ("Postcode", address.postcode or None),
-        "billing_address.city": ("City", address.city or None),
-        "billing_address.country": ("Country", address.country),
-        "vat_number": ("VATNumber", customer.vat_number),
-        "coc_number": ("ChamberOfCommerce", customer.coc_number),
-        "customer_number": ("Code", account_code(customer.customer_number) if customer.customer_number else None),
+    values: dict[str, tuple[tuple[str, Any], ...]] = {
+        "name": (("Name", customer.name[:50]),),
+        "email": (("Email", customer.email),),
+        "phone": (("Phone", customer.phone),),
+        "billing_address": (
+            ("AddressLine1", _street(address) or None),
+            ("Postcode", address.postcode or None),
+            ("City", address.city or None),
+            ("Country", address.country),
+        ),
+        "vat_number": (("VATNumber", customer.vat_number),),
+        "coc_number": (("ChamberOfCommerce", customer.coc_number),),
+        "customer_number": (("Code", account_code(customer.customer_number) if customer.customer_number else None),),
     }
     body: dict[str, Any] = {}
-    for field, (prop, value) in values.items():
+    for field, written in values.items():
         if every or field in fields:
-            body[prop] = value
+            for prop, value in written:
+                body[prop] = value
     if every:
         body["Status"] = "C"
         if vat_code:

@@ -143,3 +143,19 @@ async def test_orders_flow_from_exact_into_eaccounting_once(tmp_path, servers):
     assert second.counts["created"] == 0
     assert [r for r in eacc_app.state.sim.requests if r[0] in ("POST", "PUT")] == []
     assert len(eacc_app.state.sim.orders) == 2
+
+
+def test_the_example_config_passes_check(tmp_path, monkeypatch, capsys):
+    """etc/eaccounting-exact.example.toml is valid with its credentials given."""
+    from pathlib import Path
+
+    from apicenterd.cli import main
+
+    for name in ("eaccounting_client_secret", "eaccounting_refresh_token", "exact_client_secret"):
+        (tmp_path / name).write_text("secret\n", encoding="utf-8")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    monkeypatch.setenv("EACCOUNTING_CLIENT_ID", "eacc-client")
+    monkeypatch.setenv("EXACT_CLIENT_ID", "exact-client")
+    example = Path(__file__).resolve().parents[3] / "etc" / "eaccounting-exact.example.toml"
+    assert main(["check", "--config", str(example)]) == 0, capsys.readouterr().err
+    assert "3 flows" in capsys.readouterr().out
