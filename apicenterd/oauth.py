@@ -73,7 +73,13 @@ class OAuth2RefreshAuth(httpx.Auth):
         connection: str = "",
         clock: Callable[[], float] = time.time,
         refresh_on_401: bool = True,
+        client_auth: str = "basic",
+        margin: float | None = None,
     ):
+        if client_auth not in ("basic", "post"):
+            raise ValueError(f"client_auth must be 'basic' or 'post', got {client_auth!r}")
+        if margin is not None and not 0 <= margin < float("inf"):
+            raise ValueError(f"margin must be a number of seconds, 0 or more, got {margin!r}")
         self._client = token_client
         self._token_url = token_url
         self._client_id = client_id
@@ -85,13 +91,17 @@ class OAuth2RefreshAuth(httpx.Auth):
         self._connection = connection
         self._clock = clock
         self._refresh_on_401 = refresh_on_401
+        self._client_auth = client_auth  # "post": client_id/client_secret in the form (Exact Online)
+        self._margin = margin  # seconds before expiry to refresh; None: expiry_margin()
         self._tokens: dict[str, Any] | None = None
         self._unsaved: dict[str, Any] | None = None  # refreshed, but the store failed to keep it
         self._lock = anyio.Lock()
 
     def _valid(self, tokens: dict[str, Any] | None) -> bool:
         return bool(
-            tokens and tokens.get("access_token") and tokens.get("expires_at", 0) - expiry_margin(tokens) > self._clock()
+            tokens
+            and tokens.get("access_token")
+            and tokens.get("expires_at", 0) - (expiry_margin(tokens) if self._margin is None else self._margin) > self._clock()
         )
 
     async def access_token(self, *, force: bool = False, stale: str | None = None) -> str:
@@ -131,10 +141,13 @@ class OAuth2RefreshAuth(httpx.Auth):
             raise RetryableError(f"connection {self._connection!r}: could not persist rotated tokens: {exc}") from exc
 
     async def _refresh(self, refresh_token: str) -> dict[str, Any]:
+        form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+        if self._client_auth == "post":
+            form.update(client_id=self._client_id, client_secret=self._client_secret)
         response = await self._client.post(
             self._token_url,
-            data={"grant_type": "refresh_token", "refresh_token": refresh_token},
-            auth=(self._client_id, self._client_secret),
+            data=form,
+            auth=(self._client_id, self._client_secret) if self._client_auth == "basic" else httpx.Auth(),
             headers={"Accept": "application/json"},
         )
         if response.status_code in (400, 401):

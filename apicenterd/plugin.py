@@ -578,7 +578,9 @@ class Connector:
     ``oauth_authorize_url`` / ``oauth_scopes``
         For OAuth2 connectors: where ``apicenterd auth CONNECTION`` sends the operator to
         authorise, and the scopes it asks for (the settings then need ``token_url``,
-        ``client_id`` and ``client_secret``).
+        ``client_id`` and ``client_secret``). ``oauth_client_auth``: how the token endpoint
+        wants the client id and secret, ``"basic"`` (HTTP Basic, the default) or ``"post"``
+        (form fields).
     ``default_port``
         The loopback port :meth:`simulator` listens on in ``apicenterd demo``.
 
@@ -598,6 +600,7 @@ class Connector:
     rate_limits: ClassVar[tuple[RateLimit, ...]] = ()
     oauth_authorize_url: ClassVar[str | None] = None
     oauth_scopes: ClassVar[tuple[str, ...]] = ()
+    oauth_client_auth: ClassVar[str] = "basic"
     default_port: ClassVar[int | None] = None
 
     # derived from sources and sinks (see __init_subclass__)

@@ -443,3 +443,49 @@ async def test_every_token_learned_is_redacted_from_errors_and_logs(events, cloc
             assert redactor.scrub(f"x {token} y") == "x [redacted] y"
     error = RecordError(f"vendor: {response.text}")
     assert issued["access_token"] not in str(error)
+
+
+@respx.mock
+async def test_client_auth_post_and_a_fixed_margin():
+    """client_auth="post" sends the client id and secret as form fields, no Basic header (Exact
+    Online); margin=30 keeps a 600-second token until 30 seconds before its end."""
+    clock = Clock()
+    seen: list[httpx.Request] = []
+
+    def token(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"access_token": f"a{len(seen)}", "refresh_token": f"r{len(seen)}", "expires_in": 600})
+
+    respx.post(TOKEN_URL).mock(side_effect=token)
+    store = RecordingStore([], {"access_token": "", "refresh_token": "r0", "expires_at": 0})
+    async with httpx.AsyncClient() as client:
+        auth = OAuth2RefreshAuth(
+            token_client=client, token_url=TOKEN_URL, client_id="cid", client_secret="sec", tokens=store,
+            clock=clock, client_auth="post", margin=30.0,
+        )
+        assert await auth.access_token() == "a1"
+        form = urllib.parse.parse_qs(seen[0].content.decode())
+        assert form["client_id"] == ["cid"] and form["client_secret"] == ["sec"] and form["refresh_token"] == ["r0"]
+        assert "Authorization" not in seen[0].headers
+        clock.now += 569  # 9.5 minutes: still the same token
+        assert await auth.access_token() == "a1"
+        clock.now += 2
+        assert await auth.access_token() == "a2"
+    with pytest.raises(ValueError, match="client_auth"):
+        OAuth2RefreshAuth(token_client=client, token_url=TOKEN_URL, client_id="c", client_secret="s", tokens=store, client_auth="x")
+    with pytest.raises(ValueError, match="margin"):
+        OAuth2RefreshAuth(token_client=client, token_url=TOKEN_URL, client_id="c", client_secret="s", tokens=store, margin=-1)
+
+
+@respx.mock
+async def test_exchange_code_with_client_auth_post():
+    from apicenterd.kit import exchange_code
+
+    route = respx.post(TOKEN_URL).mock(return_value=httpx.Response(200, json={"access_token": "a", "refresh_token": "r", "expires_in": 600}))
+    tokens = await exchange_code(TOKEN_URL, client_id="cid", client_secret="sec", code="c1", redirect_uri="https://x/cb", client_auth="post")
+    assert tokens["refresh_token"] == "r"
+    form = urllib.parse.parse_qs(route.calls[0].request.content.decode())
+    assert form["client_id"] == ["cid"] and form["client_secret"] == ["sec"] and form["code"] == ["c1"]
+    assert "Authorization" not in route.calls[0].request.headers
+    with pytest.raises(ValueError, match="client_auth"):
+        await exchange_code(TOKEN_URL, client_id="c", client_secret="s", code="c", redirect_uri="u", client_auth="bearer")

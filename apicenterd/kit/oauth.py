@@ -95,6 +95,7 @@ async def exchange_code(
     client: httpx.AsyncClient | None = None,
     timeout: float = 30.0,  # noqa: ASYNC109 - the HTTP client's timeout when it makes its own
     clock: Callable[[], float] | None = None,
+    client_auth: str = "basic",
 ) -> dict[str, Any]:
     """Trade an authorization ``code`` for tokens (client credentials by HTTP Basic auth);
     ``redirect_uri`` must be the one the consent URL named.
@@ -103,17 +104,23 @@ async def exchange_code(
     ``expires_at``, ``expires_in``, ``token_type``), its tokens registered with the log
     redactor. Raises :class:`AuthError` when the vendor refuses the code,
     :class:`RetryableError` when the token endpoint cannot be reached, and
-    :class:`FatalError` for an answer without a refresh token.
+    :class:`FatalError` for an answer without a refresh token. ``client_auth="post"`` sends
+    the client id and secret as form fields instead of HTTP Basic auth (Exact Online).
     """
+    if client_auth not in ("basic", "post"):
+        raise ValueError(f"client_auth must be 'basic' or 'post', got {client_auth!r}")
     secret = _secret(client_secret)
     redactor.learn(f"oauth-code:{client_id}", [code, secret])
     own = client is None
     http = client or httpx.AsyncClient(timeout=timeout)
     try:
+        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
+        if client_auth == "post":
+            form.update(client_id=client_id, client_secret=secret)
         response = await http.post(
             token_url,
-            data={"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri},
-            auth=(client_id, secret),
+            data=form,
+            auth=(client_id, secret) if client_auth == "basic" else httpx.Auth(),
             headers={"Accept": "application/json"},
         )
     except httpx.HTTPError as exc:

@@ -1,0 +1,466 @@
+"""The Exact Online connector: items, sales prices and accounts through the REST API (OData v2)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, ClassVar
+
+from pydantic import Field, SecretStr, field_validator
+
+from apicenterd import (
+    Change,
+    Connector,
+    ConnectorSettings,
+    Customer,
+    Entity,
+    FatalError,
+    Found,
+    JournalEntry,
+    OAuth2RefreshAuth,
+    Order,
+    Product,
+    RecordError,
+    Sink,
+    Source,
+)
+
+from . import mapping
+from .client import RATE_LIMITS, ExactClient, guid_key, odata_string, parse_odata_date
+
+__all__ = ["ExactOnlineConnector", "ExactOnlineSettings", "REGIONS"]
+
+REGIONS = ("nl", "be", "de", "co.uk", "com")
+"""Exact Online's regional hosts: ``https://start.exactonline.<region>``."""
+
+ACCESS_TOKEN_MARGIN = 30.0
+"""Seconds before its end an access token (10 minutes) is refreshed: never before 9.5 minutes."""
+
+FIND_MANY_CHUNK = 20
+"""Codes per ``or`` filter (keeps the URL short)."""
+
+CURSOR_DIGITS = 20
+_IS_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+class ExactOnlineSettings(ConnectorSettings):
+    """Connection settings of an Exact Online connection (one company = one division)."""
+
+    base_url: str = Field(default="", description="API host; unset: https://start.exactonline.<region>")
+    region: str = Field(default="nl", description="Exact Online region: nl, be, de, co.uk or com")
+    token_url: str = Field(default="", description="OAuth2 token endpoint; unset: <base_url>/api/oauth2/token")
+    authorize_url: str | None = Field(default=None, description="OAuth2 consent page; unset: <base_url>/api/oauth2/auth")
+    client_id: str = Field(min_length=1, description="Client ID of the app registered in the Exact App Center")
+    client_secret: SecretStr = Field(description="Client secret of that app")
+    refresh_token: SecretStr | None = Field(
+        default=None, description="Bootstraps an empty token store; rotated tokens are kept in the state store"
+    )
+    division: int | None = Field(default=None, ge=1, description="Division (company) number; unset: CurrentDivision of current/Me")
+    currency: str = Field(default="EUR", min_length=3, max_length=3, description="The division's currency (SalesItemPrices.Currency)")
+    daily_reserve: int = Field(
+        default=50, ge=0, le=4999, description="Calls of the day's 5,000 kept back (for `apicenterd check` and manual work)"
+    )
+    error_limit: int = Field(
+        default=5, ge=1, le=9, description="Failed calls (400/401/403/404) on one endpoint in an hour after which it is not called"
+    )
+    journal_code: str = Field(default="90", min_length=1, description="Journal (JournalCode) of the journal entries written")
+    item_vat_code: str | None = Field(default=None, description="SalesVatCode of new items; unset: Exact's default")
+    account_vat_code: str | None = Field(default=None, description="SalesVATCode of new accounts; unset: Exact's default")
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        if value not in REGIONS:
+            raise ValueError(f"region {value!r} is not one of {', '.join(REGIONS)}")
+        return value
+
+    def model_post_init(self, context: Any) -> None:
+        base = (self.base_url or f"https://start.exactonline.{self.region}").rstrip("/")
+        object.__setattr__(self, "base_url", base)
+        if not self.token_url:
+            object.__setattr__(self, "token_url", f"{base}/api/oauth2/token")
+        if not self.authorize_url:
+            object.__setattr__(self, "authorize_url", f"{base}/api/oauth2/auth")
+
+
+class ItemSource(Source[Product]):
+    """Items with their sales price, through the sync API (``sync/Logistics/Items``, ``Timestamp gt X``,
+    in Timestamp order, so each change carries its own Timestamp as its cursor)."""
+
+    connector: ExactOnlineConnector
+    field_map = {k: ", ".join(v) for k, v in mapping.PRODUCT_FIELDS.items()}
+
+    async def changes(self, since: str | None) -> AsyncIterator[Change]:
+        conn = self.connector
+        stamp = int(since) if since else 1
+        async for items in conn.client.pages(
+            "sync/Logistics/Items", select=mapping.ITEM_SELECT, filter=f"Timestamp gt {stamp}", what="items changed"
+        ):
+            prices = await conn.prices_of([str(i["Code"]) for i in items if isinstance(i.get("Code"), str)])
+            for item in items:
+                cursor = str(item.get("Timestamp") or stamp).zfill(CURSOR_DIGITS)
+                price = prices.get(str(item.get("Code")))
+                to_record = functools.partial(mapping.item_to_product, item, price, currency=conn.settings.currency)
+                yield self.mapped(str(item.get("ID")), cursor, to_record)
+
+
+MIN_ORDER_CURSOR = "1900-01-01T00:00:00.000Z"
+
+
+def _order_cursor(modified: Any) -> str:
+    when = parse_odata_date(modified)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z" if when else MIN_ORDER_CURSOR
+
+
+class SalesOrderSource(Source[Order]):
+    """Sales orders with their lines (``$expand=SalesOrderLines``) and ordering Account, changed
+    since a ``Modified`` cursor (``Modified ge datetime'...'``: filtering is mandatory here).
+
+    Read in Exact's own order, not by Modified: every change carries ``since`` and the last the
+    newest ``Modified`` seen, so the cursor moves once the whole read is settled."""
+
+    connector: ExactOnlineConnector
+    field_map = {
+        "number": "OrderNumber",
+        "status": "Status",
+        "created_at": "OrderDate",
+        "lines.*.sku": "SalesOrderLines.ItemCode",
+        "lines.*.quantity": "SalesOrderLines.Quantity",
+        "lines.*.unit_price": "SalesOrderLines.UnitPrice",
+        "customer": "OrderedBy (Account)",
+        "reference": "YourRef",
+        "total": "AmountFC",
+    }
+
+    async def changes(self, since: str | None) -> AsyncIterator[Change]:
+        conn = self.connector
+        floor = since or MIN_ORDER_CURSOR
+        newest = floor
+        pending: Change | None = None
+        expression = f"Modified ge datetime'{floor[:19]}'"
+        async for orders in conn.client.pages(
+            "salesorder/SalesOrders", select=mapping.ORDER_SELECT, filter=expression, expand="SalesOrderLines", what="sales orders changed"
+        ):
+            accounts = await conn.accounts_by_id([str(o["OrderedBy"]) for o in orders if o.get("OrderedBy")])
+            for order in orders:
+                try:
+                    newest = max(newest, _order_cursor(order.get("Modified")))
+                except ValueError as exc:
+                    conn.context.log.warning("exact_bad_modified", order=order.get("OrderNumber"), error=str(exc))
+                if pending is not None:
+                    yield pending
+                account = accounts.get(str(order.get("OrderedBy")))
+                pending = self.mapped(str(order.get("OrderID")), floor, functools.partial(mapping.sales_order_to_order, order, account))
+        if pending is not None:
+            yield dataclasses.replace(pending, cursor=newest)
+
+
+class ItemSink(Sink[Product]):
+    """Items by ``Code`` (the SKU); the price in ``SalesItemPrices`` (one per item, the division's currency)."""
+
+    connector: ExactOnlineConnector
+    written_fields = frozenset(mapping.PRODUCT_FIELDS)
+    field_map = {k: ", ".join(v) for k, v in mapping.PRODUCT_FIELDS.items()}
+
+    def _found(self, item: dict[str, Any], price: dict[str, Any] | None) -> Found:
+        record = mapping.item_to_product(item, price, currency=self.connector.settings.currency)
+        return Found(id=str(item["ID"]), record=record, vendor={"item": item, "price": price})
+
+    async def find(self, key: str) -> Found | None:
+        return (await self.find_many([key])).get(key)
+
+    async def find_many(self, keys: Sequence[str]) -> Mapping[str, Found]:
+        conn = self.connector
+        items = await conn.items_by_code(keys)
+        prices = await conn.prices_of(list(items)) if items else {}
+        return {code: self._found(item, prices.get(code)) for code, item in items.items()}
+
+    async def create(self, record: Product) -> str:
+        conn = self.connector
+        body = mapping.item_body(record, vat_code=conn.settings.item_vat_code)
+        created = await conn.client.create("logistics/Items", body, what=f"item {record.sku!r}")
+        if record.price_excl_tax is not None:
+            await conn.set_price(str(created["ID"]), record, None)
+        return str(created["ID"])
+
+    async def update(self, target_id: str, record: Product, fields: frozenset[str]) -> None:
+        conn = self.connector
+        body = mapping.item_body(record, fields)
+        if body:
+            await conn.client.update("logistics/Items", target_id, body, what=f"item {record.sku!r}")
+        if "price_excl_tax" in fields and record.price_excl_tax is not None:
+            current = await conn.prices_of([record.sku])
+            await conn.set_price(target_id, record, current.get(record.sku))
+
+    def normalize(self, record: Product) -> Product:
+        return mapping.normalize_product(record)
+
+
+class AccountSink(Sink[Customer]):
+    """Accounts (customers, ``Status`` C) by e-mail, then by code; a company's contact person as a Contact."""
+
+    connector: ExactOnlineConnector
+    written_fields = frozenset(mapping.CUSTOMER_FIELDS)
+    field_map = {k: ", ".join(v) for k, v in mapping.CUSTOMER_FIELDS.items()}
+
+    async def find(self, key: str) -> Found | None:
+        account = await self.connector.account_by_key(key)
+        if account is None:
+            return None
+        return Found(id=str(account["ID"]), record=mapping.account_to_customer(account), vendor=account)
+
+    async def create(self, record: Customer) -> str:
+        conn = self.connector
+        what = f"customer {record.key()!r}"
+        created = await conn.client.create(
+            "crm/Accounts", mapping.account_body(record, vat_code=record.tax_code or conn.settings.account_vat_code), what=what
+        )
+        account_id = str(created["ID"])
+        contact = mapping.contact_body(record, account_id)
+        if contact is not None:
+            person = await conn.client.create("crm/Contacts", contact, what=f"contact person of {what}")
+            await conn.client.update("crm/Accounts", account_id, {"MainContact": person["ID"]}, what=f"main contact of {what}")
+        return account_id
+
+    async def update(self, target_id: str, record: Customer, fields: frozenset[str]) -> None:
+        body = mapping.account_body(record, fields)
+        if body:
+            await self.connector.client.update("crm/Accounts", target_id, body, what=f"customer {record.key()!r}")
+
+    def normalize(self, record: Customer) -> Customer:
+        return mapping.normalize_customer(record)
+
+
+class JournalSink(Sink[JournalEntry]):
+    """Journal entries as ``GeneralJournalEntries`` in the configured journal, their number as
+    ``EntryNumber`` (so a number Exact has is found, never booked twice), GL accounts by code.
+    A booked entry is never changed: an entry found is linked as it is."""
+
+    connector: ExactOnlineConnector
+    written_fields = frozenset({"number"})
+    field_map = {
+        "number": "EntryNumber",
+        "entry_date": "GeneralJournalEntryLines.Date",
+        "lines.*.account": "GeneralJournalEntryLines.GLAccount (by Code)",
+        "lines.*.debit": "GeneralJournalEntryLines.AmountFC (+)",
+        "lines.*.credit": "GeneralJournalEntryLines.AmountFC (-)",
+        "lines.*.description": "GeneralJournalEntryLines.Description",
+        "lines.*.cost_centre": "GeneralJournalEntryLines.CostCenter",
+    }
+
+    def normalize(self, record: JournalEntry) -> JournalEntry:
+        return mapping.normalize_journal(record)
+
+    async def find(self, key: str) -> Found | None:
+        conn = self.connector
+        try:
+            number = mapping.entry_number(key)
+        except RecordError:
+            return None  # not an EntryNumber: Exact cannot hold it (create says why)
+        found = await conn.client.first(
+            "generaljournalentry/GeneralJournalEntries",
+            select=("EntryID", "EntryNumber", "JournalCode", "Currency"),
+            filter=f"EntryNumber eq {number}",
+            what=f"journal entry {key}",
+        )
+        entry = next((e for e in found if str(e.get("JournalCode")) == conn.settings.journal_code and e.get("EntryNumber") == number), None)
+        if entry is None:
+            return None
+        return Found(id=str(entry["EntryID"]), record=mapping.entry_stub(entry), vendor=entry)
+
+    async def create(self, record: JournalEntry) -> str:
+        conn = self.connector
+        accounts = await conn.gl_accounts([line.account for line in record.lines])
+        body = mapping.journal_body(record, journal=conn.settings.journal_code, gl_accounts=accounts)
+        created = await conn.client.create(
+            "generaljournalentry/GeneralJournalEntries", body, what=f"journal entry {record.number}", key="EntryID"
+        )
+        return str(created["EntryID"])
+
+    async def update(self, target_id: str, record: JournalEntry, fields: frozenset[str]) -> None:
+        raise RecordError(f"journal entry {record.number}: booked in Exact Online as {target_id}; a booked entry is not changed")
+
+
+class ExactOnlineConnector(Connector):
+    """Exact Online (REST API, OData v2) for one division.
+
+    Reads items (with their sales price) through the sync API; writes items with their sales
+    price and customer accounts with their contact person. Within 60 calls a minute and
+    5,000 a day (:data:`~.client.RATE_LIMITS`, with Exact's headers); a spent day pauses the
+    connection until Exact's reset. OAuth2 with 10-minute access tokens and rotating refresh
+    tokens, the client's id and secret in the token request's form.
+    """
+
+    name: ClassVar[str] = "exact_online"
+    title: ClassVar[str] = "Exact Online"
+    Settings: ClassVar[type[ConnectorSettings]] = ExactOnlineSettings
+    sources = {Entity.PRODUCTS: ItemSource, Entity.ORDERS: SalesOrderSource}
+    sinks = {Entity.PRODUCTS: ItemSink, Entity.CUSTOMERS: AccountSink, Entity.JOURNAL: JournalSink}
+    rate_limits = RATE_LIMITS
+    oauth_authorize_url: ClassVar[str | None] = "https://start.exactonline.nl/api/oauth2/auth"
+    oauth_scopes: ClassVar[tuple[str, ...]] = ()
+    oauth_client_auth: ClassVar[str] = "post"
+    default_port: ClassVar[int | None] = 8703
+
+    settings: ExactOnlineSettings
+
+    def __init__(self, settings: ConnectorSettings, context: Any):
+        super().__init__(settings, context)
+        self.api: ExactClient | None = None
+        self._gl: dict[str, str] = {}
+
+    async def open(self) -> None:
+        """Create the authenticated API client."""
+        s = self.settings
+        self._token_client = self.context.http_client(base_url=s.base_url, timeout=s.timeout)
+        auth = OAuth2RefreshAuth(
+            token_client=self._token_client,
+            token_url=s.token_url,
+            client_id=s.client_id,
+            client_secret=s.client_secret.get_secret_value(),
+            tokens=self.context.tokens,
+            initial_refresh_token=s.refresh_token.get_secret_value() if s.refresh_token else None,
+            connection=self.context.name,
+            client_auth="post",
+            margin=ACCESS_TOKEN_MARGIN,
+        )
+        self.api = ExactClient(
+            self.context.http_client(base_url=s.base_url, auth=auth, timeout=s.timeout),
+            division=s.division,
+            reserve=s.daily_reserve,
+            error_limit=s.error_limit,
+        )
+
+    async def aclose(self) -> None:
+        """Close the HTTP clients."""
+        if self.api is not None:
+            await self.api.aclose()
+            await self._token_client.aclose()
+            self.api = None
+
+    async def check(self) -> None:
+        """The division (current/Me when not configured): proves the token and the company."""
+        await self.client.division()
+
+    @property
+    def client(self) -> ExactClient:
+        """The API client (made in :meth:`open`)."""
+        if self.api is None:
+            raise FatalError(f"connection {self.context.name!r}: used before open() or after aclose()")
+        return self.api
+
+    # -- look-ups the parts share ---------------------------------------------------------
+
+    async def items_by_code(self, codes: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The Items whose Code is one of ``codes`` (exact matches), ``FIND_MANY_CHUNK`` per call."""
+        wanted = list(dict.fromkeys(codes))
+        found: dict[str, dict[str, Any]] = {}
+        select = [f for f in mapping.ITEM_SELECT if f != "Timestamp"]
+        for start in range(0, len(wanted), FIND_MANY_CHUNK):
+            chunk = wanted[start : start + FIND_MANY_CHUNK]
+            expression = " or ".join(f"Code eq {odata_string(code)}" for code in chunk)
+            async for items in self.client.pages("logistics/Items", select=select, filter=expression, what=f"{len(chunk)} items by Code"):
+                for item in items:
+                    if item.get("Code") in chunk:
+                        found[item["Code"]] = item
+        return found
+
+    async def prices_of(self, codes: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The SalesItemPrice in the division's currency of each item code (the first one Exact lists)."""
+        wanted = list(dict.fromkeys(codes))
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(wanted), FIND_MANY_CHUNK):
+            chunk = wanted[start : start + FIND_MANY_CHUNK]
+            expression = " or ".join(f"ItemCode eq {odata_string(code)}" for code in chunk)
+            async for prices in self.client.pages(
+                "logistics/SalesItemPrices", select=mapping.PRICE_SELECT, filter=expression, what=f"sales prices of {len(chunk)} items"
+            ):
+                for price in prices:
+                    code = price.get("ItemCode")
+                    if code in chunk and code not in found and (price.get("Currency") or self.settings.currency) == self.settings.currency:
+                        found[code] = price
+        return found
+
+    async def set_price(self, item_id: str, record: Product, current: dict[str, Any] | None) -> None:
+        """Write the item's sales price: PUT the existing SalesItemPrice, or POST one."""
+        what = f"sales price of item {record.sku!r}"
+        if current is not None and current.get("ID"):
+            await self.client.update("logistics/SalesItemPrices", str(current["ID"]), {"Price": record.price_excl_tax}, what=what)
+            return
+        body = {"Item": item_id, "Price": record.price_excl_tax, "Currency": self.settings.currency}
+        await self.client.create("logistics/SalesItemPrices", body, what=what)
+
+    async def gl_accounts(self, codes: Sequence[str]) -> dict[str, str]:
+        """GL account code → its ID (kept for the connection's life: the chart of accounts is configuration);
+        RecordError naming a code Exact does not have."""
+        missing = [c for c in dict.fromkeys(codes) if c not in self._gl]
+        for start in range(0, len(missing), FIND_MANY_CHUNK):
+            chunk = missing[start : start + FIND_MANY_CHUNK]
+            expression = " or ".join(f"Code eq {odata_string(code)}" for code in chunk)
+            async for accounts in self.client.pages("financial/GLAccounts", select=("ID", "Code"), filter=expression, what="GL accounts"):
+                self._gl.update({str(a["Code"]).strip(): str(a["ID"]) for a in accounts if a.get("Code") and a.get("ID")})
+        unknown = [c for c in codes if c not in self._gl]
+        if unknown:
+            raise RecordError(
+                f"GL account(s) {', '.join(sorted(set(unknown)))} not found in Exact Online division {await self.client.division()}"
+            )
+        return {c: self._gl[c] for c in codes}
+
+    async def accounts_by_id(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The Accounts with these IDs, ``FIND_MANY_CHUNK`` per call (what is not a GUID is not looked up)."""
+        wanted = [i for i in dict.fromkeys(ids) if _IS_GUID.fullmatch(i)]
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(wanted), FIND_MANY_CHUNK):
+            chunk = wanted[start : start + FIND_MANY_CHUNK]
+            expression = " or ".join(f"ID eq guid'{account_id}'" for account_id in chunk)
+            pages = self.client.pages("crm/Accounts", select=mapping.ACCOUNT_SELECT, filter=expression, what="ordering accounts")
+            async for accounts in pages:
+                found.update({str(a["ID"]): a for a in accounts})
+        return found
+
+    async def account_by_key(self, key: str) -> dict[str, Any] | None:
+        """The Account with e-mail ``key`` (also found through a contact person's e-mail), else with Code ``key``."""
+        client = self.client
+        what = f"customer {key!r}"
+        if "@" in key:
+            found = await client.first("crm/Accounts", select=mapping.ACCOUNT_SELECT, filter=f"Email eq {odata_string(key)}", what=what)
+            matches = [a for a in found if (a.get("Email") or "").strip().lower() == key.lower()]
+            if matches:
+                return matches[0]
+            contacts = await client.first(
+                "crm/Contacts", select=("ID", "Account", "Email"), filter=f"Email eq {odata_string(key)}", what=what
+            )
+            account_id = next((c.get("Account") for c in contacts if (c.get("Email") or "").strip().lower() == key.lower()), None)
+            if not account_id:
+                return None
+            found = await client.first("crm/Accounts", select=mapping.ACCOUNT_SELECT, filter=f"ID eq guid'{account_id}'", what=what)
+            return found[0] if found else None
+        code = mapping.account_code(key)
+        found = await client.first("crm/Accounts", select=mapping.ACCOUNT_SELECT, filter=f"Code eq {odata_string(code)}", what=what)
+        return next((a for a in found if (a.get("Code") or "").strip() == key.strip()), None)
+
+    # -- demo / tests ------------------------------------------------------------------------
+
+    @classmethod
+    def simulator(cls, *, seed: int = 1, records: int = 0, **options: Any) -> Any:
+        """An in-memory Exact Online (see :mod:`apicenterd_exact_online.simulator`)."""
+        from .simulator import create_app
+
+        return create_app(seed=seed, records=records, **options)
+
+    @classmethod
+    def demo_settings(cls, base_url: str) -> dict[str, Any]:
+        """Settings the simulator at ``base_url`` accepts."""
+        from .simulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, demo_refresh_token
+
+        return {
+            "base_url": base_url,
+            "client_id": DEMO_CLIENT_ID,
+            "client_secret": DEMO_CLIENT_SECRET,
+            "refresh_token": demo_refresh_token(),
+        }
+
+
+__all__ += ["AccountSink", "ItemSink", "ItemSource", "JournalSink", "SalesOrderSource", "guid_key"]

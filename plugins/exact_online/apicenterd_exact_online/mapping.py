@@ -1,0 +1,386 @@
+"""Exact Online JSON ⇄ the canonical records (pure functions)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from apicenterd import Address, Contact, Customer, JournalEntry, Order, OrderLine, Product, RecordError
+
+__all__ = [
+    "entry_number",
+    "entry_stub",
+    "journal_body",
+    "normalize_journal",
+    "ORDER_SELECT",
+    "ORDER_STATUSES",
+    "sales_order_to_order",
+    "ACCOUNT_SELECT",
+    "CUSTOMER_FIELDS",
+    "ITEM_SELECT",
+    "PRICE_SELECT",
+    "PRODUCT_FIELDS",
+    "account_body",
+    "account_code",
+    "account_to_customer",
+    "contact_body",
+    "item_body",
+    "item_to_product",
+    "normalize_customer",
+    "normalize_product",
+    "to_decimal",
+]
+
+CODE_LENGTH = 18
+"""Exact keeps an Account's ``Code`` right-aligned in 18 characters (``"              1001"``)."""
+
+PRODUCT_FIELDS: dict[str, tuple[str, ...]] = {
+    "sku": ("Code",),
+    "name": ("Description",),
+    "description": ("ExtraDescription",),
+    "ean": ("Barcode",),
+    "unit": ("Unit",),
+    "price_excl_tax": ("SalesItemPrices.Price",),
+    "active": ("IsSalesItem",),
+}
+"""Canonical product field → the Exact properties behind it."""
+
+ITEM_SELECT = ("ID", "Code", "Description", "ExtraDescription", "Barcode", "Unit", "IsSalesItem", "Timestamp")
+"""What a product read asks for (``$select``; ``Timestamp`` only on the sync endpoint)."""
+PRICE_SELECT = ("ID", "Item", "ItemCode", "Price", "Currency", "Unit")
+
+CUSTOMER_FIELDS: dict[str, tuple[str, ...]] = {
+    "name": ("Name",),
+    "email": ("Email",),
+    "phone": ("Phone",),
+    "billing_address": ("AddressLine1", "Postcode", "City", "Country"),
+    "vat_number": ("VATNumber",),
+    "coc_number": ("ChamberOfCommerce",),
+    "customer_number": ("Code",),
+}
+"""Canonical customer field → the Account properties behind it."""
+
+ACCOUNT_SELECT = (
+    "ID",
+    "Code",
+    "Name",
+    "Email",
+    "Phone",
+    "AddressLine1",
+    "Postcode",
+    "City",
+    "Country",
+    "VATNumber",
+    "ChamberOfCommerce",
+    "MainContact",
+    "Status",
+)
+
+NAME_LENGTH = 60
+CODE_MAX = 30
+
+
+def to_decimal(value: Any) -> Decimal | None:
+    """A number from Exact's JSON (int, Decimal, numeric string) as Decimal; None for None."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError(f"expected a number, got {value!r:.40}") from None
+
+
+def _text(value: Any) -> str | None:
+    return value.strip() or None if isinstance(value, str) else None
+
+
+def item_to_product(item: dict[str, Any], price: dict[str, Any] | None = None, *, currency: str = "EUR") -> Product:
+    """An Item (and its SalesItemPrice) as a Product."""
+    code = _text(item.get("Code"))
+    if not code:
+        raise RecordError(f"Exact item {item.get('ID')}: no Code")
+    return Product(
+        sku=code,
+        name=_text(item.get("Description")) or code,
+        description=_text(item.get("ExtraDescription")),
+        ean=_text(item.get("Barcode")),
+        unit=_text(item.get("Unit")),
+        price_excl_tax=to_decimal(price.get("Price")) if price else None,
+        currency=(_text(price.get("Currency")) if price else None) or currency,
+        active=bool(item.get("IsSalesItem", True)),
+    )
+
+
+def normalize_product(product: Product) -> Product:
+    """The product as Exact stores it: Description 60 characters, price in cents; RecordError for a Code over 30."""
+    if len(product.sku) > CODE_MAX:
+        raise RecordError(f"product {product.sku!r}: Exact's item Code holds {CODE_MAX} characters, the SKU has {len(product.sku)}")
+    price = product.price_excl_tax.quantize(Decimal("0.01")) if product.price_excl_tax is not None else None
+    return product.model_copy(update={"name": product.name[:NAME_LENGTH], "price_excl_tax": price, "price_incl_tax": None})
+
+
+def item_body(product: Product, fields: frozenset[str] | None = None, *, vat_code: str | None = None) -> dict[str, Any]:
+    """The Item properties for ``fields`` (all on create); the price goes to SalesItemPrices."""
+    every = fields is None
+    fields = fields or frozenset()
+    body: dict[str, Any] = {}
+    if every:
+        body["Code"] = product.sku
+        body["IsSalesItem"] = product.active
+        if product.unit:
+            body["Unit"] = product.unit
+        if vat_code:
+            body["SalesVatCode"] = vat_code
+    elif "active" in fields:
+        body["IsSalesItem"] = product.active
+    if every or "name" in fields:
+        body["Description"] = product.name[:NAME_LENGTH]
+    if every or "description" in fields:
+        body["ExtraDescription"] = (product.description or "")[:255] or None
+    if every or "ean" in fields:
+        body["Barcode"] = product.ean
+    return {k: v for k, v in body.items() if not (every and v is None)}
+
+
+def account_code(code: str) -> str:
+    """An Account ``Code`` as Exact keeps it: right-aligned in 18 characters."""
+    return code.strip().rjust(CODE_LENGTH)
+
+
+def _street(address: Address) -> str:
+    return " ".join(part for part in (address.street, address.house_number, address.house_number_suffix) if part).strip()
+
+
+def account_to_customer(account: dict[str, Any], contact: dict[str, Any] | None = None) -> Customer:
+    """An Account (its main contact, if read) as a Customer; Exact has no person debtor apart
+    from a company, so an Account with no contact is a company."""
+    name = _text(account.get("Name"))
+    if not name:
+        raise RecordError(f"Exact account {account.get('ID')}: no Name")
+    line = _text(account.get("AddressLine1")) or ""
+    person = None
+    if contact:
+        person = Contact(
+            first_name=_text(contact.get("FirstName")) or "",
+            last_name=_text(contact.get("LastName")) or "",
+            email=_text(contact.get("Email")),
+            phone=_text(contact.get("Phone")),
+        )
+    return Customer(
+        kind="company",
+        name=name,
+        email=_text(account.get("Email")),
+        phone=_text(account.get("Phone")),
+        contact=person,
+        billing_address=Address(
+            street=line,
+            postcode=_text(account.get("Postcode")) or "",
+            city=_text(account.get("City")) or "",
+            country=_text(account.get("Country")),
+        ),
+        vat_number=_text(account.get("VATNumber")),
+        coc_number=_text(account.get("ChamberOfCommerce")),
+        customer_number=_text(account.get("Code")),
+    )
+
+
+def normalize_customer(customer: Customer) -> Customer:
+    """The customer as an Exact Account holds it: one address line (street and number joined), name 50."""
+    address = customer.billing_address
+    line = _street(address)
+    return customer.model_copy(
+        update={
+            "kind": "company",
+            "name": customer.name[:50],
+            "billing_address": Address(street=line, postcode=address.postcode, city=address.city, country=address.country),
+            "shipping_address": None,
+            "customer_number": customer.customer_number.strip() if customer.customer_number else None,
+            "language": None,
+            "currency": None,
+            "contact": customer.contact if customer.kind == "company" else None,
+        }
+    )
+
+
+def account_body(customer: Customer, fields: frozenset[str] | None = None, *, vat_code: str | None = None) -> dict[str, Any]:
+    """The Account properties for ``fields`` (all on create: a customer, ``Status`` "C")."""
+    every = fields is None
+    fields = fields or frozenset()
+    address = customer.billing_address
+    values: dict[str, tuple[tuple[str, Any], ...]] = {
+        "name": (("Name", customer.name[:50]),),
+        "email": (("Email", customer.email),),
+        "phone": (("Phone", customer.phone),),
+        "billing_address": (
+            ("AddressLine1", _street(address) or None),
+            ("Postcode", address.postcode or None),
+            ("City", address.city or None),
+            ("Country", address.country),
+        ),
+        "vat_number": (("VATNumber", customer.vat_number),),
+        "coc_number": (("ChamberOfCommerce", customer.coc_number),),
+        "customer_number": (("Code", account_code(customer.customer_number) if customer.customer_number else None),),
+    }
+    body: dict[str, Any] = {}
+    for field, written in values.items():
+        if every or field in fields:
+            for prop, value in written:
+                body[prop] = value
+    if every:
+        body["Status"] = "C"
+        if vat_code:
+            body["SalesVATCode"] = vat_code
+        body = {k: v for k, v in body.items() if v is not None}
+    return body
+
+
+def contact_body(customer: Customer, account_id: str) -> dict[str, Any] | None:
+    """The contact person of a company Account, or None."""
+    person = customer.contact
+    if customer.kind != "company" or person is None or not (person.first_name or person.last_name):
+        return None
+    body = {"Account": account_id, "FirstName": person.first_name, "LastName": person.last_name or person.first_name}
+    if person.email:
+        body["Email"] = person.email
+    if person.phone:
+        body["Phone"] = person.phone
+    return body
+
+
+ORDER_SELECT = (
+    "OrderID",
+    "OrderNumber",
+    "OrderDate",
+    "Status",
+    "Currency",
+    "OrderedBy",
+    "YourRef",
+    "Description",
+    "Remarks",
+    "PaymentCondition",
+    "AmountFC",
+    "AmountFCExclVat",
+    "Modified",
+    "SalesOrderLines",
+)
+"""What an order read asks for (with ``$expand=SalesOrderLines``)."""
+
+ORDER_STATUSES = {12: "new", 20: "in_process", 21: "completed", 45: "cancelled"}
+"""Exact's SalesOrder ``Status`` (12 open, 20 partial, 21 complete, 45 cancelled) → the canonical status."""
+
+
+def _percent(value: Any) -> Decimal | None:
+    """Exact's VATPercentage (a fraction: 0.21) as a percentage (21)."""
+    rate = to_decimal(value)
+    if rate is None:
+        return None
+    return (rate * 100).normalize() if rate <= 1 else rate
+
+
+def _when(value: Any, what: str) -> datetime:
+    from .client import parse_odata_date
+
+    when = parse_odata_date(value)
+    if when is None:
+        raise RecordError(f"{what}: no date")
+    return when.astimezone(timezone.utc)
+
+
+def sales_order_to_order(order: dict[str, Any], account: dict[str, Any] | None) -> Order:
+    """A SalesOrder (lines expanded) and its ordering Account as an Order: prices excl. VAT,
+    VAT per line from ``VATPercentage``, the line discount (a fraction in Exact) as an amount."""
+    number = order.get("OrderNumber")
+    what = f"Exact sales order {number}"
+    if number in (None, ""):
+        raise RecordError(f"Exact sales order {order.get('OrderID')}: no OrderNumber")
+    lines_block = order.get("SalesOrderLines")
+    rows = lines_block.get("results") if isinstance(lines_block, dict) else lines_block
+    if not isinstance(rows, list):
+        raise RecordError(f"{what}: SalesOrderLines not expanded")
+    lines = []
+    for row in sorted(rows, key=lambda r: r.get("LineNumber") or 0):
+        quantity = to_decimal(row.get("Quantity")) or Decimal(0)
+        price = to_decimal(row.get("UnitPrice"))
+        if price is None:
+            raise RecordError(f"{what}: line {row.get('LineNumber')} has no UnitPrice")
+        fraction = to_decimal(row.get("Discount")) or Decimal(0)
+        lines.append(
+            OrderLine(
+                sku=_text(row.get("ItemCode")),
+                name=_text(row.get("Description")) or _text(row.get("ItemCode")) or "",
+                quantity=quantity,
+                unit_price=price,
+                prices_include_tax=False,
+                discount=(price * quantity * fraction).quantize(Decimal("0.01")),
+                tax_rate=_percent(row.get("VATPercentage")),
+            )
+        )
+    status = order.get("Status")
+    customer = account_to_customer(account) if account else None
+    total = to_decimal(order.get("AmountFC"))
+    excl = to_decimal(order.get("AmountFCExclVat"))
+    return Order(
+        number=str(number),
+        status=ORDER_STATUSES.get(status, str(status)) if isinstance(status, int) else str(status),
+        created_at=_when(order.get("OrderDate"), what),
+        currency=_text(order.get("Currency")) or "EUR",
+        customer=customer,
+        billing_address=customer.billing_address if customer else Address(),
+        lines=tuple(lines),
+        total=total if total is not None else Decimal(0),
+        total_tax=(total - excl) if total is not None and excl is not None else None,
+        payment_terms=_text(order.get("PaymentCondition")),
+        reference=_text(order.get("YourRef")),
+        note=_text(order.get("Remarks")),
+    )
+
+
+MAX_ENTRY_NUMBER = 2**31 - 1
+
+
+def entry_number(number: str) -> int:
+    """A journal entry's number as Exact's ``EntryNumber`` (an Int32); RecordError for anything else."""
+    text = number.strip()
+    if not text.isdigit() or not 0 < int(text) <= MAX_ENTRY_NUMBER:
+        raise RecordError(f"journal entry {number!r}: Exact's EntryNumber is a whole number from 1 to {MAX_ENTRY_NUMBER}")
+    return int(text)
+
+
+def normalize_journal(entry: JournalEntry) -> JournalEntry:
+    """RecordError for an entry Exact refuses: no lines, lines that do not balance, a number that is not an EntryNumber."""
+    entry_number(entry.number)
+    if not entry.lines:
+        raise RecordError(f"journal entry {entry.number}: no lines")
+    balance = sum((line.debit - line.credit for line in entry.lines), Decimal(0))
+    if balance != 0:
+        raise RecordError(f"journal entry {entry.number}: debit and credit differ by {balance}")
+    return entry
+
+
+def entry_stub(entry: dict[str, Any]) -> JournalEntry:
+    """What the sink compares of a booked entry: its number (a booked entry is never changed)."""
+    return JournalEntry(number=str(entry.get("EntryNumber")), entry_date=date(1970, 1, 1), currency=_text(entry.get("Currency")) or "EUR")
+
+
+def journal_body(entry: JournalEntry, *, journal: str, gl_accounts: dict[str, str]) -> dict[str, Any]:
+    """A GeneralJournalEntry with its lines (``AmountFC``: debit positive, credit negative)."""
+    lines = []
+    for line in entry.lines:
+        row: dict[str, Any] = {
+            "GLAccount": gl_accounts[line.account],
+            "AmountFC": (line.debit - line.credit).quantize(Decimal("0.01")),
+            "Date": entry.entry_date,
+            "Description": (line.description or entry.description)[:60] or None,
+        }
+        if line.cost_centre:
+            row["CostCenter"] = line.cost_centre
+        lines.append({k: v for k, v in row.items() if v is not None})
+    return {
+        "JournalCode": journal,
+        "EntryNumber": entry_number(entry.number),
+        "Currency": entry.currency,
+        "GeneralJournalEntryLines": lines,
+    }

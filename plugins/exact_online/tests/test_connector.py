@@ -1,0 +1,182 @@
+"""The connector's sources and sinks against the simulator."""
+
+from __future__ import annotations
+
+import time
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from apicenterd_exact_online import ExactOnlineConnector
+from apicenterd_exact_online.simulator import DIVISION
+
+from apicenterd import Address, AuthError, Contact, Customer, Entity, JournalEntry, JournalLine, Product, RecordError
+from apicenterd.testing import connect
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_division_comes_from_current_me(app, sim, settings):
+    async with connect(ExactOnlineConnector, settings, app=app) as conn:
+        await conn.check()
+        assert await conn.client.division() == DIVISION
+    assert sim.count("GET", "/api/v1/current/Me") == 1
+
+
+async def test_product_create_find_update(app, sim, settings):
+    product = Product(sku="NEW-1", name="New item", price_excl_tax=Decimal("12.50"), ean="8712345678906", unit="pc")
+    async with connect(ExactOnlineConnector, settings, app=app) as conn:
+        sink = conn.sink(Entity.PRODUCTS)
+        assert await sink.find("NEW-1") is None
+        item_id = await sink.create(sink.normalize(product))
+        found = await sink.find("NEW-1")
+        assert found is not None and found.id == item_id
+        assert found.record.price_excl_tax == Decimal("12.50") and found.record.ean == "8712345678906"
+        changed = product.model_copy(update={"name": "Renamed", "price_excl_tax": Decimal("13.00")})
+        await sink.update(item_id, sink.normalize(changed), frozenset({"name", "price_excl_tax"}))
+        again = await sink.find("NEW-1")
+        assert again is not None and again.record.name == "Renamed" and again.record.price_excl_tax == Decimal("13.00")
+    prices = [p for p in sim.data["logistics/SalesItemPrices"].values() if p["Item"] == item_id]
+    assert len(prices) == 1  # the price was updated, not added
+
+
+async def test_find_many_by_code(app, settings):
+    async with connect(ExactOnlineConnector, settings, app=app) as conn:
+        found = await conn.sink(Entity.PRODUCTS).find_many(["EX-00001", "EX-00003", "MISSING"])
+    assert sorted(found) == ["EX-00001", "EX-00003"]
+    assert all(f.record.price_excl_tax is not None for f in found.values())
+
+
+async def test_items_source_reads_the_sync_api_in_timestamp_order(app, sim, settings):
+    async with connect(ExactOnlineConnector, settings, app=app) as conn:
+        source = conn.source(Entity.PRODUCTS)
+        changes = [c async for c in source.changes(None)]
+        assert [c.record.sku for c in changes] == ["EX-00001", "EX-00002", "EX-00003"]
+        cursors = [c.cursor for c in changes]
+        assert cursors == sorted(cursors)
+        assert [c async for c in source.changes(cursors[-1])] == []
+    assert sim.count("GET", f"/api/v1/{DIVISION}/sync/Logistics/Items") == 2
+
+
+async def test_customer_by_email_then_code_with_contact(app, sim, settings):
+    company = Customer(
+        kind="company",
+        name="Acme BV",
+        email="info@acme.example",
+        customer_number="1001",
+        contact=Contact(first_name="Ann", last_name="Smit", email="ann@acme.example"),
+        billing_address=Address(street="Kerkstraat", house_number="1", postcode="1234 AB", city="Utrecht", country="NL"),
+    )
+    async with connect(ExactOnlineConnector, settings, app=app) as conn:
+        sink = conn.sink(Entity.CUSTOMERS)
+        account_id = await sink.create(sink.normalize(company))
+        by_mail = await sink.find("info@acme.example")
+        assert by_mail is not None and by_mail.id == account_id
+        assert by_mail.record.billing_address.street == "Kerkstraat 1"
+        by_contact = await sink.find("ann@acme.example")
+        assert by_contact is not None and by_contact.id == account_id
+        by_code = await sink.find("1001")
+        assert by_code is not None and by_code.id == account_id
+    account = sim.data["crm/Accounts"][account_id]
+    assert account["Code"] == "1001".rjust(18) and account["Status"] == "C"
+    contact = next(iter(sim.data["crm/Contacts"].values()))
+    assert account["MainContact"] == contact["ID"]
+
+
+async def test_tokens_rotate_and_are_stored(app, sim, settings):
+    async with connect(ExactOnlineConnector, settings, app=app) as conn:
+        await conn.sink(Entity.PRODUCTS).find("EX-00001")
+        stored = await conn.context.tokens.load()
+        assert stored["refresh_token"] != settings["refresh_token"]
+        sim.expire_access_tokens()
+        await conn.sink(Entity.PRODUCTS).find("EX-00001")
+        assert (await conn.context.tokens.load())["refresh_token"] != stored["refresh_token"]
+    assert sim.token_requests == 2
+
+
+async def test_a_used_refresh_token_is_an_auth_error(app, sim, settings):
+    async with connect(ExactOnlineConnector, settings, app=app) as conn:
+        await conn.client.division()
+    async with connect(ExactOnlineConnector, settings, app=app) as conn:  # a new store with the spent bootstrap token
+        with pytest.raises(AuthError):
+            await conn.sink(Entity.PRODUCTS).find("EX-00001")
+
+
+async def test_read_only_and_unknown_fields_are_refused_by_the_simulator(app, sim, settings):
+    async with connect(ExactOnlineConnector, settings, app=app) as conn:
+        with pytest.raises(RecordError, match="read-only"):
+            await conn.client.create("logistics/Items", {"Code": "X", "Description": "x", "Stock": 3}, what="item")
+        with pytest.raises(RecordError, match="does not exist"):
+            await conn.client.create("logistics/Items", {"Code": "X", "Description": "x", "SalesPrice": 3}, what="item")
+
+
+async def test_sales_orders_with_lines_and_account(settings):
+    now = [time.time() - 60]
+    app = ExactOnlineConnector.simulator(seed=3, records=3, clock=lambda: now[0])
+    sim = app.state.sim
+    account = sim.add_account("Shop BV", "buyer@shop.example", code="2001", City="Delft", Country="NL")
+    first = sim.add_order(account["ID"], [("EX-00001", 2, 10.0), ("EX-00002", 1, 5.5)], your_ref="PO-1")
+    now[0] += 5
+    second = sim.add_order(account["ID"], [("EX-00003", 1, 3.0)], status=21)
+    now[0] += 5
+    async with connect(ExactOnlineConnector, settings, app=app) as conn:
+        source = conn.source(Entity.ORDERS)
+        changes = [c async for c in source.changes(None)]
+        assert [c.record.number for c in changes] == [str(first["OrderNumber"]), str(second["OrderNumber"])]
+        order = changes[0].record
+        assert order.customer is not None and order.customer.email == "buyer@shop.example"
+        assert [(line.sku, line.quantity, line.unit_price, line.tax_rate) for line in order.lines] == [
+            ("EX-00001", Decimal(2), Decimal("10.0"), Decimal(21)),
+            ("EX-00002", Decimal(1), Decimal("5.5"), Decimal(21)),
+        ]
+        assert order.total == Decimal("30.86") and order.reference == "PO-1" and order.status == "new"
+        assert changes[1].record.status == "completed"
+        # every change but the last keeps the start; the last carries the newest Modified
+        assert changes[0].cursor < changes[-1].cursor
+        again = [c async for c in source.changes(changes[-1].cursor)]
+        assert [c.record.number for c in again] == [str(second["OrderNumber"])]  # ties at the second are read again
+    listed = [t for m, t in sim.requests if t.endswith("/salesorder/SalesOrders")]
+    assert len(listed) == 2
+
+
+def _entry(number: str = "501", amount: str = "121.00") -> JournalEntry:
+    return JournalEntry(
+        number=number,
+        entry_date=date(2026, 3, 1),
+        description="Cash-up",
+        lines=(
+            JournalLine(account="1000", debit=Decimal(amount)),
+            JournalLine(account="8000", credit=Decimal("100.00")),
+            JournalLine(account="1500", credit=Decimal(amount) - Decimal("100.00"), cost_centre="CC1"),
+        ),
+    )
+
+
+async def test_journal_entry_booked_once(app, sim, settings):
+    async with connect(ExactOnlineConnector, settings, app=app) as conn:
+        sink = conn.sink(Entity.JOURNAL)
+        assert await sink.find("501") is None
+        entry_id = await sink.create(sink.normalize(_entry()))
+        found = await sink.find("501")
+        assert found is not None and found.id == entry_id
+        with pytest.raises(RecordError, match="not changed"):
+            await sink.update(entry_id, _entry(), frozenset({"number"}))
+    entries = list(sim.data["generaljournalentry/GeneralJournalEntries"].values())
+    assert len(entries) == 1 and entries[0]["JournalCode"] == "90" and entries[0]["EntryNumber"] == 501
+    amounts = [line["AmountFC"] for line in entries[0]["GeneralJournalEntryLines"]]
+    assert amounts == [121.0, -100.0, -21.0]
+
+
+async def test_journal_entry_refusals(app, settings):
+    async with connect(ExactOnlineConnector, settings, app=app) as conn:
+        sink = conn.sink(Entity.JOURNAL)
+        with pytest.raises(RecordError, match="whole number"):
+            sink.normalize(_entry(number="V-1"))
+        unbalanced = _entry().model_copy(update={"lines": _entry().lines[:2]})
+        with pytest.raises(RecordError, match="differ by 21"):
+            sink.normalize(unbalanced)
+        unknown = _entry().model_copy(
+            update={"lines": (JournalLine(account="9999", debit=Decimal(1)), JournalLine(account="8000", credit=Decimal(1)))}
+        )
+        with pytest.raises(RecordError, match="9999"):
+            await sink.create(unknown)

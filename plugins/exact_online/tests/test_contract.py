@@ -1,0 +1,35 @@
+"""The apicenterd connector contract, run against the Exact Online simulator."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+from apicenterd_exact_online import ExactOnlineConnector
+
+from apicenterd import Address, Contact, Customer, Entity, JournalEntry, JournalLine, Product
+from apicenterd.testing.contract import ConnectorContract
+
+
+class TestExactOnlineContract(ConnectorContract):
+    connector = ExactOnlineConnector
+    samples = {
+        Entity.PRODUCTS: Product(sku="CONTRACT-1", name="Contract test product", price_excl_tax=Decimal("10.00"), ean="8700000000017"),
+        Entity.CUSTOMERS: Customer(
+            kind="company",
+            name="Contract BV",
+            email="contract@example.com",
+            customer_number="4711",
+            contact=Contact(first_name="Con", last_name="Tract"),
+            billing_address=Address(street="Stationsweg", house_number="1", postcode="1234 AB", city="Utrecht", country="NL"),
+        ),
+        Entity.JOURNAL: JournalEntry(
+            number="9001",
+            entry_date=date(2026, 2, 1),
+            lines=(JournalLine(account="1100", debit=Decimal("5.00")), JournalLine(account="8000", credit=Decimal("5.00"))),
+        ),
+    }
+    update_changes = {
+        Entity.PRODUCTS: {"name": "Renamed", "price_excl_tax": Decimal("11.00")},
+        Entity.CUSTOMERS: {"phone": "+31 30 123 4567"},
+    }

@@ -1,0 +1,161 @@
+"""End to end through the daemon's engine: eAccounting (simulator) → Exact Online (simulator)."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+
+import pytest
+from apicenterd_exact_online import ExactOnlineConnector
+
+from apicenterd.config import Config
+from apicenterd.config.resolve import resolve
+from apicenterd.engine import Engine
+from apicenterd.registry import load_registry
+from apicenterd.state import SQLiteStore
+from apicenterd.testing import serve_app
+
+eaccounting = pytest.importorskip("apicenterd_eaccounting")
+EAccountingConnector = eaccounting.EAccountingConnector
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def servers():
+    """Both simulators on loopback ports: (eacc_app, exact_app, eacc_url, exact_url)."""
+    eacc_app = EAccountingConnector.simulator(seed=11, records=25, customers=6)
+    exact_app = ExactOnlineConnector.simulator(seed=11, records=0)
+    with contextlib.ExitStack() as stack:
+        yield eacc_app, exact_app, stack.enter_context(serve_app(eacc_app)), stack.enter_context(serve_app(exact_app))
+
+
+def _resolved(tmp_path, eacc_url, exact_url, *, orders: bool = False):
+    raw = {
+        "daemon": {"log_level": "warning", "metrics_address": "", "shutdown_timeout": 5},
+        "state": {"path": str(tmp_path / "state.db")},
+        "connections": {
+            "eaccounting": {"connector": "eaccounting", **EAccountingConnector.demo_settings(eacc_url)},
+            "exact": {"connector": "exact_online", **ExactOnlineConnector.demo_settings(exact_url)},
+        },
+        "flows": {
+            "products": {"source": "eaccounting", "target": "exact", "entity": "products", "interval": "1h"},
+            "customers": {"source": "eaccounting", "target": "exact", "entity": "customers", "interval": "1h"},
+        },
+    }
+    if orders:
+        raw["flows"] = {
+            "orders": {
+                "source": "exact",
+                "target": "eaccounting",
+                "entity": "orders",
+                "interval": "1h",
+                "options": {"statuses": ["new", "in_process", "completed"], "document": "order", "missing_products": "create"},
+            }
+        }
+    return resolve(Config(**raw), load_registry(), tmp_path / "apicenterd.toml")
+
+
+async def _run(resolved, flow):
+    store = SQLiteStore(resolved.state_path)
+    await store.open()
+    engine = Engine(resolved, store, retry_base_delay=0.01)
+    try:
+        return await engine.run_flow(flow)
+    finally:
+        await engine.aclose()
+        await store.close()
+
+
+def _writes(exact_app) -> list[tuple[str, str]]:
+    return [r for r in exact_app.state.sim.requests if r[0] in ("POST", "PUT", "DELETE")]
+
+
+async def test_products_flow_creates_each_item_once_and_a_second_run_writes_nothing(tmp_path, servers):
+    eacc_app, exact_app, eacc_url, exact_url = servers
+    resolved = _resolved(tmp_path, eacc_url, exact_url)
+    articles = {a["Number"]: a for a in eacc_app.state.sim.articles.values()}
+
+    first = await _run(resolved, "products")
+    assert first.status == "ok", first.error
+    assert first.counts["created"] == len(articles) and first.counts["failed"] == 0
+    sim = exact_app.state.sim
+    codes = collections.Counter(item["Code"] for item in sim.data["logistics/Items"].values())
+    assert set(codes) == set(articles) and set(codes.values()) == {1}
+    for item in sim.data["logistics/Items"].values():
+        assert item["Description"] == articles[item["Code"]]["Name"][:60]
+    assert len(sim.data["logistics/SalesItemPrices"]) == sum(1 for a in articles.values() if a.get("NetPrice") is not None)
+
+    sim.requests.clear()
+    second = await _run(resolved, "products")
+    assert second.status == "ok", second.error
+    assert second.counts["created"] == 0 and second.counts["updated"] == 0
+    assert _writes(exact_app) == []
+    assert sim.refusals == 0  # the daemon kept to 60 calls a minute: Exact never answered 429
+
+
+async def test_customers_flow_creates_accounts_once(tmp_path, servers):
+    eacc_app, exact_app, eacc_url, exact_url = servers
+    resolved = _resolved(tmp_path, eacc_url, exact_url)
+    customers = list(eacc_app.state.sim.customers.values())
+
+    first = await _run(resolved, "customers")
+    assert first.status == "ok", first.error
+    assert first.counts["created"] + first.counts["failed"] == len(customers)
+    assert first.counts["failed"] == 0
+    accounts = exact_app.state.sim.data["crm/Accounts"]
+    assert len(accounts) == len(customers)
+    emails = {(c.get("EmailAddress") or "").lower() for c in customers}
+    assert {(a.get("Email") or "").lower() for a in accounts.values()} == emails
+
+    exact_app.state.sim.requests.clear()
+    second = await _run(resolved, "customers")
+    assert second.status == "ok", second.error
+    assert second.counts["created"] == 0 and second.counts["updated"] == 0
+    assert _writes(exact_app) == []
+
+
+async def test_orders_flow_from_exact_into_eaccounting_once(tmp_path, servers):
+    eacc_app, exact_app, eacc_url, exact_url = servers
+    sim = exact_app.state.sim
+    for n in range(1, 4):
+        sim._store("logistics/Items", {"Code": f"EXO-{n}", "Description": f"Exact product {n}", "IsSalesItem": True})
+    buyer = sim.add_account(
+        "Buyer BV", "orders@buyer.example", code="3001", City="Gouda", Country="NL", AddressLine1="Markt 1", Postcode="2801 JE"
+    )
+    sim.add_order(buyer["ID"], [("EXO-1", 2, 10.0), ("EXO-2", 1, 4.0)], your_ref="PO-7")
+    sim.add_order(buyer["ID"], [("EXO-3", 3, 1.5)])
+    sim.add_order(buyer["ID"], [("EXO-1", 1, 10.0)], status=45)  # cancelled: filtered out by status
+    resolved = _resolved(tmp_path, eacc_url, exact_url, orders=True)
+
+    first = await _run(resolved, "orders")
+    assert first.status == "ok", first.error
+    assert first.counts["created"] == 2 and first.counts["failed"] == 0
+    orders = list(eacc_app.state.sim.orders.values())
+    assert len(orders) == 2
+    assert {o["YourReference"] for o in orders} == {"1", "2"}
+    customers = [c for c in eacc_app.state.sim.customers.values() if c.get("EmailAddress") == "orders@buyer.example"]
+    assert len(customers) == 1 and all(o["CustomerId"] == customers[0]["Id"] for o in orders)
+
+    eacc_app.state.sim.requests.clear()
+    second = await _run(resolved, "orders")
+    assert second.status == "ok", second.error
+    assert second.counts["created"] == 0
+    assert [r for r in eacc_app.state.sim.requests if r[0] in ("POST", "PUT")] == []
+    assert len(eacc_app.state.sim.orders) == 2
+
+
+def test_the_example_config_passes_check(tmp_path, monkeypatch, capsys):
+    """etc/eaccounting-exact.example.toml is valid with its credentials given."""
+    from pathlib import Path
+
+    from apicenterd.cli import main
+
+    for name in ("eaccounting_client_secret", "eaccounting_refresh_token", "exact_client_secret"):
+        (tmp_path / name).write_text("secret\n", encoding="utf-8")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    monkeypatch.setenv("EACCOUNTING_CLIENT_ID", "eacc-client")
+    monkeypatch.setenv("EXACT_CLIENT_ID", "exact-client")
+    example = Path(__file__).resolve().parents[3] / "etc" / "eaccounting-exact.example.toml"
+    assert main(["check", "--config", str(example)]) == 0, capsys.readouterr().err
+    assert "3 flows" in capsys.readouterr().out
