@@ -25,6 +25,7 @@ from apicenterd import (
     RecordError,
     Sink,
     Source,
+    StockLevel,
 )
 
 from . import mapping
@@ -64,6 +65,9 @@ class ExactOnlineSettings(ConnectorSettings):
     )
     error_limit: int = Field(
         default=5, ge=1, le=9, description="Failed calls (400/401/403/404) on one endpoint in an hour after which it is not called"
+    )
+    stock_warehouse: str | None = Field(
+        default=None, description="WarehouseCode whose stock the stock source reads; unset: every warehouse (one SKU in one)"
     )
     journal_code: str = Field(default="90", min_length=1, description="Journal (JournalCode) of the journal entries written")
     item_vat_code: str | None = Field(default=None, description="SalesVatCode of new items; unset: Exact's default")
@@ -153,6 +157,40 @@ class SalesOrderSource(Source[Order]):
                     yield pending
                 account = accounts.get(str(order.get("OrderedBy")))
                 pending = self.mapped(str(order.get("OrderID")), floor, functools.partial(mapping.sales_order_to_order, order, account))
+        if pending is not None:
+            yield dataclasses.replace(pending, cursor=newest)
+
+
+class ItemWarehouseSource(Source[StockLevel]):
+    """Stock per item and warehouse (``inventory/ItemWarehouses``: ``CurrentStock`` on hand,
+    ``ReservedStock`` reserved by sales orders), changed since a ``Modified`` cursor; only the
+    warehouse ``stock_warehouse`` (a ``WarehouseCode``) when set. The same cursor rule as orders."""
+
+    connector: ExactOnlineConnector
+    field_map = {"sku": "ItemCode", "location": "WarehouseCode", "on_hand": "CurrentStock", "reserved": "ReservedStock"}
+
+    async def changes(self, since: str | None) -> AsyncIterator[Change]:
+        conn = self.connector
+        floor = since or MIN_ORDER_CURSOR
+        newest = floor
+        pending: Change | None = None
+        wanted = conn.settings.stock_warehouse
+        async for rows in conn.client.pages(
+            "inventory/ItemWarehouses",
+            select=mapping.STOCK_SELECT,
+            filter=f"Modified ge datetime'{floor[:19]}'",
+            what="stock positions changed",
+        ):
+            for row in rows:
+                if wanted is not None and str(row.get("WarehouseCode") or "").strip() != wanted:
+                    continue
+                try:
+                    newest = max(newest, _order_cursor(row.get("Modified")))
+                except ValueError as exc:
+                    conn.context.log.warning("exact_bad_modified", item=row.get("ItemCode"), error=str(exc))
+                if pending is not None:
+                    yield pending
+                pending = self.mapped(str(row.get("ID")), floor, functools.partial(mapping.item_warehouse_to_stock, row))
         if pending is not None:
             yield dataclasses.replace(pending, cursor=newest)
 
@@ -296,7 +334,7 @@ class ExactOnlineConnector(Connector):
     name: ClassVar[str] = "exact_online"
     title: ClassVar[str] = "Exact Online"
     Settings: ClassVar[type[ConnectorSettings]] = ExactOnlineSettings
-    sources = {Entity.PRODUCTS: ItemSource, Entity.ORDERS: SalesOrderSource}
+    sources = {Entity.PRODUCTS: ItemSource, Entity.ORDERS: SalesOrderSource, Entity.STOCK: ItemWarehouseSource}
     sinks = {Entity.PRODUCTS: ItemSink, Entity.CUSTOMERS: AccountSink, Entity.JOURNAL: JournalSink}
     rate_limits = RATE_LIMITS
     oauth_authorize_url: ClassVar[str | None] = "https://start.exactonline.nl/api/oauth2/auth"
@@ -463,4 +501,4 @@ class ExactOnlineConnector(Connector):
         }
 
 
-__all__ += ["AccountSink", "ItemSink", "ItemSource", "JournalSink", "SalesOrderSource", "guid_key"]
+__all__ += ["AccountSink", "ItemSink", "ItemSource", "ItemWarehouseSource", "JournalSink", "SalesOrderSource", "guid_key"]

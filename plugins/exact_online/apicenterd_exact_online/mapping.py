@@ -6,9 +6,11 @@ from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from apicenterd import Address, Contact, Customer, JournalEntry, Order, OrderLine, Product, RecordError
+from apicenterd import Address, Contact, Customer, JournalEntry, Order, OrderLine, Product, RecordError, StockLevel
 
 __all__ = [
+    "STOCK_SELECT",
+    "item_warehouse_to_stock",
     "entry_number",
     "entry_stub",
     "journal_body",
@@ -384,3 +386,18 @@ def journal_body(entry: JournalEntry, *, journal: str, gl_accounts: dict[str, st
         "Currency": entry.currency,
         "GeneralJournalEntryLines": lines,
     }
+
+
+STOCK_SELECT = ("ID", "ItemCode", "WarehouseCode", "CurrentStock", "ReservedStock", "Modified")
+"""What a stock read asks for."""
+
+
+def item_warehouse_to_stock(row: dict[str, Any]) -> StockLevel:
+    """An ItemWarehouse as a StockLevel: on hand ``CurrentStock``, reserved ``ReservedStock``,
+    available the difference (the stock flow's ``available`` option decides what is written)."""
+    code = _text(row.get("ItemCode"))
+    if not code:
+        raise RecordError(f"Exact item warehouse {row.get('ID')}: no ItemCode")
+    on_hand = to_decimal(row.get("CurrentStock")) or Decimal(0)
+    reserved = to_decimal(row.get("ReservedStock")) or Decimal(0)
+    return StockLevel(sku=code, location=_text(row.get("WarehouseCode")), on_hand=on_hand, reserved=reserved, available=on_hand - reserved)

@@ -21,6 +21,7 @@ RESOURCES = {
     "generaljournalentry/GeneralJournalEntries": "GeneralJournalEntry.GeneralJournalEntry",
     "current/Me": "Current.Me",
     "financial/GLAccounts": "Financial.GLAccount",
+    "inventory/ItemWarehouses": "Inventory.ItemWarehouse",
 }
 """Resource path (after ``/api/v1/{division}/``) → SDK model (``ExactOnline.Client.Models.<model>``)."""
 

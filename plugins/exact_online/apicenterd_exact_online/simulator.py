@@ -109,6 +109,7 @@ GL_ACCOUNTS = {"1000": "Cash", "1100": "Bank", "1300": "Debtors", "1500": "VAT p
 
 SYNC_OF = {"sync/Logistics/Items": "logistics/Items", "sync/CRM/Accounts": "crm/Accounts"}
 FILTER_REQUIRED = {
+    "inventory/ItemWarehouses",
     "generaljournalentry/GeneralJournalEntries",
     "financial/GLAccounts",
     "logistics/Items",
@@ -190,6 +191,7 @@ class ExactSim(VendorSim):
             for resource in WRITABLE
         }
         self.data["salesorder/SalesOrders"] = Collection(ids)  # read only here: orders come from Exact
+        self.data["inventory/ItemWarehouses"] = Collection(ids)  # read only here
         self.data["financial/GLAccounts"] = Collection(ids)
         for code, description in GL_ACCOUNTS.items():
             self.data["financial/GLAccounts"].add({"Code": code, "Description": description}, id_field="ID")
@@ -268,6 +270,21 @@ class ExactSim(VendorSim):
         }
         stored: dict[str, Any] = orders.add(order, id_field="OrderID")
         return stored
+
+    def set_stock(self, code: str, current: float, reserved: float = 0, *, warehouse: str = "1") -> dict[str, Any]:
+        """The stock of item ``code`` in ``warehouse`` (made or changed now)."""
+        item = self.data["logistics/Items"].find("Code", code)
+        if item is None:
+            raise ValueError(f"no item {code!r} in the simulator")
+        stock = self.data["inventory/ItemWarehouses"]
+        row = next((r for r in stock.values() if r["Item"] == item["ID"] and r["WarehouseCode"] == warehouse), None)
+        self.timestamp += 1
+        fields = {"CurrentStock": current, "ReservedStock": reserved, "Modified": self._modified(), "Timestamp": self.timestamp}
+        if row is None:
+            stored: dict[str, Any] = stock.add({"Item": item["ID"], "ItemCode": code, "WarehouseCode": warehouse, **fields}, id_field="ID")
+            return stored
+        row.update(fields)
+        return row
 
     def book(self, body: dict[str, Any]) -> dict[str, Any]:
         """A general journal entry: lines on known GL accounts that balance (a 400 otherwise)."""

@@ -57,6 +57,9 @@ def test_selects_name_sdk_fields(sdk_fields):
     assert set(mapping.ITEM_SELECT) - {"Timestamp"} <= sdk_fields["Logistics.Item"]  # Timestamp: the sync API's
     assert set(mapping.PRICE_SELECT) <= sdk_fields["Logistics.SalesItemPrice"]
     assert set(mapping.ACCOUNT_SELECT) <= sdk_fields["CRM.Account"]
+    assert set(mapping.STOCK_SELECT) <= sdk_fields["Inventory.ItemWarehouse"]
+    orders = set(mapping.ORDER_SELECT)
+    assert orders <= sdk_fields["SalesOrder.SalesOrder"] | {"Modified"}, sorted(orders - sdk_fields["SalesOrder.SalesOrder"])
 
 
 def test_the_fixture_item_has_sdk_field_names(spec_dir, sdk_fields):

@@ -16,6 +16,19 @@ from apicenterd.testing import connect
 pytestmark = pytest.mark.anyio
 
 
+class MemoryTokens:
+    """A token store in memory that outlives one connection."""
+
+    def __init__(self):
+        self.tokens = None
+
+    async def load(self):
+        return self.tokens
+
+    async def save(self, tokens):
+        self.tokens = dict(tokens)
+
+
 async def test_division_comes_from_current_me(app, sim, settings):
     async with connect(ExactOnlineConnector, settings, app=app) as conn:
         await conn.check()
@@ -180,3 +193,22 @@ async def test_journal_entry_refusals(app, settings):
         )
         with pytest.raises(RecordError, match="9999"):
             await sink.create(unknown)
+
+
+async def test_stock_per_warehouse(settings):
+    now = [time.time() - 60]
+    app = ExactOnlineConnector.simulator(seed=3, records=3, clock=lambda: now[0])
+    sim = app.state.sim
+    sim.set_stock("EX-00001", 10, 3)
+    sim.set_stock("EX-00002", 5, 0, warehouse="2")
+    now[0] += 5
+    sim.set_stock("EX-00003", 7.5, 0)
+    tokens = MemoryTokens()  # one token store for both connections: the refresh token rotates
+    async with connect(ExactOnlineConnector, settings, app=app, tokens=tokens) as conn:
+        changes = [c async for c in conn.source(Entity.STOCK).changes(None)]
+        levels = {c.record.sku: c.record for c in changes}
+        assert levels["EX-00001"].on_hand == 10 and levels["EX-00001"].reserved == 3 and levels["EX-00001"].available == 7
+        assert levels["EX-00002"].location == "2" and levels["EX-00003"].on_hand == Decimal("7.5")
+        assert [c.record.sku for c in [c async for c in conn.source(Entity.STOCK).changes(changes[-1].cursor)]] == ["EX-00003"]
+    async with connect(ExactOnlineConnector, {**settings, "stock_warehouse": "2"}, app=app, tokens=tokens) as conn:
+        assert [c.record.sku async for c in conn.source(Entity.STOCK).changes(None)] == ["EX-00002"]
