@@ -30,6 +30,7 @@ from apicenterd import (
 
 from . import mapping
 from .client import RATE_LIMITS, ExactClient, guid_key, odata_string, parse_odata_date
+from .invoices import SalesInvoiceSink
 
 __all__ = ["ExactOnlineConnector", "ExactOnlineSettings", "REGIONS"]
 
@@ -335,7 +336,7 @@ class ExactOnlineConnector(Connector):
     title: ClassVar[str] = "Exact Online"
     Settings: ClassVar[type[ConnectorSettings]] = ExactOnlineSettings
     sources = {Entity.PRODUCTS: ItemSource, Entity.ORDERS: SalesOrderSource, Entity.STOCK: ItemWarehouseSource}
-    sinks = {Entity.PRODUCTS: ItemSink, Entity.CUSTOMERS: AccountSink, Entity.JOURNAL: JournalSink}
+    sinks = {Entity.PRODUCTS: ItemSink, Entity.CUSTOMERS: AccountSink, Entity.JOURNAL: JournalSink, Entity.INVOICES: SalesInvoiceSink}
     rate_limits = RATE_LIMITS
     oauth_authorize_url: ClassVar[str | None] = "https://start.exactonline.nl/api/oauth2/auth"
     oauth_scopes: ClassVar[tuple[str, ...]] = ()

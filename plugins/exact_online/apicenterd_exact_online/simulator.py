@@ -94,6 +94,21 @@ WRITABLE: dict[str, frozenset[str]] = {
         )
     ),
     "logistics/SalesItemPrices": frozenset(("ID", "Item", "Price", "Currency", "Unit", "Quantity", "StartDate", "EndDate")),
+    "salesinvoice/SalesInvoices": frozenset(
+        (
+            "Journal",
+            "Type",
+            "InvoiceTo",
+            "OrderedBy",
+            "YourRef",
+            "Description",
+            "Currency",
+            "OrderDate",
+            "DueDate",
+            "PaymentCondition",
+            "SalesInvoiceLines",
+        )
+    ),
     "generaljournalentry/GeneralJournalEntries": frozenset(
         ("JournalCode", "EntryNumber", "Currency", "FinancialPeriod", "FinancialYear", "GeneralJournalEntryLines")
     ),
@@ -101,6 +116,9 @@ WRITABLE: dict[str, frozenset[str]] = {
 """The properties the simulator lets a client write (a subset of the SDK's writable ones)."""
 
 LINE_WRITABLE = {
+    "SalesInvoiceLines": frozenset(
+        ("Item", "Description", "Quantity", "UnitPrice", "Discount", "VATCode", "GLAccount", "CostCenter", "CostUnit")
+    ),
     "GeneralJournalEntryLines": frozenset(("GLAccount", "AmountFC", "Date", "Description", "CostCenter", "CostUnit", "VATCode", "Notes")),
 }
 """The properties of the lines posted inside a document."""
@@ -109,6 +127,7 @@ GL_ACCOUNTS = {"1000": "Cash", "1100": "Bank", "1300": "Debtors", "1500": "VAT p
 
 SYNC_OF = {"sync/Logistics/Items": "logistics/Items", "sync/CRM/Accounts": "crm/Accounts"}
 FILTER_REQUIRED = {
+    "salesinvoice/SalesInvoices",
     "inventory/ItemWarehouses",
     "generaljournalentry/GeneralJournalEntries",
     "financial/GLAccounts",
@@ -173,7 +192,16 @@ def _matches(item: dict[str, Any], terms: list[tuple[str, str, Any]]) -> bool:
 class ExactSim(VendorSim):
     """One Exact Online division in memory."""
 
-    def __init__(self, *, seed: int = 1, records: int = 0, minutely: int = 60, daily: int = 5000, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        *,
+        seed: int = 1,
+        records: int = 0,
+        customers: int = 0,
+        minutely: int = 60,
+        daily: int = 5000,
+        clock: Callable[[], float] = time.time,
+    ):
         super().__init__()
         self.clock = clock
         self.oauth = _token_server(clock)
@@ -198,6 +226,8 @@ class ExactSim(VendorSim):
         self.timestamp = 1000
         self.writes: list[tuple[str, str, bytes]] = []
         self.refusals = 0  # 429s answered
+        for n in range(1, customers + 1):
+            self.add_account(f"Customer {n} BV", f"customer{n}@example.com", code=str(1000 + n), City="Utrecht", Country="NL")
         rng = seeded(seed, "exact-items")
         for n in range(1, records + 1):
             fields = {"Code": f"EX-{n:05d}", "Description": f"Exact item {n}", "IsSalesItem": True, "Unit": "pc"}
@@ -285,6 +315,22 @@ class ExactSim(VendorSim):
             return stored
         row.update(fields)
         return row
+
+    def invoice(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A draft sales invoice (Status 10) for a known account, its lines on known items."""
+        if body.get("InvoiceTo") not in self.data["crm/Accounts"]:
+            raise _error(400, "InvoiceTo: not found")
+        if not body.get("Journal"):
+            raise _error(400, "Mandatory: Journal")
+        for n, line in enumerate(body["SalesInvoiceLines"], 1):
+            if "Item" in line and line["Item"] not in self.data["logistics/Items"]:
+                raise _error(400, f"Line {n}: Item: not found")
+        invoices = self.data["salesinvoice/SalesInvoices"]
+        self.timestamp += 1
+        number = 1 + max((i.get("InvoiceNumber") or 0 for i in invoices.values()), default=0)
+        entry = {**body, "InvoiceNumber": number, "Status": 10, "Timestamp": self.timestamp, "Modified": self._modified()}
+        stored: dict[str, Any] = invoices.add(entry, id_field="InvoiceID")
+        return {k: v for k, v in stored.items() if k not in ("Timestamp", "SalesInvoiceLines")}
 
     def book(self, body: dict[str, Any]) -> dict[str, Any]:
         """A general journal entry: lines on known GL accounts that balance (a 400 otherwise)."""
@@ -443,7 +489,11 @@ def _listing(sim: ExactSim, request: Request, resource: str, *, sync: bool) -> R
     fields = select.split(",") if select else None
     expand = (query.get("$expand") or "").split(",")
     model = RESOURCES.get(resource, resource).split(".")[-1]
-    key = {"salesorder/SalesOrders": "OrderID", "generaljournalentry/GeneralJournalEntries": "EntryID"}.get(resource, "ID")
+    key = {
+        "salesorder/SalesOrders": "OrderID",
+        "generaljournalentry/GeneralJournalEntries": "EntryID",
+        "salesinvoice/SalesInvoices": "InvoiceID",
+    }.get(resource, "ID")
     results = []
     for item in window:
         uri = f"{request.base_url}api/v1/{DIVISION}/{resource}(guid'{item[key]}')"
@@ -484,6 +534,8 @@ async def collection(sim: ExactSim, request: Request) -> Response:
         raise _error(400, "Account: not found")
     if resource == "generaljournalentry/GeneralJournalEntries":
         return json_response({"d": sim.book(body)}, 201)
+    if resource == "salesinvoice/SalesInvoices":
+        return json_response({"d": sim.invoice(body)}, 201)
     stored = sim._store(resource, {k: v for k, v in body.items() if k != "ID"})
     shown = {k: v for k, v in stored.items() if k != "Timestamp"}
     return json_response({"d": shown}, 201)

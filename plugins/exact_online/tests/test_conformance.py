@@ -14,7 +14,7 @@ from apicenterd_exact_online import ExactOnlineConnector, mapping
 from apicenterd_exact_online.sdk import READ_ONLY, RESOURCES, SDK_MODEL
 from apicenterd_exact_online.simulator import WRITABLE
 
-from apicenterd import Address, Contact, Customer, Entity, JournalEntry, JournalLine, Product
+from apicenterd import Address, Contact, Customer, Entity, Invoice, InvoiceLine, JournalEntry, JournalLine, Product
 from apicenterd.testing import connect
 
 
@@ -72,7 +72,7 @@ def test_the_fixture_item_has_sdk_field_names(spec_dir, sdk_fields):
 
 @pytest.mark.anyio
 async def test_every_write_the_connector_sends_is_sdk_conformant(sdk_fields):
-    app = ExactOnlineConnector.simulator(seed=5, records=2)
+    app = ExactOnlineConnector.simulator(seed=5, records=2, customers=1)
     sim = app.state.sim
     settings = ExactOnlineConnector.demo_settings("http://exact.test")
     async with connect(ExactOnlineConnector, settings, app=app) as conn:
@@ -105,6 +105,28 @@ async def test_every_write_the_connector_sends_is_sdk_conformant(sdk_fields):
             ),
         )
         await journal.create(journal.normalize(entry))
+        debtor = next(iter(sim.data["crm/Accounts"]))
+        invoice = Invoice(
+            number="I-1",
+            invoice_date=date(2026, 1, 3),
+            due_date=date(2026, 2, 3),
+            total=Decimal("2.42"),
+            customer_id=debtor,
+            payment_terms="30",
+            lines=(
+                InvoiceLine(
+                    sku="EX-00001",
+                    unit_price=Decimal("1.21"),
+                    tax_rate=Decimal(21),
+                    tax_code="2",
+                    discount=Decimal("0.10"),
+                    account="8000",
+                    cost_centre="C",
+                ),
+                InvoiceLine(description="text", unit_price=Decimal("1.21"), tax_rate=Decimal(21)),
+            ),
+        )
+        await conn.create(Entity.INVOICES, conn.document_sink(Entity.INVOICES).normalize(invoice))
     assert sim.writes
     for method, path, raw in sim.writes:
         resource = re.sub(r"^/api/v1/\d+/|\(guid'.*'\)$", "", path)
@@ -117,4 +139,4 @@ async def test_every_write_the_connector_sends_is_sdk_conformant(sdk_fields):
             for line in body[nested]:
                 assert set(line) <= sdk_fields[line_model], (nested, sorted(set(line) - sdk_fields[line_model]))
                 assert not set(line) & READ_ONLY[line_model], (nested, sorted(set(line) & READ_ONLY[line_model]))
-    assert any(path.endswith("/GeneralJournalEntries") for _, path, _ in sim.writes)
+    assert {path.rsplit("/", 1)[-1] for _, path, _ in sim.writes} >= {"GeneralJournalEntries", "SalesInvoices", "Items", "Accounts"}

@@ -10,7 +10,19 @@ import pytest
 from apicenterd_exact_online import ExactOnlineConnector
 from apicenterd_exact_online.simulator import DIVISION
 
-from apicenterd import Address, AuthError, Contact, Customer, Entity, JournalEntry, JournalLine, Product, RecordError
+from apicenterd import (
+    Address,
+    AuthError,
+    Contact,
+    Customer,
+    Entity,
+    Invoice,
+    InvoiceLine,
+    JournalEntry,
+    JournalLine,
+    Product,
+    RecordError,
+)
 from apicenterd.testing import connect
 
 pytestmark = pytest.mark.anyio
@@ -212,3 +224,50 @@ async def test_stock_per_warehouse(settings):
         assert [c.record.sku for c in [c async for c in conn.source(Entity.STOCK).changes(changes[-1].cursor)]] == ["EX-00003"]
     async with connect(ExactOnlineConnector, {**settings, "stock_warehouse": "2"}, app=app, tokens=tokens) as conn:
         assert [c.record.sku async for c in conn.source(Entity.STOCK).changes(None)] == ["EX-00002"]
+
+
+async def test_sales_invoice_created_once_with_lines(settings):
+    app = ExactOnlineConnector.simulator(seed=3, records=3, customers=1)
+    sim = app.state.sim
+    debtor = next(iter(sim.data["crm/Accounts"]))
+    invoice = Invoice(
+        number="INV-7",
+        invoice_date=date(2026, 4, 1),
+        due_date=date(2026, 4, 15),
+        total=Decimal("36.30"),
+        customer_id=debtor,
+        payment_terms="14",
+        lines=(
+            InvoiceLine(
+                sku="EX-00001",
+                description="Item",
+                quantity=Decimal(2),
+                unit_price=Decimal("12.10"),
+                tax_rate=Decimal(21),
+                tax_code="2",
+                discount=Decimal("2.00"),
+            ),
+            InvoiceLine(description="Service", unit_price=Decimal("12.10"), tax_rate=Decimal(21), account="8000"),
+        ),
+    )
+    async with connect(ExactOnlineConnector, settings, app=app) as conn:
+        sink = conn.document_sink(Entity.INVOICES)
+        assert await sink.find("INV-7") is None
+        invoice_id = await conn.create(Entity.INVOICES, sink.normalize(invoice))
+        found = await sink.find("INV-7")
+        assert found is not None and found.id == invoice_id
+    stored = sim.data["salesinvoice/SalesInvoices"][invoice_id]
+    assert stored["InvoiceTo"] == debtor and stored["YourRef"] == "INV-7" and stored["Type"] == 8020 and stored["Journal"] == "70"
+    lines = stored["SalesInvoiceLines"]
+    assert [line["UnitPrice"] for line in lines] == [10.0, 10.0]  # excl. VAT
+    assert lines[0]["Item"] == sim.data["logistics/Items"].find("Code", "EX-00001")["ID"] and lines[0]["VATCode"] == "2"
+    assert lines[0]["Discount"] == pytest.approx(2.00 / 20.00)  # a fraction of the line, excl. VAT as the line is
+    revenue = next(a["ID"] for a in sim.data["financial/GLAccounts"].values() if a["Code"] == "8000")
+    assert lines[1]["GLAccount"] == revenue and "Item" not in lines[1]
+
+
+async def test_invoice_incl_tax_without_rate_is_a_record_error(app, settings):
+    async with connect(ExactOnlineConnector, settings, app=app) as conn:
+        invoice = Invoice(number="X", invoice_date=date(2026, 1, 1), total=Decimal(1), lines=(InvoiceLine(unit_price=Decimal(1)),))
+        with pytest.raises(RecordError, match="no tax_rate"):
+            conn.document_sink(Entity.INVOICES).normalize(invoice)
