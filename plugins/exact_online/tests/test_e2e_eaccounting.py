@@ -183,3 +183,30 @@ async def test_stock_flow_from_exact_into_eaccounting(tmp_path, servers):
     second = await _run(resolved, "stock")
     assert second.status == "ok" and second.counts["updated"] == 0
     assert [r for r in eacc_app.state.sim.requests if r[0] in ("POST", "PUT")] == []
+
+
+async def test_faults_and_a_spent_minute_lose_nothing_and_create_nothing_twice(tmp_path, servers):
+    """503s, a 429 from the minute limit and an answer lost after the create: every item once."""
+    eacc_app, exact_app, eacc_url, exact_url = servers
+    sim = exact_app.state.sim
+    sim.fail_next(503, {"error": {"code": "", "message": {"lang": "en-US", "value": "Service unavailable"}}}, times=2)
+    sim.fail_next(
+        429,
+        {"error": {"code": "", "message": {"lang": "en-US", "value": "API rate limit exceeded."}}},
+        path_prefix=f"/api/v1/{sim_division()}/logistics/SalesItemPrices",
+        headers={"Retry-After": "0"},
+    )
+    resolved = _resolved(tmp_path, eacc_url, exact_url)
+    articles = {a["Number"] for a in eacc_app.state.sim.articles.values()}
+    runs = [await _run(resolved, "products") for _ in range(3)]
+    assert runs[-1].status == "ok", runs[-1].error
+    codes = collections.Counter(item["Code"] for item in sim.data["logistics/Items"].values())
+    assert set(codes) == articles and set(codes.values()) == {1}
+    items_with_price = collections.Counter(p["Item"] for p in sim.data["logistics/SalesItemPrices"].values())
+    assert set(items_with_price.values()) <= {1}
+
+
+def sim_division() -> int:
+    from apicenterd_exact_online.simulator import DIVISION
+
+    return DIVISION
