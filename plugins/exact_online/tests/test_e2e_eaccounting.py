@@ -210,3 +210,20 @@ def sim_division() -> int:
     from apicenterd_exact_online.simulator import DIVISION
 
     return DIVISION
+
+
+def test_the_demo_config_passes_check(monkeypatch, capsys):
+    """etc/eaccounting-exact.demo.toml is valid with the simulators' demo credentials."""
+    from pathlib import Path
+
+    from apicenterd.cli import main
+
+    for prefix, cls, url in (
+        ("EACCOUNTING", EAccountingConnector, "http://127.0.0.1:8702"),
+        ("EXACT", ExactOnlineConnector, "http://127.0.0.1:8703"),
+    ):
+        for key, value in cls.demo_settings(url).items():
+            monkeypatch.setenv(f"DEMO_{prefix}_{key.upper()}", str(value))
+    demo = Path(__file__).resolve().parents[3] / "etc" / "eaccounting-exact.demo.toml"
+    assert main(["check", "--config", str(demo)]) == 0, capsys.readouterr().err
+    assert "2 flows" in capsys.readouterr().out
