@@ -23,6 +23,7 @@ from apicenterd import (
     Order,
     Product,
     RecordError,
+    Shipment,
     Sink,
     Source,
     StockLevel,
@@ -196,6 +197,68 @@ class ItemWarehouseSource(Source[StockLevel]):
             yield dataclasses.replace(pending, cursor=newest)
 
 
+class GoodsDeliverySource(Source[Shipment]):
+    """Goods deliveries (``salesorder/GoodsDeliveries`` with their lines) as shipments of the shop's
+    orders: the shop's order number is the Exact sales order's ``YourRef`` (where an order that came
+    from the shop keeps it); one shipment per order a delivery covers. The same cursor rule as orders."""
+
+    connector: ExactOnlineConnector
+    field_map = {
+        "order_number": "SalesOrder.YourRef (by GoodsDeliveryLines.SalesOrderNumber)",
+        "tracking_code": "TrackingNumber",
+        "carrier": "ShippingMethodCode",
+        "shipped_at": "DeliveryDate",
+        "lines.*.sku": "GoodsDeliveryLines.ItemCode",
+        "lines.*.quantity": "GoodsDeliveryLines.QuantityDelivered",
+    }
+
+    async def changes(self, since: str | None) -> AsyncIterator[Change]:
+        conn = self.connector
+        floor = since or MIN_ORDER_CURSOR
+        newest = floor
+        pending: Change | None = None
+        async for deliveries in conn.client.pages(
+            "salesorder/GoodsDeliveries",
+            select=mapping.DELIVERY_SELECT,
+            filter=f"Modified ge datetime'{floor[:19]}'",
+            expand="GoodsDeliveryLines",
+            what="goods deliveries changed",
+        ):
+            numbers: list[int] = []
+            for delivery in deliveries:
+                try:
+                    numbers.extend(mapping.delivery_orders(delivery))
+                except RecordError:
+                    continue  # mapped below, as a failed change
+            refs = await conn.order_refs(numbers)
+            for delivery in deliveries:
+                try:
+                    newest = max(newest, _order_cursor(delivery.get("Modified")))
+                except ValueError as exc:
+                    conn.context.log.warning("exact_bad_modified", delivery=delivery.get("DeliveryNumber"), error=str(exc))
+                try:
+                    shipments = mapping.delivery_to_shipments(delivery, refs)
+                except (RecordError, ValueError) as exc:
+                    failed = functools.partial(_raise, exc)
+                    shipments_or_error: list[Any] = [failed]
+                else:
+                    shipments_or_error = [functools.partial(_identity, shipment) for shipment in shipments]
+                for n, make in enumerate(shipments_or_error):
+                    if pending is not None:
+                        yield pending
+                    pending = self.mapped(f"{delivery.get('EntryID')}/{n}", floor, make)
+        if pending is not None:
+            yield dataclasses.replace(pending, cursor=newest)
+
+
+def _raise(exc: Exception) -> Any:
+    raise exc
+
+
+def _identity(record: Shipment) -> Shipment:
+    return record
+
+
 class ItemSink(Sink[Product]):
     """Items by ``Code`` (the SKU); the price in ``SalesItemPrices`` (one per item, the division's currency)."""
 
@@ -335,7 +398,12 @@ class ExactOnlineConnector(Connector):
     name: ClassVar[str] = "exact_online"
     title: ClassVar[str] = "Exact Online"
     Settings: ClassVar[type[ConnectorSettings]] = ExactOnlineSettings
-    sources = {Entity.PRODUCTS: ItemSource, Entity.ORDERS: SalesOrderSource, Entity.STOCK: ItemWarehouseSource}
+    sources = {
+        Entity.PRODUCTS: ItemSource,
+        Entity.ORDERS: SalesOrderSource,
+        Entity.STOCK: ItemWarehouseSource,
+        Entity.SHIPMENTS: GoodsDeliverySource,
+    }
     sinks = {Entity.PRODUCTS: ItemSink, Entity.CUSTOMERS: AccountSink, Entity.JOURNAL: JournalSink, Entity.INVOICES: SalesInvoiceSink}
     rate_limits = RATE_LIMITS
     oauth_authorize_url: ClassVar[str | None] = "https://start.exactonline.nl/api/oauth2/auth"
@@ -447,6 +515,21 @@ class ExactOnlineConnector(Connector):
             )
         return {c: self._gl[c] for c in codes}
 
+    async def order_refs(self, numbers: Sequence[int]) -> dict[int, str]:
+        """Exact sales order number → its ``YourRef`` (the shop's order number), for the orders that have one."""
+        wanted = list(dict.fromkeys(numbers))
+        refs: dict[int, str] = {}
+        for start in range(0, len(wanted), FIND_MANY_CHUNK):
+            chunk = wanted[start : start + FIND_MANY_CHUNK]
+            expression = " or ".join(f"OrderNumber eq {number}" for number in chunk)
+            async for orders in self.client.pages(
+                "salesorder/SalesOrders", select=("OrderID", "OrderNumber", "YourRef"), filter=expression, what="orders of deliveries"
+            ):
+                refs.update(
+                    {o["OrderNumber"]: str(o["YourRef"]).strip() for o in orders if o.get("YourRef") and o.get("OrderNumber") in chunk}
+                )
+        return refs
+
     async def accounts_by_id(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The Accounts with these IDs, ``FIND_MANY_CHUNK`` per call (what is not a GUID is not looked up)."""
         wanted = [i for i in dict.fromkeys(ids) if _IS_GUID.fullmatch(i)]
@@ -502,4 +585,13 @@ class ExactOnlineConnector(Connector):
         }
 
 
-__all__ += ["AccountSink", "ItemSink", "ItemSource", "ItemWarehouseSource", "JournalSink", "SalesOrderSource", "guid_key"]
+__all__ += [
+    "AccountSink",
+    "ItemSink",
+    "ItemSource",
+    "GoodsDeliverySource",
+    "ItemWarehouseSource",
+    "JournalSink",
+    "SalesOrderSource",
+    "guid_key",
+]

@@ -127,6 +127,7 @@ GL_ACCOUNTS = {"1000": "Cash", "1100": "Bank", "1300": "Debtors", "1500": "VAT p
 
 SYNC_OF = {"sync/Logistics/Items": "logistics/Items", "sync/CRM/Accounts": "crm/Accounts"}
 FILTER_REQUIRED = {
+    "salesorder/GoodsDeliveries",
     "salesinvoice/SalesInvoices",
     "inventory/ItemWarehouses",
     "generaljournalentry/GeneralJournalEntries",
@@ -220,6 +221,7 @@ class ExactSim(VendorSim):
         }
         self.data["salesorder/SalesOrders"] = Collection(ids)  # read only here: orders come from Exact
         self.data["inventory/ItemWarehouses"] = Collection(ids)  # read only here
+        self.data["salesorder/GoodsDeliveries"] = Collection(ids)  # read only here
         self.data["financial/GLAccounts"] = Collection(ids)
         for code, description in GL_ACCOUNTS.items():
             self.data["financial/GLAccounts"].add({"Code": code, "Description": description}, id_field="ID")
@@ -299,6 +301,36 @@ class ExactSim(VendorSim):
             "SalesOrderLines": rows,
         }
         stored: dict[str, Any] = orders.add(order, id_field="OrderID")
+        return stored
+
+    def deliver(self, order: dict[str, Any], tracking: str, *, carrier: str = "POSTNL", lines: int | None = None) -> dict[str, Any]:
+        """A goods delivery of (the first ``lines`` of) ``order``'s lines with a tracking number."""
+        deliveries = self.data["salesorder/GoodsDeliveries"]
+        self.timestamp += 1
+        number = 1 + max((d["DeliveryNumber"] for d in deliveries.values()), default=0)
+        rows = [
+            {
+                "LineNumber": n,
+                "ItemCode": line["ItemCode"],
+                "QuantityDelivered": line["Quantity"],
+                "QuantityOrdered": line["Quantity"],
+                "SalesOrderNumber": order["OrderNumber"],
+                "SalesOrderLineNumber": line["LineNumber"],
+                "TrackingNumber": tracking,
+            }
+            for n, line in enumerate(order["SalesOrderLines"][:lines], 1)
+        ]
+        delivery = {
+            "DeliveryNumber": number,
+            "DeliveryDate": self._modified(),
+            "TrackingNumber": tracking,
+            "ShippingMethodCode": carrier,
+            "DeliveryAccount": order["OrderedBy"],
+            "Modified": self._modified(),
+            "Timestamp": self.timestamp,
+            "GoodsDeliveryLines": rows,
+        }
+        stored: dict[str, Any] = deliveries.add(delivery, id_field="EntryID")
         return stored
 
     def set_stock(self, code: str, current: float, reserved: float = 0, *, warehouse: str = "1") -> dict[str, Any]:
@@ -493,6 +525,7 @@ def _listing(sim: ExactSim, request: Request, resource: str, *, sync: bool) -> R
         "salesorder/SalesOrders": "OrderID",
         "generaljournalentry/GeneralJournalEntries": "EntryID",
         "salesinvoice/SalesInvoices": "InvoiceID",
+        "salesorder/GoodsDeliveries": "EntryID",
     }.get(resource, "ID")
     results = []
     for item in window:
@@ -500,10 +533,10 @@ def _listing(sim: ExactSim, request: Request, resource: str, *, sync: bool) -> R
         shown = {k: v for k, v in item.items() if fields is None or k in fields}
         if not sync and (fields is None or "Timestamp" not in fields):
             shown.pop("Timestamp", None)
-        if "SalesOrderLines" in shown:
-            lines = shown["SalesOrderLines"]
-            deferred = {"__deferred": {"uri": f"{uri}/SalesOrderLines"}}
-            shown["SalesOrderLines"] = {"results": lines} if "SalesOrderLines" in expand else deferred
+        for nested in ("SalesOrderLines", "GoodsDeliveryLines"):
+            if nested in shown:
+                deferred = {"__deferred": {"uri": f"{uri}/{nested}"}}
+                shown[nested] = {"results": shown[nested]} if nested in expand else deferred
         results.append({"__metadata": {"uri": uri, "type": f"Exact.Web.Api.Models.{model}"}, **shown})
     d: dict[str, Any] = {"results": results}
     if next_link:

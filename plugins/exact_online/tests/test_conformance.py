@@ -58,6 +58,7 @@ def test_selects_name_sdk_fields(sdk_fields):
     assert set(mapping.PRICE_SELECT) <= sdk_fields["Logistics.SalesItemPrice"]
     assert set(mapping.ACCOUNT_SELECT) <= sdk_fields["CRM.Account"]
     assert set(mapping.STOCK_SELECT) <= sdk_fields["Inventory.ItemWarehouse"]
+    assert set(mapping.DELIVERY_SELECT) <= sdk_fields["SalesOrder.GoodsDelivery"]
     orders = set(mapping.ORDER_SELECT)
     assert orders <= sdk_fields["SalesOrder.SalesOrder"] | {"Modified"}, sorted(orders - sdk_fields["SalesOrder.SalesOrder"])
 

@@ -271,3 +271,26 @@ async def test_invoice_incl_tax_without_rate_is_a_record_error(app, settings):
         invoice = Invoice(number="X", invoice_date=date(2026, 1, 1), total=Decimal(1), lines=(InvoiceLine(unit_price=Decimal(1)),))
         with pytest.raises(RecordError, match="no tax_rate"):
             conn.document_sink(Entity.INVOICES).normalize(invoice)
+
+
+async def test_goods_deliveries_as_shipments_of_the_shop_orders(settings):
+    now = [time.time() - 60]
+    app = ExactOnlineConnector.simulator(seed=3, records=3, clock=lambda: now[0])
+    sim = app.state.sim
+    account = sim.add_account("Shop BV", "buyer@shop.example")
+    order = sim.add_order(account["ID"], [("EX-00001", 2, 10.0), ("EX-00002", 1, 5.0)], your_ref="SHOP-1001")
+    untraced = sim.add_order(account["ID"], [("EX-00003", 1, 1.0)])  # no YourRef: not from the shop
+    sim.deliver(order, "3STEST0001", lines=1)  # a split delivery: first the first line
+    now[0] += 5
+    sim.deliver(order, "3STEST0002")
+    sim.deliver(untraced, "3STEST0003")
+    async with connect(ExactOnlineConnector, settings, app=app) as conn:
+        changes = [c async for c in conn.source(Entity.SHIPMENTS).changes(None)]
+    shipped = [c.record for c in changes if c.record is not None]
+    assert [(s.order_number, s.tracking_code, s.carrier) for s in shipped] == [
+        ("SHOP-1001", "3STEST0001", "POSTNL"),
+        ("SHOP-1001", "3STEST0002", "POSTNL"),
+    ]
+    assert [(line.sku, line.quantity) for line in shipped[0].lines] == [("EX-00001", Decimal(2))]
+    failed = [c for c in changes if c.record is None]
+    assert len(failed) == 1 and "YourRef" in str(failed[0].error)
