@@ -316,9 +316,12 @@ class AccountSink(Sink[Customer]):
     async def create(self, record: Customer) -> str:
         conn = self.connector
         what = f"customer {record.key()!r}"
-        created = await conn.client.create(
-            "crm/Accounts", mapping.account_body(record, vat_code=record.tax_code or conn.settings.account_vat_code), what=what
-        )
+        body = mapping.account_body(record, vat_code=record.tax_code or conn.settings.account_vat_code)
+        if record.revenue_account:  # the flow's revenue_accounts map (per country): a GL account code
+            body["GLAccountSales"] = (await conn.gl_accounts([record.revenue_account]))[record.revenue_account]
+        if record.payment_terms:  # the flow's payment_terms: Exact's payment condition code
+            body["PaymentConditionSales"] = record.payment_terms
+        created = await conn.client.create("crm/Accounts", body, what=what)
         account_id = str(created["ID"])
         contact = mapping.contact_body(record, account_id)
         if contact is not None:

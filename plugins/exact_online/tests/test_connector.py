@@ -294,3 +294,15 @@ async def test_goods_deliveries_as_shipments_of_the_shop_orders(settings):
     assert [(line.sku, line.quantity) for line in shipped[0].lines] == [("EX-00001", Decimal(2))]
     failed = [c for c in changes if c.record is None]
     assert len(failed) == 1 and "YourRef" in str(failed[0].error)
+
+
+async def test_account_revenue_account_and_payment_condition_on_create(app, sim, settings):
+    customer = Customer(kind="company", name="Rev BV", email="rev@example.com", revenue_account="8000", payment_terms="30", tax_code="2")
+    async with connect(ExactOnlineConnector, settings, app=app) as conn:
+        sink = conn.sink(Entity.CUSTOMERS)
+        account_id = await sink.create(sink.normalize(customer))
+        with pytest.raises(RecordError, match="9999"):
+            await sink.create(sink.normalize(customer.model_copy(update={"email": "x@example.com", "revenue_account": "9999"})))
+    account = sim.data["crm/Accounts"][account_id]
+    revenue = next(a["ID"] for a in sim.data["financial/GLAccounts"].values() if a["Code"] == "8000")
+    assert account["GLAccountSales"] == revenue and account["PaymentConditionSales"] == "30" and account["SalesVATCode"] == "2"
