@@ -606,6 +606,19 @@ async def sync(sim: ExactSim, request: Request) -> Response:
     return _listing(sim, request, resource, sync=True)
 
 
+BULK_OF = {"bulk/Logistics/SalesItemPrices": "logistics/SalesItemPrices", "bulk/Logistics/Items": "logistics/Items"}
+
+
+async def bulk(sim: ExactSim, request: Request) -> Response:
+    """``bulk/{service}/{name}``: the whole resource, 1,000 a page, ``$select`` mandatory, ``$filter`` optional."""
+    _division(request)
+    name = f"bulk/{request.path_params['service']}/{request.path_params['name']}"
+    resource = BULK_OF.get(name)
+    if resource is None:
+        raise _error(404, f"Resource not found: {name}")
+    return _listing(sim, request, resource, sync=True)
+
+
 def create_app(*, seed: int = 1, records: int = 0, **options: Any) -> Starlette:
     """The simulator app (``app.state.sim`` is its :class:`ExactSim`)."""
     sim = ExactSim(seed=seed, records=records, **options)
@@ -615,6 +628,7 @@ def create_app(*, seed: int = 1, records: int = 0, **options: Any) -> Starlette:
             Route("/api/oauth2/token", sim.oauth.endpoint, methods=["POST"]),
             Route("/api/v1/current/Me", VendorSim.api(me), methods=["GET"]),
             Route("/api/v1/{division}/sync/{service}/{name}", VendorSim.api(sync), methods=["GET"]),
+            Route("/api/v1/{division}/bulk/{service}/{name}", VendorSim.api(bulk), methods=["GET"]),
             Route("/api/v1/{division}/{service}/{name}", VendorSim.api(collection), methods=["GET", "POST", "PUT"]),
         ]
     )

@@ -306,3 +306,13 @@ async def test_account_revenue_account_and_payment_condition_on_create(app, sim,
     account = sim.data["crm/Accounts"][account_id]
     revenue = next(a["ID"] for a in sim.data["financial/GLAccounts"].values() if a["Code"] == "8000")
     assert account["GLAccountSales"] == revenue and account["PaymentConditionSales"] == "30" and account["SalesVATCode"] == "2"
+
+
+async def test_a_large_items_read_takes_the_prices_from_the_bulk_api(settings):
+    app = ExactOnlineConnector.simulator(seed=4, records=450)
+    sim = app.state.sim
+    async with connect(ExactOnlineConnector, settings, app=app) as conn:
+        changes = [c async for c in conn.source(Entity.PRODUCTS).changes(None)]
+    assert len(changes) == 450 and all(c.record is not None and c.record.price_excl_tax is not None for c in changes)
+    assert sim.count("GET", f"/api/v1/{DIVISION}/bulk/Logistics/SalesItemPrices") == 1
+    assert sim.count("GET", f"/api/v1/{DIVISION}/logistics/SalesItemPrices") == 0
