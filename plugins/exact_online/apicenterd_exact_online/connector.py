@@ -28,6 +28,7 @@ from apicenterd import (
     Source,
     StockLevel,
 )
+from apicenterd.kit import odata_or_filters
 
 from . import mapping
 from .client import RATE_LIMITS, ExactClient, guid_key, odata_string, parse_odata_date
@@ -45,6 +46,8 @@ FIND_MANY_CHUNK = 20
 """Codes per ``or`` filter (keeps the URL short)."""
 
 CURSOR_DIGITS = 20
+PAGE_KEYS = 60
+"""Keys per ``or`` look-up at most: one standard page (60) answers them."""
 BULK_PRICES_FROM = 200
 """A sync page with more items than this reads every sales price through the bulk API once."""
 _IS_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -110,7 +113,7 @@ class ItemSource(Source[Product]):
             codes = [str(i["Code"]) for i in items if isinstance(i.get("Code"), str)]
             if every_price is None and len(codes) > BULK_PRICES_FROM:
                 # a large read (a first sync): every price through the bulk API, 1,000 a call,
-                # instead of one call per FIND_MANY_CHUNK items
+                # instead of one call per look-up of up to PAGE_KEYS codes
                 every_price = await conn.all_prices()
             prices = every_price if every_price is not None else await conn.prices_of(codes)
             for item in items:
@@ -472,13 +475,11 @@ class ExactOnlineConnector(Connector):
     # -- look-ups the parts share ---------------------------------------------------------
 
     async def items_by_code(self, codes: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """The Items whose Code is one of ``codes`` (exact matches), ``FIND_MANY_CHUNK`` per call."""
-        wanted = list(dict.fromkeys(codes))
+        """The Items whose Code is one of ``codes`` (exact matches): as many per call as a short URL
+        and one page (60) hold (:func:`apicenterd.kit.odata_or_filters`)."""
         found: dict[str, dict[str, Any]] = {}
         select = [f for f in mapping.ITEM_SELECT if f != "Timestamp"]
-        for start in range(0, len(wanted), FIND_MANY_CHUNK):
-            chunk = wanted[start : start + FIND_MANY_CHUNK]
-            expression = " or ".join(f"Code eq {odata_string(code)}" for code in chunk)
+        for expression, chunk in odata_or_filters("Code", codes, max_keys=PAGE_KEYS):
             async for items in self.client.pages("logistics/Items", select=select, filter=expression, what=f"{len(chunk)} items by Code"):
                 for item in items:
                     if item.get("Code") in chunk:
@@ -487,11 +488,8 @@ class ExactOnlineConnector(Connector):
 
     async def prices_of(self, codes: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The SalesItemPrice in the division's currency of each item code (the first one Exact lists)."""
-        wanted = list(dict.fromkeys(codes))
         found: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(wanted), FIND_MANY_CHUNK):
-            chunk = wanted[start : start + FIND_MANY_CHUNK]
-            expression = " or ".join(f"ItemCode eq {odata_string(code)}" for code in chunk)
+        for expression, chunk in odata_or_filters("ItemCode", codes, max_keys=PAGE_KEYS):
             async for prices in self.client.pages(
                 "logistics/SalesItemPrices", select=mapping.PRICE_SELECT, filter=expression, what=f"sales prices of {len(chunk)} items"
             ):
