@@ -23,12 +23,16 @@ from apicenterd import (
     Order,
     Product,
     RecordError,
+    Shipment,
     Sink,
     Source,
+    StockLevel,
 )
+from apicenterd.kit import odata_or_filters
 
 from . import mapping
 from .client import RATE_LIMITS, ExactClient, guid_key, odata_string, parse_odata_date
+from .invoices import SalesInvoiceSink
 
 __all__ = ["ExactOnlineConnector", "ExactOnlineSettings", "REGIONS"]
 
@@ -42,6 +46,10 @@ FIND_MANY_CHUNK = 20
 """Codes per ``or`` filter (keeps the URL short)."""
 
 CURSOR_DIGITS = 20
+PAGE_KEYS = 60
+"""Keys per ``or`` look-up at most: one standard page (60) answers them."""
+BULK_PRICES_FROM = 200
+"""A sync page with more items than this reads every sales price through the bulk API once."""
 _IS_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
@@ -64,6 +72,9 @@ class ExactOnlineSettings(ConnectorSettings):
     )
     error_limit: int = Field(
         default=5, ge=1, le=9, description="Failed calls (400/401/403/404) on one endpoint in an hour after which it is not called"
+    )
+    stock_warehouse: str | None = Field(
+        default=None, description="WarehouseCode whose stock the stock source reads; unset: every warehouse (one SKU in one)"
     )
     journal_code: str = Field(default="90", min_length=1, description="Journal (JournalCode) of the journal entries written")
     item_vat_code: str | None = Field(default=None, description="SalesVatCode of new items; unset: Exact's default")
@@ -95,10 +106,16 @@ class ItemSource(Source[Product]):
     async def changes(self, since: str | None) -> AsyncIterator[Change]:
         conn = self.connector
         stamp = int(since) if since else 1
+        every_price: dict[str, dict[str, Any]] | None = None
         async for items in conn.client.pages(
             "sync/Logistics/Items", select=mapping.ITEM_SELECT, filter=f"Timestamp gt {stamp}", what="items changed"
         ):
-            prices = await conn.prices_of([str(i["Code"]) for i in items if isinstance(i.get("Code"), str)])
+            codes = [str(i["Code"]) for i in items if isinstance(i.get("Code"), str)]
+            if every_price is None and len(codes) > BULK_PRICES_FROM:
+                # a large read (a first sync): every price through the bulk API, 1,000 a call,
+                # instead of one call per look-up of up to PAGE_KEYS codes
+                every_price = await conn.all_prices()
+            prices = every_price if every_price is not None else await conn.prices_of(codes)
             for item in items:
                 cursor = str(item.get("Timestamp") or stamp).zfill(CURSOR_DIGITS)
                 price = prices.get(str(item.get("Code")))
@@ -155,6 +172,102 @@ class SalesOrderSource(Source[Order]):
                 pending = self.mapped(str(order.get("OrderID")), floor, functools.partial(mapping.sales_order_to_order, order, account))
         if pending is not None:
             yield dataclasses.replace(pending, cursor=newest)
+
+
+class ItemWarehouseSource(Source[StockLevel]):
+    """Stock per item and warehouse (``inventory/ItemWarehouses``: ``CurrentStock`` on hand,
+    ``ReservedStock`` reserved by sales orders), changed since a ``Modified`` cursor; only the
+    warehouse ``stock_warehouse`` (a ``WarehouseCode``) when set. The same cursor rule as orders."""
+
+    connector: ExactOnlineConnector
+    field_map = {"sku": "ItemCode", "location": "WarehouseCode", "on_hand": "CurrentStock", "reserved": "ReservedStock"}
+
+    async def changes(self, since: str | None) -> AsyncIterator[Change]:
+        conn = self.connector
+        floor = since or MIN_ORDER_CURSOR
+        newest = floor
+        pending: Change | None = None
+        wanted = conn.settings.stock_warehouse
+        async for rows in conn.client.pages(
+            "inventory/ItemWarehouses",
+            select=mapping.STOCK_SELECT,
+            filter=f"Modified ge datetime'{floor[:19]}'",
+            what="stock positions changed",
+        ):
+            for row in rows:
+                if wanted is not None and str(row.get("WarehouseCode") or "").strip() != wanted:
+                    continue
+                try:
+                    newest = max(newest, _order_cursor(row.get("Modified")))
+                except ValueError as exc:
+                    conn.context.log.warning("exact_bad_modified", item=row.get("ItemCode"), error=str(exc))
+                if pending is not None:
+                    yield pending
+                pending = self.mapped(str(row.get("ID")), floor, functools.partial(mapping.item_warehouse_to_stock, row))
+        if pending is not None:
+            yield dataclasses.replace(pending, cursor=newest)
+
+
+class GoodsDeliverySource(Source[Shipment]):
+    """Goods deliveries (``salesorder/GoodsDeliveries`` with their lines) as shipments of the shop's
+    orders: the shop's order number is the Exact sales order's ``YourRef`` (where an order that came
+    from the shop keeps it); one shipment per order a delivery covers. The same cursor rule as orders."""
+
+    connector: ExactOnlineConnector
+    field_map = {
+        "order_number": "SalesOrder.YourRef (by GoodsDeliveryLines.SalesOrderNumber)",
+        "tracking_code": "TrackingNumber",
+        "carrier": "ShippingMethodCode",
+        "shipped_at": "DeliveryDate",
+        "lines.*.sku": "GoodsDeliveryLines.ItemCode",
+        "lines.*.quantity": "GoodsDeliveryLines.QuantityDelivered",
+    }
+
+    async def changes(self, since: str | None) -> AsyncIterator[Change]:
+        conn = self.connector
+        floor = since or MIN_ORDER_CURSOR
+        newest = floor
+        pending: Change | None = None
+        async for deliveries in conn.client.pages(
+            "salesorder/GoodsDeliveries",
+            select=mapping.DELIVERY_SELECT,
+            filter=f"Modified ge datetime'{floor[:19]}'",
+            expand="GoodsDeliveryLines",
+            what="goods deliveries changed",
+        ):
+            numbers: list[int] = []
+            for delivery in deliveries:
+                try:
+                    numbers.extend(mapping.delivery_orders(delivery))
+                except RecordError:
+                    continue  # mapped below, as a failed change
+            refs = await conn.order_refs(numbers)
+            for delivery in deliveries:
+                try:
+                    newest = max(newest, _order_cursor(delivery.get("Modified")))
+                except ValueError as exc:
+                    conn.context.log.warning("exact_bad_modified", delivery=delivery.get("DeliveryNumber"), error=str(exc))
+                try:
+                    shipments = mapping.delivery_to_shipments(delivery, refs)
+                except (RecordError, ValueError) as exc:
+                    failed = functools.partial(_raise, exc)
+                    shipments_or_error: list[Any] = [failed]
+                else:
+                    shipments_or_error = [functools.partial(_identity, shipment) for shipment in shipments]
+                for n, make in enumerate(shipments_or_error):
+                    if pending is not None:
+                        yield pending
+                    pending = self.mapped(f"{delivery.get('EntryID')}/{n}", floor, make)
+        if pending is not None:
+            yield dataclasses.replace(pending, cursor=newest)
+
+
+def _raise(exc: Exception) -> Any:
+    raise exc
+
+
+def _identity(record: Shipment) -> Shipment:
+    return record
 
 
 class ItemSink(Sink[Product]):
@@ -214,9 +327,12 @@ class AccountSink(Sink[Customer]):
     async def create(self, record: Customer) -> str:
         conn = self.connector
         what = f"customer {record.key()!r}"
-        created = await conn.client.create(
-            "crm/Accounts", mapping.account_body(record, vat_code=record.tax_code or conn.settings.account_vat_code), what=what
-        )
+        body = mapping.account_body(record, vat_code=record.tax_code or conn.settings.account_vat_code)
+        if record.revenue_account:  # the flow's revenue_accounts map (per country): a GL account code
+            body["GLAccountSales"] = (await conn.gl_accounts([record.revenue_account]))[record.revenue_account]
+        if record.payment_terms:  # the flow's payment_terms: Exact's payment condition code
+            body["PaymentConditionSales"] = record.payment_terms
+        created = await conn.client.create("crm/Accounts", body, what=what)
         account_id = str(created["ID"])
         contact = mapping.contact_body(record, account_id)
         if contact is not None:
@@ -296,8 +412,13 @@ class ExactOnlineConnector(Connector):
     name: ClassVar[str] = "exact_online"
     title: ClassVar[str] = "Exact Online"
     Settings: ClassVar[type[ConnectorSettings]] = ExactOnlineSettings
-    sources = {Entity.PRODUCTS: ItemSource, Entity.ORDERS: SalesOrderSource}
-    sinks = {Entity.PRODUCTS: ItemSink, Entity.CUSTOMERS: AccountSink, Entity.JOURNAL: JournalSink}
+    sources = {
+        Entity.PRODUCTS: ItemSource,
+        Entity.ORDERS: SalesOrderSource,
+        Entity.STOCK: ItemWarehouseSource,
+        Entity.SHIPMENTS: GoodsDeliverySource,
+    }
+    sinks = {Entity.PRODUCTS: ItemSink, Entity.CUSTOMERS: AccountSink, Entity.JOURNAL: JournalSink, Entity.INVOICES: SalesInvoiceSink}
     rate_limits = RATE_LIMITS
     oauth_authorize_url: ClassVar[str | None] = "https://start.exactonline.nl/api/oauth2/auth"
     oauth_scopes: ClassVar[tuple[str, ...]] = ()
@@ -354,13 +475,11 @@ class ExactOnlineConnector(Connector):
     # -- look-ups the parts share ---------------------------------------------------------
 
     async def items_by_code(self, codes: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """The Items whose Code is one of ``codes`` (exact matches), ``FIND_MANY_CHUNK`` per call."""
-        wanted = list(dict.fromkeys(codes))
+        """The Items whose Code is one of ``codes`` (exact matches): as many per call as a short URL
+        and one page (60) hold (:func:`apicenterd.kit.odata_or_filters`)."""
         found: dict[str, dict[str, Any]] = {}
         select = [f for f in mapping.ITEM_SELECT if f != "Timestamp"]
-        for start in range(0, len(wanted), FIND_MANY_CHUNK):
-            chunk = wanted[start : start + FIND_MANY_CHUNK]
-            expression = " or ".join(f"Code eq {odata_string(code)}" for code in chunk)
+        for expression, chunk in odata_or_filters("Code", codes, max_keys=PAGE_KEYS):
             async for items in self.client.pages("logistics/Items", select=select, filter=expression, what=f"{len(chunk)} items by Code"):
                 for item in items:
                     if item.get("Code") in chunk:
@@ -369,11 +488,8 @@ class ExactOnlineConnector(Connector):
 
     async def prices_of(self, codes: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The SalesItemPrice in the division's currency of each item code (the first one Exact lists)."""
-        wanted = list(dict.fromkeys(codes))
         found: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(wanted), FIND_MANY_CHUNK):
-            chunk = wanted[start : start + FIND_MANY_CHUNK]
-            expression = " or ".join(f"ItemCode eq {odata_string(code)}" for code in chunk)
+        for expression, chunk in odata_or_filters("ItemCode", codes, max_keys=PAGE_KEYS):
             async for prices in self.client.pages(
                 "logistics/SalesItemPrices", select=mapping.PRICE_SELECT, filter=expression, what=f"sales prices of {len(chunk)} items"
             ):
@@ -381,6 +497,20 @@ class ExactOnlineConnector(Connector):
                     code = price.get("ItemCode")
                     if code in chunk and code not in found and (price.get("Currency") or self.settings.currency) == self.settings.currency:
                         found[code] = price
+        return found
+
+    async def all_prices(self) -> dict[str, dict[str, Any]]:
+        """Every SalesItemPrice in the division's currency by item code (``bulk/Logistics/SalesItemPrices``)."""
+        found: dict[str, dict[str, Any]] = {}
+        async for prices in self.client.pages("bulk/Logistics/SalesItemPrices", select=mapping.PRICE_SELECT, what="all sales prices"):
+            for price in prices:
+                code = price.get("ItemCode")
+                if (
+                    isinstance(code, str)
+                    and code not in found
+                    and (price.get("Currency") or self.settings.currency) == self.settings.currency
+                ):
+                    found[code] = price
         return found
 
     async def set_price(self, item_id: str, record: Product, current: dict[str, Any] | None) -> None:
@@ -407,6 +537,21 @@ class ExactOnlineConnector(Connector):
                 f"GL account(s) {', '.join(sorted(set(unknown)))} not found in Exact Online division {await self.client.division()}"
             )
         return {c: self._gl[c] for c in codes}
+
+    async def order_refs(self, numbers: Sequence[int]) -> dict[int, str]:
+        """Exact sales order number → its ``YourRef`` (the shop's order number), for the orders that have one."""
+        wanted = list(dict.fromkeys(numbers))
+        refs: dict[int, str] = {}
+        for start in range(0, len(wanted), FIND_MANY_CHUNK):
+            chunk = wanted[start : start + FIND_MANY_CHUNK]
+            expression = " or ".join(f"OrderNumber eq {number}" for number in chunk)
+            async for orders in self.client.pages(
+                "salesorder/SalesOrders", select=("OrderID", "OrderNumber", "YourRef"), filter=expression, what="orders of deliveries"
+            ):
+                refs.update(
+                    {o["OrderNumber"]: str(o["YourRef"]).strip() for o in orders if o.get("YourRef") and o.get("OrderNumber") in chunk}
+                )
+        return refs
 
     async def accounts_by_id(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The Accounts with these IDs, ``FIND_MANY_CHUNK`` per call (what is not a GUID is not looked up)."""
@@ -463,4 +608,13 @@ class ExactOnlineConnector(Connector):
         }
 
 
-__all__ += ["AccountSink", "ItemSink", "ItemSource", "JournalSink", "SalesOrderSource", "guid_key"]
+__all__ += [
+    "AccountSink",
+    "ItemSink",
+    "ItemSource",
+    "GoodsDeliverySource",
+    "ItemWarehouseSource",
+    "JournalSink",
+    "SalesOrderSource",
+    "guid_key",
+]

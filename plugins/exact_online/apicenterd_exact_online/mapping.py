@@ -6,9 +6,13 @@ from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from apicenterd import Address, Contact, Customer, JournalEntry, Order, OrderLine, Product, RecordError
+from apicenterd import Address, Contact, Customer, JournalEntry, Order, OrderLine, Product, RecordError, Shipment, StockLevel
 
 __all__ = [
+    "DELIVERY_SELECT",
+    "delivery_to_shipments",
+    "STOCK_SELECT",
+    "item_warehouse_to_stock",
     "entry_number",
     "entry_stub",
     "journal_body",
@@ -384,3 +388,67 @@ def journal_body(entry: JournalEntry, *, journal: str, gl_accounts: dict[str, st
         "Currency": entry.currency,
         "GeneralJournalEntryLines": lines,
     }
+
+
+STOCK_SELECT = ("ID", "ItemCode", "WarehouseCode", "CurrentStock", "ReservedStock", "Modified")
+"""What a stock read asks for."""
+
+
+def item_warehouse_to_stock(row: dict[str, Any]) -> StockLevel:
+    """An ItemWarehouse as a StockLevel: on hand ``CurrentStock``, reserved ``ReservedStock``,
+    available the difference (the stock flow's ``available`` option decides what is written)."""
+    code = _text(row.get("ItemCode"))
+    if not code:
+        raise RecordError(f"Exact item warehouse {row.get('ID')}: no ItemCode")
+    on_hand = to_decimal(row.get("CurrentStock")) or Decimal(0)
+    reserved = to_decimal(row.get("ReservedStock")) or Decimal(0)
+    return StockLevel(sku=code, location=_text(row.get("WarehouseCode")), on_hand=on_hand, reserved=reserved, available=on_hand - reserved)
+
+
+DELIVERY_SELECT = ("EntryID", "DeliveryNumber", "DeliveryDate", "TrackingNumber", "ShippingMethodCode", "Modified", "GoodsDeliveryLines")
+"""What a shipments read asks for (with ``$expand=GoodsDeliveryLines``)."""
+
+
+def delivery_orders(delivery: dict[str, Any]) -> list[int]:
+    """The Exact sales order numbers a goods delivery delivers (from its lines), in order."""
+    block = delivery.get("GoodsDeliveryLines")
+    rows = block.get("results") if isinstance(block, dict) else block
+    if not isinstance(rows, list):
+        raise RecordError(f"Exact goods delivery {delivery.get('DeliveryNumber')}: GoodsDeliveryLines not expanded")
+    return list(dict.fromkeys(r["SalesOrderNumber"] for r in rows if isinstance(r, dict) and isinstance(r.get("SalesOrderNumber"), int)))
+
+
+def delivery_to_shipments(delivery: dict[str, Any], order_numbers: dict[int, str]) -> list[Shipment]:
+    """A goods delivery as one Shipment per sales order it delivers (a split delivery is several
+    shipments of one order over time); ``order_numbers`` maps Exact's order number to the shop's."""
+    what = f"Exact goods delivery {delivery.get('DeliveryNumber')}"
+    block = delivery.get("GoodsDeliveryLines")
+    rows = block.get("results") if isinstance(block, dict) else block
+    shipments = []
+    for exact_number in delivery_orders(delivery):
+        number = order_numbers.get(exact_number)
+        if not number:
+            raise RecordError(f"{what}: sales order {exact_number} has no shop order number (YourRef)")
+        lines = tuple(
+            OrderLine(
+                sku=_text(r.get("ItemCode")),
+                name=_text(r.get("ItemCode")) or "",
+                quantity=to_decimal(r.get("QuantityDelivered")) or Decimal(0),
+                unit_price=Decimal(0),
+            )
+            for r in rows or ()
+            if r.get("SalesOrderNumber") == exact_number
+        )
+        tracking = _text(delivery.get("TrackingNumber")) or next(
+            (_text(r.get("TrackingNumber")) for r in rows or () if _text(r.get("TrackingNumber"))), None
+        )
+        shipments.append(
+            Shipment(
+                order_number=number,
+                tracking_code=tracking or "",
+                carrier=_text(delivery.get("ShippingMethodCode")),
+                shipped_at=_when(delivery.get("DeliveryDate"), what) if delivery.get("DeliveryDate") else None,
+                lines=lines,
+            )
+        )
+    return shipments

@@ -21,6 +21,8 @@ RESOURCES = {
     "generaljournalentry/GeneralJournalEntries": "GeneralJournalEntry.GeneralJournalEntry",
     "current/Me": "Current.Me",
     "financial/GLAccounts": "Financial.GLAccount",
+    "inventory/ItemWarehouses": "Inventory.ItemWarehouse",
+    "salesorder/GoodsDeliveries": "SalesOrder.GoodsDelivery",
 }
 """Resource path (after ``/api/v1/{division}/``) → SDK model (``ExactOnline.Client.Models.<model>``)."""
 
@@ -29,6 +31,7 @@ SDK_MODEL.update(
     {
         "SalesOrderLines": "SalesOrder.SalesOrderLine",
         "SalesInvoiceLines": "SalesInvoice.SalesInvoiceLine",
+        "GoodsDeliveryLines": "SalesOrder.GoodsDeliveryLine",
         "GeneralJournalEntryLines": "GeneralJournalEntry.GeneralJournalEntryLine",
     }
 )

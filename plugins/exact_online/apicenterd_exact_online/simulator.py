@@ -94,6 +94,21 @@ WRITABLE: dict[str, frozenset[str]] = {
         )
     ),
     "logistics/SalesItemPrices": frozenset(("ID", "Item", "Price", "Currency", "Unit", "Quantity", "StartDate", "EndDate")),
+    "salesinvoice/SalesInvoices": frozenset(
+        (
+            "Journal",
+            "Type",
+            "InvoiceTo",
+            "OrderedBy",
+            "YourRef",
+            "Description",
+            "Currency",
+            "OrderDate",
+            "DueDate",
+            "PaymentCondition",
+            "SalesInvoiceLines",
+        )
+    ),
     "generaljournalentry/GeneralJournalEntries": frozenset(
         ("JournalCode", "EntryNumber", "Currency", "FinancialPeriod", "FinancialYear", "GeneralJournalEntryLines")
     ),
@@ -101,6 +116,9 @@ WRITABLE: dict[str, frozenset[str]] = {
 """The properties the simulator lets a client write (a subset of the SDK's writable ones)."""
 
 LINE_WRITABLE = {
+    "SalesInvoiceLines": frozenset(
+        ("Item", "Description", "Quantity", "UnitPrice", "Discount", "VATCode", "GLAccount", "CostCenter", "CostUnit")
+    ),
     "GeneralJournalEntryLines": frozenset(("GLAccount", "AmountFC", "Date", "Description", "CostCenter", "CostUnit", "VATCode", "Notes")),
 }
 """The properties of the lines posted inside a document."""
@@ -109,6 +127,9 @@ GL_ACCOUNTS = {"1000": "Cash", "1100": "Bank", "1300": "Debtors", "1500": "VAT p
 
 SYNC_OF = {"sync/Logistics/Items": "logistics/Items", "sync/CRM/Accounts": "crm/Accounts"}
 FILTER_REQUIRED = {
+    "salesorder/GoodsDeliveries",
+    "salesinvoice/SalesInvoices",
+    "inventory/ItemWarehouses",
     "generaljournalentry/GeneralJournalEntries",
     "financial/GLAccounts",
     "logistics/Items",
@@ -172,7 +193,16 @@ def _matches(item: dict[str, Any], terms: list[tuple[str, str, Any]]) -> bool:
 class ExactSim(VendorSim):
     """One Exact Online division in memory."""
 
-    def __init__(self, *, seed: int = 1, records: int = 0, minutely: int = 60, daily: int = 5000, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        *,
+        seed: int = 1,
+        records: int = 0,
+        customers: int = 0,
+        minutely: int = 60,
+        daily: int = 5000,
+        clock: Callable[[], float] = time.time,
+    ):
         super().__init__()
         self.clock = clock
         self.oauth = _token_server(clock)
@@ -190,12 +220,16 @@ class ExactSim(VendorSim):
             for resource in WRITABLE
         }
         self.data["salesorder/SalesOrders"] = Collection(ids)  # read only here: orders come from Exact
+        self.data["inventory/ItemWarehouses"] = Collection(ids)  # read only here
+        self.data["salesorder/GoodsDeliveries"] = Collection(ids)  # read only here
         self.data["financial/GLAccounts"] = Collection(ids)
         for code, description in GL_ACCOUNTS.items():
             self.data["financial/GLAccounts"].add({"Code": code, "Description": description}, id_field="ID")
         self.timestamp = 1000
         self.writes: list[tuple[str, str, bytes]] = []
         self.refusals = 0  # 429s answered
+        for n in range(1, customers + 1):
+            self.add_account(f"Customer {n} BV", f"customer{n}@example.com", code=str(1000 + n), City="Utrecht", Country="NL")
         rng = seeded(seed, "exact-items")
         for n in range(1, records + 1):
             fields = {"Code": f"EX-{n:05d}", "Description": f"Exact item {n}", "IsSalesItem": True, "Unit": "pc"}
@@ -268,6 +302,67 @@ class ExactSim(VendorSim):
         }
         stored: dict[str, Any] = orders.add(order, id_field="OrderID")
         return stored
+
+    def deliver(self, order: dict[str, Any], tracking: str, *, carrier: str = "POSTNL", lines: int | None = None) -> dict[str, Any]:
+        """A goods delivery of (the first ``lines`` of) ``order``'s lines with a tracking number."""
+        deliveries = self.data["salesorder/GoodsDeliveries"]
+        self.timestamp += 1
+        number = 1 + max((d["DeliveryNumber"] for d in deliveries.values()), default=0)
+        rows = [
+            {
+                "LineNumber": n,
+                "ItemCode": line["ItemCode"],
+                "QuantityDelivered": line["Quantity"],
+                "QuantityOrdered": line["Quantity"],
+                "SalesOrderNumber": order["OrderNumber"],
+                "SalesOrderLineNumber": line["LineNumber"],
+                "TrackingNumber": tracking,
+            }
+            for n, line in enumerate(order["SalesOrderLines"][:lines], 1)
+        ]
+        delivery = {
+            "DeliveryNumber": number,
+            "DeliveryDate": self._modified(),
+            "TrackingNumber": tracking,
+            "ShippingMethodCode": carrier,
+            "DeliveryAccount": order["OrderedBy"],
+            "Modified": self._modified(),
+            "Timestamp": self.timestamp,
+            "GoodsDeliveryLines": rows,
+        }
+        stored: dict[str, Any] = deliveries.add(delivery, id_field="EntryID")
+        return stored
+
+    def set_stock(self, code: str, current: float, reserved: float = 0, *, warehouse: str = "1") -> dict[str, Any]:
+        """The stock of item ``code`` in ``warehouse`` (made or changed now)."""
+        item = self.data["logistics/Items"].find("Code", code)
+        if item is None:
+            raise ValueError(f"no item {code!r} in the simulator")
+        stock = self.data["inventory/ItemWarehouses"]
+        row = next((r for r in stock.values() if r["Item"] == item["ID"] and r["WarehouseCode"] == warehouse), None)
+        self.timestamp += 1
+        fields = {"CurrentStock": current, "ReservedStock": reserved, "Modified": self._modified(), "Timestamp": self.timestamp}
+        if row is None:
+            stored: dict[str, Any] = stock.add({"Item": item["ID"], "ItemCode": code, "WarehouseCode": warehouse, **fields}, id_field="ID")
+            return stored
+        row.update(fields)
+        return row
+
+    def invoice(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A draft sales invoice (Status 10) for a known account, its lines on known items."""
+        if body.get("InvoiceTo") not in self.data["crm/Accounts"]:
+            raise _error(400, "InvoiceTo: not found")
+        if not body.get("Journal"):
+            raise _error(400, "Mandatory: Journal")
+        for n, line in enumerate(body["SalesInvoiceLines"], 1):
+            if "Item" in line and line["Item"] not in self.data["logistics/Items"]:
+                raise _error(400, f"Line {n}: Item: not found")
+        invoices = self.data["salesinvoice/SalesInvoices"]
+        self.timestamp += 1
+        number = 1 + max((i.get("InvoiceNumber") or 0 for i in invoices.values()), default=0)
+        entry = {**body, "InvoiceNumber": number, "Status": 10, "Timestamp": self.timestamp, "Modified": self._modified()}
+        stored: dict[str, Any] = invoices.add(entry, id_field="InvoiceID")
+        return {k: v for k, v in stored.items() if k not in ("Timestamp", "SalesInvoiceLines")}
 
     def book(self, body: dict[str, Any]) -> dict[str, Any]:
         """A general journal entry: lines on known GL accounts that balance (a 400 otherwise)."""
@@ -426,17 +521,22 @@ def _listing(sim: ExactSim, request: Request, resource: str, *, sync: bool) -> R
     fields = select.split(",") if select else None
     expand = (query.get("$expand") or "").split(",")
     model = RESOURCES.get(resource, resource).split(".")[-1]
-    key = {"salesorder/SalesOrders": "OrderID", "generaljournalentry/GeneralJournalEntries": "EntryID"}.get(resource, "ID")
+    key = {
+        "salesorder/SalesOrders": "OrderID",
+        "generaljournalentry/GeneralJournalEntries": "EntryID",
+        "salesinvoice/SalesInvoices": "InvoiceID",
+        "salesorder/GoodsDeliveries": "EntryID",
+    }.get(resource, "ID")
     results = []
     for item in window:
         uri = f"{request.base_url}api/v1/{DIVISION}/{resource}(guid'{item[key]}')"
         shown = {k: v for k, v in item.items() if fields is None or k in fields}
         if not sync and (fields is None or "Timestamp" not in fields):
             shown.pop("Timestamp", None)
-        if "SalesOrderLines" in shown:
-            lines = shown["SalesOrderLines"]
-            deferred = {"__deferred": {"uri": f"{uri}/SalesOrderLines"}}
-            shown["SalesOrderLines"] = {"results": lines} if "SalesOrderLines" in expand else deferred
+        for nested in ("SalesOrderLines", "GoodsDeliveryLines"):
+            if nested in shown:
+                deferred = {"__deferred": {"uri": f"{uri}/{nested}"}}
+                shown[nested] = {"results": shown[nested]} if nested in expand else deferred
         results.append({"__metadata": {"uri": uri, "type": f"Exact.Web.Api.Models.{model}"}, **shown})
     d: dict[str, Any] = {"results": results}
     if next_link:
@@ -467,6 +567,8 @@ async def collection(sim: ExactSim, request: Request) -> Response:
         raise _error(400, "Account: not found")
     if resource == "generaljournalentry/GeneralJournalEntries":
         return json_response({"d": sim.book(body)}, 201)
+    if resource == "salesinvoice/SalesInvoices":
+        return json_response({"d": sim.invoice(body)}, 201)
     stored = sim._store(resource, {k: v for k, v in body.items() if k != "ID"})
     shown = {k: v for k, v in stored.items() if k != "Timestamp"}
     return json_response({"d": shown}, 201)
@@ -504,6 +606,19 @@ async def sync(sim: ExactSim, request: Request) -> Response:
     return _listing(sim, request, resource, sync=True)
 
 
+BULK_OF = {"bulk/Logistics/SalesItemPrices": "logistics/SalesItemPrices", "bulk/Logistics/Items": "logistics/Items"}
+
+
+async def bulk(sim: ExactSim, request: Request) -> Response:
+    """``bulk/{service}/{name}``: the whole resource, 1,000 a page, ``$select`` mandatory, ``$filter`` optional."""
+    _division(request)
+    name = f"bulk/{request.path_params['service']}/{request.path_params['name']}"
+    resource = BULK_OF.get(name)
+    if resource is None:
+        raise _error(404, f"Resource not found: {name}")
+    return _listing(sim, request, resource, sync=True)
+
+
 def create_app(*, seed: int = 1, records: int = 0, **options: Any) -> Starlette:
     """The simulator app (``app.state.sim`` is its :class:`ExactSim`)."""
     sim = ExactSim(seed=seed, records=records, **options)
@@ -513,6 +628,7 @@ def create_app(*, seed: int = 1, records: int = 0, **options: Any) -> Starlette:
             Route("/api/oauth2/token", sim.oauth.endpoint, methods=["POST"]),
             Route("/api/v1/current/Me", VendorSim.api(me), methods=["GET"]),
             Route("/api/v1/{division}/sync/{service}/{name}", VendorSim.api(sync), methods=["GET"]),
+            Route("/api/v1/{division}/bulk/{service}/{name}", VendorSim.api(bulk), methods=["GET"]),
             Route("/api/v1/{division}/{service}/{name}", VendorSim.api(collection), methods=["GET", "POST", "PUT"]),
         ]
     )

@@ -182,3 +182,42 @@ def test_odata_dates():
     assert parse_odata_date(None) is None
     with pytest.raises(ValueError, match="not an OData date"):
         parse_odata_date(12)
+
+
+@respx.mock
+async def test_an_answer_that_is_not_json_or_not_a_list_is_named():
+    respx.get(f"{BASE}/api/v1/7/crm/Accounts").mock(return_value=httpx.Response(200, text="<html>maintenance</html>"))
+    with pytest.raises(FatalError, match="not JSON"):
+        await _client(division=7).first("crm/Accounts", select=("ID",), filter="Code eq 'x'", what="accounts")
+    respx.get(f"{BASE}/api/v1/7/crm/Contacts").mock(return_value=httpx.Response(200, json={"value": []}))
+    with pytest.raises(FatalError, match="crm/Contacts: expected Exact's list answer"):
+        await _client(division=7).first("crm/Contacts", select=("ID",), filter="Email eq 'x'", what="contacts")
+
+
+@respx.mock
+async def test_a_bad_item_in_the_sync_feed_is_a_failed_change_not_a_gap():
+    """An item without Code is yielded as a failed change (dead-lettered by the daemon); the rest read on."""
+    from apicenterd_exact_online import ExactOnlineConnector
+
+    from apicenterd import Entity
+    from apicenterd.testing import connect
+
+    items = {
+        "d": {
+            "results": [
+                {"ID": "a", "Code": None, "Description": "x", "Timestamp": 5},
+                {"ID": "b", "Code": "OK-1", "Description": "fine", "Timestamp": 6},
+            ]
+        }
+    }
+    respx.get(f"{BASE}/api/v1/7/sync/Logistics/Items").mock(return_value=httpx.Response(200, json=items))
+    respx.get(f"{BASE}/api/v1/7/logistics/SalesItemPrices").mock(return_value=httpx.Response(200, json={"d": {"results": []}}))
+    respx.post(f"{BASE}/api/oauth2/token").mock(
+        return_value=httpx.Response(200, json={"access_token": "a", "refresh_token": "r2", "expires_in": "600"})
+    )
+    settings = {"client_id": "c", "client_secret": "s", "refresh_token": "r1", "division": 7}
+    async with connect(ExactOnlineConnector, settings) as conn:
+        changes = [c async for c in conn.source(Entity.PRODUCTS).changes(None)]
+    assert [c.source_id for c in changes] == ["a", "b"]
+    assert changes[0].record is None and "no Code" in str(changes[0].error)
+    assert changes[1].record.sku == "OK-1" and changes[1].cursor == "6".zfill(20)

@@ -14,7 +14,7 @@ from apicenterd_exact_online import ExactOnlineConnector, mapping
 from apicenterd_exact_online.sdk import READ_ONLY, RESOURCES, SDK_MODEL
 from apicenterd_exact_online.simulator import WRITABLE
 
-from apicenterd import Address, Contact, Customer, Entity, JournalEntry, JournalLine, Product
+from apicenterd import Address, Contact, Customer, Entity, Invoice, InvoiceLine, JournalEntry, JournalLine, Product
 from apicenterd.testing import connect
 
 
@@ -57,6 +57,10 @@ def test_selects_name_sdk_fields(sdk_fields):
     assert set(mapping.ITEM_SELECT) - {"Timestamp"} <= sdk_fields["Logistics.Item"]  # Timestamp: the sync API's
     assert set(mapping.PRICE_SELECT) <= sdk_fields["Logistics.SalesItemPrice"]
     assert set(mapping.ACCOUNT_SELECT) <= sdk_fields["CRM.Account"]
+    assert set(mapping.STOCK_SELECT) <= sdk_fields["Inventory.ItemWarehouse"]
+    assert set(mapping.DELIVERY_SELECT) <= sdk_fields["SalesOrder.GoodsDelivery"]
+    orders = set(mapping.ORDER_SELECT)
+    assert orders <= sdk_fields["SalesOrder.SalesOrder"] | {"Modified"}, sorted(orders - sdk_fields["SalesOrder.SalesOrder"])
 
 
 def test_the_fixture_item_has_sdk_field_names(spec_dir, sdk_fields):
@@ -69,7 +73,7 @@ def test_the_fixture_item_has_sdk_field_names(spec_dir, sdk_fields):
 
 @pytest.mark.anyio
 async def test_every_write_the_connector_sends_is_sdk_conformant(sdk_fields):
-    app = ExactOnlineConnector.simulator(seed=5, records=2)
+    app = ExactOnlineConnector.simulator(seed=5, records=2, customers=1)
     sim = app.state.sim
     settings = ExactOnlineConnector.demo_settings("http://exact.test")
     async with connect(ExactOnlineConnector, settings, app=app) as conn:
@@ -102,6 +106,28 @@ async def test_every_write_the_connector_sends_is_sdk_conformant(sdk_fields):
             ),
         )
         await journal.create(journal.normalize(entry))
+        debtor = next(iter(sim.data["crm/Accounts"]))
+        invoice = Invoice(
+            number="I-1",
+            invoice_date=date(2026, 1, 3),
+            due_date=date(2026, 2, 3),
+            total=Decimal("2.42"),
+            customer_id=debtor,
+            payment_terms="30",
+            lines=(
+                InvoiceLine(
+                    sku="EX-00001",
+                    unit_price=Decimal("1.21"),
+                    tax_rate=Decimal(21),
+                    tax_code="2",
+                    discount=Decimal("0.10"),
+                    account="8000",
+                    cost_centre="C",
+                ),
+                InvoiceLine(description="text", unit_price=Decimal("1.21"), tax_rate=Decimal(21)),
+            ),
+        )
+        await conn.create(Entity.INVOICES, conn.document_sink(Entity.INVOICES).normalize(invoice))
     assert sim.writes
     for method, path, raw in sim.writes:
         resource = re.sub(r"^/api/v1/\d+/|\(guid'.*'\)$", "", path)
@@ -114,4 +140,4 @@ async def test_every_write_the_connector_sends_is_sdk_conformant(sdk_fields):
             for line in body[nested]:
                 assert set(line) <= sdk_fields[line_model], (nested, sorted(set(line) - sdk_fields[line_model]))
                 assert not set(line) & READ_ONLY[line_model], (nested, sorted(set(line) & READ_ONLY[line_model]))
-    assert any(path.endswith("/GeneralJournalEntries") for _, path, _ in sim.writes)
+    assert {path.rsplit("/", 1)[-1] for _, path, _ in sim.writes} >= {"GeneralJournalEntries", "SalesInvoices", "Items", "Accounts"}

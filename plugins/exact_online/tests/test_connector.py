@@ -10,10 +10,35 @@ import pytest
 from apicenterd_exact_online import ExactOnlineConnector
 from apicenterd_exact_online.simulator import DIVISION
 
-from apicenterd import Address, AuthError, Contact, Customer, Entity, JournalEntry, JournalLine, Product, RecordError
+from apicenterd import (
+    Address,
+    AuthError,
+    Contact,
+    Customer,
+    Entity,
+    Invoice,
+    InvoiceLine,
+    JournalEntry,
+    JournalLine,
+    Product,
+    RecordError,
+)
 from apicenterd.testing import connect
 
 pytestmark = pytest.mark.anyio
+
+
+class MemoryTokens:
+    """A token store in memory that outlives one connection."""
+
+    def __init__(self):
+        self.tokens = None
+
+    async def load(self):
+        return self.tokens
+
+    async def save(self, tokens):
+        self.tokens = dict(tokens)
 
 
 async def test_division_comes_from_current_me(app, sim, settings):
@@ -180,3 +205,114 @@ async def test_journal_entry_refusals(app, settings):
         )
         with pytest.raises(RecordError, match="9999"):
             await sink.create(unknown)
+
+
+async def test_stock_per_warehouse(settings):
+    now = [time.time() - 60]
+    app = ExactOnlineConnector.simulator(seed=3, records=3, clock=lambda: now[0])
+    sim = app.state.sim
+    sim.set_stock("EX-00001", 10, 3)
+    sim.set_stock("EX-00002", 5, 0, warehouse="2")
+    now[0] += 5
+    sim.set_stock("EX-00003", 7.5, 0)
+    tokens = MemoryTokens()  # one token store for both connections: the refresh token rotates
+    async with connect(ExactOnlineConnector, settings, app=app, tokens=tokens) as conn:
+        changes = [c async for c in conn.source(Entity.STOCK).changes(None)]
+        levels = {c.record.sku: c.record for c in changes}
+        assert levels["EX-00001"].on_hand == 10 and levels["EX-00001"].reserved == 3 and levels["EX-00001"].available == 7
+        assert levels["EX-00002"].location == "2" and levels["EX-00003"].on_hand == Decimal("7.5")
+        assert [c.record.sku for c in [c async for c in conn.source(Entity.STOCK).changes(changes[-1].cursor)]] == ["EX-00003"]
+    async with connect(ExactOnlineConnector, {**settings, "stock_warehouse": "2"}, app=app, tokens=tokens) as conn:
+        assert [c.record.sku async for c in conn.source(Entity.STOCK).changes(None)] == ["EX-00002"]
+
+
+async def test_sales_invoice_created_once_with_lines(settings):
+    app = ExactOnlineConnector.simulator(seed=3, records=3, customers=1)
+    sim = app.state.sim
+    debtor = next(iter(sim.data["crm/Accounts"]))
+    invoice = Invoice(
+        number="INV-7",
+        invoice_date=date(2026, 4, 1),
+        due_date=date(2026, 4, 15),
+        total=Decimal("36.30"),
+        customer_id=debtor,
+        payment_terms="14",
+        lines=(
+            InvoiceLine(
+                sku="EX-00001",
+                description="Item",
+                quantity=Decimal(2),
+                unit_price=Decimal("12.10"),
+                tax_rate=Decimal(21),
+                tax_code="2",
+                discount=Decimal("2.00"),
+            ),
+            InvoiceLine(description="Service", unit_price=Decimal("12.10"), tax_rate=Decimal(21), account="8000"),
+        ),
+    )
+    async with connect(ExactOnlineConnector, settings, app=app) as conn:
+        sink = conn.document_sink(Entity.INVOICES)
+        assert await sink.find("INV-7") is None
+        invoice_id = await conn.create(Entity.INVOICES, sink.normalize(invoice))
+        found = await sink.find("INV-7")
+        assert found is not None and found.id == invoice_id
+    stored = sim.data["salesinvoice/SalesInvoices"][invoice_id]
+    assert stored["InvoiceTo"] == debtor and stored["YourRef"] == "INV-7" and stored["Type"] == 8020 and stored["Journal"] == "70"
+    lines = stored["SalesInvoiceLines"]
+    assert [line["UnitPrice"] for line in lines] == [10.0, 10.0]  # excl. VAT
+    assert lines[0]["Item"] == sim.data["logistics/Items"].find("Code", "EX-00001")["ID"] and lines[0]["VATCode"] == "2"
+    assert lines[0]["Discount"] == pytest.approx(2.00 / 20.00)  # a fraction of the line, excl. VAT as the line is
+    revenue = next(a["ID"] for a in sim.data["financial/GLAccounts"].values() if a["Code"] == "8000")
+    assert lines[1]["GLAccount"] == revenue and "Item" not in lines[1]
+
+
+async def test_invoice_incl_tax_without_rate_is_a_record_error(app, settings):
+    async with connect(ExactOnlineConnector, settings, app=app) as conn:
+        invoice = Invoice(number="X", invoice_date=date(2026, 1, 1), total=Decimal(1), lines=(InvoiceLine(unit_price=Decimal(1)),))
+        with pytest.raises(RecordError, match="no tax_rate"):
+            conn.document_sink(Entity.INVOICES).normalize(invoice)
+
+
+async def test_goods_deliveries_as_shipments_of_the_shop_orders(settings):
+    now = [time.time() - 60]
+    app = ExactOnlineConnector.simulator(seed=3, records=3, clock=lambda: now[0])
+    sim = app.state.sim
+    account = sim.add_account("Shop BV", "buyer@shop.example")
+    order = sim.add_order(account["ID"], [("EX-00001", 2, 10.0), ("EX-00002", 1, 5.0)], your_ref="SHOP-1001")
+    untraced = sim.add_order(account["ID"], [("EX-00003", 1, 1.0)])  # no YourRef: not from the shop
+    sim.deliver(order, "3STEST0001", lines=1)  # a split delivery: first the first line
+    now[0] += 5
+    sim.deliver(order, "3STEST0002")
+    sim.deliver(untraced, "3STEST0003")
+    async with connect(ExactOnlineConnector, settings, app=app) as conn:
+        changes = [c async for c in conn.source(Entity.SHIPMENTS).changes(None)]
+    shipped = [c.record for c in changes if c.record is not None]
+    assert [(s.order_number, s.tracking_code, s.carrier) for s in shipped] == [
+        ("SHOP-1001", "3STEST0001", "POSTNL"),
+        ("SHOP-1001", "3STEST0002", "POSTNL"),
+    ]
+    assert [(line.sku, line.quantity) for line in shipped[0].lines] == [("EX-00001", Decimal(2))]
+    failed = [c for c in changes if c.record is None]
+    assert len(failed) == 1 and "YourRef" in str(failed[0].error)
+
+
+async def test_account_revenue_account_and_payment_condition_on_create(app, sim, settings):
+    customer = Customer(kind="company", name="Rev BV", email="rev@example.com", revenue_account="8000", payment_terms="30", tax_code="2")
+    async with connect(ExactOnlineConnector, settings, app=app) as conn:
+        sink = conn.sink(Entity.CUSTOMERS)
+        account_id = await sink.create(sink.normalize(customer))
+        with pytest.raises(RecordError, match="9999"):
+            await sink.create(sink.normalize(customer.model_copy(update={"email": "x@example.com", "revenue_account": "9999"})))
+    account = sim.data["crm/Accounts"][account_id]
+    revenue = next(a["ID"] for a in sim.data["financial/GLAccounts"].values() if a["Code"] == "8000")
+    assert account["GLAccountSales"] == revenue and account["PaymentConditionSales"] == "30" and account["SalesVATCode"] == "2"
+
+
+async def test_a_large_items_read_takes_the_prices_from_the_bulk_api(settings):
+    app = ExactOnlineConnector.simulator(seed=4, records=450)
+    sim = app.state.sim
+    async with connect(ExactOnlineConnector, settings, app=app) as conn:
+        changes = [c async for c in conn.source(Entity.PRODUCTS).changes(None)]
+    assert len(changes) == 450 and all(c.record is not None and c.record.price_excl_tax is not None for c in changes)
+    assert sim.count("GET", f"/api/v1/{DIVISION}/bulk/Logistics/SalesItemPrices") == 1
+    assert sim.count("GET", f"/api/v1/{DIVISION}/logistics/SalesItemPrices") == 0

@@ -30,7 +30,7 @@ def servers():
         yield eacc_app, exact_app, stack.enter_context(serve_app(eacc_app)), stack.enter_context(serve_app(exact_app))
 
 
-def _resolved(tmp_path, eacc_url, exact_url, *, orders: bool = False):
+def _resolved(tmp_path, eacc_url, exact_url, *, orders: bool = False, stock: bool = False):
     raw = {
         "daemon": {"log_level": "warning", "metrics_address": "", "shutdown_timeout": 5},
         "state": {"path": str(tmp_path / "state.db")},
@@ -43,6 +43,8 @@ def _resolved(tmp_path, eacc_url, exact_url, *, orders: bool = False):
             "customers": {"source": "eaccounting", "target": "exact", "entity": "customers", "interval": "1h"},
         },
     }
+    if stock:
+        raw["flows"]["stock"] = {"source": "exact", "target": "eaccounting", "entity": "stock", "interval": "1h"}
     if orders:
         raw["flows"] = {
             "orders": {
@@ -159,3 +161,69 @@ def test_the_example_config_passes_check(tmp_path, monkeypatch, capsys):
     example = Path(__file__).resolve().parents[3] / "etc" / "eaccounting-exact.example.toml"
     assert main(["check", "--config", str(example)]) == 0, capsys.readouterr().err
     assert "3 flows" in capsys.readouterr().out
+
+
+async def test_stock_flow_from_exact_into_eaccounting(tmp_path, servers):
+    """Products first (eAccounting → Exact), then Exact's stock positions back to the articles."""
+    eacc_app, exact_app, eacc_url, exact_url = servers
+    resolved = _resolved(tmp_path, eacc_url, exact_url, stock=True)
+    assert (await _run(resolved, "products")).status == "ok"
+    articles = {a["Number"]: a for a in eacc_app.state.sim.articles.values()}
+    codes = sorted(articles)[:5]
+    for n, code in enumerate(codes):
+        exact_app.state.sim.set_stock(code, 10 + n, 2)
+
+    first = await _run(resolved, "stock")
+    assert first.status == "ok", first.error
+    assert first.counts["updated"] + first.counts["unchanged"] == len(codes) and first.counts["failed"] == 0
+    for n, code in enumerate(codes):
+        assert eacc_app.state.sim.articles[articles[code]["Id"]]["StockBalance"] == 8 + n  # on hand minus reserved
+
+    eacc_app.state.sim.requests.clear()
+    second = await _run(resolved, "stock")
+    assert second.status == "ok" and second.counts["updated"] == 0
+    assert [r for r in eacc_app.state.sim.requests if r[0] in ("POST", "PUT")] == []
+
+
+async def test_faults_and_a_spent_minute_lose_nothing_and_create_nothing_twice(tmp_path, servers):
+    """503s, a 429 from the minute limit and an answer lost after the create: every item once."""
+    eacc_app, exact_app, eacc_url, exact_url = servers
+    sim = exact_app.state.sim
+    sim.fail_next(503, {"error": {"code": "", "message": {"lang": "en-US", "value": "Service unavailable"}}}, times=2)
+    sim.fail_next(
+        429,
+        {"error": {"code": "", "message": {"lang": "en-US", "value": "API rate limit exceeded."}}},
+        path_prefix=f"/api/v1/{sim_division()}/logistics/SalesItemPrices",
+        headers={"Retry-After": "0"},
+    )
+    resolved = _resolved(tmp_path, eacc_url, exact_url)
+    articles = {a["Number"] for a in eacc_app.state.sim.articles.values()}
+    runs = [await _run(resolved, "products") for _ in range(3)]
+    assert runs[-1].status == "ok", runs[-1].error
+    codes = collections.Counter(item["Code"] for item in sim.data["logistics/Items"].values())
+    assert set(codes) == articles and set(codes.values()) == {1}
+    items_with_price = collections.Counter(p["Item"] for p in sim.data["logistics/SalesItemPrices"].values())
+    assert set(items_with_price.values()) <= {1}
+
+
+def sim_division() -> int:
+    from apicenterd_exact_online.simulator import DIVISION
+
+    return DIVISION
+
+
+def test_the_demo_config_passes_check(monkeypatch, capsys):
+    """etc/eaccounting-exact.demo.toml is valid with the simulators' demo credentials."""
+    from pathlib import Path
+
+    from apicenterd.cli import main
+
+    for prefix, cls, url in (
+        ("EACCOUNTING", EAccountingConnector, "http://127.0.0.1:8702"),
+        ("EXACT", ExactOnlineConnector, "http://127.0.0.1:8703"),
+    ):
+        for key, value in cls.demo_settings(url).items():
+            monkeypatch.setenv(f"DEMO_{prefix}_{key.upper()}", str(value))
+    demo = Path(__file__).resolve().parents[3] / "etc" / "eaccounting-exact.demo.toml"
+    assert main(["check", "--config", str(demo)]) == 0, capsys.readouterr().err
+    assert "2 flows" in capsys.readouterr().out

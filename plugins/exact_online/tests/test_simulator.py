@@ -139,3 +139,17 @@ async def test_read_only_write_is_refused_with_exacts_error():
     wrong_division = await client.get("/api/v1/999/crm/Accounts", params={"$select": "ID", "$filter": "Code eq '1'"})
     assert wrong_division.status_code == 403
     await client.aclose()
+
+
+async def test_the_days_budget_left_is_a_metric():
+    """The daemon's gauge apicenterd_rate_limit_remaining{limit="daily"} follows X-RateLimit-Remaining."""
+    from prometheus_client import REGISTRY
+
+    app = ExactOnlineConnector.simulator(seed=1, records=1, daily=300)
+    settings = {**ExactOnlineConnector.demo_settings("http://exact.test"), "division": DIVISION}
+    async with connect(ExactOnlineConnector, settings, app=app, name="exact-metric") as conn:
+        await conn.sink(Entity.PRODUCTS).find("EX-00001")
+    labels = {"connection": "exact-metric", "limit": "daily"}
+    assert REGISTRY.get_sample_value("apicenterd_rate_limit_remaining", labels) == 298
+    minutely = REGISTRY.get_sample_value("apicenterd_rate_limit_remaining", {"connection": "exact-metric", "limit": "minutely"})
+    assert minutely is not None and minutely < 60  # the minute may turn between the two calls
