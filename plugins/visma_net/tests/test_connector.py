@@ -85,7 +85,7 @@ async def test_customer_created_with_field_wrappers_found_by_email_and_updated(a
     customer = Customer(
         kind="company", name="Fjord AS", email="post@fjord.no",
         contact=Contact(first_name="Kari", last_name="Nordmann"),
-        billing_address=Address(street="Karl Johans gate", house_number="1", postcode="0154", city="Oslo", country="NO"),
+        billing_address=Address(street="Karl Johans gate", house_number="1", line2="c/o Nordmann", postcode="0154", city="Oslo", country="NO"),
         vat_number="NO999999999MVA",
     )
     async with connect(VismaNetConnector, settings, app=app) as conn:
