@@ -552,7 +552,7 @@ class VismaNetConnector(Connector):
     rate_limits = (RateLimit(REQUESTS_PER_HOUR, 3600.0, name="per_company_client", headers=RATE_LIMIT_HEADERS),)
     oauth_authorize_url: ClassVar[str | None] = "https://connect.visma.com/connect/authorize"
     oauth_scopes: ClassVar[tuple[str, ...]] = INTERACTIVE_SCOPES
-    default_port: ClassVar[int | None] = 8703
+    default_port: ClassVar[int | None] = 8707
 
     settings: VismaNetSettings
 
