@@ -148,3 +148,31 @@ async def test_a_record_visma_net_refuses_fails_alone_and_the_flow_goes_on(pair)
                                  "ExceptionFaultCode": "10", "ExceptionMessageID": "10_x"}, path_prefix="/v1/inventory", times=1)  # fmt: skip
     first = await run(resolved, "products")
     assert first.counts["failed"] == 1 and first.counts["created"] == 3, first.counts
+
+
+async def test_eaccounting_orders_become_sales_orders_with_branch_and_order_type_once(pair):
+    flows = {
+        "products": {"source": "eaccounting", "target": "vismanet", "entity": "products", "interval": "1h"},
+        "orders": {"source": "eaccounting", "target": "vismanet", "entity": "orders", "interval": "1h",
+                   "options": {"document": "order"}, "target_settings": {"order_type": "SO", "branch": "2"}},
+    }  # fmt: skip
+    ea, vn, resolved = pair(flows, ea={"records": 3, "customers": 2}, vn={"require_branch": True})
+    await twice(resolved, "products", vn)
+    ea_sim = ea.state.sim
+    customer = next(iter(ea_sim.customers.values()))
+    article = next(iter(ea_sim.articles.values()))
+    order = ea_sim.documents.write_order({
+        "CustomerId": customer["Id"], "OrderDate": "2024-05-01", "CurrencyCode": "SEK", "CustomerIsPrivatePerson": False,
+        "YourReference": "web 1", "Amount": 0, "VatAmount": 0, "RoundingsAmount": 0, "InvoiceCity": "Oslo",
+        "InvoiceCountryCode": "NO", "InvoiceCustomerName": customer["Name"], "InvoicePostalCode": "0150", "EuThirdParty": False,
+        "Status": 2, "RotReducedInvoicingType": 0, "ReverseChargeOnConstructionServices": False,
+        "Rows": [{"LineNumber": 1, "ArticleId": article["Id"], "Quantity": 2, "UnitPrice": 10, "Text": "Line", "IsTextRow": False,
+                  "IsWorkCost": False, "EligibleForReverseChargeOnVat": False}],
+    })  # fmt: skip
+    first = await twice(resolved, "orders", vn)
+    assert first.counts["created"] == 1, first.counts
+    made = [o for o in vn.state.sim.orders.values() if o["customerRefNo"] == str(order["Number"])]
+    assert len(made) == 1 and made[0]["orderType"] == "SO"
+    assert made[0]["lines"][0]["inventory"]["number"] == article["Number"]
+    debtor = vn.state.sim.customers[made[0]["customer"]["number"]]
+    assert debtor["mainContact"]["email"].lower() == str(customer["EmailAddress"]).lower()
