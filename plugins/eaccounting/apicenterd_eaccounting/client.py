@@ -64,11 +64,13 @@ def cursor_of(changed_utc: str) -> str:
     return _parse_time(changed_utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def filter_since(cursor: str) -> str:
+def filter_since(cursor: str, field: str = "ChangedUtc") -> str:
     """The ``$filter`` for records changed at or after ``cursor`` (floored to the second, so
     nothing on the boundary is missed; the engine skips what it already has)."""
     when = _parse_time(cursor).replace(microsecond=0)
-    return f"ChangedUtc ge {when.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+    # the year zero-padded: strftime's %Y gives "1" for year 1 (the floor cursor after a run that
+    # settled nothing past its start), which the API cannot read
+    return f"{field} ge {when.year:04d}-{when.strftime('%m-%dT%H:%M:%SZ')}"
 
 
 def retry_after_seconds(response: httpx.Response, message: str) -> float | None:

@@ -56,6 +56,8 @@ def test_cursors_sort_like_times_and_filter_floors_to_the_second():
     assert cursor_of("2024-03-01T11:00:00+01:00") == "2024-03-01T10:00:00.000000Z"
     assert cursor_of("2024-03-01T10:00:00.25Z") < cursor_of("2024-03-01T10:00:01Z")
     assert filter_since("2024-03-01T10:00:00.999000Z") == "ChangedUtc ge 2024-03-01T10:00:00Z"
+    # the floor cursor a run leaves when it settled only changes read from the beginning
+    assert filter_since("0001-01-01T00:00:00.000000Z") == "ChangedUtc ge 0001-01-01T00:00:00Z"
 
 
 @respx.mock

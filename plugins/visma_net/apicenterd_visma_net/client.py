@@ -146,7 +146,7 @@ def since_params(cursor: str, zone: ZoneInfo) -> dict[str, str]:
     when = datetime.strptime(cursor, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).astimezone(zone)
     when = when.replace(microsecond=(when.microsecond // 1000) * 1000)  # floor: nothing on the boundary is missed
     return {
-        "lastModifiedDateTime": when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}",
+        "lastModifiedDateTime": f"{when.year:04d}-" + when.strftime("%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}",
         "lastModifiedDateTimeCondition": ">=",
     }
 

@@ -152,7 +152,7 @@ class _Changes(Source[Any]):
     async def changes(self, since: str | None) -> AsyncIterator[Change]:
         conn = self.connector
         to_record = await self.converter()
-        params = since_params(since, conn.zone) if since else {}
+        params = since_params(since, conn.zone) if since and since > MIN_CURSOR else {}
         floor = since or MIN_CURSOR
         newest = floor
         pending: Change | None = None
@@ -238,7 +238,7 @@ class OrderSource(_Changes):
     async def changes(self, since: str | None) -> AsyncIterator[Change]:
         conn = self.connector
         customers: dict[str, Customer | None] = {}
-        params = since_params(since, conn.zone) if since else {}
+        params = since_params(since, conn.zone) if since and since > MIN_CURSOR else {}
         floor = since or MIN_CURSOR
         newest = floor
         pending: Change | None = None
@@ -552,7 +552,7 @@ class VismaNetConnector(Connector):
     rate_limits = (RateLimit(REQUESTS_PER_HOUR, 3600.0, name="per_company_client", headers=RATE_LIMIT_HEADERS),)
     oauth_authorize_url: ClassVar[str | None] = "https://connect.visma.com/connect/authorize"
     oauth_scopes: ClassVar[tuple[str, ...]] = INTERACTIVE_SCOPES
-    default_port: ClassVar[int | None] = 8703
+    default_port: ClassVar[int | None] = 8707
 
     settings: VismaNetSettings
 

@@ -94,7 +94,8 @@ def address_from(address: Any) -> Address:
     if not isinstance(address, dict):
         return Address()
     return Address(
-        street=" ".join(p for p in (_text(address.get("addressLine1")), _text(address.get("addressLine2"))) if p),
+        street=_text(address.get("addressLine1")),
+        line2=_text(address.get("addressLine2")),
         postcode=_text(address.get("postalCode")),
         city=_text(address.get("city")),
         country=_country(address),
@@ -109,6 +110,7 @@ def address_body(address: Address) -> dict[str, Any]:
     """An AddressUpdateDto."""
     body: dict[str, Any] = {
         "addressLine1": wrap(_street_line(address)),
+        "addressLine2": wrap(address.line2),
         "postalCode": wrap(address.postcode),
         "city": wrap(address.city),
     }
@@ -201,7 +203,9 @@ def normalize_customer(record: Customer) -> Customer:
         contact = Contact(first_name=contact.first_name, last_name=contact.last_name, email=record.email, phone=record.phone)
     return record.model_copy(
         update={
-            "billing_address": Address(street=street, postcode=billing.postcode, city=billing.city, country=billing.country),
+            "billing_address": Address(
+                street=street, line2=billing.line2, postcode=billing.postcode, city=billing.city, country=billing.country
+            ),
             "contact": contact,
             "shipping_address": None,
             "language": None,

@@ -271,6 +271,7 @@ def _address(value: Any, where: str) -> dict[str, Any] | None:
     country = _value(value, "countryId", f"{where}.")
     return {
         "addressLine1": _value(value, "addressLine1", f"{where}.") or "",
+        "addressLine2": _value(value, "addressLine2", f"{where}.") or "",
         "postalCode": _value(value, "postalCode", f"{where}.") or "",
         "city": _value(value, "city", f"{where}.") or "",
         **({"country": {"id": country, "name": country}} if country else {}),

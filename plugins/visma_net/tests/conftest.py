@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
+from apicenterd_eaccounting import EAccountingConnector
 from apicenterd_visma_net import VismaNetConnector
 
 SPEC_DIR = Path(os.environ.get("APICENTERD_API_SPECS") or Path(__file__).resolve().parents[3] / ".." / "shared" / "api-specs")
@@ -47,3 +49,41 @@ def swagger() -> dict:
             pytest.fail(f"CI=true: {missing}; the conformance tests must run in CI, not skip")
         pytest.skip(missing)
     return json.loads(SWAGGER.read_text())
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f'"{k}" = {_toml(v)}' for k, v in value.items()) + " }"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_config(tmp_path: Path, ea_url: str, vn_url: str, flows: dict[str, dict[str, Any]]) -> Path:
+    """A config with both connections and ``flows`` (name → keys; ``options``/``target_settings`` as tables)."""
+    lines = ["[daemon]", 'metrics_address = ""', "", "[state]", 'path = "state.db"', ""]
+    for name, cls, url in (("eaccounting", EAccountingConnector, ea_url), ("vismanet", VismaNetConnector, vn_url)):
+        lines += [f"[connections.{name}]", f'connector = "{cls.name}"']
+        lines += [f"{k} = {_toml(v)}" for k, v in cls.demo_settings(url).items()]
+        lines.append("")
+    for name, flow in flows.items():
+        tables = {k: flow.pop(k) for k in ("options", "target_settings") if k in flow}
+        lines.append(f"[flows.{name}]")
+        lines += [f"{k} = {_toml(v)}" for k, v in flow.items()]
+        for table, values in tables.items():
+            lines.append(f"[flows.{name}.{table}]")
+            lines += [f"{k} = {_toml(v)}" for k, v in values.items()]
+        lines.append("")
+    path = tmp_path / "apicenterd.toml"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def write_pair_config():
+    """``write_pair_config(tmp_path, ea_url, vn_url, flows)``: a config file for the eAccounting ⇄ Visma.net pair."""
+    return write_config

@@ -77,6 +77,7 @@ def test_timestamps_without_zone_are_company_local():
     oslo = ZoneInfo("Europe/Oslo")
     assert vendor_time("2024-06-01T12:00:00.000", oslo) == datetime(2024, 6, 1, 10, tzinfo=timezone.utc)
     assert vendor_time("2024-06-01T12:00:00Z", oslo) == datetime(2024, 6, 1, 12, tzinfo=timezone.utc)
+    assert since_params("0099-01-01T00:00:00.000000Z", ZoneInfo("UTC"))["lastModifiedDateTime"] == "0099-01-01T00:00:00.000"
     params = since_params("2024-06-01T10:00:00.123456Z", oslo)
     assert params == {"lastModifiedDateTime": "2024-06-01T12:00:00.123", "lastModifiedDateTimeCondition": ">="}
 
@@ -85,7 +86,7 @@ async def test_customer_created_with_field_wrappers_found_by_email_and_updated(a
     customer = Customer(
         kind="company", name="Fjord AS", email="post@fjord.no",
         contact=Contact(first_name="Kari", last_name="Nordmann"),
-        billing_address=Address(street="Karl Johans gate", house_number="1", postcode="0154", city="Oslo", country="NO"),
+        billing_address=Address(street="Karl Johans gate", house_number="1", line2="c/o Nordmann", postcode="0154", city="Oslo", country="NO"),
         vat_number="NO999999999MVA",
     )
     async with connect(VismaNetConnector, settings, app=app) as conn:
@@ -221,3 +222,10 @@ async def test_a_bad_answer_is_a_clear_error(app, sim, settings):
         changes = await _all(conn, Entity.CUSTOMERS)
     failed = [c for c in changes if c.error]
     assert len(failed) == 1 and "no name" in failed[0].error and failed[0].source_id == "10001"
+
+
+async def test_the_floor_cursor_reads_from_the_beginning_without_a_filter(app, sim, settings):
+    from apicenterd_visma_net.connector import MIN_CURSOR
+
+    async with connect(VismaNetConnector, {**settings, "time_zone": "America/New_York"}, app=app) as conn:
+        assert len(await _all(conn, Entity.CUSTOMERS, MIN_CURSOR)) == 3

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 from datetime import datetime, timezone
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,40 +23,8 @@ pytestmark = pytest.mark.anyio
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
 
 
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f'"{k}" = {_toml(v)}' for k, v in value.items()) + " }"
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def write_config(tmp_path: Path, ea_url: str, vn_url: str, flows: dict[str, dict[str, Any]]) -> Path:
-    """A config with both connections and ``flows`` (name → keys; ``options``/``target_settings`` as tables)."""
-    lines = ["[daemon]", 'metrics_address = ""', "", "[state]", 'path = "state.db"', ""]
-    for name, cls, url in (("eaccounting", EAccountingConnector, ea_url), ("vismanet", VismaNetConnector, vn_url)):
-        lines += [f"[connections.{name}]", f'connector = "{cls.name}"']
-        lines += [f"{k} = {_toml(v)}" for k, v in cls.demo_settings(url).items()]
-        lines.append("")
-    for name, flow in flows.items():
-        tables = {k: flow.pop(k) for k in ("options", "target_settings") if k in flow}
-        lines.append(f"[flows.{name}]")
-        lines += [f"{k} = {_toml(v)}" for k, v in flow.items()]
-        for table, values in tables.items():
-            lines.append(f"[flows.{name}.{table}]")
-            lines += [f"{k} = {_toml(v)}" for k, v in values.items()]
-        lines.append("")
-    path = tmp_path / "apicenterd.toml"
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
-
-
 @pytest.fixture
-def pair(tmp_path):
+def pair(tmp_path, write_pair_config):
     """``start(ea_records, vn_records, flows)``: both simulators served, the config resolved;
     returns (ea_app, vn_app, resolved)."""
     registry = load_registry()
@@ -67,7 +34,7 @@ def pair(tmp_path):
         vn_app = VismaNetConnector.simulator(seed=5, **(vn or {}))
         ea_url = stack.enter_context(serve_app(ea_app))
         vn_url = stack.enter_context(serve_app(vn_app))
-        return ea_app, vn_app, load(write_config(tmp_path, ea_url, vn_url, flows), registry)
+        return ea_app, vn_app, load(write_pair_config(tmp_path, ea_url, vn_url, flows), registry)
 
     with contextlib.ExitStack() as stack:
         yield start
@@ -181,3 +148,31 @@ async def test_a_record_visma_net_refuses_fails_alone_and_the_flow_goes_on(pair)
                                  "ExceptionFaultCode": "10", "ExceptionMessageID": "10_x"}, path_prefix="/v1/inventory", times=1)  # fmt: skip
     first = await run(resolved, "products")
     assert first.counts["failed"] == 1 and first.counts["created"] == 3, first.counts
+
+
+async def test_eaccounting_orders_become_sales_orders_with_branch_and_order_type_once(pair):
+    flows = {
+        "products": {"source": "eaccounting", "target": "vismanet", "entity": "products", "interval": "1h"},
+        "orders": {"source": "eaccounting", "target": "vismanet", "entity": "orders", "interval": "1h",
+                   "options": {"document": "order"}, "target_settings": {"order_type": "SO", "branch": "2"}},
+    }  # fmt: skip
+    ea, vn, resolved = pair(flows, ea={"records": 3, "customers": 2}, vn={"require_branch": True})
+    await twice(resolved, "products", vn)
+    ea_sim = ea.state.sim
+    customer = next(iter(ea_sim.customers.values()))
+    article = next(iter(ea_sim.articles.values()))
+    order = ea_sim.documents.write_order({
+        "CustomerId": customer["Id"], "OrderDate": "2024-05-01", "CurrencyCode": "SEK", "CustomerIsPrivatePerson": False,
+        "YourReference": "web 1", "Amount": 0, "VatAmount": 0, "RoundingsAmount": 0, "InvoiceCity": "Oslo",
+        "InvoiceCountryCode": "NO", "InvoiceCustomerName": customer["Name"], "InvoicePostalCode": "0150", "EuThirdParty": False,
+        "Status": 2, "RotReducedInvoicingType": 0, "ReverseChargeOnConstructionServices": False,
+        "Rows": [{"LineNumber": 1, "ArticleId": article["Id"], "Quantity": 2, "UnitPrice": 10, "Text": "Line", "IsTextRow": False,
+                  "IsWorkCost": False, "EligibleForReverseChargeOnVat": False}],
+    })  # fmt: skip
+    first = await twice(resolved, "orders", vn)
+    assert first.counts["created"] == 1, first.counts
+    made = [o for o in vn.state.sim.orders.values() if o["customerRefNo"] == str(order["Number"])]
+    assert len(made) == 1 and made[0]["orderType"] == "SO"
+    assert made[0]["lines"][0]["inventory"]["number"] == article["Number"]
+    debtor = vn.state.sim.customers[made[0]["customer"]["number"]]
+    assert debtor["mainContact"]["email"].lower() == str(customer["EmailAddress"]).lower()
