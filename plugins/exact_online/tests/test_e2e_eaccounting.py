@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import time
 
 import pytest
 from apicenterd_exact_online import ExactOnlineConnector
@@ -194,7 +195,17 @@ async def test_faults_and_a_spent_minute_lose_nothing_and_create_nothing_twice(t
         429,
         {"error": {"code": "", "message": {"lang": "en-US", "value": "API rate limit exceeded."}}},
         path_prefix=f"/api/v1/{sim_division()}/logistics/SalesItemPrices",
-        headers={"Retry-After": "0"},
+        # as Exact sends it: the budget headers with the refusal (a 429 without them makes the
+        # client learn a smaller budget from the refusal itself, and go slowly for minutes)
+        headers={
+            "Retry-After": "0",
+            "X-RateLimit-Minutely-Limit": "60",
+            "X-RateLimit-Minutely-Remaining": "0",
+            "X-RateLimit-Minutely-Reset": str(int(time.time() * 1000)),
+            "X-RateLimit-Limit": "5000",
+            "X-RateLimit-Remaining": "4000",
+            "X-RateLimit-Reset": str(int(time.time() * 1000) + 3_600_000),
+        },
     )
     resolved = _resolved(tmp_path, eacc_url, exact_url)
     articles = {a["Number"] for a in eacc_app.state.sim.articles.values()}
