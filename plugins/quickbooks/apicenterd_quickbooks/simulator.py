@@ -269,7 +269,8 @@ class QuickBooksSim(VendorSim):
             if "Id" in body or "SyncToken" in body:
                 raise fault(400, "2010", "Request has invalid or unsupported property", "Id and SyncToken are read-only on create")
             obj = {k: v for k, v in body.items() if k not in ("sparse", "MetaData", "domain")}
-            obj.setdefault("Active", True)
+            if entity in ("Item", "Customer"):  # name lists have Active; transactions do not (Finance.xsd)
+                obj.setdefault("Active", True)
             if entity == "Item":
                 obj.setdefault("Type", "NonInventory")
                 obj.setdefault("TrackQtyOnHand", obj.get("Type") == "Inventory")
@@ -348,7 +349,7 @@ class QuickBooksSim(VendorSim):
             name, op, value = c.group(1), c.group(2).upper(), c.group(3)
             want = [_literal(v) for v in re.findall(r"'(?:[^'\\]|\\.)*'|\w+", value[1:-1])] if op == "IN" else _literal(value)
             conditions.append((name, op, want))
-        if not any(name == "Active" for name, _, _ in conditions):
+        if entity in ("Item", "Customer") and not any(name == "Active" for name, _, _ in conditions):
             conditions.append(("Active", "IN", [True]))
         rows = [o for o in self.store[entity].values() if all(_compare(_field(o, n), op, w) for n, op, w in conditions)]
         key = order or "Id"
