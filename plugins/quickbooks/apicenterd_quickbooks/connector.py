@@ -98,8 +98,11 @@ class ItemSource(Source[Product]):
             where += f" AND MetaData.LastUpdatedTime >= {query_string(since)}"
         statement = f"SELECT * FROM Item WHERE {where} ORDERBY MetaData.LastUpdatedTime"  # noqa: S608 - literals via query_string()
         cursor = since
+        categories = await conn.categories()
         async for items in conn.client.query(statement, entity="Item", what="items", page_size=conn.settings.page_size):
             for item in items:
+                if item.get("Type") == "Category":
+                    continue  # a category is not a product: it is the products' category
                 try:
                     cursor = max(cursor or "", mapping.cursor_of(item))
                 except ValueError as exc:
@@ -108,7 +111,11 @@ class ItemSource(Source[Product]):
                     str(item.get("Id")),
                     cursor,
                     functools.partial(
-                        mapping.item_to_product, item, currency=conn.settings.currency, group_fields=tuple(conn.settings.group_fields)
+                        mapping.item_to_product,
+                        item,
+                        currency=conn.settings.currency,
+                        group_fields=tuple(conn.settings.group_fields),
+                        categories=categories,
                     ),
                 )
 
@@ -443,6 +450,15 @@ class QuickBooksConnector(Connector):
         async for items in self.client.query(statement, entity=entity, what=what, page_size=2):
             return items[0] if items else None
         return None
+
+    async def categories(self) -> dict[str, str]:
+        """Category items (``Type = 'Category'``, minorversion 4 and later): Id → FullyQualifiedName."""
+        found: dict[str, str] = {}
+        statement = "SELECT * FROM Item WHERE Type = 'Category'"
+        async for items in self.client.query(statement, entity="Item", what="item categories", page_size=self.settings.page_size):
+            for item in items:
+                found[str(item.get("Id"))] = str(item.get("FullyQualifiedName") or item.get("Name"))
+        return found
 
     async def items_by_sku(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Items (active or not) whose ``Sku`` is one of ``keys``, 30 per query (``Sku IN (...)``)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -55,13 +56,25 @@ def ref_value(ref: Any) -> str | None:
     return None
 
 
-def item_to_product(item: dict[str, Any], *, currency: str = "USD", group_fields: tuple[str, ...] = ()) -> Product:
-    """An ``Item`` as a product: ``Sku`` (else ``Name``) is the SKU; a sub-item (``SubItem``,
-    ``ParentRef``) is a variant of its parent's name; ``group_fields`` copy item fields into attributes."""
+def item_to_product(
+    item: dict[str, Any],
+    *,
+    currency: str = "USD",
+    group_fields: tuple[str, ...] = (),
+    categories: Mapping[str, str] | None = None,
+) -> Product:
+    """An ``Item`` as a product: ``Sku`` (else ``Name``) is the SKU. A sub-item (``SubItem``,
+    ``ParentRef``) under a ``Category`` item (``categories``: Id → FullyQualifiedName) is a simple
+    product in that category; under another item it is a variant whose ``parent_sku`` is the
+    parent's name (the grouping key). ``group_fields`` copy item fields into attributes."""
     sku = item.get("Sku") or item.get("Name")
     if not sku:
         raise RecordError(f"item {item.get('Id')}: neither Sku nor Name")
-    parent = item.get("ParentRef") if item.get("SubItem") else None
+    ref = item.get("ParentRef") if isinstance(item.get("ParentRef"), dict) else None
+    category = (categories or {}).get(str(ref.get("value"))) if ref else None
+    if ref and category is None and not categories and ref.get("name") and not item.get("SubItem"):
+        category = str(ref["name"])
+    parent = ref if (ref and item.get("SubItem") and category is None) else None
     attributes = []
     for field in group_fields:
         value = item.get(field)
@@ -79,11 +92,9 @@ def item_to_product(item: dict[str, Any], *, currency: str = "USD", group_fields
         currency=currency,
         quantity=to_decimal(item.get("QtyOnHand"), f"item {sku} QtyOnHand") if tracked else None,
         type="variant" if parent else "simple",
-        parent_sku=(parent.get("name") or parent.get("value")) if isinstance(parent, dict) else None,
+        parent_sku=str(parent.get("name") or parent.get("value")) if parent else None,
         attributes=tuple(attributes),
-        categories=(str(item["ParentRef"]["name"]),)
-        if (not parent and isinstance(item.get("ParentRef"), dict) and item["ParentRef"].get("name"))
-        else (),
+        categories=(category,) if category else (),
         active=item.get("Active", True) is not False,
     )
 

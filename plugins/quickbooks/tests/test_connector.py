@@ -220,3 +220,37 @@ async def test_batch_write_maps_faults_to_records(app, sim, settings):
         assert isinstance(results["dup"], RecordError) and "6240" in str(results["dup"])
         assert all(isinstance(results[str(n)], str) for n in range(40))
     assert sim.count("POST", f"/v3/company/{sim.realm}/batch") == 2
+
+
+async def test_categories_are_not_products_and_sub_items_are_grouped(app, sim, settings):
+    category = sim.write("Item", "create", {"Name": "Shirts", "Type": "Category", "FullyQualifiedName": "Shirts"})
+    parent = sim.write("Item", "create", {"Name": "Polo", "Sku": "POLO", "IncomeAccountRef": {"value": "1"}})
+    sim.write(
+        "Item",
+        "create",
+        {
+            "Name": "Tee",
+            "Sku": "TEE",
+            "SubItem": True,
+            "ParentRef": {"value": category["Id"], "name": "Shirts"},
+            "IncomeAccountRef": {"value": "1"},
+        },
+    )
+    sim.write(
+        "Item",
+        "create",
+        {
+            "Name": "Polo M",
+            "Sku": "POLO-M",
+            "SubItem": True,
+            "ParentRef": {"value": parent["Id"], "name": "Polo"},
+            "IncomeAccountRef": {"value": "1"},
+            "Description": "M",
+        },
+    )
+    async with connect(QuickBooksConnector, {**settings, "group_fields": ["Description"]}, app=app) as conn:
+        products = {c.record.sku: c.record async for c in conn.source(Entity.PRODUCTS).changes(None)}
+    assert set(products) == {"POLO", "TEE", "POLO-M"}
+    assert products["TEE"].categories == ("Shirts",) and products["TEE"].type == "simple"
+    assert products["POLO-M"].type == "variant" and products["POLO-M"].parent_sku == "Polo"
+    assert [(a.name, a.value) for a in products["POLO-M"].attributes] == [("Description", "M")]
