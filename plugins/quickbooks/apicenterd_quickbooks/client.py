@@ -4,7 +4,10 @@ XML) sorted into the error classes the runner acts on, with the ``intuit_tid`` o
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
+import hmac
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -26,6 +29,7 @@ __all__ = [
     "fault_of",
     "error_from",
     "query_string",
+    "verify_webhook",
 ]
 
 QUERY_MAX = 1000
@@ -318,3 +322,12 @@ class QBOClient:
                 entity = next((v for k, v in item.items() if k not in ("bId", "Fault") and isinstance(v, dict)), None)
                 results[bid] = BatchResult(bid, entity, fault)
         return results
+
+
+def verify_webhook(verifier_token: str, raw_body: bytes, signature: str | None) -> bool:
+    """Whether a webhook POST is Intuit's: header ``intuit-signature`` equals
+    ``base64(HMAC-SHA256(verifier_token, raw body))`` (compared in constant time)."""
+    if not signature:
+        return False
+    expected = base64.b64encode(hmac.new(verifier_token.encode(), raw_body, hashlib.sha256).digest()).decode()
+    return hmac.compare_digest(expected, signature.strip())

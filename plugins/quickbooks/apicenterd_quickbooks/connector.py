@@ -32,7 +32,7 @@ from apicenterd import (
 )
 
 from . import mapping
-from .client import BATCH_MAX, DUPLICATE_NAME_CODE, QBOClient, QBOError, StaleObject, query_string
+from .client import BATCH_MAX, DUPLICATE_DOC_NUMBER_CODE, DUPLICATE_NAME_CODE, QBOClient, QBOError, StaleObject, query_string
 
 __all__ = ["QuickBooksConnector", "QuickBooksSettings", "OrderSettings"]
 
@@ -307,7 +307,16 @@ class OrderSink(DocumentSink[Order]):
         else:
             entity = "Invoice"
         body = document_body(order, request, settings, entity)
-        answer = await self.connector.client.request("POST", entity.lower(), what=f"{entity} {order.number!r}", body=body)
+        try:
+            answer = await self.connector.client.request("POST", entity.lower(), what=f"{entity} {order.number!r}", body=body)
+        except QBOError as exc:
+            # a duplicate document number (6140, when the company checks them): the document exists, link it
+            if exc.fault is None or DUPLICATE_DOC_NUMBER_CODE not in exc.fault.codes:
+                raise
+            found = await self.find(order.number)
+            if found is None:
+                raise
+            return found.id
         return f"{entity}:{_id_of(answer, entity, f'{entity} {order.number!r}')}"
 
 

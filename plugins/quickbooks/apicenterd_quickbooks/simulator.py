@@ -259,7 +259,16 @@ class QuickBooksSim(VendorSim):
                         "Invalid Reference Id",
                         f"Invalid Reference Id : Something you're trying to use has been made inactive. {_CHECK_FIELDS}: Item {ref}",
                     )
-            if str(obj.get("DocNumber") or "").__len__() > 21:
+            number = obj.get("DocNumber")
+            if number and any(o.get("DocNumber") == number for i, o in self.store[entity].items() if i != own_id):
+                raise fault(
+                    400,
+                    "6140",
+                    "Duplicate Document Number Error",
+                    "Duplicate Document Number Error : You must specify a different number. "
+                    f"This number has already been used. DocNumber={number}",
+                )
+            if len(str(obj.get("DocNumber") or "")) > 21:
                 raise fault(400, "2050", "Length exceeds limit", "Length of the field exceeds 21 chars", element="DocNumber")
 
     def write(self, entity: str, operation: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -254,3 +254,28 @@ async def test_categories_are_not_products_and_sub_items_are_grouped(app, sim, s
     assert products["TEE"].categories == ("Shirts",) and products["TEE"].type == "simple"
     assert products["POLO-M"].type == "variant" and products["POLO-M"].parent_sku == "Polo"
     assert [(a.name, a.value) for a in products["POLO-M"].attributes] == [("Description", "M")]
+
+
+async def test_a_duplicate_document_number_links_the_existing_document(app, sim, settings):
+    async with connect(QuickBooksConnector, settings, app=app) as conn:
+        item = Found(id=await conn.sink(Entity.PRODUCTS).create(product()), record=None)
+        customer = Found(id=await conn.sink(Entity.CUSTOMERS).create(Customer(kind="person", name="P Q", email="p@q.test")), record=None)
+        sink = conn.document_sink(Entity.ORDERS)
+        request = DocumentRequest(record=_order("2001", paid=False), kind="order", customer=customer, articles={"SKU-1": item})
+        first = await sink.create(request)
+        assert await sink.create(request) == first and len(sim.store["Invoice"]) == 1
+
+
+def test_webhook_signature_is_base64_hmac_sha256_of_the_raw_body():
+    import base64
+    import hashlib
+    import hmac
+
+    from apicenterd_quickbooks.client import verify_webhook
+
+    body = b'{"eventNotifications":[{"realmId":"1","dataChangeEvent":{"entities":[{"name":"Item","id":"1","operation":"Update"}]}}]}'
+    good = base64.b64encode(hmac.new(b"verifier", body, hashlib.sha256).digest()).decode()
+    assert verify_webhook("verifier", body, good)
+    assert not verify_webhook("verifier", body + b" ", good)
+    assert not verify_webhook("other", body, good)
+    assert not verify_webhook("verifier", body, None)
