@@ -153,3 +153,24 @@ def test_customer_and_item_fixtures_map_to_records(fixture_json, spec):
     product = mapping.item_to_product(item)
     assert product.name == item["Name"] and product.sku == "PBD01" and product.type == "simple"
     assert mapping.cursor_of(fixture_json("items.xml")["QueryResponse"]["Item"][0]) == "2013-11-17T01:42:03Z"
+
+
+async def test_never_more_than_ten_requests_in_flight():
+    import anyio
+
+    state = {"in_flight": 0, "most": 0}
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        state["in_flight"] += 1
+        state["most"] = max(state["most"], state["in_flight"])
+        for _ in range(20):  # let every other task run, so all that can enter do
+            await anyio.lowlevel.checkpoint()
+        state["in_flight"] -= 1
+        return httpx.Response(200, json={"Item": {"Id": "1"}})
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url="https://quickbooks.api.intuit.com")
+    client = QBOClient(http, realm_id="123", minorversion=75, concurrency=10)
+    async with anyio.create_task_group() as tg:
+        for _ in range(25):
+            tg.start_soon(lambda: client.request("GET", "item/1", what="item"))
+    assert state["most"] == 10
