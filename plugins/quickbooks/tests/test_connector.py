@@ -279,3 +279,17 @@ def test_webhook_signature_is_base64_hmac_sha256_of_the_raw_body():
     assert not verify_webhook("verifier", body + b" ", good)
     assert not verify_webhook("other", body, good)
     assert not verify_webhook("verifier", body, None)
+
+
+async def test_a_full_cdc_answer_falls_back_to_a_query_since_the_cursor(app, sim, settings, monkeypatch):
+    from apicenterd_quickbooks import connector as module
+
+    monkeypatch.setattr(module, "CDC_MAX", 2)
+    async with connect(QuickBooksConnector, settings, app=app) as conn:
+        for n in range(3):
+            await conn.sink(Entity.CUSTOMERS).create(Customer(kind="person", name=f"P {n}", email=f"p{n}@x.test"))
+        recent = datetime.now(timezone.utc).strftime("%Y-%m-%dT00:00:00Z")
+        sim.reset_counts()
+        changes = [c async for c in conn.source(Entity.CUSTOMERS).changes(recent)]
+        assert sorted(c.record.email for c in changes) == ["p0@x.test", "p1@x.test", "p2@x.test"]
+        assert sim.count("GET", f"/v3/company/{sim.realm}/cdc") == 1 and sim.count("GET", f"/v3/company/{sim.realm}/query") == 1
