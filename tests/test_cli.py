@@ -493,9 +493,17 @@ def test_auth_remembers_the_state_and_accepts_the_redirect_that_carries_it(capsy
             return_value=httpx_response(200, {"access_token": "a1-xxxx", "refresh_token": "r1-xxxx", "expires_in": 3600})
         )
         code, out, err = run_cli(
-            capsys, "auth", "eacc", "--config", str(oauth_config), "--code", f"http://127.0.0.1:8765/callback?code=C0DE&state={state}"
+            capsys,
+            "auth",
+            "eacc",
+            "--config",
+            str(oauth_config),
+            "--code",
+            f"http://127.0.0.1:8765/callback?code=C0DE&state={state}&realmId=9130350000000001",
         )
     assert code == 0, err
+    assert "realmId = 9130350000000001" in out  # a vendor's extra redirect parameter is shown (QuickBooks' company)
+    assert "C0DE" not in out
     assert route.call_count == 1 and b"code=C0DE" in route.calls[0].request.content
     assert stored_tokens(tmp_path)["refresh_token"] == "r1-xxxx"
     # the state is good for one code only

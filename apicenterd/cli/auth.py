@@ -181,6 +181,7 @@ def cmd_auth(args: argparse.Namespace) -> int:
         print(consent)
         return 0
     code, state = args.code, args.state
+    extra: dict[str, str] = {}
     if code.startswith(("http://", "https://")):
         params = urllib.parse.parse_qs(urllib.parse.urlsplit(code).query)
         if "error" in params:
@@ -192,6 +193,8 @@ def cmd_auth(args: argparse.Namespace) -> int:
         if state is not None and in_url is not None and state != in_url:
             raise Usage("--state differs from the state in the URL; pass only the URL")
         code, state = params["code"][0], in_url or state
+        # what else the vendor put on the redirect (QuickBooks: realmId, the company the consent was for)
+        extra = {k: v[0] for k, v in params.items() if k not in ("code", "state", "scope") and v}
     pending = _check_auth_state(args, resolved, state)
     # the token request must name the redirect URI the consent URL named
     remembered = pending.get("redirect_uri")
@@ -215,4 +218,6 @@ def cmd_auth(args: argparse.Namespace) -> int:
     anyio.run(save, tokens)
     _forget_auth_state(resolved, args.connection)  # a state is good for one code
     print(f"authorised {args.connection!r}; tokens stored in {resolved.state_path}; reload the daemon (systemctl reload apicenterd)")
+    for key, value in sorted(extra.items()):
+        print(terminal_safe(f"the redirect also carried {key} = {value} (e.g. QuickBooks' realmId goes in the connection's realm_id)"))
     return 0

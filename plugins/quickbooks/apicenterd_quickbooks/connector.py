@@ -1,0 +1,606 @@
+"""The QuickBooks Online connector: items (products and stock), customers, invoices, sales receipts and estimates."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any, ClassVar, Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from apicenterd import (
+    Change,
+    Connector,
+    ConnectorSettings,
+    Customer,
+    DocumentRequest,
+    DocumentSink,
+    Entity,
+    FatalError,
+    Found,
+    OAuth2RefreshAuth,
+    Order,
+    Product,
+    RateLimit,
+    RecordError,
+    Sink,
+    Source,
+    StockLevel,
+)
+
+from . import mapping
+from .client import BATCH_MAX, DUPLICATE_DOC_NUMBER_CODE, DUPLICATE_NAME_CODE, QBOClient, QBOError, StaleObject, query_string
+
+__all__ = ["QuickBooksConnector", "QuickBooksSettings", "OrderSettings"]
+
+PRODUCTION_URL = "https://quickbooks.api.intuit.com"
+SANDBOX_URL = "https://sandbox-quickbooks.api.intuit.com"
+TOKEN_URL = "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer"  # noqa: S105 - a URL, not a secret
+AUTHORIZE_URL = "https://appcenter.intuit.com/connect/oauth2"
+DEFAULT_MINORVERSION = 75
+CDC_WINDOW = timedelta(days=30)
+CDC_MAX = 1000
+"""Objects per entity a cdc answer holds at most [unverified: Intuit's CDC page says 1,000]."""
+
+
+class QuickBooksSettings(ConnectorSettings):
+    """Connection settings of a QuickBooks Online company (realm)."""
+
+    environment: Literal["production", "sandbox"] = Field(default="production", description="Which Intuit API base URL to use")
+    base_url: str = Field(default="", description="API root; unset: the environment's (production or sandbox)")
+    realm_id: str = Field(min_length=1, pattern=r"^\d+$", description="The company id (realmId from the OAuth callback)")
+    token_url: str = Field(default=TOKEN_URL, description="OAuth2 token endpoint (from Intuit's discovery document)")
+    authorize_url: str | None = Field(default=None, description="OAuth2 consent page; unset: Intuit's")
+    client_id: str = Field(min_length=1, description="OAuth2 client id of the Intuit app")
+    client_secret: SecretStr = Field(description="OAuth2 client secret of the Intuit app")
+    refresh_token: SecretStr | None = Field(
+        default=None, description="Bootstraps an empty token store; rotated tokens are kept in the state store"
+    )
+    scopes: list[str] | None = Field(default=None, description="Scopes; unset: com.intuit.quickbooks.accounting")
+    minorversion: int = Field(default=DEFAULT_MINORVERSION, ge=1, le=999, description="minorversion query parameter on every call")
+    concurrency: int = Field(default=10, ge=1, le=10, description="Requests in flight at most (Intuit: 10 per realm and app)")
+    page_size: int = Field(default=1000, ge=1, le=1000, description="MAXRESULTS of query pages")
+    income_account_id: str | None = Field(default=None, description="IncomeAccountRef of new items (required by QuickBooks for new items)")
+    expense_account_id: str | None = Field(default=None, description="ExpenseAccountRef of new inventory items")
+    asset_account_id: str | None = Field(default=None, description="AssetAccountRef of new inventory items")
+    inventory_items: bool = Field(default=False, description="New items are Inventory (TrackQtyOnHand) instead of NonInventory")
+    group_fields: list[str] = Field(default_factory=list, description="Item fields exposed as product attributes (grouping data)")
+    currency: str = Field(default="USD", min_length=3, max_length=3, description="The company's home currency")
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:  # overrides the required-URL check: empty means "by environment"
+        return value.rstrip("/") if value else ""
+
+    def api_url(self) -> str:
+        return self.base_url or (SANDBOX_URL if self.environment == "sandbox" else PRODUCTION_URL)
+
+
+def _per_realm(request: httpx.Request) -> str | None:
+    return "/".join(request.url.path.split("/")[:4])
+
+
+def _batches(request: httpx.Request) -> str | None:
+    return "batch" if request.url.path.endswith("/batch") else None
+
+
+class ItemSource(Source[Product]):
+    """Items changed since a ``MetaData.LastUpdatedTime`` cursor (query ordered by that time, active and inactive)."""
+
+    connector: QuickBooksConnector
+    field_map = {k: ", ".join(v) for k, v in mapping.PRODUCT_FIELDS.items()}
+
+    async def changes(self, since: str | None) -> AsyncIterator[Change]:
+        conn = self.connector
+        where = "Active IN (true, false)"
+        if since:
+            where += f" AND MetaData.LastUpdatedTime >= {query_string(since)}"
+        statement = f"SELECT * FROM Item WHERE {where} ORDERBY MetaData.LastUpdatedTime"  # noqa: S608 - literals via query_string()
+        cursor = since
+        categories = await conn.categories()
+        async for items in conn.client.query(statement, entity="Item", what="items", page_size=conn.settings.page_size):
+            for item in items:
+                if item.get("Type") == "Category":
+                    continue  # a category is not a product: it is the products' category
+                try:
+                    cursor = max(cursor or "", mapping.cursor_of(item))
+                except ValueError as exc:
+                    conn.context.log.warning("quickbooks_bad_last_updated", id=item.get("Id"), error=str(exc))
+                yield self.mapped(
+                    str(item.get("Id")),
+                    cursor,
+                    functools.partial(
+                        mapping.item_to_product,
+                        item,
+                        currency=conn.settings.currency,
+                        group_fields=tuple(conn.settings.group_fields),
+                        categories=categories,
+                    ),
+                )
+
+
+def _cursor_or(item: dict[str, Any], default: str) -> str:
+    try:
+        return mapping.cursor_of(item)
+    except ValueError:
+        return default
+
+
+class CustomerSource(Source[Customer]):
+    """Customers changed since a cursor: ``cdc`` within its 30-day window, else a full query."""
+
+    connector: QuickBooksConnector
+    field_map = {k: ", ".join(v) for k, v in mapping.CUSTOMER_FIELDS.items()}
+
+    async def changes(self, since: str | None) -> AsyncIterator[Change]:
+        conn = self.connector
+        if since and datetime.fromisoformat(since.replace("Z", "+00:00")) > conn.now() - CDC_WINDOW + timedelta(hours=1):
+            changed = await conn.client.cdc(["Customer"], since, what=f"customers changed since {since}")
+            if len(changed["Customer"]) >= CDC_MAX:  # cdc answers at most 1,000 objects: the rest by query
+                async for change in self._query(since, f" AND MetaData.LastUpdatedTime >= {query_string(since)}"):
+                    yield change
+                return
+            items = sorted(changed["Customer"], key=lambda c: _cursor_or(c, since))
+            for item in items:
+                if item.get("status") == "Deleted":
+                    continue  # nothing to write for a deleted customer (the core has no deletes)
+                yield self.mapped(
+                    str(item.get("Id")), max(since, _cursor_or(item, since)), functools.partial(mapping.api_to_customer, item)
+                )
+            return
+        async for change in self._query(since, ""):
+            yield change
+
+    async def _query(self, since: str | None, condition: str) -> AsyncIterator[Change]:
+        conn = self.connector
+        statement = f"SELECT * FROM Customer WHERE Active IN (true, false){condition} ORDERBY MetaData.LastUpdatedTime"  # noqa: S608
+        cursor = since
+        async for items in conn.client.query(statement, entity="Customer", what="customers", page_size=conn.settings.page_size):
+            for item in items:
+                cursor = max(cursor or "", _cursor_or(item, cursor or ""))
+                yield self.mapped(str(item.get("Id")), cursor, functools.partial(mapping.api_to_customer, item))
+
+
+class ItemSink(Sink[Product]):
+    """Items by ``Sku``; updates are sparse with the current ``SyncToken``."""
+
+    connector: QuickBooksConnector
+    written_fields = frozenset(mapping.PRODUCT_FIELDS)
+    field_map = {k: ", ".join(v) for k, v in mapping.PRODUCT_FIELDS.items()}
+
+    def _found(self, item: dict[str, Any]) -> Found:
+        conn = self.connector
+        return Found(id=str(item["Id"]), record=mapping.item_to_product(item, currency=conn.settings.currency), vendor=item)
+
+    async def find(self, key: str) -> Found | None:
+        item = (await self.connector.items_by_sku([key])).get(key)
+        return None if item is None else self._found(item)
+
+    async def find_many(self, keys: Sequence[str]) -> Mapping[str, Found]:
+        return {sku: self._found(item) for sku, item in (await self.connector.items_by_sku(keys)).items()}
+
+    async def create(self, record: Product) -> str:
+        return await self.connector.create_item(record)
+
+    async def update(self, target_id: str, record: Product, fields: frozenset[str]) -> None:
+        await self.connector.sparse_update("Item", target_id, mapping.item_fields(record, fields), what=f"item {record.sku!r}")
+
+    def normalize(self, record: Product) -> Product:
+        mapping.check_name(record.name, f"item {record.sku!r} Name")
+        cents = Decimal("0.01")
+        return record.model_copy(
+            update={
+                "price_excl_tax": record.price_excl_tax.quantize(cents) if record.price_excl_tax is not None else None,
+                "purchase_price": record.purchase_price.quantize(cents) if record.purchase_price is not None else None,
+                "description": record.description or None,
+            }
+        )
+
+
+class StockSink(Sink[StockLevel]):
+    """``QtyOnHand`` of an inventory item (``TrackQtyOnHand``); stock is changed by updating the Item."""
+
+    connector: QuickBooksConnector
+    written_fields = frozenset({"available"})
+    field_map = {"sku": "Sku", "available": "QtyOnHand"}
+
+    async def find(self, key: str) -> Found | None:
+        item = (await self.connector.items_by_sku([key])).get(key)
+        return None if item is None else Found(id=str(item["Id"]), record=mapping.item_to_stock(item), vendor=item)
+
+    async def find_many(self, keys: Sequence[str]) -> Mapping[str, Found]:
+        items = await self.connector.items_by_sku(keys)
+        return {sku: Found(id=str(i["Id"]), record=mapping.item_to_stock(i), vendor=i) for sku, i in items.items()}
+
+    async def create(self, record: StockLevel) -> str:
+        raise RecordError(f"no item with Sku {record.sku!r} in QuickBooks; sync products first")
+
+    async def update(self, target_id: str, record: StockLevel, fields: frozenset[str]) -> None:
+        if not record.tracked:
+            return
+        await self.connector.sparse_update(
+            "Item", target_id, {"QtyOnHand": record.available}, what=f"stock of item {record.sku!r}", require_tracked=True
+        )
+
+    def normalize(self, record: StockLevel) -> StockLevel:
+        return record.model_copy(update={"reserved": Decimal(0), "on_hand": record.available, "location": None})
+
+
+class CustomerSink(Sink[Customer]):
+    """Customers by ``PrimaryEmailAddr``; a duplicate ``DisplayName`` (6240) is looked up, not failed."""
+
+    connector: QuickBooksConnector
+    written_fields = frozenset(mapping.CUSTOMER_FIELDS)
+    field_map = {k: ", ".join(v) for k, v in mapping.CUSTOMER_FIELDS.items()}
+
+    async def find(self, key: str) -> Found | None:
+        customer = await self.connector.customer_by_key(key)
+        return None if customer is None else Found(id=str(customer["Id"]), record=mapping.api_to_customer(customer), vendor=customer)
+
+    async def create(self, record: Customer) -> str:
+        conn = self.connector
+        body = mapping.customer_fields(record, None)
+        try:
+            answer = await conn.client.request("POST", "customer", what=f"customer {record.key()!r}", body=body)
+        except QBOError as exc:
+            if exc.fault is None or DUPLICATE_NAME_CODE not in exc.fault.codes:
+                raise
+            existing = await conn.first("Customer", f"DisplayName = {query_string(body['DisplayName'])}", what=f"customer {record.key()!r}")
+            if existing is None:
+                raise
+            conn.context.log.info("quickbooks_duplicate_name_linked", display_name=body["DisplayName"], id=existing["Id"])
+            return str(existing["Id"])
+        return _id_of(answer, "Customer", f"customer {record.key()!r}")
+
+    async def update(self, target_id: str, record: Customer, fields: frozenset[str]) -> None:
+        await self.connector.sparse_update(
+            "Customer", target_id, mapping.customer_fields(record, fields), what=f"customer {record.key()!r}"
+        )
+
+    def normalize(self, record: Customer) -> Customer:
+        return mapping.normalize_customer(record)
+
+
+class OrderSettings(BaseModel):
+    """``target_settings`` of an order flow into QuickBooks."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    paid_as: Literal["invoice", "sales_receipt"] = Field(
+        default="sales_receipt", description="What a paid order becomes (an unpaid one is always an Invoice)"
+    )
+    shipping_item_id: str | None = Field(default=None, description="Item for shipping lines; unset: QuickBooks' SHIPPING_ITEM_ID line")
+    payment_methods: dict[str, str] = Field(default_factory=dict, description="payment_method → PaymentMethodRef id")
+    payment_terms: dict[str, str] = Field(default_factory=dict, description="payment_terms → SalesTermRef id")
+    deposit_account_id: str | None = Field(default=None, description="DepositToAccountRef of sales receipts")
+    text_item_id: str | None = Field(default=None, description="Item for lines without SKU (QuickBooks lines need an item)")
+
+
+class OrderSink(DocumentSink[Order]):
+    """An order as an ``Invoice`` or ``SalesReceipt`` (paid, as ``paid_as`` says), or an ``Estimate``
+    (kind ``quote``); its number is the ``DocNumber``, which :meth:`find` searches in all three."""
+
+    connector: QuickBooksConnector
+    documents = frozenset({"quote", "order", "invoice"})
+    settings = OrderSettings
+    written_fields = frozenset({"number", "lines", "customer_id", "created_at", "total"})
+    field_map = {
+        "number": "DocNumber",
+        "customer_id": "CustomerRef",
+        "created_at": "TxnDate",
+        "lines.*.sku": "Line[].SalesItemLineDetail.ItemRef (by Sku)",
+        "lines.*.quantity": "Line[].SalesItemLineDetail.Qty",
+        "lines.*.unit_price": "Line[].SalesItemLineDetail.UnitPrice",
+        "lines.*.tax_code": "Line[].SalesItemLineDetail.TaxCodeRef",
+        "lines.*.account": "Line[].SalesItemLineDetail.ItemAccountRef",
+        "payment_method": "PaymentMethodRef (sales receipts)",
+        "payment_terms": "SalesTermRef (invoices)",
+    }
+
+    async def find(self, number: str) -> Found | None:
+        conn = self.connector
+        for entity in ("Invoice", "SalesReceipt", "Estimate"):
+            found = await conn.first(entity, f"DocNumber = {query_string(number[:21])}", what=f"{entity} {number!r}")
+            if found is not None:
+                return Found(id=f"{entity}:{found['Id']}", record=None, vendor=found)
+        return None
+
+    async def create(self, request: DocumentRequest[Order]) -> str:
+        order = request.record
+        settings = request.settings if isinstance(request.settings, OrderSettings) else OrderSettings()
+        if request.kind == "quote":
+            entity = "Estimate"
+        elif order.paid and settings.paid_as == "sales_receipt":
+            entity = "SalesReceipt"
+        else:
+            entity = "Invoice"
+        body = document_body(order, request, settings, entity)
+        try:
+            answer = await self.connector.client.request("POST", entity.lower(), what=f"{entity} {order.number!r}", body=body)
+        except QBOError as exc:
+            # a duplicate document number (6140, when the company checks them): the document exists, link it
+            if exc.fault is None or DUPLICATE_DOC_NUMBER_CODE not in exc.fault.codes:
+                raise
+            found = await self.find(order.number)
+            if found is None:
+                raise
+            return found.id
+        return f"{entity}:{_id_of(answer, entity, f'{entity} {order.number!r}')}"
+
+
+def document_body(order: Order, request: DocumentRequest[Order], settings: OrderSettings, entity: str) -> dict[str, Any]:
+    """The JSON of an Invoice / SalesReceipt / Estimate for ``order`` (Finance.xsd element names)."""
+    what = f"order {order.number!r}"
+    if len(order.number) > 21:
+        raise RecordError(f"{what}: DocNumber takes at most 21 characters")
+    lines: list[dict[str, Any]] = []
+    for n, line in enumerate(order.lines, 1):
+        if line.kind == "shipping" and not settings.shipping_item_id:
+            lines.append(
+                {
+                    "Amount": _net(line.unit_price * line.quantity - line.discount, line, order),
+                    "DetailType": "SalesItemLineDetail",
+                    "SalesItemLineDetail": {"ItemRef": {"value": "SHIPPING_ITEM_ID"}},
+                }
+            )
+            continue
+        if line.sku:
+            item_id = request.article(line.sku).id
+        elif line.kind == "shipping":
+            item_id = settings.shipping_item_id or ""
+        elif settings.text_item_id:
+            item_id = settings.text_item_id
+        else:
+            raise RecordError(f"{what} line {n}: no SKU and no text_item_id in the flow's target_settings")
+        unit = _net(line.unit_price, line, order)
+        detail: dict[str, Any] = {"ItemRef": {"value": item_id}, "Qty": line.quantity, "UnitPrice": unit}
+        if line.tax_code:
+            detail["TaxCodeRef"] = {"value": line.tax_code}
+        if line.account:
+            detail["ItemAccountRef"] = {"value": line.account}
+        amount = (unit * line.quantity - _net(line.discount, line, order)).quantize(Decimal("0.01"))
+        lines.append(
+            {
+                "LineNum": n,
+                "Description": line.name[:4000],
+                "Amount": amount,
+                "DetailType": "SalesItemLineDetail",
+                "SalesItemLineDetail": detail,
+            }
+        )
+    body: dict[str, Any] = {
+        "DocNumber": order.number,
+        "TxnDate": order.created_at.date().isoformat(),
+        "CustomerRef": {"value": request.customer_id},
+        "Line": lines,
+        "CurrencyRef": {"value": order.currency},
+    }
+    if order.note:
+        body["PrivateNote"] = order.note[:4000]
+    if entity == "SalesReceipt":
+        method = settings.payment_methods.get(order.payment_method or "")
+        if method:
+            body["PaymentMethodRef"] = {"value": method}
+        if settings.deposit_account_id:
+            body["DepositToAccountRef"] = {"value": settings.deposit_account_id}
+    if entity == "Invoice":
+        term = settings.payment_terms.get(order.payment_terms or "")
+        if term:
+            body["SalesTermRef"] = {"value": term}
+    return body
+
+
+def _net(amount: Decimal, line: Any, order: Order) -> Decimal:
+    """An amount without VAT (QuickBooks item lines are net; its tax code adds the tax)."""
+    if line.prices_include_tax and line.tax_rate:
+        return (amount / (1 + line.tax_rate / 100)).quantize(Decimal("0.01"))
+    return amount.quantize(Decimal("0.01"))
+
+
+def _id_of(answer: dict[str, Any], entity: str, what: str) -> str:
+    obj = answer.get(entity)
+    if not isinstance(obj, dict) or not obj.get("Id"):
+        raise FatalError(f"{what}: QuickBooks confirmed the create but returned no {entity}.Id")
+    return str(obj["Id"])
+
+
+class QuickBooksConnector(Connector):
+    """QuickBooks Online Accounting API v3 (one company, its ``realm_id``).
+
+    Reads items (products) and customers; writes items, stock (``QtyOnHand``), customers and
+    orders (Invoice, SalesReceipt or Estimate). OAuth2 with rotating refresh tokens; at most
+    500 requests a minute per realm, 40 batches a minute and ``concurrency`` (≤ 10) in flight.
+    """
+
+    name: ClassVar[str] = "quickbooks"
+    title: ClassVar[str] = "QuickBooks Online"
+    Settings: ClassVar[type[ConnectorSettings]] = QuickBooksSettings
+    sources = {Entity.PRODUCTS: ItemSource, Entity.CUSTOMERS: CustomerSource}
+    sinks = {Entity.PRODUCTS: ItemSink, Entity.STOCK: StockSink, Entity.CUSTOMERS: CustomerSink, Entity.ORDERS: OrderSink}
+    rate_limits = (
+        RateLimit(500, 60.0, name="per_realm", key=_per_realm),
+        RateLimit(40, 60.0, name="batch", key=_batches),
+    )
+    oauth_authorize_url: ClassVar[str | None] = AUTHORIZE_URL
+    oauth_scopes: ClassVar[tuple[str, ...]] = ("com.intuit.quickbooks.accounting",)
+
+    settings: QuickBooksSettings
+
+    def __init__(self, settings: ConnectorSettings, context: Any):
+        super().__init__(settings, context)
+        self.api: QBOClient | None = None
+        self.now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+
+    async def open(self) -> None:
+        s = self.settings
+        self._token_client = self.context.http_client(base_url=s.token_url, timeout=s.timeout)
+        auth = OAuth2RefreshAuth(
+            token_client=self._token_client,
+            token_url=s.token_url,
+            client_id=s.client_id,
+            client_secret=s.client_secret.get_secret_value(),
+            tokens=self.context.tokens,
+            initial_refresh_token=s.refresh_token.get_secret_value() if s.refresh_token else None,
+            connection=self.context.name,
+        )
+        http = self.context.http_client(base_url=s.api_url(), auth=auth, timeout=s.timeout)
+        self.api = QBOClient(http, realm_id=s.realm_id, minorversion=s.minorversion, concurrency=s.concurrency, log=self.context.log)
+
+    async def aclose(self) -> None:
+        if self.api is not None:
+            await self.api.aclose()
+            await self._token_client.aclose()
+            self.api = None
+
+    async def check(self) -> None:
+        """GET companyinfo/{realmId}: proves the token and the realm."""
+        await self.client.request("GET", f"companyinfo/{self.settings.realm_id}", what="company info")
+
+    @property
+    def client(self) -> QBOClient:
+        if self.api is None:
+            raise FatalError(f"connection {self.context.name!r}: used before open() or after aclose()")
+        return self.api
+
+    async def first(self, entity: str, where: str, *, what: str) -> dict[str, Any] | None:
+        statement = f"SELECT * FROM {entity} WHERE {where}"  # noqa: S608 - the query language; literals via query_string()
+        async for items in self.client.query(statement, entity=entity, what=what, page_size=2):
+            return items[0] if items else None
+        return None
+
+    async def categories(self) -> dict[str, str]:
+        """Category items (``Type = 'Category'``, minorversion 4 and later): Id → FullyQualifiedName."""
+        found: dict[str, str] = {}
+        statement = "SELECT * FROM Item WHERE Type = 'Category'"
+        async for items in self.client.query(statement, entity="Item", what="item categories", page_size=self.settings.page_size):
+            for item in items:
+                found[str(item.get("Id"))] = str(item.get("FullyQualifiedName") or item.get("Name"))
+        return found
+
+    async def items_by_sku(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Items (active or not) whose ``Sku`` is one of ``keys``, 30 per query (``Sku IN (...)``)."""
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(wanted), BATCH_MAX):
+            chunk = wanted[start : start + BATCH_MAX]
+            where = f"Active IN (true, false) AND Sku IN ({', '.join(query_string(k) for k in chunk)})"
+            statement = f"SELECT * FROM Item WHERE {where}"  # noqa: S608 - literals via query_string()
+            async for items in self.client.query(statement, entity="Item", what=f"{len(chunk)} items by Sku"):
+                for item in items:
+                    if item.get("Sku") in chunk:
+                        found[item["Sku"]] = item
+        return found
+
+    async def customer_by_key(self, key: str) -> dict[str, Any] | None:
+        """The customer with e-mail ``key`` (``PrimaryEmailAddr``), else with DisplayName ``key``."""
+        field = "PrimaryEmailAddr" if "@" in key else "DisplayName"
+        customer = await self.first("Customer", f"Active IN (true, false) AND {field} = {query_string(key)}", what=f"customer {key!r}")
+        if customer is not None and field == "PrimaryEmailAddr" and (mapping.email_of(customer) or "").lower() != key.lower():
+            return None
+        return customer
+
+    async def create_item(self, record: Product) -> str:
+        s = self.settings
+        what = f"item {record.sku!r}"
+        if not s.income_account_id:
+            raise FatalError(f"{what}: set income_account_id (QuickBooks requires IncomeAccountRef on new items)")
+        body = mapping.item_fields(record, None)
+        body["IncomeAccountRef"] = {"value": s.income_account_id}
+        if s.inventory_items:
+            if not (s.expense_account_id and s.asset_account_id):
+                raise FatalError(f"{what}: inventory_items needs expense_account_id and asset_account_id")
+            body.update(
+                Type="Inventory",
+                TrackQtyOnHand=True,
+                QtyOnHand=record.quantity or Decimal(0),
+                InvStartDate=self.now().date().isoformat(),
+                ExpenseAccountRef={"value": s.expense_account_id},
+                AssetAccountRef={"value": s.asset_account_id},
+            )
+        else:
+            body["Type"] = "NonInventory"
+        try:
+            answer = await self.client.request("POST", "item", what=what, body=body)
+        except QBOError as exc:
+            if exc.fault is None or DUPLICATE_NAME_CODE not in exc.fault.codes:
+                raise
+            existing = await self.first("Item", f"Name = {query_string(body['Name'])}", what=what)
+            if existing is None or (existing.get("Sku") and existing.get("Sku") != record.sku):
+                raise RecordError(
+                    f"{what}: another item already has the Name {body['Name']!r} (Id {existing and existing.get('Id')})"
+                ) from None
+            return str(existing["Id"])
+        return _id_of(answer, "Item", what)
+
+    async def sparse_update(
+        self, entity: str, target_id: str, changes: dict[str, Any], *, what: str, require_tracked: bool = False
+    ) -> None:
+        """A sparse update with the object's current ``SyncToken``; on a stale token (5010) the
+        object is read again and the update sent once more, never blindly overwritten twice."""
+        if not changes:
+            return
+        for attempt in (1, 2):
+            current = (await self.client.request("GET", f"{entity.lower()}/{target_id}", what=what)).get(entity)
+            if not isinstance(current, dict):
+                raise FatalError(f"{what}: GET {entity.lower()}/{target_id} returned no {entity}")
+            if require_tracked and not current.get("TrackQtyOnHand"):
+                raise RecordError(f"{what}: the item does not track quantity (TrackQtyOnHand false); QtyOnHand cannot be set")
+            if all(_same(current.get(k), v) for k, v in changes.items()):
+                return
+            body = {"Id": target_id, "SyncToken": current.get("SyncToken"), "sparse": True, **changes}
+            try:
+                await self.client.request("POST", entity.lower(), what=what, body=body)
+                return
+            except StaleObject:
+                if attempt == 2:
+                    raise
+                self.context.log.info("quickbooks_stale_synctoken_retry", entity=entity, id=target_id)
+
+    async def batch_write(
+        self, entity: str, writes: Sequence[tuple[str, str, dict[str, Any]]], *, what: str
+    ) -> dict[str, str | RecordError]:
+        """``(bId, operation, object)`` writes through the batch endpoint (30 per call); per bId
+        the written object's Id, or the :class:`RecordError` of that item's fault."""
+        ops = [{"bId": bid, "operation": op, entity: obj} for bid, op, obj in writes]
+        results = await self.client.batch(ops, what=what)
+        out: dict[str, str | RecordError] = {}
+        for bid, _op, _obj in writes:
+            result = results.get(bid)
+            if result is None:
+                out[bid] = RecordError(f"{what}: the batch answer has no result for bId {bid}")
+            elif result.fault is not None and result.fault.errors:
+                out[bid] = QBOError(f"{what} bId {bid}: QuickBooks {result.fault.text()}", fault=result.fault)
+            elif result.entity is not None and result.entity.get("Id"):
+                out[bid] = str(result.entity["Id"])
+            else:
+                out[bid] = RecordError(f"{what}: bId {bid} answered neither an object nor a Fault")
+        return out
+
+    @classmethod
+    def simulator(cls, *, seed: int = 1, records: int = 0, **options: Any) -> Any:
+        from .simulator import create_app
+
+        return create_app(seed=seed, records=records, **options)
+
+    @classmethod
+    def demo_settings(cls, base_url: str) -> dict[str, Any]:
+        from .simulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REALM, demo_refresh_token
+
+        return {
+            "base_url": base_url,
+            "token_url": f"{base_url.rstrip('/')}/oauth2/v1/tokens/bearer",
+            "client_id": DEMO_CLIENT_ID,
+            "client_secret": DEMO_CLIENT_SECRET,
+            "refresh_token": demo_refresh_token(),
+            "realm_id": DEMO_REALM,
+            "income_account_id": "1",
+        }
+
+
+def _same(current: Any, new: Any) -> bool:
+    if isinstance(new, Decimal):
+        return mapping.to_decimal(current) == new
+    return bool(current == new)

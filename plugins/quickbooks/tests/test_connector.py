@@ -1,0 +1,295 @@
+"""The connector against the QuickBooks simulator: items, stock, customers, documents, SyncToken, limits, tokens."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import pytest
+from apicenterd_quickbooks import QuickBooksConnector
+from apicenterd_quickbooks.connector import OrderSettings, QuickBooksSettings
+
+from apicenterd import Customer, DocumentRequest, Entity, FatalError, Found, Order, OrderLine, Product, RateLimited, RecordError, StockLevel
+from apicenterd.testing import connect
+
+pytestmark = pytest.mark.anyio
+
+
+def product(sku: str = "SKU-1", **changes) -> Product:
+    return Product(**{"sku": sku, "name": f"Name {sku}", "price_excl_tax": Decimal("10.00"), "currency": "USD", **changes})
+
+
+async def test_items_are_created_found_by_sku_and_updated_sparse_with_the_synctoken(app, sim, settings):
+    async with connect(QuickBooksConnector, settings, app=app) as conn:
+        sink = conn.sink(Entity.PRODUCTS)
+        new_id = await sink.create(product())
+        found = await sink.find("SKU-1")
+        assert found is not None and found.id == new_id and found.record.price_excl_tax == Decimal("10.00")
+        assert await sink.find("SKU-2") is None
+        await sink.update(new_id, product(price_excl_tax=Decimal("12.50")), frozenset({"price_excl_tax"}))
+        stored = sim.store["Item"][int(new_id)]
+        assert stored["UnitPrice"] == Decimal("12.5") and stored["SyncToken"] == "1" and stored["Name"] == "Name SKU-1"
+        many = await sink.find_many(["SKU-1", "NOPE"])
+        assert set(many) == {"SKU-1"}
+    posts = [t for m, t in sim.requests if m == "POST"]
+    assert len(posts) == 2  # the create and one sparse update
+
+
+async def test_a_stale_synctoken_is_read_again_and_retried_once(app, sim, settings):
+    async with connect(QuickBooksConnector, settings, app=app) as conn:
+        sink = conn.sink(Entity.PRODUCTS)
+        item_id = await sink.create(product())
+        original_write = sim.write
+        calls = {"n": 0}
+
+        def racing(entity, operation, body):
+            if operation == "update" and calls["n"] == 0:  # someone else saves first
+                calls["n"] += 1
+                original_write(
+                    entity,
+                    "update",
+                    {
+                        "Id": body["Id"],
+                        "SyncToken": sim.store[entity][int(body["Id"])]["SyncToken"],
+                        "sparse": True,
+                        "Description": "theirs",
+                    },
+                )
+            return original_write(entity, operation, body)
+
+        sim.write = racing
+        await sink.update(item_id, product(price_excl_tax=Decimal("11.00")), frozenset({"price_excl_tax"}))
+        stored = sim.store["Item"][int(item_id)]
+        assert stored["UnitPrice"] == Decimal("11") and stored["Description"] == "theirs" and stored["SyncToken"] == "2"
+
+
+async def test_duplicate_name_on_create_is_a_lookup_not_a_failure(app, sim, settings):
+    async with connect(QuickBooksConnector, settings, app=app) as conn:
+        customers = conn.sink(Entity.CUSTOMERS)
+        first = await customers.create(Customer(kind="company", name="Acme BV", email="info@acme.test"))
+        again = await customers.create(Customer(kind="company", name="Acme BV", email="info@acme.test"))
+        assert again == first and len(sim.store["Customer"]) == 1
+        found = await customers.find("INFO@acme.test")
+        assert found is not None and found.id == first
+        items = conn.sink(Entity.PRODUCTS)
+        await items.create(product("A"))
+        with pytest.raises(RecordError, match="another item already has the Name"):
+            await items.create(product("B", name="Name A"))
+
+
+async def test_stock_is_qtyonhand_of_a_tracked_item(app, sim, settings):
+    async with connect(
+        QuickBooksConnector, {**settings, "inventory_items": True, "expense_account_id": "80", "asset_account_id": "81"}, app=app
+    ) as conn:
+        item_id = await conn.sink(Entity.PRODUCTS).create(product(quantity=Decimal(3)))
+        stock = conn.sink(Entity.STOCK)
+        found = await stock.find("SKU-1")
+        assert found is not None and found.record.available == Decimal(3)
+        await stock.update(item_id, StockLevel(sku="SKU-1", on_hand=Decimal(7), available=Decimal(7)), frozenset({"available"}))
+        assert sim.store["Item"][int(item_id)]["QtyOnHand"] == Decimal(7)
+        with pytest.raises(RecordError, match="sync products first"):
+            await stock.create(StockLevel(sku="X", on_hand=Decimal(1), available=Decimal(1)))
+
+
+async def test_stock_on_an_untracked_item_is_a_record_error(app, settings):
+    async with connect(QuickBooksConnector, settings, app=app) as conn:
+        item_id = await conn.sink(Entity.PRODUCTS).create(product())
+        with pytest.raises(RecordError, match="TrackQtyOnHand"):
+            await conn.sink(Entity.STOCK).update(
+                item_id, StockLevel(sku="SKU-1", on_hand=Decimal(7), available=Decimal(7)), frozenset({"available"})
+            )
+
+
+async def test_item_source_reads_active_and_inactive_with_a_rising_cursor(app, sim, settings):
+    async with connect(QuickBooksConnector, {**settings, "page_size": 2}, app=app) as conn:
+        sink = conn.sink(Entity.PRODUCTS)
+        ids = [await sink.create(product(f"S{n}")) for n in range(5)]
+        await sink.update(ids[0], product("S0", active=False), frozenset({"active"}))
+        changes = [c async for c in conn.source(Entity.PRODUCTS).changes(None)]
+        assert sorted(c.record.sku for c in changes) == [f"S{n}" for n in range(5)]
+        assert [c.cursor for c in changes] == sorted(c.cursor for c in changes)
+        assert any(not c.record.active for c in changes)
+        again = [c async for c in conn.source(Entity.PRODUCTS).changes(changes[-1].cursor)]
+        assert again and all(c.cursor >= changes[-1].cursor for c in again)
+
+
+async def test_customer_source_uses_cdc_within_30_days_and_a_query_before(app, sim, settings):
+    async with connect(QuickBooksConnector, settings, app=app) as conn:
+        await conn.sink(Entity.CUSTOMERS).create(Customer(kind="person", name="Jan Jansen", email="jan@example.test"))
+        source = conn.source(Entity.CUSTOMERS)
+        full = [c async for c in source.changes(None)]
+        assert [c.record.email for c in full] == ["jan@example.test"]
+        sim.reset_counts()
+        recent = datetime.now(timezone.utc).strftime("%Y-%m-%dT00:00:00Z")
+        delta = [c async for c in source.changes(recent)]
+        assert [c.record.email for c in delta] == ["jan@example.test"]
+        assert sim.count("GET", f"/v3/company/{sim.realm}/cdc") == 1
+        sim.reset_counts()
+        [c async for c in source.changes("2001-01-01T00:00:00Z")]
+        assert sim.count("GET", f"/v3/company/{sim.realm}/cdc") == 0  # too old for cdc: a full read
+
+
+def _order(number: str, *, paid: bool, sku: str = "SKU-1") -> Order:
+    return Order(
+        number=number,
+        status="paid" if paid else "new",
+        created_at=datetime(2026, 5, 1, tzinfo=timezone.utc),
+        total=Decimal("12.10"),
+        paid=paid,
+        payment_method="cash",
+        currency="USD",
+        lines=(OrderLine(sku=sku, name="line", unit_price=Decimal("12.10"), tax_rate=Decimal(21), tax_code="TAX", account="41"),),
+    )
+
+
+async def test_orders_become_sales_receipts_or_invoices_and_are_found_by_docnumber(app, sim, settings):
+    async with connect(QuickBooksConnector, settings, app=app) as conn:
+        item = Found(id=await conn.sink(Entity.PRODUCTS).create(product()), record=None)
+        customer = Found(id=await conn.sink(Entity.CUSTOMERS).create(Customer(kind="person", name="P Q", email="p@q.test")), record=None)
+        sink = conn.document_sink(Entity.ORDERS)
+        settings_model = OrderSettings(payment_methods={"cash": "1"}, deposit_account_id="35")
+        paid = await sink.create(
+            DocumentRequest(
+                record=_order("1001", paid=True), kind="order", customer=customer, articles={"SKU-1": item}, settings=settings_model
+            )
+        )
+        unpaid = await sink.create(
+            DocumentRequest(
+                record=_order("1002", paid=False), kind="order", customer=customer, articles={"SKU-1": item}, settings=settings_model
+            )
+        )
+        quote = await sink.create(
+            DocumentRequest(record=_order("1003", paid=False), kind="quote", customer=customer, articles={"SKU-1": item})
+        )
+        assert paid.startswith("SalesReceipt:") and unpaid.startswith("Invoice:") and quote.startswith("Estimate:")
+        receipt = sim.store["SalesReceipt"][int(paid.split(":")[1])]
+        line = receipt["Line"][0]
+        assert line["Amount"] == Decimal("10.00") and line["SalesItemLineDetail"]["TaxCodeRef"] == {"value": "TAX"}
+        assert receipt["PaymentMethodRef"] == {"value": "1"} and receipt["DepositToAccountRef"] == {"value": "35"}
+        found = await sink.find("1002")
+        assert found is not None and found.id == unpaid
+        assert await sink.find("9999") is None
+
+
+async def test_throttle_is_rate_limited_with_intuits_wait(app, sim, settings):
+    async with connect(QuickBooksConnector, settings, app=app, rate_limits=False) as conn:
+        sim.fail_next(
+            429,
+            {
+                "Fault": {
+                    "Error": [{"Message": "message=ThrottleExceeded; errorCode=003001; statusCode=429", "code": "3001"}],
+                    "type": "SERVICE",
+                }
+            },
+        )
+        with pytest.raises(RateLimited) as caught:
+            await conn.sink(Entity.PRODUCTS).find("SKU-1")
+        assert caught.value.retry_after == 60.0
+
+
+async def test_a_refresh_token_rotates_and_the_new_one_is_stored(app, sim, settings):
+    async with connect(QuickBooksConnector, settings, app=app) as conn:
+        await conn.check()
+        stored = await conn.context.tokens.load()
+        assert stored["refresh_token"] != settings["refresh_token"]
+        sim.expire_access_tokens()
+        await conn.check()
+        assert (await conn.context.tokens.load())["refresh_token"] != stored["refresh_token"]
+    assert sim.token_requests == 2
+
+
+def test_settings_pick_the_base_url_by_environment_and_check_realm():
+    base = {"realm_id": "123", "client_id": "c", "client_secret": "s"}
+    assert QuickBooksSettings.model_validate(base).api_url() == "https://quickbooks.api.intuit.com"
+    assert QuickBooksSettings.model_validate({**base, "environment": "sandbox"}).api_url() == "https://sandbox-quickbooks.api.intuit.com"
+    with pytest.raises(ValueError, match="realm_id"):
+        QuickBooksSettings.model_validate({**base, "realm_id": "abc"})
+
+
+async def test_a_new_item_without_income_account_is_a_config_error(app, settings):
+    async with connect(QuickBooksConnector, {**settings, "income_account_id": None}, app=app) as conn:
+        with pytest.raises(FatalError, match="income_account_id"):
+            await conn.sink(Entity.PRODUCTS).create(product())
+
+
+async def test_batch_write_maps_faults_to_records(app, sim, settings):
+    async with connect(QuickBooksConnector, settings, app=app) as conn:
+        writes = [(str(n), "create", {"Name": f"B{n}", "Sku": f"B{n}", "IncomeAccountRef": {"value": "1"}}) for n in range(40)]
+        writes.append(("dup", "create", {"Name": "B1", "IncomeAccountRef": {"value": "1"}}))
+        results = await conn.batch_write("Item", writes, what="items")
+        assert isinstance(results["dup"], RecordError) and "6240" in str(results["dup"])
+        assert all(isinstance(results[str(n)], str) for n in range(40))
+    assert sim.count("POST", f"/v3/company/{sim.realm}/batch") == 2
+
+
+async def test_categories_are_not_products_and_sub_items_are_grouped(app, sim, settings):
+    category = sim.write("Item", "create", {"Name": "Shirts", "Type": "Category", "FullyQualifiedName": "Shirts"})
+    parent = sim.write("Item", "create", {"Name": "Polo", "Sku": "POLO", "IncomeAccountRef": {"value": "1"}})
+    sim.write(
+        "Item",
+        "create",
+        {
+            "Name": "Tee",
+            "Sku": "TEE",
+            "SubItem": True,
+            "ParentRef": {"value": category["Id"], "name": "Shirts"},
+            "IncomeAccountRef": {"value": "1"},
+        },
+    )
+    sim.write(
+        "Item",
+        "create",
+        {
+            "Name": "Polo M",
+            "Sku": "POLO-M",
+            "SubItem": True,
+            "ParentRef": {"value": parent["Id"], "name": "Polo"},
+            "IncomeAccountRef": {"value": "1"},
+            "Description": "M",
+        },
+    )
+    async with connect(QuickBooksConnector, {**settings, "group_fields": ["Description"]}, app=app) as conn:
+        products = {c.record.sku: c.record async for c in conn.source(Entity.PRODUCTS).changes(None)}
+    assert set(products) == {"POLO", "TEE", "POLO-M"}
+    assert products["TEE"].categories == ("Shirts",) and products["TEE"].type == "simple"
+    assert products["POLO-M"].type == "variant" and products["POLO-M"].parent_sku == "Polo"
+    assert [(a.name, a.value) for a in products["POLO-M"].attributes] == [("Description", "M")]
+
+
+async def test_a_duplicate_document_number_links_the_existing_document(app, sim, settings):
+    async with connect(QuickBooksConnector, settings, app=app) as conn:
+        item = Found(id=await conn.sink(Entity.PRODUCTS).create(product()), record=None)
+        customer = Found(id=await conn.sink(Entity.CUSTOMERS).create(Customer(kind="person", name="P Q", email="p@q.test")), record=None)
+        sink = conn.document_sink(Entity.ORDERS)
+        request = DocumentRequest(record=_order("2001", paid=False), kind="order", customer=customer, articles={"SKU-1": item})
+        first = await sink.create(request)
+        assert await sink.create(request) == first and len(sim.store["Invoice"]) == 1
+
+
+def test_webhook_signature_is_base64_hmac_sha256_of_the_raw_body():
+    import base64
+    import hashlib
+    import hmac
+
+    from apicenterd_quickbooks.client import verify_webhook
+
+    body = b'{"eventNotifications":[{"realmId":"1","dataChangeEvent":{"entities":[{"name":"Item","id":"1","operation":"Update"}]}}]}'
+    good = base64.b64encode(hmac.new(b"verifier", body, hashlib.sha256).digest()).decode()
+    assert verify_webhook("verifier", body, good)
+    assert not verify_webhook("verifier", body + b" ", good)
+    assert not verify_webhook("other", body, good)
+    assert not verify_webhook("verifier", body, None)
+
+
+async def test_a_full_cdc_answer_falls_back_to_a_query_since_the_cursor(app, sim, settings, monkeypatch):
+    from apicenterd_quickbooks import connector as module
+
+    monkeypatch.setattr(module, "CDC_MAX", 2)
+    async with connect(QuickBooksConnector, settings, app=app) as conn:
+        for n in range(3):
+            await conn.sink(Entity.CUSTOMERS).create(Customer(kind="person", name=f"P {n}", email=f"p{n}@x.test"))
+        recent = datetime.now(timezone.utc).strftime("%Y-%m-%dT00:00:00Z")
+        sim.reset_counts()
+        changes = [c async for c in conn.source(Entity.CUSTOMERS).changes(recent)]
+        assert sorted(c.record.email for c in changes) == ["p0@x.test", "p1@x.test", "p2@x.test"]
+        assert sim.count("GET", f"/v3/company/{sim.realm}/cdc") == 1 and sim.count("GET", f"/v3/company/{sim.realm}/query") == 1
