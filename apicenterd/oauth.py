@@ -54,6 +54,10 @@ class OAuth2RefreshAuth(httpx.Auth):
     * Concurrent requests share one refresh (single flight).
     * A refresh the vendor rejects (400/401 ``invalid_grant``) raises :class:`AuthError`
       telling the operator to re-authorise.
+    * ``client_auth``: the client credentials go by HTTP Basic (``"basic"``, RFC 6749's
+      ``client_secret_basic``) or as form fields (``"post"``, ``client_secret_post``).
+    * ``refresh_on_401=False``: refresh by the token's lifetime only (a vendor that says a 401
+      is no signal to refresh).
     * Every token it learns (bootstrap, loaded from the store, issued by a refresh) is
       registered with the log redactor before it is used, so a vendor error that echoes
       the request's headers never puts a live token into a log, a run's error or an alert.
@@ -73,7 +77,10 @@ class OAuth2RefreshAuth(httpx.Auth):
         connection: str = "",
         clock: Callable[[], float] = time.time,
         refresh_on_401: bool = True,
+        client_auth: str = "basic",
     ):
+        if client_auth not in ("basic", "post"):
+            raise ValueError(f"client_auth must be 'basic' or 'post', got {client_auth!r}")
         self._client = token_client
         self._token_url = token_url
         self._client_id = client_id
@@ -85,6 +92,7 @@ class OAuth2RefreshAuth(httpx.Auth):
         self._connection = connection
         self._clock = clock
         self._refresh_on_401 = refresh_on_401
+        self._client_auth = client_auth
         self._tokens: dict[str, Any] | None = None
         self._unsaved: dict[str, Any] | None = None  # refreshed, but the store failed to keep it
         self._lock = anyio.Lock()
@@ -131,12 +139,14 @@ class OAuth2RefreshAuth(httpx.Auth):
             raise RetryableError(f"connection {self._connection!r}: could not persist rotated tokens: {exc}") from exc
 
     async def _refresh(self, refresh_token: str) -> dict[str, Any]:
-        response = await self._client.post(
-            self._token_url,
-            data={"grant_type": "refresh_token", "refresh_token": refresh_token},
-            auth=(self._client_id, self._client_secret),
-            headers={"Accept": "application/json"},
-        )
+        data = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+        if self._client_auth == "post":  # client_secret_post: the credentials as form fields (HubSpot)
+            data |= {"client_id": self._client_id, "client_secret": self._client_secret}
+            response = await self._client.post(self._token_url, data=data, headers={"Accept": "application/json"})
+        else:
+            response = await self._client.post(
+                self._token_url, data=data, auth=(self._client_id, self._client_secret), headers={"Accept": "application/json"}
+            )
         if response.status_code in (400, 401):
             try:
                 body = response.json()

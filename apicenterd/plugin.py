@@ -511,6 +511,9 @@ class Connector:
         For OAuth2 connectors: where ``apicenterd auth CONNECTION`` sends the operator to
         authorise, and the scopes it asks for (the settings then need ``token_url``,
         ``client_id`` and ``client_secret``).
+    ``oauth_client_auth``
+        How the token endpoint takes the client credentials: ``"basic"`` (HTTP Basic) or
+        ``"post"`` (form fields ``client_id``/``client_secret``, e.g. HubSpot).
     ``default_port``
         The loopback port :meth:`simulator` listens on in ``apicenterd demo``.
 
@@ -527,6 +530,7 @@ class Connector:
     rate_limits: ClassVar[tuple[RateLimit, ...]] = ()
     oauth_authorize_url: ClassVar[str | None] = None
     oauth_scopes: ClassVar[tuple[str, ...]] = ()
+    oauth_client_auth: ClassVar[str] = "basic"
     default_port: ClassVar[int | None] = None
 
     # derived from sources and sinks (see __init_subclass__)

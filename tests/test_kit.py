@@ -380,3 +380,14 @@ def test_not_found_by_path():
     is_guid = lambda s: s.startswith("(guid'")  # noqa: E731
     assert not_found_by_path("/api/v1/123/logistics/Items", is_id=is_guid) == "config"  # 123 is the division
     assert not_found_by_path("/api/v1/123/logistics/Items(guid'ab')", is_id=lambda s: "(guid'" in s) == "record"
+
+
+async def test_exchange_code_client_secret_post():
+    with respx.mock() as router:
+        route = router.post(TOKEN_URL).mock(
+            return_value=httpx.Response(200, json={"access_token": "acc-1", "refresh_token": "ref-1", "expires_in": 1800})
+        )
+        await exchange_code(TOKEN_URL, client_id="cid", client_secret="sec", code="C0DE", redirect_uri="http://r/cb", client_auth="post")
+    sent = route.calls[0].request
+    assert b"client_id=cid" in sent.content and b"client_secret=sec" in sent.content
+    assert "Authorization" not in sent.headers

@@ -205,6 +205,7 @@ def cmd_auth(args: argparse.Namespace) -> int:
                 client_secret=settings.client_secret,
                 code=code,
                 redirect_uri=redirect_uri,
+                client_auth=conn.connector.oauth_client_auth,
             )
         )
     except ConnectorError as exc:

@@ -95,9 +95,11 @@ async def exchange_code(
     client: httpx.AsyncClient | None = None,
     timeout: float = 30.0,  # noqa: ASYNC109 - the HTTP client's timeout when it makes its own
     clock: Callable[[], float] | None = None,
+    client_auth: str = "basic",
 ) -> dict[str, Any]:
     """Trade an authorization ``code`` for tokens (client credentials by HTTP Basic auth);
-    ``redirect_uri`` must be the one the consent URL named.
+    ``redirect_uri`` must be the one the consent URL named. ``client_auth="post"`` sends the
+    client credentials as form fields instead of HTTP Basic (the connector's ``oauth_client_auth``).
 
     Returns the token set :class:`OAuth2RefreshAuth` keeps (``access_token``, ``refresh_token``,
     ``expires_at``, ``expires_in``, ``token_type``), its tokens registered with the log
@@ -110,12 +112,12 @@ async def exchange_code(
     own = client is None
     http = client or httpx.AsyncClient(timeout=timeout)
     try:
-        response = await http.post(
-            token_url,
-            data={"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri},
-            auth=(client_id, secret),
-            headers={"Accept": "application/json"},
-        )
+        data = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
+        if client_auth == "post":
+            data |= {"client_id": client_id, "client_secret": secret}
+            response = await http.post(token_url, data=data, headers={"Accept": "application/json"})
+        else:
+            response = await http.post(token_url, data=data, auth=(client_id, secret), headers={"Accept": "application/json"})
     except httpx.HTTPError as exc:
         raise RetryableError(f"token request to {token_url} failed: {redactor.scrub(str(exc)) or type(exc).__name__}") from None
     finally:
