@@ -53,6 +53,7 @@ from .plugin import (
     hookimpl,
     hookspec,
 )
+from .webhooks import WebhookEvent, WebhookRejected
 
 __version__ = "0.1.0"
 
@@ -78,6 +79,8 @@ __all__ = [
     "error_for_status",
     "json_body",
     "parse_retry_after",
+    "WebhookEvent",
+    "WebhookRejected",
     # errors
     "ApicenterError",
     "ConfigError",

@@ -671,6 +671,15 @@ class Connector:
         customer = Found(document.customer_id) if document.customer_id else None
         return DocumentRequest(document, kind or "order", customer, articles, settings)
 
+    def webhook_events(self, method: str, url: str, headers: Mapping[str, str], body: bytes) -> Sequence[Any]:
+        """Verify one webhook delivery to this connection (signature, timestamp) and parse it into
+        :class:`~apicenterd.webhooks.WebhookEvent` objects; raise
+        :class:`~apicenterd.webhooks.WebhookRejected` naming what is wrong. ``url`` is the full URL
+        the delivery was posted to. Default: this connector takes no webhooks."""
+        from .webhooks import WebhookRejected
+
+        raise WebhookRejected(404, f"connector {self.name!r} takes no webhooks")
+
     @classmethod
     def simulator(cls, *, seed: int = 1, records: int = 0, **options: Any) -> Any:
         """An ASGI application that behaves like the vendor's API for the endpoints this

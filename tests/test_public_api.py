@@ -33,6 +33,8 @@ APICENTERD_ALL = [
     "error_for_status",
     "json_body",
     "parse_retry_after",
+    "WebhookEvent",
+    "WebhookRejected",
     "ApicenterError",
     "ConfigError",
     "PluginError",
