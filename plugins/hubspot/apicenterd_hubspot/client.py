@@ -194,7 +194,10 @@ class HubSpotClient:
         for chunk in chunks(list(zip(keys, inputs, strict=True)), BATCH_SIZE):
             body_inputs = []
             for trace, item in chunk:
-                body_inputs.append({**item, "objectWriteTraceId": trace} if writes else dict(item))
+                entry = {**item, "objectWriteTraceId": trace} if writes else dict(item)
+                if operation == "create":
+                    entry.setdefault("associations", [])
+                body_inputs.append(entry)
             try:
                 answer = await self.json("POST", path, f"{what} ({len(chunk)} in a batch)", json={**(extra or {}), "inputs": body_inputs})
             except RecordError as exc:

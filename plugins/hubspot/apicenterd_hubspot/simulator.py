@@ -669,7 +669,7 @@ async def assoc_batch(sim: HubSpotSim, request: Request) -> Response:
                     "from": {"id": source},
                     "to": [
                         {
-                            "toObjectId": int(t),
+                            "toObjectId": t,
                             "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": i, "label": None} for i in sorted(ids)],
                         }
                         for t, ids in targets.items()
@@ -687,9 +687,9 @@ async def assoc_batch(sim: HubSpotSim, request: Request) -> Response:
             results.append(
                 {
                     "fromObjectTypeId": from_type,
-                    "fromObjectId": int(source),
+                    "fromObjectId": source,
                     "toObjectTypeId": to_type,
-                    "toObjectId": int(target),
+                    "toObjectId": target,
                     "labels": [],
                 }
             )

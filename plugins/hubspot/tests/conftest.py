@@ -47,3 +47,9 @@ def load_spec(name: str) -> dict:
             pytest.fail(f"CI=true: {missing}; the conformance tests must run in CI, not skip")
         pytest.skip(missing)
     return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="session")
+def hubspot_spec():
+    """``hubspot_spec(name)``: one of HubSpot's OpenAPI files (see :func:`load_spec`)."""
+    return load_spec
