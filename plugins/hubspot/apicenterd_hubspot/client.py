@@ -233,7 +233,7 @@ class HubSpotClient:
                 for key in named:
                     if key not in outcome.results:
                         outcome.errors.setdefault(key, text)
-            if errors:
+            if errors and writes:
                 self.log.info("hubspot_batch_partial", what=what, failed=sum(1 for k in chunk_keys if k in outcome.errors))
         return outcome
 
