@@ -203,7 +203,7 @@ async def test_orders_become_deals_with_line_items_products_created_on_the_way_a
         assert props["apicenterd_order"] and props["pipeline"] == "default"
         lines = hs.associations.get(("deals", "line_items"), {}).get(deal["id"], {})
         assert lines, f"deal {deal['id']} has no line items"
-        assert deal["id"] in {d for d in hs.associations.get(("deals", "contacts"), {})}
+        assert deal["id"] in hs.associations.get(("deals", "contacts"), {})
     with_product = [li for li in hs.objects["line_items"].values() if li["properties"].get("hs_product_id")]
     assert with_product and all(li["properties"]["hs_product_id"] in hs.objects["products"] for li in with_product)
     [again] = await pair.run("ccv-orders-to-hubspot")
