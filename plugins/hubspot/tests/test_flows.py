@@ -244,3 +244,19 @@ async def test_a_signed_webhook_runs_the_flow_and_a_bad_one_runs_nothing(pair):
     finally:
         await engine.aclose()
         await store.close()
+
+
+def test_the_example_config_passes_check(monkeypatch, capsys):
+    from apicenterd import cli
+
+    root = Path(__file__).resolve().parents[3]
+    for name, value in {
+        "DEMO_HUBSPOT_ACCESS_TOKEN": HubSpotConnector.demo_settings(HUBSPOT_URL)["access_token"],
+        **{
+            f"DEMO_EACCOUNTING_{k.upper()}": v
+            for k, v in EAccountingConnector.demo_settings(EACC_URL).items()
+            if k in ("client_id", "client_secret", "refresh_token")
+        },
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert cli.main(["check", "--config", str(root / "etc" / "eaccounting-hubspot.example.toml")]) == 0, capsys.readouterr().err
