@@ -50,6 +50,11 @@ class FlowRun:
     """Key -> what the batch look-up found (None: not in the target); a key not here was not looked up."""
     failures: list[tuple[str, str, str, str]] = dataclasses.field(default_factory=list)
     """(flow, source id, key, reason) of the first :data:`FAILURES_KEPT` failed records."""
+    deferred: list[Any] | None = None
+    """While a batch's creates are collected (the target creates in batches): per change, in order,
+    the coroutine function that settles it once the creates are confirmed; None otherwise."""
+    pending: list[Any] = dataclasses.field(default_factory=list)
+    """The creates collected for the batch in hand: (key, record, holder of the outcome)."""
 
     @property
     def name(self) -> str:

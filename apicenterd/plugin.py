@@ -392,6 +392,20 @@ class Sink(abc.ABC, Generic[RecordT]):
     async def create(self, record: RecordT) -> str:
         """Create ``record``; return its id once the vendor confirmed it."""
 
+    async def create_many(self, records: Sequence[RecordT]) -> Sequence[str | RecordError]:
+        """Optional: create ``records`` in few calls (the vendor's batch endpoint). Return, per
+        record and in order, its new id once the vendor confirmed it, or the :class:`RecordError`
+        that refused that one record (a partial failure fails only its records). A failure of the
+        whole call raises (``RetryableError``, ...): the daemon looks the records up by key before
+        it tries again, so none is created twice. Implement it (with :meth:`find_many`) and the
+        daemon creates the new records of a batch together, settling them in the source's order."""
+        raise NotImplementedError
+
+    @property
+    def batch_create(self) -> bool:
+        """Whether this sink implements :meth:`create_many`."""
+        return type(self).create_many is not Sink.create_many
+
     @abc.abstractmethod
     async def update(self, target_id: str, record: RecordT, fields: frozenset[str]) -> None:
         """Write the canonical ``fields`` of ``record`` to ``target_id``; leave every other field as it is."""
@@ -641,6 +655,23 @@ class Connector:
         if isinstance(sink, DocumentSink):
             return await sink.create(await self.document_request(entity, record))
         return await sink.create(_expect(entity, record))
+
+    async def create_many(self, entity: Entity, records: Sequence[Record]) -> Sequence[str | RecordError]:
+        """Create ``records`` together (the sink's ``create_many``, else one ``create`` each): per
+        record, its id or the RecordError that refused it."""
+        sink = self._any_sink(entity)
+        if not isinstance(sink, Sink):
+            raise RecordError(f"connector {self.name!r} writes {entity} as documents, one at a time")
+        typed = [_expect(entity, record) for record in records]
+        if sink.batch_create:
+            return await sink.create_many(typed)
+        results: list[str | RecordError] = []
+        for record in typed:
+            try:
+                results.append(await sink.create(record))
+            except RecordError as exc:
+                results.append(exc)
+        return results
 
     async def update(self, entity: Entity, target_id: str, record: Record, fields: frozenset[str]) -> None:
         """Write the canonical ``fields`` of ``record`` to the existing record ``target_id``."""
