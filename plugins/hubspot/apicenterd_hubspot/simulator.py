@@ -188,6 +188,7 @@ class HubSpotSim(VendorSim):
         self.objects: dict[str, dict[str, dict[str, Any]]] = {t: {} for t in STANDARD_PROPERTIES}
         self.ids = {t: IntIds(start) for t, start in OBJECT_ID_START.items()}
         self.associations: dict[tuple[str, str], dict[str, dict[str, set[int]]]] = {}
+        self._unique: dict[tuple[str, str], dict[str, str]] = {}  # (type, unique property) -> folded value -> id
         self.search_window = SEARCH_WINDOW
         for n in range(records):
             rng = seeded(seed, "product", n)
@@ -290,14 +291,29 @@ class HubSpotSim(VendorSim):
                     _invalid(name, f"{text} was not one of the allowed options", "INVALID_OPTION"),
                 )
             if text and known[name].get("hasUniqueValue"):
-                for other_id, other in self.objects[object_type].items():
-                    if other_id != own_id and str(other["properties"].get(name) or "").casefold() == text.casefold():
-                        error = VendorError(
-                            409, "CONFLICT", f"A {object_type[:-1]} with {name} {text!r} already exists. Existing ID: {other_id}"
-                        )
-                        raise error
+                other_id = self._index(object_type, name).get(text.casefold())
+                if other_id is not None and other_id != own_id:
+                    raise VendorError(409, "CONFLICT", f"A {object_type[:-1]} with {name} {text!r} already exists. Existing ID: {other_id}")
             clean[name] = text
         return clean
+
+    def _index(self, object_type: str, name: str) -> dict[str, str]:
+        """The unique property's index (built on first use)."""
+        key = (object_type, name)
+        if key not in self._unique:
+            self._unique[key] = {
+                str(o["properties"][name]).casefold(): i for i, o in self.objects[object_type].items() if o["properties"].get(name)
+            }
+        return self._unique[key]
+
+    def _reindex(self, object_type: str, object_id: str, before: Mapping[str, Any], after: Mapping[str, Any]) -> None:
+        for (kind, name), index in self._unique.items():
+            if kind != object_type:
+                continue
+            if before.get(name):
+                index.pop(str(before[name]).casefold(), None)
+            if after.get(name):
+                index[str(after[name]).casefold()] = object_id
 
     def create(self, object_type: str, props: Mapping[str, Any], trace: str | None = None) -> dict[str, Any]:
         clean = self.check_properties(object_type, props)
@@ -308,6 +324,7 @@ class HubSpotSim(VendorSim):
         item["properties"].update({"hs_object_id": object_id, "createdate": _iso(stamp)})
         self._touch(object_type, item, stamp)
         self.objects[object_type][object_id] = item
+        self._reindex(object_type, object_id, {}, item["properties"])
         return item
 
     def _touch(self, object_type: str, item: dict[str, Any], stamp: datetime | None = None) -> None:
@@ -328,11 +345,18 @@ class HubSpotSim(VendorSim):
         item = self.objects[object_type].get(object_id)
         if item is None:
             raise VendorError(404, "OBJECT_NOT_FOUND", f"resource not found: {object_type} {object_id}")
+        before = dict(item["properties"])
         item["properties"].update(self.check_properties(object_type, props, own_id=object_id))
+        self._reindex(object_type, object_id, before, item["properties"])
         self._touch(object_type, item)
         return item
 
     def by_property(self, object_type: str, name: str, value: str) -> dict[str, Any] | None:
+        if name == "hs_object_id":
+            return self.objects[object_type].get(value)
+        if self.properties[object_type].get(name, {}).get("hasUniqueValue"):
+            found = self._index(object_type, name).get(value.casefold())
+            return self.objects[object_type].get(found) if found is not None else None
         return next(
             (o for o in self.objects[object_type].values() if str(o["properties"].get(name) or "").casefold() == value.casefold()), None
         )
@@ -548,6 +572,7 @@ async def one_object(sim: HubSpotSim, request: Request) -> Response:
             raise _bad("Invalid input JSON: properties is required")
         return json_response(sim.public(sim.update(object_type, item["id"], body["properties"]), list(body["properties"])))
     if request.method == "DELETE":
+        sim._reindex(object_type, item["id"], item["properties"], {})
         del sim.objects[object_type][item["id"]]
         return Response(status_code=204)
     return json_response(sim.public(item, _props_param(request)))
