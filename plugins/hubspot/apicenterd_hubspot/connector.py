@@ -426,6 +426,30 @@ class CustomerSink(Sink[Customer]):
             raise FatalError(f"contact {record.email!r}: the upsert answered no result for it")
         return str(outcome.results[record.email]["id"])
 
+    async def create_many(self, records: Sequence[Customer]) -> Sequence[str | RecordError]:
+        """Persons in ``batch/upsert`` calls of 100 on ``email``; companies (a company and its
+        contact, two calls) one by one. A refused input fails alone."""
+        results: dict[int, str | RecordError] = {}
+        persons = [(n, r) for n, r in enumerate(records) if r.kind == "person" and r.email]
+        if persons:
+            keys = [str(r.email) for _, r in persons]
+            inputs = [{"idProperty": "email", "id": r.email, "properties": mapping.contact_properties(r)} for _, r in persons]
+            outcome = await self.connector.client.batch(
+                "contacts", "upsert", inputs, keys, what=f"{len(persons)} contacts", result_key="email"
+            )
+            for (n, _), email in zip(persons, keys, strict=True):
+                if email in outcome.results:
+                    results[n] = _customer_target(None, str(outcome.results[email]["id"]))
+                else:
+                    results[n] = RecordError(f"contact {email!r}: {outcome.errors.get(email, 'the upsert answered no result for it')}")
+        for n, record in enumerate(records):
+            if n not in results:
+                try:
+                    results[n] = await self.create(record)
+                except RecordError as exc:
+                    results[n] = exc
+        return [results[n] for n in range(len(records))]
+
     async def create(self, record: Customer) -> str:
         contact_id = await self._upsert_contact(record)
         if record.kind != "company":

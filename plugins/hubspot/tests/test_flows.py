@@ -155,6 +155,9 @@ async def test_customers_to_hubspot_as_companies_with_contacts_or_contacts(pair)
     assert {c["EmailAddress"].lower() for c in eacc} <= emails
     companies = [c for c in eacc if not c.get("IsPrivatePerson")]
     assert len(pair.hs.objects["companies"]) == len(companies)
+    persons = [c for c in eacc if c.get("IsPrivatePerson")]
+    upserts = pair.hs.count("POST", "/crm/v3/objects/contacts/batch/upsert")
+    assert upserts == len(companies) + (1 if persons else 0)  # the persons in one batch, each company's contact on its own
     [again] = await pair.run("customers-to-hubspot")
     assert again.status == "ok" and written(again) == 0, again
 
