@@ -82,6 +82,9 @@ class HubSpotSettings(ConnectorSettings):
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$", description="The account's company currency")
     prices_include_tax: bool = Field(default=False, description="Whether HubSpot prices include VAT (they usually do not)")
     deal_stages: list[str] = Field(default_factory=lambda: ["closedwon"], description="Deal stages read as orders")
+    lifecycle_stage: str | None = Field(
+        default=None, description="Lifecycle stage written on contacts this connector creates (e.g. 'customer'); unset: left to HubSpot"
+    )
     payment_terms_property: str | None = Field(default=None, description="Deal property read as the order's payment terms")
     payment_method_property: str | None = Field(default=None, description="Deal property read as the order's payment method")
 
@@ -410,12 +413,18 @@ class CustomerSink(Sink[Customer]):
     def normalize(self, record: Customer) -> Customer:
         return mapping.normalize_customer(record)
 
+    def _new_contact(self, record: Customer) -> dict[str, str]:
+        props = mapping.contact_properties(record)
+        if self.connector.settings.lifecycle_stage:
+            props["lifecyclestage"] = self.connector.settings.lifecycle_stage
+        return props
+
     async def _upsert_contact(self, record: Customer) -> str:
         assert record.email
         outcome = await self.connector.client.batch(
             "contacts",
             "upsert",
-            [{"idProperty": "email", "id": record.email, "properties": mapping.contact_properties(record)}],
+            [{"idProperty": "email", "id": record.email, "properties": self._new_contact(record)}],
             [record.email],
             what=f"contact {record.email!r}",
             result_key="email",
@@ -433,7 +442,7 @@ class CustomerSink(Sink[Customer]):
         persons = [(n, r) for n, r in enumerate(records) if r.kind == "person" and r.email]
         if persons:
             keys = [str(r.email) for _, r in persons]
-            inputs = [{"idProperty": "email", "id": r.email, "properties": mapping.contact_properties(r)} for _, r in persons]
+            inputs = [{"idProperty": "email", "id": r.email, "properties": self._new_contact(r)} for _, r in persons]
             outcome = await self.connector.client.batch(
                 "contacts", "upsert", inputs, keys, what=f"{len(persons)} contacts", result_key="email"
             )

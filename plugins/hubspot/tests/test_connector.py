@@ -163,3 +163,36 @@ async def test_status_without_stage_fails_the_order(app, settings):
     async with connect(HubSpotConnector, settings, app=app) as hs:
         with pytest.raises(RecordError, match="status 'weird' has no deal stage"):
             await hs.document_sink(Entity.ORDERS).create(DocumentRequest(order, "order", None, {}, DealSettings()))
+
+
+async def test_new_contacts_get_the_configured_lifecycle_stage_and_a_refused_one_fails_the_record(app, sim, settings):
+    people = [Customer(kind="person", name=f"P {n}", email=f"p{n}@example.com") for n in range(3)]
+    async with connect(HubSpotConnector, {**settings, "lifecycle_stage": "customer"}, app=app) as hs:
+        ids = await hs.create_many(Entity.CUSTOMERS, [hs.normalize(Entity.CUSTOMERS, p) for p in people])
+    assert all(isinstance(i, str) for i in ids) and sim.count("POST", "/crm/v3/objects/contacts/batch/upsert") == 1
+    assert {c["properties"]["lifecyclestage"] for c in sim.objects["contacts"].values()} == {"customer"}
+    async with connect(HubSpotConnector, {**settings, "lifecycle_stage": "not-a-stage"}, app=app) as hs:
+        [refused] = await hs.create_many(
+            Entity.CUSTOMERS, [hs.normalize(Entity.CUSTOMERS, Customer(kind="person", name="Q", email="q@example.com"))]
+        )
+    assert isinstance(refused, RecordError) and "INVALID_OPTION" in str(refused) and "q@example.com" in str(refused)
+
+
+async def test_a_product_without_sku_is_a_failed_change_not_a_gap(app, sim, settings):
+    sim.create("products", {"name": "no sku"})
+    sim.create("products", {"name": "ok", "hs_sku": "OK-1"})
+    sim.create("products", {"name": "bad price", "hs_sku": "BAD-1"})
+    sim.objects["products"][max(sim.objects["products"])]["properties"]["price"] = "n/a"  # as a damaged answer would carry
+    async with connect(HubSpotConnector, settings, app=app) as hs:
+        changes = [c async for c in hs.read(Entity.PRODUCTS, None)]
+    assert [c.record.sku if c.record else None for c in changes] == [None, "OK-1", None]
+    assert "no SKU" in changes[0].error and "'n/a' is not a number" in changes[2].error
+
+
+async def test_a_search_answer_without_results_is_a_clear_error(app, sim, settings):
+    from apicenterd import FatalError
+
+    sim.fail_next(200, {"total": 0}, path_prefix="/crm/v3/objects/products/search")
+    async with connect(HubSpotConnector, settings, app=app) as hs:
+        with pytest.raises(FatalError, match="the search answered without a results list"):
+            [c async for c in hs.read(Entity.PRODUCTS, None)]
