@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -29,7 +30,7 @@ from .compare import differing_fields, record_hash
 from .config import Flow, Resolved
 from .context import Context
 from .dryrun import Plan, plan
-from .errors import AuthError, CircuitOpen, ConnectorError, RecordError, RetryableError, StateError
+from .errors import AuthError, CircuitOpen, ConnectorError, FatalError, RecordError, RetryableError, StateError
 from .flowrun import COUNT_KEYS, FlowRun, GaveUp
 from .flows import Skip, prepare
 from .model import Entity, Order, Record
@@ -67,6 +68,17 @@ LOCK_HOLDERS = {
     "reset": "flows reset",
 }
 """Who holds a flow's lock, by the run's trigger (shown to a process waiting for it)."""
+
+
+def _batch_create(target: Connector, entity: Entity) -> bool:
+    """Whether ``target`` creates ``entity`` in batches (its sink implements ``create_many``)."""
+    sink = target.sinks.get(entity)
+    return (
+        entity not in (Entity.ORDERS, Entity.INVOICES)
+        and sink is not None
+        and issubclass(sink, Sink)
+        and sink.create_many is not Sink.create_many
+    )
 
 
 def _batch_lookup(target: Connector, entity: Entity) -> bool:
@@ -370,11 +382,7 @@ class Engine(Scheduling, Replaying, Retries):
                             read_error = exc
                             break
                     await self._prefetch(run, batch)
-                    for change in batch:
-                        if self.stopping.is_set():
-                            raise _Stop
-                        action = await self._process(run, change)
-                        self.beat()
+                    async for change, action in self._settled(run, batch):
                         # progress (a later read failure starts a fresh count): the cursor moved,
                         # or, from a source that moves it only with its last change, this read
                         # got further than any before
@@ -425,6 +433,76 @@ class Engine(Scheduling, Replaying, Retries):
         flow = run.flow
         return await self.store.get_link(flow.source, str(flow.entity), source_id, flow.target)
 
+    async def _settled(self, run: FlowRun, batch: Sequence[Change]) -> AsyncIterator[tuple[Change, str]]:
+        """Each change of ``batch`` taken to the target and settled, in order, with its action.
+
+        A target that creates in batches (its sink's ``create_many``) gets the batch's new records
+        in few calls: the changes are processed first (creates collected, settles held), then the
+        creates are sent, then every change is settled in the source's order, so the cursor never
+        passes a record whose create is not confirmed."""
+        if not _batch_create(run.target, run.flow.entity) or self.dry_run or run.replay:
+            for change in batch:
+                if self.stopping.is_set():
+                    raise _Stop
+                action = await self._process(run, change)
+                self.beat()
+                yield change, action
+            return
+        run.deferred, run.pending = [], []
+        try:
+            for change in batch:
+                if self.stopping.is_set():
+                    raise _Stop
+                await self._process(run, change)
+                self.beat()
+            await self._flush(run)
+            settles = run.deferred
+        finally:
+            run.deferred, run.pending = None, []
+        for change, settle in zip(batch, settles, strict=True):
+            action = await settle()
+            self.beat()
+            yield change, action
+
+    async def _flush(self, run: FlowRun) -> None:
+        """Send the creates collected for the batch in hand (``create_many``, with retries; a retry
+        looks the records up by key first, so none is created twice) and note each outcome."""
+        pending, run.pending = run.pending, []
+        if not pending:
+            return
+        flow, target = run.flow, run.target
+        keys = [key for key, _, _ in pending]
+        records = [record for _, record, _ in pending]
+        attempts = 0
+
+        async def create_all() -> list[str | RecordError]:
+            nonlocal attempts
+            attempts += 1
+            results: list[str | RecordError | None] = [None] * len(records)
+            if attempts > 1:  # the last try may have created some before its answer was lost
+                found = await target.find_many(flow.entity, keys)
+                for n, key in enumerate(keys):
+                    if key in found:
+                        results[n] = found[key].id
+            todo = [n for n, result in enumerate(results) if result is None]
+            if todo:
+                created = await target.create_many(flow.entity, [records[n] for n in todo])
+                if len(created) != len(todo):
+                    raise FatalError(f"{flow.target}: create_many answered {len(created)} results for {len(todo)} records")
+                for n, result in zip(todo, created, strict=True):
+                    results[n] = result
+            return [r if r is not None else RecordError("no answer for this record") for r in results]
+
+        try:
+            outcome: list[str | RecordError] = await self._with_retries(run.log, f"create {len(records)} {flow.entity}", target, create_all)
+        except RecordError as exc:  # the whole call was refused: each of its records fails with the reason
+            outcome = [exc] * len(records)
+        for (key, _, holder), result in zip(pending, outcome, strict=True):
+            holder["result"] = result
+            run.looked_up[key] = Found(result, None) if isinstance(result, str) else None
+            if isinstance(result, str):  # as a settled create: a later change of the record in this batch updates it
+                run.links[holder["source_id"]] = holder["link"](result)
+
     def _run_failed(self, run: FlowRun, result: RunResult, exc: ConnectorError, connection: str) -> None:
         """Record why the run failed; a refused credential pauses its connection until a reload."""
         error = error_text(exc)
@@ -458,6 +536,12 @@ class Engine(Scheduling, Replaying, Retries):
         rlog = run.log.bind(source_id=change.source_id, key=key)
 
         async def settle(action: str, *, target_id: str | None = None, reason: str | None = None, link: Link | None = None) -> str:
+            if run.deferred is not None:  # creates of the batch are being collected: settle after them, in order
+                run.deferred.append(functools.partial(settle_now, action, target_id=target_id, reason=reason, link=link))
+                return action
+            return await settle_now(action, target_id=target_id, reason=reason, link=link)
+
+        async def settle_now(action: str, *, target_id: str | None = None, reason: str | None = None, link: Link | None = None) -> str:
             if self.dry_run:
                 return action
             reason = redactor.scrub(reason)  # stored in the audit trail and dead letters, alerted
@@ -498,9 +582,16 @@ class Engine(Scheduling, Replaying, Retries):
                 # failed before exactly as it is now: try again only after a growing pause (what
                 # it lacked may have appeared meanwhile, e.g. the product for its stock)
                 rlog.debug("record unchanged since it failed; waiting out its backoff", dead_letter=letter.id)
-                if change.cursor is not None:
-                    run.pending_cursor = change.cursor
-                return "waiting"
+
+                async def waiting() -> str:
+                    if change.cursor is not None:  # saved with the next settle or at the end of the batch
+                        run.pending_cursor = change.cursor
+                    return "waiting"
+
+                if run.deferred is not None:  # in order, after the batch's creates are confirmed
+                    run.deferred.append(waiting)
+                    return "waiting"
+                return await waiting()
 
         try:
             prepared = prepare(flow.entity, flow.options, record)
@@ -526,6 +617,9 @@ class Engine(Scheduling, Replaying, Retries):
             fields = frozenset(target.written_fields.get(flow.entity) or type(prepared).model_fields)
             update_fields = fields - flow.create_only_fields
             digest = record_hash(prepared, update_fields)
+            if run.deferred is not None and any(k == key or h["source_id"] == change.source_id for k, _, h in run.pending):
+                # a second record with a key, or a second change of a record, being created: create the first now
+                await self._flush(run)
             link = await self.link(run, change.source_id)
 
             def new_link(target_id: str) -> Link:
@@ -562,6 +656,21 @@ class Engine(Scheduling, Replaying, Retries):
                     run.looked_up[key] = Found(found.id, None)
                 rlog.info("record updated", target_id=found.id, fields=sorted(changed))
                 return await settle("updated", target_id=found.id, reason="found in target by key", link=new_link(found.id))
+            if run.deferred is not None:  # created with the batch's other new records (see _settled)
+                holder: dict[str, Any] = {"source_id": change.source_id, "link": new_link}
+                run.pending.append((key, prepared, holder))
+
+                async def created() -> str:
+                    result = holder.get("result")
+                    if isinstance(result, str):
+                        rlog.info("record created", target_id=result, batched=True)
+                        return await settle_now("created", target_id=result, link=new_link(result))
+                    reason = str(result) if result is not None else "the batch create gave no answer for this record"
+                    rlog.warning("record failed", reason=reason)
+                    return await settle_now("failed", reason=reason)
+
+                run.deferred.append(created)
+                return "created"
             target_id = await self.write(run, rlog, "create", flow.entity, None, prepared, fields, None)
             if key in run.looked_up:  # a second source record with this key finds it
                 run.looked_up[key] = Found(target_id, None)

@@ -60,6 +60,11 @@ class FlowRun:
     the next settle or at the end of the batch. A crash before that reads them again, harmlessly."""
     failures: list[tuple[str, str, str, str]] = dataclasses.field(default_factory=list)
     """(flow, source id, key, reason) of the first :data:`FAILURES_KEPT` failed records."""
+    deferred: list[Any] | None = None
+    """While a batch's creates are collected (the target creates in batches): per change, in order,
+    the coroutine function that settles it once the creates are confirmed; None otherwise."""
+    pending: list[Any] = dataclasses.field(default_factory=list)
+    """The creates collected for the batch in hand: (key, record, holder of the outcome)."""
 
     @property
     def name(self) -> str:

@@ -412,6 +412,20 @@ class Sink(abc.ABC, Generic[RecordT]):
     async def create(self, record: RecordT) -> str:
         """Create ``record``; return its id once the vendor confirmed it."""
 
+    async def create_many(self, records: Sequence[RecordT]) -> Sequence[str | RecordError]:
+        """Optional: create ``records`` in few calls (the vendor's batch endpoint). Return, per
+        record and in order, its new id once the vendor confirmed it, or the :class:`RecordError`
+        that refused that one record (a partial failure fails only its records). A failure of the
+        whole call raises (``RetryableError``, ...): the daemon looks the records up by key before
+        it tries again, so none is created twice. Implement it (with :meth:`find_many`) and the
+        daemon creates the new records of a batch together, settling them in the source's order."""
+        raise NotImplementedError
+
+    @property
+    def batch_create(self) -> bool:
+        """Whether this sink implements :meth:`create_many`."""
+        return type(self).create_many is not Sink.create_many
+
     @abc.abstractmethod
     async def update(self, target_id: str, record: RecordT, fields: frozenset[str]) -> None:
         """Write the canonical ``fields`` of ``record`` to ``target_id``; leave every other field as it is."""
@@ -578,9 +592,10 @@ class Connector:
     ``oauth_authorize_url`` / ``oauth_scopes``
         For OAuth2 connectors: where ``apicenterd auth CONNECTION`` sends the operator to
         authorise, and the scopes it asks for (the settings then need ``token_url``,
-        ``client_id`` and ``client_secret``). ``oauth_client_auth``: how the token endpoint
-        wants the client id and secret, ``"basic"`` (HTTP Basic, the default) or ``"post"``
-        (form fields).
+        ``client_id`` and ``client_secret``).
+    ``oauth_client_auth``
+        How the token endpoint takes the client credentials: ``"basic"`` (HTTP Basic) or
+        ``"post"`` (form fields ``client_id``/``client_secret``, e.g. HubSpot).
     ``default_port``
         The loopback port :meth:`simulator` listens on in ``apicenterd demo``.
 
@@ -734,6 +749,23 @@ class Connector:
         if isinstance(sink, DocumentSink):
             return await sink.create(await self.document_request(entity, record))
         return await sink.create(_expect(entity, record))
+
+    async def create_many(self, entity: Entity, records: Sequence[Record]) -> Sequence[str | RecordError]:
+        """Create ``records`` together (the sink's ``create_many``, else one ``create`` each): per
+        record, its id or the RecordError that refused it."""
+        sink = self._any_sink(entity)
+        if not isinstance(sink, Sink):
+            raise RecordError(f"connector {self.name!r} writes {entity} as documents, one at a time")
+        typed = [_expect(entity, record) for record in records]
+        if sink.batch_create:
+            return await sink.create_many(typed)
+        results: list[str | RecordError] = []
+        for record in typed:
+            try:
+                results.append(await sink.create(record))
+            except RecordError as exc:
+                results.append(exc)
+        return results
 
     async def update(self, entity: Entity, target_id: str, record: Record, fields: frozenset[str]) -> None:
         """Write the canonical ``fields`` of ``record`` to the existing record ``target_id``."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fakes import PRODUCT_FIELDS, STOCK_FIELDS, MemoryStore, MemoryTarget, _sink
 
-from apicenterd import Entity, Found, Product, hookimpl
+from apicenterd import Entity, Found, Product, RecordError, hookimpl
 
 
 class BatchTarget(MemoryTarget):
@@ -28,6 +28,35 @@ class BatchTarget(MemoryTarget):
         return found
 
 
+def _batch_create_sink(entity: Entity):
+    base = _sink(entity, PRODUCT_FIELDS, batch=True)
+
+    class MemoryBatchCreateSink(base):  # type: ignore[misc,valid-type]
+        async def create_many(self, records):
+            return await self.connector._create_many(entity, records)
+
+    return MemoryBatchCreateSink
+
+
+class BatchCreateTarget(BatchTarget):
+    """BatchTarget that also creates many products in one call (``create_many``)."""
+
+    name = "membatchcreate"
+    title = "Memory target with batch look-ups and batch creates"
+    sinks = {**BatchTarget.sinks, Entity.PRODUCTS: _batch_create_sink(Entity.PRODUCTS)}
+
+    async def _create_many(self, entity, records):
+        MemoryStore.calls.append(("create_many", ",".join(r.key() for r in records)))
+        results = []
+        for record in records:  # a transient failure part-way raises for the whole call, as a lost answer would
+            try:
+                results.append(await self._create(entity, record))
+            except RecordError as exc:
+                results.append(exc)
+        return results
+
+
 @hookimpl
 def register_connectors(register):
     register(BatchTarget)
+    register(BatchCreateTarget)

@@ -489,3 +489,28 @@ async def test_exchange_code_with_client_auth_post():
     assert "Authorization" not in route.calls[0].request.headers
     with pytest.raises(ValueError, match="client_auth"):
         await exchange_code(TOKEN_URL, client_id="c", client_secret="s", code="c", redirect_uri="u", client_auth="bearer")
+
+
+async def test_client_secret_post_sends_the_credentials_as_form_fields(events, clock):
+    store = RecordingStore(events)
+    with respx.mock() as router:
+        token = router.post(TOKEN_URL).mock(return_value=httpx.Response(200, json={"access_token": "a", "expires_in": 1800}))
+        router.get(f"{API}/x").mock(return_value=httpx.Response(200))
+        _, client = make_auth(store, clock, client_auth="post")
+        async with client:
+            await client.get("/x")
+    sent = token.calls[0].request
+    form = dict(urllib.parse.parse_qsl(sent.content.decode()))
+    assert form == {"grant_type": "refresh_token", "refresh_token": "r0", "client_id": "cid", "client_secret": "csecret"}
+    assert "Authorization" not in sent.headers
+
+
+async def test_a_401_is_no_refresh_signal_when_told_so(events, clock):
+    store = RecordingStore(events, {"access_token": "a0", "refresh_token": "r0", "expires_at": clock.now + 1800, "expires_in": 1800})
+    with respx.mock(assert_all_called=False) as router:
+        token = router.post(TOKEN_URL).mock(return_value=httpx.Response(200, json={"access_token": "a1", "expires_in": 1800}))
+        router.get(f"{API}/x").mock(return_value=httpx.Response(401))
+        _, client = make_auth(store, clock, refresh_on_401=False)
+        async with client:
+            assert (await client.get("/x")).status_code == 401
+    assert token.calls.call_count == 0

@@ -1,0 +1,721 @@
+"""The HubSpot connector: products, customers (contacts with their companies) and deals with line
+items through the CRM API v3, associations v4; private-app token or OAuth2."""
+
+from __future__ import annotations
+
+import functools
+import re
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, ClassVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from apicenterd import (
+    Change,
+    Connector,
+    ConnectorSettings,
+    Customer,
+    DocumentRequest,
+    DocumentSink,
+    Entity,
+    FatalError,
+    Found,
+    OAuth2RefreshAuth,
+    Order,
+    Product,
+    RateLimit,
+    RateLimitHeaders,
+    RecordError,
+    Sink,
+    Source,
+    WebhookEvent,
+    WebhookRequest,
+)
+
+from . import mapping, webhooks
+from .client import BATCH_SIZE, HubSpotClient, cursor_to_ms, modified_property, ms_to_cursor
+
+__all__ = ["HubSpotConnector", "HubSpotSettings", "DealSettings", "ASSOCIATION_TYPES", "RATE_LIMIT_HEADERS"]
+
+ASSOCIATION_TYPES: Mapping[tuple[str, str], int] = {
+    ("contacts", "companies"): 1,  # contact -> its primary company
+    ("companies", "contacts"): 2,  # company -> its primary contact
+    ("deals", "contacts"): 3,
+    ("deals", "companies"): 5,  # the deal's primary company
+    ("deals", "line_items"): 19,
+    ("line_items", "deals"): 20,
+}
+"""HubSpot-defined association type ids (associations v4) used here."""
+
+RATE_LIMIT_HEADERS = RateLimitHeaders(
+    remaining="X-HubSpot-RateLimit-Remaining", limit="X-HubSpot-RateLimit-Max", window_ms="X-HubSpot-RateLimit-Interval-Milliseconds"
+)
+DAILY_HEADERS = RateLimitHeaders(remaining="X-HubSpot-RateLimit-Daily-Remaining", limit="X-HubSpot-RateLimit-Daily")
+_PROPERTY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
+
+
+def _search_key(request: httpx.Request) -> str | None:
+    """The search endpoints share their own, lower limit."""
+    return "search" if request.url.path.endswith("/search") else None
+
+
+class HubSpotSettings(ConnectorSettings):
+    """Connection settings of a HubSpot account: a private-app token, or an OAuth app."""
+
+    base_url: str = Field(default="https://api.hubapi.com", description="API root")
+    access_token: SecretStr | None = Field(default=None, description="Private-app access token (static); or use OAuth")
+    token_url: str = Field(default="https://api.hubapi.com/oauth/v1/token", description="OAuth2 token endpoint")
+    authorize_url: str | None = Field(default=None, description="OAuth2 consent page; unset: https://app.hubspot.com/oauth/authorize")
+    client_id: str | None = Field(default=None, description="OAuth app client id")
+    client_secret: SecretStr | None = Field(default=None, description="OAuth app client secret (also signs its webhooks)")
+    refresh_token: SecretStr | None = Field(default=None, description="Bootstraps an empty token store (else `apicenterd auth`)")
+    scopes: list[str] | None = Field(default=None, description="OAuth scopes to ask for; unset: the connector's")
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="The app's client secret that signs webhooks (X-HubSpot-Signature-v3); unset: client_secret"
+    )
+    webhook_url: str | None = Field(
+        default=None,
+        description="The webhook target URL as set in HubSpot (e.g. https://sync.example.com/webhooks/hubspot): "
+        "HubSpot signs it, and behind a reverse proxy the daemon sees another; unset: the URL as received",
+    )
+    sku_property: str = Field(default="apicenterd_sku", description="Unique product property holding the SKU (hs_sku is not unique)")
+    order_property: str = Field(default="apicenterd_order", description="Unique deal property holding the external order number")
+    line_property: str = Field(default="apicenterd_line", description="Unique line-item property holding <order>/<line>")
+    create_properties: bool = Field(default=True, description="Create the unique properties when they are missing")
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$", description="The account's company currency")
+    prices_include_tax: bool = Field(default=False, description="Whether HubSpot prices include VAT (they usually do not)")
+    deal_stages: list[str] = Field(default_factory=lambda: ["closedwon"], description="Deal stages read as orders")
+    lifecycle_stage: str | None = Field(
+        default=None, description="Lifecycle stage written on contacts this connector creates (e.g. 'customer'); unset: left to HubSpot"
+    )
+    payment_terms_property: str | None = Field(default=None, description="Deal property read as the order's payment terms")
+    payment_method_property: str | None = Field(default=None, description="Deal property read as the order's payment method")
+
+    @field_validator("sku_property", "order_property", "line_property")
+    @classmethod
+    def _property_name(cls, value: str) -> str:
+        if not _PROPERTY_NAME.match(value):
+            raise ValueError(f"{value!r} is not a HubSpot property name (lower case letters, digits and _, starting with a letter)")
+        return value
+
+    @field_validator("base_url", "token_url")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> HubSpotSettings:
+        oauth = self.client_id is not None or self.client_secret is not None
+        if self.access_token is not None and oauth:
+            raise ValueError("give either access_token (a private app) or client_id and client_secret (an OAuth app), not both")
+        if self.access_token is None and not (self.client_id and self.client_secret):
+            raise ValueError("no credentials: give access_token (a private app) or client_id and client_secret (an OAuth app)")
+        return self
+
+    @property
+    def signing_secret(self) -> str | None:
+        """The secret webhooks are signed with."""
+        secret = self.webhook_secret or self.client_secret
+        return secret.get_secret_value() if secret else None
+
+
+class DealSettings(BaseModel):
+    """A flow's ``target_settings`` for orders written as deals."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pipeline: str = Field(default="default", description="Deal pipeline id")
+    stages: dict[str, str] = Field(default_factory=dict, description="Order status -> deal stage id")
+    default_stage: str | None = Field(default=None, description="Stage for a status not in stages; unset: such an order fails")
+    properties: dict[str, str] = Field(default_factory=dict, description="Fixed deal properties to set on every deal")
+
+
+def _customer_id(target_id: str) -> tuple[str | None, str | None]:
+    """``company:C/contact:P`` or ``contact:P`` -> (company id, contact id)."""
+    company = contact = None
+    for part in target_id.split("/"):
+        kind, _, value = part.partition(":")
+        if kind == "company" and value:
+            company = value
+        elif kind == "contact" and value:
+            contact = value
+    if contact is None and company is None:
+        raise RecordError(f"{target_id!r} is not a HubSpot customer id (contact:ID or company:ID/contact:ID)")
+    return company, contact
+
+
+def _customer_target(company_id: str | None, contact_id: str) -> str:
+    return f"company:{company_id}/contact:{contact_id}" if company_id else f"contact:{contact_id}"
+
+
+def _assoc(to_id: str, type_id: int) -> dict[str, Any]:
+    return {"to": {"id": to_id}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}]}
+
+
+# -- sources ---------------------------------------------------------------------------------
+
+
+def _cursor(item: Mapping[str, Any], object_type: str, since: str | None) -> str | None:
+    """The cursor of one object: its modification stamp (``since`` when it has none)."""
+    value = (item.get("properties") or {}).get(modified_property(object_type)) or item.get("updatedAt")
+    try:
+        return ms_to_cursor(cursor_to_ms(str(value))) if value else since
+    except ValueError:
+        return since
+
+
+class ProductSource(Source[Product]):
+    """Products modified since the cursor (``hs_lastmodifieddate``), through the search API."""
+
+    connector: HubSpotConnector
+    field_map = dict(mapping.PRODUCT_FIELDS)
+
+    async def changes(self, since: str | None) -> AsyncIterator[Change]:
+        conn = self.connector
+        s = conn.settings
+        props = ["name", "price", "description", "hs_sku", "hs_cost_of_goods_sold", s.sku_property]
+        async for item in conn.client.modified_since(
+            "products", cursor_to_ms(since) if since else None, props, what=f"products modified since {since or 'the beginning'}"
+        ):
+            cursor = _cursor(item, "products", since)
+            yield self.mapped(str(item.get("id")), cursor, functools.partial(mapping.to_product, item, s.sku_property, s.currency))
+
+
+async def _buffered(items: AsyncIterator[dict[str, Any]], size: int = BATCH_SIZE) -> AsyncIterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    async for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class CustomerSource(Source[Customer]):
+    """Contacts modified since the cursor (``lastmodifieddate``), each with its primary company
+    (read in one batch per 100 contacts): a company with its contact person, or a person."""
+
+    connector: HubSpotConnector
+    field_map = dict(mapping.CUSTOMER_FIELDS)
+
+    async def changes(self, since: str | None) -> AsyncIterator[Change]:
+        conn = self.connector
+        items = conn.client.modified_since(
+            "contacts", cursor_to_ms(since) if since else None, mapping.CONTACT_PROPERTIES, what="contacts modified"
+        )
+        async for batch in _buffered(items):
+            company_ids = [
+                str(c["properties"]["associatedcompanyid"]) for c in batch if (c.get("properties") or {}).get("associatedcompanyid")
+            ]
+            companies = await conn.client.read_by("companies", None, company_ids, mapping.COMPANY_PROPERTIES, what="companies of contacts")
+            for contact in batch:
+                company = companies.get(str((contact.get("properties") or {}).get("associatedcompanyid") or ""))
+                yield self.mapped(
+                    str(contact.get("id")),
+                    _cursor(contact, "contacts", since),
+                    functools.partial(mapping.to_customer, contact, company),
+                )
+
+
+class DealSource(Source[Order]):
+    """Deals in the configured stages (``deal_stages``) modified since the cursor, as orders with
+    their line items and customer (associations v4, batch reads: a few calls per 100 deals).
+    Deals this connector created from orders (their ``order_property`` set) are left out."""
+
+    field_map = {
+        "number": "HS-<deal id>",
+        "status": "dealstage",
+        "total": "amount",
+        "currency": "deal_currency_code",
+        "lines": "line_items",
+    }
+
+    connector: HubSpotConnector
+
+    async def changes(self, since: str | None) -> AsyncIterator[Change]:
+        conn = self.connector
+        s = conn.settings
+        api = conn.client
+        deal_props = [
+            "dealname",
+            "amount",
+            "dealstage",
+            "pipeline",
+            "closedate",
+            "createdate",
+            "deal_currency_code",
+            "description",
+            s.order_property,
+        ]
+        deal_props += [p for p in (s.payment_terms_property, s.payment_method_property) if p]
+        filters = [{"propertyName": "dealstage", "operator": "IN", "values": list(s.deal_stages)}]
+        items = api.modified_since("deals", cursor_to_ms(since) if since else None, deal_props, what="deals modified", filters=filters)
+        async for batch in _buffered(items):
+            ids = [str(d.get("id")) for d in batch]
+            lines_of = await api.associated("deals", "line_items", ids, what="line items of deals")
+            contacts_of = await api.associated("deals", "contacts", ids, what="contacts of deals")
+            companies_of = await api.associated("deals", "companies", ids, what="companies of deals")
+            line_items = await api.read_by(
+                "line_items",
+                None,
+                [i for v in lines_of.values() for i in v],
+                ["name", "quantity", "price", "discount", "hs_product_id", "hs_sku"],
+                what="line items",
+            )
+            product_ids = [
+                str(li["properties"].get("hs_product_id"))
+                for li in line_items.values()
+                if (li.get("properties") or {}).get("hs_product_id")
+            ]
+            products = await api.read_by("products", None, product_ids, ["hs_sku", s.sku_property], what="products of line items")
+            skus = {pid: str(p["properties"].get(s.sku_property) or p["properties"].get("hs_sku") or "") for pid, p in products.items()}
+            contacts = await api.read_by(
+                "contacts", None, [v[0] for v in contacts_of.values() if v], mapping.CONTACT_PROPERTIES, what="contacts of deals"
+            )
+            companies = await api.read_by(
+                "companies", None, [v[0] for v in companies_of.values() if v], mapping.COMPANY_PROPERTIES, what="companies of deals"
+            )
+            for deal in batch:
+                deal_id = str(deal.get("id"))
+                cursor = _cursor(deal, "deals", since)
+                if (deal.get("properties") or {}).get(s.order_property):
+                    continue  # written here from another system's order: not read back as a new order
+                contact = contacts.get(next(iter(contacts_of.get(deal_id) or ()), ""))
+                company = companies.get(next(iter(companies_of.get(deal_id) or ()), ""))
+                items_of = [line_items[i] for i in lines_of.get(deal_id) or () if i in line_items]
+
+                def convert(
+                    deal: dict[str, Any] = deal,
+                    contact: Any = contact,
+                    company: Any = company,
+                    items_of: Any = items_of,
+                    skus: dict[str, str] = skus,
+                ) -> Order:
+                    customer = mapping.to_customer(contact, company) if (contact or company) else None
+                    return mapping.to_order(
+                        deal,
+                        items_of,
+                        skus,
+                        customer,
+                        currency=s.currency,
+                        prices_include_tax=s.prices_include_tax,
+                        payment_terms_property=s.payment_terms_property,
+                        payment_method_property=s.payment_method_property,
+                    )
+
+                yield self.mapped(deal_id, cursor, convert)
+
+
+# -- sinks -------------------------------------------------------------------------------------
+
+
+class ProductSink(Sink[Product]):
+    """Products by the unique SKU property: looked up in batches of 100, created by batch upsert on
+    that property (a retry after a lost answer cannot make a second product), updated by id."""
+
+    connector: HubSpotConnector
+    written_fields = frozenset(mapping.PRODUCT_FIELDS)
+    field_map = dict(mapping.PRODUCT_FIELDS)
+
+    def _found(self, item: dict[str, Any]) -> Found:
+        s = self.connector.settings
+        return Found(id=str(item["id"]), record=mapping.to_product(item, s.sku_property, s.currency), vendor=item)
+
+    async def find(self, key: str) -> Found | None:
+        return (await self.find_many([key])).get(key)
+
+    async def find_many(self, keys: Sequence[str]) -> Mapping[str, Found]:
+        conn = self.connector
+        await conn.setup()
+        s = conn.settings
+        props = ["name", "price", "description", "hs_sku", "hs_cost_of_goods_sold", s.sku_property]
+        found = await conn.client.read_by("products", s.sku_property, keys, props, what="products by SKU")
+        return {key: self._found(item) for key, item in found.items()}
+
+    def normalize(self, record: Product) -> Product:
+        return mapping.normalize_product(record)
+
+    async def create(self, record: Product) -> str:
+        conn = self.connector
+        await conn.setup()
+        s = conn.settings
+        props = mapping.product_properties(record, None, s.sku_property)
+        outcome = await conn.client.batch(
+            "products",
+            "upsert",
+            [{"idProperty": s.sku_property, "id": record.sku, "properties": props}],
+            [record.sku],
+            what=f"product {record.sku!r}",
+            result_key=s.sku_property,
+        )
+        if record.sku in outcome.errors:
+            raise RecordError(f"product {record.sku!r}: {outcome.errors[record.sku]}")
+        if record.sku not in outcome.results:
+            raise FatalError(f"product {record.sku!r}: the upsert answered no result for it")
+        return str(outcome.results[record.sku]["id"])
+
+    async def create_many(self, records: Sequence[Product]) -> Sequence[str | RecordError]:
+        """The batch's new products in ``batch/upsert`` calls of 100 on the SKU property; an input the
+        207 answer refuses fails alone."""
+        conn = self.connector
+        await conn.setup()
+        s = conn.settings
+        inputs = [
+            {"idProperty": s.sku_property, "id": r.sku, "properties": mapping.product_properties(r, None, s.sku_property)} for r in records
+        ]
+        keys = [r.sku for r in records]
+        outcome = await conn.client.batch("products", "upsert", inputs, keys, what=f"{len(records)} products", result_key=s.sku_property)
+        results: list[str | RecordError] = []
+        for sku in keys:
+            if sku in outcome.results:
+                results.append(str(outcome.results[sku]["id"]))
+            else:
+                results.append(RecordError(f"product {sku!r}: {outcome.errors.get(sku, 'the upsert answered no result for it')}"))
+        return results
+
+    async def update(self, target_id: str, record: Product, fields: frozenset[str]) -> None:
+        conn = self.connector
+        props = mapping.product_properties(record, fields, conn.settings.sku_property)
+        await conn.client.json("PATCH", f"/crm/v3/objects/products/{target_id}", f"product {record.sku!r}", json={"properties": props})
+
+
+class CustomerSink(Sink[Customer]):
+    """Customers by e-mail: a contact (a person), or a company with that contact as its primary
+    contact. Contacts are upserted by ``email`` (HubSpot's unique contact key)."""
+
+    connector: HubSpotConnector
+    written_fields = frozenset(mapping.CUSTOMER_FIELDS)
+    field_map = dict(mapping.CUSTOMER_FIELDS)
+
+    async def find(self, key: str) -> Found | None:
+        return (await self.find_many([key])).get(key)
+
+    async def find_many(self, keys: Sequence[str]) -> Mapping[str, Found]:
+        api = self.connector.client
+        emails = [k.strip().lower() for k in keys if "@" in k]
+        contacts = await api.read_by("contacts", "email", emails, mapping.CONTACT_PROPERTIES, what="contacts by e-mail")
+        company_ids = [
+            str(c["properties"]["associatedcompanyid"]) for c in contacts.values() if (c.get("properties") or {}).get("associatedcompanyid")
+        ]
+        companies = await api.read_by("companies", None, company_ids, mapping.COMPANY_PROPERTIES, what="companies of contacts")
+        found: dict[str, Found] = {}
+        for key in keys:
+            contact = contacts.get(key.strip().lower())
+            if contact is None:
+                continue
+            company_id = str((contact.get("properties") or {}).get("associatedcompanyid") or "") or None
+            company = companies.get(company_id or "")
+            found[key] = Found(
+                id=_customer_target(company_id if company else None, str(contact["id"])),
+                record=mapping.to_customer(contact, company),
+                vendor={"contact": contact, "company": company},
+            )
+        return found
+
+    def normalize(self, record: Customer) -> Customer:
+        return mapping.normalize_customer(record)
+
+    def _new_contact(self, record: Customer) -> dict[str, str]:
+        props = mapping.contact_properties(record)
+        if self.connector.settings.lifecycle_stage:
+            props["lifecyclestage"] = self.connector.settings.lifecycle_stage
+        return props
+
+    async def _upsert_contact(self, record: Customer) -> str:
+        assert record.email
+        outcome = await self.connector.client.batch(
+            "contacts",
+            "upsert",
+            [{"idProperty": "email", "id": record.email, "properties": self._new_contact(record)}],
+            [record.email],
+            what=f"contact {record.email!r}",
+            result_key="email",
+        )
+        if record.email in outcome.errors:
+            raise RecordError(f"contact {record.email!r}: {outcome.errors[record.email]}")
+        if record.email not in outcome.results:
+            raise FatalError(f"contact {record.email!r}: the upsert answered no result for it")
+        return str(outcome.results[record.email]["id"])
+
+    async def create_many(self, records: Sequence[Customer]) -> Sequence[str | RecordError]:
+        """Persons in ``batch/upsert`` calls of 100 on ``email``; companies (a company and its
+        contact, two calls) one by one. A refused input fails alone."""
+        results: dict[int, str | RecordError] = {}
+        persons = [(n, r) for n, r in enumerate(records) if r.kind == "person" and r.email]
+        if persons:
+            keys = [str(r.email) for _, r in persons]
+            inputs = [{"idProperty": "email", "id": r.email, "properties": self._new_contact(r)} for _, r in persons]
+            outcome = await self.connector.client.batch(
+                "contacts", "upsert", inputs, keys, what=f"{len(persons)} contacts", result_key="email"
+            )
+            for (n, _), email in zip(persons, keys, strict=True):
+                if email in outcome.results:
+                    results[n] = _customer_target(None, str(outcome.results[email]["id"]))
+                else:
+                    results[n] = RecordError(f"contact {email!r}: {outcome.errors.get(email, 'the upsert answered no result for it')}")
+        for n, record in enumerate(records):
+            if n not in results:
+                try:
+                    results[n] = await self.create(record)
+                except RecordError as exc:
+                    results[n] = exc
+        return [results[n] for n in range(len(records))]
+
+    async def create(self, record: Customer) -> str:
+        contact_id = await self._upsert_contact(record)
+        if record.kind != "company":
+            return _customer_target(None, contact_id)
+        company = await self.connector.client.json(
+            "POST",
+            "/crm/v3/objects/companies",
+            f"company {record.name!r}",
+            json={
+                "properties": mapping.company_properties(record),
+                "associations": [_assoc(contact_id, ASSOCIATION_TYPES[("companies", "contacts")])],
+            },
+        )
+        return _customer_target(str(company["id"]), contact_id)
+
+    async def update(self, target_id: str, record: Customer, fields: frozenset[str]) -> None:
+        api = self.connector.client
+        company_id, contact_id = _customer_id(target_id)
+        if contact_id:
+            await api.json(
+                "PATCH",
+                f"/crm/v3/objects/contacts/{contact_id}",
+                f"contact {record.email!r}",
+                json={"properties": mapping.contact_properties(record)},
+            )
+        if record.kind == "company":
+            if company_id:
+                await api.json(
+                    "PATCH",
+                    f"/crm/v3/objects/companies/{company_id}",
+                    f"company {record.name!r}",
+                    json={"properties": mapping.company_properties(record)},
+                )
+            elif contact_id:  # a person became a company: give the contact its company
+                await api.json(
+                    "POST",
+                    "/crm/v3/objects/companies",
+                    f"company {record.name!r}",
+                    json={
+                        "properties": mapping.company_properties(record),
+                        "associations": [_assoc(contact_id, ASSOCIATION_TYPES[("companies", "contacts")])],
+                    },
+                )
+
+
+class DealSink(DocumentSink[Order]):
+    """An order as a deal with its line items, associated with the customer's contact and company.
+
+    Idempotent: the line items are upserted by their unique reference (``<order>/<n>``), then the
+    deal is created with all its associations in one call; :meth:`find` finds it by the unique
+    ``order_property``, so an order whose deal exists is skipped and a retry never makes two."""
+
+    connector: HubSpotConnector
+    documents = frozenset({"order"})
+    settings = DealSettings
+    written_fields = frozenset({"number", "status", "total", "currency", "created_at", "lines", "customer"})
+    field_map = {
+        "number": "<order_property>",
+        "status": "dealstage (by stages)",
+        "total": "amount",
+        "currency": "deal_currency_code",
+        "created_at": "closedate",
+        "lines": "line_items",
+    }
+
+    async def find(self, number: str) -> Found | None:
+        conn = self.connector
+        await conn.setup()
+        found = await conn.client.read_by(
+            "deals", conn.settings.order_property, [number], ["dealname", conn.settings.order_property], what=f"deal of order {number!r}"
+        )
+        deal = found.get(number)
+        return Found(id=str(deal["id"]), vendor=deal) if deal else None
+
+    async def create(self, request: DocumentRequest[Order]) -> str:
+        conn = self.connector
+        s = conn.settings
+        order = request.record
+        options = request.settings if isinstance(request.settings, DealSettings) else DealSettings()
+        stage = options.stages.get(order.status, options.default_stage)
+        if not stage:
+            raise RecordError(
+                f"order {order.number}: status {order.status!r} has no deal stage "
+                f"(target_settings.stages: {sorted(options.stages)}; no default_stage)"
+            )
+        await conn.setup()
+        inputs, keys = [], []
+        for n, line in enumerate(order.lines, start=1):
+            product_id = request.article(line.sku).id if line.sku else None
+            props = mapping.line_item_properties(order, n, line, product_id, s.line_property)
+            keys.append(props[s.line_property])
+            inputs.append({"idProperty": s.line_property, "id": props[s.line_property], "properties": props})
+        line_ids: list[str] = []
+        if inputs:
+            outcome = await conn.client.batch(
+                "line_items", "upsert", inputs, keys, what=f"line items of order {order.number}", result_key=s.line_property
+            )
+            failed = [f"{k}: {e}" for k, e in outcome.errors.items()]
+            if failed:
+                raise RecordError(f"order {order.number}: line items refused: {'; '.join(failed[:3])}")
+            missing = [k for k in keys if k not in outcome.results]
+            if missing:
+                raise FatalError(f"order {order.number}: the line-item upsert answered no result for {missing[:3]}")
+            line_ids = [str(outcome.results[k]["id"]) for k in keys]
+        associations = [_assoc(i, ASSOCIATION_TYPES[("deals", "line_items")]) for i in line_ids]
+        if request.customer is not None and request.customer.id:
+            company_id, contact_id = _customer_id(request.customer.id)
+            if contact_id:
+                associations.append(_assoc(contact_id, ASSOCIATION_TYPES[("deals", "contacts")]))
+            if company_id:
+                associations.append(_assoc(company_id, ASSOCIATION_TYPES[("deals", "companies")]))
+        props = mapping.deal_properties(
+            order, order_property=s.order_property, pipeline=options.pipeline, stage=stage, extra=options.properties
+        )
+        deal = await conn.client.json(
+            "POST", "/crm/v3/objects/deals", f"deal of order {order.number}", json={"properties": props, "associations": associations}
+        )
+        return str(deal["id"])
+
+    def normalize(self, record: Order) -> Order:
+        for line in record.lines:
+            if line.quantity <= 0:
+                raise RecordError(f"order {record.number}: a line with quantity {line.quantity} cannot be a HubSpot line item")
+        return record.model_copy(update={"total": record.total.quantize(Decimal("0.01"))})
+
+
+class HubSpotConnector(Connector):
+    """HubSpot CRM: products, customers and deals (as orders) both ways; signed webhooks as triggers."""
+
+    name = "hubspot"
+    title = "HubSpot CRM"
+    Settings = HubSpotSettings
+    sources = {Entity.PRODUCTS: ProductSource, Entity.CUSTOMERS: CustomerSource, Entity.ORDERS: DealSource}
+    sinks = {Entity.PRODUCTS: ProductSink, Entity.CUSTOMERS: CustomerSink, Entity.ORDERS: DealSink}
+    # [doc] developers.hubspot.com usage guidelines (shared/api-specs README §6): 100/10 s on the lowest
+    # tier (a higher tier's -Max header is not adopted: the declared limit is never exceeded), 250,000 a day,
+    # and the search endpoints' own lower limit (4/s in the older docs, 5/s in the newer: 4 is kept).
+    rate_limits = (
+        RateLimit(100, 10.0, name="ten_secondly", headers=RATE_LIMIT_HEADERS),
+        RateLimit(250_000, 86_400.0, name="daily", headers=DAILY_HEADERS),
+        RateLimit(4, 1.0, name="search", key=_search_key),
+    )
+    oauth_authorize_url: ClassVar[str | None] = "https://app.hubspot.com/oauth/authorize"
+    oauth_scopes: ClassVar[tuple[str, ...]] = (
+        "crm.objects.contacts.read",
+        "crm.objects.contacts.write",
+        "crm.objects.companies.read",
+        "crm.objects.companies.write",
+        "crm.objects.deals.read",
+        "crm.objects.deals.write",
+        "crm.objects.line_items.read",
+        "crm.objects.line_items.write",
+        "e-commerce",
+        "crm.schemas.contacts.write",
+        "crm.schemas.deals.write",
+        "crm.schemas.line_items.write",
+    )
+    oauth_client_auth: ClassVar[str] = "post"
+    default_port: ClassVar[int | None] = 8706
+
+    settings: HubSpotSettings
+
+    def __init__(self, settings: ConnectorSettings, context: Any):
+        super().__init__(settings, context)
+        self._api: HubSpotClient | None = None
+        self._token_client: httpx.AsyncClient | None = None
+        self._setup_done = False
+        self.webhook_clock = time.time
+
+    async def open(self) -> None:
+        """Create the authenticated API client (a static bearer token, or OAuth2 refreshed by its lifetime)."""
+        s = self.settings
+        auth: httpx.Auth | None = None
+        headers: dict[str, str] = {}
+        if s.access_token is not None:
+            headers["Authorization"] = f"Bearer {s.access_token.get_secret_value()}"
+        else:
+            assert s.client_id and s.client_secret
+            self._token_client = self.context.http_client(base_url=s.token_url, timeout=s.timeout)
+            auth = OAuth2RefreshAuth(
+                token_client=self._token_client,
+                token_url=s.token_url,
+                client_id=s.client_id,
+                client_secret=s.client_secret.get_secret_value(),
+                tokens=self.context.tokens,
+                initial_refresh_token=s.refresh_token.get_secret_value() if s.refresh_token else None,
+                connection=self.context.name,
+                refresh_on_401=False,  # HubSpot: a 401 is no signal to refresh; refresh by the token's lifetime
+                client_auth="post",
+            )
+        http = self.context.http_client(base_url=s.base_url, auth=auth, headers=headers, timeout=s.timeout)
+        self._api = HubSpotClient(http, self.context.log)
+
+    async def aclose(self) -> None:
+        """Close the HTTP clients."""
+        if self._api is not None:
+            await self._api.http.aclose()
+            self._api = None
+        if self._token_client is not None:
+            await self._token_client.aclose()
+            self._token_client = None
+
+    @property
+    def client(self) -> HubSpotClient:
+        """The API client (after :meth:`open`)."""
+        if self._api is None:
+            raise FatalError("the HubSpot connection is not open")
+        return self._api
+
+    async def webhook(self, request: WebhookRequest) -> Sequence[WebhookEvent]:
+        """A v3-signed delivery's events (signature and five-minute age checked first: WebhookRejected,
+        answered 401; a body that is not HubSpot's array of events: WebhookRejected ``malformed``, 400)."""
+        s = self.settings
+        webhooks.verify_v3(
+            s.signing_secret,
+            request.method,
+            request.url,
+            request.headers,
+            request.body,
+            clock=self.webhook_clock,
+            public_urls=[s.webhook_url] if s.webhook_url else [],
+        )
+        return webhooks.parse_events(request.body)
+
+    async def check(self) -> None:
+        """One cheap call: the SKU property (proves the token, its scopes and the property)."""
+        await self.setup()
+
+    async def setup(self) -> None:
+        """Make sure the unique properties exist (created when ``create_properties``); once per connection."""
+        if self._setup_done:
+            return
+        s = self.settings
+        for object_type, name, label in (
+            ("products", s.sku_property, "SKU (apicenterd)"),
+            ("deals", s.order_property, "Order number (apicenterd)"),
+            ("line_items", s.line_property, "Order line (apicenterd)"),
+        ):
+            await self.client.ensure_unique_property(object_type, name, label, create=s.create_properties)
+        self._setup_done = True
+
+    @classmethod
+    def simulator(cls, *, seed: int = 1, records: int = 0, **options: Any) -> Any:
+        """The HubSpot simulator (see :mod:`.simulator`)."""
+        from .simulator import create_app
+
+        return create_app(seed=seed, records=records, **options)
+
+    @classmethod
+    def demo_settings(cls, base_url: str) -> dict[str, Any]:
+        """A private-app token the simulator accepts."""
+        from .simulator import DEMO_TOKEN
+
+        return {"base_url": base_url, "access_token": DEMO_TOKEN}

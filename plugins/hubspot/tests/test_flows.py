@@ -1,0 +1,273 @@
+"""End to end through the daemon's engine, in-process: eAccounting <-> HubSpot (products, customers,
+deals as orders), CCV SalesPOS orders -> HubSpot deals (the order process into the deal sink), a
+second run that writes nothing, a fault mid-run, and a webhook-triggered run."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+from apicenterd_ccv_salespos import CCVSalesPOSConnector
+from apicenterd_eaccounting import EAccountingConnector
+from apicenterd_hubspot import HubSpotConnector
+from apicenterd_hubspot.simulator import CLIENT_SECRET
+
+from apicenterd.config import load
+from apicenterd.engine import Engine
+from apicenterd.registry import load_registry
+from apicenterd.state import SQLiteStore
+
+pytestmark = pytest.mark.anyio
+
+HUBSPOT_URL, EACC_URL, CCV_URL = "http://hubspot.test", "http://eaccounting.test", "http://ccv.test"
+
+
+def toml(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f'"{k}" = {toml(v)}' for k, v in value.items()) + " }"
+    return json.dumps(str(value))
+
+
+FLOWS = {
+    "products-to-hubspot": {"source": "eaccounting", "target": "hubspot", "entity": "products"},
+    "customers-to-hubspot": {"source": "eaccounting", "target": "hubspot", "entity": "customers"},
+    "products-from-hubspot": {
+        "source": "hubspot",
+        "target": "eaccounting",
+        "entity": "products",
+        "map": [{"field": "tax_rate", "value": 25}],
+    },
+    "customers-from-hubspot": {"source": "hubspot", "target": "eaccounting", "entity": "customers"},
+    "deals-to-eaccounting": {
+        "source": "hubspot",
+        "target": "eaccounting",
+        "entity": "orders",
+        "options": {"statuses": ["closedwon"], "document": "order"},
+    },
+    "ccv-orders-to-hubspot": {
+        "source": "salespos",
+        "target": "hubspot",
+        "entity": "orders",
+        "options": {"document": "order", "missing_products": "create", "lines_without_sku": "text"},
+        "target_settings": {"pipeline": "default", "default_stage": "closedwon", "stages": {"1": "appointmentscheduled"}},
+    },
+}
+
+
+ADMIN_TOKEN = "admin-token-0123456789"  # as the conftest's daemon client sends it
+WEBHOOK_URL = "https://sync.example.com/webhooks/hubspot"
+
+
+def write_config(tmp_path: Path) -> Path:
+    lines = ["[daemon]", 'metrics_address = ""', "", "[state]", f"path = {toml(tmp_path / 'state.db')}", ""]
+    lines += ["[admin]", f"token = {toml(ADMIN_TOKEN)}", ""]
+    hubspot = {**HubSpotConnector.demo_settings(HUBSPOT_URL), "webhook_secret": CLIENT_SECRET, "webhook_url": WEBHOOK_URL}
+    for name, connector, settings in (
+        ("hubspot", "hubspot", hubspot),
+        ("eaccounting", "eaccounting", EAccountingConnector.demo_settings(EACC_URL)),
+        ("salespos", "ccv_salespos", CCVSalesPOSConnector.demo_settings(CCV_URL)),
+    ):
+        lines += [f"[connections.{name}]", f'connector = "{connector}"', *(f"{k} = {toml(v)}" for k, v in settings.items()), ""]
+    for name, flow in FLOWS.items():
+        lines.append(f"[flows.{name}]")
+        lines += ['interval = "1h"']
+        for key, value in flow.items():
+            if key == "map":
+                continue
+            lines.append(f"{key} = {toml(value)}")
+        for rule in flow.get("map", ()):
+            lines += [f"[[flows.{name}.map]]", *(f"{k} = {toml(v)}" for k, v in rule.items())]
+        lines.append("")
+    path = tmp_path / "apicenterd.toml"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+class Pair:
+    """The simulators, the resolved config and a state store; ``run(flow)`` runs it through a fresh engine."""
+
+    def __init__(self, tmp_path: Path):
+        self.hubspot = HubSpotConnector.simulator(seed=2)
+        self.eaccounting = EAccountingConnector.simulator(seed=4, records=30, customers=6)
+        self.ccv = CCVSalesPOSConnector.simulator(seed=5, records=10)
+        self.hs = self.hubspot.state.sim
+        self.hs.search_limit.window.limit = 0  # the engine's limiter keeps to 4/s; the test does not wait for it
+        self.resolved = load(write_config(tmp_path), load_registry())
+
+    def transports(self):
+        return {
+            "hubspot": httpx.ASGITransport(app=self.hubspot),
+            "eaccounting": httpx.ASGITransport(app=self.eaccounting),
+            "salespos": httpx.ASGITransport(app=self.ccv),
+        }
+
+    async def engine(self):
+        store = SQLiteStore(self.resolved.state_path)
+        await store.open()
+        engine = Engine(self.resolved, store, transports=self.transports(), rate_limits=False, retry_base_delay=0.001)
+        return engine, store
+
+    async def run(self, *flows: str):
+        engine, store = await self.engine()
+        try:
+            return [await engine.run_flow(flow) for flow in flows]
+        finally:
+            await engine.aclose()
+            await store.close()
+
+
+@pytest.fixture
+def pair(tmp_path):
+    return Pair(tmp_path)
+
+
+def written(result) -> int:
+    return result.counts.get("created", 0) + result.counts.get("updated", 0)
+
+
+async def test_products_to_hubspot_then_a_second_run_writes_nothing(pair):
+    [first] = await pair.run("products-to-hubspot")
+    assert first.status == "ok" and first.counts["created"] == 30, first
+    assert pair.hs.count("POST", "/crm/v3/objects/products/batch/upsert") == 1
+    assert pair.hs.count("POST", "/crm/v3/objects/products/batch/read") == 1
+    skus = {p["properties"]["apicenterd_sku"] for p in pair.hs.objects["products"].values()}
+    articles = {a["Number"] for a in pair.eaccounting.state.sim.articles.values()}
+    assert skus == articles
+    pair.hs.reset_counts()
+    [second] = await pair.run("products-to-hubspot")
+    assert second.status == "ok" and written(second) == 0
+    writes = [t for m, t in pair.hs.requests if m in ("POST", "PATCH") and "/search" not in t and "batch/read" not in t]
+    assert writes == []
+    # the engine hands the sink its batch of new products: one upsert for the 30
+
+
+async def test_customers_to_hubspot_as_companies_with_contacts_or_contacts(pair):
+    [result] = await pair.run("customers-to-hubspot")
+    assert result.status == "ok", result
+    eacc = [c for c in pair.eaccounting.state.sim.customers.values() if c.get("EmailAddress")]
+    emails = {c["properties"]["email"] for c in pair.hs.objects["contacts"].values()}
+    assert {c["EmailAddress"].lower() for c in eacc} <= emails
+    companies = [c for c in eacc if not c.get("IsPrivatePerson")]
+    assert len(pair.hs.objects["companies"]) == len(companies)
+    persons = [c for c in eacc if c.get("IsPrivatePerson")]
+    upserts = pair.hs.count("POST", "/crm/v3/objects/contacts/batch/upsert")
+    assert upserts == len(companies) + (1 if persons else 0)  # the persons in one batch, each company's contact on its own
+    [again] = await pair.run("customers-to-hubspot")
+    assert again.status == "ok" and written(again) == 0, again
+
+
+async def test_hubspot_deals_become_eaccounting_orders_with_customer_and_articles(pair):
+    hs = pair.hs
+    product = hs.create("products", {"name": "Konsulttimme", "hs_sku": "KONS-1", "price": "950"})
+    contact = hs.create(
+        "contacts",
+        {
+            "email": "kund@example.se",
+            "firstname": "Karin",
+            "lastname": "Kund",
+            "address": "Storgatan 1",
+            "zip": "11122",
+            "city": "Stockholm",
+            "country": "SE",
+        },
+    )
+    deal = hs.create("deals", {"dealname": "Avtal", "dealstage": "closedwon", "amount": "1900", "closedate": "2026-04-01T00:00:00.000Z"})
+    line = hs.create("line_items", {"name": "Konsulttimme", "quantity": "2", "price": "950", "hs_product_id": product["id"]})
+    hs.associate("deals", deal["id"], "line_items", line["id"], 19)
+    hs.associate("deals", deal["id"], "contacts", contact["id"], 3)
+    hs.create("deals", {"dealname": "Open", "dealstage": "qualifiedtobuy", "amount": "5"})  # not in the stage: not read
+    products, orders = await pair.run("products-from-hubspot", "deals-to-eaccounting")
+    assert products.status == "ok" and products.counts["created"] == 1, products
+    assert orders.status == "ok" and orders.counts["created"] == 1, orders
+    eacc = pair.eaccounting.state.sim
+    [order] = eacc.orders.values()
+    assert order["YourReference"] == f"HS-{deal['id']}"
+    customer = eacc.customers[order["CustomerId"]]
+    assert customer["EmailAddress"] == "kund@example.se"
+    [row] = order["Rows"]
+    assert Decimal(str(row["Quantity"])) == 2 and eacc.articles[row["ArticleId"]]["Number"] == "KONS-1"
+    [again] = await pair.run("deals-to-eaccounting")
+    assert again.status == "ok" and written(again) == 0 and len(eacc.orders) == 1
+
+
+async def test_orders_become_deals_with_line_items_products_created_on_the_way_and_skipped_next_time(pair):
+    [result] = await pair.run("ccv-orders-to-hubspot")
+    assert result.status == "ok" and result.counts.get("created", 0) > 0, result
+    hs = pair.hs
+    deals = list(hs.objects["deals"].values())
+    assert len(deals) == result.counts["created"]
+    for deal in deals:
+        props = deal["properties"]
+        assert props["apicenterd_order"] and props["pipeline"] == "default"
+        lines = hs.associations.get(("deals", "line_items"), {}).get(deal["id"], {})
+        assert lines, f"deal {deal['id']} has no line items"
+        assert deal["id"] in hs.associations.get(("deals", "contacts"), {})
+    with_product = [li for li in hs.objects["line_items"].values() if li["properties"].get("hs_product_id")]
+    assert with_product and all(li["properties"]["hs_product_id"] in hs.objects["products"] for li in with_product)
+    [again] = await pair.run("ccv-orders-to-hubspot")
+    assert again.status == "ok" and written(again) == 0 and len(hs.objects["deals"]) == len(deals)
+
+
+async def test_a_fault_mid_run_loses_nothing_and_the_next_run_finishes(pair):
+    pair.hs.fail_next(
+        503,
+        {"status": "error", "message": "down", "correlationId": "c", "category": "INTERNAL"},
+        times=6,
+        path_prefix="/crm/v3/objects/products/batch/upsert",
+    )
+    [first] = await pair.run("products-to-hubspot")  # 4 attempts, all refused: the run fails
+    [second] = await pair.run("products-to-hubspot")  # 2 more refused, then through
+    assert first.status == "failed" and "correlationId c" in (first.error or "")
+    assert second.status == "ok" and second.counts["created"] == 30, (first, second)
+    skus = [p["properties"]["apicenterd_sku"] for p in pair.hs.objects["products"].values()]
+    assert len(skus) == len(set(skus)) == 30  # nothing twice, nothing lost
+
+
+async def test_a_signed_webhook_runs_the_flow_and_a_bad_one_runs_nothing(pair, daemon, gate):
+    """Through the daemon's /webhooks/hubspot: a bad signature is refused and runs nothing; a signed
+    delivery is answered at once and runs the flow that reads products from HubSpot (debounced)."""
+    pair.hs.create("products", {"name": "Ny", "hs_sku": "NY-1", "price": "10"})
+    engine, store = await pair.engine()
+    try:
+        async with daemon(pair.resolved, engine, store, sleep=gate.sleep) as (client, backend):
+            body, headers = pair.hs.webhook_request(WEBHOOK_URL, [{"objectId": 1, "subscriptionType": "product.creation", "occurredAt": 1}])
+            bad = await client.post("/webhooks/hubspot", content=body, headers={**headers, "X-HubSpot-Signature-v3": "AAAA"})
+            assert bad.status_code == 401 and "does not match" in bad.json()["error"]
+            assert backend.debouncer.scheduled == 0
+            ok = await client.post("/webhooks/hubspot", content=body, headers=headers)
+            assert ok.status_code == 202 and ok.json() == {"accepted": 1, "flows": ["products-from-hubspot"]}
+            assert not any(a["Number"] == "NY-1" for a in pair.eaccounting.state.sim.articles.values())  # answered before the run
+            ran = backend.ran
+            gate.open()
+            await ran.wait()
+            assert any(a["Number"] == "NY-1" for a in pair.eaccounting.state.sim.articles.values())
+            assert engine.last_result is not None and engine.last_result.flow == "products-from-hubspot"
+            assert engine.last_result.status == "ok" and engine.last_result.counts["created"] == 1
+    finally:
+        await engine.aclose()
+        await store.close()
+
+
+def test_the_example_config_passes_check(monkeypatch, capsys):
+    from apicenterd import cli
+
+    root = Path(__file__).resolve().parents[3]
+    for name, value in {
+        "DEMO_HUBSPOT_ACCESS_TOKEN": HubSpotConnector.demo_settings(HUBSPOT_URL)["access_token"],
+        **{
+            f"DEMO_EACCOUNTING_{k.upper()}": v
+            for k, v in EAccountingConnector.demo_settings(EACC_URL).items()
+            if k in ("client_id", "client_secret", "refresh_token")
+        },
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert cli.main(["check", "--config", str(root / "etc" / "eaccounting-hubspot.example.toml")]) == 0, capsys.readouterr().err
