@@ -59,9 +59,10 @@ def drop_schema(url: str, schema: str) -> None:
 
 
 def raw(url: str, schema: str, query: str) -> list[tuple]:
-    """Rows of ``query`` run in ``schema`` on a connection of its own."""
+    """Rows of ``query`` (statements; the last one's rows, if any) run in ``schema`` on a connection of its own."""
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f'SET search_path TO "{schema}"')
-        return conn.execute(query).fetchall()
+        cur = conn.execute(query)
+        return cur.fetchall() if cur.description is not None else []

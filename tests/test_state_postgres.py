@@ -1,0 +1,279 @@
+"""state.postgres: what the shared state-store tests (tests/test_state.py, run on both backends) do not
+cover: its migrations and version table, advisory flow locks, the state check, the config's url."""
+
+from __future__ import annotations
+
+import anyio
+import pg_support
+import psycopg
+import pytest
+
+from apicenterd.config.resolve import read_config
+from apicenterd.errors import ConfigError, StateError
+from apicenterd.state import FlowBusy, SQLiteStore, store_for
+from apicenterd.state.postgres import MIGRATIONS, PostgresStore, migrate, redact_url
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def pg():
+    """(server url, a fresh schema name); the schema is dropped afterwards."""
+    url, schema = pg_support.server_url(), pg_support.new_schema()
+    try:
+        yield url, schema
+    finally:
+        pg_support.drop_schema(url, schema)
+
+
+@pytest.fixture
+async def store(pg):
+    url, schema = pg
+    s = PostgresStore(url, schema=schema)
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+def tables(url: str, schema: str) -> set[str]:
+    rows = pg_support.raw(url, "public", f"SELECT tablename FROM pg_tables WHERE schemaname = '{schema}'")  # noqa: S608 - a schema name of our own
+    return {r[0] for r in rows}
+
+
+# --- migrations -----------------------------------------------------------------------------------
+
+
+async def test_an_empty_schema_gets_every_migration_and_a_version_table(pg, store):
+    url, schema = pg
+    assert await store.schema_version() == len(MIGRATIONS)
+    assert {"schema_version", "cursors", "links", "runs", "audit", "tokens", "dead_letters", "rate_limit_pauses"} <= tables(url, schema)
+    assert pg_support.raw(url, schema, "SELECT version FROM schema_version") == [(len(MIGRATIONS),)]
+
+
+async def test_reopening_keeps_the_data_and_applies_nothing(pg):
+    url, schema = pg
+    first = PostgresStore(url, schema=schema)
+    await first.open()
+    await first.set_cursor("f", "c1")
+    await first.save_tokens("eacc", {"access_token": "a1", "refresh_token": "r1", "expires_at": 12.5})
+    await first.save_tokens("eacc", {"access_token": "a2", "refresh_token": "r2", "expires_at": 99.0})
+    await first.close()
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute(f'SET search_path TO "{schema}"')
+        assert await migrate(conn) == len(MIGRATIONS)  # nothing pending: no CREATE TABLE runs again
+    again = PostgresStore(url, schema=schema)
+    await again.open()
+    try:
+        assert await again.get_cursor("f") == "c1"
+        assert await again.load_tokens("eacc") == {"access_token": "a2", "refresh_token": "r2", "expires_at": 99.0}
+        assert pg_support.raw(url, schema, "SELECT count(*) FROM schema_version") == [(1,)]
+    finally:
+        await again.close()
+
+
+async def test_a_database_newer_than_the_code_is_refused_and_left_untouched(pg):
+    url, schema = pg
+    newer = len(MIGRATIONS) + 3
+    pg_support.raw(url, "public", f'CREATE SCHEMA "{schema}"; SET search_path TO "{schema}"; '  # noqa: S608
+                   f"CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES ({newer})")  # fmt: skip
+    store = PostgresStore(url, schema=schema)
+    with pytest.raises(RuntimeError) as info:
+        await store.open()
+    message = str(info.value)
+    assert f"schema version {newer} is newer" in message and "upgrade apicenterd" in message
+    with pytest.raises(RuntimeError, match="not open"):
+        await store.get_cursor("f")
+    assert tables(url, schema) == {"schema_version"}
+    assert pg_support.raw(url, schema, "SELECT version FROM schema_version") == [(newer,)]
+
+
+async def test_a_failing_migration_rolls_back_whole_and_applies_once_fixed(pg):
+    url, schema = pg
+    migrations = [*MIGRATIONS, "CREATE TABLE half_done (x TEXT); INSERT INTO no_such_table VALUES (1)"]
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        await conn.execute(f'SET search_path TO "{schema}"')
+        with pytest.raises(psycopg.errors.UndefinedTable, match="no_such_table"):
+            await migrate(conn, migrations)
+        assert "half_done" not in tables(url, schema) and "links" in tables(url, schema)
+        assert pg_support.raw(url, schema, "SELECT version FROM schema_version") == [(len(MIGRATIONS),)]
+        migrations[-1] = "CREATE TABLE half_done (x TEXT)"
+        assert await migrate(conn, migrations) == len(MIGRATIONS) + 1
+    assert "half_done" in tables(url, schema)
+    assert pg_support.raw(url, schema, "SELECT version FROM schema_version") == [(len(MIGRATIONS) + 1,)]
+
+
+async def test_two_processes_migrating_at_once_apply_each_migration_once(pg):
+    url, schema = pg
+    stores = [PostgresStore(url, schema=schema) for _ in range(3)]
+    async with anyio.create_task_group() as tg:
+        for s in stores:
+            tg.start_soon(s.open)
+    try:
+        assert [await s.schema_version() for s in stores] == [len(MIGRATIONS)] * 3
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_closed_store_refuses_and_open_close_are_idempotent(pg):
+    url, schema = pg
+    store = PostgresStore(url, schema=schema)
+    with pytest.raises(RuntimeError, match="not open"):
+        await store.get_cursor("f")
+    await store.open()
+    await store.open()
+    await store.close()
+    await store.close()
+
+
+async def test_an_unreachable_server_is_a_state_error_naming_it_without_the_password():
+    store = PostgresStore("postgresql://apicenterd:s3cret@127.0.0.1:1/apicenterd?connect_timeout=5")
+    with pytest.raises(StateError) as info:
+        await store.open()
+    message = str(info.value)
+    assert "postgresql://apicenterd:***@127.0.0.1:1/apicenterd" in message and "s3cret" not in message
+    assert "server is running" in message and info.value.cause == "cannot_open"
+
+
+def test_bad_urls_and_schema_names_are_refused():
+    with pytest.raises(ValueError, match="not a PostgreSQL URL"):
+        PostgresStore("mysql://root@localhost/db")
+    with pytest.raises(ValueError, match="lowercase SQL name"):
+        PostgresStore("postgresql://localhost/db", schema='x"; DROP TABLE links; --')
+    assert redact_url("postgresql://u:pw@h:5432/d") == "postgresql://u:***@h:5432/d"
+    assert redact_url("postgresql://u@h/d") == "postgresql://u@h/d"
+
+
+# --- flow locks: advisory locks -------------------------------------------------------------------
+
+
+async def test_a_held_flow_lock_is_busy_for_another_store_naming_its_holder(pg, store):
+    other = PostgresStore(*pg[:1], schema=pg[1])
+    await other.open()
+    try:
+        async with store.flow_lock("orders", holder="daemon"):
+            with pytest.raises(FlowBusy) as info:
+                async with other.flow_lock("orders", wait=False):
+                    pytest.fail("two holders of one flow lock")
+            assert info.value.holder["holder"] == "daemon" and info.value.holder["flow"] == "orders"
+            assert "pid" in str(info.value)
+            async with other.flow_lock("products", wait=False):  # another flow: its own lock
+                pass
+        async with other.flow_lock("orders", wait=False):  # released on exit
+            assert pg_support.raw(pg[0], pg[1], "SELECT flow FROM flow_lock_holders") == [("orders",)]
+        assert pg_support.raw(pg[0], pg[1], "SELECT flow FROM flow_lock_holders") == []
+    finally:
+        await other.close()
+
+
+async def test_a_waiting_flow_lock_is_told_once_and_runs_after_the_holder(store):
+    order: list[str] = []
+    told: list[dict] = []
+    holding = anyio.Event()
+    release = anyio.Event()
+
+    async def first() -> None:
+        async with store.flow_lock("orders", holder="first"):
+            holding.set()
+            await release.wait()
+            order.append("first done")
+
+    async def second() -> None:
+        await holding.wait()
+        async with store.flow_lock("orders", holder="second", on_wait=told.append):
+            order.append("second runs")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(first)
+        tg.start_soon(second)
+        while not told:  # the second found it held and said so
+            await anyio.sleep(0.01)
+        assert order == []
+        release.set()
+    assert order == ["first done", "second runs"]
+    assert len(told) == 1 and told[0]["holder"] == "first"
+
+
+async def test_a_waiting_flow_lock_can_be_cancelled(store):
+    async with store.flow_lock("orders"):
+        with anyio.move_on_after(0.3) as scope:
+            async with store.flow_lock("orders"):
+                pytest.fail("taken while held")
+        assert scope.cancelled_caught
+    async with store.flow_lock("orders", wait=False):  # nothing left behind
+        pass
+
+
+async def test_the_lock_of_a_killed_session_is_released(pg, store):
+    url, schema = pg
+    async with store.flow_lock("orders", holder="doomed"):
+        (pid,) = pg_support.raw(url, schema, "SELECT backend_pid FROM flow_lock_holders WHERE flow = 'orders'")[0]
+        pg_support.raw(url, schema, f"SELECT pg_terminate_backend({pid})")  # as if its machine died
+        async with store.flow_lock("orders", wait=False, holder="next"):
+            assert "next" in pg_support.raw(url, schema, "SELECT holder FROM flow_lock_holders")[0][0]
+
+
+async def test_locks_in_two_schemas_do_not_collide(pg, store):
+    url, _ = pg
+    schema = pg_support.new_schema()
+    elsewhere = PostgresStore(url, schema=schema)
+    await elsewhere.open()
+    try:
+        async with store.flow_lock("orders"), elsewhere.flow_lock("orders", wait=False):
+            pass
+    finally:
+        await elsewhere.close()
+        pg_support.drop_schema(url, schema)
+
+
+# --- the state check, copies ------------------------------------------------------------------------
+
+
+async def test_check_file_says_when_the_tables_are_gone(pg, store):
+    await store.check_file()
+    pg_support.drop_schema(*pg)
+    with pytest.raises(StateError) as info:
+        await store.check_file()
+    assert info.value.cause == "deleted" and "tables are gone" in str(info.value)
+
+
+async def test_save_copy_points_to_pg_dump(store, tmp_path):
+    with pytest.raises(StateError, match="pg_dump"):
+        await store.save_copy(tmp_path / "copy")
+    assert not (tmp_path / "copy").exists()
+
+
+# --- choosing the backend: [state] url --------------------------------------------------------------
+
+
+def write_config(tmp_path, state: str):
+    cfg = tmp_path / "apicenterd.toml"
+    cfg.write_text(f"[state]\n{state}\n", encoding="utf-8")
+    return cfg
+
+
+def test_the_state_url_chooses_postgresql_and_sqlite_stays_the_default(tmp_path):
+    assert read_config(write_config(tmp_path, "")).state.url is None
+    assert isinstance(store_for(None, tmp_path / "s.db"), SQLiteStore)
+    url = "postgresql://apicenterd@127.0.0.1:5432/apicenterd"
+    assert read_config(write_config(tmp_path, f'url = "{url}"')).state.url == url
+    chosen = store_for(url, tmp_path / "s.db")
+    assert isinstance(chosen, PostgresStore) and chosen.url == url
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("sqlite:///var/lib/apicenterd.db", "scheme 'sqlite' is not supported"),
+        ("127.0.0.1:5432/apicenterd", "is not supported"),
+        ("postgresql://apicenterd@127.0.0.1:5432", "names no database"),
+        ("postgresql://apicenterd@127.0.0.1:port/db", "is not a URL"),
+    ],
+)
+def test_a_bad_state_url_is_refused_naming_the_setting(tmp_path, url, says):
+    with pytest.raises(ConfigError) as info:
+        read_config(write_config(tmp_path, f'url = "{url}"'))
+    assert "state.url" in str(info.value) and says in str(info.value)
