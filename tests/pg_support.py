@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-PG_MISSING = "PostgreSQL is not reachable at 127.0.0.1:5432 (database test) or psycopg is not installed"
+PG_MISSING = "PostgreSQL is not reachable (scripts/test starts the local cluster; or set APICENTERD_TEST_PG)"
 
 _CANDIDATES = (
     [os.environ["APICENTERD_TEST_PG"]]
@@ -32,7 +32,7 @@ def server_url() -> str:
         if psycopg is not None:
             for candidate in _CANDIDATES:
                 try:
-                    with psycopg.connect(candidate, connect_timeout=5) as conn:
+                    with psycopg.connect(candidate, connect_timeout=10) as conn:
                         conn.execute("SELECT 1")
                 except psycopg.Error:
                     continue
