@@ -197,6 +197,8 @@ class PostgresStore:
         self._clock = clock
         self._min_size, self._max_size = min_size, max_size
         self._pool: AsyncConnectionPool | None = None
+        self._namespace = schema or "public"
+        """The schema the tables are in (``current_schema()`` at open): flow lock keys are per schema."""
 
     @property
     def where(self) -> str:
@@ -237,8 +239,19 @@ class PostgresStore:
             raise self._error(exc, "connecting") from exc
         try:
             if self.schema is not None:
-                await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+                async with conn.transaction():  # one at a time: IF NOT EXISTS is not safe from a concurrent CREATE
+                    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+                    await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
             await self._configure(conn)
+            row = await (await conn.execute("SELECT current_schema()")).fetchone()
+            if row is None or row[0] is None:
+                raise StateError(
+                    f"PostgreSQL state {self.where}: no schema to create the tables in (search_path names none "
+                    "that exists); create one or set the URL's search_path (?options=-csearch_path%3Dapicenterd)",
+                    path=redact_url(self.url),
+                    cause="cannot_open",
+                )
+            self._namespace = row[0]
             await migrate(conn)
         except psycopg.Error as exc:
             raise self._error(exc, "migrating the schema") from exc
@@ -294,7 +307,7 @@ class PostgresStore:
     async def _flow_lock(
         self, flow: str, holder: str, wait: bool, on_wait: Callable[[dict[str, Any]], None] | None
     ) -> AsyncIterator[None]:
-        key = _lock_key(self.schema or "public", flow)
+        key = _lock_key(self._namespace, flow)
         info = _holder_info(flow=flow, holder=holder)
         try:
             conn = await self._connect()
