@@ -3,14 +3,18 @@ cover: its migrations and version table, advisory flow locks, the state check, t
 
 from __future__ import annotations
 
+import contextlib
+from urllib.parse import urlsplit, urlunsplit
+
 import anyio
+import anyio.abc
 import pg_support
 import psycopg
 import pytest
 
 from apicenterd.config.resolve import read_config
 from apicenterd.errors import ConfigError, StateError
-from apicenterd.state import FlowBusy, SQLiteStore, store_for
+from apicenterd.state import AuditEntry, FlowBusy, Link, SQLiteStore, store_for
 from apicenterd.state.postgres import MIGRATIONS, PostgresStore, migrate, redact_url
 
 pytestmark = pytest.mark.anyio
@@ -329,3 +333,75 @@ interval = "1m"
     code, out = run("runs")
     assert code == 0 and out.count("products") == 2
     assert not list(tmp_path.glob("*.db*"))
+
+
+# --- the server drops connections (a restart) -------------------------------------------------------
+
+
+def with_name(url: str, name: str) -> str:
+    """``url`` with an application_name, so a test can find (and end) only its own connections."""
+    return f"{url}{'&' if '?' in url else '?'}application_name={name}"
+
+
+def terminate(url: str, name: str) -> int:
+    rows = pg_support.raw(
+        url, "public", f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{name}'"  # noqa: S608
+    )
+    return len(rows)
+
+
+async def test_connections_the_server_dropped_are_replaced_and_nothing_settled_is_lost(pg):
+    url, schema = pg
+    store = PostgresStore(with_name(url, schema), schema=schema)
+    await store.open()
+    try:
+        await store.settle(AuditEntry("f", 1, "products", "S1", "created"), link=Link("src", "products", "S1", "dst", "T1", "h"), cursor="c1")
+        assert terminate(url, schema) >= 1  # as a server restart does
+        assert await store.get_cursor("f") == "c1"  # a fresh connection, transparently
+        await store.settle(AuditEntry("f", 1, "products", "S2", "created"), cursor="c2")
+        assert [e.source_id for e in await store.audit()] == ["S2", "S1"]
+    finally:
+        await store.close()
+
+
+async def test_a_server_gone_in_a_call_is_a_state_error_saying_nothing_settled_is_lost(pg):
+    """A proxy in front of the server stops: the pool cannot get a connection (short timeout)."""
+    url, schema = pg
+    parts = urlsplit(url)
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    open_ = True
+
+    async def forward(client: anyio.abc.SocketStream) -> None:
+        if not open_:
+            await client.aclose()
+            return
+        async with client, await anyio.connect_tcp(parts.hostname or "127.0.0.1", parts.port or 5432) as server:
+
+            async def pump(a, b) -> None:
+                with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    async for chunk in a:
+                        await b.send(chunk)
+                with contextlib.suppress(Exception):
+                    await b.aclose()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(pump, client, server)
+                tg.start_soon(pump, server, client)
+
+    proxied = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{port}"))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, forward)
+        store = PostgresStore(with_name(proxied, schema), schema=schema, timeout=3)
+        await store.open()
+        try:
+            await store.set_cursor("f", "c1")
+            open_ = False  # the server is gone: no new connection gets through
+            terminate(url, schema)
+            with pytest.raises(StateError) as info:
+                await store.get_cursor("f")
+            message = str(info.value)
+            assert info.value.cause == "io" and "cannot be used" in message and "read again in the next run" in message
+        finally:
+            await store.close()
+            tg.cancel_scope.cancel()

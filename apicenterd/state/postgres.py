@@ -176,7 +176,8 @@ class PostgresStore:
     multi-row writes are one transaction each. Commits are durable when they return
     (``synchronous_commit`` is PostgreSQL's business: keep it ``on``). ``schema`` puts the tables in that
     schema (created if missing) instead of the connection's default (``public``): several independent
-    stores in one database, e.g. one per test.
+    stores in one database, e.g. one per test. ``timeout``: seconds a call waits for a connection (the server
+    unreachable: then StateError).
     """
 
     def __init__(
@@ -187,6 +188,7 @@ class PostgresStore:
         clock: Callable[[], float] = time.time,
         min_size: int = 1,
         max_size: int = 4,
+        timeout: float = 30.0,
     ):
         if not is_postgres_url(url):
             raise ValueError(f"state url {redact_url(url)!r} is not a PostgreSQL URL (postgresql://user@host/database)")
@@ -195,7 +197,7 @@ class PostgresStore:
         self.url = url
         self.schema = schema
         self._clock = clock
-        self._min_size, self._max_size = min_size, max_size
+        self._min_size, self._max_size, self._timeout = min_size, max_size, timeout
         self._pool: AsyncConnectionPool | None = None
         self._namespace = schema or "public"
         """The schema the tables are in (``current_schema()`` at open): flow lock keys are per schema."""
@@ -263,11 +265,14 @@ class PostgresStore:
             max_size=self._max_size,
             kwargs={"autocommit": True},
             configure=self._configure,
+            # a connection the server dropped (a restart, a failover) is replaced before it is handed out
+            check=AsyncConnectionPool.check_connection,
             open=False,
+            timeout=self._timeout,
             name="apicenterd-state",
         )
         try:
-            await pool.open(wait=True, timeout=30)
+            await pool.open(wait=True, timeout=self._timeout)
         except Exception as exc:
             await pool.close()
             raise self._error(exc, "connecting") from exc
@@ -283,8 +288,16 @@ class PostgresStore:
     async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         if self._pool is None:
             raise RuntimeError("state store is not open")
-        async with self._pool.connection() as conn:
-            yield conn
+        try:
+            async with self._pool.connection() as conn:
+                yield conn
+        except psycopg.OperationalError as exc:  # the server went away in the call, or none could be reached
+            raise StateError(
+                f"PostgreSQL state {self.where}: the database cannot be used ({str(exc).strip()}). Nothing settled is "
+                "lost: what was not settled is read again in the next run. Check that the server is running and reachable",
+                path=redact_url(self.url),
+                cause="io",
+            ) from exc
 
     async def _fetchall(self, query: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         async with self._conn() as conn:
