@@ -405,3 +405,12 @@ async def test_a_server_gone_in_a_call_is_a_state_error_saying_nothing_settled_i
         finally:
             await store.close()
             tg.cancel_scope.cancel()
+
+
+def test_check_says_where_the_state_is_without_the_password(tmp_path, capsys):
+    from apicenterd import cli
+
+    cfg = write_config(tmp_path, 'url = "postgresql://apicenterd:s3cret@db.example.com:5432/apicenterd"')
+    assert cli.main(["check", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "state in postgresql://apicenterd:***@db.example.com:5432/apicenterd" in out and "s3cret" not in out
