@@ -26,7 +26,7 @@ from .errors import ConfigError, StateError
 from .observe import logs, metrics
 from .observe.alerts import Alert, Alerter
 from .registry import Registry
-from .state import DaemonLock, SQLiteStore
+from .state import DaemonLock, StateStore, store_for
 
 __all__ = ["Daemon", "PurgeResult", "purge", "reload_status_path", "read_reload_status"]
 
@@ -131,7 +131,7 @@ class Daemon:
         if daemon_cfg.metrics_address:
             host, port = metrics.serve(daemon_cfg.metrics_address)
             self.log.info("metrics listening", url=f"http://{host}:{port}/metrics")
-        store = SQLiteStore(self.resolved.state_path)
+        store = store_for(self.resolved.config.state.url, self.resolved.state_path)
         try:
             await store.open()
         except StateError as exc:
@@ -141,7 +141,7 @@ class Daemon:
             "daemon starting",
             version=__version__,
             config=str(self.config_path),
-            state=str(self.resolved.state_path),
+            state=getattr(store, "where", str(self.resolved.state_path)),
             flows=sorted(self.resolved.flows),
         )
         self._generation = (read_reload_status(self.reload_status) or {}).get("generation", 0)
@@ -168,7 +168,7 @@ class Daemon:
         if self.failure is not None:
             raise self.failure
 
-    async def _start_admin(self, tg: anyio.abc.TaskGroup, store: SQLiteStore, sock: Any) -> None:
+    async def _start_admin(self, tg: anyio.abc.TaskGroup, store: StateStore, sock: Any) -> None:
         """The admin API, dashboard and webhooks on ``sock``, in ``tg``, until the daemon stops."""
         from .admin import AdminServer, Backend, build_app
 
@@ -196,7 +196,7 @@ class Daemon:
             return self._last_reload
         return "refused", f"no outcome within {timeout:g} s (the daemon may be stopping); see its log"
 
-    async def _serve(self, store: SQLiteStore) -> None:
+    async def _serve(self, store: StateStore) -> None:
         """The engine, replaced on each applied reload, until stopped."""
         reloaded = False
         async with anyio.create_task_group() as tg:

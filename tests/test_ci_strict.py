@@ -17,16 +17,19 @@ CASES = {
     "ccv spec": ("plugins/ccv_salespos/tests/test_simulator_conformance.py", "product_keys_are_the_documented", "CCV-SHOP-API.md"),
     "chromium": ("tests/test_dashboard_browser.py", "replays_its_dead_letter", "Chromium or the playwright package is missing"),
     "eaccounting spec": ("plugins/eaccounting/tests/test_conformance.py", "every_simulated_route", "swagger not found"),
+    "postgresql": ("tests/test_state_postgres.py", "reopening_keeps_the_data", "PostgreSQL is not reachable"),
     "visma.net spec": ("plugins/visma_net/tests/test_conformance.py", "every_simulated_route", "swagger not found"),
 }
 
 
 def run_without(tmp_path: Path, test_file: str, selector: str, ci: str | None) -> subprocess.CompletedProcess:
-    """Run one test with no promtool on PATH and the vendor references pointed at an empty folder."""
+    """Run one test with no promtool on PATH, the vendor references pointed at an empty folder and
+    PostgreSQL looked for where none listens."""
     env = {k: v for k, v in os.environ.items() if k != "CI"}
     env["PATH"] = str(tmp_path / "bin")  # python is started by its full path; promtool is not found
     env["APICENTERD_API_SPECS"] = str(tmp_path / "no-specs")
     env.pop("APICENTERD_CHROMIUM", None)
+    env["APICENTERD_TEST_PG"] = "postgresql://nobody@127.0.0.1:1/test"  # no server listens on port 1
     if ci is not None:
         env["CI"] = ci
     return subprocess.run(

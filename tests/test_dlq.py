@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pg_support
 import pytest
 from fakes import product
 from test_engine import make_config
@@ -12,8 +13,29 @@ from apicenterd.state import SQLiteStore
 pytestmark = pytest.mark.anyio
 
 
+@pytest.fixture(autouse=True, params=["sqlite", "postgresql"])
+def backend(request, tmp_path, monkeypatch):
+    """Every test once per state backend: the stores with_engine opens (one after another, on the same
+    state) are SQLite files at tmp_path/state.db, or PostgreSQL in a schema of this test's own."""
+    if request.param == "sqlite":
+        yield request.param
+        return
+    from apicenterd.state.postgres import PostgresStore
+
+    url, schema = pg_support.server_url(), pg_support.new_schema()
+    monkeypatch.setattr(f"{__name__}.new_store", lambda tmp_path: PostgresStore(url, schema=schema))
+    try:
+        yield request.param
+    finally:
+        pg_support.drop_schema(url, schema)
+
+
+def new_store(tmp_path):
+    return SQLiteStore(tmp_path / "state.db")
+
+
 async def with_engine(resolved, tmp_path, fn):
-    store = SQLiteStore(tmp_path / "state.db")
+    store = new_store(tmp_path)
     await store.open()
     engine = Engine(resolved, store, retry_base_delay=0)
     try:

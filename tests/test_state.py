@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
+import pg_support
 import pytest
 
 from apicenterd.state import AuditEntry, Link, SQLiteStore
@@ -28,13 +29,43 @@ def clock():
 
 
 @pytest.fixture
-async def store(tmp_path, clock):
+async def sqlite_store(tmp_path, clock):
     s = SQLiteStore(tmp_path / "state" / "apicenterd.db", clock=clock)
     await s.open()
     try:
         yield s
     finally:
         await s.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store(request, tmp_path, clock):
+    """The store under test, once per backend: SQLite in a temporary file, PostgreSQL in a schema of its own."""
+    if request.param == "sqlite":
+        s = SQLiteStore(tmp_path / "state" / "apicenterd.db", clock=clock)
+        await s.open()
+        try:
+            yield s
+        finally:
+            await s.close()
+        return
+    from apicenterd.state.postgres import PostgresStore
+
+    url, schema = pg_support.server_url(), pg_support.new_schema()
+    s = PostgresStore(url, schema=schema, clock=clock)
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()
+        pg_support.drop_schema(url, schema)
+
+
+async def raw_rows(store, query: str) -> list[tuple]:
+    """Rows of ``query`` read straight from the store's database, past its methods."""
+    if isinstance(store, SQLiteStore):
+        return await store._run(lambda db: db.execute(query).fetchall())
+    return pg_support.raw(store.url, store.schema, query)
 
 
 def tables(path) -> set[str]:
@@ -55,7 +86,8 @@ def link(source_id: str = "S1", target_id: str = "T1", hash: str = "h1") -> Link
 # --- migrations -----------------------------------------------------------------------------------
 
 
-async def test_empty_file_gets_every_migration(tmp_path, store):
+async def test_empty_file_gets_every_migration(tmp_path, sqlite_store):
+    store = sqlite_store
     assert await store.schema_version() == len(MIGRATIONS)
     assert {"cursors", "links", "runs", "audit", "tokens"} <= tables(store.path)
     assert store.path.parent.is_dir()  # the folder was created
@@ -177,7 +209,9 @@ async def test_settle_writes_audit_link_and_cursor(store, clock):
 )
 async def test_settle_is_atomic(store, broken):
     await store.set_cursor("f", "before")
-    with pytest.raises((sqlite3.Error, TypeError)):
+    import psycopg
+
+    with pytest.raises((sqlite3.Error, TypeError, psycopg.Error)):
         await store.settle(entry(), **broken)
     assert await store.audit() == []
     assert await store.get_link("src", "products", "S1", "dst") is None
@@ -293,8 +327,7 @@ async def test_a_purged_dead_letter_failing_again_gets_its_record_back_and_a_new
     assert (letter.payload, letter.key, letter.purged_at, letter.status) == (None, None, clock.now, "open")
     assert await store.open_dead_letter("f", "S1") == letter
     # the personal data is gone from the file, not only from the answers
-    raw = await store._run(lambda db: db.execute("SELECT payload, key FROM dead_letters").fetchall())
-    assert raw == [(None, None)]
+    assert await raw_rows(store, "SELECT payload, key FROM dead_letters") == [(None, None)]
 
     clock.now += 10
     await store.settle(failed, payload='{"email": "jan@example.com"}')  # read and failed again
@@ -323,7 +356,8 @@ async def test_migration_3_keeps_existing_dead_letters(tmp_path):
         await store.close()
 
 
-async def test_purged_personal_data_is_not_left_in_the_file(store, clock):
+async def test_purged_personal_data_is_not_left_in_the_file(sqlite_store, clock):
+    store = sqlite_store
     secret = "jan.jansen.private@example.com"
     for i in range(50):
         await store.settle(entry(f"S{i}", action="failed", key=secret, reason="rejected"), payload=f'{{"email": "{secret}", "n": {i}}}')
@@ -352,6 +386,9 @@ def test_the_state_store_protocol_is_complete():
     protocol = {n for n in dir(StateStore) if not n.startswith("_")}
     assert called - protocol == set()
     assert protocol - {n for n in dir(SQLiteStore) if not n.startswith("_")} == set()
+    from apicenterd.state.postgres import PostgresStore
+
+    assert protocol - {n for n in dir(PostgresStore) if not n.startswith("_")} == set()
     assert {"purge_dead_letters", "save_copy"} <= protocol
     assert not hasattr(apicenterd.state, "open_store")
 
@@ -381,7 +418,8 @@ async def test_open_dead_letters_reads_a_batch(store):
     assert await store.open_dead_letters("other", ["S1"]) == {}
 
 
-async def test_record_path_calls_take_no_thread_and_the_wal_is_checkpointed_off_the_loop(store, monkeypatch):
+async def test_record_path_calls_take_no_thread_and_the_wal_is_checkpointed_off_the_loop(sqlite_store, monkeypatch):
+    store = sqlite_store
     import anyio.to_thread
 
     from apicenterd.state import sqlite as module
@@ -406,7 +444,8 @@ async def test_record_path_calls_take_no_thread_and_the_wal_is_checkpointed_off_
     assert await store.get_cursor("f") == "c9"
 
 
-async def test_a_record_path_call_that_finds_the_database_locked_waits_in_a_thread(store):
+async def test_a_record_path_call_that_finds_the_database_locked_waits_in_a_thread(sqlite_store):
+    store = sqlite_store
     import anyio
 
     other = sqlite3.connect(store.path, isolation_level=None)

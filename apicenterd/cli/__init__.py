@@ -313,9 +313,9 @@ def _ts(value: float | None) -> str:
 
 
 async def _with_store(resolved: Resolved, fn):
-    from ..state import SQLiteStore
+    from ..state import store_for
 
-    store = SQLiteStore(resolved.state_path)
+    store = store_for(resolved.config.state.url, resolved.state_path)
     await store.open()
     try:
         return await fn(store)

@@ -217,7 +217,7 @@ def cmd_auth(args: argparse.Namespace) -> int:
     logs.redactor.learn_tokens(f"auth:{args.connection}", tokens)
     anyio.run(save, tokens)
     _forget_auth_state(resolved, args.connection)  # a state is good for one code
-    print(f"authorised {args.connection!r}; tokens stored in {resolved.state_path}; reload the daemon (systemctl reload apicenterd)")
+    print(f"authorised {args.connection!r}; tokens stored in {resolved.state_where}; reload the daemon (systemctl reload apicenterd)")
     for key, value in sorted(extra.items()):
         print(terminal_safe(f"the redirect also carried {key} = {value} (e.g. QuickBooks' realmId goes in the connection's realm_id)"))
     return 0

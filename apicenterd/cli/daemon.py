@@ -59,7 +59,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             )
     print(
         f"{args.config}: OK ({len(resolved.connections)} connections, {len(resolved.flows)} flows, "
-        f"state in {resolved.state_path})"
+        f"state in {resolved.state_where})"
     )
     return 0
 

@@ -74,6 +74,15 @@ class Resolved:
         path = self.config.state.path
         return path if path.is_absolute() else (self.path.parent / path).resolve()
 
+    @property
+    def state_where(self) -> str:
+        """Where the state is, for messages: the PostgreSQL URL (password left out) or the SQLite file."""
+        if self.config.state.url:
+            from ..state.postgres import redact_url
+
+            return redact_url(self.config.state.url)
+        return str(self.state_path)
+
 
 def _loc(loc: tuple[Any, ...]) -> str:
     """``("flows", "f", "filters", 0, "op")`` as ``flows.f.filters[0].op``."""

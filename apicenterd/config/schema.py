@@ -51,6 +51,11 @@ class StateConfig(SettingsModel):
 
     backend: Literal["sqlite"] = "sqlite"
     path: Path = Path("apicenterd.db")
+    """The SQLite state file (the default store), relative to the config file's folder."""
+    url: str | None = None
+    """A PostgreSQL database instead of the SQLite file: ``postgresql://user:password@host:5432/database``
+    (libpq's URL; ``?options=-csearch_path%3Dschema`` etc. as libpq takes them). Best by reference when it
+    holds a password (``APICENTERD_STATE__URL`` in the environment)."""
     audit_retention_days: int = Field(default=90, ge=1)
     """Days the per-record audit trail (which holds record keys such as e-mail addresses) is kept."""
     dead_letter_retention_days: int = Field(default=30, ge=1)
@@ -66,6 +71,27 @@ class StateConfig(SettingsModel):
     token_key: str | dict[str, str] | None = None
     """Encrypts the stored OAuth tokens: a secret of 16+ characters, best by reference
     (``{ credential = "token_key" }``, ``{ file = "..." }``, ``{ env = "..." }``). Unset: plaintext."""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError as exc:
+            raise ValueError(f"is not a URL ({exc}); e.g. postgresql://apicenterd@127.0.0.1:5432/apicenterd") from None
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise ValueError(
+                f"scheme {parts.scheme or '(none)'!r} is not supported: the state url must be a PostgreSQL URL, "
+                "e.g. postgresql://apicenterd@127.0.0.1:5432/apicenterd (leave url out for the SQLite file in path)"
+            )
+        if not parts.path.strip("/"):
+            raise ValueError("names no database: e.g. postgresql://apicenterd@127.0.0.1:5432/apicenterd")
+        return value
 
 
 def _host_port(value: str, example: str) -> str:

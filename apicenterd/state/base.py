@@ -82,7 +82,8 @@ class Run:
 
 
 class StateStore(Protocol):
-    """The interface the engine uses; SQLite now, PostgreSQL behind the same methods later.
+    """The interface the engine uses: :class:`~apicenterd.state.SQLiteStore` (the default) and
+    :class:`~apicenterd.state.postgres.PostgresStore` (``[state] url``).
 
     ``settle`` is the one write that matters for correctness: the link, the audit entry
     and the cursor of one record are written in one transaction, so after a crash either
