@@ -16,6 +16,32 @@ def run_cli(capsys, *argv):
     return code, out, err
 
 
+def memory_products_config(tmp_path):
+    """A config file with one products flow from the in-memory source to the in-memory target."""
+    cfg = tmp_path / "apicenterd.toml"
+    cfg.write_text(
+        f"""
+[state]
+path = "{tmp_path / 'state.db'}"
+
+[connections.src]
+connector = "memsource"
+
+[connections.dst]
+connector = "memtarget"
+
+[flows.products]
+source = "src"
+target = "dst"
+entity = "products"
+interval = "1m"
+""",
+        encoding="utf-8",
+    )
+    return cfg
+
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["--version"])
@@ -393,26 +419,7 @@ def test_vendor_text_with_control_characters_prints_as_one_escaped_row(capsys, t
     monkeypatch.setattr(cli, "_registry", lambda: registry)
     memory.put(product(EVIL_SKU), "1")
     memory.put(product("GOOD"), "2")
-    cfg = tmp_path / "apicenterd.toml"
-    cfg.write_text(
-        f"""
-[state]
-path = "{tmp_path / 'state.db'}"
-
-[connections.src]
-connector = "memsource"
-
-[connections.dst]
-connector = "memtarget"
-
-[flows.products]
-source = "src"
-target = "dst"
-entity = "products"
-interval = "1m"
-""",
-        encoding="utf-8",
-    )
+    cfg = memory_products_config(tmp_path)
     code, out, _ = run_cli(capsys, "flows", "run", "products", "--dry-run", "--config", str(cfg))
     assert code == 0
     assert f"would create products {EVIL_SHOWN}\n" in out
@@ -698,26 +705,7 @@ def test_flows_run_shows_failed_records_waiting_out_their_backoff(tmp_path, caps
     monkeypatch.setattr(cli, "_registry", lambda: registry)
     memory.put(product("BAD"), "1")
     memory.fail_create.add("BAD")
-    cfg = tmp_path / "apicenterd.toml"
-    cfg.write_text(
-        f"""
-[state]
-path = "{tmp_path / 'state.db'}"
-
-[connections.src]
-connector = "memsource"
-
-[connections.dst]
-connector = "memtarget"
-
-[flows.products]
-source = "src"
-target = "dst"
-entity = "products"
-interval = "1m"
-""",
-        encoding="utf-8",
-    )
+    cfg = memory_products_config(tmp_path)
     code, out, _ = run_cli(capsys, "flows", "run", "products", "--config", str(cfg))
     assert code == 3 and "failed 1" in out
     code, out, _ = run_cli(capsys, "flows", "run", "products", "--config", str(cfg))
@@ -736,26 +724,7 @@ def test_flows_run_exits_3_when_records_failed_in_the_run(tmp_path, capsys, regi
     memory.put(product("GOOD"), "1")
     memory.put(product("BAD"), "2")
     memory.fail_create.add("BAD")
-    cfg = tmp_path / "apicenterd.toml"
-    cfg.write_text(
-        f"""
-[state]
-path = "{tmp_path / 'state.db'}"
-
-[connections.src]
-connector = "memsource"
-
-[connections.dst]
-connector = "memtarget"
-
-[flows.products]
-source = "src"
-target = "dst"
-entity = "products"
-interval = "1m"
-""",
-        encoding="utf-8",
-    )
+    cfg = memory_products_config(tmp_path)
     assert cli.EXIT_RECORDS_FAILED == 3
     code, out, _ = run_cli(capsys, "flows", "run", "products", "--dry-run", "--config", str(cfg))
     assert code == 0, out  # a dry run does not write, so the target does not reject it
