@@ -37,6 +37,7 @@ from . import documents as docs
 from . import mapping
 from .client import EAccountingClient, cursor_of, endpoint_key, filter_since, odata_string
 from .order_source import OrderSource
+from .voucher_source import SALES_VOUCHER_TYPES, VOUCHER_TYPES, VoucherSource
 from .sales import INVOICE_KINDS, ORDER_KINDS, SalesDocuments
 from .static_token import StaticTokenAuth
 
@@ -71,6 +72,11 @@ class EAccountingSettings(ConnectorSettings):
             "A static access token used as it is, never refreshed (instead of client_id, client_secret and "
             "refresh_token); when eAccounting rejects it the connection pauses until a reload brings a new one"
         ),
+    )
+    voucher_types: list[int] = Field(
+        default=list(SALES_VOUCHER_TYPES),
+        min_length=1,
+        description="Journal source (sales bookings): the VoucherTypes read (14/15 customer invoices, 23/24 quick invoices)",
     )
     article_coding_id: str | None = Field(
         default=None, description="CodingId for every article; unset: the first active coding with the product's VAT rate"
@@ -112,6 +118,14 @@ class EAccountingSettings(ConnectorSettings):
         value = value.rstrip("/")
         # the paths already start with /v2
         return value[: -len("/v2")] if value.endswith("/v2") else value
+
+    @field_validator("voucher_types")
+    @classmethod
+    def _voucher_types(cls, value: list[int]) -> list[int]:
+        unknown = [t for t in value if t not in VOUCHER_TYPES]
+        if unknown:
+            raise ValueError(f"unknown VoucherType {unknown[0]} (eAccounting's are {', '.join(map(str, VOUCHER_TYPES))})")
+        return value
 
 
 FIND_MANY_CHUNK = 25
@@ -401,7 +415,12 @@ class EAccountingConnector(Connector):
     name: ClassVar[str] = "eaccounting"
     title: ClassVar[str] = "Visma eAccounting"
     Settings: ClassVar[type[ConnectorSettings]] = EAccountingSettings
-    sources = {Entity.PRODUCTS: ArticleSource, Entity.CUSTOMERS: CustomerSource, Entity.ORDERS: OrderSource}
+    sources = {
+        Entity.PRODUCTS: ArticleSource,
+        Entity.CUSTOMERS: CustomerSource,
+        Entity.ORDERS: OrderSource,
+        Entity.JOURNAL: VoucherSource,
+    }
     sinks = {
         Entity.PRODUCTS: ArticleSink,
         Entity.STOCK: StockSink,
@@ -412,7 +431,7 @@ class EAccountingConnector(Connector):
     rate_limits = (RateLimit(600, 60.0, name="per_endpoint", key=endpoint_key),)
     # [3rd, unverified] Visma Connect: README of shared/api-specs, section 1
     oauth_authorize_url: ClassVar[str | None] = "https://identity.vismaonline.com/connect/authorize"
-    oauth_scopes: ClassVar[tuple[str, ...]] = ("ea:api", "ea:sales", "offline_access")
+    oauth_scopes: ClassVar[tuple[str, ...]] = ("ea:api", "ea:sales", "ea:accounting_readonly", "offline_access")
     default_port: ClassVar[int | None] = 8702
 
     settings: EAccountingSettings

@@ -292,6 +292,7 @@ class Documents:
             Persons=clean.get("Persons") or [],
         )
         self.sim.invoices[invoice["Id"]] = invoice
+        self.sim.vouchers.book_invoice(invoice)  # booking an invoice makes its voucher
         return invoice
 
     # -- what a user does in eAccounting (for tests) -----------------------------------------

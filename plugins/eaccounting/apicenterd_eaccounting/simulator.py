@@ -4,7 +4,8 @@ It implements what the connector uses, the way the vendor does: the ``/connect/t
 refresh grant (client_secret_basic, expiring access tokens, rotating refresh tokens),
 ``/v2/articles``, ``/v2/customers``, ``/v2/articleaccountcodings``, ``/v2/units``,
 ``/v2/termsofpayments``, ``/v2/companysettings``, the sales documents ``/v2/orders``,
-``/v2/customerinvoicedrafts`` and ``/v2/customerinvoices`` (see :mod:`.sim_documents`) and
+``/v2/customerinvoicedrafts`` and ``/v2/customerinvoices`` (see :mod:`.sim_documents`), the
+vouchers ``/v2/vouchers`` (a booked invoice's voucher, see :mod:`.sim_vouchers`) and
 the reference lists ``/v2/costcenters``, ``/v2/deliverymethods``, ``/v2/deliveryterms``, with the swagger's JSON shapes, the
 ``{Meta, Data}`` envelope with ``$page``/``$pagesize``/``$filter``/``$orderby``, the
 swagger's validation rules, duplicate-number conflicts, ``ChangedUtc``, and the
@@ -45,6 +46,7 @@ from apicenterd.testing.sim import (
 )
 
 from .sim_documents import Documents, seed_cost_centers, seed_delivery_methods, seed_delivery_terms
+from .sim_vouchers import VOUCHER_RULES, Vouchers
 from .sim_rules import (
     ARTICLE_RULES,
     CUSTOMER_RULES,
@@ -143,6 +145,7 @@ class Simulator(VendorSim):
         self.invoice_drafts: dict[str, dict[str, Any]] = {}
         self.invoices: dict[str, dict[str, Any]] = {}
         self.documents = Documents(self)
+        self.vouchers = Vouchers(self)  # a booked invoice's voucher; manual vouchers
 
     # seeding (deterministic for a seed)
 
@@ -501,6 +504,14 @@ def _documents(attribute: str, rules: Mapping[str, Rule], write: str, what: str)
     return listing, single
 
 
+@_api
+async def vouchers(sim: Simulator, request: Request) -> Response:
+    """GET a page of the vouchers (all fiscal years), or POST a manual voucher."""
+    if request.method == "POST":
+        return _JSON(sim.vouchers.write_manual(await _body(request)))
+    return sim.page(request, list(sim.vouchers.store.values()), VOUCHER_RULES)
+
+
 async def _token(request: Request) -> Response:
     return await request.app.state.sim.oauth.endpoint(request)
 
@@ -545,6 +556,7 @@ def create_app(*, seed: int = 1, records: int = 0, **options: Any) -> Starlette:
             Route("/v2/customerinvoicedrafts/{id}", draft, methods=["GET"]),
             Route("/v2/customerinvoices", invoices, methods=["GET", "POST"]),
             Route("/v2/customerinvoices/{id}", invoice, methods=["GET"]),
+            Route("/v2/vouchers", vouchers, methods=["GET", "POST"]),
         ]
     )
     app.state.sim = Simulator(seed=seed, records=records, **options)
