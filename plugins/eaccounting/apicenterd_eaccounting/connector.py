@@ -37,9 +37,9 @@ from . import documents as docs
 from . import mapping
 from .client import EAccountingClient, cursor_of, endpoint_key, filter_since, odata_string
 from .order_source import OrderSource
-from .voucher_source import SALES_VOUCHER_TYPES, VOUCHER_TYPES, VoucherSource
 from .sales import INVOICE_KINDS, ORDER_KINDS, SalesDocuments
 from .static_token import StaticTokenAuth
+from .voucher_source import SALES_VOUCHER_TYPES, VOUCHER_TYPES, VoucherSource
 
 __all__ = ["EAccountingConnector", "EAccountingSettings"]
 

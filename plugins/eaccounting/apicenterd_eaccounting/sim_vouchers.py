@@ -75,7 +75,7 @@ class Vouchers:
             if row.get("IsTextRow") or not row.get("ArticleId"):
                 continue
             article = self.sim.articles.get(row["ArticleId"]) or {}
-            coding = self.sim.codings.get(article.get("CodingId"), {})
+            coding = self.sim.codings.get(str(article.get("CodingId")), {})
             revenue[int(coding.get("DomesticSalesSubjectToVatAccountNumber") or 3001)] += Decimal(row.get("AmountNoVat") or 0)
         text = f"Customer invoice {invoice.get('InvoiceNumber')}, {invoice.get('InvoiceCustomerName') or ''}".strip(", ")
         zero = Decimal(0)

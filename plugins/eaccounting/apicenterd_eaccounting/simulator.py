@@ -46,7 +46,6 @@ from apicenterd.testing.sim import (
 )
 
 from .sim_documents import Documents, seed_cost_centers, seed_delivery_methods, seed_delivery_terms
-from .sim_vouchers import VOUCHER_RULES, Vouchers
 from .sim_rules import (
     ARTICLE_RULES,
     CUSTOMER_RULES,
@@ -58,6 +57,7 @@ from .sim_rules import (
     compile_filter,
     validate,
 )
+from .sim_vouchers import VOUCHER_RULES, Vouchers
 
 __all__ = [
     "DEMO_CLIENT_ID",

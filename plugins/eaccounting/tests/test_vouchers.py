@@ -58,7 +58,11 @@ async def test_a_booked_invoice_is_read_as_a_balanced_journal_entry_and_manual_v
     sim = app.state.sim
     invoice = book_invoice(sim)
     sim.vouchers.write_manual(
-        {"VoucherDate": "2024-05-02", "VoucherText": "Rent", "Rows": [{"AccountNumber": 5010, "DebitAmount": 100}, {"AccountNumber": 1930, "CreditAmount": 100}]}
+        {
+            "VoucherDate": "2024-05-02",
+            "VoucherText": "Rent",
+            "Rows": [{"AccountNumber": 5010, "DebitAmount": 100}, {"AccountNumber": 1930, "CreditAmount": 100}],
+        }
     )
     async with connect(EAccountingConnector, settings, app=app) as conn:
         changes = await read_all(conn)
@@ -94,7 +98,13 @@ async def test_a_credit_invoice_books_the_other_way_and_a_read_since_the_cursor_
 async def test_voucher_types_choose_what_is_read(app, settings):
     sim = app.state.sim
     book_invoice(sim)
-    sim.vouchers.write_manual({"VoucherDate": "2024-05-02", "VoucherText": "Cash sale", "Rows": [{"AccountNumber": 1910, "DebitAmount": 5}, {"AccountNumber": 3001, "CreditAmount": 5}]})
+    sim.vouchers.write_manual(
+        {
+            "VoucherDate": "2024-05-02",
+            "VoucherText": "Cash sale",
+            "Rows": [{"AccountNumber": 1910, "DebitAmount": 5}, {"AccountNumber": 3001, "CreditAmount": 5}],
+        }
+    )
     async with connect(EAccountingConnector, {**settings, "voucher_types": [2]}, app=app) as conn:
         changes = await read_all(conn)
     assert [c.record.description for c in changes] == ["Cash sale"]

@@ -510,8 +510,15 @@ class JournalSink(Sink[JournalEntry]):
             for item in data:
                 lines = item.get("journalTransactionLines") or []
                 if any(str(line.get("referenceNumber") or "") == key for line in lines if isinstance(line, dict)):
-                    return Found(id=str(item.get("batchNumber")), vendor=item)
+                    try:
+                        record = mapping.journal_from(item, key)
+                    except (ValueError, ArithmeticError):
+                        record = None  # unreadable: the engine will try an update, which is refused
+                    return Found(id=str(item.get("batchNumber")), record=record, vendor=item)
         return None
+
+    def normalize(self, record: JournalEntry) -> JournalEntry:
+        return mapping.normalize_journal(record)
 
     async def create(self, record: JournalEntry) -> str:
         s = self.connector.settings

@@ -13,6 +13,7 @@ from apicenterd import (
     Contact,
     Customer,
     JournalEntry,
+    JournalLine,
     Order,
     OrderLine,
     Product,
@@ -356,6 +357,54 @@ def order_from(item: Mapping[str, Any], *, zone: ZoneInfo, customer: Customer | 
 # -- journal -----------------------------------------------------------------------------------
 
 
+DESCRIPTION_LENGTH = 256
+"""Descriptions are cut here (the 2017 swagger has no lengths; the screens' description fields take 256 [low])."""
+
+
+def normalize_journal(entry: JournalEntry) -> JournalEntry:
+    """The entry as Visma.net will hold it: amounts in cents, every line's description its own or
+    the entry's (what :func:`journal_body` writes and :func:`journal_from` reads back), no cost
+    centre (not written)."""
+    lines = tuple(
+        line.model_copy(
+            update={
+                "debit": line.debit.quantize(CENT),
+                "credit": line.credit.quantize(CENT),
+                "description": (line.description or entry.description)[:DESCRIPTION_LENGTH],
+                "cost_centre": None,
+            }
+        )
+        for line in entry.lines
+    )
+    return entry.model_copy(update={"lines": lines})
+
+
+def journal_from(item: Mapping[str, Any], number: str) -> JournalEntry:
+    """A JournalTransactionDto booked for entry ``number`` as a JournalEntry (what :func:`journal_body`
+    wrote: the lines' accounts, amounts and descriptions, the date and the currency)."""
+    lines = []
+    for line in item.get("journalTransactionLines") or []:
+        if not isinstance(line, dict):
+            continue
+        debit = line.get("debitAmountInCurrency", line.get("debitAmount"))
+        credit = line.get("creditAmountInCurrency", line.get("creditAmount"))
+        lines.append(
+            JournalLine(
+                account=str(line.get("accountNumber") or ""),
+                debit=Decimal(str(debit or 0)).quantize(CENT),
+                credit=Decimal(str(credit or 0)).quantize(CENT),
+                description=str(line.get("transactionDescription") or ""),
+            )
+        )
+    when = str(item.get("transactionDate") or "")
+    return JournalEntry(
+        number=number,
+        entry_date=datetime.fromisoformat(when[:19]).date(),
+        currency=str(item.get("currencyId") or "EUR"),
+        lines=tuple(lines),
+    )
+
+
 def journal_body(entry: JournalEntry, *, branch: str | None, ledger: str | None) -> dict[str, Any]:
     """A JournalTransactionUpdateDto: the entry's number in every line's ``referenceNumber`` (how
     :meth:`find` knows it was booked) and in the description."""
@@ -374,7 +423,7 @@ def journal_body(entry: JournalEntry, *, branch: str | None, ledger: str | None)
                 "operation": "Insert",
                 "accountNumber": wrap(line.account),
                 "referenceNumber": wrap(entry.number),
-                "transactionDescription": wrap(line.description or entry.description),
+                "transactionDescription": wrap(line.description),
                 "debitAmountInCurrency": wrap(line.debit.quantize(CENT)),
                 "creditAmountInCurrency": wrap(line.credit.quantize(CENT)),
                 **({"branch": wrap(branch)} if branch else {}),

@@ -64,8 +64,17 @@ def _value(body: dict[str, Any], field: str, where: str = "") -> Any:
 class VismaNetSim(VendorSim):
     """One Visma.net company."""
 
-    def __init__(self, *, seed: int = 1, records: int = 0, rate_limit: int = 10_000, require_branch: bool = False):
+    def __init__(
+        self,
+        *,
+        seed: int = 1,
+        records: int = 0,
+        rate_limit: int = 10_000,
+        require_branch: bool = False,
+        accounts: tuple[str, ...] | None = None,
+    ):
         super().__init__()
+        self.accounts = frozenset(accounts) if accounts is not None else None  # the chart of accounts (None: any)
         self.oauth = TokenServer(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, signing_key=b"visma-net-sim", access_prefix="vn.")
         self.service_tokens: dict[str, float] = {}
         self.rate_limit, self.window_start, self.window_used = rate_limit, time.monotonic(), 0
@@ -498,12 +507,16 @@ async def journal_transactions(sim: VismaNetSim, request: Request) -> Response:
     for n, line in enumerate(lines):
         debit += Decimal(str(_value(line, "debitAmountInCurrency", f"journalTransactionLines[{n}].") or 0))
         credit += Decimal(str(_value(line, "creditAmountInCurrency", f"journalTransactionLines[{n}].") or 0))
-        if not _value(line, "accountNumber", f"journalTransactionLines[{n}]."):
+        account = _value(line, "accountNumber", f"journalTransactionLines[{n}].")
+        if not account:
             raise _bad(f"journalTransactionLines[{n}].accountNumber: 'Account' cannot be empty.")
+        if sim.accounts is not None and str(account) not in sim.accounts:
+            raise _bad(f"journalTransactionLines[{n}].accountNumber: Account '{account}' cannot be found in the system.")
         rows.append({
             "lineNumber": n + 1,
             "accountNumber": _value(line, "accountNumber"),
             "referenceNumber": _value(line, "referenceNumber") or "",
+            "transactionDescription": _value(line, "transactionDescription") or "",
             "debitAmountInCurrency": _value(line, "debitAmountInCurrency") or 0,
             "creditAmountInCurrency": _value(line, "creditAmountInCurrency") or 0,
         })
@@ -515,6 +528,7 @@ async def journal_transactions(sim: VismaNetSim, request: Request) -> Response:
         "batchNumber": batch,
         "status": "Balanced",
         "transactionDate": _value(body, "transactionDate"),
+        "currencyId": _value(body, "currencyId"),
         "description": _value(body, "description") or "",
         "journalTransactionLines": rows,
         "lastModifiedDateTime": sim.stamp(),

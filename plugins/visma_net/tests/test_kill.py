@@ -1,5 +1,5 @@
-"""SIGKILL the `flows run` process in the middle of eAccounting → Visma.net products, restart, and
-nothing is duplicated or missing. The kill is placed by the Visma.net simulator's middleware at the
+"""SIGKILL the `flows run` process in the middle of eAccounting → Visma.net products (and of sales
+bookings → journal transactions), restart, and nothing is duplicated or missing. The kill is placed by the Visma.net simulator's middleware at the
 n-th ``POST inventory`` (before it is applied, or applied but before the 201 is sent: the create
 the process never heard of), never on a timer. Ephemeral ports only."""
 
@@ -28,10 +28,10 @@ KILLS = (("before", 3), ("applied", 2), ("applied", 4))
 
 
 class KillAtCreate:
-    """ASGI middleware: SIGKILLs the named process at its n-th ``POST .../inventory``, in ``phase``."""
+    """ASGI middleware: SIGKILLs the named process at its n-th ``POST`` to ``path`` (``.../inventory``), in ``phase``."""
 
-    def __init__(self, app: Any) -> None:
-        self.app, self.state = app, app.state
+    def __init__(self, app: Any, path: str = "/inventory") -> None:
+        self.app, self.state, self.path = app, app.state, path
         self._lock = threading.Lock()
         self._plan: tuple[str, int] | None = None
         self._proc: subprocess.Popen | None = None
@@ -50,7 +50,7 @@ class KillAtCreate:
             self._plan = None
 
     def _due(self, scope: Any) -> str | None:
-        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].rstrip("/").endswith("/inventory"):
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].rstrip("/").endswith(self.path):
             return None
         with self._lock:
             if self._plan is None:
@@ -131,3 +131,53 @@ def test_sigkill_mid_run_then_restart_leaves_no_duplicate_and_no_gap(tmp_path, w
     # found by the next run: a second POST for any item (refused as existing) would make this more
     posts = [r for r in sim.requests if r[0] == "POST"]
     assert len(posts) == ITEMS, "a create was sent twice for an item that existed"
+
+
+BOOKINGS = 12
+
+
+def test_sigkill_mid_bookings_then_restart_books_each_sale_once(tmp_path, write_pair_config):
+    from apicenterd_eaccounting.sim_vouchers import RECEIVABLES_ACCOUNT, VAT_ACCOUNT
+
+    ea_app = EAccountingConnector.simulator(seed=5, records=4, customers=3, rate_limit=0)
+    ea = ea_app.state.sim
+    customers, articles = list(ea.customers.values()), list(ea.articles.values())
+    for i in range(BOOKINGS):
+        rows = [{"ArticleId": articles[i % len(articles)]["Id"], "Quantity": 1, "UnitPrice": 10 + i}]
+        ea.documents.write_invoice(
+            {"CustomerId": customers[i % len(customers)]["Id"], "EuThirdParty": False, "RotReducedInvoicingType": 0, "Rows": rows}
+        )
+    vn_app = VismaNetConnector.simulator(seed=5)
+    switch = KillAtCreate(vn_app, "/journaltransaction")
+    sim = vn_app.state.sim
+    with contextlib.ExitStack() as stack:
+        ea_url = stack.enter_context(serve_app(ea_app))
+        vn_url = stack.enter_context(serve_app(switch))
+        flows = {"bookings": {"source": "eaccounting", "target": "vismanet", "entity": "journal", "interval": "1h"}}
+        config = write_pair_config(tmp_path, ea_url, vn_url, flows)
+        for phase, n in KILLS:
+            before = len(sim.journal)
+            switch.arm(phase, n)
+            proc = _run(config, "bookings")
+            switch.name(proc)
+            try:
+                code = proc.wait(120)
+            finally:
+                switch.disarm()
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            _, err = proc.communicate()
+            assert code == -signal.SIGKILL, f"not killed at create {n} ({phase}): {err.decode()[-2000:]}"
+            assert 0 <= len(sim.journal) - before <= n and len(sim.journal) < BOOKINGS
+        final = _run(config, "bookings")
+        _, err = final.communicate(timeout=300)
+        assert final.returncode == 0, err.decode()[-6000:]
+    references = [{line["referenceNumber"] for line in batch["journalTransactionLines"]} for batch in sim.journal.values()]
+    assert all(len(refs) == 1 for refs in references)
+    booked = sorted(refs.pop() for refs in references)
+    wanted = sorted(f"{v['NumberAndNumberSeries']}-{v['VoucherDate'][:10].replace('-', '')}" for v in ea.vouchers.store.values())
+    assert booked == wanted  # each sale once: none missing, none twice
+    assert {RECEIVABLES_ACCOUNT, VAT_ACCOUNT} <= {
+        int(line["accountNumber"]) for batch in sim.journal.values() for line in batch["journalTransactionLines"]
+    }
