@@ -48,7 +48,9 @@ def _address(order: Mapping[str, Any], prefix: str) -> Address:
 def api_to_order(order: Mapping[str, Any], customer: Customer | None) -> Order:
     """An OrderApi as an Order: rows with ``ArticleNumber`` as product lines (``DiscountPercentage``
     is a fraction: 0.1 = 10 %), text rows as text lines; ``Amount`` is the total incl. VAT; unit
-    prices include VAT for a private person (eAccounting's IncludesVat)."""
+    prices include VAT for a private person (eAccounting's IncludesVat). The delivery method and
+    terms codes go in ``custom_fields`` (``delivery_method``, ``delivery_terms``) for a target's
+    carrier maps (Visma.net's ``shipVia``)."""
     number = order.get("Number")
     if number is None or isinstance(number, bool):
         raise RecordError(f"order {order.get('Id')}: no Number")
@@ -90,6 +92,11 @@ def api_to_order(order: Mapping[str, Any], customer: Customer | None) -> Order:
         total=_number(order.get("Amount"), "Amount"),
         total_tax=mapping.to_decimal(order.get("VatAmount")),
         reference=_text(order.get("YourReference")) or None,
+        custom_fields={
+            name: _text(order.get(field))
+            for name, field in (("delivery_method", "DeliveryMethodCode"), ("delivery_terms", "DeliveryTermCode"))
+            if _text(order.get(field))
+        },
     )
 
 
@@ -108,6 +115,8 @@ class OrderSource(Source[Order]):
         "lines.*.quantity": "Rows[].Quantity",
         "lines.*.unit_price": "Rows[].UnitPrice",
         "total": "Amount",
+        "custom_fields.delivery_method": "DeliveryMethodCode",
+        "custom_fields.delivery_terms": "DeliveryTermCode",
     }
 
     async def changes(self, since: str | None) -> AsyncIterator[Change]:

@@ -347,10 +347,25 @@ class OrderSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    order_type: str = Field(default="SO", min_length=1, description="orderType of new sales orders")
+    order_type: str = Field(
+        default="SO",
+        pattern=r"^[A-Za-z0-9]{2}$",
+        description="orderType of new sales orders (9.66: a two-character alphanumeric id)",
+    )
     branch: str | None = Field(default=None, description="branchNumber (unset: the connection's branch)")
     warehouse: str | None = Field(default=None, description="warehouse of the lines")
     non_stock_item: str | None = Field(default=None, description="inventory item for lines without SKU (shipping, fees)")
+    ship_via: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            'The order\'s delivery method (custom_fields["delivery_method"]) → Visma.net shipVia code; "default" for the '
+            "rest. Empty: no shipVia (the customer's default). Set: a method it lacks (and no default) is a record error"
+        ),
+    )
+    shipping_terms: dict[str, str] = Field(
+        default_factory=dict,
+        description='The order\'s delivery terms (custom_fields["delivery_terms"]) → Visma.net shippingTerms; "default" for the rest',
+    )
 
 
 class OrderSink(DocumentSink[Order]):
@@ -413,9 +428,11 @@ class OrderSink(DocumentSink[Order]):
         for line in order.lines:
             if line.kind == "text":
                 continue
+            item = self._line_item(request, line, settings)
             body: dict[str, Any] = {
                 "operation": "Insert",
-                "inventoryId": wrap(self._line_item(request, line, settings)),
+                "inventoryId": wrap(item),  # the 2017 swagger's (and the v1 API's) name of the item
+                "inventoryNumber": wrap(item),  # required by the 9.66 spec's SalesOrderLineUpdateDto
                 "quantity": wrap(line.quantity),
                 "unitPrice": wrap(_excl(line)),
                 "lineDescription": wrap(line.name),
@@ -443,6 +460,14 @@ class OrderSink(DocumentSink[Order]):
             result["branchNumber"] = wrap(branch)
         if order.payment_terms:
             result["terms"] = wrap(order.payment_terms)
+        if order.payment_method:
+            result["paymentMethod"] = wrap(order.payment_method)  # 9.66 SalesOrderUpdateDto (not in the 2017 file)
+        ship_via = _by_map(settings.ship_via, order, "delivery_method", "ship_via")
+        if ship_via:
+            result["shipVia"] = wrap(ship_via)
+        terms = _by_map(settings.shipping_terms, order, "delivery_terms", "shipping_terms")
+        if terms:
+            result["shippingTerms"] = wrap(terms)
         if order.shipping_address is not None:
             address = mapping.address_body(order.shipping_address)
             result["soShippingAddress"] = wrap({"overrideAddress": wrap(True), **address})
@@ -487,6 +512,22 @@ class OrderSink(DocumentSink[Order]):
 
     def normalize(self, record: Order) -> Order:
         return record
+
+
+def _by_map(table: dict[str, str], order: Order, field: str, setting: str) -> str | None:
+    """The target code for the order's ``custom_fields[field]`` by ``table`` ("default" for the rest);
+    None without a table; RecordError for a value the table lacks when it has no default."""
+    if not table:
+        return None
+    value = str(order.custom_fields.get(field) or "")
+    if value in table:
+        return table[value]
+    if "default" in table:
+        return table["default"]
+    raise RecordError(
+        f"order {order.number!r}: {field.replace('_', ' ')} {value or '(none)'!r} is not in the flow's target_settings.{setting} "
+        f"(it maps: {', '.join(sorted(table))}; add it or a \"default\")"
+    )
 
 
 def _excl(line: Any) -> Decimal:

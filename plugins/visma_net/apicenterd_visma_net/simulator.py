@@ -31,6 +31,8 @@ MAX_PAGE_SIZE = 1000
 ORDER_TYPES = ("SO", "IN", "CS")
 BRANCHES = ("1", "2")
 VAT_CODES = ("1", "2", "3")
+SHIP_VIAS = {"POST": "Posten", "PICKUP": "Pick-up at the warehouse", "DHL": "DHL Express"}
+SHIPPING_TERMS = {"FCA": "Free carrier", "DAP": "Delivered at place"}
 
 # what the simulator accepts for lastModifiedDateTime (the 9.66 spec's list of formats)
 _FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f")
@@ -423,15 +425,23 @@ async def sales_orders(sim: VismaNetSim, request: Request) -> Response:
     if number not in sim.customers:
         raise _bad(f"Customer '{number}' does not exist")
     _branch(sim, _value(body, "branchNumber"), "branchNumber")
+    ship_via = _value(body, "shipVia")
+    if ship_via is not None and ship_via not in SHIP_VIAS:
+        raise _bad(f"shipVia: Ship via '{ship_via}' cannot be found in the system.")
+    shipping_terms = _value(body, "shippingTerms")
+    if shipping_terms is not None and shipping_terms not in SHIPPING_TERMS:
+        raise _bad(f"shippingTerms: Shipping terms '{shipping_terms}' cannot be found in the system.")
     lines = body.get("lines")
     if not isinstance(lines, list) or not lines:
         raise _bad("lines: a sales order needs at least one line")
     rows: list[dict[str, Any]] = []
     total = Decimal(0)
     for n, line in enumerate(lines, start=1):
-        sku = _value(line, "inventoryId", f"lines[{n - 1}].")
+        sku = _value(line, "inventoryNumber", f"lines[{n - 1}].") or _value(line, "inventoryId", f"lines[{n - 1}].")
+        if _value(line, "inventoryId") not in (None, sku):
+            raise _bad(f"lines[{n - 1}]: inventoryId and inventoryNumber name different items")
         if sku not in sim.inventory:
-            raise _bad(f"lines[{n - 1}].inventoryId: Inventory item '{sku}' does not exist")
+            raise _bad(f"lines[{n - 1}].inventoryNumber: Inventory item '{sku}' does not exist")
         quantity = Decimal(str(_value(line, "quantity", f"lines[{n - 1}].") or 0))
         price = Decimal(str(_value(line, "unitPrice", f"lines[{n - 1}].") or 0))
         discount = Decimal(str(_value(line, "discountAmount", f"lines[{n - 1}].") or 0))
@@ -452,6 +462,9 @@ async def sales_orders(sim: VismaNetSim, request: Request) -> Response:
         "customerRefNo": _value(body, "customerRefNo") or "",
         "currency": _value(body, "currency") or "NOK",
         "description": _value(body, "description") or "",
+        **({"shipVia": {"id": ship_via, "description": SHIP_VIAS[ship_via]}} if ship_via else {}),
+        **({"shippingTerms": {"id": shipping_terms, "description": SHIPPING_TERMS[shipping_terms]}} if shipping_terms else {}),
+        **({"terms": {"id": _value(body, "terms"), "description": _value(body, "terms")}} if _value(body, "terms") else {}),
         "lines": rows,
         "orderTotal": total,
         "taxTotal": Decimal(0),
