@@ -97,6 +97,13 @@ class VismaNetSettings(ConnectorSettings):
     posting_class: str | None = Field(default=None, description="postingClass of new inventory items")
     item_type: str = Field(default="FinishedGoodItem", description="type of new inventory items (InventoryType)")
     customer_class: str | None = Field(default=None, description="customerClassId of new customers")
+    item_attributes: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Product characteristics (the canonical product's attributes, by name) → Visma.net attribute id of the item "
+            'class, e.g. {"Colour" = "COLOR"}; written as attributeLines, read back from attributes. Unmapped ones are not carried'
+        ),
+    )
     warehouse: str | None = Field(default=None, description="Stock: only this warehouse (unset: the sum of all)")
     stock_quantity: Literal["available_minus_reserved", "available", "available_for_shipment", "on_hand"] = Field(
         default="available_minus_reserved", description="What the stock source reports as available"
@@ -194,7 +201,8 @@ class InventorySource(_Changes):
 
     async def converter(self) -> Callable[[dict[str, Any]], Product]:
         conn = self.connector
-        return functools.partial(mapping.product_from, currency=conn.settings.currency, vat_rates=conn.vat_rates)
+        s = conn.settings
+        return functools.partial(mapping.product_from, currency=s.currency, vat_rates=conn.vat_rates, attributes=s.item_attributes)
 
 
 class StockSource(Source[StockLevel]):
@@ -317,20 +325,28 @@ class InventorySink(Sink[Product]):
         item = await conn.client.get_or_none(f"inventory/{_quote(key)}", what=f"inventory item {key!r}")
         if not isinstance(item, dict):
             return None
-        record = mapping.product_from(item, currency=conn.settings.currency, vat_rates=conn.vat_rates)
+        s = conn.settings
+        record = mapping.product_from(item, currency=s.currency, vat_rates=conn.vat_rates, attributes=s.item_attributes)
         return Found(id=str(item.get("inventoryNumber") or key), record=record, vendor=item)
 
     async def create(self, record: Product) -> str:
         conn = self.connector
         s = conn.settings
         body = mapping.product_body(
-            record, vat_code=conn.vat_code(record), item_class=s.item_class, posting_class=s.posting_class, item_type=s.item_type
+            record,
+            vat_code=conn.vat_code(record),
+            item_class=s.item_class,
+            posting_class=s.posting_class,
+            item_type=s.item_type,
+            attributes=s.item_attributes,
         )
         return await conn.client.create("inventory", body, what=f"inventory item {record.sku!r}")
 
     async def update(self, target_id: str, record: Product, fields: frozenset[str]) -> None:
         conn = self.connector
-        body = mapping.product_body(record, fields, vat_code=conn.vat_code(record) if "tax_rate" in fields else None)
+        body = mapping.product_body(
+            record, fields, vat_code=conn.vat_code(record) if "tax_rate" in fields else None, attributes=conn.settings.item_attributes
+        )
         if body:
             await conn.client.update(f"inventory/{_quote(target_id)}", body, what=f"inventory item {record.sku!r}")
 
@@ -339,7 +355,7 @@ class InventorySink(Sink[Product]):
             raise RecordError(
                 f"product {record.sku!r}: prices in {record.currency}, the Visma.net company books in {self.connector.settings.currency}"
             )
-        return mapping.normalize_product(record)
+        return mapping.normalize_product(record, self.connector.settings.item_attributes)
 
 
 class OrderSettings(BaseModel):

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from apicenterd import (
     Address,
+    Attribute,
     Contact,
     Customer,
     JournalEntry,
@@ -55,8 +56,10 @@ PRODUCT_FIELDS: dict[str, tuple[str, ...]] = {
     "name": ("description",),
     "price_excl_tax": ("defaultPrice",),
     "active": ("status",),
+    "attributes": ("attributeLines",),
 }
-"""Canonical product field → the InventoryUpdateDto fields it is written to (``tax_rate`` → ``vatCode`` with a VAT map)."""
+"""Canonical product field → the InventoryUpdateDto fields it is written to (``tax_rate`` → ``vatCode`` with a VAT map;
+``attributes``, the product characteristics, only those the connection's ``item_attributes`` maps)."""
 
 
 def wrap(value: Any) -> dict[str, Any]:
@@ -217,8 +220,11 @@ def normalize_customer(record: Customer) -> Customer:
 # -- products --------------------------------------------------------------------------------
 
 
-def product_from(item: Mapping[str, Any], *, currency: str, vat_rates: Mapping[str, Decimal]) -> Product:
-    """An InventoryDto as a Product (price excl. VAT in the company's currency; the VAT rate by the VAT map)."""
+def product_from(
+    item: Mapping[str, Any], *, currency: str, vat_rates: Mapping[str, Decimal], attributes: Mapping[str, str] | None = None
+) -> Product:
+    """An InventoryDto as a Product (price excl. VAT in the company's currency; the VAT rate by the VAT map;
+    the item's attributes that ``attributes`` (characteristic name → attribute id) maps, by name)."""
     number = _text(item.get("inventoryNumber"))
     if not number:
         raise RecordError("inventory item without inventoryNumber")
@@ -231,7 +237,18 @@ def product_from(item: Mapping[str, Any], *, currency: str, vat_rates: Mapping[s
         tax_rate=vat_rates.get(vat_id),
         currency=currency,
         active=_text(item.get("status")).lower() != "inactive",
+        attributes=attributes_from(item.get("attributes"), attributes or {}),
     )
+
+
+def attributes_from(rows: Any, names: Mapping[str, str]) -> tuple[Attribute, ...]:
+    """AttributeIdValueDto rows (``id``, ``value``) as the characteristics ``names`` maps, sorted by name."""
+    by_id = {attribute_id: name for name, attribute_id in names.items()}
+    found = []
+    for row in rows if isinstance(rows, list) else []:
+        if isinstance(row, dict) and str(row.get("id") or "") in by_id and row.get("value") not in (None, ""):
+            found.append(Attribute(name=by_id[str(row["id"])], value=str(row["value"])))
+    return tuple(sorted(found, key=lambda a: a.name))
 
 
 def product_body(
@@ -242,8 +259,10 @@ def product_body(
     item_class: str | None = None,
     posting_class: str | None = None,
     item_type: str = "FinishedGoodItem",
+    attributes: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """An InventoryUpdateDto: everything on create (``fields`` None), else only ``fields``."""
+    """An InventoryUpdateDto: everything on create (``fields`` None), else only ``fields``; the
+    mapped characteristics as ``attributeLines`` (``attributeId``, ``attributeValue``)."""
     want = set(PRODUCT_FIELDS) | {"tax_rate"} if fields is None else set(fields)
     body: dict[str, Any] = {}
     if fields is None:
@@ -261,11 +280,18 @@ def product_body(
         body["status"] = wrap("Active" if record.active else "Inactive")
     if "tax_rate" in want and vat_code:
         body["vatCode"] = wrap(vat_code)
+    if "attributes" in want and attributes:
+        lines = [
+            {"attributeId": wrap(attributes[a.name]), "attributeValue": wrap(a.value)} for a in record.attributes if a.name in attributes
+        ]
+        if lines:
+            body["attributeLines"] = lines
     return body
 
 
-def normalize_product(record: Product) -> Product:
-    """Prices in cents; the parts this pair does not carry (attributes, categories, images) dropped."""
+def normalize_product(record: Product, attributes: Mapping[str, str] | None = None) -> Product:
+    """Prices in cents; the characteristics ``attributes`` maps kept (sorted by name, empty values
+    left out), the parts this pair does not carry (other attributes, categories, images) dropped."""
     if record.type != "simple":
         raise RecordError(f"product {record.sku!r}: only simple products go to Visma.net inventory items (variants are not supported)")
     price = record.price_excl_tax
@@ -275,7 +301,7 @@ def normalize_product(record: Product) -> Product:
         update={
             "price_excl_tax": price.quantize(CENT) if price is not None else None,
             "price_incl_tax": None,
-            "attributes": (),
+            "attributes": tuple(sorted((a for a in record.attributes if a.name in (attributes or {}) and a.value), key=lambda a: a.name)),
             "categories": (),
             "images": (),
             "ean": None,

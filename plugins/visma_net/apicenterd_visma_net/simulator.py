@@ -31,6 +31,7 @@ MAX_PAGE_SIZE = 1000
 ORDER_TYPES = ("SO", "IN", "CS")
 BRANCHES = ("1", "2")
 VAT_CODES = ("1", "2", "3")
+ATTRIBUTES = {"COLOR": "Colour", "SIZE": "Size", "MATERIAL": "Material"}  # the item class's attributes
 SHIP_VIAS = {"POST": "Posten", "PICKUP": "Pick-up at the warehouse", "DHL": "DHL Express"}
 SHIPPING_TERMS = {"FCA": "Free carrier", "DAP": "Delivered at place"}
 
@@ -377,6 +378,17 @@ def _save_item(sim: VismaNetSim, request: Request, body: dict[str, Any], number:
     for field in ("itemClass", "postingClass"):
         if field in body:
             record[field] = {"id": _value(body, field)}
+    if "attributeLines" in body:
+        values = {a["id"]: a for a in record.get("attributes") or []}
+        for n, line in enumerate(body["attributeLines"] if isinstance(body["attributeLines"], list) else [None]):
+            if not isinstance(line, dict):
+                raise _bad(f"attributeLines[{n}]: expected an object")
+            attribute = _value(line, "attributeId", f"attributeLines[{n}].")
+            if attribute not in ATTRIBUTES:
+                raise _bad(f"attributeLines[{n}].attributeId: Attribute '{attribute}' does not exist")
+            value = _value(line, "attributeValue", f"attributeLines[{n}].")
+            values[attribute] = {"id": attribute, "value": value, "description": ATTRIBUTES[attribute]}
+        record["attributes"] = sorted(values.values(), key=lambda a: a["id"])
     record["lastModifiedDateTime"] = sim.stamp()
     sim.inventory[record["inventoryNumber"]] = record
     return _created(request, record["inventoryNumber"]) if current is None else Response(status_code=204)

@@ -19,7 +19,7 @@ import pytest
 from apicenterd_visma_net import VismaNetConnector
 from apicenterd_visma_net.connector import OrderSettings
 
-from apicenterd import Address, Customer, DocumentRequest, Entity, Found, JournalEntry, JournalLine, Order, OrderLine, Product
+from apicenterd import Address, Attribute, Customer, DocumentRequest, Entity, Found, JournalEntry, JournalLine, Order, OrderLine, Product
 from apicenterd.testing import connect
 
 pytestmark = pytest.mark.anyio
@@ -149,10 +149,13 @@ async def _drive(conn: Any, sim: Any) -> None:
     await conn.find(Entity.CUSTOMERS, "post@fjord.no")
     await conn.find(Entity.CUSTOMERS, customer_id)
     await conn.update(Entity.CUSTOMERS, customer_id, customer, frozenset(conn.sink(Entity.CUSTOMERS).written_fields))
-    product = Product(sku="C-1", name="Conformance", price_excl_tax=Decimal("9.99"), tax_rate=Decimal(21), currency="EUR")
+    product = Product(
+        sku="C-1", name="Conformance", price_excl_tax=Decimal("9.99"), tax_rate=Decimal(21), currency="EUR",
+        attributes=(Attribute(name="Colour", value="Red"),),
+    )  # fmt: skip
     item = await conn.create(Entity.PRODUCTS, conn.normalize(Entity.PRODUCTS, product))
     await conn.find(Entity.PRODUCTS, item)
-    await conn.update(Entity.PRODUCTS, item, product, frozenset({"name", "price_excl_tax", "active", "tax_rate"}))
+    await conn.update(Entity.PRODUCTS, item, product, frozenset({"name", "price_excl_tax", "active", "tax_rate", "attributes"}))
     order = Order(
         number="EA-1", status="paid", created_at=datetime(2024, 5, 1, 12, tzinfo=timezone.utc), total=Decimal("12.09"),
         shipping_address=Address(street="Vei 2", postcode="5003", city="Bergen", country="NO"), payment_terms="30D",
@@ -179,7 +182,7 @@ async def _drive(conn: Any, sim: Any) -> None:
 
 async def test_every_request_the_connector_sends_is_in_the_swagger(swagger, settings):
     app = Recorder(VismaNetConnector.simulator(seed=3, records=2))
-    async with connect(VismaNetConnector, {**settings, "branch": "1"}, app=app) as conn:
+    async with connect(VismaNetConnector, {**settings, "branch": "1", "item_attributes": {"Colour": "COLOR"}}, app=app) as conn:
         await _drive(conn, app.state.sim)
     problems = [p for call in app.calls for p in _check_call(swagger, *call)]
     assert not problems, "\n".join(problems)
@@ -201,7 +204,7 @@ def test_the_conformance_check_catches_a_wrong_field_and_a_bare_value(swagger):
 async def test_simulator_answers_have_only_the_swagger_models_properties(swagger, settings):
     app = VismaNetConnector.simulator(seed=3, records=2)
     sim = app.state.sim
-    async with connect(VismaNetConnector, settings, app=Recorder(app)) as conn:
+    async with connect(VismaNetConnector, {**settings, "item_attributes": {"Colour": "COLOR"}}, app=Recorder(app)) as conn:
         await _drive(conn, sim)
         for path in ("customer", "inventory", "salesorder", "customerinvoice", "journaltransaction", "inventorysummary/VN-00001"):
             body = await conn.client.get(path, what=path)
@@ -240,7 +243,7 @@ def _problems_966(path: str, body: dict) -> list[str]:
 
 async def test_every_body_the_connector_posts_is_of_the_966_write_model(settings):
     app = Recorder(VismaNetConnector.simulator(seed=3, records=2))
-    async with connect(VismaNetConnector, {**settings, "branch": "1"}, app=app) as conn:
+    async with connect(VismaNetConnector, {**settings, "branch": "1", "item_attributes": {"Colour": "COLOR"}}, app=app) as conn:
         await _drive(conn, app.state.sim)
     posts = [(path, json.loads(body)) for method, path, _, body in app.calls if method == "POST"]
     checked = {path.rsplit("/", 1)[-1] for path, _ in posts} & set(SPEC_966["PATHS"])
@@ -251,7 +254,7 @@ async def test_every_body_the_connector_posts_is_of_the_966_write_model(settings
     mandatory = SPEC_966["MANDATORY"]["JournalTransactionLineDto"]
     assert all(all(line.get(k, {}).get("value") for k in mandatory) for line in journal["journalTransactionLines"])
     item = next(body for path, body in posts if path.endswith("/inventory"))
-    assert {"inventoryNumber", "description"} <= set(item)  # the screen's mandatory id and description
+    assert {"inventoryNumber", "description", "attributeLines"} <= set(item)  # the screen's mandatory id and description
 
 
 def test_the_966_check_catches_a_missing_required_field_and_an_unknown_one():
