@@ -375,9 +375,18 @@ def order_from(item: Mapping[str, Any], *, zone: ZoneInfo, customer: Customer | 
         total=to_decimal(item.get("orderTotal"), f"order {number} orderTotal") or Decimal(0),
         total_tax=to_decimal(item.get("taxTotal"), f"order {number} taxTotal"),
         payment_terms=_text(terms.get("id")) if isinstance(terms, dict) else None,
+        payment_method=_id_of(item.get("paymentMethod")),
         reference=_text(item.get("customerRefNo")) or None,
         note=_text(item.get("description")) or None,
     )
+
+
+def _id_of(value: Any) -> str | None:
+    """A code sent as a string or as a ``{"id": ...}`` description object (the read shape of
+    ``paymentMethod`` on sales orders is not in the 2017 file; 9.66 writes it as a string)."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return _text(value) or None
 
 
 # -- journal -----------------------------------------------------------------------------------

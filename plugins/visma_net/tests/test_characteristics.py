@@ -1,13 +1,15 @@
-"""Product characteristics: the canonical product's attributes that ``item_attributes`` maps go to
+"""Product characteristics (and a sales order's payment method read back): the canonical product's attributes that ``item_attributes`` maps go to
 Visma.net as ``attributeLines`` and come back from ``attributes``; a found item with the same
 characteristics is unchanged, a changed one is updated with only its attribute lines."""
 
 from __future__ import annotations
 
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from apicenterd_visma_net import VismaNetConnector
+from apicenterd_visma_net.mapping import order_from
 
 from apicenterd import Attribute, Entity, Product, RecordError
 from apicenterd.compare import differing_fields
@@ -52,3 +54,9 @@ async def test_without_a_map_characteristics_are_not_carried_and_an_unknown_attr
     async with connect(VismaNetConnector, {**settings, "item_attributes": {"Colour": "NOPE"}}, app=app) as conn:
         with pytest.raises(RecordError, match="Attribute 'NOPE' does not exist"):
             await conn.create(Entity.PRODUCTS, conn.normalize(Entity.PRODUCTS, product(Colour="Red").model_copy(update={"sku": "TS-2"})))
+
+
+@pytest.mark.parametrize("sent", ["CARD", {"id": "CARD", "description": "Card"}])
+def test_a_sales_orders_payment_method_is_read_in_either_shape(sent):
+    item = {"orderType": "SO", "orderNo": "1", "date": "2024-05-01T10:00:00", "paymentMethod": sent, "lines": []}
+    assert order_from(item, zone=ZoneInfo("UTC"), customer=None).payment_method == "CARD"
