@@ -140,3 +140,37 @@ async def test_as_customer_invoices_with_revenue_accounts_per_country_once(pair)
     vn.state.sim.requests.clear()
     second = await run(resolved, "orders")
     assert second.counts["created"] == 0 and writes(vn) == [], second.counts
+
+
+async def test_a_customer_without_e_mail_goes_to_the_default_debtor_the_others_are_matched_or_created(tmp_path, write_pair_config):
+    ea_app = EAccountingConnector.simulator(seed=5, records=2, customers=2)
+    sim = ea_app.state.sim
+    company = next(c for c in sim.customers.values() if not c["IsPrivatePerson"])
+    person = next(c for c in sim.customers.values() if c["IsPrivatePerson"])
+    person.update(EmailAddress=None)  # a walk-in customer without e-mail
+    articles = sorted(sim.articles.values(), key=lambda a: a["Number"])[:1]
+    with_mail = sim.documents.write_order(order_body(company, articles, None))
+    without = sim.documents.write_order(order_body(person, articles, None))
+    vn_app = VismaNetConnector.simulator(seed=5)
+    vn = vn_app.state.sim
+    vn.customers["D-1"] = {"number": "D-1", "name": "Cash sales", "status": "Active", "mainContact": {"email": "kassa@example.com"},
+                           "lastModifiedDateTime": vn.stamp()}  # fmt: skip
+    flows = {
+        "products": PRODUCTS,
+        "orders": {"source": "eaccounting", "target": "vismanet", "entity": "orders", "interval": "1h",
+                   "options": {"document": "order", "customer": "default_without_email", "default_customer": "D-1"}},
+    }  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        ea_url = stack.enter_context(serve_app(ea_app))
+        vn_url = stack.enter_context(serve_app(vn_app))
+        resolved = load(write_pair_config(tmp_path, ea_url, vn_url, flows), load_registry())
+        await run(resolved, "products")
+        first = await run(resolved, "orders")
+        assert first.counts["created"] == 2 and first.counts["failed"] == 0, first.counts
+        by_ref = {o["customerRefNo"]: o for o in vn.orders.values()}
+        assert by_ref[str(without["Number"])]["customer"]["number"] == "D-1"
+        debtor = vn.customers[by_ref[str(with_mail["Number"])]["customer"]["number"]]
+        assert debtor["number"] != "D-1" and debtor["mainContact"]["email"].lower() == str(company["EmailAddress"]).lower()
+        vn.requests.clear()
+        second = await run(resolved, "orders")
+        assert second.counts["created"] == 0 and writes(vn_app) == [], second.counts
