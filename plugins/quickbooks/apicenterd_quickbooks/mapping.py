@@ -60,13 +60,14 @@ def item_to_product(
     item: dict[str, Any],
     *,
     currency: str = "USD",
-    group_fields: tuple[str, ...] = (),
+    group_fields: tuple[str | tuple[str, str], ...] = (),
     categories: Mapping[str, str] | None = None,
 ) -> Product:
     """An ``Item`` as a product: ``Sku`` (else ``Name``) is the SKU. A sub-item (``SubItem``,
     ``ParentRef``) under a ``Category`` item (``categories``: Id → FullyQualifiedName) is a simple
     product in that category; under another item it is a variant whose ``parent_sku`` is the
-    parent's name (the grouping key). ``group_fields`` copy item fields into attributes."""
+    parent's name (the grouping key). ``group_fields`` copy item fields into attributes: a field
+    name (the attribute is named alike) or an (attribute, dotted field path) pair."""
     sku = item.get("Sku") or item.get("Name")
     if not sku:
         raise RecordError(f"item {item.get('Id')}: neither Sku nor Name")
@@ -76,12 +77,15 @@ def item_to_product(
         category = str(ref["name"])
     parent = ref if (ref and item.get("SubItem") and category is None) else None
     attributes = []
-    for field in group_fields:
-        value = item.get(field)
+    for entry in group_fields:
+        name, path = (entry, entry) if isinstance(entry, str) else entry
+        value: Any = item
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
         if isinstance(value, dict):
             value = value.get("name") or value.get("value")
         if value not in (None, ""):
-            attributes.append(Attribute(name=field, value=str(value)))
+            attributes.append(Attribute(name=name, value=str(value)))
     tracked = bool(item.get("TrackQtyOnHand"))
     return Product(
         sku=str(sku),
