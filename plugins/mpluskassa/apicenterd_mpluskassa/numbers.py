@@ -102,9 +102,9 @@ class Allocator:
             if group in groups:
                 return int(groups[group])
             number: int | None = None
-            if preferred is not None and preferred not in {int(n) for n in groups.values()}:
-                if preferred in await self.free("product", [preferred]):
-                    number = preferred
+            claimed = {int(n) for n in groups.values()}
+            if preferred is not None and preferred not in claimed and preferred in await self.free("product", [preferred]):
+                number = preferred
             if number is None:
                 if not allocate:
                     return None
