@@ -42,6 +42,8 @@ TOKEN_URL = "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer"  # noqa:
 AUTHORIZE_URL = "https://appcenter.intuit.com/connect/oauth2"
 DEFAULT_MINORVERSION = 75
 CDC_WINDOW = timedelta(days=30)
+FULL_READ = "full-read"
+"""The cursor of the stock source, which reads every item every run (it trusts no cursor)."""
 CDC_MAX = 1000
 """Objects per entity a cdc answer holds at most [unverified: Intuit's CDC page says 1,000]."""
 
@@ -188,6 +190,26 @@ class CustomerSource(Source[Customer]):
             for item in items:
                 cursor = max(cursor or "", _cursor_or(item, cursor or ""))
                 yield self.mapped(str(item.get("Id")), cursor, functools.partial(mapping.api_to_customer, item))
+
+
+class StockSource(Source[StockLevel]):
+    """Stock of every item, read in full each run: ``QtyOnHand`` on hand, ``QtyOnSalesOrder``
+    reserved, ``TrackQtyOnHand`` whether the item's stock is managed at all. QuickBooks changes
+    quantities through transactions, and whether that moves the item's ``LastUpdatedTime`` is not
+    documented, so no cursor is trusted (one query per 1,000 items; the daemon writes only what
+    differs from the target)."""
+
+    connector: QuickBooksConnector
+    field_map = {"sku": "Sku (else Name)", "on_hand": "QtyOnHand", "reserved": "QtyOnSalesOrder", "tracked": "TrackQtyOnHand"}
+
+    async def changes(self, since: str | None) -> AsyncIterator[Change]:
+        conn = self.connector
+        statement = "SELECT * FROM Item WHERE Active IN (true, false) ORDERBY Id"
+        async for items in conn.client.query(statement, entity="Item", what="item stock", page_size=conn.settings.page_size):
+            for item in items:
+                if item.get("Type") not in ("Inventory", "NonInventory", "Service", None):
+                    continue  # categories and groups hold no stock
+                yield self.mapped(str(item.get("Id")), FULL_READ, functools.partial(mapping.item_to_stock, item))
 
 
 class ItemSink(Sink[Product]):
@@ -519,7 +541,7 @@ class QuickBooksConnector(Connector):
     name: ClassVar[str] = "quickbooks"
     title: ClassVar[str] = "QuickBooks Online"
     Settings: ClassVar[type[ConnectorSettings]] = QuickBooksSettings
-    sources = {Entity.PRODUCTS: ItemSource, Entity.CUSTOMERS: CustomerSource}
+    sources = {Entity.PRODUCTS: ItemSource, Entity.STOCK: StockSource, Entity.CUSTOMERS: CustomerSource}
     sinks = {Entity.PRODUCTS: ItemSink, Entity.STOCK: StockSink, Entity.CUSTOMERS: CustomerSink, Entity.ORDERS: OrderSink}
     rate_limits = (
         RateLimit(500, 60.0, name="per_realm", key=_per_realm),

@@ -104,9 +104,11 @@ def item_to_product(
 
 
 def item_to_stock(item: dict[str, Any]) -> StockLevel:
+    """An item's stock: ``QtyOnHand`` on hand, ``QtyOnSalesOrder`` reserved (on sales orders)."""
     sku = str(item.get("Sku") or item.get("Name"))
     qty = to_decimal(item.get("QtyOnHand"), f"item {sku} QtyOnHand") or Decimal(0)
-    return StockLevel(sku=sku, on_hand=qty, available=qty, tracked=bool(item.get("TrackQtyOnHand")))
+    reserved = to_decimal(item.get("QtyOnSalesOrder"), f"item {sku} QtyOnSalesOrder") or Decimal(0)
+    return StockLevel(sku=sku, on_hand=qty, reserved=reserved, available=qty - reserved, tracked=bool(item.get("TrackQtyOnHand")))
 
 
 def check_name(value: str, what: str) -> str:
