@@ -74,6 +74,11 @@ class QuickBooksSettings(ConnectorSettings):
         description="Item fields exposed as product attributes: a list (the attribute is named as the field) or "
         "a table attribute name -> item field path, e.g. { colour = \"PurchaseDesc\" }",
     )
+    tax_rates: dict[str, Decimal] = Field(
+        default_factory=dict,
+        description="SalesTaxCodeRef id -> VAT percentage of items read (QuickBooks items carry a tax code, not a rate)",
+    )
+    default_tax_rate: Decimal | None = Field(default=None, ge=0, le=100, description="VAT percentage of items without a mapped tax code")
     skip_parent_items: bool = Field(
         default=False,
         description="Do not read an item that is the parent of sub-items as a product of its own (it is their group)",
@@ -145,6 +150,8 @@ class ItemSource(Source[Product]):
                         item,
                         currency=conn.settings.currency,
                         group_fields=conn.settings.attribute_fields(),
+                        tax_rates=conn.settings.tax_rates,
+                        default_tax_rate=conn.settings.default_tax_rate,
                         categories=categories,
                     ),
                 )
@@ -265,9 +272,12 @@ class ItemSink(Sink[Product]):
     def normalize(self, record: Product) -> Product:
         mapping.check_name(record.name, f"item {record.sku!r} Name")
         cents = Decimal("0.01")
+        excl = record.price_excl_tax
+        if excl is None and record.price_incl_tax is not None and record.tax_rate is not None:
+            excl = record.price_incl_tax / (1 + record.tax_rate / 100)  # QuickBooks item prices are net
         return record.model_copy(
             update={
-                "price_excl_tax": record.price_excl_tax.quantize(cents) if record.price_excl_tax is not None else None,
+                "price_excl_tax": excl.quantize(cents) if excl is not None else None,
                 "purchase_price": record.purchase_price.quantize(cents) if record.purchase_price is not None else None,
                 "description": record.description or None,
             }
@@ -549,6 +559,7 @@ class QuickBooksConnector(Connector):
     )
     oauth_authorize_url: ClassVar[str | None] = AUTHORIZE_URL
     oauth_scopes: ClassVar[tuple[str, ...]] = ("com.intuit.quickbooks.accounting",)
+    default_port: ClassVar[int | None] = 8714
 
     settings: QuickBooksSettings
 

@@ -62,6 +62,8 @@ def item_to_product(
     currency: str = "USD",
     group_fields: tuple[str | tuple[str, str], ...] = (),
     categories: Mapping[str, str] | None = None,
+    tax_rates: Mapping[str, Decimal] | None = None,
+    default_tax_rate: Decimal | None = None,
 ) -> Product:
     """An ``Item`` as a product: ``Sku`` (else ``Name``) is the SKU. A sub-item (``SubItem``,
     ``ParentRef``) under a ``Category`` item (``categories``: Id → FullyQualifiedName) is a simple
@@ -87,11 +89,14 @@ def item_to_product(
         if value not in (None, ""):
             attributes.append(Attribute(name=name, value=str(value)))
     tracked = bool(item.get("TrackQtyOnHand"))
+    tax_code = ref_value(item.get("SalesTaxCodeRef"))
+    tax_rate = (tax_rates or {}).get(tax_code or "", default_tax_rate)
     return Product(
         sku=str(sku),
         name=str(item.get("Name") or sku),
         description=item.get("Description") or None,
         price_excl_tax=to_decimal(item.get("UnitPrice"), f"item {sku} UnitPrice"),
+        tax_rate=tax_rate,
         purchase_price=to_decimal(item.get("PurchaseCost"), f"item {sku} PurchaseCost"),
         currency=currency,
         quantity=to_decimal(item.get("QtyOnHand"), f"item {sku} QtyOnHand") if tracked else None,
