@@ -696,14 +696,15 @@ class QuickBooksConnector(Connector):
         emails = list(dict.fromkeys(k for k in keys if "@" in k))
         for start in range(0, len(emails), BATCH_MAX):
             chunk = emails[start : start + BATCH_MAX]
-            wanted = {k.lower(): k for k in chunk}
+            wanted: dict[str, list[str]] = {}
+            for k in chunk:
+                wanted.setdefault(k.lower(), []).append(k)
             where = f"Active IN (true, false) AND PrimaryEmailAddr IN ({', '.join(query_string(k) for k in chunk)})"
             statement = f"SELECT * FROM Customer WHERE {where}"  # noqa: S608 - literals via query_string()
             async for items in self.client.query(statement, entity="Customer", what=f"{len(chunk)} customers by e-mail"):
                 for item in items:
-                    key = wanted.get((mapping.email_of(item) or "").lower())
-                    if key is not None and key not in found:
-                        found[key] = item
+                    for key in wanted.get((mapping.email_of(item) or "").lower(), []):
+                        found.setdefault(key, item)
         for key in dict.fromkeys(k for k in keys if "@" not in k):
             customer = await self.customer_by_key(key)
             if customer is not None:
