@@ -134,7 +134,8 @@ async def main(products: int, orders: int, limits: bool, as_json: bool) -> None:
     for f in out:
         print(
             f"{f['run']}: {f['counts']} in {f['seconds']} s, {f['records_per_second']} records/s; QuickBooks "
-            f"{f['quickbooks_calls']} calls ({f['quickbooks_calls_per_record']}/record, writes {f['quickbooks_writes_per_created']}/created record, "
+            f"{f['quickbooks_calls']} calls ({f['quickbooks_calls_per_record']}/record, "
+            f"writes {f['quickbooks_writes_per_created']}/created record, "
             f"{f['quickbooks_batches']} batches), MplusKASSA {f['mpluskassa_calls']} calls ({f['mpluskassa_calls_per_record']}/record); "
             f"the vendors' limits allow these calls in {f['rate_limit_bound_seconds']} s at the earliest"
         )
