@@ -325,3 +325,22 @@ async def test_customer_create_many_links_a_duplicate_display_name(app, sim, set
         found = await sink.find_many(["jan@smit.example", "JAN@smit.example", "nobody@example.com"])
     assert results[0] == taken["Id"] and sim.store["Customer"][int(results[1])]["DisplayName"] == "Jan Smit"
     assert set(found) == {"jan@smit.example", "JAN@smit.example"} and found["jan@smit.example"].id == results[1]
+
+
+async def test_items_read_carry_the_vat_rate_of_their_tax_code_and_parents_can_be_left_out(app, sim, settings):
+    parent = sim.write("Item", "create", {"Name": "T-shirt", "Sku": "TS", "IncomeAccountRef": {"value": "1"}})
+    sim.write("Item", "create", {"Name": "T-shirt M", "Sku": "TS-M", "IncomeAccountRef": {"value": "1"}, "SubItem": True,
+                                 "ParentRef": {"value": parent["Id"], "name": "T-shirt"}, "SalesTaxCodeRef": {"value": "4"},
+                                 "PurchaseDesc": "red"})  # fmt: skip
+    sim.write("Item", "create", {"Name": "Mug", "Sku": "MUG", "IncomeAccountRef": {"value": "1"}, "SalesTaxCodeRef": {"value": "9"}})
+    config = {**settings, "tax_rates": {"4": 9}, "default_tax_rate": 21, "skip_parent_items": True, "group_fields": {"colour": "PurchaseDesc"}}
+    async with connect(QuickBooksConnector, config, app=app) as conn:
+        read = {c.record.sku: c.record async for c in conn.read(Entity.PRODUCTS, None)}
+    assert set(read) == {"TS-M", "MUG"}  # the parent item is the group, not a product
+    assert read["TS-M"].tax_rate == Decimal(9) and read["MUG"].tax_rate == Decimal(21)
+    assert read["TS-M"].parent_sku == "T-shirt" and [(a.name, a.value) for a in read["TS-M"].attributes] == [("colour", "red")]
+
+
+def test_group_fields_with_an_empty_path_is_a_config_error(settings):
+    with pytest.raises(ValueError, match="both must be non-empty"):
+        QuickBooksSettings(**{**settings, "group_fields": {"colour": "Purchase..Desc"}})
