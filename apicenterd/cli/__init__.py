@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="start the bundled simulators and run the daemon on etc/demo.toml")
     p.add_argument("--config", default="etc/demo.toml", help="demo configuration (default: etc/demo.toml)")
-    p.add_argument("--records", type=_non_negative_int, default=50, help="products to seed in the source")
+    p.add_argument("--records", type=_non_negative_int, default=50, help="records to seed in each simulator a flow reads from")
     p.add_argument("--keep-state", action="store_true", help="keep the demo state database from a previous run")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     return parser

@@ -103,5 +103,7 @@ def _demo_credentials(config_path: Path, registry: Registry) -> None:
 
 
 def _sources(resolved: Resolved) -> set[str]:
-    """Connections that only feed flows: the demo seeds records there and starts targets empty."""
-    return {f.source for f in resolved.flows.values()} - {f.target for f in resolved.flows.values()}
+    """Connections that some flow reads from: the demo seeds records there and starts the
+    connections that are only written to empty (a pair with flows both ways, such as
+    QuickBooks ⇄ MplusKASSA, gets both seeded)."""
+    return {f.source for f in resolved.flows.values()}

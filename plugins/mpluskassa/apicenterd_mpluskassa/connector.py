@@ -796,15 +796,28 @@ class MplusKassaConnector(Connector):
         raise RecordError(f"{what}: five allocated article numbers in a row were taken while creating it")
 
     async def _group_product_number(self, group: str, what: str) -> int:
-        number = numeric(group)
-        if number is not None:
-            return number
-        if not self.settings.allocate_article_numbers:
+        """The product number of variant group ``group``, kept per group in the connection's store.
+
+        A numeric key is the product number when MplusKASSA has no product of that number (the
+        till numbers its own products too) and no other group claimed it; else, with allocation
+        on, the group gets an allocated number (logged), and without it the record fails naming
+        the product in the way. Never a product of the till's own, never a second number."""
+        preferred = numeric(group)
+        allocate = self.settings.allocate_article_numbers
+        number = await self.allocator.product_number(group, preferred=preferred, allocate=allocate)
+        if number is None:
+            if preferred is None:
+                raise RecordError(
+                    f"{what}: variant group {group!r} is not numeric: MplusKASSA product numbers are numbers only "
+                    "(set allocate_article_numbers = true to allocate one)"
+                )
             raise RecordError(
-                f"{what}: variant group {group!r} is not numeric: MplusKASSA product numbers are numbers only "
-                "(set allocate_article_numbers = true to allocate one)"
+                f"{what}: variant group {group!r}: product number {preferred} is already another product's in MplusKASSA "
+                "(set allocate_article_numbers = true to give the group a free number instead)"
             )
-        return await self.allocator.product_number(group)
+        if preferred is not None and number != preferred:
+            self.context.log.info("mpluskassa_group_number_allocated", group=group, product_number=number, reason="number taken")
+        return number
 
     async def update_article(self, target_id: str, record: Product, fields: frozenset[str]) -> None:
         """Write ``fields`` of ``record`` to article ``target_id``, the product's other articles as they are."""

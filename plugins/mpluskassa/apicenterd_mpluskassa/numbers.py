@@ -79,7 +79,9 @@ class Allocator:
             await self._save(state)  # durable before use: a crash wastes these numbers, never repeats one
             candidates = list(range(first, last + 1))
             free = await self.free(kind, candidates)
-            pool.extend(n for n in candidates if n in free)
+            # a numeric group key may have claimed a number of the range as its product number
+            claimed = {int(n) for n in (state.get("groups") or {}).values()} if kind == "product" else set()
+            pool.extend(n for n in candidates if n in free and n not in claimed)
         raise RecordError(f"{what}: {self.tries} blocks of {kind} numbers in a row from {self.start} are taken in MplusKASSA")
 
     async def article_number(self, sku: str) -> int:
@@ -88,14 +90,25 @@ class Allocator:
             state = await self._state()
             return await self._next("article", state, f"article {sku!r}")
 
-    async def product_number(self, group: str) -> int:
-        """The product number of variant group ``group``: the one it got before, or a new one."""
+    async def product_number(self, group: str, *, preferred: int | None = None, allocate: bool = True) -> int | None:
+        """The product number of variant group ``group``: the one it got before, else
+        ``preferred`` (a numeric group key) when no product in MplusKASSA and no other group has
+        it, else a new one from the range (None when ``allocate`` is false). The number is saved
+        for the group before it is returned, so the group keeps it for good (never reallocated)
+        and a product created with it is known as the group's after a crash."""
         async with self._lock:
             state = await self._state()
             groups = dict(state.get("groups") or {})
             if group in groups:
                 return int(groups[group])
-            number = await self._next("product", state, f"variant group {group!r}")
+            number: int | None = None
+            claimed = {int(n) for n in groups.values()}
+            if preferred is not None and preferred not in claimed and preferred in await self.free("product", [preferred]):
+                number = preferred
+            if number is None:
+                if not allocate:
+                    return None
+                number = await self._next("product", state, f"variant group {group!r}")
             groups[group] = number
             state["groups"] = groups
             await self._save(state)

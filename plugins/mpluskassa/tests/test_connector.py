@@ -118,6 +118,35 @@ async def test_variants_by_parent_sku_are_one_product_with_attributes_and_featur
     assert read["6002"].parent_sku == "6000"
 
 
+async def test_a_numeric_group_key_never_takes_the_tills_own_product_and_keeps_its_number(app, settings):
+    sim = app.state.sim
+    tokens = MemoryTokenStore()
+    till_own = sim._store_product({"description": "the till's own"}, [{"articleNumber": 7001, "description": "koffie"}], 7000)
+    assert till_own["productNumber"] == 7000
+    strict = {**settings, "variant_grouping": "parent_sku"}
+    async with connect(MplusKassaConnector, strict, app=app, tokens=tokens) as conn:
+        with pytest.raises(RecordError, match=r"variant group '7000': product number 7000 is already another product's"):
+            await write(conn, product("7101", parent_sku="7000"))
+    assert [a["articleNumber"] for a in sim.products[7000]["articles"]] == [7001]  # untouched
+    allocating = {**strict, "allocate_article_numbers": True, "allocation_range": [7000, 7999]}
+    async with connect(MplusKassaConnector, allocating, app=app, tokens=tokens) as conn:
+        a = int(await write(conn, product("7101", parent_sku="7000")))
+        b = int(await write(conn, product("7102", parent_sku="7000")))
+        free_group = int(await write(conn, product("7201", parent_sku="7500")))  # a free numeric key is itself
+    group_product = sim.article_product[a]
+    assert group_product == sim.article_product[b] and group_product not in (7000, 7500)
+    assert 7000 < group_product <= 7999 and sim.article_product[free_group] == 7500
+    assert [a["articleNumber"] for a in sim.products[7000]["articles"]] == [7001]
+    # after a restart the group keeps its number, even once the till's product is gone
+    del sim.products[7000]
+    async with connect(MplusKassaConnector, allocating, app=app, tokens=tokens) as conn:
+        c = int(await write(conn, product("7103", parent_sku="7000")))
+        other = int(await write(conn, product("7301", parent_sku="ABC")))  # an allocated group never takes a claimed number
+    assert sim.article_product[c] == group_product and len(sim.products[group_product]["articles"]) == 3
+    assert sim.article_product[other] not in (7000, 7500, group_product)
+    assert (await tokens.load())[STORE_KEY]["groups"] == {"7000": group_product, "7500": 7500, "ABC": sim.article_product[other]}
+
+
 async def test_variants_by_sku_pattern_and_an_allocated_product_number(app, settings):
     sim = app.state.sim
     config = {

@@ -42,6 +42,8 @@ TOKEN_URL = "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer"  # noqa:
 AUTHORIZE_URL = "https://appcenter.intuit.com/connect/oauth2"
 DEFAULT_MINORVERSION = 75
 CDC_WINDOW = timedelta(days=30)
+FULL_READ = "full-read"
+"""The cursor of the stock source, which reads every item every run (it trusts no cursor)."""
 CDC_MAX = 1000
 """Objects per entity a cdc answer holds at most [unverified: Intuit's CDC page says 1,000]."""
 
@@ -67,13 +69,41 @@ class QuickBooksSettings(ConnectorSettings):
     expense_account_id: str | None = Field(default=None, description="ExpenseAccountRef of new inventory items")
     asset_account_id: str | None = Field(default=None, description="AssetAccountRef of new inventory items")
     inventory_items: bool = Field(default=False, description="New items are Inventory (TrackQtyOnHand) instead of NonInventory")
-    group_fields: list[str] = Field(default_factory=list, description="Item fields exposed as product attributes (grouping data)")
+    group_fields: list[str] | dict[str, str] = Field(
+        default_factory=list,
+        description="Item fields exposed as product attributes: a list (the attribute is named as the field) or "
+        "a table attribute name -> item field path, e.g. { colour = \"PurchaseDesc\" }",
+    )
+    tax_rates: dict[str, Decimal] = Field(
+        default_factory=dict,
+        description="SalesTaxCodeRef id -> VAT percentage of items read (QuickBooks items carry a tax code, not a rate)",
+    )
+    default_tax_rate: Decimal | None = Field(default=None, ge=0, le=100, description="VAT percentage of items without a mapped tax code")
+    skip_parent_items: bool = Field(
+        default=False,
+        description="Do not read an item that is the parent of sub-items as a product of its own (it is their group)",
+    )
     currency: str = Field(default="USD", min_length=3, max_length=3, description="The company's home currency")
 
     @field_validator("base_url")
     @classmethod
     def _base_url(cls, value: str) -> str:  # overrides the required-URL check: empty means "by environment"
         return value.rstrip("/") if value else ""
+
+    @field_validator("group_fields")
+    @classmethod
+    def _group_fields(cls, value: list[str] | dict[str, str]) -> list[str] | dict[str, str]:
+        pairs = value.items() if isinstance(value, dict) else ((f, f) for f in value)
+        for name, path in pairs:
+            if not name.strip() or not path.strip() or any(not part for part in path.split(".")):
+                raise ValueError(f"attribute {name!r} -> item field {path!r}: both must be non-empty (a field path like ParentRef.name)")
+        return value
+
+    def attribute_fields(self) -> tuple[tuple[str, str], ...]:
+        """(attribute name, item field path) pairs of ``group_fields``."""
+        if isinstance(self.group_fields, dict):
+            return tuple(self.group_fields.items())
+        return tuple((f, f) for f in self.group_fields)
 
     def api_url(self) -> str:
         return self.base_url or (SANDBOX_URL if self.environment == "sandbox" else PRODUCTION_URL)
@@ -101,10 +131,13 @@ class ItemSource(Source[Product]):
         statement = f"SELECT * FROM Item WHERE {where} ORDERBY MetaData.LastUpdatedTime"  # noqa: S608 - literals via query_string()
         cursor = since
         categories = await conn.categories()
+        parents = await conn.parent_items() if conn.settings.skip_parent_items else set()
         async for items in conn.client.query(statement, entity="Item", what="items", page_size=conn.settings.page_size):
             for item in items:
                 if item.get("Type") == "Category":
                     continue  # a category is not a product: it is the products' category
+                if str(item.get("Id")) in parents:
+                    continue  # the group of its sub-items (skip_parent_items), not an article
                 try:
                     cursor = max(cursor or "", mapping.cursor_of(item))
                 except ValueError as exc:
@@ -116,7 +149,9 @@ class ItemSource(Source[Product]):
                         mapping.item_to_product,
                         item,
                         currency=conn.settings.currency,
-                        group_fields=tuple(conn.settings.group_fields),
+                        group_fields=conn.settings.attribute_fields(),
+                        tax_rates=conn.settings.tax_rates,
+                        default_tax_rate=conn.settings.default_tax_rate,
                         categories=categories,
                     ),
                 )
@@ -164,6 +199,26 @@ class CustomerSource(Source[Customer]):
                 yield self.mapped(str(item.get("Id")), cursor, functools.partial(mapping.api_to_customer, item))
 
 
+class StockSource(Source[StockLevel]):
+    """Stock of every item, read in full each run: ``QtyOnHand`` on hand, ``QtyOnSalesOrder``
+    reserved, ``TrackQtyOnHand`` whether the item's stock is managed at all. QuickBooks changes
+    quantities through transactions, and whether that moves the item's ``LastUpdatedTime`` is not
+    documented, so no cursor is trusted (one query per 1,000 items; the daemon writes only what
+    differs from the target)."""
+
+    connector: QuickBooksConnector
+    field_map = {"sku": "Sku (else Name)", "on_hand": "QtyOnHand", "reserved": "QtyOnSalesOrder", "tracked": "TrackQtyOnHand"}
+
+    async def changes(self, since: str | None) -> AsyncIterator[Change]:
+        conn = self.connector
+        statement = "SELECT * FROM Item WHERE Active IN (true, false) ORDERBY Id"
+        async for items in conn.client.query(statement, entity="Item", what="item stock", page_size=conn.settings.page_size):
+            for item in items:
+                if item.get("Type") not in ("Inventory", "NonInventory", "Service", None):
+                    continue  # categories and groups hold no stock
+                yield self.mapped(str(item.get("Id")), FULL_READ, functools.partial(mapping.item_to_stock, item))
+
+
 class ItemSink(Sink[Product]):
     """Items by ``Sku``; updates are sparse with the current ``SyncToken``."""
 
@@ -185,15 +240,44 @@ class ItemSink(Sink[Product]):
     async def create(self, record: Product) -> str:
         return await self.connector.create_item(record)
 
+    async def create_many(self, records: Sequence[Product]) -> Sequence[str | RecordError]:
+        """The batch's new items through the ``batch`` endpoint, 30 per call; an item whose
+        operation faulted fails alone (a duplicate name, 6240, is looked up as :meth:`create` does)."""
+        conn = self.connector
+        bodies: list[dict[str, Any] | RecordError] = []
+        for record in records:
+            try:
+                bodies.append(conn.item_body(record))
+            except RecordError as exc:
+                bodies.append(exc)
+        writes = [(str(n), "create", body) for n, body in enumerate(bodies) if isinstance(body, dict)]
+        answers = await conn.batch_write("Item", writes, what=f"{len(writes)} items") if writes else {}
+        results: list[str | RecordError] = []
+        for n, (record, body) in enumerate(zip(records, bodies, strict=True)):
+            if isinstance(body, RecordError):
+                results.append(body)
+                continue
+            answer = answers[str(n)]
+            if isinstance(answer, QBOError) and answer.fault is not None and DUPLICATE_NAME_CODE in answer.fault.codes:
+                try:
+                    answer = await conn.item_by_duplicate_name(record, body["Name"])
+                except RecordError as exc:
+                    answer = exc
+            results.append(answer)
+        return results
+
     async def update(self, target_id: str, record: Product, fields: frozenset[str]) -> None:
         await self.connector.sparse_update("Item", target_id, mapping.item_fields(record, fields), what=f"item {record.sku!r}")
 
     def normalize(self, record: Product) -> Product:
         mapping.check_name(record.name, f"item {record.sku!r} Name")
         cents = Decimal("0.01")
+        excl = record.price_excl_tax
+        if excl is None and record.price_incl_tax is not None and record.tax_rate is not None:
+            excl = record.price_incl_tax / (1 + record.tax_rate / 100)  # QuickBooks item prices are net
         return record.model_copy(
             update={
-                "price_excl_tax": record.price_excl_tax.quantize(cents) if record.price_excl_tax is not None else None,
+                "price_excl_tax": excl.quantize(cents) if excl is not None else None,
                 "purchase_price": record.purchase_price.quantize(cents) if record.purchase_price is not None else None,
                 "description": record.description or None,
             }
@@ -240,6 +324,39 @@ class CustomerSink(Sink[Customer]):
         customer = await self.connector.customer_by_key(key)
         return None if customer is None else Found(id=str(customer["Id"]), record=mapping.api_to_customer(customer), vendor=customer)
 
+    async def find_many(self, keys: Sequence[str]) -> Mapping[str, Found]:
+        found: dict[str, Found] = {}
+        for key, customer in (await self.connector.customers_by_keys(keys)).items():
+            found[key] = Found(id=str(customer["Id"]), record=mapping.api_to_customer(customer), vendor=customer)
+        return found
+
+    async def create_many(self, records: Sequence[Customer]) -> Sequence[str | RecordError]:
+        """The batch's new customers through the ``batch`` endpoint, 30 per call; one whose
+        operation faulted fails alone (a duplicate DisplayName, 6240, is looked up and linked)."""
+        conn = self.connector
+        bodies: list[dict[str, Any] | RecordError] = []
+        for record in records:
+            try:
+                bodies.append(mapping.customer_fields(record, None))
+            except RecordError as exc:
+                bodies.append(exc)
+        writes = [(str(n), "create", body) for n, body in enumerate(bodies) if isinstance(body, dict)]
+        answers = await conn.batch_write("Customer", writes, what=f"{len(writes)} customers") if writes else {}
+        results: list[str | RecordError] = []
+        for n, (record, body) in enumerate(zip(records, bodies, strict=True)):
+            if isinstance(body, RecordError):
+                results.append(body)
+                continue
+            answer = answers[str(n)]
+            if isinstance(answer, QBOError) and answer.fault is not None and DUPLICATE_NAME_CODE in answer.fault.codes:
+                what = f"customer {record.key()!r}"
+                existing = await conn.first("Customer", f"DisplayName = {query_string(body['DisplayName'])}", what=what)
+                if existing is not None:
+                    conn.context.log.info("quickbooks_duplicate_name_linked", display_name=body["DisplayName"], id=existing["Id"])
+                    answer = str(existing["Id"])
+            results.append(answer)
+        return results
+
     async def create(self, record: Customer) -> str:
         conn = self.connector
         body = mapping.customer_fields(record, None)
@@ -277,6 +394,12 @@ class OrderSettings(BaseModel):
     payment_terms: dict[str, str] = Field(default_factory=dict, description="payment_terms → SalesTermRef id")
     deposit_account_id: str | None = Field(default=None, description="DepositToAccountRef of sales receipts")
     text_item_id: str | None = Field(default=None, description="Item for lines without SKU (QuickBooks lines need an item)")
+    ship_methods: dict[str, str] = Field(
+        default_factory=dict, description="The order's shipping method (custom field ship_method_field) -> ShipMethodRef"
+    )
+    ship_method_field: str = Field(
+        default="delivery_method", min_length=1, description="The order custom field holding its shipping method"
+    )
 
 
 class OrderSink(DocumentSink[Order]):
@@ -380,6 +503,16 @@ def document_body(order: Order, request: DocumentRequest[Order], settings: Order
     }
     if order.note:
         body["PrivateNote"] = order.note[:4000]
+    if entity != "Estimate" and settings.ship_methods:
+        method = order.custom_fields.get(settings.ship_method_field)
+        if method not in (None, ""):
+            if str(method) in settings.ship_methods:
+                body["ShipMethodRef"] = {"value": settings.ship_methods[str(method)]}
+            elif "default" in settings.ship_methods:
+                body["ShipMethodRef"] = {"value": settings.ship_methods["default"]}
+            else:
+                known = ", ".join(sorted(settings.ship_methods))
+                raise RecordError(f"{what}: shipping method {method!r} is not in target_settings.ship_methods (it maps: {known})")
     if entity == "SalesReceipt":
         method = settings.payment_methods.get(order.payment_method or "")
         if method:
@@ -418,7 +551,7 @@ class QuickBooksConnector(Connector):
     name: ClassVar[str] = "quickbooks"
     title: ClassVar[str] = "QuickBooks Online"
     Settings: ClassVar[type[ConnectorSettings]] = QuickBooksSettings
-    sources = {Entity.PRODUCTS: ItemSource, Entity.CUSTOMERS: CustomerSource}
+    sources = {Entity.PRODUCTS: ItemSource, Entity.STOCK: StockSource, Entity.CUSTOMERS: CustomerSource}
     sinks = {Entity.PRODUCTS: ItemSink, Entity.STOCK: StockSink, Entity.CUSTOMERS: CustomerSink, Entity.ORDERS: OrderSink}
     rate_limits = (
         RateLimit(500, 60.0, name="per_realm", key=_per_realm),
@@ -426,6 +559,7 @@ class QuickBooksConnector(Connector):
     )
     oauth_authorize_url: ClassVar[str | None] = AUTHORIZE_URL
     oauth_scopes: ClassVar[tuple[str, ...]] = ("com.intuit.quickbooks.accounting",)
+    default_port: ClassVar[int | None] = 8714
 
     settings: QuickBooksSettings
 
@@ -502,7 +636,8 @@ class QuickBooksConnector(Connector):
             return None
         return customer
 
-    async def create_item(self, record: Product) -> str:
+    def item_body(self, record: Product) -> dict[str, Any]:
+        """The JSON of a new item for ``record`` (NonInventory, or Inventory with ``inventory_items``)."""
         s = self.settings
         what = f"item {record.sku!r}"
         if not s.income_account_id:
@@ -522,18 +657,59 @@ class QuickBooksConnector(Connector):
             )
         else:
             body["Type"] = "NonInventory"
+        return body
+
+    async def item_by_duplicate_name(self, record: Product, name: str) -> str:
+        """After a 6240 (duplicate name) on an item create: the existing item of that Name when it
+        is this SKU's (or has none), else a RecordError naming the other item."""
+        what = f"item {record.sku!r}"
+        existing = await self.first("Item", f"Name = {query_string(name)}", what=what)
+        if existing is None or (existing.get("Sku") and existing.get("Sku") != record.sku):
+            raise RecordError(f"{what}: another item already has the Name {name!r} (Id {existing and existing.get('Id')})") from None
+        return str(existing["Id"])
+
+    async def create_item(self, record: Product) -> str:
+        what = f"item {record.sku!r}"
+        body = self.item_body(record)
         try:
             answer = await self.client.request("POST", "item", what=what, body=body)
         except QBOError as exc:
             if exc.fault is None or DUPLICATE_NAME_CODE not in exc.fault.codes:
                 raise
-            existing = await self.first("Item", f"Name = {query_string(body['Name'])}", what=what)
-            if existing is None or (existing.get("Sku") and existing.get("Sku") != record.sku):
-                raise RecordError(
-                    f"{what}: another item already has the Name {body['Name']!r} (Id {existing and existing.get('Id')})"
-                ) from None
-            return str(existing["Id"])
+            return await self.item_by_duplicate_name(record, body["Name"])
         return _id_of(answer, "Item", what)
+
+    async def parent_items(self) -> set[str]:
+        """Ids of items (not categories) that sub-items name as their ``ParentRef``."""
+        parents: set[str] = set()
+        statement = "SELECT * FROM Item WHERE Active IN (true, false) AND SubItem = true"
+        async for items in self.client.query(statement, entity="Item", what="sub-items", page_size=self.settings.page_size):
+            for item in items:
+                ref = mapping.ref_value(item.get("ParentRef"))
+                if ref:
+                    parents.add(ref)
+        return parents - set(await self.categories())
+
+    async def customers_by_keys(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Customers by e-mail (``PrimaryEmailAddr IN (...)``, 30 per query) or DisplayName, by key."""
+        found: dict[str, dict[str, Any]] = {}
+        emails = list(dict.fromkeys(k for k in keys if "@" in k))
+        for start in range(0, len(emails), BATCH_MAX):
+            chunk = emails[start : start + BATCH_MAX]
+            wanted: dict[str, list[str]] = {}
+            for k in chunk:
+                wanted.setdefault(k.lower(), []).append(k)
+            where = f"Active IN (true, false) AND PrimaryEmailAddr IN ({', '.join(query_string(k) for k in chunk)})"
+            statement = f"SELECT * FROM Customer WHERE {where}"  # noqa: S608 - literals via query_string()
+            async for items in self.client.query(statement, entity="Customer", what=f"{len(chunk)} customers by e-mail"):
+                for item in items:
+                    for key in wanted.get((mapping.email_of(item) or "").lower(), []):
+                        found.setdefault(key, item)
+        for key in dict.fromkeys(k for k in keys if "@" not in k):
+            customer = await self.customer_by_key(key)
+            if customer is not None:
+                found[key] = customer
+        return found
 
     async def sparse_update(
         self, entity: str, target_id: str, changes: dict[str, Any], *, what: str, require_tracked: bool = False

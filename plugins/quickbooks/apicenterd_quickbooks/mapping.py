@@ -60,13 +60,16 @@ def item_to_product(
     item: dict[str, Any],
     *,
     currency: str = "USD",
-    group_fields: tuple[str, ...] = (),
+    group_fields: tuple[str | tuple[str, str], ...] = (),
     categories: Mapping[str, str] | None = None,
+    tax_rates: Mapping[str, Decimal] | None = None,
+    default_tax_rate: Decimal | None = None,
 ) -> Product:
     """An ``Item`` as a product: ``Sku`` (else ``Name``) is the SKU. A sub-item (``SubItem``,
     ``ParentRef``) under a ``Category`` item (``categories``: Id → FullyQualifiedName) is a simple
     product in that category; under another item it is a variant whose ``parent_sku`` is the
-    parent's name (the grouping key). ``group_fields`` copy item fields into attributes."""
+    parent's name (the grouping key). ``group_fields`` copy item fields into attributes: a field
+    name (the attribute is named alike) or an (attribute, dotted field path) pair."""
     sku = item.get("Sku") or item.get("Name")
     if not sku:
         raise RecordError(f"item {item.get('Id')}: neither Sku nor Name")
@@ -76,18 +79,24 @@ def item_to_product(
         category = str(ref["name"])
     parent = ref if (ref and item.get("SubItem") and category is None) else None
     attributes = []
-    for field in group_fields:
-        value = item.get(field)
+    for entry in group_fields:
+        name, path = (entry, entry) if isinstance(entry, str) else entry
+        value: Any = item
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
         if isinstance(value, dict):
             value = value.get("name") or value.get("value")
         if value not in (None, ""):
-            attributes.append(Attribute(name=field, value=str(value)))
+            attributes.append(Attribute(name=name, value=str(value)))
     tracked = bool(item.get("TrackQtyOnHand"))
+    tax_code = ref_value(item.get("SalesTaxCodeRef"))
+    tax_rate = (tax_rates or {}).get(tax_code or "", default_tax_rate)
     return Product(
         sku=str(sku),
         name=str(item.get("Name") or sku),
         description=item.get("Description") or None,
         price_excl_tax=to_decimal(item.get("UnitPrice"), f"item {sku} UnitPrice"),
+        tax_rate=tax_rate,
         purchase_price=to_decimal(item.get("PurchaseCost"), f"item {sku} PurchaseCost"),
         currency=currency,
         quantity=to_decimal(item.get("QtyOnHand"), f"item {sku} QtyOnHand") if tracked else None,
@@ -100,9 +109,11 @@ def item_to_product(
 
 
 def item_to_stock(item: dict[str, Any]) -> StockLevel:
+    """An item's stock: ``QtyOnHand`` on hand, ``QtyOnSalesOrder`` reserved (on sales orders)."""
     sku = str(item.get("Sku") or item.get("Name"))
     qty = to_decimal(item.get("QtyOnHand"), f"item {sku} QtyOnHand") or Decimal(0)
-    return StockLevel(sku=sku, on_hand=qty, available=qty, tracked=bool(item.get("TrackQtyOnHand")))
+    reserved = to_decimal(item.get("QtyOnSalesOrder"), f"item {sku} QtyOnSalesOrder") or Decimal(0)
+    return StockLevel(sku=sku, on_hand=qty, reserved=reserved, available=qty - reserved, tracked=bool(item.get("TrackQtyOnHand")))
 
 
 def check_name(value: str, what: str) -> str:

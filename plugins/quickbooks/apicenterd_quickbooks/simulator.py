@@ -138,6 +138,7 @@ class QuickBooksSim(VendorSim):
             self.fault_gate,
         ]
         self.store: dict[str, Collection] = {e: Collection(IntIds()) for e in ENTITIES}
+        self.names: dict[str, dict[str, int]] = {"Item": {}, "Customer": {}}  # lower-cased name -> Id (unique names)
         self.deleted: list[dict[str, Any]] = []
         rng = seeded(seed, "quickbooks")
         for n in range(records):
@@ -195,15 +196,15 @@ class QuickBooksSim(VendorSim):
                 )
             if len(str(name)) > NAME_MAX:
                 raise fault(400, "2050", "Length exceeds limit", f"Length of the field exceeds {NAME_MAX} chars", element=name_field)
-            for other_id, other in self.store[entity].items():
-                if other_id != own_id and str(other.get(name_field, "")).lower() == str(name).lower():
-                    raise fault(
+            other_id = self.names[entity].get(str(name).lower())
+            if other_id is not None and other_id != own_id:
+                raise fault(
                         400,
                         "6240",
                         "Duplicate Name Exists Error",
                         f"The name supplied already exists. : Another {entity.lower()} is already using this name. "
                         "Please use a different name.",
-                    )
+                )
         if entity == "Item":
             kind = obj.get("Type", "NonInventory")
             if kind not in ("Inventory", "NonInventory", "Service", "Category", "Group"):
@@ -271,6 +272,16 @@ class QuickBooksSim(VendorSim):
             if len(str(obj.get("DocNumber") or "")) > 21:
                 raise fault(400, "2050", "Length exceeds limit", "Length of the field exceeds 21 chars", element="DocNumber")
 
+    def _name_index(self, entity: str, old: dict[str, Any] | None, new: dict[str, Any] | None, obj_id: int) -> None:
+        names = self.names.get(entity)
+        if names is None:
+            return
+        field = "Name" if entity == "Item" else "DisplayName"
+        if old is not None and names.get(str(old.get(field, "")).lower()) == obj_id:
+            del names[str(old.get(field, "")).lower()]
+        if new is not None and new.get(field):
+            names[str(new[field]).lower()] = obj_id
+
     def write(self, entity: str, operation: str, body: dict[str, Any]) -> dict[str, Any]:
         coll = self.store[entity]
         now = self.stamp()
@@ -291,6 +302,7 @@ class QuickBooksSim(VendorSim):
             new_id = coll.next_id()
             obj.update(Id=str(new_id), SyncToken="0", domain="QBO", sparse=False, MetaData={"CreateTime": now, "LastUpdatedTime": now})
             coll[new_id] = obj
+            self._name_index(entity, None, obj, new_id)
             return obj
         if operation == "update":
             raw_id = str(body.get("Id") or "")
@@ -328,12 +340,14 @@ class QuickBooksSim(VendorSim):
             updated["SyncToken"] = str(int(current["SyncToken"]) + 1)
             updated["MetaData"] = {**current["MetaData"], "LastUpdatedTime": now}
             coll[int(raw_id)] = updated
+            self._name_index(entity, current, updated, int(raw_id))
             return updated
         if operation == "delete":
             raw_id = str(body.get("Id") or "")
             if not raw_id.isdigit() or int(raw_id) not in coll:
                 raise fault(400, "610", "Object Not Found", f"Object Not Found: {entity} {raw_id}")
             gone = coll.pop(int(raw_id))
+            self._name_index(entity, gone, None, int(raw_id))
             self.deleted.append({"entity": entity, "Id": gone["Id"], "status": "Deleted", "MetaData": {"LastUpdatedTime": now}})
             return {"Id": gone["Id"], "status": "Deleted", "domain": "QBO"}
         raise fault(400, "2010", "Request has invalid or unsupported property", f"operation {operation!r}")

@@ -152,11 +152,35 @@ def test_document_bodies_the_connector_sends(xsd, entity):
         payment_terms="30d",
         currency="USD",
         note="n",
+        custom_fields={"delivery_method": "post"},
         lines=(OrderLine(sku="S1", name="Shirt", unit_price=Decimal("12.10"), tax_rate=Decimal(21), tax_code="TAX", account="41"),),
     )
     request = DocumentRequest(record=order, kind="order", customer=Found(id="5", record=None), articles={"S1": Found(id="7", record=None)})
-    settings = OrderSettings(payment_methods={"cash": "1"}, payment_terms={"30d": "3"}, deposit_account_id="35")
-    assert check(xsd, entity, document_body(order, request, settings, entity)) == []
+    settings = OrderSettings(payment_methods={"cash": "1"}, payment_terms={"30d": "3"}, deposit_account_id="35", ship_methods={"post": "9"})
+    body = document_body(order, request, settings, entity)
+    assert check(xsd, entity, body) == []
+    assert ("ShipMethodRef" in body) is (entity != "Estimate")
+
+
+async def test_the_batch_requests_create_many_sends(xsd, app, sim, settings):
+    """Every operation of the item and customer batches (BatchItemRequest, IntuitRestServiceDef.xsd)."""
+    sent: list[dict] = []
+    async with connect(QuickBooksConnector, settings, app=app) as conn:
+        original = conn.client.batch
+
+        async def spy(operations, *, what):
+            sent.extend(operations)
+            return await original(operations, what=what)
+
+        conn.client.batch = spy
+        await conn.sink(Entity.PRODUCTS).create_many([Product(sku="B1", name="Bolt", price_excl_tax=Decimal(1), currency="USD")])
+        person = Customer(kind="person", name="Jan Jansen", email="j@x.test")
+        await conn.sink(Entity.CUSTOMERS).create_many([person])
+    assert [sorted(op) for op in sent] == [["Item", "bId", "operation"], ["Customer", "bId", "operation"]]
+    for op in sent:  # the envelope's own fields, and the entity (an IntuitObject of the substitution group) by its type
+        entity = next(k for k in op if k not in ("bId", "operation"))
+        assert check(xsd, "BatchItemRequest", {k: op[k] for k in ("bId", "operation")}) == [], op
+        assert check(xsd, entity, op[entity]) == [], op
 
 
 async def test_every_object_the_simulator_answers_conforms(xsd, app, sim, settings):

@@ -293,3 +293,54 @@ async def test_a_full_cdc_answer_falls_back_to_a_query_since_the_cursor(app, sim
         changes = [c async for c in conn.source(Entity.CUSTOMERS).changes(recent)]
         assert sorted(c.record.email for c in changes) == ["p0@x.test", "p1@x.test", "p2@x.test"]
         assert sim.count("GET", f"/v3/company/{sim.realm}/cdc") == 1 and sim.count("GET", f"/v3/company/{sim.realm}/query") == 1
+
+
+async def test_create_many_sends_batches_of_30_and_a_fault_fails_only_its_item(app, sim, settings):
+    sim.write("Item", "create", {"Name": "Name SKU-7", "Sku": "OTHER-7", "IncomeAccountRef": {"value": "1"}})  # takes SKU-7's name
+    mine = sim.write("Item", "create", {"Name": "Name SKU-8", "IncomeAccountRef": {"value": "1"}})  # SKU-8's name, no Sku: linked
+    records = [product(f"SKU-{n}") for n in range(1, 66)]
+    records[2] = product("SKU-3", name="x" * 101)  # refused before any call (QuickBooks takes 100 characters)
+    async with connect(QuickBooksConnector, settings, app=app) as conn:
+        sink = conn.sink(Entity.PRODUCTS)
+        assert sink.batch_create
+        sim.reset_counts()
+        results = await sink.create_many(records)
+    assert sim.count("POST", f"/v3/company/{sim.realm}/batch") == 3  # 64 creates: 30 + 30 + 4
+    assert isinstance(results[2], RecordError) and "at most 100" in str(results[2])
+    assert isinstance(results[6], RecordError) and "another item already has the Name 'Name SKU-7'" in str(results[6])
+    assert results[7] == mine["Id"]
+    created = {r.sku: results[n] for n, r in enumerate(records) if n not in (2, 6, 7)}
+    assert all(isinstance(i, str) and sim.store["Item"][int(i)]["Sku"] == sku for sku, i in created.items())
+
+
+async def test_customer_create_many_links_a_duplicate_display_name(app, sim, settings):
+    taken = sim.write("Customer", "create", {"DisplayName": "Bakker BV"})
+    records = [
+        Customer(kind="company", name="Bakker BV", email="info@bakker.example"),
+        Customer(kind="person", name="Jan Smit", email="jan@smit.example"),
+    ]
+    async with connect(QuickBooksConnector, settings, app=app) as conn:
+        sink = conn.sink(Entity.CUSTOMERS)
+        results = await sink.create_many([sink.normalize(r) for r in records])
+        found = await sink.find_many(["jan@smit.example", "JAN@smit.example", "nobody@example.com"])
+    assert results[0] == taken["Id"] and sim.store["Customer"][int(results[1])]["DisplayName"] == "Jan Smit"
+    assert set(found) == {"jan@smit.example", "JAN@smit.example"} and found["jan@smit.example"].id == results[1]
+
+
+async def test_items_read_carry_the_vat_rate_of_their_tax_code_and_parents_can_be_left_out(app, sim, settings):
+    parent = sim.write("Item", "create", {"Name": "T-shirt", "Sku": "TS", "IncomeAccountRef": {"value": "1"}})
+    sim.write("Item", "create", {"Name": "T-shirt M", "Sku": "TS-M", "IncomeAccountRef": {"value": "1"}, "SubItem": True,
+                                 "ParentRef": {"value": parent["Id"], "name": "T-shirt"}, "SalesTaxCodeRef": {"value": "4"},
+                                 "PurchaseDesc": "red"})  # fmt: skip
+    sim.write("Item", "create", {"Name": "Mug", "Sku": "MUG", "IncomeAccountRef": {"value": "1"}, "SalesTaxCodeRef": {"value": "9"}})
+    config = {**settings, "tax_rates": {"4": 9}, "default_tax_rate": 21, "skip_parent_items": True, "group_fields": {"colour": "PurchaseDesc"}}
+    async with connect(QuickBooksConnector, config, app=app) as conn:
+        read = {c.record.sku: c.record async for c in conn.read(Entity.PRODUCTS, None)}
+    assert set(read) == {"TS-M", "MUG"}  # the parent item is the group, not a product
+    assert read["TS-M"].tax_rate == Decimal(9) and read["MUG"].tax_rate == Decimal(21)
+    assert read["TS-M"].parent_sku == "T-shirt" and [(a.name, a.value) for a in read["TS-M"].attributes] == [("colour", "red")]
+
+
+def test_group_fields_with_an_empty_path_is_a_config_error(settings):
+    with pytest.raises(ValueError, match="both must be non-empty"):
+        QuickBooksSettings(**{**settings, "group_fields": {"colour": "Purchase..Desc"}})
