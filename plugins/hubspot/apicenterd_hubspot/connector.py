@@ -131,6 +131,12 @@ class DealSettings(BaseModel):
     stages: dict[str, str] = Field(default_factory=dict, description="Order status -> deal stage id")
     default_stage: str | None = Field(default=None, description="Stage for a status not in stages; unset: such an order fails")
     properties: dict[str, str] = Field(default_factory=dict, description="Fixed deal properties to set on every deal")
+    custom_properties: dict[str, str] = Field(
+        default_factory=dict,
+        description="Order custom field -> deal property (the order's custom_fields, from the source, the flow's "
+        "options.custom_fields or a map rule); a field the order lacks is left unset",
+    )
+    reference_property: str | None = Field(default=None, description="Deal property for the order's reference (e.g. your reference)")
 
 
 def _customer_id(target_id: str) -> tuple[str | None, str | None]:
@@ -576,9 +582,14 @@ class DealSink(DocumentSink[Order]):
                 associations.append(_assoc(contact_id, ASSOCIATION_TYPES[("deals", "contacts")]))
             if company_id:
                 associations.append(_assoc(company_id, ASSOCIATION_TYPES[("deals", "companies")]))
-        props = mapping.deal_properties(
-            order, order_property=s.order_property, pipeline=options.pipeline, stage=stage, extra=options.properties
-        )
+        extra = dict(options.properties)
+        for field, prop in options.custom_properties.items():
+            value = order.custom_fields.get(field)
+            if value is not None and value != "":
+                extra[prop] = mapping.text(value) if not isinstance(value, str) else value
+        if options.reference_property and order.reference:
+            extra[options.reference_property] = order.reference
+        props = mapping.deal_properties(order, order_property=s.order_property, pipeline=options.pipeline, stage=stage, extra=extra)
         deal = await conn.client.json(
             "POST", "/crm/v3/objects/deals", f"deal of order {order.number}", json={"properties": props, "associations": associations}
         )

@@ -5,6 +5,7 @@ second run that writes nothing, a fault mid-run, and a webhook-triggered run."""
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -52,6 +53,18 @@ FLOWS = {
         "target": "eaccounting",
         "entity": "orders",
         "options": {"statuses": ["closedwon"], "document": "order"},
+    },
+    "orders-to-hubspot": {
+        "source": "eaccounting",
+        "target": "hubspot",
+        "entity": "orders",
+        "options": {"document": "order", "missing_products": "create", "custom_fields": {"origin": "eAccounting"}},
+        "target_settings": {
+            "pipeline": "default",
+            "stages": {"ongoing": "appointmentscheduled", "shipped": "contractsent", "invoiced": "closedwon"},
+            "custom_properties": {"origin": "eaccounting_origin"},
+            "reference_property": "eaccounting_reference",
+        },
     },
     "ccv-orders-to-hubspot": {
         "source": "salespos",
@@ -215,6 +228,76 @@ async def test_orders_become_deals_with_line_items_products_created_on_the_way_a
     assert with_product and all(li["properties"]["hs_product_id"] in hs.objects["products"] for li in with_product)
     [again] = await pair.run("ccv-orders-to-hubspot")
     assert again.status == "ok" and written(again) == 0 and len(hs.objects["deals"]) == len(deals)
+
+
+def eaccounting_orders(pair, count: int) -> list[dict]:
+    from apicenterd_eaccounting.sim_seed_orders import seed_orders
+
+    pair.hs.ten_secondly.window.limit = 0  # the engine keeps to 100/10 s; the test does not wait for it
+    for name in ("eaccounting_origin", "eaccounting_reference"):  # custom deal properties, as made in HubSpot
+        pair.hs.properties["deals"][name] = {"name": name, "type": "string", "hasUniqueValue": False}
+    return seed_orders(pair.eaccounting.state.sim, count, seed=7)
+
+
+async def test_eaccounting_orders_become_deals_with_line_items_customers_and_new_products_once(pair):
+    """eAccounting orders -> HubSpot deals through the order process: the customer found or made
+    (company with its contact, or a contact), products missing in HubSpot created on the way, the
+    deal with its line items and associations, stage by the status map, amount, currency, close
+    date, custom fields; a second run writes nothing."""
+    orders = eaccounting_orders(pair, 12)
+    eacc = pair.eaccounting.state.sim
+    [result] = await pair.run("orders-to-hubspot")
+    assert result.status == "ok" and result.counts["created"] == 12, (result, result.failures)
+    hs = pair.hs
+    deals = {d["properties"]["apicenterd_order"]: d for d in hs.objects["deals"].values()}
+    assert sorted(deals) == sorted(str(o["Number"]) for o in orders)
+    stages = {2: "appointmentscheduled", 3: "contractsent", 4: "closedwon"}
+    products_by_id = hs.objects["products"]
+    used = {row["ArticleNumber"] for o in orders for row in o["Rows"]}
+    assert {p["properties"]["apicenterd_sku"] for p in products_by_id.values()} == used  # made on the way, each once
+    for order in orders:
+        deal = deals[str(order["Number"])]
+        props = deal["properties"]
+        assert props["dealstage"] == stages[order["Status"]] and props["pipeline"] == "default"
+        assert Decimal(props["amount"]) == Decimal(str(order["Amount"])) and props["deal_currency_code"] == "EUR"
+        closed = datetime.fromtimestamp(int(props["closedate"]) / 1000, timezone.utc)
+        assert closed.date().isoformat() == order["OrderDate"][:10]
+        assert props["eaccounting_origin"] == "eAccounting" and props["eaccounting_reference"] == order["YourReference"]
+        line_ids = hs.associations[("deals", "line_items")][deal["id"]]
+        lines = [hs.objects["line_items"][i]["properties"] for i in line_ids]
+        assert sorted((li["hs_sku"], Decimal(li["quantity"])) for li in lines) == sorted(
+            (row["ArticleNumber"], Decimal(str(row["Quantity"]))) for row in order["Rows"]
+        )
+        assert all(products_by_id[li["hs_product_id"]]["properties"]["apicenterd_sku"] == li["hs_sku"] for li in lines)
+        customer = eacc.customers[order["CustomerId"]]
+        [contact_id] = hs.associations[("deals", "contacts")][deal["id"]]
+        assert hs.objects["contacts"][contact_id]["properties"]["email"] == customer["EmailAddress"].lower()
+        companies = hs.associations.get(("deals", "companies"), {}).get(deal["id"], {})
+        if customer["IsPrivatePerson"]:
+            assert not companies
+        else:
+            [company_id] = companies
+            assert hs.objects["companies"][company_id]["properties"]["name"] == customer["Name"]
+    pair.hs.reset_counts()
+    [again] = await pair.run("orders-to-hubspot")
+    assert again.status == "ok" and written(again) == 0, again
+    writes = [t for m, t in pair.hs.requests if m in ("POST", "PATCH", "PUT") and "/search" not in t and "batch/read" not in t]
+    assert writes == [] and len(hs.objects["deals"]) == 12
+
+
+async def test_an_order_whose_deal_exists_is_skipped_and_an_unmapped_status_fails_alone(pair):
+    orders = eaccounting_orders(pair, 3)
+    eacc = pair.eaccounting.state.sim
+    first = orders[0]
+    pair.hs.properties["deals"]["apicenterd_order"] = {"name": "apicenterd_order", "type": "string", "hasUniqueValue": True}
+    pair.hs.create("deals", {"dealname": "made by hand", "apicenterd_order": str(first["Number"]), "dealstage": "closedwon"})
+    eacc.orders[orders[1]["Id"]]["Status"] = 1  # draft: not in the stage map, no default_stage
+    [result] = await pair.run("orders-to-hubspot")
+    assert result.counts["created"] == 1 and result.counts["failed"] == 1, (result, result.failures)
+    assert result.counts["unchanged"] + result.counts["skipped"] == 1
+    [failure] = result.failures
+    assert "'draft' has no deal stage" in failure[3]
+    assert len(pair.hs.objects["deals"]) == 2
 
 
 async def test_a_fault_mid_run_loses_nothing_and_the_next_run_finishes(pair):
