@@ -81,6 +81,17 @@ def _batch_create(target: Connector, entity: Entity) -> bool:
     )
 
 
+def _batch_update(target: Connector, entity: Entity) -> bool:
+    """Whether ``target`` updates ``entity`` in batches (its sink implements ``update_many``)."""
+    sink = target.sinks.get(entity)
+    return (
+        entity not in (Entity.ORDERS, Entity.INVOICES)
+        and sink is not None
+        and issubclass(sink, Sink)
+        and sink.update_many is not Sink.update_many
+    )
+
+
 def _batch_lookup(target: Connector, entity: Entity) -> bool:
     """Whether ``target`` looks ``entity`` up in batches (its sink implements ``find_many``)."""
     sink = target.sinks.get(entity)
@@ -440,7 +451,8 @@ class Engine(Scheduling, Replaying, Retries):
         in few calls: the changes are processed first (creates collected, settles held), then the
         creates are sent, then every change is settled in the source's order, so the cursor never
         passes a record whose create is not confirmed."""
-        if not _batch_create(run.target, run.flow.entity) or self.dry_run or run.replay:
+        batched = _batch_create(run.target, run.flow.entity) or _batch_update(run.target, run.flow.entity)
+        if not batched or self.dry_run or run.replay:
             for change in batch:
                 if self.stopping.is_set():
                     raise _Stop
@@ -448,7 +460,7 @@ class Engine(Scheduling, Replaying, Retries):
                 self.beat()
                 yield change, action
             return
-        run.deferred, run.pending = [], []
+        run.deferred, run.pending, run.pending_updates = [], [], []
         try:
             for change in batch:
                 if self.stopping.is_set():
@@ -458,13 +470,44 @@ class Engine(Scheduling, Replaying, Retries):
             await self._flush(run)
             settles = run.deferred
         finally:
-            run.deferred, run.pending = None, []
+            run.deferred, run.pending, run.pending_updates = None, [], []
         for change, settle in zip(batch, settles, strict=True):
             action = await settle()
             self.beat()
             yield change, action
 
     async def _flush(self, run: FlowRun) -> None:
+        """Send the creates and updates collected for the batch in hand and note each outcome."""
+        await self._flush_creates(run)
+        await self._flush_updates(run)
+
+    async def _flush_updates(self, run: FlowRun) -> None:
+        """Send the updates collected for the batch in hand (``update_many``, with retries: an
+        update is safe to send again) and note each outcome."""
+        pending, run.pending_updates = run.pending_updates, []
+        if not pending:
+            return
+        flow, target = run.flow, run.target
+        updates = [update for _, update, _ in pending]
+
+        async def update_all() -> Sequence[RecordError | None]:
+            results = await target.update_many(flow.entity, updates)
+            if len(results) != len(updates):
+                raise FatalError(f"{flow.target}: update_many answered {len(results)} results for {len(updates)} records")
+            return results
+
+        try:
+            outcome: Sequence[RecordError | None] = await self._with_retries(
+                run.log, f"update {len(updates)} {flow.entity}", target, update_all
+            )
+        except RecordError as exc:  # the whole call was refused: each of its records fails with the reason
+            outcome = [exc] * len(updates)
+        for (_, _, holder), result in zip(pending, outcome, strict=True):
+            holder["result"] = result
+            if result is None:  # as a settled update: a later change of the record in this batch compares with it
+                run.links[holder["source_id"]] = holder["link"]
+
+    async def _flush_creates(self, run: FlowRun) -> None:
         """Send the creates collected for the batch in hand (``create_many``, with retries; a retry
         looks the records up by key first, so none is created twice) and note each outcome."""
         pending, run.pending = run.pending, []
@@ -617,13 +660,32 @@ class Engine(Scheduling, Replaying, Retries):
             fields = frozenset(target.written_fields.get(flow.entity) or type(prepared).model_fields)
             update_fields = fields - flow.create_only_fields
             digest = record_hash(prepared, update_fields)
-            if run.deferred is not None and any(k == key or h["source_id"] == change.source_id for k, _, h in run.pending):
-                # a second record with a key, or a second change of a record, being created: create the first now
+            if run.deferred is not None and any(k == key or h["source_id"] == change.source_id for k, h in run.in_flight()):
+                # a second record with a key, or a second change of a record, being written: write the first now
                 await self._flush(run)
             link = await self.link(run, change.source_id)
 
             def new_link(target_id: str) -> Link:
                 return Link(flow.source, str(flow.entity), change.source_id, flow.target, target_id, digest)
+
+            async def updated(target_id: str, changed: frozenset[str], reason: str | None = None, found: Found | None = None) -> str:
+                if run.deferred is not None and _batch_update(target, flow.entity):  # sent with the batch's other updates
+                    holder: dict[str, Any] = {"source_id": change.source_id, "link": new_link(target_id)}
+                    run.pending_updates.append((key, (target_id, prepared, changed), holder))
+
+                    async def settle_update() -> str:
+                        result = holder.get("result", RecordError("the batch update gave no answer for this record"))
+                        if result is None:
+                            rlog.info("record updated", target_id=target_id, fields=sorted(changed), batched=True)
+                            return await settle_now("updated", target_id=target_id, reason=reason, link=new_link(target_id))
+                        rlog.warning("record failed", reason=str(result))
+                        return await settle_now("failed", reason=str(result))
+
+                    run.deferred.append(settle_update)
+                    return "updated"
+                await self.write(run, rlog, "update", flow.entity, target_id, prepared, changed, found.record if found else None, found=found)
+                rlog.info("record updated", target_id=target_id, fields=sorted(changed))
+                return await settle("updated", target_id=target_id, reason=reason, link=new_link(target_id))
 
             if link is not None and link.hash == digest:
                 rlog.debug("record unchanged", target_id=link.target_id)
@@ -635,9 +697,7 @@ class Engine(Scheduling, Replaying, Retries):
                     return await settle(
                         "skipped", target_id=target_id, reason="exists in target; update_existing = false", link=new_link(target_id)
                     )
-                await self.write(run, rlog, "update", flow.entity, target_id, prepared, update_fields, None)
-                rlog.info("record updated", target_id=target_id, fields=sorted(update_fields))
-                return await settle("updated", target_id=target_id, link=new_link(target_id))
+                return await updated(target_id, update_fields)
             if key in run.looked_up:
                 found = run.looked_up[key]
             else:
@@ -651,11 +711,10 @@ class Engine(Scheduling, Replaying, Retries):
                     return await settle(
                         "skipped", target_id=found.id, reason="exists in target; update_existing = false", link=new_link(found.id)
                     )
-                await self.write(run, rlog, "update", flow.entity, found.id, prepared, changed, found.record, found=found)
+                action = await updated(found.id, changed, "found in target by key", found)
                 if key in run.looked_up:  # what was found is stale now: a second record with this key reads it again
                     run.looked_up[key] = Found(found.id, None)
-                rlog.info("record updated", target_id=found.id, fields=sorted(changed))
-                return await settle("updated", target_id=found.id, reason="found in target by key", link=new_link(found.id))
+                return action
             if run.deferred is not None:  # created with the batch's other new records (see _settled)
                 holder: dict[str, Any] = {"source_id": change.source_id, "link": new_link}
                 run.pending.append((key, prepared, holder))

@@ -65,6 +65,13 @@ class FlowRun:
     the coroutine function that settles it once the creates are confirmed; None otherwise."""
     pending: list[Any] = dataclasses.field(default_factory=list)
     """The creates collected for the batch in hand: (key, record, holder of the outcome)."""
+    pending_updates: list[Any] = dataclasses.field(default_factory=list)
+    """The updates collected for the batch in hand (the target updates in batches): (key,
+    (target_id, record, fields), holder of the outcome)."""
+
+    def in_flight(self) -> list[tuple[str, dict[str, Any]]]:
+        """(key, holder of the outcome) of the creates and updates collected for the batch in hand."""
+        return [(key, holder) for key, _, holder in (*self.pending, *self.pending_updates)]
 
     @property
     def name(self) -> str:

@@ -56,7 +56,39 @@ class BatchCreateTarget(BatchTarget):
         return results
 
 
+def _batch_update_sink(entity: Entity):
+    base = _batch_create_sink(entity)
+
+    class MemoryBatchUpdateSink(base):  # type: ignore[misc,valid-type]
+        async def update_many(self, updates):
+            return await self.connector._update_many(entity, updates)
+
+    return MemoryBatchUpdateSink
+
+
+class BatchUpdateTarget(BatchCreateTarget):
+    """BatchCreateTarget that also updates many products in one call (``update_many``); the SKUs in
+    ``refuse_update`` are refused one by one, as a 207 answer would."""
+
+    name = "membatchupdate"
+    title = "Memory target with batch look-ups, creates and updates"
+    sinks = {**BatchTarget.sinks, Entity.PRODUCTS: _batch_update_sink(Entity.PRODUCTS)}
+    refuse_update: set[str] = set()
+
+    async def _update_many(self, entity, updates):
+        MemoryStore.calls.append(("update_many", ",".join(r.key() for _, r, _ in updates)))
+        results = []
+        for target_id, record, fields in updates:  # a transient failure part-way raises for the whole call
+            if record.key() in self.refuse_update:
+                results.append(RecordError(f"target refuses the update of {record.key()}"))
+                continue
+            await self._update(entity, target_id, record, fields)
+            results.append(None)
+        return results
+
+
 @hookimpl
 def register_connectors(register):
     register(BatchTarget)
     register(BatchCreateTarget)
+    register(BatchUpdateTarget)

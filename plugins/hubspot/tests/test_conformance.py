@@ -172,6 +172,13 @@ async def exercise(app) -> None:
         cid = await hs.create(Entity.CUSTOMERS, company)
         await hs.update(Entity.CUSTOMERS, cid, company.model_copy(update={"phone": "+46 8 123"}), frozenset({"phone"}))
         found = await hs.find(Entity.CUSTOMERS, "info@bolaget.se")
+        # batched updates (batch/update of products, contacts and companies)
+        refused = await hs.update_many(
+            Entity.PRODUCTS, [(pid, Product(sku="A-1", name="A3", price_excl_tax=Decimal("7.00")), frozenset({"name"}))]
+        )
+        assert list(refused) == [None]
+        refused = await hs.update_many(Entity.CUSTOMERS, [(cid, company.model_copy(update={"phone": "+46 8 999"}), frozenset({"phone"}))])
+        assert list(refused) == [None]
         order = Order(
             number="7",
             status="new",

@@ -163,6 +163,26 @@ async def test_products_to_hubspot_then_a_second_run_writes_nothing(pair):
     # the engine hands the sink its batch of new products: one upsert for the 30
 
 
+async def test_changed_products_are_updated_in_batches_and_a_refused_one_fails_alone(pair):
+    [first] = await pair.run("products-to-hubspot")
+    assert first.counts["created"] == 30
+    eacc = pair.eaccounting.state.sim
+    for article in list(eacc.articles.values())[:25]:
+        eacc.write_article({**article, "Name": f"{article['Name']} v2"}, article["Id"])
+    gone = next(p for p in pair.hs.objects["products"].values() if p["properties"]["apicenterd_sku"] == "EA-00003")
+    del pair.hs.objects["products"][gone["id"]]  # deleted in HubSpot meanwhile: its update is refused (207)
+    pair.hs.reset_counts()
+    [second] = await pair.run("products-to-hubspot")
+    assert second.counts["updated"] == 24 and second.counts["failed"] == 1, (second, second.failures)
+    [failure] = second.failures
+    assert failure[2] == "EA-00003" and "not found" in failure[3].lower(), failure
+    assert pair.hs.count("POST", "/crm/v3/objects/products/batch/update") == 1  # the 25 in one call
+    assert pair.hs.count("PATCH", "/crm/v3/objects/products") == 0
+    names = {p["properties"]["apicenterd_sku"]: p["properties"]["name"] for p in pair.hs.objects["products"].values()}
+    changed = {a["Number"]: a["Name"] for a in list(eacc.articles.values())[:25] if a["Number"] != "EA-00003"}
+    assert all(names[sku] == name for sku, name in changed.items())
+
+
 async def test_customers_to_hubspot_as_companies_with_contacts_or_contacts(pair):
     [result] = await pair.run("customers-to-hubspot")
     assert result.status == "ok", result
@@ -176,6 +196,15 @@ async def test_customers_to_hubspot_as_companies_with_contacts_or_contacts(pair)
     assert upserts == len(companies) + (1 if persons else 0)  # the persons in one batch, each company's contact on its own
     [again] = await pair.run("customers-to-hubspot")
     assert again.status == "ok" and written(again) == 0, again
+    eacc_sim = pair.eaccounting.state.sim
+    for customer in eacc:
+        eacc_sim.write_customer({**customer, "Telephone": "+46 8 123 45 67"}, customer["Id"])
+    pair.hs.reset_counts()
+    [changed] = await pair.run("customers-to-hubspot")
+    assert changed.status == "ok" and changed.counts["updated"] == len(eacc), changed
+    assert pair.hs.count("POST", "/crm/v3/objects/contacts/batch/update") == 1
+    assert pair.hs.count("POST", "/crm/v3/objects/companies/batch/update") == (1 if companies else 0)
+    assert all(c["properties"].get("phone") == "+46 8 123 45 67" for c in pair.hs.objects["contacts"].values())
 
 
 async def test_hubspot_deals_become_eaccounting_orders_with_customer_and_articles(pair):
