@@ -683,7 +683,8 @@ class Engine(Scheduling, Replaying, Retries):
 
                     run.deferred.append(settle_update)
                     return "updated"
-                await self.write(run, rlog, "update", flow.entity, target_id, prepared, changed, found.record if found else None, found=found)
+                current = found.record if found is not None else None
+                await self.write(run, rlog, "update", flow.entity, target_id, prepared, changed, current, found=found)
                 rlog.info("record updated", target_id=target_id, fields=sorted(changed))
                 return await settle("updated", target_id=target_id, reason=reason, link=new_link(target_id))
 

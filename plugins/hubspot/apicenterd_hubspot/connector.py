@@ -404,7 +404,8 @@ async def _batch_update(api: HubSpotClient, object_type: str, inputs: Sequence[t
     rest = list(inputs)
     while rest:
         seen: set[str] = set()
-        now, later = [], []
+        now: list[tuple[str, dict[str, Any]]] = []
+        later: list[tuple[str, dict[str, Any]]] = []
         for object_id, item in rest:
             (later if object_id in seen else now).append((object_id, item))
             seen.add(object_id)
