@@ -5,6 +5,7 @@ second run that writes nothing, a fault mid-run, and a webhook-triggered run."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -364,6 +365,68 @@ async def test_a_signed_webhook_runs_the_flow_and_a_bad_one_runs_nothing(pair, d
             assert any(a["Number"] == "NY-1" for a in pair.eaccounting.state.sim.articles.values())
             assert engine.last_result is not None and engine.last_result.flow == "products-from-hubspot"
             assert engine.last_result.status == "ok" and engine.last_result.counts["created"] == 1
+    finally:
+        await engine.aclose()
+        await store.close()
+
+
+def webhooks_counted(result: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("apicenterd_webhooks_total", {"connection": "hubspot", "result": result}) or 0.0
+
+
+async def test_a_deal_won_in_hubspot_reaches_eaccounting_by_webhook_and_forged_or_old_deliveries_run_nothing(pair, daemon, gate):
+    """Through the daemon's /webhooks/hubspot: a deal moved to closed won is delivered (v3-signed),
+    answered at once, and the debounced run of the deals flow re-reads it through the API and makes
+    the eAccounting order; a forged signature and a delivery older than five minutes are refused
+    (401), counted in apicenterd_webhooks_total and run nothing."""
+    hs = pair.hs
+    product = hs.create("products", {"name": "Licens", "hs_sku": "LIC-1", "price": "1200"})
+    contact = hs.create("contacts", {"email": "inkop@bolaget.se", "firstname": "Ina", "lastname": "Köp"})
+    company = hs.create(
+        "companies", {"name": "Bolaget AB", "address": "Hamngatan 2", "zip": "41106", "city": "Göteborg", "country": "SE"}
+    )
+    hs.associate("contacts", contact["id"], "companies", company["id"], 1)
+    deal = hs.create("deals", {"dealname": "Licenser", "dealstage": "contractsent", "amount": "3600"})
+    line = hs.create("line_items", {"name": "Licens", "quantity": "3", "price": "1200", "hs_product_id": product["id"]})
+    hs.associate("deals", deal["id"], "line_items", line["id"], 19)
+    hs.associate("deals", deal["id"], "contacts", contact["id"], 3)
+    hs.associate("deals", deal["id"], "companies", company["id"], 5)
+    [products] = await pair.run("products-from-hubspot")
+    assert products.counts["created"] == 1
+    hs.update("deals", deal["id"], {"dealstage": "closedwon"})  # the sales team wins it
+    event = {"objectId": int(deal["id"]), "subscriptionType": "deal.propertyChange", "propertyName": "dealstage", "occurredAt": 1}
+    engine, store = await pair.engine()
+    eacc = pair.eaccounting.state.sim
+    try:
+        async with daemon(pair.resolved, engine, store, sleep=gate.sleep) as (client, backend):
+            unverified = webhooks_counted("unverified")
+            accepted = webhooks_counted("accepted")
+            body, headers = hs.webhook_request(WEBHOOK_URL, [event])
+            forged = await client.post("/webhooks/hubspot", content=body, headers={**headers, "X-HubSpot-Signature-v3": "AAAA"})
+            assert forged.status_code == 401 and "does not match" in forged.json()["error"]
+            old_body, old_headers = hs.webhook_request(WEBHOOK_URL, [event], timestamp_ms=int((time.time() - 360) * 1000))
+            old = await client.post("/webhooks/hubspot", content=old_body, headers=old_headers)
+            assert old.status_code == 401 and "more than 5 minutes" in old.json()["error"], old.json()
+            assert webhooks_counted("unverified") == unverified + 2
+            assert backend.debouncer.scheduled == 0 and not eacc.orders  # nothing ran for them
+            ok = await client.post("/webhooks/hubspot", content=body, headers=headers)
+            assert ok.status_code == 202 and ok.json() == {"accepted": 1, "flows": ["deals-to-eaccounting"]}
+            assert webhooks_counted("accepted") == accepted + 1
+            assert not eacc.orders  # answered before the run
+            ran = backend.ran
+            gate.open()
+            await ran.wait()
+        assert engine.last_result is not None and engine.last_result.flow == "deals-to-eaccounting"
+        assert engine.last_result.status == "ok" and engine.last_result.counts["created"] == 1, engine.last_result
+        [order] = eacc.orders.values()
+        assert order["YourReference"] == f"HS-{deal['id']}"
+        customer = eacc.customers[order["CustomerId"]]
+        assert customer["Name"] == "Bolaget AB" and not customer["IsPrivatePerson"]
+        assert customer["EmailAddress"] == "inkop@bolaget.se"
+        [row] = order["Rows"]
+        assert Decimal(str(row["Quantity"])) == 3 and eacc.articles[row["ArticleId"]]["Number"] == "LIC-1"
     finally:
         await engine.aclose()
         await store.close()
