@@ -9,6 +9,7 @@ import time
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -81,17 +82,22 @@ ADMIN_TOKEN = "admin-token-0123456789"  # as the conftest's daemon client sends 
 WEBHOOK_URL = "https://sync.example.com/webhooks/hubspot"
 
 
-def write_config(tmp_path: Path) -> Path:
+def write_config(tmp_path: Path, flows: dict | None = None, hubspot_settings: dict | None = None) -> Path:
     lines = ["[daemon]", 'metrics_address = ""', "", "[state]", f"path = {toml(tmp_path / 'state.db')}", ""]
     lines += ["[admin]", f"token = {toml(ADMIN_TOKEN)}", ""]
-    hubspot = {**HubSpotConnector.demo_settings(HUBSPOT_URL), "webhook_secret": CLIENT_SECRET, "webhook_url": WEBHOOK_URL}
+    hubspot = {
+        **HubSpotConnector.demo_settings(HUBSPOT_URL),
+        "webhook_secret": CLIENT_SECRET,
+        "webhook_url": WEBHOOK_URL,
+        **(hubspot_settings or {}),
+    }
     for name, connector, settings in (
         ("hubspot", "hubspot", hubspot),
         ("eaccounting", "eaccounting", EAccountingConnector.demo_settings(EACC_URL)),
         ("salespos", "ccv_salespos", CCVSalesPOSConnector.demo_settings(CCV_URL)),
     ):
         lines += [f"[connections.{name}]", f'connector = "{connector}"', *(f"{k} = {toml(v)}" for k, v in settings.items()), ""]
-    for name, flow in FLOWS.items():
+    for name, flow in {**FLOWS, **(flows or {})}.items():
         lines.append(f"[flows.{name}]")
         lines += ['interval = "1h"']
         for key, value in flow.items():
@@ -109,13 +115,14 @@ def write_config(tmp_path: Path) -> Path:
 class Pair:
     """The simulators, the resolved config and a state store; ``run(flow)`` runs it through a fresh engine."""
 
-    def __init__(self, tmp_path: Path):
+    def __init__(self, tmp_path: Path, flows: Any = None, hubspot_settings: dict | None = None):
         self.hubspot = HubSpotConnector.simulator(seed=2)
         self.eaccounting = EAccountingConnector.simulator(seed=4, records=30, customers=6)
         self.ccv = CCVSalesPOSConnector.simulator(seed=5, records=10)
         self.hs = self.hubspot.state.sim
         self.hs.search_limit.window.limit = 0  # the engine's limiter keeps to 4/s; the test does not wait for it
-        self.resolved = load(write_config(tmp_path), load_registry())
+        extra = flows(self) if callable(flows) else flows
+        self.resolved = load(write_config(tmp_path, extra, hubspot_settings), load_registry())
 
     def transports(self):
         return {
@@ -240,6 +247,80 @@ async def test_hubspot_deals_become_eaccounting_orders_with_customer_and_article
     assert Decimal(str(row["Quantity"])) == 2 and eacc.articles[row["ArticleId"]]["Number"] == "KONS-1"
     [again] = await pair.run("deals-to-eaccounting")
     assert again.status == "ok" and written(again) == 0 and len(eacc.orders) == 1
+
+
+def deal_flows(pair) -> dict:
+    """Closed-won deals as each of eAccounting's documents, debtor by e-mail or the default one,
+    articles ensured, payment terms mapped from the deal's own property."""
+    default_debtor = next(iter(pair.eaccounting.state.sim.customers))
+    options = {
+        "statuses": ["closedwon"],
+        "missing_products": "create",
+        "customer": "default_without_email",
+        "default_customer": default_debtor,
+        "payment_terms": {"net14": "14 days net", "net30": "30 days net"},
+    }
+    return {
+        f"deals-as-{document}": {
+            "source": "hubspot",
+            "target": "eaccounting",
+            "entity": "orders",
+            "options": {**options, "document": document},
+            "map": [{"field": "lines.*.tax_rate", "value": 25}],
+        }
+        for document in ("order", "invoice_draft", "invoice")
+    }
+
+
+@pytest.mark.parametrize("document, store", [("order", "orders"), ("invoice_draft", "invoice_drafts"), ("invoice", "invoices")])
+async def test_won_deals_become_eaccounting_documents_with_their_debtor_articles_and_terms(tmp_path, document, store):
+    """A deal with a company and its contact (a company debtor with that contact person), one with a
+    contact (a person), one with neither (the default debtor); a product only HubSpot has is
+    created in eAccounting on the way; the deal's payment terms mapped to eAccounting's."""
+    pair = Pair(tmp_path, deal_flows, {"payment_terms_property": "payment_terms"})
+    hs = pair.hs
+    hs.properties["deals"]["payment_terms"] = {"name": "payment_terms", "type": "string", "hasUniqueValue": False}
+    product = hs.create("products", {"name": "Support", "hs_sku": "SUP-1", "price": "500"})
+    contact = hs.create(
+        "contacts", {"email": "eva@firman.se", "firstname": "Eva", "lastname": "Ek", "address": "Kungsgatan 3", "zip": "11143", "city": "Stockholm", "country": "SE"}
+    )
+    company = hs.create("companies", {"name": "Firman AB", "address": "Kungsgatan 3", "zip": "11143", "city": "Stockholm", "country": "SE"})
+    hs.associate("contacts", contact["id"], "companies", company["id"], 1)
+    person = hs.create(
+        "contacts", {"email": "per@example.se", "firstname": "Per", "lastname": "Son", "address": "Byv. 1", "zip": "12345", "city": "Ort", "country": "SE"}
+    )
+    deals = {}
+    for name, who in (("company", [("contacts", contact, 3), ("companies", company, 5)]), ("person", [("contacts", person, 3)]), ("nobody", [])):
+        deal = hs.create("deals", {"dealname": name, "dealstage": "closedwon", "amount": "1000", "payment_terms": "net14",
+                                   "closedate": "2026-04-01T00:00:00.000Z"})  # fmt: skip
+        line = hs.create("line_items", {"name": "Support", "quantity": "2", "price": "500", "hs_product_id": product["id"]})
+        hs.associate("deals", deal["id"], "line_items", line["id"], 19)
+        for kind, obj, type_id in who:
+            hs.associate("deals", deal["id"], kind, obj["id"], type_id)
+        deals[name] = deal
+    eacc = pair.eaccounting.state.sim
+    default_debtor = next(iter(eacc.customers))  # as deal_flows configured it
+    [result] = await pair.run(f"deals-as-{document}")
+    assert result.status == "ok" and result.counts["created"] == 3, (result, result.failures)
+    made = {d["YourReference"]: d for d in getattr(eacc, store).values()}
+    assert set(made) == {f"HS-{d['id']}" for d in deals.values()}
+    article = eacc.article_by_number("SUP-1")
+    assert article is not None  # ensured on the way
+    for name, deal in deals.items():
+        doc = made[f"HS-{deal['id']}"]
+        [row] = doc["Rows"]
+        assert row["ArticleId"] == article["Id"] and Decimal(str(row["Quantity"])) == 2
+        debtor = eacc.customers[doc["CustomerId"]]
+        if name == "company":
+            assert debtor["Name"] == "Firman AB" and not debtor["IsPrivatePerson"] and debtor["ContactPersonEmail"] == "eva@firman.se"
+        elif name == "person":
+            assert debtor["EmailAddress"] == "per@example.se" and debtor["IsPrivatePerson"]
+        else:
+            assert doc["CustomerId"] == default_debtor
+        if document == "invoice":
+            assert doc["DueDate"][:10] == "2026-04-15"  # 14 days net
+    [again] = await pair.run(f"deals-as-{document}")
+    assert again.status == "ok" and written(again) == 0 and len(getattr(eacc, store)) == 3
 
 
 async def test_orders_become_deals_with_line_items_products_created_on_the_way_and_skipped_next_time(pair):
