@@ -38,7 +38,7 @@ from .observe import metrics
 from .observe.alerts import Alerter
 from .observe.logs import error_text, get_logger, redactor
 from .orders import OrderProcess
-from .plugin import Change, Connector, Found, Sink
+from .plugin import Change, Connector, DocumentSink, Found, Sink
 from .replay import Replaying
 from .retry import Retries, dead_letter_backoff
 from .scheduler import Scheduling, current_flow
@@ -93,9 +93,23 @@ def _batch_update(target: Connector, entity: Entity) -> bool:
 
 
 def _batch_lookup(target: Connector, entity: Entity) -> bool:
-    """Whether ``target`` looks ``entity`` up in batches (its sink implements ``find_many``)."""
+    """Whether ``target`` looks ``entity`` up in batches (its sink or document sink implements ``find_many``)."""
     sink = target.sinks.get(entity)
+    if sink is not None and issubclass(sink, DocumentSink):
+        return sink.find_many is not DocumentSink.find_many
     return sink is not None and issubclass(sink, Sink) and sink.find_many is not Sink.find_many
+
+
+def _batch_documents(target: Connector, entity: Entity) -> bool:
+    """Whether ``target`` creates documents of ``entity`` in batches (its document sink implements
+    ``create_many`` and ``find_many``)."""
+    sink = target.sinks.get(entity)
+    return (
+        sink is not None
+        and issubclass(sink, DocumentSink)
+        and sink.create_many is not DocumentSink.create_many
+        and sink.find_many is not DocumentSink.find_many
+    )
 
 
 @dataclasses.dataclass
@@ -451,7 +465,8 @@ class Engine(Scheduling, Replaying, Retries):
         in few calls: the changes are processed first (creates collected, settles held), then the
         creates are sent, then every change is settled in the source's order, so the cursor never
         passes a record whose create is not confirmed."""
-        batched = _batch_create(run.target, run.flow.entity) or _batch_update(run.target, run.flow.entity)
+        entity = run.flow.entity
+        batched = _batch_create(run.target, entity) or _batch_update(run.target, entity) or _batch_documents(run.target, entity)
         if not batched or self.dry_run or run.replay:
             for change in batch:
                 if self.stopping.is_set():
@@ -460,7 +475,7 @@ class Engine(Scheduling, Replaying, Retries):
                 self.beat()
                 yield change, action
             return
-        run.deferred, run.pending, run.pending_updates = [], [], []
+        run.deferred, run.pending, run.pending_updates, run.pending_documents = [], [], [], []
         try:
             for change in batch:
                 if self.stopping.is_set():
@@ -470,16 +485,59 @@ class Engine(Scheduling, Replaying, Retries):
             await self._flush(run)
             settles = run.deferred
         finally:
-            run.deferred, run.pending, run.pending_updates = None, [], []
+            run.deferred, run.pending, run.pending_updates, run.pending_documents = None, [], [], []
         for change, settle in zip(batch, settles, strict=True):
             action = await settle()
             self.beat()
             yield change, action
 
     async def _flush(self, run: FlowRun) -> None:
-        """Send the creates and updates collected for the batch in hand and note each outcome."""
+        """Send the creates, updates and documents collected for the batch in hand and note each outcome."""
         await self._flush_creates(run)
         await self._flush_updates(run)
+        await self._flush_documents(run)
+
+    async def _flush_documents(self, run: FlowRun) -> None:
+        """Send the documents collected for the batch in hand (the document sink's ``create_many``,
+        with retries; a retry looks them up by number first, so none is created twice)."""
+        pending, run.pending_documents = run.pending_documents, []
+        if not pending:
+            return
+        flow, target = run.flow, run.target
+        sink = target.document_sink(flow.entity)
+        numbers = [number for number, _, _ in pending]
+        requests = [request for _, request, _ in pending]
+        attempts = 0
+
+        async def create_all() -> list[str | RecordError]:
+            nonlocal attempts
+            attempts += 1
+            results: list[str | RecordError | None] = [None] * len(requests)
+            if attempts > 1:  # the last try may have created some before its answer was lost
+                found = await target.find_many(flow.entity, numbers)
+                for n, number in enumerate(numbers):
+                    if number in found:
+                        results[n] = found[number].id
+            todo = [n for n, result in enumerate(results) if result is None]
+            if todo:
+                created = await sink.create_many([requests[n] for n in todo])
+                if len(created) != len(todo):
+                    raise FatalError(f"{flow.target}: create_many answered {len(created)} results for {len(todo)} documents")
+                for n, result in zip(todo, created, strict=True):
+                    results[n] = result
+            return [r if r is not None else RecordError("no answer for this document") for r in results]
+
+        try:
+            outcome: list[str | RecordError] = await self._with_retries(
+                run.log, f"create {len(requests)} {flow.entity}", target, create_all
+            )
+        except RecordError as exc:  # the whole call was refused: each of its documents fails with the reason
+            outcome = [exc] * len(requests)
+        for (number, _, holder), result in zip(pending, outcome, strict=True):
+            holder["result"] = result
+            run.looked_up[number] = Found(result, None) if isinstance(result, str) else None
+            if isinstance(result, str):  # as a settled create: a later change of the order in this batch is skipped
+                run.links[holder["source_id"]] = holder["link"](result)
 
     async def _flush_updates(self, run: FlowRun) -> None:
         """Send the updates collected for the batch in hand (``update_many``, with retries: an
@@ -745,6 +803,7 @@ class Engine(Scheduling, Replaying, Retries):
         run.looked_up.clear()
         run.links.clear()
         run.letters.clear()
+        run.order_lookups.clear()
         if not batch:
             return
         flow, target = run.flow, run.target
@@ -754,7 +813,10 @@ class Engine(Scheduling, Replaying, Retries):
         if not run.replay and not self.dry_run:
             letters = await self.store.open_dead_letters(flow.name, ids)
             run.letters.update({source_id: letters.get(source_id) for source_id in ids})
-        if flow.entity in (Entity.ORDERS, Entity.INVOICES) or not _batch_lookup(target, flow.entity):
+        if flow.entity in (Entity.ORDERS, Entity.INVOICES):
+            await self._prefetch_orders(run, [c for c in batch if c.record is not None and links.get(c.source_id) is None])
+            return
+        if not _batch_lookup(target, flow.entity):
             return
         keys = [change.record.key() for change in batch if change.record is not None and links.get(change.source_id) is None]
         if len(keys) < 2:
@@ -762,6 +824,32 @@ class Engine(Scheduling, Replaying, Retries):
         keys = list(dict.fromkeys(keys))
         found = await self._with_retries(run.log, f"find {len(keys)} {flow.entity}", target, target.find_many, flow.entity, keys)
         run.looked_up.update({key: found.get(key) for key in keys})
+
+    async def _prefetch_orders(self, run: FlowRun, changes: Sequence[Change]) -> None:
+        """For an order flow: look up, each in one ``find_many`` where the target has it, the batch's
+        unlinked documents by number, their debtors by e-mail and their articles by SKU (what the
+        order process would otherwise ask one order at a time)."""
+        target, log = run.target, run.log
+        numbers = list(dict.fromkeys(c.record.key() for c in changes if c.record is not None))
+        if len(numbers) >= 2 and _batch_lookup(target, run.flow.entity):
+            entity = run.flow.entity
+            found = await self._with_retries(log, f"find {len(numbers)} {entity}", target, target.find_many, entity, numbers)
+            run.looked_up.update({number: found.get(number) for number in numbers})
+        emails: dict[str, None] = {}
+        skus: dict[str, None] = {}
+        for change in changes:
+            record = change.record
+            customer = getattr(record, "customer", None)
+            if customer is not None and customer.email and Entity.CUSTOMERS in target.sinks:
+                with contextlib.suppress(RecordError, ValueError):
+                    emails[target.normalize(Entity.CUSTOMERS, customer).key()] = None
+            for line in getattr(record, "lines", ()):
+                if line.sku:
+                    skus[line.sku] = None
+        for entity, keys in ((Entity.CUSTOMERS, list(emails)), (Entity.PRODUCTS, list(skus))):
+            if keys and len(changes) >= 2 and _batch_lookup(target, entity):
+                found = await self._with_retries(log, f"find {len(keys)} {entity}", target, target.find_many, entity, keys)
+                run.order_lookups.update({(entity, key): found.get(key) for key in keys})
 
     async def write(
         self,

@@ -531,6 +531,30 @@ class DocumentSink(abc.ABC, Generic[DocumentT]):
     async def create(self, request: DocumentRequest[DocumentT]) -> str:
         """Create the document; return its id once the vendor confirmed it."""
 
+    async def find_many(self, numbers: Sequence[str]) -> Mapping[str, Found]:
+        """Optional: the documents created earlier for many order (or invoice) numbers, in few
+        calls; the found ones by number. Implement it and the daemon asks once per batch."""
+        raise NotImplementedError
+
+    @property
+    def batch_lookup(self) -> bool:
+        """Whether this sink implements :meth:`find_many`."""
+        return type(self).find_many is not DocumentSink.find_many
+
+    async def create_many(self, requests: Sequence[DocumentRequest[DocumentT]]) -> Sequence[str | RecordError]:
+        """Optional: create many documents in few calls (the vendor's batch endpoint), as
+        :meth:`Sink.create_many` does for records: per request and in order, the new id or the
+        :class:`RecordError` that refused that one; a failure of the whole call raises, and the
+        daemon looks the documents up by number (:meth:`find_many`) before it tries again.
+        Implement it with :meth:`find_many` and the daemon creates a batch's documents together
+        (their debtors and articles resolved first, one order at a time)."""
+        raise NotImplementedError
+
+    @property
+    def batch_create(self) -> bool:
+        """Whether this sink implements :meth:`create_many` (and :meth:`find_many`, which its retries need)."""
+        return type(self).create_many is not DocumentSink.create_many and self.batch_lookup
+
     def normalize(self, record: DocumentT) -> DocumentT:
         """``record`` as the target stores it; RecordError for what it would refuse. Default: as is."""
         return record
@@ -748,7 +772,7 @@ class Connector:
     async def find_many(self, entity: Entity, keys: Sequence[str]) -> Mapping[str, Found]:
         """Look many keys up: in few calls when the sink implements ``find_many``, else one by one."""
         sink = self._any_sink(entity)
-        if isinstance(sink, Sink) and sink.batch_lookup:
+        if sink.batch_lookup:
             return await sink.find_many(keys)
         found: dict[str, Found] = {}
         for key in dict.fromkeys(keys):

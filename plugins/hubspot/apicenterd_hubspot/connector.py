@@ -612,9 +612,17 @@ class DealSink(DocumentSink[Order]):
         deal = found.get(number)
         return Found(id=str(deal["id"]), vendor=deal) if deal else None
 
-    async def create(self, request: DocumentRequest[Order]) -> str:
+    async def find_many(self, numbers: Sequence[str]) -> Mapping[str, Found]:
+        """The deals of many orders by ``order_property``, 100 a call."""
         conn = self.connector
-        s = conn.settings
+        await conn.setup()
+        prop = conn.settings.order_property
+        found = await conn.client.read_by("deals", prop, numbers, ["dealname", prop], what=f"deals of {len(numbers)} orders")
+        return {number: Found(id=str(deal["id"]), vendor=deal) for number, deal in found.items()}
+
+    def _deal(self, request: DocumentRequest[Order]) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
+        """The deal's properties and associations (less its line items), its line-item inputs and their keys."""
+        s = self.connector.settings
         order = request.record
         options = request.settings if isinstance(request.settings, DealSettings) else DealSettings()
         stage = options.stages.get(order.status, options.default_stage)
@@ -623,26 +631,13 @@ class DealSink(DocumentSink[Order]):
                 f"order {order.number}: status {order.status!r} has no deal stage "
                 f"(target_settings.stages: {sorted(options.stages)}; no default_stage)"
             )
-        await conn.setup()
         inputs, keys = [], []
         for n, line in enumerate(order.lines, start=1):
             product_id = request.article(line.sku).id if line.sku else None
             props = mapping.line_item_properties(order, n, line, product_id, s.line_property)
             keys.append(props[s.line_property])
             inputs.append({"idProperty": s.line_property, "id": props[s.line_property], "properties": props})
-        line_ids: list[str] = []
-        if inputs:
-            outcome = await conn.client.batch(
-                "line_items", "upsert", inputs, keys, what=f"line items of order {order.number}", result_key=s.line_property
-            )
-            failed = [f"{k}: {e}" for k, e in outcome.errors.items()]
-            if failed:
-                raise RecordError(f"order {order.number}: line items refused: {'; '.join(failed[:3])}")
-            missing = [k for k in keys if k not in outcome.results]
-            if missing:
-                raise FatalError(f"order {order.number}: the line-item upsert answered no result for {missing[:3]}")
-            line_ids = [str(outcome.results[k]["id"]) for k in keys]
-        associations = [_assoc(i, ASSOCIATION_TYPES[("deals", "line_items")]) for i in line_ids]
+        associations = []
         if request.customer is not None and request.customer.id:
             company_id, contact_id = _customer_id(request.customer.id)
             if contact_id:
@@ -657,10 +652,73 @@ class DealSink(DocumentSink[Order]):
         if options.reference_property and order.reference:
             extra[options.reference_property] = order.reference
         props = mapping.deal_properties(order, order_property=s.order_property, pipeline=options.pipeline, stage=stage, extra=extra)
-        deal = await conn.client.json(
-            "POST", "/crm/v3/objects/deals", f"deal of order {order.number}", json={"properties": props, "associations": associations}
-        )
-        return str(deal["id"])
+        return {"properties": props, "associations": associations}, inputs, keys
+
+    async def _line_items(self, inputs: list[dict[str, Any]], keys: list[str], what: str) -> tuple[dict[str, str], dict[str, str]]:
+        """Upsert line items by ``line_property`` (100 a call): their ids and the refused ones, by key."""
+        if not inputs:
+            return {}, {}
+        s = self.connector.settings
+        outcome = await self.connector.client.batch("line_items", "upsert", inputs, keys, what=what, result_key=s.line_property)
+        ids = {k: str(outcome.results[k]["id"]) for k in keys if k in outcome.results}
+        refused = {k: outcome.errors.get(k, "the upsert answered no result for it") for k in keys if k not in ids}
+        return ids, refused
+
+    async def create(self, request: DocumentRequest[Order]) -> str:
+        conn = self.connector
+        await conn.setup()
+        order = request.record
+        deal, inputs, keys = self._deal(request)
+        line_ids, refused = await self._line_items(inputs, keys, f"line items of order {order.number}")
+        if refused:
+            raise RecordError(f"order {order.number}: line items refused: {'; '.join(f'{k}: {e}' for k, e in list(refused.items())[:3])}")
+        deal["associations"] += [_assoc(line_ids[k], ASSOCIATION_TYPES[("deals", "line_items")]) for k in keys]
+        created = await conn.client.json("POST", "/crm/v3/objects/deals", f"deal of order {order.number}", json=deal)
+        return str(created["id"])
+
+    async def create_many(self, requests: Sequence[DocumentRequest[Order]]) -> Sequence[str | RecordError]:
+        """The batch's deals: every line item in ``batch/upsert`` calls of 100 (by ``line_property``),
+        then the deals in ``batch/create`` calls of 100 with their associations. A deal whose line
+        items or create the 207 refuses fails alone."""
+        conn = self.connector
+        await conn.setup()
+        s = conn.settings
+        results: dict[int, str | RecordError] = {}
+        deals: dict[int, tuple[dict[str, Any], list[str]]] = {}
+        all_inputs: list[dict[str, Any]] = []
+        all_keys: list[str] = []
+        for n, request in enumerate(requests):
+            try:
+                deal, inputs, keys = self._deal(request)
+            except RecordError as exc:
+                results[n] = exc
+                continue
+            deals[n] = (deal, keys)
+            all_inputs += inputs
+            all_keys += keys
+        line_ids, refused = await self._line_items(all_inputs, all_keys, f"line items of {len(deals)} orders")
+        inputs, numbers = [], []
+        for n, (deal, keys) in deals.items():
+            number = requests[n].record.number
+            bad = [f"{k}: {refused[k]}" for k in keys if k in refused]
+            if bad:
+                results[n] = RecordError(f"order {number}: line items refused: {'; '.join(bad[:3])}")
+                continue
+            deal["associations"] += [_assoc(line_ids[k], ASSOCIATION_TYPES[("deals", "line_items")]) for k in keys]
+            inputs.append(deal)
+            numbers.append(number)
+        if inputs:
+            outcome = await conn.client.batch("deals", "create", inputs, numbers, what=f"{len(inputs)} deals", result_key=s.order_property)
+            for n in deals:
+                if n in results:
+                    continue
+                number = requests[n].record.number
+                if number in outcome.results:
+                    results[n] = str(outcome.results[number]["id"])
+                else:
+                    reason = outcome.errors.get(number, "the batch create answered no result for it")
+                    results[n] = RecordError(f"deal of order {number}: {reason}")
+        return [results[n] for n in range(len(requests))]
 
     def normalize(self, record: Order) -> Order:
         for line in record.lines:

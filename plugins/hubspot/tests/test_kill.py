@@ -1,7 +1,8 @@
 """SIGKILL a `flows run` from eAccounting into HubSpot mid-run, restart, and every record is there once.
 
 The HubSpot simulator is wrapped in a middleware that SIGKILLs the `apicenterd flows run` process at
-its n-th call of a named write: before HubSpot applies it, after it applied it but before the
+its n-th call of a named write (a product upsert of 100, a company, a line-item upsert, a deal
+batch create of 100): before HubSpot applies it, after it applied it but before the
 answer is sent (the write the process never heard of), or right after the answer (between the
 write and its settle). No timers: the kills happen at the calls the test names. Afterwards every
 eAccounting article is one HubSpot product, every customer one contact (and a company one company),
@@ -33,13 +34,13 @@ from apicenterd.testing import serve_app
 pytestmark = pytest.mark.slow
 
 APICENTERD = [sys.executable, "-m", "apicenterd.cli"]
-PRODUCTS, CUSTOMERS, ORDERS = 250, 8, 14
+PRODUCTS, CUSTOMERS, ORDERS = 250, 8, 250
 UPSERT_PRODUCTS = ("POST", "/crm/v3/objects/products/batch/upsert")
-CREATE_DEAL = ("POST", "/crm/v3/objects/deals")
+CREATE_DEALS = ("POST", "/crm/v3/objects/deals/batch/create")
 UPSERT_LINES = ("POST", "/crm/v3/objects/line_items/batch/upsert")
 CREATE_COMPANY = ("POST", "/crm/v3/objects/companies")
 PRODUCT_KILLS = (("applied", 2), ("before", 1), ("answered", 1))
-ORDER_KILLS = ((CREATE_DEAL, "applied", 2), (UPSERT_LINES, "before", 3), (CREATE_COMPANY, "applied", 1), (CREATE_DEAL, "answered", 2))
+ORDER_KILLS = ((CREATE_COMPANY, "applied", 2), (CREATE_DEALS, "applied", 2), (UPSERT_LINES, "before", 1), (CREATE_DEALS, "answered", 1))
 
 
 class KillAtCall:
@@ -180,7 +181,7 @@ def test_sigkill_mid_run_then_restart_leaves_every_product_customer_and_deal_onc
         assert finished_run(config, "products")["failed"] == 0
         for k, (call, phase, n) in enumerate(ORDER_KILLS):
             killed_run(switch, config, "orders", call, phase, n)
-            if k == 0:
+            if k == 1:
                 assert 0 < len(hs.objects["deals"]) < ORDERS, "the kill was mid-run"
         result = finished_run(config, "orders")
         assert result["failed"] == 0, result
