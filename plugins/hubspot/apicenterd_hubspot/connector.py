@@ -479,27 +479,47 @@ class CustomerSink(Sink[Customer]):
         return str(outcome.results[record.email]["id"])
 
     async def create_many(self, records: Sequence[Customer]) -> Sequence[str | RecordError]:
-        """Persons in ``batch/upsert`` calls of 100 on ``email``; companies (a company and its
-        contact, two calls) one by one. A refused input fails alone."""
+        """Every contact (the persons, and the companies' contact persons) in ``batch/upsert`` calls
+        of 100 on ``email``, then the companies in ``batch/create`` calls of 100, each associated
+        with its contact as primary contact. A refused input fails its record alone. (A retry after
+        a lost company answer finds the company through its contact: no company twice.)"""
         results: dict[int, str | RecordError] = {}
-        persons = [(n, r) for n, r in enumerate(records) if r.kind == "person" and r.email]
-        if persons:
-            keys = [str(r.email) for _, r in persons]
-            inputs = [{"idProperty": "email", "id": r.email, "properties": self._new_contact(r)} for _, r in persons]
-            outcome = await self.connector.client.batch(
-                "contacts", "upsert", inputs, keys, what=f"{len(persons)} contacts", result_key="email"
-            )
-            for (n, _), email in zip(persons, keys, strict=True):
+        api = self.connector.client
+        with_email = [(n, r) for n, r in enumerate(records) if r.email]
+        for n, r in enumerate(records):
+            if not r.email:
+                results[n] = RecordError(f"customer {r.name!r}: no e-mail address (HubSpot contacts are found by e-mail)")
+        contact_ids: dict[int, str] = {}
+        if with_email:
+            keys = list(dict.fromkeys(str(r.email) for _, r in with_email))
+            first = {str(r.email): r for _, r in reversed(with_email)}  # one input per e-mail: the first record's
+            inputs = [{"idProperty": "email", "id": email, "properties": self._new_contact(first[email])} for email in keys]
+            outcome = await api.batch("contacts", "upsert", inputs, keys, what=f"{len(keys)} contacts", result_key="email")
+            for n, r in with_email:
+                email = str(r.email)
                 if email in outcome.results:
-                    results[n] = _customer_target(None, str(outcome.results[email]["id"]))
+                    contact_ids[n] = str(outcome.results[email]["id"])
                 else:
                     results[n] = RecordError(f"contact {email!r}: {outcome.errors.get(email, 'the upsert answered no result for it')}")
-        for n, record in enumerate(records):
-            if n not in results:
-                try:
-                    results[n] = await self.create(record)
-                except RecordError as exc:
-                    results[n] = exc
+        companies = [(n, records[n]) for n in contact_ids if records[n].kind == "company"]
+        for n in contact_ids:
+            if records[n].kind != "company":
+                results[n] = _customer_target(None, contact_ids[n])
+        if companies:
+            keys = [f"{n}:{r.email}" for n, r in companies]  # objectWriteTraceId: unique within the call
+            company_inputs: list[dict[str, Any]] = [
+                {
+                    "properties": mapping.company_properties(r),
+                    "associations": [_assoc(contact_ids[n], ASSOCIATION_TYPES[("companies", "contacts")])],
+                }
+                for n, r in companies
+            ]
+            outcome = await api.batch("companies", "create", company_inputs, keys, what=f"{len(companies)} companies")
+            for (n, r), key in zip(companies, keys, strict=True):
+                if key in outcome.results:
+                    results[n] = _customer_target(str(outcome.results[key]["id"]), contact_ids[n])
+                else:
+                    results[n] = RecordError(f"company {r.name!r}: {outcome.errors.get(key, 'the batch create answered no result for it')}")
         return [results[n] for n in range(len(records))]
 
     async def create(self, record: Customer) -> str:

@@ -172,6 +172,14 @@ async def exercise(app) -> None:
         cid = await hs.create(Entity.CUSTOMERS, company)
         await hs.update(Entity.CUSTOMERS, cid, company.model_copy(update={"phone": "+46 8 123"}), frozenset({"phone"}))
         found = await hs.find(Entity.CUSTOMERS, "info@bolaget.se")
+        made = await hs.create_many(
+            Entity.CUSTOMERS,
+            [
+                hs.normalize(Entity.CUSTOMERS, Customer(kind="person", name="Ola Olsson", email="ola@example.com")),
+                hs.normalize(Entity.CUSTOMERS, Customer(kind="company", name="Firma AB", email="info@firma.se")),
+            ],
+        )
+        assert all(isinstance(m, str) for m in made), made
         # batched updates (batch/update of products, contacts and companies)
         refused = await hs.update_many(
             Entity.PRODUCTS, [(pid, Product(sku="A-1", name="A3", price_excl_tax=Decimal("7.00")), frozenset({"name"}))]

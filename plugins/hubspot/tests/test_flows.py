@@ -200,8 +200,14 @@ async def test_customers_to_hubspot_as_companies_with_contacts_or_contacts(pair)
     companies = [c for c in eacc if not c.get("IsPrivatePerson")]
     assert len(pair.hs.objects["companies"]) == len(companies)
     persons = [c for c in eacc if c.get("IsPrivatePerson")]
-    upserts = pair.hs.count("POST", "/crm/v3/objects/contacts/batch/upsert")
-    assert upserts == len(companies) + (1 if persons else 0)  # the persons in one batch, each company's contact on its own
+    assert persons and companies
+    assert pair.hs.count("POST", "/crm/v3/objects/contacts/batch/upsert") == 1  # every contact in one batch
+    assert pair.hs.count("POST", "/crm/v3/objects/companies/batch/create") == 1  # every company in another
+    assert pair.hs.count("POST", "/crm/v3/objects/companies") == pair.hs.count("POST", "/crm/v3/objects/companies/batch/create")
+    for customer in companies:  # each company with its contact as primary contact
+        [company] = [c for c in pair.hs.objects["companies"].values() if c["properties"]["name"] == customer["Name"]]
+        contact = next(c for c in pair.hs.objects["contacts"].values() if c["properties"]["email"] == customer["EmailAddress"].lower())
+        assert contact["properties"]["associatedcompanyid"] == company["id"]
     [again] = await pair.run("customers-to-hubspot")
     assert again.status == "ok" and written(again) == 0, again
     eacc_sim = pair.eaccounting.state.sim
