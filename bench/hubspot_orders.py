@@ -2,8 +2,8 @@
 HubSpot's 100-per-10-seconds limit on (the simulator enforces it, the daemon keeps to it).
 
 The eAccounting simulator is seeded with N articles, C customers and M orders (one to three rows
-each); the products flow runs first, then the orders flow (the customers found or created on the
-way, the products found, each order a deal with its line items). Each flow runs twice: the
+each); the products flow runs first, then the customers flow, then the orders flow (debtors and
+products found, each order a deal with its line items, associated with its contact and company). Each flow runs twice: the
 second run must write nothing. Per run it prints HubSpot calls per record (all, and writes), the
 wall time, and the bound the rate limit sets (calls / 100 per 10 s).
 
@@ -46,6 +46,7 @@ def write_config(folder: Path) -> Path:
         lines += [f'{k} = "{v}"' if isinstance(v, str) else f"{k} = {v}" for k, v in settings.items()]
         lines.append("")
     lines += ["[flows.products]", 'source = "eaccounting"', 'target = "hubspot"', 'entity = "products"', 'interval = "1h"', ""]
+    lines += ["[flows.customers]", 'source = "eaccounting"', 'target = "hubspot"', 'entity = "customers"', 'interval = "1h"', ""]
     lines += ["[flows.orders]", 'source = "eaccounting"', 'target = "hubspot"', 'entity = "orders"', 'interval = "1h"']
     lines += ['options = { document = "order", missing_products = "create" }']
     lines += ['target_settings = { stages = { ongoing = "appointmentscheduled", shipped = "contractsent", invoiced = "closedwon" } }']
@@ -79,7 +80,7 @@ async def main(products: int, orders: int, customers: int, as_json: bool) -> int
     failed = 0
     with tempfile.TemporaryDirectory() as tmp:
         resolved = load(write_config(Path(tmp)), load_registry())
-        for flow, records in (("products", products), ("orders", orders)):
+        for flow, records in (("products", products), ("customers", customers), ("orders", orders)):
             for run in ("first", "second"):
                 hs.reset_counts()
                 refused[0] = 0
