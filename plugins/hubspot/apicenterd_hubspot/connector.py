@@ -7,6 +7,7 @@ import functools
 import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -23,8 +24,10 @@ from apicenterd import (
     Entity,
     FatalError,
     Found,
+    Invoice,
     OAuth2RefreshAuth,
     Order,
+    OrderLine,
     Product,
     RateLimit,
     RateLimitHeaders,
@@ -84,6 +87,11 @@ class HubSpotSettings(ConnectorSettings):
     sku_property: str = Field(default="apicenterd_sku", description="Unique product property holding the SKU (hs_sku is not unique)")
     order_property: str = Field(default="apicenterd_order", description="Unique deal property holding the external order number")
     line_property: str = Field(default="apicenterd_line", description="Unique line-item property holding <order>/<line>")
+    invoice_prefix: str = Field(
+        default="INV-",
+        min_length=1,
+        description="Invoices written as deals: their order_property is this prefix and the invoice number (never an order's)",
+    )
     create_properties: bool = Field(default=True, description="Create the unique properties when they are missing")
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$", description="The account's company currency")
     prices_include_tax: bool = Field(default=False, description="Whether HubSpot prices include VAT (they usually do not)")
@@ -653,6 +661,8 @@ class DealSink(DocumentSink[Order]):
             )
         inputs, keys = [], []
         for n, line in enumerate(order.lines, start=1):
+            if line.kind == "text":  # no money, no line item (its number stays taken: references do not shift)
+                continue
             product_id = request.article(line.sku).id if line.sku else None
             props = mapping.line_item_properties(order, n, line, product_id, s.line_property)
             keys.append(props[s.line_property])
@@ -742,8 +752,84 @@ class DealSink(DocumentSink[Order]):
 
     def normalize(self, record: Order) -> Order:
         for line in record.lines:
-            if line.quantity <= 0:
+            if line.kind != "text" and line.quantity <= 0:
                 raise RecordError(f"order {record.number}: a line with quantity {line.quantity} cannot be a HubSpot line item")
+        return record.model_copy(update={"total": record.total.quantize(Decimal("0.01"))})
+
+
+def _invoice_as_order(invoice: Invoice, number: str) -> Order:
+    """An invoice in the deal sink's shape: status ``paid`` or ``invoiced``, closed on its date."""
+    return Order(
+        number=number,
+        status="paid" if invoice.paid else "invoiced",
+        created_at=datetime.combine(invoice.invoice_date, datetime.min.time(), tzinfo=timezone.utc),
+        currency=invoice.currency,
+        customer=invoice.customer,
+        lines=tuple(
+            OrderLine(
+                kind="product" if line.sku or line.quantity else "text",
+                sku=line.sku,
+                name=line.description,
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                prices_include_tax=invoice.prices_include_tax,
+                discount=line.discount,
+                tax_rate=line.tax_rate,
+            )
+            for line in invoice.lines
+        ),
+        total=invoice.total,
+        total_tax=invoice.total_tax,
+        paid=invoice.paid,
+        payment_terms=invoice.payment_terms,
+        customer_id=invoice.customer_id,
+    )
+
+
+class InvoiceDealSink(DocumentSink[Invoice]):
+    """An invoice as a deal, as :class:`DealSink` writes an order: its ``order_property`` is
+    ``invoice_prefix`` + the invoice number (so invoice and order numbers never meet), the stage
+    by its status (``paid`` or ``invoiced``) through ``stages`` / ``default_stage``."""
+
+    connector: HubSpotConnector
+    documents = frozenset({"invoice", "invoice_draft", "order"})
+    settings = DealSettings
+    written_fields = frozenset({"number", "total", "currency", "invoice_date", "lines", "customer", "paid"})
+    field_map = {
+        "number": "<order_property> = <invoice_prefix><number>",
+        "paid": "dealstage (stages: paid / invoiced)",
+        "total": "amount",
+        "currency": "deal_currency_code",
+        "invoice_date": "closedate",
+        "lines": "line_items",
+    }
+
+    def __init__(self, connector: Connector) -> None:
+        super().__init__(connector)
+        self.deals = DealSink(connector)
+
+    def _request(self, request: DocumentRequest[Invoice]) -> DocumentRequest[Order]:
+        order = _invoice_as_order(request.record, self.connector.settings.invoice_prefix + request.record.number)
+        return DocumentRequest(order, "order", request.customer, request.articles, request.settings)
+
+    async def find(self, number: str) -> Found | None:
+        return (await self.find_many([number])).get(number)
+
+    async def find_many(self, numbers: Sequence[str]) -> Mapping[str, Found]:
+        prefix = self.connector.settings.invoice_prefix
+        found = await self.deals.find_many([prefix + n for n in numbers])
+        return {n: found[prefix + n] for n in numbers if prefix + n in found}
+
+    async def create(self, request: DocumentRequest[Invoice]) -> str:
+        return await self.deals.create(self._request(request))
+
+    async def create_many(self, requests: Sequence[DocumentRequest[Invoice]]) -> Sequence[str | RecordError]:
+        return await self.deals.create_many([self._request(r) for r in requests])
+
+    def normalize(self, record: Invoice) -> Invoice:
+        for line in record.lines:
+            if line.sku and line.quantity <= 0:
+                raise RecordError(f"invoice {record.number}: a line with quantity {line.quantity} cannot be a HubSpot line item")
         return record.model_copy(update={"total": record.total.quantize(Decimal("0.01"))})
 
 
@@ -754,7 +840,7 @@ class HubSpotConnector(Connector):
     title = "HubSpot CRM"
     Settings = HubSpotSettings
     sources = {Entity.PRODUCTS: ProductSource, Entity.CUSTOMERS: CustomerSource, Entity.ORDERS: DealSource}
-    sinks = {Entity.PRODUCTS: ProductSink, Entity.CUSTOMERS: CustomerSink, Entity.ORDERS: DealSink}
+    sinks = {Entity.PRODUCTS: ProductSink, Entity.CUSTOMERS: CustomerSink, Entity.ORDERS: DealSink, Entity.INVOICES: InvoiceDealSink}
     # [doc] developers.hubspot.com usage guidelines (shared/api-specs README §6): 100/10 s on the lowest
     # tier (a higher tier's -Max header is not adopted: the declared limit is never exceeded), 250,000 a day,
     # and the search endpoints' own lower limit (4/s in the older docs, 5/s in the newer: 4 is kept).

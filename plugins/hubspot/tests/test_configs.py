@@ -27,6 +27,8 @@ def demo_env(monkeypatch):
     for var in [v for v in os.environ if v.startswith("DEMO_")]:
         monkeypatch.delenv(var)
     yield
+    for var in [v for v in os.environ if v.startswith("DEMO_")]:  # set by _demo_credentials (setdefault): not left behind
+        del os.environ[var]
 
 
 @pytest.mark.parametrize("name", ["eaccounting-hubspot.example.toml", "eaccounting-hubspot.demo.toml"])

@@ -68,6 +68,13 @@ FLOWS = {
             "reference_property": "eaccounting_reference",
         },
     },
+    "invoices-to-hubspot": {
+        "source": "eaccounting",
+        "target": "hubspot",
+        "entity": "invoices",
+        "options": {"source_entity": "invoices", "document": "invoice", "missing_products": "create"},
+        "target_settings": {"pipeline": "default", "stages": {"paid": "closedwon", "invoiced": "contractsent"}},
+    },
     "ccv-orders-to-hubspot": {
         "source": "salespos",
         "target": "hubspot",
@@ -400,6 +407,38 @@ async def test_eaccounting_orders_become_deals_with_line_items_customers_and_new
     assert again.status == "ok" and written(again) == 0, again
     writes = [t for m, t in pair.hs.requests if m in ("POST", "PATCH", "PUT") and "/search" not in t and "batch/read" not in t]
     assert writes == [] and len(hs.objects["deals"]) == 12
+
+
+async def test_eaccounting_invoices_become_deals_numbered_apart_from_orders_once(pair):
+    """eAccounting customer invoices -> HubSpot deals (order_property "INV-<number>", so invoice 1
+    and order 1 are two deals), with line items (a text row carries no line item), the customer,
+    products created on the way, the stage by paid / invoiced; a second run writes nothing."""
+    eaccounting_orders(pair, 1)  # order number 1 ...
+    eacc = pair.eaccounting.state.sim
+    customers, articles = list(eacc.customers.values()), list(eacc.articles.values())
+    invoices = []
+    for n in range(3):  # ... and invoice numbers 1, 2, 3
+        rows = [{"ArticleId": articles[n]["Id"], "Quantity": n + 1, "UnitPrice": Decimal("10.00")}, {"Text": "Thank you"}]
+        invoices.append(eacc.documents.write_invoice({"EuThirdParty": False, "CustomerId": customers[n]["Id"], "RotReducedInvoicingType": 0,
+                                                      "YourReference": f"ref {n}", "InvoiceDate": "2026-03-0%d" % (n + 1), "Rows": rows}))  # fmt: skip
+    invoices[0]["RemainingAmount"] = Decimal(0)  # paid
+    [orders, result] = await pair.run("orders-to-hubspot", "invoices-to-hubspot")
+    assert orders.counts["created"] == 1 and result.status == "ok" and result.counts["created"] == 3, (result, result.failures)
+    hs = pair.hs
+    deals = {d["properties"]["apicenterd_order"]: d for d in hs.objects["deals"].values()}
+    assert set(deals) == {"1", "INV-1", "INV-2", "INV-3"}
+    for n, invoice in enumerate(invoices):
+        deal = deals[f"INV-{invoice['InvoiceNumber']}"]
+        assert deal["properties"]["dealstage"] == ("closedwon" if n == 0 else "contractsent")
+        assert Decimal(deal["properties"]["amount"]) == Decimal(str(invoice["TotalAmount"]))
+        [line_id] = hs.associations[("deals", "line_items")][deal["id"]]
+        line = hs.objects["line_items"][line_id]["properties"]
+        assert line["hs_sku"] == articles[n]["Number"] and Decimal(line["quantity"]) == n + 1
+        [contact_id] = hs.associations[("deals", "contacts")][deal["id"]]
+        assert hs.objects["contacts"][contact_id]["properties"]["email"] == customers[n]["EmailAddress"].lower()
+    pair.hs.reset_counts()
+    [again] = await pair.run("invoices-to-hubspot")
+    assert again.status == "ok" and written(again) == 0 and len(hs.objects["deals"]) == 4
 
 
 async def test_an_order_whose_deal_exists_is_skipped_and_an_unmapped_status_fails_alone(pair):
