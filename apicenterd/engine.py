@@ -38,7 +38,7 @@ from .observe import metrics
 from .observe.alerts import Alerter
 from .observe.logs import error_text, get_logger, redactor
 from .orders import OrderProcess
-from .plugin import Change, Connector, Found, Sink
+from .plugin import Change, Connector, DocumentSink, Found, Sink
 from .replay import Replaying
 from .retry import Retries, dead_letter_backoff
 from .scheduler import Scheduling, current_flow
@@ -81,10 +81,35 @@ def _batch_create(target: Connector, entity: Entity) -> bool:
     )
 
 
-def _batch_lookup(target: Connector, entity: Entity) -> bool:
-    """Whether ``target`` looks ``entity`` up in batches (its sink implements ``find_many``)."""
+def _batch_update(target: Connector, entity: Entity) -> bool:
+    """Whether ``target`` updates ``entity`` in batches (its sink implements ``update_many``)."""
     sink = target.sinks.get(entity)
+    return (
+        entity not in (Entity.ORDERS, Entity.INVOICES)
+        and sink is not None
+        and issubclass(sink, Sink)
+        and sink.update_many is not Sink.update_many
+    )
+
+
+def _batch_lookup(target: Connector, entity: Entity) -> bool:
+    """Whether ``target`` looks ``entity`` up in batches (its sink or document sink implements ``find_many``)."""
+    sink = target.sinks.get(entity)
+    if sink is not None and issubclass(sink, DocumentSink):
+        return sink.find_many is not DocumentSink.find_many
     return sink is not None and issubclass(sink, Sink) and sink.find_many is not Sink.find_many
+
+
+def _batch_documents(target: Connector, entity: Entity) -> bool:
+    """Whether ``target`` creates documents of ``entity`` in batches (its document sink implements
+    ``create_many`` and ``find_many``)."""
+    sink = target.sinks.get(entity)
+    return (
+        sink is not None
+        and issubclass(sink, DocumentSink)
+        and sink.create_many is not DocumentSink.create_many
+        and sink.find_many is not DocumentSink.find_many
+    )
 
 
 @dataclasses.dataclass
@@ -440,7 +465,9 @@ class Engine(Scheduling, Replaying, Retries):
         in few calls: the changes are processed first (creates collected, settles held), then the
         creates are sent, then every change is settled in the source's order, so the cursor never
         passes a record whose create is not confirmed."""
-        if not _batch_create(run.target, run.flow.entity) or self.dry_run or run.replay:
+        entity = run.flow.entity
+        batched = _batch_create(run.target, entity) or _batch_update(run.target, entity) or _batch_documents(run.target, entity)
+        if not batched or self.dry_run or run.replay:
             for change in batch:
                 if self.stopping.is_set():
                     raise _Stop
@@ -448,7 +475,7 @@ class Engine(Scheduling, Replaying, Retries):
                 self.beat()
                 yield change, action
             return
-        run.deferred, run.pending = [], []
+        run.deferred, run.pending, run.pending_updates, run.pending_documents = [], [], [], []
         try:
             for change in batch:
                 if self.stopping.is_set():
@@ -458,13 +485,87 @@ class Engine(Scheduling, Replaying, Retries):
             await self._flush(run)
             settles = run.deferred
         finally:
-            run.deferred, run.pending = None, []
+            run.deferred, run.pending, run.pending_updates, run.pending_documents = None, [], [], []
         for change, settle in zip(batch, settles, strict=True):
             action = await settle()
             self.beat()
             yield change, action
 
     async def _flush(self, run: FlowRun) -> None:
+        """Send the creates, updates and documents collected for the batch in hand and note each outcome."""
+        await self._flush_creates(run)
+        await self._flush_updates(run)
+        await self._flush_documents(run)
+
+    async def _flush_documents(self, run: FlowRun) -> None:
+        """Send the documents collected for the batch in hand (the document sink's ``create_many``,
+        with retries; a retry looks them up by number first, so none is created twice)."""
+        pending, run.pending_documents = run.pending_documents, []
+        if not pending:
+            return
+        flow, target = run.flow, run.target
+        sink = target.document_sink(flow.entity)
+        numbers = [number for number, _, _ in pending]
+        requests = [request for _, request, _ in pending]
+        attempts = 0
+
+        async def create_all() -> list[str | RecordError]:
+            nonlocal attempts
+            attempts += 1
+            results: list[str | RecordError | None] = [None] * len(requests)
+            if attempts > 1:  # the last try may have created some before its answer was lost
+                found = await target.find_many(flow.entity, numbers)
+                for n, number in enumerate(numbers):
+                    if number in found:
+                        results[n] = found[number].id
+            todo = [n for n, result in enumerate(results) if result is None]
+            if todo:
+                created = await sink.create_many([requests[n] for n in todo])
+                if len(created) != len(todo):
+                    raise FatalError(f"{flow.target}: create_many answered {len(created)} results for {len(todo)} documents")
+                for n, result in zip(todo, created, strict=True):
+                    results[n] = result
+            return [r if r is not None else RecordError("no answer for this document") for r in results]
+
+        try:
+            outcome: list[str | RecordError] = await self._with_retries(
+                run.log, f"create {len(requests)} {flow.entity}", target, create_all
+            )
+        except RecordError as exc:  # the whole call was refused: each of its documents fails with the reason
+            outcome = [exc] * len(requests)
+        for (number, _, holder), result in zip(pending, outcome, strict=True):
+            holder["result"] = result
+            run.looked_up[number] = Found(result, None) if isinstance(result, str) else None
+            if isinstance(result, str):  # as a settled create: a later change of the order in this batch is skipped
+                run.links[holder["source_id"]] = holder["link"](result)
+
+    async def _flush_updates(self, run: FlowRun) -> None:
+        """Send the updates collected for the batch in hand (``update_many``, with retries: an
+        update is safe to send again) and note each outcome."""
+        pending, run.pending_updates = run.pending_updates, []
+        if not pending:
+            return
+        flow, target = run.flow, run.target
+        updates = [update for _, update, _ in pending]
+
+        async def update_all() -> Sequence[RecordError | None]:
+            results = await target.update_many(flow.entity, updates)
+            if len(results) != len(updates):
+                raise FatalError(f"{flow.target}: update_many answered {len(results)} results for {len(updates)} records")
+            return results
+
+        try:
+            outcome: Sequence[RecordError | None] = await self._with_retries(
+                run.log, f"update {len(updates)} {flow.entity}", target, update_all
+            )
+        except RecordError as exc:  # the whole call was refused: each of its records fails with the reason
+            outcome = [exc] * len(updates)
+        for (_, _, holder), result in zip(pending, outcome, strict=True):
+            holder["result"] = result
+            if result is None:  # as a settled update: a later change of the record in this batch compares with it
+                run.links[holder["source_id"]] = holder["link"]
+
+    async def _flush_creates(self, run: FlowRun) -> None:
         """Send the creates collected for the batch in hand (``create_many``, with retries; a retry
         looks the records up by key first, so none is created twice) and note each outcome."""
         pending, run.pending = run.pending, []
@@ -617,13 +718,33 @@ class Engine(Scheduling, Replaying, Retries):
             fields = frozenset(target.written_fields.get(flow.entity) or type(prepared).model_fields)
             update_fields = fields - flow.create_only_fields
             digest = record_hash(prepared, update_fields)
-            if run.deferred is not None and any(k == key or h["source_id"] == change.source_id for k, _, h in run.pending):
-                # a second record with a key, or a second change of a record, being created: create the first now
+            if run.deferred is not None and any(k == key or h["source_id"] == change.source_id for k, h in run.in_flight()):
+                # a second record with a key, or a second change of a record, being written: write the first now
                 await self._flush(run)
             link = await self.link(run, change.source_id)
 
             def new_link(target_id: str) -> Link:
                 return Link(flow.source, str(flow.entity), change.source_id, flow.target, target_id, digest)
+
+            async def updated(target_id: str, changed: frozenset[str], reason: str | None = None, found: Found | None = None) -> str:
+                if run.deferred is not None and _batch_update(target, flow.entity):  # sent with the batch's other updates
+                    holder: dict[str, Any] = {"source_id": change.source_id, "link": new_link(target_id)}
+                    run.pending_updates.append((key, (target_id, prepared, changed), holder))
+
+                    async def settle_update() -> str:
+                        result = holder.get("result", RecordError("the batch update gave no answer for this record"))
+                        if result is None:
+                            rlog.info("record updated", target_id=target_id, fields=sorted(changed), batched=True)
+                            return await settle_now("updated", target_id=target_id, reason=reason, link=new_link(target_id))
+                        rlog.warning("record failed", reason=str(result))
+                        return await settle_now("failed", reason=str(result))
+
+                    run.deferred.append(settle_update)
+                    return "updated"
+                current = found.record if found is not None else None
+                await self.write(run, rlog, "update", flow.entity, target_id, prepared, changed, current, found=found)
+                rlog.info("record updated", target_id=target_id, fields=sorted(changed))
+                return await settle("updated", target_id=target_id, reason=reason, link=new_link(target_id))
 
             if link is not None and link.hash == digest:
                 rlog.debug("record unchanged", target_id=link.target_id)
@@ -635,9 +756,7 @@ class Engine(Scheduling, Replaying, Retries):
                     return await settle(
                         "skipped", target_id=target_id, reason="exists in target; update_existing = false", link=new_link(target_id)
                     )
-                await self.write(run, rlog, "update", flow.entity, target_id, prepared, update_fields, None)
-                rlog.info("record updated", target_id=target_id, fields=sorted(update_fields))
-                return await settle("updated", target_id=target_id, link=new_link(target_id))
+                return await updated(target_id, update_fields)
             if key in run.looked_up:
                 found = run.looked_up[key]
             else:
@@ -651,11 +770,10 @@ class Engine(Scheduling, Replaying, Retries):
                     return await settle(
                         "skipped", target_id=found.id, reason="exists in target; update_existing = false", link=new_link(found.id)
                     )
-                await self.write(run, rlog, "update", flow.entity, found.id, prepared, changed, found.record, found=found)
+                action = await updated(found.id, changed, "found in target by key", found)
                 if key in run.looked_up:  # what was found is stale now: a second record with this key reads it again
                     run.looked_up[key] = Found(found.id, None)
-                rlog.info("record updated", target_id=found.id, fields=sorted(changed))
-                return await settle("updated", target_id=found.id, reason="found in target by key", link=new_link(found.id))
+                return action
             if run.deferred is not None:  # created with the batch's other new records (see _settled)
                 holder: dict[str, Any] = {"source_id": change.source_id, "link": new_link}
                 run.pending.append((key, prepared, holder))
@@ -685,6 +803,7 @@ class Engine(Scheduling, Replaying, Retries):
         run.looked_up.clear()
         run.links.clear()
         run.letters.clear()
+        run.order_lookups.clear()
         if not batch:
             return
         flow, target = run.flow, run.target
@@ -694,7 +813,10 @@ class Engine(Scheduling, Replaying, Retries):
         if not run.replay and not self.dry_run:
             letters = await self.store.open_dead_letters(flow.name, ids)
             run.letters.update({source_id: letters.get(source_id) for source_id in ids})
-        if flow.entity in (Entity.ORDERS, Entity.INVOICES) or not _batch_lookup(target, flow.entity):
+        if flow.entity in (Entity.ORDERS, Entity.INVOICES):
+            await self._prefetch_orders(run, [c for c in batch if c.record is not None and links.get(c.source_id) is None])
+            return
+        if not _batch_lookup(target, flow.entity):
             return
         keys = [change.record.key() for change in batch if change.record is not None and links.get(change.source_id) is None]
         if len(keys) < 2:
@@ -702,6 +824,32 @@ class Engine(Scheduling, Replaying, Retries):
         keys = list(dict.fromkeys(keys))
         found = await self._with_retries(run.log, f"find {len(keys)} {flow.entity}", target, target.find_many, flow.entity, keys)
         run.looked_up.update({key: found.get(key) for key in keys})
+
+    async def _prefetch_orders(self, run: FlowRun, changes: Sequence[Change]) -> None:
+        """For an order flow: look up, each in one ``find_many`` where the target has it, the batch's
+        unlinked documents by number, their debtors by e-mail and their articles by SKU (what the
+        order process would otherwise ask one order at a time)."""
+        target, log = run.target, run.log
+        numbers = list(dict.fromkeys(c.record.key() for c in changes if c.record is not None))
+        if len(numbers) >= 2 and _batch_lookup(target, run.flow.entity):
+            entity = run.flow.entity
+            found = await self._with_retries(log, f"find {len(numbers)} {entity}", target, target.find_many, entity, numbers)
+            run.looked_up.update({number: found.get(number) for number in numbers})
+        emails: dict[str, None] = {}
+        skus: dict[str, None] = {}
+        for change in changes:
+            record = change.record
+            customer = getattr(record, "customer", None)
+            if customer is not None and customer.email and Entity.CUSTOMERS in target.sinks:
+                with contextlib.suppress(RecordError, ValueError):
+                    emails[target.normalize(Entity.CUSTOMERS, customer).key()] = None
+            for line in getattr(record, "lines", ()):
+                if line.sku:
+                    skus[line.sku] = None
+        for entity, keys in ((Entity.CUSTOMERS, list(emails)), (Entity.PRODUCTS, list(skus))):
+            if keys and len(changes) >= 2 and _batch_lookup(target, entity):
+                found = await self._with_retries(log, f"find {len(keys)} {entity}", target, target.find_many, entity, keys)
+                run.order_lookups.update({(entity, key): found.get(key) for key in keys})
 
     async def write(
         self,

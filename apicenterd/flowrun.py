@@ -65,6 +65,20 @@ class FlowRun:
     the coroutine function that settles it once the creates are confirmed; None otherwise."""
     pending: list[Any] = dataclasses.field(default_factory=list)
     """The creates collected for the batch in hand: (key, record, holder of the outcome)."""
+    pending_updates: list[Any] = dataclasses.field(default_factory=list)
+    """The updates collected for the batch in hand (the target updates in batches): (key,
+    (target_id, record, fields), holder of the outcome)."""
+
+    pending_documents: list[Any] = dataclasses.field(default_factory=list)
+    """The documents collected for the batch in hand (the document sink creates in batches):
+    (order number, DocumentRequest, holder of the outcome)."""
+    order_lookups: dict[tuple[Any, str], Found | None] = dataclasses.field(default_factory=dict)
+    """For an order flow: (entity, key) -> the debtor or article the batch's look-up found (None:
+    not in the target), kept up to date as the order process creates them."""
+
+    def in_flight(self) -> list[tuple[str, dict[str, Any]]]:
+        """(key, holder of the outcome) of the creates, updates and documents collected for the batch in hand."""
+        return [(key, holder) for key, _, holder in (*self.pending, *self.pending_updates, *self.pending_documents)]
 
     @property
     def name(self) -> str:

@@ -225,12 +225,27 @@ class OrderProcess:
         self.options = options
 
     async def _find(self, what: str, entity: Entity, key: str) -> Found | None:
-        found: Found | None = await self.engine.call(self.run_, self.log, what, self.target.find, entity, key)
+        """``key`` of ``entity`` in the target: from the batch's look-ups if they asked, else one call
+        (a debtor or article found is kept for the batch's next orders)."""
+        run = self.run_
+        if entity is self.flow.entity and key in run.looked_up:
+            return run.looked_up[key]
+        if (entity, key) in run.order_lookups:
+            return run.order_lookups[(entity, key)]
+        found: Found | None = await self.engine.call(run, self.log, what, self.target.find, entity, key)
+        if entity is not self.flow.entity:
+            run.order_lookups[(entity, key)] = found
         return found
+
+    def _known(self, entity: Entity, key: str, found: Found) -> None:
+        """Note a debtor or article just written, for the batch's next orders."""
+        self.run_.order_lookups[(entity, key)] = found
 
     async def run(self, change: Change, order: Order, settle: Callable[..., Awaitable[str]]) -> str:
         """Take ``order`` to the target; settle it; the action."""
-        flow, entity = self.flow, self.flow.entity
+        flow, entity, run = self.flow, self.flow.entity, self.run_
+        if run.deferred is not None and any(k == order.number or h["source_id"] == change.source_id for k, h in run.in_flight()):
+            await self.engine._flush(run)  # a second change of an order (or number) being created: create the first now
         link = await self.engine.link(self.run_, change.source_id)
         if link is not None:
             return await settle("skipped", target_id=link.target_id, reason="exists: already created (linked)")
@@ -264,8 +279,12 @@ class OrderProcess:
                 return await sink.create(request)
 
             create = create_document
+            if run.deferred is not None and sink.batch_create and not self.engine.dry_run:
+                return self._defer(change, order, request, order_link, settle)
 
         target_id = await self.engine.write(self.run_, self.log, "create", entity, None, document, fields, None, create=create)
+        if order.number in run.looked_up:  # a second source record with this number finds it
+            run.looked_up[order.number] = Found(target_id, None)
         self.log.info(
             f"{'order' if entity is Entity.ORDERS else 'invoice'} created",
             target_id=target_id,
@@ -273,6 +292,39 @@ class OrderProcess:
             customer_id=order.customer_id,
         )
         return await settle("created", target_id=target_id, link=order_link(target_id))
+
+    def _defer(
+        self,
+        change: Change,
+        order: Order,
+        request: DocumentRequest[Any],
+        order_link: Callable[[str], Link],
+        settle: Callable[..., Awaitable[str]],
+    ) -> str:
+        """Collect the document for the batch's ``create_many``; settled after it, in the source's order."""
+        holder: dict[str, Any] = {"source_id": change.source_id, "link": order_link}
+        self.run_.pending_documents.append((order.number, request, holder))
+        log = self.log
+        entity = self.flow.entity
+
+        async def created() -> str:  # called once the batch's deferral is over: settle() settles at once
+            result = holder.get("result")
+            if isinstance(result, str):
+                log.info(
+                    f"{'order' if entity is Entity.ORDERS else 'invoice'} created",
+                    target_id=result,
+                    document=order.document,
+                    customer_id=order.customer_id,
+                    batched=True,
+                )
+                return await settle("created", target_id=result, link=order_link(result))
+            reason = str(result) if result is not None else "the batch create gave no answer for this document"
+            log.warning("record failed", reason=reason)
+            return await settle("failed", reason=reason)
+
+        assert self.run_.deferred is not None
+        self.run_.deferred.append(created)
+        return "created"
 
     async def customer(self, order: Order) -> Found | None:
         """Step 4: the debtor in the target (found by e-mail and updated, created, or the default)."""
@@ -294,12 +346,14 @@ class OrderProcess:
         if found is None:
             cid = await self.engine.write(self.run_, self.log, "create", Entity.CUSTOMERS, None, customer, fields, None)
             self.log.info("customer created", target_id=cid, kind=customer.kind)
+            self._known(Entity.CUSTOMERS, customer.key(), Found(cid, customer))
             return Found(cid, customer)
         if options.update_customers:
             changed = differing_fields(customer, found.record, fields - set(options.customer_create_only_fields))
             if changed:
                 await self.engine.write(self.run_, self.log, "update", Entity.CUSTOMERS, found.id, customer, changed, found.record)
                 self.log.info("customer updated", target_id=found.id, fields=sorted(changed))
+                self._known(Entity.CUSTOMERS, customer.key(), Found(found.id, customer))
                 return Found(found.id, customer)  # its vendor item is stale now
         return found
 
@@ -321,6 +375,7 @@ class OrderProcess:
                 pid = await self.engine.write(self.run_, self.log, "create", Entity.PRODUCTS, None, product, fields, None)
                 self.log.info("product created for order", sku=line.sku, target_id=pid)
                 articles[line.sku] = Found(pid, product)
+                self._known(Entity.PRODUCTS, line.sku, articles[line.sku])
             else:
                 missing.append(line.sku)
         if missing:

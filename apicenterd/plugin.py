@@ -430,6 +430,21 @@ class Sink(abc.ABC, Generic[RecordT]):
     async def update(self, target_id: str, record: RecordT, fields: frozenset[str]) -> None:
         """Write the canonical ``fields`` of ``record`` to ``target_id``; leave every other field as it is."""
 
+    async def update_many(self, updates: Sequence[tuple[str, RecordT, frozenset[str]]]) -> Sequence[RecordError | None]:
+        """Optional: write many updates in few calls (the vendor's batch endpoint). ``updates`` are
+        ``(target_id, record, fields)`` as :meth:`update` takes them. Return, per update and in
+        order, None once the vendor confirmed it, or the :class:`RecordError` that refused that one
+        record (a partial failure fails only its records). A failure of the whole call raises
+        (``RetryableError``, ...) and the daemon sends the updates again, so they must be safe to
+        repeat (write values, never increments). Implement it and the daemon sends a batch's
+        updates together, settling them in the source's order."""
+        raise NotImplementedError
+
+    @property
+    def batch_update(self) -> bool:
+        """Whether this sink implements :meth:`update_many`."""
+        return type(self).update_many is not Sink.update_many
+
     async def update_found(self, found: Found, record: RecordT, fields: frozenset[str]) -> None:
         """Update the record a look-up by key just returned (``found``, from :meth:`find` or
         :meth:`find_many`). A target whose update is a read-modify-write (a PUT of the whole
@@ -515,6 +530,30 @@ class DocumentSink(abc.ABC, Generic[DocumentT]):
     @abc.abstractmethod
     async def create(self, request: DocumentRequest[DocumentT]) -> str:
         """Create the document; return its id once the vendor confirmed it."""
+
+    async def find_many(self, numbers: Sequence[str]) -> Mapping[str, Found]:
+        """Optional: the documents created earlier for many order (or invoice) numbers, in few
+        calls; the found ones by number. Implement it and the daemon asks once per batch."""
+        raise NotImplementedError
+
+    @property
+    def batch_lookup(self) -> bool:
+        """Whether this sink implements :meth:`find_many`."""
+        return type(self).find_many is not DocumentSink.find_many
+
+    async def create_many(self, requests: Sequence[DocumentRequest[DocumentT]]) -> Sequence[str | RecordError]:
+        """Optional: create many documents in few calls (the vendor's batch endpoint), as
+        :meth:`Sink.create_many` does for records: per request and in order, the new id or the
+        :class:`RecordError` that refused that one; a failure of the whole call raises, and the
+        daemon looks the documents up by number (:meth:`find_many`) before it tries again.
+        Implement it with :meth:`find_many` and the daemon creates a batch's documents together
+        (their debtors and articles resolved first, one order at a time)."""
+        raise NotImplementedError
+
+    @property
+    def batch_create(self) -> bool:
+        """Whether this sink implements :meth:`create_many` (and :meth:`find_many`, which its retries need)."""
+        return type(self).create_many is not DocumentSink.create_many and self.batch_lookup
 
     def normalize(self, record: DocumentT) -> DocumentT:
         """``record`` as the target stores it; RecordError for what it would refuse. Default: as is."""
@@ -733,7 +772,7 @@ class Connector:
     async def find_many(self, entity: Entity, keys: Sequence[str]) -> Mapping[str, Found]:
         """Look many keys up: in few calls when the sink implements ``find_many``, else one by one."""
         sink = self._any_sink(entity)
-        if isinstance(sink, Sink) and sink.batch_lookup:
+        if sink.batch_lookup:
             return await sink.find_many(keys)
         found: dict[str, Found] = {}
         for key in dict.fromkeys(keys):
@@ -775,6 +814,24 @@ class Connector:
                 f"{entity} {record.key()!r} exists in the target ({target_id}); apicenterd does not change sales documents there"
             )
         await sink.update(target_id, _expect(entity, record), fields)
+
+    async def update_many(self, entity: Entity, updates: Sequence[tuple[str, Record, frozenset[str]]]) -> Sequence[RecordError | None]:
+        """Write many updates ``(target_id, record, fields)`` together (the sink's ``update_many``,
+        else one ``update`` each): per update, None or the RecordError that refused it."""
+        sink = self._any_sink(entity)
+        if not isinstance(sink, Sink):
+            raise RecordError(f"connector {self.name!r} writes {entity} as documents; apicenterd does not change them")
+        typed = [(target_id, _expect(entity, record), fields) for target_id, record, fields in updates]
+        if sink.batch_update:
+            return await sink.update_many(typed)
+        results: list[RecordError | None] = []
+        for target_id, record, fields in typed:
+            try:
+                await sink.update(target_id, record, fields)
+                results.append(None)
+            except RecordError as exc:
+                results.append(exc)
+        return results
 
     async def update_found(self, entity: Entity, found: Found, record: Record, fields: frozenset[str]) -> None:
         """Write the canonical ``fields`` of ``record`` to the record a look-up by key returned (see

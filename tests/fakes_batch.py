@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fakes import PRODUCT_FIELDS, STOCK_FIELDS, MemoryStore, MemoryTarget, _sink
+from fakes import PRODUCT_FIELDS, STOCK_FIELDS, MemoryStore, MemoryTarget, OrderSettings, _document_sink, _sink
 
-from apicenterd import Entity, Found, Product, RecordError, hookimpl
+from apicenterd import Entity, Found, Product, RecordError, RetryableError, hookimpl
 
 
 class BatchTarget(MemoryTarget):
@@ -56,7 +56,87 @@ class BatchCreateTarget(BatchTarget):
         return results
 
 
+def _batch_update_sink(entity: Entity):
+    base = _batch_create_sink(entity)
+
+    class MemoryBatchUpdateSink(base):  # type: ignore[misc,valid-type]
+        async def update_many(self, updates):
+            return await self.connector._update_many(entity, updates)
+
+    return MemoryBatchUpdateSink
+
+
+class BatchUpdateTarget(BatchCreateTarget):
+    """BatchCreateTarget that also updates many products in one call (``update_many``); the SKUs in
+    ``refuse_update`` are refused one by one, as a 207 answer would."""
+
+    name = "membatchupdate"
+    title = "Memory target with batch look-ups, creates and updates"
+    sinks = {**BatchTarget.sinks, Entity.PRODUCTS: _batch_update_sink(Entity.PRODUCTS)}
+    refuse_update: set[str] = set()
+
+    async def _update_many(self, entity, updates):
+        MemoryStore.calls.append(("update_many", ",".join(r.key() for _, r, _ in updates)))
+        results = []
+        for target_id, record, fields in updates:  # a transient failure part-way raises for the whole call
+            if record.key() in self.refuse_update:
+                results.append(RecordError(f"target refuses the update of {record.key()}"))
+                continue
+            await self._update(entity, target_id, record, fields)
+            results.append(None)
+        return results
+
+
+def _batch_document_sink():
+    base = _document_sink(Entity.ORDERS, OrderSettings)
+
+    class MemoryBatchDocumentSink(base):  # type: ignore[misc,valid-type]
+        async def find_many(self, numbers):
+            MemoryStore.calls.append(("find_many_orders", ",".join(numbers)))
+            return {o.number: Found(tid, o) for tid, o in MemoryStore.target_orders.items() if o.number in numbers}
+
+        async def create_many(self, requests):
+            MemoryStore.calls.append(("create_many_orders", ",".join(r.record.number for r in requests)))
+            results = []
+            for request in requests:  # a transient failure part-way raises for the whole call, as a lost answer would
+                number = request.record.number
+                if number in BatchDocumentTarget.refuse:
+                    results.append(RecordError(f"target refuses order {number}"))
+                    continue
+                left = MemoryStore.flaky.get(number, 0)
+                if left:
+                    MemoryStore.flaky[number] = left - 1
+                    raise RetryableError(f"transient failure at order {number}")
+                results.append(await self.connector._create(Entity.ORDERS, request.record))
+            return results
+
+    return MemoryBatchDocumentSink
+
+
+def _customer_batch_sink():
+    base = _sink(Entity.CUSTOMERS, None, batch=True)
+
+    class MemoryCustomerBatchSink(base):  # type: ignore[misc,valid-type]
+        async def find_many(self, keys):
+            MemoryStore.calls.append(("find_many_customers", ",".join(keys)))
+            return {c.email: Found(tid, c) for tid, c in MemoryStore.customers.items() if c.email in keys}
+
+    return MemoryCustomerBatchSink
+
+
+class BatchDocumentTarget(BatchTarget):
+    """BatchTarget whose order sink looks up and creates many orders in one call, and whose
+    customer sink looks up many e-mails in one call; the numbers in ``refuse`` are refused."""
+
+    name = "membatchdocs"
+    title = "Memory target with batch document creates"
+    sinks = {**BatchTarget.sinks, Entity.ORDERS: _batch_document_sink(), Entity.CUSTOMERS: _customer_batch_sink()}
+    refuse: set[str] = set()
+
+
 @hookimpl
 def register_connectors(register):
     register(BatchTarget)
     register(BatchCreateTarget)
+    register(BatchUpdateTarget)
+    register(BatchDocumentTarget)

@@ -36,6 +36,7 @@ from apicenterd import (
 from . import documents as docs
 from . import mapping
 from .client import EAccountingClient, cursor_of, endpoint_key, filter_since, odata_string
+from .invoice_source import InvoiceSource
 from .order_source import OrderSource
 from .sales import INVOICE_KINDS, ORDER_KINDS, SalesDocuments
 from .static_token import StaticTokenAuth
@@ -419,6 +420,7 @@ class EAccountingConnector(Connector):
         Entity.PRODUCTS: ArticleSource,
         Entity.CUSTOMERS: CustomerSource,
         Entity.ORDERS: OrderSource,
+        Entity.INVOICES: InvoiceSource,
         Entity.JOURNAL: VoucherSource,
     }
     sinks = {

@@ -7,6 +7,7 @@ import functools
 import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -23,8 +24,10 @@ from apicenterd import (
     Entity,
     FatalError,
     Found,
+    Invoice,
     OAuth2RefreshAuth,
     Order,
+    OrderLine,
     Product,
     RateLimit,
     RateLimitHeaders,
@@ -84,6 +87,11 @@ class HubSpotSettings(ConnectorSettings):
     sku_property: str = Field(default="apicenterd_sku", description="Unique product property holding the SKU (hs_sku is not unique)")
     order_property: str = Field(default="apicenterd_order", description="Unique deal property holding the external order number")
     line_property: str = Field(default="apicenterd_line", description="Unique line-item property holding <order>/<line>")
+    invoice_prefix: str = Field(
+        default="INV-",
+        min_length=1,
+        description="Invoices written as deals: their order_property is this prefix and the invoice number (never an order's)",
+    )
     create_properties: bool = Field(default=True, description="Create the unique properties when they are missing")
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$", description="The account's company currency")
     prices_include_tax: bool = Field(default=False, description="Whether HubSpot prices include VAT (they usually do not)")
@@ -131,6 +139,12 @@ class DealSettings(BaseModel):
     stages: dict[str, str] = Field(default_factory=dict, description="Order status -> deal stage id")
     default_stage: str | None = Field(default=None, description="Stage for a status not in stages; unset: such an order fails")
     properties: dict[str, str] = Field(default_factory=dict, description="Fixed deal properties to set on every deal")
+    custom_properties: dict[str, str] = Field(
+        default_factory=dict,
+        description="Order custom field -> deal property (the order's custom_fields, from the source, the flow's "
+        "options.custom_fields or a map rule); a field the order lacks is left unset",
+    )
+    reference_property: str | None = Field(default=None, description="Deal property for the order's reference (e.g. your reference)")
 
 
 def _customer_id(target_id: str) -> tuple[str | None, str | None]:
@@ -382,6 +396,37 @@ class ProductSink(Sink[Product]):
         props = mapping.product_properties(record, fields, conn.settings.sku_property)
         await conn.client.json("PATCH", f"/crm/v3/objects/products/{target_id}", f"product {record.sku!r}", json={"properties": props})
 
+    async def update_many(self, updates: Sequence[tuple[str, Product, frozenset[str]]]) -> Sequence[RecordError | None]:
+        """The batch's changed products in ``batch/update`` calls of 100 by id; an input the 207
+        answer refuses fails alone."""
+        s = self.connector.settings
+        inputs = [(tid, {"id": tid, "properties": mapping.product_properties(r, f, s.sku_property)}) for tid, r, f in updates]
+        failed = await _batch_update(self.connector.client, "products", inputs, f"{len(updates)} products")
+        return [RecordError(f"product {r.sku!r}: {failed[tid]}") if tid in failed else None for tid, r, _ in updates]
+
+
+async def _batch_update(api: HubSpotClient, object_type: str, inputs: Sequence[tuple[str, dict[str, Any]]], what: str) -> dict[str, str]:
+    """``batch/update`` of ``(id, input)`` by object id, 100 a call: the refused ids with the reason.
+    An id given twice goes in a later call (a batch names each input by its id)."""
+    failed: dict[str, str] = {}
+    rest = list(inputs)
+    while rest:
+        seen: set[str] = set()
+        now: list[tuple[str, dict[str, Any]]] = []
+        later: list[tuple[str, dict[str, Any]]] = []
+        for object_id, item in rest:
+            (later if object_id in seen else now).append((object_id, item))
+            seen.add(object_id)
+        keys = [object_id for object_id, _ in now]
+        outcome = await api.batch(object_type, "update", [item for _, item in now], keys, what=what)
+        for object_id in keys:
+            if object_id in outcome.errors:
+                failed[object_id] = outcome.errors[object_id]
+            elif object_id not in outcome.results:
+                failed[object_id] = "the batch update answered no result for it"
+        rest = later
+    return failed
+
 
 class CustomerSink(Sink[Customer]):
     """Customers by e-mail: a contact (a person), or a company with that contact as its primary
@@ -442,27 +487,47 @@ class CustomerSink(Sink[Customer]):
         return str(outcome.results[record.email]["id"])
 
     async def create_many(self, records: Sequence[Customer]) -> Sequence[str | RecordError]:
-        """Persons in ``batch/upsert`` calls of 100 on ``email``; companies (a company and its
-        contact, two calls) one by one. A refused input fails alone."""
+        """Every contact (the persons, and the companies' contact persons) in ``batch/upsert`` calls
+        of 100 on ``email``, then the companies in ``batch/create`` calls of 100, each associated
+        with its contact as primary contact. A refused input fails its record alone. (A retry after
+        a lost company answer finds the company through its contact: no company twice.)"""
         results: dict[int, str | RecordError] = {}
-        persons = [(n, r) for n, r in enumerate(records) if r.kind == "person" and r.email]
-        if persons:
-            keys = [str(r.email) for _, r in persons]
-            inputs = [{"idProperty": "email", "id": r.email, "properties": self._new_contact(r)} for _, r in persons]
-            outcome = await self.connector.client.batch(
-                "contacts", "upsert", inputs, keys, what=f"{len(persons)} contacts", result_key="email"
-            )
-            for (n, _), email in zip(persons, keys, strict=True):
+        api = self.connector.client
+        with_email = [(n, r) for n, r in enumerate(records) if r.email]
+        for n, r in enumerate(records):
+            if not r.email:
+                results[n] = RecordError(f"customer {r.name!r}: no e-mail address (HubSpot contacts are found by e-mail)")
+        contact_ids: dict[int, str] = {}
+        if with_email:
+            keys = list(dict.fromkeys(str(r.email) for _, r in with_email))
+            first = {str(r.email): r for _, r in reversed(with_email)}  # one input per e-mail: the first record's
+            inputs = [{"idProperty": "email", "id": email, "properties": self._new_contact(first[email])} for email in keys]
+            outcome = await api.batch("contacts", "upsert", inputs, keys, what=f"{len(keys)} contacts", result_key="email")
+            for n, r in with_email:
+                email = str(r.email)
                 if email in outcome.results:
-                    results[n] = _customer_target(None, str(outcome.results[email]["id"]))
+                    contact_ids[n] = str(outcome.results[email]["id"])
                 else:
                     results[n] = RecordError(f"contact {email!r}: {outcome.errors.get(email, 'the upsert answered no result for it')}")
-        for n, record in enumerate(records):
-            if n not in results:
-                try:
-                    results[n] = await self.create(record)
-                except RecordError as exc:
-                    results[n] = exc
+        companies = [(n, records[n]) for n in contact_ids if records[n].kind == "company"]
+        for n in contact_ids:
+            if records[n].kind != "company":
+                results[n] = _customer_target(None, contact_ids[n])
+        if companies:
+            keys = [f"{n}:{r.email}" for n, r in companies]  # objectWriteTraceId: unique within the call
+            company_inputs: list[dict[str, Any]] = [
+                {
+                    "properties": mapping.company_properties(r),
+                    "associations": [_assoc(contact_ids[n], ASSOCIATION_TYPES[("companies", "contacts")])],
+                }
+                for n, r in companies
+            ]
+            outcome = await api.batch("companies", "create", company_inputs, keys, what=f"{len(companies)} companies")
+            for (n, r), key in zip(companies, keys, strict=True):
+                if key in outcome.results:
+                    results[n] = _customer_target(str(outcome.results[key]["id"]), contact_ids[n])
+                else:
+                    results[n] = RecordError(f"company {r.name!r}: {outcome.errors.get(key, 'the batch create answered no result for it')}")
         return [results[n] for n in range(len(records))]
 
     async def create(self, record: Customer) -> str:
@@ -510,6 +575,42 @@ class CustomerSink(Sink[Customer]):
                 )
 
 
+    async def update_many(self, updates: Sequence[tuple[str, Customer, frozenset[str]]]) -> Sequence[RecordError | None]:
+        """The batch's contacts in one ``batch/update`` and their companies in another (100 a call);
+        a person who became a company (a company to create) is updated on its own."""
+        results: dict[int, RecordError | None] = {}
+        contacts: list[tuple[int, str, dict[str, Any]]] = []
+        companies: list[tuple[int, str, dict[str, Any]]] = []
+        for n, (target_id, record, fields) in enumerate(updates):
+            try:
+                company_id, contact_id = _customer_id(target_id)
+            except RecordError as exc:
+                results[n] = exc
+                continue
+            if record.kind == "company" and not company_id:
+                try:
+                    await self.update(target_id, record, fields)
+                    results[n] = None
+                except RecordError as exc:
+                    results[n] = exc
+                continue
+            if contact_id:
+                contacts.append((n, contact_id, {"id": contact_id, "properties": mapping.contact_properties(record)}))
+            if record.kind == "company" and company_id:
+                companies.append((n, company_id, {"id": company_id, "properties": mapping.company_properties(record)}))
+        api = self.connector.client
+        for object_type, batch in (("contacts", contacts), ("companies", companies)):
+            if not batch:
+                continue
+            failed = await _batch_update(api, object_type, [(i, item) for _, i, item in batch], f"{len(batch)} {object_type}")
+            for n, object_id, _ in batch:
+                if object_id in failed and results.get(n) is None:
+                    results[n] = RecordError(f"customer {updates[n][1].email!r}: {object_type[:-1]} {object_id}: {failed[object_id]}")
+                else:
+                    results.setdefault(n, None)
+        return [results.get(n) for n in range(len(updates))]
+
+
 class DealSink(DocumentSink[Order]):
     """An order as a deal with its line items, associated with the customer's contact and company.
 
@@ -539,9 +640,17 @@ class DealSink(DocumentSink[Order]):
         deal = found.get(number)
         return Found(id=str(deal["id"]), vendor=deal) if deal else None
 
-    async def create(self, request: DocumentRequest[Order]) -> str:
+    async def find_many(self, numbers: Sequence[str]) -> Mapping[str, Found]:
+        """The deals of many orders by ``order_property``, 100 a call."""
         conn = self.connector
-        s = conn.settings
+        await conn.setup()
+        prop = conn.settings.order_property
+        found = await conn.client.read_by("deals", prop, numbers, ["dealname", prop], what=f"deals of {len(numbers)} orders")
+        return {number: Found(id=str(deal["id"]), vendor=deal) for number, deal in found.items()}
+
+    def _deal(self, request: DocumentRequest[Order]) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
+        """The deal's properties and associations (less its line items), its line-item inputs and their keys."""
+        s = self.connector.settings
         order = request.record
         options = request.settings if isinstance(request.settings, DealSettings) else DealSettings()
         stage = options.stages.get(order.status, options.default_stage)
@@ -550,44 +659,177 @@ class DealSink(DocumentSink[Order]):
                 f"order {order.number}: status {order.status!r} has no deal stage "
                 f"(target_settings.stages: {sorted(options.stages)}; no default_stage)"
             )
-        await conn.setup()
         inputs, keys = [], []
         for n, line in enumerate(order.lines, start=1):
+            if line.kind == "text":  # no money, no line item (its number stays taken: references do not shift)
+                continue
             product_id = request.article(line.sku).id if line.sku else None
             props = mapping.line_item_properties(order, n, line, product_id, s.line_property)
             keys.append(props[s.line_property])
             inputs.append({"idProperty": s.line_property, "id": props[s.line_property], "properties": props})
-        line_ids: list[str] = []
-        if inputs:
-            outcome = await conn.client.batch(
-                "line_items", "upsert", inputs, keys, what=f"line items of order {order.number}", result_key=s.line_property
-            )
-            failed = [f"{k}: {e}" for k, e in outcome.errors.items()]
-            if failed:
-                raise RecordError(f"order {order.number}: line items refused: {'; '.join(failed[:3])}")
-            missing = [k for k in keys if k not in outcome.results]
-            if missing:
-                raise FatalError(f"order {order.number}: the line-item upsert answered no result for {missing[:3]}")
-            line_ids = [str(outcome.results[k]["id"]) for k in keys]
-        associations = [_assoc(i, ASSOCIATION_TYPES[("deals", "line_items")]) for i in line_ids]
+        associations = []
         if request.customer is not None and request.customer.id:
             company_id, contact_id = _customer_id(request.customer.id)
             if contact_id:
                 associations.append(_assoc(contact_id, ASSOCIATION_TYPES[("deals", "contacts")]))
             if company_id:
                 associations.append(_assoc(company_id, ASSOCIATION_TYPES[("deals", "companies")]))
-        props = mapping.deal_properties(
-            order, order_property=s.order_property, pipeline=options.pipeline, stage=stage, extra=options.properties
-        )
-        deal = await conn.client.json(
-            "POST", "/crm/v3/objects/deals", f"deal of order {order.number}", json={"properties": props, "associations": associations}
-        )
-        return str(deal["id"])
+        extra = dict(options.properties)
+        for field, prop in options.custom_properties.items():
+            value = order.custom_fields.get(field)
+            if value is not None and value != "":
+                extra[prop] = mapping.text(value) if not isinstance(value, str) else value
+        if options.reference_property and order.reference:
+            extra[options.reference_property] = order.reference
+        props = mapping.deal_properties(order, order_property=s.order_property, pipeline=options.pipeline, stage=stage, extra=extra)
+        return {"properties": props, "associations": associations}, inputs, keys
+
+    async def _line_items(self, inputs: list[dict[str, Any]], keys: list[str], what: str) -> tuple[dict[str, str], dict[str, str]]:
+        """Upsert line items by ``line_property`` (100 a call): their ids and the refused ones, by key."""
+        if not inputs:
+            return {}, {}
+        s = self.connector.settings
+        outcome = await self.connector.client.batch("line_items", "upsert", inputs, keys, what=what, result_key=s.line_property)
+        ids = {k: str(outcome.results[k]["id"]) for k in keys if k in outcome.results}
+        refused = {k: outcome.errors.get(k, "the upsert answered no result for it") for k in keys if k not in ids}
+        return ids, refused
+
+    async def create(self, request: DocumentRequest[Order]) -> str:
+        conn = self.connector
+        await conn.setup()
+        order = request.record
+        deal, inputs, keys = self._deal(request)
+        line_ids, refused = await self._line_items(inputs, keys, f"line items of order {order.number}")
+        if refused:
+            raise RecordError(f"order {order.number}: line items refused: {'; '.join(f'{k}: {e}' for k, e in list(refused.items())[:3])}")
+        deal["associations"] += [_assoc(line_ids[k], ASSOCIATION_TYPES[("deals", "line_items")]) for k in keys]
+        created = await conn.client.json("POST", "/crm/v3/objects/deals", f"deal of order {order.number}", json=deal)
+        return str(created["id"])
+
+    async def create_many(self, requests: Sequence[DocumentRequest[Order]]) -> Sequence[str | RecordError]:
+        """The batch's deals: every line item in ``batch/upsert`` calls of 100 (by ``line_property``),
+        then the deals in ``batch/create`` calls of 100 with their associations. A deal whose line
+        items or create the 207 refuses fails alone."""
+        conn = self.connector
+        await conn.setup()
+        s = conn.settings
+        results: dict[int, str | RecordError] = {}
+        deals: dict[int, tuple[dict[str, Any], list[str]]] = {}
+        all_inputs: list[dict[str, Any]] = []
+        all_keys: list[str] = []
+        for n, request in enumerate(requests):
+            try:
+                deal, inputs, keys = self._deal(request)
+            except RecordError as exc:
+                results[n] = exc
+                continue
+            deals[n] = (deal, keys)
+            all_inputs += inputs
+            all_keys += keys
+        line_ids, refused = await self._line_items(all_inputs, all_keys, f"line items of {len(deals)} orders")
+        inputs, numbers = [], []
+        for n, (deal, keys) in deals.items():
+            number = requests[n].record.number
+            bad = [f"{k}: {refused[k]}" for k in keys if k in refused]
+            if bad:
+                results[n] = RecordError(f"order {number}: line items refused: {'; '.join(bad[:3])}")
+                continue
+            deal["associations"] += [_assoc(line_ids[k], ASSOCIATION_TYPES[("deals", "line_items")]) for k in keys]
+            inputs.append(deal)
+            numbers.append(number)
+        if inputs:
+            outcome = await conn.client.batch("deals", "create", inputs, numbers, what=f"{len(inputs)} deals", result_key=s.order_property)
+            for n in deals:
+                if n in results:
+                    continue
+                number = requests[n].record.number
+                if number in outcome.results:
+                    results[n] = str(outcome.results[number]["id"])
+                else:
+                    reason = outcome.errors.get(number, "the batch create answered no result for it")
+                    results[n] = RecordError(f"deal of order {number}: {reason}")
+        return [results[n] for n in range(len(requests))]
 
     def normalize(self, record: Order) -> Order:
         for line in record.lines:
-            if line.quantity <= 0:
+            if line.kind != "text" and line.quantity <= 0:
                 raise RecordError(f"order {record.number}: a line with quantity {line.quantity} cannot be a HubSpot line item")
+        return record.model_copy(update={"total": record.total.quantize(Decimal("0.01"))})
+
+
+def _invoice_as_order(invoice: Invoice, number: str) -> Order:
+    """An invoice in the deal sink's shape: status ``paid`` or ``invoiced``, closed on its date."""
+    return Order(
+        number=number,
+        status="paid" if invoice.paid else "invoiced",
+        created_at=datetime.combine(invoice.invoice_date, datetime.min.time(), tzinfo=timezone.utc),
+        currency=invoice.currency,
+        customer=invoice.customer,
+        lines=tuple(
+            OrderLine(
+                kind="product" if line.sku or line.quantity else "text",
+                sku=line.sku,
+                name=line.description,
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                prices_include_tax=invoice.prices_include_tax,
+                discount=line.discount,
+                tax_rate=line.tax_rate,
+            )
+            for line in invoice.lines
+        ),
+        total=invoice.total,
+        total_tax=invoice.total_tax,
+        paid=invoice.paid,
+        payment_terms=invoice.payment_terms,
+        customer_id=invoice.customer_id,
+    )
+
+
+class InvoiceDealSink(DocumentSink[Invoice]):
+    """An invoice as a deal, as :class:`DealSink` writes an order: its ``order_property`` is
+    ``invoice_prefix`` + the invoice number (so invoice and order numbers never meet), the stage
+    by its status (``paid`` or ``invoiced``) through ``stages`` / ``default_stage``."""
+
+    connector: HubSpotConnector
+    documents = frozenset({"invoice", "invoice_draft", "order"})
+    settings = DealSettings
+    written_fields = frozenset({"number", "total", "currency", "invoice_date", "lines", "customer", "paid"})
+    field_map = {
+        "number": "<order_property> = <invoice_prefix><number>",
+        "paid": "dealstage (stages: paid / invoiced)",
+        "total": "amount",
+        "currency": "deal_currency_code",
+        "invoice_date": "closedate",
+        "lines": "line_items",
+    }
+
+    def __init__(self, connector: Connector) -> None:
+        super().__init__(connector)
+        self.deals = DealSink(connector)
+
+    def _request(self, request: DocumentRequest[Invoice]) -> DocumentRequest[Order]:
+        order = _invoice_as_order(request.record, self.connector.settings.invoice_prefix + request.record.number)
+        return DocumentRequest(order, "order", request.customer, request.articles, request.settings)
+
+    async def find(self, number: str) -> Found | None:
+        return (await self.find_many([number])).get(number)
+
+    async def find_many(self, numbers: Sequence[str]) -> Mapping[str, Found]:
+        prefix = self.connector.settings.invoice_prefix
+        found = await self.deals.find_many([prefix + n for n in numbers])
+        return {n: found[prefix + n] for n in numbers if prefix + n in found}
+
+    async def create(self, request: DocumentRequest[Invoice]) -> str:
+        return await self.deals.create(self._request(request))
+
+    async def create_many(self, requests: Sequence[DocumentRequest[Invoice]]) -> Sequence[str | RecordError]:
+        return await self.deals.create_many([self._request(r) for r in requests])
+
+    def normalize(self, record: Invoice) -> Invoice:
+        for line in record.lines:
+            if line.sku and line.quantity <= 0:
+                raise RecordError(f"invoice {record.number}: a line with quantity {line.quantity} cannot be a HubSpot line item")
         return record.model_copy(update={"total": record.total.quantize(Decimal("0.01"))})
 
 
@@ -598,7 +840,7 @@ class HubSpotConnector(Connector):
     title = "HubSpot CRM"
     Settings = HubSpotSettings
     sources = {Entity.PRODUCTS: ProductSource, Entity.CUSTOMERS: CustomerSource, Entity.ORDERS: DealSource}
-    sinks = {Entity.PRODUCTS: ProductSink, Entity.CUSTOMERS: CustomerSink, Entity.ORDERS: DealSink}
+    sinks = {Entity.PRODUCTS: ProductSink, Entity.CUSTOMERS: CustomerSink, Entity.ORDERS: DealSink, Entity.INVOICES: InvoiceDealSink}
     # [doc] developers.hubspot.com usage guidelines (shared/api-specs README §6): 100/10 s on the lowest
     # tier (a higher tier's -Max header is not adopted: the declared limit is never exceeded), 250,000 a day,
     # and the search endpoints' own lower limit (4/s in the older docs, 5/s in the newer: 4 is kept).

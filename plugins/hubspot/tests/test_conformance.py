@@ -172,6 +172,21 @@ async def exercise(app) -> None:
         cid = await hs.create(Entity.CUSTOMERS, company)
         await hs.update(Entity.CUSTOMERS, cid, company.model_copy(update={"phone": "+46 8 123"}), frozenset({"phone"}))
         found = await hs.find(Entity.CUSTOMERS, "info@bolaget.se")
+        made = await hs.create_many(
+            Entity.CUSTOMERS,
+            [
+                hs.normalize(Entity.CUSTOMERS, Customer(kind="person", name="Ola Olsson", email="ola@example.com")),
+                hs.normalize(Entity.CUSTOMERS, Customer(kind="company", name="Firma AB", email="info@firma.se")),
+            ],
+        )
+        assert all(isinstance(m, str) for m in made), made
+        # batched updates (batch/update of products, contacts and companies)
+        refused = await hs.update_many(
+            Entity.PRODUCTS, [(pid, Product(sku="A-1", name="A3", price_excl_tax=Decimal("7.00")), frozenset({"name"}))]
+        )
+        assert list(refused) == [None]
+        refused = await hs.update_many(Entity.CUSTOMERS, [(cid, company.model_copy(update={"phone": "+46 8 999"}), frozenset({"phone"}))])
+        assert list(refused) == [None]
         order = Order(
             number="7",
             status="new",
@@ -182,6 +197,10 @@ async def exercise(app) -> None:
         sink = hs.document_sink(Entity.ORDERS)
         deal_id = await sink.create(DocumentRequest(order, "order", found, {"A-1": Found(pid)}, DealSettings(stages={"new": "closedwon"})))
         await sink.find("7")
+        # a batch's deals: line items upserted together, deals by batch/create, looked up by number
+        eight = order.model_copy(update={"number": "8"})
+        [batched] = await sink.create_many([DocumentRequest(eight, "order", found, {"A-1": Found(pid)}, DealSettings(stages={"new": "closedwon"}))])
+        assert isinstance(batched, str) and set(await sink.find_many(["7", "8", "9"])) == {"7", "8"}
         # a deal made in HubSpot (no order reference) in the stage read as orders
         deal = sim.create("deals", {"dealname": "Big", "dealstage": "closedwon", "amount": "12", "closedate": "2026-03-02T00:00:00.000Z"})
         line = sim.create("line_items", {"name": "A", "quantity": "1", "price": "12", "hs_product_id": pid})

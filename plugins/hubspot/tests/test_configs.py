@@ -1,0 +1,90 @@
+"""The eAccounting <-> HubSpot example and demo configs pass `apicenterd check`, and the demo's
+flows run between the simulators as `apicenterd demo` seeds them (in process, no ports)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+from apicenterd_eaccounting import EAccountingConnector
+from apicenterd_eaccounting.sim_seed_orders import seed_orders
+from apicenterd_hubspot import HubSpotConnector
+
+from apicenterd import cli
+from apicenterd.config import load
+from apicenterd.engine import Engine
+from apicenterd.registry import load_registry
+from apicenterd.state import SQLiteStore
+
+ETC = Path(__file__).resolve().parents[3] / "etc"
+
+
+@pytest.fixture
+def demo_env(monkeypatch):
+    """No DEMO_* variables but what the demo sets from the simulators' demo settings."""
+    for var in [v for v in os.environ if v.startswith("DEMO_")]:
+        monkeypatch.delenv(var)
+    yield
+    for var in [v for v in os.environ if v.startswith("DEMO_")]:  # set by _demo_credentials (setdefault): not left behind
+        del os.environ[var]
+
+
+@pytest.mark.parametrize("name", ["eaccounting-hubspot.example.toml", "eaccounting-hubspot.demo.toml"])
+def test_config_passes_check(capsys, demo_env, name):
+    cli._demo_credentials(ETC / name, cli._registry())
+    code = cli.main(["check", "--config", str(ETC / name)])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+
+
+@pytest.mark.anyio
+async def test_the_demo_flows_run_between_the_simulators(tmp_path, demo_env):
+    """As `apicenterd demo` runs it: the source seeded with its 50 articles, HubSpot empty, every
+    flow once; then customers and orders made in eAccounting reach HubSpot as contacts, companies
+    and deals with line items on the next runs, and runs after that write nothing."""
+    config = tmp_path / "demo.toml"
+    text = (ETC / "eaccounting-hubspot.demo.toml").read_text(encoding="utf-8")
+    config.write_text(text.replace('path = "../state/eaccounting-hubspot-demo.db"', f'path = "{tmp_path / "demo.db"}"'), encoding="utf-8")
+    registry = load_registry()
+    cli._demo_credentials(config, registry)
+    resolved = load(config, registry)
+    eacc_app = EAccountingConnector.simulator(seed=1, records=50)  # as the demo seeds the source
+    hubspot_app = HubSpotConnector.simulator(seed=1, records=0)
+    hs = hubspot_app.state.sim
+    hs.ten_secondly.window.limit = 0  # the test does not wait out HubSpot's 10 s window (the daemon would)
+
+    async def run_all() -> dict:
+        store = SQLiteStore(resolved.state_path)
+        await store.open()
+        transports = {"eaccounting": httpx.ASGITransport(app=eacc_app), "hubspot": httpx.ASGITransport(app=hubspot_app)}
+        engine = Engine(resolved, store, transports=transports, rate_limits=False, retry_base_delay=0)
+        try:
+            return {name: await engine.run_flow(name) for name in resolved.flows}
+        finally:
+            await engine.aclose()
+            await store.close()
+
+    first = await run_all()
+    assert all(r.status == "ok" for r in first.values()), first
+    assert first["products_to_hubspot"].counts["created"] == 50 and len(hs.objects["products"]) == 50
+    eacc = eacc_app.state.sim
+    for n in range(1, 5):  # customers and orders made in eAccounting meanwhile
+        eacc.write_customer({
+            "Name": f"Kund {n}", "EmailAddress": f"kund{n}@example.com", "InvoiceAddress1": f"Gatan {n}", "InvoicePostalCode": "11122",
+            "InvoiceCity": "Stockholm", "InvoiceCountryCode": "SE", "TermsOfPaymentId": next(iter(eacc.terms)),
+            "IsPrivatePerson": n % 2 == 0, "IsActive": True,
+        })  # fmt: skip
+    orders = seed_orders(eacc, 6, seed=2)
+    second = await run_all()
+    assert all(r.status == "ok" and r.counts["failed"] == 0 for r in second.values()), second
+    assert second["customers_to_hubspot"].counts["created"] == 4 and len(hs.objects["contacts"]) == 4
+    assert len(hs.objects["companies"]) == 2
+    assert second["orders_to_hubspot"].counts["created"] == 6
+    deals = {d["properties"]["apicenterd_order"]: d for d in hs.objects["deals"].values()}
+    assert set(deals) == {str(o["Number"]) for o in orders}
+    for order in orders:
+        assert len(hs.associations[("deals", "line_items")][deals[str(order["Number"])]["id"]]) == len(order["Rows"])
+    third = await run_all()
+    assert all(r.counts["created"] + r.counts["updated"] == 0 for r in third.values()), third
