@@ -42,7 +42,7 @@ from .plugin import Change, Connector, Found, Sink
 from .replay import Replaying
 from .retry import Retries, dead_letter_backoff
 from .scheduler import Scheduling, current_flow
-from .state import AuditEntry, Link, StateStore
+from .state import AuditEntry, Link, Settlement, StateStore
 from .tokencrypt import TokenCipher
 from .tokenstore import StatePauseStore, StateTokenStore
 
@@ -310,6 +310,8 @@ class Engine(Scheduling, Replaying, Retries):
             self.connectors[flow.target],
             self.log.bind(flow=flow.name, run=run_id, entity=str(flow.entity)),
         )
+        if not self.dry_run and flow.entity not in (Entity.ORDERS, Entity.INVOICES):
+            run.settling = []  # a batch settles in one transaction (an order settles at once: see OrderProcess)
         log, counts = run.log, run.counts
         result = self.last_result = RunResult(flow.name, run_id, counts, failures=run.failures)
         self.running[flow.name] = result
@@ -413,17 +415,25 @@ class Engine(Scheduling, Replaying, Retries):
                 if aclose is not None:
                     with anyio.CancelScope(shield=True):
                         await aclose()
-                if run.pending_cursor is not None:  # a run cut short: keep what was settled without a write
+                if run.pending_cursor is not None or run.settling:  # a run cut short: keep what was settled
                     try:
                         await self._save_cursor(run)
                     except StateError as exc:  # must not hide why the run stopped; read again next time
-                        log.warning("cursor of unchanged records not saved", error=str(exc))
+                        log.warning("records settled before the run stopped not saved; read again next run", error=str(exc))
 
     async def _save_cursor(self, run: FlowRun) -> None:
-        """Save the cursor of the records settled without a write since the last save (one write a batch)."""
+        """Write what the batch settled since the last save (:attr:`FlowRun.settling`) and its cursor
+        in one transaction (one write a batch)."""
         cursor, run.pending_cursor = run.pending_cursor, None
-        if cursor is not None and not self.dry_run:
-            with anyio.CancelScope(shield=True):
+        settlements = run.settling
+        if settlements:
+            run.settling = []
+        if self.dry_run or (cursor is None and not settlements):
+            return
+        with anyio.CancelScope(shield=True):
+            if settlements:
+                await self.store.settle_many(run.name, settlements, cursor=cursor)
+            else:
                 await self.store.set_cursor(run.name, cursor)
 
     async def link(self, run: FlowRun, source_id: str) -> Link | None:
@@ -548,9 +558,14 @@ class Engine(Scheduling, Replaying, Retries):
             if action != "unchanged" or link is not None or replay:
                 entry = AuditEntry(flow.name, run.run_id, str(flow.entity), change.source_id, action, target_id, key, reason)
                 payload = record.model_dump_json() if action == "failed" and record is not None else None
-                await self.store.settle(entry, link=link, cursor=change.cursor, payload=payload)
-                if change.cursor is not None:
-                    run.pending_cursor = None  # saved with this one
+                if run.settling is not None:  # written with the batch's others, in one transaction
+                    run.settling.append(Settlement(entry, link, payload))
+                    if change.cursor is not None:
+                        run.pending_cursor = change.cursor
+                else:
+                    await self.store.settle(entry, link=link, cursor=change.cursor, payload=payload)
+                    if change.cursor is not None:
+                        run.pending_cursor = None  # saved with this one
                 if link is not None:
                     run.links[change.source_id] = link
                 if action == "failed":
