@@ -643,7 +643,7 @@ class Engine(Scheduling, Replaying, Retries):
             if link is not None and link.hash == digest:
                 rlog.debug("record unchanged", target_id=link.target_id)
                 return await settle("unchanged")
-            update_existing = flow.options.model_dump().get("update_existing", True)
+            update_existing = run.update_existing
             if link is not None:
                 target_id = link.target_id
                 if not update_existing:

@@ -4,6 +4,7 @@ threaded through the engine's helpers."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConnectorError
@@ -70,6 +71,11 @@ class FlowRun:
     the coroutine function that settles it once the creates are confirmed; None otherwise."""
     pending: list[Any] = dataclasses.field(default_factory=list)
     """The creates collected for the batch in hand: (key, record, holder of the outcome)."""
+
+    @functools.cached_property
+    def update_existing(self) -> bool:
+        """The flow's ``update_existing`` option (read once a run, not dumped per record)."""
+        return bool(self.flow.options.model_dump().get("update_existing", True))
 
     @property
     def name(self) -> str:
