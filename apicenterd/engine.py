@@ -149,6 +149,7 @@ class Engine(Scheduling, Replaying, Retries):
         sleep: Callable[[float], Any] = anyio.sleep,
         alerter: Alerter | None = None,
         batch_size: int = 100,
+        writes_in_flight: int = 4,
         wait_for_flow: bool = True,
         on_flow_wait: Callable[[str, dict[str, Any]], None] | None = None,
     ):
@@ -162,6 +163,11 @@ class Engine(Scheduling, Replaying, Retries):
         self.dry_run = dry_run
         self.plans: list[Plan] = []
         self.batch_size = batch_size
+        if writes_in_flight < 1:
+            raise ValueError(f"writes_in_flight must be at least 1, got {writes_in_flight}")
+        self.writes_in_flight = writes_in_flight
+        """Records of one batch of a flow taken to the target at once (their settles stay in the
+        source's order: see :meth:`_settled_together`)."""
         self.alerter = alerter or Alerter(resolved.config.alerts)
         self.paused: dict[str, str] = {}
         """Connections whose credentials were rejected: no flow calls them until a reload."""
@@ -450,6 +456,10 @@ class Engine(Scheduling, Replaying, Retries):
         in few calls: the changes are processed first (creates collected, settles held), then the
         creates are sent, then every change is settled in the source's order, so the cursor never
         passes a record whose create is not confirmed."""
+        if run.settling is not None and not _batch_create(run.target, run.flow.entity):
+            async for settled in self._settled_together(run, batch):
+                yield settled
+            return
         if not _batch_create(run.target, run.flow.entity) or self.dry_run or run.replay:
             for change in batch:
                 if self.stopping.is_set():
@@ -473,6 +483,78 @@ class Engine(Scheduling, Replaying, Retries):
             action = await settle()
             self.beat()
             yield change, action
+
+    async def _settled_together(self, run: FlowRun, batch: Sequence[Change]) -> AsyncIterator[tuple[Change, str]]:
+        """Each change of ``batch`` taken to the target, up to :attr:`writes_in_flight` at once, then
+        settled in the source's order (into :attr:`FlowRun.settling`, written at the end of the batch).
+
+        Two changes with the same key or source id are never in flight together: the later waits
+        for the earlier. If the run stops part-way (a call failed for good, a stop, a cancel), only
+        the changes before the first unfinished one are settled: the cursor never passes a record
+        whose outcome is not settled (one written but not settled is found by its key next run)."""
+        settling = run.settling
+        assert settling is not None
+        count = len(batch)
+        outcomes: list[tuple[str, list[Settlement]] | None] = [None] * count
+        finished = [anyio.Event() for _ in range(count)]
+        before: list[tuple[int, ...]] = []  # the earlier changes each one waits for
+        last: dict[tuple[str, str], int] = {}
+        for n, change in enumerate(batch):
+            key = change.record.key() if change.record is not None else change.source_id
+            marks = (("key", key), ("id", change.source_id))
+            before.append(tuple({last[m] for m in marks if m in last}))
+            for mark in marks:
+                last[mark] = n
+        failure: list[BaseException] = []
+        queue = iter(range(count))
+
+        async def worker() -> None:
+            for n in queue:
+                if failure:
+                    return
+                try:
+                    if self.stopping.is_set():
+                        raise _Stop
+                    for earlier in before[n]:
+                        await finished[earlier].wait()
+                    out: list[Settlement] = []
+                    action = await self._process(run, batch[n], out)
+                    self.beat()
+                    outcomes[n] = (action, out)
+                except Exception as exc:  # noqa: BLE001 - the run stops: the others are called off, the first error is raised
+                    if not failure:
+                        failure.append(exc)
+                    scope.cancel()
+                    return
+                finally:
+                    finished[n].set()
+
+        def settle_finished() -> list[tuple[Change, str]]:
+            settled = []
+            for change, outcome in zip(batch, outcomes, strict=True):
+                if outcome is None:  # not finished: nothing after it is settled
+                    break
+                action, out = outcome
+                settling.extend(out)
+                if change.cursor is not None:
+                    run.pending_cursor = change.cursor
+                settled.append((change, action))
+            return settled
+
+        try:
+            with anyio.CancelScope() as scope:
+                async with anyio.create_task_group() as tg:
+                    for _ in range(min(self.writes_in_flight, count)):
+                        tg.start_soon(worker)
+        except BaseException:  # cancelled from outside: keep and count what finished (saved as the run stops)
+            for _, action in settle_finished():
+                run.count(action)
+                metrics.records.labels(run.name, str(run.flow.entity), action).inc()
+            raise
+        for settled in settle_finished():
+            yield settled
+        if failure:
+            raise failure[0]
 
     async def _flush(self, run: FlowRun) -> None:
         """Send the creates collected for the batch in hand (``create_many``, with retries; a retry
@@ -537,9 +619,10 @@ class Engine(Scheduling, Replaying, Retries):
         except Exception as exc:  # noqa: BLE001 - an alert problem must not hide the run's outcome
             self.log.error("alerts of the run could not be queued", flow=run.name, error=f"{type(exc).__name__}: {exc}")
 
-    async def _process(self, run: FlowRun, change: Change) -> str:
+    async def _process(self, run: FlowRun, change: Change, out: list[Settlement] | None = None) -> str:
         """Take one record to the target; settle it; return the action. A run of ``replay``: from
-        the dead-letter queue (no cursor; every outcome is audited)."""
+        the dead-letter queue (no cursor; every outcome is audited). ``out``: where its settlement
+        goes, the cursor left to the caller (records of a batch in flight together)."""
         flow, target, replay = run.flow, run.target, run.replay
         record = change.record
         key = record.key() if record is not None else change.source_id
@@ -558,7 +641,9 @@ class Engine(Scheduling, Replaying, Retries):
             if action != "unchanged" or link is not None or replay:
                 entry = AuditEntry(flow.name, run.run_id, str(flow.entity), change.source_id, action, target_id, key, reason)
                 payload = record.model_dump_json() if action == "failed" and record is not None else None
-                if run.settling is not None:  # written with the batch's others, in one transaction
+                if out is not None:  # settled in the source's order by the caller
+                    out.append(Settlement(entry, link, payload))
+                elif run.settling is not None:  # written with the batch's others, in one transaction
                     run.settling.append(Settlement(entry, link, payload))
                     if change.cursor is not None:
                         run.pending_cursor = change.cursor
@@ -572,7 +657,7 @@ class Engine(Scheduling, Replaying, Retries):
                     run.letters.pop(change.source_id, None)  # it has one now: read it if the record comes again
                 else:
                     run.letters[change.source_id] = None  # resolved
-            elif change.cursor is not None:
+            elif change.cursor is not None and out is None:
                 # nothing happened: the cursor moves (saved with the next settle or at the end of the
                 # batch), the audit trail keeps to real events
                 run.pending_cursor = change.cursor
@@ -599,7 +684,7 @@ class Engine(Scheduling, Replaying, Retries):
                 rlog.debug("record unchanged since it failed; waiting out its backoff", dead_letter=letter.id)
 
                 async def waiting() -> str:
-                    if change.cursor is not None:  # saved with the next settle or at the end of the batch
+                    if change.cursor is not None and out is None:  # saved with the next settle or at the end of the batch
                         run.pending_cursor = change.cursor
                     return "waiting"
 
