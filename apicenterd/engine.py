@@ -112,6 +112,10 @@ class RunResult:
         }
 
 
+WRITES_IN_FLIGHT = 4
+"""Records of one batch of a flow the engine takes to the target at once, by default."""
+
+
 class _Stop(Exception):
     """Internal: the engine was asked to stop between records."""
 
@@ -149,7 +153,7 @@ class Engine(Scheduling, Replaying, Retries):
         sleep: Callable[[float], Any] = anyio.sleep,
         alerter: Alerter | None = None,
         batch_size: int = 100,
-        writes_in_flight: int = 4,
+        writes_in_flight: int = WRITES_IN_FLIGHT,
         wait_for_flow: bool = True,
         on_flow_wait: Callable[[str, dict[str, Any]], None] | None = None,
     ):
