@@ -8,10 +8,12 @@ One record's way through a run::
       → link?                             → target.update(fields allowed on update)
       → target.find(key) finds it?        → link it; update what differs
       → else                              → target.create
-      → settle: audit entry + link + cursor in one transaction
+      → settle: the batch's audit entries, links and cursor in one transaction
 
 A record is linked only after the target confirmed the write; before any create the
-target is asked for the record by its key, so a retry or a crash never duplicates.
+target is asked for the record by its key, so a retry or a crash never duplicates. Up to
+:data:`WRITES_IN_FLIGHT` records of a batch are in flight at once; the batch settles in the
+source's order, and never past a record that is not done.
 """
 
 from __future__ import annotations
