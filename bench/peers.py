@@ -221,8 +221,14 @@ def stdlib_loop(ccv_url: str, eacc_url: str) -> dict[str, int]:
     def call(conn: http.client.HTTPConnection, method: str, path: str, headers: dict[str, str], body: Any = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         sent = {**headers, "Content-Type": "application/json"} if data is not None else headers
-        conn.request(method, path, body=data, headers=sent)
-        response = conn.getresponse()
+        try:
+            conn.request(method, path, body=data, headers=sent)
+            response = conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            # the server closed the idle keep-alive connection (uvicorn: after 5 s): once more, anew
+            conn.close()
+            conn.request(method, path, body=data, headers=sent)
+            response = conn.getresponse()
         raw = response.read()
         if response.status >= 400:
             raise SystemExit(f"{method} {path}: HTTP {response.status} {raw[:200]!r}")
