@@ -25,11 +25,44 @@ def _comparable(python: Any, json_value: Any) -> Any:
     return json_value
 
 
+class _NotPlain(Exception):
+    """A dumped value whose JSON form only pydantic's JSON mode knows (a date, an enum, a UUID, ...)."""
+
+
+def _plain(python: Any) -> Any:
+    """What :func:`_comparable` makes of ``python`` (a ``model_dump`` in Python mode), without the
+    JSON-mode dump, for values whose JSON form is plain: str, int, bool, None, finite floats and
+    decimals, and lists, tuples and dicts of them (exact types only: a subclass, e.g. an enum, may
+    dump otherwise). Raises :class:`_NotPlain` for anything else."""
+    kind = type(python)
+    if kind is str or kind is int or kind is bool or python is None:
+        return python
+    if kind is Decimal:
+        if python.is_finite():
+            return format(python.normalize(), "f")
+        raise _NotPlain
+    if kind is float:
+        if python - python == 0:  # finite (inf and nan dump as null)
+            return python
+        raise _NotPlain
+    if kind is dict:
+        return {k: _plain(v) for k, v in python.items()}
+    if kind is list or kind is tuple:
+        return [_plain(v) for v in python]
+    raise _NotPlain
+
+
 def _dump(record: Record, fields: frozenset[str]) -> dict[str, Any]:
-    """``fields`` of ``record`` as compared and hashed (see :func:`_comparable`)."""
+    """``fields`` of ``record`` as compared and hashed (see :func:`_comparable`): from one dump in
+    Python mode when every value is plain (:func:`_plain`, the same result), else from both modes."""
     include = set(fields)
-    result: dict[str, Any] = _comparable(record.model_dump(include=include), record.model_dump(mode="json", include=include))
-    return result
+    python = record.model_dump(include=include)
+    try:
+        plain: dict[str, Any] = _plain(python)
+        return plain
+    except _NotPlain:
+        result: dict[str, Any] = _comparable(python, record.model_dump(mode="json", include=include))
+        return result
 
 
 def same_json(old: Any, new: Any) -> bool:

@@ -8,10 +8,12 @@ One record's way through a run::
       → link?                             → target.update(fields allowed on update)
       → target.find(key) finds it?        → link it; update what differs
       → else                              → target.create
-      → settle: audit entry + link + cursor in one transaction
+      → settle: the batch's audit entries, links and cursor in one transaction
 
 A record is linked only after the target confirmed the write; before any create the
-target is asked for the record by its key, so a retry or a crash never duplicates.
+target is asked for the record by its key, so a retry or a crash never duplicates. Up to
+:data:`WRITES_IN_FLIGHT` records of a batch are in flight at once; the batch settles in the
+source's order, and never past a record that is not done.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from .plugin import Change, Connector, DocumentSink, Found, Sink
 from .replay import Replaying
 from .retry import Retries, dead_letter_backoff
 from .scheduler import Scheduling, current_flow
-from .state import AuditEntry, Link, StateStore
+from .state import AuditEntry, Link, Settlement, StateStore
 from .tokencrypt import TokenCipher
 from .tokenstore import StatePauseStore, StateTokenStore
 
@@ -137,6 +139,10 @@ class RunResult:
         }
 
 
+WRITES_IN_FLIGHT = 4
+"""Records of one batch of a flow the engine takes to the target at once, by default."""
+
+
 class _Stop(Exception):
     """Internal: the engine was asked to stop between records."""
 
@@ -174,6 +180,7 @@ class Engine(Scheduling, Replaying, Retries):
         sleep: Callable[[float], Any] = anyio.sleep,
         alerter: Alerter | None = None,
         batch_size: int = 100,
+        writes_in_flight: int = WRITES_IN_FLIGHT,
         wait_for_flow: bool = True,
         on_flow_wait: Callable[[str, dict[str, Any]], None] | None = None,
     ):
@@ -187,6 +194,11 @@ class Engine(Scheduling, Replaying, Retries):
         self.dry_run = dry_run
         self.plans: list[Plan] = []
         self.batch_size = batch_size
+        if writes_in_flight < 1:
+            raise ValueError(f"writes_in_flight must be at least 1, got {writes_in_flight}")
+        self.writes_in_flight = writes_in_flight
+        """Records of one batch of a flow taken to the target at once (their settles stay in the
+        source's order: see :meth:`_settled_together`)."""
         self.alerter = alerter or Alerter(resolved.config.alerts)
         self.paused: dict[str, str] = {}
         """Connections whose credentials were rejected: no flow calls them until a reload."""
@@ -335,6 +347,8 @@ class Engine(Scheduling, Replaying, Retries):
             self.connectors[flow.target],
             self.log.bind(flow=flow.name, run=run_id, entity=str(flow.entity)),
         )
+        if not self.dry_run and flow.entity not in (Entity.ORDERS, Entity.INVOICES):
+            run.settling = []  # a batch settles in one transaction (an order settles at once: see OrderProcess)
         log, counts = run.log, run.counts
         result = self.last_result = RunResult(flow.name, run_id, counts, failures=run.failures)
         self.running[flow.name] = result
@@ -438,17 +452,25 @@ class Engine(Scheduling, Replaying, Retries):
                 if aclose is not None:
                     with anyio.CancelScope(shield=True):
                         await aclose()
-                if run.pending_cursor is not None:  # a run cut short: keep what was settled without a write
+                if run.pending_cursor is not None or run.settling:  # a run cut short: keep what was settled
                     try:
                         await self._save_cursor(run)
                     except StateError as exc:  # must not hide why the run stopped; read again next time
-                        log.warning("cursor of unchanged records not saved", error=str(exc))
+                        log.warning("records settled before the run stopped not saved; read again next run", error=str(exc))
 
     async def _save_cursor(self, run: FlowRun) -> None:
-        """Save the cursor of the records settled without a write since the last save (one write a batch)."""
+        """Write what the batch settled since the last save (:attr:`FlowRun.settling`) and its cursor
+        in one transaction (one write a batch)."""
         cursor, run.pending_cursor = run.pending_cursor, None
-        if cursor is not None and not self.dry_run:
-            with anyio.CancelScope(shield=True):
+        settlements = run.settling
+        if settlements:
+            run.settling = []
+        if self.dry_run or (cursor is None and not settlements):
+            return
+        with anyio.CancelScope(shield=True):
+            if settlements:
+                await self.store.settle_many(run.name, settlements, cursor=cursor)
+            else:
                 await self.store.set_cursor(run.name, cursor)
 
     async def link(self, run: FlowRun, source_id: str) -> Link | None:
@@ -467,6 +489,10 @@ class Engine(Scheduling, Replaying, Retries):
         passes a record whose create is not confirmed."""
         entity = run.flow.entity
         batched = _batch_create(run.target, entity) or _batch_update(run.target, entity) or _batch_documents(run.target, entity)
+        if run.settling is not None and not batched:
+            async for settled in self._settled_together(run, batch):
+                yield settled
+            return
         if not batched or self.dry_run or run.replay:
             for change in batch:
                 if self.stopping.is_set():
@@ -490,6 +516,78 @@ class Engine(Scheduling, Replaying, Retries):
             action = await settle()
             self.beat()
             yield change, action
+
+    async def _settled_together(self, run: FlowRun, batch: Sequence[Change]) -> AsyncIterator[tuple[Change, str]]:
+        """Each change of ``batch`` taken to the target, up to :attr:`writes_in_flight` at once, then
+        settled in the source's order (into :attr:`FlowRun.settling`, written at the end of the batch).
+
+        Two changes with the same key or source id are never in flight together: the later waits
+        for the earlier. If the run stops part-way (a call failed for good, a stop, a cancel), only
+        the changes before the first unfinished one are settled: the cursor never passes a record
+        whose outcome is not settled (one written but not settled is found by its key next run)."""
+        settling = run.settling
+        assert settling is not None
+        count = len(batch)
+        outcomes: list[tuple[str, list[Settlement]] | None] = [None] * count
+        finished = [anyio.Event() for _ in range(count)]
+        before: list[tuple[int, ...]] = []  # the earlier changes each one waits for
+        last: dict[tuple[str, str], int] = {}
+        for n, change in enumerate(batch):
+            key = change.record.key() if change.record is not None else change.source_id
+            marks = (("key", key), ("id", change.source_id))
+            before.append(tuple({last[m] for m in marks if m in last}))
+            for mark in marks:
+                last[mark] = n
+        failure: list[BaseException] = []
+        queue = iter(range(count))
+
+        async def worker() -> None:
+            for n in queue:
+                if failure:
+                    return
+                try:
+                    if self.stopping.is_set():
+                        raise _Stop
+                    for earlier in before[n]:
+                        await finished[earlier].wait()
+                    out: list[Settlement] = []
+                    action = await self._process(run, batch[n], out)
+                    self.beat()
+                    outcomes[n] = (action, out)
+                except Exception as exc:  # noqa: BLE001 - the run stops: the others are called off, the first error is raised
+                    if not failure:
+                        failure.append(exc)
+                    scope.cancel()
+                    return
+                finally:
+                    finished[n].set()
+
+        def settle_finished() -> list[tuple[Change, str]]:
+            settled = []
+            for change, outcome in zip(batch, outcomes, strict=True):
+                if outcome is None:  # not finished: nothing after it is settled
+                    break
+                action, out = outcome
+                settling.extend(out)
+                if change.cursor is not None:
+                    run.pending_cursor = change.cursor
+                settled.append((change, action))
+            return settled
+
+        try:
+            with anyio.CancelScope() as scope:
+                async with anyio.create_task_group() as tg:
+                    for _ in range(min(self.writes_in_flight, count)):
+                        tg.start_soon(worker)
+        except BaseException:  # cancelled from outside: keep and count what finished (saved as the run stops)
+            for _, action in settle_finished():
+                run.count(action)
+                metrics.records.labels(run.name, str(run.flow.entity), action).inc()
+            raise
+        for settled in settle_finished():
+            yield settled
+        if failure:
+            raise failure[0]
 
     async def _flush(self, run: FlowRun) -> None:
         """Send the creates, updates and documents collected for the batch in hand and note each outcome."""
@@ -628,9 +726,10 @@ class Engine(Scheduling, Replaying, Retries):
         except Exception as exc:  # noqa: BLE001 - an alert problem must not hide the run's outcome
             self.log.error("alerts of the run could not be queued", flow=run.name, error=f"{type(exc).__name__}: {exc}")
 
-    async def _process(self, run: FlowRun, change: Change) -> str:
+    async def _process(self, run: FlowRun, change: Change, out: list[Settlement] | None = None) -> str:
         """Take one record to the target; settle it; return the action. A run of ``replay``: from
-        the dead-letter queue (no cursor; every outcome is audited)."""
+        the dead-letter queue (no cursor; every outcome is audited). ``out``: where its settlement
+        goes, the cursor left to the caller (records of a batch in flight together)."""
         flow, target, replay = run.flow, run.target, run.replay
         record = change.record
         key = record.key() if record is not None else change.source_id
@@ -649,16 +748,23 @@ class Engine(Scheduling, Replaying, Retries):
             if action != "unchanged" or link is not None or replay:
                 entry = AuditEntry(flow.name, run.run_id, str(flow.entity), change.source_id, action, target_id, key, reason)
                 payload = record.model_dump_json() if action == "failed" and record is not None else None
-                await self.store.settle(entry, link=link, cursor=change.cursor, payload=payload)
-                if change.cursor is not None:
-                    run.pending_cursor = None  # saved with this one
+                if out is not None:  # settled in the source's order by the caller
+                    out.append(Settlement(entry, link, payload))
+                elif run.settling is not None:  # written with the batch's others, in one transaction
+                    run.settling.append(Settlement(entry, link, payload))
+                    if change.cursor is not None:
+                        run.pending_cursor = change.cursor
+                else:
+                    await self.store.settle(entry, link=link, cursor=change.cursor, payload=payload)
+                    if change.cursor is not None:
+                        run.pending_cursor = None  # saved with this one
                 if link is not None:
                     run.links[change.source_id] = link
                 if action == "failed":
                     run.letters.pop(change.source_id, None)  # it has one now: read it if the record comes again
                 else:
                     run.letters[change.source_id] = None  # resolved
-            elif change.cursor is not None:
+            elif change.cursor is not None and out is None:
                 # nothing happened: the cursor moves (saved with the next settle or at the end of the
                 # batch), the audit trail keeps to real events
                 run.pending_cursor = change.cursor
@@ -685,7 +791,7 @@ class Engine(Scheduling, Replaying, Retries):
                 rlog.debug("record unchanged since it failed; waiting out its backoff", dead_letter=letter.id)
 
                 async def waiting() -> str:
-                    if change.cursor is not None:  # saved with the next settle or at the end of the batch
+                    if change.cursor is not None and out is None:  # saved with the next settle or at the end of the batch
                         run.pending_cursor = change.cursor
                     return "waiting"
 
@@ -749,7 +855,7 @@ class Engine(Scheduling, Replaying, Retries):
             if link is not None and link.hash == digest:
                 rlog.debug("record unchanged", target_id=link.target_id)
                 return await settle("unchanged")
-            update_existing = flow.options.model_dump().get("update_existing", True)
+            update_existing = run.update_existing
             if link is not None:
                 target_id = link.target_id
                 if not update_existing:

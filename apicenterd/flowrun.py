@@ -4,11 +4,12 @@ threaded through the engine's helpers."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConnectorError
 from .plugin import Connector, Found
-from .state.base import DeadLetter, Link
+from .state.base import DeadLetter, Link, Settlement
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import Flow
@@ -56,8 +57,13 @@ class FlowRun:
     """Source id -> its open dead letter, read for the batch in hand in one query (None: none).
     An id not here was not read (or failed again in this batch)."""
     pending_cursor: str | None = None
-    """The cursor of records settled without a write (unchanged, waiting) not saved yet: saved with
-    the next settle or at the end of the batch. A crash before that reads them again, harmlessly."""
+    """The cursor of the records settled but not saved yet: saved with the next settle or, with
+    :attr:`settling`, at the end of the batch. A crash before that reads them again, harmlessly
+    (a record whose write was confirmed but not settled is found by its key, never written twice)."""
+    settling: list[Settlement] | None = None
+    """The batch's settled records (audit entry, link, dead letter) not written yet: the engine
+    writes them, with :attr:`pending_cursor`, in one transaction at the end of the batch (or
+    when the run stops mid-batch). None: every settle is written at once (orders, replays)."""
     failures: list[tuple[str, str, str, str]] = dataclasses.field(default_factory=list)
     """(flow, source id, key, reason) of the first :data:`FAILURES_KEPT` failed records."""
     deferred: list[Any] | None = None
@@ -79,6 +85,11 @@ class FlowRun:
     def in_flight(self) -> list[tuple[str, dict[str, Any]]]:
         """(key, holder of the outcome) of the creates, updates and documents collected for the batch in hand."""
         return [(key, holder) for key, _, holder in (*self.pending, *self.pending_updates, *self.pending_documents)]
+
+    @functools.cached_property
+    def update_existing(self) -> bool:
+        """The flow's ``update_existing`` option (read once a run, not dumped per record)."""
+        return bool(self.flow.options.model_dump().get("update_existing", True))
 
     @property
     def name(self) -> str:

@@ -14,7 +14,12 @@ from decimal import Decimal
 from typing import Any, Literal, NamedTuple, Protocol
 
 import anyio
+import anyio.abc
+import httpcore
 import httpx
+from httpcore._backends.anyio import AnyIOStream
+from httpcore._backends.auto import AutoBackend
+from httpcore._utils import is_socket_readable
 
 from .circuit import CircuitBreaker
 from .errors import (
@@ -458,7 +463,7 @@ class InstrumentedTransport(httpx.AsyncBaseTransport):
             )
         self.connection = connection
         self.limiters = limiters
-        self.inner = inner or httpx.AsyncHTTPTransport(verify=shared_tls_context())
+        self.inner = inner or lean_transport(verify=shared_tls_context())
         self.breaker = breaker
         self.max_response_bytes = max_response_bytes
         self.deadline = deadline
@@ -584,6 +589,119 @@ def _size(count: int) -> str:
     return f"{count} B"  # pragma: no cover
 
 
+COALESCE_BYTES = 64 * 1024
+"""A request's writes are held (and sent as one) until its answer is read or this much is held."""
+
+
+class _LeanStream(AnyIOStream):
+    """httpcore's anyio stream, with two costs of the record path taken out:
+
+    - a request's head and body go out in one send, not two: httpcore writes them apart, and each
+      send is a TCP segment (on loopback the sender's CPU carries the receiver's network stack too);
+      what is held is sent before the answer is read (or once :data:`COALESCE_BYTES` are held);
+    - the raw socket is kept: before reusing a pooled connection httpcore asks whether its socket
+      is readable, and anyio answers that by building every attribute of the socket (its peer
+      address through ``getpeername`` and ``ipaddress`` included) per request."""
+
+    def __init__(self, stream: anyio.abc.ByteStream) -> None:
+        super().__init__(stream)
+        self._socket = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+        self._held: list[bytes] = []
+        self._held_bytes = 0
+        self._write_timeout: float | None = None
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109 - httpcore's signature
+        if not buffer:
+            return
+        self._held.append(buffer)
+        self._held_bytes += len(buffer)
+        self._write_timeout = timeout
+        if self._held_bytes >= COALESCE_BYTES:
+            await self._send_held()
+
+    async def _send_held(self) -> None:
+        data = b"".join(self._held)
+        self._held.clear()
+        self._held_bytes = 0
+        await super().write(data, self._write_timeout)
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109 - httpcore's signature
+        if self._held:
+            await self._send_held()
+        return await super().read(max_bytes, timeout)
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable" and self._socket is not None:
+            return is_socket_readable(self._socket)
+        return super().get_extra_info(info)
+
+    async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None) -> Any:  # noqa: ASYNC109 - httpcore's signature
+        stream = await super().start_tls(ssl_context, server_hostname, timeout)
+        return _LeanStream(stream._stream) if isinstance(stream, AnyIOStream) else stream
+
+
+class _LeanBackend(httpcore.AnyIOBackend):
+    """httpcore's anyio network backend, giving :class:`_LeanStream` streams."""
+
+    async def connect_tcp(self, *args: Any, **kwargs: Any) -> Any:
+        stream = await super().connect_tcp(*args, **kwargs)
+        return _LeanStream(stream._stream) if isinstance(stream, AnyIOStream) else stream
+
+
+def lean_transport(**options: Any) -> httpx.AsyncHTTPTransport:
+    """httpx's transport on :class:`_LeanBackend` (the same connections, cheaper to reuse); where
+    httpx or httpcore keep their pool differently, httpx's transport as it is."""
+    transport = httpx.AsyncHTTPTransport(**options)
+    pool = getattr(transport, "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    if isinstance(pool, httpcore.AsyncConnectionPool) and isinstance(backend, (AutoBackend, httpcore.AnyIOBackend)):
+        pool._network_backend = _LeanBackend()
+    return transport
+
+
+class _NoCookies(httpx.Cookies):
+    """A client's cookie jar that keeps none: no vendor API a connector speaks is cookie-based, and
+    reading every answer's ``Set-Cookie`` through :mod:`http.cookiejar` costs on the record path."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+URL_CACHE_SIZE = 1024
+"""Request URLs (relative to a client's ``base_url``) a :class:`LeanAsyncClient` keeps parsed."""
+
+
+class LeanAsyncClient(httpx.AsyncClient):
+    """The :class:`httpx.AsyncClient` of :func:`make_client`, less what connectors never use: no
+    cookie jar, and request paths merged
+    with ``base_url`` and parsed once, not per request (a path with a record's id in it fills the
+    cache, which then starts anew)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._cookies = _NoCookies()
+        self._urls: dict[str, httpx.URL] = {}
+
+    def _merge_url(self, url: httpx.URL | str) -> httpx.URL:
+        if not isinstance(url, str):
+            return super()._merge_url(url)
+        merged = self._urls.get(url)
+        if merged is None:
+            if len(self._urls) >= URL_CACHE_SIZE:
+                self._urls.clear()
+            merged = self._urls[url] = super()._merge_url(url)
+        return merged
+
+    @property
+    def base_url(self) -> httpx.URL:
+        return self._base_url
+
+    @base_url.setter
+    def base_url(self, url: httpx.URL | str) -> None:
+        self._base_url = self._enforce_trailing_slash(httpx.URL(url))
+        self._urls = {}  # merged with the old one
+
+
 def make_client(
     connection: str,
     limiters: RateLimiterSet,
@@ -599,7 +717,7 @@ def make_client(
 ) -> httpx.AsyncClient:
     """An :class:`httpx.AsyncClient` whose every request goes through ``InstrumentedTransport``
     (``timeout`` bounds each read, ``deadline`` the whole request, ``max_response_bytes`` the body)."""
-    return httpx.AsyncClient(
+    return LeanAsyncClient(
         base_url=base_url,
         auth=auth,
         headers=dict(headers or {}),

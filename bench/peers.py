@@ -1,14 +1,16 @@
-"""Benchmark: apicenterd next to a plain httpx loop, on one job — CCV SalesPOS products into eAccounting.
+"""Benchmark: apicenterd next to two plain loops, on one job — CCV SalesPOS products into eAccounting.
 
-Both contenders run the same job against the bundled simulators on loopback, each simulator in a
+The contenders run the same job against the bundled simulators on loopback, each simulator in a
 process of its own with its rate limits off:
 
-``apicenterd``  ``apicenterd flows run products`` (a child process) with ``client_rate_limit = false``
-                on both connections and eAccounting signed in with a static ``access_token``; the
-                state store, hashing and the audit trail on, as in production.
-``plain loop``  a synchronous httpx loop (a child process): read every CCV product page by page, and
-                per product ``GET /v2/articles?$filter=Number eq '…'`` then ``POST`` (not found) or
-                ``PUT`` (found: a plain loop rewrites what it cannot tell is unchanged).
+``apicenterd``   ``apicenterd flows run products`` (a child process) with ``client_rate_limit = false``
+                 on both connections and eAccounting signed in with a static ``access_token``; the
+                 state store, hashing and the audit trail on, as in production.
+``httpx loop``   a synchronous httpx loop (a child process): read every CCV product page by page, and
+                 per product ``GET /v2/articles?$filter=Number eq '…'`` then ``POST`` (not found) or
+                 ``PUT`` (found: a plain loop rewrites what it cannot tell is unchanged).
+``stdlib loop``  the same loop on the standard library alone (``http.client`` keep-alive connections
+                 and ``json``): the issue's "plain stdlib loop (GET + POST per record)".
 
 For every size (``--sizes``) and contender, ``--repeat`` times with a fresh, empty eAccounting each
 time: a first sync of N products, then an unchanged rerun. Figures per contender and size, the
@@ -206,6 +208,72 @@ def plain_loop(ccv_url: str, eacc_url: str) -> dict[str, int]:
     return done
 
 
+def stdlib_loop(ccv_url: str, eacc_url: str) -> dict[str, int]:
+    """The same job as :func:`plain_loop` with nothing but the standard library: ``http.client``
+    (one keep-alive connection per vendor) and ``json`` (the issue's "plain stdlib loop")."""
+    import http.client
+    import urllib.parse
+
+    def connect(url: str) -> http.client.HTTPConnection:
+        parts = urllib.parse.urlsplit(url)
+        return http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=60)
+
+    def call(conn: http.client.HTTPConnection, method: str, path: str, headers: dict[str, str], body: Any = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        sent = {**headers, "Content-Type": "application/json"} if data is not None else headers
+        try:
+            conn.request(method, path, body=data, headers=sent)
+            response = conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            # the server closed the idle keep-alive connection (uvicorn: after 5 s): once more, anew
+            conn.close()
+            conn.request(method, path, body=data, headers=sent)
+            response = conn.getresponse()
+        raw = response.read()
+        if response.status >= 400:
+            raise SystemExit(f"{method} {path}: HTTP {response.status} {raw[:200]!r}")
+        return json.loads(raw) if raw else None
+
+    ccv, eacc = connect(ccv_url), connect(eacc_url)
+    done = {"created": 0, "updated": 0, "failed": 0}
+    auth = {"Authorization": f"Bearer {STATIC_TOKEN}", "Accept": "application/json"}
+    codings = call(eacc, "GET", "/v2/articleaccountcodings", auth)["Data"]
+    coding_by_rate = {float(c["VatRatePercent"]): c["Id"] for c in codings if c.get("VatRatePercent") is not None}
+    unit_id = call(eacc, "GET", "/v2/units", auth)["Data"][0]["Id"]
+    path: str | None = f"/api/rest/v1/products/?start=0&size={PAGE_SIZE}&orderby=id"
+    while path:
+        x_date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+        message = f"{CCV_PUBLIC_KEY}|GET|{path}||{x_date}".encode()
+        digest = hmac.new(CCV_PRIVATE_KEY.encode(), message, hashlib.sha512).hexdigest()
+        page = call(ccv, "GET", path, {"x-public": CCV_PUBLIC_KEY, "x-date": x_date, "x-hash": digest})
+        for product in page["items"]:
+            number = product["productnumber"]
+            rate = float(product.get("vatrate") or 21.0)
+            gross = round(float(product["price"]) - float(product.get("discount") or 0), 2)
+            article = {
+                "Number": number,
+                "Name": product["name"][:50],
+                "GrossPrice": gross,
+                "NetPrice": round(gross / (1 + rate / 100), 2),
+                "CodingId": coding_by_rate.get(rate) or codings[0]["Id"],
+                "UnitId": unit_id,
+                "IsActive": bool(product.get("is_active", True)),
+            }
+            query = urllib.parse.urlencode({"$filter": f"Number eq '{number.replace(chr(39), chr(39) * 2)}'"})
+            found = call(eacc, "GET", f"/v2/articles?{query}", auth)["Data"]
+            if found:
+                call(eacc, "PUT", f"/v2/articles/{found[0]['Id']}", auth, {**found[0], **article})
+                done["updated"] += 1
+            else:
+                call(eacc, "POST", "/v2/articles", auth, article)
+                done["created"] += 1
+        following = page.get("next") or None
+        path = urllib.parse.urlsplit(following)._replace(scheme="", netloc="").geturl() if following else None
+    ccv.close()
+    eacc.close()
+    return done
+
+
 # ---------------------------------------------------------------- measuring
 
 
@@ -239,7 +307,8 @@ def run_contender(which: str, ccv_url: str, records: int) -> dict[str, float]:
             config = write_config(directory, ccv_url, eacc_url)
             argv = [sys.executable, "-m", "apicenterd.cli", "flows", "run", "products", "--config", str(config), "--json"]
         else:
-            argv = [sys.executable, str(Path(__file__).resolve()), "--child-plain", ccv_url, eacc_url]
+            child = "--child-stdlib" if which == "stdlib loop" else "--child-plain"
+            argv = [sys.executable, str(Path(__file__).resolve()), child, ccv_url, eacc_url]
         figures: dict[str, float] = {}
         for phase in ("first", "rerun"):
             before = calls(eacc_url)
@@ -259,7 +328,7 @@ def run_contender(which: str, ccv_url: str, records: int) -> dict[str, float]:
     return figures
 
 
-CONTENDERS = ("plain loop", "apicenterd")
+CONTENDERS = ("stdlib loop", "httpx loop", "apicenterd")
 COLUMNS = (
     ("first_cpu_ms", "CPU ms / record, first sync", "{:.3f}"),
     ("rerun_cpu_ms", "CPU ms / record, unchanged rerun", "{:.3f}"),
@@ -287,12 +356,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10000,100000", help="comma-separated record counts (default 10000,100000)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per contender and size; the median is shown (default 3)")
-    parser.add_argument("--only", choices=CONTENDERS, help="run one contender only")
+    parser.add_argument("--only", choices=CONTENDERS, action="append", help="run this contender only (may be repeated)")
     parser.add_argument("--json", action="store_true", help="also print every figure as one JSON line per row")
     parser.add_argument("--child-plain", nargs=2, metavar=("CCV_URL", "EACC_URL"), help=argparse.SUPPRESS)
+    parser.add_argument("--child-stdlib", nargs=2, metavar=("CCV_URL", "EACC_URL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_plain:
         print(json.dumps(plain_loop(*args.child_plain)))
+        return
+    if args.child_stdlib:
+        print(json.dumps(stdlib_loop(*args.child_stdlib)))
         return
     try:
         sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
@@ -300,7 +373,7 @@ def main() -> None:
         parser.error(f"--sizes: {args.sizes!r} is not a comma-separated list of numbers")
     if not sizes or any(s < 1 for s in sizes) or args.repeat < 1:
         parser.error("--sizes needs positive numbers and --repeat at least 1")
-    contenders = [args.only] if args.only else list(CONTENDERS)
+    contenders = [c for c in CONTENDERS if c in args.only] if args.only else list(CONTENDERS)
     rows: list[tuple[int, str, dict[str, float]]] = []
     for size in sizes:
         with simulator("ccv", size) as ccv_url:

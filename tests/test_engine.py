@@ -401,3 +401,120 @@ async def test_unchanged_records_before_a_failed_write_keep_their_cursor(tmp_pat
         assert await store.get_cursor("products") == "2"  # settled without a write, saved all the same
     finally:
         await store.close()
+
+
+def test_the_one_dump_hash_is_the_hash_of_both_dumps():
+    """record_hash dumps a record once (Python mode) when every value is plain; the result, so the
+    hash every link keeps, is the same as from both dumps (an upgrade rewrites nothing)."""
+    from datetime import UTC, datetime
+
+    from apicenterd import compare
+    from apicenterd.model import Attribute, Order, OrderLine
+
+    def both_dumps(record, fields):
+        include = set(fields)
+        return compare._comparable(record.model_dump(include=include), record.model_dump(mode="json", include=include))
+
+    records = [
+        product("A", price_excl_tax=Decimal("13.50"), quantity=Decimal("0E-3"), images=("https://x/1.jpg",), categories=("a", "b")),
+        product("B", price_excl_tax=None, weight_kg=Decimal("1.2300"), attributes=(Attribute(name="colour", value="red"),)),
+        StockLevel(sku="S", on_hand=Decimal("5.0"), available=Decimal("3")),
+        Order(number="O1", status="open", created_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), lines=(OrderLine(sku="A", quantity=Decimal("2.50"), unit_price=Decimal("1.10")),), total=Decimal("2.750")),
+    ]
+    for record in records:
+        fields = frozenset(type(record).model_fields)
+        assert compare._dump(record, fields) == both_dumps(record, fields), record
+    plain = compare._dump(records[0], frozenset(type(records[0]).model_fields))
+    assert plain["price_excl_tax"] == "13.5" and plain["images"] == ["https://x/1.jpg"]
+    with pytest.raises(compare._NotPlain):  # a datetime: only the JSON mode knows its form
+        compare._plain(records[-1].model_dump())
+
+
+async def test_a_batch_has_several_writes_in_flight_and_settles_them_in_the_sources_order(tmp_path, registry, memory, monkeypatch):
+    import anyio
+    from fakes import MemoryTarget
+
+    for i in range(8):
+        memory.put(product(f"S{i}"), f"2026-01-0{i + 1}")
+    in_flight, most = 0, 0
+    four_in, s3_done = anyio.Event(), anyio.Event()
+    original = MemoryTarget.create
+
+    async def create(self, entity, record):
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            if in_flight == 4:
+                four_in.set()
+            with anyio.fail_after(30):  # the first four wait for each other: one at a time never gets here
+                await four_in.wait()
+                if record.sku == "S0":  # and the first finishes after the fourth
+                    await s3_done.wait()
+            return await original(self, entity, record)
+        finally:
+            in_flight -= 1
+            if record.sku == "S3":
+                s3_done.set()
+
+    monkeypatch.setattr(MemoryTarget, "create", create)
+    result = await run_once(make_config(tmp_path, registry), tmp_path, writes_in_flight=4)
+    assert result.status == "ok" and result.counts["created"] == 8
+    assert most == 4
+    store = SQLiteStore(tmp_path / "state.db")
+    await store.open()
+    try:
+        audit = list(reversed(await store.audit(flow="products")))
+        assert [a.source_id for a in audit] == [f"S{i}" for i in range(8)]  # settled in the source's order
+        assert await store.get_cursor("products") == "2026-01-08"
+    finally:
+        await store.close()
+
+
+async def test_the_cursor_never_passes_a_record_in_flight_when_the_run_stops(tmp_path, registry, memory, monkeypatch):
+    import anyio
+    from fakes import MemoryTarget
+
+    from apicenterd import FatalError
+
+    for i in range(8):
+        memory.put(product(f"S{i}"), f"2026-01-0{i + 1}")
+    s5_done = anyio.Event()
+    original = MemoryTarget.create
+    broken = True
+
+    async def create(self, entity, record):
+        if broken and record.sku == "S2":  # fails for good once S3, S4 and S5 are written
+            with anyio.fail_after(30):
+                await s5_done.wait()
+            raise FatalError("the target refuses S2")
+        try:
+            return await original(self, entity, record)
+        finally:
+            if record.sku == "S5":
+                s5_done.set()
+
+    monkeypatch.setattr(MemoryTarget, "create", create)
+    resolved = make_config(tmp_path, registry)
+    first = await run_once(resolved, tmp_path, writes_in_flight=4)
+    assert first.status == "failed" and "refuses S2" in first.error
+    assert first.counts["created"] == 2  # S0, S1: settled; S3-S7 written, not settled (S2 is before them)
+    assert sorted(r["sku"] for r in memory.target.values()) == ["S0", "S1", "S3", "S4", "S5", "S6", "S7"]
+    store = SQLiteStore(tmp_path / "state.db")
+    await store.open()
+    try:
+        assert await store.get_cursor("products") == "2026-01-02"  # S1's: never past S2
+        links = await store.get_links("src", "products", [f"S{i}" for i in range(8)], "dst")
+        assert sorted(links) == ["S0", "S1"]
+    finally:
+        await store.close()
+    broken = False
+    second = await run_once(resolved, tmp_path, writes_in_flight=4)
+    assert second.status == "ok"
+    assert second.counts["created"] == 1 and second.counts["unchanged"] == 6  # S1 (at the cursor) and S3-S7, found by key
+    assert sorted(r["sku"] for r in memory.target.values()) == [f"S{i}" for i in range(8)]  # none written twice
+
+
+def test_writes_in_flight_must_be_at_least_one(tmp_path, registry):
+    with pytest.raises(ValueError, match="writes_in_flight must be at least 1, got 0"):
+        Engine(make_config(tmp_path, registry), SQLiteStore(tmp_path / "state.db"), writes_in_flight=0)

@@ -423,3 +423,58 @@ async def test_a_call_held_by_a_second_limit_is_counted_in_the_first_when_it_goe
     assert sent[3] - sent[0] >= 3600
     assert list(buckets["minutely"]._sent)[-2:] == pytest.approx(sent[3:], abs=0.01)
     assert_never_more_than(sent, 2, 60)
+
+
+# --- the lean client: no cookie jar, URLs parsed once, pooled connections reused cheaply -----------
+
+
+@pytest.mark.anyio
+async def test_lean_client_keeps_no_cookies_parses_a_path_once_and_reuses_its_connection(monkeypatch):
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from apicenterd.http import LeanAsyncClient, _LeanStream, make_client
+    from apicenterd.testing import serve_app
+
+    async def echo(request: Request) -> JSONResponse:
+        body = await request.body()
+        response = JSONResponse(
+            {"path": request.url.path, "query": str(request.url.query), "cookie": request.headers.get("cookie"), "size": len(body)}
+        )
+        response.set_cookie("session", "s1")
+        return response
+
+    app = Starlette(routes=[Route("/{path:path}", echo, methods=["GET", "POST"])])
+    from httpcore._backends.anyio import AnyIOStream
+
+    sends: list[int] = []
+    real_write = AnyIOStream.write
+
+    async def counted(self, buffer, timeout=None):
+        sends.append(len(buffer))
+        return await real_write(self, buffer, timeout)
+
+    monkeypatch.setattr(AnyIOStream, "write", counted)
+    with serve_app(app) as url:
+        client = make_client("c", RateLimiterSet("c", []), base_url=url + "/api/")
+        assert isinstance(client, LeanAsyncClient)
+        async with client:
+            first = (await client.get("items/", params={"page": 1})).json()
+            second = (await client.get("items/", params={"page": 2})).json()
+            assert (first["path"], first["query"], first["cookie"]) == ("/api/items/", "page=1", None)
+            assert (second["query"], second["cookie"]) == ("page=2", None)  # the answer's Set-Cookie was not kept
+            assert client.cookies.jar is not None and len(client.cookies) == 0
+            assert client._urls["items/"] == httpx.URL(url + "/api/items/")  # parsed once, then reused
+            client.base_url = url + "/other"
+            assert (await client.get("items/")).json()["path"] == "/other/items/"  # a new base: merged anew
+            sends.clear()
+            assert (await client.post("items/", content=b"x" * 1000)).json()["size"] == 1000
+            assert len(sends) == 1 and sends[0] > 1000  # head and body in one send
+            sends.clear()
+            assert (await client.post("items/", content=b"y" * 300_000)).json()["size"] == 300_000
+            assert len(sends) == 1 and sends[0] > 300_000  # held past 64 KiB: sent at once, whole
+            pool = client._transport.inner._pool
+            [connection] = pool.connections  # every request went over one connection
+            assert isinstance(connection._connection._network_stream, _LeanStream)

@@ -7,7 +7,7 @@ import sqlite3
 import pg_support
 import pytest
 
-from apicenterd.state import AuditEntry, Link, SQLiteStore
+from apicenterd.state import AuditEntry, Link, Settlement, SQLiteStore
 from apicenterd.state.sqlite import MIGRATIONS, migrate
 
 pytestmark = pytest.mark.anyio
@@ -220,6 +220,64 @@ async def test_settle_is_atomic(store, broken):
     await store.settle(entry(), link=link(), cursor="after")
     assert await store.get_cursor("f") == "after"
     assert len(await store.audit()) == 1
+
+
+async def test_settle_many_writes_a_batch_in_order_with_one_cursor(store, clock):
+    run = await store.start_run("f")
+    await store.settle(entry("S3", run_id=run, action="failed", reason="old"), payload='{"n": 0}')
+    batch = [
+        Settlement(entry("S1", run_id=run, target_id="T1", key="K1"), link("S1", "T1")),
+        Settlement(entry("S2", run_id=run, action="failed", reason="too long"), payload='{"n": 2}'),
+        Settlement(entry("S2", run_id=run, action="updated", target_id="T2"), link("S2", "T2", "h2")),  # S2 fails, then settles
+        Settlement(entry("S3", run_id=run, action="failed", reason="still"), payload='{"n": 3}'),  # counted again
+        Settlement(entry("S4", run_id=run, action="skipped", reason="filtered out")),
+        Settlement(entry("S1", run_id=run, action="updated", target_id="T1"), link("S1", "T1", "h9")),  # later link wins
+        Settlement(entry("S5", run_id=run, action="created", target_id="T5"), link("S5", "T5")),
+        Settlement(entry("S5", run_id=run, action="failed", reason="now broken"), payload='{"n": 5}'),  # settles, then fails
+    ]
+    await store.settle_many("f", batch, cursor="c8")
+    assert await store.get_cursor("f") == "c8"
+    audit = list(reversed(await store.audit(flow="f")))[1:]  # oldest first, less the first failure
+    assert [(a.source_id, a.action, a.reason) for a in audit] == [
+        (s.audit.source_id, s.audit.action, s.audit.reason) for s in batch
+    ]
+    assert all(a.run_id == run and a.at == clock.now for a in audit)
+    links = await store.get_links("src", "products", ["S1", "S2", "S3", "S4", "S5"], "dst")
+    assert {k: (v.target_id, v.hash) for k, v in links.items()} == {"S1": ("T1", "h9"), "S2": ("T2", "h2"), "S5": ("T5", "h1")}
+    letters = await store.open_dead_letters("f", ["S1", "S2", "S3", "S4", "S5"])
+    assert {k: (v.error, v.payload, v.attempts) for k, v in letters.items()} == {
+        "S3": ("still", '{"n": 3}', 2),
+        "S5": ("now broken", '{"n": 5}', 1),
+    }
+    # nothing settled but the cursor (records that needed no write): the cursor moves alone
+    await store.settle_many("f", [], cursor="c9")
+    assert await store.get_cursor("f") == "c9"
+    await store.settle_many("f", [])
+    assert await store.get_cursor("f") == "c9"
+    assert len(await store.audit(flow="f")) == len(batch) + 1
+
+
+async def test_settle_many_is_all_or_nothing(store):
+    await store.set_cursor("f", "before")
+    import psycopg
+
+    batch = [
+        Settlement(entry("S1"), link("S1", "T1")),
+        Settlement(entry("S2", action="failed", reason="no"), payload="{}"),
+        Settlement(entry("S3"), Link("src", "products", "S3", "dst", None, "h")),  # NOT NULL fails after the others
+    ]
+    with pytest.raises((sqlite3.Error, psycopg.Error)):
+        await store.settle_many("f", batch, cursor="after")
+    assert await store.audit() == []
+    assert await store.get_links("src", "products", ["S1", "S2", "S3"], "dst") == {}
+    assert await store.open_dead_letters("f", ["S2"]) == {}
+    assert await store.get_cursor("f") == "before"
+    with pytest.raises(ValueError, match="flow 'g'.*flow 'f'"):  # a record of another flow: refused, nothing written
+        await store.settle_many("f", [Settlement(entry("S1")), Settlement(entry("S2", flow="g"))], cursor="after")
+    assert await store.audit() == []
+    await store.settle_many("f", batch[:2], cursor="after")  # and the store is still usable
+    assert await store.get_cursor("f") == "after"
+    assert len(await store.audit()) == 2
 
 
 # --- runs and audit ---------------------------------------------------------------------------------

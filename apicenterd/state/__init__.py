@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from .base import AuditEntry, DeadLetter, Link, Run, StateStore
+from .base import AuditEntry, DeadLetter, Link, Run, Settlement, StateStore
 from .lock import DaemonLock, DaemonRunning, FlowBusy, LockError, StoreBusy, daemon_lock_holder
 from .sqlite import SQLiteStore
 
@@ -21,6 +21,7 @@ __all__ = [
     "DeadLetter",
     "Link",
     "Run",
+    "Settlement",
     "StateStore",
     "SQLiteStore",
     "DaemonLock",

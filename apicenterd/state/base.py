@@ -8,7 +8,7 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
-__all__ = ["Link", "AuditEntry", "DeadLetter", "Run", "StateStore", "ACTIONS"]
+__all__ = ["Link", "AuditEntry", "DeadLetter", "Run", "Settlement", "StateStore", "ACTIONS"]
 
 ACTIONS = ("created", "updated", "unchanged", "skipped", "failed")
 """What can happen to a record in a run."""
@@ -41,6 +41,16 @@ class AuditEntry:
     reason: str | None = None
     at: float = 0.0
     id: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Settlement:
+    """One record's outcome as :meth:`StateStore.settle_many` writes it: its audit entry, its new
+    link (if any) and, for a failed record, its ``payload`` (it enters the dead-letter queue)."""
+
+    audit: AuditEntry
+    link: Link | None = None
+    payload: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +140,11 @@ class StateStore(Protocol):
     ) -> None:
         """Record a record's outcome, its link and the flow's new cursor in one transaction; a failed
         record with its ``payload`` enters the dead-letter queue, a settled one leaves it."""
+
+    async def settle_many(self, flow: str, settlements: Sequence[Settlement], *, cursor: str | None = None) -> None:
+        """Settle several records of ``flow`` (in order) and set its ``cursor`` (when given) in one
+        transaction, each as :meth:`settle` would: all of it is written, or none. The engine settles
+        a batch with one call; the cursor it gives never passes a record not in this call or before."""
 
     async def dead_letters(
         self,

@@ -4,6 +4,7 @@ the SQLite store, through psycopg 3 (async) and a psycopg_pool connection pool."
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import re
@@ -20,10 +21,17 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from ..errors import StateError
-from .base import AuditEntry, DeadLetter, Link, Run
+from .base import AuditEntry, DeadLetter, Link, Run, Settlement
 from .lock import POLL_INTERVAL, FlowBusy, _holder_info, describe_holder
+from .settling import AUDIT_INSERT, CURSOR_UPSERT, LETTER_FAILED, LETTER_RESOLVED, LINK_UPSERT, settle_rows
 
 __all__ = ["PostgresStore", "MIGRATIONS", "migrate", "redact_url", "is_postgres_url"]
+
+
+@functools.cache
+def _pg(statement: str) -> str:
+    """A statement the SQLite store writes with ``?`` placeholders, in psycopg's ``%s`` (they share the SQL)."""
+    return statement.replace("?", "%s")
 
 MIGRATIONS: list[str] = [
     # 1: the schema of SQLite's version 4 (cursors, links, runs, audit, tokens, dead letters with
@@ -430,50 +438,24 @@ class PostgresStore:
         """Write audit entry, link and cursor in one transaction; a ``failed`` entry with its record's
         ``payload`` goes to the dead-letter queue (attempts counted), any other outcome resolves the
         record's open dead letter."""
+        await self.settle_many(audit.flow, (Settlement(audit, link, payload),), cursor=cursor)
+
+    async def settle_many(self, flow: str, settlements: Sequence[Settlement], *, cursor: str | None = None) -> None:
+        """Settle several records of ``flow`` and set its cursor in one transaction (see :meth:`settle`):
+        one round of commits for a whole batch, the audit and link rows sent with ``executemany``."""
         now = self._clock()
-        async with self._conn() as conn, conn.transaction():
-            if audit.action == "failed" and payload is not None:
-                await conn.execute(
-                    "INSERT INTO dead_letters (flow, entity, source_id, key, payload, error, attempts, "
-                    "first_failed_at, last_failed_at, status) VALUES (%s,%s,%s,%s,%s,%s,1,%s,%s,'open') "
-                    "ON CONFLICT (flow, source_id) DO UPDATE SET payload=excluded.payload, error=excluded.error, "
-                    "key=excluded.key, attempts=dead_letters.attempts + 1, last_failed_at=excluded.last_failed_at, "
-                    "status='open', purged_at=NULL, warned_at=NULL",
-                    (audit.flow, audit.entity, audit.source_id, audit.key, payload, audit.reason or "", now, now),
-                )
-            elif audit.action != "failed":
-                await conn.execute(
-                    "UPDATE dead_letters SET status='resolved' WHERE flow=%s AND source_id=%s AND status='open'",
-                    (audit.flow, audit.source_id),
-                )
-            await conn.execute(
-                "INSERT INTO audit (flow, run_id, entity, source_id, target_id, key, action, reason, at) "
-                "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-                (
-                    audit.flow,
-                    audit.run_id,
-                    audit.entity,
-                    audit.source_id,
-                    audit.target_id,
-                    audit.key,
-                    audit.action,
-                    audit.reason,
-                    audit.at or now,
-                ),
-            )
-            if link is not None:
-                await conn.execute(
-                    "INSERT INTO links (source, entity, source_id, target, target_id, hash, updated_at) "
-                    "VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (source, entity, source_id, target) DO UPDATE SET "
-                    "target_id=excluded.target_id, hash=excluded.hash, updated_at=excluded.updated_at",
-                    (link.source, link.entity, link.source_id, link.target, link.target_id, link.hash, now),
-                )
+        letters, audits, links = settle_rows(flow, settlements, now)
+        if not (letters or audits or links or cursor is not None):
+            return
+        async with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
+            for failed, row in letters:  # in order: a record may fail, then settle, in one batch
+                await cur.execute(_pg(LETTER_FAILED if failed else LETTER_RESOLVED), row)
+            if audits:
+                await cur.executemany(_pg(AUDIT_INSERT), audits)
+            if links:
+                await cur.executemany(_pg(LINK_UPSERT), links)
             if cursor is not None:
-                await conn.execute(
-                    "INSERT INTO cursors (flow, cursor, updated_at) VALUES (%s,%s,%s) ON CONFLICT (flow) "
-                    "DO UPDATE SET cursor=excluded.cursor, updated_at=excluded.updated_at",
-                    (audit.flow, cursor, now),
-                )
+                await cur.execute(_pg(CURSOR_UPSERT), (flow, cursor, now))
 
     # ------------------------------------------------------------------------------ dead letters
 

@@ -20,7 +20,8 @@ import anyio.to_thread
 
 from ..errors import StateError
 from . import lock
-from .base import AuditEntry, DeadLetter, Link, Run
+from .base import AuditEntry, DeadLetter, Link, Run, Settlement
+from .settling import AUDIT_INSERT, CURSOR_UPSERT, LETTER_FAILED, LETTER_RESOLVED, LINK_UPSERT, settle_rows
 
 __all__ = ["SQLiteStore", "MIGRATIONS", "state_error"]
 
@@ -342,53 +343,27 @@ class SQLiteStore:
         """Write audit entry, link and cursor in one transaction. A ``failed`` entry with its record's
         ``payload`` goes to the dead-letter queue (attempts counted); any other outcome for the same
         record resolves its open dead letter."""
+        await self.settle_many(audit.flow, (Settlement(audit, link, payload),), cursor=cursor)
+
+    async def settle_many(self, flow: str, settlements: Sequence[Settlement], *, cursor: str | None = None) -> None:
+        """Settle several records of ``flow`` and set its cursor in one transaction (see :meth:`settle`):
+        one commit for a whole batch, its rows written with one statement per table."""
         now = self._clock()
+        letters, audits, links = settle_rows(flow, settlements, now)
+        if not (letters or audits or links or cursor is not None):
+            return
 
         def write(db: sqlite3.Connection) -> None:
             db.execute("BEGIN IMMEDIATE")
             try:
-                if audit.action == "failed" and payload is not None:
-                    db.execute(
-                        "INSERT INTO dead_letters (flow, entity, source_id, key, payload, error, attempts, "
-                        "first_failed_at, last_failed_at, status) VALUES (?,?,?,?,?,?,1,?,?,'open') "
-                        "ON CONFLICT (flow, source_id) DO UPDATE SET payload=excluded.payload, error=excluded.error, "
-                        "key=excluded.key, attempts=dead_letters.attempts + 1, last_failed_at=excluded.last_failed_at, "
-                        "status='open', purged_at=NULL, warned_at=NULL",
-                        (audit.flow, audit.entity, audit.source_id, audit.key, payload, audit.reason or "", now, now),
-                    )
-                elif audit.action != "failed":
-                    db.execute(
-                        "UPDATE dead_letters SET status='resolved' WHERE flow=? AND source_id=? AND status='open'",
-                        (audit.flow, audit.source_id),
-                    )
-                db.execute(
-                    "INSERT INTO audit (flow, run_id, entity, source_id, target_id, key, action, reason, at) "
-                    "VALUES (?,?,?,?,?,?,?,?,?)",
-                    (
-                        audit.flow,
-                        audit.run_id,
-                        audit.entity,
-                        audit.source_id,
-                        audit.target_id,
-                        audit.key,
-                        audit.action,
-                        audit.reason,
-                        audit.at or now,
-                    ),
-                )
-                if link is not None:
-                    db.execute(
-                        "INSERT INTO links (source, entity, source_id, target, target_id, hash, updated_at) "
-                        "VALUES (?,?,?,?,?,?,?) ON CONFLICT (source, entity, source_id, target) DO UPDATE SET "
-                        "target_id=excluded.target_id, hash=excluded.hash, updated_at=excluded.updated_at",
-                        (link.source, link.entity, link.source_id, link.target, link.target_id, link.hash, now),
-                    )
+                for failed, row in letters:  # in order: a record may fail, then settle, in one batch
+                    db.execute(LETTER_FAILED if failed else LETTER_RESOLVED, row)
+                if audits:
+                    db.executemany(AUDIT_INSERT, audits)
+                if links:
+                    db.executemany(LINK_UPSERT, links)
                 if cursor is not None:
-                    db.execute(
-                        "INSERT INTO cursors (flow, cursor, updated_at) VALUES (?,?,?) ON CONFLICT (flow) "
-                        "DO UPDATE SET cursor=excluded.cursor, updated_at=excluded.updated_at",
-                        (audit.flow, cursor, now),
-                    )
+                    db.execute(CURSOR_UPSERT, (flow, cursor, now))
                 db.execute("COMMIT")
             except BaseException:
                 _rollback(db)

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -164,8 +165,18 @@ class CCVClient:
         self.page_size = min(page_size, MAX_PAGE_SIZE)
         self._api_path = http.base_url.raw_path.decode("ascii")
 
-    async def request(self, method: str, url: str, *, what: str, params: dict[str, Any] | None = None, json: Any = None) -> Any:
-        """Send one request; the parsed JSON body (None for an empty body), or the classified error."""
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        parse_float: Callable[[str], Any] = Decimal,
+    ) -> Any:
+        """Send one request; the parsed JSON body (None for an empty body; numbers with a fraction
+        by ``parse_float``), or the classified error."""
         # timeouts and broken connections, also mid-body, arrive as RetryableError from the
         # daemon's transport (apicenterd.ConnectionContext.http_client)
         response = await self.http.request(method, url, params=params, json=json)
@@ -173,7 +184,7 @@ class CCVClient:
             raise error_from_response(response, what)
         if not response.content:
             return None
-        return json_body(response, what)
+        return json_body(response, what, parse_float=parse_float)
 
     async def get_one(self, url: str, *, what: str) -> dict[str, Any]:
         """GET one resource and check it is a JSON object."""
@@ -190,14 +201,16 @@ class CCVClient:
         relative = parts.path[len(self._api_path):]
         return f"{relative}?{parts.query}" if parts.query else relative
 
-    async def pages(self, url: str, *, what: str, params: dict[str, Any] | None = None) -> AsyncIterator[list[dict[str, Any]]]:
+    async def pages(
+        self, url: str, *, what: str, params: dict[str, Any] | None = None, parse_float: Callable[[str], Any] = Decimal
+    ) -> AsyncIterator[list[dict[str, Any]]]:
         """The pages of a collection: the first by ``start``/``size``, the rest by its ``next`` links
         (:func:`apicenterd.kit.paginate_next_link`: a link followed before is a loop)."""
         first = {**(params or {}), "start": 0, "size": self.page_size}
 
         async def fetch(link: str | None) -> Page[dict[str, Any]]:
             path, query = (url, first) if link is None else (self._follow(link, what), None)
-            body = await self.request("GET", path, what=what, params=query)
+            body = await self.request("GET", path, what=what, params=query, parse_float=parse_float)
             if not isinstance(body, dict) or not isinstance(body.get("items"), list):
                 raise FatalError(f"{what}: GET {url} did not return a collection ({{items: [...], next: ...}})")
             for item in body["items"]:
@@ -208,13 +221,18 @@ class CCVClient:
         async for items in paginate_next_link(fetch, endpoint=f"{what} (GET {url})"):
             yield list(items)
 
-    def collection(self, url: str, *, what: str, params: dict[str, Any] | None = None) -> AsyncGenerator[dict[str, Any], None]:
+    def collection(
+        self, url: str, *, what: str, params: dict[str, Any] | None = None, parse_float: Callable[[str], Any] = Decimal
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """Every item of a collection, page by page (see :meth:`pages`)."""
-        return each_item(self.pages(url, what=what, params=params))
+        return each_item(self.pages(url, what=what, params=params, parse_float=parse_float))
 
-    def products(self, *, orderby: str = "id", **filters: Any) -> AsyncGenerator[dict[str, Any], None]:
-        """``GET /products/`` with ``orderby`` and list filters (e.g. ``productnumber``)."""
-        return self.collection("products/", what="products", params={"orderby": orderby, **filters})
+    def products(
+        self, *, orderby: str = "id", parse_float: Callable[[str], Any] = Decimal, **filters: Any
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """``GET /products/`` with ``orderby`` and list filters (e.g. ``productnumber``); ``parse_float=str``
+        keeps numbers with a fraction as their text (for :func:`mapping.to_decimal`, which reads both)."""
+        return self.collection("products/", what="products", params={"orderby": orderby, **filters}, parse_float=parse_float)
 
     def orders(self, **filters: Any) -> AsyncGenerator[dict[str, Any], None]:
         """``GET /orders/`` with list filters (``status``, ``is_completed``, ...)."""

@@ -416,7 +416,9 @@ class CCVSalesPOSConnector(Connector):
         newest: datetime | None = None
         pending: Change | None = None
         floor = since or MIN_PRODUCT_CURSOR
-        async with contextlib.aclosing(self.client.products(orderby="modifydate_desc")) as items:
+        # numbers kept as their text: product_to_canonical reads every one through to_decimal (the same
+        # Decimal), and a page of ~100 products decodes in less than half the time than with Decimal
+        async with contextlib.aclosing(self.client.products(orderby="modifydate_desc", parse_float=str)) as items:
             async for item in items:
                 product_id = _int_id(item)
                 try:

@@ -441,3 +441,21 @@ def test_an_unreadable_row_count_is_kept_per_product_when_asked(order_row):
     errors: dict[int, str] = {}
     assert mapping.reserved_quantities(rows, errors) == {123456: Decimal(1)}
     assert errors == {7: "reserved stock unknown: order row 2.count: expected a number, got 'twee'"}
+
+
+def test_a_product_read_with_its_numbers_as_text_maps_to_the_same_record():
+    """read_products decodes pages with parse_float=str (faster); every number goes through
+    to_decimal, so the canonical product, and the hash that decides a write, are the same."""
+    import json as jsonlib
+    from decimal import Decimal as D
+
+    from apicenterd_ccv_salespos import mapping as m
+
+    text = (
+        '{"id": 7, "productnumber": "SKU-7", "name": "Kaas", "price": 12.950, "discount": 0.5, "vatrate": 9.0,'
+        ' "purchaseprice": 1e1, "stockenabled": true, "stock": 42.25, "weight": 0.416, "is_active": true}'
+    )
+    as_decimal = m.product_to_canonical(jsonlib.loads(text, parse_float=D))
+    as_text = m.product_to_canonical(jsonlib.loads(text, parse_float=str))
+    assert as_text == as_decimal
+    assert as_text.purchase_price == D("1E+1") and as_text.quantity == D("42.25") and as_text.tax_rate == D("9.0")
