@@ -682,6 +682,17 @@ class Connector:
         raise WebhookRejected(f"connector {self.name!r} does not take webhooks")
 
     @classmethod
+    def oauth_consent_url(cls, settings: ConnectorSettings) -> str | None:
+        """The OAuth2 consent page (without its query) for a connection with ``settings``: where
+        ``apicenterd auth CONNECTION`` sends the operator; None if the connector has none.
+
+        The default is the settings' ``authorize_url`` when they have one set, else
+        :attr:`oauth_authorize_url`. Override it when the page follows from other settings: a
+        sandbox ``token_url`` has a sandbox consent page, a regional ``base_url`` a regional one.
+        """
+        return getattr(settings, "authorize_url", None) or cls.oauth_authorize_url
+
+    @classmethod
     def takes_webhooks(cls) -> bool:
         """Whether this connector overrides :meth:`webhook`."""
         return cls.webhook is not Connector.webhook

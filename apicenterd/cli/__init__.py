@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -274,11 +274,24 @@ def _registry() -> Registry:
     return registry
 
 
-def _load(path: str, registry: Registry) -> Resolved:
+def _load(path: str, registry: Registry, *, secrets_of: bool | Collection[str] = True, leave_out: Collection[str] = ()) -> Resolved:
+    """The configuration, resolved; Usage listing every mistake. ``secrets_of``/``leave_out``: see
+    :func:`apicenterd.config.resolve` (read-only commands resolve no secret; a command acting on one
+    flow or connection resolves only those)."""
     try:
-        return load(path, registry)
+        return load(path, registry, secrets_of=secrets_of, leave_out=leave_out)
     except ConfigError as exc:
-        raise Usage("\n".join(f"{path}: {p}" if not p.startswith(str(path)) else p for p in exc.problems)) from None
+        raise Usage("\n".join(_where(path, p) for p in exc.problems)) from None
+
+
+def _where(path: str, problem: str) -> str:
+    """``problem`` prefixed with the file it is in, unless it names its origin (the file, or the environment)."""
+    return problem if problem.startswith((str(path), "environment")) else f"{path}: {problem}"
+
+
+def _load_readonly(path: str, registry: Registry) -> Resolved:
+    """The configuration for a command that reads the state store or the file only: no secret is read."""
+    return _load(path, registry, secrets_of=False)
 
 
 def _escape_table() -> dict[int, str]:
@@ -312,15 +325,35 @@ def _ts(value: float | None) -> str:
     return datetime.fromtimestamp(value, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if value else ""
 
 
-async def _with_store(resolved: Resolved, fn):
+async def _with_store(resolved: Resolved, fn, *, create: bool = True):
+    """``fn(store)`` on the configured state store, opened for it. ``create=False`` (commands that read
+    or tidy the state): a SQLite file that is not there is a Usage error naming the path, not a new
+    empty database."""
     from ..state import store_for
 
+    if not create:
+        _require_state(resolved)
     store = store_for(resolved.config.state.url, resolved.state_path)
     await store.open()
     try:
         return await fn(store)
     finally:
         await store.close()
+
+
+def _require_state(resolved: Resolved) -> None:
+    """Usage naming the path when the SQLite state file is not there (a wrong path or config)."""
+    if not resolved.config.state.url and not os.path.lexists(resolved.state_path):
+        raise Usage(_no_state_file(resolved))
+
+
+def _no_state_file(resolved: Resolved) -> str:
+    env = next((k for k in os.environ if k.upper() == "APICENTERD_STATE__PATH"), None)
+    origin = f"${env} = {os.environ[env]}" if env else f"[state] path in {resolved.path}"
+    return (
+        f"state file {resolved.state_path} does not exist ({origin}): is it the daemon's configuration "
+        "(--config, $APICENTERD_CONFIG) and path? The daemon creates the file when it first starts; nothing was created"
+    )
 
 
 # The commands, one module per group; imported last, as they use the helpers above (and look up

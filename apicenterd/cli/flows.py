@@ -13,12 +13,12 @@ from .. import cli as _cli
 from .. import fieldpath
 from ..config import Resolved
 from ..observe import logs
-from . import EXIT_RECORDS_FAILED, Usage, _load, _print_table, _tell_waiting, _with_store, terminal_safe
+from . import EXIT_RECORDS_FAILED, Usage, _load, _load_readonly, _print_table, _tell_waiting, _with_store, terminal_safe
 
 
 def cmd_flows_list(args: argparse.Namespace) -> int:
     """List configured flows."""
-    resolved = _load(args.config, _cli._registry())
+    resolved = _load_readonly(args.config, _cli._registry())
     items = [
         {
             "name": f.name,
@@ -53,9 +53,11 @@ def cmd_flows_run(args: argparse.Namespace) -> int:
         daemon = find_daemon(args.config, local=args.local)
         if daemon is not None:
             return _remote_run(args, daemon)
-    resolved = _load(args.config, _cli._registry())
+    resolved = _load_readonly(args.config, _cli._registry())
     if args.name not in resolved.flows:
         raise Usage(f"no flow named {args.name!r} (defined: {', '.join(sorted(resolved.flows)) or 'none'})")
+    flow = resolved.flows[args.name]
+    resolved = _load(args.config, _cli._registry(), secrets_of={flow.source, flow.target})  # its two connections only
     logs.configure(resolved.config.daemon.log_level, stream="stderr")
 
     engine_box: list[Engine] = []
@@ -207,7 +209,7 @@ def mapping_rows(resolved: Resolved, name: str) -> list[dict[str, str]]:
 
 def cmd_flows_mapping(args: argparse.Namespace) -> int:
     """Print a flow's mapping."""
-    resolved = _load(args.config, _cli._registry())
+    resolved = _load_readonly(args.config, _cli._registry())
     if args.name not in resolved.flows:
         raise Usage(f"no flow named {args.name!r} (defined: {', '.join(sorted(resolved.flows)) or 'none'})")
     rows = mapping_rows(resolved, args.name)

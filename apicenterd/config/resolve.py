@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,8 @@ from ..observe.logs import redactor
 from ..plugin import Connector, ConnectorSettings
 from ..registry import Registry
 from ..schedule import Schedule
-from .schema import Config
-from .secrets import _admin_token, _secret_values, _settings_with_secrets, _token_key
+from .schema import Config, ConnectionConfig
+from .secrets import UNREAD_SECRET, UNRESOLVED, _admin_token, _is_reference, _secret_values, _settings_with_secrets, _token_key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,9 +92,11 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _problems(exc: ValidationError, prefix: str = "") -> list[str]:
+def _problems(exc: ValidationError, prefix: str = "", *, skip_input: str | None = None) -> list[str]:
     out = []
     for err in exc.errors(include_url=False):
+        if skip_input is not None and err.get("input") == skip_input:
+            continue
         where = _loc(err["loc"])
         where = f"{prefix}.{where}" if prefix and where else (prefix or where)
         message = err["msg"].removeprefix("Value error, ")
@@ -140,8 +142,23 @@ def read_config(path: str | os.PathLike[str]) -> Config:
         raise ConfigError([f"{path}: cannot be checked: {type(exc).__name__} (values nested too deeply or too large)"]) from None
 
 
-def resolve(config: Config, registry: Registry, path: Path) -> Resolved:
-    """Check ``config`` against the installed connectors; ConfigError listing every mistake."""
+def resolve(
+    config: Config,
+    registry: Registry,
+    path: Path,
+    *,
+    secrets_of: bool | Collection[str] = True,
+    leave_out: Collection[str] = (),
+) -> Resolved:
+    """Check ``config`` against the installed connectors; ConfigError listing every mistake.
+
+    ``secrets_of``: which connections' secrets are resolved (and settings fully checked): every one
+    (True, the daemon and ``check``), none (False: the read-only commands, which touch no vendor and
+    so need none of the secrets systemd hands to the daemon alone), or the named ones (a command that
+    acts on one flow or connection). A connection left out keeps its references unread and its
+    settings unchecked. ``leave_out``: settings not read for the resolved connections (``auth`` does
+    not read the ``refresh_token`` it is there to produce). ``[state] token_key`` is resolved unless
+    ``secrets_of`` is False; ``[admin] token`` only when it is True."""
     problems: list[str] = []
     connections: dict[str, Connection] = {}
     secrets: set[str] = set()
@@ -152,13 +169,16 @@ def resolve(config: Config, registry: Registry, path: Path) -> Resolved:
         except PluginError as exc:
             problems.append(f"{where}.connector: {exc}")
             continue
-        raw = _settings_with_secrets(cfg, where, problems, secrets)
-        try:
-            settings = cls.Settings.model_validate(raw)
-        except ValidationError as exc:
-            problems.extend(_problems(exc, where))
-            continue
-        secrets |= _secret_values(settings)
+        if secrets_of is True or (secrets_of is not False and name in secrets_of):
+            raw = _settings_with_secrets(cfg, where, problems, secrets, leave_out=leave_out)
+            try:
+                settings = cls.Settings.model_validate(raw)
+            except ValidationError as exc:
+                problems.extend(_problems(exc, where, skip_input=UNRESOLVED))  # an unresolved secret: said once, above
+                continue
+            secrets |= _secret_values(settings)
+        else:
+            settings = _unchecked_settings(cls, cfg)
         connections[name] = Connection(name, cls, settings)
 
     defined = ", ".join(sorted(config.connections)) or "none"
@@ -252,8 +272,8 @@ def resolve(config: Config, registry: Registry, path: Path) -> Resolved:
                 rules=tuple(fc.map),
                 target_settings=target_settings,
             )
-    token_key = _token_key(config.state, problems, secrets)
-    admin_token = _admin_token(config.admin, problems, secrets)
+    token_key = _token_key(config.state, problems, secrets) if secrets_of is not False else None
+    admin_token = _admin_token(config.admin, problems, secrets) if secrets_of is True else None
     if problems:
         raise ConfigError(problems)
     redactor.add(secrets)
@@ -263,7 +283,23 @@ def resolve(config: Config, registry: Registry, path: Path) -> Resolved:
     )
 
 
-def load(path: str | os.PathLike[str], registry: Registry) -> Resolved:
-    """Read and resolve the configuration at ``path``."""
+def _unchecked_settings(cls: type[Connector], cfg: ConnectionConfig) -> ConnectorSettings:
+    """A connection's settings for a command that does not talk to it: secret references are not
+    read (a placeholder stands in), and settings the connector would refuse are kept as they are."""
+    raw: dict[str, Any] = {k: (UNREAD_SECRET if _is_reference(v) else v) for k, v in (cfg.model_extra or {}).items()}
+    try:
+        return cls.Settings.model_validate(raw)
+    except ValidationError:
+        return cls.Settings.model_construct(None, **raw)
+
+
+def load(
+    path: str | os.PathLike[str],
+    registry: Registry,
+    *,
+    secrets_of: bool | Collection[str] = True,
+    leave_out: Collection[str] = (),
+) -> Resolved:
+    """Read and resolve the configuration at ``path`` (see :func:`resolve` for ``secrets_of`` and ``leave_out``)."""
     config = read_config(path)
-    return resolve(config, registry, Path(path).resolve())
+    return resolve(config, registry, Path(path).resolve(), secrets_of=secrets_of, leave_out=leave_out)
