@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"Exit status: 0 done, 1 something failed, {EXIT_USAGE} wrong command line or configuration, "
         f"{EXIT_STATE} the state file cannot be used (disk full, damaged, read-only, deleted), "
         f"{EXIT_CONFIG} the daemon cannot start with this configuration here (e.g. [admin] address in use). "
-        "With [admin] configured, runs, dlq list, dlq replay, flows run and reload go through the running daemon's "
+        "With [admin] configured, runs, dlq list, dlq replay, flows run, flows reset and reload go through the running daemon's "
         "admin API ([admin] address and token, a credential read from /etc/apicenterd/credentials outside systemd; "
         "$APICENTERD_ADMIN_URL, $APICENTERD_ADMIN_TOKEN override them); "
         "--local, or no daemon answering, works on the state store.",
@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plugins", help="list installed connectors")
     p.add_argument("--json", action="store_true", help="print JSON")
 
-    flows = sub.add_parser("flows", help="list flows, or run one now")
+    flows = sub.add_parser("flows", help="list flows, run one now, or reset one's cursor (resync)")
     fsub = flows.add_subparsers(dest="flows_command", metavar="ACTION")
     p = fsub.add_parser("list", help="list the configured flows")
     _config_arg(p)
@@ -100,7 +100,22 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="read, map and look up for real; print what would be written; write nothing (never waits for a running flow)",
     )
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="read every record, as if the flow had never run (its cursor ignored for this run; links stay, so "
+        "records that did not change cost no write)",
+    )
     _no_wait_arg(p)
+    _local_arg(p)
+    p = fsub.add_parser(
+        "reset",
+        help="forget the flow's cursor (links stay: nothing is written twice); its next run reads everything",
+        epilog="Through the running daemon when its admin API answers ([admin]), else on the state store; waits for a "
+        "run of the flow in progress.",
+    )
+    p.add_argument("name", help="the flow's name")
+    _config_arg(p)
     _local_arg(p)
     p = fsub.add_parser("mapping", help="print a flow's whole mapping: source field → canonical → target field")
     p.add_argument("name", help="the flow's name")
@@ -363,7 +378,7 @@ from .daemon import cmd_check, cmd_plugins, cmd_reload, cmd_run  # noqa: E402
 from .demo import _demo_credentials as _demo_credentials  # noqa: E402
 from .demo import cmd_demo, cmd_simulate  # noqa: E402
 from .flows import _stop_on_signals as _stop_on_signals  # noqa: E402
-from .flows import cmd_flows_list, cmd_flows_mapping, cmd_flows_run  # noqa: E402
+from .flows import cmd_flows_list, cmd_flows_mapping, cmd_flows_reset, cmd_flows_run  # noqa: E402
 from .flows import mapping_rows as mapping_rows  # noqa: E402
 from .state import cmd_audit, cmd_dlq, cmd_runs, cmd_state  # noqa: E402
 
@@ -393,7 +408,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "flows":
             if args.flows_command is None:
                 parser.parse_args(["flows", "--help"])
-            return {"list": cmd_flows_list, "run": cmd_flows_run, "mapping": cmd_flows_mapping}[args.flows_command](args)
+            commands = {"list": cmd_flows_list, "run": cmd_flows_run, "reset": cmd_flows_reset, "mapping": cmd_flows_mapping}
+            return commands[args.flows_command](args)
         return COMMANDS[args.command](args)
     except Usage as exc:
         print(f"apicenterd: {exc}" if "\n" not in str(exc) else str(exc), file=sys.stderr)
