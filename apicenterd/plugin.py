@@ -661,7 +661,20 @@ class Connector:
         """Release what :meth:`open` acquired. Called once at shutdown or reload."""
 
     async def check(self) -> None:
-        """Verify credentials and reachability with one cheap call; raise on failure."""
+        """Verify credentials and reachability with one cheap call; raise on failure.
+
+        ``apicenterd check --connect`` calls it for every connection, after :meth:`open`. Override it
+        with the vendor's cheapest authenticated call (a company-settings or "who am I" endpoint, one
+        record of one page): it must write nothing. The default reads the first change of the first
+        entity the connector reads (one page), and does nothing for a connector that only writes."""
+        for entity in sorted(self.sources, key=str):
+            reader = self.read(entity, None)
+            try:
+                async for _change in reader:
+                    break
+            finally:
+                await reader.aclose()  # type: ignore[attr-defined]  # an async generator
+            return
 
     async def webhook(self, request: WebhookRequest) -> Sequence[WebhookEvent]:
         """Verify a webhook the vendor sent to ``/webhooks/<connection>`` and say what changed.

@@ -75,8 +75,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=_positive_float, default=60.0, help="seconds to wait for the daemon's answer (default: 60)"
     )
 
-    p = sub.add_parser("check", help="validate the configuration and print every mistake with its path")
+    p = sub.add_parser(
+        "check",
+        help="validate the configuration and print every mistake with its path; --connect: and call each connection once",
+        epilog="exit status: 0 all good; 2 the configuration has mistakes; 1 (--connect) a connection failed its call",
+    )
     _config_arg(p)
+    p.add_argument(
+        "--connect",
+        action="store_true",
+        help="also open each connection and make its one cheap call (the connector's check: credentials, host, "
+        "account), a line per connection; tokens are those of the state store, as the daemon's",
+    )
+    p.add_argument(
+        "--timeout", type=_positive_float, default=60.0, help="with --connect: seconds each connection may take (default: 60)"
+    )
 
     p = sub.add_parser("plugins", help="list installed connectors")
     p.add_argument("--json", action="store_true", help="print JSON")
