@@ -22,8 +22,9 @@ EXIT_USAGE = 2
 EXIT_RECORDS_FAILED = 3
 """``flows run`` ran to its end but records failed in it (they are in the dead-letter queue)."""
 EXIT_CONFIG = 78
-"""The daemon cannot start with this configuration on this host (EX_CONFIG), e.g. ``[admin] address``
-is in use: the systemd unit does not restart on it (``RestartPreventExitStatus=``)."""
+"""The daemon (or a simulator) cannot start with this configuration on this host (EX_CONFIG): a mistake
+in the file, or an address it must listen on (``[admin] address``, ``daemon.metrics_address``, a
+simulator's port) is in use. The systemd unit does not restart on it (``RestartPreventExitStatus=``)."""
 EXIT_BUSY = 75
 """The state store or the flow is in use by another process (EX_TEMPFAIL: try again later): a second
 daemon on one state store, or ``flows run`` / ``dlq replay --no-wait`` while the flow runs elsewhere."""
@@ -45,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Self-hosted integration daemon.",
         epilog=f"Exit status: 0 done, 1 something failed, {EXIT_USAGE} wrong command line or configuration, "
         f"{EXIT_STATE} the state file cannot be used (disk full, damaged, read-only, deleted), "
-        f"{EXIT_CONFIG} the daemon cannot start with this configuration here (e.g. [admin] address in use). "
+        f"{EXIT_CONFIG} run, simulate or demo cannot start with this configuration here (a mistake in the file, or "
+        "[admin] address, daemon.metrics_address or a simulator's port in use). "
         "With [admin] configured, runs, dlq list, dlq replay, flows run, flows reset and reload go through the running daemon's "
         "admin API ([admin] address and token, a credential read from /etc/apicenterd/credentials outside systemd; "
         "$APICENTERD_ADMIN_URL, $APICENTERD_ADMIN_TOKEN override them); "
@@ -295,6 +297,22 @@ class Usage(Exception):
     """A mistake in the command line or configuration: message, then exit status 2."""
 
 
+class CannotStart(Exception):
+    """``run``, ``simulate`` or ``demo`` cannot start with this configuration here (a mistake in it, or an
+    address in use): message, then :data:`EXIT_CONFIG`, on which systemd does not restart."""
+
+
+def listen(host: str, port: int, setting: str) -> Any:
+    """A listening TCP socket on ``host:port``; :class:`CannotStart` naming ``setting`` when it cannot be had."""
+    import socket
+
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        return socket.create_server((host, port), family=family, reuse_port=False)
+    except OSError as exc:
+        raise CannotStart(f"{setting}: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 def _registry() -> Registry:
     registry = load_registry()
     for plugin, reason in registry.failures:
@@ -427,6 +445,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Usage as exc:
         print(f"apicenterd: {exc}" if "\n" not in str(exc) else str(exc), file=sys.stderr)
         return EXIT_USAGE
+    except CannotStart as exc:
+        print(f"apicenterd: {exc}" if "\n" not in str(exc) else str(exc), file=sys.stderr)
+        return EXIT_CONFIG
     except LockError as exc:
         hint = "; not waiting for it (--no-wait)" if isinstance(exc, FlowBusy) else ""
         print(f"apicenterd: {exc}{hint}", file=sys.stderr)

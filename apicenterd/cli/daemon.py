@@ -115,11 +115,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..daemon import Daemon
 
     registry = _cli._registry()
-    resolved = _load(args.config, registry)
+    try:
+        resolved = _load(args.config, registry)
+    except Usage as exc:  # the daemon cannot start with this file: EXIT_CONFIG, on which systemd does not restart
+        raise _cli.CannotStart(str(exc)) from None
     logs.configure(resolved.config.daemon.log_level)
     try:
         anyio.run(Daemon(Path(args.config), registry, resolved).run)
-    except ConfigError as exc:  # found only when starting, e.g. the admin address is in use
+    except ConfigError as exc:  # found only when starting, e.g. the admin or metrics address is in use
         for problem in exc.problems:
             print(f"apicenterd: {args.config}: {problem}", file=sys.stderr)
         return _cli.EXIT_CONFIG
