@@ -69,7 +69,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for name, conn in resolved.connections.items():
             base = conn.settings.base_url
             port = int(base.rsplit(":", 1)[1].split("/")[0])
-            sock = _cli.listen("127.0.0.1", port, f"{config_path}: connections.{name}.base_url (the demo's {conn.connector.name} simulator)")
+            setting = f"{config_path}: connections.{name}.base_url (the demo's {conn.connector.name} simulator)"
+            sock = _cli.listen("127.0.0.1", port, setting)
             _, app = _simulator_app(registry, conn.connector.name, 1, args.records if name in _sources(resolved) else 0)
             url = stack.enter_context(serve_app(app, sock=sock))
             print(f"demo: {conn.connector.title} simulator for connection {name!r} on {url}", file=sys.stderr)
