@@ -103,3 +103,23 @@ def test_the_default_check_reads_one_record(registry, tmp_path, capsys, monkeypa
     monkeypatch.setattr(registry.connectors["memsource"], "_read", unreachable)
     code, out, _ = run_cli(capsys, "check", "--connect", "--config", config)
     assert code == 1 and "connection src (memsource): FAILED: " in out and "source went away" in out
+
+
+def test_the_hubspot_check_writes_nothing(tmp_path, capsys):
+    """Its check reads the SKU property; before, it created the three unique properties it was missing."""
+    import httpx
+
+    registry = load_registry()
+    cls = registry.connectors["hubspot"]
+    with serve_app(cls.simulator(seed=1)) as url:
+        settings = cls.demo_settings(url)
+        config = write(tmp_path, {"hubspot": ("hubspot", settings)})
+        code, out, err = run_cli(capsys, "check", "--connect", "--config", config)
+        assert code == 0 and "connection hubspot (hubspot): ok in " in out, out + err
+        headers = {"Authorization": f"Bearer {settings['access_token']}"}
+        for kind in ("products", "deals", "line_items"):
+            answer = httpx.get(f"{url}/crm/v3/properties/{kind}", headers=headers, timeout=30)
+            assert answer.status_code == 200 and not any(p["name"].startswith("apicenterd_") for p in answer.json()["results"])
+        config = write(tmp_path, {"hubspot": ("hubspot", {**settings, "create_properties": False})})
+        code, out, _ = run_cli(capsys, "check", "--connect", "--config", config)
+    assert code == 1 and "products property 'apicenterd_sku' does not exist" in out
