@@ -129,7 +129,13 @@ class Daemon:
 
             admin_socket = bind(self.resolved.config.admin.address)  # before anything starts: a clear error
         if daemon_cfg.metrics_address:
-            host, port = metrics.serve(daemon_cfg.metrics_address)
+            try:
+                host, port = metrics.serve(daemon_cfg.metrics_address)
+            except OSError as exc:  # the port is taken (or the host is not ours): the configuration's, said so
+                if admin_socket is not None:
+                    admin_socket.close()
+                reason = exc.strerror or str(exc)
+                raise ConfigError([f"daemon.metrics_address: cannot listen on {daemon_cfg.metrics_address}: {reason}"]) from None
             self.log.info("metrics listening", url=f"http://{host}:{port}/metrics")
         store = store_for(self.resolved.config.state.url, self.resolved.state_path)
         try:

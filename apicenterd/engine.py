@@ -276,14 +276,15 @@ class Engine(Scheduling, Replaying, Retries):
 
     # ---------------------------------------------------------------- one run
 
-    async def run_flow(self, name: str, *, trigger: str = "schedule") -> RunResult:
-        """Run flow ``name`` once: every record changed since its cursor."""
+    async def run_flow(self, name: str, *, trigger: str = "schedule", full: bool = False) -> RunResult:
+        """Run flow ``name`` once: every record changed since its cursor; with ``full``, every record
+        (the cursor ignored for this run; links stay, so what did not change costs no write)."""
         flow = self.resolved.flows[name]
         async with self._exclusive(name, trigger) as acquired:
             if not acquired:  # stopped while waiting for another process's run
                 return RunResult(name, 0, dict.fromkeys(COUNT_KEYS, 0), status="stopped")
             await self.open([flow.source, flow.target])
-            return await self._run(flow, trigger)
+            return await self._run(flow, trigger, full=full)
 
     async def reset_cursor(self, name: str) -> bool:
         """Forget flow ``name``'s cursor (links stay: nothing is written twice), between its runs;
@@ -333,7 +334,7 @@ class Engine(Scheduling, Replaying, Retries):
         if self.on_flow_wait is not None:
             self.on_flow_wait(name, holder)
 
-    async def _run(self, flow: Flow, trigger: str) -> RunResult:
+    async def _run(self, flow: Flow, trigger: str, *, full: bool = False) -> RunResult:
         try:
             run_id = 0 if self.dry_run else await self.store.start_run(flow.name, trigger)
         except StateError as exc:  # e.g. a full disk: the run cannot even be recorded; say why, once
@@ -353,10 +354,10 @@ class Engine(Scheduling, Replaying, Retries):
         result = self.last_result = RunResult(flow.name, run_id, counts, failures=run.failures)
         self.running[flow.name] = result
         started = time.perf_counter()
-        cursor = await self.store.get_cursor(flow.name)
+        cursor = None if full else await self.store.get_cursor(flow.name)
         flow_token = current_flow.set(flow.name)
         self.beat()
-        log.info("run started", trigger=trigger, cursor=cursor, source=flow.source, target=flow.target)
+        log.info("run started", trigger=trigger, cursor=cursor, source=flow.source, target=flow.target, **({"full": True} if full else {}))
         try:
             await self._read_and_settle(run, cursor)
         except _Stop:

@@ -700,7 +700,20 @@ class Connector:
         """Release what :meth:`open` acquired. Called once at shutdown or reload."""
 
     async def check(self) -> None:
-        """Verify credentials and reachability with one cheap call; raise on failure."""
+        """Verify credentials and reachability with one cheap call; raise on failure.
+
+        ``apicenterd check --connect`` calls it for every connection, after :meth:`open`. Override it
+        with the vendor's cheapest authenticated call (a company-settings or "who am I" endpoint, one
+        record of one page): it must write nothing. The default reads the first change of the first
+        entity the connector reads (one page), and does nothing for a connector that only writes."""
+        for entity in sorted(self.sources, key=str):
+            reader = self.read(entity, None)
+            try:
+                async for _change in reader:
+                    break
+            finally:
+                await reader.aclose()  # type: ignore[attr-defined]  # an async generator
+            return
 
     async def webhook(self, request: WebhookRequest) -> Sequence[WebhookEvent]:
         """Verify a webhook the vendor sent to ``/webhooks/<connection>`` and say what changed.
@@ -719,6 +732,17 @@ class Connector:
         at once and runs the flows afterwards, debounced. The default refuses every webhook.
         """
         raise WebhookRejected(f"connector {self.name!r} does not take webhooks")
+
+    @classmethod
+    def oauth_consent_url(cls, settings: ConnectorSettings) -> str | None:
+        """The OAuth2 consent page (without its query) for a connection with ``settings``: where
+        ``apicenterd auth CONNECTION`` sends the operator; None if the connector has none.
+
+        The default is the settings' ``authorize_url`` when they have one set, else
+        :attr:`oauth_authorize_url`. Override it when the page follows from other settings: a
+        sandbox ``token_url`` has a sandbox consent page, a regional ``base_url`` a regional one.
+        """
+        return getattr(settings, "authorize_url", None) or cls.oauth_authorize_url
 
     @classmethod
     def takes_webhooks(cls) -> bool:

@@ -334,7 +334,8 @@ def test_check_base_config_passes(capsys, tmp_path):
         ({"timeout": "nan"}, "connections.salespos.timeout", "finite number"),
         ({"timeout": "true"}, "connections.salespos.timeout", "got the boolean true"),
         ({"schedule": "interval = true"}, "flows.products.interval", "got the boolean true"),
-        ({"schedule": "interval = 1e-7"}, "flows.products.interval", "must be between 1s and 365d"),
+        ({"schedule": "interval = 1e-7"}, "flows.products.interval", "has no unit"),
+        ({"schedule": 'interval = "0.5s"'}, "flows.products.interval", "must be between 1s and 365d"),
         ({"schedule": 'interval = "500ms"'}, "flows.products.interval", "must be between 1s and 365d"),
         ({"schedule": 'interval = "400d"'}, "flows.products.interval", "must be between 1s and 365d"),
         ({"schedule": 'cron = "0 0 31 2 *"'}, "flows.products.cron", "never fires"),
@@ -481,7 +482,7 @@ def consent_state(capsys, cfg) -> str:
 
     code, out, err = run_cli(capsys, "auth", "eacc", "--config", str(cfg))
     assert code == 0, err
-    url = next(line for line in out.splitlines() if line.startswith("https://"))
+    url = next(line for line in out.splitlines() if "?client_id=" in line)
     return urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["state"][0]
 
 
@@ -575,40 +576,116 @@ def test_auth_refuses_a_refresh_token_on_the_command_line(capsys, oauth_config, 
     assert stored_tokens(tmp_path) is None
 
 
+def refresh_answers(router, **rotated):
+    """The token endpoint: takes the refresh tokens named in ``rotated`` (answering the rotated one), refuses others."""
+    import urllib.parse
+
+    def answer(request):
+        sent = urllib.parse.parse_qs(request.content.decode())["refresh_token"][0]
+        if sent in rotated:
+            return httpx_response(200, {"access_token": f"at-{sent}", "refresh_token": rotated[sent], "expires_in": 3600})
+        return httpx_response(400, {"error": "invalid_grant"})
+
+    return router.post(TOKEN_URL).mock(side_effect=answer)
+
+
 def test_auth_reads_the_refresh_token_from_stdin_or_a_file(capsys, oauth_config, tmp_path, monkeypatch):
     import io
 
-    monkeypatch.setattr("sys.stdin", io.StringIO("  from-stdin-token-1\n"))
-    code, out, err = run_cli(capsys, "auth", "eacc", "--config", str(oauth_config), "--refresh-token", "-")
-    assert code == 0, err
-    assert stored_tokens(tmp_path)["refresh_token"] == "from-stdin-token-1" and "from-stdin-token-1" not in out + err
+    import respx
 
     token_file = tmp_path / "token.txt"
-    token_file.write_text("from-file-token-2\n", encoding="utf-8")
-    code, _, err = run_cli(capsys, "auth", "eacc", "--config", str(oauth_config), "--refresh-token-file", str(token_file))
-    assert code == 0, err
-    assert stored_tokens(tmp_path)["refresh_token"] == "from-file-token-2"
+    with respx.mock() as router:
+        route = refresh_answers(router, **{"from-stdin-token-1": "rotated-1", "from-file-token-2": "rotated-2"})
+        monkeypatch.setattr("sys.stdin", io.StringIO("  from-stdin-token-1\n"))
+        code, out, err = run_cli(capsys, "auth", "eacc", "--config", str(oauth_config), "--refresh-token", "-")
+        assert code == 0, err
+        assert route.call_count == 1  # validated with one call: the refresh grant
+        # what the vendor answered is stored (it rotates the token it took)
+        assert stored_tokens(tmp_path)["refresh_token"] == "rotated-1" and "from-stdin-token-1" not in out + err
+        assert f"tokens stored in the state store {tmp_path / 'state.db'}" in out
+
+        token_file.write_text("from-file-token-2\n", encoding="utf-8")
+        code, _, err = run_cli(capsys, "auth", "eacc", "--config", str(oauth_config), "--refresh-token-file", str(token_file))
+        assert code == 0, err
+        assert stored_tokens(tmp_path)["refresh_token"] == "rotated-2"
 
     token_file.write_text("\n", encoding="utf-8")
     code, _, err = run_cli(capsys, "auth", "eacc", "--config", str(oauth_config), "--refresh-token-file", str(token_file))
     assert code == 2 and "holds no token" in err
     code, _, err = run_cli(capsys, "auth", "eacc", "--config", str(oauth_config), "--refresh-token-file", str(tmp_path / "nope"))
     assert code == 2 and "cannot read" in err and "Traceback" not in err
-    assert stored_tokens(tmp_path)["refresh_token"] == "from-file-token-2"
+    assert stored_tokens(tmp_path)["refresh_token"] == "rotated-2"
+
+
+def test_auth_a_refresh_token_the_vendor_refuses_is_not_stored(capsys, oauth_config, tmp_path, monkeypatch):
+    """`auth --refresh-token rt.bogus` used to say "stored"; the failure came later as a paused connection."""
+    import io
+
+    import respx
+
+    with respx.mock() as router:
+        route = refresh_answers(router)
+        monkeypatch.setattr("sys.stdin", io.StringIO("rt.bogus\n"))
+        code, out, err = run_cli(capsys, "auth", "eacc", "--config", str(oauth_config), "--refresh-token", "-")
+    assert route.call_count == 1
+    assert code == 1 and "invalid_grant" in err and "nothing was stored" in err and TOKEN_URL in err
+    assert "stored in" not in out and "rt.bogus" not in out + err
+    assert stored_tokens(tmp_path) is None
+
+
+def test_auth_on_a_fresh_install_under_systemd_credentials(capsys, oauth_config, tmp_path, monkeypatch):
+    """The refresh-token credential auth is there to produce does not exist yet, other connections'
+    credentials are not to be had in this shell (no $CREDENTIALS_DIRECTORY): auth still works,
+    reading only its own connection's secrets (from the unit's credentials folder)."""
+    import io
+
+    import respx
+
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    (creds / "eacc_client_secret").write_text("csecret-0123456789\n")
+    text = oauth_config.read_text().replace(
+        'client_secret = "csecret-0123456789"',
+        'client_secret = { credential = "eacc_client_secret" }\nrefresh_token = { credential = "eacc_refresh_token" }',
+    )
+    text += '\n[connections.other]\nconnector = "eaccounting"\naccess_token = { credential = "other_token" }\n'
+    oauth_config.write_text(text, encoding="utf-8")
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    monkeypatch.setenv("APICENTERD_CREDENTIALS_DIR", str(creds))
+    code, _, err = run_cli(capsys, "check", "--config", str(oauth_config))
+    assert code == 2 and "eacc_refresh_token" in err and "other_token" in err  # the daemon would need them
+
+    code, out, err = run_cli(capsys, "auth", "eacc", "--config", str(oauth_config))
+    assert code == 0, err
+    assert "http://127.0.0.1:9/connect/authorize?client_id=cid" in out  # from the connection's token_url
+    with respx.mock() as router:
+        refresh_answers(router, **{"rt-from-the-vendor": "rt-rotated"})
+        monkeypatch.setattr("sys.stdin", io.StringIO("rt-from-the-vendor\n"))
+        code, out, err = run_cli(capsys, "auth", "eacc", "--config", str(oauth_config), "--refresh-token", "-")
+    assert code == 0, err
+    assert stored_tokens(tmp_path)["refresh_token"] == "rt-rotated"
+    assert "did not exist and was created" in out and "APICENTERD_STATE__PATH" in out
+    assert "leave it out of [connections.eacc]" in out
 
 
 def test_auth_stores_tokens_encrypted_when_state_has_a_token_key(capsys, oauth_config, tmp_path, monkeypatch):
     import io
+
+    import respx
 
     oauth_config.write_text(
         oauth_config.read_text().replace("[state]\n", '[state]\ntoken_key = { env = "TEST_CLI_TOKEN_KEY" }\n'), encoding="utf-8"
     )
     monkeypatch.setenv("TEST_CLI_TOKEN_KEY", "cli-key-0123456789abcdef")
     monkeypatch.setattr("sys.stdin", io.StringIO("piped-refresh-token-3\n"))
-    code, _, err = run_cli(capsys, "auth", "eacc", "--config", str(oauth_config), "--refresh-token", "-")
+    with respx.mock() as router:
+        refresh_answers(router, **{"piped-refresh-token-3": "piped-rotated-3"})
+        code, out, err = run_cli(capsys, "auth", "eacc", "--config", str(oauth_config), "--refresh-token", "-")
     assert code == 0, err
     row = stored_tokens(tmp_path)
-    assert row["encrypted"] == "fernet" and "piped-refresh-token-3" not in json.dumps(row)
+    assert row["encrypted"] == "fernet" and "piped-r" not in json.dumps(row)
+    assert "encrypted with [state] token_key" in out
 
 
 def test_auth_code_exchange_uses_the_redirect_uri_of_the_consent_url(capsys, oauth_config, tmp_path):
@@ -617,7 +694,7 @@ def test_auth_code_exchange_uses_the_redirect_uri_of_the_consent_url(capsys, oau
     import respx
 
     code, out, _ = run_cli(capsys, "auth", "eacc", "--config", str(oauth_config), "--redirect-uri", "http://127.0.0.1:9999/cb")
-    url = next(line for line in out.splitlines() if line.startswith("https://"))
+    url = next(line for line in out.splitlines() if "?client_id=" in line)
     state = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["state"][0]
     with respx.mock() as router:
         route = router.post(TOKEN_URL).mock(return_value=httpx_response(200, {"access_token": "a", "refresh_token": "r3-xxxx"}))
@@ -737,3 +814,43 @@ def test_flows_run_exits_3_when_records_failed_in_the_run(tmp_path, capsys, regi
     code, out, _ = run_cli(capsys, "dlq", "replay", "--flow", "products", "--config", str(cfg))
     code, out, _ = run_cli(capsys, "flows", "run", "products", "--json", "--config", str(cfg))
     assert code == 0 and json.loads(out)["failed"] == 0
+
+
+@pytest.mark.parametrize(
+    "connector, settings, consent",
+    [
+        (
+            "eaccounting",
+            {"base_url": "https://eaccountingapi-sandbox.test.vismaonline.com",
+             "token_url": "https://identity-sandbox.test.vismaonline.com/connect/token"},
+            "https://identity-sandbox.test.vismaonline.com/connect/authorize",
+        ),
+        ("eaccounting", {}, "https://identity.vismaonline.com/connect/authorize"),
+        ("exact_online", {"region": "be"}, "https://start.exactonline.be/api/oauth2/auth"),
+        ("exact_online", {"base_url": "http://127.0.0.1:8711"}, "http://127.0.0.1:8711/api/oauth2/auth"),
+        ("quickbooks", {"environment": "sandbox", "realm_id": "1"}, "https://appcenter.intuit.com/connect/oauth2"),
+        ("hubspot", {}, "https://app.hubspot.com/oauth/authorize"),
+        ("hubspot", {"authorize_url": "https://app-eu1.hubspot.com/oauth/authorize"}, "https://app-eu1.hubspot.com/oauth/authorize"),
+        ("visma_net", {}, "https://connect.visma.com/connect/authorize"),
+    ],
+)
+def test_auth_builds_the_consent_url_from_the_connection_settings(capsys, tmp_path, connector, settings, consent):
+    """The consent page is the connector's answer for these settings (Connector.oauth_consent_url):
+    a sandbox token_url gets the sandbox's page, an Exact region its host."""
+    import urllib.parse
+
+    from apicenterd.registry import load_registry
+
+    registry = load_registry()
+    if connector not in registry.connectors:
+        pytest.skip(f"connector {connector} is not installed")
+    table = {"client_id": "cid", "client_secret": "csecret-0123456789", **settings}
+    body = "\n".join(f"{k} = {json.dumps(v)}" for k, v in table.items())
+    cfg = tmp_path / "apicenterd.toml"
+    cfg.write_text(f'[state]\npath = "state.db"\n\n[connections.c]\nconnector = "{connector}"\n{body}\n', encoding="utf-8")
+    code, out, err = run_cli(capsys, "auth", "c", "--config", str(cfg))
+    assert code == 0, err
+    url = next(line for line in out.splitlines() if "?client_id=" in line)
+    assert url.split("?")[0] == consent
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    assert query["client_id"] == ["cid"] and query["response_type"] == ["code"]

@@ -261,9 +261,10 @@ def build_app(backend: Backend, token: str) -> Starlette:
     async def run_flow(request: Request) -> Response:
         name = known_flow(request.path_params["name"])
         body = await _body(request)
-        wait = body.get("wait", False)
-        if not isinstance(wait, bool):
-            raise Problem(400, f"wait: expected true or false, got {wait!r:.40}")
+        wait, full = body.get("wait", False), body.get("full", False)
+        for key, value in (("wait", wait), ("full", full)):
+            if not isinstance(value, bool):
+                raise Problem(400, f"{key}: expected true or false, got {value!r:.40}")
         paused = backend.paused_connections(name)
         if paused:
             raise Problem(
@@ -271,10 +272,10 @@ def build_app(backend: Backend, token: str) -> Starlette:
                 f"flow {name}: connection {', '.join(paused)} is paused (credentials rejected): apicenterd auth {paused[0]}, then reload",
             )
         if not wait:
-            backend.start_run(name, "api")
+            backend.start_run(name, "api", full=full)
             return _json({"flow": name, "started": True}, 202)
         try:
-            result = await backend.run_flow(name, "api")
+            result = await backend.run_flow(name, "api", full=full)
         except ApicenterError as exc:
             raise Problem(500, f"flow {name} could not run: {error_text(exc)}") from None
         return _json(result.as_dict())

@@ -3,6 +3,7 @@ starts in the background, and the webhook debouncer."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -127,23 +128,24 @@ class Backend:
         flow = self.resolved.flows[flow_name]
         return [c for c in (flow.source, flow.target) if c in self.engine.paused]
 
-    async def run_flow(self, flow: str, trigger: str) -> RunResult:
-        """One run of ``flow`` now, in the running engine (waits for a run of it in progress)."""
-        return await self.engine.run_flow(flow, trigger=trigger)
+    async def run_flow(self, flow: str, trigger: str, *, full: bool = False) -> RunResult:
+        """One run of ``flow`` now, in the running engine (waits for a run of it in progress);
+        ``full``: from the beginning, its cursor ignored for this run."""
+        return await self.engine.run_flow(flow, trigger=trigger, full=full)
 
-    def start_run(self, flow: str, trigger: str) -> None:
+    def start_run(self, flow: str, trigger: str, *, full: bool = False) -> None:
         """Start a run of ``flow`` and return at once."""
         if self._tg is None:
             raise NotReady("the admin server is not running")
-        self._tg.start_soon(self.run_in_background, flow, trigger)
+        self._tg.start_soon(functools.partial(self.run_in_background, flow, trigger, full=full))
 
-    async def run_in_background(self, flow: str, trigger: str) -> None:
+    async def run_in_background(self, flow: str, trigger: str, *, full: bool = False) -> None:
         """A run nobody waits for: errors are logged, never raised."""
         try:
             if self.paused_connections(flow):
                 self.log.info("flow not run: connection paused", flow=flow, trigger=trigger, connections=self.paused_connections(flow))
             else:
-                await self.run_flow(flow, trigger)
+                await self.run_flow(flow, trigger, full=full)
         except NotReady as exc:
             self.log.warning("flow not run: the daemon is not ready", flow=flow, trigger=trigger, reason=str(exc))
         except Exception as exc:  # noqa: BLE001 - e.g. a connector's open() failed: logged like a scheduled run's

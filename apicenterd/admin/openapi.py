@@ -251,7 +251,14 @@ PATHS: dict[str, Any] = {
                 "500": ERR,
             },
             params=[_p("name")],
-            body={"type": "object", "properties": {"wait": {"type": "boolean"}}, "additionalProperties": False},
+            body={
+                "type": "object",
+                "properties": {
+                    "wait": {"type": "boolean"},
+                    "full": {"type": "boolean", "description": "read everything, the cursor ignored for this run (links stay)"},
+                },
+                "additionalProperties": False,
+            },
         )
     },
     "/api/v1/flows/{name}/reset": {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -22,8 +22,9 @@ EXIT_USAGE = 2
 EXIT_RECORDS_FAILED = 3
 """``flows run`` ran to its end but records failed in it (they are in the dead-letter queue)."""
 EXIT_CONFIG = 78
-"""The daemon cannot start with this configuration on this host (EX_CONFIG), e.g. ``[admin] address``
-is in use: the systemd unit does not restart on it (``RestartPreventExitStatus=``)."""
+"""The daemon (or a simulator) cannot start with this configuration on this host (EX_CONFIG): a mistake
+in the file, or an address it must listen on (``[admin] address``, ``daemon.metrics_address``, a
+simulator's port) is in use. The systemd unit does not restart on it (``RestartPreventExitStatus=``)."""
 EXIT_BUSY = 75
 """The state store or the flow is in use by another process (EX_TEMPFAIL: try again later): a second
 daemon on one state store, or ``flows run`` / ``dlq replay --no-wait`` while the flow runs elsewhere."""
@@ -45,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Self-hosted integration daemon.",
         epilog=f"Exit status: 0 done, 1 something failed, {EXIT_USAGE} wrong command line or configuration, "
         f"{EXIT_STATE} the state file cannot be used (disk full, damaged, read-only, deleted), "
-        f"{EXIT_CONFIG} the daemon cannot start with this configuration here (e.g. [admin] address in use). "
-        "With [admin] configured, runs, dlq list, dlq replay, flows run and reload go through the running daemon's "
+        f"{EXIT_CONFIG} run, simulate or demo cannot start with this configuration here (a mistake in the file, or "
+        "[admin] address, daemon.metrics_address or a simulator's port in use). "
+        "With [admin] configured, runs, dlq list, dlq replay, flows run, flows reset and reload go through the running daemon's "
         "admin API ([admin] address and token, a credential read from /etc/apicenterd/credentials outside systemd; "
         "$APICENTERD_ADMIN_URL, $APICENTERD_ADMIN_TOKEN override them); "
         "--local, or no daemon answering, works on the state store.",
@@ -75,13 +77,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=_positive_float, default=60.0, help="seconds to wait for the daemon's answer (default: 60)"
     )
 
-    p = sub.add_parser("check", help="validate the configuration and print every mistake with its path")
+    p = sub.add_parser(
+        "check",
+        help="validate the configuration and print every mistake with its path; --connect: and call each connection once",
+        epilog="exit status: 0 all good; 2 the configuration has mistakes; 1 (--connect) a connection failed its call",
+    )
     _config_arg(p)
+    p.add_argument(
+        "--connect",
+        action="store_true",
+        help="also open each connection and make its one cheap call (the connector's check: credentials, host, "
+        "account), a line per connection; tokens are those of the state store, as the daemon's",
+    )
+    p.add_argument(
+        "--timeout", type=_positive_float, default=60.0, help="with --connect: seconds each connection may take (default: 60)"
+    )
 
     p = sub.add_parser("plugins", help="list installed connectors")
     p.add_argument("--json", action="store_true", help="print JSON")
 
-    flows = sub.add_parser("flows", help="list flows, or run one now")
+    flows = sub.add_parser("flows", help="list flows, run one now, or reset one's cursor (resync)")
     fsub = flows.add_subparsers(dest="flows_command", metavar="ACTION")
     p = fsub.add_parser("list", help="list the configured flows")
     _config_arg(p)
@@ -100,7 +115,22 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="read, map and look up for real; print what would be written; write nothing (never waits for a running flow)",
     )
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="read every record, as if the flow had never run (its cursor ignored for this run; links stay, so "
+        "records that did not change cost no write)",
+    )
     _no_wait_arg(p)
+    _local_arg(p)
+    p = fsub.add_parser(
+        "reset",
+        help="forget the flow's cursor (links stay: nothing is written twice); its next run reads everything",
+        epilog="Through the running daemon when its admin API answers ([admin]), else on the state store; waits for a "
+        "run of the flow in progress.",
+    )
+    p.add_argument("name", help="the flow's name")
+    _config_arg(p)
     _local_arg(p)
     p = fsub.add_parser("mapping", help="print a flow's whole mapping: source field → canonical → target field")
     p.add_argument("name", help="the flow's name")
@@ -267,6 +297,22 @@ class Usage(Exception):
     """A mistake in the command line or configuration: message, then exit status 2."""
 
 
+class CannotStart(Exception):
+    """``run``, ``simulate`` or ``demo`` cannot start with this configuration here (a mistake in it, or an
+    address in use): message, then :data:`EXIT_CONFIG`, on which systemd does not restart."""
+
+
+def listen(host: str, port: int, setting: str) -> Any:
+    """A listening TCP socket on ``host:port``; :class:`CannotStart` naming ``setting`` when it cannot be had."""
+    import socket
+
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        return socket.create_server((host, port), family=family, reuse_port=False)
+    except OSError as exc:
+        raise CannotStart(f"{setting}: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 def _registry() -> Registry:
     registry = load_registry()
     for plugin, reason in registry.failures:
@@ -274,11 +320,24 @@ def _registry() -> Registry:
     return registry
 
 
-def _load(path: str, registry: Registry) -> Resolved:
+def _load(path: str, registry: Registry, *, secrets_of: bool | Collection[str] = True, leave_out: Collection[str] = ()) -> Resolved:
+    """The configuration, resolved; Usage listing every mistake. ``secrets_of``/``leave_out``: see
+    :func:`apicenterd.config.resolve` (read-only commands resolve no secret; a command acting on one
+    flow or connection resolves only those)."""
     try:
-        return load(path, registry)
+        return load(path, registry, secrets_of=secrets_of, leave_out=leave_out)
     except ConfigError as exc:
-        raise Usage("\n".join(f"{path}: {p}" if not p.startswith(str(path)) else p for p in exc.problems)) from None
+        raise Usage("\n".join(_where(path, p) for p in exc.problems)) from None
+
+
+def _where(path: str, problem: str) -> str:
+    """``problem`` prefixed with the file it is in, unless it names its origin (the file, or the environment)."""
+    return problem if problem.startswith((str(path), "environment")) else f"{path}: {problem}"
+
+
+def _load_readonly(path: str, registry: Registry) -> Resolved:
+    """The configuration for a command that reads the state store or the file only: no secret is read."""
+    return _load(path, registry, secrets_of=False)
 
 
 def _escape_table() -> dict[int, str]:
@@ -312,15 +371,35 @@ def _ts(value: float | None) -> str:
     return datetime.fromtimestamp(value, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if value else ""
 
 
-async def _with_store(resolved: Resolved, fn):
+async def _with_store(resolved: Resolved, fn, *, create: bool = True):
+    """``fn(store)`` on the configured state store, opened for it. ``create=False`` (commands that read
+    or tidy the state): a SQLite file that is not there is a Usage error naming the path, not a new
+    empty database."""
     from ..state import store_for
 
+    if not create:
+        _require_state(resolved)
     store = store_for(resolved.config.state.url, resolved.state_path)
     await store.open()
     try:
         return await fn(store)
     finally:
         await store.close()
+
+
+def _require_state(resolved: Resolved) -> None:
+    """Usage naming the path when the SQLite state file is not there (a wrong path or config)."""
+    if not resolved.config.state.url and not os.path.lexists(resolved.state_path):
+        raise Usage(_no_state_file(resolved))
+
+
+def _no_state_file(resolved: Resolved) -> str:
+    env = next((k for k in os.environ if k.upper() == "APICENTERD_STATE__PATH"), None)
+    origin = f"${env} = {os.environ[env]}" if env else f"[state] path in {resolved.path}"
+    return (
+        f"state file {resolved.state_path} does not exist ({origin}): is it the daemon's configuration "
+        "(--config, $APICENTERD_CONFIG) and path? The daemon creates the file when it first starts; nothing was created"
+    )
 
 
 # The commands, one module per group; imported last, as they use the helpers above (and look up
@@ -330,7 +409,7 @@ from .daemon import cmd_check, cmd_plugins, cmd_reload, cmd_run  # noqa: E402
 from .demo import _demo_credentials as _demo_credentials  # noqa: E402
 from .demo import cmd_demo, cmd_simulate  # noqa: E402
 from .flows import _stop_on_signals as _stop_on_signals  # noqa: E402
-from .flows import cmd_flows_list, cmd_flows_mapping, cmd_flows_run  # noqa: E402
+from .flows import cmd_flows_list, cmd_flows_mapping, cmd_flows_reset, cmd_flows_run  # noqa: E402
 from .flows import mapping_rows as mapping_rows  # noqa: E402
 from .state import cmd_audit, cmd_dlq, cmd_runs, cmd_state  # noqa: E402
 
@@ -360,11 +439,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "flows":
             if args.flows_command is None:
                 parser.parse_args(["flows", "--help"])
-            return {"list": cmd_flows_list, "run": cmd_flows_run, "mapping": cmd_flows_mapping}[args.flows_command](args)
+            commands = {"list": cmd_flows_list, "run": cmd_flows_run, "reset": cmd_flows_reset, "mapping": cmd_flows_mapping}
+            return commands[args.flows_command](args)
         return COMMANDS[args.command](args)
     except Usage as exc:
         print(f"apicenterd: {exc}" if "\n" not in str(exc) else str(exc), file=sys.stderr)
         return EXIT_USAGE
+    except CannotStart as exc:
+        print(f"apicenterd: {exc}" if "\n" not in str(exc) else str(exc), file=sys.stderr)
+        return EXIT_CONFIG
     except LockError as exc:
         hint = "; not waiting for it (--no-wait)" if isinstance(exc, FlowBusy) else ""
         print(f"apicenterd: {exc}{hint}", file=sys.stderr)

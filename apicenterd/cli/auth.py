@@ -123,14 +123,16 @@ def _forget_auth_state(resolved: Resolved, connection: str) -> None:
 
 def cmd_auth(args: argparse.Namespace) -> int:
     """Authorise an OAuth2 connection: print the consent URL (its state remembered), or exchange a
-    code whose state matches, or store a refresh token read from stdin or a file."""
+    code whose state matches, or store a refresh token read from stdin or a file once the vendor
+    took it. Only this connection's secrets are read, and never its ``refresh_token`` (the setting
+    this command produces): it works on a fresh install, outside systemd."""
     import functools
     import secrets as pysecrets
     import urllib.parse
 
     from ..kit import authorize_url, exchange_code
 
-    resolved = _load(args.config, _cli._registry())
+    resolved = _load(args.config, _cli._registry(), secrets_of={args.connection}, leave_out={"refresh_token"})
     conn = resolved.connections.get(args.connection)
     if conn is None:
         raise Usage(f"no connection named {args.connection!r} (defined: {', '.join(sorted(resolved.connections)) or 'none'})")
@@ -138,24 +140,22 @@ def cmd_auth(args: argparse.Namespace) -> int:
     needed = [f for f in ("token_url", "client_id", "client_secret") if not getattr(settings, f, None)]
     if needed:
         raise Usage(f"connection {args.connection!r} ({conn.connector.name}) is not OAuth2: it has no {', '.join(needed)}")
-
-    async def save(tokens) -> None:
-        from ..engine import StateTokenStore
-        from ..tokencrypt import TokenCipher
-
-        cipher = TokenCipher(resolved.token_key) if resolved.token_key else None
-        await _with_store(resolved, lambda store: StateTokenStore(store, args.connection, cipher).save(tokens))
+    existed = resolved.config.state.url is not None or os.path.lexists(resolved.state_path)
 
     if args.refresh_token is not None or args.refresh_token_file is not None:
         token = _read_refresh_token(args)
         logs.redactor.learn(f"auth:{args.connection}", [token])
-        anyio.run(save, {"refresh_token": token, "access_token": "", "expires_at": 0})
-        print(f"stored a new refresh token for {args.connection!r}; reload the daemon (systemctl reload apicenterd)")
+        try:
+            anyio.run(_validate_and_save, resolved, args.connection, token)
+        except ConnectorError as exc:
+            return _not_stored(args.connection, exc, settings.token_url)
+        print(f"the token endpoint {settings.token_url} took the refresh token (it answered with an access token)")
+        _tell_where(resolved, args.connection, existed)
         return 0
     if not args.code:
         if args.state:
             raise Usage("--state goes with --code (the bare code from the redirected URL)")
-        base = getattr(settings, "authorize_url", None) or conn.connector.oauth_authorize_url
+        base = conn.connector.oauth_consent_url(settings)
         if not base:
             raise Usage(
                 f"connector {conn.connector.name!r} declares no authorize URL; get a refresh token and pass it with "
@@ -212,12 +212,98 @@ def cmd_auth(args: argparse.Namespace) -> int:
             )
         )
     except ConnectorError as exc:
-        print(terminal_safe(f"apicenterd: {logs.redactor.scrub(str(exc))}"), file=sys.stderr)
-        return 1
+        return _not_stored(args.connection, exc, settings.token_url)
     logs.redactor.learn_tokens(f"auth:{args.connection}", tokens)
-    anyio.run(save, tokens)
+    anyio.run(_save, resolved, args.connection, tokens)
     _forget_auth_state(resolved, args.connection)  # a state is good for one code
-    print(f"authorised {args.connection!r}; tokens stored in {resolved.state_where}; reload the daemon (systemctl reload apicenterd)")
+    print(f"authorised {args.connection!r}: the token endpoint {settings.token_url} exchanged the code for tokens")
+    _tell_where(resolved, args.connection, existed)
     for key, value in sorted(extra.items()):
         print(terminal_safe(f"the redirect also carried {key} = {value} (e.g. QuickBooks' realmId goes in the connection's realm_id)"))
     return 0
+
+
+def _not_stored(connection: str, exc: ConnectorError, token_url: str) -> int:
+    """Say what the token endpoint said (secrets scrubbed) and that nothing was stored; exit status 1."""
+    text = logs.redactor.scrub(str(exc))
+    where = text if token_url in text else f"{token_url}: {text}"
+    print(terminal_safe(f"apicenterd: auth {connection}: {where}; nothing was stored"), file=sys.stderr)
+    return 1
+
+
+async def _save(resolved: Resolved, connection: str, tokens: Any) -> None:
+    """Store ``tokens`` as the connection's newest (encrypted with ``[state] token_key`` when set)."""
+    from ..engine import StateTokenStore
+    from ..tokencrypt import TokenCipher
+
+    cipher = TokenCipher(resolved.token_key) if resolved.token_key else None
+    await _with_store(resolved, lambda store: StateTokenStore(store, connection, cipher).save(tokens))
+
+
+async def _validate_and_save(resolved: Resolved, connection: str, refresh_token: str) -> None:
+    """Spend ``refresh_token`` once at the token endpoint (the refresh grant) and store what comes back;
+    the vendor's refusal raises (AuthError) before anything is stored."""
+    import httpx
+
+    from ..oauth import OAuth2RefreshAuth
+
+    conn = resolved.connections[connection]
+    settings: Any = conn.settings
+    stored: list[Any] = []
+
+    class _Fresh:
+        """A token store that starts empty (the given token bootstraps it) and keeps what the refresh returns."""
+
+        async def load(self) -> dict[str, Any] | None:
+            return None
+
+        async def save(self, tokens: Any) -> None:
+            await _save(resolved, connection, tokens)  # durable before anything else, as in the daemon
+            stored.append(tokens)
+
+    async with httpx.AsyncClient(timeout=30.0) as client:
+        auth = OAuth2RefreshAuth(
+            token_client=client,
+            token_url=settings.token_url,
+            client_id=settings.client_id,
+            client_secret=_plain(settings.client_secret),
+            tokens=_Fresh(),
+            initial_refresh_token=refresh_token,
+            connection=connection,
+            client_auth=conn.connector.oauth_client_auth,
+        )
+        try:
+            await auth.access_token(force=True)
+        except httpx.HTTPError as exc:
+            from ..errors import RetryableError
+
+            reason = logs.redactor.scrub(str(exc)) or type(exc).__name__
+            raise RetryableError(f"token request to {settings.token_url} failed: {reason}") from None
+    assert stored  # a refresh that returned saved its tokens
+
+
+def _plain(value: Any) -> str:
+    """A secret setting's text (``SecretStr`` or ``str``)."""
+    return str(value.get_secret_value() if hasattr(value, "get_secret_value") else value)
+
+
+def _tell_where(resolved: Resolved, connection: str, existed: bool) -> None:
+    """Say where the tokens went and what the daemon needs to use them."""
+    cfg = resolved.config.state
+    if cfg.url:
+        origin = "[state] url"
+    else:
+        env = next((k for k in os.environ if k.upper() == "APICENTERD_STATE__PATH"), None)
+        origin = f"${env}" if env else f"[state] path of {resolved.path}"
+    crypt = "encrypted with [state] token_key" if resolved.token_key else "in plain text: set [state] token_key to encrypt them"
+    print(f"tokens stored in the state store {resolved.state_where} ({origin}), table tokens, {crypt}")
+    if not existed:
+        print(
+            f"note: {resolved.state_where} did not exist and was created: if the daemon uses another state store "
+            "(its unit sets APICENTERD_STATE__PATH=/var/lib/apicenterd/state.db), run this command again with that "
+            "variable set, e.g. `sudo APICENTERD_STATE__PATH=/var/lib/apicenterd/state.db apicenterd auth ...`"
+        )
+    print(
+        f"the daemon uses them from its next start or reload (systemctl reload apicenterd); the connection needs no "
+        f"refresh_token setting (it only seeds an empty store: leave it out of [connections.{connection}])"
+    )

@@ -16,7 +16,7 @@ import anyio
 from .. import cli as _cli
 from ..errors import ConfigError
 from ..observe import logs
-from . import Usage, _load, _print_table
+from . import Usage, _load, _print_table, _with_store, terminal_safe
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -61,6 +61,52 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"{args.config}: OK ({len(resolved.connections)} connections, {len(resolved.flows)} flows, "
         f"state in {resolved.state_where})"
     )
+    return _check_connections(resolved, args.timeout) if args.connect else 0
+
+
+def _check_connections(resolved: Any, timeout: float) -> int:
+    """``check --connect``: each connection opened and its ``check()`` called, a line each; 1 if any failed."""
+    from ..engine import Engine
+    from ..observe.logs import error_text
+    from ..plugin import Connector
+
+    logs.configure(resolved.config.daemon.log_level, stream="stderr")
+    failed: list[str] = []
+
+    async def go(store: Any) -> None:
+        engine = Engine(resolved, store)
+        try:
+            for name in sorted(resolved.connections):
+                cls = resolved.connections[name].connector
+                if cls.check is not Connector.check:
+                    how = ""
+                elif cls.sources:
+                    how = f" (read one {sorted(map(str, cls.sources))[0]} record: the connector declares no check)"
+                else:
+                    print(f"connection {name} ({cls.name}): not checked: the connector declares no check and reads nothing")
+                    continue
+                started = time.perf_counter()
+                try:
+                    with anyio.fail_after(timeout):
+                        await engine.open([name])
+                        await engine.connectors[name].check()
+                except TimeoutError:
+                    problem = f"no answer within {timeout:g} s (--timeout)"
+                except Exception as exc:  # noqa: BLE001 - whatever the call raised is this connection's failure, said
+                    problem = error_text(exc)
+                else:
+                    print(f"connection {name} ({cls.name}): ok in {time.perf_counter() - started:.2f} s{how}", flush=True)
+                    continue
+                failed.append(name)
+                print(terminal_safe(f"connection {name} ({cls.name}): FAILED: {logs.redactor.scrub(problem)}"), flush=True)
+        finally:
+            await engine.aclose()
+
+    anyio.run(_with_store, resolved, go)
+    if failed:
+        total = len(resolved.connections)
+        print(f"apicenterd: check --connect: {len(failed)} of {total} connections failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -69,11 +115,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..daemon import Daemon
 
     registry = _cli._registry()
-    resolved = _load(args.config, registry)
+    try:
+        resolved = _load(args.config, registry)
+    except Usage as exc:  # the daemon cannot start with this file: EXIT_CONFIG, on which systemd does not restart
+        raise _cli.CannotStart(str(exc)) from None
     logs.configure(resolved.config.daemon.log_level)
     try:
         anyio.run(Daemon(Path(args.config), registry, resolved).run)
-    except ConfigError as exc:  # found only when starting, e.g. the admin address is in use
+    except ConfigError as exc:  # found only when starting, e.g. the admin or metrics address is in use
         for problem in exc.problems:
             print(f"apicenterd: {args.config}: {problem}", file=sys.stderr)
         return _cli.EXIT_CONFIG

@@ -14,7 +14,7 @@ import anyio
 
 from .. import cli as _cli
 from ..config import Resolved
-from ..errors import PluginError
+from ..errors import ConfigError, PluginError
 from ..observe import logs
 from ..registry import Registry
 from . import Usage, _load
@@ -38,8 +38,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     options = {"rate_limit": 0} if args.no_rate_limit else {}
     cls, app = _simulator_app(_cli._registry(), args.connector, args.seed, args.records, **options)
     port = args.port if args.port is not None else (cls.default_port or 0)
+    setting = "--port" if args.port is not None else f"the {cls.name} simulator's port ({port}; choose another with --port)"
+    sock = _cli.listen(args.host, port, setting)
+    port = sock.getsockname()[1]
     print(f"{cls.title or cls.name} simulator on http://{args.host}:{port} (seed {args.seed}, {args.records} records)", flush=True)
-    uvicorn.run(app, host=args.host, port=port, log_level="warning", access_log=False)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    server.run(sockets=[sock])
     return 0
 
 
@@ -65,8 +69,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for name, conn in resolved.connections.items():
             base = conn.settings.base_url
             port = int(base.rsplit(":", 1)[1].split("/")[0])
+            setting = f"{config_path}: connections.{name}.base_url (the demo's {conn.connector.name} simulator)"
+            sock = _cli.listen("127.0.0.1", port, setting)
             _, app = _simulator_app(registry, conn.connector.name, 1, args.records if name in _sources(resolved) else 0)
-            url = stack.enter_context(serve_app(app, port=port))
+            url = stack.enter_context(serve_app(app, sock=sock))
             print(f"demo: {conn.connector.title} simulator for connection {name!r} on {url}", file=sys.stderr)
         metrics_at = resolved.config.daemon.metrics_address
         print(
@@ -79,7 +85,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
             timer = threading.Timer(args.duration, lambda: os.kill(os.getpid(), signal.SIGTERM))
             timer.daemon = True
             timer.start()
-        anyio.run(Daemon(config_path, registry, resolved).run)
+        try:
+            anyio.run(Daemon(config_path, registry, resolved).run)
+        except ConfigError as exc:  # e.g. daemon.metrics_address in use
+            raise _cli.CannotStart("\n".join(f"apicenterd: {config_path}: {p}" for p in exc.problems)) from None
     return 0
 
 

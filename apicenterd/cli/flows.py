@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import signal
 import sys
@@ -13,12 +14,12 @@ from .. import cli as _cli
 from .. import fieldpath
 from ..config import Resolved
 from ..observe import logs
-from . import EXIT_RECORDS_FAILED, Usage, _load, _print_table, _tell_waiting, _with_store, terminal_safe
+from . import EXIT_RECORDS_FAILED, Usage, _load, _load_readonly, _print_table, _tell_waiting, _with_store, terminal_safe
 
 
 def cmd_flows_list(args: argparse.Namespace) -> int:
     """List configured flows."""
-    resolved = _load(args.config, _cli._registry())
+    resolved = _load_readonly(args.config, _cli._registry())
     items = [
         {
             "name": f.name,
@@ -53,9 +54,11 @@ def cmd_flows_run(args: argparse.Namespace) -> int:
         daemon = find_daemon(args.config, local=args.local)
         if daemon is not None:
             return _remote_run(args, daemon)
-    resolved = _load(args.config, _cli._registry())
+    resolved = _load_readonly(args.config, _cli._registry())
     if args.name not in resolved.flows:
         raise Usage(f"no flow named {args.name!r} (defined: {', '.join(sorted(resolved.flows)) or 'none'})")
+    flow = resolved.flows[args.name]
+    resolved = _load(args.config, _cli._registry(), secrets_of={flow.source, flow.target})  # its two connections only
     logs.configure(resolved.config.daemon.log_level, stream="stderr")
 
     engine_box: list[Engine] = []
@@ -70,7 +73,7 @@ def cmd_flows_run(args: argparse.Namespace) -> int:
             async with anyio.create_task_group() as tg:
                 await tg.start(_stop_on_signals, engine, tg.cancel_scope, signals)
                 try:
-                    result = await engine.run_flow(args.name, trigger="cli")
+                    result = await engine.run_flow(args.name, trigger="cli", full=args.full)
                 except Exception as exc:  # noqa: BLE001 - raised as it is (FlowBusy, StateError...), not in a group
                     error = exc
                 tg.cancel_scope.cancel()
@@ -123,7 +126,8 @@ def _remote_run(args: argparse.Namespace, daemon) -> int:
     """``flows run`` in the running daemon (its connections, limits and lock); prints what the local run prints."""
     from urllib.parse import quote
 
-    status, body = daemon.call("POST", f"/api/v1/flows/{quote(args.name, safe='')}/run", json={"wait": True}, read_timeout=None)
+    request = {"wait": True, **({"full": True} if args.full else {})}
+    status, body = daemon.call("POST", f"/api/v1/flows/{quote(args.name, safe='')}/run", json=request, read_timeout=None)
     if status == 404:
         raise Usage(body.get("error", f"no flow named {args.name!r}"))
     if status != 200:
@@ -161,6 +165,46 @@ async def _stop_on_signals(engine, scope: anyio.CancelScope, seen: list[int], *,
             else:
                 log.warning("second signal: cutting the run off now", signal=name)
                 scope.cancel()
+
+
+def cmd_flows_reset(args: argparse.Namespace) -> int:
+    """Forget a flow's cursor (links stay): through the running daemon, or on the state store."""
+    from urllib.parse import quote
+
+    from ..engine import Engine
+    from .remote import find_daemon
+
+    daemon = find_daemon(args.config, local=args.local)
+    if daemon is not None:
+        status, body = daemon.call("POST", f"/api/v1/flows/{quote(args.name, safe='')}/reset")
+        if status == 404:
+            raise Usage(body.get("error", f"no flow named {args.name!r}"))
+        if status != 200:
+            print(f"apicenterd: flow {args.name}: {terminal_safe(body.get('error'))}", file=sys.stderr)
+            return 1
+        was, where = body.get("cursor_was"), " (in the daemon)"
+    else:
+        resolved = _load_readonly(args.config, _cli._registry())
+        if args.name not in resolved.flows:
+            raise Usage(f"no flow named {args.name!r} (defined: {', '.join(sorted(resolved.flows)) or 'none'})")
+        logs.configure(resolved.config.daemon.log_level, stream="stderr")
+
+        async def reset(store):
+            engine = Engine(resolved, store, on_flow_wait=_tell_waiting)
+            try:
+                before = await store.get_cursor(args.name)
+                return before, await engine.reset_cursor(args.name)
+            finally:
+                await engine.aclose()
+
+        was, done = anyio.run(functools.partial(_with_store, create=False), resolved, reset)
+        if not done:
+            return 1
+        where = ""
+    before = f"cursor {json.dumps(was)}" if was is not None else "no cursor (it had not settled a read yet)"
+    print(terminal_safe(f"flow {args.name}{where}: {before} forgotten; links kept: its next run reads every record "
+                        "and writes only those that differ from what was written"))  # fmt: skip
+    return 0
 
 
 def mapping_rows(resolved: Resolved, name: str) -> list[dict[str, str]]:
@@ -207,7 +251,7 @@ def mapping_rows(resolved: Resolved, name: str) -> list[dict[str, str]]:
 
 def cmd_flows_mapping(args: argparse.Namespace) -> int:
     """Print a flow's mapping."""
-    resolved = _load(args.config, _cli._registry())
+    resolved = _load_readonly(args.config, _cli._registry())
     if args.name not in resolved.flows:
         raise Usage(f"no flow named {args.name!r} (defined: {', '.join(sorted(resolved.flows)) or 'none'})")
     rows = mapping_rows(resolved, args.name)

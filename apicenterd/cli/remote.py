@@ -24,9 +24,6 @@ from . import Usage
 
 __all__ = ["Remote", "find_daemon", "admin_token"]
 
-CREDENTIALS_DIR = "/etc/apicenterd/credentials"
-"""Where the systemd unit loads credentials from (``LoadCredential=NAME:/etc/apicenterd/credentials/NAME``)."""
-
 CONNECT_TIMEOUT = 3.0
 """Seconds to wait for the daemon's admin API to accept the connection."""
 
@@ -73,23 +70,12 @@ def _url(address: str) -> str:
 def admin_token(reference: object) -> str | None:
     """The admin token for a command run outside the daemon: ``$APICENTERD_ADMIN_TOKEN``, else the
     ``[admin] token`` reference resolved (a credential from the unit's folder when not under systemd)."""
-    from ..config.secrets import _read_secret_file, _resolve_secret
+    from ..config.secrets import _resolve_secret
 
     if os.environ.get("APICENTERD_ADMIN_TOKEN"):
         return os.environ["APICENTERD_ADMIN_TOKEN"]
     if reference is None:
         return None
-    if isinstance(reference, dict) and set(reference) == {"credential"} and not os.environ.get("CREDENTIALS_DIRECTORY"):
-        folder = os.environ.get("APICENTERD_CREDENTIALS_DIR") or CREDENTIALS_DIR
-        name = reference["credential"]
-        if not isinstance(name, str) or not name or "/" in name:
-            return None
-        from pathlib import Path
-
-        try:
-            return _read_secret_file(Path(folder) / name, "admin.token")
-        except ValueError:
-            return None
     try:
         token = _resolve_secret(reference, "admin.token")
     except ValueError:

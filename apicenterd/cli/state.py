@@ -12,7 +12,12 @@ import anyio
 from .. import cli as _cli
 from ..errors import RecordError
 from ..observe import logs
-from . import Usage, _load, _print_table, _tell_waiting, _ts, _with_store, terminal_safe
+from . import Usage, _load, _load_readonly, _print_table, _require_state, _tell_waiting, _ts, _with_store, terminal_safe
+
+
+async def _read_store(resolved, fn):
+    """``fn(store)`` on the state store that must already be there (see ``_with_store(create=False)``)."""
+    return await _with_store(resolved, fn, create=False)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -25,8 +30,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
         _status, body = daemon.call("GET", "/api/v1/runs", params={"flow": args.flow, "limit": args.limit})
         runs = [Run(**r) for r in body["runs"]]
     else:
-        resolved = _load(args.config, _cli._registry())
-        runs = anyio.run(_with_store, resolved, lambda s: s.runs(args.flow, args.limit))
+        resolved = _load_readonly(args.config, _cli._registry())
+        runs = anyio.run(_read_store, resolved, lambda s: s.runs(args.flow, args.limit))
     if args.json:
         print(json.dumps([r.__dict__ | {"counts": dict(r.counts)} for r in runs], indent=2))
         return 0
@@ -42,9 +47,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """Show the audit trail."""
-    resolved = _load(args.config, _cli._registry())
+    resolved = _load_readonly(args.config, _cli._registry())
     entries = anyio.run(
-        _with_store, resolved, lambda s: s.audit(flow=args.flow, source_id=args.source_id, run_id=args.run, limit=args.limit)
+        _read_store, resolved, lambda s: s.audit(flow=args.flow, source_id=args.source_id, run_id=args.run, limit=args.limit)
     )
     if args.json:
         print(json.dumps([e.__dict__ for e in entries], indent=2))
@@ -94,13 +99,20 @@ def cmd_dlq(args: argparse.Namespace) -> int:
         _code, body = daemon.call("GET", "/api/v1/dead-letters", params={"flow": args.flow, "error": args.error, "status": args.status})
         letters: Any = [DeadLetter(payload=None, **d) for d in body["dead_letters"]]
         return _print_letters(args, letters)
-    resolved = _load(args.config, _cli._registry())
+    if args.dlq_command == "replay":  # acts through the flows: their connections' secrets, and only theirs
+        resolved = _load_readonly(args.config, _cli._registry())
+        _require_state(resolved)
+        flows = [args.flow] if args.flow in resolved.flows else list(resolved.flows)
+        needed = {c for f in flows for c in (resolved.flows[f].source, resolved.flows[f].target)}
+        resolved = _load(args.config, _cli._registry(), secrets_of=needed)
+    else:
+        resolved = _load_readonly(args.config, _cli._registry())
     if args.dlq_command == "list":
         status = None if args.status == "any" else args.status
-        letters = anyio.run(_with_store, resolved, lambda s: s.dead_letters(flow=args.flow, error=args.error, status=status))
+        letters = anyio.run(_read_store, resolved, lambda s: s.dead_letters(flow=args.flow, error=args.error, status=status))
         return _print_letters(args, letters)
     if args.dlq_command == "show":
-        letters = anyio.run(_with_store, resolved, lambda s: s.dead_letters(ids=[args.id], status=None))
+        letters = anyio.run(_read_store, resolved, lambda s: s.dead_letters(ids=[args.id], status=None))
         if not letters:
             raise Usage(f"no dead letter {args.id}")
         d = letters[0]
@@ -135,7 +147,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
             await engine.alerter.flush()  # bounded: alerts.flush_timeout
 
     try:
-        selected, outcome = anyio.run(_with_store, resolved, act)
+        selected, outcome = anyio.run(_read_store, resolved, act)
     except RecordError as exc:
         print(f"apicenterd: {terminal_safe(exc)}", file=sys.stderr)
         return 1
@@ -202,7 +214,7 @@ def cmd_state(args: argparse.Namespace) -> int:
 
     if args.state_command != "purge":
         raise Usage("state: say purge")
-    resolved = _load(args.config, _cli._registry())
+    resolved = _load_readonly(args.config, _cli._registry())
     logs.configure(resolved.config.daemon.log_level, stream="stderr")
     alerter = Alerter(resolved.config.alerts)
     async def purge_and_alert(store):
@@ -211,7 +223,7 @@ def cmd_state(args: argparse.Namespace) -> int:
         finally:
             await alerter.flush()  # bounded: alerts.flush_timeout
 
-    done = anyio.run(_with_store, resolved, purge_and_alert)
+    done = anyio.run(_read_store, resolved, purge_and_alert)
     state = resolved.config.state
     print(f"deleted {done.audit_entries} audit entries older than {state.audit_retention_days} days")
     print(f"deleted {done.runs} runs finished more than {state.runs_retention_days} days ago")

@@ -3,10 +3,12 @@ the installed connectors into a :class:`Resolved` ready to run."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +24,17 @@ from ..observe.logs import redactor
 from ..plugin import Connector, ConnectorSettings
 from ..registry import Registry
 from ..schedule import Schedule
-from .schema import Config
-from .secrets import _admin_token, _secret_values, _settings_with_secrets, _token_key
+from .schema import ENVIRONMENT, Config, ConnectionConfig, environment_overrides
+from .secrets import (
+    SECRET_FORMS,
+    UNREAD_SECRET,
+    UNRESOLVED,
+    _admin_token,
+    _is_reference,
+    _secret_values,
+    _settings_with_secrets,
+    _token_key,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,9 +103,11 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _problems(exc: ValidationError, prefix: str = "") -> list[str]:
+def _problems(exc: ValidationError | list[Any], prefix: str = "", *, skip_input: str | None = None) -> list[str]:
     out = []
-    for err in exc.errors(include_url=False):
+    for err in exc if isinstance(exc, list) else exc.errors(include_url=False):
+        if skip_input is not None and err.get("input") == skip_input:
+            continue
         where = _loc(err["loc"])
         where = f"{prefix}.{where}" if prefix and where else (prefix or where)
         message = err["msg"].removeprefix("Value error, ")
@@ -102,8 +115,68 @@ def _problems(exc: ValidationError, prefix: str = "") -> list[str]:
             message = "unknown setting"
         elif err["type"] == "missing":
             message = "required setting is missing"
+        elif err["type"] in ("string_type", "url_type") and isinstance(err.get("input"), dict):
+            given = ", ".join(f"{k} = ..." for k in list(err["input"])[:3])
+            message = f"expected a string, or a secret by reference: {SECRET_FORMS}; got {{ {given} }}"
         out.append(f"{where}: {message}")
     return out
+
+
+_PART = re.compile(r"\[(\d+)\]|\.?([^.\[]+)")
+
+
+def _path_of(problem: str) -> list[str | int]:
+    """The setting a problem names (``flows.f.filters[0].op: ...``) as its parts."""
+    where = problem.split(": ", 1)[0]
+    return [int(m.group(1)) if m.group(1) is not None else m.group(2) for m in _PART.finditer(where)]
+
+
+def _env_variable(parts: list[str | int], env: Mapping[str, Any]) -> str | None:
+    """The ``APICENTERD_*`` variable that set the setting at ``parts`` (or a value holding it), if one did."""
+    node: Any = env
+    depth = 0
+    for part in parts:
+        if not isinstance(node, dict) or not isinstance(part, str):
+            break
+        key = next((k for k in node if str(k).lower() == part.lower()), None)
+        if key is None:
+            return None
+        node, depth = node[key], depth + 1
+        if not isinstance(node, dict):
+            break
+    if isinstance(node, dict) or depth == 0:  # a table only partly from the environment: the file's
+        return None
+    wanted = ("APICENTERD_" + "__".join(str(p) for p in parts[:depth])).upper()
+    return next((name for name in os.environ if name.upper() == wanted), wanted)
+
+
+def _blame_environment(problems: list[str], env: Mapping[str, Any]) -> list[str]:
+    """Each problem whose setting came from an ``APICENTERD_*`` variable, said of that variable (not the file)."""
+    out = []
+    for problem in problems:
+        variable = _env_variable(_path_of(problem), env) if env else None
+        out.append(f"environment {variable}: {problem}" if variable else problem)
+    return out
+
+
+def _prune(raw: dict[str, Any], env: dict[str, Any], loc: tuple[Any, ...]) -> bool:
+    """Take out of ``raw`` and ``env`` the deepest table key on ``loc`` (a whole list, not one of its items), so
+    that a configuration read again without it shows its other mistakes. False if neither held anything there."""
+    removed = False
+    for data in (raw, env):
+        node: Any = data
+        holder: tuple[dict[str, Any], str] | None = None
+        for part in loc:
+            if not isinstance(node, dict) or not isinstance(part, str):
+                break
+            key = next((k for k in node if str(k).lower() == part.lower()), None) if data is env else (part if part in node else None)
+            if key is None:
+                break
+            holder, node = (node, key), node[key]
+        if holder is not None:
+            del holder[0][holder[1]]
+            removed = True
+    return removed
 
 
 def read_config(path: str | os.PathLike[str]) -> Config:
@@ -127,49 +200,132 @@ def read_config(path: str | os.PathLike[str]) -> Config:
         raise ConfigError([f"{path}: not valid TOML: too large to parse"]) from None
     except Exception as exc:  # noqa: BLE001 - whatever else the parser trips on is the file's fault, said so
         raise ConfigError([f"{path}: not valid TOML: {type(exc).__name__}: {exc}"]) from None
-    private = sorted(k for k in raw if k.startswith("_"))
-    if private:  # Config(**raw) would take them as pydantic-settings arguments (_env_file, _secrets_dir, ...)
-        raise ConfigError([f"{key}: unknown setting" for key in private])
+    config, problems, _broken = _parse(raw)
+    if problems:
+        raise ConfigError(problems)
+    assert config is not None
+    return config
+
+
+MAX_ROUNDS = 20
+"""Times a configuration with mistakes is read again without the settings found wrong."""
+
+
+def _parse(raw: dict[str, Any]) -> tuple[Config | None, list[str], set[tuple[str, str]]]:
+    """``raw`` (the file) with the environment as :class:`Config`: with every mistake found, each said of
+    where it is (the file, or the ``APICENTERD_*`` variable). A mistake does not hide the others: the
+    settings found wrong are taken out and the rest read again, so the Config returned (None if even
+    that fails) holds what was right, for :func:`resolve` to check further. The third value: the
+    connections and flows found wrong (``("flows", NAME)``): resolve leaves them be, so that what
+    taking a setting out did to them is not said as another mistake."""
+    problems = [f"{key}: unknown setting" for key in sorted(k for k in raw if k.startswith("_"))]
+    raw = {k: v for k, v in raw.items() if not k.startswith("_")}  # Config(**raw) would take them as its own arguments
     try:
-        return Config(**raw)
-    except ValidationError as exc:
-        raise ConfigError(_problems(exc)) from None
+        env = environment_overrides()
     except SettingsError as exc:  # an APICENTERD_* variable that does not parse (e.g. bad JSON)
-        raise ConfigError([f"environment: {exc}"]) from None
-    except (RecursionError, MemoryError) as exc:
-        raise ConfigError([f"{path}: cannot be checked: {type(exc).__name__} (values nested too deeply or too large)"]) from None
+        return None, [*problems, f"environment: {exc}"], set()
+    raw, env = copy.deepcopy(raw), copy.deepcopy(env)
+    broken: set[tuple[str, str]] = set()
+    taken_out: set[tuple[str, ...]] = set()
+    for _round in range(MAX_ROUNDS):
+        token = ENVIRONMENT.set(env)
+        try:
+            config = Config(**raw)
+        except ValidationError as exc:
+            pruned = False
+            tainted = {key[:-1] for key in taken_out if len(key) > 1}  # tables a setting was taken out of
+            for err in exc.errors(include_url=False):
+                loc = err["loc"]
+                table = next((t for t in tainted if _key(loc)[: len(t)] == t), None)
+                if table is not None:
+                    # what taking a wrong setting out did to its table (a required one missing, "interval or
+                    # cron"): the mistake was said; the table goes
+                    loc = loc[: len(table)]
+                else:
+                    problems += _blame_environment(_problems_of([err]), env)
+                if err["type"] != "extra_forbidden":  # an unknown setting taken out changes nothing else
+                    if len(loc) >= 2 and loc[0] in ("connections", "flows"):
+                        broken.add((str(loc[0]), str(loc[1])))
+                    taken_out.add(_key(loc))
+                pruned |= _prune(raw, env, loc)
+            if not pruned:
+                return None, problems, broken
+            continue
+        except SettingsError as exc:
+            return None, [*problems, f"environment: {exc}"], broken
+        except (RecursionError, MemoryError) as exc:
+            return None, [*problems, f"cannot be checked: {type(exc).__name__} (values nested too deeply or too large)"], broken
+        finally:
+            ENVIRONMENT.reset(token)
+        return config, problems, broken
+    return None, problems, broken
 
 
-def resolve(config: Config, registry: Registry, path: Path) -> Resolved:
-    """Check ``config`` against the installed connectors; ConfigError listing every mistake."""
+def _key(loc: tuple[Any, ...]) -> tuple[str, ...]:
+    return tuple(str(part).lower() for part in loc)
+
+
+def _problems_of(errors: list[Any]) -> list[str]:
+    """:func:`_problems` of some of a ValidationError's errors."""
+    return _problems(errors)
+
+
+def resolve(
+    config: Config,
+    registry: Registry,
+    path: Path,
+    *,
+    secrets_of: bool | Collection[str] = True,
+    leave_out: Collection[str] = (),
+    broken: Collection[tuple[str, str]] = (),
+) -> Resolved:
+    """Check ``config`` against the installed connectors; ConfigError listing every mistake.
+    ``broken``: connections and flows (``("flows", NAME)``) already reported wrong: not checked again.
+
+    ``secrets_of``: which connections' secrets are resolved (and settings fully checked): every one
+    (True, the daemon and ``check``), none (False: the read-only commands, which touch no vendor and
+    so need none of the secrets systemd hands to the daemon alone), or the named ones (a command that
+    acts on one flow or connection). A connection left out keeps its references unread and its
+    settings unchecked. ``leave_out``: settings not read for the resolved connections (``auth`` does
+    not read the ``refresh_token`` it is there to produce). ``[state] token_key`` is resolved unless
+    ``secrets_of`` is False; ``[admin] token`` only when it is True."""
     problems: list[str] = []
     connections: dict[str, Connection] = {}
     secrets: set[str] = set()
     for name, cfg in config.connections.items():
         where = f"connections.{name}"
+        if ("connections", name) in broken:
+            continue
         try:
             cls = registry.connector(cfg.connector)
         except PluginError as exc:
             problems.append(f"{where}.connector: {exc}")
             continue
-        raw = _settings_with_secrets(cfg, where, problems, secrets)
-        try:
-            settings = cls.Settings.model_validate(raw)
-        except ValidationError as exc:
-            problems.extend(_problems(exc, where))
-            continue
-        secrets |= _secret_values(settings)
+        if secrets_of is True or (secrets_of is not False and name in secrets_of):
+            raw = _settings_with_secrets(cfg, where, problems, secrets, leave_out=leave_out)
+            try:
+                settings = cls.Settings.model_validate(raw)
+            except ValidationError as exc:
+                problems.extend(_problems(exc, where, skip_input=UNRESOLVED))  # an unresolved secret: said once, above
+                continue
+            secrets |= _secret_values(settings)
+        else:
+            settings = _unchecked_settings(cls, cfg)
         connections[name] = Connection(name, cls, settings)
 
     defined = ", ".join(sorted(config.connections)) or "none"
     flows: dict[str, Flow] = {}
     for name, fc in config.flows.items():
         where = f"flows.{name}"
+        if ("flows", name) in broken:
+            continue
         before = len(problems)
         ends: dict[str, type[Connector] | None] = {}
         for end in ("source", "target"):
             conn = getattr(fc, end)
-            if conn not in config.connections:
+            if ("connections", conn) in broken:
+                ends[end] = None
+            elif conn not in config.connections:
                 problems.append(f'{where}.{end}: connection "{conn}" is not defined (defined: {defined})')
                 ends[end] = None
             else:
@@ -252,8 +408,8 @@ def resolve(config: Config, registry: Registry, path: Path) -> Resolved:
                 rules=tuple(fc.map),
                 target_settings=target_settings,
             )
-    token_key = _token_key(config.state, problems, secrets)
-    admin_token = _admin_token(config.admin, problems, secrets)
+    token_key = _token_key(config.state, problems, secrets) if secrets_of is not False else None
+    admin_token = _admin_token(config.admin, problems, secrets) if secrets_of is True else None
     if problems:
         raise ConfigError(problems)
     redactor.add(secrets)
@@ -263,7 +419,54 @@ def resolve(config: Config, registry: Registry, path: Path) -> Resolved:
     )
 
 
-def load(path: str | os.PathLike[str], registry: Registry) -> Resolved:
-    """Read and resolve the configuration at ``path``."""
-    config = read_config(path)
-    return resolve(config, registry, Path(path).resolve())
+def _unchecked_settings(cls: type[Connector], cfg: ConnectionConfig) -> ConnectorSettings:
+    """A connection's settings for a command that does not talk to it: secret references are not
+    read (a placeholder stands in), and settings the connector would refuse are kept as they are."""
+    raw: dict[str, Any] = {k: (UNREAD_SECRET if _is_reference(v) else v) for k, v in (cfg.model_extra or {}).items()}
+    try:
+        return cls.Settings.model_validate(raw)
+    except ValidationError:
+        return cls.Settings.model_construct(None, **raw)
+
+
+def load(
+    path: str | os.PathLike[str],
+    registry: Registry,
+    *,
+    secrets_of: bool | Collection[str] = True,
+    leave_out: Collection[str] = (),
+) -> Resolved:
+    """Read and resolve the configuration at ``path`` (see :func:`resolve` for ``secrets_of`` and ``leave_out``).
+    ConfigError lists every mistake: those in the file's shape, and those found checking what was right,
+    each said of the file or of the ``APICENTERD_*`` variable that set it."""
+    broken: set[tuple[str, str]] = set()
+    try:
+        config: Config | None = read_config(path)
+        problems: list[str] = []
+    except ConfigError as exc:
+        raw = _raw(path)
+        if raw is None:
+            raise
+        config, problems, broken = _parse(raw)
+        problems = problems or list(exc.problems)
+    if config is not None:
+        try:
+            resolved = resolve(config, registry, Path(path).resolve(), secrets_of=secrets_of, leave_out=leave_out, broken=broken)
+        except ConfigError as more:
+            try:
+                env = environment_overrides()
+            except SettingsError:
+                env = {}
+            problems += [p for p in _blame_environment(list(more.problems), env) if p not in problems]
+        else:
+            if not problems:
+                return resolved
+    raise ConfigError(problems)
+
+
+def _raw(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The TOML file's tables, or None if it cannot be read or parsed (read_config said why)."""
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except Exception:  # noqa: BLE001 - read_config reported it
+        return None

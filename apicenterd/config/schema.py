@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import math
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
@@ -160,8 +162,37 @@ class FlowConfig(SettingsModel):
             isinstance(value, bool) or not isinstance(value, (str, int, float)) or (isinstance(value, float) and not math.isfinite(value))
         ):
             got = f"the boolean {str(value).lower()}" if isinstance(value, bool) else f"{value!r:.40}"
-            raise ValueError(f"must be a duration like \"30s\" or \"5m\", or a number of seconds; got {got}")
+            raise ValueError(f"must be a duration like \"30s\" or \"5m\"; got {got}")
+        number = value if isinstance(value, (int, float)) else _bare_number(value)
+        if number is not None:  # 15 what? seconds in the code, minutes in many a scheduler: the file says which
+            shown = f"{number:g}" if isinstance(number, float) else str(number)
+            raise ValueError(
+                f"{value!r:.40} has no unit: write \"{shown}s\" (seconds), \"{shown}m\" (minutes) or \"{shown}h\" (hours)"
+            )
         return value
+
+
+ENVIRONMENT: ContextVar[dict[str, Any] | None] = ContextVar("apicenterd_config_environment", default=None)
+"""The ``APICENTERD_*`` overrides to use instead of reading the environment (set while a configuration
+with mistakes is read again without the settings found wrong, to report every other mistake)."""
+
+
+def environment_overrides() -> dict[str, Any]:
+    """The ``APICENTERD_*`` environment as nested settings (names lower-cased), as :class:`Config` reads it."""
+    from pydantic_settings import EnvSettingsSource
+
+    return EnvSettingsSource(Config)()
+
+
+def _bare_number(text: str | None) -> float | None:
+    """``text`` as a number when it is only one (``"15"``, ``" 1.5 "``), else None."""
+    if text is None:
+        return None
+    try:
+        number = float(text.strip())
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 class _EnvOverrides(PydanticBaseSettingsSource):
@@ -181,7 +212,8 @@ class _EnvOverrides(PydanticBaseSettingsSource):
         return None, field_name, False  # pragma: no cover - __call__ does the work
 
     def __call__(self) -> dict[str, Any]:
-        data = self._env()
+        fixed = ENVIRONMENT.get()
+        data = copy.deepcopy(fixed) if fixed is not None else self._env()
         file = self._file.init_kwargs if isinstance(self._file, InitSettingsSource) else {}
         for table in ("connections", "flows"):
             env, known = data.get(table), file.get(table)

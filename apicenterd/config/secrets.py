@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,46 @@ from pydantic import BaseModel, SecretStr
 
 from .schema import AdminConfig, ConnectionConfig, StateConfig
 
+SECRET_FORMS = '{ env = "NAME" }, { file = "/path" } or { credential = "name" }'  # noqa: S105 - words, not a secret
+"""The secret references the configuration takes, for messages."""
+
+UNRESOLVED = "<unresolved secret>"
+"""What stands in for a secret reference that could not be resolved (its problem is reported once)."""
+
+UNREAD_SECRET = "<secret not read>"  # noqa: S105 - a placeholder, not a secret
+"""What stands in for a secret reference that a command does not need (see ``resolve(secrets_of=...)``)."""
+
+CREDENTIALS_DIR = "/etc/apicenterd/credentials"
+"""Where the systemd unit loads credentials from (``LoadCredential=NAME:/etc/apicenterd/credentials/NAME``):
+outside systemd (no ``$CREDENTIALS_DIRECTORY``) a ``{ credential = NAME }`` is read from there
+(or from ``$APICENTERD_CREDENTIALS_DIR``), so ``sudo apicenterd ...`` finds what the daemon gets."""
+
+
+def _is_reference(value: Any) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and next(iter(value)) in ("env", "file", "credential")
+
+
+def _credential_file(ref: str, where: str) -> Path:
+    """The file of credential ``ref``: in ``$CREDENTIALS_DIRECTORY`` (systemd), else in
+    ``$APICENTERD_CREDENTIALS_DIR`` or :data:`CREDENTIALS_DIR` when the file is there."""
+    if "/" in ref or ref in (".", ".."):
+        raise ValueError(f"{where}: credential {ref!r} is not a credential name (no '/')")
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if directory:
+        return Path(directory) / ref
+    folder = os.environ.get("APICENTERD_CREDENTIALS_DIR") or CREDENTIALS_DIR
+    file = Path(folder) / ref
+    if not os.path.lexists(file):
+        raise ValueError(
+            f"{where}: credential {ref!r} needs $CREDENTIALS_DIRECTORY (set by systemd LoadCredential=) or, outside "
+            f"systemd, the file {file} (the unit's credentials folder; $APICENTERD_CREDENTIALS_DIR names another)"
+        )
+    return file
+
 
 def _resolve_secret(value: Any, where: str) -> Any:
     """Replace ``{env=...}``, ``{file=...}`` or ``{credential=...}`` by the secret it names."""
-    if not (isinstance(value, dict) and len(value) == 1 and next(iter(value)) in ("env", "file", "credential")):
+    if not _is_reference(value):
         return value
     kind, ref = next(iter(value.items()))
     if not isinstance(ref, str) or not ref:
@@ -27,12 +64,7 @@ def _resolve_secret(value: Any, where: str) -> Any:
             raise ValueError(f"{where}: environment variable {ref} is empty")
         return os.environ[ref]
     if kind == "credential":
-        directory = os.environ.get("CREDENTIALS_DIRECTORY")
-        if not directory:
-            raise ValueError(
-                f"{where}: credential {ref!r} needs $CREDENTIALS_DIRECTORY (set by systemd LoadCredential=)"
-            )
-        file = Path(directory) / ref
+        file = _credential_file(ref, where)
     else:
         file = Path(ref)
     return _read_secret_file(file, where)
@@ -79,15 +111,17 @@ def _file_kind(file: Path) -> str:
 
 
 def _settings_with_secrets(
-    cfg: ConnectionConfig, where: str, problems: list[str], secrets: set[str]
+    cfg: ConnectionConfig, where: str, problems: list[str], secrets: set[str], *, leave_out: Collection[str] = ()
 ) -> dict[str, Any]:
     settings = {}
     for key, value in (cfg.model_extra or {}).items():
+        if key in leave_out:
+            continue
         try:
             settings[key] = _resolve_secret(value, f"{where}.{key}")
         except ValueError as exc:
             problems.append(str(exc))
-            settings[key] = "<unresolved secret>"  # reported once; keep checking the other settings
+            settings[key] = UNRESOLVED  # reported once; keep checking the other settings
             continue
         if settings[key] is not value and isinstance(settings[key], str):
             secrets.add(settings[key])  # given by reference: a secret, whatever the field's type
@@ -120,7 +154,7 @@ def _token_key(state: StateConfig, problems: list[str], secrets: set[str]) -> st
     try:
         key = _resolve_secret(state.token_key, "state.token_key")
         if not isinstance(key, str):
-            raise ValueError("state.token_key: give a secret string, or { credential = ... }, { file = ... } or { env = ... }")
+            raise ValueError(f"state.token_key: give a secret string, or a reference: {SECRET_FORMS}")
         secrets.add(key)
         TokenCipher(key)
     except ValueError as exc:
@@ -141,7 +175,7 @@ def _admin_token(admin: AdminConfig, problems: list[str], secrets: set[str]) -> 
     try:
         token = _resolve_secret(admin.token, "admin.token")
         if not isinstance(token, str):
-            raise ValueError("admin.token: give a secret string, or { credential = ... }, { file = ... } or { env = ... }")
+            raise ValueError(f"admin.token: give a secret string, or a reference: {SECRET_FORMS}")
         if len(token) < MIN_ADMIN_TOKEN:
             raise ValueError(
                 f"admin.token: too short ({len(token)} characters; at least {MIN_ADMIN_TOKEN}, e.g. from `openssl rand -hex 32`)"

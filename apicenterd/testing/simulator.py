@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,13 +14,20 @@ __all__ = ["serve_app", "FixedWindow", "vendor_error"]
 
 
 @contextlib.contextmanager
-def serve_app(app: Any, *, host: str = "127.0.0.1", port: int = 0, timeout: float = 10.0) -> Iterator[str]:
-    """Serve the ASGI ``app`` with uvicorn in a background thread; yields its base URL."""
+def serve_app(
+    app: Any, *, host: str = "127.0.0.1", port: int = 0, timeout: float = 10.0, sock: socket.socket | None = None
+) -> Iterator[str]:
+    """Serve the ASGI ``app`` with uvicorn in a background thread; yields its base URL. ``sock``: a
+    socket already listening (its address wins over ``host`` and ``port``), so that a port in use is
+    found, and said, before anything starts."""
     import uvicorn
 
+    if sock is not None:
+        host, port = sock.getsockname()[:2]
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False)
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"simulator:{port}", daemon=True)
+    target = server.run if sock is None else functools.partial(server.run, sockets=[sock])
+    thread = threading.Thread(target=target, name=f"simulator:{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout
     while not server.started:

@@ -447,6 +447,15 @@ class EAccountingConnector(Connector):
         self._terms_id: str | None = None
         self._sales: SalesDocuments | None = None
 
+    @classmethod
+    def oauth_consent_url(cls, settings: ConnectorSettings) -> str | None:
+        """Visma Connect's consent page beside the token endpoint in ``token_url``: the sandbox's
+        (``identity-sandbox.test.vismaonline.com``) for a sandbox token URL, production's otherwise."""
+        token_url = getattr(settings, "token_url", "") or ""
+        if token_url.rstrip("/").endswith("/connect/token"):
+            return token_url.rstrip("/").removesuffix("token") + "authorize"
+        return cls.oauth_authorize_url
+
     # -- lifecycle -------------------------------------------------------------------
 
     async def open(self) -> None:

@@ -36,6 +36,7 @@ from apicenterd import (
     Source,
     WebhookEvent,
     WebhookRequest,
+    json_body,
 )
 
 from . import mapping, webhooks
@@ -932,8 +933,17 @@ class HubSpotConnector(Connector):
         return webhooks.parse_events(request.body)
 
     async def check(self) -> None:
-        """One cheap call: the SKU property (proves the token, its scopes and the property)."""
-        await self.setup()
+        """One cheap call that writes nothing: ``GET`` the SKU property (proves the token and its scopes).
+        A missing property is fine with ``create_properties`` (the first run creates it); one that is not
+        unique, or missing without it, fails as the first run would."""
+        s = self.settings
+        what = f"products property {s.sku_property!r}"
+        response = await self.client.call("GET", f"/crm/v3/properties/products/{s.sku_property}", what, not_found="none")
+        if response.status_code == 200:
+            if not (json_body(response, what) or {}).get("hasUniqueValue"):
+                raise FatalError(f"{what} exists but is not unique (hasUniqueValue false): configure another property name")
+        elif not s.create_properties:
+            raise FatalError(f"{what} does not exist; create it as a unique single-line text property, or set create_properties = true")
 
     async def setup(self) -> None:
         """Make sure the unique properties exist (created when ``create_properties``); once per connection."""
