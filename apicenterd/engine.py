@@ -212,6 +212,9 @@ class Engine(Scheduling, Replaying, Retries):
             instance = conn.connector(conn.settings, context)
             await instance.open()
             self.connectors[name] = instance
+            # both series exist from the start, so increase() and the alerts see the first failure
+            metrics.auth_failures.labels(name).inc(0)
+            metrics.connection_paused.labels(name).set(1 if name in self.paused else 0)
 
     def _declared_limits(self, name: str, conn: Any) -> tuple[Any, ...]:
         """The connector's declared rate limits for connection ``name``, or none (a warning says
@@ -235,6 +238,8 @@ class Engine(Scheduling, Replaying, Retries):
                     await instance.aclose()
                 except Exception as exc:  # noqa: BLE001 - closing must not hide the real outcome
                     self.log.warning("connection close failed", connection=name, error=str(exc))
+                if not self.dry_run:
+                    metrics.connection_paused.labels(name).set(0)  # a reload's new engine tries it again
             self.connectors.clear()
 
     # ---------------------------------------------------------------- one run
@@ -514,7 +519,17 @@ class Engine(Scheduling, Replaying, Retries):
             run.log.error("run failed", error=result.error)
         if isinstance(exc, AuthError) and connection not in self.paused:
             self.paused[connection] = redactor.scrub(str(exc))
-            run.log.error("connection paused until it is re-authorised", connection=connection)
+            if not self.dry_run:
+                metrics.auth_failures.labels(connection).inc()
+                metrics.connection_paused.labels(connection).set(1)
+            flows = sorted(f.name for f in self.resolved.flows.values() if connection in (f.source, f.target))
+            run.log.error(
+                "connection paused until it is re-authorised: its flows do not run",
+                connection=connection,
+                paused_flows=flows,
+                reason=self.paused[connection],
+                fix=f"apicenterd auth {connection} --config FILE, then systemctl reload apicenterd",
+            )
             self.alerter.connection_paused(connection, self.paused[connection])  # queued: never waits for the receiver
 
     def _finish_alerts(self, run: FlowRun, result: RunResult) -> None:

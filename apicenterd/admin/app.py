@@ -240,6 +240,7 @@ def build_app(backend: Backend, token: str) -> Starlette:
             "progress": progress,
             "open_dead_letters": open_letters,
             "waiting_until": max(waits.values()) if waits else None,
+            "paused_connections": sorted(paused),
         }
 
     def known_flow(name: str) -> str:

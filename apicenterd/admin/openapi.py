@@ -85,6 +85,12 @@ SCHEMAS: dict[str, Any] = {
             "progress": {"oneOf": [_ref("Progress"), {"type": "null"}], "description": "the run in progress"},
             "open_dead_letters": _INT,
             "waiting_until": _TIME,
+            "paused_connections": {
+                "type": "array",
+                "items": _STR,
+                "description": "the flow's connections paused because their credentials were rejected: "
+                "`apicenterd auth CONNECTION`, then reload",
+            },
         }
     ),
     "AuditEntry": _obj(

@@ -83,9 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     flows = sub.add_parser("flows", help="list flows, or run one now")
     fsub = flows.add_subparsers(dest="flows_command", metavar="ACTION")
-    p = fsub.add_parser("list", help="list the configured flows")
+    p = fsub.add_parser("list", help="list the configured flows (with each one's state, when the daemon answers)")
     _config_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON")
+    _local_arg(p)
     p = fsub.add_parser(
         "run",
         help="run one flow once, now, and print what it did",

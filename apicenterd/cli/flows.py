@@ -6,6 +6,7 @@ import argparse
 import json
 import signal
 import sys
+from typing import Any
 
 import anyio
 
@@ -19,7 +20,7 @@ from . import EXIT_RECORDS_FAILED, Usage, _load, _print_table, _tell_waiting, _w
 def cmd_flows_list(args: argparse.Namespace) -> int:
     """List configured flows."""
     resolved = _load(args.config, _cli._registry())
-    items = [
+    items: list[dict[str, Any]] = [
         {
             "name": f.name,
             "entity": str(f.entity),
@@ -30,14 +31,46 @@ def cmd_flows_list(args: argparse.Namespace) -> int:
         }
         for f in resolved.flows.values()
     ]
+    states = _daemon_states(args)
+    if states is not None:  # the running daemon says how each flow is: ok, failing, paused, waiting, running
+        for item in items:
+            view = states.get(item["name"], {})
+            item.update(
+                state=view.get("state", "unknown"),
+                reason=view.get("reason"),
+                paused_connections=view.get("paused_connections") or [],
+                progress=view.get("progress"),
+            )
     if args.json:
         print(json.dumps(items, indent=2))
-    else:
+    elif states is None:
         _print_table(
             [(i["name"], i["entity"], i["source"], i["target"], i["schedule"], "yes" if i["enabled"] else "no") for i in items],
             ("NAME", "ENTITY", "SOURCE", "TARGET", "SCHEDULE", "ENABLED"),
         )
+    else:
+        _print_table(
+            [(i["name"], i["entity"], i["source"], i["target"], i["schedule"], i["state"], i["reason"] or "") for i in items],
+            ("NAME", "ENTITY", "SOURCE", "TARGET", "SCHEDULE", "STATE", "REASON"),
+        )
+        paused = sorted({c for i in items for c in i["paused_connections"]})
+        for connection in paused:
+            print(terminal_safe(f"connection {connection} is paused: run apicenterd auth {connection} --config {args.config}, then reload"))
     return 0
+
+
+def _daemon_states(args: argparse.Namespace) -> dict[str, dict[str, Any]] | None:
+    """Each flow's view from the running daemon's admin API (state, reason, progress), or None when
+    no daemon answers (the list then shows the configuration only)."""
+    from .remote import find_daemon
+
+    daemon = find_daemon(args.config, local=getattr(args, "local", False))
+    if daemon is None:
+        return None
+    status, body = daemon.call("GET", "/api/v1/flows")
+    if status != 200 or not isinstance(body.get("flows"), list):
+        return None
+    return {f["name"]: f for f in body["flows"] if isinstance(f, dict) and "name" in f}
 
 
 def cmd_flows_run(args: argparse.Namespace) -> int:
