@@ -335,7 +335,17 @@ PATHS: dict[str, Any] = {
         "post": _op(
             "Reload the configuration file (as SIGHUP): applied, or refused with the reason (the old one keeps running)",
             {
-                "200": _json(_obj({"result": {"const": "applied"}, "reason": {"type": "null"}})),
+                "200": _json(
+                    _obj(
+                        {
+                            "result": {"const": "applied"},
+                            "reason": {
+                                "type": ["string", "null"],
+                                "description": "changed settings the reload could not apply (they need a restart), if any",
+                            },
+                        }
+                    )
+                ),
                 "409": _json(_obj({"result": {"const": "refused"}, "reason": _STR})),
             },
         )
