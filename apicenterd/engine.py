@@ -70,6 +70,22 @@ LOCK_HOLDERS = {
 """Who holds a flow's lock, by the run's trigger (shown to a process waiting for it)."""
 
 
+_VERBS = {"created": "create", "updated": "update"}
+
+
+def _would(event: str) -> str:
+    """``event`` said of a dry run (see :meth:`Engine.said`)."""
+    subject, _, rest = event.partition(" ")
+    verb, _, tail = rest.partition(" ")
+    if verb in _VERBS:
+        return f"would {_VERBS[verb]} {subject}{' ' + tail if tail else ''}"
+    if verb == "failed":
+        return f"{subject} would fail{' ' + tail if tail else ''}"
+    if event.endswith(", linked"):
+        return f"{event.removesuffix(', linked')}, would link"
+    return f"dry run: {event}"
+
+
 def _batch_create(target: Connector, entity: Entity) -> bool:
     """Whether ``target`` creates ``entity`` in batches (its sink implements ``create_many``)."""
     sink = target.sinks.get(entity)
@@ -558,6 +574,8 @@ class Engine(Scheduling, Replaying, Retries):
 
         async def settle_now(action: str, *, target_id: str | None = None, reason: str | None = None, link: Link | None = None) -> str:
             if self.dry_run:
+                if action == "failed":  # what would fail, and why: the dry run lists them
+                    run.failed(change.source_id, key, redactor.scrub(reason) or "")
                 return action
             reason = redactor.scrub(reason)  # stored in the audit trail and dead letters, alerted
             if action != "unchanged" or link is not None or replay:
@@ -582,7 +600,7 @@ class Engine(Scheduling, Replaying, Retries):
 
         if change.error is not None or record is None:
             reason = change.error or "the source gave no record"
-            rlog.warning("record failed in the source", reason=reason)
+            rlog.warning(self.said("record failed in the source"), reason=reason)
             return await settle("failed", reason=reason)
         if not replay and not self.dry_run:
             if change.source_id in run.letters:
@@ -611,7 +629,7 @@ class Engine(Scheduling, Replaying, Retries):
         try:
             prepared = prepare(flow.entity, flow.options, record)
         except RecordError as exc:
-            rlog.warning("record failed", reason=str(exc))
+            rlog.warning(self.said("record failed"), reason=str(exc))
             return await settle("failed", reason=str(exc))
         if isinstance(prepared, Skip):
             rlog.debug("record skipped", reason=prepared.reason)
@@ -651,7 +669,7 @@ class Engine(Scheduling, Replaying, Retries):
                         "skipped", target_id=target_id, reason="exists in target; update_existing = false", link=new_link(target_id)
                     )
                 await self.write(run, rlog, "update", flow.entity, target_id, prepared, update_fields, None)
-                rlog.info("record updated", target_id=target_id, fields=sorted(update_fields))
+                rlog.info(self.said("record updated"), target_id=target_id, fields=sorted(update_fields))
                 return await settle("updated", target_id=target_id, link=new_link(target_id))
             if key in run.looked_up:
                 found = run.looked_up[key]
@@ -660,7 +678,7 @@ class Engine(Scheduling, Replaying, Retries):
             if found is not None:
                 changed = differing_fields(prepared, found.record, update_fields)
                 if not changed:
-                    rlog.info("record already in target, linked", target_id=found.id)
+                    rlog.info(self.said("record already in target, linked"), target_id=found.id)
                     return await settle("unchanged", target_id=found.id, reason="found in target by key; linked", link=new_link(found.id))
                 if not update_existing:
                     return await settle(
@@ -669,7 +687,7 @@ class Engine(Scheduling, Replaying, Retries):
                 await self.write(run, rlog, "update", flow.entity, found.id, prepared, changed, found.record, found=found)
                 if key in run.looked_up:  # what was found is stale now: a second record with this key reads it again
                     run.looked_up[key] = Found(found.id, None)
-                rlog.info("record updated", target_id=found.id, fields=sorted(changed))
+                rlog.info(self.said("record updated"), target_id=found.id, fields=sorted(changed))
                 return await settle("updated", target_id=found.id, reason="found in target by key", link=new_link(found.id))
             if run.deferred is not None:  # created with the batch's other new records (see _settled)
                 holder: dict[str, Any] = {"source_id": change.source_id, "link": new_link}
@@ -678,10 +696,10 @@ class Engine(Scheduling, Replaying, Retries):
                 async def created() -> str:
                     result = holder.get("result")
                     if isinstance(result, str):
-                        rlog.info("record created", target_id=result, batched=True)
+                        rlog.info(self.said("record created"), target_id=result, batched=True)
                         return await settle_now("created", target_id=result, link=new_link(result))
                     reason = str(result) if result is not None else "the batch create gave no answer for this record"
-                    rlog.warning("record failed", reason=reason)
+                    rlog.warning(self.said("record failed"), reason=reason)
                     return await settle_now("failed", reason=reason)
 
                 run.deferred.append(created)
@@ -689,11 +707,19 @@ class Engine(Scheduling, Replaying, Retries):
             target_id = await self.write(run, rlog, "create", flow.entity, None, prepared, fields, None)
             if key in run.looked_up:  # a second source record with this key finds it
                 run.looked_up[key] = Found(target_id, None)
-            rlog.info("record created", target_id=target_id)
+            rlog.info(self.said("record created"), target_id=target_id)
             return await settle("created", target_id=target_id, link=new_link(target_id))
         except RecordError as exc:
-            rlog.warning("record failed", reason=str(exc))
+            rlog.warning(self.said("record failed"), reason=str(exc))
             return await settle("failed", reason=str(exc))
+
+    def said(self, event: str) -> str:
+        """A record's log event as it happened, or, in a dry run, as what would happen: "record
+        created" → "would create record", "customer updated" → "would update customer", "record
+        failed" → "record would fail", "… linked" → "would link …"."""
+        if not self.dry_run:
+            return event
+        return _would(event)
 
     async def _prefetch(self, run: FlowRun, batch: Sequence[Change]) -> None:
         """Look up, in one ``find_many``, the batch's records that were never linked (first runs)."""

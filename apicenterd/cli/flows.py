@@ -119,8 +119,9 @@ def cmd_flows_run(args: argparse.Namespace) -> int:
     stopped_code = 128 + signals[0] if signals else 1
     if args.dry_run:
         plans = engine_box[0].plans
+        failures = [{"source_id": sid, "key": key, "reason": reason} for _flow, sid, key, reason in result.failures]
         if args.json:
-            print(json.dumps({**result.as_dict(), "dry_run": True, "plans": [p.__dict__ for p in plans]}, default=str))
+            print(json.dumps({**result.as_dict(), "dry_run": True, "plans": [p.__dict__ for p in plans], "failures": failures}, default=str))
         else:
             for plan in plans:
                 where = f" {plan.target_id}" if plan.target_id else ""
@@ -131,8 +132,15 @@ def cmd_flows_run(args: argparse.Namespace) -> int:
                     else:
                         before, after = json.dumps(change["from"], default=str), json.dumps(change["to"], default=str)
                         print(terminal_safe(f"  ~ {field}: {before} -> {after}"))
+            entity = resolved.flows[args.name].entity
+            for failure in failures:  # what would go to the dead-letter queue, and why
+                print(terminal_safe(f"would fail {entity} {failure['key']} (source id {failure['source_id']}): {failure['reason']}"))
+            more = result.counts.get("failed", 0) - len(failures)
+            if more > 0:
+                print(terminal_safe(f"... and {more} more that would fail"))
             counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
-            print(terminal_safe(f"dry run of flow {result.flow}: {result.status}: {counts}; nothing was written"))
+            error = f" ({result.error})" if result.error else ""
+            print(terminal_safe(f"dry run of flow {result.flow}: {result.status}: {counts}{error}; nothing was written"))
         return _exit_code(result, stopped_code)
     if args.json:
         print(json.dumps(result.as_dict()))
