@@ -121,7 +121,8 @@ def cmd_flows_run(args: argparse.Namespace) -> int:
         plans = engine_box[0].plans
         failures = [{"source_id": sid, "key": key, "reason": reason} for _flow, sid, key, reason in result.failures]
         if args.json:
-            print(json.dumps({**result.as_dict(), "dry_run": True, "plans": [p.__dict__ for p in plans], "failures": failures}, default=str))
+            answer = {**result.as_dict(), "dry_run": True, "plans": [p.__dict__ for p in plans], "failures": failures}
+            print(json.dumps(answer, default=str))
         else:
             for plan in plans:
                 where = f" {plan.target_id}" if plan.target_id else ""
