@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -29,7 +30,7 @@ from .circuit import CircuitBreaker
 from .compare import differing_fields, record_hash
 from .config import Flow, Resolved
 from .context import Context
-from .dryrun import Plan, plan
+from .dryrun import Plan, plan, written
 from .errors import AuthError, CircuitOpen, ConnectorError, FatalError, RecordError, RetryableError, StateError
 from .flowrun import COUNT_KEYS, FlowRun, GaveUp
 from .flows import Skip, prepare
@@ -39,6 +40,8 @@ from .observe.alerts import Alerter
 from .observe.logs import error_text, get_logger, redactor
 from .orders import OrderProcess
 from .plugin import Change, Connector, Found, Sink
+from .progress import Progress
+from .progress import running as progress_running
 from .replay import Replaying
 from .retry import Retries, dead_letter_backoff
 from .scheduler import Scheduling, current_flow
@@ -115,6 +118,8 @@ class RunResult:
     duration: float = 0.0
     failures: list[tuple[str, str, str, str]] = dataclasses.field(default_factory=list, repr=False)
     """(flow, source id, key, reason) of the run's first failed records (see FlowRun.failures)."""
+    progress: Progress | None = dataclasses.field(default=None, repr=False)
+    """While it runs: records done, rate, what the source said of the total."""
 
     def as_dict(self) -> dict[str, Any]:
         """For ``--json`` output."""
@@ -131,6 +136,11 @@ class RunResult:
 class _Stop(Exception):
     """Internal: the engine was asked to stop between records."""
 
+
+PROGRESS_SAVE_SECONDS = 5.0
+"""A run in progress saves its counts and progress to its row (for ``apicenterd runs``) at most this often."""
+PROGRESS_LOG_SECONDS = 30.0
+"""A run in progress logs a "run progress" line at most this often (and only if it runs this long)."""
 
 HTTP_BOUNDS = ("max_response_bytes", "request_deadline", "retry_after_cap")
 """ConnectorSettings fields that bound a connection's HTTP; passed to its Context as they are."""
@@ -195,6 +205,8 @@ class Engine(Scheduling, Replaying, Retries):
         self.last_result: RunResult | None = None
         """The latest run's result, kept up to date while it runs (also there when it was cancelled)."""
         self._beats: dict[str, float] = {}
+        self.progress_save_seconds = PROGRESS_SAVE_SECONDS
+        self.progress_log_seconds = PROGRESS_LOG_SECONDS
         self.running: dict[str, RunResult] = {}
         """Flow → the result of its run in progress, counts kept up to date (progress for the admin API)."""
         """Per scheduled flow: the monotonic time it last made progress, or is due back (see :meth:`stalled`)."""
@@ -332,7 +344,7 @@ class Engine(Scheduling, Replaying, Retries):
             self.log.bind(flow=flow.name, run=run_id, entity=str(flow.entity)),
         )
         log, counts = run.log, run.counts
-        result = self.last_result = RunResult(flow.name, run_id, counts, failures=run.failures)
+        result = self.last_result = RunResult(flow.name, run_id, counts, failures=run.failures, progress=run.progress)
         self.running[flow.name] = result
         started = time.perf_counter()
         cursor = await self.store.get_cursor(flow.name)
@@ -340,7 +352,8 @@ class Engine(Scheduling, Replaying, Retries):
         self.beat()
         log.info("run started", trigger=trigger, cursor=cursor, source=flow.source, target=flow.target)
         try:
-            await self._read_and_settle(run, cursor)
+            with progress_running(run.progress):
+                await self._read_and_settle(run, cursor)
         except _Stop:
             result.status = "stopped"
             log.info("run stopped between records for shutdown")
@@ -363,6 +376,10 @@ class Engine(Scheduling, Replaying, Retries):
             self.running.pop(flow.name, None)
             current_flow.reset(flow_token)
             result.duration = time.perf_counter() - started
+            result.progress = None
+            if not self.dry_run:
+                for gauge in (metrics.run_progress, metrics.run_progress_rate, metrics.run_remaining_seconds):
+                    gauge.labels(flow.name).set(0)
             if self.dry_run:
                 log.info("dry run finished: nothing written", status=result.status, plans=len(self.plans), **counts)
             else:
@@ -417,6 +434,7 @@ class Engine(Scheduling, Replaying, Retries):
                         if not self.dry_run:
                             metrics.records.labels(flow.name, str(flow.entity), action).inc()
                     await self._save_cursor(run)
+                    await self._report_progress(run)
                     if read_error is not None:
                         raise read_error
                 run.looked_up.clear()
@@ -439,6 +457,26 @@ class Engine(Scheduling, Replaying, Retries):
                         await self._save_cursor(run)
                     except StateError as exc:  # must not hide why the run stopped; read again next time
                         log.warning("cursor of unchanged records not saved", error=str(exc))
+
+    async def _report_progress(self, run: FlowRun) -> None:
+        """After a batch: the run's progress to the metrics, and, at most every
+        ``progress_save_seconds`` / ``progress_log_seconds``, to its row (``apicenterd runs``) and the log."""
+        progress = run.progress
+        now = progress.clock()
+        if not self.dry_run:
+            remaining = progress.remaining_seconds()
+            metrics.run_progress.labels(run.name).set(progress.done)
+            metrics.run_progress_rate.labels(run.name).set(progress.rate())
+            metrics.run_remaining_seconds.labels(run.name).set(-1 if remaining is None else remaining)
+            if now - run.progress_saved >= self.progress_save_seconds:
+                run.progress_saved = now
+                try:
+                    await self.store.run_progress(run.run_id, run.counts, progress.as_dict())
+                except StateError as exc:  # progress is for people: a full disk fails the next settle, not this
+                    run.log.warning("run progress not saved", error=str(exc))
+        if now - run.progress_logged >= self.progress_log_seconds:
+            run.progress_logged = now
+            run.log.info("run progress", **progress.as_dict(), **run.counts)
 
     async def _save_cursor(self, run: FlowRun) -> None:
         """Save the cursor of the records settled without a write since the last save (one write a batch)."""
@@ -567,19 +605,28 @@ class Engine(Scheduling, Replaying, Retries):
         rlog = run.log.bind(source_id=change.source_id, key=key)
 
         async def settle(action: str, *, target_id: str | None = None, reason: str | None = None, link: Link | None = None) -> str:
+            writes, run.writes = run.writes, []  # what this record sent to the target: into its audit entry
             if run.deferred is not None:  # creates of the batch are being collected: settle after them, in order
-                run.deferred.append(functools.partial(settle_now, action, target_id=target_id, reason=reason, link=link))
+                run.deferred.append(functools.partial(settle_now, action, target_id=target_id, reason=reason, link=link, writes=writes))
                 return action
-            return await settle_now(action, target_id=target_id, reason=reason, link=link)
+            return await settle_now(action, target_id=target_id, reason=reason, link=link, writes=writes)
 
-        async def settle_now(action: str, *, target_id: str | None = None, reason: str | None = None, link: Link | None = None) -> str:
+        async def settle_now(
+            action: str,
+            *,
+            target_id: str | None = None,
+            reason: str | None = None,
+            link: Link | None = None,
+            writes: list[dict[str, Any]] | None = None,
+        ) -> str:
             if self.dry_run:
                 if action == "failed":  # what would fail, and why: the dry run lists them
                     run.failed(change.source_id, key, redactor.scrub(reason) or "")
                 return action
             reason = redactor.scrub(reason)  # stored in the audit trail and dead letters, alerted
             if action != "unchanged" or link is not None or replay:
-                entry = AuditEntry(flow.name, run.run_id, str(flow.entity), change.source_id, action, target_id, key, reason)
+                diff = redactor.scrub(json.dumps(writes, default=str)) if writes else None
+                entry = AuditEntry(flow.name, run.run_id, str(flow.entity), change.source_id, action, target_id, key, reason, diff=diff)
                 payload = record.model_dump_json() if action == "failed" and record is not None else None
                 await self.store.settle(entry, link=link, cursor=change.cursor, payload=payload)
                 if change.cursor is not None:
@@ -697,7 +744,8 @@ class Engine(Scheduling, Replaying, Retries):
                     result = holder.get("result")
                     if isinstance(result, str):
                         rlog.info(self.said("record created"), target_id=result, batched=True)
-                        return await settle_now("created", target_id=result, link=new_link(result))
+                        sent = [written("create", str(flow.entity), result, prepared, fields, None)]
+                        return await settle_now("created", target_id=result, link=new_link(result), writes=sent)
                     reason = str(result) if result is not None else "the batch create gave no answer for this record"
                     rlog.warning(self.said("record failed"), reason=reason)
                     return await settle_now("failed", reason=reason)
@@ -783,11 +831,13 @@ class Engine(Scheduling, Replaying, Retries):
                 return await target.create(entity, record)
 
             created: str = await self._with_retries(log, f"create {record.key()}", target, create_once)
+            run.writes.append(written("create", str(entity), created, record, fields, None))
             return created
         if found is not None:
             await self._with_retries(log, f"update {record.key()}", target, target.update_found, entity, found, record, fields)
         else:
             await self._with_retries(log, f"update {record.key()}", target, target.update, entity, target_id, record, fields)
+        run.writes.append(written("update", str(entity), target_id, record, fields, current))
         return target_id or ""
 
     async def call(self, run: FlowRun, log: Any, what: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:

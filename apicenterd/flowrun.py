@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConnectorError
 from .plugin import Connector, Found
+from .progress import Progress
 from .state.base import DeadLetter, Link
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -65,6 +66,18 @@ class FlowRun:
     the coroutine function that settles it once the creates are confirmed; None otherwise."""
     pending: list[Any] = dataclasses.field(default_factory=list)
     """The creates collected for the batch in hand: (key, record, holder of the outcome)."""
+    writes: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    """What the record in hand sent to the target so far (op, entity, target id, field diff): taken
+    into its audit entry when it is settled."""
+    progress: Progress = dataclasses.field(default_factory=Progress)
+    """Records done, rate and what the source said of the total (see :mod:`apicenterd.progress`)."""
+    progress_saved: float = 0.0
+    progress_logged: float = 0.0
+    """Monotonic times the progress was last saved to the run's row and logged."""
+
+    def __post_init__(self) -> None:
+        self.progress.counts = self.counts
+        self.progress_saved = self.progress_logged = self.progress.started
 
     @property
     def name(self) -> str:
