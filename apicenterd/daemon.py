@@ -37,6 +37,34 @@ MAX_REASON = 2000
 """Characters of a refused reload's reason kept in the status file and the alert."""
 
 
+RESTART_SETTINGS = ("daemon.metrics_address", "state.backend", "state.path", "state.url")
+"""Settings a reload cannot apply: the metrics server keeps its address, the daemon its state store
+(and ``admin.*``: the admin server keeps its address and token). Everything else in ``[daemon]``,
+``[state]`` and ``[alerts]`` applies at the reload: the log level at once, alert receivers and their
+limits with the next alert, retention and check intervals with the next purge or check, circuit
+breakers, timeouts and ``token_key`` with the new engine."""
+
+
+def changed_settings(old: Resolved, new: Resolved) -> tuple[list[str], list[str]]:
+    """The ``daemon.*``, ``state.*``, ``alerts.*`` and ``admin.*`` settings that differ between two
+    configurations: (applied by a reload, needing a restart), as dotted names."""
+    live: list[str] = []
+    restart: list[str] = []
+    for section in ("daemon", "state", "alerts", "admin"):
+        before, after = getattr(old.config, section), getattr(new.config, section)
+        for field in type(before).model_fields:
+            if getattr(before, field) != getattr(after, field):
+                name = f"{section}.{field}"
+                (restart if section == "admin" or name in RESTART_SETTINGS else live).append(name)
+    if old.state_path != new.state_path and "state.path" not in restart and new.config.state.url is None:
+        restart.append("state.path")  # the same setting, read from another folder
+    if old.admin_token != new.admin_token and "admin.token" not in restart:
+        restart.append("admin.token")  # the same reference, another secret behind it
+    if getattr(old, "token_key", None) != getattr(new, "token_key", None) and "state.token_key" not in live:
+        live.append("state.token_key")
+    return live, restart
+
+
 def reload_status_path(state_path: Path) -> Path:
     """Where the daemon records the outcome of its last reload: ``<state path>.reload``."""
     return Path(f"{state_path}.reload")
@@ -114,6 +142,9 @@ class Daemon:
         """What the admin API acts on (:class:`~apicenterd.admin.Backend`), while the daemon runs."""
         self._reloaded = anyio.Event()
         self._last_reload: tuple[str, str | None] = ("applied", None)
+        self._reload_note: str | None = None
+        """For an applied reload: the changed settings it could not apply (they need a restart)."""
+        self._changed_live: list[str] = []
 
     async def run(self) -> None:
         """Serve until stopped; reload on SIGHUP. A second daemon on the same state store raises
@@ -225,14 +256,28 @@ class Daemon:
                 await tg.start(serve)
                 systemd.notify("READY=1", f"STATUS=running {len(self.resolved.flows)} flows")
                 if reloaded:
-                    self._record_reload("applied")
+                    self._record_reload("applied", self._reload_note)
                 await done.wait()
                 if self._stop or self._pending is None:
                     break
-                self.resolved, self._pending = self._pending, None
+                old, self.resolved, self._pending = self.resolved, self._pending, None
                 reloaded = True
-                self.log.info("configuration reloaded", flows=sorted(self.resolved.flows))
+                self._apply_live(old)
+                self.log.info("configuration reloaded", flows=sorted(self.resolved.flows), settings_applied=self._changed_live)
             tg.cancel_scope.cancel()
+
+    def _apply_live(self, old: Resolved) -> None:
+        """What a reload changes at once besides the engine: the log level (loggers the daemon keeps
+        across reloads are bound again at the new level). Alert settings reach the alerter with the
+        new engine; [state] retention and intervals are read where they are used."""
+        level = self.resolved.config.daemon.log_level
+        if level != old.config.daemon.log_level:
+            logs.set_level(level)
+            self.log = logs.get_logger()
+            self.alerter.log = logs.get_logger(component="alerts")
+            if self.backend is not None and hasattr(self.backend, "log"):
+                self.backend.log = logs.get_logger()
+            self.log.info("log level changed", log_level=level, was=old.config.daemon.log_level)
 
     def stop(self) -> None:
         """Stop after the records in flight (what SIGTERM does)."""
@@ -266,8 +311,18 @@ class Daemon:
             self._refuse(f"cannot load {self.config_path}: {error}")
             return
         self.log.info("reloading configuration", config=str(self.config_path))
-        if new.config.admin != self.resolved.config.admin or new.admin_token != self.resolved.admin_token:
-            self.log.warning("the [admin] settings changed; they apply at the next restart (the admin server keeps its address and token)")
+        live, restart = changed_settings(self.resolved, new)
+        self._reload_note = None
+        if restart:
+            self._reload_note = (
+                f"changed settings that take effect only at the next restart (systemctl restart apicenterd): {', '.join(restart)}; "
+                "until then the daemon keeps their old values"
+            )
+            self.log.warning(
+                "reload: some changed settings need a restart; the daemon keeps their old values until then",
+                restart_needed=restart,
+            )
+        self._changed_live = live
         self._pending = new
         if self.engine is not None:
             self.engine.stop()

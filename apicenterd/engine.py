@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -31,7 +32,7 @@ from .circuit import CircuitBreaker
 from .compare import differing_fields, record_hash
 from .config import Flow, Resolved
 from .context import Context
-from .dryrun import Plan, plan
+from .dryrun import Plan, plan, written
 from .errors import AuthError, CircuitOpen, ConnectorError, FatalError, RecordError, RetryableError, StateError
 from .flowrun import COUNT_KEYS, FlowRun, GaveUp
 from .flows import Skip, prepare
@@ -41,6 +42,8 @@ from .observe.alerts import Alerter
 from .observe.logs import error_text, get_logger, redactor
 from .orders import OrderProcess
 from .plugin import Change, Connector, DocumentSink, Found, Sink
+from .progress import Progress
+from .progress import running as progress_running
 from .replay import Replaying
 from .retry import Retries, dead_letter_backoff
 from .scheduler import Scheduling, current_flow
@@ -70,6 +73,22 @@ LOCK_HOLDERS = {
     "reset": "flows reset",
 }
 """Who holds a flow's lock, by the run's trigger (shown to a process waiting for it)."""
+
+
+_VERBS = {"created": "create", "updated": "update"}
+
+
+def _would(event: str) -> str:
+    """``event`` said of a dry run (see :meth:`Engine.said`)."""
+    subject, _, rest = event.partition(" ")
+    verb, _, tail = rest.partition(" ")
+    if verb in _VERBS:
+        return f"would {_VERBS[verb]} {subject}{' ' + tail if tail else ''}"
+    if verb == "failed":
+        return f"{subject} would fail{' ' + tail if tail else ''}"
+    if event.endswith(", linked"):
+        return f"{event.removesuffix(', linked')}, would link"
+    return f"dry run: {event}"
 
 
 def _batch_create(target: Connector, entity: Entity) -> bool:
@@ -126,6 +145,8 @@ class RunResult:
     duration: float = 0.0
     failures: list[tuple[str, str, str, str]] = dataclasses.field(default_factory=list, repr=False)
     """(flow, source id, key, reason) of the run's first failed records (see FlowRun.failures)."""
+    progress: Progress | None = dataclasses.field(default=None, repr=False)
+    """While it runs: records done, rate, what the source said of the total."""
 
     def as_dict(self) -> dict[str, Any]:
         """For ``--json`` output."""
@@ -146,6 +167,11 @@ WRITES_IN_FLIGHT = 4
 class _Stop(Exception):
     """Internal: the engine was asked to stop between records."""
 
+
+PROGRESS_SAVE_SECONDS = 5.0
+"""A run in progress saves its counts and progress to its row (for ``apicenterd runs``) at most this often."""
+PROGRESS_LOG_SECONDS = 30.0
+"""A run in progress logs a "run progress" line at most this often (and only if it runs this long)."""
 
 HTTP_BOUNDS = ("max_response_bytes", "request_deadline", "retry_after_cap")
 """ConnectorSettings fields that bound a connection's HTTP; passed to its Context as they are."""
@@ -216,6 +242,8 @@ class Engine(Scheduling, Replaying, Retries):
         self.last_result: RunResult | None = None
         """The latest run's result, kept up to date while it runs (also there when it was cancelled)."""
         self._beats: dict[str, float] = {}
+        self.progress_save_seconds = PROGRESS_SAVE_SECONDS
+        self.progress_log_seconds = PROGRESS_LOG_SECONDS
         self.running: dict[str, RunResult] = {}
         """Flow → the result of its run in progress, counts kept up to date (progress for the admin API)."""
         """Per scheduled flow: the monotonic time it last made progress, or is due back (see :meth:`stalled`)."""
@@ -249,6 +277,9 @@ class Engine(Scheduling, Replaying, Retries):
             instance = conn.connector(conn.settings, context)
             await instance.open()
             self.connectors[name] = instance
+            # both series exist from the start, so increase() and the alerts see the first failure
+            metrics.auth_failures.labels(name).inc(0)
+            metrics.connection_paused.labels(name).set(1 if name in self.paused else 0)
 
     def _declared_limits(self, name: str, conn: Any) -> tuple[Any, ...]:
         """The connector's declared rate limits for connection ``name``, or none (a warning says
@@ -272,6 +303,8 @@ class Engine(Scheduling, Replaying, Retries):
                     await instance.aclose()
                 except Exception as exc:  # noqa: BLE001 - closing must not hide the real outcome
                     self.log.warning("connection close failed", connection=name, error=str(exc))
+                if not self.dry_run:
+                    metrics.connection_paused.labels(name).set(0)  # a reload's new engine tries it again
             self.connectors.clear()
 
     # ---------------------------------------------------------------- one run
@@ -351,7 +384,7 @@ class Engine(Scheduling, Replaying, Retries):
         if not self.dry_run and flow.entity not in (Entity.ORDERS, Entity.INVOICES):
             run.settling = []  # a batch settles in one transaction (an order settles at once: see OrderProcess)
         log, counts = run.log, run.counts
-        result = self.last_result = RunResult(flow.name, run_id, counts, failures=run.failures)
+        result = self.last_result = RunResult(flow.name, run_id, counts, failures=run.failures, progress=run.progress)
         self.running[flow.name] = result
         started = time.perf_counter()
         cursor = None if full else await self.store.get_cursor(flow.name)
@@ -359,7 +392,8 @@ class Engine(Scheduling, Replaying, Retries):
         self.beat()
         log.info("run started", trigger=trigger, cursor=cursor, source=flow.source, target=flow.target, **({"full": True} if full else {}))
         try:
-            await self._read_and_settle(run, cursor)
+            with progress_running(run.progress):
+                await self._read_and_settle(run, cursor)
         except _Stop:
             result.status = "stopped"
             log.info("run stopped between records for shutdown")
@@ -382,6 +416,10 @@ class Engine(Scheduling, Replaying, Retries):
             self.running.pop(flow.name, None)
             current_flow.reset(flow_token)
             result.duration = time.perf_counter() - started
+            result.progress = None
+            if not self.dry_run:
+                for gauge in (metrics.run_progress, metrics.run_progress_rate, metrics.run_remaining_seconds):
+                    gauge.labels(flow.name).set(0)
             if self.dry_run:
                 log.info("dry run finished: nothing written", status=result.status, plans=len(self.plans), **counts)
             else:
@@ -436,6 +474,7 @@ class Engine(Scheduling, Replaying, Retries):
                         if not self.dry_run:
                             metrics.records.labels(flow.name, str(flow.entity), action).inc()
                     await self._save_cursor(run)
+                    await self._report_progress(run)
                     if read_error is not None:
                         raise read_error
                 run.looked_up.clear()
@@ -458,6 +497,26 @@ class Engine(Scheduling, Replaying, Retries):
                         await self._save_cursor(run)
                     except StateError as exc:  # must not hide why the run stopped; read again next time
                         log.warning("records settled before the run stopped not saved; read again next run", error=str(exc))
+
+    async def _report_progress(self, run: FlowRun) -> None:
+        """After a batch: the run's progress to the metrics, and, at most every
+        ``progress_save_seconds`` / ``progress_log_seconds``, to its row (``apicenterd runs``) and the log."""
+        progress = run.progress
+        now = progress.clock()
+        if not self.dry_run:
+            remaining = progress.remaining_seconds()
+            metrics.run_progress.labels(run.name).set(progress.done)
+            metrics.run_progress_rate.labels(run.name).set(progress.rate())
+            metrics.run_remaining_seconds.labels(run.name).set(-1 if remaining is None else remaining)
+            if now - run.progress_saved >= self.progress_save_seconds:
+                run.progress_saved = now
+                try:
+                    await self.store.run_progress(run.run_id, run.counts, progress.as_dict())
+                except StateError as exc:  # progress is for people: a full disk fails the next settle, not this
+                    run.log.warning("run progress not saved", error=str(exc))
+        if now - run.progress_logged >= self.progress_log_seconds:
+            run.progress_logged = now
+            run.log.info("run progress", **progress.as_dict(), **run.counts)
 
     async def _save_cursor(self, run: FlowRun) -> None:
         """Write what the batch settled since the last save (:attr:`FlowRun.settling`) and its cursor
@@ -714,7 +773,17 @@ class Engine(Scheduling, Replaying, Retries):
             run.log.error("run failed", error=result.error)
         if isinstance(exc, AuthError) and connection not in self.paused:
             self.paused[connection] = redactor.scrub(str(exc))
-            run.log.error("connection paused until it is re-authorised", connection=connection)
+            if not self.dry_run:
+                metrics.auth_failures.labels(connection).inc()
+                metrics.connection_paused.labels(connection).set(1)
+            flows = sorted(f.name for f in self.resolved.flows.values() if connection in (f.source, f.target))
+            run.log.error(
+                "connection paused until it is re-authorised: its flows do not run",
+                connection=connection,
+                paused_flows=flows,
+                reason=self.paused[connection],
+                fix=f"apicenterd auth {connection} --config FILE, then systemctl reload apicenterd",
+            )
             self.alerter.connection_paused(connection, self.paused[connection])  # queued: never waits for the receiver
 
     def _finish_alerts(self, run: FlowRun, result: RunResult) -> None:
@@ -735,19 +804,31 @@ class Engine(Scheduling, Replaying, Retries):
         record = change.record
         key = record.key() if record is not None else change.source_id
         rlog = run.log.bind(source_id=change.source_id, key=key)
+        run.writes = []  # this record's own (a task in flight with others has its own)
 
         async def settle(action: str, *, target_id: str | None = None, reason: str | None = None, link: Link | None = None) -> str:
+            writes, run.writes = run.writes, []  # what this record sent to the target: into its audit entry
             if run.deferred is not None:  # creates of the batch are being collected: settle after them, in order
-                run.deferred.append(functools.partial(settle_now, action, target_id=target_id, reason=reason, link=link))
+                run.deferred.append(functools.partial(settle_now, action, target_id=target_id, reason=reason, link=link, writes=writes))
                 return action
-            return await settle_now(action, target_id=target_id, reason=reason, link=link)
+            return await settle_now(action, target_id=target_id, reason=reason, link=link, writes=writes)
 
-        async def settle_now(action: str, *, target_id: str | None = None, reason: str | None = None, link: Link | None = None) -> str:
+        async def settle_now(
+            action: str,
+            *,
+            target_id: str | None = None,
+            reason: str | None = None,
+            link: Link | None = None,
+            writes: list[dict[str, Any]] | None = None,
+        ) -> str:
             if self.dry_run:
+                if action == "failed":  # what would fail, and why: the dry run lists them
+                    run.failed(change.source_id, key, redactor.scrub(reason) or "")
                 return action
             reason = redactor.scrub(reason)  # stored in the audit trail and dead letters, alerted
             if action != "unchanged" or link is not None or replay:
-                entry = AuditEntry(flow.name, run.run_id, str(flow.entity), change.source_id, action, target_id, key, reason)
+                diff = redactor.scrub(json.dumps(writes, default=str)) if writes else None
+                entry = AuditEntry(flow.name, run.run_id, str(flow.entity), change.source_id, action, target_id, key, reason, diff=diff)
                 payload = record.model_dump_json() if action == "failed" and record is not None else None
                 if out is not None:  # settled in the source's order by the caller
                     out.append(Settlement(entry, link, payload))
@@ -775,7 +856,7 @@ class Engine(Scheduling, Replaying, Retries):
 
         if change.error is not None or record is None:
             reason = change.error or "the source gave no record"
-            rlog.warning("record failed in the source", reason=reason)
+            rlog.warning(self.said("record failed in the source"), reason=reason)
             return await settle("failed", reason=reason)
         if not replay and not self.dry_run:
             if change.source_id in run.letters:
@@ -804,7 +885,7 @@ class Engine(Scheduling, Replaying, Retries):
         try:
             prepared = prepare(flow.entity, flow.options, record)
         except RecordError as exc:
-            rlog.warning("record failed", reason=str(exc))
+            rlog.warning(self.said("record failed"), reason=str(exc))
             return await settle("failed", reason=str(exc))
         if isinstance(prepared, Skip):
             rlog.debug("record skipped", reason=prepared.reason)
@@ -841,7 +922,7 @@ class Engine(Scheduling, Replaying, Retries):
                     async def settle_update() -> str:
                         result = holder.get("result", RecordError("the batch update gave no answer for this record"))
                         if result is None:
-                            rlog.info("record updated", target_id=target_id, fields=sorted(changed), batched=True)
+                            rlog.info(self.said("record updated"), target_id=target_id, fields=sorted(changed), batched=True)
                             return await settle_now("updated", target_id=target_id, reason=reason, link=new_link(target_id))
                         rlog.warning("record failed", reason=str(result))
                         return await settle_now("failed", reason=str(result))
@@ -850,7 +931,7 @@ class Engine(Scheduling, Replaying, Retries):
                     return "updated"
                 current = found.record if found is not None else None
                 await self.write(run, rlog, "update", flow.entity, target_id, prepared, changed, current, found=found)
-                rlog.info("record updated", target_id=target_id, fields=sorted(changed))
+                rlog.info(self.said("record updated"), target_id=target_id, fields=sorted(changed))
                 return await settle("updated", target_id=target_id, reason=reason, link=new_link(target_id))
 
             if link is not None and link.hash == digest:
@@ -871,7 +952,7 @@ class Engine(Scheduling, Replaying, Retries):
             if found is not None:
                 changed = differing_fields(prepared, found.record, update_fields)
                 if not changed:
-                    rlog.info("record already in target, linked", target_id=found.id)
+                    rlog.info(self.said("record already in target, linked"), target_id=found.id)
                     return await settle("unchanged", target_id=found.id, reason="found in target by key; linked", link=new_link(found.id))
                 if not update_existing:
                     return await settle(
@@ -888,10 +969,11 @@ class Engine(Scheduling, Replaying, Retries):
                 async def created() -> str:
                     result = holder.get("result")
                     if isinstance(result, str):
-                        rlog.info("record created", target_id=result, batched=True)
-                        return await settle_now("created", target_id=result, link=new_link(result))
+                        rlog.info(self.said("record created"), target_id=result, batched=True)
+                        sent = [written("create", str(flow.entity), result, prepared, fields, None)]
+                        return await settle_now("created", target_id=result, link=new_link(result), writes=sent)
                     reason = str(result) if result is not None else "the batch create gave no answer for this record"
-                    rlog.warning("record failed", reason=reason)
+                    rlog.warning(self.said("record failed"), reason=reason)
                     return await settle_now("failed", reason=reason)
 
                 run.deferred.append(created)
@@ -899,11 +981,19 @@ class Engine(Scheduling, Replaying, Retries):
             target_id = await self.write(run, rlog, "create", flow.entity, None, prepared, fields, None)
             if key in run.looked_up:  # a second source record with this key finds it
                 run.looked_up[key] = Found(target_id, None)
-            rlog.info("record created", target_id=target_id)
+            rlog.info(self.said("record created"), target_id=target_id)
             return await settle("created", target_id=target_id, link=new_link(target_id))
         except RecordError as exc:
-            rlog.warning("record failed", reason=str(exc))
+            rlog.warning(self.said("record failed"), reason=str(exc))
             return await settle("failed", reason=str(exc))
+
+    def said(self, event: str) -> str:
+        """A record's log event as it happened, or, in a dry run, as what would happen: "record
+        created" → "would create record", "customer updated" → "would update customer", "record
+        failed" → "record would fail", "… linked" → "would link …"."""
+        if not self.dry_run:
+            return event
+        return _would(event)
 
     async def _prefetch(self, run: FlowRun, batch: Sequence[Change]) -> None:
         """Look up, in one ``find_many``, the batch's records that were never linked (first runs)."""
@@ -997,11 +1087,13 @@ class Engine(Scheduling, Replaying, Retries):
                 return await target.create(entity, record)
 
             created: str = await self._with_retries(log, f"create {record.key()}", target, create_once)
+            run.writes.append(written("create", str(entity), created, record, fields, None))
             return created
         if found is not None:
             await self._with_retries(log, f"update {record.key()}", target, target.update_found, entity, found, record, fields)
         else:
             await self._with_retries(log, f"update {record.key()}", target, target.update, entity, target_id, record, fields)
+        run.writes.append(written("update", str(entity), target_id, record, fields, current))
         return target_id or ""
 
     async def call(self, run: FlowRun, log: Any, what: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:

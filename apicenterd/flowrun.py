@@ -3,18 +3,22 @@ threaded through the engine's helpers."""
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import functools
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConnectorError
 from .plugin import Connector, Found
+from .progress import Progress
 from .state.base import DeadLetter, Link, Settlement
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import Flow
 
 __all__ = ["COUNT_KEYS", "FlowRun", "GaveUp", "FAILURES_KEPT"]
+
+_RECORD_WRITES: contextvars.ContextVar[list[dict[str, Any]] | None] = contextvars.ContextVar("apicenterd_record_writes", default=None)
 
 COUNT_KEYS = ("created", "updated", "unchanged", "waiting", "skipped", "failed")
 """What a run counts. ``waiting``: a record that failed before, unchanged since, whose retry
@@ -90,6 +94,30 @@ class FlowRun:
     def update_existing(self) -> bool:
         """The flow's ``update_existing`` option (read once a run, not dumped per record)."""
         return bool(self.flow.options.model_dump().get("update_existing", True))
+    progress: Progress = dataclasses.field(default_factory=Progress)
+    """Records done, rate and what the source said of the total (see :mod:`apicenterd.progress`)."""
+    progress_saved: float = 0.0
+    progress_logged: float = 0.0
+    """Monotonic times the progress was last saved to the run's row and logged."""
+
+    def __post_init__(self) -> None:
+        self.progress.counts = self.counts
+        self.progress_saved = self.progress_logged = self.progress.started
+
+    @property
+    def writes(self) -> list[dict[str, Any]]:
+        """What the record in hand sent to the target so far (op, entity, target id, field diff): taken
+        into its audit entry when it is settled. Kept per task (a context variable), so the records
+        of one batch in flight together never mix their writes."""
+        writes = _RECORD_WRITES.get()
+        if writes is None:
+            writes = []
+            _RECORD_WRITES.set(writes)
+        return writes
+
+    @writes.setter
+    def writes(self, value: list[dict[str, Any]]) -> None:
+        _RECORD_WRITES.set(value)
 
     @property
     def name(self) -> str:

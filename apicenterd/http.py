@@ -195,7 +195,21 @@ class RateLimiterSet:
         self._restored = pauses is None
         self._unsaved = False  # a pause not yet in ``pauses``
         self._log = log if log is not None else get_logger(connection=connection)
+        self._waiting: dict[object, float] = {}  # calls in admit() now: when (on ``clock``) each began waiting
         metrics.rate_limit_pause.labels(connection).set_function(self.pause_remaining)
+        metrics.rate_limit_waiting.labels(connection).set_function(self.waiting_calls)
+        metrics.rate_limit_waiting_seconds.labels(connection).set_function(self.longest_wait)
+
+    def waiting_calls(self) -> int:
+        """Calls waiting now for a slot or a pause (the gauge ``apicenterd_rate_limit_waiting``)."""
+        return len(self._waiting)
+
+    def longest_wait(self) -> float:
+        """Seconds the call waiting longest now has waited, 0 when none waits (the gauge
+        ``apicenterd_rate_limit_waiting_seconds``: a wait is seen while it lasts, not only after)."""
+        if not self._waiting:
+            return 0.0
+        return max(0.0, self._clock() - min(self._waiting.values()))
 
     def _buckets_for(self, request: httpx.Request) -> list[tuple[RateLimit, SlidingWindowLimiter]]:
         buckets = []
@@ -226,6 +240,14 @@ class RateLimiterSet:
     async def admit(self, request: httpx.Request) -> tuple[float, list[Ticket]]:
         """Wait until every limit that applies to ``request`` allows it and count it there;
         the seconds waited, and tickets for :meth:`observe`."""
+        me = object()
+        self._waiting[me] = self._clock()
+        try:
+            return await self._admit(request)
+        finally:
+            del self._waiting[me]
+
+    async def _admit(self, request: httpx.Request) -> tuple[float, list[Ticket]]:
         if not self._restored:
             await self.restore()
         waited = await self._wait_for_pause()

@@ -255,7 +255,7 @@ class OrderProcess:
 
         found = await self._find(f"find {entity} {order.number}", entity, order.number)
         if found is not None:
-            self.log.info("order exists in target, linked", target_id=found.id)
+            self.log.info(self.engine.said("order exists in target, linked"), target_id=found.id)
             return await settle("skipped", target_id=found.id, reason="exists: found in target by order number", link=order_link(found.id))
 
         order = apply_maps(order, self.options, flow.name, flow.target_settings)
@@ -286,7 +286,7 @@ class OrderProcess:
         if order.number in run.looked_up:  # a second source record with this number finds it
             run.looked_up[order.number] = Found(target_id, None)
         self.log.info(
-            f"{'order' if entity is Entity.ORDERS else 'invoice'} created",
+            self.engine.said(f"{'order' if entity is Entity.ORDERS else 'invoice'} created"),
             target_id=target_id,
             document=order.document,
             customer_id=order.customer_id,
@@ -345,14 +345,14 @@ class OrderProcess:
         found = await self._find(f"find customer {customer.email}", Entity.CUSTOMERS, customer.key())
         if found is None:
             cid = await self.engine.write(self.run_, self.log, "create", Entity.CUSTOMERS, None, customer, fields, None)
-            self.log.info("customer created", target_id=cid, kind=customer.kind)
+            self.log.info(self.engine.said("customer created"), target_id=cid, kind=customer.kind)
             self._known(Entity.CUSTOMERS, customer.key(), Found(cid, customer))
             return Found(cid, customer)
         if options.update_customers:
             changed = differing_fields(customer, found.record, fields - set(options.customer_create_only_fields))
             if changed:
                 await self.engine.write(self.run_, self.log, "update", Entity.CUSTOMERS, found.id, customer, changed, found.record)
-                self.log.info("customer updated", target_id=found.id, fields=sorted(changed))
+                self.log.info(self.engine.said("customer updated"), target_id=found.id, fields=sorted(changed))
                 self._known(Entity.CUSTOMERS, customer.key(), Found(found.id, customer))
                 return Found(found.id, customer)  # its vendor item is stale now
         return found
@@ -373,7 +373,7 @@ class OrderProcess:
                 product = self.target.normalize(Entity.PRODUCTS, missing_product(line, order))
                 fields = frozenset(self.target.written_fields.get(Entity.PRODUCTS) or type(product).model_fields)
                 pid = await self.engine.write(self.run_, self.log, "create", Entity.PRODUCTS, None, product, fields, None)
-                self.log.info("product created for order", sku=line.sku, target_id=pid)
+                self.log.info(self.engine.said("product created for order"), sku=line.sku, target_id=pid)
                 articles[line.sku] = Found(pid, product)
                 self._known(Entity.PRODUCTS, line.sku, articles[line.sku])
             else:

@@ -116,7 +116,7 @@ class Scheduling:
             paused = [c for c in (flow.source, flow.target) if c in self.paused]
             try:
                 if paused:
-                    self.log.debug("flow skipped: connection paused", flow=flow.name, connections=paused)
+                    self._paused_skip(flow.name, paused)
                 else:
                     await self.run_flow(flow.name)
             except Exception as exc:  # noqa: BLE001 - e.g. a connector's open() failed: this flow only
@@ -127,6 +127,20 @@ class Scheduling:
             next_at = flow.schedule.next_after(max(next_at, time.time() - 1e-3))
             if next_at < time.time():  # a run took longer than the interval: skip missed slots
                 next_at = flow.schedule.next_after(time.time())
+
+    def _paused_skip(self, flow: str, connections: list[str]) -> None:
+        """Say that ``flow``'s run is skipped because a connection is paused: a warning the first
+        time per pause, then at info level on every slot (visible, not a storm)."""
+        told = self.__dict__.setdefault("_paused_told", set())
+        level = "info" if flow in told else "warning"
+        told.add(flow)
+        getattr(self.log, level)(
+            "flow paused: not run, its connection's credentials were rejected",
+            flow=flow,
+            connections=connections,
+            reason="; ".join(f"{c}: {self.paused[c]}" for c in connections),
+            fix=f"apicenterd auth {connections[0]} --config FILE, then systemctl reload apicenterd",
+        )
 
     def stop(self) -> None:
         """Ask the engine to stop after the records in flight (a run waiting for another process's

@@ -126,6 +126,12 @@ async def test_dashboard_shows_the_failing_flow_and_replays_its_dead_letter(tmp_
                     await page.locator("#notice", has_text="resolved").wait_for()
                     await page.locator("#no-letters:not(.hidden)").wait_for()
                     await flow.and_(page.locator('[data-state="ok"]')).wait_for()
+                    # what went to the target: the replayed record's audit entry with the fields it wrote
+                    await page.evaluate("showRecord('products_to_books', 'LAMP-03')")
+                    created = page.locator("#audit-rows tr", has_text="created")
+                    await created.wait_for()
+                    written = await created.inner_text()
+                    assert "create products" in written and 'sku: "LAMP-03"' in written and 'name: "Lamp"' in written
                     assert errors == []
                 finally:
                     await browser.close()

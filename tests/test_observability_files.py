@@ -283,6 +283,9 @@ def test_alerts_cover_every_daemon_metric_family():
         "apicenterd_records_total",
         "apicenterd_api_requests_total",
         "apicenterd_rate_limit_wait_seconds_total",
+        "apicenterd_rate_limit_waiting_seconds",
+        "apicenterd_auth_failures_total",
+        "apicenterd_connection_paused",
         "up",
         "process_resident_memory_bytes",
     ):
@@ -489,6 +492,67 @@ def test_promtool_alerts_fire_with_flow_and_record_counts(tmp_path, promtool):
               # daemon b ran the flow after a: the stale gauge on a must not raise the alarm
               - eval_time: 85m
                 alertname: ApicenterdFlowNoRecentSuccess
+                exp_alerts: []
+        """
+    )
+    path = tmp_path / "alerts_test.yml"
+    path.write_text(tests)
+    result = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_auth_failures_paused_connections_and_long_waits_alert(tmp_path, promtool):
+    """A refused refresh token (counted as an auth failure, whatever HTTP status the token endpoint
+    gave) alerts; a paused connection pages; a call waiting 10+ minutes for its rate limit opens a
+    ticket while it still waits."""
+    doc = yaml.safe_load(ALERTS.read_text())
+    for group in doc["groups"]:
+        for rule in group["rules"]:
+            del rule["annotations"]["description"]
+    rules = tmp_path / "rules.yml"
+    rules.write_text(yaml.safe_dump(doc))
+    tests = textwrap.dedent(
+        f"""
+        rule_files: [{rules}]
+        evaluation_interval: 1m
+        tests:
+          - interval: 1m
+            input_series:
+              # the token endpoint's 400 invalid_grant: a 400 request, and an auth failure
+              - series: 'apicenterd_api_requests_total{{job="apicenterd", instance="a", connection="eaccounting", method="POST", status="400"}}'
+                values: '0 0 1 1 1 1 1 1 1 1'
+              - series: 'apicenterd_auth_failures_total{{job="apicenterd", instance="a", connection="eaccounting"}}'
+                values: '0 0 1 1 1 1 1 1 1 1'
+              - series: 'apicenterd_connection_paused{{job="apicenterd", instance="a", connection="eaccounting"}}'
+                values: '0 0 1 1 1 1 1 1 1 1'
+              - series: 'apicenterd_connection_paused{{job="apicenterd", instance="a", connection="salespos"}}'
+                values: '0x9'
+              - series: 'apicenterd_rate_limit_waiting_seconds{{job="apicenterd", instance="a", connection="exact"}}'
+                values: '0+60x20'
+            alert_rule_test:
+              - eval_time: 4m
+                alertname: ApicenterdVendorAuthRejected
+                exp_alerts:
+                  - exp_labels: {{severity: warning, job: apicenterd, connection: eaccounting}}
+                    exp_annotations:
+                      summary: 'apicenterd connection eaccounting: the vendor rejected the credentials'
+              - eval_time: 8m
+                alertname: ApicenterdConnectionPaused
+                exp_alerts:
+                  - exp_labels: {{severity: critical, job: apicenterd, connection: eaccounting}}
+                    exp_annotations:
+                      summary: 'apicenterd connection eaccounting: paused, its flows do not run'
+              - eval_time: 6m
+                alertname: ApicenterdConnectionPaused
+                exp_alerts: []
+              - eval_time: 17m
+                alertname: ApicenterdRateLimitWaitLong
+                exp_alerts:
+                  - exp_labels: {{severity: warning, job: apicenterd, connection: exact}}
+                    exp_annotations:
+                      summary: 'apicenterd connection exact: a call has been waiting 17m 0s for the rate limit'
+              - eval_time: 12m
+                alertname: ApicenterdRateLimitWaitLong
                 exp_alerts: []
         """
     )

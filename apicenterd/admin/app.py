@@ -23,7 +23,7 @@ from ..errors import ApicenterError, RecordError, WebhookRejected
 from ..observe import metrics
 from ..observe.logs import error_text, redactor
 from ..plugin import WebhookRequest
-from ..state import DeadLetter, Run
+from ..state import AuditEntry, DeadLetter, Run
 from .backend import Backend, NotReady
 from .openapi import openapi
 
@@ -56,7 +56,15 @@ def _run(r: Run) -> dict[str, Any]:
         "status": r.status,
         "counts": dict(r.counts),
         "error": r.error,
+        "progress": dict(r.progress) if r.progress is not None and r.status == "running" else None,
     }
+
+
+def _entry(e: AuditEntry) -> dict[str, Any]:
+    """An audit entry, with what it wrote to the target (``writes``: op, entity, target id, field diff)."""
+    out = {k: v for k, v in e.__dict__.items() if k != "diff"}
+    out["writes"] = e.writes()
+    return out
 
 
 def _letter(d: DeadLetter, *, payload: bool = False) -> dict[str, Any]:
@@ -197,10 +205,14 @@ def build_app(backend: Backend, token: str) -> Starlette:
                 waits[c] = until
         progress = None
         if running is not None and last is not None and last.status == "running":
-            done = sum(running.counts.values())
-            elapsed = max(now - last.started_at, 1e-6)
-            progress = {"run_id": last.id, "done": done, "counts": dict(running.counts), "rate_per_second": round(done / elapsed, 2),
-                        "elapsed_seconds": round(elapsed, 1)}  # fmt: skip
+            if running.progress is not None:
+                measured = running.progress.as_dict()
+            else:  # pragma: no cover - a run in progress has its Progress
+                done = sum(running.counts.values())
+                elapsed = max(now - last.started_at, 1e-6)
+                measured = {"done": done, "rate_per_second": round(done / elapsed, 2), "elapsed_seconds": round(elapsed, 1),
+                            "total": None, "pages": 0, "total_pages": None, "remaining_seconds": None}  # fmt: skip
+            progress = {"run_id": last.id, "counts": dict(running.counts), **measured}
         if not flow.enabled:
             state, reason = "disabled", "enabled = false"
         elif paused:
@@ -240,6 +252,7 @@ def build_app(backend: Backend, token: str) -> Starlette:
             "progress": progress,
             "open_dead_letters": open_letters,
             "waiting_until": max(waits.values()) if waits else None,
+            "paused_connections": sorted(paused),
         }
 
     def known_flow(name: str) -> str:
@@ -305,7 +318,7 @@ def build_app(backend: Backend, token: str) -> Starlette:
             run_id=_int(request, "run", None, maximum=2**63 - 1),
             limit=_int(request, "limit", 100) or 100,
         )
-        return _json({"entries": [e.__dict__ for e in entries]})
+        return _json({"entries": [_entry(e) for e in entries]})
 
     @route(f"{API}/records/{{flow}}/{{source_id:path}}", ["GET"])
     async def record(request: Request) -> Response:
@@ -332,7 +345,7 @@ def build_app(backend: Backend, token: str) -> Starlette:
                 "entity": str(flow.entity),
                 "source_id": source_id,
                 "link": None if link is None else {"target_id": link.target_id, "updated_at": link.updated_at},
-                "audit": [e.__dict__ for e in entries],
+                "audit": [_entry(e) for e in entries],
                 "dead_letter": None if letter is None else _letter(letter, payload=True),
                 "diff": diff,
             }

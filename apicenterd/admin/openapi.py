@@ -48,6 +48,7 @@ SCHEMAS: dict[str, Any] = {
             "status": {"type": "string", "enum": ["running", "ok", "failed", "stopped"]},
             "counts": COUNTS,
             "error": _NSTR,
+            "progress": {"oneOf": [_ref("RunProgress"), {"type": "null"}], "description": "of a running run; null otherwise"},
         }
     ),
     "RunResult": {
@@ -62,7 +63,35 @@ SCHEMAS: dict[str, Any] = {
         "required": ["flow", "run_id", "status", "error", "duration_seconds"],
         "additionalProperties": {"type": "integer"},
     },
-    "Progress": _obj({"run_id": _INT, "done": _INT, "counts": COUNTS, "rate_per_second": _NUM, "elapsed_seconds": _NUM}),
+    "Progress": _obj(
+        {
+            "run_id": _INT,
+            "done": _INT,
+            "counts": COUNTS,
+            "rate_per_second": _NUM,
+            "elapsed_seconds": _NUM,
+            "total": {
+                "type": ["integer", "null"],
+                "description": "records the read has, as far as the source said (a total, or pages × items per page)",
+            },
+            "pages": _INT,
+            "total_pages": {"type": ["integer", "null"]},
+            "remaining_seconds": {"type": ["number", "null"], "description": "estimate at the rate so far; null when the total is unknown"},
+        }
+    ),
+    "RunProgress": {
+        "type": "object",
+        "description": "a running run's progress as last saved (every few seconds)",
+        "properties": {
+            "done": _INT,
+            "rate_per_second": _NUM,
+            "elapsed_seconds": _NUM,
+            "total": {"type": ["integer", "null"]},
+            "pages": _INT,
+            "total_pages": {"type": ["integer", "null"]},
+            "remaining_seconds": {"type": ["number", "null"]},
+        },
+    },
     "Flow": _obj(
         {
             "name": _STR,
@@ -85,6 +114,12 @@ SCHEMAS: dict[str, Any] = {
             "progress": {"oneOf": [_ref("Progress"), {"type": "null"}], "description": "the run in progress"},
             "open_dead_letters": _INT,
             "waiting_until": _TIME,
+            "paused_connections": {
+                "type": "array",
+                "items": _STR,
+                "description": "the flow's connections paused because their credentials were rejected: "
+                "`apicenterd auth CONNECTION`, then reload",
+            },
         }
     ),
     "AuditEntry": _obj(
@@ -99,6 +134,22 @@ SCHEMAS: dict[str, Any] = {
             "key": _NSTR,
             "reason": _NSTR,
             "at": _NUM,
+            "writes": {
+                "type": "array",
+                "description": "what went to the target for this record: one item per write (the record, and in an "
+                "order's case its debtor and missing products), each with the field diff (from: the target's value "
+                "before, where it was read; to: what was written)",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "op": {"type": "string", "enum": ["create", "update"]},
+                        "entity": _STR,
+                        "target_id": _NSTR,
+                        "fields": {"type": "object", "additionalProperties": {"type": "object"}},
+                    },
+                    "required": ["op", "entity", "target_id", "fields"],
+                },
+            },
         }
     ),
     "DeadLetter": {
@@ -336,7 +387,17 @@ PATHS: dict[str, Any] = {
         "post": _op(
             "Reload the configuration file (as SIGHUP): applied, or refused with the reason (the old one keeps running)",
             {
-                "200": _json(_obj({"result": {"const": "applied"}, "reason": {"type": "null"}})),
+                "200": _json(
+                    _obj(
+                        {
+                            "result": {"const": "applied"},
+                            "reason": {
+                                "type": ["string", "null"],
+                                "description": "changed settings the reload could not apply (they need a restart), if any",
+                            },
+                        }
+                    )
+                ),
                 "409": _json(_obj({"result": {"const": "refused"}, "reason": _STR})),
             },
         )

@@ -98,9 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     flows = sub.add_parser("flows", help="list flows, run one now, or reset one's cursor (resync)")
     fsub = flows.add_subparsers(dest="flows_command", metavar="ACTION")
-    p = fsub.add_parser("list", help="list the configured flows")
+    p = fsub.add_parser("list", help="list the configured flows (with each one's state, when the daemon answers)")
     _config_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON")
+    _local_arg(p)
     p = fsub.add_parser(
         "run",
         help="run one flow once, now, and print what it did",
@@ -150,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source-id", help="only this source record")
     p.add_argument("--run", type=_id, help="only this run id")
     p.add_argument("--limit", type=_positive_int, default=50)
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--json", action="store_true", help="print JSON (each entry with its writes and field diffs)")
+    p.add_argument("--diff", action="store_true", help="under each entry, the fields it wrote to the target (old -> new)")
 
     state = sub.add_parser("state", help="the state store: retention purge")
     ssub = state.add_subparsers(dest="state_command", metavar="ACTION")

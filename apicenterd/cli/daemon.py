@@ -183,6 +183,8 @@ def _reload_through_admin(config: str) -> int | None:
     status, body = daemon.call("POST", "/api/v1/reload", read_timeout=180.0)
     if status == 200 and body.get("result") == "applied":
         print(f"apicenterd: configuration reloaded (admin API {daemon.url})")
+        if body.get("reason"):  # changed settings a reload cannot apply
+            print(f"apicenterd: warning: {body['reason']}", file=sys.stderr)
         return 0
     reason = body.get("reason") or body.get("error")
     print(f"apicenterd: reload refused, the daemon keeps its previous configuration: {reason}", file=sys.stderr)
@@ -230,6 +232,8 @@ def cmd_reload(args: argparse.Namespace) -> int:
         time.sleep(0.1)
     if status.get("result") == "applied":
         print(f"apicenterd: configuration reloaded (daemon pid {pid})")
+        if status.get("reason"):  # changed settings a reload cannot apply
+            print(f"apicenterd: warning: {status['reason']}", file=sys.stderr)
         return 0
     print(f"apicenterd: reload refused, the daemon keeps its previous configuration: {status.get('reason')}", file=sys.stderr)
     return 1

@@ -42,9 +42,38 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     sock = _cli.listen(args.host, port, setting)
     port = sock.getsockname()[1]
     print(f"{cls.title or cls.name} simulator on http://{args.host}:{port} (seed {args.seed}, {args.records} records)", flush=True)
+    if port:
+        print(demo_connection(cls, f"http://{args.host}:{port}"), flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     server.run(sockets=[sock])
     return 0
+
+
+def demo_connection(cls: Any, base_url: str) -> str:
+    """The ``[connections.NAME]`` table that works against ``cls``'s simulator at ``base_url``: its
+    connector's ``demo_settings`` (the credentials the simulator accepts), as TOML to paste."""
+    lines = [
+        "# the settings this simulator accepts (the connector's demo_settings), for `apicenterd run` against it:",
+        f"[connections.{cls.name}]",
+        f"connector = {_toml(cls.name)}",
+    ]
+    lines += [f"{key} = {_toml(value)}" for key, value in cls.demo_settings(base_url).items()]
+    return "\n".join(lines)
+
+
+def _toml(value: Any) -> str:
+    """``value`` as a TOML value (strings, numbers, booleans, lists and inline tables)."""
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(str(k))} = {_toml(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(str(value))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

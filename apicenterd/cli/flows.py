@@ -7,6 +7,7 @@ import functools
 import json
 import signal
 import sys
+from typing import Any
 
 import anyio
 
@@ -20,7 +21,7 @@ from . import EXIT_RECORDS_FAILED, Usage, _load, _load_readonly, _print_table, _
 def cmd_flows_list(args: argparse.Namespace) -> int:
     """List configured flows."""
     resolved = _load_readonly(args.config, _cli._registry())
-    items = [
+    items: list[dict[str, Any]] = [
         {
             "name": f.name,
             "entity": str(f.entity),
@@ -31,14 +32,46 @@ def cmd_flows_list(args: argparse.Namespace) -> int:
         }
         for f in resolved.flows.values()
     ]
+    states = _daemon_states(args)
+    if states is not None:  # the running daemon says how each flow is: ok, failing, paused, waiting, running
+        for item in items:
+            view = states.get(item["name"], {})
+            item.update(
+                state=view.get("state", "unknown"),
+                reason=view.get("reason"),
+                paused_connections=view.get("paused_connections") or [],
+                progress=view.get("progress"),
+            )
     if args.json:
         print(json.dumps(items, indent=2))
-    else:
+    elif states is None:
         _print_table(
             [(i["name"], i["entity"], i["source"], i["target"], i["schedule"], "yes" if i["enabled"] else "no") for i in items],
             ("NAME", "ENTITY", "SOURCE", "TARGET", "SCHEDULE", "ENABLED"),
         )
+    else:
+        _print_table(
+            [(i["name"], i["entity"], i["source"], i["target"], i["schedule"], i["state"], i["reason"] or "") for i in items],
+            ("NAME", "ENTITY", "SOURCE", "TARGET", "SCHEDULE", "STATE", "REASON"),
+        )
+        paused = sorted({c for i in items for c in i["paused_connections"]})
+        for connection in paused:
+            print(terminal_safe(f"connection {connection} is paused: run apicenterd auth {connection} --config {args.config}, then reload"))
     return 0
+
+
+def _daemon_states(args: argparse.Namespace) -> dict[str, dict[str, Any]] | None:
+    """Each flow's view from the running daemon's admin API (state, reason, progress), or None when
+    no daemon answers (the list then shows the configuration only)."""
+    from .remote import find_daemon
+
+    daemon = find_daemon(args.config, local=getattr(args, "local", False))
+    if daemon is None:
+        return None
+    status, body = daemon.call("GET", "/api/v1/flows")
+    if status != 200 or not isinstance(body.get("flows"), list):
+        return None
+    return {f["name"]: f for f in body["flows"] if isinstance(f, dict) and "name" in f}
 
 
 def cmd_flows_run(args: argparse.Namespace) -> int:
@@ -89,8 +122,10 @@ def cmd_flows_run(args: argparse.Namespace) -> int:
     stopped_code = 128 + signals[0] if signals else 1
     if args.dry_run:
         plans = engine_box[0].plans
+        failures = [{"source_id": sid, "key": key, "reason": reason} for _flow, sid, key, reason in result.failures]
         if args.json:
-            print(json.dumps({**result.as_dict(), "dry_run": True, "plans": [p.__dict__ for p in plans]}, default=str))
+            answer = {**result.as_dict(), "dry_run": True, "plans": [p.__dict__ for p in plans], "failures": failures}
+            print(json.dumps(answer, default=str))
         else:
             for plan in plans:
                 where = f" {plan.target_id}" if plan.target_id else ""
@@ -101,8 +136,15 @@ def cmd_flows_run(args: argparse.Namespace) -> int:
                     else:
                         before, after = json.dumps(change["from"], default=str), json.dumps(change["to"], default=str)
                         print(terminal_safe(f"  ~ {field}: {before} -> {after}"))
+            entity = resolved.flows[args.name].entity
+            for failure in failures:  # what would go to the dead-letter queue, and why
+                print(terminal_safe(f"would fail {entity} {failure['key']} (source id {failure['source_id']}): {failure['reason']}"))
+            more = result.counts.get("failed", 0) - len(failures)
+            if more > 0:
+                print(terminal_safe(f"... and {more} more that would fail"))
             counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
-            print(terminal_safe(f"dry run of flow {result.flow}: {result.status}: {counts}; nothing was written"))
+            error = f" ({result.error})" if result.error else ""
+            print(terminal_safe(f"dry run of flow {result.flow}: {result.status}: {counts}{error}; nothing was written"))
         return _exit_code(result, stopped_code)
     if args.json:
         print(json.dumps(result.as_dict()))

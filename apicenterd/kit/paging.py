@@ -8,6 +8,9 @@ A vendor whose paging goes round in circles (a next link or token already follow
 number that does not advance, a page that repeats the previous page's items) makes the
 helper raise :class:`~apicenterd.FatalError` naming the endpoint and what repeated, instead
 of reading forever; more than ``max_pages`` pages is the same error.
+
+What a page says of the whole listing (``Page.total``, ``Page.total_pages``) feeds the run's
+progress (:mod:`apicenterd.progress`): ``apicenterd runs`` and the dashboard then estimate the time left.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from ..errors import FatalError
+from ..progress import note_page
 
 __all__ = [
     "DEFAULT_MAX_PAGES",
@@ -129,6 +133,7 @@ async def paginate_offset(
     while True:
         page = await fetch(offset, size)
         guard.page(page.items)
+        note_page(len(page.items), total=page.total, total_pages=page.total_pages, listing=endpoint)
         yield page.items
         offset += len(page.items)
         if page.more is not None:
@@ -148,6 +153,7 @@ async def _follow_links(
     while True:
         page = await fetch(link)
         guard.page(page.items)
+        note_page(len(page.items), total=page.total, total_pages=page.total_pages, listing=guard.endpoint)
         yield page.items
         if not page.next or page.more is False:
             return
@@ -223,6 +229,7 @@ async def paginate_page_number(
     while True:
         page = await fetch(number)
         guard.page(page.items, number=page.number)
+        note_page(len(page.items), total=page.total, total_pages=page.total_pages, listing=endpoint)
         yield page.items
         if not page.items or page.more is False:
             return

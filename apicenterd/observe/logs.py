@@ -118,11 +118,23 @@ class _Late:
         getattr(sys, self._name).flush()
 
 
+_stream: Any = None
+"""Where :func:`configure` last sent the lines (:func:`set_level` keeps it)."""
+
+
+def set_level(level: str) -> None:
+    """Change the level of the lines written from now on (a reload's ``daemon.log_level``), to the
+    same stream; loggers bound before keep the level they were bound at (bind them again)."""
+    configure(level, _stream)
+
+
 def configure(level: str = "info", stream: Any = None) -> None:
     """Send JSON lines to ``stream`` (default ``"stdout"``; ``"stderr"``; or a file) at ``level``,
     redacting secrets last of all."""
+    global _stream
     if stream is None or isinstance(stream, str):
         stream = _Late(stream or "stdout")
+    _stream = stream
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         raise ValueError(f"unknown log level {level!r} (use debug, info, warning, error)")

@@ -15,6 +15,13 @@ __all__ = [
     "rate_limit_remaining",
     "circuit_open",
     "rate_limit_pause",
+    "rate_limit_waiting",
+    "rate_limit_waiting_seconds",
+    "connection_paused",
+    "auth_failures",
+    "run_progress",
+    "run_progress_rate",
+    "run_remaining_seconds",
     "alert_deliveries",
     "alerts_dropped",
     "webhooks",
@@ -69,6 +76,45 @@ rate_limit_pause = Gauge(
     "Seconds left of the pause a vendor's 429 (Retry-After, capped at the connection's retry_after_cap) "
     "put on a connection; 0 when no pause holds it",
     ["connection"],
+)
+rate_limit_waiting = Gauge(
+    "apicenterd_rate_limit_waiting",
+    "Calls on a connection waiting now for a rate-limit slot or a vendor's pause (0 when none)",
+    ["connection"],
+)
+rate_limit_waiting_seconds = Gauge(
+    "apicenterd_rate_limit_waiting_seconds",
+    "How long the call that has waited longest for a connection's rate limit has been waiting, now "
+    "(0 when no call waits); apicenterd_rate_limit_wait_seconds_total counts a wait only once it is over",
+    ["connection"],
+)
+connection_paused = Gauge(
+    "apicenterd_connection_paused",
+    "1 while a connection is paused because the vendor rejected its credentials (its flows do not run until "
+    "`apicenterd auth CONNECTION` and a reload), else 0",
+    ["connection"],
+)
+auth_failures = Counter(
+    "apicenterd_auth_failures",
+    "Credentials a vendor rejected, by connection: a refresh token refused (invalid_grant), a 401/403 "
+    "that a refresh did not cure, tokens that cannot be decrypted; each pauses the connection",
+    ["connection"],
+)
+run_progress = Gauge(
+    "apicenterd_run_records",
+    "Records settled so far by the run of a flow in progress (0 between runs)",
+    ["flow"],
+)
+run_progress_rate = Gauge(
+    "apicenterd_run_records_per_second",
+    "Records per second of the run of a flow in progress (0 between runs)",
+    ["flow"],
+)
+run_remaining_seconds = Gauge(
+    "apicenterd_run_remaining_seconds",
+    "Estimated seconds left of the run of a flow in progress, where its source says how many records or "
+    "pages there are (-1 when unknown, 0 between runs)",
+    ["flow"],
 )
 alert_deliveries = Counter(
     "apicenterd_alert_deliveries",

@@ -41,6 +41,20 @@ class AuditEntry:
     reason: str | None = None
     at: float = 0.0
     id: int | None = None
+    diff: str | None = None
+    """What was written to the target for this record, as JSON: a list of writes, each ``{"op":
+    "create"|"update", "entity", "target_id", "fields": {field: {"from": old, "to": new}}}`` (``from``
+    left out where the target's value was not read). None when nothing was written."""
+
+    def writes(self) -> list[dict[str, Any]]:
+        """:attr:`diff` parsed (empty when nothing was written, or it cannot be read)."""
+        import json
+
+        try:
+            data = json.loads(self.diff) if self.diff else []
+        except ValueError:
+            return []
+        return data if isinstance(data, list) else []
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +103,10 @@ class Run:
     counts: Mapping[str, int]
     error: str | None = None
     trigger: str = "schedule"
+    progress: Mapping[str, Any] | None = None
+    """Of a run in progress, as last saved: ``done`` (records settled), ``rate_per_second``,
+    ``elapsed_seconds``, ``total`` / ``pages`` / ``total_pages`` where the source says, and
+    ``remaining_seconds`` (an estimate; None when unknown). Counts are saved with it."""
 
 
 class StateStore(Protocol):
@@ -171,6 +189,9 @@ class StateStore(Protocol):
 
     async def finish_run(self, run_id: int, status: str, counts: Mapping[str, int], error: str | None = None) -> None:
         """Close a run with its outcome."""
+
+    async def run_progress(self, run_id: int, counts: Mapping[str, int], progress: Mapping[str, Any]) -> None:
+        """Save the counts and progress of a run still running (``runs`` shows them while it runs)."""
 
     async def runs(self, flow: str | None = None, limit: int = 20) -> Sequence[Run]:
         """The newest runs, newest first."""

@@ -114,6 +114,11 @@ MIGRATIONS: list[str] = [
         backend_pid INTEGER NOT NULL
     );
     """,
+    # 2: what each write sent to the target (audit.diff, JSON), and a running run's progress
+    """
+    ALTER TABLE audit ADD COLUMN diff TEXT;
+    ALTER TABLE runs ADD COLUMN progress TEXT;
+    """,
 ]
 """PostgreSQL schema migrations, oldest first; the schema version (table ``schema_version``) is how
 many have been applied. Numbered apart from SQLite's: each backend has its own list."""
@@ -566,6 +571,13 @@ class PostgresStore:
             (self._clock(), status, json.dumps(dict(counts)), error, run_id),
         )
 
+    async def run_progress(self, run_id: int, counts: Mapping[str, int], progress: Mapping[str, Any]) -> None:
+        """Save a running run's counts and progress (a run already finished is left alone)."""
+        await self._execute(
+            "UPDATE runs SET counts=%s, progress=%s WHERE id=%s AND status='running'",
+            (json.dumps(dict(counts)), json.dumps(dict(progress)), run_id),
+        )
+
     async def purge_runs(self, older_than: float) -> int:
         """Delete runs that finished before ``older_than`` (never one still running)."""
         return await self._execute(
@@ -574,14 +586,14 @@ class PostgresStore:
 
     async def runs(self, flow: str | None = None, limit: int = 20) -> Sequence[Run]:
         """Newest runs first."""
-        query = "SELECT id, flow, started_at, finished_at, status, counts, error, trigger FROM runs"
+        query = "SELECT id, flow, started_at, finished_at, status, counts, error, trigger, progress FROM runs"
         args: tuple[Any, ...] = ()
         if flow is not None:
             query += " WHERE flow=%s"
             args = (flow,)
         query += " ORDER BY id DESC LIMIT %s"
         rows = await self._fetchall(query, (*args, limit))
-        return [Run(int(r[0]), r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7]) for r in rows]
+        return [Run(int(r[0]), r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], json.loads(r[8]) if r[8] else None) for r in rows]
 
     async def audit(
         self, *, flow: str | None = None, source_id: str | None = None, run_id: int | None = None, limit: int = 100
@@ -592,7 +604,7 @@ class PostgresStore:
             if value is not None:
                 where.append(f"{column}=%s")
                 args.append(value)
-        query = "SELECT flow, run_id, entity, source_id, action, target_id, key, reason, at, id FROM audit"
+        query = "SELECT flow, run_id, entity, source_id, action, target_id, key, reason, at, id, diff FROM audit"
         if where:
             query += " WHERE " + " AND ".join(where)
         query += " ORDER BY id DESC LIMIT %s"

@@ -20,7 +20,7 @@ LETTER_FAILED = (
 )
 LETTER_RESOLVED = "UPDATE dead_letters SET status='resolved' WHERE flow=? AND source_id=? AND status='open'"
 AUDIT_INSERT = (
-    "INSERT INTO audit (flow, run_id, entity, source_id, target_id, key, action, reason, at) VALUES (?,?,?,?,?,?,?,?,?)"
+    "INSERT INTO audit (flow, run_id, entity, source_id, target_id, key, action, reason, at, diff) VALUES (?,?,?,?,?,?,?,?,?,?)"
 )
 LINK_UPSERT = (
     "INSERT INTO links (source, entity, source_id, target, target_id, hash, updated_at) "
@@ -53,7 +53,18 @@ def settle_rows(
         else:
             letters.append((False, (flow, audit.source_id)))
         audits.append(
-            (flow, audit.run_id, audit.entity, audit.source_id, audit.target_id, audit.key, audit.action, audit.reason, audit.at or now)
+            (
+                flow,
+                audit.run_id,
+                audit.entity,
+                audit.source_id,
+                audit.target_id,
+                audit.key,
+                audit.action,
+                audit.reason,
+                audit.at or now,
+                audit.diff,
+            )
         )
         if link is not None:
             links.append((link.source, link.entity, link.source_id, link.target, link.target_id, link.hash, now))

@@ -133,6 +133,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX dead_letters_by_failed ON dead_letters (last_failed_at);
     CREATE INDEX runs_by_finished ON runs (finished_at);
     """,
+    # 5: what each write sent to the target (audit.diff, JSON), and a running run's progress
+    """
+    ALTER TABLE audit ADD COLUMN diff TEXT;
+    ALTER TABLE runs ADD COLUMN progress TEXT;
+    """,
 ]
 """Schema migrations, oldest first; the schema version is how many have been applied."""
 
@@ -513,6 +518,16 @@ class SQLiteStore:
             inline=True,
         )
 
+    async def run_progress(self, run_id: int, counts: Mapping[str, int], progress: Mapping[str, Any]) -> None:
+        """Save a running run's counts and progress (a run already finished is left alone)."""
+        await self._run(
+            lambda db: db.execute(
+                "UPDATE runs SET counts=?, progress=? WHERE id=? AND status='running'",
+                (json.dumps(dict(counts)), json.dumps(dict(progress)), run_id),
+            ),
+            inline=True,
+        )
+
     async def purge_runs(self, older_than: float) -> int:
         """Delete runs that finished before ``older_than`` (never one still running)."""
         return await self._run(
@@ -523,14 +538,14 @@ class SQLiteStore:
 
     async def runs(self, flow: str | None = None, limit: int = 20) -> Sequence[Run]:
         """Newest runs first."""
-        sql = "SELECT id, flow, started_at, finished_at, status, counts, error, trigger FROM runs"
+        sql = "SELECT id, flow, started_at, finished_at, status, counts, error, trigger, progress FROM runs"
         args: tuple[Any, ...] = ()
         if flow is not None:
             sql += " WHERE flow=?"
             args = (flow,)
         sql += " ORDER BY id DESC LIMIT ?"
         rows = await self._run(lambda db: db.execute(sql, (*args, limit)).fetchall())
-        return [Run(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7]) for r in rows]
+        return [Run(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], json.loads(r[8]) if r[8] else None) for r in rows]
 
     async def audit(
         self, *, flow: str | None = None, source_id: str | None = None, run_id: int | None = None, limit: int = 100
@@ -541,7 +556,7 @@ class SQLiteStore:
             if value is not None:
                 where.append(f"{column}=?")
                 args.append(value)
-        sql = "SELECT flow, run_id, entity, source_id, action, target_id, key, reason, at, id FROM audit"
+        sql = "SELECT flow, run_id, entity, source_id, action, target_id, key, reason, at, id, diff FROM audit"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"

@@ -327,7 +327,7 @@ class CCVSalesPOSConnector(Connector):
         self.client = CCVClient(self._http, page_size=settings.page_size)
         self.clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
         self._rows: collections.OrderedDict[int, tuple[str, list[dict[str, Any]]]] = collections.OrderedDict()
-        if settings.webhook_events:
+        if settings.webhook_url:  # with no events left: unsubscribes the ones configured before
             try:
                 await self.subscribe_webhooks()
             except ConnectorError as exc:  # the flows still poll: webhooks only make them sooner
@@ -339,14 +339,28 @@ class CCVSalesPOSConnector(Connector):
         return f"{url}{'&' if '?' in url else '?'}event={event}"
 
     async def subscribe_webhooks(self) -> list[str]:
-        """Make sure CCV sends every configured event to :meth:`webhook_address`: ``GET /webhooks/``, then
-        ``POST /webhooks/`` for each event not registered there (or ``PATCH`` one registered inactive).
-        Idempotent; the events subscribed now."""
+        """Make sure CCV sends every configured event to :meth:`webhook_address`, and no other: ``GET
+        /webhooks/``, then ``POST /webhooks/`` for each event not registered there (or ``PATCH`` one
+        registered inactive), and ``DELETE /webhooks/:id/`` for each subscription at this connection's
+        ``webhook_url`` whose event is no longer configured (one this connector made: its address is
+        ``webhook_url?event=…``; other apps' subscriptions are left alone). Idempotent; the events
+        subscribed now."""
         wanted = {self.webhook_address(e): e for e in self.settings.webhook_events}
+        ours = self.webhook_address("")  # "<webhook_url>?event=": the prefix of every address we subscribe
         present: dict[str, dict[str, Any]] = {}
+        stale: list[dict[str, Any]] = []
         async for item in self.client.collection("webhooks/", what="webhooks"):
-            if item.get("address") in wanted and item.get("event") == wanted[item["address"]]:
-                present[item["address"]] = item
+            address = item.get("address")
+            if address in wanted and item.get("event") == wanted[address]:
+                present[address] = item
+            elif isinstance(address, str) and address.startswith(ours) and item.get("id") is not None:
+                stale.append(item)
+        removed = []
+        for item in stale:
+            await self.client.request("DELETE", f"webhooks/{item['id']}/", what="webhooks")
+            removed.append(str(item.get("event")))
+        if removed:
+            self.context.log.info("ccv_salespos.webhooks_unsubscribed", events=removed)
         added = []
         for address, event in wanted.items():
             found = present.get(address)

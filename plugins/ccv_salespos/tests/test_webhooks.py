@@ -62,6 +62,26 @@ async def test_subscribes_to_the_configured_events_once():
     assert len(app.state.sim.webhooks) == 5 and first["is_active"] is True
 
 
+async def test_events_removed_from_the_config_are_unsubscribed_and_others_apps_left_alone():
+    app = CCVSalesPOSConnector.simulator(seed=1)
+    sim = app.state.sim
+    async with connect(CCVSalesPOSConnector, settings(webhook_url=HOOK, webhook_events=["orders.created", "products.updated"]), app=app):
+        pass
+    # another app's subscription on the same shop
+    sim.webhooks[1] = {"href": "x", "id": 1, "createdate": "2026-01-01T00:00:00Z", "event": "products.updated",
+                       "address": "https://other.example/hook", "key": "k", "is_active": True}  # fmt: skip
+    async with connect(CCVSalesPOSConnector, settings(webhook_url=HOOK, webhook_events=["orders.created"]), app=app) as connector:
+        assert await connector.subscribe_webhooks() == []
+    assert sorted((w["event"], w["address"]) for w in sim.webhooks.values()) == [
+        ("orders.created", f"{HOOK}?event=orders.created"),
+        ("products.updated", "https://other.example/hook"),
+    ]
+    # no events left (webhook_url still set): ours are all gone, the other app's stays
+    async with connect(CCVSalesPOSConnector, settings(webhook_url=HOOK, webhook_events=[]), app=app):
+        pass
+    assert [w["address"] for w in sim.webhooks.values()] == ["https://other.example/hook"]
+
+
 async def test_no_events_configured_costs_no_call():
     app = CCVSalesPOSConnector.simulator(seed=1)
     async with connect(CCVSalesPOSConnector, settings(), app=app):
