@@ -543,10 +543,11 @@ class Engine(Scheduling, Replaying, Retries):
     async def _settled(self, run: FlowRun, batch: Sequence[Change]) -> AsyncIterator[tuple[Change, str]]:
         """Each change of ``batch`` taken to the target and settled, in order, with its action.
 
-        A target that creates in batches (its sink's ``create_many``) gets the batch's new records
-        in few calls: the changes are processed first (creates collected, settles held), then the
-        creates are sent, then every change is settled in the source's order, so the cursor never
-        passes a record whose create is not confirmed."""
+        A target that creates or updates in batches (its sink's ``create_many`` / ``update_many``,
+        its document sink's ``create_many``) gets the batch's new, changed or new-document records
+        in few calls: the changes are processed first (writes collected, settles held), then the
+        writes are sent, then every change is settled in the source's order, so the cursor never
+        passes a record whose write is not confirmed."""
         entity = run.flow.entity
         batched = _batch_create(run.target, entity) or _batch_update(run.target, entity) or _batch_documents(run.target, entity)
         if run.settling is not None and not batched:

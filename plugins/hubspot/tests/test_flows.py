@@ -228,6 +228,28 @@ async def test_customers_to_hubspot_as_companies_with_contacts_or_contacts(pair)
     assert all(c["properties"].get("phone") == "+46 8 123 45 67" for c in pair.hs.objects["contacts"].values())
 
 
+async def test_hubspot_contacts_become_eaccounting_customers_companies_with_their_contact_and_updates_follow(pair):
+    hs = pair.hs
+    address = {"address": "Storgatan 1", "zip": "11122", "city": "Stockholm", "country": "SE"}
+    hs.create("contacts", {"email": "pia@example.se", "firstname": "Pia", "lastname": "Persson", **address})
+    contact = hs.create("contacts", {"email": "bo@bolaget.se", "firstname": "Bo", "lastname": "Lag", "phone": "08-1"})
+    company = hs.create("companies", {"name": "Bolaget AB", **address})
+    hs.associate("contacts", contact["id"], "companies", company["id"], 1)
+    [first] = await pair.run("customers-from-hubspot")
+    assert first.status == "ok" and first.counts["created"] == 2, (first, first.failures)
+    eacc = pair.eaccounting.state.sim
+    by_email = {c["EmailAddress"]: c for c in eacc.customers.values() if c.get("EmailAddress")}
+    assert by_email["pia@example.se"]["IsPrivatePerson"] and by_email["pia@example.se"]["Name"] == "Pia Persson"
+    bolaget = by_email["bo@bolaget.se"]
+    assert bolaget["Name"] == "Bolaget AB" and not bolaget["IsPrivatePerson"] and bolaget["ContactPersonName"] == "Bo Lag"
+    [again] = await pair.run("customers-from-hubspot")
+    assert again.status == "ok" and written(again) == 0, again
+    hs.update("contacts", contact["id"], {"phone": "08-2"})  # changed in HubSpot: the eAccounting customer follows
+    [changed] = await pair.run("customers-from-hubspot")
+    assert changed.counts["updated"] == 1, (changed, changed.failures)
+    assert eacc.customers[bolaget["Id"]]["ContactPersonPhone"] == "08-2"
+
+
 async def test_hubspot_deals_become_eaccounting_orders_with_customer_and_articles(pair):
     hs = pair.hs
     product = hs.create("products", {"name": "Konsulttimme", "hs_sku": "KONS-1", "price": "950"})
@@ -420,7 +442,7 @@ async def test_eaccounting_invoices_become_deals_numbered_apart_from_orders_once
     for n in range(3):  # ... and invoice numbers 1, 2, 3
         rows = [{"ArticleId": articles[n]["Id"], "Quantity": n + 1, "UnitPrice": Decimal("10.00")}, {"Text": "Thank you"}]
         invoices.append(eacc.documents.write_invoice({"EuThirdParty": False, "CustomerId": customers[n]["Id"], "RotReducedInvoicingType": 0,
-                                                      "YourReference": f"ref {n}", "InvoiceDate": "2026-03-0%d" % (n + 1), "Rows": rows}))  # fmt: skip
+                                                      "YourReference": f"ref {n}", "InvoiceDate": f"2026-03-0{n + 1}", "Rows": rows}))  # fmt: skip
     invoices[0]["RemainingAmount"] = Decimal(0)  # paid
     [orders, result] = await pair.run("orders-to-hubspot", "invoices-to-hubspot")
     assert orders.counts["created"] == 1 and result.status == "ok" and result.counts["created"] == 3, (result, result.failures)
