@@ -133,6 +133,11 @@ def _batch_documents(target: Connector, entity: Entity) -> bool:
     )
 
 
+def _batched(target: Connector, entity: Entity) -> bool:
+    """Whether ``target`` writes records of ``entity`` in batches (creates, updates or documents)."""
+    return _batch_create(target, entity) or _batch_update(target, entity) or _batch_documents(target, entity)
+
+
 @dataclasses.dataclass
 class RunResult:
     """What one run did."""
@@ -224,7 +229,7 @@ class Engine(Scheduling, Replaying, Retries):
             raise ValueError(f"writes_in_flight must be at least 1, got {writes_in_flight}")
         self.writes_in_flight = writes_in_flight
         """Records of one batch of a flow taken to the target at once (their settles stay in the
-        source's order: see :meth:`_settled_together`)."""
+        source's order: see :meth:`_settle_together`)."""
         self.alerter = alerter or Alerter(resolved.config.alerts)
         self.paused: dict[str, str] = {}
         """Connections whose credentials were rejected: no flow calls them until a reload."""
@@ -460,10 +465,12 @@ class Engine(Scheduling, Replaying, Retries):
                             read_error = exc
                             break
                     await self._prefetch(run, batch)
-                    async for change, action in self._settled(run, batch):
+
+                    def settled(change: Change, action: str) -> None:
                         # progress (a later read failure starts a fresh count): the cursor moved,
                         # or, from a source that moves it only with its last change, this read
                         # got further than any before
+                        nonlocal taken, cursor, read_failures, furthest
                         taken += 1
                         if change.cursor != cursor:
                             read_failures, furthest = 0, 0
@@ -473,6 +480,12 @@ class Engine(Scheduling, Replaying, Retries):
                         run.count(action)
                         if not self.dry_run:
                             metrics.records.labels(flow.name, str(flow.entity), action).inc()
+
+                    if run.settling is not None and not _batched(run.target, flow.entity):
+                        await self._settle_together(run, batch, settled)
+                    else:
+                        async for change, action in self._settled(run, batch):
+                            settled(change, action)
                     await self._save_cursor(run)
                     await self._report_progress(run)
                     if read_error is not None:
@@ -548,13 +561,7 @@ class Engine(Scheduling, Replaying, Retries):
         in few calls: the changes are processed first (writes collected, settles held), then the
         writes are sent, then every change is settled in the source's order, so the cursor never
         passes a record whose write is not confirmed."""
-        entity = run.flow.entity
-        batched = _batch_create(run.target, entity) or _batch_update(run.target, entity) or _batch_documents(run.target, entity)
-        if run.settling is not None and not batched:
-            async for settled in self._settled_together(run, batch):
-                yield settled
-            return
-        if not batched or self.dry_run or run.replay:
+        if not _batched(run.target, run.flow.entity) or self.dry_run or run.replay:
             for change in batch:
                 if self.stopping.is_set():
                     raise _Stop
@@ -578,9 +585,10 @@ class Engine(Scheduling, Replaying, Retries):
             self.beat()
             yield change, action
 
-    async def _settled_together(self, run: FlowRun, batch: Sequence[Change]) -> AsyncIterator[tuple[Change, str]]:
-        """Each change of ``batch`` taken to the target, up to :attr:`writes_in_flight` at once, then
-        settled in the source's order (into :attr:`FlowRun.settling`, written at the end of the batch).
+    async def _settle_together(self, run: FlowRun, batch: Sequence[Change], settled: Callable[[Change, str], None]) -> None:
+        """Take each change of ``batch`` to the target, up to :attr:`writes_in_flight` at once, and
+        settle them in the source's order as they are done (into :attr:`FlowRun.settling`, written
+        at the end of the batch), calling ``settled(change, action)`` for each.
 
         Two changes with the same key or source id are never in flight together: the later waits
         for the earlier. If the run stops part-way (a call failed for good, a stop, a cancel), only
@@ -599,8 +607,20 @@ class Engine(Scheduling, Replaying, Retries):
             before.append(tuple({last[m] for m in marks if m in last}))
             for mark in marks:
                 last[mark] = n
-        failure: list[BaseException] = []
+        failure: list[Exception] = []
         queue = iter(range(count))
+        done = 0  # changes settled, in order
+
+        def settle_in_order() -> None:
+            nonlocal done
+            while done < count and (outcome := outcomes[done]) is not None:
+                change = batch[done]
+                action, out = outcome
+                settling.extend(out)
+                if change.cursor is not None:
+                    run.pending_cursor = change.cursor
+                done += 1
+                settled(change, action)
 
         async def worker() -> None:
             for n in queue:
@@ -615,6 +635,7 @@ class Engine(Scheduling, Replaying, Retries):
                     action = await self._process(run, batch[n], out)
                     self.beat()
                     outcomes[n] = (action, out)
+                    settle_in_order()
                 except Exception as exc:  # noqa: BLE001 - the run stops: the others are called off, the first error is raised
                     if not failure:
                         failure.append(exc)
@@ -623,30 +644,10 @@ class Engine(Scheduling, Replaying, Retries):
                 finally:
                     finished[n].set()
 
-        def settle_finished() -> list[tuple[Change, str]]:
-            settled = []
-            for change, outcome in zip(batch, outcomes, strict=True):
-                if outcome is None:  # not finished: nothing after it is settled
-                    break
-                action, out = outcome
-                settling.extend(out)
-                if change.cursor is not None:
-                    run.pending_cursor = change.cursor
-                settled.append((change, action))
-            return settled
-
-        try:
-            with anyio.CancelScope() as scope:
-                async with anyio.create_task_group() as tg:
-                    for _ in range(min(self.writes_in_flight, count)):
-                        tg.start_soon(worker)
-        except BaseException:  # cancelled from outside: keep and count what finished (saved as the run stops)
-            for _, action in settle_finished():
-                run.count(action)
-                metrics.records.labels(run.name, str(run.flow.entity), action).inc()
-            raise
-        for settled in settle_finished():
-            yield settled
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+                for _ in range(min(self.writes_in_flight, count)):
+                    tg.start_soon(worker)
         if failure:
             raise failure[0]
 
