@@ -646,7 +646,9 @@ class Engine(Scheduling, Replaying, Retries):
 
         with anyio.CancelScope() as scope:
             async with anyio.create_task_group() as tg:
-                for _ in range(min(self.writes_in_flight, count)):
+                sink = run.target.sinks.get(run.flow.entity)
+                limit = min(self.writes_in_flight, max(1, int(getattr(sink, "writes_in_flight", 1))))
+                for _ in range(min(limit, count)):
                     tg.start_soon(worker)
         if failure:
             raise failure[0]

@@ -390,6 +390,11 @@ class Sink(abc.ABC, Generic[RecordT]):
     so a change the target cannot hold costs no call. None: every field of the record."""
     field_map: ClassVar[Mapping[str, str]] = {}
     """Canonical field path -> the vendor field it is written to (documentation only)."""
+    writes_in_flight: ClassVar[int] = 1
+    """How many records of one batch the engine may take to this sink at once (the engine's own
+    bound, 4, caps it). Records with the same key are never in flight together; raise this only
+    when writes of different keys never touch one shared target object (variants grouped into one
+    product, say, must stay at 1)."""
 
     def __init__(self, connector: Connector) -> None:
         self.connector = connector

@@ -95,6 +95,7 @@ def _sink(entity: Entity, written: frozenset[str] | None = None, batch: bool = F
 
     class MemoryEntitySink(Sink[Any]):
         written_fields = written
+        writes_in_flight = 4  # records of different keys are independent here
 
         async def find(self, key):
             return await self.connector._find(entity, key)

@@ -515,6 +515,35 @@ async def test_the_cursor_never_passes_a_record_in_flight_when_the_run_stops(tmp
     assert sorted(r["sku"] for r in memory.target.values()) == [f"S{i}" for i in range(8)]  # none written twice
 
 
+async def test_a_sink_that_does_not_declare_writes_in_flight_gets_one_write_at_a_time(tmp_path, registry, memory, monkeypatch):
+    """Records of different keys may share a target object (variants of one product): a sink opts in."""
+    import anyio
+    from fakes import MemoryTarget
+
+    from apicenterd import Entity
+
+    for i in range(6):
+        memory.put(product(f"S{i}"), f"2026-01-0{i + 1}")
+    monkeypatch.setattr(MemoryTarget.sinks[Entity.PRODUCTS], "writes_in_flight", 1)
+    in_flight, most = 0, 0
+    original = MemoryTarget.create
+
+    async def create(self, entity, record):
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            await anyio.sleep(0)  # a chance for another record to start, were it allowed
+            return await original(self, entity, record)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(MemoryTarget, "create", create)
+    result = await run_once(make_config(tmp_path, registry), tmp_path, writes_in_flight=4)
+    assert result.status == "ok" and result.counts["created"] == 6
+    assert most == 1
+
+
 def test_writes_in_flight_must_be_at_least_one(tmp_path, registry):
     with pytest.raises(ValueError, match="writes_in_flight must be at least 1, got 0"):
         Engine(make_config(tmp_path, registry), SQLiteStore(tmp_path / "state.db"), writes_in_flight=0)

@@ -202,6 +202,8 @@ class CustomerSource(_Changes[Customer]):
 class ArticleSink(Sink[Product]):
     """Articles by ``Number`` (the SKU); the VAT rate picks the ``CodingId``, the unit the ``UnitId`` (on create)."""
 
+    writes_in_flight = 4  # each record is its own article/customer: independent writes
+
     connector: EAccountingConnector
     written_fields = frozenset(mapping.PRODUCT_FIELDS)  # unit: on create only
     field_map = {k: ", ".join(v) for k, v in mapping.PRODUCT_FIELDS.items()}
@@ -294,6 +296,8 @@ class StockSink(Sink[StockLevel]):
 
 class CustomerSink(Sink[Customer]):
     """Customers by e-mail (``$filter=EmailAddress eq ...``), else customer number or name."""
+
+    writes_in_flight = 4  # each record is its own article/customer: independent writes
 
     connector: EAccountingConnector
     written_fields = frozenset(mapping.CUSTOMER_FIELDS)
