@@ -3,8 +3,8 @@ eAccounting articles into QuickBooks items, then a second run; calls per record 
 
     .venv/bin/python bench/quickbooks_items.py --records 2000
 
-The connector writes items one call each (the plugin surface has no batch write yet); look-ups go
-30 SKUs per query (``Sku IN (...)``).
+New items are created 30 per ``batch`` call (the sink's ``create_many``); look-ups go 30 SKUs per
+query (``Sku IN (...)``).
 """
 
 from __future__ import annotations
