@@ -52,6 +52,8 @@ class Flow:
     mapper: Mapper | None = None
     rules: tuple[MapRule, ...] = ()
     target_settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    priority: int = 0
+    """Its share of a connection's day budget: higher goes first (see apicenterd.budget)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -251,6 +253,7 @@ def resolve(config: Config, registry: Registry, path: Path) -> Resolved:
                 mapper=mapper,
                 rules=tuple(fc.map),
                 target_settings=target_settings,
+                priority=fc.priority,
             )
     token_key = _token_key(config.state, problems, secrets)
     admin_token = _admin_token(config.admin, problems, secrets)

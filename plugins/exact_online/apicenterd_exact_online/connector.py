@@ -68,7 +68,10 @@ class ExactOnlineSettings(ConnectorSettings):
     division: int | None = Field(default=None, ge=1, description="Division (company) number; unset: CurrentDivision of current/Me")
     currency: str = Field(default="EUR", min_length=3, max_length=3, description="The division's currency (SalesItemPrices.Currency)")
     daily_reserve: int = Field(
-        default=50, ge=0, le=4999, description="Calls of the day's 5,000 kept back (for `apicenterd check` and manual work)"
+        default=50,
+        ge=0,
+        le=4999,
+        description="Calls of the day's 5,000 kept back (for `apicenterd check` and manual work); the flows share the rest by priority",
     )
     error_limit: int = Field(
         default=5, ge=1, le=9, description="Failed calls (400/401/403/404) on one endpoint in an hour after which it is not called"
@@ -450,7 +453,9 @@ class ExactOnlineConnector(Connector):
         self.api = ExactClient(
             self.context.http_client(base_url=s.base_url, auth=auth, timeout=s.timeout),
             division=s.division,
-            reserve=s.daily_reserve,
+            # daily_reserve is kept by the core's day budget (shared by the flows by priority); the
+            # client itself stops only when Exact says the day is spent (another app, another daemon)
+            reserve=0,
             error_limit=s.error_limit,
         )
 
