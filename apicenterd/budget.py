@@ -50,9 +50,10 @@ MAX_RUNS_COUNTED = 10_000
 
 
 def is_day_limit(limit: Any) -> bool:
-    """Whether a declared :class:`~apicenterd.RateLimit` is a day budget (a period of a day or more,
-    one bucket for the whole connection)."""
-    return limit.period >= DAY and limit.key is None
+    """Whether a declared :class:`~apicenterd.RateLimit` is a day budget (a period of a day or more).
+    Its ``key`` may leave requests out (return None for them); a key that sorts calls into several
+    buckets is read conservatively (the bucket with the fewest calls left counts)."""
+    return bool(limit.period >= DAY)
 
 
 @dataclasses.dataclass
