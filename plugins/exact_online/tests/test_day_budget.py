@@ -125,3 +125,67 @@ async def test_a_long_sync_stops_at_its_share_and_goes_on_the_next_day_each_item
     assert set(priced) == articles | {"EXO-1"} and set(priced.values()) == {1}  # every price, once
     assert all(r.status == "ok" for r in results["orders"]), results["orders"]
     assert len(eacc_app.state.sim.orders) == 1, results["orders"][0].counts
+
+
+def test_flows_list_shows_the_priority_and_a_deferred_flows_budget(tmp_path, capsys):
+    import json
+
+    import anyio
+
+    from apicenterd.cli import main
+
+    resolved = _resolved(tmp_path)
+    config = tmp_path / "apicenterd.toml"
+    config.write_text(
+        "\n".join(
+            [
+                "[daemon]",
+                'metrics_address = ""',
+                "[state]",
+                f"path = {json.dumps(str(tmp_path / 'state.db'))}",
+                "[connections.eaccounting]",
+                'connector = "eaccounting"',
+                *(f"{k} = {json.dumps(v)}" for k, v in EAccountingConnector.demo_settings("http://eacc.test").items()),
+                "[connections.exact]",
+                'connector = "exact_online"',
+                *(f"{k} = {json.dumps(v)}" for k, v in ExactOnlineConnector.demo_settings("http://exact.test").items()),
+                "[flows.orders]",
+                'source = "exact"',
+                'target = "eaccounting"',
+                'entity = "orders"',
+                'interval = "15m"',
+                "priority = 10",
+                "[flows.products]",
+                'source = "eaccounting"',
+                'target = "exact"',
+                'entity = "products"',
+                'interval = "1h"',
+            ]
+        ),
+        encoding="utf-8",
+    )
+    assert main(["flows", "list", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "PRIORITY" in out and "DAY BUDGET" in out and "no run yet" in out
+
+    async def runs() -> None:
+        store = SQLiteStore(resolved.state_path)
+        await store.open()
+        try:
+            run = await store.start_run("products", "schedule")
+            counts = {"created": 5, "budget_left": 61, "resume_at": int(START - START % DAY + DAY), "complete_at": int(START + 4 * DAY)}
+            await store.finish_run(run, "deferred", counts, "spent")
+            run = await store.start_run("orders", "schedule")
+            await store.finish_run(run, "ok", {"created": 1}, None)
+        finally:
+            await store.close()
+
+    anyio.run(runs)
+    assert main(["flows", "list", "--config", str(config), "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["orders"]["priority"] == 10 and rows["orders"]["budget"] == {"last_run": "ok", "deferred": False}
+    budget = rows["products"]["budget"]
+    assert budget["deferred"] and budget["calls_left"] == 61
+    assert budget["resumes_at"] == "2027-01-16T00:00:00Z" and budget["expected_completion"] == "2027-01-19T08:00:00Z"
+    assert main(["flows", "list", "--config", str(config)]) == 0
+    assert "deferred: 61 calls left, resumes 2027-01-16T00:00:00Z, done ~2027-01-19T08:00:00Z" in capsys.readouterr().out
