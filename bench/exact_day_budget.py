@@ -34,14 +34,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import virtual_time  # noqa: E402 - installed before anything reads a clock
+import virtual_time
 
 DAY = 86400.0
 EPOCH = 1_799_971_200.0  # 2027-01-14 00:00:00 UTC: day 1 starts at a midnight
 CLOCK = virtual_time.install(EPOCH - 60)  # a minute before the first midnight
 
 
-def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - a script
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=20_000, help="articles to sync into Exact (default 20,000)")
     parser.add_argument("--orders", type=int, default=300, help="sales orders a day placed in Exact (default 300)")
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - a script
     return virtual_time.run(lambda: _bench(args))
 
 
-async def _bench(args: argparse.Namespace) -> int:  # noqa: PLR0915 - a script
+async def _bench(args: argparse.Namespace) -> int:
     import random
     import tempfile
 
@@ -179,6 +179,7 @@ async def _bench(args: argparse.Namespace) -> int:  # noqa: PLR0915 - a script
                 items_done_at = now
             if now >= EPOCH + day * DAY:
                 days.append(_day_figures(day))
+                print(f"day {day}: {days[-1]} ({virtual_time.real_seconds() - real_start:.0f} s)", file=sys.stderr, flush=True)
                 day += 1
                 if items_done_at is not None or day > args.days:
                     engine.stop()

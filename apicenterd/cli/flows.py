@@ -6,6 +6,7 @@ import argparse
 import json
 import signal
 import sys
+from typing import Any
 
 import anyio
 
@@ -23,7 +24,7 @@ def cmd_flows_list(args: argparse.Namespace) -> int:
     resolved = _load(args.config, _cli._registry())
     budgeted = _day_budget_flows(resolved)
     latest = _latest_runs(resolved, budgeted) if budgeted else {}
-    items = [
+    items: list[dict[str, Any]] = [
         {
             "name": f.name,
             "entity": str(f.entity),

@@ -97,6 +97,7 @@ class KillAtCall:
             return phase
 
     async def _kill(self, phase: str) -> None:
+        proc = None
         for _ in range(3000):  # Popen returned long before the process makes its first call; be sure
             with self._lock:
                 proc = self._proc
@@ -154,7 +155,7 @@ class KillAtCall:
 
 def flows_run(config: Path, flow: str, *args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
     """``apicenterd flows run FLOW --config CONFIG --json ARGS`` in a new process (this interpreter)."""
-    return subprocess.Popen(
+    return subprocess.Popen(  # noqa: S603 - this interpreter, the test's own arguments
         [sys.executable, "-m", "apicenterd.cli", "flows", "run", flow, "--config", str(config), "--json", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
