@@ -69,6 +69,9 @@ class _Use:
     history: collections.deque[int] = dataclasses.field(default_factory=lambda: collections.deque(maxlen=HISTORY))
     records: int = 0
     """Records its runs handled (for the calls a record costs)."""
+    deferred_until: float = 0.0
+    """Unix time until which its share is spent (set when a call did not fit): it waits for the
+    reset, not for the few calls the higher flows' shrinking needs free up during the day."""
     run_calls: int = 0
     """Calls of the runs whose records are counted in ``records``."""
 
@@ -163,18 +166,27 @@ class DayBudget:
         return sum(self.needs(name) for name, use in self.flows.items() if use.priority > mine)
 
     def wait(self, flow: str) -> float:
-        """Seconds until ``flow`` may spend a call (0: now); until the reset when its share is spent."""
+        """Seconds until ``flow`` may spend a call (0: now); until the reset when its share is spent
+        (once a call of it did not fit, until that reset whatever frees up meanwhile)."""
+        now = self.wall_clock()
+        use = self.flows.get(flow)
+        if use is not None and use.deferred_until > now:
+            return use.deferred_until - now
         if self.left() - 1 >= self.reserve + self.reserved_for(flow):
             return 0.0
-        return max(0.0, self.reset_at() - self.wall_clock())
+        return max(0.0, self.reset_at() - now)
 
     def check(self, flow: str | None) -> None:
         """Before a call of ``flow``: BudgetSpent when it does not fit its share."""
         left = self.left()
         reserved = self.reserved_for(flow)
-        if left - 1 >= self.reserve + reserved:
+        use = self.flows.get(flow or "")
+        deferred = use is not None and use.deferred_until > self.wall_clock()
+        if left - 1 >= self.reserve + reserved and not deferred:
             return
-        resume_at = self.reset_at()
+        resume_at = use.deferred_until if use is not None and deferred else self.reset_at()
+        if use is not None:
+            use.deferred_until = resume_at
         when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(resume_at))
         who = f"flow {flow!r}" if flow else "a call outside any flow"
         kept = f", {reserved} kept for flows of a higher priority" if reserved else ""

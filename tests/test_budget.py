@@ -145,3 +145,18 @@ async def test_the_expected_completion_follows_the_calls_a_record_costs_and_the_
     assert when is not None
     assert when == pytest.approx(budget.reset_at() + 2 * 86400)
     assert budget.completion("items", 0) == clock.now
+
+
+async def test_a_deferred_flow_waits_for_the_reset_not_for_calls_freed_during_the_day():
+    clock = Clock(START + 12 * 3600)
+    hourly = Schedule(interval=3600.0)
+    limiters, budget = _set(clock, [RateLimit(200, 86400.0, name="daily")], orders=(10, hourly), items=(0, hourly))
+    await _run(limiters, budget, "orders", 4)
+    await _run(limiters, budget, "items", 1000)
+    reset = budget.reset_at()
+    clock.now += 6 * 3600  # six orders runs fewer still to come: 24 calls less kept for them
+    assert budget.left() - 1 >= budget.reserved_for("items")  # they would fit now...
+    assert budget.wait("items") == pytest.approx(reset - clock.now)  # ...but the flow waits for the reset
+    with pytest.raises(BudgetSpent):
+        await _call(limiters, "items")
+    assert budget.wait("orders") == 0
