@@ -381,7 +381,7 @@ class Engine(Scheduling, Replaying, Retries):
             for budget in budgets:
                 calls = budget.run_finished(flow.name, handled, complete=result.status == "ok")
                 log.debug("day budget", connection=budget.connection, calls=calls, left=budget.left())
-            if result.status != "deferred":
+            if budgets and result.status != "deferred":
                 metrics.budget_resume.labels(flow.name).set(0)
                 metrics.expected_completion.labels(flow.name).set(0)
             self.running.pop(flow.name, None)
