@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -44,7 +45,8 @@ class Context:
     The connection's bounds apply to every client: ``max_response_bytes`` per answer,
     ``request_deadline`` seconds per request, ``retry_after_cap`` seconds per vendor pause
     (see :class:`~apicenterd.ConnectorSettings`); ``pauses`` keeps a vendor's pause across
-    restarts.
+    restarts. ``clock`` (monotonic) and ``wall_clock`` (Unix time) are the rate limiters' (a seam
+    for tests and time-compressed benchmarks).
     """
 
     def __init__(
@@ -59,11 +61,15 @@ class Context:
         request_deadline: float = DEFAULT_REQUEST_DEADLINE,
         retry_after_cap: float = RETRY_AFTER_CAP,
         pauses: PauseStore | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ):
         self.name = name
         self.tokens = tokens if tokens is not None else MemoryTokenStore()
         self.log = get_logger(connection=name)
-        self.limiters = RateLimiterSet(name, rate_limits, retry_after_cap=retry_after_cap, pauses=pauses, log=self.log)
+        self.limiters = RateLimiterSet(
+            name, rate_limits, retry_after_cap=retry_after_cap, pauses=pauses, log=self.log, clock=clock, wall_clock=wall_clock
+        )
         self.max_response_bytes = max_response_bytes
         self.request_deadline = request_deadline
         if breaker is True:

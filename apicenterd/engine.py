@@ -28,12 +28,13 @@ from typing import Any
 
 import anyio
 
+from .budget import DayBudget, is_day_limit
 from .circuit import CircuitBreaker
 from .compare import differing_fields, record_hash
 from .config import Flow, Resolved
 from .context import Context
 from .dryrun import Plan, plan, written
-from .errors import AuthError, CircuitOpen, ConnectorError, FatalError, RecordError, RetryableError, StateError
+from .errors import AuthError, BudgetSpent, CircuitOpen, ConnectorError, FatalError, RecordError, RetryableError, StateError
 from .flowrun import COUNT_KEYS, FlowRun, GaveUp
 from .flows import Skip, prepare
 from .model import Entity, Order, Record
@@ -209,6 +210,8 @@ class Engine(Scheduling, Replaying, Retries):
         retry_attempts: int = 4,
         retry_base_delay: float = 0.5,
         sleep: Callable[[float], Any] = anyio.sleep,
+        wall_clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
         alerter: Alerter | None = None,
         batch_size: int = 100,
         writes_in_flight: int = WRITES_IN_FLIGHT,
@@ -236,6 +239,8 @@ class Engine(Scheduling, Replaying, Retries):
         self._retry_attempts = retry_attempts
         self._retry_base_delay = retry_base_delay
         self._sleep = sleep
+        self._wall_clock = wall_clock  # the day budgets' and rate limiters' (schedules, resets): a seam for tests
+        self._clock = clock  # the rate limiters' monotonic clock
         self._flow_locks: dict[str, anyio.Lock] = {}
         self.wait_for_flow = wait_for_flow
         """A flow another process runs: wait for it (else raise FlowBusy)."""
@@ -249,6 +254,8 @@ class Engine(Scheduling, Replaying, Retries):
         self._beats: dict[str, float] = {}
         self.progress_save_seconds = PROGRESS_SAVE_SECONDS
         self.progress_log_seconds = PROGRESS_LOG_SECONDS
+        self.budgets: dict[str, DayBudget] = {}
+        """Connection → its day budget, for connections whose connector declares a day limit."""
         self.running: dict[str, RunResult] = {}
         """Flow → the result of its run in progress, counts kept up to date (progress for the admin API)."""
         """Per scheduled flow: the monotonic time it last made progress, or is due back (see :meth:`stalled`)."""
@@ -277,14 +284,39 @@ class Engine(Scheduling, Replaying, Retries):
                 transport=self._transports.get(name),
                 **_http_bounds(conn.settings),
                 pauses=StatePauseStore(self.store, name),
+                clock=self._clock,
+                wall_clock=self._wall_clock,
             )
             await context.limiters.restore()  # a vendor's pause from before a restart still holds
+            self._open_budget(name, conn, context)
             instance = conn.connector(conn.settings, context)
             await instance.open()
             self.connectors[name] = instance
             # both series exist from the start, so increase() and the alerts see the first failure
             metrics.auth_failures.labels(name).inc(0)
             metrics.connection_paused.labels(name).set(1 if name in self.paused else 0)
+
+    def _open_budget(self, name: str, conn: Any, context: Context) -> None:
+        """Share connection ``name``'s day limit (if its connector declares one) between the flows
+        that use it, by their priority (see :mod:`apicenterd.budget`)."""
+        if not any(is_day_limit(limit) for limit in context.limiters.limits):
+            return
+        budget = DayBudget(name, context.limiters, reserve=getattr(conn.settings, "daily_reserve", 0), wall_clock=self._wall_clock)
+        for flow in self.resolved.flows.values():
+            if name in (flow.source, flow.target):
+                budget.add_flow(flow.name, flow.priority, flow.schedule)
+        context.limiters.budget = budget
+        self.budgets[name] = budget
+        metrics.day_budget_left.labels(name).set_function(budget.left)
+
+    def budget_wait(self, name: str) -> float:
+        """Seconds until flow ``name`` may spend from the day budgets of its connections (0: now, or no
+        budget; only connections opened so far are known)."""
+        flow = self.resolved.flows[name]
+        return max([0.0, *(b.wait(name) for c, b in self.budgets.items() if c in (flow.source, flow.target))])
+
+    def _budgets_of(self, flow: Flow) -> list[DayBudget]:
+        return [b for c, b in self.budgets.items() if c in (flow.source, flow.target)]
 
     def _declared_limits(self, name: str, conn: Any) -> tuple[Any, ...]:
         """The connector's declared rate limits for connection ``name``, or none (a warning says
@@ -396,9 +428,15 @@ class Engine(Scheduling, Replaying, Retries):
         flow_token = current_flow.set(flow.name)
         self.beat()
         log.info("run started", trigger=trigger, cursor=cursor, source=flow.source, target=flow.target, **({"full": True} if full else {}))
+        budgets = self._budgets_of(flow)
+        for budget in budgets:
+            budget.run_started(flow.name)
         try:
             with progress_running(run.progress):
                 await self._read_and_settle(run, cursor)
+        except BudgetSpent as exc:  # its share of a day budget: settled work stays, the rest waits for the reset
+            result.status, result.error = "deferred", str(exc)
+            await self._deferred(run, result, exc)
         except _Stop:
             result.status = "stopped"
             log.info("run stopped between records for shutdown")
@@ -418,6 +456,13 @@ class Engine(Scheduling, Replaying, Retries):
             log.warning("run cut off with a record in flight (not settled)", reason=result.error)
             raise
         finally:
+            handled = sum(v for k, v in counts.items() if k in COUNT_KEYS)
+            for budget in budgets:
+                calls = budget.run_finished(flow.name, handled, complete=result.status == "ok")
+                log.debug("day budget", connection=budget.connection, calls=calls, left=budget.left())
+            if budgets and result.status != "deferred":
+                metrics.budget_resume.labels(flow.name).set(0)
+                metrics.expected_completion.labels(flow.name).set(0)
             self.running.pop(flow.name, None)
             current_flow.reset(flow_token)
             result.duration = time.perf_counter() - started
@@ -437,6 +482,34 @@ class Engine(Scheduling, Replaying, Retries):
                     metrics.last_success.labels(flow.name).set(time.time())
                 log.info("run finished", status=result.status, seconds=round(result.duration, 3), **counts)
         return result
+
+    async def _deferred(self, run: FlowRun, result: RunResult, exc: BudgetSpent) -> None:
+        """A run stopped by its share of a day budget: when it goes on, how far the budget goes, and
+        (when its source can tell how many records are still to come) when it is expected to be done."""
+        budget = next((b for b in self._budgets_of(run.flow) if b.connection == exc.connection), None)
+        complete_at = None
+        if budget is not None:
+            try:
+                backlog = await run.source.backlog(run.flow.read_entity or run.flow.entity, await self.store.get_cursor(run.name))
+            except (BudgetSpent, ConnectorError, StateError) as error:  # a figure for people: never fails the run
+                run.log.info("backlog unknown", error=str(error))
+                backlog = None
+            if backlog is not None:
+                handled = sum(v for k, v in run.counts.items() if k in COUNT_KEYS)
+                complete_at = budget.completion(run.name, backlog, running=handled)
+        run.counts["budget_left"] = exc.left
+        run.counts["resume_at"] = int(exc.resume_at)
+        if complete_at is not None:
+            run.counts["complete_at"] = int(complete_at)
+        metrics.budget_resume.labels(run.name).set(exc.resume_at)
+        metrics.expected_completion.labels(run.name).set(complete_at or 0)
+        run.log.info(
+            "run deferred: its share of the day budget is spent",
+            left=exc.left,
+            reserved=exc.reserved,
+            resume_at=exc.resume_at,
+            complete_at=complete_at,
+        )
 
     async def _read_and_settle(self, run: FlowRun, cursor: str | None) -> None:
         """Read the source since ``cursor`` in batches and settle every change; a read that fails
@@ -493,6 +566,8 @@ class Engine(Scheduling, Replaying, Retries):
                 run.looked_up.clear()
                 return
             except RetryableError as exc:  # a read failure (a write's is a GaveUp)
+                if isinstance(exc, BudgetSpent):
+                    raise
                 read_failures += 1
                 if isinstance(exc, CircuitOpen) or read_failures >= self._retry_attempts or self.stopping.is_set():
                     raise

@@ -135,6 +135,32 @@ class RateLimited(RetryableError):
             self._retry_after = min(max(float(value), 0.0), RETRY_AFTER_CAP)
 
 
+class BudgetSpent(RateLimited):
+    """A flow's share of its connection's day budget is spent (see :mod:`apicenterd.budget`): the
+    run stops between records, what it settled stays, and the flow resumes from its cursor when
+    the budget allows again. ``flow`` is the flow, ``resume_at`` the Unix time it may spend again,
+    ``left`` the calls left in the day, ``reserved`` those kept for flows of a higher priority.
+    The engine never retries it; a connector that handles :class:`RateLimited` sees a wait."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        connection: str,
+        flow: str,
+        resume_at: float,
+        left: int,
+        reserved: int,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.connection = connection
+        self.flow = flow
+        self.resume_at = resume_at
+        self.left = left
+        self.reserved = reserved
+
+
 class CircuitOpen(RetryableError):
     """Calls to this connection fail fast: it failed repeatedly, and no probe has succeeded yet.
 

@@ -36,6 +36,7 @@ from .observe import metrics
 from .observe.logs import get_logger
 from .plugin import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_REQUEST_DEADLINE, RateLimit
 from .ratelimit import SlidingWindowLimiter
+from .scheduler import current_flow
 
 __all__ = [
     "RETRY_AFTER_CAP",
@@ -150,6 +151,9 @@ class PauseStore(Protocol):
         """Persist ``until`` (Unix time)."""
 
 
+DAY_PERIOD = 86400.0
+"""A declared limit of this period or longer is a day budget (see :mod:`apicenterd.budget`)."""
+
 PAUSE_LOG_STEP = 1.0
 """A 429 that moves a pause's end by less than this many seconds is not logged again."""
 
@@ -196,6 +200,9 @@ class RateLimiterSet:
         self._unsaved = False  # a pause not yet in ``pauses``
         self._log = log if log is not None else get_logger(connection=connection)
         self._waiting: dict[object, float] = {}  # calls in admit() now: when (on ``clock``) each began waiting
+        self.budget: Any = None
+        """The connection's :class:`~apicenterd.budget.DayBudget` (set by the engine when a limit is a
+        day's): every call is checked against the share of the flow making it, and counted for it."""
         metrics.rate_limit_pause.labels(connection).set_function(self.pause_remaining)
         metrics.rate_limit_waiting.labels(connection).set_function(self.waiting_calls)
         metrics.rate_limit_waiting_seconds.labels(connection).set_function(self.longest_wait)
@@ -210,6 +217,11 @@ class RateLimiterSet:
         if not self._waiting:
             return 0.0
         return max(0.0, self._clock() - min(self._waiting.values()))
+
+    def buckets_of(self, limits: Sequence[RateLimit]) -> list[SlidingWindowLimiter]:
+        """The buckets made so far for ``limits`` (a limit's bucket is made with its first call)."""
+        names = {limit.name for limit in limits}
+        return [bucket for (name, _key), bucket in self._buckets.items() if name in names]
 
     def _buckets_for(self, request: httpx.Request) -> list[tuple[RateLimit, SlidingWindowLimiter]]:
         buckets = []
@@ -226,6 +238,8 @@ class RateLimiterSet:
                     sleep=self._sleep,
                     margin=self._margin * limit.period,
                     max_margin=MAX_MARGIN * limit.period,
+                    # a day's budget resets when the vendor says (its midnight), not a day after each call
+                    vendor_window=limit.period >= DAY_PERIOD and limit.headers is not None and limit.headers.reset is not None,
                 )
             buckets.append((limit, bucket))
         return buckets
@@ -250,6 +264,10 @@ class RateLimiterSet:
     async def _admit(self, request: httpx.Request) -> tuple[float, list[Ticket]]:
         if not self._restored:
             await self.restore()
+        budget = self.budget
+        flow = current_flow.get() if budget is not None else None
+        if budget is not None:
+            budget.check(flow)  # BudgetSpent before any wait: the flow's share of the day is spent
         waited = await self._wait_for_pause()
         buckets = self._buckets_for(request)
         # Wait for the slowest bucket before taking a slot in any, so no slot is taken
@@ -268,6 +286,8 @@ class RateLimiterSet:
         except BaseException:  # cancelled while waiting: the slots taken stay used, nothing is in flight
             self.done(tickets)
             raise
+        if budget is not None:
+            budget.spent(flow)
         if self._pause_end and self._clock() >= self._pause_end:
             self._pause_end = 0.0
             self._log.info("rate-limit pause over: calls to the connection resume", rate_limit_pause=0)

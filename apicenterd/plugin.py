@@ -135,6 +135,14 @@ class ConnectorSettings(SettingsModel):
             "the whole answer (``timeout`` bounds each read); past it the request fails as a timeout"
         ),
     )
+    daily_reserve: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Calls of a declared day limit (a RateLimit of a day or longer) kept back for work outside the "
+            "flows (apicenterd check, people); the flows on the connection share the rest by priority"
+        ),
+    )
     retry_after_cap: float = Field(
         default=RETRY_AFTER_CAP,
         gt=0,
@@ -354,6 +362,13 @@ class Source(abc.ABC, Generic[RecordT]):
     @abc.abstractmethod
     def changes(self, since: str | None) -> AsyncIterator[Change]:
         """Yield the records changed at or after cursor ``since`` (None: all), in cursor order."""
+
+    async def backlog(self, since: str | None) -> int | None:
+        """Optional: how many records :meth:`changes` would still yield from ``since`` (about; None:
+        cannot tell, the default). Asked only when a run stops for its share of a day budget, for
+        the expected completion in ``flows list`` and the metrics; it should cost one call at most.
+        """
+        return None
 
     @staticmethod
     def mapped(source_id: str, cursor: str | None, convert: Callable[[], RecordT]) -> Change:
@@ -793,6 +808,10 @@ class Connector:
     def read(self, entity: Entity, since: str | None) -> AsyncIterator[Change]:
         """Yield the records of ``entity`` changed at or after cursor ``since`` (None: all), in cursor order."""
         return self.source(entity).changes(since)
+
+    async def backlog(self, entity: Entity, since: str | None) -> int | None:
+        """Records of ``entity`` still to read from cursor ``since``, when the source can tell (see Source.backlog)."""
+        return await self.source(entity).backlog(since)
 
     async def find(self, entity: Entity, key: str) -> Found | None:
         """Look a record up by its natural key (``Record.key()``); None if it does not exist."""

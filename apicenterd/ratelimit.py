@@ -47,6 +47,7 @@ class SlidingWindowLimiter:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         margin: float = 0.0,
         max_margin: float | None = None,
+        vendor_window: bool = False,
     ):
         if requests < 1 or period <= 0:
             raise ValueError(f"rate limit must allow at least 1 request in a positive period, got {requests}/{period}s")
@@ -72,6 +73,11 @@ class SlidingWindowLimiter:
         self._probe_from: int | None = None  # past this many calls in the next window, one at a time
         self._adopted = requests  # the limit the vendor's headers reported (or the declared one)
         self._learned_at = 0.0
+        self.vendor_window = vendor_window
+        """The vendor's own window (its reset time) counts instead of this log's sliding one while it
+        reports one: for a day budget that resets at the vendor's midnight, a sliding day would keep
+        yesterday's calls counted well into today."""
+        self._window_end = 0.0  # vendor_window: the end of the latest window the vendor reported
 
     def pause_until(self, deadline: float) -> None:
         """Let no call through before the time ``deadline`` on this limiter's clock."""
@@ -153,6 +159,8 @@ class SlidingWindowLimiter:
         if until <= now:
             return
         seq = self.acquired if seq is None else seq
+        if self.vendor_window:
+            self._window_end = max(self._window_end, until)
         # calls sent before this one and not answered yet may not be in the vendor's count
         left = remaining - sent_since - self._earlier_in_flight(seq)
         tolerance = min(1.0, 0.05 * self.period)  # one window, told in rounded or jittery times
@@ -192,6 +200,8 @@ class SlidingWindowLimiter:
             return 0
         free = self.requests - len(self._live())
         now = self._clock()
+        if self._vendor_counts(now):
+            free = self.requests
         for left, until, _ in self._budgets:
             if until > now:
                 free = min(free, int(left))
@@ -199,9 +209,35 @@ class SlidingWindowLimiter:
 
     def _live(self) -> collections.deque[float]:
         now = self._clock()
-        while self._sent and self._sent[0] <= now - self.period:
+        # a vendor window that has ended took its calls with it (vendor_window)
+        floor = self._window_end if self.vendor_window and now >= self._window_end > 0 else -math.inf
+        while self._sent and (self._sent[0] <= now - self.period or self._sent[0] < floor):
             self._sent.popleft()
         return self._sent
+
+    def _vendor_counts(self, now: float) -> bool:
+        """Whether the vendor's reported window, not this log, counts now (see ``vendor_window``)."""
+        return self.vendor_window and any(until > now for _, until, _ in self._budgets)
+
+    def budget_left(self) -> int:
+        """Calls left in the window as far as this limiter knows, whatever pause holds it now (the
+        vendor's count while it reports one, else this log's)."""
+        now = self._clock()
+        free = self.requests - len(self._live())
+        budgets = [int(left) for left, until, _ in self._budgets if until > now]
+        if budgets and self.vendor_window:
+            return max(0, min(budgets))
+        return max(0, min([free, *budgets]))
+
+    def window_end(self) -> float | None:
+        """When the current window ends on this limiter's clock: the vendor's reported reset, else
+        when the oldest call of this log leaves it; None when no call is counted."""
+        now = self._clock()
+        ends = [until for _, until, _ in self._budgets if until > now]
+        if ends:
+            return max(ends)
+        sent = self._live()
+        return sent[0] + self.period if sent else None
 
     def delay(self) -> float:
         """Seconds until the next call may go, 0 if now."""
@@ -228,7 +264,7 @@ class SlidingWindowLimiter:
         own = max(0.0, self._paused_until - now)
         if self._probing(now):
             own = max(own, PROBE_POLL)
-        if len(sent) >= self.requests:
+        if len(sent) >= self.requests and not self._vendor_counts(now):
             # the call that must leave the window before one more fits
             own = max(own, sent[len(sent) - self.requests] + self.period + self.margin - now)
         vendor = 0.0

@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 
-from .errors import AuthError, CircuitOpen, RateLimited, RetryableError
+from .errors import AuthError, BudgetSpent, CircuitOpen, RateLimited, RetryableError
 from .flowrun import GaveUp
 from .plugin import Connector
 
@@ -44,6 +44,8 @@ class Retries:
             except AuthError as exc:
                 self.beat()
                 raise GaveUp(exc, conn.context.name) from exc
+            except BudgetSpent:  # a day budget's share: the run stops (deferred), no retry would fit it
+                raise
             except RetryableError as exc:
                 self.beat()  # an answer, even a failed one, is progress
                 attempt += 1

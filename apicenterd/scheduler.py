@@ -38,6 +38,9 @@ class Scheduling:
     async def run_flow(self, name: str, *, trigger: str = "schedule") -> RunResult:  # pragma: no cover - the engine's
         raise NotImplementedError
 
+    def budget_wait(self, name: str) -> float:  # pragma: no cover - the engine's
+        raise NotImplementedError
+
     # ---------------------------------------------------------------- progress (the watchdog's view)
 
     def beat(self, flow: str | None = None, *, until: float = 0.0) -> None:
@@ -114,9 +117,12 @@ class Scheduling:
                 if self.stopping.is_set():
                     return
             paused = [c for c in (flow.source, flow.target) if c in self.paused]
+            budget_wait = self.budget_wait(flow.name)
             try:
                 if paused:
                     self._paused_skip(flow.name, paused)
+                elif budget_wait > 0:  # its share of a day budget is spent: it goes on after the reset
+                    self.log.debug("flow skipped: its share of the day budget is spent", flow=flow.name, seconds=round(budget_wait))
                 else:
                     await self.run_flow(flow.name)
             except Exception as exc:  # noqa: BLE001 - e.g. a connector's open() failed: this flow only

@@ -518,6 +518,7 @@ async def test_the_cursor_never_passes_a_record_in_flight_when_the_run_stops(tmp
 async def test_a_sink_that_does_not_declare_writes_in_flight_gets_one_write_at_a_time(tmp_path, registry, memory, monkeypatch):
     """Records of different keys may share a target object (variants of one product): a sink opts in."""
     import anyio
+    import anyio.lowlevel
     from fakes import MemoryTarget
 
     from apicenterd import Entity
@@ -533,7 +534,7 @@ async def test_a_sink_that_does_not_declare_writes_in_flight_gets_one_write_at_a
         in_flight += 1
         most = max(most, in_flight)
         try:
-            await anyio.sleep(0)  # a chance for another record to start, were it allowed
+            await anyio.lowlevel.checkpoint()  # a chance for another record to start, were it allowed
             return await original(self, entity, record)
         finally:
             in_flight -= 1

@@ -45,7 +45,7 @@ SCHEMAS: dict[str, Any] = {
             "trigger": {"type": "string", "description": "schedule, cli, replay, api, webhook"},
             "started_at": _NUM,
             "finished_at": _TIME,
-            "status": {"type": "string", "enum": ["running", "ok", "failed", "stopped"]},
+            "status": {"type": "string", "enum": ["running", "ok", "failed", "stopped", "deferred"]},
             "counts": COUNTS,
             "error": _NSTR,
             "progress": {"oneOf": [_ref("RunProgress"), {"type": "null"}], "description": "of a running run; null otherwise"},
@@ -56,7 +56,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "flow": _STR,
             "run_id": _INT,
-            "status": {"type": "string", "enum": ["ok", "failed", "stopped"]},
+            "status": {"type": "string", "enum": ["ok", "failed", "stopped", "deferred"]},
             "error": _NSTR,
             "duration_seconds": _NUM,
         },

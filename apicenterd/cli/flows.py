@@ -19,8 +19,12 @@ from . import EXIT_RECORDS_FAILED, Usage, _load, _load_readonly, _print_table, _
 
 
 def cmd_flows_list(args: argparse.Namespace) -> int:
-    """List configured flows."""
+    """List configured flows. A flow on a connection with a day budget (Exact Online's 5,000 calls
+    a day) also shows its priority and, from its latest run in the state store, whether it is
+    deferred: the calls left, when it goes on, and when it is expected to be done."""
     resolved = _load_readonly(args.config, _cli._registry())
+    budgeted = _day_budget_flows(resolved)
+    latest = _latest_runs(resolved, budgeted) if budgeted else {}
     items: list[dict[str, Any]] = [
         {
             "name": f.name,
@@ -29,6 +33,8 @@ def cmd_flows_list(args: argparse.Namespace) -> int:
             "target": f.target,
             "schedule": f.schedule.describe(),
             "enabled": f.enabled,
+            "priority": f.priority,
+            **({"budget": _budget_view(latest.get(f.name))} if f.name in budgeted else {}),
         }
         for f in resolved.flows.values()
     ]
@@ -44,6 +50,17 @@ def cmd_flows_list(args: argparse.Namespace) -> int:
             )
     if args.json:
         print(json.dumps(items, indent=2))
+    elif states is None and budgeted:
+        _print_table(
+            [
+                (
+                    i["name"], i["entity"], i["source"], i["target"], i["schedule"], "yes" if i["enabled"] else "no",
+                    str(i["priority"]) if "budget" in i else "", _budget_text(i.get("budget")),
+                )
+                for i in items
+            ],
+            ("NAME", "ENTITY", "SOURCE", "TARGET", "SCHEDULE", "ENABLED", "PRIORITY", "DAY BUDGET"),
+        )
     elif states is None:
         _print_table(
             [(i["name"], i["entity"], i["source"], i["target"], i["schedule"], "yes" if i["enabled"] else "no") for i in items],
@@ -72,6 +89,57 @@ def _daemon_states(args: argparse.Namespace) -> dict[str, dict[str, Any]] | None
     if status != 200 or not isinstance(body.get("flows"), list):
         return None
     return {f["name"]: f for f in body["flows"] if isinstance(f, dict) and "name" in f}
+
+
+def _day_budget_flows(resolved: Resolved) -> set[str]:
+    """The flows that use a connection whose connector declares a day limit."""
+    from ..budget import is_day_limit
+
+    budgeted = {name for name, conn in resolved.connections.items() if any(is_day_limit(lim) for lim in conn.connector.rate_limits)}
+    return {f.name for f in resolved.flows.values() if f.source in budgeted or f.target in budgeted}
+
+
+def _latest_runs(resolved: Resolved, flows: set[str]) -> dict:
+    """Each flow's latest finished run, from the state store when there is one (none: nothing)."""
+    if resolved.config.state.url is None and not resolved.state_path.exists():
+        return {}
+
+    async def read(store):
+        latest = {}
+        for name in sorted(flows):
+            runs = [r for r in await store.runs(name, limit=5) if r.finished_at is not None]
+            if runs:
+                latest[name] = runs[0]
+        return latest
+
+    try:
+        result: dict = anyio.run(_with_store, resolved, read)
+    except Exception as exc:  # noqa: BLE001 - the list does not need the state; say why the column is empty
+        print(f"apicenterd: day budgets not shown: the state store cannot be read: {exc}", file=sys.stderr)
+        return {}
+    return result
+
+
+def _budget_view(run) -> dict | None:
+    """What the latest run says about the flow's share of the day budget (None: no run yet)."""
+    if run is None:
+        return None
+    view: dict = {"last_run": run.status, "deferred": run.status == "deferred"}
+    counts = run.counts
+    if run.status == "deferred":
+        view["calls_left"] = counts.get("budget_left")
+        view["resumes_at"] = _cli._ts(counts.get("resume_at"))
+        view["expected_completion"] = _cli._ts(counts.get("complete_at")) or None
+    return view
+
+
+def _budget_text(view: dict | None) -> str:
+    if view is None:
+        return "no run yet"
+    if not view["deferred"]:
+        return f"last run {view['last_run']}"
+    done = f", done ~{view['expected_completion']}" if view.get("expected_completion") else ""
+    return f"deferred: {view['calls_left']} calls left, resumes {view['resumes_at']}{done}"
 
 
 def cmd_flows_run(args: argparse.Namespace) -> int:

@@ -63,6 +63,8 @@ class Flow:
     mapper: Mapper | None = None
     rules: tuple[MapRule, ...] = ()
     target_settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    priority: int = 0
+    """Its share of a connection's day budget: higher goes first (see apicenterd.budget)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -407,6 +409,7 @@ def resolve(
                 mapper=mapper,
                 rules=tuple(fc.map),
                 target_settings=target_settings,
+                priority=fc.priority,
             )
     token_key = _token_key(config.state, problems, secrets) if secrets_of is not False else None
     admin_token = _admin_token(config.admin, problems, secrets) if secrets_of is True else None

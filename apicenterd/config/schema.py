@@ -149,6 +149,10 @@ class FlowConfig(SettingsModel):
     interval: str | int | float | None = None
     cron: str | None = None
     enabled: bool = True
+    priority: int = Field(default=0, ge=-1000, le=1000)
+    """On a connection with a day budget (Exact Online's 5,000 calls a day), flows of a higher
+    priority are served first: a flow stops for the day when the calls left would no longer cover
+    what the flows of a higher priority still need today (see apicenterd.budget)."""
     create_only_fields: list[str] = Field(default_factory=list)
     filters: list[Filter] = Field(default_factory=list)
     options: dict[str, Any] = Field(default_factory=dict)

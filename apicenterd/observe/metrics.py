@@ -25,6 +25,9 @@ __all__ = [
     "alert_deliveries",
     "alerts_dropped",
     "webhooks",
+    "day_budget_left",
+    "budget_resume",
+    "expected_completion",
     "serve",
 ]
 
@@ -133,6 +136,24 @@ webhooks = Counter(
     "malformed; too_large; unknown: no such connection, or one whose connector takes none; unavailable: the daemon "
     "was not ready)",
     ["connection", "result"],
+)
+
+day_budget_left = Gauge(
+    "apicenterd_day_budget_left",
+    "Calls left in a connection's day budget (a declared day limit, e.g. Exact Online's 5,000), as the "
+    "vendor last reported them or as counted here",
+    ["connection"],
+)
+budget_resume = Gauge(
+    "apicenterd_flow_budget_resume_timestamp_seconds",
+    "Unix time a flow whose share of a day budget is spent goes on (0: not deferred)",
+    ["flow"],
+)
+expected_completion = Gauge(
+    "apicenterd_flow_expected_completion_timestamp_seconds",
+    "Unix time a deferred flow is expected to have caught up with its source at its share of the day budget "
+    "(0: not deferred, or its source cannot tell how much is left)",
+    ["flow"],
 )
 
 

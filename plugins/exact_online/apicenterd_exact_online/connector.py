@@ -27,12 +27,16 @@ from apicenterd import (
     Sink,
     Source,
     StockLevel,
+    WebhookEvent,
+    WebhookRejected,
+    WebhookRequest,
 )
 from apicenterd.kit import odata_or_filters
 
 from . import mapping
 from .client import RATE_LIMITS, ExactClient, guid_key, odata_string, parse_odata_date
 from .invoices import SalesInvoiceSink
+from .webhooks import WebhookError, verify
 
 __all__ = ["ExactOnlineConnector", "ExactOnlineSettings", "REGIONS"]
 
@@ -68,7 +72,10 @@ class ExactOnlineSettings(ConnectorSettings):
     division: int | None = Field(default=None, ge=1, description="Division (company) number; unset: CurrentDivision of current/Me")
     currency: str = Field(default="EUR", min_length=3, max_length=3, description="The division's currency (SalesItemPrices.Currency)")
     daily_reserve: int = Field(
-        default=50, ge=0, le=4999, description="Calls of the day's 5,000 kept back (for `apicenterd check` and manual work)"
+        default=50,
+        ge=0,
+        le=4999,
+        description="Calls of the day's 5,000 kept back (for `apicenterd check` and manual work); the flows share the rest by priority",
     )
     error_limit: int = Field(
         default=5, ge=1, le=9, description="Failed calls (400/401/403/404) on one endpoint in an hour after which it is not called"
@@ -79,6 +86,9 @@ class ExactOnlineSettings(ConnectorSettings):
     journal_code: str = Field(default="90", min_length=1, description="Journal (JournalCode) of the journal entries written")
     item_vat_code: str | None = Field(default=None, description="SalesVatCode of new items; unset: Exact's default")
     account_vat_code: str | None = Field(default=None, description="SalesVATCode of new accounts; unset: Exact's default")
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="The app's webhook secret (App Center): verifies HashCode of webhooks to /webhooks/<connection>"
+    )
 
     @field_validator("region")
     @classmethod
@@ -122,6 +132,14 @@ class ItemSource(Source[Product]):
                 to_record = functools.partial(mapping.item_to_product, item, price, currency=conn.settings.currency)
                 yield self.mapped(str(item.get("ID")), cursor, to_record)
 
+
+WEBHOOK_TOPICS = {
+    "Items": Entity.PRODUCTS,
+    "SalesOrders": Entity.ORDERS,
+    "GoodsDeliveries": Entity.SHIPMENTS,
+    "StockPositions": Entity.STOCK,
+}
+"""Exact's webhook topics (WebhookSubscriptions.Topic) → the entity whose flows a message triggers."""
 
 MIN_ORDER_CURSOR = "1900-01-01T00:00:00.000Z"
 
@@ -450,7 +468,9 @@ class ExactOnlineConnector(Connector):
         self.api = ExactClient(
             self.context.http_client(base_url=s.base_url, auth=auth, timeout=s.timeout),
             division=s.division,
-            reserve=s.daily_reserve,
+            # daily_reserve is kept by the core's day budget (shared by the flows by priority); the
+            # client itself stops only when Exact says the day is spent (another app, another daemon)
+            reserve=0,
             error_limit=s.error_limit,
         )
 
@@ -460,6 +480,26 @@ class ExactOnlineConnector(Connector):
             await self.api.aclose()
             await self._token_client.aclose()
             self.api = None
+
+    async def webhook(self, request: WebhookRequest) -> list[WebhookEvent]:
+        """An Exact webhook (``{"Content": {...}, "HashCode": "..."}``, HashCode the HMAC-SHA256 of the raw
+        Content with ``webhook_secret``) as a trigger of the flows that read its topic; a message of
+        another division or a topic no source reads triggers nothing."""
+        secret = self.settings.webhook_secret
+        if secret is None:
+            raise WebhookRejected(f"connection {self.context.name!r}: no webhook_secret configured: an Exact webhook cannot be verified")
+        try:
+            content = verify(request.body, secret.get_secret_value())
+        except WebhookError as exc:
+            raise WebhookRejected(str(exc), malformed="does not match" not in str(exc)) from None
+        division = content.get("Division")
+        if self.settings.division is not None and division is not None and division != self.settings.division:
+            return []
+        entity = WEBHOOK_TOPICS.get(str(content.get("Topic") or ""))
+        if entity is None:
+            return []
+        key = content.get("Key")
+        return [WebhookEvent(entity, str(key) if key else None, f"{content.get('Topic')} {content.get('Action') or ''}".strip())]
 
     async def check(self) -> None:
         """The division (current/Me when not configured): proves the token and the company."""

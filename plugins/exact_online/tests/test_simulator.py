@@ -115,15 +115,20 @@ async def test_minutely_limit_answers_429_with_exact_headers():
 
 
 async def test_the_connector_stops_at_the_days_reserve_without_a_call():
+    """The daemon's day budget (as the engine attaches it) keeps daily_reserve of what Exact reports."""
+    from apicenterd.budget import DayBudget
+
     app = ExactOnlineConnector.simulator(seed=1, records=2, daily=6)
     sim = app.state.sim
     settings = {**ExactOnlineConnector.demo_settings("http://exact.test"), "daily_reserve": 2, "division": DIVISION}
     async with connect(ExactOnlineConnector, settings, app=app) as conn:
+        limiters = conn.context.limiters
+        limiters.budget = DayBudget("exact", limiters, reserve=conn.settings.daily_reserve)
         sink = conn.sink(Entity.PRODUCTS)
         await sink.find("EX-00001")  # 2 calls: items, prices
         await sink.find("EX-00002")  # 2 more: 2 left = the reserve
         calls = sim.request_count
-        with pytest.raises(RateLimited, match="daily limit"):
+        with pytest.raises(RateLimited, match="share of the day budget .2 of 6 calls left: daily_reserve 2"):
             await sink.find("EX-00001")
         assert sim.request_count == calls
     assert sim.refusals == 0
