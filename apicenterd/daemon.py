@@ -112,6 +112,8 @@ class Daemon:
         """The admin server (``[admin]``), once it listens; ``admin.url`` is where."""
         self.backend: Any = None
         """What the admin API acts on (:class:`~apicenterd.admin.Backend`), while the daemon runs."""
+        self.cluster: Any = None
+        """PostgreSQL state: this daemon as a procrastinate worker among several (:class:`~apicenterd.cluster.Cluster`)."""
         self._reloaded = anyio.Event()
         self._last_reload: tuple[str, str | None] = ("applied", None)
 
@@ -132,8 +134,15 @@ class Daemon:
             host, port = metrics.serve(daemon_cfg.metrics_address)
             self.log.info("metrics listening", url=f"http://{host}:{port}/metrics")
         store = store_for(self.resolved.config.state.url, self.resolved.state_path)
+        if self.resolved.config.state.url:  # several daemons may share it: procrastinate decides who runs what
+            from .cluster import Cluster
+
+            self.cluster = Cluster(self.resolved.config.state.url, self.resolved.config.state)
+            store.daemon = self.cluster.name  # type: ignore[attr-defined]  # a PostgresStore: runs say which daemon
         try:
             await store.open()
+            if self.cluster is not None:
+                await self.cluster.open()
         except StateError as exc:
             await self._state_failed(exc)
             raise
@@ -162,6 +171,8 @@ class Daemon:
             with anyio.CancelScope(shield=True):
                 if self.failure is not None:
                     self.failure = await self._state_failed(self.failure, store)
+                if self.cluster is not None:
+                    await self.cluster.close()
                 await store.close()
             systemd.notify("STOPPING=1")
             self.log.info("daemon stopped")
@@ -211,7 +222,10 @@ class Daemon:
 
                 async def serve(engine: Engine = engine, done: anyio.Event = done, *, task_status=anyio.TASK_STATUS_IGNORED) -> None:
                     try:
-                        await engine.serve(task_status=task_status)
+                        if self.cluster is not None:
+                            await self.cluster.serve(engine, task_status=task_status)
+                        else:
+                            await engine.serve(task_status=task_status)
                     finally:
                         await engine.aclose()
                         done.set()

@@ -79,6 +79,8 @@ class Run:
     counts: Mapping[str, int]
     error: str | None = None
     trigger: str = "schedule"
+    daemon: str | None = None
+    """The daemon that ran it (``host:pid``; PostgreSQL state, where several share the work)."""
 
 
 class StateStore(Protocol):

@@ -8,7 +8,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -23,9 +23,21 @@ from ..errors import StateError
 from .base import AuditEntry, DeadLetter, Link, Run
 from .lock import POLL_INTERVAL, FlowBusy, _holder_info, describe_holder
 
-__all__ = ["PostgresStore", "MIGRATIONS", "migrate", "redact_url", "is_postgres_url"]
+__all__ = ["PostgresStore", "MIGRATIONS", "Migration", "migrate", "redact_url", "is_postgres_url"]
 
-MIGRATIONS: list[str] = [
+Migration = str | Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]
+"""One migration: SQL statements separated by ``;``, or a function applying a script of its own."""
+
+
+async def _procrastinate_schema(conn: psycopg.AsyncConnection[Any]) -> None:
+    """procrastinate's schema (the job engine of several daemons), as the pinned release ships it: one
+    script (functions and DO blocks hold semicolons), run as it is."""
+    from procrastinate.schema import SchemaManager
+
+    await conn.execute(SchemaManager.get_schema())
+
+
+MIGRATIONS: list[Migration] = [
     # 1: the schema of SQLite's version 4 (cursors, links, runs, audit, tokens, dead letters with
     # retention, 429 pauses), and who holds a flow's advisory lock
     """
@@ -106,6 +118,20 @@ MIGRATIONS: list[str] = [
         backend_pid INTEGER NOT NULL
     );
     """,
+    # 2: the job engine's tables (procrastinate 3.10: jobs, workers and their heartbeats, periodic defers)
+    _procrastinate_schema,
+    # 3: which daemon ran a run, and the daemons (procrastinate workers) by name
+    """
+    ALTER TABLE runs ADD COLUMN daemon TEXT;
+    CREATE TABLE daemons (
+        worker_id BIGINT PRIMARY KEY REFERENCES procrastinate_workers (id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        version TEXT NOT NULL,
+        started_at DOUBLE PRECISION NOT NULL
+    )
+    """,
 ]
 """PostgreSQL schema migrations, oldest first; the schema version (table ``schema_version``) is how
 many have been applied. Numbered apart from SQLite's: each backend has its own list."""
@@ -143,7 +169,7 @@ def _split(script: str) -> list[str]:
     return [statement for statement in script.split(";") if statement.strip()]
 
 
-async def migrate(conn: psycopg.AsyncConnection[Any], migrations: Sequence[str] = MIGRATIONS) -> int:
+async def migrate(conn: psycopg.AsyncConnection[Any], migrations: Sequence[Migration] = MIGRATIONS) -> int:
     """Apply the migrations the database does not have yet, each in its own transaction (one process at
     a time: a transaction-level advisory lock). RuntimeError for a database newer than ``migrations``."""
     async with conn.transaction():
@@ -162,8 +188,12 @@ async def migrate(conn: psycopg.AsyncConnection[Any], migrations: Sequence[str] 
             row = await (await conn.execute("SELECT coalesce(max(version), 0) FROM schema_version")).fetchone()
             if row is not None and row[0] >= number:  # another process applied it meanwhile
                 continue
-            for statement in _split(migrations[number - 1]):
-                await conn.execute(statement)
+            migration = migrations[number - 1]
+            if isinstance(migration, str):
+                for statement in _split(migration):
+                    await conn.execute(statement)
+            else:
+                await migration(conn)
             await conn.execute("DELETE FROM schema_version")
             await conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (number,))
     return len(migrations)
@@ -199,6 +229,8 @@ class PostgresStore:
         self._clock = clock
         self._min_size, self._max_size, self._timeout = min_size, max_size, timeout
         self._pool: AsyncConnectionPool | None = None
+        self.daemon: str | None = None
+        """The daemon (``host:pid``) this store belongs to, if any: recorded with each run it starts."""
         self._namespace = schema or "public"
         """The schema the tables are in (``current_schema()`` at open): flow lock keys are per schema."""
 
@@ -571,8 +603,8 @@ class PostgresStore:
     async def start_run(self, flow: str, trigger: str = "schedule") -> int:
         """Open a run."""
         row = await self._fetchone(
-            "INSERT INTO runs (flow, trigger, started_at, status) VALUES (%s,%s,%s,'running') RETURNING id",
-            (flow, trigger, self._clock()),
+            "INSERT INTO runs (flow, trigger, started_at, status, daemon) VALUES (%s,%s,%s,'running',%s) RETURNING id",
+            (flow, trigger, self._clock(), self.daemon),
         )
         assert row is not None  # RETURNING gives the row
         return int(row[0])
@@ -592,14 +624,14 @@ class PostgresStore:
 
     async def runs(self, flow: str | None = None, limit: int = 20) -> Sequence[Run]:
         """Newest runs first."""
-        query = "SELECT id, flow, started_at, finished_at, status, counts, error, trigger FROM runs"
+        query = "SELECT id, flow, started_at, finished_at, status, counts, error, trigger, daemon FROM runs"
         args: tuple[Any, ...] = ()
         if flow is not None:
             query += " WHERE flow=%s"
             args = (flow,)
         query += " ORDER BY id DESC LIMIT %s"
         rows = await self._fetchall(query, (*args, limit))
-        return [Run(int(r[0]), r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7]) for r in rows]
+        return [Run(int(r[0]), r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], r[8]) for r in rows]
 
     async def audit(
         self, *, flow: str | None = None, source_id: str | None = None, run_id: int | None = None, limit: int = 100
