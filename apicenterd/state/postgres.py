@@ -408,6 +408,29 @@ class PostgresStore:
 
     # ------------------------------------------------------------------------ cursors and links
 
+    async def stored_schema_version(self) -> int:
+        """How many migrations the database has, read without opening the store (nothing applied); 0 for
+        a database apicenterd never used."""
+        try:
+            conn = await self._connect_plain()
+        except psycopg.Error as exc:
+            raise self._error(exc, "connecting") from exc
+        try:
+            if self.schema is not None:
+                await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+            row = await (await conn.execute("SELECT to_regclass('schema_version') IS NOT NULL")).fetchone()
+            if not row or not row[0]:
+                return 0
+            row = await (await conn.execute("SELECT coalesce(max(version), 0) FROM schema_version")).fetchone()
+            return int(row[0]) if row else 0
+        except psycopg.Error as exc:
+            raise self._error(exc, "reading the schema version") from exc
+        finally:
+            await conn.close()
+
+    async def _connect_plain(self) -> psycopg.AsyncConnection[Any]:
+        return await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+
     async def schema_version(self) -> int:
         """How many migrations the database has."""
         row = await self._fetchone("SELECT coalesce(max(version), 0) FROM schema_version")

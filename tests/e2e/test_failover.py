@@ -11,6 +11,7 @@ step waits for a condition (generous timeouts).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -23,8 +24,11 @@ from pathlib import Path
 import anyio
 import psycopg
 import pytest
+from starlette.requests import ClientDisconnect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+import itertools
+
 import kill_test as harness
 import pg_support
 
@@ -59,9 +63,12 @@ class Hold:
                 hold = self.writes >= HOLD_AT and not self.released.is_set()
             if hold:
                 self.reached.set()
-                while not self.released.is_set():  # noqa: ASYNC110 - released by the test thread
+                while not self.released.is_set():
                     await anyio.sleep(0.02)
-        await self.app(scope, receive, send)
+        try:
+            await self.app(scope, receive, send)
+        except ClientDisconnect:  # the held request of the daemon killed meanwhile
+            pass
 
 
 def _wait(what: str, condition, timeout: float = float(os.environ.get("FAILOVER_TIMEOUT", "180")), procs=()):
@@ -151,6 +158,17 @@ def test_a_killed_daemons_flows_go_on_elsewhere_once_and_never_twice_at_a_time(t
                 procs=procs,
             )
             victim_daemon, victim_run = row[0]
+            # apicenterd status: every daemon alive, and which one runs products
+            status = subprocess.run(
+                [sys.executable, "-m", "apicenterd.cli", "status", "--json", "--config", str(configs[1])],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert status.returncode == 0, status.stderr
+            listed = json.loads(status.stdout)
+            assert len(listed["daemons"]) == 3 and all(d["alive"] for d in listed["daemons"]), listed
+            assert {d["name"]: d["running"] for d in listed["daemons"]}[victim_daemon].count("products") == 1, listed
             victim_name, victim = by_pid[int(victim_daemon.rsplit(":", 1)[1])]
             victim.killed_on_purpose = True
             victim.send_signal(signal.SIGKILL)
@@ -202,7 +220,7 @@ def test_a_killed_daemons_flows_go_on_elsewhere_once_and_never_twice_at_a_time(t
     for flow in ("products", "orders"):
         mine = [r for r in runs if r[1] == flow]
         assert mine, flow
-        for before, after in zip(mine, mine[1:], strict=False):
+        for before, after in itertools.pairwise(mine):
             assert before[4] is not None, (flow, before, logs)
             assert after[3] >= before[4], f"{flow}: run {after[0]} on {after[2]} started before run {before[0]} on {before[2]} ended"
         assert all(r[4] is not None for r in mine), (flow, mine)
