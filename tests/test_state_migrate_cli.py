@@ -119,7 +119,7 @@ def test_postgres_state_of_the_previous_release_gets_the_job_engine_and_keeps_it
 
 def test_postgres_state_newer_than_the_code_is_refused_by_migrate(tmp_path, capsys, pg_url):
     url, server, schema = pg_url
-    pg_support.raw(server, schema, f"CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES ({len(MIGRATIONS) + 1})")
+    pg_support.raw(server, schema, f"CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES ({len(MIGRATIONS) + 1})")  # noqa: S608 - a number of ours
     code, _out, err = run_cli(capsys, "state", "migrate", "--config", _config(tmp_path, url))
     assert code == 1 and "is newer than this apicenterd knows" in err
 
