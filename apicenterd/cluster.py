@@ -31,10 +31,12 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import procrastinate
+from procrastinate import PsycopgConnector
 from procrastinate import exceptions as pexc
 from procrastinate.worker import Worker
 
 from . import __version__
+from .observe import metrics
 from .observe.logs import error_text, get_logger
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -61,9 +63,7 @@ def flow_lock(flow: str) -> str:
     return f"apicenterd-flow:{flow}"
 
 
-def _connector(url: str, schema: str | None, max_size: int) -> Any:
-    from procrastinate import PsycopgConnector
-
+def _connector(url: str, schema: str | None, max_size: int) -> PsycopgConnector:
     kwargs: dict[str, Any] = {}
     if schema is not None:  # the tables are in that schema (tests: one per test)
         kwargs["options"] = f"-csearch_path={schema}"
@@ -77,7 +77,8 @@ class Cluster:
         self.config = config
         self.name = name or daemon_name()
         self.log = get_logger().bind(daemon=self.name)
-        self.app = procrastinate.App(connector=_connector(url, schema, max_size=4))
+        self.connector = _connector(url, schema, max_size=4)
+        self.app = procrastinate.App(connector=self.connector)
         self.task = self.app.task(name=TASK, queue=QUEUE, pass_context=False)(self._job)
         self.engine: Engine | None = None
         self.worker: Worker | None = None
@@ -115,6 +116,7 @@ class Cluster:
             return
         self.jobs_started += 1
         started = time.time()
+        metrics.schedule_lag.observe(max(0.0, started - due))
         self.log.debug("flow job started", flow=flow, lag_seconds=round(max(0.0, started - due), 3))
         status = "failed"
         try:
@@ -152,10 +154,19 @@ class Cluster:
                 await self._register()
                 await self._ensure(engine)
                 await self.recover_stalled()
+                await self._measure()
             except Exception as exc:  # noqa: BLE001 - the database may be restarting: try again next beat
                 self.log.warning("job queue not checked", error=error_text(exc))
             with anyio.move_on_after(interval):
                 await engine.stopping.wait()
+
+    async def _measure(self) -> None:
+        """The queue's gauges: daemons alive, runs due, runs stalled."""
+        async with self.connector.pool.connection() as conn:
+            status = await cluster_status(conn, self.config.worker_stall_seconds)
+        metrics.workers_alive.set(sum(d.alive for d in status.daemons))
+        metrics.jobs_due.set(sum(1 for w in status.waiting if w.overdue > 0))
+        metrics.jobs_stalled.set(len(status.stalled))
 
     async def _register(self) -> None:
         worker = self.worker
