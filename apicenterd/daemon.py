@@ -143,7 +143,17 @@ class Daemon:
             await store.open()
             if self.cluster is not None:
                 await self.cluster.open()
-        except StateError as exc:
+        except Exception as exc:
+            if not isinstance(exc, StateError):  # the job engine's pool could not connect
+                if self.cluster is None or isinstance(exc, ConfigError):
+                    raise
+                exc = StateError(
+                    f"PostgreSQL state {store.where}: the job engine cannot connect ({exc})",  # type: ignore[attr-defined]
+                    path=getattr(store, "where", ""),
+                    cause="cannot_open",
+                )
+            await self._state_failed(exc)
+            raise exc from None
             await self._state_failed(exc)
             raise
         self.log.info(

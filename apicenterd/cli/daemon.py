@@ -67,6 +67,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM."""
     from ..daemon import Daemon
+    from ..errors import StateError
 
     registry = _cli._registry()
     resolved = _load(args.config, registry)
@@ -77,6 +78,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"apicenterd: {args.config}: {problem}", file=sys.stderr)
         return _cli.EXIT_CONFIG
+    except StateError as exc:
+        if resolved.config.state.url and exc.cause in ("cannot_open", "io"):
+            # PostgreSQL unreachable or restarting: not the operator's to fix on this machine; exit 1 so
+            # that systemd starts the daemon again (Restart=on-failure) until the server is back
+            print(f"apicenterd: {exc}", file=sys.stderr)
+            return 1
+        raise
     return 0
 
 
