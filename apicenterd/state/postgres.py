@@ -694,6 +694,28 @@ class PostgresStore:
                 (connection, json.dumps(dict(tokens)), self._clock()),
             )
 
+    @contextlib.asynccontextmanager
+    async def token_lock(self, connection: str) -> AsyncIterator[None]:
+        """Hold ``connection``'s token refresh across every process on this database (several daemons):
+        a session-level advisory lock on a connection of its own, so that the tokens row itself stays
+        free for :meth:`load_tokens` and :meth:`save_tokens` inside (a row lock held by this process would
+        block its own save). A killed process's session ends, and with it the lock."""
+        key = _lock_key(self._namespace, f"tokens:{connection}")
+        try:
+            conn = await self._connect()
+        except psycopg.Error as exc:
+            raise self._error(exc, f"taking connection {connection}'s token lock") from exc
+        try:
+            await conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+            try:
+                yield
+            finally:
+                with anyio.CancelScope(shield=True), contextlib.suppress(psycopg.Error):
+                    await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        finally:
+            with anyio.CancelScope(shield=True):
+                await conn.close()
+
     async def load_pause(self, connection: str) -> float | None:
         """Until when (Unix time) the vendor paused ``connection``, as last saved; None if never."""
         row = await self._fetchone("SELECT paused_until FROM rate_limit_pauses WHERE connection=%s", (connection,))
