@@ -85,6 +85,8 @@ class Cluster:
         self.jobs_started = 0
         """Jobs this daemon started (tests wait on it)."""
         self._registered: int | None = None
+        self._unqueued = False  # some flow waits for the first run of an earlier one
+        self._wake = anyio.Event()
 
     async def open(self) -> None:
         """Open the job engine's connection pool (the schema is there: the state store migrated it)."""
@@ -145,6 +147,8 @@ class Cluster:
                     await self.defer(flow, next_at)
                 except Exception as exc:  # noqa: BLE001 - the keeper queues it again within a heartbeat
                     self.log.warning("next run not queued", flow=flow, error=error_text(exc))
+            if self._unqueued:  # a flow may have waited for this one's first run: queue it now
+                self._wake.set()
 
     async def _keep(self, engine: Engine) -> None:
         """Every heartbeat: a job for each enabled flow that has none; stalled jobs back to the queue."""
@@ -158,7 +162,19 @@ class Cluster:
             except Exception as exc:  # noqa: BLE001 - the database may be restarting: try again next beat
                 self.log.warning("job queue not checked", error=error_text(exc))
             with anyio.move_on_after(interval):
-                await engine.stopping.wait()
+                async with anyio.create_task_group() as tg:  # whichever comes first: stop, or a first run ended
+
+                    async def stopping(tg: anyio.abc.TaskGroup = tg) -> None:
+                        await engine.stopping.wait()
+                        tg.cancel_scope.cancel()
+
+                    async def woken(tg: anyio.abc.TaskGroup = tg) -> None:
+                        await self._wake.wait()
+                        tg.cancel_scope.cancel()
+
+                    tg.start_soon(stopping)
+                    tg.start_soon(woken)
+            self._wake = anyio.Event()
 
     async def _measure(self) -> None:
         """The queue's gauges: daemons alive, runs due, runs stalled."""
@@ -204,11 +220,13 @@ class Cluster:
             )
         }
         now = time.time()
+        self._unqueued = False
         for i, flow in enumerate(flows):
             if flow.name in queued or engine.stopping.is_set():
                 continue
             waits_for = [f.name for f in flows[:i] if f.target == flow.target and f.name not in ran]
             if waits_for:
+                self._unqueued = True
                 self.log.debug("flow waits for the first run of earlier flows", flow=flow.name, waits_for=waits_for)
                 continue
             if await self.defer(flow.name, now):
@@ -280,7 +298,9 @@ class Cluster:
                     stalled_worker_timeout=self.config.worker_stall_seconds,
                     shutdown_graceful_timeout=daemon.shutdown_timeout,
                     delete_jobs="successful",
-                    fetch_job_polling_interval=self.config.worker_heartbeat_seconds,
+                    # a job deferred for later is announced when it is queued, not when it is due: a
+                    # worker finds due jobs by polling, so this is the longest a due run waits for a free daemon
+                    fetch_job_polling_interval=self.config.worker_poll_seconds,
                 )
                 try:
                     await self.worker.run()

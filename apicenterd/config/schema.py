@@ -77,6 +77,9 @@ class StateConfig(SettingsModel):
     worker_heartbeat_seconds: float = Field(default=10.0, gt=0)
     """PostgreSQL state: how often each daemon tells the database it is alive, and checks the queue
     (flows without a job get one; stalled jobs go back to the queue)."""
+    worker_poll_seconds: float = Field(default=1.0, gt=0)
+    """PostgreSQL state: how often an idle daemon looks for runs that came due (a run due now waits at
+    most this long for a free daemon; a run queued for now starts at once)."""
     worker_stall_seconds: float = Field(default=60.0, gt=0)
     """PostgreSQL state: a daemon silent for this long is taken for dead; another daemon runs its
     flows (from their settled cursors). At least three heartbeats."""
