@@ -208,6 +208,9 @@ class Engine(Scheduling, Replaying, Retries):
                 **_http_bounds(conn.settings),
                 pauses=StatePauseStore(self.store, name),
             )
+            take_slot = getattr(self.store, "take_rate_slot", None)
+            if take_slot is not None and context.limiters.limits:  # several daemons: one call schedule for all
+                context.limiters.shared = functools.partial(take_slot, name)
             await context.limiters.restore()  # a vendor's pause from before a restart still holds
             instance = conn.connector(conn.settings, context)
             await instance.open()

@@ -132,6 +132,15 @@ MIGRATIONS: list[Migration] = [
         started_at DOUBLE PRECISION NOT NULL
     )
     """,
+    # 4: the call schedule several daemons share per connection and rate-limit bucket
+    """
+    CREATE TABLE rate_slots (
+        connection TEXT NOT NULL,
+        bucket TEXT NOT NULL,
+        next_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (connection, bucket)
+    )
+    """,
 ]
 """PostgreSQL schema migrations, oldest first; the schema version (table ``schema_version``) is how
 many have been applied. Numbered apart from SQLite's: each backend has its own list."""
@@ -693,6 +702,19 @@ class PostgresStore:
                 "DO UPDATE SET data=excluded.data, updated_at=excluded.updated_at",
                 (connection, json.dumps(dict(tokens)), self._clock()),
             )
+
+    async def take_rate_slot(self, connection: str, bucket: str, spacing: float) -> float:
+        """The next call slot of ``connection``'s rate-limit ``bucket`` for whichever daemon asks: slots
+        are ``spacing`` seconds apart (the limit's period / its calls) on the database server's clock, so
+        every daemon's calls together keep the limit. The seconds to wait until the slot taken."""
+        row = await self._fetchone(
+            "WITH t AS (SELECT extract(epoch FROM clock_timestamp())::float8 AS now) "
+            "INSERT INTO rate_slots (connection, bucket, next_at) SELECT %s, %s, t.now + %s FROM t "
+            "ON CONFLICT (connection, bucket) DO UPDATE SET next_at = greatest(rate_slots.next_at, excluded.next_at - %s) + %s "
+            "RETURNING next_at - %s - (SELECT now FROM t)",
+            (connection, bucket, spacing, spacing, spacing, spacing),
+        )
+        return max(0.0, float(row[0])) if row else 0.0
 
     @contextlib.asynccontextmanager
     async def token_lock(self, connection: str) -> AsyncIterator[None]:
