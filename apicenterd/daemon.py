@@ -137,6 +137,9 @@ class Daemon:
         if self.resolved.config.state.url:  # several daemons may share it: procrastinate decides who runs what
             from .cluster import Cluster
 
+            # every flow running at once makes state calls: a connection each, and a few for the rest
+            store._max_size = max(store._max_size, self.resolved.config.state.worker_concurrency + 2)  # type: ignore[attr-defined]
+
             self.cluster = Cluster(self.resolved.config.state.url, self.resolved.config.state)
             store.daemon = self.cluster.name  # type: ignore[attr-defined]  # a PostgresStore: runs say which daemon
         try:
