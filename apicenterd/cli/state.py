@@ -236,7 +236,7 @@ def _migrate(args: argparse.Namespace) -> int:
     where = getattr(store, "where", str(resolved.state_path))
 
     async def before_and_after() -> tuple[int, int]:
-        before = await store.stored_schema_version()  # type: ignore[attr-defined]
+        before = await store.stored_schema_version()
         await store.open()  # applies what is pending (one process at a time); refuses a newer database
         try:
             return before, await store.schema_version()
@@ -257,16 +257,27 @@ def _migrate(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """The daemons on the state store and what they run; with PostgreSQL the jobs waiting too."""
+    from ..errors import StateError
+    from ..state.postgres import redact_url
+
     resolved = _load(args.config, _cli._registry())
     state = resolved.config.state
     if not state.url:
         return _sqlite_status(args, resolved)
-    from ..cluster import cluster_status
-    from ..state.postgres import PostgresStore
+    import psycopg
 
-    async def read(store: PostgresStore):
-        async with store._conn() as conn:
-            return await cluster_status(conn, state.worker_stall_seconds)
+    from ..cluster import cluster_status
+
+    url = state.url
+
+    async def read(_store: Any):  # opened first: the job engine's tables are there (migrated)
+        try:
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                return await cluster_status(conn, state.worker_stall_seconds)
+        except psycopg.Error as exc:
+            raise StateError(
+                f"PostgreSQL state {redact_url(url)}: the job queue cannot be read ({exc})", path=redact_url(url), cause="io"
+            ) from exc
 
     status = anyio.run(_with_store, resolved, read)
     if args.json:

@@ -115,6 +115,10 @@ class StateStore(Protocol):
     async def schema_version(self) -> int:
         """The schema version in the database."""
 
+    async def stored_schema_version(self) -> int:
+        """The schema version in the database, read without opening the store (no migration applied);
+        0 for a store never used (``apicenterd state migrate`` says what it changes)."""
+
     async def get_cursor(self, flow: str) -> str | None:
         """The flow's cursor, None before its first settled record."""
 
