@@ -140,6 +140,8 @@ class Daemon:
         """The admin server (``[admin]``), once it listens; ``admin.url`` is where."""
         self.backend: Any = None
         """What the admin API acts on (:class:`~apicenterd.admin.Backend`), while the daemon runs."""
+        self.cluster: Any = None
+        """PostgreSQL state: this daemon as a procrastinate worker among several (:class:`~apicenterd.cluster.Cluster`)."""
         self._reloaded = anyio.Event()
         self._last_reload: tuple[str, str | None] = ("applied", None)
         self._reload_note: str | None = None
@@ -169,9 +171,29 @@ class Daemon:
                 raise ConfigError([f"daemon.metrics_address: cannot listen on {daemon_cfg.metrics_address}: {reason}"]) from None
             self.log.info("metrics listening", url=f"http://{host}:{port}/metrics")
         store = store_for(self.resolved.config.state.url, self.resolved.state_path)
+        if self.resolved.config.state.url:  # several daemons may share it: procrastinate decides who runs what
+            from .cluster import Cluster
+
+            # every flow running at once makes state calls: a connection each, and a few for the rest
+            store._max_size = max(store._max_size, self.resolved.config.state.worker_concurrency + 2)  # type: ignore[attr-defined]
+
+            self.cluster = Cluster(self.resolved.config.state.url, self.resolved.config.state)
+            store.daemon = self.cluster.name  # type: ignore[attr-defined]  # a PostgresStore: runs say which daemon
         try:
             await store.open()
-        except StateError as exc:
+            if self.cluster is not None:
+                await self.cluster.open()
+        except Exception as exc:
+            if not isinstance(exc, StateError):  # the job engine's pool could not connect
+                if self.cluster is None or isinstance(exc, ConfigError):
+                    raise
+                exc = StateError(
+                    f"PostgreSQL state {store.where}: the job engine cannot connect ({exc})",  # type: ignore[attr-defined]
+                    path=getattr(store, "where", ""),
+                    cause="cannot_open",
+                )
+            await self._state_failed(exc)
+            raise exc from None
             await self._state_failed(exc)
             raise
         self.log.info(
@@ -199,6 +221,8 @@ class Daemon:
             with anyio.CancelScope(shield=True):
                 if self.failure is not None:
                     self.failure = await self._state_failed(self.failure, store)
+                if self.cluster is not None:
+                    await self.cluster.close()
                 await store.close()
             systemd.notify("STOPPING=1")
             self.log.info("daemon stopped")
@@ -248,7 +272,10 @@ class Daemon:
 
                 async def serve(engine: Engine = engine, done: anyio.Event = done, *, task_status=anyio.TASK_STATUS_IGNORED) -> None:
                     try:
-                        await engine.serve(task_status=task_status)
+                        if self.cluster is not None:
+                            await self.cluster.serve(engine, task_status=task_status)
+                        else:
+                            await engine.serve(task_status=task_status)
                     finally:
                         await engine.aclose()
                         done.set()

@@ -287,6 +287,9 @@ class Engine(Scheduling, Replaying, Retries):
                 clock=self._clock,
                 wall_clock=self._wall_clock,
             )
+            take_slot = getattr(self.store, "take_rate_slot", None)
+            if take_slot is not None and context.limiters.limits:  # several daemons: one call schedule for all
+                context.limiters.shared = functools.partial(take_slot, name)
             await context.limiters.restore()  # a vendor's pause from before a restart still holds
             self._open_budget(name, conn, context)
             instance = conn.connector(conn.settings, context)

@@ -203,6 +203,10 @@ class RateLimiterSet:
         self.budget: Any = None
         """The connection's :class:`~apicenterd.budget.DayBudget` (set by the engine when a limit is a
         day's): every call is checked against the share of the flow making it, and counted for it."""
+        self.shared: Callable[[str, float], Awaitable[float]] | None = None
+        """Several daemons (PostgreSQL state): ``shared(bucket, spacing)`` takes the bucket's next call
+        slot in the shared schedule (calls ``spacing`` seconds apart, whichever daemon makes them) and
+        returns the seconds to wait for it; every daemon's calls together stay within the limit."""
         metrics.rate_limit_pause.labels(connection).set_function(self.pause_remaining)
         metrics.rate_limit_waiting.labels(connection).set_function(self.waiting_calls)
         metrics.rate_limit_waiting_seconds.labels(connection).set_function(self.longest_wait)
@@ -275,6 +279,8 @@ class RateLimiterSet:
         while len(buckets) > 1 and (wait := max(b.delay() for _, b in buckets)) > 0:
             await self._sleep(wait)
             waited += wait
+        if self.shared is not None and buckets:
+            waited += await self._shared_slots(buckets)
         tickets: list[Ticket] = []
         try:
             for i, (limit, bucket) in enumerate(buckets):
@@ -292,6 +298,17 @@ class RateLimiterSet:
             self._pause_end = 0.0
             self._log.info("rate-limit pause over: calls to the connection resume", rate_limit_pause=0)
         return waited, tickets
+
+    async def _shared_slots(self, buckets: list[tuple[RateLimit, SlidingWindowLimiter]]) -> float:
+        """Take a slot in the shared schedule of each bucket (several daemons) and wait for the latest."""
+        assert self.shared is not None
+        names = {id(b): f"{name}:{key}" for (name, key), b in self._buckets.items()}
+        wait = 0.0
+        for _limit, bucket in buckets:
+            wait = max(wait, await self.shared(names[id(bucket)], bucket.period / max(1, bucket.requests)))
+        if wait > 0:
+            await self._sleep(wait)
+        return wait
 
     async def acquire(self, request: httpx.Request) -> float:
         """Wait until every limit that applies to ``request`` allows it; the seconds waited."""

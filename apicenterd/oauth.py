@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncGenerator, Callable
 from typing import Any, NoReturn
@@ -124,14 +125,35 @@ class OAuth2RefreshAuth(httpx.Auth):
                 if self._valid(self._tokens):
                     return _access_token(self._tokens)
                 current = self._tokens
-            refresh_token = current.get("refresh_token") or self._initial_refresh
-            if not refresh_token:
-                raise AuthError(
-                    f"connection {self._connection!r} has no refresh token: authorise it with "
-                    f"`apicenterd auth {self._connection}`"
-                )
-            self._tokens = await self._refresh(refresh_token)
-            return _access_token(self._tokens)
+            async with self._exclusive():
+                if self._shared:
+                    # several daemons share the tokens: one refreshes at a time, and one that finds a
+                    # newer set (refreshed by another) uses it instead of spending a retired refresh token
+                    stored = await self._store.load()
+                    if stored:
+                        redactor.learn_tokens(self._redaction_group, stored)
+                        if self._valid(stored) and (not force or stored.get("access_token") != stale):
+                            self._tokens = stored
+                            return _access_token(stored)
+                        current = stored
+                refresh_token = current.get("refresh_token") or self._initial_refresh
+                if not refresh_token:
+                    raise AuthError(
+                        f"connection {self._connection!r} has no refresh token: authorise it with "
+                        f"`apicenterd auth {self._connection}`"
+                    )
+                self._tokens = await self._refresh(refresh_token)
+                return _access_token(self._tokens)
+
+    @property
+    def _shared(self) -> bool:
+        """Whether the token store is shared with other processes (``shared`` on the store)."""
+        return bool(getattr(self._store, "shared", False))
+
+    def _exclusive(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """The store's cross-process refresh lock (``exclusive()``), or none."""
+        exclusive: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = getattr(self._store, "exclusive", None)
+        return exclusive() if exclusive is not None and self._shared else contextlib.nullcontext()
 
     async def _save(self, tokens: dict[str, Any]) -> None:
         try:

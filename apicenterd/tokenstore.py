@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from .errors import AuthError
@@ -49,6 +51,17 @@ class StateTokenStore:
             await self._store.save_tokens(self._connection, self._cipher.seal(stored))
             get_logger().info("stored tokens encrypted with [state] token_key", connection=self._connection)
         return stored
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes may refresh these tokens too (several daemons on PostgreSQL state):
+        then a refresh takes :meth:`exclusive` and reads the stored set first (another daemon's is newer)."""
+        return hasattr(self._store, "token_lock")
+
+    def exclusive(self) -> AbstractAsyncContextManager[None]:
+        """Hold this connection's token refresh across processes (a no-op for a store of one process)."""
+        lock = getattr(self._store, "token_lock", None)
+        return lock(self._connection) if lock is not None else contextlib.nullcontext()
 
     async def save(self, tokens: Mapping[str, Any]) -> None:
         """Save tokens durably (encrypted when a cipher is set)."""

@@ -560,3 +560,68 @@ def test_promtool_auth_failures_paused_connections_and_long_waits_alert(tmp_path
     path.write_text(tests)
     result = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_cluster_alerts_fire_when_no_daemon_is_alive_or_a_job_stalls(tmp_path, promtool):
+    """Several daemons on PostgreSQL: a stalled job that stays stalled pages; so do zero live daemons
+    (seen by a daemon), and no daemon scraped at all; one stalled check that clears stays silent."""
+    doc = yaml.safe_load(ALERTS.read_text())
+    for group in doc["groups"]:
+        for rule in group["rules"]:
+            del rule["annotations"]["description"]
+    rules = tmp_path / "rules.yml"
+    rules.write_text(yaml.safe_dump(doc))
+    tests = textwrap.dedent(
+        f"""
+        rule_files: [{rules}]
+        evaluation_interval: 1m
+        tests:
+          - interval: 1m
+            input_series:
+              - series: 'up{{job="apicenterd", instance="a"}}'
+                values: '1x20'
+              - series: 'apicenterd_workers_alive{{job="apicenterd", instance="a"}}'
+                values: '3 3 3 3 3 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0'
+              - series: 'apicenterd_jobs_stalled{{job="apicenterd", instance="a"}}'
+                values: '0 1 0 0 0 2 2 2 2 2 2 2 2 2 2 2 2 2 2 2'
+            alert_rule_test:
+              - eval_time: 4m
+                alertname: ApicenterdFlowJobStalled
+                exp_alerts: []
+              - eval_time: 12m
+                alertname: ApicenterdFlowJobStalled
+                exp_alerts:
+                  - exp_labels: {{severity: critical, job: apicenterd}}
+                    exp_annotations:
+                      summary: 'apicenterd: 2 flow run(s) held by a daemon that stopped answering'
+              - eval_time: 4m
+                alertname: ApicenterdNoWorkerAlive
+                exp_alerts: []
+              - eval_time: 8m
+                alertname: ApicenterdNoWorkerAlive
+                exp_alerts:
+                  - exp_labels: {{severity: critical, job: apicenterd}}
+                    exp_annotations:
+                      summary: 'apicenterd: no daemon alive to run the flows'
+          - interval: 1m
+            input_series:
+              - series: 'up{{job="apicenterd", instance="a"}}'
+                values: '1 1 1 0 0 0 0 0 0 0'
+              - series: 'up{{job="apicenterd", instance="b"}}'
+                values: '1 1 1 1 1 0 0 0 0 0'
+            alert_rule_test:
+              - eval_time: 5m
+                alertname: ApicenterdNoWorkerAlive
+                exp_alerts: []
+              - eval_time: 9m
+                alertname: ApicenterdNoWorkerAlive
+                exp_alerts:
+                  - exp_labels: {{severity: critical}}
+                    exp_annotations:
+                      summary: 'apicenterd: no daemon alive to run the flows'
+        """
+    )
+    path = tmp_path / "cluster_test.yml"
+    path.write_text(tests)
+    result = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -154,8 +154,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON (each entry with its writes and field diffs)")
     p.add_argument("--diff", action="store_true", help="under each entry, the fields it wrote to the target (old -> new)")
 
-    state = sub.add_parser("state", help="the state store: retention purge")
+    p = sub.add_parser(
+        "status",
+        help="the daemons on the state store (PostgreSQL: every daemon, alive or not, what each runs, and the flows' "
+        "jobs waiting; SQLite: the one daemon and its runs in progress)",
+    )
+    _config_arg(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    state = sub.add_parser("state", help="the state store: retention purge, schema migrations")
     ssub = state.add_subparsers(dest="state_command", metavar="ACTION")
+    p = ssub.add_parser(
+        "migrate",
+        help="apply the state store's pending schema migrations now (a daemon also does it at start); print the "
+        "schema version before and after",
+    )
+    _config_arg(p)
     p = ssub.add_parser(
         "purge",
         help="now, what the daemon does hourly: delete audit entries, runs and settled dead letters past their "
@@ -413,7 +427,7 @@ from .demo import cmd_demo, cmd_simulate  # noqa: E402
 from .flows import _stop_on_signals as _stop_on_signals  # noqa: E402
 from .flows import cmd_flows_list, cmd_flows_mapping, cmd_flows_reset, cmd_flows_run  # noqa: E402
 from .flows import mapping_rows as mapping_rows  # noqa: E402
-from .state import cmd_audit, cmd_dlq, cmd_runs, cmd_state  # noqa: E402
+from .state import cmd_audit, cmd_dlq, cmd_runs, cmd_state, cmd_status  # noqa: E402
 
 COMMANDS = {
     "run": cmd_run,
@@ -427,6 +441,7 @@ COMMANDS = {
     "dlq": cmd_dlq,
     "auth": cmd_auth,
     "state": cmd_state,
+    "status": cmd_status,
 }
 
 

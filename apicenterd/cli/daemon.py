@@ -113,6 +113,7 @@ def _check_connections(resolved: Any, timeout: float) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM."""
     from ..daemon import Daemon
+    from ..errors import StateError
 
     registry = _cli._registry()
     try:
@@ -126,6 +127,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"apicenterd: {args.config}: {problem}", file=sys.stderr)
         return _cli.EXIT_CONFIG
+    except StateError as exc:
+        if resolved.config.state.url and exc.cause in ("cannot_open", "io"):
+            # PostgreSQL unreachable or restarting: not the operator's to fix on this machine; exit 1 so
+            # that systemd starts the daemon again (Restart=on-failure) until the server is back
+            print(f"apicenterd: {exc}", file=sys.stderr)
+            return 1
+        raise
     return 0
 
 

@@ -279,8 +279,10 @@ def cmd_state(args: argparse.Namespace) -> int:
     from ..daemon import purge
     from ..observe.alerts import Alerter
 
+    if args.state_command == "migrate":
+        return _migrate(args)
     if args.state_command != "purge":
-        raise Usage("state: say purge")
+        raise Usage("state: say purge or migrate")
     resolved = _load_readonly(args.config, _cli._registry())
     logs.configure(resolved.config.daemon.log_level, stream="stderr")
     alerter = Alerter(resolved.config.alerts)
@@ -301,4 +303,101 @@ def cmd_state(args: argparse.Namespace) -> int:
     )
     for flow, count in sorted(done.warned.items()):
         print(f"alerted: {count} open dead letters of flow {flow} lose their record soon (or now)")
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    """Apply the pending schema migrations of the configured state store."""
+    from ..state import store_for
+
+    resolved = _load(args.config, _cli._registry())
+    store = store_for(resolved.config.state.url, resolved.state_path)
+    where = getattr(store, "where", str(resolved.state_path))
+
+    async def before_and_after() -> tuple[int, int]:
+        before = await store.stored_schema_version()
+        await store.open()  # applies what is pending (one process at a time); refuses a newer database
+        try:
+            return before, await store.schema_version()
+        finally:
+            await store.close()
+
+    try:
+        before, after = anyio.run(before_and_after)
+    except RuntimeError as exc:  # a database newer than this apicenterd
+        print(f"apicenterd: {where}: {exc}", file=sys.stderr)
+        return 1
+    if before == after:
+        print(f"{where}: schema version {after}, up to date")
+    else:
+        print(f"{where}: schema version {before} -> {after}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """The daemons on the state store and what they run; with PostgreSQL the jobs waiting too."""
+    from ..errors import StateError
+    from ..state.postgres import redact_url
+
+    resolved = _load(args.config, _cli._registry())
+    state = resolved.config.state
+    if not state.url:
+        return _sqlite_status(args, resolved)
+    import psycopg
+
+    from ..cluster import cluster_status
+
+    url = state.url
+
+    async def read(_store: Any):  # opened first: the job engine's tables are there (migrated)
+        try:
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                return await cluster_status(conn, state.worker_stall_seconds)
+        except psycopg.Error as exc:
+            raise StateError(
+                f"PostgreSQL state {redact_url(url)}: the job queue cannot be read ({exc})", path=redact_url(url), cause="io"
+            ) from exc
+
+    status = anyio.run(_with_store, resolved, read)
+    if args.json:
+        print(json.dumps(status.as_dict(), indent=2))
+        return 0
+    alive = sum(d.alive for d in status.daemons)
+    print(f"daemons: {alive} alive of {len(status.daemons)} (a daemon silent for {state.worker_stall_seconds:g} s is taken for dead)")
+    _print_table(
+        [
+            (
+                d.name or f"worker {d.worker_id}",
+                "alive" if d.alive else "SILENT",
+                f"{d.heartbeat_age:g} s ago",
+                _ts(d.started_at),
+                ", ".join(d.running) or "-",
+            )
+            for d in status.daemons
+        ],
+        ("DAEMON", "STATE", "HEARTBEAT", "STARTED", "RUNNING"),
+    )
+    due = [w for w in status.waiting if w.overdue > 0]
+    print(f"\njobs waiting: {len(status.waiting)} ({len(due)} due, waiting for a free daemon or for their flow's run to end)")
+    _print_table(
+        [(w.flow, _ts(w.due), f"{w.overdue:g} s overdue" if w.overdue else "not yet due") for w in status.waiting],
+        ("FLOW", "DUE", "STATE"),
+    )
+    if status.stalled:
+        print(f"\nstalled (on a silent daemon; the next live daemon's check queues them again): {', '.join(status.stalled)}")
+    return 0
+
+
+def _sqlite_status(args: argparse.Namespace, resolved: Any) -> int:
+    from ..state import daemon_lock_holder
+    from ..state.lock import describe_holder
+
+    holder = daemon_lock_holder(resolved.state_path)
+    runs = [r for r in anyio.run(_with_store, resolved, lambda s: s.runs(None, 200)) if r.status == "running"]
+    if args.json:
+        print(json.dumps({"daemon": holder, "running": [r.flow for r in runs]}, indent=2))
+        return 0
+    print(f"state: {resolved.state_path} (SQLite: one daemon; flows are scheduled in its process)")
+    print(f"daemon: {describe_holder(holder, always_host=True) if holder else 'none running'}")
+    print(f"running: {', '.join(r.flow for r in runs) or '-'}")
     return 0

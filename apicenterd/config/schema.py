@@ -8,7 +8,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.sources import InitSettingsSource
 
@@ -73,6 +73,27 @@ class StateConfig(SettingsModel):
     token_key: str | dict[str, str] | None = None
     """Encrypts the stored OAuth tokens: a secret of 16+ characters, best by reference
     (``{ credential = "token_key" }``, ``{ file = "..." }``, ``{ env = "..." }``). Unset: plaintext."""
+    worker_concurrency: int = Field(default=10, ge=1, le=1000)
+    """PostgreSQL state (several daemons): how many flows this daemon runs at once (each holds a
+    database connection for its flow lock while it runs)."""
+    worker_heartbeat_seconds: float = Field(default=10.0, gt=0)
+    """PostgreSQL state: how often each daemon tells the database it is alive, and checks the queue
+    (flows without a job get one; stalled jobs go back to the queue)."""
+    worker_poll_seconds: float = Field(default=1.0, gt=0)
+    """PostgreSQL state: how often an idle daemon looks for runs that came due (a run due now waits at
+    most this long for a free daemon; a run queued for now starts at once)."""
+    worker_stall_seconds: float = Field(default=60.0, gt=0)
+    """PostgreSQL state: a daemon silent for this long is taken for dead; another daemon runs its
+    flows (from their settled cursors). At least three heartbeats."""
+
+    @model_validator(mode="after")
+    def _stall_after_heartbeats(self) -> StateConfig:
+        if self.worker_stall_seconds < 3 * self.worker_heartbeat_seconds:
+            raise ValueError(
+                f"worker_stall_seconds ({self.worker_stall_seconds:g}) must be at least three heartbeats "
+                f"(3 × worker_heartbeat_seconds = {3 * self.worker_heartbeat_seconds:g}): a live daemon would be taken for dead"
+            )
+        return self
 
     @field_validator("url")
     @classmethod

@@ -28,6 +28,10 @@ __all__ = [
     "day_budget_left",
     "budget_resume",
     "expected_completion",
+    "workers_alive",
+    "jobs_due",
+    "jobs_stalled",
+    "schedule_lag",
     "serve",
 ]
 
@@ -154,6 +158,28 @@ expected_completion = Gauge(
     "Unix time a deferred flow is expected to have caught up with its source at its share of the day budget "
     "(0: not deferred, or its source cannot tell how much is left)",
     ["flow"],
+)
+
+
+# Several daemons on one PostgreSQL (``[state] url``): what this daemon sees of the shared job queue
+# (checked every ``[state] worker_heartbeat_seconds``; absent with SQLite state)
+workers_alive = Gauge(
+    "apicenterd_workers_alive",
+    "Daemons on the PostgreSQL state with a heartbeat younger than [state] worker_stall_seconds, as this daemon sees them",
+)
+jobs_due = Gauge(
+    "apicenterd_jobs_due",
+    "Flow runs due and not started yet (waiting for a free daemon or for the flow's run in progress)",
+)
+jobs_stalled = Gauge(
+    "apicenterd_jobs_stalled",
+    "Flow runs held by a daemon that stopped answering (no heartbeat for [state] worker_stall_seconds); the next "
+    "check of a live daemon queues them again",
+)
+schedule_lag = Histogram(
+    "apicenterd_schedule_lag_seconds",
+    "Seconds from a flow run's due time to its start on this daemon (PostgreSQL state: jobs)",
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
 )
 
 

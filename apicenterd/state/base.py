@@ -107,6 +107,8 @@ class Run:
     """Of a run in progress, as last saved: ``done`` (records settled), ``rate_per_second``,
     ``elapsed_seconds``, ``total`` / ``pages`` / ``total_pages`` where the source says, and
     ``remaining_seconds`` (an estimate; None when unknown). Counts are saved with it."""
+    daemon: str | None = None
+    """The daemon that ran it (``host:pid``; PostgreSQL state, where several share the work)."""
 
 
 class StateStore(Protocol):
@@ -140,6 +142,10 @@ class StateStore(Protocol):
 
     async def schema_version(self) -> int:
         """The schema version in the database."""
+
+    async def stored_schema_version(self) -> int:
+        """The schema version in the database, read without opening the store (no migration applied);
+        0 for a store never used (``apicenterd state migrate`` says what it changes)."""
 
     async def get_cursor(self, flow: str) -> str | None:
         """The flow's cursor, None before its first settled record."""

@@ -9,7 +9,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from .base import AuditEntry, DeadLetter, Link, Run, Settlement
 from .lock import POLL_INTERVAL, FlowBusy, _holder_info, describe_holder
 from .settling import AUDIT_INSERT, CURSOR_UPSERT, LETTER_FAILED, LETTER_RESOLVED, LINK_UPSERT, settle_rows
 
-__all__ = ["PostgresStore", "MIGRATIONS", "migrate", "redact_url", "is_postgres_url"]
+__all__ = ["PostgresStore", "MIGRATIONS", "Migration", "migrate", "redact_url", "is_postgres_url"]
 
 
 @functools.cache
@@ -33,7 +33,20 @@ def _pg(statement: str) -> str:
     """A statement the SQLite store writes with ``?`` placeholders, in psycopg's ``%s`` (they share the SQL)."""
     return statement.replace("?", "%s")
 
-MIGRATIONS: list[str] = [
+
+Migration = str | Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]
+"""One migration: SQL statements separated by ``;``, or a function applying a script of its own."""
+
+
+async def _procrastinate_schema(conn: psycopg.AsyncConnection[Any]) -> None:
+    """procrastinate's schema (the job engine of several daemons), as the pinned release ships it: one
+    script (functions and DO blocks hold semicolons), run as it is."""
+    from procrastinate.schema import SchemaManager
+
+    await conn.execute(SchemaManager.get_schema())
+
+
+MIGRATIONS: list[Migration] = [
     # 1: the schema of SQLite's version 4 (cursors, links, runs, audit, tokens, dead letters with
     # retention, 429 pauses), and who holds a flow's advisory lock
     """
@@ -119,6 +132,29 @@ MIGRATIONS: list[str] = [
     ALTER TABLE audit ADD COLUMN diff TEXT;
     ALTER TABLE runs ADD COLUMN progress TEXT;
     """,
+    # 3: the job engine's tables (procrastinate 3.10: jobs, workers and their heartbeats, periodic defers)
+    _procrastinate_schema,
+    # 4: which daemon ran a run, and the daemons (procrastinate workers) by name
+    """
+    ALTER TABLE runs ADD COLUMN daemon TEXT;
+    CREATE TABLE daemons (
+        worker_id BIGINT PRIMARY KEY REFERENCES procrastinate_workers (id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        version TEXT NOT NULL,
+        started_at DOUBLE PRECISION NOT NULL
+    )
+    """,
+    # 5: the call schedule several daemons share per connection and rate-limit bucket
+    """
+    CREATE TABLE rate_slots (
+        connection TEXT NOT NULL,
+        bucket TEXT NOT NULL,
+        next_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (connection, bucket)
+    )
+    """,
 ]
 """PostgreSQL schema migrations, oldest first; the schema version (table ``schema_version``) is how
 many have been applied. Numbered apart from SQLite's: each backend has its own list."""
@@ -156,7 +192,7 @@ def _split(script: str) -> list[str]:
     return [statement for statement in script.split(";") if statement.strip()]
 
 
-async def migrate(conn: psycopg.AsyncConnection[Any], migrations: Sequence[str] = MIGRATIONS) -> int:
+async def migrate(conn: psycopg.AsyncConnection[Any], migrations: Sequence[Migration] = MIGRATIONS) -> int:
     """Apply the migrations the database does not have yet, each in its own transaction (one process at
     a time: a transaction-level advisory lock). RuntimeError for a database newer than ``migrations``."""
     async with conn.transaction():
@@ -175,8 +211,12 @@ async def migrate(conn: psycopg.AsyncConnection[Any], migrations: Sequence[str] 
             row = await (await conn.execute("SELECT coalesce(max(version), 0) FROM schema_version")).fetchone()
             if row is not None and row[0] >= number:  # another process applied it meanwhile
                 continue
-            for statement in _split(migrations[number - 1]):
-                await conn.execute(statement)
+            migration = migrations[number - 1]
+            if isinstance(migration, str):
+                for statement in _split(migration):
+                    await conn.execute(statement)
+            else:
+                await migration(conn)
             await conn.execute("DELETE FROM schema_version")
             await conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (number,))
     return len(migrations)
@@ -212,6 +252,8 @@ class PostgresStore:
         self._clock = clock
         self._min_size, self._max_size, self._timeout = min_size, max_size, timeout
         self._pool: AsyncConnectionPool | None = None
+        self.daemon: str | None = None
+        """The daemon (``host:pid``) this store belongs to, if any: recorded with each run it starts."""
         self._namespace = schema or "public"
         """The schema the tables are in (``current_schema()`` at open): flow lock keys are per schema."""
 
@@ -389,6 +431,29 @@ class PostgresStore:
 
     # ------------------------------------------------------------------------ cursors and links
 
+    async def stored_schema_version(self) -> int:
+        """How many migrations the database has, read without opening the store (nothing applied); 0 for
+        a database apicenterd never used."""
+        try:
+            conn = await self._connect_plain()
+        except psycopg.Error as exc:
+            raise self._error(exc, "connecting") from exc
+        try:
+            if self.schema is not None:
+                await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+            row = await (await conn.execute("SELECT to_regclass('schema_version') IS NOT NULL")).fetchone()
+            if not row or not row[0]:
+                return 0
+            row = await (await conn.execute("SELECT coalesce(max(version), 0) FROM schema_version")).fetchone()
+            return int(row[0]) if row else 0
+        except psycopg.Error as exc:
+            raise self._error(exc, "reading the schema version") from exc
+        finally:
+            await conn.close()
+
+    async def _connect_plain(self) -> psycopg.AsyncConnection[Any]:
+        return await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+
     async def schema_version(self) -> int:
         """How many migrations the database has."""
         row = await self._fetchone("SELECT coalesce(max(version), 0) FROM schema_version")
@@ -558,8 +623,8 @@ class PostgresStore:
     async def start_run(self, flow: str, trigger: str = "schedule") -> int:
         """Open a run."""
         row = await self._fetchone(
-            "INSERT INTO runs (flow, trigger, started_at, status) VALUES (%s,%s,%s,'running') RETURNING id",
-            (flow, trigger, self._clock()),
+            "INSERT INTO runs (flow, trigger, started_at, status, daemon) VALUES (%s,%s,%s,'running',%s) RETURNING id",
+            (flow, trigger, self._clock(), self.daemon),
         )
         assert row is not None  # RETURNING gives the row
         return int(row[0])
@@ -586,14 +651,17 @@ class PostgresStore:
 
     async def runs(self, flow: str | None = None, limit: int = 20) -> Sequence[Run]:
         """Newest runs first."""
-        query = "SELECT id, flow, started_at, finished_at, status, counts, error, trigger, progress FROM runs"
+        query = "SELECT id, flow, started_at, finished_at, status, counts, error, trigger, progress, daemon FROM runs"
         args: tuple[Any, ...] = ()
         if flow is not None:
             query += " WHERE flow=%s"
             args = (flow,)
         query += " ORDER BY id DESC LIMIT %s"
         rows = await self._fetchall(query, (*args, limit))
-        return [Run(int(r[0]), r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], json.loads(r[8]) if r[8] else None) for r in rows]
+        return [
+            Run(int(r[0]), r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], json.loads(r[8]) if r[8] else None, r[9])
+            for r in rows
+        ]
 
     async def audit(
         self, *, flow: str | None = None, source_id: str | None = None, run_id: int | None = None, limit: int = 100
@@ -632,6 +700,41 @@ class PostgresStore:
                 "DO UPDATE SET data=excluded.data, updated_at=excluded.updated_at",
                 (connection, json.dumps(dict(tokens)), self._clock()),
             )
+
+    async def take_rate_slot(self, connection: str, bucket: str, spacing: float) -> float:
+        """The next call slot of ``connection``'s rate-limit ``bucket`` for whichever daemon asks: slots
+        are ``spacing`` seconds apart (the limit's period / its calls) on the database server's clock, so
+        every daemon's calls together keep the limit. The seconds to wait until the slot taken."""
+        row = await self._fetchone(
+            "WITH t AS (SELECT extract(epoch FROM clock_timestamp())::float8 AS now) "
+            "INSERT INTO rate_slots (connection, bucket, next_at) SELECT %s, %s, t.now + %s FROM t "
+            "ON CONFLICT (connection, bucket) DO UPDATE SET next_at = greatest(rate_slots.next_at, excluded.next_at - %s) + %s "
+            "RETURNING next_at - %s - (SELECT now FROM t)",
+            (connection, bucket, spacing, spacing, spacing, spacing),
+        )
+        return max(0.0, float(row[0])) if row else 0.0
+
+    @contextlib.asynccontextmanager
+    async def token_lock(self, connection: str) -> AsyncIterator[None]:
+        """Hold ``connection``'s token refresh across every process on this database (several daemons):
+        a session-level advisory lock on a connection of its own, so that the tokens row itself stays
+        free for :meth:`load_tokens` and :meth:`save_tokens` inside (a row lock held by this process would
+        block its own save). A killed process's session ends, and with it the lock."""
+        key = _lock_key(self._namespace, f"tokens:{connection}")
+        try:
+            conn = await self._connect()
+        except psycopg.Error as exc:
+            raise self._error(exc, f"taking connection {connection}'s token lock") from exc
+        try:
+            await conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+            try:
+                yield
+            finally:
+                with anyio.CancelScope(shield=True), contextlib.suppress(psycopg.Error):
+                    await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        finally:
+            with anyio.CancelScope(shield=True):
+                await conn.close()
 
     async def load_pause(self, connection: str) -> float | None:
         """Until when (Unix time) the vendor paused ``connection``, as last saved; None if never."""

@@ -280,6 +280,20 @@ class SQLiteStore:
             db, self._db = self._db, None
             await anyio.to_thread.run_sync(db.close)
 
+    async def stored_schema_version(self) -> int:
+        """How many migrations the file has, read without opening the store (nothing applied); 0 if
+        there is no file yet (``apicenterd state migrate`` says what it changes)."""
+        def read() -> int:
+            if not Path(self.path).exists():
+                return 0
+            db = sqlite3.connect(f"file:{Path(self.path).resolve()}?mode=ro", uri=True)
+            try:
+                return int(db.execute("PRAGMA user_version").fetchone()[0])
+            finally:
+                db.close()
+
+        return await anyio.to_thread.run_sync(read)
+
     async def schema_version(self) -> int:
         """How many migrations the database has."""
         return await self._run(lambda db: db.execute("PRAGMA user_version").fetchone()[0])
