@@ -86,7 +86,9 @@ async def test_disk_full_during_a_run_fails_the_run_with_the_reason_and_loses_no
         assert result.error.startswith(f"state file {store.path}: the disk is full (database or disk is full)")
         assert any(a.kind == "flow_failing" and "disk is full" in a.text for a in engine.alerter.sent)
         written = len(memory.target)
-        assert written == result.counts["created"] + 1  # the last one reached the target, its outcome was not saved
+        # the batch whose settle found the disk full reached the target, its outcomes were not saved
+        # (counted, then lost with the transaction); up to writes_in_flight more were in flight
+        assert result.counts["created"] <= written <= result.counts["created"] + 4
 
         await unlimited(store)
         engine = Engine(resolved, store, retry_base_delay=0)
