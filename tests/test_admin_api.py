@@ -279,6 +279,19 @@ async def test_a_live_wait_in_the_rate_limiters_shows_as_waiting(tmp_path, hooks
         assert flow["state"] == "waiting" and "connection src: waiting" in flow["reason"]
 
 
+async def test_a_flow_whose_day_budget_share_is_spent_shows_as_waiting(tmp_path, hooks, memory):
+    import time
+
+    resolved = make_resolved(tmp_path, hooks)
+    async with admin_client(resolved, tmp_path) as (client, _backend, engine):
+        engine.budget_wait = lambda name: 3600.0 if name == "products" else 0.0  # as a spent share of a day budget says
+        flow = (await client.get("/api/v1/flows/products")).json()
+        assert flow["state"] == "waiting" and "share of the day budget is spent" in flow["reason"]
+        assert flow["waiting_until"] > time.time() + 3000
+        other = (await client.get("/api/v1/flows/stock")).json()
+        assert other["state"] != "waiting"
+
+
 async def test_wait_remaining_counts_full_windows_and_spent_vendor_budgets():
     import httpx
 

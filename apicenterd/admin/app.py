@@ -203,6 +203,8 @@ def build_app(backend: Backend, token: str) -> Starlette:
                 until = max(until or 0.0, now + limiters.wait_remaining())
             if until is not None and until > now + 1:
                 waits[c] = until
+        budget_wait = engine.budget_wait(name) if hasattr(engine, "budget_wait") else 0.0
+        budget_until = now + budget_wait if budget_wait > 1 else None  # its share of a day budget is spent
         progress = None
         if running is not None and last is not None and last.status == "running":
             if running.progress is not None:
@@ -217,11 +219,12 @@ def build_app(backend: Backend, token: str) -> Starlette:
             state, reason = "disabled", "enabled = false"
         elif paused:
             state, reason = "paused", "; ".join(f"connection {c}: {r}" for c, r in paused.items())
-        elif waits:
+        elif waits or budget_until is not None:
             state = "waiting"
-            reason = "; ".join(
-                f"connection {c}: waiting {until - now:.0f} s more for the vendor's rate limit" for c, until in waits.items()
-            )
+            reasons = [f"connection {c}: waiting {until - now:.0f} s more for the vendor's rate limit" for c, until in waits.items()]
+            if budget_until is not None:
+                reasons.append(f"its share of the day budget is spent: goes on in {budget_wait:.0f} s (after the vendor's reset)")
+            reason = "; ".join(reasons)
         elif progress is not None:
             state, reason = "running", None
         elif circuits := {c: e for c in (flow.source, flow.target) if (e := _open_circuit(engine, c)) is not None}:
@@ -251,7 +254,7 @@ def build_app(backend: Backend, token: str) -> Starlette:
             "next_run_at": next_run,
             "progress": progress,
             "open_dead_letters": open_letters,
-            "waiting_until": max(waits.values()) if waits else None,
+            "waiting_until": max([*waits.values(), *([budget_until] if budget_until is not None else [])], default=None),
             "paused_connections": sorted(paused),
         }
 
