@@ -109,6 +109,15 @@ class Customer(Record):
     tax_code: str | None = Field(default=None, description="The target's VAT code for this debtor, set by the flow")
     revenue_account: str | None = Field(default=None, description="The target's revenue account, set by the flow")
     payment_terms: str | None = Field(default=None, description="The target's payment terms code, set by the flow")
+    payment_method: str | None = Field(default=None, description="The target's payment method code, set by the flow")
+    classification: str | None = Field(
+        default=None, description="A customer class or segment (e.g. a CRM lifecycle stage), set by the flow's map"
+    )
+    cost_centre: str | None = None
+    cost_unit: str | None = None
+    custom_fields: dict[str, Any] = Field(
+        default_factory=dict, description="The target's custom (free) fields by name, from the source or flow settings"
+    )
 
     @field_validator("email")
     @classmethod
@@ -153,6 +162,10 @@ class Product(Record):
     images: tuple[str, ...] = ()
     active: bool = True
     weight_kg: Decimal | None = None
+    item_group: str | None = Field(default=None, description="The target's item group / assortment code, set by the flow")
+    custom_fields: dict[str, Any] = Field(
+        default_factory=dict, description="The target's custom (free) fields by name, from the source or flow settings"
+    )
 
     def key(self) -> str:
         """Products are matched by SKU."""
@@ -244,6 +257,7 @@ class InvoiceLine(BaseModel):
     tax_code: str | None = None
     account: str | None = None
     cost_centre: str | None = None
+    cost_unit: str | None = None
 
 
 class Invoice(Record):
@@ -261,8 +275,12 @@ class Invoice(Record):
     prices_include_tax: bool = True
     paid: bool = False
     payment_terms: str | None = None
+    payment_method: str | None = None
     customer_id: str | None = Field(default=None, description="The target's id of the debtor, set by the flow")
     target_fields: dict[str, Any] = Field(default_factory=dict)
+    custom_fields: dict[str, Any] = Field(default_factory=dict)
+    cost_centre: str | None = None
+    cost_unit: str | None = None
 
     def key(self) -> str:
         """Invoices are matched by their number."""
@@ -294,6 +312,7 @@ class JournalLine(BaseModel):
     credit: Decimal = Decimal(0)
     description: str = ""
     cost_centre: str | None = None
+    cost_unit: str | None = None
 
 
 class JournalEntry(Record):
