@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from .model import Customer, Entity, Invoice, Order, Record, StockLevel
+from .model import Customer, Entity, Invoice, JournalEntry, Order, Product, Record, StockLevel
 from .validation import SettingsModel
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "OrderOptions",
     "CustomerOptions",
     "InvoiceOptions",
+    "JournalOptions",
     "OPTIONS",
     "Skip",
     "prepare",
@@ -36,6 +37,12 @@ class ProductOptions(FlowOptions):
 
     update_existing: bool = True
     """Update products that exist in the target; false: only create missing ones."""
+    item_group: str | None = None
+    """The target's item group (assortment) code for every product (unless ``item_groups`` maps its category)."""
+    item_groups: dict[str, str] = Field(default_factory=dict)
+    """Source category (the product's first one in it) → the target's item group code."""
+    custom_fields: dict[str, Any] = Field(default_factory=dict)
+    """Constant values for the target's custom (free) fields by name (added to ``Product.custom_fields``)."""
 
 
 class StockOptions(FlowOptions):
@@ -117,6 +124,14 @@ class CustomerOptions(FlowOptions):
     """Country (or "default") → the target's revenue account for debtors there."""
     payment_terms: str | None = None
     """The target's payment terms code for new and updated debtors."""
+    payment_method: str | None = None
+    """The target's payment method code for new and updated debtors."""
+    cost_centre: str | None = None
+    """The target's cost centre for debtors."""
+    cost_unit: str | None = None
+    """The target's cost unit for debtors."""
+    custom_fields: dict[str, Any] = Field(default_factory=dict)
+    """Constant values for the target's custom (free) fields by name (added to ``Customer.custom_fields``)."""
     update_existing: bool = True
 
 
@@ -128,12 +143,25 @@ class InvoiceOptions(OrderOptions):
     document: Literal["quote", "order", "invoice_draft", "invoice"] = "invoice"
 
 
+class JournalOptions(FlowOptions):
+    """Options of a journal flow (financial mutations)."""
+
+    accounts: dict[str, str] = Field(default_factory=dict)
+    """Source GL account → the target's GL account ("default" for the rest). When set, a line on
+    an account it lacks (and no "default") is a record error; unset: the source's account as it is."""
+    cost_centre: str | None = None
+    """The target's cost centre for lines that have none."""
+    cost_unit: str | None = None
+    """The target's cost unit for lines that have none."""
+
+
 OPTIONS: dict[Entity, type[FlowOptions]] = {
     Entity.PRODUCTS: ProductOptions,
     Entity.STOCK: StockOptions,
     Entity.ORDERS: OrderOptions,
     Entity.CUSTOMERS: CustomerOptions,
     Entity.INVOICES: InvoiceOptions,
+    Entity.JOURNAL: JournalOptions,
 }
 """The options model of each flow kind; kinds not listed take no options."""
 
@@ -155,7 +183,44 @@ def prepare(entity: Entity, options: FlowOptions, record: Record) -> Record | Sk
         return select(record, options)
     if entity is Entity.CUSTOMERS and isinstance(options, CustomerOptions) and isinstance(record, Customer):
         return customer_maps(record, options, "")
+    if entity is Entity.PRODUCTS and isinstance(options, ProductOptions) and isinstance(record, Product):
+        return _prepare_product(options, record)
+    if entity is Entity.JOURNAL and isinstance(options, JournalOptions) and isinstance(record, JournalEntry):
+        return _prepare_journal(options, record)
     return record
+
+
+def _prepare_product(options: ProductOptions, product: Product) -> Product:
+    update: dict[str, Any] = {}
+    group = next((options.item_groups[c] for c in product.categories if c in options.item_groups), None) or options.item_group
+    if group and not product.item_group:
+        update["item_group"] = group
+    if options.custom_fields:
+        update["custom_fields"] = {**product.custom_fields, **options.custom_fields}
+    return product.model_copy(update=update) if update else product
+
+
+def _prepare_journal(options: JournalOptions, entry: JournalEntry) -> JournalEntry:
+    """The flow's account map and cost centre and unit on each line; RecordError for an unmapped account."""
+    from .errors import RecordError
+
+    if not (options.accounts or options.cost_centre or options.cost_unit):
+        return entry
+    lines = []
+    for n, line in enumerate(entry.lines, 1):
+        update: dict[str, Any] = {}
+        if options.accounts:
+            account = options.accounts.get(line.account, options.accounts.get("default"))
+            if account is None:
+                known = ", ".join(sorted(options.accounts))
+                raise RecordError(f"journal entry {entry.number}: line {n}: account {line.account!r} is not in options.accounts (it has: {known})")
+            update["account"] = account
+        if options.cost_centre and not line.cost_centre:
+            update["cost_centre"] = options.cost_centre
+        if options.cost_unit and not line.cost_unit:
+            update["cost_unit"] = options.cost_unit
+        lines.append(line.model_copy(update=update) if update else line)
+    return entry.model_copy(update={"lines": tuple(lines)})
 
 
 def customer_maps(customer: Customer, options: CustomerOptions, where: str) -> Customer:
@@ -177,6 +242,11 @@ def customer_maps(customer: Customer, options: CustomerOptions, where: str) -> C
         update[attr] = value
     if options.payment_terms:
         update["payment_terms"] = options.payment_terms
+    for attr in ("payment_method", "cost_centre", "cost_unit"):
+        if getattr(options, attr):
+            update[attr] = getattr(options, attr)
+    if options.custom_fields:
+        update["custom_fields"] = {**customer.custom_fields, **options.custom_fields}
     return customer.model_copy(update=update) if update else customer
 
 

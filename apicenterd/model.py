@@ -248,6 +248,7 @@ class InvoiceLine(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    kind: Literal["product", "shipping", "discount", "fee", "text"] = "product"
     sku: str | None = None
     description: str = ""
     quantity: Decimal = Decimal(1)

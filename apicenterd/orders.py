@@ -73,6 +73,8 @@ def apply_maps(order: Order, options: OrderOptions, flow: str, target_fields: Ma
     lines = []
     for line in order.lines:
         update: dict[str, Any] = {}
+        if line.kind == "product" and options.shipping_sku and line.sku == options.shipping_sku:
+            line = line.model_copy(update={"kind": "shipping"})  # the source books shipping on the shipping article
         if options.tax_codes:
             table = options.tax_codes.get(country) or options.tax_codes.get("default")
             if table is None:
@@ -146,6 +148,7 @@ def order_to_invoice(order: Order) -> Invoice:
         customer=order.customer,
         lines=tuple(
             InvoiceLine(
+                kind=line.kind,
                 sku=line.sku,
                 description=line.name,
                 quantity=line.quantity,
@@ -155,6 +158,7 @@ def order_to_invoice(order: Order) -> Invoice:
                 tax_code=line.tax_code,
                 account=line.account,
                 cost_centre=line.cost_centre,
+                cost_unit=line.cost_unit,
             )
             for line in order.lines
         ),
@@ -163,8 +167,12 @@ def order_to_invoice(order: Order) -> Invoice:
         prices_include_tax=prices_include_tax,
         paid=order.paid,
         payment_terms=order.payment_terms,
+        payment_method=order.payment_method,
         customer_id=order.customer_id,
         target_fields=order.target_fields,
+        custom_fields=order.custom_fields,
+        cost_centre=order.cost_centre,
+        cost_unit=order.cost_unit,
     )
 
 
@@ -182,6 +190,7 @@ def invoice_to_order(invoice: Invoice) -> Order:
         billing_address=address or Order.model_fields["billing_address"].default,
         lines=tuple(
             OrderLine(
+                kind=line.kind,
                 sku=line.sku,
                 name=line.description,
                 quantity=line.quantity,
@@ -192,6 +201,7 @@ def invoice_to_order(invoice: Invoice) -> Order:
                 tax_code=line.tax_code,
                 account=line.account,
                 cost_centre=line.cost_centre,
+                cost_unit=line.cost_unit,
             )
             for line in invoice.lines
         ),
@@ -199,6 +209,10 @@ def invoice_to_order(invoice: Invoice) -> Order:
         total_tax=invoice.total_tax,
         paid=invoice.paid,
         payment_terms=invoice.payment_terms,
+        payment_method=invoice.payment_method,
+        custom_fields=invoice.custom_fields,
+        cost_centre=invoice.cost_centre,
+        cost_unit=invoice.cost_unit,
     )
 
 

@@ -167,6 +167,8 @@ class SalesOrderSource(Source[Order]):
         "customer": "OrderedBy (Account)",
         "reference": "YourRef",
         "total": "AmountFC",
+        "payment_terms": "PaymentCondition",
+        "payment_method": "PaymentCondition's PaymentMethod (cashflow/PaymentConditions: B, I or K)",
     }
 
     async def changes(self, since: str | None) -> AsyncIterator[Change]:
@@ -179,6 +181,7 @@ class SalesOrderSource(Source[Order]):
             "salesorder/SalesOrders", select=mapping.ORDER_SELECT, filter=expression, expand="SalesOrderLines", what="sales orders changed"
         ):
             accounts = await conn.accounts_by_id([str(o["OrderedBy"]) for o in orders if o.get("OrderedBy")])
+            methods = await conn.payment_methods([str(o["PaymentCondition"]).strip() for o in orders if o.get("PaymentCondition")])
             for order in orders:
                 try:
                     newest = max(newest, _order_cursor(order.get("Modified")))
@@ -187,7 +190,9 @@ class SalesOrderSource(Source[Order]):
                 if pending is not None:
                     yield pending
                 account = accounts.get(str(order.get("OrderedBy")))
-                pending = self.mapped(str(order.get("OrderID")), floor, functools.partial(mapping.sales_order_to_order, order, account))
+                method = methods.get(str(order.get("PaymentCondition") or "").strip())
+                to_record = functools.partial(mapping.sales_order_to_order, order, account, payment_method=method)
+                pending = self.mapped(str(order.get("OrderID")), floor, to_record)
         if pending is not None:
             yield dataclasses.replace(pending, cursor=newest)
 
@@ -310,7 +315,8 @@ class ItemSink(Sink[Product]):
 
     async def create(self, record: Product) -> str:
         conn = self.connector
-        body = mapping.item_body(record, vat_code=conn.settings.item_vat_code)
+        group = await conn.item_group(record.item_group, f"product {record.sku!r}") if record.item_group else None
+        body = mapping.item_body(record, vat_code=conn.settings.item_vat_code, item_group_id=group)
         created = await conn.client.create("logistics/Items", body, what=f"item {record.sku!r}")
         if record.price_excl_tax is not None:
             await conn.set_price(str(created["ID"]), record, None)
@@ -318,7 +324,10 @@ class ItemSink(Sink[Product]):
 
     async def update(self, target_id: str, record: Product, fields: frozenset[str]) -> None:
         conn = self.connector
-        body = mapping.item_body(record, fields)
+        group = None
+        if "item_group" in fields and record.item_group:
+            group = await conn.item_group(record.item_group, f"product {record.sku!r}")
+        body = mapping.item_body(record, fields, item_group_id=group)
         if body:
             await conn.client.update("logistics/Items", target_id, body, what=f"item {record.sku!r}")
         if "price_excl_tax" in fields and record.price_excl_tax is not None:
@@ -364,6 +373,14 @@ class AccountSink(Sink[Customer]):
             await self.connector.client.update("crm/Accounts", target_id, body, what=f"customer {record.key()!r}")
 
     def normalize(self, record: Customer) -> Customer:
+        unwritable = [name for name in ("cost_centre", "cost_unit", "payment_method") if getattr(record, name)]
+        if unwritable:
+            raise RecordError(
+                f"customer {record.key()!r}: Exact Online's Account has no writable {', '.join(unwritable)} "
+                "(the SDK marks Account.Costcenter read-only and obsolete, and has no cost unit or payment method on an Account; "
+                "the payment method is part of the payment condition): set them on the invoices or journal flow, "
+                "or the payment condition with options.payment_terms"
+            )
         return mapping.normalize_customer(record)
 
 
@@ -382,27 +399,35 @@ class JournalSink(Sink[JournalEntry]):
         "lines.*.credit": "GeneralJournalEntryLines.AmountFC (-)",
         "lines.*.description": "GeneralJournalEntryLines.Description",
         "lines.*.cost_centre": "GeneralJournalEntryLines.CostCenter",
+        "lines.*.cost_unit": "GeneralJournalEntryLines.CostUnit",
     }
 
     def normalize(self, record: JournalEntry) -> JournalEntry:
         return mapping.normalize_journal(record)
 
     async def find(self, key: str) -> Found | None:
+        """By ``EntryNumber`` in the journal for a whole number; else by a line's ``Notes`` (where
+        :func:`~.mapping.journal_body` keeps a number Exact cannot take, e.g. eAccounting's ``F12-20240105``)."""
         conn = self.connector
-        try:
+        select = ("EntryID", "EntryNumber", "JournalCode", "Currency")
+        what = f"journal entry {key}"
+        if mapping.numbered(key):
             number = mapping.entry_number(key)
-        except RecordError:
-            return None  # not an EntryNumber: Exact cannot hold it (create says why)
-        found = await conn.client.first(
-            "generaljournalentry/GeneralJournalEntries",
-            select=("EntryID", "EntryNumber", "JournalCode", "Currency"),
-            filter=f"EntryNumber eq {number}",
-            what=f"journal entry {key}",
-        )
-        entry = next((e for e in found if str(e.get("JournalCode")) == conn.settings.journal_code and e.get("EntryNumber") == number), None)
+            found = await conn.client.first("generaljournalentry/GeneralJournalEntries", select=select, filter=f"EntryNumber eq {number}", what=what)
+            candidates = [e for e in found if e.get("EntryNumber") == number]
+        else:
+            lines = await conn.client.first(
+                "generaljournalentry/GeneralJournalEntryLines", select=("ID", "EntryID", "Notes"), filter=f"Notes eq {odata_string(key)}", what=what
+            )
+            ids = list(dict.fromkeys(str(line["EntryID"]) for line in lines if line.get("Notes") == key and _IS_GUID.fullmatch(str(line.get("EntryID")))))
+            if not ids:
+                return None
+            expression = " or ".join(f"EntryID eq guid'{entry_id}'" for entry_id in ids[:FIND_MANY_CHUNK])
+            candidates = await conn.client.first("generaljournalentry/GeneralJournalEntries", select=select, filter=expression, what=what)
+        entry = next((e for e in candidates if str(e.get("JournalCode")) == conn.settings.journal_code), None)
         if entry is None:
             return None
-        return Found(id=str(entry["EntryID"]), record=mapping.entry_stub(entry), vendor=entry)
+        return Found(id=str(entry["EntryID"]), record=mapping.entry_stub(entry, key), vendor=entry)
 
     async def create(self, record: JournalEntry) -> str:
         conn = self.connector
@@ -449,6 +474,8 @@ class ExactOnlineConnector(Connector):
         super().__init__(settings, context)
         self.api: ExactClient | None = None
         self._gl: dict[str, str] = {}
+        self._groups: dict[str, str] = {}
+        self._conditions: dict[str, str] = {}
 
     async def open(self) -> None:
         """Create the authenticated API client."""
@@ -577,6 +604,35 @@ class ExactOnlineConnector(Connector):
                 f"GL account(s) {', '.join(sorted(set(unknown)))} not found in Exact Online division {await self.client.division()}"
             )
         return {c: self._gl[c] for c in codes}
+
+    async def item_group(self, code: str, what: str) -> str:
+        """The ID of the item group (``logistics/ItemGroups``) with ``code``, kept for the connection's
+        life; RecordError naming a code Exact does not have (item groups are made in Exact, not here)."""
+        code = code.strip()
+        if code not in self._groups:
+            found = await self.client.first(
+                "logistics/ItemGroups", select=("ID", "Code"), filter=f"Code eq {odata_string(code)}", what=f"item group {code!r}"
+            )
+            match = next((g for g in found if str(g.get("Code") or "").strip() == code and g.get("ID")), None)
+            if match is None:
+                raise RecordError(f"{what}: item group {code!r} not found in Exact Online division {await self.client.division()}")
+            self._groups[code] = str(match["ID"])
+        return self._groups[code]
+
+    async def payment_methods(self, codes: Sequence[str]) -> dict[str, str]:
+        """Payment condition code → its payment method (``cashflow/PaymentConditions``: B on credit,
+        I collection, K cash), kept for the connection's life; conditions Exact does not have are left out."""
+        missing = [c for c in dict.fromkeys(codes) if c and c not in self._conditions]
+        for start in range(0, len(missing), FIND_MANY_CHUNK):
+            chunk = missing[start : start + FIND_MANY_CHUNK]
+            expression = " or ".join(f"Code eq {odata_string(code)}" for code in chunk)
+            async for rows in self.client.pages(
+                "cashflow/PaymentConditions", select=("ID", "Code", "PaymentMethod"), filter=expression, what="payment conditions"
+            ):
+                self._conditions.update(
+                    {str(r["Code"]).strip(): str(r["PaymentMethod"]).strip() for r in rows if r.get("Code") and r.get("PaymentMethod")}
+                )
+        return {c: self._conditions[c] for c in codes if c in self._conditions}
 
     async def order_refs(self, numbers: Sequence[int]) -> dict[int, str]:
         """Exact sales order number → its ``YourRef`` (the shop's order number), for the orders that have one."""

@@ -14,10 +14,12 @@ from .client import odata_string
 if TYPE_CHECKING:
     from .connector import ExactOnlineConnector
 
-__all__ = ["INVOICE_TYPES", "ExactInvoiceSettings", "SalesInvoiceSink", "invoice_body", "normalize_invoice"]
+__all__ = ["INVOICE_TYPES", "ExactInvoiceSettings", "SalesInvoiceSink", "invoice_body", "normalize_invoice", "printed_body"]
 
 INVOICE_TYPES = {"sales": 8020, "direct": 8023}
-"""SalesInvoice ``Type``: 8020 a sales invoice, 8023 a direct sales invoice [unverified: Exact's docs as remembered]."""
+"""SalesInvoice ``Type``: 8020 a sales invoice, 8023 a direct sales invoice (the SDK model file:
+``SalesInvoice.Type`` "8020 - Sales invoices, 8021 - Sales credit note, 8023 - Direct sales invoice,
+8024 - Direct credit note")."""
 
 CENT = Decimal("0.01")
 
@@ -29,6 +31,13 @@ class ExactInvoiceSettings(BaseModel):
 
     journal: str = Field(default="70", min_length=1, description="Sales journal (Journal) of the invoices")
     type: Literal["sales", "direct"] = Field(default="sales", description="A sales invoice (8020) or a direct sales invoice (8023)")
+    process: bool = Field(
+        default=False,
+        description="Process (print) each invoice in Exact right after creating it (salesinvoice/PrintedSalesInvoices): "
+        "it gets its invoice number and date and is booked; false: it stays open for a person to process",
+    )
+    send_email: bool = Field(default=False, description="When processing: Exact e-mails the invoice to the customer (SendEmailToCustomer)")
+    document_layout: str | None = Field(default=None, description="When processing: the ID of the document layout (DocumentLayout); unset: Exact's default")
 
 
 def normalize_invoice(invoice: Invoice) -> Invoice:
@@ -63,8 +72,10 @@ def invoice_body(request: DocumentRequest[Invoice], *, settings: ExactInvoiceSet
             row["VATCode"] = line.tax_code
         if line.account:
             row["GLAccount"] = gl_accounts[line.account]
-        if line.cost_centre:
-            row["CostCenter"] = line.cost_centre
+        if line.cost_centre or invoice.cost_centre:
+            row["CostCenter"] = line.cost_centre or invoice.cost_centre
+        if line.cost_unit or invoice.cost_unit:
+            row["CostUnit"] = line.cost_unit or invoice.cost_unit
         rows.append(row)
     if not rows:
         raise RecordError(f"invoice {invoice.number}: no lines")
@@ -81,8 +92,20 @@ def invoice_body(request: DocumentRequest[Invoice], *, settings: ExactInvoiceSet
     }
     if invoice.due_date:
         body["DueDate"] = invoice.due_date
-    if invoice.payment_terms:
-        body["PaymentCondition"] = invoice.payment_terms
+    # Exact keeps the payment method on the payment condition (Cashflow.PaymentCondition.PaymentMethod:
+    # B on credit, I collection, K cash); a SalesInvoice has no method of its own. So the flow's
+    # payment_methods map names a payment condition, used when the terms gave none.
+    condition = invoice.payment_terms or invoice.payment_method
+    if condition:
+        body["PaymentCondition"] = condition
+    return body
+
+
+def printed_body(invoice_id: str, invoice: Invoice, settings: ExactInvoiceSettings) -> dict[str, Any]:
+    """The PrintedSalesInvoice that processes an open SalesInvoice (its official date: the invoice's)."""
+    body: dict[str, Any] = {"InvoiceID": invoice_id, "InvoiceDate": invoice.invoice_date, "SendEmailToCustomer": settings.send_email}
+    if settings.document_layout:
+        body["DocumentLayout"] = settings.document_layout
     return body
 
 
@@ -93,13 +116,19 @@ class SalesInvoiceSink(DocumentSink[Invoice]):
     connector: ExactOnlineConnector
     documents = frozenset({"invoice_draft", "invoice"})  # both a SalesInvoice, a draft until processed in Exact
     settings = ExactInvoiceSettings
-    written_fields = frozenset({"number", "invoice_date", "due_date", "currency", "lines", "payment_terms", "customer_id"})
+    written_fields = frozenset(
+        {"number", "invoice_date", "due_date", "currency", "lines", "payment_terms", "payment_method", "customer_id", "cost_centre", "cost_unit"}
+    )
     field_map = {
         "number": "YourRef",
         "customer_id": "InvoiceTo, OrderedBy",
-        "invoice_date": "OrderDate",
+        "invoice_date": "OrderDate (PrintedSalesInvoices.InvoiceDate when processed)",
         "due_date": "DueDate",
         "payment_terms": "PaymentCondition",
+        "payment_method": "PaymentCondition (when no terms: a condition carries Exact's payment method)",
+        "cost_centre": "SalesInvoiceLines[].CostCenter (lines without their own)",
+        "cost_unit": "SalesInvoiceLines[].CostUnit (lines without their own)",
+        "lines.*.cost_unit": "SalesInvoiceLines[].CostUnit",
         "lines.*.sku": "SalesInvoiceLines[].Item (by Code)",
         "lines.*.quantity": "SalesInvoiceLines[].Quantity",
         "lines.*.unit_price": "SalesInvoiceLines[].UnitPrice (excl. VAT)",
@@ -124,8 +153,18 @@ class SalesInvoiceSink(DocumentSink[Invoice]):
         accounts = [line.account for line in request.record.lines if line.account]
         gl = await conn.gl_accounts(accounts) if accounts else {}
         body = invoice_body(request, settings=settings, gl_accounts=gl)
-        created = await conn.client.create("salesinvoice/SalesInvoices", body, what=f"invoice {request.record.number}", key="InvoiceID")
-        return str(created["InvoiceID"])
+        what = f"invoice {request.record.number}"
+        created = await conn.client.create("salesinvoice/SalesInvoices", body, what=what, key="InvoiceID")
+        invoice_id = str(created["InvoiceID"])
+        if settings.process and request.kind == "invoice":
+            try:
+                await conn.client.create(
+                    "salesinvoice/PrintedSalesInvoices", printed_body(invoice_id, request.record, settings), what=f"processing {what}", key="InvoiceID"
+                )
+            except Exception as exc:  # noqa: BLE001 - any failure: a retry of create() would make a second invoice
+                # created, so the next run finds it by YourRef and does not create it again: say where it is
+                raise RecordError(f"{what}: created in Exact Online as {invoice_id} but not processed (process it in Exact): {exc}") from exc
+        return invoice_id
 
     def normalize(self, record: Invoice) -> Invoice:
         return normalize_invoice(record)

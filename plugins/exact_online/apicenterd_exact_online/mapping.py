@@ -47,10 +47,21 @@ PRODUCT_FIELDS: dict[str, tuple[str, ...]] = {
     "unit": ("Unit",),
     "price_excl_tax": ("SalesItemPrices.Price",),
     "active": ("IsSalesItem",),
+    "item_group": ("ItemGroup (by logistics/ItemGroups Code)",),
+    "custom_fields": ("FreeTextField_01-10", "FreeNumberField_01-08", "FreeBoolField_01-05", "Class_01-10"),
 }
 """Canonical product field → the Exact properties behind it."""
 
-ITEM_SELECT = ("ID", "Code", "Description", "ExtraDescription", "Barcode", "Unit", "IsSalesItem", "Timestamp")
+ITEM_FREE_FIELDS = (
+    *(f"FreeTextField_{n:02d}" for n in range(1, 11)),
+    *(f"FreeNumberField_{n:02d}" for n in range(1, 9)),
+    *(f"FreeBoolField_{n:02d}" for n in range(1, 6)),
+    *(f"Class_{n:02d}" for n in range(1, 11)),
+)
+"""The Item properties a product's ``custom_fields`` may name: Exact's free text, number and yes/no
+fields and its item classes (the "custom filters", codes of ``ItemClasses``); all writable in the SDK."""
+
+ITEM_SELECT = ("ID", "Code", "Description", "ExtraDescription", "Barcode", "Unit", "IsSalesItem", "ItemGroupCode", *ITEM_FREE_FIELDS, "Timestamp")
 """What a product read asks for (``$select``; ``Timestamp`` only on the sync endpoint)."""
 PRICE_SELECT = ("ID", "Item", "ItemCode", "Price", "Currency", "Unit")
 
@@ -62,8 +73,14 @@ CUSTOMER_FIELDS: dict[str, tuple[str, ...]] = {
     "vat_number": ("VATNumber",),
     "coc_number": ("ChamberOfCommerce",),
     "customer_number": ("Code",),
+    "custom_fields": ("Remarks", "Website", "SearchCode", "TradeName", "Classification1-8"),
 }
 """Canonical customer field → the Account properties behind it."""
+
+ACCOUNT_FREE_FIELDS = ("Remarks", "Website", "SearchCode", "TradeName", *(f"Classification{n}" for n in range(1, 9)))
+"""The Account properties a customer's ``custom_fields`` may name: Exact's Account has no free
+fields in the REST API (the SDK lists none); these are its writable properties the connector does
+not fill otherwise (``Classification1``-``8``: the ID of an ``AccountClassifications`` entry)."""
 
 ACCOUNT_SELECT = (
     "ID",
@@ -79,6 +96,7 @@ ACCOUNT_SELECT = (
     "ChamberOfCommerce",
     "MainContact",
     "Status",
+    *ACCOUNT_FREE_FIELDS,
 )
 
 NAME_LENGTH = 60
@@ -101,6 +119,31 @@ def _text(value: Any) -> str | None:
     return value.strip() or None if isinstance(value, str) else None
 
 
+def _empty(value: Any) -> bool:
+    """Exact's value of a free field nobody set: null, blank, 0 or false."""
+    return value is None or value is False or value == "" or (isinstance(value, (int, float, Decimal)) and value == 0)
+
+
+def custom_values(record: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """The free fields ``names`` of an Exact object that are set (text stripped)."""
+    values = {}
+    for name in names:
+        value = record.get(name)
+        if isinstance(value, str):
+            value = value.strip()
+        if not _empty(value):
+            values[name] = value
+    return values
+
+
+def checked_custom(custom: dict[str, Any], names: tuple[str, ...], what: str) -> dict[str, Any]:
+    """``custom`` without empty values; RecordError naming a field Exact does not let one write there."""
+    unknown = sorted(set(custom) - set(names))
+    if unknown:
+        raise RecordError(f"{what}: custom field(s) {', '.join(unknown)} are not writable free fields of Exact Online (use: {names[0]}, ... {names[-1]})")
+    return {k: (v.strip() if isinstance(v, str) else v) for k, v in custom.items() if not _empty(v.strip() if isinstance(v, str) else v)}
+
+
 def item_to_product(item: dict[str, Any], price: dict[str, Any] | None = None, *, currency: str = "EUR") -> Product:
     """An Item (and its SalesItemPrice) as a Product."""
     code = _text(item.get("Code"))
@@ -115,6 +158,8 @@ def item_to_product(item: dict[str, Any], price: dict[str, Any] | None = None, *
         price_excl_tax=to_decimal(price.get("Price")) if price else None,
         currency=(_text(price.get("Currency")) if price else None) or currency,
         active=bool(item.get("IsSalesItem", True)),
+        item_group=_text(item.get("ItemGroupCode")),
+        custom_fields=custom_values(item, ITEM_FREE_FIELDS),
     )
 
 
@@ -123,10 +168,21 @@ def normalize_product(product: Product) -> Product:
     if len(product.sku) > CODE_MAX:
         raise RecordError(f"product {product.sku!r}: Exact's item Code holds {CODE_MAX} characters, the SKU has {len(product.sku)}")
     price = product.price_excl_tax.quantize(Decimal("0.01")) if product.price_excl_tax is not None else None
-    return product.model_copy(update={"name": product.name[:NAME_LENGTH], "price_excl_tax": price, "price_incl_tax": None})
+    custom = checked_custom(product.custom_fields, ITEM_FREE_FIELDS, f"product {product.sku!r}")
+    return product.model_copy(
+        update={
+            "name": product.name[:NAME_LENGTH],
+            "price_excl_tax": price,
+            "price_incl_tax": None,
+            "item_group": product.item_group.strip() if product.item_group and product.item_group.strip() else None,
+            "custom_fields": custom,
+        }
+    )
 
 
-def item_body(product: Product, fields: frozenset[str] | None = None, *, vat_code: str | None = None) -> dict[str, Any]:
+def item_body(
+    product: Product, fields: frozenset[str] | None = None, *, vat_code: str | None = None, item_group_id: str | None = None
+) -> dict[str, Any]:
     """The Item properties for ``fields`` (all on create); the price goes to SalesItemPrices."""
     every = fields is None
     fields = fields or frozenset()
@@ -146,6 +202,10 @@ def item_body(product: Product, fields: frozenset[str] | None = None, *, vat_cod
         body["ExtraDescription"] = (product.description or "")[:255] or None
     if every or "ean" in fields:
         body["Barcode"] = product.ean
+    if (every or "item_group" in fields) and item_group_id:
+        body["ItemGroup"] = item_group_id
+    if every or "custom_fields" in fields:
+        body.update(product.custom_fields)
     return {k: v for k, v in body.items() if not (every and v is None)}
 
 
@@ -188,6 +248,7 @@ def account_to_customer(account: dict[str, Any], contact: dict[str, Any] | None 
         vat_number=_text(account.get("VATNumber")),
         coc_number=_text(account.get("ChamberOfCommerce")),
         customer_number=_text(account.get("Code")),
+        custom_fields=custom_values(account, ACCOUNT_FREE_FIELDS),
     )
 
 
@@ -205,6 +266,7 @@ def normalize_customer(customer: Customer) -> Customer:
             "language": None,
             "currency": None,
             "contact": customer.contact if customer.kind == "company" else None,
+            "custom_fields": checked_custom(customer.custom_fields, ACCOUNT_FREE_FIELDS, f"customer {customer.key()!r}"),
         }
     )
 
@@ -233,6 +295,8 @@ def account_body(customer: Customer, fields: frozenset[str] | None = None, *, va
         if every or field in fields:
             for prop, value in written:
                 body[prop] = value
+    if every or "custom_fields" in fields:
+        body.update(customer.custom_fields)
     if every:
         body["Status"] = "C"
         if vat_code:
@@ -293,7 +357,7 @@ def _when(value: Any, what: str) -> datetime:
     return when.astimezone(timezone.utc)
 
 
-def sales_order_to_order(order: dict[str, Any], account: dict[str, Any] | None) -> Order:
+def sales_order_to_order(order: dict[str, Any], account: dict[str, Any] | None, *, payment_method: str | None = None) -> Order:
     """A SalesOrder (lines expanded) and its ordering Account as an Order: prices excl. VAT,
     VAT per line from ``VATPercentage``, the line discount (a fraction in Exact) as an amount."""
     number = order.get("OrderNumber")
@@ -337,6 +401,7 @@ def sales_order_to_order(order: dict[str, Any], account: dict[str, Any] | None) 
         total=total if total is not None else Decimal(0),
         total_tax=(total - excl) if total is not None and excl is not None else None,
         payment_terms=_text(order.get("PaymentCondition")),
+        payment_method=payment_method,
         reference=_text(order.get("YourRef")),
         note=_text(order.get("Remarks")),
     )
@@ -353,9 +418,21 @@ def entry_number(number: str) -> int:
     return int(text)
 
 
+def numbered(number: str) -> bool:
+    """Whether a journal entry's number is an Exact ``EntryNumber`` (else Exact numbers the entry,
+    and the source's number goes into each line's ``Notes``: ``F12-20240105`` of eAccounting)."""
+    text = number.strip()
+    return text.isdigit() and 0 < int(text) <= MAX_ENTRY_NUMBER
+
+
+NOTES_LENGTH = 100
+"""How much of a source's entry number a line's ``Notes`` keeps at most (Exact's notes are longer)."""
+
+
 def normalize_journal(entry: JournalEntry) -> JournalEntry:
-    """RecordError for an entry Exact refuses: no lines, lines that do not balance, a number that is not an EntryNumber."""
-    entry_number(entry.number)
+    """RecordError for an entry Exact refuses: no lines, lines that do not balance, a number too long to keep."""
+    if len(entry.number.strip()) > NOTES_LENGTH:
+        raise RecordError(f"journal entry {entry.number[:40]!r}...: a number over {NOTES_LENGTH} characters cannot be kept in Exact")
     if not entry.lines:
         raise RecordError(f"journal entry {entry.number}: no lines")
     balance = sum((line.debit - line.credit for line in entry.lines), Decimal(0))
@@ -364,9 +441,11 @@ def normalize_journal(entry: JournalEntry) -> JournalEntry:
     return entry
 
 
-def entry_stub(entry: dict[str, Any]) -> JournalEntry:
+def entry_stub(entry: dict[str, Any], number: str | None = None) -> JournalEntry:
     """What the sink compares of a booked entry: its number (a booked entry is never changed)."""
-    return JournalEntry(number=str(entry.get("EntryNumber")), entry_date=date(1970, 1, 1), currency=_text(entry.get("Currency")) or "EUR")
+    return JournalEntry(
+        number=number or str(entry.get("EntryNumber")), entry_date=date(1970, 1, 1), currency=_text(entry.get("Currency")) or "EUR"
+    )
 
 
 def journal_body(entry: JournalEntry, *, journal: str, gl_accounts: dict[str, str]) -> dict[str, Any]:
@@ -381,13 +460,15 @@ def journal_body(entry: JournalEntry, *, journal: str, gl_accounts: dict[str, st
         }
         if line.cost_centre:
             row["CostCenter"] = line.cost_centre
+        if line.cost_unit:
+            row["CostUnit"] = line.cost_unit
+        if not numbered(entry.number):
+            row["Notes"] = entry.number  # how find() knows the entry again (Exact numbers it)
         lines.append({k: v for k, v in row.items() if v is not None})
-    return {
-        "JournalCode": journal,
-        "EntryNumber": entry_number(entry.number),
-        "Currency": entry.currency,
-        "GeneralJournalEntryLines": lines,
-    }
+    body: dict[str, Any] = {"JournalCode": journal, "Currency": entry.currency, "GeneralJournalEntryLines": lines}
+    if numbered(entry.number):
+        body["EntryNumber"] = entry_number(entry.number)
+    return body
 
 
 STOCK_SELECT = ("ID", "ItemCode", "WarehouseCode", "CurrentStock", "ReservedStock", "Modified")

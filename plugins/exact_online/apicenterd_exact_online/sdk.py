@@ -23,6 +23,10 @@ RESOURCES = {
     "financial/GLAccounts": "Financial.GLAccount",
     "inventory/ItemWarehouses": "Inventory.ItemWarehouse",
     "salesorder/GoodsDeliveries": "SalesOrder.GoodsDelivery",
+    "salesinvoice/PrintedSalesInvoices": "SalesInvoice.PrintedSalesInvoice",
+    "logistics/ItemGroups": "Logistics.ItemGroup",
+    "cashflow/PaymentConditions": "Cashflow.PaymentCondition",
+    "generaljournalentry/GeneralJournalEntryLines": "GeneralJournalEntry.GeneralJournalEntryLine",
 }
 """Resource path (after ``/api/v1/{division}/``) → SDK model (``ExactOnline.Client.Models.<model>``)."""
 
@@ -256,5 +260,7 @@ READ_ONLY: dict[str, frozenset[str]] = {
             "VATType",
         )
     ),
+    # PrintedSalesInvoice.cs marks no property read-only (its results, e.g. DocumentCreationError, are answers)
+    "SalesInvoice.PrintedSalesInvoice": frozenset(),
 }
 """SDK model → its read-only properties (``[SDKFieldType(FieldType.ReadOnly)]``)."""

@@ -43,6 +43,7 @@ from apicenterd.testing.sim import (
     seeded,
 )
 
+from .mapping import ACCOUNT_FREE_FIELDS, ITEM_FREE_FIELDS
 from .sdk import READ_ONLY, RESOURCES, SDK_MODEL
 
 __all__ = ["DEMO_CLIENT_ID", "DEMO_CLIENT_SECRET", "DIVISION", "ExactSim", "create_app", "demo_refresh_token", "WRITABLE"]
@@ -74,6 +75,7 @@ WRITABLE: dict[str, frozenset[str]] = {
             "GLAccountSales",
             "PaymentConditionSales",
             "Language",
+            *ACCOUNT_FREE_FIELDS,
         )
     ),
     "crm/Contacts": frozenset(("ID", "Account", "FirstName", "LastName", "Email", "Phone", "Mobile", "Initials")),
@@ -91,6 +93,7 @@ WRITABLE: dict[str, frozenset[str]] = {
             "ItemGroup",
             "Notes",
             "SearchCode",
+            *ITEM_FREE_FIELDS,
         )
     ),
     "logistics/SalesItemPrices": frozenset(("ID", "Item", "Price", "Currency", "Unit", "Quantity", "StartDate", "EndDate")),
@@ -112,6 +115,7 @@ WRITABLE: dict[str, frozenset[str]] = {
     "generaljournalentry/GeneralJournalEntries": frozenset(
         ("JournalCode", "EntryNumber", "Currency", "FinancialPeriod", "FinancialYear", "GeneralJournalEntryLines")
     ),
+    "salesinvoice/PrintedSalesInvoices": frozenset(("InvoiceID", "InvoiceDate", "SendEmailToCustomer", "DocumentLayout", "EmailLayout", "ExtraText")),
 }
 """The properties the simulator lets a client write (a subset of the SDK's writable ones)."""
 
@@ -122,8 +126,22 @@ LINE_WRITABLE = {
     "GeneralJournalEntryLines": frozenset(("GLAccount", "AmountFC", "Date", "Description", "CostCenter", "CostUnit", "VATCode", "Notes")),
 }
 """The properties of the lines posted inside a document."""
-GL_ACCOUNTS = {"1000": "Cash", "1100": "Bank", "1300": "Debtors", "1500": "VAT payable", "8000": "Revenue", "4000": "Costs"}
+GL_ACCOUNTS = {
+    "1000": "Cash",
+    "1100": "Bank",
+    "1300": "Debtors",
+    "1500": "VAT payable",
+    "8000": "Revenue",
+    "8100": "Revenue EU",
+    "8200": "Revenue export",
+    "8300": "Shipping revenue",
+    "4000": "Costs",
+}
 """The general ledger accounts every simulated division has (code: description)."""
+ITEM_GROUPS = {"DEF": "Default", "FOOD": "Food", "TOOLS": "Tools"}
+"""The item groups every simulated division has (code: description; DEF the default one)."""
+PAYMENT_CONDITIONS = {"00": ("Direct", "K"), "14": ("14 days", "B"), "30": ("30 days", "B"), "IN": ("Direct debit", "I")}
+"""The payment conditions every simulated division has (code: description, PaymentMethod)."""
 
 SYNC_OF = {"sync/Logistics/Items": "logistics/Items", "sync/CRM/Accounts": "crm/Accounts"}
 FILTER_REQUIRED = {
@@ -225,6 +243,13 @@ class ExactSim(VendorSim):
         self.data["financial/GLAccounts"] = Collection(ids)
         for code, description in GL_ACCOUNTS.items():
             self.data["financial/GLAccounts"].add({"Code": code, "Description": description}, id_field="ID")
+        self.data["logistics/ItemGroups"] = Collection(ids)
+        for code, description in ITEM_GROUPS.items():
+            self.data["logistics/ItemGroups"].add({"Code": code, "Description": description, "IsDefault": int(code == "DEF")}, id_field="ID")
+        self.data["cashflow/PaymentConditions"] = Collection(ids)
+        for code, (description, method) in PAYMENT_CONDITIONS.items():
+            self.data["cashflow/PaymentConditions"].add({"Code": code, "Description": description, "PaymentMethod": method}, id_field="ID")
+        self.data["generaljournalentry/GeneralJournalEntryLines"] = Collection(ids)  # filled by book()
         self.timestamp = 1000
         self.writes: list[tuple[str, str, bytes]] = []
         self.refusals = 0  # 429s answered
@@ -380,12 +405,30 @@ class ExactSim(VendorSim):
             raise _error(400, f"The entry is not balanced: {total:.2f}")
         entries = self.data["generaljournalentry/GeneralJournalEntries"]
         number = body.get("EntryNumber") or 1 + max((e.get("EntryNumber") or 0 for e in entries.values()), default=0)
+        if not isinstance(number, int) or isinstance(number, bool):
+            raise _error(400, f"EntryNumber: {number!r} is not an Int32")
         if any(e.get("EntryNumber") == number and e.get("JournalCode") == journal for e in entries.values()):
             raise _error(400, f"Entry number {number} already exists in journal {journal}")
         self.timestamp += 1
         entry = {**body, "EntryNumber": number, "Status": 20, "Timestamp": self.timestamp, "Modified": self._modified()}
         stored: dict[str, Any] = entries.add(entry, id_field="EntryID")
+        for n, line in enumerate(body["GeneralJournalEntryLines"], 1):
+            row = {**line, "EntryID": stored["EntryID"], "EntryNumber": number, "LineNumber": n}
+            self.data["generaljournalentry/GeneralJournalEntryLines"].add(row, id_field="ID")
         return {k: v for k, v in stored.items() if k not in ("Timestamp", "GeneralJournalEntryLines")}
+
+    def print_invoice(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``PrintedSalesInvoices``: processes an open or draft invoice (Status 50, its InvoiceDate); 400 when processed."""
+        invoice = self.data["salesinvoice/SalesInvoices"].get(body.get("InvoiceID"))
+        if invoice is None:
+            raise _error(400, "InvoiceID: not found")
+        if invoice.get("Status") == 50:
+            raise _error(400, "The invoice has already been processed")
+        self.timestamp += 1
+        invoice.update({"Status": 50, "Timestamp": self.timestamp, "Modified": self._modified()})
+        if body.get("InvoiceDate"):
+            invoice["InvoiceDate"] = body["InvoiceDate"]
+        return {**body, "DocumentCreationSuccess": "Document created", "Division": DIVISION}
 
     async def before(self, request: Request) -> None:
         """Keep the body of every write (the conformance tests check them against the SDK)."""
@@ -428,6 +471,11 @@ class ExactSim(VendorSim):
         item = {**body, "Timestamp": self.timestamp, "Modified": self._modified()}
         if resource == "crm/Accounts" and isinstance(item.get("Code"), str):
             item["Code"] = item["Code"].strip().rjust(18)
+        if resource == "logistics/Items" and item.get("ItemGroup") is not None:
+            group = self.data["logistics/ItemGroups"].get(item["ItemGroup"])
+            if group is None:
+                raise _error(400, "ItemGroup: not found")
+            item["ItemGroupCode"] = group["Code"]
         if resource == "logistics/SalesItemPrices":
             owner = self.data["logistics/Items"].get(item.get("Item"))
             if owner is None:
@@ -526,7 +574,7 @@ def _listing(sim: ExactSim, request: Request, resource: str, *, sync: bool) -> R
         "generaljournalentry/GeneralJournalEntries": "EntryID",
         "salesinvoice/SalesInvoices": "InvoiceID",
         "salesorder/GoodsDeliveries": "EntryID",
-    }.get(resource, "ID")
+    }.get(resource, "ID")  # GeneralJournalEntryLines: ID
     results = []
     for item in window:
         uri = f"{request.base_url}api/v1/{DIVISION}/{resource}(guid'{item[key]}')"
@@ -569,6 +617,8 @@ async def collection(sim: ExactSim, request: Request) -> Response:
         return json_response({"d": sim.book(body)}, 201)
     if resource == "salesinvoice/SalesInvoices":
         return json_response({"d": sim.invoice(body)}, 201)
+    if resource == "salesinvoice/PrintedSalesInvoices":
+        return json_response({"d": sim.print_invoice(body)}, 201)
     stored = sim._store(resource, {k: v for k, v in body.items() if k != "ID"})
     shown = {k: v for k, v in stored.items() if k != "Timestamp"}
     return json_response({"d": shown}, 201)
@@ -589,6 +639,11 @@ async def one(sim: ExactSim, request: Request, resource: str, key: str) -> Respo
     updated = {**item, **{k: v for k, v in body.items() if k != "ID"}, "Timestamp": sim.timestamp}
     if resource == "crm/Accounts" and isinstance(updated.get("Code"), str):
         updated["Code"] = updated["Code"].strip().rjust(18)
+    if resource == "logistics/Items" and "ItemGroup" in body:
+        group = sim.data["logistics/ItemGroups"].get(body["ItemGroup"])
+        if group is None:
+            raise _error(400, "ItemGroup: not found")
+        updated["ItemGroupCode"] = group["Code"]
     sim.data[resource][item["ID"]] = updated
     return Response(status_code=204)
 

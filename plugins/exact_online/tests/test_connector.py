@@ -195,8 +195,8 @@ async def test_journal_entry_booked_once(app, sim, settings):
 async def test_journal_entry_refusals(app, settings):
     async with connect(ExactOnlineConnector, settings, app=app) as conn:
         sink = conn.sink(Entity.JOURNAL)
-        with pytest.raises(RecordError, match="whole number"):
-            sink.normalize(_entry(number="V-1"))
+        with pytest.raises(RecordError, match="over 100 characters"):
+            sink.normalize(_entry(number="V" * 101))
         unbalanced = _entry().model_copy(update={"lines": _entry().lines[:2]})
         with pytest.raises(RecordError, match="differ by 21"):
             sink.normalize(unbalanced)
@@ -205,6 +205,22 @@ async def test_journal_entry_refusals(app, settings):
         )
         with pytest.raises(RecordError, match="9999"):
             await sink.create(unknown)
+
+
+async def test_a_journal_entry_whose_number_is_not_an_entry_number_is_kept_in_notes_and_found_again(app, settings):
+    """eAccounting's voucher numbers (F12-20240105): Exact numbers the entry, the lines' Notes keep the source's number."""
+    sim = app.state.sim
+    async with connect(ExactOnlineConnector, settings, app=app) as conn:
+        sink = conn.sink(Entity.JOURNAL)
+        assert await sink.find("F12-20240105") is None
+        entry = _entry(number="F12-20240105")
+        entry_id = await sink.create(sink.normalize(entry))
+        stored = sim.data["generaljournalentry/GeneralJournalEntries"][entry_id]
+        assert isinstance(stored["EntryNumber"], int)
+        assert {line["Notes"] for line in stored["GeneralJournalEntryLines"]} == {"F12-20240105"}
+        found = await sink.find("F12-20240105")
+        assert found is not None and found.id == entry_id and found.record.number == "F12-20240105"
+        assert await sink.find("F12-20240106") is None
 
 
 async def test_stock_per_warehouse(settings):
