@@ -60,13 +60,16 @@ def api_to_invoice(invoice: Mapping[str, Any], customer: Customer | None) -> Inv
         quantity, price = _number(row.get("Quantity")), _number(row.get("UnitPrice"))
         sku = _text(row.get("ArticleNumber")) or None
         share = _number(row.get("DiscountPercentage")) if sku else Decimal(0)
+        vat = mapping.to_decimal(row.get("PercentVat")) if sku else None  # a fraction: 0.25 = 25 %
         lines.append(
             InvoiceLine(
+                kind="product" if sku else "text",
                 sku=sku,
                 description=_text(row.get("Text")),
                 quantity=quantity if sku else Decimal(0),
                 unit_price=price,
                 discount=(quantity * price * share).quantize(Decimal("0.01")),
+                tax_rate=vat * 100 if vat is not None else None,
             )
         )
     remaining = mapping.to_decimal(invoice.get("RemainingAmount"))
@@ -81,6 +84,7 @@ def api_to_invoice(invoice: Mapping[str, Any], customer: Customer | None) -> Inv
         total_tax=mapping.to_decimal(invoice.get("TotalVatAmount")),
         prices_include_tax=bool(invoice.get("IncludesVat")),
         paid=remaining is not None and remaining == 0,
+        payment_terms=_text(invoice.get("TermsOfPaymentId")) or None,  # an Id: a target's terms come from the flow's payment_terms map
     )
 
 
@@ -99,6 +103,7 @@ class InvoiceSource(Source[Invoice]):
         "lines.*.unit_price": "Rows[].UnitPrice",
         "total": "TotalAmount",
         "paid": "RemainingAmount = 0",
+        "payment_terms": "TermsOfPaymentId",
     }
 
     async def changes(self, since: str | None) -> AsyncIterator[Change]:

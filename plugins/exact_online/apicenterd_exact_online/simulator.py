@@ -280,6 +280,7 @@ class ExactSim(VendorSim):
         your_ref: str | None = None,
         vat: float = 0.21,
         number: int | None = None,
+        payment_condition: str | None = None,
     ) -> dict[str, Any]:
         """A sales order for ``account_id`` with lines of (item code, quantity, unit price excl. VAT)."""
         orders = self.data["salesorder/SalesOrders"]
@@ -325,6 +326,8 @@ class ExactSim(VendorSim):
             "Timestamp": self.timestamp,
             "SalesOrderLines": rows,
         }
+        if payment_condition is not None:
+            order["PaymentCondition"] = payment_condition
         stored: dict[str, Any] = orders.add(order, id_field="OrderID")
         return stored
 
