@@ -11,10 +11,11 @@ from decimal import Decimal
 
 import pytest
 from apicenterd_exact_online import ExactOnlineConnector, mapping
+from apicenterd_exact_online.invoices import ExactInvoiceSettings
 from apicenterd_exact_online.sdk import READ_ONLY, RESOURCES, SDK_MODEL
 from apicenterd_exact_online.simulator import WRITABLE
 
-from apicenterd import Address, Contact, Customer, Entity, Invoice, InvoiceLine, JournalEntry, JournalLine, Product
+from apicenterd import Address, Contact, Customer, DocumentRequest, Entity, Found, Invoice, InvoiceLine, JournalEntry, JournalLine, Product
 from apicenterd.testing import connect
 
 
@@ -78,7 +79,16 @@ async def test_every_write_the_connector_sends_is_sdk_conformant(sdk_fields):
     settings = ExactOnlineConnector.demo_settings("http://exact.test")
     async with connect(ExactOnlineConnector, settings, app=app) as conn:
         products = conn.sink(Entity.PRODUCTS)
-        new = Product(sku="C-1", name="Conformance", price_excl_tax=Decimal("1.00"), ean="123", unit="pc", description="Long")
+        new = Product(
+            sku="C-1",
+            name="Conformance",
+            price_excl_tax=Decimal("1.00"),
+            ean="123",
+            unit="pc",
+            description="Long",
+            item_group="FOOD",
+            custom_fields={name: 1 if "Number" in name else True if "Bool" in name else "x" for name in mapping.ITEM_FREE_FIELDS},
+        )
         item_id = await products.create(products.normalize(new))
         changed = new.model_copy(update={"name": "Other", "price_excl_tax": Decimal("2.00"), "active": False, "ean": "456"})
         await products.update(item_id, products.normalize(changed), frozenset(mapping.PRODUCT_FIELDS))
@@ -93,6 +103,7 @@ async def test_every_write_the_connector_sends_is_sdk_conformant(sdk_fields):
             customer_number="9",
             contact=Contact(first_name="A", last_name="B", email="a@example.com", phone="3"),
             billing_address=Address(street="S", house_number="1", postcode="P", city="C", country="NL"),
+            custom_fields={"Remarks": "r", "Website": "w", "SearchCode": "s", "TradeName": "t"},
         )
         account_id = await customers.create(customers.normalize(customer))
         await customers.update(account_id, customers.normalize(customer), frozenset(mapping.CUSTOMER_FIELDS))
@@ -101,11 +112,12 @@ async def test_every_write_the_connector_sends_is_sdk_conformant(sdk_fields):
             number="7",
             entry_date=date(2026, 1, 2),
             lines=(
-                JournalLine(account="1100", debit=Decimal(5), description="in", cost_centre="C"),
+                JournalLine(account="1100", debit=Decimal(5), description="in", cost_centre="C", cost_unit="U"),
                 JournalLine(account="8000", credit=Decimal(5)),
             ),
         )
         await journal.create(journal.normalize(entry))
+        await journal.create(journal.normalize(entry.model_copy(update={"number": "F12-20260102"})))  # kept in Notes
         debtor = next(iter(sim.data["crm/Accounts"]))
         invoice = Invoice(
             number="I-1",
@@ -123,11 +135,19 @@ async def test_every_write_the_connector_sends_is_sdk_conformant(sdk_fields):
                     discount=Decimal("0.10"),
                     account="8000",
                     cost_centre="C",
+                    cost_unit="U",
                 ),
                 InvoiceLine(description="text", unit_price=Decimal("1.21"), tax_rate=Decimal(21)),
             ),
         )
         await conn.create(Entity.INVOICES, conn.document_sink(Entity.INVOICES).normalize(invoice))
+        sink = conn.document_sink(Entity.INVOICES)
+        direct = invoice.model_copy(update={"number": "I-2", "payment_terms": None, "payment_method": "IN", "cost_unit": "U"})
+        request = DocumentRequest(
+            sink.normalize(direct), "invoice", Found(debtor), {"EX-00001": Found(next(iter(sim.data["logistics/Items"])))},
+            ExactInvoiceSettings(type="direct", process=True, send_email=False),
+        )
+        await sink.create(request)
     assert sim.writes
     for method, path, raw in sim.writes:
         resource = re.sub(r"^/api/v1/\d+/|\(guid'.*'\)$", "", path)
@@ -140,4 +160,25 @@ async def test_every_write_the_connector_sends_is_sdk_conformant(sdk_fields):
             for line in body[nested]:
                 assert set(line) <= sdk_fields[line_model], (nested, sorted(set(line) - sdk_fields[line_model]))
                 assert not set(line) & READ_ONLY[line_model], (nested, sorted(set(line) & READ_ONLY[line_model]))
-    assert {path.rsplit("/", 1)[-1] for _, path, _ in sim.writes} >= {"GeneralJournalEntries", "SalesInvoices", "Items", "Accounts"}
+    written = {path.rsplit("/", 1)[-1] for _, path, _ in sim.writes}
+    assert written >= {"GeneralJournalEntries", "SalesInvoices", "Items", "Accounts", "PrintedSalesInvoices"}
+    bodies = [json.loads(raw) for _, _, raw in sim.writes]
+    # the new properties were sent (so the checks above covered them)
+    assert any("ItemGroup" in b and "FreeTextField_01" in b and "Class_10" in b for b in bodies)
+    assert any("Remarks" in b and "TradeName" in b for b in bodies)
+    assert any(any("CostUnit" in line for line in b.get("SalesInvoiceLines", ())) for b in bodies)
+    assert any(any("Notes" in line and "CostUnit" in line for line in b.get("GeneralJournalEntryLines", ())) for b in bodies)
+
+
+def test_the_free_fields_and_new_resources_are_the_sdks(sdk_fields):
+    """Item and Account free fields, the resources the connector now reads or posts, and what they select."""
+    assert set(mapping.ITEM_FREE_FIELDS) <= sdk_fields["Logistics.Item"] - READ_ONLY["Logistics.Item"]
+    assert set(mapping.ACCOUNT_FREE_FIELDS) <= sdk_fields["CRM.Account"] - READ_ONLY["CRM.Account"]
+    assert {"ItemGroup", "ItemGroupCode"} <= sdk_fields["Logistics.Item"]
+    assert {"ID", "Code", "PaymentMethod"} <= sdk_fields["Cashflow.PaymentCondition"]
+    assert {"ID", "Code"} <= sdk_fields["Logistics.ItemGroup"]
+    assert {"ID", "EntryID", "Notes"} <= sdk_fields["GeneralJournalEntry.GeneralJournalEntryLine"]
+    assert {"InvoiceID", "InvoiceDate", "SendEmailToCustomer", "DocumentLayout"} <= sdk_fields["SalesInvoice.PrintedSalesInvoice"]
+    # what the SDK has no writable field for, the connector does not pretend to write
+    assert "Costcenter" in READ_ONLY["CRM.Account"] and "CostUnit" not in sdk_fields["CRM.Account"]
+    assert "PaymentMethod" not in sdk_fields["SalesInvoice.SalesInvoice"]

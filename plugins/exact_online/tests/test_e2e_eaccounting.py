@@ -161,7 +161,7 @@ def test_the_example_config_passes_check(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("EXACT_CLIENT_ID", "exact-client")
     example = Path(__file__).resolve().parents[3] / "etc" / "eaccounting-exact.example.toml"
     assert main(["check", "--config", str(example)]) == 0, capsys.readouterr().err
-    assert "3 flows" in capsys.readouterr().out
+    assert "5 flows" in capsys.readouterr().out
 
 
 async def test_stock_flow_from_exact_into_eaccounting(tmp_path, servers):
