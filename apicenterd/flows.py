@@ -213,7 +213,9 @@ def _prepare_journal(options: JournalOptions, entry: JournalEntry) -> JournalEnt
             account = options.accounts.get(line.account, options.accounts.get("default"))
             if account is None:
                 known = ", ".join(sorted(options.accounts))
-                raise RecordError(f"journal entry {entry.number}: line {n}: account {line.account!r} is not in options.accounts (it has: {known})")
+                raise RecordError(
+                    f"journal entry {entry.number}: line {n}: account {line.account!r} is not in options.accounts (it has: {known})"
+                )
             update["account"] = account
         if options.cost_centre and not line.cost_centre:
             update["cost_centre"] = options.cost_centre

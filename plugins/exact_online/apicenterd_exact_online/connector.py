@@ -413,13 +413,22 @@ class JournalSink(Sink[JournalEntry]):
         what = f"journal entry {key}"
         if mapping.numbered(key):
             number = mapping.entry_number(key)
-            found = await conn.client.first("generaljournalentry/GeneralJournalEntries", select=select, filter=f"EntryNumber eq {number}", what=what)
+            found = await conn.client.first(
+                "generaljournalentry/GeneralJournalEntries", select=select, filter=f"EntryNumber eq {number}", what=what
+            )
             candidates = [e for e in found if e.get("EntryNumber") == number]
         else:
             lines = await conn.client.first(
-                "generaljournalentry/GeneralJournalEntryLines", select=("ID", "EntryID", "Notes"), filter=f"Notes eq {odata_string(key)}", what=what
+                "generaljournalentry/GeneralJournalEntryLines",
+                select=("ID", "EntryID", "Notes"),
+                filter=f"Notes eq {odata_string(key)}",
+                what=what,
             )
-            ids = list(dict.fromkeys(str(line["EntryID"]) for line in lines if line.get("Notes") == key and _IS_GUID.fullmatch(str(line.get("EntryID")))))
+            ids = list(
+                dict.fromkeys(
+                    str(line["EntryID"]) for line in lines if line.get("Notes") == key and _IS_GUID.fullmatch(str(line.get("EntryID")))
+                )
+            )
             if not ids:
                 return None
             expression = " or ".join(f"EntryID eq guid'{entry_id}'" for entry_id in ids[:FIND_MANY_CHUNK])

@@ -37,7 +37,9 @@ class ExactInvoiceSettings(BaseModel):
         "it gets its invoice number and date and is booked; false: it stays open for a person to process",
     )
     send_email: bool = Field(default=False, description="When processing: Exact e-mails the invoice to the customer (SendEmailToCustomer)")
-    document_layout: str | None = Field(default=None, description="When processing: the ID of the document layout (DocumentLayout); unset: Exact's default")
+    document_layout: str | None = Field(
+        default=None, description="When processing: the ID of the document layout (DocumentLayout); unset: Exact's default"
+    )
 
 
 def normalize_invoice(invoice: Invoice) -> Invoice:
@@ -117,7 +119,18 @@ class SalesInvoiceSink(DocumentSink[Invoice]):
     documents = frozenset({"invoice_draft", "invoice"})  # both a SalesInvoice, a draft until processed in Exact
     settings = ExactInvoiceSettings
     written_fields = frozenset(
-        {"number", "invoice_date", "due_date", "currency", "lines", "payment_terms", "payment_method", "customer_id", "cost_centre", "cost_unit"}
+        {
+            "number",
+            "invoice_date",
+            "due_date",
+            "currency",
+            "lines",
+            "payment_terms",
+            "payment_method",
+            "customer_id",
+            "cost_centre",
+            "cost_unit",
+        }
     )
     field_map = {
         "number": "YourRef",
@@ -159,11 +172,16 @@ class SalesInvoiceSink(DocumentSink[Invoice]):
         if settings.process and request.kind == "invoice":
             try:
                 await conn.client.create(
-                    "salesinvoice/PrintedSalesInvoices", printed_body(invoice_id, request.record, settings), what=f"processing {what}", key="InvoiceID"
+                    "salesinvoice/PrintedSalesInvoices",
+                    printed_body(invoice_id, request.record, settings),
+                    what=f"processing {what}",
+                    key="InvoiceID",
                 )
-            except Exception as exc:  # noqa: BLE001 - any failure: a retry of create() would make a second invoice
+            except Exception as exc:  # any failure: a retry of create() would make a second invoice
                 # created, so the next run finds it by YourRef and does not create it again: say where it is
-                raise RecordError(f"{what}: created in Exact Online as {invoice_id} but not processed (process it in Exact): {exc}") from exc
+                raise RecordError(
+                    f"{what}: created in Exact Online as {invoice_id} but not processed (process it in Exact): {exc}"
+                ) from exc
         return invoice_id
 
     def normalize(self, record: Invoice) -> Invoice:

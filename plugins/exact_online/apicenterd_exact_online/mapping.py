@@ -61,7 +61,18 @@ ITEM_FREE_FIELDS = (
 """The Item properties a product's ``custom_fields`` may name: Exact's free text, number and yes/no
 fields and its item classes (the "custom filters", codes of ``ItemClasses``); all writable in the SDK."""
 
-ITEM_SELECT = ("ID", "Code", "Description", "ExtraDescription", "Barcode", "Unit", "IsSalesItem", "ItemGroupCode", *ITEM_FREE_FIELDS, "Timestamp")
+ITEM_SELECT = (
+    "ID",
+    "Code",
+    "Description",
+    "ExtraDescription",
+    "Barcode",
+    "Unit",
+    "IsSalesItem",
+    "ItemGroupCode",
+    *ITEM_FREE_FIELDS,
+    "Timestamp",
+)
 """What a product read asks for (``$select``; ``Timestamp`` only on the sync endpoint)."""
 PRICE_SELECT = ("ID", "Item", "ItemCode", "Price", "Currency", "Unit")
 
@@ -140,7 +151,9 @@ def checked_custom(custom: dict[str, Any], names: tuple[str, ...], what: str) ->
     """``custom`` without empty values; RecordError naming a field Exact does not let one write there."""
     unknown = sorted(set(custom) - set(names))
     if unknown:
-        raise RecordError(f"{what}: custom field(s) {', '.join(unknown)} are not writable free fields of Exact Online (use: {names[0]}, ... {names[-1]})")
+        raise RecordError(
+            f"{what}: custom field(s) {', '.join(unknown)} are not writable free fields of Exact Online (use: {names[0]}, ... {names[-1]})"
+        )
     return {k: (v.strip() if isinstance(v, str) else v) for k, v in custom.items() if not _empty(v.strip() if isinstance(v, str) else v)}
 
 

@@ -115,7 +115,9 @@ WRITABLE: dict[str, frozenset[str]] = {
     "generaljournalentry/GeneralJournalEntries": frozenset(
         ("JournalCode", "EntryNumber", "Currency", "FinancialPeriod", "FinancialYear", "GeneralJournalEntryLines")
     ),
-    "salesinvoice/PrintedSalesInvoices": frozenset(("InvoiceID", "InvoiceDate", "SendEmailToCustomer", "DocumentLayout", "EmailLayout", "ExtraText")),
+    "salesinvoice/PrintedSalesInvoices": frozenset(
+        ("InvoiceID", "InvoiceDate", "SendEmailToCustomer", "DocumentLayout", "EmailLayout", "ExtraText")
+    ),
 }
 """The properties the simulator lets a client write (a subset of the SDK's writable ones)."""
 
@@ -245,7 +247,9 @@ class ExactSim(VendorSim):
             self.data["financial/GLAccounts"].add({"Code": code, "Description": description}, id_field="ID")
         self.data["logistics/ItemGroups"] = Collection(ids)
         for code, description in ITEM_GROUPS.items():
-            self.data["logistics/ItemGroups"].add({"Code": code, "Description": description, "IsDefault": int(code == "DEF")}, id_field="ID")
+            self.data["logistics/ItemGroups"].add(
+                {"Code": code, "Description": description, "IsDefault": int(code == "DEF")}, id_field="ID"
+            )
         self.data["cashflow/PaymentConditions"] = Collection(ids)
         for code, (description, method) in PAYMENT_CONDITIONS.items():
             self.data["cashflow/PaymentConditions"].add({"Code": code, "Description": description, "PaymentMethod": method}, id_field="ID")

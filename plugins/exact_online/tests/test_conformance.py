@@ -144,7 +144,10 @@ async def test_every_write_the_connector_sends_is_sdk_conformant(sdk_fields):
         sink = conn.document_sink(Entity.INVOICES)
         direct = invoice.model_copy(update={"number": "I-2", "payment_terms": None, "payment_method": "IN", "cost_unit": "U"})
         request = DocumentRequest(
-            sink.normalize(direct), "invoice", Found(debtor), {"EX-00001": Found(next(iter(sim.data["logistics/Items"])))},
+            sink.normalize(direct),
+            "invoice",
+            Found(debtor),
+            {"EX-00001": Found(next(iter(sim.data["logistics/Items"])))},
             ExactInvoiceSettings(type="direct", process=True, send_email=False),
         )
         await sink.create(request)

@@ -260,7 +260,13 @@ async def test_an_unmapped_account_fails_the_voucher_naming_it(tmp_path, servers
     company = next(c for c in eacc.customers.values() if not c["IsPrivatePerson"])
     _book(eacc, company, [{"ArticleId": next(iter(eacc.articles)), "Quantity": 1, "UnitPrice": 20}])
     flows = {
-        "journal": {"source": "eaccounting", "target": "exact", "entity": "journal", "interval": "1h", "options": {"accounts": {"1510": "1300"}}}
+        "journal": {
+            "source": "eaccounting",
+            "target": "exact",
+            "entity": "journal",
+            "interval": "1h",
+            "options": {"accounts": {"1510": "1300"}},
+        }
     }
     run = await _run(_resolved(tmp_path, eacc_url, exact_url, flows), "journal")
     assert run.counts["failed"] == 1 and sim.data["generaljournalentry/GeneralJournalEntries"] == {}
@@ -333,7 +339,13 @@ async def test_an_unknown_item_group_or_free_field_fails_the_record_naming_it(tm
 async def test_a_customer_cost_centre_is_refused_with_where_to_set_it(tmp_path, servers):
     eacc_app, exact_app, eacc_url, exact_url = servers
     flows = {
-        "customers": {"source": "eaccounting", "target": "exact", "entity": "customers", "interval": "1h", "options": {"cost_centre": "CC1"}}
+        "customers": {
+            "source": "eaccounting",
+            "target": "exact",
+            "entity": "customers",
+            "interval": "1h",
+            "options": {"cost_centre": "CC1"},
+        }
     }
     run = await _run(_resolved(tmp_path, eacc_url, exact_url, flows), "customers")
     assert run.counts["failed"] == len(eacc_app.state.sim.customers) and exact_app.state.sim.data["crm/Accounts"] == {}
@@ -344,7 +356,9 @@ async def test_orders_carry_the_payment_condition_and_its_method_mapped_into_eac
     eacc, sim = eacc_app.state.sim, exact_app.state.sim
     for n in range(1, 3):
         sim._store("logistics/Items", {"Code": f"PAY-{n}", "Description": f"Pay product {n}", "IsSalesItem": True})
-    buyer = sim.add_account("Payer BV", "pay@payer.example", code="4001", City="Delft", Country="NL", AddressLine1="Markt 2", Postcode="2611")
+    buyer = sim.add_account(
+        "Payer BV", "pay@payer.example", code="4001", City="Delft", Country="NL", AddressLine1="Markt 2", Postcode="2611"
+    )
     sim.add_order(buyer["ID"], [("PAY-1", 1, 10.0)], payment_condition="30")
     sim.add_order(buyer["ID"], [("PAY-2", 2, 4.0)], payment_condition="IN")
     terms = {t["Name"]: t["Id"] for t in eacc.terms.values()}
