@@ -158,3 +158,39 @@ async def test_the_days_budget_left_is_a_metric():
     assert REGISTRY.get_sample_value("apicenterd_rate_limit_remaining", labels) == 298
     minutely = REGISTRY.get_sample_value("apicenterd_rate_limit_remaining", {"connection": "exact-metric", "limit": "minutely"})
     assert minutely is not None and minutely < 60  # the minute may turn between the two calls
+
+
+async def test_an_invoice_is_processed_once_and_item_groups_and_free_fields_are_kept():
+    app = ExactOnlineConnector.simulator(seed=2, records=1, customers=1)
+    sim = app.state.sim
+    client = await _client(app)
+    base = f"/api/v1/{DIVISION}"
+    account = next(iter(sim.data["crm/Accounts"]))
+    item = next(iter(sim.data["logistics/Items"]))
+    invoice = await client.post(
+        f"{base}/salesinvoice/SalesInvoices",
+        json={"Journal": "70", "Type": 8023, "InvoiceTo": account, "YourRef": "1", "SalesInvoiceLines": [{"Item": item, "Quantity": 1}]},
+    )
+    assert invoice.status_code == 201
+    invoice_id = invoice.json()["d"]["InvoiceID"]
+    printed = await client.post(f"{base}/salesinvoice/PrintedSalesInvoices", json={"InvoiceID": invoice_id, "InvoiceDate": "2026-05-01"})
+    assert printed.status_code == 201 and sim.data["salesinvoice/SalesInvoices"][invoice_id]["Status"] == 50
+    again = await client.post(f"{base}/salesinvoice/PrintedSalesInvoices", json={"InvoiceID": invoice_id})
+    assert again.status_code == 400 and "already been processed" in _message(again)
+    unknown = await client.post(f"{base}/salesinvoice/PrintedSalesInvoices", json={"InvoiceID": account})
+    assert unknown.status_code == 400
+
+    groups = await client.get(f"{base}/logistics/ItemGroups", params={"$select": "ID,Code", "$filter": "Code eq 'FOOD'"})
+    (food,) = groups.json()["d"]["results"]
+    made = await client.post(ITEMS, json={"Code": "G-1", "Description": "G", "ItemGroup": food["ID"], "FreeTextField_03": "t", "Class_02": "C"})
+    assert made.status_code == 201
+    stored = sim.data["logistics/Items"][made.json()["d"]["ID"]]
+    assert stored["ItemGroupCode"] == "FOOD" and stored["FreeTextField_03"] == "t" and stored["Class_02"] == "C"
+    bad = await client.post(ITEMS, json={"Code": "G-2", "Description": "G", "ItemGroup": account})
+    assert bad.status_code == 400 and "ItemGroup" in _message(bad)
+    picture = await client.post(ITEMS, json={"Code": "G-3", "Description": "G", "PictureUrl": "https://x/y.png"})
+    assert picture.status_code == 400 and "read-only" in _message(picture)  # images cannot be written
+
+    conditions = await client.get(f"{base}/cashflow/PaymentConditions", params={"$select": "Code,PaymentMethod", "$filter": "Code eq 'IN'"})
+    assert [(c["Code"], c["PaymentMethod"]) for c in conditions.json()["d"]["results"]] == [("IN", "I")]
+    await client.aclose()
