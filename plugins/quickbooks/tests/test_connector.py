@@ -344,3 +344,33 @@ async def test_items_read_carry_the_vat_rate_of_their_tax_code_and_parents_can_b
 def test_group_fields_with_an_empty_path_is_a_config_error(settings):
     with pytest.raises(ValueError, match="both must be non-empty"):
         QuickBooksSettings(**{**settings, "group_fields": {"colour": "Purchase..Desc"}})
+
+
+async def test_documents_are_created_30_per_batch_and_found_many_per_type(app, sim, settings):
+    async with connect(QuickBooksConnector, settings, app=app) as conn:
+        item = Found(id=await conn.sink(Entity.PRODUCTS).create(product()), record=None)
+        customer = Found(id=await conn.sink(Entity.CUSTOMERS).create(Customer(kind="person", name="P Q", email="p@q.test")), record=None)
+        sink = conn.document_sink(Entity.ORDERS)
+        assert sink.batch_create and sink.batch_lookup
+        existing = await sink.create(DocumentRequest(record=_order("3000", paid=False), kind="order", customer=customer, articles={"SKU-1": item}))
+        # the simulator checks numbers as a company may: a second Invoice 3000 is refused with 6140
+        requests = [
+            DocumentRequest(record=_order(f"3{n:03}", paid=n % 2 == 1), kind="quote" if n == 7 else "order", customer=customer,
+                            articles={"SKU-1": item})  # fmt: skip
+            for n in range(40)
+        ]
+        requests.append(DocumentRequest(record=_order("X" * 22, paid=True), kind="order", customer=customer, articles={"SKU-1": item}))
+        sim.reset_counts()
+        results = await sink.create_many(requests)
+        assert sim.count("POST", f"/v3/company/{sim.realm}/batch") == 2  # 40 operations: 30 + 10
+        assert isinstance(results[-1], RecordError) and "21 characters" in str(results[-1])  # refused before sending, alone
+        assert results[0] == existing  # 3000 existed: linked, not created twice
+        assert results[7].startswith("Estimate:") and results[1].startswith("SalesReceipt:") and results[2].startswith("Invoice:")
+        assert len({r for r in results[:40]}) == 40 and all(isinstance(r, str) for r in results[:40])
+        numbers = [sim.store[r.split(":")[0]][int(r.split(":")[1])]["DocNumber"] for r in results[:40]]
+        assert numbers == [f"3{n:03}" for n in range(40)]
+        sim.reset_counts()
+        found = await sink.find_many([f"3{n:03}" for n in range(40)] + ["NOPE"])
+        assert {k: f.id for k, f in found.items()} == {f"3{n:03}": results[n] for n in range(40)}
+        # per type (Invoice, SalesReceipt, Estimate) one query of at most 30 numbers for those not yet found
+        assert 3 <= sim.count("GET", f"/v3/company/{sim.realm}/query") <= 6
