@@ -135,8 +135,22 @@ def test_item_and_customer_bodies_the_connector_sends(xsd):
         vat_number="US123",
         contact=Contact(first_name="Ann", last_name="Lee"),
         billing_address=Address(street="Main St", house_number="1", postcode="94043", city="MV", region="CA", country="US"),
+        tax_code="5",
+        payment_terms="3",
+        payment_method="2",
+        classification="7",
     )
-    assert check(xsd, "Customer", mapping.customer_fields(company, None)) == []
+    body = mapping.customer_fields(company, None)
+    assert check(xsd, "Customer", body) == []
+    assert {k: body[k] for k in ("DefaultTaxCodeRef", "SalesTermRef", "PaymentMethodRef", "CustomerTypeRef")} == {
+        "DefaultTaxCodeRef": {"value": "5"},
+        "SalesTermRef": {"value": "3"},
+        "PaymentMethodRef": {"value": "2"},
+        "CustomerTypeRef": {"value": "7"},
+    }
+    back = mapping.api_to_customer({**body, "Id": "9"})  # read back as written: a second run compares equal
+    assert (back.tax_code, back.payment_terms, back.payment_method, back.classification) == ("5", "3", "2", "7")
+    assert set(mapping.customer_fields(company, frozenset({"tax_code"}))) == {"DefaultTaxCodeRef"}  # sparse: only what changed
     assert check(xsd, "Customer", mapping.customer_fields(Customer(kind="person", name="Jan Jansen"), None)) == []
 
 
