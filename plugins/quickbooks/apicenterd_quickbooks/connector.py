@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -29,10 +30,22 @@ from apicenterd import (
     Sink,
     Source,
     StockLevel,
+    WebhookEvent,
+    WebhookRejected,
+    WebhookRequest,
 )
 
 from . import mapping
-from .client import BATCH_MAX, DUPLICATE_DOC_NUMBER_CODE, DUPLICATE_NAME_CODE, QBOClient, QBOError, StaleObject, query_string
+from .client import (
+    BATCH_MAX,
+    DUPLICATE_DOC_NUMBER_CODE,
+    DUPLICATE_NAME_CODE,
+    QBOClient,
+    QBOError,
+    StaleObject,
+    query_string,
+    verify_webhook,
+)
 
 __all__ = ["QuickBooksConnector", "QuickBooksSettings", "OrderSettings"]
 
@@ -72,7 +85,7 @@ class QuickBooksSettings(ConnectorSettings):
     group_fields: list[str] | dict[str, str] = Field(
         default_factory=list,
         description="Item fields exposed as product attributes: a list (the attribute is named as the field) or "
-        "a table attribute name -> item field path, e.g. { colour = \"PurchaseDesc\" }",
+        'a table attribute name -> item field path, e.g. { colour = "PurchaseDesc" }',
     )
     tax_rates: dict[str, Decimal] = Field(
         default_factory=dict,
@@ -84,6 +97,9 @@ class QuickBooksSettings(ConnectorSettings):
         description="Do not read an item that is the parent of sub-items as a product of its own (it is their group)",
     )
     currency: str = Field(default="USD", min_length=3, max_length=3, description="The company's home currency")
+    webhook_verifier_token: SecretStr | None = Field(
+        default=None, description="The app's webhook verifier token (signs intuit-signature); unset: webhooks are refused"
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -511,6 +527,34 @@ class OrderSink(DocumentSink[Order]):
         return f"{entity}:{_id_of(answer, entity, f'{entity} {order.number!r}')}"
 
 
+_WEBHOOK_ENTITIES = {"Item": (Entity.PRODUCTS, Entity.STOCK), "Customer": (Entity.CUSTOMERS,)}
+
+
+def webhook_events(body: bytes, realm_id: str) -> list[WebhookEvent]:
+    """The events of a webhook body (``eventNotifications[].dataChangeEvent.entities[]``) for
+    ``realm_id``; WebhookRejected (malformed) for a body of another shape."""
+    try:
+        payload = json.loads(body)
+    except ValueError as exc:
+        raise WebhookRejected(f"the body is not JSON ({exc})", malformed=True) from None
+    notifications = payload.get("eventNotifications") if isinstance(payload, dict) else None
+    if not isinstance(notifications, list):
+        raise WebhookRejected("the body has no eventNotifications list", malformed=True)
+    events: list[WebhookEvent] = []
+    for n, notification in enumerate(notifications):
+        change = notification.get("dataChangeEvent") if isinstance(notification, dict) else None
+        entities = change.get("entities") if isinstance(change, dict) else None
+        if not isinstance(entities, list) or not all(isinstance(e, dict) for e in entities):
+            raise WebhookRejected(f"eventNotifications[{n}] has no dataChangeEvent.entities list of objects", malformed=True)
+        if str(notification.get("realmId")) != realm_id:
+            continue  # another company of the same app
+        for entity in entities:
+            for canonical in _WEBHOOK_ENTITIES.get(str(entity.get("name")), ()):
+                id_ = entity.get("id")
+                events.append(WebhookEvent(canonical, str(id_) if id_ is not None else None, str(entity.get("operation") or "")))
+    return events
+
+
 def document_body(order: Order, request: DocumentRequest[Order], settings: OrderSettings, entity: str) -> dict[str, Any]:
     """The JSON of an Invoice / SalesReceipt / Estimate for ``order`` (Finance.xsd element names)."""
     what = f"order {order.number!r}"
@@ -811,6 +855,17 @@ class QuickBooksConnector(Connector):
             else:
                 out[bid] = RecordError(f"{what}: bId {bid} answered neither an object nor a Fault")
         return out
+
+    async def webhook(self, request: WebhookRequest) -> Sequence[WebhookEvent]:
+        """A data-change notification: ``intuit-signature`` checked (base64 HMAC-SHA256 of the raw
+        body with the verifier token), then per entity of this company's ``realmId`` an event (``Item``:
+        products and stock, ``Customer``: customers; others and other companies' are left out)."""
+        token = self.settings.webhook_verifier_token
+        if token is None:
+            raise WebhookRejected("no webhook verifier token is configured (webhook_verifier_token)")
+        if not verify_webhook(token.get_secret_value(), request.body, request.headers.get("intuit-signature")):
+            raise WebhookRejected("intuit-signature is missing or is not the HMAC-SHA256 of the body with the verifier token")
+        return webhook_events(request.body, self.settings.realm_id)
 
     @classmethod
     def simulator(cls, *, seed: int = 1, records: int = 0, **options: Any) -> Any:

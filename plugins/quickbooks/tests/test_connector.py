@@ -366,7 +366,7 @@ async def test_documents_are_created_30_per_batch_and_found_many_per_type(app, s
         assert isinstance(results[-1], RecordError) and "21 characters" in str(results[-1])  # refused before sending, alone
         assert results[0] == existing  # 3000 existed: linked, not created twice
         assert results[7].startswith("Estimate:") and results[1].startswith("SalesReceipt:") and results[2].startswith("Invoice:")
-        assert len({r for r in results[:40]}) == 40 and all(isinstance(r, str) for r in results[:40])
+        assert len(set(results[:40])) == 40 and all(isinstance(r, str) for r in results[:40])
         numbers = [sim.store[r.split(":")[0]][int(r.split(":")[1])]["DocNumber"] for r in results[:40]]
         assert numbers == [f"3{n:03}" for n in range(40)]
         sim.reset_counts()
@@ -374,3 +374,44 @@ async def test_documents_are_created_30_per_batch_and_found_many_per_type(app, s
         assert {k: f.id for k, f in found.items()} == {f"3{n:03}": results[n] for n in range(40)}
         # per type (Invoice, SalesReceipt, Estimate) one query of at most 30 numbers for those not yet found
         assert 3 <= sim.count("GET", f"/v3/company/{sim.realm}/query") <= 6
+
+
+async def test_a_signed_webhook_announces_its_companys_items_and_customers(app, settings):
+    import base64
+    import hashlib
+    import hmac
+
+    from apicenterd import WebhookEvent, WebhookRejected, WebhookRequest
+
+    def signed(body: bytes, token: str = "verifier") -> dict[str, str]:
+        return {"intuit-signature": base64.b64encode(hmac.new(token.encode(), body, hashlib.sha256).digest()).decode()}
+
+    realm = settings["realm_id"]
+    entities = [{"name": "Item", "id": "7", "operation": "Update"}, {"name": "Customer", "id": "3", "operation": "Create"},
+                {"name": "Invoice", "id": "9", "operation": "Create"}]  # fmt: skip
+    body = json_bytes({"eventNotifications": [{"realmId": realm, "dataChangeEvent": {"entities": entities}},
+                                              {"realmId": "999", "dataChangeEvent": {"entities": entities}}]})  # fmt: skip
+    url = "https://sync.example.com/webhooks/books"
+    assert QuickBooksConnector.takes_webhooks()
+    async with connect(QuickBooksConnector, settings, app=app) as conn:  # no verifier token: every delivery refused
+        with pytest.raises(WebhookRejected, match="no webhook verifier token") as info:
+            await conn.webhook(WebhookRequest("POST", url, signed(body), body))
+        assert not info.value.malformed
+    async with connect(QuickBooksConnector, {**settings, "webhook_verifier_token": "verifier"}, app=app) as conn:
+        events = await conn.webhook(WebhookRequest("POST", url, signed(body), body))
+        assert events == [WebhookEvent(Entity.PRODUCTS, "7", "Update"), WebhookEvent(Entity.STOCK, "7", "Update"),
+                          WebhookEvent(Entity.CUSTOMERS, "3", "Create")]  # fmt: skip
+        for headers in ({}, signed(body, "other"), signed(body + b" ")):
+            with pytest.raises(WebhookRejected, match="intuit-signature") as info:
+                await conn.webhook(WebhookRequest("POST", url, headers, body))
+            assert not info.value.malformed
+        for broken in (b"not json", b"[]", json_bytes({"eventNotifications": [{"realmId": realm, "dataChangeEvent": {}}]})):
+            with pytest.raises(WebhookRejected) as info:
+                await conn.webhook(WebhookRequest("POST", url, signed(broken), broken))
+            assert info.value.malformed, broken
+
+
+def json_bytes(value) -> bytes:
+    import json
+
+    return json.dumps(value).encode()
