@@ -40,6 +40,7 @@ from .client import (
     BATCH_MAX,
     DUPLICATE_DOC_NUMBER_CODE,
     DUPLICATE_NAME_CODE,
+    STALE_CODE,
     QBOClient,
     QBOError,
     StaleObject,
@@ -285,6 +286,12 @@ class ItemSink(Sink[Product]):
     async def update(self, target_id: str, record: Product, fields: frozenset[str]) -> None:
         await self.connector.sparse_update("Item", target_id, mapping.item_fields(record, fields), what=f"item {record.sku!r}")
 
+    async def update_many(self, updates: Sequence[tuple[str, Product, frozenset[str]]]) -> Sequence[RecordError | None]:
+        """The batch's changed items: SyncTokens read 30 a query, sparse updates sent 30 a batch call."""
+        return await self.connector.sparse_update_many(
+            "Item", [(target_id, mapping.item_fields(r, fields), f"item {r.sku!r}") for target_id, r, fields in updates]
+        )
+
     def normalize(self, record: Product) -> Product:
         mapping.check_name(record.name, f"item {record.sku!r} Name")
         cents = Decimal("0.01")
@@ -391,6 +398,12 @@ class CustomerSink(Sink[Customer]):
     async def update(self, target_id: str, record: Customer, fields: frozenset[str]) -> None:
         await self.connector.sparse_update(
             "Customer", target_id, mapping.customer_fields(record, fields), what=f"customer {record.key()!r}"
+        )
+
+    async def update_many(self, updates: Sequence[tuple[str, Customer, frozenset[str]]]) -> Sequence[RecordError | None]:
+        """The batch's changed customers: SyncTokens read 30 a query, sparse updates sent 30 a batch call."""
+        return await self.connector.sparse_update_many(
+            "Customer", [(tid, mapping.customer_fields(r, fields), f"customer {r.key()!r}") for tid, r, fields in updates]
         )
 
     def normalize(self, record: Customer) -> Customer:
@@ -835,6 +848,45 @@ class QuickBooksConnector(Connector):
                 if attempt == 2:
                     raise
                 self.context.log.info("quickbooks_stale_synctoken_retry", entity=entity, id=target_id)
+
+    async def sparse_update_many(
+        self, entity: str, updates: Sequence[tuple[str, dict[str, Any], str]]
+    ) -> list[RecordError | None]:
+        """Sparse updates of many objects (``(Id, changes, what)``): their current ``SyncToken`` read
+        30 ids a query, the changed ones sent 30 a ``batch`` call; an object whose token went stale
+        meanwhile (5010) goes through :meth:`sparse_update` (read again, retried once), any other
+        fault fails that object alone. Per update, None or its RecordError."""
+        ids = list(dict.fromkeys(target_id for target_id, changes, _ in updates if changes))
+        current: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), BATCH_MAX):
+            chunk = ids[start : start + BATCH_MAX]
+            active = "Active IN (true, false) AND " if entity in ("Item", "Customer") else ""
+            statement = f"SELECT * FROM {entity} WHERE {active}Id IN ({', '.join(query_string(i) for i in chunk)})"  # noqa: S608
+            async for objects in self.client.query(statement, entity=entity, what=f"{len(chunk)} {entity} by Id"):
+                current.update({str(o.get("Id")): o for o in objects})
+        results: list[RecordError | None] = [None] * len(updates)
+        writes: list[tuple[str, str, dict[str, Any]]] = []
+        for n, (target_id, changes, what) in enumerate(updates):
+            obj = current.get(target_id)
+            if not changes:
+                continue
+            if obj is None:
+                results[n] = RecordError(f"{what}: {entity} {target_id} is not in QuickBooks (deleted or merged?)")
+            elif not all(_same(obj.get(k), v) for k, v in changes.items()):
+                writes.append((str(n), "update", {"Id": target_id, "SyncToken": obj.get("SyncToken"), "sparse": True, **changes}))
+        answers = await self.batch_write(entity, writes, what=f"{len(writes)} {entity} updates") if writes else {}
+        for bid, answer in answers.items():
+            n = int(bid)
+            target_id, changes, what = updates[n]
+            if isinstance(answer, QBOError) and answer.fault is not None and STALE_CODE in answer.fault.codes:
+                self.context.log.info("quickbooks_stale_synctoken_retry", entity=entity, id=target_id, batched=True)
+                try:
+                    await self.sparse_update(entity, target_id, changes, what=what)
+                except RecordError as exc:
+                    results[n] = exc
+            elif isinstance(answer, RecordError):
+                results[n] = answer
+        return results
 
     async def batch_write(
         self, entity: str, writes: Sequence[tuple[str, str, dict[str, Any]]], *, what: str

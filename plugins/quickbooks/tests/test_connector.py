@@ -415,3 +415,38 @@ def json_bytes(value) -> bytes:
     import json
 
     return json.dumps(value).encode()
+
+
+async def test_update_many_reads_synctokens_30_a_query_and_sends_sparse_updates_30_a_batch(app, sim, settings):
+    async with connect(QuickBooksConnector, settings, app=app) as conn:
+        sink = conn.sink(Entity.PRODUCTS)
+        assert sink.batch_update and conn.sink(Entity.CUSTOMERS).batch_update
+        ids = await sink.create_many([product(f"U{n}") for n in range(35)])
+        assert all(isinstance(i, str) for i in ids)
+        # someone else saves item 3 after its SyncToken was read: 5010 in the batch, read again and retried once
+        original_write = sim.write
+        raced: list[str] = []
+
+        def racing(entity, operation, body):
+            if operation == "update" and body.get("Id") == ids[3] and not raced:
+                raced.append(body["Id"])
+                original_write(entity, "update", {"Id": body["Id"], "SyncToken": body["SyncToken"], "sparse": True, "Description": "theirs"})
+            return original_write(entity, operation, body)
+
+        sim.write = racing
+        sim.reset_counts()
+        fields = frozenset({"price_excl_tax"})
+        updates = [(ids[n], product(f"U{n}", price_excl_tax=Decimal("11.00")), fields) for n in range(35)]
+        updates[5] = (ids[5], product("U5"), fields)  # unchanged: nothing sent for it
+        updates.append(("99999", product("GONE", price_excl_tax=Decimal(1)), fields))  # not in QuickBooks: fails alone
+        results = await sink.update_many(updates)
+        assert results[:35] == [None] * 35
+        assert isinstance(results[35], RecordError) and "99999" in str(results[35])
+        realm = f"/v3/company/{sim.realm}/"
+        assert sim.count("POST", realm + "batch") == 2  # 34 changed items: 30 + 4
+        assert sim.count("GET", realm + "query") == 2  # 36 ids: 30 + 6
+        assert raced == [ids[3]] and sim.count("POST", realm + "item") == 1  # the stale one, again on its own
+        for n in range(35):
+            stored = sim.store["Item"][int(ids[n])]
+            assert stored["UnitPrice"] == (Decimal("10.00") if n == 5 else Decimal("11.00")), n
+        assert sim.store["Item"][int(ids[3])]["Description"] == "theirs"  # their change kept: sparse, not overwritten
