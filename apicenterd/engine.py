@@ -987,7 +987,7 @@ class Engine(Scheduling, Replaying, Retries):
             prepared = target.normalize(flow.entity, prepared)
             fields = frozenset(target.written_fields.get(flow.entity) or type(prepared).model_fields)
             update_fields = fields - flow.create_only_fields
-            digest = record_hash(prepared, update_fields)
+            digest = record_hash(prepared, fields - self.hash_exempt_fields(flow))
             if run.deferred is not None and any(k == key or h["source_id"] == change.source_id for k, h in run.in_flight()):
                 # a second record with a key, or a second change of a record, being written: write the first now
                 await self._flush(run)
@@ -1022,10 +1022,8 @@ class Engine(Scheduling, Replaying, Retries):
             update_existing = run.update_existing
             if link is not None:
                 target_id = link.target_id
-                if not update_existing:
-                    return await settle(
-                        "skipped", target_id=target_id, reason="exists in target; update_existing = false", link=new_link(target_id)
-                    )
+                if not update_existing:  # the link keeps the hash of what was written: switched on, this is written
+                    return await settle("skipped", target_id=target_id, reason="exists in target; update_existing = false")
                 return await updated(target_id, update_fields)
             if key in run.looked_up:
                 found = run.looked_up[key]
@@ -1036,10 +1034,9 @@ class Engine(Scheduling, Replaying, Retries):
                 if not changed:
                     rlog.info(self.said("record already in target, linked"), target_id=found.id)
                     return await settle("unchanged", target_id=found.id, reason="found in target by key; linked", link=new_link(found.id))
-                if not update_existing:
-                    return await settle(
-                        "skipped", target_id=found.id, reason="exists in target; update_existing = false", link=new_link(found.id)
-                    )
+                if not update_existing:  # linked with no hash (nothing written): switched on, it is updated
+                    unwritten = Link(flow.source, str(flow.entity), change.source_id, flow.target, found.id, "")
+                    return await settle("skipped", target_id=found.id, reason="exists in target; update_existing = false", link=unwritten)
                 action = await updated(found.id, changed, "found in target by key", found)
                 if key in run.looked_up:  # what was found is stale now: a second record with this key reads it again
                     run.looked_up[key] = Found(found.id, None)
@@ -1068,6 +1065,16 @@ class Engine(Scheduling, Replaying, Retries):
         except RecordError as exc:
             rlog.warning(self.said("record failed"), reason=str(exc))
             return await settle("failed", reason=str(exc))
+
+    def hash_exempt_fields(self, flow: Flow) -> frozenset[str]:
+        """The fields a link's hash leaves out: the flow's ``create_only_fields`` that every flow
+        sharing its links (same source, entity and target) has create-only, so that flows which
+        differ in them store the same hash and do not each take the other's for a change."""
+        exempt = flow.create_only_fields
+        for other in self.resolved.flows.values():
+            if (other.source, other.entity, other.target) == (flow.source, flow.entity, flow.target):
+                exempt = exempt & other.create_only_fields
+        return exempt
 
     def said(self, event: str) -> str:
         """A record's log event as it happened, or, in a dry run, as what would happen: "record

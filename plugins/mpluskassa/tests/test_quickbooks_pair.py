@@ -420,3 +420,44 @@ async def test_web_orders_into_the_till_with_their_employee_number_once(tmp_path
     writes = till_writes(apps["till"])
     second, _ = await run(resolved, tmp_path, apps, "orders")
     assert second.counts["created"] == 0 and till_writes(apps["till"]) == writes
+
+
+async def test_relations_take_their_countrys_tax_code_and_the_flows_terms_as_quickbooks_customers(tmp_path, registry, apps):
+    qbo = apps["books"].state.sim
+    till = apps["till"].state.sim
+    till_orders(till)  # relation 1 a company in NL, relation 2 a person in BE
+    till.relations[3] = {"relationNumber": 3, "syncMarker": next(till.markers), "active": True, "name": "Kunde 3",
+                         "address": "Hauptstr. 3", "zipcode": "10115", "city": "Berlin", "country": "DE",
+                         "email": "kunde3@example.de"}  # fmt: skip
+    options = {"tax_codes": {"NL": "5", "BE": "7"}, "payment_terms": "3"}
+    flows = {"customers": {"source": "till", "target": "books", "entity": "customers", "options": options}}
+    resolved = config(tmp_path, registry, flows)
+    first, audit = await run(resolved, tmp_path, apps, "customers")
+    assert first.counts["created"] == 2 and first.counts["failed"] == 1
+    (failed,) = failures(audit)
+    assert "'DE' is not in options.tax_codes" in failed and "BE, NL" in failed  # the country named, nothing written for it
+    customers = {c["PrimaryEmailAddr"]["Address"]: c for c in qbo.store["Customer"].values()}
+    assert set(customers) == {"inkoop@koffie.example", "jan@peeters.example"}
+    company, person = customers["inkoop@koffie.example"], customers["jan@peeters.example"]
+    assert company["DefaultTaxCodeRef"] == {"value": "5"} and person["DefaultTaxCodeRef"] == {"value": "7"}
+    assert company["SalesTermRef"] == person["SalesTermRef"] == {"value": "3"}
+    # the map changes (a new code for BE, and a default for the rest): the customers are updated, DE created
+    writes = qbo_writes(apps["books"])
+    options = {"tax_codes": {"NL": "5", "BE": "9", "default": "11"}, "payment_terms": "3"}
+    flows["customers"]["options"] = options
+    resolved = config(tmp_path, registry, flows)
+    for n in (1, 2):  # read again
+        till.relations[n] = {**till.relations[n], "syncMarker": next(till.markers)}
+    # DE failed as it is: unchanged, it waits out its dead letter's backoff; changed, it is tried now
+    till.relations[3] = {**till.relations[3], "telephone": "030-1234", "syncMarker": next(till.markers)}
+    second, audit = await run(resolved, tmp_path, apps, "customers")
+    assert (second.counts["created"], second.counts["updated"], second.counts["failed"]) == (1, 1, 0), (second.counts, failures(audit))
+    customers = {c["PrimaryEmailAddr"]["Address"]: c for c in qbo.store["Customer"].values()}
+    assert customers["jan@peeters.example"]["DefaultTaxCodeRef"] == {"value": "9"}
+    assert customers["kunde3@example.de"]["DefaultTaxCodeRef"] == {"value": "11"}
+    assert qbo_writes(apps["books"]) > writes
+    writes = qbo_writes(apps["books"])
+    for n in (1, 2, 3):
+        till.relations[n] = {**till.relations[n], "syncMarker": next(till.markers)}
+    third, _ = await run(resolved, tmp_path, apps, "customers")
+    assert third.counts["created"] == third.counts["updated"] == 0 and qbo_writes(apps["books"]) == writes

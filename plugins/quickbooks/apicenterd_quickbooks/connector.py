@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -29,10 +30,23 @@ from apicenterd import (
     Sink,
     Source,
     StockLevel,
+    WebhookEvent,
+    WebhookRejected,
+    WebhookRequest,
 )
 
 from . import mapping
-from .client import BATCH_MAX, DUPLICATE_DOC_NUMBER_CODE, DUPLICATE_NAME_CODE, QBOClient, QBOError, StaleObject, query_string
+from .client import (
+    BATCH_MAX,
+    DUPLICATE_DOC_NUMBER_CODE,
+    DUPLICATE_NAME_CODE,
+    STALE_CODE,
+    QBOClient,
+    QBOError,
+    StaleObject,
+    query_string,
+    verify_webhook,
+)
 
 __all__ = ["QuickBooksConnector", "QuickBooksSettings", "OrderSettings"]
 
@@ -72,7 +86,7 @@ class QuickBooksSettings(ConnectorSettings):
     group_fields: list[str] | dict[str, str] = Field(
         default_factory=list,
         description="Item fields exposed as product attributes: a list (the attribute is named as the field) or "
-        "a table attribute name -> item field path, e.g. { colour = \"PurchaseDesc\" }",
+        'a table attribute name -> item field path, e.g. { colour = "PurchaseDesc" }',
     )
     tax_rates: dict[str, Decimal] = Field(
         default_factory=dict,
@@ -84,6 +98,9 @@ class QuickBooksSettings(ConnectorSettings):
         description="Do not read an item that is the parent of sub-items as a product of its own (it is their group)",
     )
     currency: str = Field(default="USD", min_length=3, max_length=3, description="The company's home currency")
+    webhook_verifier_token: SecretStr | None = Field(
+        default=None, description="The app's webhook verifier token (signs intuit-signature); unset: webhooks are refused"
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -269,6 +286,12 @@ class ItemSink(Sink[Product]):
     async def update(self, target_id: str, record: Product, fields: frozenset[str]) -> None:
         await self.connector.sparse_update("Item", target_id, mapping.item_fields(record, fields), what=f"item {record.sku!r}")
 
+    async def update_many(self, updates: Sequence[tuple[str, Product, frozenset[str]]]) -> Sequence[RecordError | None]:
+        """The batch's changed items: SyncTokens read 30 a query, sparse updates sent 30 a batch call."""
+        return await self.connector.sparse_update_many(
+            "Item", [(target_id, mapping.item_fields(r, fields), f"item {r.sku!r}") for target_id, r, fields in updates]
+        )
+
     def normalize(self, record: Product) -> Product:
         mapping.check_name(record.name, f"item {record.sku!r} Name")
         cents = Decimal("0.01")
@@ -377,6 +400,12 @@ class CustomerSink(Sink[Customer]):
             "Customer", target_id, mapping.customer_fields(record, fields), what=f"customer {record.key()!r}"
         )
 
+    async def update_many(self, updates: Sequence[tuple[str, Customer, frozenset[str]]]) -> Sequence[RecordError | None]:
+        """The batch's changed customers: SyncTokens read 30 a query, sparse updates sent 30 a batch call."""
+        return await self.connector.sparse_update_many(
+            "Customer", [(tid, mapping.customer_fields(r, fields), f"customer {r.key()!r}") for tid, r, fields in updates]
+        )
+
     def normalize(self, record: Customer) -> Customer:
         return mapping.normalize_customer(record)
 
@@ -431,7 +460,28 @@ class OrderSink(DocumentSink[Order]):
                 return Found(id=f"{entity}:{found['Id']}", record=None, vendor=found)
         return None
 
-    async def create(self, request: DocumentRequest[Order]) -> str:
+    async def find_many(self, numbers: Sequence[str]) -> Mapping[str, Found]:
+        """The documents of many numbers: per document type one query of 30 numbers
+        (``DocNumber IN (...)``), the types in :meth:`find`'s order (the first found wins)."""
+        conn = self.connector
+        by_doc: dict[str, list[str]] = {}
+        for number in dict.fromkeys(numbers):
+            by_doc.setdefault(number[:21], []).append(number)
+        found: dict[str, Found] = {}
+        for entity in ("Invoice", "SalesReceipt", "Estimate"):
+            wanted = [doc for doc, keys in by_doc.items() if any(k not in found for k in keys)]
+            for start in range(0, len(wanted), BATCH_MAX):
+                chunk = wanted[start : start + BATCH_MAX]
+                statement = f"SELECT * FROM {entity} WHERE DocNumber IN ({', '.join(query_string(n) for n in chunk)})"  # noqa: S608
+                async for documents in conn.client.query(statement, entity=entity, what=f"{len(chunk)} {entity} by DocNumber"):
+                    for document in documents:
+                        for number in by_doc.get(str(document.get("DocNumber")), []):
+                            found.setdefault(number, Found(id=f"{entity}:{document['Id']}", record=None, vendor=document))
+        return found
+
+    @staticmethod
+    def _document(request: DocumentRequest[Order]) -> tuple[str, dict[str, Any]]:
+        """The QuickBooks entity and body of ``request``'s document."""
         order = request.record
         settings = request.settings if isinstance(request.settings, OrderSettings) else OrderSettings()
         if request.kind == "quote":
@@ -440,7 +490,43 @@ class OrderSink(DocumentSink[Order]):
             entity = "SalesReceipt"
         else:
             entity = "Invoice"
-        body = document_body(order, request, settings, entity)
+        return entity, document_body(order, request, settings, entity)
+
+    async def create_many(self, requests: Sequence[DocumentRequest[Order]]) -> Sequence[str | RecordError]:
+        """The batch's documents through the ``batch`` endpoint, 30 per call; one whose operation
+        faulted fails alone (a duplicate document number, 6140, is looked up and linked)."""
+        conn = self.connector
+        bodies: list[tuple[str, dict[str, Any]] | RecordError] = []
+        for request in requests:
+            try:
+                bodies.append(self._document(request))
+            except RecordError as exc:
+                bodies.append(exc)
+        ops = [{"bId": str(n), "operation": "create", b[0]: b[1]} for n, b in enumerate(bodies) if not isinstance(b, RecordError)]
+        answers = await conn.client.batch(ops, what=f"{len(ops)} documents") if ops else {}
+        results: list[str | RecordError] = []
+        for n, (request, body) in enumerate(zip(requests, bodies, strict=True)):
+            if isinstance(body, RecordError):
+                results.append(body)
+                continue
+            entity, number = body[0], request.record.number
+            what = f"{entity} {number!r}"
+            answer = answers.get(str(n))
+            if answer is None:
+                results.append(RecordError(f"{what}: the batch answer has no result for bId {n}"))
+            elif answer.fault is not None and answer.fault.errors:
+                error = QBOError(f"{what}: QuickBooks {answer.fault.text()}", fault=answer.fault)
+                found = await self.find(number) if DUPLICATE_DOC_NUMBER_CODE in answer.fault.codes else None
+                results.append(found.id if found is not None else error)
+            elif answer.entity is not None and answer.entity.get("Id"):
+                results.append(f"{entity}:{answer.entity['Id']}")
+            else:
+                results.append(RecordError(f"{what}: bId {n} answered neither an object nor a Fault"))
+        return results
+
+    async def create(self, request: DocumentRequest[Order]) -> str:
+        order = request.record
+        entity, body = self._document(request)
         try:
             answer = await self.connector.client.request("POST", entity.lower(), what=f"{entity} {order.number!r}", body=body)
         except QBOError as exc:
@@ -452,6 +538,34 @@ class OrderSink(DocumentSink[Order]):
                 raise
             return found.id
         return f"{entity}:{_id_of(answer, entity, f'{entity} {order.number!r}')}"
+
+
+_WEBHOOK_ENTITIES = {"Item": (Entity.PRODUCTS, Entity.STOCK), "Customer": (Entity.CUSTOMERS,)}
+
+
+def webhook_events(body: bytes, realm_id: str) -> list[WebhookEvent]:
+    """The events of a webhook body (``eventNotifications[].dataChangeEvent.entities[]``) for
+    ``realm_id``; WebhookRejected (malformed) for a body of another shape."""
+    try:
+        payload = json.loads(body)
+    except ValueError as exc:
+        raise WebhookRejected(f"the body is not JSON ({exc})", malformed=True) from None
+    notifications = payload.get("eventNotifications") if isinstance(payload, dict) else None
+    if not isinstance(notifications, list):
+        raise WebhookRejected("the body has no eventNotifications list", malformed=True)
+    events: list[WebhookEvent] = []
+    for n, notification in enumerate(notifications):
+        change = notification.get("dataChangeEvent") if isinstance(notification, dict) else None
+        entities = change.get("entities") if isinstance(change, dict) else None
+        if not isinstance(entities, list) or not all(isinstance(e, dict) for e in entities):
+            raise WebhookRejected(f"eventNotifications[{n}] has no dataChangeEvent.entities list of objects", malformed=True)
+        if str(notification.get("realmId")) != realm_id:
+            continue  # another company of the same app
+        for entity in entities:
+            for canonical in _WEBHOOK_ENTITIES.get(str(entity.get("name")), ()):
+                id_ = entity.get("id")
+                events.append(WebhookEvent(canonical, str(id_) if id_ is not None else None, str(entity.get("operation") or "")))
+    return events
 
 
 def document_body(order: Order, request: DocumentRequest[Order], settings: OrderSettings, entity: str) -> dict[str, Any]:
@@ -735,6 +849,45 @@ class QuickBooksConnector(Connector):
                     raise
                 self.context.log.info("quickbooks_stale_synctoken_retry", entity=entity, id=target_id)
 
+    async def sparse_update_many(
+        self, entity: str, updates: Sequence[tuple[str, dict[str, Any], str]]
+    ) -> list[RecordError | None]:
+        """Sparse updates of many objects (``(Id, changes, what)``): their current ``SyncToken`` read
+        30 ids a query, the changed ones sent 30 a ``batch`` call; an object whose token went stale
+        meanwhile (5010) goes through :meth:`sparse_update` (read again, retried once), any other
+        fault fails that object alone. Per update, None or its RecordError."""
+        ids = list(dict.fromkeys(target_id for target_id, changes, _ in updates if changes))
+        current: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), BATCH_MAX):
+            chunk = ids[start : start + BATCH_MAX]
+            active = "Active IN (true, false) AND " if entity in ("Item", "Customer") else ""
+            statement = f"SELECT * FROM {entity} WHERE {active}Id IN ({', '.join(query_string(i) for i in chunk)})"  # noqa: S608
+            async for objects in self.client.query(statement, entity=entity, what=f"{len(chunk)} {entity} by Id"):
+                current.update({str(o.get("Id")): o for o in objects})
+        results: list[RecordError | None] = [None] * len(updates)
+        writes: list[tuple[str, str, dict[str, Any]]] = []
+        for n, (target_id, changes, what) in enumerate(updates):
+            obj = current.get(target_id)
+            if not changes:
+                continue
+            if obj is None:
+                results[n] = RecordError(f"{what}: {entity} {target_id} is not in QuickBooks (deleted or merged?)")
+            elif not all(_same(obj.get(k), v) for k, v in changes.items()):
+                writes.append((str(n), "update", {"Id": target_id, "SyncToken": obj.get("SyncToken"), "sparse": True, **changes}))
+        answers = await self.batch_write(entity, writes, what=f"{len(writes)} {entity} updates") if writes else {}
+        for bid, answer in answers.items():
+            n = int(bid)
+            target_id, changes, what = updates[n]
+            if isinstance(answer, QBOError) and answer.fault is not None and STALE_CODE in answer.fault.codes:
+                self.context.log.info("quickbooks_stale_synctoken_retry", entity=entity, id=target_id, batched=True)
+                try:
+                    await self.sparse_update(entity, target_id, changes, what=what)
+                except RecordError as exc:
+                    results[n] = exc
+            elif isinstance(answer, RecordError):
+                results[n] = answer
+        return results
+
     async def batch_write(
         self, entity: str, writes: Sequence[tuple[str, str, dict[str, Any]]], *, what: str
     ) -> dict[str, str | RecordError]:
@@ -754,6 +907,17 @@ class QuickBooksConnector(Connector):
             else:
                 out[bid] = RecordError(f"{what}: bId {bid} answered neither an object nor a Fault")
         return out
+
+    async def webhook(self, request: WebhookRequest) -> Sequence[WebhookEvent]:
+        """A data-change notification: ``intuit-signature`` checked (base64 HMAC-SHA256 of the raw
+        body with the verifier token), then per entity of this company's ``realmId`` an event (``Item``:
+        products and stock, ``Customer``: customers; others and other companies' are left out)."""
+        token = self.settings.webhook_verifier_token
+        if token is None:
+            raise WebhookRejected("no webhook verifier token is configured (webhook_verifier_token)")
+        if not verify_webhook(token.get_secret_value(), request.body, request.headers.get("intuit-signature")):
+            raise WebhookRejected("intuit-signature is missing or is not the HMAC-SHA256 of the body with the verifier token")
+        return webhook_events(request.body, self.settings.realm_id)
 
     @classmethod
     def simulator(cls, *, seed: int = 1, records: int = 0, **options: Any) -> Any:

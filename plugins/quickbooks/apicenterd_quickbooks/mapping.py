@@ -27,7 +27,18 @@ CUSTOMER_FIELDS: dict[str, tuple[str, ...]] = {
     "phone": ("PrimaryPhone.FreeFormNumber",),
     "billing_address": ("BillAddr",),
     "vat_number": ("PrimaryTaxIdentifier",),
+    "tax_code": ("DefaultTaxCodeRef",),
+    "payment_terms": ("SalesTermRef",),
+    "payment_method": ("PaymentMethodRef",),
+    "classification": ("CustomerTypeRef",),
 }
+"""Canonical customer field → Customer properties. ``revenue_account``, ``custom_fields``,
+``cost_centre`` and ``cost_unit`` have none: QuickBooks books revenue per line (the item's or the
+line's ``ItemAccountRef``), has no custom fields on customers through the API, and keeps classes
+and locations on transactions."""
+
+_CUSTOMER_REFS = (("tax_code", "DefaultTaxCodeRef"), ("payment_terms", "SalesTermRef"),
+                  ("payment_method", "PaymentMethodRef"), ("classification", "CustomerTypeRef"))  # fmt: skip
 
 
 def to_decimal(value: Any, what: str = "value") -> Decimal | None:
@@ -181,6 +192,7 @@ def api_to_customer(customer: dict[str, Any]) -> Customer:
         vat_number=customer.get("PrimaryTaxIdentifier") or None,
         customer_number=str(customer["Id"]) if customer.get("Id") else None,
         currency=ref_value(customer.get("CurrencyRef")),
+        **{field: ref_value(customer.get(prop)) for field, prop in _CUSTOMER_REFS},
     )
 
 
@@ -215,6 +227,10 @@ def customer_fields(record: Customer, fields: frozenset[str] | None) -> dict[str
             out["BillAddr"] = bill
     if want("vat_number") and record.vat_number:
         out["PrimaryTaxIdentifier"] = record.vat_number
+    for field, prop in _CUSTOMER_REFS:  # the flow's codes (tax code and terms per country, ...): ids of QuickBooks lists
+        value = getattr(record, field)
+        if want(field) and value:
+            out[prop] = {"value": value}
     return out
 
 
@@ -228,5 +244,9 @@ def normalize_customer(record: Customer) -> Customer:
             "currency": None,
             "shipping_address": None,
             "contact": record.contact if record.kind == "company" else None,
+            "revenue_account": None,  # no such Customer property (see CUSTOMER_FIELDS)
+            "custom_fields": {},
+            "cost_centre": None,
+            "cost_unit": None,
         }
     )

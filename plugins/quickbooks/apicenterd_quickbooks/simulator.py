@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -109,6 +110,16 @@ def _compare(value: Any, op: str, want: Any) -> bool:
         a_t, b_t = datetime.fromisoformat(a), datetime.fromisoformat(b.replace("Z", "+00:00"))
         return {">=": a_t >= b_t, "<=": a_t <= b_t, ">": a_t > b_t, "<": a_t < b_t}[op]
     return {">=": a >= b, "<=": a <= b, ">": a > b, "<": a < b}[op]
+
+
+def _matcher(name: str, op: str, want: Any) -> tuple[int, Callable[[dict[str, Any]], bool]]:
+    """A condition as (order, test): ``IN`` / ``=`` on strings by set membership (what :func:`_compare`
+    decides, without a scan of the list per row), first; the rest as :func:`_compare` has it."""
+    wants = want if op == "IN" else [want] if op == "=" else None
+    if wants is not None and not any(isinstance(w, bool) for w in wants):
+        wanted = {str(w).lower() for w in wants}
+        return 0, lambda o: (v := _field(o, name)) is not None and str(v).lower() in wanted
+    return 1, lambda o: _compare(_field(o, name), op, want)
 
 
 class QuickBooksSim(VendorSim):
@@ -374,7 +385,8 @@ class QuickBooksSim(VendorSim):
             conditions.append((name, op, want))
         if entity in ("Item", "Customer") and not any(name == "Active" for name, _, _ in conditions):
             conditions.append(("Active", "IN", [True]))
-        rows = [o for o in self.store[entity].values() if all(_compare(_field(o, n), op, w) for n, op, w in conditions)]
+        tests = sorted((_matcher(n, op, w) for n, op, w in conditions), key=lambda t: t[0])  # the selective ones first
+        rows = [o for o in self.store[entity].values() if all(test(o) for _, test in tests)]
         key = order or "Id"
         rows.sort(key=lambda o: int(o["Id"]) if key == "Id" else str(_field(o, key) or ""), reverse=(direction or "").upper() == "DESC")
         if select.upper().startswith("COUNT"):

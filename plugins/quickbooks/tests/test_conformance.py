@@ -135,8 +135,22 @@ def test_item_and_customer_bodies_the_connector_sends(xsd):
         vat_number="US123",
         contact=Contact(first_name="Ann", last_name="Lee"),
         billing_address=Address(street="Main St", house_number="1", postcode="94043", city="MV", region="CA", country="US"),
+        tax_code="5",
+        payment_terms="3",
+        payment_method="2",
+        classification="7",
     )
-    assert check(xsd, "Customer", mapping.customer_fields(company, None)) == []
+    body = mapping.customer_fields(company, None)
+    assert check(xsd, "Customer", body) == []
+    assert {k: body[k] for k in ("DefaultTaxCodeRef", "SalesTermRef", "PaymentMethodRef", "CustomerTypeRef")} == {
+        "DefaultTaxCodeRef": {"value": "5"},
+        "SalesTermRef": {"value": "3"},
+        "PaymentMethodRef": {"value": "2"},
+        "CustomerTypeRef": {"value": "7"},
+    }
+    back = mapping.api_to_customer({**body, "Id": "9"})  # read back as written: a second run compares equal
+    assert (back.tax_code, back.payment_terms, back.payment_method, back.classification) == ("5", "3", "2", "7")
+    assert set(mapping.customer_fields(company, frozenset({"tax_code"}))) == {"DefaultTaxCodeRef"}  # sparse: only what changed
     assert check(xsd, "Customer", mapping.customer_fields(Customer(kind="person", name="Jan Jansen"), None)) == []
 
 
@@ -163,7 +177,7 @@ def test_document_bodies_the_connector_sends(xsd, entity):
 
 
 async def test_the_batch_requests_create_many_sends(xsd, app, sim, settings):
-    """Every operation of the item and customer batches (BatchItemRequest, IntuitRestServiceDef.xsd)."""
+    """Every operation of the item, customer and document batches (BatchItemRequest, IntuitRestServiceDef.xsd)."""
     sent: list[dict] = []
     async with connect(QuickBooksConnector, settings, app=app) as conn:
         original = conn.client.batch
@@ -176,7 +190,28 @@ async def test_the_batch_requests_create_many_sends(xsd, app, sim, settings):
         await conn.sink(Entity.PRODUCTS).create_many([Product(sku="B1", name="Bolt", price_excl_tax=Decimal(1), currency="USD")])
         person = Customer(kind="person", name="Jan Jansen", email="j@x.test")
         await conn.sink(Entity.CUSTOMERS).create_many([person])
-    assert [sorted(op) for op in sent] == [["Item", "bId", "operation"], ["Customer", "bId", "operation"]]
+        order = Order(
+            number="B-1",
+            status="paid",
+            paid=True,
+            created_at=datetime(2026, 5, 1, tzinfo=timezone.utc),
+            total=Decimal(1),
+            currency="USD",
+            lines=(OrderLine(sku="B1", name="Bolt", unit_price=Decimal(1), prices_include_tax=False),),
+        )
+        requests = [
+            DocumentRequest(record=order.model_copy(update={"paid": paid}), kind=kind, customer=Found(id="1", record=None),
+                            articles={"B1": Found(id="1", record=None)})  # fmt: skip
+            for paid, kind in ((True, "order"), (False, "order"), (False, "quote"))
+        ]
+        await conn.document_sink(Entity.ORDERS).create_many(requests)
+    assert [sorted(op) for op in sent] == [
+        ["Item", "bId", "operation"],
+        ["Customer", "bId", "operation"],
+        ["SalesReceipt", "bId", "operation"],
+        ["Invoice", "bId", "operation"],
+        ["Estimate", "bId", "operation"],
+    ]
     for op in sent:  # the envelope's own fields, and the entity (an IntuitObject of the substitution group) by its type
         entity = next(k for k in op if k not in ("bId", "operation"))
         assert check(xsd, "BatchItemRequest", {k: op[k] for k in ("bId", "operation")}) == [], op

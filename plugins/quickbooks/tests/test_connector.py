@@ -344,3 +344,109 @@ async def test_items_read_carry_the_vat_rate_of_their_tax_code_and_parents_can_b
 def test_group_fields_with_an_empty_path_is_a_config_error(settings):
     with pytest.raises(ValueError, match="both must be non-empty"):
         QuickBooksSettings(**{**settings, "group_fields": {"colour": "Purchase..Desc"}})
+
+
+async def test_documents_are_created_30_per_batch_and_found_many_per_type(app, sim, settings):
+    async with connect(QuickBooksConnector, settings, app=app) as conn:
+        item = Found(id=await conn.sink(Entity.PRODUCTS).create(product()), record=None)
+        customer = Found(id=await conn.sink(Entity.CUSTOMERS).create(Customer(kind="person", name="P Q", email="p@q.test")), record=None)
+        sink = conn.document_sink(Entity.ORDERS)
+        assert sink.batch_create and sink.batch_lookup
+        existing = await sink.create(DocumentRequest(record=_order("3000", paid=False), kind="order", customer=customer, articles={"SKU-1": item}))
+        # the simulator checks numbers as a company may: a second Invoice 3000 is refused with 6140
+        requests = [
+            DocumentRequest(record=_order(f"3{n:03}", paid=n % 2 == 1), kind="quote" if n == 7 else "order", customer=customer,
+                            articles={"SKU-1": item})  # fmt: skip
+            for n in range(40)
+        ]
+        requests.append(DocumentRequest(record=_order("X" * 22, paid=True), kind="order", customer=customer, articles={"SKU-1": item}))
+        sim.reset_counts()
+        results = await sink.create_many(requests)
+        assert sim.count("POST", f"/v3/company/{sim.realm}/batch") == 2  # 40 operations: 30 + 10
+        assert isinstance(results[-1], RecordError) and "21 characters" in str(results[-1])  # refused before sending, alone
+        assert results[0] == existing  # 3000 existed: linked, not created twice
+        assert results[7].startswith("Estimate:") and results[1].startswith("SalesReceipt:") and results[2].startswith("Invoice:")
+        assert len(set(results[:40])) == 40 and all(isinstance(r, str) for r in results[:40])
+        numbers = [sim.store[r.split(":")[0]][int(r.split(":")[1])]["DocNumber"] for r in results[:40]]
+        assert numbers == [f"3{n:03}" for n in range(40)]
+        sim.reset_counts()
+        found = await sink.find_many([f"3{n:03}" for n in range(40)] + ["NOPE"])
+        assert {k: f.id for k, f in found.items()} == {f"3{n:03}": results[n] for n in range(40)}
+        # per type (Invoice, SalesReceipt, Estimate) one query of at most 30 numbers for those not yet found
+        assert 3 <= sim.count("GET", f"/v3/company/{sim.realm}/query") <= 6
+
+
+async def test_a_signed_webhook_announces_its_companys_items_and_customers(app, settings):
+    import base64
+    import hashlib
+    import hmac
+
+    from apicenterd import WebhookEvent, WebhookRejected, WebhookRequest
+
+    def signed(body: bytes, token: str = "verifier") -> dict[str, str]:
+        return {"intuit-signature": base64.b64encode(hmac.new(token.encode(), body, hashlib.sha256).digest()).decode()}
+
+    realm = settings["realm_id"]
+    entities = [{"name": "Item", "id": "7", "operation": "Update"}, {"name": "Customer", "id": "3", "operation": "Create"},
+                {"name": "Invoice", "id": "9", "operation": "Create"}]  # fmt: skip
+    body = json_bytes({"eventNotifications": [{"realmId": realm, "dataChangeEvent": {"entities": entities}},
+                                              {"realmId": "999", "dataChangeEvent": {"entities": entities}}]})  # fmt: skip
+    url = "https://sync.example.com/webhooks/books"
+    assert QuickBooksConnector.takes_webhooks()
+    async with connect(QuickBooksConnector, settings, app=app) as conn:  # no verifier token: every delivery refused
+        with pytest.raises(WebhookRejected, match="no webhook verifier token") as info:
+            await conn.webhook(WebhookRequest("POST", url, signed(body), body))
+        assert not info.value.malformed
+    async with connect(QuickBooksConnector, {**settings, "webhook_verifier_token": "verifier"}, app=app) as conn:
+        events = await conn.webhook(WebhookRequest("POST", url, signed(body), body))
+        assert events == [WebhookEvent(Entity.PRODUCTS, "7", "Update"), WebhookEvent(Entity.STOCK, "7", "Update"),
+                          WebhookEvent(Entity.CUSTOMERS, "3", "Create")]  # fmt: skip
+        for headers in ({}, signed(body, "other"), signed(body + b" ")):
+            with pytest.raises(WebhookRejected, match="intuit-signature") as info:
+                await conn.webhook(WebhookRequest("POST", url, headers, body))
+            assert not info.value.malformed
+        for broken in (b"not json", b"[]", json_bytes({"eventNotifications": [{"realmId": realm, "dataChangeEvent": {}}]})):
+            with pytest.raises(WebhookRejected) as info:
+                await conn.webhook(WebhookRequest("POST", url, signed(broken), broken))
+            assert info.value.malformed, broken
+
+
+def json_bytes(value) -> bytes:
+    import json
+
+    return json.dumps(value).encode()
+
+
+async def test_update_many_reads_synctokens_30_a_query_and_sends_sparse_updates_30_a_batch(app, sim, settings):
+    async with connect(QuickBooksConnector, settings, app=app) as conn:
+        sink = conn.sink(Entity.PRODUCTS)
+        assert sink.batch_update and conn.sink(Entity.CUSTOMERS).batch_update
+        ids = await sink.create_many([product(f"U{n}") for n in range(35)])
+        assert all(isinstance(i, str) for i in ids)
+        # someone else saves item 3 after its SyncToken was read: 5010 in the batch, read again and retried once
+        original_write = sim.write
+        raced: list[str] = []
+
+        def racing(entity, operation, body):
+            if operation == "update" and body.get("Id") == ids[3] and not raced:
+                raced.append(body["Id"])
+                original_write(entity, "update", {"Id": body["Id"], "SyncToken": body["SyncToken"], "sparse": True, "Description": "theirs"})
+            return original_write(entity, operation, body)
+
+        sim.write = racing
+        sim.reset_counts()
+        fields = frozenset({"price_excl_tax"})
+        updates = [(ids[n], product(f"U{n}", price_excl_tax=Decimal("11.00")), fields) for n in range(35)]
+        updates[5] = (ids[5], product("U5"), fields)  # unchanged: nothing sent for it
+        updates.append(("99999", product("GONE", price_excl_tax=Decimal(1)), fields))  # not in QuickBooks: fails alone
+        results = await sink.update_many(updates)
+        assert results[:35] == [None] * 35
+        assert isinstance(results[35], RecordError) and "99999" in str(results[35])
+        realm = f"/v3/company/{sim.realm}/"
+        assert sim.count("POST", realm + "batch") == 2  # 34 changed items: 30 + 4
+        assert sim.count("GET", realm + "query") == 2  # 36 ids: 30 + 6
+        assert raced == [ids[3]] and sim.count("POST", realm + "item") == 1  # the stale one, again on its own
+        for n in range(35):
+            stored = sim.store["Item"][int(ids[n])]
+            assert stored["UnitPrice"] == (Decimal("10.00") if n == 5 else Decimal("11.00")), n
+        assert sim.store["Item"][int(ids[3])]["Description"] == "theirs"  # their change kept: sparse, not overwritten
