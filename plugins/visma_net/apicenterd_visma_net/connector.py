@@ -40,6 +40,9 @@ from .mapping import wrap
 
 __all__ = ["VismaNetConnector", "VismaNetSettings", "RATE_LIMIT_HEADERS", "SERVICE_SCOPES", "INTERACTIVE_SCOPES"]
 
+INVOICE_LINE_TEXT = 30
+"""9.66 CustomerInvoiceLineDto.description: "The alphanumeric string may contain up to 30 characters"."""
+
 MIN_CURSOR = "0001-01-01T00:00:00.000000Z"
 
 RATE_LIMIT_HEADERS = RateLimitHeaders(
@@ -102,6 +105,20 @@ class VismaNetSettings(ConnectorSettings):
         description=(
             "Product characteristics (the canonical product's attributes, by name) → Visma.net attribute id of the item "
             'class, e.g. {"Colour" = "COLOR"}; written as attributeLines, read back from attributes. Unmapped ones are not carried'
+        ),
+    )
+    customer_custom_fields: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "The customer's custom fields (custom_fields, by name) → Visma.net customer attribute id, e.g. "
+            '{"segment" = "SEGMENT"}; written as attributeLines, read back from attributes. Unmapped ones are not carried'
+        ),
+    )
+    item_custom_fields: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "The product's custom fields (custom_fields, by name) → attribute id of the item class, e.g. "
+            '{"brand" = "BRAND"}; written as attributeLines with the characteristics. Unmapped ones are not carried'
         ),
     )
     warehouse: str | None = Field(default=None, description="Stock: only this warehouse (unset: the sum of all)")
@@ -202,7 +219,13 @@ class InventorySource(_Changes):
     async def converter(self) -> Callable[[dict[str, Any]], Product]:
         conn = self.connector
         s = conn.settings
-        return functools.partial(mapping.product_from, currency=s.currency, vat_rates=conn.vat_rates, attributes=s.item_attributes)
+        return functools.partial(
+            mapping.product_from,
+            currency=s.currency,
+            vat_rates=conn.vat_rates,
+            attributes=s.item_attributes,
+            custom_fields=s.item_custom_fields,
+        )
 
 
 class StockSource(Source[StockLevel]):
@@ -285,6 +308,10 @@ class CustomerSink(Sink[Customer]):
     written_fields = frozenset(mapping.CUSTOMER_FIELDS)
     field_map = {k: ", ".join(v) for k, v in mapping.CUSTOMER_FIELDS.items()}
 
+    def _read(self, item: dict[str, Any]) -> Found:
+        record = mapping.customer_from(item, codes=True, custom_fields=self.connector.settings.customer_custom_fields)
+        return Found(id=str(item["number"]), record=record, vendor=item)
+
     async def find(self, key: str) -> Found | None:
         api = self.connector.client
         if "@" in key:
@@ -293,24 +320,25 @@ class CustomerSink(Sink[Customer]):
                 for item in data:
                     contact = item.get("mainContact") or {}
                     if str(contact.get("email") or "").strip().lower() == wanted:
-                        return Found(id=str(item["number"]), record=mapping.customer_from(item), vendor=item)
+                        return self._read(item)
             return None
         item = await api.get_or_none(f"customer/{_quote(key)}", what=f"customer {key!r}")
         if not isinstance(item, dict):
             return None
-        return Found(id=str(item["number"]), record=mapping.customer_from(item), vendor=item)
+        return self._read(item)
 
     async def create(self, record: Customer) -> str:
-        body = mapping.customer_body(record, customer_class=self.connector.settings.customer_class)
+        s = self.connector.settings
+        body = mapping.customer_body(record, customer_class=s.customer_class, custom_fields=s.customer_custom_fields)
         return await self.connector.client.create("customer", body, what=f"customer {record.key()!r}")
 
     async def update(self, target_id: str, record: Customer, fields: frozenset[str]) -> None:
-        body = mapping.customer_body(record, fields)
+        body = mapping.customer_body(record, fields, custom_fields=self.connector.settings.customer_custom_fields)
         if body:
             await self.connector.client.update(f"customer/{_quote(target_id)}", body, what=f"customer {record.key()!r}")
 
     def normalize(self, record: Customer) -> Customer:
-        return mapping.normalize_customer(record)
+        return mapping.normalize_customer(record, self.connector.settings.customer_custom_fields)
 
 
 class InventorySink(Sink[Product]):
@@ -326,7 +354,9 @@ class InventorySink(Sink[Product]):
         if not isinstance(item, dict):
             return None
         s = conn.settings
-        record = mapping.product_from(item, currency=s.currency, vat_rates=conn.vat_rates, attributes=s.item_attributes)
+        record = mapping.product_from(
+            item, currency=s.currency, vat_rates=conn.vat_rates, attributes=s.item_attributes, custom_fields=s.item_custom_fields
+        )
         return Found(id=str(item.get("inventoryNumber") or key), record=record, vendor=item)
 
     async def create(self, record: Product) -> str:
@@ -339,13 +369,18 @@ class InventorySink(Sink[Product]):
             posting_class=s.posting_class,
             item_type=s.item_type,
             attributes=s.item_attributes,
+            custom_fields=s.item_custom_fields,
         )
         return await conn.client.create("inventory", body, what=f"inventory item {record.sku!r}")
 
     async def update(self, target_id: str, record: Product, fields: frozenset[str]) -> None:
         conn = self.connector
         body = mapping.product_body(
-            record, fields, vat_code=conn.vat_code(record) if "tax_rate" in fields else None, attributes=conn.settings.item_attributes
+            record,
+            fields,
+            vat_code=conn.vat_code(record) if "tax_rate" in fields else None,
+            attributes=conn.settings.item_attributes,
+            custom_fields=conn.settings.item_custom_fields,
         )
         if body:
             await conn.client.update(f"inventory/{_quote(target_id)}", body, what=f"inventory item {record.sku!r}")
@@ -355,7 +390,8 @@ class InventorySink(Sink[Product]):
             raise RecordError(
                 f"product {record.sku!r}: prices in {record.currency}, the Visma.net company books in {self.connector.settings.currency}"
             )
-        return mapping.normalize_product(record, self.connector.settings.item_attributes)
+        s = self.connector.settings
+        return mapping.normalize_product(record, s.item_attributes, s.item_custom_fields)
 
 
 class OrderSettings(BaseModel):
@@ -497,7 +533,7 @@ class OrderSink(DocumentSink[Order]):
                 "operation": "Insert",
                 "lineNumber": wrap(number),
                 "inventoryNumber": wrap(self._line_item(request, line, settings)),
-                "description": wrap(line.name),
+                "description": wrap(line.name[:INVOICE_LINE_TEXT]),
                 "quantity": wrap(line.quantity),
                 "unitPriceInCurrency": wrap(_excl(line)),
             }
