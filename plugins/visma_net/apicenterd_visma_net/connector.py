@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import AsyncIterator, Callable
+import hmac
+import json
+import re
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, ClassVar, Literal
@@ -32,6 +35,9 @@ from apicenterd import (
     Sink,
     Source,
     StockLevel,
+    WebhookEvent,
+    WebhookRejected,
+    WebhookRequest,
 )
 
 from . import mapping
@@ -127,6 +133,14 @@ class VismaNetSettings(ConnectorSettings):
     )
     branch: str | None = Field(default=None, description="branchNumber of new sales orders, invoices and journal transactions")
     ledger: str | None = Field(default=None, description="ledger of new journal transactions (unset: the company's actual ledger)")
+    webhook_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "A secret of your choosing in the webhook URL registered in the Visma Developer Portal "
+            "(https://<host>/webhooks/<connection>?token=<it>); Visma.net signs nothing, so webhooks are only a "
+            "trigger that re-reads through the API. Unset: webhooks are refused"
+        ),
+    )
     sales_order_api: Literal["salesorder", "salesorderbasic"] = Field(
         default="salesorder", description="The v1 sales order endpoint to write to (SalesOrders API v3 is not supported: no spec)"
     )
@@ -154,6 +168,43 @@ class VismaNetSettings(ConnectorSettings):
     @classmethod
     def _path(cls, value: str) -> str:
         return "/" + value.strip("/")
+
+
+READ_ENTITIES = (Entity.CUSTOMERS, Entity.PRODUCTS, Entity.STOCK, Entity.ORDERS)
+"""What this connector reads: a webhook re-reads some of these."""
+
+WEBHOOK_ENTITIES: dict[str, tuple[Entity, ...]] = {
+    "customers": (Entity.CUSTOMERS,),
+    "products": (Entity.PRODUCTS, Entity.STOCK),
+    "stock": (Entity.STOCK,),
+    "orders": (Entity.ORDERS,),
+}
+"""A webhook URL's ``entity`` → the entities re-read."""
+
+WEBHOOK_EVENTS: tuple[tuple[str, tuple[Entity, ...]], ...] = (
+    ("salesorder", (Entity.ORDERS,)),
+    ("shipment", (Entity.ORDERS, Entity.STOCK)),
+    ("inventoryitem", (Entity.PRODUCTS, Entity.STOCK)),
+    ("stockitem", (Entity.PRODUCTS, Entity.STOCK)),
+    ("nonstockitem", (Entity.PRODUCTS,)),
+    ("customer", (Entity.CUSTOMERS,)),
+)
+"""Visma.net's webhook event names ("Supported events and entities", docs.vismasoftware.no), squashed to
+lower-case letters → the entities re-read. The payload's field names are not documented: every string of
+the body (two levels deep) is tried."""
+
+
+def _event_names(body: Any, depth: int = 0) -> list[str]:
+    """The strings of a webhook body, two levels deep (where an event or entity name may be)."""
+    if isinstance(body, str):
+        return [body]
+    if depth > 2:
+        return []
+    if isinstance(body, dict):
+        return [n for v in body.values() for n in _event_names(v, depth + 1)]
+    if isinstance(body, list):
+        return [n for v in body[:100] for n in _event_names(v, depth + 1)]
+    return []
 
 
 class _Changes(Source[Any]):
@@ -721,6 +772,39 @@ class VismaNetConnector(Connector):
             f"product {product.sku!r}: VAT {product.tax_rate}% has no Visma.net VAT code in vat_codes "
             f"(mapped: {', '.join(sorted(self.settings.vat_codes))})"
         )
+
+    async def webhook(self, request: WebhookRequest) -> Sequence[WebhookEvent]:
+        """A Visma Webhook Dispatcher delivery as a trigger: the URL's ``token`` must be the connection's
+        ``webhook_token`` (Visma.net documents no signature); the entities to re-read are the URL's
+        ``entity`` (one subscription URL per event type), else the ones the body's event names mention
+        (Customer, Inventory Item, Sales Order, Shipment), else every entity this connector reads.
+        Nothing is read from the body beyond those names: the flows re-read through the API."""
+        s = self.settings
+        if s.webhook_token is None:
+            raise WebhookRejected(f"connection {self.context.name!r}: no webhook_token is configured, so webhooks are refused")
+        given = request.query.get("token", "")
+        if not hmac.compare_digest(given.encode(), s.webhook_token.get_secret_value().encode()):
+            raise WebhookRejected("the URL's token does not match the connection's webhook_token" if given else "the URL has no token")
+        wanted = request.query.get("entity")
+        if wanted is not None:
+            if wanted not in WEBHOOK_ENTITIES:
+                raise WebhookRejected(f"entity={wanted!r} in the URL: not one of {', '.join(WEBHOOK_ENTITIES)}", malformed=True)
+            return [WebhookEvent(entity=e, kind=f"entity={wanted}") for e in WEBHOOK_ENTITIES[wanted]]
+        try:
+            body = json.loads(request.body) if request.body.strip() else None
+        except (ValueError, UnicodeDecodeError):
+            raise WebhookRejected("the body is not JSON", malformed=True) from None
+        names = _event_names(body)
+        found: dict[Entity, str] = {}
+        for name in names:
+            key = re.sub(r"[^a-z]", "", name.lower())
+            for prefix, entities in WEBHOOK_EVENTS:
+                if key.startswith(prefix):
+                    for entity in entities:
+                        found.setdefault(entity, name)
+        if not found:
+            return [WebhookEvent(entity=e, kind="unrecognised event") for e in READ_ENTITIES]
+        return [WebhookEvent(entity=e, kind=kind) for e, kind in found.items()]
 
     @classmethod
     def simulator(cls, *, seed: int = 1, records: int = 0, **options: Any) -> Any:

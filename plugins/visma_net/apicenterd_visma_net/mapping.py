@@ -191,7 +191,8 @@ def customer_from(item: Mapping[str, Any], *, codes: bool = False, custom_fields
 
 
 def _customer_codes(item: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
-    accounts = item.get("glAccounts") if isinstance(item.get("glAccounts"), dict) else {}
+    raw = item.get("glAccounts")
+    accounts: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
     return {
         "tax_code": _code(item.get("vatZone")),
         "payment_terms": _code(item.get("creditTerms")),
