@@ -272,7 +272,22 @@ def article_to_product(article: Mapping[str, Any], *, vat_rate: Decimal | None =
         quantity=to_decimal(article.get("StockBalance")),
         unit=text_of(article.get("UnitAbbreviation")) or text_of(article.get("UnitName")) or None,
         active=bool(article.get("IsActive", True)),
+        custom_fields=_extras(article, {"name_english": "NameEnglish", "coding": "CodingName"}, "ArticleLabels"),
     )
+
+
+def _labels(value: Any) -> str | None:
+    """Label objects (``{Id, Name, Description}``) as their names, comma-separated, sorted."""
+    names = sorted(text_of(x.get("Name")) or "" for x in value if isinstance(x, dict)) if isinstance(value, list) else []
+    return ", ".join(n for n in names if n) or None
+
+
+def _extras(data: Mapping[str, Any], names: Mapping[str, str], labels: str) -> dict[str, str]:
+    """What eAccounting holds beyond the canonical fields, as ``custom_fields`` a flow's map rules can
+    send on (``custom_fields.<name>``): the given text properties and the labels; empty ones left out."""
+    found = {name: (text_of(data.get(key)) or "").strip() for name, key in names.items()}
+    found["labels"] = _labels(data.get(labels)) or ""
+    return {name: value for name, value in found.items() if value}
 
 
 def article_to_stock(article: Mapping[str, Any]) -> StockLevel:
@@ -427,7 +442,21 @@ def api_to_customer(data: Mapping[str, Any]) -> Customer:
         customer_number=text.get("CustomerNumber") or None,
         language=(text.get("SalesDocumentLanguage") or "").lower() or None,
         currency=currency if re.fullmatch(r"[A-Z]{3}", currency) else None,
+        custom_fields=_customer_extras(data),
     )
+
+
+def _customer_extras(data: Mapping[str, Any]) -> dict[str, str]:
+    """A customer's website, GLN, webshop number, note, labels and terms of payment (its name) as custom fields."""
+    found = _extras(
+        data,
+        {"website": "WwwAddress", "gln": "EdiGlnNumber", "webshop_customer_number": "WebshopCustomerNumber", "note": "Note"},
+        "CustomerLabels",
+    )
+    terms = data.get("TermsOfPayment")
+    if isinstance(terms, dict) and (text_of(terms.get("Name")) or "").strip():
+        found["terms_of_payment"] = str(terms["Name"]).strip()
+    return found
 
 
 def normalize_product(product: Product, *, truncate_names: bool = False) -> Product:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import AsyncIterator, Callable
+import hmac
+import json
+import re
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, ClassVar, Literal
@@ -32,6 +35,9 @@ from apicenterd import (
     Sink,
     Source,
     StockLevel,
+    WebhookEvent,
+    WebhookRejected,
+    WebhookRequest,
 )
 
 from . import mapping
@@ -39,6 +45,9 @@ from .client import ClientCredentialsAuth, VismaNetClient, cursor_of, since_para
 from .mapping import wrap
 
 __all__ = ["VismaNetConnector", "VismaNetSettings", "RATE_LIMIT_HEADERS", "SERVICE_SCOPES", "INTERACTIVE_SCOPES"]
+
+INVOICE_LINE_TEXT = 30
+"""9.66 CustomerInvoiceLineDto.description: "The alphanumeric string may contain up to 30 characters"."""
 
 MIN_CURSOR = "0001-01-01T00:00:00.000000Z"
 
@@ -104,12 +113,34 @@ class VismaNetSettings(ConnectorSettings):
             'class, e.g. {"Colour" = "COLOR"}; written as attributeLines, read back from attributes. Unmapped ones are not carried'
         ),
     )
+    customer_custom_fields: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "The customer's custom fields (custom_fields, by name) → Visma.net customer attribute id, e.g. "
+            '{"segment" = "SEGMENT"}; written as attributeLines, read back from attributes. Unmapped ones are not carried'
+        ),
+    )
+    item_custom_fields: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "The product's custom fields (custom_fields, by name) → attribute id of the item class, e.g. "
+            '{"brand" = "BRAND"}; written as attributeLines with the characteristics. Unmapped ones are not carried'
+        ),
+    )
     warehouse: str | None = Field(default=None, description="Stock: only this warehouse (unset: the sum of all)")
     stock_quantity: Literal["available_minus_reserved", "available", "available_for_shipment", "on_hand"] = Field(
         default="available_minus_reserved", description="What the stock source reports as available"
     )
     branch: str | None = Field(default=None, description="branchNumber of new sales orders, invoices and journal transactions")
     ledger: str | None = Field(default=None, description="ledger of new journal transactions (unset: the company's actual ledger)")
+    webhook_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "A secret of your choosing in the webhook URL registered in the Visma Developer Portal "
+            "(https://<host>/webhooks/<connection>?token=<it>); Visma.net signs nothing, so webhooks are only a "
+            "trigger that re-reads through the API. Unset: webhooks are refused"
+        ),
+    )
     sales_order_api: Literal["salesorder", "salesorderbasic"] = Field(
         default="salesorder", description="The v1 sales order endpoint to write to (SalesOrders API v3 is not supported: no spec)"
     )
@@ -137,6 +168,43 @@ class VismaNetSettings(ConnectorSettings):
     @classmethod
     def _path(cls, value: str) -> str:
         return "/" + value.strip("/")
+
+
+READ_ENTITIES = (Entity.CUSTOMERS, Entity.PRODUCTS, Entity.STOCK, Entity.ORDERS)
+"""What this connector reads: a webhook re-reads some of these."""
+
+WEBHOOK_ENTITIES: dict[str, tuple[Entity, ...]] = {
+    "customers": (Entity.CUSTOMERS,),
+    "products": (Entity.PRODUCTS, Entity.STOCK),
+    "stock": (Entity.STOCK,),
+    "orders": (Entity.ORDERS,),
+}
+"""A webhook URL's ``entity`` → the entities re-read."""
+
+WEBHOOK_EVENTS: tuple[tuple[str, tuple[Entity, ...]], ...] = (
+    ("salesorder", (Entity.ORDERS,)),
+    ("shipment", (Entity.ORDERS, Entity.STOCK)),
+    ("inventoryitem", (Entity.PRODUCTS, Entity.STOCK)),
+    ("stockitem", (Entity.PRODUCTS, Entity.STOCK)),
+    ("nonstockitem", (Entity.PRODUCTS,)),
+    ("customer", (Entity.CUSTOMERS,)),
+)
+"""Visma.net's webhook event names ("Supported events and entities", docs.vismasoftware.no), squashed to
+lower-case letters → the entities re-read. The payload's field names are not documented: every string of
+the body (two levels deep) is tried."""
+
+
+def _event_names(body: Any, depth: int = 0) -> list[str]:
+    """The strings of a webhook body, two levels deep (where an event or entity name may be)."""
+    if isinstance(body, str):
+        return [body]
+    if depth > 2:
+        return []
+    if isinstance(body, dict):
+        return [n for v in body.values() for n in _event_names(v, depth + 1)]
+    if isinstance(body, list):
+        return [n for v in body[:100] for n in _event_names(v, depth + 1)]
+    return []
 
 
 class _Changes(Source[Any]):
@@ -202,7 +270,13 @@ class InventorySource(_Changes):
     async def converter(self) -> Callable[[dict[str, Any]], Product]:
         conn = self.connector
         s = conn.settings
-        return functools.partial(mapping.product_from, currency=s.currency, vat_rates=conn.vat_rates, attributes=s.item_attributes)
+        return functools.partial(
+            mapping.product_from,
+            currency=s.currency,
+            vat_rates=conn.vat_rates,
+            attributes=s.item_attributes,
+            custom_fields=s.item_custom_fields,
+        )
 
 
 class StockSource(Source[StockLevel]):
@@ -285,6 +359,10 @@ class CustomerSink(Sink[Customer]):
     written_fields = frozenset(mapping.CUSTOMER_FIELDS)
     field_map = {k: ", ".join(v) for k, v in mapping.CUSTOMER_FIELDS.items()}
 
+    def _read(self, item: dict[str, Any]) -> Found:
+        record = mapping.customer_from(item, codes=True, custom_fields=self.connector.settings.customer_custom_fields)
+        return Found(id=str(item["number"]), record=record, vendor=item)
+
     async def find(self, key: str) -> Found | None:
         api = self.connector.client
         if "@" in key:
@@ -293,24 +371,25 @@ class CustomerSink(Sink[Customer]):
                 for item in data:
                     contact = item.get("mainContact") or {}
                     if str(contact.get("email") or "").strip().lower() == wanted:
-                        return Found(id=str(item["number"]), record=mapping.customer_from(item), vendor=item)
+                        return self._read(item)
             return None
         item = await api.get_or_none(f"customer/{_quote(key)}", what=f"customer {key!r}")
         if not isinstance(item, dict):
             return None
-        return Found(id=str(item["number"]), record=mapping.customer_from(item), vendor=item)
+        return self._read(item)
 
     async def create(self, record: Customer) -> str:
-        body = mapping.customer_body(record, customer_class=self.connector.settings.customer_class)
+        s = self.connector.settings
+        body = mapping.customer_body(record, customer_class=s.customer_class, custom_fields=s.customer_custom_fields)
         return await self.connector.client.create("customer", body, what=f"customer {record.key()!r}")
 
     async def update(self, target_id: str, record: Customer, fields: frozenset[str]) -> None:
-        body = mapping.customer_body(record, fields)
+        body = mapping.customer_body(record, fields, custom_fields=self.connector.settings.customer_custom_fields)
         if body:
             await self.connector.client.update(f"customer/{_quote(target_id)}", body, what=f"customer {record.key()!r}")
 
     def normalize(self, record: Customer) -> Customer:
-        return mapping.normalize_customer(record)
+        return mapping.normalize_customer(record, self.connector.settings.customer_custom_fields)
 
 
 class InventorySink(Sink[Product]):
@@ -326,7 +405,9 @@ class InventorySink(Sink[Product]):
         if not isinstance(item, dict):
             return None
         s = conn.settings
-        record = mapping.product_from(item, currency=s.currency, vat_rates=conn.vat_rates, attributes=s.item_attributes)
+        record = mapping.product_from(
+            item, currency=s.currency, vat_rates=conn.vat_rates, attributes=s.item_attributes, custom_fields=s.item_custom_fields
+        )
         return Found(id=str(item.get("inventoryNumber") or key), record=record, vendor=item)
 
     async def create(self, record: Product) -> str:
@@ -339,13 +420,18 @@ class InventorySink(Sink[Product]):
             posting_class=s.posting_class,
             item_type=s.item_type,
             attributes=s.item_attributes,
+            custom_fields=s.item_custom_fields,
         )
         return await conn.client.create("inventory", body, what=f"inventory item {record.sku!r}")
 
     async def update(self, target_id: str, record: Product, fields: frozenset[str]) -> None:
         conn = self.connector
         body = mapping.product_body(
-            record, fields, vat_code=conn.vat_code(record) if "tax_rate" in fields else None, attributes=conn.settings.item_attributes
+            record,
+            fields,
+            vat_code=conn.vat_code(record) if "tax_rate" in fields else None,
+            attributes=conn.settings.item_attributes,
+            custom_fields=conn.settings.item_custom_fields,
         )
         if body:
             await conn.client.update(f"inventory/{_quote(target_id)}", body, what=f"inventory item {record.sku!r}")
@@ -355,7 +441,8 @@ class InventorySink(Sink[Product]):
             raise RecordError(
                 f"product {record.sku!r}: prices in {record.currency}, the Visma.net company books in {self.connector.settings.currency}"
             )
-        return mapping.normalize_product(record, self.connector.settings.item_attributes)
+        s = self.connector.settings
+        return mapping.normalize_product(record, s.item_attributes, s.item_custom_fields)
 
 
 class OrderSettings(BaseModel):
@@ -497,7 +584,7 @@ class OrderSink(DocumentSink[Order]):
                 "operation": "Insert",
                 "lineNumber": wrap(number),
                 "inventoryNumber": wrap(self._line_item(request, line, settings)),
-                "description": wrap(line.name),
+                "description": wrap(line.name[:INVOICE_LINE_TEXT]),
                 "quantity": wrap(line.quantity),
                 "unitPriceInCurrency": wrap(_excl(line)),
             }
@@ -685,6 +772,39 @@ class VismaNetConnector(Connector):
             f"product {product.sku!r}: VAT {product.tax_rate}% has no Visma.net VAT code in vat_codes "
             f"(mapped: {', '.join(sorted(self.settings.vat_codes))})"
         )
+
+    async def webhook(self, request: WebhookRequest) -> Sequence[WebhookEvent]:
+        """A Visma Webhook Dispatcher delivery as a trigger: the URL's ``token`` must be the connection's
+        ``webhook_token`` (Visma.net documents no signature); the entities to re-read are the URL's
+        ``entity`` (one subscription URL per event type), else the ones the body's event names mention
+        (Customer, Inventory Item, Sales Order, Shipment), else every entity this connector reads.
+        Nothing is read from the body beyond those names: the flows re-read through the API."""
+        s = self.settings
+        if s.webhook_token is None:
+            raise WebhookRejected(f"connection {self.context.name!r}: no webhook_token is configured, so webhooks are refused")
+        given = request.query.get("token", "")
+        if not hmac.compare_digest(given.encode(), s.webhook_token.get_secret_value().encode()):
+            raise WebhookRejected("the URL's token does not match the connection's webhook_token" if given else "the URL has no token")
+        wanted = request.query.get("entity")
+        if wanted is not None:
+            if wanted not in WEBHOOK_ENTITIES:
+                raise WebhookRejected(f"entity={wanted!r} in the URL: not one of {', '.join(WEBHOOK_ENTITIES)}", malformed=True)
+            return [WebhookEvent(entity=e, kind=f"entity={wanted}") for e in WEBHOOK_ENTITIES[wanted]]
+        try:
+            body = json.loads(request.body) if request.body.strip() else None
+        except (ValueError, UnicodeDecodeError):
+            raise WebhookRejected("the body is not JSON", malformed=True) from None
+        names = _event_names(body)
+        found: dict[Entity, str] = {}
+        for name in names:
+            key = re.sub(r"[^a-z]", "", name.lower())
+            for prefix, entities in WEBHOOK_EVENTS:
+                if key.startswith(prefix):
+                    for entity in entities:
+                        found.setdefault(entity, name)
+        if not found:
+            return [WebhookEvent(entity=e, kind="unrecognised event") for e in READ_ENTITIES]
+        return [WebhookEvent(entity=e, kind=kind) for e, kind in found.items()]
 
     @classmethod
     def simulator(cls, *, seed: int = 1, records: int = 0, **options: Any) -> Any:

@@ -49,17 +49,29 @@ CUSTOMER_FIELDS: dict[str, tuple[str, ...]] = {
     "vat_number": ("vatRegistrationId",),
     "coc_number": ("corporateId",),
     "currency": ("currencyId",),
+    "tax_code": ("vatZoneId",),
+    "payment_terms": ("creditTermsId",),
+    "revenue_account": ("glAccounts.salesAccount",),
+    "payment_method": ("defaultPaymentMethod.paymentMethodId",),
+    "classification": ("customerClassId",),
+    "custom_fields": ("attributeLines",),
 }
-"""Canonical customer field → the CustomerUpdateDto fields it is written to."""
+"""Canonical customer field → the CustomerUpdateDto fields it is written to (9.66: ``glAccounts`` and
+``defaultPaymentMethod`` are in the 9.66 model only; the flow's codes are left as they are when unset)."""
+
+CUSTOMER_CODES = frozenset({"tax_code", "payment_terms", "revenue_account", "payment_method", "classification"})
+"""The target's codes a flow sets on a customer: written when set, never cleared (unset: the ERP's or the class's default)."""
 
 PRODUCT_FIELDS: dict[str, tuple[str, ...]] = {
     "name": ("description",),
     "price_excl_tax": ("defaultPrice",),
     "active": ("status",),
     "attributes": ("attributeLines",),
+    "custom_fields": ("attributeLines",),
 }
 """Canonical product field → the InventoryUpdateDto fields it is written to (``tax_rate`` → ``vatCode`` with a VAT map;
-``attributes``, the product characteristics, only those the connection's ``item_attributes`` maps)."""
+``attributes``, the product characteristics, only those the connection's ``item_attributes`` maps; ``custom_fields``
+only those ``item_custom_fields`` maps, as attribute lines too)."""
 
 
 def wrap(value: Any) -> dict[str, Any]:
@@ -126,9 +138,28 @@ def address_body(address: Address) -> dict[str, Any]:
 # -- customers ----------------------------------------------------------------------------------
 
 
-def customer_from(item: Mapping[str, Any]) -> Customer:
+def _code(value: Any, field: str = "id") -> str | None:
+    """The code of a ``{"id": ...}`` (or ``{"number": ...}``) description object, or of a plain string."""
+    if isinstance(value, dict):
+        value = value.get(field)
+    return _text(value) or None
+
+
+def custom_fields_from(rows: Any, names: Mapping[str, str]) -> dict[str, str]:
+    """AttributeIdValueDto rows (``id``, ``value``) as the custom fields ``names`` (field name → attribute id) maps."""
+    by_id = {attribute_id: name for name, attribute_id in names.items()}
+    found: dict[str, str] = {}
+    for row in rows if isinstance(rows, list) else []:
+        if isinstance(row, dict) and str(row.get("id") or "") in by_id and row.get("value") not in (None, ""):
+            found[by_id[str(row["id"])]] = str(row["value"])
+    return found
+
+
+def customer_from(item: Mapping[str, Any], *, codes: bool = False, custom_fields: Mapping[str, str] | None = None) -> Customer:
     """A CustomerDto as a Customer: a company when its main contact names a person
-    (``attention``) or it has a corporate id, else a person."""
+    (``attention``) or it has a corporate id, else a person. ``codes`` (the sink's read-back): also
+    the target's codes the sink writes (``vatZone``, ``creditTerms``, ``glAccounts.salesAccount``,
+    ``defaultPaymentMethodId``, ``customerClass``) and the custom fields ``custom_fields`` maps."""
     number = _text(item.get("number"))
     name = _text(item.get("name"))
     if not name:
@@ -155,15 +186,41 @@ def customer_from(item: Mapping[str, Any]) -> Customer:
         coc_number=_text(item.get("corporateId")) or None,
         customer_number=number or None,
         currency=_text(item.get("currencyId")).upper() or None,
+        **(_customer_codes(item, custom_fields or {}) if codes else {}),
     )
 
 
+def _customer_codes(item: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    raw = item.get("glAccounts")
+    accounts: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
+    return {
+        "tax_code": _code(item.get("vatZone")),
+        "payment_terms": _code(item.get("creditTerms")),
+        "revenue_account": _code(accounts.get("salesAccount"), "number"),  # AccountNumberTypeDescriptionDto [medium: "number"]
+        "payment_method": _code(item.get("defaultPaymentMethodId")),
+        "classification": _code(item.get("customerClass")),
+        "custom_fields": custom_fields_from(item.get("attributes"), names),
+    }
+
+
+def attribute_lines(values: Mapping[str, Any], names: Mapping[str, str]) -> list[dict[str, Any]]:
+    """AttributeLineUpdateDto rows (``attributeId``, ``attributeValue``) for the ``values`` that ``names`` maps."""
+    return [{"attributeId": wrap(names[k]), "attributeValue": wrap(str(v))} for k, v in sorted(values.items()) if k in names]
+
+
 def customer_body(
-    record: Customer, fields: frozenset[str] | None = None, *, customer_class: str | None = None
+    record: Customer,
+    fields: frozenset[str] | None = None,
+    *,
+    customer_class: str | None = None,
+    custom_fields: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """A CustomerUpdateDto: every written field on create (``fields`` None), else only ``fields``.
-    A company's contact person goes in ``mainContact.attention``; the flow's ``tax_code`` in
-    ``vatZoneId`` and ``payment_terms`` in ``creditTermsId``."""
+    A company's contact person goes in ``mainContact.attention``; the flow's codes (set, never
+    cleared): ``tax_code`` → ``vatZoneId`` (the VAT zone per country), ``payment_terms`` →
+    ``creditTermsId``, ``revenue_account`` → ``glAccounts.salesAccount`` (per country),
+    ``payment_method`` → ``defaultPaymentMethod``, ``classification`` → ``customerClassId`` (else
+    ``customer_class`` on create); ``custom_fields`` that ``custom_fields`` maps → ``attributeLines``."""
     every = fields is None
     want = set(CUSTOMER_FIELDS) if fields is None else set(fields)
     body: dict[str, Any] = {}
@@ -186,18 +243,26 @@ def customer_body(
         body["corporateId"] = wrap(record.coc_number or "")
     if "currency" in want and record.currency:
         body["currencyId"] = wrap(record.currency)
-    if every:
-        if customer_class:
-            body["customerClassId"] = wrap(customer_class)
-        if record.tax_code:
-            body["vatZoneId"] = wrap(record.tax_code)
-        if record.payment_terms:
-            body["creditTermsId"] = wrap(record.payment_terms)
+    if "classification" in want and (record.classification or (every and customer_class)):
+        body["customerClassId"] = wrap(record.classification or customer_class)
+    if "tax_code" in want and record.tax_code:
+        body["vatZoneId"] = wrap(record.tax_code)
+    if "payment_terms" in want and record.payment_terms:
+        body["creditTermsId"] = wrap(record.payment_terms)
+    if "revenue_account" in want and record.revenue_account:
+        body["glAccounts"] = wrap({"salesAccount": wrap(record.revenue_account)})
+    if "payment_method" in want and record.payment_method:
+        body["defaultPaymentMethod"] = wrap({"paymentMethodId": wrap(record.payment_method), "isDefault": wrap(True)})
+    if "custom_fields" in want and custom_fields:
+        lines = attribute_lines(record.custom_fields, custom_fields)
+        if lines:
+            body["attributeLines"] = lines
     return body
 
 
-def normalize_customer(record: Customer) -> Customer:
-    """What Visma.net keeps of a customer: the street line joined; no contact for a person; names up to 60."""
+def normalize_customer(record: Customer, custom_fields: Mapping[str, str] | None = None) -> Customer:
+    """What Visma.net keeps of a customer: the street line joined; no contact for a person; names up to 60;
+    the custom fields ``custom_fields`` maps (as text, empty ones left out); no cost centre or unit (not carried)."""
     if len(record.name) > 60:  # 9.66: CustomerUpdateDto.name maxLength is not given; the ERP screen's limit [unverified]
         raise RecordError(f"customer {record.key()!r}: name longer than 60 characters")
     billing = record.billing_address
@@ -213,6 +278,9 @@ def normalize_customer(record: Customer) -> Customer:
             "contact": contact,
             "shipping_address": None,
             "language": None,
+            "custom_fields": {k: str(v) for k, v in record.custom_fields.items() if k in (custom_fields or {}) and v not in (None, "")},
+            "cost_centre": None,
+            "cost_unit": None,
         }
     )
 
@@ -221,7 +289,12 @@ def normalize_customer(record: Customer) -> Customer:
 
 
 def product_from(
-    item: Mapping[str, Any], *, currency: str, vat_rates: Mapping[str, Decimal], attributes: Mapping[str, str] | None = None
+    item: Mapping[str, Any],
+    *,
+    currency: str,
+    vat_rates: Mapping[str, Decimal],
+    attributes: Mapping[str, str] | None = None,
+    custom_fields: Mapping[str, str] | None = None,
 ) -> Product:
     """An InventoryDto as a Product (price excl. VAT in the company's currency; the VAT rate by the VAT map;
     the item's attributes that ``attributes`` (characteristic name → attribute id) maps, by name)."""
@@ -238,6 +311,7 @@ def product_from(
         currency=currency,
         active=_text(item.get("status")).lower() != "inactive",
         attributes=attributes_from(item.get("attributes"), attributes or {}),
+        custom_fields=custom_fields_from(item.get("attributes"), custom_fields or {}),
     )
 
 
@@ -260,16 +334,18 @@ def product_body(
     posting_class: str | None = None,
     item_type: str = "FinishedGoodItem",
     attributes: Mapping[str, str] | None = None,
+    custom_fields: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """An InventoryUpdateDto: everything on create (``fields`` None), else only ``fields``; the
-    mapped characteristics as ``attributeLines`` (``attributeId``, ``attributeValue``)."""
+    mapped characteristics and custom fields as ``attributeLines`` (``attributeId``, ``attributeValue``);
+    the flow's ``item_group`` as ``itemClass`` on create (else ``item_class``)."""
     want = set(PRODUCT_FIELDS) | {"tax_rate"} if fields is None else set(fields)
     body: dict[str, Any] = {}
     if fields is None:
         body["inventoryNumber"] = wrap(record.sku)
         body["type"] = wrap(item_type)
-        if item_class:
-            body["itemClass"] = wrap(item_class)
+        if record.item_group or item_class:
+            body["itemClass"] = wrap(record.item_group or item_class)
         if posting_class:
             body["postingClass"] = wrap(posting_class)
     if "name" in want:
@@ -280,16 +356,21 @@ def product_body(
         body["status"] = wrap("Active" if record.active else "Inactive")
     if "tax_rate" in want and vat_code:
         body["vatCode"] = wrap(vat_code)
+    lines: list[dict[str, Any]] = []
     if "attributes" in want and attributes:
-        lines = [
+        lines += [
             {"attributeId": wrap(attributes[a.name]), "attributeValue": wrap(a.value)} for a in record.attributes if a.name in attributes
         ]
-        if lines:
-            body["attributeLines"] = lines
+    if "custom_fields" in want and custom_fields:
+        lines += attribute_lines(record.custom_fields, custom_fields)
+    if lines:
+        body["attributeLines"] = lines
     return body
 
 
-def normalize_product(record: Product, attributes: Mapping[str, str] | None = None) -> Product:
+def normalize_product(
+    record: Product, attributes: Mapping[str, str] | None = None, custom_fields: Mapping[str, str] | None = None
+) -> Product:
     """Prices in cents; the characteristics ``attributes`` maps kept (sorted by name, empty values
     left out), the parts this pair does not carry (other attributes, categories, images) dropped."""
     if record.type != "simple":
@@ -302,6 +383,7 @@ def normalize_product(record: Product, attributes: Mapping[str, str] | None = No
             "price_excl_tax": price.quantize(CENT) if price is not None else None,
             "price_incl_tax": None,
             "attributes": tuple(sorted((a for a in record.attributes if a.name in (attributes or {}) and a.value), key=lambda a: a.name)),
+            "custom_fields": {k: str(v) for k, v in record.custom_fields.items() if k in (custom_fields or {}) and v not in (None, "")},
             "categories": (),
             "images": (),
             "ean": None,

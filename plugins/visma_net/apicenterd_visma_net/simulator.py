@@ -31,7 +31,9 @@ MAX_PAGE_SIZE = 1000
 ORDER_TYPES = ("SO", "IN", "CS")
 BRANCHES = ("1", "2")
 VAT_CODES = ("1", "2", "3")
-ATTRIBUTES = {"COLOR": "Colour", "SIZE": "Size", "MATERIAL": "Material"}  # the item class's attributes
+ATTRIBUTES = {"COLOR": "Colour", "SIZE": "Size", "MATERIAL": "Material", "BRAND": "Brand"}  # the item class's attributes
+CUSTOMER_ATTRIBUTES = {"SEGMENT": "Segment", "CHANNEL": "Sales channel"}  # the customer class's attributes
+PAYMENT_METHODS = ("BANK", "CARD", "INVOICE", "DD")
 SHIP_VIAS = {"POST": "Posten", "PICKUP": "Pick-up at the warehouse", "DHL": "DHL Express"}
 SHIPPING_TERMS = {"FCA": "Free carrier", "DAP": "Delivered at place"}
 
@@ -323,6 +325,25 @@ def _save_customer(sim: VismaNetSim, request: Request, body: dict[str, Any], num
     for field, into in (("customerClassId", "customerClass"), ("creditTermsId", "creditTerms"), ("vatZoneId", "vatZone")):
         if field in body:
             record[into] = {"id": _value(body, field)}
+    if "glAccounts" in body:  # 9.66 CustomerGlAccountsUpdateDto (read back as CustomerGlAccountsDto)
+        accounts = _value(body, "glAccounts")
+        if not isinstance(accounts, dict):
+            raise _bad("glAccounts: expected an object")
+        sales = _value(accounts, "salesAccount", "glAccounts.")
+        if sales is not None:
+            if sim.accounts is not None and str(sales) not in sim.accounts:
+                raise _bad(f"glAccounts.salesAccount: Account '{sales}' cannot be found in the system.")
+            record["glAccounts"] = {**(record.get("glAccounts") or {}), "salesAccount": {"number": str(sales), "type": "Income"}}
+    if "defaultPaymentMethod" in body:  # 9.66 CustomerDefaultPaymentMethodUpdateDto (read back as defaultPaymentMethodId)
+        method = _value(body, "defaultPaymentMethod")
+        if not isinstance(method, dict):
+            raise _bad("defaultPaymentMethod: expected an object")
+        method_id = _value(method, "paymentMethodId", "defaultPaymentMethod.")
+        if method_id not in PAYMENT_METHODS:
+            raise _bad(f"defaultPaymentMethod.paymentMethodId: Payment method '{method_id}' does not exist")
+        record["defaultPaymentMethodId"] = method_id
+    if "attributeLines" in body:
+        record["attributes"] = _attribute_lines(body["attributeLines"], record.get("attributes"), CUSTOMER_ATTRIBUTES)
     if "mainAddress" in body:
         record["mainAddress"] = _address(_value(body, "mainAddress"), "mainAddress")
     if "mainContact" in body:
@@ -340,6 +361,21 @@ async def customer(sim: VismaNetSim, request: Request) -> Response:
     if number not in sim.customers:
         raise VendorError(404, "404", f"Customer with number {number} not found")
     return json_response(sim.customers[number])
+
+
+def _attribute_lines(lines: Any, current: Any, known: dict[str, str]) -> list[dict[str, Any]]:
+    """AttributeLineUpdateDto rows merged into the record's ``attributes`` (AttributeIdValueDto); an attribute
+    its class lacks is refused, as the ERP refuses it."""
+    values = {a["id"]: a for a in current or []}
+    for n, line in enumerate(lines if isinstance(lines, list) else [None]):
+        if not isinstance(line, dict):
+            raise _bad(f"attributeLines[{n}]: expected an object")
+        attribute = _value(line, "attributeId", f"attributeLines[{n}].")
+        if attribute not in known:
+            raise _bad(f"attributeLines[{n}].attributeId: Attribute '{attribute}' does not exist")
+        value = _value(line, "attributeValue", f"attributeLines[{n}].")
+        values[attribute] = {"id": attribute, "value": value, "description": known[attribute]}
+    return sorted(values.values(), key=lambda a: a["id"])
 
 
 async def inventories(sim: VismaNetSim, request: Request) -> Response:
@@ -379,16 +415,7 @@ def _save_item(sim: VismaNetSim, request: Request, body: dict[str, Any], number:
         if field in body:
             record[field] = {"id": _value(body, field)}
     if "attributeLines" in body:
-        values = {a["id"]: a for a in record.get("attributes") or []}
-        for n, line in enumerate(body["attributeLines"] if isinstance(body["attributeLines"], list) else [None]):
-            if not isinstance(line, dict):
-                raise _bad(f"attributeLines[{n}]: expected an object")
-            attribute = _value(line, "attributeId", f"attributeLines[{n}].")
-            if attribute not in ATTRIBUTES:
-                raise _bad(f"attributeLines[{n}].attributeId: Attribute '{attribute}' does not exist")
-            value = _value(line, "attributeValue", f"attributeLines[{n}].")
-            values[attribute] = {"id": attribute, "value": value, "description": ATTRIBUTES[attribute]}
-        record["attributes"] = sorted(values.values(), key=lambda a: a["id"])
+        record["attributes"] = _attribute_lines(body["attributeLines"], record.get("attributes"), ATTRIBUTES)
     record["lastModifiedDateTime"] = sim.stamp()
     sim.inventory[record["inventoryNumber"]] = record
     return _created(request, record["inventoryNumber"]) if current is None else Response(status_code=204)

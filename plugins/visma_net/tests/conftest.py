@@ -63,14 +63,19 @@ def _toml(value: Any) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def write_config(tmp_path: Path, ea_url: str, vn_url: str, flows: dict[str, dict[str, Any]]) -> Path:
-    """A config with both connections and ``flows`` (name → keys; ``options``/``target_settings`` as tables)."""
+def write_config(
+    tmp_path: Path, ea_url: str, vn_url: str, flows: dict[str, dict[str, Any]], vn_settings: dict[str, Any] | None = None
+) -> Path:
+    """A config with both connections (``vn_settings`` added to Visma.net's) and ``flows`` (name → keys;
+    ``options``/``target_settings`` as tables, ``map`` as an inline array of rules)."""
     lines = ["[daemon]", 'metrics_address = ""', "", "[state]", 'path = "state.db"', ""]
     for name, cls, url in (("eaccounting", EAccountingConnector, ea_url), ("vismanet", VismaNetConnector, vn_url)):
         lines += [f"[connections.{name}]", f'connector = "{cls.name}"']
-        lines += [f"{k} = {_toml(v)}" for k, v in cls.demo_settings(url).items()]
+        extra = vn_settings or {} if cls is VismaNetConnector else {}
+        lines += [f"{k} = {_toml(v)}" for k, v in {**cls.demo_settings(url), **extra}.items()]
         lines.append("")
     for name, flow in flows.items():
+        flow = dict(flow)
         tables = {k: flow.pop(k) for k in ("options", "target_settings") if k in flow}
         lines.append(f"[flows.{name}]")
         lines += [f"{k} = {_toml(v)}" for k, v in flow.items()]

@@ -3,7 +3,8 @@
 Source: APIs-guru/openapi-directory @ 26ec7cad291e32d6c020809b904272b157003e71,
 ``APIs/visma.net/9.66.02.1023/openapi.yaml`` (OpenAPI 3, x-origin integration.visma.net
 API-index/doc/swagger), ``components.schemas``, read through the search tool's read_file on
-2026-12-04 (offsets 1.78M-1.87M and 2.09M-2.13M of 2,699,861 characters). Each entry lists the
+2026-12-04 (offsets 1.78M-1.87M and 2.09M-2.13M of 2,699,861 characters; the customer, customer invoice,
+address and attribute models at 1.34M-1.36M and 1.536M-1.632M). Each entry lists the
 schema's properties and its ``required`` list exactly as the spec has them; ``mandatory`` lists the
 read models' fields whose description starts "Mandatory field:" (the ERP screen's required fields,
 which the write models do not mark ``required``). The spec gives no ``maxLength`` on these models
@@ -67,21 +68,106 @@ SCHEMAS: dict[str, dict[str, tuple[str, ...]]] = {
         ),
         "required": (),
     },
+    "CustomerUpdateDto": {
+        "properties": (
+            "acceptAutoInvoices", "accountReference", "attributeLines", "corporateId", "creditDaysPastDue", "creditLimit",
+            "creditTermsId", "creditVerification", "currencyId", "customerClassId", "defaultPaymentMethod", "deliveryAddress",
+            "deliveryContact", "directDebitLines", "eInvoiceContract", "glAccounts", "gln", "invoiceAddress", "invoiceContact",
+            "invoiceToDefaultLocation", "mainAddress", "mainContact", "name", "note", "number", "overrideNumberSeries",
+            "overrideWithClassValues", "parentRecordNumber", "priceClassId", "printInvoices", "printMultiCurrencyStatements",
+            "printStatements", "sendInvoicesByEmail", "sendStatementsByEmail", "statementType", "status", "vatRegistrationId",
+            "vatZoneId",
+        ),
+        "required": (),
+    },
+    "CustomerGlAccountsUpdateDto": {
+        "properties": (
+            "cashDiscountAccount", "cashDiscountSubaccount", "customerLedgerAccount", "customerLedgerSubaccount", "discountAccount",
+            "discountSubaccount", "freightAccount", "freightSubaccount", "prepaymentAccount", "prepaymentSubaccount", "salesAccount",
+            "salesEuAccount", "salesExportAccount", "salesNonTaxableAccount", "salesSubaccount",
+        ),
+        "required": (),
+    },
+    "CustomerDefaultPaymentMethodUpdateDto": {"properties": ("isDefault", "paymentMethodId"), "required": ()},
+    "AttributeLineUpdateDto": {"properties": ("attributeId", "attributeValue"), "required": ()},
+    "AddressUpdateDto": {
+        "properties": ("addressLine1", "addressLine2", "addressLine3", "city", "countryId", "county", "postalCode"),
+        "required": (),
+    },
+    "CustomerInvoiceUpdateDto": {
+        "properties": (
+            "accountingCostRef", "billingAddress", "branchNumber", "cashAccount", "cashDiscountDate", "contact", "contractDocRef",
+            "creditTermsId", "currencyId", "customerNumber", "customerProject", "customerRefNumber", "customerVatZoneId",
+            "documentDate", "documentDueDate", "domesticServicesDeductibleDocument", "dontEmail", "dontPrint", "endDate",
+            "exchangeRate", "externalReference", "financialPeriod", "hold", "invoiceContact", "invoiceLines", "invoiceText",
+            "locationId", "note", "origInvoiceDate", "originatorDocRef", "overrideNumberSeries", "paymentMethodId",
+            "paymentReference", "postPeriod", "project", "referenceNumber", "rotRutDetails", "salesPersonID", "salesperson",
+            "sendToAutoInvoice", "startDate", "taxDetailLines",
+        ),
+        "required": (),
+    },
+    "CustomerInvoiceLinesUpdateDto": {
+        "properties": (
+            "accountNumber", "branchNumber", "deferralCode", "deferralSchedule", "description", "discountAmountInCurrency",
+            "discountCode", "discountPercent", "domesticServicesDeductible", "endDate", "inventoryNumber", "itemType", "lineNumber",
+            "manualAmountInCurrency", "manualDiscount", "note", "operation", "quantity", "salesperson", "startDate", "subaccount",
+            "taskId", "termEndDate", "termStartDate", "typeOfWork", "unitPriceInCurrency", "uom", "vatCodeId",
+        ),
+        "required": (),
+    },
+    "CustomerDto": {  # the read model: what the simulator may answer beyond the 2017 CustomerDto
+        "properties": (
+            "acceptAutoInvoices", "accountReference", "attributes", "corporateId", "createdDateTime", "creditDaysPastDue",
+            "creditLimit", "creditTerms", "creditVerification", "currencyId", "customerClass", "defaultPaymentMethodId",
+            "deliveryAddress", "deliveryContact", "directDebitLines", "eInvoiceContract", "errorInfo", "glAccounts", "gln",
+            "internalId", "invoiceAddress", "invoiceContact", "invoiceToDefaultLocation", "lastModifiedDateTime", "location",
+            "mainAddress", "mainContact", "metadata", "name", "number", "parentRecord", "paymentMethods", "priceClass",
+            "printInvoices", "printMultiCurrencyStatements", "printStatements", "sendInvoicesByEmail", "sendStatementsByEmail",
+            "statementType", "status", "vatRegistrationId", "vatZone",
+        ),
+        "required": (),
+    },
 }  # fmt: skip
-"""The write models checked, by name."""
+"""The write models checked, by name (and ``CustomerDto``, a read model)."""
+
+NESTED: dict[str, dict[str, str]] = {
+    "CustomerUpdateDto": {
+        "glAccounts": "CustomerGlAccountsUpdateDto",  # DtoValueOfCustomerGlAccountsUpdateDto: wrapped
+        "defaultPaymentMethod": "CustomerDefaultPaymentMethodUpdateDto",  # DtoValueOf...: wrapped
+        "attributeLines": "AttributeLineUpdateDto",  # an array of unwrapped rows
+        "mainAddress": "AddressUpdateDto",  # DtoValueOfAddressUpdateDto: wrapped
+    },
+    "InventoryUpdateDto": {"attributeLines": "AttributeLineUpdateDto"},
+}
+"""A write model's object-valued properties and their models (a ``{"value": ...}`` wrapper is looked through)."""
 
 MANDATORY: dict[str, tuple[str, ...]] = {
     "JournalTransactionDto": ("financialPeriod", "ledger", "postPeriod", "transactionDate"),
     "JournalTransactionLineDto": ("accountNumber",),
     "InventoryDto": ("baseUnit", "inventoryNumber", "purchaseUnit", "salesUnit"),
+    "CustomerDto": ("name", "number", "status"),
+    "CustomerInvoiceDto": ("cashDiscountDate", "documentDueDate"),
 }
 """Read models' "Mandatory field:" properties (the screen's; the ERP defaults some, e.g. the units from the item class)."""
+
+INVOICE_LINE_TEXT_LENGTH = 30
+"""``CustomerInvoiceLineDto.description``: "The alphanumeric string may contain up to 30 characters"."""
 
 ORDER_TYPE_LENGTH = 2
 """``SalesOrderTypeDto.orderType``: "The ID of the order type, which is a two-character alphanumeric string"."""
 
-PATHS = {"salesorder": "SalesOrderUpdateDto", "journaltransaction": "JournalTransactionUpdateDto", "inventory": "InventoryUpdateDto"}
+PATHS = {
+    "salesorder": "SalesOrderUpdateDto",
+    "journaltransaction": "JournalTransactionUpdateDto",
+    "inventory": "InventoryUpdateDto",
+    "customer": "CustomerUpdateDto",
+    "customerinvoice": "CustomerInvoiceUpdateDto",
+}
 """The v1 collection a POST goes to → the 9.66 write model of its body."""
 
-LINES = {"SalesOrderUpdateDto": ("lines", "SalesOrderLineUpdateDto"), "JournalTransactionUpdateDto": ("journalTransactionLines", "JournalTransactionLineUpdateDto")}
+LINES = {
+    "SalesOrderUpdateDto": ("lines", "SalesOrderLineUpdateDto"),
+    "JournalTransactionUpdateDto": ("journalTransactionLines", "JournalTransactionLineUpdateDto"),
+    "CustomerInvoiceUpdateDto": ("invoiceLines", "CustomerInvoiceLinesUpdateDto"),
+}
 """A write model's line array and the line model."""

@@ -28,6 +28,7 @@ BASE = "/API/controller/api/v1"  # the swagger's basePath /API + its paths
 NEWER_QUERY = {"pageNumber", "pageSize"}  # 9.66: "Pagination parameter" on every list
 NEWER_RESPONSE = {"metadata"}  # 9.66: totalCount and maxPageSize on each record of a page
 SPEC_966 = runpy.run_path(str(Path(__file__).with_name("spec_9_66.py")))
+CUSTOM = {"customer_custom_fields": {"segment": "SEGMENT"}, "item_custom_fields": {"brand": "BRAND"}, "item_attributes": {"Colour": "COLOR"}}
 """What was checked in the 9.66 spec (a hand-written list with its source; the spec is not copied)."""
 
 
@@ -143,7 +144,8 @@ async def _drive(conn: Any, sim: Any) -> None:
     customer = Customer(
         kind="company", name="Fjord AS", email="post@fjord.no", vat_number="NO1", coc_number="999",
         billing_address=Address(street="Gate", house_number="1", postcode="0154", city="Oslo", country="NO"),
-        tax_code="NO-DOM", payment_terms="30D", currency="NOK",
+        tax_code="NO-DOM", payment_terms="30D", currency="NOK", revenue_account="3000", payment_method="CARD",
+        classification="RETAIL", custom_fields={"segment": "B2B", "unmapped": "x"},
     )  # fmt: skip
     customer_id = await conn.create(Entity.CUSTOMERS, conn.normalize(Entity.CUSTOMERS, customer))
     await conn.find(Entity.CUSTOMERS, "post@fjord.no")
@@ -151,16 +153,16 @@ async def _drive(conn: Any, sim: Any) -> None:
     await conn.update(Entity.CUSTOMERS, customer_id, customer, frozenset(conn.sink(Entity.CUSTOMERS).written_fields))
     product = Product(
         sku="C-1", name="Conformance", price_excl_tax=Decimal("9.99"), tax_rate=Decimal(21), currency="EUR",
-        attributes=(Attribute(name="Colour", value="Red"),),
+        attributes=(Attribute(name="Colour", value="Red"),), custom_fields={"brand": "Acme"}, item_group="GOODS",
     )  # fmt: skip
     item = await conn.create(Entity.PRODUCTS, conn.normalize(Entity.PRODUCTS, product))
     await conn.find(Entity.PRODUCTS, item)
-    await conn.update(Entity.PRODUCTS, item, product, frozenset({"name", "price_excl_tax", "active", "tax_rate", "attributes"}))
+    await conn.update(Entity.PRODUCTS, item, product, frozenset({"name", "price_excl_tax", "active", "tax_rate", "attributes", "custom_fields"}))
     order = Order(
         number="EA-1", status="paid", created_at=datetime(2024, 5, 1, 12, tzinfo=timezone.utc), total=Decimal("12.09"),
         shipping_address=Address(street="Vei 2", postcode="5003", city="Bergen", country="NO"), payment_terms="30D",
         payment_method="CARD",
-        lines=(OrderLine(sku="C-1", name="Line", unit_price=Decimal("12.09"), tax_rate=Decimal(21), discount=Decimal(1), tax_code="1", account="3000"),),
+        lines=(OrderLine(sku="C-1", name="A line whose text is longer than thirty characters", unit_price=Decimal("12.09"), tax_rate=Decimal(21), discount=Decimal(1), tax_code="1", account="3000"),),
     )  # fmt: skip
     sink = conn.document_sink(Entity.ORDERS)
     for kind in ("order", "invoice"):
@@ -182,7 +184,7 @@ async def _drive(conn: Any, sim: Any) -> None:
 
 async def test_every_request_the_connector_sends_is_in_the_swagger(swagger, settings):
     app = Recorder(VismaNetConnector.simulator(seed=3, records=2))
-    async with connect(VismaNetConnector, {**settings, "branch": "1", "item_attributes": {"Colour": "COLOR"}}, app=app) as conn:
+    async with connect(VismaNetConnector, {**settings, "branch": "1", **CUSTOM}, app=app) as conn:
         await _drive(conn, app.state.sim)
     problems = [p for call in app.calls for p in _check_call(swagger, *call)]
     assert not problems, "\n".join(problems)
@@ -204,7 +206,7 @@ def test_the_conformance_check_catches_a_wrong_field_and_a_bare_value(swagger):
 async def test_simulator_answers_have_only_the_swagger_models_properties(swagger, settings):
     app = VismaNetConnector.simulator(seed=3, records=2)
     sim = app.state.sim
-    async with connect(VismaNetConnector, {**settings, "item_attributes": {"Colour": "COLOR"}}, app=Recorder(app)) as conn:
+    async with connect(VismaNetConnector, {**settings, **CUSTOM}, app=Recorder(app)) as conn:
         await _drive(conn, sim)
         for path in ("customer", "inventory", "salesorder", "customerinvoice", "journaltransaction", "inventorysummary/VN-00001"):
             body = await conn.client.get(path, what=path)
@@ -222,39 +224,67 @@ async def test_simulator_answers_have_only_the_swagger_models_properties(swagger
             assert not _problems(one, {"$ref": "#/definitions/CustomerDto"}, swagger["definitions"], "customer")
 
 
-def _problems_966(path: str, body: dict) -> list[str]:
-    """Where a POST body to a collection the 9.66 list covers is not of its 9.66 write model:
-    properties it lacks, required ones missing (the lines too)."""
-    model = SPEC_966["PATHS"].get(path.rstrip("/").rsplit("/", 1)[-1])
+def _collection(method: str, path: str) -> str:
+    """The collection a write goes to: POST ``/v1/customer`` and PUT ``/v1/customer/{number}`` → ``customer``."""
+    parts = path.strip("/").split("/")
+    return parts[-1] if method == "POST" else parts[-2]
+
+
+def _problems_966(path: str, body: dict, method: str = "POST") -> list[str]:
+    """Where a write body to a collection the 9.66 list covers is not of its 9.66 write model:
+    properties it lacks, required ones missing (the lines and the nested models read too)."""
+    model = SPEC_966["PATHS"].get(_collection(method, path))
     if model is None:
         return []
     out = []
     todo = [(model, body, path)]
     while todo:
         name, value, where = todo.pop()
+        if not isinstance(value, dict):
+            out.append(f"{where}: expected an object of the 9.66 {name}")
+            continue
         spec = SPEC_966["SCHEMAS"][name]
         out += [f"{where}.{k}: not in the 9.66 {name}" for k in value if k not in spec["properties"]]
         out += [f"{where}: the 9.66 {name} requires {k}" for k in spec["required"] if k not in value]
         if name in SPEC_966["LINES"]:
             field, line_model = SPEC_966["LINES"][name]
             todo += [(line_model, line, f"{where}.{field}[{n}]") for n, line in enumerate(value.get(field) or [])]
+        for field, nested in SPEC_966["NESTED"].get(name, {}).items():
+            inner = value.get(field)
+            if isinstance(inner, list):
+                todo += [(nested, row, f"{where}.{field}[{n}]") for n, row in enumerate(inner)]
+            elif inner is not None:
+                todo.append((nested, inner.get("value") if isinstance(inner, dict) and set(inner) == {"value"} else inner, f"{where}.{field}"))
     return out
 
 
 async def test_every_body_the_connector_posts_is_of_the_966_write_model(settings):
     app = Recorder(VismaNetConnector.simulator(seed=3, records=2))
-    async with connect(VismaNetConnector, {**settings, "branch": "1", "item_attributes": {"Colour": "COLOR"}}, app=app) as conn:
+    async with connect(VismaNetConnector, {**settings, "branch": "1", **CUSTOM}, app=app) as conn:
         await _drive(conn, app.state.sim)
     posts = [(path, json.loads(body)) for method, path, _, body in app.calls if method == "POST"]
     checked = {path.rsplit("/", 1)[-1] for path, _ in posts} & set(SPEC_966["PATHS"])
     assert checked == set(SPEC_966["PATHS"]), checked
-    problems = [p for path, body in posts for p in _problems_966(path, body)]
+    writes = [(m, path, json.loads(body)) for m, path, _, body in app.calls if m in ("POST", "PUT")]
+    assert {_collection(m, path) for m, path, _ in writes if m == "PUT"} >= {"customer", "inventory"}
+    problems = [p for m, path, body in writes for p in _problems_966(path, body, m)]
     assert not problems, "\n".join(problems)
+    customer = next(body for path, body in posts if path.endswith("/customer"))
+    assert customer["glAccounts"] == {"value": {"salesAccount": {"value": "3000"}}}
+    assert customer["defaultPaymentMethod"]["value"]["paymentMethodId"] == {"value": "CARD"}
+    assert customer["customerClassId"] == {"value": "RETAIL"} and customer["vatZoneId"] == {"value": "NO-DOM"}
+    assert customer["attributeLines"] == [{"attributeId": {"value": "SEGMENT"}, "attributeValue": {"value": "B2B"}}]  # "unmapped" not sent
+    invoice = next(body for path, body in posts if path.endswith("/customerinvoice"))
+    length = SPEC_966["INVOICE_LINE_TEXT_LENGTH"]
+    assert all(len(line["description"]["value"]) <= length for line in invoice["invoiceLines"])
+    assert invoice["invoiceLines"][0]["description"]["value"] == "A line whose text is longer than thirty characters"[:length]
     journal = next(body for path, body in posts if path.endswith("/journaltransaction"))
     mandatory = SPEC_966["MANDATORY"]["JournalTransactionLineDto"]
     assert all(all(line.get(k, {}).get("value") for k in mandatory) for line in journal["journalTransactionLines"])
     item = next(body for path, body in posts if path.endswith("/inventory"))
     assert {"inventoryNumber", "description", "attributeLines"} <= set(item)  # the screen's mandatory id and description
+    assert {"attributeId": {"value": "BRAND"}, "attributeValue": {"value": "Acme"}} in item["attributeLines"]
+    assert item["itemClass"] == {"value": "GOODS"}
 
 
 def test_the_966_check_catches_a_missing_required_field_and_an_unknown_one():
@@ -264,6 +294,12 @@ def test_the_966_check_catches_a_missing_required_field_and_an_unknown_one():
     ]
     assert _problems_966("/v1/journaltransaction", {"journalTransactionLines": [{"debitAmount": {"value": 1}}]}) == [
         "/v1/journaltransaction.journalTransactionLines[0].debitAmount: not in the 9.66 JournalTransactionLineUpdateDto"
+    ]
+    assert _problems_966("/v1/customer/C1", {"glAccounts": {"value": {"revenueAccount": {"value": "3000"}}}}, "PUT") == [
+        "/v1/customer/C1.glAccounts.revenueAccount: not in the 9.66 CustomerGlAccountsUpdateDto"
+    ]
+    assert _problems_966("/v1/customerinvoice", {"invoiceLines": [{"unitPrice": {"value": 1}}]}) == [
+        "/v1/customerinvoice.invoiceLines[0].unitPrice: not in the 9.66 CustomerInvoiceLinesUpdateDto"
     ]
 
 

@@ -29,12 +29,20 @@ def pair(tmp_path, write_pair_config):
     returns (ea_app, vn_app, resolved)."""
     registry = load_registry()
 
-    def start(flows: dict[str, dict[str, Any]], *, ea: dict | None = None, vn: dict | None = None):
+    def start(flows: dict[str, dict[str, Any]], *, ea: dict | None = None, vn: dict | None = None, vn_settings: dict | None = None):
         ea_app = EAccountingConnector.simulator(seed=5, **(ea or {}))
         vn_app = VismaNetConnector.simulator(seed=5, **(vn or {}))
         ea_url = stack.enter_context(serve_app(ea_app))
         vn_url = stack.enter_context(serve_app(vn_app))
-        return ea_app, vn_app, load(write_pair_config(tmp_path, ea_url, vn_url, flows), registry)
+        urls.update(ea=ea_url, vn=vn_url)
+        return ea_app, vn_app, load(write_pair_config(tmp_path, ea_url, vn_url, flows, vn_settings), registry)
+
+    def rewrite(flows: dict[str, dict[str, Any]], vn_settings: dict | None = None) -> Any:
+        """The same simulators, a new config (the flows changed)."""
+        return load(write_pair_config(tmp_path, urls["ea"], urls["vn"], flows, vn_settings), registry)
+
+    urls: dict[str, str] = {}
+    start.rewrite = rewrite  # type: ignore[attr-defined]
 
     with contextlib.ExitStack() as stack:
         yield start
@@ -76,6 +84,59 @@ async def test_customers_from_eaccounting_become_visma_net_customers_once(pair):
     emails = sorted(str(c.get("EmailAddress") or "").lower() for c in ea.state.sim.customers.values())
     written = sorted(str(c["mainContact"]["email"]).lower() for c in vn.state.sim.customers.values())
     assert written == emails
+
+
+async def test_customers_carry_custom_fields_codes_per_country_and_the_update_checkbox(pair):
+    """The flow's constants and maps (``map`` rules, ``tax_codes``/``revenue_accounts`` per country) land in
+    the customer's attribute lines, VAT zone, sales account, default payment method and class; a field in
+    ``create_only_fields`` is written on create only, the others on update too."""
+
+    def flow(payment: str, account: str, create_only: list[str]) -> dict[str, Any]:
+        return {"customers": {
+            "source": "eaccounting", "target": "vismanet", "entity": "customers", "interval": "1h",
+            "create_only_fields": create_only,
+            "map": [{"field": "custom_fields.segment", "value": "B2B"}, {"field": "custom_fields.ignored", "value": "x"},
+                    {"field": "payment_method", "value": payment}, {"field": "classification", "value": "RETAIL"}],
+            "options": {"tax_codes": {"NL": "DOMESTIC", "default": "EXPORT"}, "revenue_accounts": {"default": account}},
+        }}  # fmt: skip
+
+    custom = {"customer_custom_fields": {"segment": "SEGMENT"}}
+    ea, vn, resolved = pair(flow("BANK", "3000", []), ea={"records": 0, "customers": 3}, vn_settings=custom)
+    first = await twice(resolved, "customers", vn)
+    assert first.counts["created"] == 3
+    countries = {str(c.get("EmailAddress") or "").lower(): c.get("InvoiceCountryCode") for c in ea.state.sim.customers.values()}
+    for customer in vn.state.sim.customers.values():
+        assert customer["attributes"] == [{"id": "SEGMENT", "value": "B2B", "description": "Segment"}]
+        assert customer["glAccounts"]["salesAccount"]["number"] == "3000"
+        assert customer["defaultPaymentMethodId"] == "BANK"
+        assert customer["customerClass"]["id"] == "RETAIL"
+        country = countries[customer["mainContact"]["email"].lower()]
+        assert customer["vatZone"]["id"] == ("DOMESTIC" if country == "NL" else "EXPORT")
+    # the update checkbox: the revenue account is create-only now, the payment method is not
+    resolved = pair.rewrite(flow("CARD", "3010", ["revenue_account"]), custom)
+    for customer in ea.state.sim.customers.values():  # read again (the delta would skip them)
+        customer["ChangedUtc"] = datetime.now(timezone.utc).isoformat()
+    vn.state.sim.requests.clear()
+    again = await run(resolved, "customers")
+    assert again.status == "ok" and again.counts["failed"] == 0, again.counts
+    assert again.counts["updated"] == 3, again.counts
+    assert {m for m, _ in writes(vn)} == {"PUT"}
+    for customer in vn.state.sim.customers.values():
+        assert customer["defaultPaymentMethodId"] == "CARD"
+        assert customer["glAccounts"]["salesAccount"]["number"] == "3000"
+
+
+async def test_products_carry_custom_fields_and_item_group(pair):
+    flows = {"products": {
+        "source": "eaccounting", "target": "vismanet", "entity": "products", "interval": "1h",
+        "map": [{"field": "custom_fields.brand", "value": "Acme"}, {"field": "item_group", "value": "GOODS"}],
+    }}  # fmt: skip
+    ea, vn, resolved = pair(flows, ea={"records": 3}, vn_settings={"item_custom_fields": {"brand": "BRAND"}})
+    first = await twice(resolved, "products", vn)
+    assert first.counts["created"] == 3
+    for item in vn.state.sim.inventory.values():
+        assert {"id": "BRAND", "value": "Acme", "description": "Brand"} in item["attributes"]
+        assert item["itemClass"] == {"id": "GOODS"}
 
 
 async def test_products_from_eaccounting_become_inventory_items_by_number(pair):
