@@ -83,6 +83,7 @@ async def test_a_long_sync_stops_at_its_share_and_goes_on_the_next_day_each_item
     await store.open()
     engine = Engine(resolved, store, transports=transports, retry_base_delay=0.01, clock=clock, wall_clock=clock)
     results: dict[str, list] = collections.defaultdict(list)
+    completions: list[int] = []
     try:
         orders = await engine.run_flow("orders")
         assert orders.status == "ok", orders.error
@@ -100,6 +101,12 @@ async def test_a_long_sync_stops_at_its_share_and_goes_on_the_next_day_each_item
             assert first.counts["budget_left"] >= 3  # never below the reserve
             assert engine.budget_wait("products") > 0  # the scheduler leaves it until the reset
             assert engine.budget_wait("orders") == 0  # orders, of a higher priority, still have their share
+            # eAccounting tells how many articles are left (Meta.TotalNumberOfResults): the expected
+            # completion is after this reset, at the calls a record cost and the share a day leaves
+            left = len(articles) + 1 - sum(r.counts["created"] + r.counts["updated"] for r in results["products"])
+            assert first.counts["backlog"] == left  # what the runs so far did is taken off
+            assert first.counts["complete_at"] > first.counts["resume_at"]
+            completions.append(first.counts["complete_at"])
             # the calls left cover the orders flow's runs until the reset (4 a day, every 6 h)
             budget = engine.budgets["exact"]
             assert budget.left() - budget.reserve >= budget.needs("orders") > 0
@@ -113,6 +120,7 @@ async def test_a_long_sync_stops_at_its_share_and_goes_on_the_next_day_each_item
         await engine.aclose()
         await store.close()
     assert days >= 2  # it did not fit in a day
+    assert len(completions) == days
     codes = collections.Counter(item["Code"] for item in sim.data["logistics/Items"].values() if item["Code"] != "EXO-1")
     assert set(codes) == articles and set(codes.values()) == {1}  # every item, once
     assert sim.refusals == 0  # no 429: no call over the day's or the minute's budget
