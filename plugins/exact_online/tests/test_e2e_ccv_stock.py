@@ -94,3 +94,19 @@ async def test_stock_enable_turns_the_manage_stock_flag_on(tmp_path):
     shop.requests.clear()
     second = await _run(resolved, transports)
     assert second.status == "ok" and second.counts["updated"] == 0 and _writes(shop) == []
+
+
+def test_the_exact_ccv_example_config_passes_check(tmp_path, monkeypatch, capsys):
+    """etc/exact-ccv.example.toml is valid with its credentials given."""
+    from pathlib import Path
+
+    from apicenterd.cli import main
+
+    for name in ("exact_client_secret", "ccv_private_key"):
+        (tmp_path / name).write_text("secret\n", encoding="utf-8")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    monkeypatch.setenv("EXACT_CLIENT_ID", "exact-client")
+    monkeypatch.setenv("CCV_PUBLIC_KEY", "ccv-public")
+    example = Path(__file__).resolve().parents[3] / "etc" / "exact-ccv.example.toml"
+    assert main(["check", "--config", str(example)]) == 0, capsys.readouterr().err
+    assert "2 flows" in capsys.readouterr().out
