@@ -10,8 +10,8 @@ import collections
 
 import httpx
 import pytest
-from prometheus_client import REGISTRY
 from apicenterd_exact_online import ExactOnlineConnector
+from prometheus_client import REGISTRY
 
 from apicenterd.config import Config
 from apicenterd.config.resolve import resolve
