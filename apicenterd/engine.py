@@ -439,7 +439,7 @@ class Engine(Scheduling, Replaying, Retries):
                 await self._read_and_settle(run, cursor)
         except BudgetSpent as exc:  # its share of a day budget: settled work stays, the rest waits for the reset
             result.status, result.error = "deferred", str(exc)
-            await self._deferred(run, result, exc)
+            await self._deferred(run, result, exc, cursor)
         except _Stop:
             result.status = "stopped"
             log.info("run stopped between records for shutdown")
@@ -486,19 +486,24 @@ class Engine(Scheduling, Replaying, Retries):
                 log.info("run finished", status=result.status, seconds=round(result.duration, 3), **counts)
         return result
 
-    async def _deferred(self, run: FlowRun, result: RunResult, exc: BudgetSpent) -> None:
+    async def _deferred(self, run: FlowRun, result: RunResult, exc: BudgetSpent, started_at: str | None = None) -> None:
         """A run stopped by its share of a day budget: when it goes on, how far the budget goes, and
-        (when its source can tell how many records are still to come) when it is expected to be done."""
+        (when its source can tell how many records are still to come) when it is expected to be done.
+        The source is asked how many records it yields from ``started_at``, the cursor the run read
+        from (whether its cursor moves record by record or only at the end of a read); the records
+        this run handled are taken off."""
         budget = next((b for b in self._budgets_of(run.flow) if b.connection == exc.connection), None)
         complete_at = None
         if budget is not None:
+            handled = sum(v for k, v in run.counts.items() if k in COUNT_KEYS)
             try:
-                backlog = await run.source.backlog(run.flow.read_entity or run.flow.entity, await self.store.get_cursor(run.name))
-            except (BudgetSpent, ConnectorError, StateError) as error:  # a figure for people: never fails the run
+                backlog = await run.source.backlog(run.flow.read_entity or run.flow.entity, started_at)
+            except (BudgetSpent, ConnectorError) as error:  # a figure for people: never fails the run
                 run.log.info("backlog unknown", error=str(error))
                 backlog = None
             if backlog is not None:
-                handled = sum(v for k, v in run.counts.items() if k in COUNT_KEYS)
+                backlog = max(0, backlog - handled)
+                run.counts["backlog"] = backlog
                 complete_at = budget.completion(run.name, backlog, running=handled)
         run.counts["budget_left"] = exc.left
         run.counts["resume_at"] = int(exc.resume_at)

@@ -364,9 +364,13 @@ class Source(abc.ABC, Generic[RecordT]):
         """Yield the records changed at or after cursor ``since`` (None: all), in cursor order."""
 
     async def backlog(self, since: str | None) -> int | None:
-        """Optional: how many records :meth:`changes` would still yield from ``since`` (about; None:
-        cannot tell, the default). Asked only when a run stops for its share of a day budget, for
-        the expected completion in ``flows list`` and the metrics; it should cost one call at most.
+        """Optional: how many records :meth:`changes` yields from ``since`` (about; None: cannot
+        tell, the default). Asked only when a run stops for its share of a day budget, with the
+        cursor that run read from (the daemon takes off what the run handled), for the expected
+        completion in ``flows list``, ``runs``, the admin API and the metrics. It should cost one
+        call at most, and one to another vendor than the budgeted one where it can (that one's
+        share is spent: a call to it raises ``BudgetSpent`` and the figure stays unknown); e.g. a
+        list envelope's total for the same filter, or an OData ``$count``.
         """
         return None
 

@@ -256,6 +256,24 @@ def build_app(backend: Backend, token: str) -> Starlette:
             "open_dead_letters": open_letters,
             "waiting_until": max([*waits.values(), *([budget_until] if budget_until is not None else [])], default=None),
             "paused_connections": sorted(paused),
+            "budget": _budget_view(engine, flow, finished),
+        }
+
+    def _budget_view(engine: Any, flow: Any, finished: Any) -> dict[str, Any] | None:
+        """The flow's share of its connections' day budgets (None: it uses none)."""
+        budgets = engine._budgets_of(flow) if hasattr(engine, "_budgets_of") else []
+        if not budgets:
+            return None
+        deferred = finished is not None and finished.status == "deferred"
+        counts = finished.counts if deferred else {}
+        return {
+            "connections": sorted(b.connection for b in budgets),
+            "priority": flow.priority,
+            "calls_left": min(b.left() for b in budgets),
+            "deferred": deferred,
+            "resume_at": counts.get("resume_at") or None,
+            "backlog": counts.get("backlog"),
+            "expected_completion": counts.get("complete_at") or None,
         }
 
     def known_flow(name: str) -> str:

@@ -120,7 +120,30 @@ SCHEMAS: dict[str, Any] = {
                 "description": "the flow's connections paused because their credentials were rejected: "
                 "`apicenterd auth CONNECTION`, then reload",
             },
-        }
+            "budget": {
+                "oneOf": [
+                    _obj(
+                        {
+                            "connections": {"type": "array", "items": _STR},
+                            "priority": _INT,
+                            "calls_left": _INT,
+                            "deferred": {"type": "boolean"},
+                            "resume_at": _TIME,
+                            "backlog": {"type": ["integer", "null"]},
+                            "expected_completion": _TIME,
+                        }
+                    ),
+                    {"type": "null"},
+                ],
+                "description": "on a connection with a day budget (null: none): its priority, the calls left in "
+                "the day (the smallest), whether its last run was deferred, when it goes on, the records its "
+                "source still has (when it can tell) and when it is expected to be done at its share",
+            },
+        },
+        required=[
+            "name", "entity", "source", "target", "schedule", "enabled", "state", "reason", "cursor", "last_run",
+            "next_run_at", "progress", "open_dead_letters", "waiting_until", "paused_connections",
+        ],  # fmt: skip
     ),
     "AuditEntry": _obj(
         {

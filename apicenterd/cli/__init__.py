@@ -21,6 +21,9 @@ DEFAULT_CONFIG = "/etc/apicenterd/apicenterd.toml"
 EXIT_USAGE = 2
 EXIT_RECORDS_FAILED = 3
 """``flows run`` ran to its end but records failed in it (they are in the dead-letter queue)."""
+EXIT_DEFERRED = 4
+"""``flows run`` stopped because the flow's share of a connection's day budget is spent (``deferred``):
+what it did is settled, and it goes on from there after the vendor's reset."""
 EXIT_CONFIG = 78
 """The daemon (or a simulator) cannot start with this configuration on this host (EX_CONFIG): a mistake
 in the file, or an address it must listen on (``[admin] address``, ``daemon.metrics_address``, a
@@ -106,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="run one flow once, now, and print what it did",
         epilog=f"exit status: 0 ok; 1 the run failed; {EXIT_RECORDS_FAILED} the run went through but records failed "
-        f"(see apicenterd dlq list); {EXIT_BUSY} the flow runs elsewhere (--no-wait); 130/143 stopped by SIGINT/SIGTERM",
+        f"(see apicenterd dlq list); {EXIT_DEFERRED} deferred: its share of the day budget is spent (it goes on after "
+        f"the reset); {EXIT_BUSY} the flow runs elsewhere (--no-wait); 130/143 stopped by SIGINT/SIGTERM",
     )
     p.add_argument("name", help="the flow's name")
     _config_arg(p)

@@ -15,7 +15,7 @@ from .. import cli as _cli
 from .. import fieldpath
 from ..config import Resolved
 from ..observe import logs
-from . import EXIT_RECORDS_FAILED, Usage, _load, _load_readonly, _print_table, _tell_waiting, _with_store, terminal_safe
+from . import EXIT_DEFERRED, EXIT_RECORDS_FAILED, Usage, _load, _load_readonly, _print_table, _tell_waiting, _with_store, terminal_safe
 
 
 def cmd_flows_list(args: argparse.Namespace) -> int:
@@ -145,7 +145,8 @@ def _budget_text(view: dict | None) -> str:
 def cmd_flows_run(args: argparse.Namespace) -> int:
     """Run one flow once and print the counts. Exit 0 if the run was ok, 1 if it failed,
     :data:`EXIT_RECORDS_FAILED` (3) if it ran to its end but records failed in it (they are in
-    the dead-letter queue; with ``--dry-run``: they would fail), and 128 + the signal's number
+    the dead-letter queue; with ``--dry-run``: they would fail), :data:`EXIT_DEFERRED` (4) if its
+    share of a day budget is spent (it goes on from where it stopped after the reset), and 128 + the signal's number
     (130 SIGINT, 143 SIGTERM) if a signal stopped it."""
     from ..engine import COUNT_KEYS, Engine, RunResult
 
@@ -224,12 +225,30 @@ def cmd_flows_run(args: argparse.Namespace) -> int:
 
 
 def _exit_code(result, stopped_code: int) -> int:
-    """0 ok; 1 the run failed; ``stopped_code`` a signal stopped it; 3 ok but records failed."""
+    """0 ok; 1 the run failed; ``stopped_code`` a signal stopped it; 3 ok but records failed; 4
+    deferred by the day budget."""
     if result.status == "stopped":
         return stopped_code
-    if result.status != "ok":
+    return _status_code(result.flow, result.status, result.error, result.counts)
+
+
+def _status_code(flow: str, status: str, error: str | None, counts: dict) -> int:
+    """The exit status of a finished run (local or in the daemon); a deferred run says why on stderr."""
+    if status == "deferred":
+        resumes = _cli._ts(counts.get("resume_at"))
+        done = _cli._ts(counts.get("complete_at"))
+        print(
+            terminal_safe(
+                f"apicenterd: flow {flow} deferred: its share of the day budget is spent; what it did is kept and it "
+                f"goes on from where it stopped{f' at {resumes}' if resumes else ' after the reset'}"
+                f"{f' (expected done ~{done})' if done else ''}: {error or 'no reason given'}"
+            ),
+            file=sys.stderr,
+        )
+        return EXIT_DEFERRED
+    if status != "ok":
         return 1
-    return EXIT_RECORDS_FAILED if result.counts.get("failed", 0) else 0
+    return EXIT_RECORDS_FAILED if counts.get("failed", 0) else 0
 
 
 def _remote_run(args: argparse.Namespace, daemon) -> int:
@@ -249,9 +268,7 @@ def _remote_run(args: argparse.Namespace, daemon) -> int:
         counts = ", ".join(f"{k} {v}" for k, v in body.items() if k not in ("flow", "run_id", "status", "error", "duration_seconds"))
         error = f" ({body['error']})" if body.get("error") else ""
         print(terminal_safe(f"flow {body['flow']} run {body['run_id']} (in the daemon): {body['status']}: {counts}{error}"))
-    if body["status"] != "ok":
-        return 1
-    return EXIT_RECORDS_FAILED if body.get("failed") else 0
+    return _status_code(body["flow"], body["status"], body.get("error"), body)
 
 
 async def _stop_on_signals(engine, scope: anyio.CancelScope, seen: list[int], *, task_status=anyio.TASK_STATUS_IGNORED) -> None:

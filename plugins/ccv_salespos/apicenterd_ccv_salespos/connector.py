@@ -189,6 +189,51 @@ class ShipmentSink(Sink[Shipment]):
         await self.connector.write_shipment(await self.connector.client.order(target_id), record)
 
 
+class StockSink(Sink[StockLevel]):
+    """A product's ``stock`` (the canonical ``available``: on hand − reserved at the source), found by
+    ``productnumber``. CCV's manage-stock flag (``stockenabled``) is honoured: a product whose stock
+    CCV does not manage is left alone unless ``stock_enable`` is set (then the write turns it on);
+    a record whose source does not manage the SKU's stock (``tracked`` false) writes nothing. No
+    stock without a product: create raises (sync products first). Attribute combinations (variant
+    stock, ``PATCH /attributecombinations/:id/``) are not written."""
+
+    connector: CCVSalesPOSConnector
+    written_fields = frozenset({"available"})
+    field_map = {"sku": "productnumber (filter)", "available": "stock", "tracked": "stockenabled"}
+
+    async def find(self, key: str) -> Found | None:
+        product = await self.connector.product_by_number(key)
+        if product is None:
+            return None
+        return Found(id=str(_int_id(product)), record=mapping.stock_level(product), vendor=product)
+
+    async def create(self, record: StockLevel) -> str:
+        raise RecordError(f"no product with productnumber {record.sku!r} in CCV; sync products first")
+
+    async def update(self, target_id: str, record: StockLevel, fields: frozenset[str]) -> None:
+        product = await self.connector.client.get_one(f"products/{target_id}/", what=f"product {target_id}")
+        await self._write(target_id, record, product)
+
+    async def update_found(self, found: Found, record: StockLevel, fields: frozenset[str]) -> None:
+        """The product as the look-up read it tells its manage-stock flag: no second GET."""
+        await self._write(found.id, record, found.vendor)
+
+    async def _write(self, target_id: str, record: StockLevel, product: Any) -> None:
+        enable = self.connector.settings.stock_enable
+        managed = isinstance(product, dict) and bool(product.get("stockenabled"))
+        if not record.tracked or (not managed and not enable):
+            self.connector.context.log.info(
+                "ccv_stock_left_alone", sku=record.sku, product=target_id,
+                reason="the source does not manage its stock" if not record.tracked else "stockenabled is off in CCV",
+            )  # fmt: skip
+            return
+        body: dict[str, Any] = {"stock": float(record.available)}
+        if not managed:
+            body["stockenabled"] = True
+        what = f"stock of product {record.sku!r}"
+        await self.connector.client.request("PATCH", f"products/{target_id}/", what=what, json=body)
+
+
 class CCVSalesPOSConnector(Connector):
     """CCV SalesPOS, through the CCV Shop REST API with ``Accept: application/vnd.verto.salespos+json``.
 
@@ -265,6 +310,11 @@ class CCVSalesPOSConnector(Connector):
             description="Order lines of attribute combinations use sub_sku_number as SKU; false: product_number,"
             " the SKU products and stock are read by",
         )
+        stock_enable: bool = Field(
+            default=False,
+            description="A stock flow into CCV turns on a product's manage-stock flag (stockenabled) when it is off;"
+            " false: such products are left alone",
+        )
         shipment_mail: bool = Field(default=True, description="A shipment asks CCV to e-mail the customer (mail: true)")
         webhook_url: str | None = Field(
             default=None,
@@ -302,7 +352,7 @@ class CCVSalesPOSConnector(Connector):
         Entity.ORDERS: OrderSource,
         Entity.CUSTOMERS: CustomerSource,
     }
-    sinks = {Entity.SHIPMENTS: ShipmentSink}
+    sinks = {Entity.SHIPMENTS: ShipmentSink, Entity.STOCK: StockSink}
     rate_limits = (
         RateLimit(150, 60.0, name="get_per_resource", key=get_bucket),
         RateLimit(100, 60.0, name="write_per_resource", key=write_bucket),
@@ -611,6 +661,14 @@ class CCVSalesPOSConnector(Connector):
             )
 
     # ---------------------------------------------------------------- shipments
+
+    async def product_by_number(self, number: str) -> dict[str, Any] | None:
+        """The product whose ``productnumber`` is exactly ``number`` (the list filter), or None."""
+        async with contextlib.aclosing(self.client.products(productnumber=number)) as items:
+            async for product in items:
+                if str(product.get("productnumber") or "") == number:
+                    return product
+        return None
 
     async def order_by_number(self, number: str) -> dict[str, Any] | None:
         """The completed order numbered ``number`` (``ordernumber_full``), via the ``ordernumber`` filter."""

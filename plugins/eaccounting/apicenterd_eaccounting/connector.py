@@ -177,6 +177,16 @@ class _Changes(Source[RecordT]):
         if pending is not None:
             yield dataclasses.replace(pending, cursor=newest)
 
+    async def backlog(self, since: str | None) -> int | None:
+        """The records :meth:`changes` reads from ``since``: the list's ``Meta.TotalNumberOfResults``
+        for the same ``$filter``, in one call of one item."""
+        params = {"$filter": filter_since(since)} if since else {}
+        what = f"how many {self.what} changed since {since or 'the beginning'}"
+        body = await self.connector.client.get(self.path, what=what, params={**params, "$page": 1, "$pagesize": 1})
+        meta, _ = self.connector.client._envelope(body, what)
+        total = meta.get("TotalNumberOfResults")
+        return total if isinstance(total, int) and not isinstance(total, bool) and total >= 0 else None
+
 
 class ArticleSource(_Changes[Product]):
     """Articles as products (their VAT from the account coding, in the company's currency)."""

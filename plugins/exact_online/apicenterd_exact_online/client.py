@@ -345,6 +345,12 @@ class ExactClient:
         async for items in paginate_odata(fetch, endpoint=f"{what}: GET {first}"):
             yield list(items)
 
+    async def count(self, resource: str, *, filter: str, what: str) -> int | None:
+        """``GET {resource}/$count?$filter=...``: how many items match (OData v2's ``$count``: a plain
+        number); None when the answer is not a count."""
+        body = await self.request("GET", f"{await self.url(resource)}/$count", what=what, params={"$filter": filter})
+        return body if isinstance(body, int) and not isinstance(body, bool) and body >= 0 else None
+
     async def first(self, resource: str, *, select: Sequence[str], filter: str, what: str) -> list[dict[str, Any]]:
         """The first page of a filtered list (a look-up by key expects one or none)."""
         async for items in self.pages(resource, select=select, filter=filter, what=what):

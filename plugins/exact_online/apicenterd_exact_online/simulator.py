@@ -668,6 +668,23 @@ async def sync(sim: ExactSim, request: Request) -> Response:
     return _listing(sim, request, resource, sync=True)
 
 
+async def count(sim: ExactSim, request: Request) -> Response:
+    """``{service}/{name}/$count``: how many items match ``$filter`` (mandatory where it is for the
+    list), as a plain number."""
+    _division(request)
+    resource = f"{request.path_params['service']}/{request.path_params['name']}"
+    if resource not in sim.data:
+        raise _error(404, f"Resource not found: {resource}")
+    expression = request.query_params.get("$filter")
+    if resource in FILTER_REQUIRED and not expression:
+        raise _error(400, "$filter is mandatory for this endpoint (use the sync API to read everything)")
+    items = list(sim.data[resource].values())
+    if expression:
+        terms = parse_filter(expression)
+        items = [item for item in items if _matches(item, terms)]
+    return Response(str(len(items)), media_type="text/plain")
+
+
 BULK_OF = {"bulk/Logistics/SalesItemPrices": "logistics/SalesItemPrices", "bulk/Logistics/Items": "logistics/Items"}
 
 
@@ -691,6 +708,7 @@ def create_app(*, seed: int = 1, records: int = 0, **options: Any) -> Starlette:
             Route("/api/v1/current/Me", VendorSim.api(me), methods=["GET"]),
             Route("/api/v1/{division}/sync/{service}/{name}", VendorSim.api(sync), methods=["GET"]),
             Route("/api/v1/{division}/bulk/{service}/{name}", VendorSim.api(bulk), methods=["GET"]),
+            Route("/api/v1/{division}/{service}/{name}/$count", VendorSim.api(count), methods=["GET"]),
             Route("/api/v1/{division}/{service}/{name}", VendorSim.api(collection), methods=["GET", "POST", "PUT"]),
         ]
     )

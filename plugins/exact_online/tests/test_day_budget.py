@@ -11,6 +11,7 @@ import collections
 import httpx
 import pytest
 from apicenterd_exact_online import ExactOnlineConnector
+from prometheus_client import REGISTRY
 
 from apicenterd.config import Config
 from apicenterd.config.resolve import resolve
@@ -83,6 +84,7 @@ async def test_a_long_sync_stops_at_its_share_and_goes_on_the_next_day_each_item
     await store.open()
     engine = Engine(resolved, store, transports=transports, retry_base_delay=0.01, clock=clock, wall_clock=clock)
     results: dict[str, list] = collections.defaultdict(list)
+    completions: list[int] = []
     try:
         orders = await engine.run_flow("orders")
         assert orders.status == "ok", orders.error
@@ -100,6 +102,16 @@ async def test_a_long_sync_stops_at_its_share_and_goes_on_the_next_day_each_item
             assert first.counts["budget_left"] >= 3  # never below the reserve
             assert engine.budget_wait("products") > 0  # the scheduler leaves it until the reset
             assert engine.budget_wait("orders") == 0  # orders, of a higher priority, still have their share
+            # eAccounting tells how many articles are left (Meta.TotalNumberOfResults): the expected
+            # completion is after this reset, at the calls a record cost and the share a day leaves
+            left = len(articles) + 1 - sum(r.counts["created"] + r.counts["updated"] for r in results["products"])
+            assert first.counts["backlog"] == left  # what the runs so far did is taken off
+            assert first.counts["complete_at"] > first.counts["resume_at"]
+            completions.append(first.counts["complete_at"])
+            gauge = REGISTRY.get_sample_value("apicenterd_flow_expected_completion_timestamp_seconds", {"flow": "products"})
+            assert gauge is not None and int(gauge) == first.counts["complete_at"]  # the metric says the same
+            if days == 0:
+                await _admin_shows_the_budget(resolved, store, engine, first)
             # the calls left cover the orders flow's runs until the reset (4 a day, every 6 h)
             budget = engine.budgets["exact"]
             assert budget.left() - budget.reserve >= budget.needs("orders") > 0
@@ -113,6 +125,7 @@ async def test_a_long_sync_stops_at_its_share_and_goes_on_the_next_day_each_item
         await engine.aclose()
         await store.close()
     assert days >= 2  # it did not fit in a day
+    assert len(completions) == days
     codes = collections.Counter(item["Code"] for item in sim.data["logistics/Items"].values() if item["Code"] != "EXO-1")
     assert set(codes) == articles and set(codes.values()) == {1}  # every item, once
     assert sim.refusals == 0  # no 429: no call over the day's or the minute's budget
@@ -125,6 +138,35 @@ async def test_a_long_sync_stops_at_its_share_and_goes_on_the_next_day_each_item
     assert set(priced) == articles | {"EXO-1"} and set(priced.values()) == {1}  # every price, once
     assert all(r.status == "ok" for r in results["orders"]), results["orders"]
     assert len(eacc_app.state.sim.orders) == 1, results["orders"][0].counts
+
+
+async def _admin_shows_the_budget(resolved, store, engine, deferred) -> None:
+    """The admin API's flow: waiting, with its day budget (the answer checked against the OpenAPI description)."""
+    import jsonschema
+
+    from apicenterd.admin import Backend, build_app, openapi
+
+    app = build_app(Backend(lambda: resolved, store, lambda: engine), "admin-token-0123456789")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://admin.test") as client:
+        response = await client.get("/api/v1/flows/products", headers={"Authorization": "Bearer admin-token-0123456789"})
+        orders = (await client.get("/api/v1/flows/orders", headers={"Authorization": "Bearer admin-token-0123456789"})).json()
+    assert response.status_code == 200, response.text
+    doc = openapi()
+    schema = doc["paths"]["/api/v1/flows/{name}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    jsonschema.Draft202012Validator({**schema, "components": doc["components"]}).validate(response.json())
+    view = response.json()
+    assert view["state"] == "waiting"
+    assert view["budget"] == {
+        "connections": ["exact"],
+        "priority": 0,
+        "calls_left": engine.budgets["exact"].left(),
+        "deferred": True,
+        "resume_at": deferred.counts["resume_at"],
+        "backlog": deferred.counts["backlog"],
+        "expected_completion": deferred.counts["complete_at"],
+    }
+    assert orders["budget"]["priority"] == 10 and orders["budget"]["deferred"] is False
+    assert orders["budget"]["expected_completion"] is None
 
 
 def test_flows_list_shows_the_priority_and_a_deferred_flows_budget(tmp_path, capsys):
