@@ -37,7 +37,7 @@ from .dryrun import Plan, plan, written
 from .errors import AuthError, BudgetSpent, CircuitOpen, ConnectorError, FatalError, RecordError, RetryableError, StateError
 from .flowrun import COUNT_KEYS, FlowRun, GaveUp
 from .flows import Skip, prepare
-from .model import Entity, Order, Record
+from .model import Customer, Entity, Order, Product, Record
 from .observe import metrics
 from .observe.alerts import Alerter
 from .observe.logs import error_text, get_logger, redactor
@@ -266,6 +266,24 @@ class Engine(Scheduling, Replaying, Retries):
         return self.last_result.failures if self.last_result is not None else []
 
     # ---------------------------------------------------------------- connections
+
+    def _own_custom_fields(self, flow: Flow, record: Record) -> Record:
+        """A customer's or product's ``custom_fields`` are named by the system that holds them: between
+        two kinds of connector only those the flow names (its ``custom_fields`` option, or a ``map`` rule
+        whose field is ``custom_fields.NAME``, or one on ``custom_fields`` as a whole) reach the target."""
+        if not isinstance(record, (Customer, Product)) or not record.custom_fields:
+            return record
+        connections = self.resolved.connections
+        if connections[flow.source].connector is connections[flow.target].connector:
+            return record
+        named = set(getattr(flow.options, "custom_fields", None) or ())
+        for rule in flow.rules:
+            if rule.field == "custom_fields":
+                return record
+            if rule.field.startswith("custom_fields."):
+                named.add(rule.field.split(".", 2)[1])
+        kept = {k: v for k, v in record.custom_fields.items() if k in named}
+        return record if len(kept) == len(record.custom_fields) else record.model_copy(update={"custom_fields": kept})
 
     async def open(self, names: list[str] | None = None) -> None:
         """Create and open the connectors of ``names`` (default: every connection a flow uses)."""
@@ -985,6 +1003,7 @@ class Engine(Scheduling, Replaying, Retries):
 
         try:
             prepared = flow.mapper.apply(prepared) if flow.mapper is not None else prepared
+            prepared = self._own_custom_fields(flow, prepared)
             if flow.entity in (Entity.ORDERS, Entity.INVOICES):
                 if not isinstance(prepared, Order):  # select() gives every order flow an Order
                     raise RecordError(f"{flow.entity} flow: expected an order, got {type(prepared).__name__}")
