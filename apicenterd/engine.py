@@ -270,20 +270,20 @@ class Engine(Scheduling, Replaying, Retries):
     def _own_custom_fields(self, flow: Flow, record: Record) -> Record:
         """A customer's or product's ``custom_fields`` are named by the system that holds them: between
         two kinds of connector only those the flow names (its ``custom_fields`` option, or a ``map`` rule
-        whose field is ``custom_fields.NAME``, or one on ``custom_fields`` as a whole) reach the target."""
-        if not isinstance(record, (Customer, Product)) or not record.custom_fields:
-            return record
+        whose field is ``custom_fields.NAME``, or one on ``custom_fields`` as a whole) reach the target.
+        An order's or invoice's customer likewise (rules on ``customer.custom_fields...``)."""
         connections = self.resolved.connections
         if connections[flow.source].connector is connections[flow.target].connector:
             return record
-        named = set(getattr(flow.options, "custom_fields", None) or ())
-        for rule in flow.rules:
-            if rule.field == "custom_fields":
-                return record
-            if rule.field.startswith("custom_fields."):
-                named.add(rule.field.split(".", 2)[1])
-        kept = {k: v for k, v in record.custom_fields.items() if k in named}
-        return record if len(kept) == len(record.custom_fields) else record.model_copy(update={"custom_fields": kept})
+        fields = [rule.field for rule in flow.rules]
+        if isinstance(record, (Customer, Product)):
+            return _named_custom_fields(record, fields, "", set(getattr(flow.options, "custom_fields", None) or ()))
+        customer = getattr(record, "customer", None)
+        if isinstance(customer, Customer) and customer.custom_fields:
+            kept = _named_custom_fields(customer, fields, "customer.", set())
+            if kept is not customer:
+                return record.model_copy(update={"customer": kept})
+        return record
 
     async def open(self, names: list[str] | None = None) -> None:
         """Create and open the connectors of ``names`` (default: every connection a flow uses)."""
@@ -1212,3 +1212,17 @@ class Engine(Scheduling, Replaying, Retries):
     async def call(self, run: FlowRun, log: Any, what: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         """Call ``fn`` of the run's target with the engine's retries (the order process's door)."""
         return await self._with_retries(log, what, run.target, fn, *args)
+
+
+def _named_custom_fields(record: Customer | Product, fields: list[str], prefix: str, named: set[str]) -> Any:
+    """``record`` with only the custom fields in ``named`` or set by a map rule on ``{prefix}custom_fields...``."""
+    if not record.custom_fields:
+        return record
+    whole = f"{prefix}custom_fields"
+    for field in fields:
+        if field == whole:
+            return record
+        if field.startswith(whole + "."):
+            named.add(field[len(whole) + 1 :].split(".", 1)[0])
+    kept = {k: v for k, v in record.custom_fields.items() if k in named}
+    return record if len(kept) == len(record.custom_fields) else record.model_copy(update={"custom_fields": kept})
