@@ -45,8 +45,11 @@ def test_plugin_registers_the_connector_through_its_entry_point():
     entry.load().register_connectors(register=registered.append)
     assert registered == [CCVSalesPOSConnector]
     assert CCVSalesPOSConnector.reads == {Entity.PRODUCTS, Entity.STOCK, Entity.ORDERS, Entity.CUSTOMERS}
-    assert CCVSalesPOSConnector.writes == {Entity.SHIPMENTS}
-    assert CCVSalesPOSConnector.written_fields == {Entity.SHIPMENTS: {"order_number", "tracking_code", "carrier"}}
+    assert CCVSalesPOSConnector.writes == {Entity.SHIPMENTS, Entity.STOCK}
+    assert CCVSalesPOSConnector.written_fields == {
+        Entity.SHIPMENTS: {"order_number", "tracking_code", "carrier"},
+        Entity.STOCK: {"available"},
+    }
     assert CCVSalesPOSConnector.default_port == 8701
 
 
