@@ -82,7 +82,8 @@ def runs(state: Path, since: float = 0.0) -> list[tuple[str, float, float | None
     """(flow, started_at, finished_at) of every run that started at or after ``since``."""
     with contextlib.closing(sqlite3.connect(f"file:{state}?mode=ro", uri=True, timeout=5)) as db:
         try:
-            return db.execute("SELECT flow, started_at, finished_at FROM runs WHERE started_at >= ? ORDER BY started_at", (since,)).fetchall()
+            query = "SELECT flow, started_at, finished_at FROM runs WHERE started_at >= ? ORDER BY started_at"
+            return db.execute(query, (since,)).fetchall()
         except sqlite3.OperationalError as exc:  # the daemon created the file and not yet its tables
             if "no such table" in str(exc):
                 return []
