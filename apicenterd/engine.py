@@ -748,11 +748,22 @@ class Engine(Scheduling, Replaying, Retries):
         with anyio.CancelScope() as scope:
             async with anyio.create_task_group() as tg:
                 sink = run.target.sinks.get(run.flow.entity)
-                limit = min(self.writes_in_flight, max(1, int(getattr(sink, "writes_in_flight", 1))))
+                limit = self._writes_in_flight(run, sink)
                 for _ in range(min(limit, count)):
                     tg.start_soon(worker)
         if failure:
             raise failure[0]
+
+    def _writes_in_flight(self, run: FlowRun, sink: Any) -> int:
+        """Writes of one batch in flight at once: 1 for a sink that declares its writes dependent; else
+        the flow's ``writes_in_flight``, the target connection's, or the engine's bound capped by the sink's."""
+        declared = max(1, int(getattr(sink, "writes_in_flight", 1)))
+        if declared == 1:
+            return 1
+        configured = run.flow.writes_in_flight
+        if configured is None:
+            configured = getattr(run.target.settings, "writes_in_flight", None)
+        return int(configured) if configured is not None else min(self.writes_in_flight, declared)
 
     async def _flush(self, run: FlowRun) -> None:
         """Send the creates, updates and documents collected for the batch in hand and note each outcome."""

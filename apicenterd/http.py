@@ -492,6 +492,11 @@ def shared_tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+REQUESTS_AT_ONCE = 20
+"""Requests one connection has at its vendor at once (httpx keeps 20 of its connections alive); the
+rest wait their turn in :class:`InstrumentedTransport`, outside their request deadline."""
+
+
 class InstrumentedTransport(httpx.AsyncBaseTransport):
     """Wraps a transport: waits for the rate limiter, counts and times every call, turns
     timeouts and connection failures into :class:`RetryableError`, feeds the vendor's
@@ -526,6 +531,7 @@ class InstrumentedTransport(httpx.AsyncBaseTransport):
         self.breaker = breaker
         self.max_response_bytes = max_response_bytes
         self.deadline = deadline
+        self._at_vendor: anyio.Semaphore | None = None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         breaker = self.breaker
@@ -534,8 +540,13 @@ class InstrumentedTransport(httpx.AsyncBaseTransport):
         waited, tickets = await self.limiters.admit(request)
         if waited:
             metrics.rate_limit_wait.labels(self.connection).inc(waited)
+        if self._at_vendor is None:
+            self._at_vendor = anyio.Semaphore(REQUESTS_AT_ONCE)
         try:
-            return await self._send(request, tickets)
+            # the requests past REQUESTS_AT_ONCE wait here, not in httpcore's pool, whose every request
+            # and every answer scans each queued request against each connection (quadratic in them)
+            async with self._at_vendor:
+                return await self._send(request, tickets)
         finally:
             self.limiters.done(tickets)
 

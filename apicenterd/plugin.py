@@ -162,6 +162,17 @@ class ConnectorSettings(SettingsModel):
         ),
     )
 
+    writes_in_flight: int | None = Field(
+        default=None,
+        ge=1,
+        le=32,
+        description=(
+            "Records of one batch the flows writing to this connection take to it at once (1-32); unset: the "
+            "engine's default (4) capped by the sink's own declaration. A sink whose writes are not independent "
+            "stays at 1; a flow's own writes_in_flight overrides this"
+        ),
+    )
+
     @field_validator("client_rate_limit", mode="before")
     @classmethod
     def _switch(cls, value: Any) -> Any:

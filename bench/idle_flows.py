@@ -81,7 +81,13 @@ def write_config(directory: Path, ccv_url: str, eacc_url: str, flows: int, sched
 def runs(state: Path, since: float = 0.0) -> list[tuple[str, float, float | None]]:
     """(flow, started_at, finished_at) of every run that started at or after ``since``."""
     with contextlib.closing(sqlite3.connect(f"file:{state}?mode=ro", uri=True, timeout=5)) as db:
-        return db.execute("SELECT flow, started_at, finished_at FROM runs WHERE started_at >= ? ORDER BY started_at", (since,)).fetchall()
+        try:
+            query = "SELECT flow, started_at, finished_at FROM runs WHERE started_at >= ? ORDER BY started_at"
+            return db.execute(query, (since,)).fetchall()
+        except sqlite3.OperationalError as exc:  # the daemon created the file and not yet its tables
+            if "no such table" in str(exc):
+                return []
+            raise
 
 
 def percentile(values: list[float], share: float) -> float:

@@ -548,3 +548,88 @@ async def test_a_sink_that_does_not_declare_writes_in_flight_gets_one_write_at_a
 def test_writes_in_flight_must_be_at_least_one(tmp_path, registry):
     with pytest.raises(ValueError, match="writes_in_flight must be at least 1, got 0"):
         Engine(make_config(tmp_path, registry), SQLiteStore(tmp_path / "state.db"), writes_in_flight=0)
+
+
+async def _most_in_flight(tmp_path, registry, memory, monkeypatch, resolved, expect: int) -> int:
+    """Runs 12 creates; each waits until ``expect`` are in flight together, then the most seen."""
+    import anyio
+    import anyio.lowlevel
+    from fakes import MemoryTarget
+
+    for i in range(12):
+        memory.put(product(f"S{i:02}"), f"2026-01-{i + 1:02}")
+    in_flight, most = 0, 0
+    enough = anyio.Event()
+    original = MemoryTarget.create
+
+    async def create(self, entity, record):
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            if in_flight == expect:
+                enough.set()
+            with anyio.fail_after(30):  # fewer at once than expected never gets past here
+                await enough.wait()
+            for _ in range(5):
+                await anyio.lowlevel.checkpoint()  # a chance for one more to start, were it allowed
+            return await original(self, entity, record)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(MemoryTarget, "create", create)
+    result = await run_once(resolved, tmp_path)
+    assert result.status == "ok" and result.counts["created"] == 12
+    return most
+
+
+async def test_a_flows_writes_in_flight_setting_sets_how_many_writes_are_in_flight(tmp_path, registry, memory, monkeypatch):
+    resolved = make_config(tmp_path, registry, writes_in_flight=6)  # above the engine's default of 4
+    assert resolved.flows["products"].writes_in_flight == 6
+    assert await _most_in_flight(tmp_path, registry, memory, monkeypatch, resolved, 6) == 6
+
+
+async def test_a_connections_writes_in_flight_applies_to_its_flows_and_a_flows_own_wins(tmp_path, registry, memory, monkeypatch):
+    raw = {
+        "state": {"path": str(tmp_path / "state.db")},
+        "connections": {"src": {"connector": "memsource"}, "dst": {"connector": "memtarget", "writes_in_flight": 2}},
+        "flows": {"products": {"source": "src", "target": "dst", "entity": "products", "interval": "1m"}},
+    }
+    resolved = resolve(Config(**raw), registry, tmp_path / "apicenterd.toml")
+    assert await _most_in_flight(tmp_path, registry, memory, monkeypatch, resolved, 2) == 2
+    raw["flows"]["products"]["writes_in_flight"] = 3
+    memory.target.clear()
+    (tmp_path / "state.db").unlink()
+    resolved = resolve(Config(**raw), registry, tmp_path / "apicenterd.toml")
+    assert await _most_in_flight(tmp_path, registry, memory, monkeypatch, resolved, 3) == 3
+
+
+@pytest.mark.parametrize("value", ["0", "33", "-1", "true", "2.5", '"many"'])
+def test_a_writes_in_flight_setting_out_of_range_is_refused_naming_it(tmp_path, registry, value):
+    from apicenterd.config import load
+    from apicenterd.errors import ConfigError
+
+    for flow_line, conn_line, where in ((f"writes_in_flight = {value}", "", "flows.products.writes_in_flight"),
+                                        ("", f"writes_in_flight = {value}", "connections.dst.writes_in_flight")):
+        path = tmp_path / "apicenterd.toml"
+        path.write_text(
+            f'[state]\npath = "{tmp_path / "state.db"}"\n'
+            '[connections.src]\nconnector = "memsource"\n'
+            f'[connections.dst]\nconnector = "memtarget"\n{conn_line}\n'
+            f'[flows.products]\nsource = "src"\ntarget = "dst"\nentity = "products"\ninterval = "1m"\n{flow_line}\n'
+        )
+        with pytest.raises(ConfigError) as caught:
+            load(path, registry)
+        assert any(where in problem for problem in caught.value.problems), caught.value.problems
+
+
+def test_more_than_one_write_in_flight_is_refused_for_a_sink_that_writes_one_at_a_time(tmp_path, registry, monkeypatch):
+    from fakes import MemoryTarget
+
+    from apicenterd import Entity
+    from apicenterd.errors import ConfigError
+
+    monkeypatch.setattr(MemoryTarget.sinks[Entity.PRODUCTS], "writes_in_flight", 1)
+    with pytest.raises(ConfigError, match=r"flows\.products\.writes_in_flight: 4 writes at once, .* one at a time"):
+        make_config(tmp_path, registry, writes_in_flight=4)
+    assert make_config(tmp_path, registry, writes_in_flight=1).flows["products"].writes_in_flight == 1

@@ -65,6 +65,8 @@ class Flow:
     target_settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     priority: int = 0
     """Its share of a connection's day budget: higher goes first (see apicenterd.budget)."""
+    writes_in_flight: int | None = None
+    """Records of one batch taken to the target at once, as configured (None: the connection's or the default)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -390,6 +392,14 @@ def resolve(
                     target_settings = settings_model.model_validate(fc.target_settings).model_dump()
                 except ValidationError as exc:
                     problems.extend(_problems(exc, f"{where}.target_settings"))
+        if target_cls is not None and fc.writes_in_flight is not None and fc.writes_in_flight > 1:
+            sink_cls = target_cls.sinks.get(fc.entity)
+            if sink_cls is not None and int(getattr(sink_cls, "writes_in_flight", 1)) <= 1:
+                problems.append(
+                    f'{where}.writes_in_flight: {fc.writes_in_flight} writes at once, but connector "{target_cls.name}" '
+                    f"writes {fc.entity} one at a time (its writes of different records are not independent): "
+                    "leave it out or set 1"
+                )
         mapper = Mapper(name, RECORD_TYPES[fc.entity], fc.map, registry.transforms) if fc.map else None
         if mapper is not None:
             problems.extend(f"{where}.map{p}" for p in mapper.problems())
@@ -410,6 +420,7 @@ def resolve(
                 rules=tuple(fc.map),
                 target_settings=target_settings,
                 priority=fc.priority,
+                writes_in_flight=fc.writes_in_flight,
             )
     token_key = _token_key(config.state, problems, secrets) if secrets_of is not False else None
     admin_token = _admin_token(config.admin, problems, secrets) if secrets_of is True else None

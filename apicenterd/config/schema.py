@@ -18,6 +18,9 @@ from ..model import Entity
 from ..observe.alerts import AlertsConfig
 from ..validation import SettingsModel
 
+WRITES_IN_FLIGHT_MAX = 32
+"""The most records of one batch a flow or connection may ask to have in flight at once."""
+
 
 class DaemonConfig(SettingsModel):
     """The ``[daemon]`` table."""
@@ -179,6 +182,10 @@ class FlowConfig(SettingsModel):
     options: dict[str, Any] = Field(default_factory=dict)
     map: list[MapRule] = Field(default_factory=list)
     target_settings: dict[str, Any] = Field(default_factory=dict)
+    writes_in_flight: int | None = Field(default=None, ge=1, le=WRITES_IN_FLIGHT_MAX)
+    """Records of one batch taken to the target at once (1–32); unset: the connection's
+    ``writes_in_flight``, else the engine's default (4) capped by what the target's sink declares.
+    More than 1 is refused for a sink whose writes of different keys are not independent."""
 
     @field_validator("interval", mode="before")
     @classmethod
