@@ -1,7 +1,7 @@
 """SIGKILL a `flows run` into QuickBooks mid-run, restart, and nothing is duplicated or missing.
 
-The QuickBooks simulator is wrapped in the kit's :class:`~apicenterd.testing.kill.KillAtCall`, which
-SIGKILLs the `apicenterd flows run` process at its n-th write of one kind (a ``batch`` of item creates, a ``salesreceipt`` create):
+The QuickBooks simulator is wrapped in a middleware that SIGKILLs the `apicenterd flows run`
+process at its n-th write of one kind (a ``batch`` of item creates, a ``salesreceipt`` create):
 before QuickBooks applies it, after it applied it but before the answer is sent (the write the
 process never heard of), or right after the answer (between the write and its settle). No timers:
 the kills happen at the calls the test names. MplusKASSA (the source: articles and till orders)
@@ -19,8 +19,8 @@ import pytest
 from apicenterd_mpluskassa import MplusKassaConnector
 from apicenterd_quickbooks import QuickBooksConnector
 
-from apicenterd.testing import serve_app
-from apicenterd.testing.kill import KillAtCall, flows_run, killed_runs, write_config
+from apicenterd.testing import kill, serve_app
+from apicenterd.testing.kill import KillAtCall, flows_run, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -29,8 +29,9 @@ PRODUCT_KILLS = (("before", 2), ("applied", 1), ("answered", 2))
 ORDER_KILLS = (("applied", 2), ("answered", 3), ("before", 1))
 
 
-def _post(suffix: str):
-    return lambda method, path, body: method == "POST" and path.endswith(suffix)
+def killed_runs(switch: KillAtCall, config: Path, flow: str, suffix: str, kills) -> None:
+    """The kit's killed runs, each SIGKILLed at its n-th POST to a path ending in ``suffix`` (the kit's middleware)."""
+    kill.killed_runs(switch, config, flow, kills, lambda method, path, body: method == "POST" and path.endswith(suffix))
 
 
 def _config(tmp_path: Path, books_url: str, till_url: str) -> Path:
@@ -68,10 +69,10 @@ def test_sigkill_mid_run_then_restart_leaves_every_item_and_receipt_once(tmp_pat
     switch = KillAtCall(books_app)
     with contextlib.ExitStack() as stack:
         config = _config(tmp_path, stack.enter_context(serve_app(switch)), stack.enter_context(serve_app(till_app)))
-        killed_runs(switch, config, "products", PRODUCT_KILLS, _post("/batch"))
+        killed_runs(switch, config, "products", "/batch", PRODUCT_KILLS)
         assert 0 < len(books.store["Item"]) < ARTICLES, "the kills were mid-run"
         finish(config, "products")
-        killed_runs(switch, config, "orders", ORDER_KILLS, _post("/salesreceipt"))
+        killed_runs(switch, config, "orders", "/salesreceipt", ORDER_KILLS)
         finish(config, "orders")
     assert switch.fired == [phase for phase, _ in PRODUCT_KILLS + ORDER_KILLS]
     skus = collections.Counter(i.get("Sku") for i in books.store["Item"].values())
