@@ -438,108 +438,106 @@ def test_promtool_checks_rules_and_config(promtool):
         assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_promtool_alerts_fire_with_flow_and_record_counts(tmp_path, promtool):
-    """Feed series through the rules: a flow that only fails pages with its name; failed
-    records open a ticket naming the flow, entity and count; a down daemon pages."""
-    # promtool compares all annotations: check the summaries on a copy without descriptions
-    # (`promtool check rules` above has parsed the description templates)
+def promtool_test(promtool: str, tmp_path: Path, tests: str, name: str = "alerts_test.yml") -> None:
+    """``promtool test rules`` of ``tests`` (the YAML of a test file from ``tests:`` on) against the
+    alert rules, on a copy without descriptions: promtool compares all annotations, so the tests
+    check the summaries (`promtool check rules` has parsed the description templates)."""
     doc = yaml.safe_load(ALERTS.read_text())
     for group in doc["groups"]:
         for rule in group["rules"]:
             del rule["annotations"]["description"]
     rules = tmp_path / "rules.yml"
     rules.write_text(yaml.safe_dump(doc))
-    tests = textwrap.dedent(
-        f"""
-        rule_files: [{rules}]
-        evaluation_interval: 1m
+    path = tmp_path / name
+    path.write_text(f"rule_files: [{rules}]\nevaluation_interval: 1m\n" + textwrap.dedent(tests))
+    result = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_alerts_fire_with_flow_and_record_counts(tmp_path, promtool):
+    """Feed series through the rules: a flow that only fails pages with its name; failed
+    records open a ticket naming the flow, entity and count; a down daemon pages."""
+    promtool_test(
+        promtool,
+        tmp_path,
+        """
         tests:
           - interval: 1m
             input_series:
-              - series: 'apicenterd_flow_runs_total{{job="apicenterd", instance="a", flow="orders_to_eaccounting", status="failed"}}'
+              - series: 'apicenterd_flow_runs_total{job="apicenterd", instance="a", flow="orders_to_eaccounting", status="failed"}'
                 values: '0+1x90'
-              - series: 'apicenterd_flow_runs_total{{job="apicenterd", instance="a", flow="stock", status="ok"}}'
+              - series: 'apicenterd_flow_runs_total{job="apicenterd", instance="a", flow="stock", status="ok"}'
                 values: '0+1x90'
-              - series: 'apicenterd_flow_runs_total{{job="apicenterd", instance="b", flow="stock", status="failed"}}'
+              - series: 'apicenterd_flow_runs_total{job="apicenterd", instance="b", flow="stock", status="failed"}'
                 values: '0x90'
-              - series: 'apicenterd_records_total{{job="apicenterd", instance="a", flow="stock", entity="stock", action="failed"}}'
+              - series: 'apicenterd_records_total{job="apicenterd", instance="a", flow="stock", entity="stock", action="failed"}'
                 values: '0 0 0 0 0 3 3 3 3 3 3 3 3 3 3'
-              - series: 'apicenterd_flow_last_success_timestamp_seconds{{job="apicenterd", instance="a", flow="stock"}}'
+              - series: 'apicenterd_flow_last_success_timestamp_seconds{job="apicenterd", instance="a", flow="stock"}'
                 values: '0x90'
-              - series: 'apicenterd_flow_last_success_timestamp_seconds{{job="apicenterd", instance="b", flow="stock"}}'
+              - series: 'apicenterd_flow_last_success_timestamp_seconds{job="apicenterd", instance="b", flow="stock"}'
                 values: '4800x90'
-              - series: 'up{{job="apicenterd", instance="127.0.0.1:9464"}}'
+              - series: 'up{job="apicenterd", instance="127.0.0.1:9464"}'
                 values: '0x10'
             alert_rule_test:
               - eval_time: 70m
                 alertname: ApicenterdFlowDown
                 exp_alerts:
-                  - exp_labels: {{severity: critical, job: apicenterd, flow: orders_to_eaccounting}}
+                  - exp_labels: {severity: critical, job: apicenterd, flow: orders_to_eaccounting}
                     exp_annotations:
                       summary: 'apicenterd flow orders_to_eaccounting: every run failed for over an hour'
               - eval_time: 11m
                 alertname: ApicenterdRecordsFailing
                 exp_alerts:
-                  - exp_labels: {{severity: warning, job: apicenterd, flow: stock, entity: stock}}
+                  - exp_labels: {severity: warning, job: apicenterd, flow: stock, entity: stock}
                     exp_annotations:
                       summary: 'apicenterd flow stock: 3 stock records failed in 15 minutes'
               - eval_time: 6m
                 alertname: ApicenterdDown
                 exp_alerts:
-                  - exp_labels: {{severity: critical, job: apicenterd, instance: "127.0.0.1:9464"}}
+                  - exp_labels: {severity: critical, job: apicenterd, instance: "127.0.0.1:9464"}
                     exp_annotations:
                       summary: 'apicenterd on 127.0.0.1:9464 is down (metrics endpoint not answering)'
               # daemon b ran the flow after a: the stale gauge on a must not raise the alarm
               - eval_time: 85m
                 alertname: ApicenterdFlowNoRecentSuccess
                 exp_alerts: []
-        """
+        """,
     )
-    path = tmp_path / "alerts_test.yml"
-    path.write_text(tests)
-    result = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_promtool_auth_failures_paused_connections_and_long_waits_alert(tmp_path, promtool):
     """A refused refresh token (counted as an auth failure, whatever HTTP status the token endpoint
     gave) alerts; a paused connection pages; a call waiting 10+ minutes for its rate limit opens a
     ticket while it still waits."""
-    doc = yaml.safe_load(ALERTS.read_text())
-    for group in doc["groups"]:
-        for rule in group["rules"]:
-            del rule["annotations"]["description"]
-    rules = tmp_path / "rules.yml"
-    rules.write_text(yaml.safe_dump(doc))
-    tests = textwrap.dedent(
-        f"""
-        rule_files: [{rules}]
-        evaluation_interval: 1m
+    promtool_test(
+        promtool,
+        tmp_path,
+        """
         tests:
           - interval: 1m
             input_series:
               # the token endpoint's 400 invalid_grant: a 400 request, and an auth failure
-              - series: 'apicenterd_api_requests_total{{job="apicenterd", instance="a", connection="eaccounting", method="POST", status="400"}}'
+              - series: 'apicenterd_api_requests_total{job="apicenterd", instance="a", connection="eaccounting", method="POST", status="400"}'
                 values: '0 0 1 1 1 1 1 1 1 1'
-              - series: 'apicenterd_auth_failures_total{{job="apicenterd", instance="a", connection="eaccounting"}}'
+              - series: 'apicenterd_auth_failures_total{job="apicenterd", instance="a", connection="eaccounting"}'
                 values: '0 0 1 1 1 1 1 1 1 1'
-              - series: 'apicenterd_connection_paused{{job="apicenterd", instance="a", connection="eaccounting"}}'
+              - series: 'apicenterd_connection_paused{job="apicenterd", instance="a", connection="eaccounting"}'
                 values: '0 0 1 1 1 1 1 1 1 1'
-              - series: 'apicenterd_connection_paused{{job="apicenterd", instance="a", connection="salespos"}}'
+              - series: 'apicenterd_connection_paused{job="apicenterd", instance="a", connection="salespos"}'
                 values: '0x9'
-              - series: 'apicenterd_rate_limit_waiting_seconds{{job="apicenterd", instance="a", connection="exact"}}'
+              - series: 'apicenterd_rate_limit_waiting_seconds{job="apicenterd", instance="a", connection="exact"}'
                 values: '0+60x20'
             alert_rule_test:
               - eval_time: 4m
                 alertname: ApicenterdVendorAuthRejected
                 exp_alerts:
-                  - exp_labels: {{severity: warning, job: apicenterd, connection: eaccounting}}
+                  - exp_labels: {severity: warning, job: apicenterd, connection: eaccounting}
                     exp_annotations:
                       summary: 'apicenterd connection eaccounting: the vendor rejected the credentials'
               - eval_time: 8m
                 alertname: ApicenterdConnectionPaused
                 exp_alerts:
-                  - exp_labels: {{severity: critical, job: apicenterd, connection: eaccounting}}
+                  - exp_labels: {severity: critical, job: apicenterd, connection: eaccounting}
                     exp_annotations:
                       summary: 'apicenterd connection eaccounting: paused, its flows do not run'
               - eval_time: 6m
@@ -548,41 +546,31 @@ def test_promtool_auth_failures_paused_connections_and_long_waits_alert(tmp_path
               - eval_time: 17m
                 alertname: ApicenterdRateLimitWaitLong
                 exp_alerts:
-                  - exp_labels: {{severity: warning, job: apicenterd, connection: exact}}
+                  - exp_labels: {severity: warning, job: apicenterd, connection: exact}
                     exp_annotations:
                       summary: 'apicenterd connection exact: a call has been waiting 17m 0s for the rate limit'
               - eval_time: 12m
                 alertname: ApicenterdRateLimitWaitLong
                 exp_alerts: []
-        """
+        """,
     )
-    path = tmp_path / "alerts_test.yml"
-    path.write_text(tests)
-    result = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_promtool_cluster_alerts_fire_when_no_daemon_is_alive_or_a_job_stalls(tmp_path, promtool):
     """Several daemons on PostgreSQL: a stalled job that stays stalled pages; so do zero live daemons
     (seen by a daemon), and no daemon scraped at all; one stalled check that clears stays silent."""
-    doc = yaml.safe_load(ALERTS.read_text())
-    for group in doc["groups"]:
-        for rule in group["rules"]:
-            del rule["annotations"]["description"]
-    rules = tmp_path / "rules.yml"
-    rules.write_text(yaml.safe_dump(doc))
-    tests = textwrap.dedent(
-        f"""
-        rule_files: [{rules}]
-        evaluation_interval: 1m
+    promtool_test(
+        promtool,
+        tmp_path,
+        """
         tests:
           - interval: 1m
             input_series:
-              - series: 'up{{job="apicenterd", instance="a"}}'
+              - series: 'up{job="apicenterd", instance="a"}'
                 values: '1x20'
-              - series: 'apicenterd_workers_alive{{job="apicenterd", instance="a"}}'
+              - series: 'apicenterd_workers_alive{job="apicenterd", instance="a"}'
                 values: '3 3 3 3 3 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0'
-              - series: 'apicenterd_jobs_stalled{{job="apicenterd", instance="a"}}'
+              - series: 'apicenterd_jobs_stalled{job="apicenterd", instance="a"}'
                 values: '0 1 0 0 0 2 2 2 2 2 2 2 2 2 2 2 2 2 2 2'
             alert_rule_test:
               - eval_time: 4m
@@ -591,7 +579,7 @@ def test_promtool_cluster_alerts_fire_when_no_daemon_is_alive_or_a_job_stalls(tm
               - eval_time: 12m
                 alertname: ApicenterdFlowJobStalled
                 exp_alerts:
-                  - exp_labels: {{severity: critical, job: apicenterd}}
+                  - exp_labels: {severity: critical, job: apicenterd}
                     exp_annotations:
                       summary: 'apicenterd: 2 flow run(s) held by a daemon that stopped answering'
               - eval_time: 4m
@@ -600,14 +588,14 @@ def test_promtool_cluster_alerts_fire_when_no_daemon_is_alive_or_a_job_stalls(tm
               - eval_time: 8m
                 alertname: ApicenterdNoWorkerAlive
                 exp_alerts:
-                  - exp_labels: {{severity: critical, job: apicenterd}}
+                  - exp_labels: {severity: critical, job: apicenterd}
                     exp_annotations:
                       summary: 'apicenterd: no daemon alive to run the flows'
           - interval: 1m
             input_series:
-              - series: 'up{{job="apicenterd", instance="a"}}'
+              - series: 'up{job="apicenterd", instance="a"}'
                 values: '1 1 1 0 0 0 0 0 0 0'
-              - series: 'up{{job="apicenterd", instance="b"}}'
+              - series: 'up{job="apicenterd", instance="b"}'
                 values: '1 1 1 1 1 0 0 0 0 0'
             alert_rule_test:
               - eval_time: 5m
@@ -616,12 +604,9 @@ def test_promtool_cluster_alerts_fire_when_no_daemon_is_alive_or_a_job_stalls(tm
               - eval_time: 9m
                 alertname: ApicenterdNoWorkerAlive
                 exp_alerts:
-                  - exp_labels: {{severity: critical}}
+                  - exp_labels: {severity: critical}
                     exp_annotations:
                       summary: 'apicenterd: no daemon alive to run the flows'
-        """
+        """,
+        name="cluster_test.yml",
     )
-    path = tmp_path / "cluster_test.yml"
-    path.write_text(tests)
-    result = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr

@@ -193,7 +193,13 @@ def test_a_killed_daemons_flows_go_on_elsewhere_once_and_never_twice_at_a_time(t
                 return comparison if {f for (f,) in finished} >= {"products", "orders"} else None
 
             alive = [(name, proc) for name, proc in procs if proc is not victim]
-            comparison = _wait("every record in the target and both flows run again elsewhere", done, procs=alive)
+            try:
+                comparison = _wait("every record in the target and both flows run again elsewhere", done, procs=alive)
+            except AssertionError as exc:  # say what was still missing
+                runs = _rows(database, "SELECT id, flow, daemon, started_at, finished_at, status, counts FROM runs ORDER BY started_at, id")
+                logs = "\n".join((tmp_path / f"d{n}.log").read_text()[-3000:] for n in range(3))
+                left = harness.compare(ccv.state.sim, eacc.state.sim, None).describe()
+                raise AssertionError(f"{exc} (killed at {killed_at:.1f}): {left}\nruns: {runs}\n{logs}") from None
         finally:
             for _name, proc in procs:
                 if proc.poll() is None:

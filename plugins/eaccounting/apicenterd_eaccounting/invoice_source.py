@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 from collections.abc import AsyncIterator, Mapping
 from datetime import date, datetime
 from decimal import Decimal
@@ -13,14 +11,12 @@ from typing import TYPE_CHECKING, Any
 from apicenterd import Change, Customer, Invoice, InvoiceLine, RecordError, Source
 
 from . import mapping
-from .client import cursor_of, filter_since
+from .order_source import changes_with_customers
 
 if TYPE_CHECKING:
     from .connector import EAccountingConnector
 
 __all__ = ["InvoiceSource", "api_to_invoice"]
-
-MIN_CURSOR = "0001-01-01T00:00:00.000000Z"
 
 
 def _text(value: Any) -> str:
@@ -107,30 +103,5 @@ class InvoiceSource(Source[Invoice]):
     }
 
     async def changes(self, since: str | None) -> AsyncIterator[Change]:
-        api = self.connector.client
-        params = {"$filter": filter_since(since, "ModifiedUtc")} if since and since > MIN_CURSOR else {}
-        floor = since or MIN_CURSOR
-        newest = floor
-        pending: Change | None = None
-        customers: dict[str, Customer | None] = {}
-        what = f"customer invoices changed since {since or 'the beginning'}"
-        async for data in api.pages("/v2/customerinvoices", what=what, params=params):
-            for item in data:
-                customer_id = str(item.get("CustomerId") or "")
-                if customer_id and customer_id not in customers:
-                    found = await api.get_object(f"/v2/customers/{customer_id}", what=f"customer {customer_id}")
-                    try:
-                        customers[customer_id] = mapping.api_to_customer(found)
-                    except (RecordError, ValueError):
-                        customers[customer_id] = None
-                try:
-                    if item.get("ModifiedUtc"):
-                        newest = max(newest, cursor_of(item["ModifiedUtc"]))
-                except ValueError as exc:
-                    self.connector.context.log.warning("eaccounting_bad_modified_utc", id=item.get("Id"), error=str(exc))
-                if pending is not None:
-                    yield pending
-                convert = functools.partial(api_to_invoice, item, customers.get(customer_id))
-                pending = self.mapped(str(item.get("Id")), floor, convert)
-        if pending is not None:
-            yield dataclasses.replace(pending, cursor=newest)
+        async for change in changes_with_customers(self, since, "/v2/customerinvoices", "customer invoices", api_to_invoice):
+            yield change

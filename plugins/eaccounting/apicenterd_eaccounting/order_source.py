@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from apicenterd import Address, Change, Customer, Order, OrderLine, RecordError, Source
 
@@ -120,29 +120,39 @@ class OrderSource(Source[Order]):
     }
 
     async def changes(self, since: str | None) -> AsyncIterator[Change]:
-        api = self.connector.client
-        params = {"$filter": filter_since(since, "ModifiedUtc")} if since and since > MIN_CURSOR else {}
-        floor = since or MIN_CURSOR
-        newest = floor
-        pending: Change | None = None
-        customers: dict[str, Customer | None] = {}
-        async for data in api.pages("/v2/orders", what=f"orders changed since {since or 'the beginning'}", params=params):
-            for item in data:
-                customer_id = str(item.get("CustomerId") or "")
-                if customer_id and customer_id not in customers:
-                    found = await api.get_object(f"/v2/customers/{customer_id}", what=f"customer {customer_id}")
-                    try:
-                        customers[customer_id] = mapping.api_to_customer(found)
-                    except (RecordError, ValueError):
-                        customers[customer_id] = None
+        async for change in changes_with_customers(self, since, "/v2/orders", "orders", api_to_order):
+            yield change
+
+
+async def changes_with_customers(
+    source: Source[Any], since: str | None, path: str, noun: str, convert: Callable[[Mapping[str, Any], Customer | None], Any]
+) -> AsyncIterator[Change]:
+    """The changes of ``source``: the records at ``path`` changed since ``since`` (a ``ModifiedUtc``
+    cursor; ``noun`` names them in errors), each made by ``convert`` with its customer (read once per
+    run). Every change carries ``since``; the last one the newest ``ModifiedUtc`` seen."""
+    connector = cast("EAccountingConnector", source.connector)
+    api = connector.client
+    params = {"$filter": filter_since(since, "ModifiedUtc")} if since and since > MIN_CURSOR else {}
+    floor = since or MIN_CURSOR
+    newest = floor
+    pending: Change | None = None
+    customers: dict[str, Customer | None] = {}
+    async for data in api.pages(path, what=f"{noun} changed since {since or 'the beginning'}", params=params):
+        for item in data:
+            customer_id = str(item.get("CustomerId") or "")
+            if customer_id and customer_id not in customers:
+                found = await api.get_object(f"/v2/customers/{customer_id}", what=f"customer {customer_id}")
                 try:
-                    if item.get("ModifiedUtc"):
-                        newest = max(newest, cursor_of(item["ModifiedUtc"]))
-                except ValueError as exc:
-                    self.connector.context.log.warning("eaccounting_bad_modified_utc", id=item.get("Id"), error=str(exc))
-                if pending is not None:
-                    yield pending
-                convert = functools.partial(api_to_order, item, customers.get(customer_id))
-                pending = self.mapped(str(item.get("Id")), floor, convert)
-        if pending is not None:
-            yield dataclasses.replace(pending, cursor=newest)
+                    customers[customer_id] = mapping.api_to_customer(found)
+                except (RecordError, ValueError):
+                    customers[customer_id] = None
+            try:
+                if item.get("ModifiedUtc"):
+                    newest = max(newest, cursor_of(item["ModifiedUtc"]))
+            except ValueError as exc:
+                connector.context.log.warning("eaccounting_bad_modified_utc", id=item.get("Id"), error=str(exc))
+            if pending is not None:
+                yield pending
+            pending = source.mapped(str(item.get("Id")), floor, functools.partial(convert, item, customers.get(customer_id)))
+    if pending is not None:
+        yield dataclasses.replace(pending, cursor=newest)

@@ -1,7 +1,7 @@
 """SIGKILL a `flows run` from eAccounting into HubSpot mid-run, restart, and every record is there once.
 
-The HubSpot simulator is wrapped in a middleware that SIGKILLs the `apicenterd flows run` process at
-its n-th call of a named write (a product upsert of 100, a company, a line-item upsert, a deal
+The HubSpot simulator is wrapped in the kit's :class:`~apicenterd.testing.kill.KillAtCall`, which SIGKILLs
+the `apicenterd flows run` process at its n-th call of a named write (a product upsert of 100, a company, a line-item upsert, a deal
 batch create of 100): before HubSpot applies it, after it applied it but before the
 answer is sent (the write the process never heard of), or right after the answer (between the
 write and its settle). No timers: the kills happen at the calls the test names. Afterwards every
@@ -14,26 +14,18 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
-import threading
 from pathlib import Path
-from typing import Any
 
-import anyio
 import pytest
 from apicenterd_eaccounting import EAccountingConnector
 from apicenterd_eaccounting.sim_seed_orders import seed_orders
 from apicenterd_hubspot import HubSpotConnector
-from starlette.requests import ClientDisconnect
 
 from apicenterd.testing import serve_app
+from apicenterd.testing.kill import KillAtCall, flows_run, killed_runs, write_config
 
 pytestmark = pytest.mark.slow
 
-APICENTERD = [sys.executable, "-m", "apicenterd.cli"]
 PRODUCTS, CUSTOMERS, ORDERS = 250, 8, 250
 UPSERT_PRODUCTS = ("POST", "/crm/v3/objects/products/batch/upsert")
 CREATE_DEALS = ("POST", "/crm/v3/objects/deals/batch/create")
@@ -43,118 +35,28 @@ PRODUCT_KILLS = (("applied", 2), ("before", 1), ("answered", 1))
 ORDER_KILLS = ((CREATE_COMPANY, "applied", 2), (CREATE_DEALS, "applied", 2), (UPSERT_LINES, "before", 1), (CREATE_DEALS, "answered", 1))
 
 
-class KillAtCall:
-    """ASGI middleware: SIGKILLs the armed process at its ``n``-th ``(method, path)`` call, in ``phase``."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.state = app.state
-        self._lock = threading.Lock()
-        self._plan: tuple[tuple[str, str], str, int] | None = None
-        self._proc: subprocess.Popen | None = None
-        self._calls = 0
-        self.fired: list[str] = []
-
-    def arm(self, call: tuple[str, str], phase: str, n: int) -> None:
-        with self._lock:
-            self._plan, self._proc, self._calls = (call, phase, n), None, 0
-
-    def target(self, proc: subprocess.Popen) -> None:
-        with self._lock:
-            self._proc = proc
-
-    def disarm(self) -> None:
-        with self._lock:
-            self._plan = None
-
-    def _due(self, method: str, path: str) -> str | None:
-        with self._lock:
-            if self._plan is None or (method, path) != self._plan[0]:
-                return None
-            self._calls += 1
-            return self._plan[1] if self._calls == self._plan[2] else None
-
-    async def _kill(self, phase: str) -> None:
-        for _ in range(1000):  # Popen returned long before the process makes its first write; be sure
-            with self._lock:
-                proc = self._proc
-            if proc is not None:
-                break
-            await anyio.sleep(0.01)
-        assert proc is not None, "the armed process was never named"
-        with self._lock:
-            self.fired.append(phase)
-        proc.kill()
-        await anyio.to_thread.run_sync(proc.wait)
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        phase = self._due(scope["method"], scope["path"])
-        try:
-            if phase is None:
-                await self.app(scope, receive, send)
-            elif phase == "before":
-                await self._kill(phase)
-                await send({"type": "http.response.start", "status": 503, "headers": [(b"content-length", b"6")]})
-                await send({"type": "http.response.body", "body": b"killed"})
-            elif phase == "applied":
-                held: list[Any] = []
-
-                async def hold(message: Any) -> None:
-                    held.append(message)
-
-                await self.app(scope, receive, hold)
-                await self._kill(phase)
-                for message in held:
-                    await send(message)
-            else:
-                await self.app(scope, receive, send)
-                await self._kill(phase)
-        except (ClientDisconnect, OSError):  # the killed process's connection is gone: expected
-            pass
-
-
-def write_config(tmp_path: Path, eacc_url: str, hubspot_url: str) -> Path:
-    eacc = EAccountingConnector.demo_settings(eacc_url)
+def _config(tmp_path: Path, eacc_url: str, hubspot_url: str) -> Path:
     hubspot = {**HubSpotConnector.demo_settings(hubspot_url), "client_rate_limit": False}
-    lines = ["[daemon]", 'metrics_address = ""', "", "[state]", f"path = {json.dumps(str(tmp_path / 'state.db'))}", ""]
-    for name, connector, settings in (("eaccounting", "eaccounting", eacc), ("hubspot", "hubspot", hubspot)):
-        lines += [f"[connections.{name}]", f'connector = "{connector}"']
-        lines += [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
-        lines.append("")
-    lines += ["[flows.products]", 'source = "eaccounting"', 'target = "hubspot"', 'entity = "products"', 'interval = "1h"', ""]
-    lines += ["[flows.orders]", 'source = "eaccounting"', 'target = "hubspot"', 'entity = "orders"', 'interval = "1h"']
-    lines += ['options = { document = "order", missing_products = "create" }']
-    lines += ['target_settings = { default_stage = "closedwon" }', ""]
-    path = tmp_path / "apicenterd.toml"
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
-
-
-def flows_run(config: Path, flow: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [*APICENTERD, "flows", "run", flow, "--config", str(config), "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    return write_config(
+        tmp_path,
+        {"eaccounting": ("eaccounting", EAccountingConnector.demo_settings(eacc_url)), "hubspot": ("hubspot", hubspot)},
+        {
+            "products": {"source": "eaccounting", "target": "hubspot", "entity": "products", "interval": "1h"},
+            "orders": {
+                "source": "eaccounting",
+                "target": "hubspot",
+                "entity": "orders",
+                "interval": "1h",
+                "options": {"document": "order", "missing_products": "create"},
+                "target_settings": {"default_stage": "closedwon"},
+            },
+        },
     )
 
 
 def killed_run(switch: KillAtCall, config: Path, flow: str, call: tuple[str, str], phase: str, n: int) -> None:
-    switch.arm(call, phase, n)
-    proc = flows_run(config, flow)
-    switch.target(proc)
-    try:
-        returncode = proc.wait(180)
-    finally:
-        switch.disarm()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    _, err = proc.communicate()
-    assert returncode == -signal.SIGKILL, f"{flow} was not killed at {call} {n} ({phase}): {err.decode()[-2000:]}"
+    """``flow`` SIGKILLed at its ``n``-th ``(method, path)`` call, in ``phase``."""
+    killed_runs(switch, config, flow, [(phase, n)], lambda method, path, body: (method, path) == call)
 
 
 def finished_run(config: Path, flow: str) -> dict:
@@ -173,7 +75,7 @@ def test_sigkill_mid_run_then_restart_leaves_every_product_customer_and_deal_onc
     hs.ten_secondly.window.limit = 0  # the client's limit is off too (client_rate_limit = false): no waiting in a test
     switch = KillAtCall(hubspot_app)
     with contextlib.ExitStack() as stack:
-        config = write_config(tmp_path, stack.enter_context(serve_app(eacc_app)), stack.enter_context(serve_app(switch)))
+        config = _config(tmp_path, stack.enter_context(serve_app(eacc_app)), stack.enter_context(serve_app(switch)))
         for k, (phase, n) in enumerate(PRODUCT_KILLS):
             killed_run(switch, config, "products", UPSERT_PRODUCTS, phase, n)
             if k == 0:

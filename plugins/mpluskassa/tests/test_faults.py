@@ -13,10 +13,9 @@ from apicenterd_mpluskassa import MplusKassaConnector
 from apicenterd_mpluskassa import plugin as mplus_plugin
 
 from apicenterd.config import Config, resolve
-from apicenterd.engine import Engine
 from apicenterd.registry import load_registry
-from apicenterd.state import SQLiteStore
 from apicenterd.testing import Faults, with_faults
+from apicenterd.testing.settle import run_until_settled
 
 pytestmark = pytest.mark.anyio
 
@@ -37,24 +36,6 @@ def config(tmp_path, flows: dict):
     }
     registry = load_registry([("ccv", ccv_plugin), ("mpluskassa", mplus_plugin)], entry_points=False)
     return resolve(Config(**raw), registry, tmp_path / "apicenterd.toml")
-
-
-async def run_until_settled(resolved, tmp_path, transports, name, runs=15):
-    """Run ``name`` until a run ends ok with nothing failed (bounded): the counts of every run."""
-    history = []
-    for _ in range(runs):
-        store = SQLiteStore(tmp_path / "state.db")
-        await store.open()
-        engine = Engine(resolved, store, retry_base_delay=0, transports=transports)
-        try:
-            result = await engine.run_flow(name)
-        finally:
-            await engine.aclose()
-            await store.close()
-        history.append((result.status, dict(result.counts)))
-        if result.status == "ok" and result.counts["failed"] == 0:
-            return history
-    raise AssertionError(f"{name} did not settle in {runs} runs: {history}")
 
 
 async def test_lost_answers_and_5xx_never_duplicate_products_or_orders(tmp_path, wsdl):
