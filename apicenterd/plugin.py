@@ -676,6 +676,10 @@ class Connector:
     oauth_scopes: ClassVar[tuple[str, ...]] = ()
     oauth_client_auth: ClassVar[str] = "basic"
     default_port: ClassVar[int | None] = None
+    simulator_seeds: ClassVar[Mapping[str, str]] = {}
+    """Entity -> the :meth:`simulator` option that seeds that many of it (e.g. ``{"products":
+    "records", "customers": "customers", "orders": "orders"}``): the demo seeds every entity a
+    flow reads (:func:`apicenterd.testing.sim.seed_options`). Empty: ``records`` seeds what it seeds."""
 
     # derived from sources and sinks (see __init_subclass__)
     reads: ClassVar[frozenset[Entity]] = frozenset()
