@@ -208,13 +208,14 @@ class HubSpotClient:
                 raise FatalError(f"{what}: {path} answered without a results list")
             chunk_keys = [k for k, _ in chunk]
             by_trace = {k: k for k in chunk_keys}
+            by_folded = {k.casefold(): k for k in reversed(chunk_keys)} if result_key else {}  # the first of equal keys
             results = [r for r in answer["results"] if isinstance(r, dict)]
             unmatched: list[dict[str, Any]] = []
             for result in results:
                 props = result.get("properties") or {}
                 key: str | None = None
                 if result_key and props.get(result_key) is not None:
-                    key = next((k for k in chunk_keys if k.casefold() == str(props[result_key]).casefold()), None)
+                    key = by_folded.get(str(props[result_key]).casefold())
                 if key is None and result.get("objectWriteTraceId") in by_trace:
                     key = str(result["objectWriteTraceId"])
                 if key is None:
