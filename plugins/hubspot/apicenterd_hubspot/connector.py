@@ -898,6 +898,7 @@ class HubSpotConnector(Connector):
         "crm.objects.line_items.write",
         "e-commerce",
         "crm.schemas.contacts.write",
+        "crm.schemas.companies.write",
         "crm.schemas.deals.write",
         "crm.schemas.line_items.write",
     )
