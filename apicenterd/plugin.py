@@ -915,6 +915,12 @@ class Connector:
         return DocumentRequest(document, kind or "order", customer, articles, settings)
 
     @classmethod
+    def limits_for(cls, settings: Any) -> tuple[RateLimit, ...]:
+        """The rate limits of a connection with these ``settings``: :attr:`rate_limits` unless the
+        vendor's limits depend on the account (a plan or tier in the settings); the daemon keeps to these."""
+        return tuple(cls.rate_limits)
+
+    @classmethod
     def simulator(cls, *, seed: int = 1, records: int = 0, **options: Any) -> Any:
         """An ASGI application that behaves like the vendor's API for the endpoints this
         connector uses, seeded with ``records`` generated records; None if there is none."""

@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -61,6 +61,10 @@ DAILY_HEADERS = RateLimitHeaders(remaining="X-HubSpot-RateLimit-Daily-Remaining"
 _PROPERTY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
 
 
+TIERS: dict[str, tuple[int, int]] = {"starter": (100, 250_000), "professional": (190, 625_000), "enterprise": (190, 1_000_000)}
+"""Tier -> (requests per 10 s, requests a day) of a private app [doc: usage guidelines, README §6]."""
+
+
 def _search_key(request: httpx.Request) -> str | None:
     """The search endpoints share their own, lower limit."""
     return "search" if request.url.path.endswith("/search") else None
@@ -99,6 +103,14 @@ class HubSpotSettings(ConnectorSettings):
     deal_stages: list[str] = Field(default_factory=lambda: ["closedwon"], description="Deal stages read as orders")
     lifecycle_stage: str | None = Field(
         default=None, description="Lifecycle stage written on contacts this connector creates (e.g. 'customer'); unset: left to HubSpot"
+    )
+    tier: Literal["starter", "professional", "enterprise"] = Field(
+        default="starter",
+        description="The account's HubSpot tier, which sets the limits the daemon keeps to: starter (and free) "
+        "100 / 10 s and 250,000 a day; professional 190 / 10 s and 625,000; enterprise 190 / 10 s and 1,000,000",
+    )
+    api_limit_packs: int = Field(
+        default=0, ge=0, le=2, description="API limit increase packs bought (0-2): 250 / 10 s, and 1,000,000 a day more each"
     )
     customer_properties: dict[str, str] = Field(
         default_factory=dict,
@@ -886,6 +898,21 @@ class HubSpotConnector(Connector):
         RateLimit(250_000, 86_400.0, name="daily", headers=DAILY_HEADERS),
         RateLimit(4, 1.0, name="search", key=_search_key),
     )
+    @classmethod
+    def limits_for(cls, settings: Any) -> tuple[RateLimit, ...]:
+        """The limits of the account's ``tier`` and ``api_limit_packs`` (usage guidelines, README §6);
+        the search endpoints' own limit is the same on every tier."""
+        tier = getattr(settings, "tier", "starter")
+        packs = int(getattr(settings, "api_limit_packs", 0) or 0)
+        per_ten, daily = TIERS.get(tier, TIERS["starter"])
+        if packs:
+            per_ten, daily = 250, daily + 1_000_000 * packs
+        return (
+            RateLimit(per_ten, 10.0, name="ten_secondly", headers=RATE_LIMIT_HEADERS),
+            RateLimit(daily, 86_400.0, name="daily", headers=DAILY_HEADERS),
+            RateLimit(4, 1.0, name="search", key=_search_key),
+        )
+
     oauth_authorize_url: ClassVar[str | None] = "https://app.hubspot.com/oauth/authorize"
     oauth_scopes: ClassVar[tuple[str, ...]] = (
         "crm.objects.contacts.read",
