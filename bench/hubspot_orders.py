@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -64,15 +65,7 @@ def writes_of(hs: Any) -> int:
     )
 
 
-async def main(products: int, orders: int, customers: int, as_json: bool, log_level: str = "info") -> int:
-    import os
-
-    from apicenterd.observe import logs
-
-    # the daemon's JSON log lines at its default level, rendered as it renders them, to /dev/null:
-    # their cost is counted, and no terminal's (structlog's development console renderer, which
-    # an unconfigured structlog uses, cost ~2 ms a line here: a tenth of the orders run)
-    logs.configure(log_level, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115 - lives as long as the process
+async def main(products: int, orders: int, customers: int, as_json: bool) -> int:
     hubspot = HubSpotConnector.simulator(seed=1)
     eacc = EAccountingConnector.simulator(seed=1, records=products, customers=customers, rate_limit=0)
     seed_orders(eacc.state.sim, orders, seed=1)
@@ -143,4 +136,11 @@ if __name__ == "__main__":
     parser.add_argument("--json", action="store_true", help="one JSON object a run")
     parser.add_argument("--log-level", default="info", help="the daemon's log level (its JSON lines go to /dev/null)")
     args = parser.parse_args()
-    sys.exit(anyio.run(main, args.products, args.orders, args.customers, args.json, args.log_level))
+    from apicenterd.observe import logs
+
+    # the daemon's JSON log lines at its default level, rendered as it renders them, to /dev/null:
+    # their cost is counted, and no terminal's (structlog's development console renderer, which
+    # an unconfigured structlog uses, cost ~2 ms a line here: a tenth of the orders run)
+    with open(os.devnull, "w", encoding="utf-8") as devnull:
+        logs.configure(args.log_level, devnull)
+        sys.exit(anyio.run(main, args.products, args.orders, args.customers, args.json))

@@ -45,7 +45,6 @@ from apicenterd.testing.sim import (
     read_json,
 )
 
-from .sim_seed_orders import seed_orders
 from .sim_documents import Documents, seed_cost_centers, seed_delivery_methods, seed_delivery_terms
 from .sim_rules import (
     ARTICLE_RULES,
@@ -58,6 +57,7 @@ from .sim_rules import (
     compile_filter,
     validate,
 )
+from .sim_seed_orders import seed_orders
 from .sim_vouchers import VOUCHER_RULES, Vouchers
 
 __all__ = [

@@ -8,9 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from apicenterd_eaccounting import EAccountingConnector
 from apicenterd_eaccounting.sim_seed_orders import seed_orders
-from apicenterd_hubspot import HubSpotConnector
 
 from apicenterd import cli
 from apicenterd.config import load
