@@ -155,6 +155,11 @@ def demo_simulator(registry: Registry, resolved: Resolved, name: str, records: i
     return app
 
 
+def _sources(resolved: Resolved) -> set[str]:
+    """Connections that some flow reads from: the demo seeds those (:func:`demo_simulator`)."""
+    return {f.source for f in resolved.flows.values()}
+
+
 def _read_entities(resolved: Resolved, name: str) -> set[str]:
     """The entities the flows read from connection ``name`` (an invoices flow made from orders reads orders)."""
     entities: set[str] = set()
