@@ -342,7 +342,7 @@ class Engine(Scheduling, Replaying, Retries):
     def _declared_limits(self, name: str, conn: Any) -> tuple[Any, ...]:
         """The connector's declared rate limits for connection ``name``, or none (a warning says
         so) when its settings turn them off (``client_rate_limit = false``)."""
-        limits = tuple(conn.connector.rate_limits) if self._rate_limits else ()
+        limits = tuple(conn.connector.limits_for(conn.settings)) if self._rate_limits else ()
         if limits and not getattr(conn.settings, "client_rate_limit", True):
             self.log.warning(
                 f"connection {name!r}: client-side rate limit off (client_rate_limit = false): "

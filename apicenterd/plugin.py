@@ -691,6 +691,10 @@ class Connector:
     oauth_scopes: ClassVar[tuple[str, ...]] = ()
     oauth_client_auth: ClassVar[str] = "basic"
     default_port: ClassVar[int | None] = None
+    simulator_seeds: ClassVar[Mapping[str, str]] = {}
+    """Entity -> the :meth:`simulator` option that seeds that many of it (e.g. ``{"products":
+    "records", "customers": "customers", "orders": "orders"}``): the demo seeds every entity a
+    flow reads (:func:`apicenterd.testing.sim.seed_options`). Empty: ``records`` seeds what it seeds."""
 
     # derived from sources and sinks (see __init_subclass__)
     reads: ClassVar[frozenset[Entity]] = frozenset()
@@ -924,6 +928,12 @@ class Connector:
         kind = document.document if isinstance(document, Order) else str(document.target_fields.get("document") or "invoice")
         customer = Found(document.customer_id) if document.customer_id else None
         return DocumentRequest(document, kind or "order", customer, articles, settings)
+
+    @classmethod
+    def limits_for(cls, settings: Any) -> tuple[RateLimit, ...]:
+        """The rate limits of a connection with these ``settings``: :attr:`rate_limits` unless the
+        vendor's limits depend on the account (a plan or tier in the settings); the daemon keeps to these."""
+        return tuple(cls.rate_limits)
 
     @classmethod
     def simulator(cls, *, seed: int = 1, records: int = 0, **options: Any) -> Any:

@@ -112,7 +112,7 @@ SIM_ALL = [
     "VendorError", "VendorSim", "Gate", "BearerAuth", "RateLimitGate", "RequestLog", "TokenServer",
     "Collection", "LazyCollection", "LazyWindow", "IntIds", "GuidIds", "ChangeClock",
     "json_response", "read_json", "int_param", "offset_page", "page_number", "odata_page", "cursor_page",
-    "seeded", "retry_after", "OffsetPage", "Window", "NumberedPage",
+    "seeded", "seed_options", "retry_after", "OffsetPage", "Window", "NumberedPage",
 ]
 
 

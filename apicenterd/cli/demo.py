@@ -20,7 +20,7 @@ from ..registry import Registry
 from . import Usage, _load
 
 
-def _simulator_app(registry: Registry, name: str, seed: int, records: int, **options: Any):
+def _simulator_app(registry: Registry, name: str, seed: int, records: int = 0, **options: Any):
     try:
         cls = registry.connector(name)
     except PluginError as exc:
@@ -100,7 +100,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             port = int(base.rsplit(":", 1)[1].split("/")[0])
             setting = f"{config_path}: connections.{name}.base_url (the demo's {conn.connector.name} simulator)"
             sock = _cli.listen("127.0.0.1", port, setting)
-            _, app = _simulator_app(registry, conn.connector.name, 1, args.records if name in _sources(resolved) else 0)
+            app = demo_simulator(registry, resolved, name, args.records)
             url = stack.enter_context(serve_app(app, sock=sock))
             print(f"demo: {conn.connector.title} simulator for connection {name!r} on {url}", file=sys.stderr)
         metrics_at = resolved.config.daemon.metrics_address
@@ -140,8 +140,34 @@ def _demo_credentials(config_path: Path, registry: Registry) -> None:
                 os.environ.setdefault(value["env"], str(demo[key]))
 
 
+def demo_simulator(registry: Registry, resolved: Resolved, name: str, records: int) -> Any:
+    """The simulator the demo serves for connection ``name``: seeded with ``records`` of every
+    entity some flow reads from it (products, and customers and orders where its connector's
+    ``simulator_seeds`` says how: :func:`apicenterd.testing.sim.seed_options`); a connection that
+    is only written to starts empty (a pair with flows both ways, such as QuickBooks ⇄
+    MplusKASSA, gets both seeded)."""
+    from ..testing.sim import seed_options
+
+    cls = resolved.connections[name].connector
+    entities = _read_entities(resolved, name)
+    options = seed_options(cls.simulator_seeds, entities, records if entities else 0)
+    _, app = _simulator_app(registry, cls.name, 1, **options)
+    return app
+
+
 def _sources(resolved: Resolved) -> set[str]:
-    """Connections that some flow reads from: the demo seeds records there and starts the
-    connections that are only written to empty (a pair with flows both ways, such as
-    QuickBooks ⇄ MplusKASSA, gets both seeded)."""
+    """Connections that some flow reads from: the demo seeds those (:func:`demo_simulator`)."""
     return {f.source for f in resolved.flows.values()}
+
+
+def _read_entities(resolved: Resolved, name: str) -> set[str]:
+    """The entities the flows read from connection ``name`` (an invoices flow made from orders reads orders)."""
+    entities: set[str] = set()
+    for flow in resolved.flows.values():
+        if flow.source != name:
+            continue
+        entities.add(str(flow.read_entity or flow.entity))
+        source_entity = getattr(flow.options, "source_entity", None)
+        if source_entity:
+            entities.add(str(source_entity))
+    return entities

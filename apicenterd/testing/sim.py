@@ -42,7 +42,10 @@ What it gives:
   (page/size with totals), :func:`odata_page` (``$top``/``$skip`` with ``__next`` and
   ``$skiptoken``), :func:`cursor_page` (``after``);
 * a **rotating-refresh-token OAuth2 token endpoint** (:class:`TokenServer`);
-* **seeding**: :class:`GuidIds` and :func:`seeded` give the same data for the same seed.
+* **seeding**: :class:`GuidIds` and :func:`seeded` give the same data for the same seed;
+  :func:`seed_options` turns "seed N records of these entities" into a simulator's options
+  (a connector names them in ``simulator_seeds``: entity -> the ``simulator()`` option), so the
+  demo seeds customers and orders as well as products where a simulator can.
 """
 
 from __future__ import annotations
@@ -91,6 +94,7 @@ __all__ = [
     "odata_page",
     "cursor_page",
     "seeded",
+    "seed_options",
     "retry_after",
     "OffsetPage",
     "Window",
@@ -695,6 +699,22 @@ class ChangeClock:
     def seen(self, stamp: datetime) -> None:
         """Note a stamp given out some other way (seeded data), so later stamps come after it."""
         self.last = max(self.last, stamp)
+
+
+def seed_options(seeds: Mapping[str, str], entities: Iterable[str], records: int) -> dict[str, int]:
+    """The ``simulator()`` options that seed ``records`` records of each of ``entities``, from a
+    connector's ``simulator_seeds`` (entity -> option, e.g. ``{"products": "records", "customers":
+    "customers", "orders": "orders"}``). Without seeds (``{}``): ``{"records": records}``, what
+    every simulator takes. ``records`` always comes back (0 when no entity asks for it), so a
+    simulator is never seeded with what no flow reads; an entity the simulator cannot seed is left out."""
+    if not seeds:
+        return {"records": records}
+    options = {"records": 0}
+    for entity in entities:
+        option = seeds.get(str(entity))
+        if option is not None:
+            options[option] = records
+    return options
 
 
 def seeded(seed: int, *salt: Hashable) -> random.Random:

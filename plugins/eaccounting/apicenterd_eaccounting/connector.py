@@ -642,6 +642,8 @@ class EAccountingConnector(Connector):
 
     # -- demo / tests ----------------------------------------------------------------
 
+    simulator_seeds = {"products": "records", "customers": "customers", "orders": "orders", "invoices": "invoices"}
+
     @classmethod
     def simulator(cls, *, seed: int = 1, records: int = 0, **options: Any) -> Any:
         """An in-memory eAccounting (see :mod:`apicenterd_eaccounting.simulator`)."""

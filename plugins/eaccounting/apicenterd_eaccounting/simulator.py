@@ -57,6 +57,7 @@ from .sim_rules import (
     compile_filter,
     validate,
 )
+from .sim_seed_orders import seed_orders
 from .sim_vouchers import VOUCHER_RULES, Vouchers
 
 __all__ = [
@@ -111,6 +112,8 @@ class Simulator(VendorSim):
         seed: int = 1,
         records: int = 0,
         customers: int = 0,
+        orders: int = 0,
+        invoices: int = 0,
         rate_limit: int = 600,
         token_ttl: float = 3600.0,
         clock: Callable[[], datetime] | None = None,
@@ -133,6 +136,9 @@ class Simulator(VendorSim):
         self.terms = self._seed_terms()
         self.company = self._seed_company()
         base = datetime(2024, 1, 1, tzinfo=timezone.utc)
+        if orders or invoices:  # documents need customers and articles to refer to
+            wanted = max(1, min(orders + invoices, 10))
+            records, customers = records or wanted, customers or wanted
         for n in range(1, records + 1):
             self._seed_article(n, base + timedelta(minutes=n))
         for n in range(1, customers + 1):
@@ -146,6 +152,13 @@ class Simulator(VendorSim):
         self.invoices: dict[str, dict[str, Any]] = {}
         self.documents = Documents(self)
         self.vouchers = Vouchers(self)  # a booked invoice's voucher; manual vouchers
+        # seeded last, so the ids above stay what they were for a seed
+        if orders:
+            seed_orders(self, orders, seed=seed)
+        for made in seed_orders(self, invoices, seed=seed + 1) if invoices else ():
+            draft = self.documents.invoice_order(made["Id"])
+            self.documents.convert_draft(draft["Id"])
+            del self.orders[made["Id"]]  # only its invoice is seeded
 
     # seeding (deterministic for a seed)
 
@@ -517,7 +530,9 @@ async def _token(request: Request) -> Response:
 
 
 def create_app(*, seed: int = 1, records: int = 0, **options: Any) -> Starlette:
-    """The simulator app; ``options``: ``customers`` (seeded), ``rate_limit`` (calls a minute per
+    """The simulator app; ``options``: ``customers``, ``orders`` and ``invoices`` (seeded, after
+    ``records`` articles; orders and invoices bring articles and customers of their own when none
+    are asked for), ``rate_limit`` (calls a minute per
     endpoint, 0 = off), ``token_ttl`` (seconds), ``clock`` (returns an aware UTC datetime),
     ``static_token`` (an access token accepted without any token request, for ``access_token``)."""
     _, article = _writable("articles", "write_article", ARTICLE_RULES, "Article")

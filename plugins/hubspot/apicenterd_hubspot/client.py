@@ -208,13 +208,14 @@ class HubSpotClient:
                 raise FatalError(f"{what}: {path} answered without a results list")
             chunk_keys = [k for k, _ in chunk]
             by_trace = {k: k for k in chunk_keys}
+            by_folded = {k.casefold(): k for k in reversed(chunk_keys)} if result_key else {}  # the first of equal keys
             results = [r for r in answer["results"] if isinstance(r, dict)]
             unmatched: list[dict[str, Any]] = []
             for result in results:
                 props = result.get("properties") or {}
                 key: str | None = None
                 if result_key and props.get(result_key) is not None:
-                    key = next((k for k in chunk_keys if k.casefold() == str(props[result_key]).casefold()), None)
+                    key = by_folded.get(str(props[result_key]).casefold())
                 if key is None and result.get("objectWriteTraceId") in by_trace:
                     key = str(result["objectWriteTraceId"])
                 if key is None:
@@ -363,6 +364,30 @@ class HubSpotClient:
 
     # -- properties -------------------------------------------------------------------------
 
+    async def ensure_property(self, object_type: str, name: str, label: str, *, create: bool) -> None:
+        """Make sure ``object_type`` has the property ``name`` (any type; created as a single-line
+        text property when missing and allowed, else a FatalError naming it)."""
+        what = f"{object_type} property {name!r}"
+        response = await self.call("GET", f"/crm/v3/properties/{object_type}/{name}", what, not_found="none")
+        if response.status_code == 200:
+            return
+        if not create:
+            raise FatalError(f"{what} does not exist; create it in HubSpot, or set create_properties = true")
+        await self.call(
+            "POST",
+            f"/crm/v3/properties/{object_type}",
+            what,
+            json={
+                "name": name,
+                "label": label,
+                "type": "string",
+                "fieldType": "text",
+                "groupName": _group(object_type),
+                "description": "Written by apicenterd (customer_properties)",
+            },
+        )
+        self.log.info("hubspot_property_created", object_type=object_type, property=name)
+
     async def ensure_unique_property(self, object_type: str, name: str, label: str, *, create: bool) -> None:
         """Make sure ``object_type`` has the unique text property ``name`` (create it when allowed).
 
@@ -380,11 +405,7 @@ class HubSpotClient:
             return
         if not create:
             raise FatalError(f"{what} does not exist; create it as a unique single-line text property, or set create_properties = true")
-        group = {"contacts": "contactinformation", "companies": "companyinformation", "deals": "dealinformation"}.get(
-            object_type, f"{object_type.rstrip('s')}information"
-        )
-        if object_type == "line_items":
-            group = "lineiteminformation"
+        group = _group(object_type)
         await self.call(
             "POST",
             f"/crm/v3/properties/{object_type}",
@@ -400,6 +421,15 @@ class HubSpotClient:
             },
         )
         self.log.info("hubspot_property_created", object_type=object_type, property=name)
+
+
+def _group(object_type: str) -> str:
+    """The default property group of ``object_type`` (where created properties go)."""
+    if object_type == "line_items":
+        return "lineiteminformation"
+    return {"contacts": "contactinformation", "companies": "companyinformation", "deals": "dealinformation"}.get(
+        object_type, f"{object_type.rstrip('s')}information"
+    )
 
 
 def _stamp_ms(item: Mapping[str, Any], stamp_property: str) -> int | None:

@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -61,6 +61,10 @@ DAILY_HEADERS = RateLimitHeaders(remaining="X-HubSpot-RateLimit-Daily-Remaining"
 _PROPERTY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
 
 
+TIERS: dict[str, tuple[int, int]] = {"starter": (100, 250_000), "professional": (190, 625_000), "enterprise": (190, 1_000_000)}
+"""Tier -> (requests per 10 s, requests a day) of a private app [doc: usage guidelines, README §6]."""
+
+
 def _search_key(request: httpx.Request) -> str | None:
     """The search endpoints share their own, lower limit."""
     return "search" if request.url.path.endswith("/search") else None
@@ -100,6 +104,21 @@ class HubSpotSettings(ConnectorSettings):
     lifecycle_stage: str | None = Field(
         default=None, description="Lifecycle stage written on contacts this connector creates (e.g. 'customer'); unset: left to HubSpot"
     )
+    tier: Literal["starter", "professional", "enterprise"] = Field(
+        default="starter",
+        description="The account's HubSpot tier, which sets the limits the daemon keeps to: starter (and free) "
+        "100 / 10 s and 250,000 a day; professional 190 / 10 s and 625,000; enterprise 190 / 10 s and 1,000,000",
+    )
+    api_limit_packs: int = Field(
+        default=0, ge=0, le=2, description="API limit increase packs bought (0-2): 250 / 10 s, and 1,000,000 a day more each"
+    )
+    customer_properties: dict[str, str] = Field(
+        default_factory=dict,
+        description="Customer field -> HubSpot property, written on the company (a company customer) or the contact "
+        "(a person): classification (e.g. lifecyclestage, or a property of yours), tax_code, revenue_account, "
+        "payment_terms, payment_method, cost_centre, cost_unit, customer_number, vat_number, coc_number, language, "
+        "custom_fields.<name>; a property missing in HubSpot is created (single-line text) with create_properties",
+    )
     payment_terms_property: str | None = Field(default=None, description="Deal property read as the order's payment terms")
     payment_method_property: str | None = Field(default=None, description="Deal property read as the order's payment method")
 
@@ -108,6 +127,18 @@ class HubSpotSettings(ConnectorSettings):
     def _property_name(cls, value: str) -> str:
         if not _PROPERTY_NAME.match(value):
             raise ValueError(f"{value!r} is not a HubSpot property name (lower case letters, digits and _, starting with a letter)")
+        return value
+
+    @field_validator("customer_properties")
+    @classmethod
+    def _customer_properties(cls, value: dict[str, str]) -> dict[str, str]:
+        for field, prop in value.items():
+            custom = field.startswith("custom_fields.") and len(field) > len("custom_fields.")
+            if field not in mapping.CUSTOMER_EXTRAS and not custom:
+                known = ", ".join(sorted(mapping.CUSTOMER_EXTRAS))
+                raise ValueError(f"customer_properties: {field!r} is not a customer field HubSpot can take ({known}, custom_fields.<name>)")
+            if not _PROPERTY_NAME.match(prop):
+                raise ValueError(f"customer_properties.{field}: {prop!r} is not a HubSpot property name (lower case letters, digits and _)")
         return value
 
     @field_validator("base_url", "token_url")
@@ -443,11 +474,14 @@ class CustomerSink(Sink[Customer]):
     async def find_many(self, keys: Sequence[str]) -> Mapping[str, Found]:
         api = self.connector.client
         emails = [k.strip().lower() for k in keys if "@" in k]
-        contacts = await api.read_by("contacts", "email", emails, mapping.CONTACT_PROPERTIES, what="contacts by e-mail")
+        extras = self.connector.settings.customer_properties
+        await self.connector.setup_customers()
+        wanted = tuple(dict.fromkeys(extras.values()))
+        contacts = await api.read_by("contacts", "email", emails, mapping.CONTACT_PROPERTIES + wanted, what="contacts by e-mail")
         company_ids = [
             str(c["properties"]["associatedcompanyid"]) for c in contacts.values() if (c.get("properties") or {}).get("associatedcompanyid")
         ]
-        companies = await api.read_by("companies", None, company_ids, mapping.COMPANY_PROPERTIES, what="companies of contacts")
+        companies = await api.read_by("companies", None, company_ids, mapping.COMPANY_PROPERTIES + wanted, what="companies of contacts")
         found: dict[str, Found] = {}
         for key in keys:
             contact = contacts.get(key.strip().lower())
@@ -457,17 +491,27 @@ class CustomerSink(Sink[Customer]):
             company = companies.get(company_id or "")
             found[key] = Found(
                 id=_customer_target(company_id if company else None, str(contact["id"])),
-                record=mapping.to_customer(contact, company),
+                record=mapping.to_customer(contact, company, extras),
                 vendor={"contact": contact, "company": company},
             )
         return found
 
     def normalize(self, record: Customer) -> Customer:
-        return mapping.normalize_customer(record)
+        return mapping.normalize_customer(record, self.connector.settings.customer_properties)
+
+    def _contact_props(self, record: Customer) -> dict[str, str]:
+        """The contact's properties: a person's with the configured extra fields (a company's go on the company)."""
+        props = mapping.contact_properties(record)
+        if record.kind == "person":
+            props.update(mapping.extra_properties(record, self.connector.settings.customer_properties))
+        return props
+
+    def _company_props(self, record: Customer) -> dict[str, str]:
+        return {**mapping.company_properties(record), **mapping.extra_properties(record, self.connector.settings.customer_properties)}
 
     def _new_contact(self, record: Customer) -> dict[str, str]:
-        props = mapping.contact_properties(record)
-        if self.connector.settings.lifecycle_stage:
+        props = self._contact_props(record)
+        if self.connector.settings.lifecycle_stage and "lifecyclestage" not in props:
             props["lifecyclestage"] = self.connector.settings.lifecycle_stage
         return props
 
@@ -494,6 +538,7 @@ class CustomerSink(Sink[Customer]):
         a lost company answer finds the company through its contact: no company twice.)"""
         results: dict[int, str | RecordError] = {}
         api = self.connector.client
+        await self.connector.setup_customers()
         with_email = [(n, r) for n, r in enumerate(records) if r.email]
         for n, r in enumerate(records):
             if not r.email:
@@ -518,7 +563,7 @@ class CustomerSink(Sink[Customer]):
             keys = [f"{n}:{r.email}" for n, r in companies]  # objectWriteTraceId: unique within the call
             company_inputs: list[dict[str, Any]] = [
                 {
-                    "properties": mapping.company_properties(r),
+                    "properties": self._company_props(r),
                     "associations": [_assoc(contact_ids[n], ASSOCIATION_TYPES[("companies", "contacts")])],
                 }
                 for n, r in companies
@@ -532,6 +577,7 @@ class CustomerSink(Sink[Customer]):
         return [results[n] for n in range(len(records))]
 
     async def create(self, record: Customer) -> str:
+        await self.connector.setup_customers()
         contact_id = await self._upsert_contact(record)
         if record.kind != "company":
             return _customer_target(None, contact_id)
@@ -540,7 +586,7 @@ class CustomerSink(Sink[Customer]):
             "/crm/v3/objects/companies",
             f"company {record.name!r}",
             json={
-                "properties": mapping.company_properties(record),
+                "properties": self._company_props(record),
                 "associations": [_assoc(contact_id, ASSOCIATION_TYPES[("companies", "contacts")])],
             },
         )
@@ -548,13 +594,14 @@ class CustomerSink(Sink[Customer]):
 
     async def update(self, target_id: str, record: Customer, fields: frozenset[str]) -> None:
         api = self.connector.client
+        await self.connector.setup_customers()
         company_id, contact_id = _customer_id(target_id)
         if contact_id:
             await api.json(
                 "PATCH",
                 f"/crm/v3/objects/contacts/{contact_id}",
                 f"contact {record.email!r}",
-                json={"properties": mapping.contact_properties(record)},
+                json={"properties": self._contact_props(record)},
             )
         if record.kind == "company":
             if company_id:
@@ -562,7 +609,7 @@ class CustomerSink(Sink[Customer]):
                     "PATCH",
                     f"/crm/v3/objects/companies/{company_id}",
                     f"company {record.name!r}",
-                    json={"properties": mapping.company_properties(record)},
+                    json={"properties": self._company_props(record)},
                 )
             elif contact_id:  # a person became a company: give the contact its company
                 await api.json(
@@ -570,7 +617,7 @@ class CustomerSink(Sink[Customer]):
                     "/crm/v3/objects/companies",
                     f"company {record.name!r}",
                     json={
-                        "properties": mapping.company_properties(record),
+                        "properties": self._company_props(record),
                         "associations": [_assoc(contact_id, ASSOCIATION_TYPES[("companies", "contacts")])],
                     },
                 )
@@ -580,6 +627,7 @@ class CustomerSink(Sink[Customer]):
         """The batch's contacts in one ``batch/update`` and their companies in another (100 a call);
         a person who became a company (a company to create) is updated on its own."""
         results: dict[int, RecordError | None] = {}
+        await self.connector.setup_customers()
         contacts: list[tuple[int, str, dict[str, Any]]] = []
         companies: list[tuple[int, str, dict[str, Any]]] = []
         for n, (target_id, record, fields) in enumerate(updates):
@@ -596,9 +644,9 @@ class CustomerSink(Sink[Customer]):
                     results[n] = exc
                 continue
             if contact_id:
-                contacts.append((n, contact_id, {"id": contact_id, "properties": mapping.contact_properties(record)}))
+                contacts.append((n, contact_id, {"id": contact_id, "properties": self._contact_props(record)}))
             if record.kind == "company" and company_id:
-                companies.append((n, company_id, {"id": company_id, "properties": mapping.company_properties(record)}))
+                companies.append((n, company_id, {"id": company_id, "properties": self._company_props(record)}))
         api = self.connector.client
         for object_type, batch in (("contacts", contacts), ("companies", companies)):
             if not batch:
@@ -850,6 +898,21 @@ class HubSpotConnector(Connector):
         RateLimit(250_000, 86_400.0, name="daily", headers=DAILY_HEADERS),
         RateLimit(4, 1.0, name="search", key=_search_key),
     )
+    @classmethod
+    def limits_for(cls, settings: Any) -> tuple[RateLimit, ...]:
+        """The limits of the account's ``tier`` and ``api_limit_packs`` (usage guidelines, README §6);
+        the search endpoints' own limit is the same on every tier."""
+        tier = getattr(settings, "tier", "starter")
+        packs = int(getattr(settings, "api_limit_packs", 0) or 0)
+        per_ten, daily = TIERS.get(tier, TIERS["starter"])
+        if packs:
+            per_ten, daily = 250, daily + 1_000_000 * packs
+        return (
+            RateLimit(per_ten, 10.0, name="ten_secondly", headers=RATE_LIMIT_HEADERS),
+            RateLimit(daily, 86_400.0, name="daily", headers=DAILY_HEADERS),
+            RateLimit(4, 1.0, name="search", key=_search_key),
+        )
+
     oauth_authorize_url: ClassVar[str | None] = "https://app.hubspot.com/oauth/authorize"
     oauth_scopes: ClassVar[tuple[str, ...]] = (
         "crm.objects.contacts.read",
@@ -862,6 +925,7 @@ class HubSpotConnector(Connector):
         "crm.objects.line_items.write",
         "e-commerce",
         "crm.schemas.contacts.write",
+        "crm.schemas.companies.write",
         "crm.schemas.deals.write",
         "crm.schemas.line_items.write",
     )
@@ -875,6 +939,7 @@ class HubSpotConnector(Connector):
         self._api: HubSpotClient | None = None
         self._token_client: httpx.AsyncClient | None = None
         self._setup_done = False
+        self._customer_setup_done = False
         self.webhook_clock = time.time
 
     async def open(self) -> None:
@@ -957,6 +1022,17 @@ class HubSpotConnector(Connector):
         ):
             await self.client.ensure_unique_property(object_type, name, label, create=s.create_properties)
         self._setup_done = True
+
+    async def setup_customers(self) -> None:
+        """Make sure the properties ``customer_properties`` writes exist on contacts and companies
+        (created as single-line text when missing and ``create_properties``); once per connection."""
+        if self._customer_setup_done:
+            return
+        s = self.settings
+        for prop in dict.fromkeys(s.customer_properties.values()):
+            for object_type in ("contacts", "companies"):
+                await self.client.ensure_property(object_type, prop, prop.replace("_", " ").capitalize(), create=s.create_properties)
+        self._customer_setup_done = True
 
     @classmethod
     def simulator(cls, *, seed: int = 1, records: int = 0, **options: Any) -> Any:

@@ -23,6 +23,9 @@ __all__ = [
     "company_properties",
     "to_customer",
     "normalize_customer",
+    "CUSTOMER_EXTRAS",
+    "extra_properties",
+    "read_extras",
     "deal_properties",
     "line_item_properties",
     "to_order",
@@ -42,7 +45,36 @@ CUSTOMER_FIELDS: Mapping[str, str] = {
     "phone": "phone",
     "contact": "contacts.firstname, lastname, email, phone",
     "billing_address": "address, zip, city, country",
+    "classification": "customer_properties.classification (e.g. lifecyclestage), on the company or the person's contact",
+    "tax_code": "customer_properties.tax_code (the flow's tax_codes per country)",
+    "revenue_account": "customer_properties.revenue_account (the flow's revenue_accounts per country)",
+    "payment_terms": "customer_properties.payment_terms",
+    "payment_method": "customer_properties.payment_method",
+    "cost_centre": "customer_properties.cost_centre",
+    "cost_unit": "customer_properties.cost_unit",
+    "customer_number": "customer_properties.customer_number",
+    "vat_number": "customer_properties.vat_number",
+    "coc_number": "customer_properties.coc_number",
+    "language": "customer_properties.language",
+    "custom_fields": "customer_properties.custom_fields.<name>",
 }
+CUSTOMER_EXTRAS = frozenset(
+    {
+        "classification",
+        "tax_code",
+        "revenue_account",
+        "payment_terms",
+        "payment_method",
+        "cost_centre",
+        "cost_unit",
+        "customer_number",
+        "vat_number",
+        "coc_number",
+        "language",
+    }
+)
+"""Customer fields a connection can write to HubSpot properties of its choosing (``customer_properties``),
+besides ``custom_fields.<name>``."""
 CONTACT_PROPERTIES = ("email", "firstname", "lastname", "phone", "company", "address", "zip", "city", "country", "associatedcompanyid")
 COMPANY_PROPERTIES = ("name", "phone", "address", "zip", "city", "country", "domain")
 
@@ -174,7 +206,53 @@ def company_properties(customer: Customer) -> dict[str, str]:
     return {"name": customer.name, "phone": customer.phone or "", **_address_props(customer.billing_address)}
 
 
-def to_customer(contact: Mapping[str, Any] | None, company: Mapping[str, Any] | None) -> Customer:
+def _extra_value(customer: Customer, field: str) -> Any:
+    if field.startswith("custom_fields."):
+        return customer.custom_fields.get(field.removeprefix("custom_fields."))
+    return getattr(customer, field)
+
+
+def extra_properties(customer: Customer, extras: Mapping[str, str]) -> dict[str, str]:
+    """The configured customer fields (``customer_properties``: field -> property) that ``customer``
+    has, as properties; a field it lacks (None) is left alone in HubSpot, not cleared."""
+    props: dict[str, str] = {}
+    for field, prop in extras.items():
+        value = _extra_value(customer, field)
+        if value is not None:
+            props[prop] = text(value)
+    return props
+
+
+def read_extras(props: Mapping[str, Any], extras: Mapping[str, str]) -> dict[str, Any]:
+    """The configured customer fields from an object's properties (the update of a Customer)."""
+    update: dict[str, Any] = {}
+    custom: dict[str, Any] = {}
+    for field, prop in extras.items():
+        value = props.get(prop)
+        value = None if value in (None, "") else str(value)
+        if field.startswith("custom_fields."):
+            if value is not None:
+                custom[field.removeprefix("custom_fields.")] = value
+        else:
+            update[field] = value
+    if custom:
+        update["custom_fields"] = custom
+    return update
+
+
+def to_customer(
+    contact: Mapping[str, Any] | None, company: Mapping[str, Any] | None, extras: Mapping[str, str] | None = None
+) -> Customer:
+    """:func:`_to_customer` with the configured extra fields read from the customer's object (the
+    company of a company, else the contact)."""
+    customer = _to_customer(contact, company)
+    if not extras:
+        return customer
+    holder = company if company is not None else contact
+    return customer.model_copy(update=read_extras((holder or {}).get("properties") or {}, extras))
+
+
+def _to_customer(contact: Mapping[str, Any] | None, company: Mapping[str, Any] | None) -> Customer:
     """A contact (and its primary company) as a canonical Customer: a company with its contact
     person when there is a company, else a person."""
     cprops = (contact or {}).get("properties") or {}
@@ -208,8 +286,28 @@ def to_customer(contact: Mapping[str, Any] | None, company: Mapping[str, Any] | 
     )
 
 
-def normalize_customer(customer: Customer) -> Customer:
-    """The customer as HubSpot keeps it: one address line, no shipping address, a contact with the e-mail."""
+def normalize_customer(customer: Customer, extras: Mapping[str, str] | None = None) -> Customer:
+    """The customer as HubSpot keeps it: one address line, no shipping address, a contact with the
+    e-mail, and of the other fields those ``extras`` (``customer_properties``) writes, as text."""
+    base = _normalize_customer(customer)
+    if not extras:
+        return base
+    update: dict[str, Any] = {}
+    custom: dict[str, Any] = {}
+    for field in extras:
+        value = _extra_value(customer, field)
+        value = None if value is None or text(value) == "" else text(value)
+        if field.startswith("custom_fields."):
+            if value is not None:
+                custom[field.removeprefix("custom_fields.")] = value
+        else:
+            update[field] = value
+    if custom:
+        update["custom_fields"] = custom
+    return base.model_copy(update=update)
+
+
+def _normalize_customer(customer: Customer) -> Customer:
     if not customer.email:
         raise RecordError(f"customer {customer.key()!r}: HubSpot contacts are found by e-mail, and this one has none")
     address = customer.billing_address

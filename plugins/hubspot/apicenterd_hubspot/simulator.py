@@ -68,6 +68,7 @@ STANDARD_PROPERTIES: dict[str, dict[str, str]] = {
         "city": "string",
         "country": "string",
         "domain": "string",
+        "lifecyclestage": "enumeration",
     },
     "deals": {
         "dealname": "string",
@@ -114,6 +115,7 @@ OPTIONS = {
         "other",
     },
 }
+OPTIONS[("companies", "lifecyclestage")] = OPTIONS[("contacts", "lifecyclestage")]  # the same stages on companies
 ASSOCIATION_TYPES = {  # HubSpot-defined type ids: (from, to) -> {type id: inverse type id}
     ("contacts", "companies"): {1: 2, 279: 280},
     ("companies", "contacts"): {2: 1, 280: 279},

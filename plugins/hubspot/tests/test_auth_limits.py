@@ -80,6 +80,46 @@ def test_the_declared_limits_and_the_search_bucket():
     assert search.key(httpx.Request("POST", "https://api.hubapi.com/crm/v3/objects/deals/batch/read")) is None
 
 
+@pytest.mark.parametrize(
+    "tier, packs, per_ten, daily",
+    [
+        (None, 0, 100, 250_000),
+        ("starter", 0, 100, 250_000),
+        ("professional", 0, 190, 625_000),
+        ("enterprise", 0, 190, 1_000_000),
+        ("professional", 2, 250, 2_625_000),
+    ],
+)
+def test_the_limits_the_daemon_keeps_to_follow_the_tier(settings, tier, packs, per_ten, daily):
+    extra = {"api_limit_packs": packs, **({"tier": tier} if tier else {})}
+    parsed = HubSpotConnector.Settings.model_validate({**settings, **extra})
+    limits = {limit.name: limit for limit in HubSpotConnector.limits_for(parsed)}
+    assert (limits["ten_secondly"].requests, limits["daily"].requests, limits["search"].requests) == (per_ten, daily, 4)
+
+
+def test_the_engine_keeps_to_the_connections_tier(tmp_path, settings):
+    from apicenterd.engine import Engine
+    from apicenterd.registry import load_registry
+
+    text = "\n".join(
+        ["[state]", f'path = "{tmp_path / "s.db"}"', "[connections.hubspot]", 'connector = "hubspot"']
+        + [f'{k} = "{v}"' for k, v in {**settings, "tier": "enterprise"}.items()]
+    )
+    (tmp_path / "c.toml").write_text(text)
+    from apicenterd.config import load
+
+    resolved = load(tmp_path / "c.toml", load_registry())
+    engine = Engine(resolved, store=None)  # type: ignore[arg-type]
+    limits = {limit.name: limit.requests for limit in engine._declared_limits("hubspot", resolved.connections["hubspot"])}
+    assert limits == {"ten_secondly": 190, "daily": 1_000_000, "search": 4}
+
+
+@pytest.mark.parametrize("bad, message", [({"tier": "gold"}, "tier"), ({"api_limit_packs": 3}, "api_limit_packs")])
+def test_a_bad_tier_or_pack_count_names_the_setting(settings, bad, message):
+    with pytest.raises(ValueError, match=message):
+        HubSpotConnector.Settings.model_validate({**settings, **bad})
+
+
 async def test_the_simulator_sends_the_rate_limit_headers(app, sim, settings):
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hubspot.test") as client:
         response = await client.get("/crm/v3/objects/products", headers={"Authorization": f"Bearer {DEMO_TOKEN}"})

@@ -154,7 +154,11 @@ def test_every_simulated_route_is_in_the_spec(operations):
 
 async def exercise(app) -> None:
     """Every kind of call the connector makes: setup, products, customers, deals, the three sources."""
-    settings = HubSpotConnector.demo_settings("http://hubspot.test")
+    settings = {
+        **HubSpotConnector.demo_settings("http://hubspot.test"),
+        # customer fields to properties: created on setup (POST /crm/v3/properties/...), written, read back
+        "customer_properties": {"classification": "lifecyclestage", "tax_code": "vat_code", "custom_fields.segment": "segment"},
+    }
     sim = app.app.state.sim if hasattr(app, "app") else app.state.sim
     sim.search_limit.window.limit = 0
     async with connect(HubSpotConnector, settings, app=app, rate_limits=False) as hs:
@@ -163,15 +167,27 @@ async def exercise(app) -> None:
             Entity.PRODUCTS, pid, Product(sku="A-1", name="A2", price_excl_tax=Decimal("6.00")), frozenset({"name", "price_excl_tax"})
         )
         await hs.find_many(Entity.PRODUCTS, ["A-1", "B-2"])
-        person = hs.normalize(Entity.CUSTOMERS, Customer(kind="person", name="Pia Persson", email="pia@example.com"))
+        person = hs.normalize(
+            Entity.CUSTOMERS, Customer(kind="person", name="Pia Persson", email="pia@example.com", classification="lead", tax_code="25")
+        )
         company = hs.normalize(
             Entity.CUSTOMERS,
-            Customer(kind="company", name="Bolaget AB", email="info@bolaget.se", contact=Contact(first_name="Bo", last_name="Lag")),
+            Customer(
+                kind="company",
+                name="Bolaget AB",
+                email="info@bolaget.se",
+                contact=Contact(first_name="Bo", last_name="Lag"),
+                classification="customer",
+                custom_fields={"segment": "retail"},
+            ),
         )
         await hs.create(Entity.CUSTOMERS, person)
         cid = await hs.create(Entity.CUSTOMERS, company)
         await hs.update(Entity.CUSTOMERS, cid, company.model_copy(update={"phone": "+46 8 123"}), frozenset({"phone"}))
         found = await hs.find(Entity.CUSTOMERS, "info@bolaget.se")
+        assert found is not None and found.record is not None
+        assert (found.record.classification, found.record.custom_fields) == ("customer", {"segment": "retail"})
+        assert "vat_code" in sim.properties["companies"] and "segment" in sim.properties["contacts"]
         made = await hs.create_many(
             Entity.CUSTOMERS,
             [

@@ -228,6 +228,105 @@ async def test_customers_to_hubspot_as_companies_with_contacts_or_contacts(pair)
     assert all(c["properties"].get("phone") == "+46 8 123 45 67" for c in pair.hs.objects["contacts"].values())
 
 
+CUSTOMER_PROPERTIES = {
+    "classification": "lifecyclestage",
+    "tax_code": "vat_code",
+    "revenue_account": "revenue_account",
+    "cost_centre": "cost_centre",
+    "cost_unit": "cost_unit",
+    "customer_number": "eaccounting_number",
+    "custom_fields.segment": "segment",
+}
+
+
+@pytest.fixture
+def classified(tmp_path):
+    flows = {
+        "customers-to-hubspot": {
+            "source": "eaccounting",
+            "target": "hubspot",
+            "entity": "customers",
+            "options": {"tax_codes": {"NL": "VAT-NL", "default": "VAT-EU"}, "revenue_accounts": {"NL": "8000", "default": "8100"}},
+            "map": [
+                {"field": "classification", "from": "kind", "map": {"company": "customer", "person": "lead"}},
+                {"field": "cost_centre", "value": "CC-100"},
+                {"field": "cost_unit", "value": "CU-7"},
+                {"field": "custom_fields.segment", "value": "retail"},
+            ],
+        }
+    }
+    return Pair(tmp_path, flows, {"customer_properties": CUSTOMER_PROPERTIES})
+
+
+async def test_customers_carry_classification_accounts_tax_codes_cost_centre_unit_and_custom_fields(classified):
+    """eAccounting customers -> HubSpot with the configured customer properties (created on setup,
+    on contacts and companies): the classification as the lifecycle stage (by the flow's map), the
+    tax code and revenue account for the customer's country (the flow's tax_codes and
+    revenue_accounts), cost centre and unit, a custom field, the eAccounting number; on the company
+    of a company customer, on the contact of a person. A second run writes nothing; a customer
+    moved abroad is updated (tax code and revenue account by the new country), and only it."""
+    pair = classified
+    hs = pair.hs
+    [result] = await pair.run("customers-to-hubspot")
+    assert result.status == "ok" and result.counts["failed"] == 0, (result, result.failures)
+    for prop in set(CUSTOMER_PROPERTIES.values()) - {"lifecyclestage"}:  # made on setup, not unique
+        assert prop in hs.properties["contacts"] and prop in hs.properties["companies"], prop
+        assert not hs.properties["companies"][prop]["hasUniqueValue"]
+    eacc = pair.eaccounting.state.sim
+    customers = [c for c in eacc.customers.values() if c.get("EmailAddress")]
+
+    def holder(customer: dict) -> dict:
+        email = customer["EmailAddress"].lower()
+        contact = next(c for c in hs.objects["contacts"].values() if c["properties"]["email"] == email)
+        if customer["IsPrivatePerson"]:
+            return contact["properties"]
+        return hs.objects["companies"][str(contact["properties"]["associatedcompanyid"])]["properties"]
+
+    for customer in customers:
+        props = holder(customer)
+        nl = customer["InvoiceCountryCode"] == "NL"
+        assert props["lifecyclestage"] == ("lead" if customer["IsPrivatePerson"] else "customer"), props
+        assert props["vat_code"] == ("VAT-NL" if nl else "VAT-EU") and props["revenue_account"] == ("8000" if nl else "8100")
+        assert (props["cost_centre"], props["cost_unit"], props["segment"]) == ("CC-100", "CU-7", "retail")
+        assert props["eaccounting_number"] == customer["CustomerNumber"]
+    hs.reset_counts()
+    [again] = await pair.run("customers-to-hubspot")
+    assert again.status == "ok" and written(again) == 0, again
+    assert [t for m, t in hs.requests if m in ("POST", "PATCH") and "/search" not in t and "batch/read" not in t] == []
+    moved = customers[0]
+    eacc.write_customer({**moved, "InvoiceCountryCode": "DE", "InvoiceCity": "Berlin"}, moved["Id"])
+    [changed] = await pair.run("customers-to-hubspot")
+    assert changed.status == "ok" and changed.counts["updated"] == 1 and changed.counts["failed"] == 0, changed
+    props = holder(moved)
+    assert (props["vat_code"], props["revenue_account"], props["country"]) == ("VAT-EU", "8100", "DE")
+
+
+async def test_customers_found_in_hubspot_with_the_same_properties_are_linked_not_written(classified):
+    """The look-up reads the configured properties back: a customer already in HubSpot with the
+    same values (its link lost, as after a state store restored from an old backup) is linked without a write."""
+    pair = classified
+    [first] = await pair.run("customers-to-hubspot")
+    assert first.status == "ok" and first.counts["failed"] == 0
+    import sqlite3
+
+    with sqlite3.connect(pair.resolved.state_path) as db:  # the links and cursor lost (the tokens kept)
+        db.execute("DELETE FROM links")
+        db.execute("DELETE FROM cursors")
+    pair.hs.reset_counts()
+    [again] = await pair.run("customers-to-hubspot")
+    assert again.status == "ok" and written(again) == 0 and again.counts["unchanged"] == first.counts["created"], again
+    assert [t for m, t in pair.hs.requests if m in ("POST", "PATCH") and "/search" not in t and "batch/read" not in t] == []
+
+
+def test_customer_properties_naming_an_unknown_field_or_a_bad_property_is_a_config_error():
+    from apicenterd_hubspot.connector import HubSpotSettings
+
+    with pytest.raises(ValueError, match="'colour' is not a customer field"):
+        HubSpotSettings(access_token="x", customer_properties={"colour": "colour"})
+    with pytest.raises(ValueError, match="customer_properties.cost_centre: 'Cost Centre' is not a HubSpot property name"):
+        HubSpotSettings(access_token="x", customer_properties={"cost_centre": "Cost Centre"})
+
+
 async def test_hubspot_contacts_become_eaccounting_customers_companies_with_their_contact_and_updates_follow(pair):
     hs = pair.hs
     address = {"address": "Storgatan 1", "zip": "11122", "city": "Stockholm", "country": "SE"}
