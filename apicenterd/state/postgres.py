@@ -423,7 +423,10 @@ class PostgresStore:
         key = _lock_key(self._namespace, flow)
         info = json.dumps(_holder_info(flow=flow, holder=holder))
         # one holder per flow in this process: session-level advisory locks are re-entrant within the session
-        async with self._local_flow_locks.setdefault(flow, anyio.Lock()):
+        local = self._local_flow_locks.setdefault(flow, anyio.Lock())
+        if not wait and local.locked():
+            raise FlowBusy(f"flow {flow} is running in this process", {})
+        async with local:
             told = False
             while True:
                 # the statements are short and shielded: a cancelled query could leave the shared session unusable
