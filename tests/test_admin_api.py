@@ -363,7 +363,7 @@ async def test_daemons_lists_every_daemon_and_the_waiting_jobs_with_postgresql_s
         pg_support.raw(
             url,
             schema,
-            f"INSERT INTO daemons (worker_id, name, host, pid, version, started_at) VALUES ({worker}, 'host-b:2', 'host-b', 2, 'x', {now});"
+            f"INSERT INTO daemons (worker_id, name, host, pid, version, started_at) VALUES ({worker}, 'host-b:2', 'host-b', 2, 'x', {now});"  # noqa: S608 - numbers of our own
             f"UPDATE procrastinate_jobs SET status = 'doing', worker_id = {worker} WHERE args->>'flow' = 'products'",
         )
         resolved = make_resolved(tmp_path, hooks)

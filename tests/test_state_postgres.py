@@ -241,7 +241,7 @@ async def test_every_flow_lock_of_a_store_is_held_on_one_session(pg, store):
                 pass
     assert pg_support.raw(url, schema, "SELECT count(*) FROM flow_lock_holders") == [(0,)]
     (free,) = pg_support.raw(
-        url, schema, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = %d" % pids[0][0]
+        url, schema, f"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = {int(pids[0][0])}"  # noqa: S608 - a pid read from the server
     )[0]
     assert free == 0
 

@@ -482,7 +482,8 @@ class PostgresStore:
     ) -> AbstractAsyncContextManager[None]:
         """Hold ``flow``'s lock across every process on this database: a session-level advisory lock,
         held for the lock's life on the store's lock session (one connection for every flow lock of this
-        store; a killed process's session ends, and with it its locks). Who holds it is in ``flow_lock_holders``; raises :class:`FlowBusy` if held and ``wait`` is
+        store; a killed process's session ends, and with it its locks). Who holds it is in
+        ``flow_lock_holders``; raises :class:`FlowBusy` if held and ``wait`` is
         false, else calls ``on_wait(holder)`` once and tries again every 0.1 s (cancellable)."""
         return self._flow_lock(flow, holder, wait, on_wait)
 
