@@ -77,9 +77,7 @@ class Cluster:
         self.config = config
         self.name = name or daemon_name()
         self.log = get_logger().bind(daemon=self.name)
-        # the job queue's calls of every running job (fetch, finish, the next run's deferral) share this
-        # pool: with fewer connections than jobs they queue behind each other and the runs start late
-        self.connector = _connector(url, schema, max_size=config.worker_concurrency + 2)
+        self.connector = _connector(url, schema, max_size=4)
         self.app = procrastinate.App(connector=self.connector)
         self.task = self.app.task(name=TASK, queue=QUEUE, pass_context=False)(self._job)
         self.engine: Engine | None = None

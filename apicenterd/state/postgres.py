@@ -255,9 +255,6 @@ class PostgresStore:
         self._clock = clock
         self._min_size, self._max_size, self._timeout = min_size, max_size, timeout
         self._pool: AsyncConnectionPool | None = None
-        self._lock_conn: psycopg.AsyncConnection[Any] | None = None
-        self._lock_guard = anyio.Lock()
-        self._local_flow_locks: dict[str, anyio.Lock] = {}
         self.daemon: str | None = None
         """The daemon (``host:pid``) this store belongs to, if any: recorded with each run it starts."""
         self._namespace = schema or "public"
@@ -363,11 +360,7 @@ class PostgresStore:
         )
 
     async def close(self) -> None:
-        """Close the pool and the lock session."""
-        if self._lock_conn is not None:
-            conn, self._lock_conn = self._lock_conn, None
-            with contextlib.suppress(psycopg.Error):
-                await conn.close()
+        """Close the pool."""
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
@@ -404,49 +397,25 @@ class PostgresStore:
 
     # ---------------------------------------------------------------------------------- flow locks
 
-    async def _lock_session(self) -> psycopg.AsyncConnection[Any]:
-        """The connection that holds this store's flow locks (one for all flows: a run costs no new
-        connection); opened again when the server dropped it (the locks went with it)."""
-        conn = self._lock_conn
-        if conn is None or conn.closed or conn.broken:
-            if conn is not None:
-                with contextlib.suppress(psycopg.Error):
-                    await conn.close()
-            self._lock_conn = None
-            conn = self._lock_conn = await self._connect()
-        return conn
-
     @contextlib.asynccontextmanager
     async def _flow_lock(
         self, flow: str, holder: str, wait: bool, on_wait: Callable[[dict[str, Any]], None] | None
     ) -> AsyncIterator[None]:
         key = _lock_key(self._namespace, flow)
-        info = json.dumps(_holder_info(flow=flow, holder=holder))
-        # one holder per flow in this process: session-level advisory locks are re-entrant within the session
-        local = self._local_flow_locks.setdefault(flow, anyio.Lock())
-        if not wait and local.locked():
-            raise FlowBusy(f"flow {flow} is running in this process", {})
-        async with local:
+        info = _holder_info(flow=flow, holder=holder)
+        try:
+            conn = await self._connect()
+        except psycopg.Error as exc:
+            raise self._error(exc, f"taking flow {flow}'s lock") from exc
+        try:
             told = False
             while True:
-                # the statements are short and shielded: a cancelled query could leave the shared session unusable
-                with anyio.CancelScope(shield=True):
-                    async with self._lock_guard:
-                        try:
-                            conn = await self._lock_session()
-                            row = await (await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))).fetchone()
-                            if row is not None and row[0]:
-                                await conn.execute(
-                                    "INSERT INTO flow_lock_holders (flow, holder, backend_pid) VALUES (%s, %s, pg_backend_pid()) "
-                                    "ON CONFLICT (flow) DO UPDATE SET holder=excluded.holder, backend_pid=excluded.backend_pid",
-                                    (flow, info),
-                                )
-                                break
-                            held = await (
-                                await conn.execute("SELECT holder FROM flow_lock_holders WHERE flow=%s", (flow,))
-                            ).fetchone()
-                        except psycopg.Error as exc:
-                            raise self._error(exc, f"taking flow {flow}'s lock") from exc
+                row = await (await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))).fetchone()
+                if row is not None and row[0]:
+                    break
+                held = await (
+                    await conn.execute("SELECT holder FROM flow_lock_holders WHERE flow=%s", (flow,))
+                ).fetchone()
                 known = json.loads(held[0]) if held else {}
                 if not wait:
                     raise FlowBusy(f"flow {flow} is running in {describe_holder(known)}", known)
@@ -455,22 +424,22 @@ class PostgresStore:
                     if on_wait is not None:
                         on_wait(known)
                 await anyio.sleep(POLL_INTERVAL)
+            await conn.execute(
+                "INSERT INTO flow_lock_holders (flow, holder, backend_pid) VALUES (%s, %s, pg_backend_pid()) "
+                "ON CONFLICT (flow) DO UPDATE SET holder=excluded.holder, backend_pid=excluded.backend_pid",
+                (flow, json.dumps(info)),
+            )
             try:
                 yield
             finally:
-                with anyio.CancelScope(shield=True):
-                    async with self._lock_guard:
-                        if self._lock_conn is conn and not conn.closed and not conn.broken:
-                            try:
-                                await conn.execute(
-                                    "DELETE FROM flow_lock_holders WHERE flow=%s AND backend_pid=pg_backend_pid()", (flow,)
-                                )
-                                await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
-                            except psycopg.Error:  # the session is not sound: end it (the server frees its locks)
-                                self._lock_conn = None
-                                with contextlib.suppress(psycopg.Error):
-                                    await conn.close()
-                        # else the session ended (a server restart): its locks ended with it
+                with anyio.CancelScope(shield=True), contextlib.suppress(psycopg.Error):
+                    await conn.execute(
+                        "DELETE FROM flow_lock_holders WHERE flow=%s AND backend_pid=pg_backend_pid()", (flow,)
+                    )
+                    await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        finally:
+            with anyio.CancelScope(shield=True):
+                await conn.close()  # ending the session releases the lock in any case
 
     def flow_lock(
         self,
@@ -480,10 +449,9 @@ class PostgresStore:
         wait: bool = True,
         on_wait: Callable[[dict[str, Any]], None] | None = None,
     ) -> AbstractAsyncContextManager[None]:
-        """Hold ``flow``'s lock across every process on this database: a session-level advisory lock,
-        held for the lock's life on the store's lock session (one connection for every flow lock of this
-        store; a killed process's session ends, and with it its locks). Who holds it is in
-        ``flow_lock_holders``; raises :class:`FlowBusy` if held and ``wait`` is
+        """Hold ``flow``'s lock across every process on this database: a session-level advisory lock on a
+        connection of its own, held for the lock's life (a killed process's session ends, and with it the
+        lock). Who holds it is in ``flow_lock_holders``; raises :class:`FlowBusy` if held and ``wait`` is
         false, else calls ``on_wait(holder)`` once and tries again every 0.1 s (cancellable)."""
         return self._flow_lock(flow, holder, wait, on_wait)
 
