@@ -239,6 +239,7 @@ class Daemon:
         self.backend = Backend(
             lambda: self.resolved, store, lambda: self.engine, self.reload_and_wait, debounce=admin.webhook_debounce_seconds
         )
+        self.backend.cluster = self.cluster
         await tg.start(self.backend.serve)
         self.admin = AdminServer(build_app(self.backend, token), sock)
         await tg.start(self.admin.serve)

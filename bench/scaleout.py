@@ -148,6 +148,14 @@ def measure(args: argparse.Namespace) -> dict:
                 "SELECT flow, daemon, started_at FROM runs WHERE started_at >= %s AND started_at < %s ORDER BY started_at",
                 (wall_before, wall_after),
             )
+            durations = [
+                r[0]
+                for r in rows(
+                    url,
+                    "SELECT finished_at - started_at FROM runs WHERE started_at >= %s AND started_at < %s AND finished_at IS NOT NULL",
+                    (wall_before, wall_after),
+                )
+            ]
             alive = rows(url, "SELECT count(*) FROM procrastinate_workers")[0][0]
         finally:
             for proc in procs:
@@ -175,6 +183,8 @@ def measure(args: argparse.Namespace) -> dict:
         "pg_connections_max": max(connections) if connections else None,
         "pg_connections_mean": round(statistics.mean(connections), 1) if connections else None,
         "workers_registered_at_end": alive,
+        "run_seconds_p50": round(statistics.median(durations), 3) if durations else None,
+        "run_seconds_p99": round(percentile(durations, 0.99), 3) if durations else None,
     }
     if not args.interval and window:
         lags = [at - math.floor(at / 60) * 60 for _, _, at in window]
@@ -212,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"start lag (run start - slot): p50 {result['lag_p50']:.3f} s, p99 {result['lag_p99']:.3f} s, max {result['lag_max']:.3f} s")
     print("CPU per daemon (share of one core): " + ", ".join(f"{100 * c:.1f} %" for c in result["cpu_share_per_daemon"]))
     print("idle CPU per daemon: " + ", ".join("n/a" if c is None else f"{100 * c:.2f} %" for c in result["idle_cpu_share_per_daemon"]))
+    print(f"run duration (start to end): p50 {result['run_seconds_p50']} s, p99 {result['run_seconds_p99']} s")
     print(f"PostgreSQL connections to the database: max {result['pg_connections_max']}, mean {result['pg_connections_mean']}")
 
 

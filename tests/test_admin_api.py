@@ -321,3 +321,60 @@ def test_the_readme_names_every_endpoint_and_the_on_call_switches():
             assert shown in operate, f"README Operate section does not show {method.upper()} {path}"
     for words in ("--local", "APICENTERD_ADMIN_TOKEN", "APICENTERD_ADMIN_URL", "reverse proxy", "docs/dashboard.png"):
         assert words in operate, words
+
+
+async def test_daemons_lists_this_daemon_and_what_it_runs_with_sqlite_state(tmp_path, hooks):
+    from apicenterd.cluster import daemon_name
+
+    resolved = make_resolved(tmp_path, hooks)
+    async with admin_client(resolved, tmp_path) as (client, _backend, engine):
+        body = (await client.get("/api/v1/daemons")).json()
+        assert body["mode"] == "sqlite" and body["this_daemon"] == daemon_name()
+        assert [(d["name"], d["alive"], d["running"]) for d in body["daemons"]] == [(daemon_name(), True, [])]
+        engine.running["products"] = object()  # as while a run of it is in progress
+        body = (await client.get("/api/v1/daemons")).json()
+        assert body["daemons"][0]["running"] == ["products"] and body["waiting"] == []
+        assert (await client.get("/api/v1/daemons", headers={})).status_code == 401
+
+
+async def test_daemons_lists_every_daemon_and_the_waiting_jobs_with_postgresql_state(tmp_path, hooks):
+    """With PostgreSQL state the answer comes from the job queue: every registered daemon (alive or
+    silent), the flows each runs, the runs waiting (due or not) - as `apicenterd status` shows them."""
+    import time
+
+    import pg_support
+
+    from apicenterd.cluster import Cluster
+    from apicenterd.config.schema import StateConfig
+    from apicenterd.state.postgres import PostgresStore
+
+    url, schema = pg_support.server_url(), pg_support.new_schema()
+    store = PostgresStore(url, schema=schema)
+    await store.open()  # migrates: the job engine's tables too
+    cluster = Cluster(url, StateConfig(), schema=schema, name="host-a:1")
+    await cluster.open()
+    try:
+        now = time.time()
+        assert await cluster.defer("products", now - 5)
+        assert await cluster.defer("stock", now + 600)
+        worker = pg_support.raw(
+            url, schema, "INSERT INTO procrastinate_workers (last_heartbeat) VALUES (now()) RETURNING id"
+        )[0][0]
+        pg_support.raw(
+            url,
+            schema,
+            f"INSERT INTO daemons (worker_id, name, host, pid, version, started_at) VALUES ({worker}, 'host-b:2', 'host-b', 2, 'x', {now});"  # noqa: S608 - numbers of our own
+            f"UPDATE procrastinate_jobs SET status = 'doing', worker_id = {worker} WHERE args->>'flow' = 'products'",
+        )
+        resolved = make_resolved(tmp_path, hooks)
+        async with admin_client(resolved, tmp_path) as (client, backend, _engine):
+            backend.cluster = cluster
+            body = (await client.get("/api/v1/daemons")).json()
+        assert body["mode"] == "postgresql" and body["this_daemon"] == "host-a:1"
+        assert [(d["name"], d["alive"], d["running"]) for d in body["daemons"]] == [("host-b:2", True, ["products"])]
+        assert [(w["flow"], w["overdue"]) for w in body["waiting"]] == [("stock", 0)]
+        assert body["stalled"] == []
+    finally:
+        await cluster.close()
+        await store.close()
+        pg_support.drop_schema(url, schema)

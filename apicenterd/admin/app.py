@@ -456,6 +456,16 @@ def build_app(backend: Backend, token: str) -> Starlette:
             )
         return _json({"connections": items})
 
+    @route(f"{API}/daemons", ["GET"])
+    async def daemons(request: Request) -> Response:
+        """The daemons sharing the state, what each runs, and the runs waiting for a free daemon."""
+        try:
+            return _json(await backend.daemons())
+        except NotReady:
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. PostgreSQL restarting: say so, the daemon goes on
+            raise Problem(503, f"the job queue cannot be read now: {exc}") from None
+
     @route(f"{API}/reload", ["POST"])
     async def reload(request: Request) -> Response:
         result, reason = await backend.reload()

@@ -93,6 +93,8 @@ class Backend:
         """Background runs finished (tests wait on it)."""
         self.ran = anyio.Event()
         """Set after each background run (a new Event then): tests wait on it instead of sleeping."""
+        self.cluster: Any = None
+        """The daemon's :class:`apicenterd.cluster.Cluster` with PostgreSQL state (None with SQLite)."""
 
     @property
     def resolved(self) -> Resolved:
@@ -122,6 +124,34 @@ class Backend:
             await tg.start(self.debouncer.serve)
             task_status.started()
             await anyio.sleep_forever()
+
+    async def daemons(self) -> dict[str, Any]:
+        """The daemons on the state store, what each runs, and the jobs waiting (PostgreSQL: every
+        daemon, read from the job queue; SQLite: this daemon, the only one)."""
+        from ..cluster import cluster_status, daemon_name
+
+        cluster = self.cluster
+        if cluster is None:
+            engine = self.engine
+            return {
+                "mode": "sqlite",
+                "this_daemon": daemon_name(),
+                "daemons": [
+                    {
+                        "worker_id": None,
+                        "name": daemon_name(),
+                        "started_at": self.started_at,
+                        "heartbeat_age": 0.0,
+                        "alive": True,
+                        "running": sorted(engine.running),
+                    }
+                ],
+                "waiting": [],
+                "stalled": [],
+            }
+        async with cluster.connector.pool.connection() as conn:
+            status = await cluster_status(conn, cluster.config.worker_stall_seconds)
+        return {"mode": "postgresql", "this_daemon": cluster.name, **status.as_dict()}
 
     def paused_connections(self, flow_name: str) -> list[str]:
         """The connections of a flow whose credentials were rejected (its runs would fail)."""

@@ -406,6 +406,42 @@ PATHS: dict[str, Any] = {
             {"200": _json(_obj({"connections": {"type": "array", "items": _ref("Connection")}}))},
         )
     },
+    "/api/v1/daemons": {
+        "get": _op(
+            "The daemons sharing the state (PostgreSQL: every one; SQLite: this one), what each runs, and the runs waiting",
+            {
+                "200": _json(
+                    _obj(
+                        {
+                            "mode": {"enum": ["sqlite", "postgresql"]},
+                            "this_daemon": _STR,
+                            "daemons": {
+                                "type": "array",
+                                "items": _obj(
+                                    {
+                                        "worker_id": {"type": ["integer", "null"]},
+                                        "name": _NSTR,
+                                        "started_at": {"type": ["number", "null"]},
+                                        "heartbeat_age": _NUM,
+                                        "alive": {"type": "boolean"},
+                                        "running": {"type": "array", "items": _STR},
+                                    },
+                                    ["worker_id", "name", "alive", "running"],
+                                ),
+                            },
+                            "waiting": {
+                                "type": "array",
+                                "items": _obj({"flow": _STR, "due": _NUM, "overdue": _NUM}, ["flow", "due", "overdue"]),
+                            },
+                            "stalled": {"type": "array", "items": _STR},
+                        },
+                        ["mode", "this_daemon", "daemons", "waiting", "stalled"],
+                    )
+                ),
+                "503": ERR,
+            },
+        )
+    },
     "/api/v1/reload": {
         "post": _op(
             "Reload the configuration file (as SIGHUP): applied, or refused with the reason (the old one keeps running)",

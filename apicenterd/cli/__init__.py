@@ -391,16 +391,22 @@ def _ts(value: float | None) -> str:
     return datetime.fromtimestamp(value, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if value else ""
 
 
-async def _with_store(resolved: Resolved, fn, *, create: bool = True):
+async def _with_store(resolved: Resolved, fn, *, create: bool = True, migrate: bool | None = None):
     """``fn(store)`` on the configured state store, opened for it. ``create=False`` (commands that read
     or tidy the state): a SQLite file that is not there is a Usage error naming the path, not a new
-    empty database."""
+    empty database. ``migrate=False`` (the default with ``create=False``): a PostgreSQL schema is not
+    created nor migrated; one older or newer than this apicenterd is a StateError saying so."""
     from ..state import store_for
 
     if not create:
         _require_state(resolved)
+    if migrate is None:
+        migrate = create
     store = store_for(resolved.config.state.url, resolved.state_path)
-    await store.open()
+    if resolved.config.state.url and not migrate:
+        await store.open(migrate=False)  # type: ignore[call-arg]
+    else:
+        await store.open()
     try:
         return await fn(store)
     finally:

@@ -113,7 +113,7 @@ def _latest_runs(resolved: Resolved, flows: set[str]) -> dict:
         return latest
 
     try:
-        result: dict = anyio.run(_with_store, resolved, read)
+        result: dict = anyio.run(functools.partial(_with_store, migrate=False), resolved, read)
     except Exception as exc:  # noqa: BLE001 - the list does not need the state; say why the column is empty
         print(f"apicenterd: day budgets not shown: the state store cannot be read: {exc}", file=sys.stderr)
         return {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from typing import Any
@@ -358,7 +359,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 f"PostgreSQL state {redact_url(url)}: the job queue cannot be read ({exc})", path=redact_url(url), cause="io"
             ) from exc
 
-    status = anyio.run(_with_store, resolved, read)
+    status = anyio.run(functools.partial(_with_store, migrate=False), resolved, read)
     if args.json:
         print(json.dumps(status.as_dict(), indent=2))
         return 0

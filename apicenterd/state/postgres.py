@@ -222,6 +222,9 @@ async def migrate(conn: psycopg.AsyncConnection[Any], migrations: Sequence[Migra
     return len(migrations)
 
 
+_migrate = migrate
+
+
 class PostgresStore:
     """State in a PostgreSQL database, shared by every process that opens the same URL (and schema).
 
@@ -286,10 +289,15 @@ class PostgresStore:
             raise
         return conn
 
-    async def open(self) -> None:
-        """Connect, create the schema if asked for, apply the pending migrations, open the pool."""
+    async def open(self, *, migrate: bool = True) -> None:
+        """Connect, create the schema if asked for, apply the pending migrations, open the pool.
+
+        ``migrate=False`` (the commands that only read or tidy the state): nothing is created or
+        migrated; a schema older or newer than this apicenterd is a StateError saying what to do."""
         if self._pool is not None:
             return
+        if not migrate:
+            await self._check_version()
         try:
             conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
         except psycopg.Error as exc:
@@ -309,7 +317,8 @@ class PostgresStore:
                     cause="cannot_open",
                 )
             self._namespace = row[0]
-            await migrate(conn)
+            if migrate:
+                await _migrate(conn)
         except psycopg.Error as exc:
             raise self._error(exc, "migrating the schema") from exc
         finally:
@@ -332,6 +341,23 @@ class PostgresStore:
             await pool.close()
             raise self._error(exc, "connecting") from exc
         self._pool = pool
+
+    async def _check_version(self) -> None:
+        have, want = await self.stored_schema_version(), len(MIGRATIONS)
+        if have == want:
+            return
+        if have == 0:
+            problem = "has no apicenterd tables (no daemon has used it yet)"
+            todo = "start the daemon or run `apicenterd state migrate` first"
+        elif have < want:
+            problem = f"has schema version {have}, older than this apicenterd's ({want})"
+            todo = "run `apicenterd state migrate` (or start the daemon, which migrates it) first; this command changes nothing"
+        else:
+            problem = f"has schema version {have}, newer than this apicenterd knows ({want})"
+            todo = "upgrade apicenterd"
+        raise StateError(
+            f"PostgreSQL state {self.where} {problem}: {todo}", path=redact_url(self.url), cause="schema"
+        )
 
     async def close(self) -> None:
         """Close the pool."""
