@@ -39,8 +39,12 @@ from apicenterd.testing import connect, serve_app
 pytestmark = pytest.mark.slow
 
 PRODUCTS = 120
-HEARTBEAT = 1.0
-STALL = 4.0
+HEARTBEAT = 2.0
+STALL = 12.0
+"""A daemon's heartbeat comes every HEARTBEAT seconds; one older than STALL counts it dead. On a loaded
+2-core machine a live daemon's heartbeat was seen 4 s late, its job queued again while it still ran
+it (the flow lock kept the two apart, but `status` then listed nothing on it): the stall limit is six
+heartbeats, as a production setting would be, not four."""
 HOLD_AT = 30
 """The products run is held (then its daemon killed) at its HOLD_AT-th article write."""
 
