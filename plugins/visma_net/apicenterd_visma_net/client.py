@@ -19,7 +19,12 @@ from apicenterd import AuthError, ConnectorError, FatalError, RateLimited, Recor
 from apicenterd.kit import Page, error_for_status, paginate_page_number
 
 __all__ = [
+    "OPERATION_SCOPES",
+    "SERVICE_API",
+    "INTERACTIVE_API",
     "ClientCredentialsAuth",
+    "scope_for",
+    "scopes_for",
     "VismaNetClient",
     "cursor_of",
     "error_from",
@@ -34,10 +39,38 @@ DEFAULT_TOKEN_TTL = 3600.0
 """Seconds an access token is taken to live when the token answer does not say (unverified: about 1 h)."""
 
 
+SERVICE_API = "vismanet_erp_service_api"
+INTERACTIVE_API = "vismanet_erp_interactive_api"
+
+OPERATION_SCOPES: dict[str, str] = {"GET": "read", "POST": "create", "PUT": "update", "PATCH": "update", "DELETE": "delete"}
+"""The one table of HTTP method (operation) → Visma Connect scope suffix (``<api>:<suffix>``).
+Every scope the connector asks for, and every "missing scope" message, is derived from it."""
+
+
+def scope_for(method: str, api: str) -> str:
+    """The scope ``api`` (``vismanet_erp_service_api`` or ``..._interactive_api``) needs for ``method``."""
+    return f"{api}:{OPERATION_SCOPES.get(method.upper(), 'read')}"
+
+
+def scopes_for(methods: Any, api: str) -> tuple[str, ...]:
+    """The scopes for the operations ``methods``, once each, in the order read, create, update, delete."""
+    return _ordered({scope_for(m, api) for m in methods}, api)
+
+
+def _ordered(scopes: Any, api: str) -> tuple[str, ...]:
+    order = dict.fromkeys(f"{api}:{suffix}" for suffix in OPERATION_SCOPES.values())
+    return tuple(s for s in order if s in scopes)
+
+
 class ClientCredentialsAuth(httpx.Auth):
     """Visma Connect client credentials for a *service* app: ``grant_type=client_credentials`` with
     the ``tenant_id`` of the company and the scopes; no refresh token, so a new access token is
-    asked for when the last one is about to expire (or the API answers 401 once)."""
+    asked for when the last one is about to expire (or the API answers 401 once).
+
+    ``scopes`` None: the scopes follow the use. The first token asks only for the scope of the
+    first call's operation (:data:`OPERATION_SCOPES`); a call needing a scope the token was not
+    asked with gets a new token asking for both. A connection only read from never asks for more
+    than ``:read``."""
 
     requires_response_body = True
 
@@ -49,16 +82,20 @@ class ClientCredentialsAuth(httpx.Auth):
         client_id: str,
         client_secret: str,
         tenant_id: str,
-        scopes: tuple[str, ...],
+        scopes: tuple[str, ...] | None,
         clock: Callable[[], float] = time.time,
+        api: str = SERVICE_API,
     ):
         self._client, self._url = token_client, token_url
+        self.api, self.fixed = api, scopes is not None
+        self.wanted: tuple[str, ...] = tuple(scopes or ())
+        self.asked: tuple[str, ...] = ()  # the scopes the current token was asked with
+        self.granted: frozenset[str] | None = None  # the token answer's ``scope`` (None: it did not say)
         self._form = {
             "grant_type": "client_credentials",
             "client_id": client_id,
             "client_secret": client_secret,
             "tenant_id": tenant_id,
-            "scope": " ".join(scopes),
         }
         self._clock = clock
         self._token: str | None = None
@@ -66,13 +103,23 @@ class ClientCredentialsAuth(httpx.Auth):
         self._lock = anyio.Lock()
         self.token_requests = 0
 
-    async def _fresh(self, *, stale: str | None = None) -> str:
+    async def _fresh(self, *, stale: str | None = None, need: str | None = None) -> str:
         async with self._lock:  # one token request for all concurrent calls
-            if self._token and self._token != stale and self._clock() < self._expires_at - TOKEN_MARGIN:
+            if need is not None and not self.fixed and need not in self.wanted:
+                self.wanted = _ordered({*self.wanted, need}, self.api)
+            if (
+                self._token
+                and self._token != stale
+                and set(self.wanted) <= set(self.asked)
+                and self._clock() < self._expires_at - TOKEN_MARGIN
+            ):
                 return self._token
             self.token_requests += 1
+            asked = self.wanted
             try:
-                response = await self._client.post(self._url, data=self._form, headers={"Accept": "application/json"})
+                response = await self._client.post(
+                    self._url, data={**self._form, "scope": " ".join(asked)}, headers={"Accept": "application/json"}
+                )
             except httpx.HTTPError as exc:
                 raise RetryableError(f"Visma Connect token request to {self._url} failed: {type(exc).__name__}") from None
             if response.status_code >= 500 or response.status_code == 429:
@@ -83,7 +130,7 @@ class ClientCredentialsAuth(httpx.Auth):
                 raise AuthError(
                     f"Visma Connect refused the client credentials (tenant {self._form['tenant_id']!r}): HTTP "
                     f"{response.status_code} {error or response.text[:120]!r}; check client_id, client_secret, tenant_id "
-                    "and that the service app is approved for this tenant with the scopes",
+                    f"and that the service app is approved for this tenant with the scopes {' '.join(asked)}",
                     status=response.status_code,
                     vendor_code=str(error) if error else None,
                 )
@@ -91,12 +138,14 @@ class ClientCredentialsAuth(httpx.Auth):
                 ttl = float(body.get("expires_in") or DEFAULT_TOKEN_TTL)
             except (TypeError, ValueError):
                 ttl = DEFAULT_TOKEN_TTL
-            self._token = body["access_token"]
+            self._token, self.asked = body["access_token"], asked
+            granted = body.get("scope")
+            self.granted = frozenset(granted.split()) if isinstance(granted, str) else None
             self._expires_at = self._clock() + (ttl if 0 < ttl < 1e9 else DEFAULT_TOKEN_TTL)
             return self._token
 
     async def async_auth_flow(self, request: httpx.Request) -> Any:
-        token = await self._fresh()
+        token = await self._fresh(need=scope_for(request.method, self.api))
         request.headers["Authorization"] = f"Bearer {token}"
         response = yield request
         if response.status_code == 401:
@@ -230,8 +279,17 @@ def id_from_location(location: str | None, what: str) -> str:
 class VismaNetClient:
     """Calls the Visma.net ERP API (``{base_url}{api_path}/...``) through an authenticated, rate-limited httpx client."""
 
-    def __init__(self, http: httpx.AsyncClient, *, api_path: str, page_size: int = 100):
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        api_path: str,
+        page_size: int = 100,
+        forbidden: Callable[[str, httpx.Response, str], ConnectorError | None] | None = None,
+    ):
         self.http, self.api_path, self.page_size = http, api_path.rstrip("/"), page_size
+        self.forbidden = forbidden
+        """``forbidden(method, response, what)``: the error for a 403 that is a missing scope (None: not one)."""
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
@@ -252,6 +310,10 @@ class VismaNetClient:
             content = json.dumps(body, default=_encode).encode()
         response = await self.http.request(method, self.url(path), params=params, content=content, headers=headers)
         if not response.is_success:
+            if response.status_code == 403 and self.forbidden is not None:
+                scope_error = self.forbidden(method, response, what)
+                if scope_error is not None:
+                    raise scope_error
             raise error_from(response, what)
         return response
 

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from apicenterd import (
+    AuthError,
     Change,
     Connector,
     ConnectorSettings,
@@ -41,7 +42,17 @@ from apicenterd import (
 )
 
 from . import mapping
-from .client import ClientCredentialsAuth, VismaNetClient, cursor_of, since_params
+from .client import (
+    INTERACTIVE_API,
+    OPERATION_SCOPES,
+    SERVICE_API,
+    ClientCredentialsAuth,
+    VismaNetClient,
+    cursor_of,
+    scope_for,
+    scopes_for,
+    since_params,
+)
 from .mapping import wrap
 
 __all__ = ["VismaNetConnector", "VismaNetSettings", "RATE_LIMIT_HEADERS", "SERVICE_SCOPES", "INTERACTIVE_SCOPES"]
@@ -60,18 +71,14 @@ REQUESTS_PER_HOUR = 1000
 """Visma.net publishes no number ("X requests/hour per company+client"): start here and follow
 ``X-RateLimit-Limit``/``-Remaining``/``-Reset`` (a lower limit the API reports is adopted)."""
 
-SERVICE_SCOPES = (
-    "vismanet_erp_service_api:read",
-    "vismanet_erp_service_api:create",
-    "vismanet_erp_service_api:update",
-)
-INTERACTIVE_SCOPES = (
-    "openid",
-    "offline_access",
-    "vismanet_erp_interactive_api:read",
-    "vismanet_erp_interactive_api:create",
-    "vismanet_erp_interactive_api:update",
-)
+CONNECTOR_OPERATIONS = ("GET", "POST", "PUT")
+"""Every operation the connector performs (it reads, creates and updates; it never deletes)."""
+SERVICE_SCOPES = scopes_for(CONNECTOR_OPERATIONS, SERVICE_API)
+"""What a service app may need: read, create, update (asked for as the calls need them, see ClientCredentialsAuth)."""
+INTERACTIVE_SCOPES = ("openid", "offline_access", *scopes_for(CONNECTOR_OPERATIONS, INTERACTIVE_API))
+"""What ``apicenterd auth`` asks consent for: the user consents once, before any flow runs, so the
+connector cannot narrow these by use (set ``scopes`` to narrow them)."""
+OPERATION_NAMES = {"read": "reading", "create": "creating", "update": "updating", "delete": "deleting"}
 
 
 class VismaNetSettings(ConnectorSettings):
@@ -96,7 +103,13 @@ class VismaNetSettings(ConnectorSettings):
         ),
     )
     refresh_token: SecretStr | None = Field(default=None, description="Interactive app: bootstraps an empty token store")
-    scopes: list[str] | None = Field(default=None, description="Scopes to ask for; unset: read, create, update of the app's kind")
+    scopes: list[str] | None = Field(
+        default=None,
+        description=(
+            "Scopes to ask for (fixed). Unset: a service app asks for the scope of each operation as it is "
+            "first used (a source-only connection: read only); an interactive app asks consent for read, create, update"
+        ),
+    )
     company_id: str | None = Field(default=None, description="Sent as ipp-company-id (interactive apps with access to several companies)")
     time_zone: str = Field(default="UTC", description="The company's time zone: timestamps Visma.net sends without an offset are in it")
     page_size: int = Field(default=100, ge=1, le=1000, description="pageSize of list requests (the server caps it at its maxPageSize)")
@@ -725,7 +738,8 @@ class VismaNetConnector(Connector):
                 client_id=s.client_id,
                 client_secret=s.client_secret.get_secret_value(),
                 tenant_id=s.tenant_id,
-                scopes=tuple(s.scopes or SERVICE_SCOPES),
+                scopes=tuple(s.scopes) if s.scopes else None,
+                api=SERVICE_API,
             )
         else:
             auth = OAuth2RefreshAuth(
@@ -740,7 +754,40 @@ class VismaNetConnector(Connector):
         self.auth = auth
         headers = {"ipp-company-id": s.company_id} if s.company_id else None
         http = self.context.http_client(base_url=s.base_url, auth=auth, headers=headers, timeout=s.timeout)
-        self.api = VismaNetClient(http, api_path=s.api_path, page_size=s.page_size)
+        self.api = VismaNetClient(http, api_path=s.api_path, page_size=s.page_size, forbidden=self._missing_scope)
+
+    def _missing_scope(self, method: str, response: Any, what: str) -> AuthError | None:
+        """A 403 that is a missing scope (the operation's scope is not among the token's, or the
+        answer says ``insufficient_scope``): an AuthError naming the operation, the scope and the
+        setting to change. Not retried (AuthError), and a 403 does not count for the circuit breaker."""
+        s = self.settings
+        service = bool(s.tenant_id)
+        api = SERVICE_API if service else INTERACTIVE_API
+        needed = scope_for(method, api)
+        if isinstance(self.auth, ClientCredentialsAuth):
+            has = set(self.auth.granted if self.auth.granted is not None else self.auth.asked)
+        else:
+            has = set(s.scopes or INTERACTIVE_SCOPES)
+        says = "insufficient_scope" in response.headers.get("WWW-Authenticate", "")
+        if needed in has and not says:
+            return None
+        operation = OPERATION_NAMES[OPERATION_SCOPES.get(method.upper(), "read")]
+        name = self.context.name
+        if service and not s.scopes:
+            fix = (f"the token was asked for it but not granted: approve {needed!r} for the service app in the Visma "
+                   "Developer Portal (and for the tenant in the Visma App Store)")  # fmt: skip
+        elif service:
+            fix = (f"add {needed!r} to the scopes setting of connection {name!r} (or remove the setting: the connector "
+                   "then asks for what each operation needs) and approve it for the app in the Visma Developer Portal")  # fmt: skip
+        else:
+            fix = (f"add {needed!r} to the scopes setting of connection {name!r} (unset: {' '.join(INTERACTIVE_SCOPES)}) "
+                   f"and run `apicenterd auth {name}` again so the user consents to it")  # fmt: skip
+        return AuthError(
+            f"{what}: Visma.net refused {method.upper()} {response.request.url.path} (HTTP 403): {operation} needs the "
+            f"scope {needed!r}, which the token lacks (it has: {' '.join(sorted(has)) or 'none'}); {fix}",
+            status=403,
+            vendor_code="insufficient_scope",
+        )
 
     async def aclose(self) -> None:
         """Close the HTTP clients."""

@@ -36,6 +36,10 @@ CUSTOMER_ATTRIBUTES = {"SEGMENT": "Segment", "CHANNEL": "Sales channel"}  # the 
 PAYMENT_METHODS = ("BANK", "CARD", "INVOICE", "DD")
 SHIP_VIAS = {"POST": "Posten", "PICKUP": "Pick-up at the warehouse", "DHL": "DHL Express"}
 SHIPPING_TERMS = {"FCA": "Free carrier", "DAP": "Delivered at place"}
+SERVICE_API, INTERACTIVE_API = "vismanet_erp_service_api", "vismanet_erp_interactive_api"
+METHOD_SCOPES = {"GET": "read", "POST": "create", "PUT": "update", "PATCH": "update", "DELETE": "delete"}
+"""What each HTTP method needs of the token (``<api>:<operation>``): the simulator's own copy of
+the rule, so the connector's table is checked against it rather than against itself."""
 
 # what the simulator accepts for lastModifiedDateTime (the 9.66 spec's list of formats)
 _FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f")
@@ -82,6 +86,12 @@ class VismaNetSim(VendorSim):
         self.accounts = frozenset(accounts) if accounts is not None else None  # the chart of accounts (None: any)
         self.oauth = TokenServer(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, signing_key=b"visma-net-sim", access_prefix="vn.")
         self.service_tokens: dict[str, float] = {}
+        self.token_scopes: dict[str, frozenset[str]] = {}  # service token -> the scopes granted with it
+        self.approved_scopes = frozenset(f"{SERVICE_API}:{op}" for op in ("read", "create", "update", "delete"))
+        """What the service app is approved for in the Developer Portal (asking for more: invalid_scope)."""
+        self.interactive_scopes = frozenset(f"{INTERACTIVE_API}:{op}" for op in ("read", "create", "update", "delete"))
+        """What the user consented to for the interactive app (every interactive token carries these)."""
+        self.scope_requests: list[tuple[str, ...]] = []  # the scopes of each client-credentials token request
         self.rate_limit, self.window_start, self.window_used = rate_limit, time.monotonic(), 0
         self.require_branch = require_branch
         self.clock = ChangeClock(_now_ms, tick=timedelta(milliseconds=1))  # Visma.net stamps to the millisecond
@@ -93,7 +103,7 @@ class VismaNetSim(VendorSim):
         self.journal: dict[str, dict[str, Any]] = {}
         self.next_number = 10000
         self.gates = [BearerAuth(self.token_valid, lambda: VendorError(401, "401", "Authorization has been denied for this request.")),
-                      self.rate_gate, self.fault_gate]
+                      self.scope_gate, self.rate_gate, self.fault_gate]
         self.seed(seed, records)
 
     # -- tokens ------------------------------------------------------------------------------
@@ -121,11 +131,30 @@ class VismaNetSim(VendorSim):
         if form["tenant_id"] != DEMO_TENANT:
             return JSONResponse({"error": "invalid_grant", "error_description": "the app has no access to the tenant"}, status_code=400)
         scopes = set(form.get("scope", "").split())
-        if not scopes or not all(s.startswith("vismanet_erp_service_api:") for s in scopes):
+        self.scope_requests.append(tuple(sorted(scopes)))
+        if not scopes or not all(s.startswith(f"{SERVICE_API}:") for s in scopes) or not scopes <= self.approved_scopes:
             return JSONResponse({"error": "invalid_scope"}, status_code=400)
         access = "vn." + uuid.uuid4().hex
         self.service_tokens[access] = time.time() + 3600
+        self.token_scopes[access] = frozenset(scopes)
         return JSONResponse({"access_token": access, "token_type": "Bearer", "expires_in": 3600, "scope": " ".join(sorted(scopes))})
+
+    def scope_gate(self, request: Request) -> None:
+        """The token must carry the scope of the call's operation (GET read, POST create, PUT/PATCH
+        update, DELETE delete) of its API (service or interactive): else 403, as Visma.net answers
+        an insufficient scope (the body's wording is not documented; see the plugin README)."""
+        token = request.headers.get("Authorization", "")[7:].strip()
+        if token in self.token_scopes:
+            granted, needed = self.token_scopes[token], f"{SERVICE_API}:{METHOD_SCOPES.get(request.method, 'read')}"
+        else:
+            granted, needed = self.interactive_scopes, f"{INTERACTIVE_API}:{METHOD_SCOPES.get(request.method, 'read')}"
+        if needed not in granted:
+            raise VendorError(
+                403,
+                "403",
+                "Forbidden: the access token does not have the scope required for this operation",
+                headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{needed}"'},
+            )
 
     # -- the rate window (X requests an hour per company + client) -------------------------------
 
