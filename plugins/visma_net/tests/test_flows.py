@@ -237,3 +237,15 @@ async def test_eaccounting_orders_become_sales_orders_with_branch_and_order_type
     assert made[0]["lines"][0]["inventory"]["number"] == article["Number"]
     debtor = vn.state.sim.customers[made[0]["customer"]["number"]]
     assert debtor["mainContact"]["email"].lower() == str(customer["EmailAddress"]).lower()
+
+
+async def test_a_flow_writing_without_the_create_scope_stops_once_with_an_error_naming_it(pair):
+    """A token without ``:create`` (scopes narrowed to read): the first POST's 403 ends the run with
+    an error naming the operation, the scope and the setting; nothing is retried or written."""
+    ea, vn, resolved = pair({"customers": {"source": "eaccounting", "target": "vismanet", "entity": "customers", "interval": "1h"}},
+                            ea={"records": 0, "customers": 3}, vn_settings={"scopes": ["vismanet_erp_service_api:read"]})  # fmt: skip
+    result = await run(resolved, "customers")
+    assert result.status == "failed" and result.error.startswith("AuthError"), result
+    assert "vismanet_erp_service_api:create" in str(result.error) and "scopes setting" in str(result.error), result.error
+    assert [m for m, _ in writes(vn)] == ["POST"]  # the first write refused, not repeated, no other tried
+    assert vn.state.sim.customers == {}
