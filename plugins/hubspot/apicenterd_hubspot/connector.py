@@ -159,7 +159,9 @@ class HubSpotSettings(ConnectorSettings):
             if not _PROPERTY_NAME.match(prop):
                 raise ValueError(f"product_properties.{field}: {prop!r} is not a HubSpot property name (lower case letters, digits and _)")
             if prop in _PRODUCT_OWN_PROPERTIES:
-                raise ValueError(f"product_properties.{field}: {prop!r} is a property the connector writes itself (the product's own fields)")
+                raise ValueError(
+                    f"product_properties.{field}: {prop!r} is a property the connector writes itself (the product's own fields)"
+                )
             if prop in taken:
                 raise ValueError(f"product_properties.{field}: {prop!r} is already the property of {taken[prop]}")
             taken[prop] = field
@@ -456,7 +458,11 @@ class ProductSink(Sink[Product]):
         await conn.setup_products()
         s = conn.settings
         inputs = [
-            {"idProperty": s.sku_property, "id": r.sku, "properties": mapping.product_properties(r, None, s.sku_property, s.product_properties)}
+            {
+                "idProperty": s.sku_property,
+                "id": r.sku,
+                "properties": mapping.product_properties(r, None, s.sku_property, s.product_properties),
+            }
             for r in records
         ]
         keys = [r.sku for r in records]
@@ -481,7 +487,8 @@ class ProductSink(Sink[Product]):
         s = self.connector.settings
         await self.connector.setup_products()
         inputs = [
-            (tid, {"id": tid, "properties": mapping.product_properties(r, f, s.sku_property, s.product_properties)}) for tid, r, f in updates
+            (tid, {"id": tid, "properties": mapping.product_properties(r, f, s.sku_property, s.product_properties)})
+            for tid, r, f in updates
         ]
         failed = await _batch_update(self.connector.client, "products", inputs, f"{len(updates)} products")
         return [RecordError(f"product {r.sku!r}: {failed[tid]}") if tid in failed else None for tid, r, _ in updates]
@@ -671,7 +678,6 @@ class CustomerSink(Sink[Customer]):
                         "associations": [_assoc(contact_id, ASSOCIATION_TYPES[("companies", "contacts")])],
                     },
                 )
-
 
     async def update_many(self, updates: Sequence[tuple[str, Customer, frozenset[str]]]) -> Sequence[RecordError | None]:
         """The batch's contacts in one ``batch/update`` and their companies in another (100 a call);
@@ -948,6 +954,7 @@ class HubSpotConnector(Connector):
         RateLimit(250_000, 86_400.0, name="daily", headers=DAILY_HEADERS),
         RateLimit(4, 1.0, name="search", key=_search_key),
     )
+
     @classmethod
     def limits_for(cls, settings: Any) -> tuple[RateLimit, ...]:
         """The limits of the account's ``tier`` and ``api_limit_packs`` (usage guidelines, README §6);

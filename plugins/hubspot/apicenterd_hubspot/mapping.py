@@ -174,7 +174,7 @@ def normalize_product(product: Product, extras: Mapping[str, str] | None = None)
     product; of the extra fields only those ``extras`` (``product_properties``) writes, as text."""
     if not product.name.strip():
         raise RecordError(f"product {product.sku}: HubSpot needs a name")
-    cleared: dict[str, Any] = {field: None for field in PRODUCT_EXTRAS}
+    cleared: dict[str, Any] = dict.fromkeys(PRODUCT_EXTRAS)
     cleared["custom_fields"] = {}
     return product.model_copy(
         update={
@@ -288,9 +288,7 @@ def read_extras(props: Mapping[str, Any], extras: Mapping[str, str]) -> dict[str
     return update
 
 
-def to_customer(
-    contact: Mapping[str, Any] | None, company: Mapping[str, Any] | None, extras: Mapping[str, str] | None = None
-) -> Customer:
+def to_customer(contact: Mapping[str, Any] | None, company: Mapping[str, Any] | None, extras: Mapping[str, str] | None = None) -> Customer:
     """:func:`_to_customer` with the configured extra fields read from the customer's object (the
     company of a company, else the contact)."""
     customer = _to_customer(contact, company)

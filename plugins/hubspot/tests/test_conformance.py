@@ -231,7 +231,9 @@ async def exercise(app) -> None:
         await sink.find("7")
         # a batch's deals: line items upserted together, deals by batch/create, looked up by number
         eight = order.model_copy(update={"number": "8"})
-        [batched] = await sink.create_many([DocumentRequest(eight, "order", found, {"A-1": Found(pid)}, DealSettings(stages={"new": "closedwon"}))])
+        [batched] = await sink.create_many(
+            [DocumentRequest(eight, "order", found, {"A-1": Found(pid)}, DealSettings(stages={"new": "closedwon"}))]
+        )
         assert isinstance(batched, str) and set(await sink.find_many(["7", "8", "9"])) == {"7", "8"}
         # a deal made in HubSpot (no order reference) in the stage read as orders
         deal = sim.create("deals", {"dealname": "Big", "dealstage": "closedwon", "amount": "12", "closedate": "2026-03-02T00:00:00.000Z"})

@@ -416,15 +416,37 @@ async def test_won_deals_become_eaccounting_documents_with_their_debtor_articles
     hs.properties["deals"]["payment_terms"] = {"name": "payment_terms", "type": "string", "hasUniqueValue": False}
     product = hs.create("products", {"name": "Support", "hs_sku": "SUP-1", "price": "500"})
     contact = hs.create(
-        "contacts", {"email": "eva@firman.se", "firstname": "Eva", "lastname": "Ek", "address": "Kungsgatan 3", "zip": "11143", "city": "Stockholm", "country": "SE"}
+        "contacts",
+        {
+            "email": "eva@firman.se",
+            "firstname": "Eva",
+            "lastname": "Ek",
+            "address": "Kungsgatan 3",
+            "zip": "11143",
+            "city": "Stockholm",
+            "country": "SE",
+        },
     )
     company = hs.create("companies", {"name": "Firman AB", "address": "Kungsgatan 3", "zip": "11143", "city": "Stockholm", "country": "SE"})
     hs.associate("contacts", contact["id"], "companies", company["id"], 1)
     person = hs.create(
-        "contacts", {"email": "per@example.se", "firstname": "Per", "lastname": "Son", "address": "Byv. 1", "zip": "12345", "city": "Ort", "country": "SE"}
+        "contacts",
+        {
+            "email": "per@example.se",
+            "firstname": "Per",
+            "lastname": "Son",
+            "address": "Byv. 1",
+            "zip": "12345",
+            "city": "Ort",
+            "country": "SE",
+        },
     )
     deals = {}
-    for name, who in (("company", [("contacts", contact, 3), ("companies", company, 5)]), ("person", [("contacts", person, 3)]), ("nobody", [])):
+    for name, who in (
+        ("company", [("contacts", contact, 3), ("companies", company, 5)]),
+        ("person", [("contacts", person, 3)]),
+        ("nobody", []),
+    ):
         deal = hs.create("deals", {"dealname": name, "dealstage": "closedwon", "amount": "1000", "payment_terms": "net14",
                                    "closedate": "2026-04-01T00:00:00.000Z"})  # fmt: skip
         line = hs.create("line_items", {"name": "Support", "quantity": "2", "price": "500", "hs_product_id": product["id"]})
@@ -631,9 +653,7 @@ async def test_a_deal_won_in_hubspot_reaches_eaccounting_by_webhook_and_forged_o
     hs = pair.hs
     product = hs.create("products", {"name": "Licens", "hs_sku": "LIC-1", "price": "1200"})
     contact = hs.create("contacts", {"email": "inkop@bolaget.se", "firstname": "Ina", "lastname": "Köp"})
-    company = hs.create(
-        "companies", {"name": "Bolaget AB", "address": "Hamngatan 2", "zip": "41106", "city": "Göteborg", "country": "SE"}
-    )
+    company = hs.create("companies", {"name": "Bolaget AB", "address": "Hamngatan 2", "zip": "41106", "city": "Göteborg", "country": "SE"})
     hs.associate("contacts", contact["id"], "companies", company["id"], 1)
     deal = hs.create("deals", {"dealname": "Licenser", "dealstage": "contractsent", "amount": "3600"})
     line = hs.create("line_items", {"name": "Licens", "quantity": "3", "price": "1200", "hs_product_id": product["id"]})
