@@ -364,7 +364,7 @@ class HubSpotClient:
 
     # -- properties -------------------------------------------------------------------------
 
-    async def ensure_property(self, object_type: str, name: str, label: str, *, create: bool) -> None:
+    async def ensure_property(self, object_type: str, name: str, label: str, *, create: bool, setting: str = "customer_properties") -> None:
         """Make sure ``object_type`` has the property ``name`` (any type; created as a single-line
         text property when missing and allowed, else a FatalError naming it)."""
         what = f"{object_type} property {name!r}"
@@ -383,7 +383,7 @@ class HubSpotClient:
                 "type": "string",
                 "fieldType": "text",
                 "groupName": _group(object_type),
-                "description": "Written by apicenterd (customer_properties)",
+                "description": f"Written by apicenterd ({setting})",
             },
         )
         self.log.info("hubspot_property_created", object_type=object_type, property=name)

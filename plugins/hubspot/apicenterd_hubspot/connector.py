@@ -119,6 +119,12 @@ class HubSpotSettings(ConnectorSettings):
         "payment_terms, payment_method, cost_centre, cost_unit, customer_number, vat_number, coc_number, language, "
         "custom_fields.<name>; a property missing in HubSpot is created (single-line text) with create_properties",
     )
+    product_properties: dict[str, str] = Field(
+        default_factory=dict,
+        description="Product field -> HubSpot product property, written and read back both ways: item_group, ean, "
+        "unit, short_description, custom_fields.<name>; a property missing in HubSpot is created (single-line text) "
+        "with create_properties",
+    )
     payment_terms_property: str | None = Field(default=None, description="Deal property read as the order's payment terms")
     payment_method_property: str | None = Field(default=None, description="Deal property read as the order's payment method")
 
@@ -140,6 +146,33 @@ class HubSpotSettings(ConnectorSettings):
             if not _PROPERTY_NAME.match(prop):
                 raise ValueError(f"customer_properties.{field}: {prop!r} is not a HubSpot property name (lower case letters, digits and _)")
         return value
+
+    @field_validator("product_properties")
+    @classmethod
+    def _product_properties(cls, value: dict[str, str]) -> dict[str, str]:
+        taken: dict[str, str] = {}
+        for field, prop in value.items():
+            custom = field.startswith("custom_fields.") and len(field) > len("custom_fields.")
+            if field not in mapping.PRODUCT_EXTRAS and not custom:
+                known = ", ".join(sorted(mapping.PRODUCT_EXTRAS))
+                raise ValueError(f"product_properties: {field!r} is not a product field HubSpot can take ({known}, custom_fields.<name>)")
+            if not _PROPERTY_NAME.match(prop):
+                raise ValueError(f"product_properties.{field}: {prop!r} is not a HubSpot property name (lower case letters, digits and _)")
+            if prop in _PRODUCT_OWN_PROPERTIES:
+                raise ValueError(
+                    f"product_properties.{field}: {prop!r} is a property the connector writes itself (the product's own fields)"
+                )
+            if prop in taken:
+                raise ValueError(f"product_properties.{field}: {prop!r} is already the property of {taken[prop]}")
+            taken[prop] = field
+        return value
+
+    @model_validator(mode="after")
+    def _product_property_not_sku(self) -> HubSpotSettings:
+        for field, prop in self.product_properties.items():
+            if prop == self.sku_property:
+                raise ValueError(f"product_properties.{field}: {prop!r} is the sku_property")
+        return self
 
     @field_validator("base_url", "token_url")
     @classmethod
@@ -213,6 +246,15 @@ def _cursor(item: Mapping[str, Any], object_type: str, since: str | None) -> str
         return since
 
 
+_PRODUCT_OWN_PROPERTIES = ("name", "price", "description", "hs_sku", "hs_cost_of_goods_sold")
+"""The product properties the connector writes from the canonical fields (no ``product_properties`` target)."""
+
+
+def _product_props(s: HubSpotSettings) -> list[str]:
+    """The product properties read: the connector's own, the SKU property and the configured extras."""
+    return [*_PRODUCT_OWN_PROPERTIES, s.sku_property, *dict.fromkeys(s.product_properties.values())]
+
+
 class ProductSource(Source[Product]):
     """Products modified since the cursor (``hs_lastmodifieddate``), through the search API."""
 
@@ -222,12 +264,14 @@ class ProductSource(Source[Product]):
     async def changes(self, since: str | None) -> AsyncIterator[Change]:
         conn = self.connector
         s = conn.settings
-        props = ["name", "price", "description", "hs_sku", "hs_cost_of_goods_sold", s.sku_property]
+        props = _product_props(s)  # a product_properties property missing in HubSpot reads as empty
         async for item in conn.client.modified_since(
             "products", cursor_to_ms(since) if since else None, props, what=f"products modified since {since or 'the beginning'}"
         ):
             cursor = _cursor(item, "products", since)
-            yield self.mapped(str(item.get("id")), cursor, functools.partial(mapping.to_product, item, s.sku_property, s.currency))
+            yield self.mapped(
+                str(item.get("id")), cursor, functools.partial(mapping.to_product, item, s.sku_property, s.currency, s.product_properties)
+            )
 
 
 async def _buffered(items: AsyncIterator[dict[str, Any]], size: int = BATCH_SIZE) -> AsyncIterator[list[dict[str, Any]]]:
@@ -369,7 +413,7 @@ class ProductSink(Sink[Product]):
 
     def _found(self, item: dict[str, Any]) -> Found:
         s = self.connector.settings
-        return Found(id=str(item["id"]), record=mapping.to_product(item, s.sku_property, s.currency), vendor=item)
+        return Found(id=str(item["id"]), record=mapping.to_product(item, s.sku_property, s.currency, s.product_properties), vendor=item)
 
     async def find(self, key: str) -> Found | None:
         return (await self.find_many([key])).get(key)
@@ -377,19 +421,21 @@ class ProductSink(Sink[Product]):
     async def find_many(self, keys: Sequence[str]) -> Mapping[str, Found]:
         conn = self.connector
         await conn.setup()
+        await conn.setup_products()
         s = conn.settings
-        props = ["name", "price", "description", "hs_sku", "hs_cost_of_goods_sold", s.sku_property]
+        props = _product_props(s)
         found = await conn.client.read_by("products", s.sku_property, keys, props, what="products by SKU")
         return {key: self._found(item) for key, item in found.items()}
 
     def normalize(self, record: Product) -> Product:
-        return mapping.normalize_product(record)
+        return mapping.normalize_product(record, self.connector.settings.product_properties)
 
     async def create(self, record: Product) -> str:
         conn = self.connector
         await conn.setup()
+        await conn.setup_products()
         s = conn.settings
-        props = mapping.product_properties(record, None, s.sku_property)
+        props = mapping.product_properties(record, None, s.sku_property, s.product_properties)
         outcome = await conn.client.batch(
             "products",
             "upsert",
@@ -409,9 +455,15 @@ class ProductSink(Sink[Product]):
         207 answer refuses fails alone."""
         conn = self.connector
         await conn.setup()
+        await conn.setup_products()
         s = conn.settings
         inputs = [
-            {"idProperty": s.sku_property, "id": r.sku, "properties": mapping.product_properties(r, None, s.sku_property)} for r in records
+            {
+                "idProperty": s.sku_property,
+                "id": r.sku,
+                "properties": mapping.product_properties(r, None, s.sku_property, s.product_properties),
+            }
+            for r in records
         ]
         keys = [r.sku for r in records]
         outcome = await conn.client.batch("products", "upsert", inputs, keys, what=f"{len(records)} products", result_key=s.sku_property)
@@ -425,14 +477,19 @@ class ProductSink(Sink[Product]):
 
     async def update(self, target_id: str, record: Product, fields: frozenset[str]) -> None:
         conn = self.connector
-        props = mapping.product_properties(record, fields, conn.settings.sku_property)
+        await conn.setup_products()
+        props = mapping.product_properties(record, fields, conn.settings.sku_property, conn.settings.product_properties)
         await conn.client.json("PATCH", f"/crm/v3/objects/products/{target_id}", f"product {record.sku!r}", json={"properties": props})
 
     async def update_many(self, updates: Sequence[tuple[str, Product, frozenset[str]]]) -> Sequence[RecordError | None]:
         """The batch's changed products in ``batch/update`` calls of 100 by id; an input the 207
         answer refuses fails alone."""
         s = self.connector.settings
-        inputs = [(tid, {"id": tid, "properties": mapping.product_properties(r, f, s.sku_property)}) for tid, r, f in updates]
+        await self.connector.setup_products()
+        inputs = [
+            (tid, {"id": tid, "properties": mapping.product_properties(r, f, s.sku_property, s.product_properties)})
+            for tid, r, f in updates
+        ]
         failed = await _batch_update(self.connector.client, "products", inputs, f"{len(updates)} products")
         return [RecordError(f"product {r.sku!r}: {failed[tid]}") if tid in failed else None for tid, r, _ in updates]
 
@@ -621,7 +678,6 @@ class CustomerSink(Sink[Customer]):
                         "associations": [_assoc(contact_id, ASSOCIATION_TYPES[("companies", "contacts")])],
                     },
                 )
-
 
     async def update_many(self, updates: Sequence[tuple[str, Customer, frozenset[str]]]) -> Sequence[RecordError | None]:
         """The batch's contacts in one ``batch/update`` and their companies in another (100 a call);
@@ -898,6 +954,7 @@ class HubSpotConnector(Connector):
         RateLimit(250_000, 86_400.0, name="daily", headers=DAILY_HEADERS),
         RateLimit(4, 1.0, name="search", key=_search_key),
     )
+
     @classmethod
     def limits_for(cls, settings: Any) -> tuple[RateLimit, ...]:
         """The limits of the account's ``tier`` and ``api_limit_packs`` (usage guidelines, README §6);
@@ -940,6 +997,7 @@ class HubSpotConnector(Connector):
         self._token_client: httpx.AsyncClient | None = None
         self._setup_done = False
         self._customer_setup_done = False
+        self._product_setup_done = False
         self.webhook_clock = time.time
 
     async def open(self) -> None:
@@ -1033,6 +1091,17 @@ class HubSpotConnector(Connector):
             for object_type in ("contacts", "companies"):
                 await self.client.ensure_property(object_type, prop, prop.replace("_", " ").capitalize(), create=s.create_properties)
         self._customer_setup_done = True
+
+    async def setup_products(self) -> None:
+        """Make sure the product properties ``product_properties`` writes and reads exist (created as
+        single-line text when missing and ``create_properties``); once per connection."""
+        if self._product_setup_done:
+            return
+        s = self.settings
+        for prop in dict.fromkeys(s.product_properties.values()):
+            label = prop.replace("_", " ").capitalize()
+            await self.client.ensure_property("products", prop, label, create=s.create_properties, setting="product_properties")
+        self._product_setup_done = True
 
     @classmethod
     def simulator(cls, *, seed: int = 1, records: int = 0, **options: Any) -> Any:

@@ -19,6 +19,9 @@ __all__ = [
     "product_properties",
     "to_product",
     "normalize_product",
+    "PRODUCT_EXTRAS",
+    "product_extra_properties",
+    "normalize_extras",
     "contact_properties",
     "company_properties",
     "to_customer",
@@ -37,7 +40,15 @@ PRODUCT_FIELDS: Mapping[str, str] = {
     "description": "description",
     "price_excl_tax": "price",
     "purchase_price": "hs_cost_of_goods_sold",
+    "item_group": "product_properties.item_group",
+    "ean": "product_properties.ean",
+    "unit": "product_properties.unit",
+    "short_description": "product_properties.short_description",
+    "custom_fields": "product_properties.custom_fields.<name>",
 }
+PRODUCT_EXTRAS = frozenset({"item_group", "ean", "unit", "short_description"})
+"""Product fields (all text) a connection can write to HubSpot properties of its choosing
+(``product_properties``), besides ``custom_fields.<name>``."""
 CUSTOMER_FIELDS: Mapping[str, str] = {
     "kind": "a company with its contact, or a contact",
     "name": "companies.name, or contacts.firstname + lastname",
@@ -110,8 +121,11 @@ def _money(value: Decimal | None) -> Decimal | None:
 # -- products -----------------------------------------------------------------------------
 
 
-def product_properties(product: Product, fields: frozenset[str] | None, sku_property: str) -> dict[str, str]:
-    """The product's properties to write (``fields``: only these canonical fields; None: all)."""
+def product_properties(
+    product: Product, fields: frozenset[str] | None, sku_property: str, extras: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The product's properties to write (``fields``: only these canonical fields; None: all), with
+    the configured extra fields (``product_properties``: field -> property) among them."""
     wanted = fields if fields is not None else frozenset(PRODUCT_FIELDS)
     props: dict[str, str] = {}
     if "sku" in wanted:
@@ -125,11 +139,21 @@ def product_properties(product: Product, fields: frozenset[str] | None, sku_prop
         props["price"] = text(_money(product.price_excl_tax))
     if "purchase_price" in wanted:
         props["hs_cost_of_goods_sold"] = text(_money(product.purchase_price))
+    if extras:
+        chosen = {f: p for f, p in extras.items() if f.split(".", 1)[0] in wanted}
+        props.update(product_extra_properties(product, chosen))
     return props
 
 
-def to_product(item: Mapping[str, Any], sku_property: str, currency: str) -> Product:
-    """A HubSpot product as a canonical Product (its SKU from the unique property, else ``hs_sku``)."""
+def product_extra_properties(product: Product, extras: Mapping[str, str]) -> dict[str, str]:
+    """The configured product fields (``product_properties``) as properties: unlike a customer's, a
+    field the product lacks clears the property (the sink compares them, so HubSpot must follow)."""
+    return {prop: text(_extra_value(product, field)) for field, prop in extras.items()}
+
+
+def to_product(item: Mapping[str, Any], sku_property: str, currency: str, extras: Mapping[str, str] | None = None) -> Product:
+    """A HubSpot product as a canonical Product (its SKU from the unique property, else ``hs_sku``),
+    with the configured extra fields (``product_properties``) read from their properties."""
     props = item.get("properties") or {}
     sku = props.get(sku_property) or props.get("hs_sku")
     if not sku:
@@ -141,20 +165,44 @@ def to_product(item: Mapping[str, Any], sku_property: str, currency: str) -> Pro
         price_excl_tax=_money(decimal_of(props.get("price"), f"product {sku} price")),
         purchase_price=_money(decimal_of(props.get("hs_cost_of_goods_sold"), f"product {sku} hs_cost_of_goods_sold")),
         currency=currency,
+        **read_extras(props, extras or {}),
     )
 
 
-def normalize_product(product: Product) -> Product:
-    """The product as HubSpot keeps it: money in cents; no price incl. VAT, no tax rate on the product."""
+def normalize_product(product: Product, extras: Mapping[str, str] | None = None) -> Product:
+    """The product as HubSpot keeps it: money in cents; no price incl. VAT, no tax rate on the
+    product; of the extra fields only those ``extras`` (``product_properties``) writes, as text."""
     if not product.name.strip():
         raise RecordError(f"product {product.sku}: HubSpot needs a name")
+    cleared: dict[str, Any] = dict.fromkeys(PRODUCT_EXTRAS)
+    cleared["custom_fields"] = {}
     return product.model_copy(
         update={
             "price_excl_tax": _money(product.price_excl_tax),
             "purchase_price": _money(product.purchase_price),
             "description": product.description or None,
+            **cleared,
+            **normalize_extras(product, extras or {}),
         }
     )
+
+
+def normalize_extras(record: Customer | Product, extras: Mapping[str, str]) -> dict[str, Any]:
+    """The configured extra fields of ``record`` as they read back from HubSpot (text; empty: None,
+    an empty custom field left out): the update of the normalized record."""
+    update: dict[str, Any] = {}
+    custom: dict[str, Any] = {}
+    for field in extras:
+        value = _extra_value(record, field)
+        value = None if value is None or text(value) == "" else text(value)
+        if field.startswith("custom_fields."):
+            if value is not None:
+                custom[field.removeprefix("custom_fields.")] = value
+        else:
+            update[field] = value
+    if custom:
+        update["custom_fields"] = custom
+    return update
 
 
 # -- customers ----------------------------------------------------------------------------
@@ -206,10 +254,10 @@ def company_properties(customer: Customer) -> dict[str, str]:
     return {"name": customer.name, "phone": customer.phone or "", **_address_props(customer.billing_address)}
 
 
-def _extra_value(customer: Customer, field: str) -> Any:
+def _extra_value(record: Customer | Product, field: str) -> Any:
     if field.startswith("custom_fields."):
-        return customer.custom_fields.get(field.removeprefix("custom_fields."))
-    return getattr(customer, field)
+        return record.custom_fields.get(field.removeprefix("custom_fields."))
+    return getattr(record, field)
 
 
 def extra_properties(customer: Customer, extras: Mapping[str, str]) -> dict[str, str]:
@@ -240,9 +288,7 @@ def read_extras(props: Mapping[str, Any], extras: Mapping[str, str]) -> dict[str
     return update
 
 
-def to_customer(
-    contact: Mapping[str, Any] | None, company: Mapping[str, Any] | None, extras: Mapping[str, str] | None = None
-) -> Customer:
+def to_customer(contact: Mapping[str, Any] | None, company: Mapping[str, Any] | None, extras: Mapping[str, str] | None = None) -> Customer:
     """:func:`_to_customer` with the configured extra fields read from the customer's object (the
     company of a company, else the contact)."""
     customer = _to_customer(contact, company)
@@ -292,19 +338,7 @@ def normalize_customer(customer: Customer, extras: Mapping[str, str] | None = No
     base = _normalize_customer(customer)
     if not extras:
         return base
-    update: dict[str, Any] = {}
-    custom: dict[str, Any] = {}
-    for field in extras:
-        value = _extra_value(customer, field)
-        value = None if value is None or text(value) == "" else text(value)
-        if field.startswith("custom_fields."):
-            if value is not None:
-                custom[field.removeprefix("custom_fields.")] = value
-        else:
-            update[field] = value
-    if custom:
-        update["custom_fields"] = custom
-    return base.model_copy(update=update)
+    return base.model_copy(update=normalize_extras(customer, extras))
 
 
 def _normalize_customer(customer: Customer) -> Customer:

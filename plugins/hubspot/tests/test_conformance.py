@@ -158,15 +158,30 @@ async def exercise(app) -> None:
         **HubSpotConnector.demo_settings("http://hubspot.test"),
         # customer fields to properties: created on setup (POST /crm/v3/properties/...), written, read back
         "customer_properties": {"classification": "lifecyclestage", "tax_code": "vat_code", "custom_fields.segment": "segment"},
+        # product fields to product properties likewise
+        "product_properties": {"item_group": "item_group", "custom_fields.coding": "vat_coding"},
     }
     sim = app.app.state.sim if hasattr(app, "app") else app.state.sim
     sim.search_limit.window.limit = 0
     async with connect(HubSpotConnector, settings, app=app, rate_limits=False) as hs:
-        pid = await hs.create(Entity.PRODUCTS, Product(sku="A-1", name="A", price_excl_tax=Decimal("5.00")))
-        await hs.update(
-            Entity.PRODUCTS, pid, Product(sku="A-1", name="A2", price_excl_tax=Decimal("6.00")), frozenset({"name", "price_excl_tax"})
+        pid = await hs.create(
+            Entity.PRODUCTS,
+            hs.normalize(
+                Entity.PRODUCTS,
+                Product(sku="A-1", name="A", price_excl_tax=Decimal("5.00"), item_group="GOODS", custom_fields={"coding": "25%"}),
+            ),
         )
-        await hs.find_many(Entity.PRODUCTS, ["A-1", "B-2"])
+        await hs.update(
+            Entity.PRODUCTS,
+            pid,
+            Product(sku="A-1", name="A2", price_excl_tax=Decimal("6.00"), custom_fields={"coding": "12%"}),
+            frozenset({"name", "price_excl_tax", "custom_fields"}),
+        )
+        products = await hs.find_many(Entity.PRODUCTS, ["A-1", "B-2"])
+        assert (products["A-1"].record.item_group, products["A-1"].record.custom_fields) == ("GOODS", {"coding": "12%"})
+        assert {"item_group", "vat_coding"} <= set(sim.properties["products"])
+        made = await hs.create_many(Entity.PRODUCTS, [Product(sku="C-3", name="C", custom_fields={"coding": "0%"})])
+        assert all(isinstance(m, str) for m in made), made
         person = hs.normalize(
             Entity.CUSTOMERS, Customer(kind="person", name="Pia Persson", email="pia@example.com", classification="lead", tax_code="25")
         )
@@ -198,7 +213,8 @@ async def exercise(app) -> None:
         assert all(isinstance(m, str) for m in made), made
         # batched updates (batch/update of products, contacts and companies)
         refused = await hs.update_many(
-            Entity.PRODUCTS, [(pid, Product(sku="A-1", name="A3", price_excl_tax=Decimal("7.00")), frozenset({"name"}))]
+            Entity.PRODUCTS,
+            [(pid, Product(sku="A-1", name="A3", price_excl_tax=Decimal("7.00"), item_group="TOOLS"), frozenset({"name", "item_group"}))],
         )
         assert list(refused) == [None]
         refused = await hs.update_many(Entity.CUSTOMERS, [(cid, company.model_copy(update={"phone": "+46 8 999"}), frozenset({"phone"}))])
@@ -215,7 +231,9 @@ async def exercise(app) -> None:
         await sink.find("7")
         # a batch's deals: line items upserted together, deals by batch/create, looked up by number
         eight = order.model_copy(update={"number": "8"})
-        [batched] = await sink.create_many([DocumentRequest(eight, "order", found, {"A-1": Found(pid)}, DealSettings(stages={"new": "closedwon"}))])
+        [batched] = await sink.create_many(
+            [DocumentRequest(eight, "order", found, {"A-1": Found(pid)}, DealSettings(stages={"new": "closedwon"}))]
+        )
         assert isinstance(batched, str) and set(await sink.find_many(["7", "8", "9"])) == {"7", "8"}
         # a deal made in HubSpot (no order reference) in the stage read as orders
         deal = sim.create("deals", {"dealname": "Big", "dealstage": "closedwon", "amount": "12", "closedate": "2026-03-02T00:00:00.000Z"})

@@ -416,15 +416,37 @@ async def test_won_deals_become_eaccounting_documents_with_their_debtor_articles
     hs.properties["deals"]["payment_terms"] = {"name": "payment_terms", "type": "string", "hasUniqueValue": False}
     product = hs.create("products", {"name": "Support", "hs_sku": "SUP-1", "price": "500"})
     contact = hs.create(
-        "contacts", {"email": "eva@firman.se", "firstname": "Eva", "lastname": "Ek", "address": "Kungsgatan 3", "zip": "11143", "city": "Stockholm", "country": "SE"}
+        "contacts",
+        {
+            "email": "eva@firman.se",
+            "firstname": "Eva",
+            "lastname": "Ek",
+            "address": "Kungsgatan 3",
+            "zip": "11143",
+            "city": "Stockholm",
+            "country": "SE",
+        },
     )
     company = hs.create("companies", {"name": "Firman AB", "address": "Kungsgatan 3", "zip": "11143", "city": "Stockholm", "country": "SE"})
     hs.associate("contacts", contact["id"], "companies", company["id"], 1)
     person = hs.create(
-        "contacts", {"email": "per@example.se", "firstname": "Per", "lastname": "Son", "address": "Byv. 1", "zip": "12345", "city": "Ort", "country": "SE"}
+        "contacts",
+        {
+            "email": "per@example.se",
+            "firstname": "Per",
+            "lastname": "Son",
+            "address": "Byv. 1",
+            "zip": "12345",
+            "city": "Ort",
+            "country": "SE",
+        },
     )
     deals = {}
-    for name, who in (("company", [("contacts", contact, 3), ("companies", company, 5)]), ("person", [("contacts", person, 3)]), ("nobody", [])):
+    for name, who in (
+        ("company", [("contacts", contact, 3), ("companies", company, 5)]),
+        ("person", [("contacts", person, 3)]),
+        ("nobody", []),
+    ):
         deal = hs.create("deals", {"dealname": name, "dealstage": "closedwon", "amount": "1000", "payment_terms": "net14",
                                    "closedate": "2026-04-01T00:00:00.000Z"})  # fmt: skip
         line = hs.create("line_items", {"name": "Support", "quantity": "2", "price": "500", "hs_product_id": product["id"]})
@@ -631,9 +653,7 @@ async def test_a_deal_won_in_hubspot_reaches_eaccounting_by_webhook_and_forged_o
     hs = pair.hs
     product = hs.create("products", {"name": "Licens", "hs_sku": "LIC-1", "price": "1200"})
     contact = hs.create("contacts", {"email": "inkop@bolaget.se", "firstname": "Ina", "lastname": "Köp"})
-    company = hs.create(
-        "companies", {"name": "Bolaget AB", "address": "Hamngatan 2", "zip": "41106", "city": "Göteborg", "country": "SE"}
-    )
+    company = hs.create("companies", {"name": "Bolaget AB", "address": "Hamngatan 2", "zip": "41106", "city": "Göteborg", "country": "SE"})
     hs.associate("contacts", contact["id"], "companies", company["id"], 1)
     deal = hs.create("deals", {"dealname": "Licenser", "dealstage": "contractsent", "amount": "3600"})
     line = hs.create("line_items", {"name": "Licens", "quantity": "3", "price": "1200", "hs_product_id": product["id"]})
@@ -693,3 +713,94 @@ def test_the_example_config_passes_check(monkeypatch, capsys):
     }.items():
         monkeypatch.setenv(name, value)
     assert cli.main(["check", "--config", str(root / "etc" / "eaccounting-hubspot.example.toml")]) == 0, capsys.readouterr().err
+
+
+PRODUCT_PROPERTIES = {"item_group": "item_group", "custom_fields.coding": "vat_coding", "custom_fields.origin": "origin_system"}
+
+
+@pytest.fixture
+def product_fields(tmp_path):
+    flows = {
+        "products-to-hubspot": {
+            "source": "eaccounting",
+            "target": "hubspot",
+            "entity": "products",
+            "options": {"custom_fields": {"origin": "eAccounting"}},
+            "map": [
+                {"field": "item_group", "value": "GOODS"},
+                {"field": "custom_fields.coding", "from": "custom_fields.coding"},
+            ],
+        }
+    }
+    return Pair(tmp_path, flows, {"product_properties": PRODUCT_PROPERTIES})
+
+
+async def test_products_carry_item_group_and_the_custom_fields_the_flow_names(product_fields):
+    """eAccounting articles -> HubSpot products with the configured product properties (created on
+    setup): the item group and the custom fields the flow names (its custom_fields option and a map
+    rule custom_fields.coding). A second run writes nothing; a changed coding updates that product only."""
+    pair = product_fields
+    hs = pair.hs
+    [result] = await pair.run("products-to-hubspot")
+    assert result.status == "ok" and result.counts["created"] == 30 and result.counts["failed"] == 0, (result, result.failures)
+    for prop in PRODUCT_PROPERTIES.values():  # made on setup, as text, not unique
+        assert prop in hs.properties["products"] and not hs.properties["products"][prop]["hasUniqueValue"], prop
+    eacc = pair.eaccounting.state.sim
+    by_sku = {p["properties"]["apicenterd_sku"]: p["properties"] for p in hs.objects["products"].values()}
+    codings = {a["Number"]: (a.get("CodingName") or "") for a in eacc.articles.values()}
+    assert any(codings.values())
+    for sku, coding in codings.items():
+        props = by_sku[sku]
+        assert (props["item_group"], props["origin_system"], props.get("vat_coding") or "") == ("GOODS", "eAccounting", coding.strip())
+        assert "name_english" not in props and "labels" not in props  # eAccounting's fields the flow does not name stay behind
+    hs.reset_counts()
+    [again] = await pair.run("products-to-hubspot")
+    assert again.status == "ok" and written(again) == 0, again
+    assert [t for m, t in hs.requests if m in ("POST", "PATCH") and "/search" not in t and "batch/read" not in t] == []
+    article = next(a for a in eacc.articles.values() if a.get("CodingName"))
+    other = next(c for c in eacc.codings.values() if c["Name"] != article["CodingName"])  # another coding: another CodingName
+    eacc.write_article({**article, "CodingId": other["Id"]}, article["Id"])
+    [changed] = await pair.run("products-to-hubspot")
+    assert changed.status == "ok" and changed.counts["updated"] == 1 and changed.counts["failed"] == 0, changed
+    product = next(p for p in hs.objects["products"].values() if p["properties"]["apicenterd_sku"] == article["Number"])
+    assert product["properties"]["vat_coding"] == other["Name"] != article["CodingName"]
+    others = {sku: p["vat_coding"] for sku, p in by_sku.items() if sku != article["Number"]}
+    now = {p["properties"]["apicenterd_sku"]: p["properties"].get("vat_coding") for p in hs.objects["products"].values()}
+    assert all(now[sku] == coding for sku, coding in others.items())
+
+
+async def test_hubspot_products_read_their_configured_properties_into_item_group_and_custom_fields(product_fields):
+    """HubSpot -> canonical: the product source reads the configured properties back (an empty one is
+    left out of custom_fields, an unset item group is None)."""
+    from apicenterd import Entity
+    from apicenterd.testing import connect
+
+    hs = product_fields.hs
+    settings = {**HubSpotConnector.demo_settings(HUBSPOT_URL), "product_properties": PRODUCT_PROPERTIES}
+    async with connect(HubSpotConnector, settings, app=product_fields.hubspot, rate_limits=False) as conn:
+        assert isinstance(conn, HubSpotConnector)
+        await conn.setup()  # the SKU property
+        await conn.setup_products()  # and the configured ones
+        hs.create("products", {"name": "Pen", "apicenterd_sku": "P-1", "price": "2", "item_group": "OFFICE", "vat_coding": "25%"})
+        hs.create("products", {"name": "Ink", "hs_sku": "P-2", "price": "3", "vat_coding": ""})
+        changes = [c async for c in conn.read(Entity.PRODUCTS, None)]
+    records = {c.record.sku: c.record for c in changes if c.record is not None}
+    assert (records["P-1"].item_group, records["P-1"].custom_fields) == ("OFFICE", {"coding": "25%"})
+    assert (records["P-2"].item_group, records["P-2"].custom_fields) == (None, {})
+
+
+def test_product_properties_naming_an_unknown_field_or_a_bad_property_is_a_config_error():
+    from apicenterd_hubspot.connector import HubSpotSettings
+
+    with pytest.raises(ValueError, match="product_properties: 'colour' is not a product field HubSpot can take"):
+        HubSpotSettings(access_token="x", product_properties={"colour": "colour"})
+    with pytest.raises(ValueError, match="product_properties.item_group: 'Item Group' is not a HubSpot property name"):
+        HubSpotSettings(access_token="x", product_properties={"item_group": "Item Group"})
+    with pytest.raises(ValueError, match="product_properties.custom_fields.x: 'price' is a property the connector writes itself"):
+        HubSpotSettings(access_token="x", product_properties={"custom_fields.x": "price"})
+    with pytest.raises(ValueError, match="product_properties.custom_fields.b: 'group' is already the property of custom_fields.a"):
+        HubSpotSettings(access_token="x", product_properties={"custom_fields.a": "group", "custom_fields.b": "group"})
+    with pytest.raises(ValueError, match="product_properties.item_group: 'apicenterd_sku' is the sku_property"):
+        HubSpotSettings(access_token="x", product_properties={"item_group": "apicenterd_sku"})
+    with pytest.raises(ValueError, match="product_properties: 'custom_fields.' is not a product field"):
+        HubSpotSettings(access_token="x", product_properties={"custom_fields.": "x"})
