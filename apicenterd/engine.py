@@ -41,7 +41,7 @@ from .model import Customer, Entity, Order, Product, Record
 from .observe import metrics
 from .observe.alerts import Alerter
 from .observe.logs import error_text, get_logger, redactor
-from .orders import OrderProcess
+from .orders import PENDING_DEBTOR, OrderProcess
 from .plugin import Change, Connector, DocumentSink, Found, Sink
 from .progress import Progress
 from .progress import running as progress_running
@@ -681,6 +681,7 @@ class Engine(Scheduling, Replaying, Retries):
             settles = run.deferred
         finally:
             run.deferred, run.pending, run.pending_updates, run.pending_documents = None, [], [], []
+            run.pending_debtors = {}
         for change, settle in zip(batch, settles, strict=True):
             action = await settle()
             self.beat()
@@ -771,10 +772,75 @@ class Engine(Scheduling, Replaying, Retries):
         await self._flush_updates(run)
         await self._flush_documents(run)
 
+    def batch_creates(self, entity: Entity, run: FlowRun) -> bool:
+        """Whether the run's target creates ``entity`` in batches (its sink's ``create_many``)."""
+        return _batch_create(run.target, entity)
+
+    async def _flush_debtors(self, run: FlowRun) -> dict[str, str | RecordError]:
+        """Create the debtors the batch's orders collected (``create_many``, with retries; a retry
+        looks them up by e-mail first, so none is created twice): key -> new id or the error."""
+        pending, run.pending_debtors = run.pending_debtors, {}
+        if not pending:
+            return {}
+        target, entity = run.target, Entity.CUSTOMERS
+        keys, records = list(pending), list(pending.values())
+        attempts = 0
+
+        async def create_all() -> list[str | RecordError]:
+            nonlocal attempts
+            attempts += 1
+            results: list[str | RecordError | None] = [None] * len(records)
+            if attempts > 1:  # the last try may have created some before its answer was lost
+                found = await target.find_many(entity, keys)
+                for n, key in enumerate(keys):
+                    if key in found:
+                        results[n] = found[key].id
+            todo = [n for n, result in enumerate(results) if result is None]
+            if todo:
+                created = await target.create_many(entity, [records[n] for n in todo])
+                if len(created) != len(todo):
+                    raise FatalError(f"{run.flow.target}: create_many answered {len(created)} results for {len(todo)} customers")
+                for n, result in zip(todo, created, strict=True):
+                    results[n] = result
+            return [r if r is not None else RecordError("no answer for this customer") for r in results]
+
+        try:
+            outcome: list[str | RecordError] = await self._with_retries(run.log, f"create {len(records)} customers", target, create_all)
+        except RecordError as exc:  # the whole call was refused: each of its debtors fails with the reason
+            outcome = [exc] * len(records)
+        results: dict[str, str | RecordError] = {}
+        for key, record, result in zip(keys, records, outcome, strict=True):
+            results[key] = result
+            if isinstance(result, str):
+                run.log.info("customer created", target_id=result, kind=record.kind, key=key, batched=True)
+                run.order_lookups[(entity, key)] = Found(result, record)
+            else:
+                run.order_lookups[(entity, key)] = None
+        return results
+
     async def _flush_documents(self, run: FlowRun) -> None:
         """Send the documents collected for the batch in hand (the document sink's ``create_many``,
-        with retries; a retry looks them up by number first, so none is created twice)."""
+        with retries; a retry looks them up by number first, so none is created twice). The debtors
+        they wait for are created first, together; a document whose debtor failed fails with it."""
+        debtors = await self._flush_debtors(run)
         pending, run.pending_documents = run.pending_documents, []
+        if debtors:
+            ready = []
+            for number, request, holder in pending:
+                debtor = request.customer
+                if debtor is None or not debtor.id.startswith(PENDING_DEBTOR):
+                    ready.append((number, request, holder))
+                    continue
+                key = debtor.id.removeprefix(PENDING_DEBTOR)
+                result = debtors.get(key)
+                if not isinstance(result, str):
+                    holder["result"] = RecordError(f"{number}: its customer {key!r} was not created: {result}")
+                    run.looked_up[number] = None
+                    continue
+                holder["customer_id"] = result
+                record = request.record.model_copy(update={"customer_id": result})
+                ready.append((number, dataclasses.replace(request, record=record, customer=Found(result, debtor.record)), holder))
+            pending = ready
         if not pending:
             return
         flow, target = run.flow, run.target

@@ -82,6 +82,9 @@ class FlowRun:
     pending_documents: list[Any] = dataclasses.field(default_factory=list)
     """The documents collected for the batch in hand (the document sink creates in batches):
     (order number, DocumentRequest, holder of the outcome)."""
+    pending_debtors: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """For an order flow whose documents and customers the target creates in batches: key -> the
+    debtor (Customer) to create before the batch's documents (its orders hold a placeholder id)."""
     order_lookups: dict[tuple[Any, str], Found | None] = dataclasses.field(default_factory=dict)
     """For an order flow: (entity, key) -> the debtor or article the batch's look-up found (None:
     not in the target), kept up to date as the order process creates them."""

@@ -19,6 +19,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .engine import Engine
     from .flowrun import FlowRun
 
+PENDING_DEBTOR = "\x00pending-debtor:"
+"""The id prefix of a debtor collected for the batch's ``create_many`` (replaced before the documents are sent)."""
+
 __all__ = [
     "OrderProcess", "lines_without_sku", "select", "apply_maps", "missing_product", "rate_key", "order_to_invoice", "invoice_to_order",
 ]
@@ -255,6 +258,16 @@ class OrderProcess:
         """Note a debtor or article just written, for the batch's next orders."""
         self.run_.order_lookups[(entity, key)] = found
 
+    def _batched_documents(self) -> bool:
+        """Whether this run's documents are collected for the document sink's ``create_many``."""
+        entity = self.flow.entity
+        return (
+            self.run_.deferred is not None
+            and not self.engine.dry_run
+            and entity in self.target.sinks
+            and self.target.document_sink(entity).batch_create
+        )
+
     async def run(self, change: Change, order: Order, settle: Callable[..., Awaitable[str]]) -> str:
         """Take ``order`` to the target; settle it; the action."""
         flow, entity, run = self.flow, self.flow.entity, self.run_
@@ -328,7 +341,7 @@ class OrderProcess:
                     f"{'order' if entity is Entity.ORDERS else 'invoice'} created",
                     target_id=result,
                     document=order.document,
-                    customer_id=order.customer_id,
+                    customer_id=holder.get("customer_id", order.customer_id),
                     batched=True,
                 )
                 return await settle("created", target_id=result, link=order_link(result))
@@ -358,10 +371,19 @@ class OrderProcess:
         fields = frozenset(self.target.written_fields.get(Entity.CUSTOMERS) or type(customer).model_fields)
         found = await self._find(f"find customer {customer.email}", Entity.CUSTOMERS, customer.key())
         if found is None:
+            if self._batched_documents() and self.engine.batch_creates(Entity.CUSTOMERS, self.run_):
+                # created with the batch's other new debtors, just before its documents (which
+                # get the debtor's id then): one batch call instead of one create per debtor
+                self.run_.pending_debtors[customer.key()] = customer
+                placeholder = Found(PENDING_DEBTOR + customer.key(), customer)
+                self._known(Entity.CUSTOMERS, customer.key(), placeholder)
+                return placeholder
             cid = await self.engine.write(self.run_, self.log, "create", Entity.CUSTOMERS, None, customer, fields, None)
             self.log.info(self.engine.said("customer created"), target_id=cid, kind=customer.kind)
             self._known(Entity.CUSTOMERS, customer.key(), Found(cid, customer))
             return Found(cid, customer)
+        if found.id.startswith(PENDING_DEBTOR):  # a debtor of this batch, not created yet: as collected
+            return found
         if options.update_customers:
             changed = differing_fields(customer, found.record, fields - set(options.customer_create_only_fields))
             if changed:

@@ -134,9 +134,41 @@ class BatchDocumentTarget(BatchTarget):
     refuse: set[str] = set()
 
 
+def _customer_batch_create_sink():
+    base = _customer_batch_sink()
+
+    class MemoryCustomerBatchCreateSink(base):  # type: ignore[misc,valid-type]
+        async def create_many(self, records):
+            MemoryStore.calls.append(("create_many_customers", ",".join(r.key() for r in records)))
+            results = []
+            for record in records:
+                if record.key() in BatchDebtorTarget.refuse_debtors:
+                    results.append(RecordError(f"target refuses customer {record.key()}"))
+                    continue
+                left = MemoryStore.flaky.get(record.key(), 0)
+                if left:  # a transient failure part-way raises for the whole call, as a lost answer would
+                    MemoryStore.flaky[record.key()] = left - 1
+                    raise RetryableError(f"transient failure at customer {record.key()}")
+                results.append(await self.connector._create(Entity.CUSTOMERS, record))
+            return results
+
+    return MemoryCustomerBatchCreateSink
+
+
+class BatchDebtorTarget(BatchDocumentTarget):
+    """BatchDocumentTarget whose customer sink also creates many debtors in one call; the e-mails in
+    ``refuse_debtors`` are refused one by one."""
+
+    name = "membatchdebtors"
+    title = "Memory target with batch document and debtor creates"
+    sinks = {**BatchDocumentTarget.sinks, Entity.CUSTOMERS: _customer_batch_create_sink()}
+    refuse_debtors: set[str] = set()
+
+
 @hookimpl
 def register_connectors(register):
     register(BatchTarget)
     register(BatchCreateTarget)
     register(BatchUpdateTarget)
     register(BatchDocumentTarget)
+    register(BatchDebtorTarget)

@@ -26,8 +26,10 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture(autouse=True)
 def _no_refusals():
     fakes_batch.BatchDocumentTarget.refuse = set()
+    fakes_batch.BatchDebtorTarget.refuse_debtors = set()
     yield
     fakes_batch.BatchDocumentTarget.refuse = set()
+    fakes_batch.BatchDebtorTarget.refuse_debtors = set()
 
 
 def order(number: int, email: str) -> Order:
@@ -41,10 +43,10 @@ def order(number: int, email: str) -> Order:
     )
 
 
-def resolved(tmp_path):
+def resolved(tmp_path, target="membatchdocs"):
     raw = {
         "state": {"path": str(tmp_path / "state.db")},
-        "connections": {"src": {"connector": "memsource"}, "dst": {"connector": "membatchdocs"}},
+        "connections": {"src": {"connector": "memsource"}, "dst": {"connector": target}},
         "flows": {
             "orders": {
                 "source": "src",
@@ -60,10 +62,10 @@ def resolved(tmp_path):
     return resolve(Config(**raw), registry, tmp_path / "x.toml")
 
 
-async def run(tmp_path):
+async def run(tmp_path, target="membatchdocs"):
     store = SQLiteStore(tmp_path / "state.db")
     await store.open()
-    engine = Engine(resolved(tmp_path), store, retry_base_delay=0)
+    engine = Engine(resolved(tmp_path, target), store, retry_base_delay=0)
     try:
         result = await engine.run_flow("orders")
         links = {n: await store.get_link("src", "orders", n, "dst") for n in fakes.MemoryStore.orders}
@@ -132,3 +134,43 @@ async def test_documents_that_fail_for_good_settle_nothing_and_the_next_run_link
     again, links, cursor = await run(tmp_path)
     assert again.status == "ok" and again.counts["created"] == 3 and again.counts["skipped"] == 3, again  # 0000..0002 found
     assert set(numbers_in_target(memory).values()) == {1} and len(numbers_in_target(memory)) == 6 and cursor == "0005"
+
+
+async def test_new_debtors_of_a_batch_are_created_together_before_its_documents(tmp_path, memory):
+    for n in range(150):
+        memory.orders[f"{n:04}"] = order(n, f"buyer{n % 7}@example.com")
+    result, links, _ = await run(tmp_path, "membatchdebtors")
+    assert result.status == "ok" and result.counts["created"] == 150, result
+    debtor_calls = calls(memory, "create_many_customers")
+    assert len(debtor_calls) == 1 and sorted(debtor_calls[0].split(",")) == [f"buyer{n}@example.com" for n in range(7)]
+    assert Counter(c.email for c in memory.customers.values()) == Counter({f"buyer{n}@example.com": 1 for n in range(7)})
+    by_email = {c.email: tid for tid, c in memory.customers.items()}
+    for number, link in links.items():  # each document names its own debtor's new id, not a placeholder
+        document = memory.target_orders[link.target_id]
+        assert document.customer_id == by_email[memory.orders[number].customer.email]
+    memory.calls.clear()
+    again, _, _ = await run(tmp_path, "membatchdebtors")
+    assert again.counts["skipped"] == 150 and memory.calls == []
+
+
+async def test_a_debtor_the_target_refuses_fails_only_its_orders(tmp_path, memory):
+    for n in range(6):
+        memory.orders[f"{n:04}"] = order(n, f"buyer{n % 3}@example.com")
+    fakes_batch.BatchDebtorTarget.refuse_debtors = {"buyer1@example.com"}
+    result, links, cursor = await run(tmp_path, "membatchdebtors")
+    assert result.counts["created"] == 4 and result.counts["failed"] == 2, result
+    failed = {f[2]: f[3] for f in result.failures}
+    assert set(failed) == {"0001", "0004"} and all("refuses customer buyer1@example.com" in r for r in failed.values())
+    assert links["0001"] is None and links["0004"] is None and cursor == "0005"
+    assert sorted(c.email for c in memory.customers.values()) == ["buyer0@example.com", "buyer2@example.com"]
+
+
+async def test_a_debtor_call_that_fails_part_way_is_retried_after_a_look_up_by_email(tmp_path, memory):
+    for n in range(6):
+        memory.orders[f"{n:04}"] = order(n, f"buyer{n}@example.com")
+    memory.flaky["buyer3@example.com"] = 1  # buyer0..2 are created, then the call fails (its answer lost)
+    result, links, _ = await run(tmp_path, "membatchdebtors")
+    assert result.status == "ok" and result.counts["created"] == 6, result
+    assert Counter(c.email for c in memory.customers.values()) == Counter({f"buyer{n}@example.com": 1 for n in range(6)})
+    assert calls(memory, "create_many_customers")[-1] == "buyer3@example.com,buyer4@example.com,buyer5@example.com"
+    assert all(link is not None for link in links.values())

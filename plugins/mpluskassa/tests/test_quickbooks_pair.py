@@ -344,6 +344,8 @@ async def test_till_orders_into_quickbooks_receipts_and_invoices_with_their_cust
     assert "CompanyName" not in person and person["FamilyName"] == "Peeters"
     paid_company, paid_person = receipts[doc_number("paid_company")], receipts[doc_number("paid_person")]
     assert paid_company["CustomerRef"]["value"] == company["Id"] and paid_person["CustomerRef"]["value"] == person["Id"]
+    # the new debtors went through one batch call together (no POST customer each), before the documents
+    assert qbo.count("POST", f"/v3/company/{qbo.realm}/customer") == 0
     assert receipts[doc_number("walk_in")]["CustomerRef"]["value"] == "1"  # the default debtor
     assert paid_company["PaymentMethodRef"]["value"] == "2" and paid_person["PaymentMethodRef"]["value"] == "1"
     assert paid_company["ShipMethodRef"]["value"] == "PostNL" and paid_person["ShipMethodRef"]["value"] == "Pick-up"
