@@ -53,8 +53,14 @@ def config(state: Path) -> Any:
         "connections": {"books": {"connector": "quickbooks", **books}, "till": {"connector": "mpluskassa", **till}},
         "flows": {
             "products": {"source": "books", "target": "till", "entity": "products", "interval": "1h"},
-            "orders": {"source": "till", "target": "books", "entity": "orders", "interval": "1h", "options": orders,
-                       "target_settings": {"paid_as": "sales_receipt"}},  # fmt: skip
+            "orders": {
+                "source": "till",
+                "target": "books",
+                "entity": "orders",
+                "interval": "1h",
+                "options": orders,
+                "target_settings": {"paid_as": "sales_receipt"},
+            },  # fmt: skip
             "items": {"source": "till", "target": "books", "entity": "products", "interval": "1h"},
         },
     }

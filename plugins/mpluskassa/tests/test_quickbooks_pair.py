@@ -193,7 +193,9 @@ async def test_the_update_checkbox_and_create_only_fields(tmp_path, registry, ap
     mug = item(qbo, "Mug", "5001", UnitPrice=Decimal("10.00"))
     item(qbo, "Cup", "5002")
     flow = {"source": "books", "target": "till", "entity": "products", "create_only_fields": ["name"]}
-    resolved = config(tmp_path, registry, {"products": {**flow, "options": {"update_existing": update_existing}}}, till={"categories": False})
+    resolved = config(
+        tmp_path, registry, {"products": {**flow, "options": {"update_existing": update_existing}}}, till={"categories": False}
+    )
     first, _ = await run(resolved, tmp_path, apps, "products")
     assert first.counts["created"] == 2
     qbo.write("Item", "update", {"Id": mug["Id"], "SyncToken": mug["SyncToken"], "sparse": True, "Name": "Mug new", "UnitPrice": 12})

@@ -65,9 +65,7 @@ async def test_the_demo_flows_run_between_the_simulators_as_the_demo_serves_them
     resolved = resolve(Config(**raw), registry, DEMO)
     sources = _sources(resolved)
     assert sources == {"quickbooks", "till"}  # both are read from: the demo seeds both
-    apps = {
-        name: conn.connector.simulator(seed=1, records=20 if name in sources else 0) for name, conn in resolved.connections.items()
-    }
+    apps = {name: conn.connector.simulator(seed=1, records=20 if name in sources else 0) for name, conn in resolved.connections.items()}
     transports = {name: httpx.ASGITransport(app=app) for name, app in apps.items()}
 
     async def round_of_runs() -> dict[str, dict]:

@@ -332,6 +332,15 @@ class StockSink(Sink[StockLevel]):
             "Item", target_id, {"QtyOnHand": record.available}, what=f"stock of item {record.sku!r}", require_tracked=True
         )
 
+    async def update_many(self, updates: Sequence[tuple[str, StockLevel, frozenset[str]]]) -> Sequence[RecordError | None]:
+        """The batch's changed quantities: SyncTokens read 30 items a query, sparse ``QtyOnHand``
+        updates sent 30 a batch call (a stale token read again and retried once)."""
+        return await self.connector.sparse_update_many(
+            "Item",
+            [(tid, {"QtyOnHand": r.available} if r.tracked else {}, f"stock of item {r.sku!r}") for tid, r, _ in updates],
+            require_tracked=True,
+        )
+
     def normalize(self, record: StockLevel) -> StockLevel:
         return record.model_copy(update={"reserved": Decimal(0), "on_hand": record.available, "location": None})
 
@@ -850,7 +859,7 @@ class QuickBooksConnector(Connector):
                 self.context.log.info("quickbooks_stale_synctoken_retry", entity=entity, id=target_id)
 
     async def sparse_update_many(
-        self, entity: str, updates: Sequence[tuple[str, dict[str, Any], str]]
+        self, entity: str, updates: Sequence[tuple[str, dict[str, Any], str]], *, require_tracked: bool = False
     ) -> list[RecordError | None]:
         """Sparse updates of many objects (``(Id, changes, what)``): their current ``SyncToken`` read
         30 ids a query, the changed ones sent 30 a ``batch`` call; an object whose token went stale
@@ -872,6 +881,8 @@ class QuickBooksConnector(Connector):
                 continue
             if obj is None:
                 results[n] = RecordError(f"{what}: {entity} {target_id} is not in QuickBooks (deleted or merged?)")
+            elif require_tracked and not obj.get("TrackQtyOnHand"):
+                results[n] = RecordError(f"{what}: the item does not track quantity (TrackQtyOnHand false); QtyOnHand cannot be set")
             elif not all(_same(obj.get(k), v) for k, v in changes.items()):
                 writes.append((str(n), "update", {"Id": target_id, "SyncToken": obj.get("SyncToken"), "sparse": True, **changes}))
         answers = await self.batch_write(entity, writes, what=f"{len(writes)} {entity} updates") if writes else {}
@@ -881,7 +892,7 @@ class QuickBooksConnector(Connector):
             if isinstance(answer, QBOError) and answer.fault is not None and STALE_CODE in answer.fault.codes:
                 self.context.log.info("quickbooks_stale_synctoken_retry", entity=entity, id=target_id, batched=True)
                 try:
-                    await self.sparse_update(entity, target_id, changes, what=what)
+                    await self.sparse_update(entity, target_id, changes, what=what, require_tracked=require_tracked)
                 except RecordError as exc:
                     results[n] = exc
             elif isinstance(answer, RecordError):

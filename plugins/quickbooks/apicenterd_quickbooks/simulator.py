@@ -210,11 +210,11 @@ class QuickBooksSim(VendorSim):
             other_id = self.names[entity].get(str(name).lower())
             if other_id is not None and other_id != own_id:
                 raise fault(
-                        400,
-                        "6240",
-                        "Duplicate Name Exists Error",
-                        f"The name supplied already exists. : Another {entity.lower()} is already using this name. "
-                        "Please use a different name.",
+                    400,
+                    "6240",
+                    "Duplicate Name Exists Error",
+                    f"The name supplied already exists. : Another {entity.lower()} is already using this name. "
+                    "Please use a different name.",
                 )
         if entity == "Item":
             kind = obj.get("Type", "NonInventory")

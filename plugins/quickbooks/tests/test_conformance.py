@@ -200,8 +200,12 @@ async def test_the_batch_requests_create_many_sends(xsd, app, sim, settings):
             lines=(OrderLine(sku="B1", name="Bolt", unit_price=Decimal(1), prices_include_tax=False),),
         )
         requests = [
-            DocumentRequest(record=order.model_copy(update={"paid": paid}), kind=kind, customer=Found(id="1", record=None),
-                            articles={"B1": Found(id="1", record=None)})  # fmt: skip
+            DocumentRequest(
+                record=order.model_copy(update={"paid": paid}),
+                kind=kind,
+                customer=Found(id="1", record=None),
+                articles={"B1": Found(id="1", record=None)},
+            )  # fmt: skip
             for paid, kind in ((True, "order"), (False, "order"), (False, "quote"))
         ]
         await conn.document_sink(Entity.ORDERS).create_many(requests)

@@ -333,7 +333,13 @@ async def test_items_read_carry_the_vat_rate_of_their_tax_code_and_parents_can_b
                                  "ParentRef": {"value": parent["Id"], "name": "T-shirt"}, "SalesTaxCodeRef": {"value": "4"},
                                  "PurchaseDesc": "red"})  # fmt: skip
     sim.write("Item", "create", {"Name": "Mug", "Sku": "MUG", "IncomeAccountRef": {"value": "1"}, "SalesTaxCodeRef": {"value": "9"}})
-    config = {**settings, "tax_rates": {"4": 9}, "default_tax_rate": 21, "skip_parent_items": True, "group_fields": {"colour": "PurchaseDesc"}}
+    config = {
+        **settings,
+        "tax_rates": {"4": 9},
+        "default_tax_rate": 21,
+        "skip_parent_items": True,
+        "group_fields": {"colour": "PurchaseDesc"},
+    }
     async with connect(QuickBooksConnector, config, app=app) as conn:
         read = {c.record.sku: c.record async for c in conn.read(Entity.PRODUCTS, None)}
     assert set(read) == {"TS-M", "MUG"}  # the parent item is the group, not a product
@@ -352,11 +358,14 @@ async def test_documents_are_created_30_per_batch_and_found_many_per_type(app, s
         customer = Found(id=await conn.sink(Entity.CUSTOMERS).create(Customer(kind="person", name="P Q", email="p@q.test")), record=None)
         sink = conn.document_sink(Entity.ORDERS)
         assert sink.batch_create and sink.batch_lookup
-        existing = await sink.create(DocumentRequest(record=_order("3000", paid=False), kind="order", customer=customer, articles={"SKU-1": item}))
+        existing = await sink.create(
+            DocumentRequest(record=_order("3000", paid=False), kind="order", customer=customer, articles={"SKU-1": item})
+        )
         # the simulator checks numbers as a company may: a second Invoice 3000 is refused with 6140
         requests = [
-            DocumentRequest(record=_order(f"3{n:03}", paid=n % 2 == 1), kind="quote" if n == 7 else "order", customer=customer,
-                            articles={"SKU-1": item})  # fmt: skip
+            DocumentRequest(
+                record=_order(f"3{n:03}", paid=n % 2 == 1), kind="quote" if n == 7 else "order", customer=customer, articles={"SKU-1": item}
+            )  # fmt: skip
             for n in range(40)
         ]
         requests.append(DocumentRequest(record=_order("X" * 22, paid=True), kind="order", customer=customer, articles={"SKU-1": item}))
@@ -430,7 +439,9 @@ async def test_update_many_reads_synctokens_30_a_query_and_sends_sparse_updates_
         def racing(entity, operation, body):
             if operation == "update" and body.get("Id") == ids[3] and not raced:
                 raced.append(body["Id"])
-                original_write(entity, "update", {"Id": body["Id"], "SyncToken": body["SyncToken"], "sparse": True, "Description": "theirs"})
+                original_write(
+                    entity, "update", {"Id": body["Id"], "SyncToken": body["SyncToken"], "sparse": True, "Description": "theirs"}
+                )
             return original_write(entity, operation, body)
 
         sim.write = racing
@@ -450,3 +461,41 @@ async def test_update_many_reads_synctokens_30_a_query_and_sends_sparse_updates_
             stored = sim.store["Item"][int(ids[n])]
             assert stored["UnitPrice"] == (Decimal("10.00") if n == 5 else Decimal("11.00")), n
         assert sim.store["Item"][int(ids[3])]["Description"] == "theirs"  # their change kept: sparse, not overwritten
+
+
+async def test_stock_update_many_sets_qtyonhand_30_a_batch_with_the_synctoken(app, sim, settings):
+    inventory = {**settings, "inventory_items": True, "expense_account_id": "80", "asset_account_id": "81"}
+    untracked = sim.write("Item", "create", {"Name": "Plain", "Sku": "PLAIN", "Type": "NonInventory", "IncomeAccountRef": {"value": "1"}})[
+        "Id"
+    ]
+    async with connect(QuickBooksConnector, inventory, app=app) as conn:
+        ids = await conn.sink(Entity.PRODUCTS).create_many([product(f"S{n}", quantity=Decimal(1)) for n in range(33)])
+        assert all(isinstance(i, str) for i in ids)
+        stock = conn.sink(Entity.STOCK)
+        assert stock.batch_update
+        original_write = sim.write
+        raced: list[str] = []
+
+        def racing(entity, operation, body):  # someone saves item 2 after its SyncToken was read: 5010, read again, retried
+            if operation == "update" and body.get("Id") == ids[2] and not raced:
+                raced.append(body["Id"])
+                original_write(
+                    entity, "update", {"Id": body["Id"], "SyncToken": body["SyncToken"], "sparse": True, "Description": "theirs"}
+                )
+            return original_write(entity, operation, body)
+
+        sim.write = racing
+        sim.reset_counts()
+        fields = frozenset({"available"})
+        updates = [(ids[n], StockLevel(sku=f"S{n}", on_hand=Decimal(n + 5), available=Decimal(n + 5)), fields) for n in range(33)]
+        updates.append((untracked, StockLevel(sku="PLAIN", on_hand=Decimal(4), available=Decimal(4)), fields))
+        updates.append((ids[0], StockLevel(sku="S0", on_hand=Decimal(9), available=Decimal(9), tracked=False), fields))
+        results = await stock.update_many(updates)
+        assert results[:33] == [None] * 33 and results[34] is None  # an unmanaged level writes nothing
+        assert isinstance(results[33], RecordError) and "TrackQtyOnHand" in str(results[33])
+        realm = f"/v3/company/{sim.realm}/"
+        assert sim.count("POST", realm + "batch") == 2  # 33 quantities: 30 + 3
+        assert raced == [ids[2]] and sim.count("POST", realm + "item") == 1  # the stale one, again on its own
+        for n in range(33):
+            assert sim.store["Item"][int(ids[n])]["QtyOnHand"] == Decimal(n + 5), n
+        assert sim.store["Item"][int(ids[2])]["Description"] == "theirs"
