@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -90,6 +91,11 @@ def _would(event: str) -> str:
     if event.endswith(", linked"):
         return f"{event.removesuffix(', linked')}, would link"
     return f"dry run: {event}"
+
+
+CONFIG_MARK = "#flow-config#"
+"""Prefix of the state store's cursor row that keeps a flow's configuration hash and since when
+(see Engine._config_since); no NUL: PostgreSQL text cannot hold one."""
 
 
 def _batch_create(target: Connector, entity: Entity) -> bool:
@@ -425,6 +431,29 @@ class Engine(Scheduling, Replaying, Retries):
         if self.on_flow_wait is not None:
             self.on_flow_wait(name, holder)
 
+    async def _config_since(self, flow: Flow) -> float:
+        """Since when the flow's configuration (source, target, entity, options, map rules, filters,
+        create-only fields, target settings) is as it is now: a hash of it is kept in the state
+        store beside the flow's cursor; when it differs, now, and the new hash is kept. Records that
+        failed before that wait out no dead-letter pause: the change may be what they lacked."""
+        raw = self.resolved.config.flows.get(flow.name)
+        fields = {"source", "target", "entity", "create_only_fields", "filters", "options", "map", "target_settings"}
+        shape = raw.model_dump(mode="json", include=fields) if raw is not None else {"flow": repr(flow)}
+        digest = hashlib.sha256(json.dumps(shape, sort_keys=True, default=str).encode()).hexdigest()[:32]
+        name = CONFIG_MARK + flow.name
+        stored = await self.store.get_cursor(name)
+        if stored:
+            known, _, since = stored.partition(" ")
+            with contextlib.suppress(ValueError):
+                if known == digest:
+                    return float(since)
+        now = time.time()
+        await self.store.set_cursor(name, f"{digest} {now!r}")
+        if stored:
+            flow_log = self.log.bind(flow=flow.name)
+            flow_log.info("flow configuration changed: failed records are tried again now, not after their pause")
+        return now
+
     async def _run(self, flow: Flow, trigger: str, *, full: bool = False) -> RunResult:
         try:
             run_id = 0 if self.dry_run else await self.store.start_run(flow.name, trigger)
@@ -453,6 +482,8 @@ class Engine(Scheduling, Replaying, Retries):
         for budget in budgets:
             budget.run_started(flow.name)
         try:
+            if not self.dry_run:
+                run.config_since = await self._config_since(flow)
             with progress_running(run.progress):
                 await self._read_and_settle(run, cursor)
         except BudgetSpent as exc:  # its share of a day budget: settled work stays, the rest waits for the reset
@@ -1049,6 +1080,7 @@ class Engine(Scheduling, Replaying, Retries):
                 letter is not None
                 and letter.payload == record.model_dump_json()
                 and time.time() < letter.last_failed_at + dead_letter_backoff(letter.attempts)
+                and letter.last_failed_at >= run.config_since  # failed under the flow's configuration as it is now
             ):
                 # failed before exactly as it is now: try again only after a growing pause (what
                 # it lacked may have appeared meanwhile, e.g. the product for its stock)

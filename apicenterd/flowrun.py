@@ -82,6 +82,9 @@ class FlowRun:
     pending_documents: list[Any] = dataclasses.field(default_factory=list)
     """The documents collected for the batch in hand (the document sink creates in batches):
     (order number, DocumentRequest, holder of the outcome)."""
+    config_since: float = 0.0
+    """Since when (Unix time) the flow's configuration is as it is now: a record that failed
+    before that is tried again at once, not after its dead letter's pause (see Engine._config_since)."""
     pending_debtors: dict[str, Any] = dataclasses.field(default_factory=dict)
     """For an order flow whose documents and customers the target creates in batches: key -> the
     debtor (Customer) to create before the batch's documents (its orders hold a placeholder id)."""

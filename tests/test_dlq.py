@@ -225,3 +225,33 @@ async def test_retention_keeps_open_dead_letters_without_their_record_and_warns_
 
     assert out["end"].audit_entries >= 1 and out["end"].runs == 2 and out["runs"] == []
     assert [d.source_id for d in out["final"]] == ["B"]  # never dropped while open
+
+
+async def test_a_failed_record_waits_out_its_pause_only_while_the_flows_configuration_stays(tmp_path, registry, memory):
+    memory.put(product("B"), "1")  # the last record: the inclusive cursor reads it again every run
+    memory.fail_create.add("B")
+
+    async def run(resolved):
+        async def go(engine, store):
+            result = await engine.run_flow("products")
+            return result, await store.dead_letters()
+
+        memory.calls.clear()
+        return await with_engine(resolved, tmp_path, go)
+
+    first, _ = await run(make_config(tmp_path, registry))
+    assert first.counts["failed"] == 1
+    # the schedule is not what the record failed on: it still waits out its pause, no call
+    same, letters = await run(make_config(tmp_path, registry, interval="5m"))
+    assert same.counts["waiting"] == 1 and memory.calls == [] and letters[0].attempts == 1
+    # the mapping changed: tried again at this run, not after the pause (it fails again here)
+    changed = make_config(tmp_path, registry, create_only_fields=["description"])
+    again, letters = await run(changed)
+    assert again.counts["failed"] == 1 and ("create", "B") in memory.calls and letters[0].attempts == 2
+    # failed under the configuration as it is now: it waits again
+    waiting, _ = await run(changed)
+    assert waiting.counts["waiting"] == 1 and memory.calls == []
+    # the configuration back as it was, and what it lacked is there: tried at once, created
+    memory.fail_create.clear()
+    back, _ = await run(make_config(tmp_path, registry))
+    assert back.counts["created"] == 1 and back.counts["waiting"] == 0
