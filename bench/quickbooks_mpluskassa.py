@@ -38,6 +38,7 @@ from apicenterd.config import Config, resolve
 from apicenterd.engine import Engine
 from apicenterd.registry import load_registry
 from apicenterd.state import SQLiteStore
+from apicenterd.testing.sim import RateLimitGate
 
 QBO_PER_MINUTE, QBO_BATCHES_PER_MINUTE, MPLUS_PER_MINUTE = 500, 40, 1200
 
@@ -89,10 +90,19 @@ def _qbo_calls(sim: Any) -> dict[str, int]:
     }
 
 
+def _counting(refuse: Any, counter: dict[str, int]) -> Any:
+    def counted(wait: float, gate: Any) -> Any:
+        counter["qbo"] += 1
+        return refuse(wait, gate)
+
+    return counted
+
+
 async def measure(label: str, name: str, ctx: dict) -> dict[str, Any]:
     qbo, till = ctx["qbo"], ctx["till"]
     qbo.reset_counts()
     mplus_before = till.requests.total
+    throttled_before = ctx["throttled"]["qbo"]
     result, seconds = await run(ctx["resolved"], ctx["state"], ctx["transports"], name, ctx["limits"])
     if result.status != "ok" or result.counts.get("failed"):
         raise SystemExit(f"{label}: {result.status} {dict(result.counts)} {result.error}")
@@ -100,6 +110,7 @@ async def measure(label: str, name: str, ctx: dict) -> dict[str, Any]:
     mplus = till.requests.total - mplus_before
     records = max(sum(result.counts.values()), 1)
     bound = max(q["calls"] / QBO_PER_MINUTE, q["batches"] / QBO_BATCHES_PER_MINUTE, mplus / MPLUS_PER_MINUTE) * 60
+    minutes = seconds / 60 if seconds else None
     figures = {
         "run": label,
         "records": records,
@@ -114,6 +125,13 @@ async def measure(label: str, name: str, ctx: dict) -> dict[str, Any]:
         "mpluskassa_calls": mplus,
         "mpluskassa_calls_per_record": round(mplus / records, 4),
         "rate_limit_bound_seconds": round(bound, 1),
+        # measured: what went out per minute of wall time, against each declared limit, and the
+        # 429s the simulators answered (with --limits: the engine should cause none)
+        "quickbooks_calls_per_minute": round(q["calls"] / minutes, 1) if minutes else None,
+        "quickbooks_batches_per_minute": round(q["batches"] / minutes, 1) if minutes else None,
+        "mpluskassa_calls_per_minute": round(mplus / minutes, 1) if minutes else None,
+        "limit_efficiency": round(bound / seconds, 3) if seconds else None,
+        "quickbooks_429s": ctx["throttled"]["qbo"] - throttled_before,
     }
     return figures
 
@@ -125,10 +143,22 @@ async def main(products: int, orders: int, limits: bool, as_json: bool) -> None:
     qbo, till = qbo_app.state.sim, till_app.state.sim
     qbo.write("Customer", "create", {"DisplayName": "Walk-in customer"})
     transports = {"books": httpx.ASGITransport(app=qbo_app), "till": httpx.ASGITransport(app=till_app)}
+    throttled = {"qbo": 0}
+    for gate in qbo.gates:  # count the 429s the QuickBooks simulator answers (MplusKASSA documents no limit)
+        if isinstance(gate, RateLimitGate):
+            gate.refuse = _counting(gate.refuse, throttled)
     out: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         state = Path(tmp) / "state.db"
-        ctx = {"qbo": qbo, "till": till, "resolved": config(state), "state": state, "transports": transports, "limits": limits}
+        ctx = {
+            "qbo": qbo,
+            "till": till,
+            "resolved": config(state),
+            "state": state,
+            "transports": transports,
+            "limits": limits,
+            "throttled": throttled,
+        }
         out.append(await measure("products QuickBooks -> MplusKASSA, first", "products", ctx))
         out.append(await measure("products QuickBooks -> MplusKASSA, second (unchanged)", "products", ctx))
         # the till's own articles become items in batches; then its orders find them
@@ -143,7 +173,11 @@ async def main(products: int, orders: int, limits: bool, as_json: bool) -> None:
             f"{f['quickbooks_calls']} calls ({f['quickbooks_calls_per_record']}/record, "
             f"writes {f['quickbooks_writes_per_created']}/created record, "
             f"{f['quickbooks_batches']} batches), MplusKASSA {f['mpluskassa_calls']} calls ({f['mpluskassa_calls_per_record']}/record); "
-            f"the vendors' limits allow these calls in {f['rate_limit_bound_seconds']} s at the earliest"
+            f"the vendors' limits allow these calls in {f['rate_limit_bound_seconds']} s at the earliest "
+            f"(measured per minute: QuickBooks {f['quickbooks_calls_per_minute']} calls of {QBO_PER_MINUTE}, "
+            f"{f['quickbooks_batches_per_minute']} batches of {QBO_BATCHES_PER_MINUTE}, MplusKASSA "
+            f"{f['mpluskassa_calls_per_minute']} of {MPLUS_PER_MINUTE}; bound / wall time {f['limit_efficiency']}; "
+            f"QuickBooks 429s {f['quickbooks_429s']})"
         )
 
 
