@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -189,49 +190,102 @@ class ShipmentSink(Sink[Shipment]):
         await self.connector.write_shipment(await self.connector.client.order(target_id), record)
 
 
+VARIANT_PREFIX = "attributecombinations/"
+"""Target ids of variant stock: ``attributecombinations/<id>`` (a product's target id is its plain id)."""
+VARIANT_INDEX_SECONDS = 300.0
+"""A SKU missing from the variant index rebuilds it when it is older than this (new variants are found)."""
+
+
 class StockSink(Sink[StockLevel]):
     """A product's ``stock`` (the canonical ``available``: on hand − reserved at the source), found by
-    ``productnumber``. CCV's manage-stock flag (``stockenabled``) is honoured: a product whose stock
-    CCV does not manage is left alone unless ``stock_enable`` is set (then the write turns it on);
-    a record whose source does not manage the SKU's stock (``tracked`` false) writes nothing. No
-    stock without a product: create raises (sync products first). Attribute combinations (variant
-    stock, ``PATCH /attributecombinations/:id/``) are not written."""
+    ``productnumber``; or, for a SKU no product has, a variant's (attribute combination's) ``stock``,
+    found by its ``sku_number`` (else its ``product_number``) and written with ``PATCH
+    /attributecombinations/:id/ {"stock": n}`` (CCV-SHOP-API.md §5). The variants are indexed by one
+    paged read of ``/products/?expand=attributecombinations`` when a SKU is not a product (again when
+    a SKU is missing and the index is over ``VARIANT_INDEX_SECONDS`` old). CCV's manage-stock flag
+    (``stockenabled``, of the product; of the parent product for a variant) is honoured: stock CCV
+    does not manage is left alone unless ``stock_enable`` is set (then the write turns it on); a
+    record whose source does not manage the SKU's stock (``tracked`` false) writes nothing. No stock
+    without a product or variant: create raises (sync products first)."""
 
     connector: CCVSalesPOSConnector
     written_fields = frozenset({"available"})
-    field_map = {"sku": "productnumber (filter)", "available": "stock", "tracked": "stockenabled"}
+    field_map = {
+        "sku": "productnumber (filter); else attributecombinations[].sku_number or product_number",
+        "available": "stock (of the product or the attribute combination)",
+        "tracked": "stockenabled (of the product)",
+    }
+
+    def __init__(self, connector: CCVSalesPOSConnector) -> None:
+        super().__init__(connector)
+        self._variants: dict[str, dict[str, Any]] | None = None
+        self._indexed_at = 0.0
 
     async def find(self, key: str) -> Found | None:
+        if self._variants is not None and key in self._variants:  # known as a variant: no look-up by productnumber
+            return self._found_variant(key, self._variants[key])
         product = await self.connector.product_by_number(key)
-        if product is None:
-            return None
-        return Found(id=str(_int_id(product)), record=mapping.stock_level(product), vendor=product)
+        if product is not None:
+            return Found(id=str(_int_id(product)), record=mapping.stock_level(product), vendor=product)
+        variant = await self._variant(key)
+        return None if variant is None else self._found_variant(key, variant)
+
+    async def _variant(self, sku: str) -> dict[str, Any] | None:
+        now = time.monotonic()
+        if self._variants is None or (sku not in self._variants and now - self._indexed_at > VARIANT_INDEX_SECONDS):
+            self._variants = await self.connector.variants_by_sku()
+            self._indexed_at = now
+        return self._variants.get(sku)
+
+    @staticmethod
+    def _found_variant(sku: str, variant: dict[str, Any]) -> Found:
+        """``variant``: ``{"attributecombination": <resource>, "product_id": n, "stockenabled": <the product's>}``."""
+        combination = variant["attributecombination"]
+        record = mapping.variant_stock_level(combination, sku, managed=variant["stockenabled"])
+        return Found(id=f"{VARIANT_PREFIX}{_int_id(combination)}", record=record, vendor=variant)
 
     async def create(self, record: StockLevel) -> str:
-        raise RecordError(f"no product with productnumber {record.sku!r} in CCV; sync products first")
+        raise RecordError(f"no product or variant with SKU {record.sku!r} in CCV; sync products first")
 
     async def update(self, target_id: str, record: StockLevel, fields: frozenset[str]) -> None:
+        if target_id.startswith(VARIANT_PREFIX):
+            found = await self.find(record.sku)
+            if found is None or found.id != target_id:
+                raise RecordError(f"{target_id} (SKU {record.sku!r}) is no longer a variant in CCV")
+            await self._write(target_id, record, found.vendor)
+            return
         product = await self.connector.client.get_one(f"products/{target_id}/", what=f"product {target_id}")
         await self._write(target_id, record, product)
 
     async def update_found(self, found: Found, record: StockLevel, fields: frozenset[str]) -> None:
-        """The product as the look-up read it tells its manage-stock flag: no second GET."""
+        """The product (or variant) as the look-up read it tells its manage-stock flag: no second GET."""
         await self._write(found.id, record, found.vendor)
 
-    async def _write(self, target_id: str, record: StockLevel, product: Any) -> None:
+    async def _write(self, target_id: str, record: StockLevel, vendor: Any) -> None:
         enable = self.connector.settings.stock_enable
-        managed = isinstance(product, dict) and bool(product.get("stockenabled"))
+        is_variant = isinstance(vendor, dict) and "attributecombination" in vendor
+        managed = isinstance(vendor, dict) and bool(vendor.get("stockenabled"))
         if not record.tracked or (not managed and not enable):
             self.connector.context.log.info(
-                "ccv_stock_left_alone", sku=record.sku, product=target_id,
+                "ccv_stock_left_alone", sku=record.sku, target=target_id,
                 reason="the source does not manage its stock" if not record.tracked else "stockenabled is off in CCV",
             )  # fmt: skip
             return
-        body: dict[str, Any] = {"stock": float(record.available)}
+        client = self.connector.client
+        stock = float(record.available)
+        if is_variant:
+            what = f"stock of variant {record.sku!r}"
+            if not managed:  # the flag is the parent product's
+                await client.request("PATCH", f"products/{vendor['product_id']}/", what=what, json={"stockenabled": True})
+                vendor["stockenabled"] = True
+            await client.request("PATCH", f"{target_id}/", what=what, json={"stock": stock})
+            vendor["attributecombination"]["stock"] = stock
+            return
+        body: dict[str, Any] = {"stock": stock}
         if not managed:
             body["stockenabled"] = True
         what = f"stock of product {record.sku!r}"
-        await self.connector.client.request("PATCH", f"products/{target_id}/", what=what, json=body)
+        await client.request("PATCH", f"products/{target_id}/", what=what, json=body)
 
 
 class CCVSalesPOSConnector(Connector):
@@ -669,6 +723,42 @@ class CCVSalesPOSConnector(Connector):
                 if str(product.get("productnumber") or "") == number:
                     return product
         return None
+
+    async def variants_by_sku(self) -> dict[str, dict[str, Any]]:
+        """Every attribute combination (``{"attributecombination", "product_id", "stockenabled"}``) by its
+        ``sku_number``, and by its ``product_number`` where no combination has that as its ``sku_number``:
+        one paged read of ``/products/?expand=attributecombinations``; a product whose expansion has more
+        (``next``) has its combinations read with ``GET /products/:id/attributecombinations/``. A SKU two
+        combinations share is left out (logged): stock written by it would be a guess."""
+        index: dict[str, dict[str, dict[str, Any]]] = {"sku_number": {}, "product_number": {}}
+        shared: set[str] = set()
+        async with contextlib.aclosing(self.client.products(orderby="id", expand="attributecombinations")) as items:
+            async for product in items:
+                link = product.get("attributecombinations")
+                embedded = link.get("collection") if isinstance(link, dict) else None
+                if not isinstance(embedded, dict) or not isinstance(embedded.get("items"), list):
+                    continue  # not expanded: no variants
+                combinations = [c for c in embedded["items"] if isinstance(c, dict)]
+                if embedded.get("next"):  # more than the expansion holds
+                    url = f"products/{_int_id(product)}/attributecombinations/"
+                    combinations = [c async for c in self.client.collection(url, what=f"product {product.get('id')} variants")]
+                for combination in combinations:
+                    variant = {
+                        "attributecombination": combination,
+                        "product_id": _int_id(product),
+                        "stockenabled": bool(product.get("stockenabled")),
+                    }
+                    for field, by in index.items():
+                        sku = str(combination.get(field) or "").strip()
+                        if not sku:
+                            continue
+                        if sku in by and by[sku]["attributecombination"].get("id") != combination.get("id"):
+                            shared.add(sku)
+                        by[sku] = variant
+        for sku in sorted(shared):
+            self.context.log.warning("ccv_variant_sku_shared", sku=sku, reason="two attribute combinations have this SKU")
+        found = {**index["product_number"], **index["sku_number"]}
+        return {sku: variant for sku, variant in found.items() if sku not in shared}
 
     async def order_by_number(self, number: str) -> dict[str, Any] | None:
         """The completed order numbered ``number`` (``ordernumber_full``), via the ``ordernumber`` filter."""
