@@ -98,6 +98,24 @@ class ProductSource(Source[Product]):
     def changes(self, since: str | None) -> AsyncIterator[Change]:
         return self.connector.read_products(since)
 
+    async def backlog(self, since: str | None) -> int | None:
+        """The products changed at or after ``since`` (all of them from the beginning): CCV tells no
+        total (CCV-SHOP-API.md §4), so their place in ``orderby=modifydate_desc`` is searched with
+        one-item pages (about 2·log2 of the count in GETs of CCV's, not of a day-budgeted vendor)."""
+        conn = self.connector
+        try:
+            cutoff = mapping.parse_datetime(since, "products cursor") if since else None
+        except ValueError:
+            return None
+
+        def before_cutoff(item: dict[str, Any]) -> bool:
+            try:
+                return cutoff is not None and mapping.parse_datetime(item.get("modifydate")) < cutoff
+            except ValueError:
+                return False
+
+        return await conn.count_products("modifydate_desc", before_cutoff)
+
 
 class StockSource(Source[StockLevel]):
     """Stock levels of every product (``since`` is ignored: reservations change without the product)."""
@@ -112,6 +130,10 @@ class StockSource(Source[StockLevel]):
 
     def changes(self, since: str | None) -> AsyncIterator[Change]:
         return self.connector.read_stock()
+
+    async def backlog(self, since: str | None) -> int | None:
+        """Every product (a stock read reads them all): counted as :meth:`ProductSource.backlog` does."""
+        return await self.connector.count_products("id", lambda item: False)
 
 
 class OrderSource(Source[Order]):
@@ -143,6 +165,18 @@ class OrderSource(Source[Order]):
 
     def changes(self, since: str | None) -> AsyncIterator[Change]:
         return self.connector.read_orders(since)
+
+    async def backlog(self, since: str | None) -> int | None:
+        """A delta read gathers its orders before it yields the first: their number, without a call.
+        From the beginning: the span of completed orders' ``ordernumber`` (numbered in sequence when
+        an order is completed), from the lowest and the highest (two one-order GETs); about."""
+        conn = self.connector
+        if since is not None:
+            try:
+                return conn.orders_gathered.get(mapping.parse_order_cursor(since))
+            except ValueError:
+                return None
+        return await conn.order_number_span()
 
 
 class CustomerSource(Source[Customer]):
@@ -190,6 +224,8 @@ class ShipmentSink(Sink[Shipment]):
         await self.connector.write_shipment(await self.connector.client.order(target_id), record)
 
 
+PLACE_PROBES = 40
+"""Doublings at most when a backlog is searched (2**40 products: never reached in practice)."""
 VARIANT_PREFIX = "attributecombinations/"
 """Target ids of variant stock: ``attributecombinations/<id>`` (a product's target id is its plain id)."""
 VARIANT_INDEX_SECONDS = 300.0
@@ -430,6 +466,8 @@ class CCVSalesPOSConnector(Connector):
         )
         self.client = CCVClient(self._http, page_size=settings.page_size)
         self.clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+        self.orders_gathered: dict[int, int] = {}
+        """Orders a delta read from an ordernumber gathered (sorted before yielding), for the backlog."""
         self._rows: collections.OrderedDict[int, tuple[str, list[dict[str, Any]]]] = collections.OrderedDict()
         if settings.webhook_url:  # with no events left: unsubscribes the ones configured before
             try:
@@ -629,6 +667,7 @@ class CCVSalesPOSConnector(Connector):
                     if horizon is None or created < horizon:
                         break  # newest first: the rest is older than the cursor and the window
                 found[_int_id(order)] = (number, order)
+        self.orders_gathered = {since_number: len(found)}
         for _, order in sorted(found.values(), key=lambda entry: entry[0]):
             yield order
 
@@ -759,6 +798,53 @@ class CCVSalesPOSConnector(Connector):
             self.context.log.warning("ccv_variant_sku_shared", sku=sku, reason="two attribute combinations have this SKU")
         found = {**index["product_number"], **index["sku_number"]}
         return {sku: variant for sku, variant in found.items() if sku not in shared}
+
+    async def _item_at(self, url: str, params: dict[str, Any], start: int, what: str) -> dict[str, Any] | None:
+        body = await self.client.request("GET", url, what=what, params={**params, "start": start, "size": 1})
+        items = body.get("items") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise FatalError(f"{what}: GET {url} did not return a collection ({{items: [...], next: ...}})")
+        return items[0] if items and isinstance(items[0], dict) else None
+
+    async def count_products(self, orderby: str, past: Callable[[dict[str, Any]], bool]) -> int | None:
+        """How many products of ``GET /products/?orderby=<orderby>`` come before the first one ``past``
+        says is beyond the wanted ones (all of them when none is): CCV tells no total, so the place
+        is searched with one-item pages (``start=k&size=1``), doubling then halving: about 2·log2 of
+        the count in calls. About: offsets shift while products change (CCV-SHOP-API.md §4)."""
+        what = "how many products are to be read"
+        params = {"orderby": orderby}
+
+        async def wanted(start: int) -> bool:
+            item = await self._item_at("products/", params, start, what)
+            return item is not None and not past(item)
+
+        low, high = 0, 1  # wanted(k) for k < low; not wanted(high)
+        if not await wanted(0):
+            return 0
+        for _ in range(PLACE_PROBES):
+            if not await wanted(high):
+                break
+            low, high = high, high * 2
+        else:
+            return None  # beyond what the search goes to: unknown
+        while high - low > 1:
+            middle = (low + high) // 2
+            if await wanted(middle):
+                low = middle
+            else:
+                high = middle
+        return high
+
+    async def order_number_span(self) -> int | None:
+        """Completed orders from the lowest ``ordernumber`` to the highest (two one-order GETs); None for none."""
+        numbers = []
+        for orderby in ("ordernumber", "ordernumber_desc"):
+            order = await self._item_at("orders/", {"orderby": orderby}, 0, "how many orders are to be read")
+            number = None if order is None else mapping.order_number_of(order)
+            if number is None:
+                return None
+            numbers.append(number)
+        return max(0, numbers[1] - numbers[0] + 1)
 
     async def order_by_number(self, number: str) -> dict[str, Any] | None:
         """The completed order numbered ``number`` (``ordernumber_full``), via the ``ordernumber`` filter."""
