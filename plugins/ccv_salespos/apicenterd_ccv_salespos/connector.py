@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -97,6 +98,24 @@ class ProductSource(Source[Product]):
     def changes(self, since: str | None) -> AsyncIterator[Change]:
         return self.connector.read_products(since)
 
+    async def backlog(self, since: str | None) -> int | None:
+        """The products changed at or after ``since`` (all of them from the beginning): CCV tells no
+        total (CCV-SHOP-API.md §4), so their place in ``orderby=modifydate_desc`` is searched with
+        one-item pages (about 2·log2 of the count in GETs of CCV's, not of a day-budgeted vendor)."""
+        conn = self.connector
+        try:
+            cutoff = mapping.parse_datetime(since, "products cursor") if since else None
+        except ValueError:
+            return None
+
+        def before_cutoff(item: dict[str, Any]) -> bool:
+            try:
+                return cutoff is not None and mapping.parse_datetime(item.get("modifydate")) < cutoff
+            except ValueError:
+                return False
+
+        return await conn.count_products("modifydate_desc", before_cutoff)
+
 
 class StockSource(Source[StockLevel]):
     """Stock levels of every product (``since`` is ignored: reservations change without the product)."""
@@ -111,6 +130,10 @@ class StockSource(Source[StockLevel]):
 
     def changes(self, since: str | None) -> AsyncIterator[Change]:
         return self.connector.read_stock()
+
+    async def backlog(self, since: str | None) -> int | None:
+        """Every product (a stock read reads them all): counted as :meth:`ProductSource.backlog` does."""
+        return await self.connector.count_products("id", lambda item: False)
 
 
 class OrderSource(Source[Order]):
@@ -142,6 +165,18 @@ class OrderSource(Source[Order]):
 
     def changes(self, since: str | None) -> AsyncIterator[Change]:
         return self.connector.read_orders(since)
+
+    async def backlog(self, since: str | None) -> int | None:
+        """A delta read gathers its orders before it yields the first: their number, without a call.
+        From the beginning: the span of completed orders' ``ordernumber`` (numbered in sequence when
+        an order is completed), from the lowest and the highest (two one-order GETs); about."""
+        conn = self.connector
+        if since is not None:
+            try:
+                return conn.orders_gathered.get(mapping.parse_order_cursor(since))
+            except ValueError:
+                return None
+        return await conn.order_number_span()
 
 
 class CustomerSource(Source[Customer]):
@@ -189,49 +224,104 @@ class ShipmentSink(Sink[Shipment]):
         await self.connector.write_shipment(await self.connector.client.order(target_id), record)
 
 
+PLACE_PROBES = 40
+"""Doublings at most when a backlog is searched (2**40 products: never reached in practice)."""
+VARIANT_PREFIX = "attributecombinations/"
+"""Target ids of variant stock: ``attributecombinations/<id>`` (a product's target id is its plain id)."""
+VARIANT_INDEX_SECONDS = 300.0
+"""A SKU missing from the variant index rebuilds it when it is older than this (new variants are found)."""
+
+
 class StockSink(Sink[StockLevel]):
     """A product's ``stock`` (the canonical ``available``: on hand − reserved at the source), found by
-    ``productnumber``. CCV's manage-stock flag (``stockenabled``) is honoured: a product whose stock
-    CCV does not manage is left alone unless ``stock_enable`` is set (then the write turns it on);
-    a record whose source does not manage the SKU's stock (``tracked`` false) writes nothing. No
-    stock without a product: create raises (sync products first). Attribute combinations (variant
-    stock, ``PATCH /attributecombinations/:id/``) are not written."""
+    ``productnumber``; or, for a SKU no product has, a variant's (attribute combination's) ``stock``,
+    found by its ``sku_number`` (else its ``product_number``) and written with ``PATCH
+    /attributecombinations/:id/ {"stock": n}`` (CCV-SHOP-API.md §5). The variants are indexed by one
+    paged read of ``/products/?expand=attributecombinations`` when a SKU is not a product (again when
+    a SKU is missing and the index is over ``VARIANT_INDEX_SECONDS`` old). CCV's manage-stock flag
+    (``stockenabled``, of the product; of the parent product for a variant) is honoured: stock CCV
+    does not manage is left alone unless ``stock_enable`` is set (then the write turns it on); a
+    record whose source does not manage the SKU's stock (``tracked`` false) writes nothing. No stock
+    without a product or variant: create raises (sync products first)."""
 
     connector: CCVSalesPOSConnector
     written_fields = frozenset({"available"})
-    field_map = {"sku": "productnumber (filter)", "available": "stock", "tracked": "stockenabled"}
+    field_map = {
+        "sku": "productnumber (filter); else attributecombinations[].sku_number or product_number",
+        "available": "stock (of the product or the attribute combination)",
+        "tracked": "stockenabled (of the product)",
+    }
+
+    def __init__(self, connector: CCVSalesPOSConnector) -> None:
+        super().__init__(connector)
+        self._variants: dict[str, dict[str, Any]] | None = None
+        self._indexed_at = 0.0
 
     async def find(self, key: str) -> Found | None:
+        if self._variants is not None and key in self._variants:  # known as a variant: no look-up by productnumber
+            return self._found_variant(key, self._variants[key])
         product = await self.connector.product_by_number(key)
-        if product is None:
-            return None
-        return Found(id=str(_int_id(product)), record=mapping.stock_level(product), vendor=product)
+        if product is not None:
+            return Found(id=str(_int_id(product)), record=mapping.stock_level(product), vendor=product)
+        variant = await self._variant(key)
+        return None if variant is None else self._found_variant(key, variant)
+
+    async def _variant(self, sku: str) -> dict[str, Any] | None:
+        now = time.monotonic()
+        if self._variants is None or (sku not in self._variants and now - self._indexed_at > VARIANT_INDEX_SECONDS):
+            self._variants = await self.connector.variants_by_sku()
+            self._indexed_at = now
+        return self._variants.get(sku)
+
+    @staticmethod
+    def _found_variant(sku: str, variant: dict[str, Any]) -> Found:
+        """``variant``: ``{"attributecombination": <resource>, "product_id": n, "stockenabled": <the product's>}``."""
+        combination = variant["attributecombination"]
+        record = mapping.variant_stock_level(combination, sku, managed=variant["stockenabled"])
+        return Found(id=f"{VARIANT_PREFIX}{_int_id(combination)}", record=record, vendor=variant)
 
     async def create(self, record: StockLevel) -> str:
-        raise RecordError(f"no product with productnumber {record.sku!r} in CCV; sync products first")
+        raise RecordError(f"no product or variant with SKU {record.sku!r} in CCV; sync products first")
 
     async def update(self, target_id: str, record: StockLevel, fields: frozenset[str]) -> None:
+        if target_id.startswith(VARIANT_PREFIX):
+            found = await self.find(record.sku)
+            if found is None or found.id != target_id:
+                raise RecordError(f"{target_id} (SKU {record.sku!r}) is no longer a variant in CCV")
+            await self._write(target_id, record, found.vendor)
+            return
         product = await self.connector.client.get_one(f"products/{target_id}/", what=f"product {target_id}")
         await self._write(target_id, record, product)
 
     async def update_found(self, found: Found, record: StockLevel, fields: frozenset[str]) -> None:
-        """The product as the look-up read it tells its manage-stock flag: no second GET."""
+        """The product (or variant) as the look-up read it tells its manage-stock flag: no second GET."""
         await self._write(found.id, record, found.vendor)
 
-    async def _write(self, target_id: str, record: StockLevel, product: Any) -> None:
+    async def _write(self, target_id: str, record: StockLevel, vendor: Any) -> None:
         enable = self.connector.settings.stock_enable
-        managed = isinstance(product, dict) and bool(product.get("stockenabled"))
+        is_variant = isinstance(vendor, dict) and "attributecombination" in vendor
+        managed = isinstance(vendor, dict) and bool(vendor.get("stockenabled"))
         if not record.tracked or (not managed and not enable):
             self.connector.context.log.info(
-                "ccv_stock_left_alone", sku=record.sku, product=target_id,
+                "ccv_stock_left_alone", sku=record.sku, target=target_id,
                 reason="the source does not manage its stock" if not record.tracked else "stockenabled is off in CCV",
             )  # fmt: skip
             return
-        body: dict[str, Any] = {"stock": float(record.available)}
+        client = self.connector.client
+        stock = float(record.available)
+        if is_variant:
+            what = f"stock of variant {record.sku!r}"
+            if not managed:  # the flag is the parent product's
+                await client.request("PATCH", f"products/{vendor['product_id']}/", what=what, json={"stockenabled": True})
+                vendor["stockenabled"] = True
+            await client.request("PATCH", f"{target_id}/", what=what, json={"stock": stock})
+            vendor["attributecombination"]["stock"] = stock
+            return
+        body: dict[str, Any] = {"stock": stock}
         if not managed:
             body["stockenabled"] = True
         what = f"stock of product {record.sku!r}"
-        await self.connector.client.request("PATCH", f"products/{target_id}/", what=what, json=body)
+        await client.request("PATCH", f"products/{target_id}/", what=what, json=body)
 
 
 class CCVSalesPOSConnector(Connector):
@@ -376,6 +466,8 @@ class CCVSalesPOSConnector(Connector):
         )
         self.client = CCVClient(self._http, page_size=settings.page_size)
         self.clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+        self.orders_gathered: dict[int, int] = {}
+        """Orders a delta read from an ordernumber gathered (sorted before yielding), for the backlog."""
         self._rows: collections.OrderedDict[int, tuple[str, list[dict[str, Any]]]] = collections.OrderedDict()
         if settings.webhook_url:  # with no events left: unsubscribes the ones configured before
             try:
@@ -575,6 +667,7 @@ class CCVSalesPOSConnector(Connector):
                     if horizon is None or created < horizon:
                         break  # newest first: the rest is older than the cursor and the window
                 found[_int_id(order)] = (number, order)
+        self.orders_gathered = {since_number: len(found)}
         for _, order in sorted(found.values(), key=lambda entry: entry[0]):
             yield order
 
@@ -669,6 +762,89 @@ class CCVSalesPOSConnector(Connector):
                 if str(product.get("productnumber") or "") == number:
                     return product
         return None
+
+    async def variants_by_sku(self) -> dict[str, dict[str, Any]]:
+        """Every attribute combination (``{"attributecombination", "product_id", "stockenabled"}``) by its
+        ``sku_number``, and by its ``product_number`` where no combination has that as its ``sku_number``:
+        one paged read of ``/products/?expand=attributecombinations``; a product whose expansion has more
+        (``next``) has its combinations read with ``GET /products/:id/attributecombinations/``. A SKU two
+        combinations share is left out (logged): stock written by it would be a guess."""
+        index: dict[str, dict[str, dict[str, Any]]] = {"sku_number": {}, "product_number": {}}
+        shared: set[str] = set()
+        async with contextlib.aclosing(self.client.products(orderby="id", expand="attributecombinations")) as items:
+            async for product in items:
+                link = product.get("attributecombinations")
+                embedded = link.get("collection") if isinstance(link, dict) else None
+                if not isinstance(embedded, dict) or not isinstance(embedded.get("items"), list):
+                    continue  # not expanded: no variants
+                combinations = [c for c in embedded["items"] if isinstance(c, dict)]
+                if embedded.get("next"):  # more than the expansion holds
+                    url = f"products/{_int_id(product)}/attributecombinations/"
+                    combinations = [c async for c in self.client.collection(url, what=f"product {product.get('id')} variants")]
+                for combination in combinations:
+                    variant = {
+                        "attributecombination": combination,
+                        "product_id": _int_id(product),
+                        "stockenabled": bool(product.get("stockenabled")),
+                    }
+                    for field, by in index.items():
+                        sku = str(combination.get(field) or "").strip()
+                        if not sku:
+                            continue
+                        if sku in by and by[sku]["attributecombination"].get("id") != combination.get("id"):
+                            shared.add(sku)
+                        by[sku] = variant
+        for sku in sorted(shared):
+            self.context.log.warning("ccv_variant_sku_shared", sku=sku, reason="two attribute combinations have this SKU")
+        found = {**index["product_number"], **index["sku_number"]}
+        return {sku: variant for sku, variant in found.items() if sku not in shared}
+
+    async def _item_at(self, url: str, params: dict[str, Any], start: int, what: str) -> dict[str, Any] | None:
+        body = await self.client.request("GET", url, what=what, params={**params, "start": start, "size": 1})
+        items = body.get("items") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise FatalError(f"{what}: GET {url} did not return a collection ({{items: [...], next: ...}})")
+        return items[0] if items and isinstance(items[0], dict) else None
+
+    async def count_products(self, orderby: str, past: Callable[[dict[str, Any]], bool]) -> int | None:
+        """How many products of ``GET /products/?orderby=<orderby>`` come before the first one ``past``
+        says is beyond the wanted ones (all of them when none is): CCV tells no total, so the place
+        is searched with one-item pages (``start=k&size=1``), doubling then halving: about 2·log2 of
+        the count in calls. About: offsets shift while products change (CCV-SHOP-API.md §4)."""
+        what = "how many products are to be read"
+        params = {"orderby": orderby}
+
+        async def wanted(start: int) -> bool:
+            item = await self._item_at("products/", params, start, what)
+            return item is not None and not past(item)
+
+        low, high = 0, 1  # wanted(k) for k < low; not wanted(high)
+        if not await wanted(0):
+            return 0
+        for _ in range(PLACE_PROBES):
+            if not await wanted(high):
+                break
+            low, high = high, high * 2
+        else:
+            return None  # beyond what the search goes to: unknown
+        while high - low > 1:
+            middle = (low + high) // 2
+            if await wanted(middle):
+                low = middle
+            else:
+                high = middle
+        return high
+
+    async def order_number_span(self) -> int | None:
+        """Completed orders from the lowest ``ordernumber`` to the highest (two one-order GETs); None for none."""
+        numbers = []
+        for orderby in ("ordernumber", "ordernumber_desc"):
+            order = await self._item_at("orders/", {"orderby": orderby}, 0, "how many orders are to be read")
+            number = None if order is None else mapping.order_number_of(order)
+            if number is None:
+                return None
+            numbers.append(number)
+        return max(0, numbers[1] - numbers[0] + 1)
 
     async def order_by_number(self, number: str) -> dict[str, Any] | None:
         """The completed order numbered ``number`` (``ordernumber_full``), via the ``ordernumber`` filter."""

@@ -252,6 +252,15 @@ def stock_level(item: Mapping[str, Any], reserved: Decimal = Decimal(0)) -> Stoc
     )
 
 
+def variant_stock_level(combination: Mapping[str, Any], sku: str, *, managed: bool) -> StockLevel:
+    """An attribute combination's (a variant's) stock under ``sku``: on hand = its ``stock``;
+    ``managed`` is its parent product's ``stockenabled`` (a variant has no flag of its own)."""
+    where = f"attribute combination {combination.get('id')}"
+    raw = combination.get("stock")
+    on_hand = (to_decimal(raw, f"{where}.stock") if managed and raw is not None else None) or Decimal(0)
+    return _build(StockLevel, where, sku=sku, location=None, on_hand=on_hand, reserved=Decimal(0), available=on_hand, tracked=managed)
+
+
 # -- customers, orders, shipments ------------------------------------------------------------
 
 FINAL_STATUSES = frozenset({7, 8})

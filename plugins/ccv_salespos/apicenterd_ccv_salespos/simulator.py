@@ -78,6 +78,14 @@ ORDER_PATCH_FIELDS: dict[str, tuple[type, ...]] = {
     "status": (int,), "paid": (bool,), "track_and_trace_code": (str,), "track_and_trace_carrier": (str,),
     "mail": (bool,), "note": (str,), "deliver_date": (str,),
 }  # fmt: skip
+COMBINATION_WRITE_FIELDS: dict[str, tuple[type, ...]] = {"stock": NUMBER, "active": (bool,)}
+"""PATCH /attributecombinations/:id/ fields (``stock``: JAVA client; ``active``: a key of the resource)."""
+PRODUCT_EXPANDS = (  # noqa: SIM905
+    "attributecombinations productattachments productattributesets productkeywords productphotos productrelevant "
+    "productreviews productshippingcosts productstaggeredprices producttopropertygroups producttocategories "
+    "productvariants productvideos producttaxtariffexceptions"
+).split()
+"""The product list's ``expand`` values (JDK Parameters/Products/All.php)."""
 PRODUCT_ORDERBY = ("id", "name", "createdate", "modifydate")
 ORDER_ORDERBY = ("id", "ordernumber", "create_date", "deliver_date")
 
@@ -180,8 +188,11 @@ class CCVShopSim(VendorSim):
         self.products: dict[int, dict[str, Any]] | LazyProducts = {}
         self.orders: dict[int, dict[str, Any]] = {}
         self.orderrows: dict[int, dict[str, Any]] = {}
+        self.attributecombinations: dict[int, dict[str, Any]] = {}
+        """Variants: a product's attribute combinations, each with its own ``stock`` (CCV-SHOP-API.md §5)."""
         self.last_accept: str | None = None
         self._ids = {"product": IntIds(1000), "order": IntIds(339_300_000), "orderrow": IntIds(52_000_000), "webhook": IntIds(8000)}
+        self._ids["combination"] = IntIds(70_000)
         self.webhooks: dict[int, dict[str, Any]] = {}
         """Webhook subscriptions (``/webhooks/``): ``{href, id, createdate, event, address, key, is_active}``."""
         self._changes = ChangeClock(clock, start=EPOCH, truncate=True)
@@ -263,6 +274,42 @@ class CCVShopSim(VendorSim):
         product["modifydate"] = _iso(self._now())
         self.products[product_id] = product  # a lazy product is kept from its first change on
         return product
+
+    def add_combination(
+        self,
+        product_id: int,
+        values: list[tuple[str, str]],
+        *,
+        sku_number: str = "",
+        product_number: str = "",
+        ean_number: str = "",
+        stock: float | None = 0.0,
+    ) -> dict[str, Any]:
+        """An attribute combination (a variant) of product ``product_id``: ``values`` are its
+        (attribute, attribute value) pairs, e.g. ``[("Maat", "M"), ("Kleur", "Rood")]``."""
+        _get(self.products, product_id, "product")
+        cid = self._next_id("combination")
+        combination = {
+            "href": f"{API_PREFIX}attributecombinations/{cid}/", "id": cid, "note": "", "product_id": product_id,
+            "stock": None if stock is None else float(stock), "netto_extra_price": 0.0,
+            "ordering_without_stock": "global_setting", "product_number": product_number, "ean_number": ean_number,
+            "sku_number": sku_number, "delivery_time": 1, "delivery_time_type": "days", "delivery_default_text": "",
+            "active": True,
+            "combination": [
+                {
+                    "attribute": {"href": f"{API_PREFIX}attributes/{n}/", "id": n, "name": attribute},
+                    "attribute_value": {"href": f"{API_PREFIX}attributevalues/{n}/", "id": n, "name": value},
+                    "extra_price": 0.0,
+                }
+                for n, (attribute, value) in enumerate(values, 1)
+            ],
+        }  # fmt: skip
+        self.attributecombinations[cid] = combination
+        return combination
+
+    def combinations_of(self, product_id: int) -> list[dict[str, Any]]:
+        """The attribute combinations of ``product_id``, in id order."""
+        return [c for c in self.attributecombinations.values() if c["product_id"] == product_id]
 
     def add_order(
         self, lines: list[tuple[int, int]], *, status: int = 1, customer: dict[str, Any] | None = None,
@@ -645,7 +692,39 @@ async def products_list(sim: CCVShopSim, request: Request) -> Response:
         field, desc = _orderby(params, PRODUCT_ORDERBY)
         return JSONResponse(_collection(request, sim.products.window(field, desc)))
     items = _filtered(list(sim.products.values()), params, filters)
-    return JSONResponse(_collection(request, _sorted(items, params, PRODUCT_ORDERBY)))
+    body = _collection(request, _sorted(items, params, PRODUCT_ORDERBY))
+    expand = {e.strip() for e in params.get("expand", "").split(",") if e.strip()}
+    unknown = expand - set(PRODUCT_EXPANDS)
+    if unknown:
+        raise SimError(400, "400.20", f"Parameter 'expand' has an invalid value: {sorted(unknown)[0]}")
+    if "attributecombinations" in expand:  # the link object gets its collection (GUESS: the shape of an expansion)
+        root = _root(request)
+        for item in body["items"]:
+            combos = [_absolute(c, root) for c in sim.combinations_of(item["id"])]
+            href = item["attributecombinations"]["href"]
+            page = {"href": href, "start": 0, "size": len(combos), "first": href, "previous": None, "next": None}
+            item["attributecombinations"] = {"href": href, "collection": {**page, "items": combos}}
+    return JSONResponse(body)
+
+
+async def product_combinations(sim: CCVShopSim, request: Request) -> Response:
+    """``GET /products/:id/attributecombinations/``: the product's variants (paged)."""
+    pid = request.path_params["id"]
+    _get(sim.products, pid, "product")
+    return JSONResponse(_collection(request, sim.combinations_of(pid)))
+
+
+async def combination_item(sim: CCVShopSim, request: Request) -> Response:
+    """``GET`` and ``PATCH`` (204) ``/attributecombinations/:id/``; PATCH writes ``stock`` (the one field a
+    client is known to write, CCV-SHOP-API.md §5) and ``active``."""
+    cid = request.path_params["id"]
+    combination = _get(sim.attributecombinations, cid, "attributecombination")
+    if request.method == "PATCH":
+        data = _check_fields(await _json(request), COMBINATION_WRITE_FIELDS, f"attributecombinations/{cid}")
+        for key, value in data.items():
+            combination[key] = float(value) if key == "stock" and value is not None else value
+        return Response(status_code=204)
+    return JSONResponse(_absolute(combination, _root(request)))
 
 
 async def product_item(sim: CCVShopSim, request: Request) -> Response:
@@ -757,6 +836,8 @@ def _routes() -> list[Route]:
     spec: list[tuple[str, Handler, list[str]]] = [
         ("products", products_list, ["GET", "POST"]),
         ("products/{id:int}", product_item, ["GET", "PATCH", "DELETE"]),
+        ("products/{id:int}/attributecombinations", product_combinations, ["GET"]),
+        ("attributecombinations/{id:int}", combination_item, ["GET", "PATCH"]),
         ("orders", orders_list, ["GET"]),
         ("orders/{id:int}", order_item, ["GET", "PATCH"]),
         ("orders/{id:int}/orderrows", order_rows, ["GET"]),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from pydantic import Field, SecretStr, field_validator
@@ -183,13 +183,63 @@ WEBHOOK_TOPICS = {
 
 MIN_ORDER_CURSOR = "1900-01-01T00:00:00.000Z"
 
+COUNT_PAGE = 60
+"""A read through the standard API whose first page holds this many rows (a full page: more follow)
+is long: it is counted once, with ``$count`` and the read's own filter, for the source's backlog."""
+
+
+class _CountedRead:
+    """The backlog of a source read through the standard API with a ``Modified ge`` filter: when a
+    read's first page is full, one ``{resource}/$count`` with the same filter counts what the read
+    yields (one call of the day's 5,000, once per read); :meth:`backlog` then tells it without a call
+    (the day budget may be spent by then). A short read is never counted (it ends within a call or two)."""
+
+    connector: ExactOnlineConnector
+
+    def __init__(self, connector: ExactOnlineConnector) -> None:
+        super().__init__(connector)  # type: ignore[call-arg]  # Source's, next in the MRO
+        self._counted: dict[str | None, int] = {}
+
+    async def _counting(
+        self,
+        since: str | None,
+        pages: AsyncIterator[list[dict[str, Any]]],
+        *,
+        resource: str,
+        filter: str,
+        what: str,
+        share: Callable[[list[dict[str, Any]]], int] | None = None,
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """``pages`` as they come; after the first, when it is full, the read counted. ``share(rows)``
+        (optional) is the part of a page's rows the source keeps (a warehouse filter applied by the
+        connector): the count is scaled by that part of the first page."""
+        counted = self._counted
+        counted.pop(since, None)
+        first = True
+        async for rows in pages:
+            if first and len(rows) >= COUNT_PAGE:
+                try:
+                    total = await self.connector.client.count(resource, filter=filter, what=f"how many {what} the read has")
+                except (RecordError, FatalError) as exc:  # a figure for people: the read goes on without it
+                    self.connector.context.log.info("exact_not_counted", resource=resource, error=str(exc))
+                else:
+                    if total is not None:
+                        counted[since] = round(total * share(rows) / len(rows)) if share is not None else total
+            first = False
+            yield rows
+
+    async def backlog(self, since: str | None) -> int | None:
+        """The rows a read from ``since`` has (counted once, when that read's first page came full);
+        None before such a read."""
+        return self._counted.get(since)
+
 
 def _order_cursor(modified: Any) -> str:
     when = parse_odata_date(modified)
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z" if when else MIN_ORDER_CURSOR
 
 
-class SalesOrderSource(Source[Order]):
+class SalesOrderSource(_CountedRead, Source[Order]):
     """Sales orders with their lines (``$expand=SalesOrderLines``) and ordering Account, changed
     since a ``Modified`` cursor (``Modified ge datetime'...'``: filtering is mandatory here).
 
@@ -217,8 +267,18 @@ class SalesOrderSource(Source[Order]):
         newest = floor
         pending: Change | None = None
         expression = f"Modified ge datetime'{floor[:19]}'"
-        async for orders in conn.client.pages(
-            "salesorder/SalesOrders", select=mapping.ORDER_SELECT, filter=expression, expand="SalesOrderLines", what="sales orders changed"
+        async for orders in self._counting(
+            since,
+            conn.client.pages(
+                "salesorder/SalesOrders",
+                select=mapping.ORDER_SELECT,
+                filter=expression,
+                expand="SalesOrderLines",
+                what="sales orders changed",
+            ),
+            resource="salesorder/SalesOrders",
+            filter=expression,
+            what="sales orders",
         ):
             accounts = await conn.accounts_by_id([str(o["OrderedBy"]) for o in orders if o.get("OrderedBy")])
             methods = await conn.payment_methods([str(o["PaymentCondition"]).strip() for o in orders if o.get("PaymentCondition")])
@@ -237,7 +297,7 @@ class SalesOrderSource(Source[Order]):
             yield dataclasses.replace(pending, cursor=newest)
 
 
-class ItemWarehouseSource(Source[StockLevel]):
+class ItemWarehouseSource(_CountedRead, Source[StockLevel]):
     """Stock per item and warehouse (``inventory/ItemWarehouses``: ``CurrentStock`` on hand,
     ``ReservedStock`` reserved by sales orders), changed since a ``Modified`` cursor; only the
     warehouse ``stock_warehouse`` (a ``WarehouseCode``) when set. The same cursor rule as orders."""
@@ -251,11 +311,18 @@ class ItemWarehouseSource(Source[StockLevel]):
         newest = floor
         pending: Change | None = None
         wanted = conn.settings.stock_warehouse
-        async for rows in conn.client.pages(
-            "inventory/ItemWarehouses",
-            select=mapping.STOCK_SELECT,
-            filter=f"Modified ge datetime'{floor[:19]}'",
-            what="stock positions changed",
+        expression = f"Modified ge datetime'{floor[:19]}'"
+
+        def kept(rows: list[dict[str, Any]]) -> int:
+            return sum(1 for row in rows if wanted is None or str(row.get("WarehouseCode") or "").strip() == wanted)
+
+        async for rows in self._counting(
+            since,
+            conn.client.pages("inventory/ItemWarehouses", select=mapping.STOCK_SELECT, filter=expression, what="stock positions changed"),
+            resource="inventory/ItemWarehouses",
+            filter=expression,
+            what="stock positions",
+            share=kept,
         ):
             for row in rows:
                 if wanted is not None and str(row.get("WarehouseCode") or "").strip() != wanted:
@@ -271,7 +338,7 @@ class ItemWarehouseSource(Source[StockLevel]):
             yield dataclasses.replace(pending, cursor=newest)
 
 
-class GoodsDeliverySource(Source[Shipment]):
+class GoodsDeliverySource(_CountedRead, Source[Shipment]):
     """Goods deliveries (``salesorder/GoodsDeliveries`` with their lines) as shipments of the shop's
     orders: the shop's order number is the Exact sales order's ``YourRef`` (where an order that came
     from the shop keeps it); one shipment per order a delivery covers. The same cursor rule as orders."""
@@ -291,12 +358,19 @@ class GoodsDeliverySource(Source[Shipment]):
         floor = since or MIN_ORDER_CURSOR
         newest = floor
         pending: Change | None = None
-        async for deliveries in conn.client.pages(
-            "salesorder/GoodsDeliveries",
-            select=mapping.DELIVERY_SELECT,
-            filter=f"Modified ge datetime'{floor[:19]}'",
-            expand="GoodsDeliveryLines",
-            what="goods deliveries changed",
+        expression = f"Modified ge datetime'{floor[:19]}'"
+        async for deliveries in self._counting(
+            since,
+            conn.client.pages(
+                "salesorder/GoodsDeliveries",
+                select=mapping.DELIVERY_SELECT,
+                filter=expression,
+                expand="GoodsDeliveryLines",
+                what="goods deliveries changed",
+            ),
+            resource="salesorder/GoodsDeliveries",
+            filter=expression,
+            what="goods deliveries",
         ):
             numbers: list[int] = []
             for delivery in deliveries:
