@@ -81,7 +81,7 @@ class ExactOnlineSettings(ConnectorSettings):
         default=5, ge=1, le=9, description="Failed calls (400/401/403/404) on one endpoint in an hour after which it is not called"
     )
     stock_warehouse: str | None = Field(
-        default=None, description="WarehouseCode whose stock the stock source reads; unset: every warehouse (one SKU in one)"
+        default=None, description="WarehouseCode whose stock the stock source reads; unset: an item's stock summed over every warehouse"
     )
     journal_code: str = Field(default="90", min_length=1, description="Journal (JournalCode) of the journal entries written")
     item_vat_code: str | None = Field(default=None, description="SalesVatCode of new items; unset: Exact's default")
@@ -298,14 +298,74 @@ class SalesOrderSource(_CountedRead, Source[Order]):
 
 
 class ItemWarehouseSource(_CountedRead, Source[StockLevel]):
-    """Stock per item and warehouse (``inventory/ItemWarehouses``: ``CurrentStock`` on hand,
-    ``ReservedStock`` reserved by sales orders), changed since a ``Modified`` cursor; only the
-    warehouse ``stock_warehouse`` (a ``WarehouseCode``) when set. The same cursor rule as orders."""
+    """Stock per item (``inventory/ItemWarehouses``: ``CurrentStock`` on hand, ``ReservedStock``
+    reserved by sales orders), changed since a ``Modified`` cursor: only the warehouse
+    ``stock_warehouse`` (a ``WarehouseCode``) when set, else summed over every warehouse of the
+    item. The same cursor rule as orders."""
 
     connector: ExactOnlineConnector
     field_map = {"sku": "ItemCode", "location": "WarehouseCode", "on_hand": "CurrentStock", "reserved": "ReservedStock"}
 
     async def changes(self, since: str | None) -> AsyncIterator[Change]:
+        if self.connector.settings.stock_warehouse is None:
+            async for change in self._totals(since):
+                yield change
+            return
+        async for change in self._one_warehouse(since):
+            yield change
+
+    async def _totals(self, since: str | None) -> AsyncIterator[Change]:
+        """Every warehouse (``stock_warehouse`` unset): one StockLevel per item (keyed by its code),
+        its stock summed over all its warehouses. Each page's items have their other warehouses
+        fetched (``ItemCode eq ... or ...``, one call for a page's 60 codes), so an item in two
+        warehouses is never written as one warehouse's figure; an item already given in this read
+        is not given again when another of its rows comes on a later page."""
+        conn = self.connector
+        floor = since or MIN_ORDER_CURSOR
+        newest = floor
+        expression = f"Modified ge datetime'{floor[:19]}'"
+        given: set[str] = set()
+        pending: Change | None = None
+        async for rows in self._counting(
+            since,
+            conn.client.pages("inventory/ItemWarehouses", select=mapping.STOCK_SELECT, filter=expression, what="stock positions changed"),
+            resource="inventory/ItemWarehouses",
+            filter=expression,
+            what="stock positions",
+        ):
+            changes: list[Change] = []
+            fresh: dict[str, dict[str, dict[str, Any]]] = {}
+            for row in rows:
+                try:
+                    newest = max(newest, _order_cursor(row.get("Modified")))
+                except ValueError as exc:
+                    conn.context.log.warning("exact_bad_modified", item=row.get("ItemCode"), error=str(exc))
+                code = str(row.get("ItemCode") or "").strip()
+                if not code:  # a failed change naming the row
+                    changes.append(self.mapped(str(row.get("ID")), floor, functools.partial(mapping.item_warehouse_to_stock, row)))
+                elif code not in given:
+                    fresh.setdefault(code, {})[str(row.get("WarehouseCode") or "").strip()] = row
+            for others, _codes in odata_or_filters("ItemCode", list(fresh), max_keys=PAGE_KEYS):
+                async for more in conn.client.pages(
+                    "inventory/ItemWarehouses", select=mapping.STOCK_SELECT, filter=others, what="other warehouses of changed items"
+                ):
+                    for row in more:
+                        code = str(row.get("ItemCode") or "").strip()
+                        if code in fresh:  # a row the read gave stays as it was read
+                            fresh[code].setdefault(str(row.get("WarehouseCode") or "").strip(), row)
+            given.update(fresh)
+            changes += [
+                self.mapped(code, floor, functools.partial(mapping.item_warehouses_to_stock, code, list(by_warehouse.values())))
+                for code, by_warehouse in fresh.items()
+            ]
+            for change in changes:
+                if pending is not None:
+                    yield pending
+                pending = change
+        if pending is not None:
+            yield dataclasses.replace(pending, cursor=newest)
+
+    async def _one_warehouse(self, since: str | None) -> AsyncIterator[Change]:
         conn = self.connector
         floor = since or MIN_ORDER_CURSOR
         newest = floor

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -13,6 +14,7 @@ __all__ = [
     "delivery_to_shipments",
     "STOCK_SELECT",
     "item_warehouse_to_stock",
+    "item_warehouses_to_stock",
     "entry_number",
     "entry_stub",
     "journal_body",
@@ -497,6 +499,15 @@ def item_warehouse_to_stock(row: dict[str, Any]) -> StockLevel:
     on_hand = to_decimal(row.get("CurrentStock")) or Decimal(0)
     reserved = to_decimal(row.get("ReservedStock")) or Decimal(0)
     return StockLevel(sku=code, location=_text(row.get("WarehouseCode")), on_hand=on_hand, reserved=reserved, available=on_hand - reserved)
+
+
+def item_warehouses_to_stock(code: str, rows: Sequence[dict[str, Any]]) -> StockLevel:
+    """An item's ItemWarehouses as one StockLevel: on hand and reserved summed over the warehouses;
+    the location is the warehouse when there is only one."""
+    on_hand = sum((to_decimal(row.get("CurrentStock")) or Decimal(0) for row in rows), Decimal(0))
+    reserved = sum((to_decimal(row.get("ReservedStock")) or Decimal(0) for row in rows), Decimal(0))
+    location = _text(rows[0].get("WarehouseCode")) if len(rows) == 1 else None
+    return StockLevel(sku=code, location=location, on_hand=on_hand, reserved=reserved, available=on_hand - reserved)
 
 
 DELIVERY_SELECT = ("EntryID", "DeliveryNumber", "DeliveryDate", "TrackingNumber", "ShippingMethodCode", "Modified", "GoodsDeliveryLines")

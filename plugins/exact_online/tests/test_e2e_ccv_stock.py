@@ -31,10 +31,12 @@ async def _run(resolved, transports):
         await store.close()
 
 
-def _setup(tmp_path, *, stock_enable: bool = False):
+def _setup(tmp_path, *, stock_enable: bool = False, stock_warehouse: str | None = None):
     shop_app = CCVSalesPOSConnector.simulator(seed=4, records=0)
     shop = shop_app.state.sim
-    managed = [shop.add_product(name=f"Shop product {n}", price=9.95, productnumber=f"EXO-{n}", stockenabled=True, stock=1.0) for n in range(1, 4)]
+    managed = [
+        shop.add_product(name=f"Shop product {n}", price=9.95, productnumber=f"EXO-{n}", stockenabled=True, stock=1.0) for n in range(1, 4)
+    ]
     unmanaged = shop.add_product(name="Not counted", price=1.0, productnumber="EXO-9", stockenabled=False)
     exact_app = ExactOnlineConnector.simulator(seed=4, records=0)
     sim = exact_app.state.sim
@@ -49,7 +51,11 @@ def _setup(tmp_path, *, stock_enable: bool = False):
         "daemon": {"log_level": "warning", "metrics_address": ""},
         "state": {"path": str(tmp_path / "state.db")},
         "connections": {
-            "exact": {"connector": "exact_online", **ExactOnlineConnector.demo_settings("http://exact.test")},
+            "exact": {
+                "connector": "exact_online",
+                **ExactOnlineConnector.demo_settings("http://exact.test"),
+                **({"stock_warehouse": stock_warehouse} if stock_warehouse else {}),
+            },
             "shop": {"connector": "ccv_salespos", **shop_settings},
         },
         "flows": {"stock": {"source": "exact", "target": "shop", "entity": "stock", "interval": "1h"}},
@@ -94,6 +100,33 @@ async def test_stock_enable_turns_the_manage_stock_flag_on(tmp_path):
     shop.requests.clear()
     second = await _run(resolved, transports)
     assert second.status == "ok" and second.counts["updated"] == 0 and _writes(shop) == []
+
+
+async def test_an_item_in_two_warehouses_gets_its_summed_stock_once(tmp_path):
+    """``stock_warehouse`` unset: the shop gets the item's stock over every warehouse, written once,
+    and a delta that changes one warehouse still writes the sum (the other warehouse looked up)."""
+    resolved, transports, shop, sim, managed, _ = _setup(tmp_path)
+    sim.set_stock("EXO-1", 5, 2, warehouse="2")  # EXO-1: warehouse 1 has 10 − 1, warehouse 2 has 5 − 2
+    first = await _run(resolved, transports)
+    assert first.status == "ok", first.error
+    assert shop.products[managed[0]["id"]]["stock"] == 12.0  # (10 + 5) − (1 + 2)
+    assert len([r for r in _writes(shop) if f"/{managed[0]['id']}" in r[1]]) == 1
+
+    sim.set_stock("EXO-1", 7, 0, warehouse="2")  # only warehouse 2's row changes
+    shop.requests.clear()
+    second = await _run(resolved, transports)
+    assert second.status == "ok", second.error
+    assert shop.products[managed[0]["id"]]["stock"] == 16.0  # (10 + 7) − 1: warehouse 1 looked up, not dropped
+    assert second.counts["updated"] == 1 and len(_writes(shop)) == 1
+
+
+async def test_a_configured_warehouse_keeps_only_its_own_rows(tmp_path):
+    resolved, transports, shop, sim, managed, _ = _setup(tmp_path, stock_warehouse="2")
+    sim.set_stock("EXO-1", 5, 2, warehouse="2")
+    first = await _run(resolved, transports)
+    assert first.status == "ok", first.error
+    assert shop.products[managed[0]["id"]]["stock"] == 3.0  # warehouse 2 alone
+    assert shop.products[managed[1]["id"]]["stock"] == 1.0  # EXO-2 has no stock in warehouse 2: left as it was
 
 
 def test_the_exact_ccv_example_config_passes_check(tmp_path, monkeypatch, capsys):
