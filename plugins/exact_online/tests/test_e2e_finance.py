@@ -12,7 +12,6 @@ from decimal import Decimal
 import pytest
 from apicenterd_exact_online import ExactOnlineConnector
 
-from apicenterd.testing import serve_apps
 from apicenterd.testing.settle import resolved_config, run_once
 
 eaccounting = pytest.importorskip("apicenterd_eaccounting")
@@ -22,12 +21,9 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def servers():
+def servers(serve_eacc_exact):
     """Both simulators on loopback ports: (eacc_app, exact_app, eacc_url, exact_url)."""
-    eacc_app = EAccountingConnector.simulator(seed=21, records=6, customers=4)
-    exact_app = ExactOnlineConnector.simulator(seed=21, records=0)
-    with serve_apps(eacc_app, exact_app) as (eacc_url, exact_url):
-        yield eacc_app, exact_app, eacc_url, exact_url
+    return serve_eacc_exact(seed=21, records=6, customers=4)
 
 
 def _resolved(tmp_path, eacc_url, exact_url, flows):
