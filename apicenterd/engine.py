@@ -35,7 +35,7 @@ from .compare import differing_fields, record_hash
 from .config import Flow, Resolved
 from .context import Context
 from .dryrun import Plan, plan, written
-from .errors import AuthError, BudgetSpent, CircuitOpen, ConnectorError, FatalError, RecordError, RetryableError, StateError
+from .errors import AuthError, BudgetSpent, CircuitOpen, ConnectorError, FatalError, RecordError, RetryableError, StateError, pause_fix
 from .flowrun import COUNT_KEYS, FlowRun, GaveUp
 from .flows import Skip, prepare
 from .model import Customer, Entity, Order, Product, Record
@@ -242,6 +242,8 @@ class Engine(Scheduling, Replaying, Retries):
         self.alerter = alerter or Alerter(resolved.config.alerts)
         self.paused: dict[str, str] = {}
         """Connections whose credentials were rejected: no flow calls them until a reload."""
+        self.pause_fixes: dict[str, str] = {}
+        """What the operator does about each paused connection (see :func:`apicenterd.errors.pause_fix`)."""
         self._retry_attempts = retry_attempts
         self._retry_base_delay = retry_base_delay
         self._sleep = sleep
@@ -986,18 +988,22 @@ class Engine(Scheduling, Replaying, Retries):
             run.log.error("run failed", error=result.error)
         if isinstance(exc, AuthError) and connection not in self.paused:
             self.paused[connection] = redactor.scrub(str(exc))
+            self.pause_fixes[connection] = pause_fix(connection, exc)
             if not self.dry_run:
                 metrics.auth_failures.labels(connection).inc()
                 metrics.connection_paused.labels(connection).set(1)
             flows = sorted(f.name for f in self.resolved.flows.values() if connection in (f.source, f.target))
             run.log.error(
-                "connection paused until it is re-authorised: its flows do not run",
+                "connection paused until it is re-authorised: its flows do not run"
+                if exc.reauthorize
+                else "connection paused until its credentials are fixed: its flows do not run",
                 connection=connection,
                 paused_flows=flows,
                 reason=self.paused[connection],
-                fix=f"apicenterd auth {connection} --config FILE, then systemctl reload apicenterd",
+                fix=self.pause_fixes[connection],
             )
-            self.alerter.connection_paused(connection, self.paused[connection])  # queued: never waits for the receiver
+            # queued: never waits for the receiver
+            self.alerter.connection_paused(connection, self.paused[connection], reauthorize=exc.reauthorize)
 
     def _finish_alerts(self, run: FlowRun, result: RunResult) -> None:
         """Queue the run's alerts (flow state, failed records, circuits); never waits for a receiver."""

@@ -173,7 +173,24 @@ class CircuitOpen(RetryableError):
 
 
 class AuthError(ConnectorError):
-    """Credentials were rejected, or a refresh token is no longer valid."""
+    """Credentials were rejected, or a refresh token is no longer valid.
+
+    ``reauthorize`` says whether ``apicenterd auth CONNECTION`` (a user's consent again) is the fix
+    (the default). A connector sets it False where it is not, e.g. a service app (client
+    credentials) that lacks a scope or whose credentials are refused: its message then names the
+    fix, and the engine's paused-connection message and alert carry that instead of ``apicenterd auth``."""
+
+    def __init__(self, message: str, *, status: int | None = None, vendor_code: str | None = None, reauthorize: bool = True) -> None:
+        super().__init__(message, status=status, vendor_code=vendor_code)
+        self.reauthorize = reauthorize
+
+
+def pause_fix(connection: str, exc: BaseException | None = None) -> str:
+    """What the operator does about ``connection`` paused by the AuthError ``exc``: re-authorise it,
+    or (``exc.reauthorize`` False) what the error's message says, then reload the daemon."""
+    if exc is not None and not getattr(exc, "reauthorize", True):
+        return "fix what the reason says (re-authorising does not help), then systemctl reload apicenterd"
+    return f"apicenterd auth {connection} --config FILE, then systemctl reload apicenterd"
 
 
 class FatalError(ConnectorError):

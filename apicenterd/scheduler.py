@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from .errors import pause_fix
 from .observe.logs import error_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -29,6 +30,7 @@ class Scheduling:
 
     resolved: Resolved
     stopping: anyio.Event
+    pause_fixes: dict[str, str]
     paused: dict[str, str]
     log: Any
     _beats: dict[str, float]
@@ -145,7 +147,7 @@ class Scheduling:
             flow=flow,
             connections=connections,
             reason="; ".join(f"{c}: {self.paused[c]}" for c in connections),
-            fix=f"apicenterd auth {connections[0]} --config FILE, then systemctl reload apicenterd",
+            fix=self.pause_fixes.get(connections[0]) or pause_fix(connections[0]),
         )
 
     def stop(self) -> None:

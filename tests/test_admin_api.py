@@ -166,6 +166,10 @@ async def test_background_run_paused_connection_and_connections(tmp_path, hooks,
         assert r.status_code == 409 and "apicenterd auth dst" in r.json()["error"]
         conns = {c["name"]: c for c in (await client.get("/api/v1/connections")).json()["connections"]}
         assert conns["dst"]["paused_reason"] == "refresh token revoked"
+        # a pause that re-authorising cannot fix (the engine keeps the connector's fix): the 409 says that fix
+        engine.pause_fixes["dst"] = "fix what the reason says (re-authorising does not help), then systemctl reload apicenterd"
+        r = await client.post("/api/v1/flows/products/run", json={"wait": True})
+        assert r.status_code == 409 and "apicenterd auth" not in r.json()["error"] and "fix what the reason says" in r.json()["error"]
 
 
 async def test_a_vendor_pause_shows_as_waiting(tmp_path, hooks, memory):

@@ -7,6 +7,7 @@ import json
 import httpx
 import pytest
 from fakes import MemorySource, product
+from structlog.testing import capture_logs
 from test_engine import make_config
 
 from apicenterd import AuthError
@@ -100,6 +101,33 @@ async def test_rejected_credentials_pause_the_connection_and_alert_once(tmp_path
     assert hook.kinds().count("connection_paused") == 1
 
 
+async def test_a_credential_error_that_auth_cannot_fix_pauses_with_the_connectors_fix(tmp_path, registry, memory, hook, alerter):
+    # e.g. a service app (client credentials) missing a scope: granting it in the vendor's portal is
+    # the fix, which the connector's message names; `apicenterd auth` would change nothing
+    memory.put(product("A"), "1")
+    original = MemorySource.read
+    reason = "the token lacks the scope 'erp:create'; approve it for the service app in the vendor portal"
+
+    async def rejected(self, entity, since):
+        raise AuthError(reason, status=403, reauthorize=False)
+        yield  # pragma: no cover
+
+    MemorySource.read = rejected
+    try:
+        with capture_logs() as logs:
+            result, engine = await run(make_config(tmp_path, registry), tmp_path, alerter)
+    finally:
+        MemorySource.read = original
+    assert result.status == "failed" and reason in engine.paused["src"]
+    (paused,) = [e for e in logs if e["event"].startswith("connection paused")]
+    assert paused["reason"] == engine.paused["src"] and "apicenterd auth" not in paused["fix"]
+    assert "re-authorised" not in paused["event"] and "systemctl reload" in paused["fix"]
+    assert engine.pause_fixes["src"] == paused["fix"]
+    assert hook.kinds() == ["connection_paused", "flow_failing"]
+    text = hook.bodies[0]["text"]
+    assert reason in text and "apicenterd auth" not in text and "re-authorise it" not in text
+
+
 async def test_alert_text_never_carries_a_secret(hook, alerter):
     from apicenterd.observe.logs import redactor
 
@@ -117,8 +145,6 @@ async def test_webhook_failure_is_logged_not_raised(tmp_path):
     alerter.flow_result("f", "failed", "x", [])
     assert await alerter.flush(5) == []  # delivered or given up on, not left over
     assert [a.kind for a in alerter.sent] == ["flow_failing"]
-
-
 
 
 async def test_circuit_open_alerts_once_and_recovery_once(hook, alerter):
@@ -222,7 +248,9 @@ async def test_a_failed_delivery_is_retried_and_a_refusal_is_not():
         seen.append(request.url.path)
         return httpx.Response(answers[len(seen) - 1])
 
-    alerter = Alerter(AlertsConfig(webhook_url="https://hooks.example.test/x", retries=3), transport=httpx.MockTransport(handle), retry_delay=0)
+    alerter = Alerter(
+        AlertsConfig(webhook_url="https://hooks.example.test/x", retries=3), transport=httpx.MockTransport(handle), retry_delay=0
+    )
     sent = _metric("apicenterd_alert_deliveries_total", channel="webhook", outcome="sent")
     failed = _metric("apicenterd_alert_deliveries_total", channel="webhook", outcome="failed")
     alerter.flow_result("f", "failed", "x", [])

@@ -10,8 +10,7 @@ import pytest
 from fakes import product
 
 from apicenterd.config import Config, resolve
-from apicenterd.engine import Engine
-from apicenterd.state import SQLiteStore
+from apicenterd.testing import settle
 
 pytestmark = pytest.mark.anyio
 
@@ -20,22 +19,13 @@ def make_config(tmp_path: Path, registry, flows: dict):
     raw = {
         "state": {"path": str(tmp_path / "state.db")},
         "connections": {"src": {"connector": "memsource"}, "dst": {"connector": "memtarget"}},
-        "flows": {
-            name: {"source": "src", "target": "dst", "entity": "products", "interval": "1m", **flow} for name, flow in flows.items()
-        },
+        "flows": {name: {"source": "src", "target": "dst", "entity": "products", "interval": "1m", **flow} for name, flow in flows.items()},
     }
     return resolve(Config(**raw), registry, tmp_path / "apicenterd.toml")
 
 
 async def run_once(resolved, tmp_path, flow):
-    store = SQLiteStore(tmp_path / "state.db")
-    await store.open()
-    engine = Engine(resolved, store, retry_base_delay=0)
-    try:
-        return await engine.run_flow(flow)
-    finally:
-        await engine.aclose()
-        await store.close()
+    return await settle.run_once(resolved, flow, retry_base_delay=0, state_path=tmp_path / "state.db")
 
 
 async def test_two_flows_sharing_links_with_different_create_only_fields_settle(tmp_path, registry, memory):
@@ -78,7 +68,13 @@ async def test_a_change_skipped_by_update_existing_false_is_written_once_updates
         memory.put(product("A"), "1")
         await run_once(make_config(tmp_path, registry, {"products": {}}), tmp_path, "products")
     else:  # already in the target, found by its SKU
-        memory.target["T1"] = {"sku": "A", "name": "Product A", "description": "long text", "price_excl_tax": Decimal("10.00"), "active": True}
+        memory.target["T1"] = {
+            "sku": "A",
+            "name": "Product A",
+            "description": "long text",
+            "price_excl_tax": Decimal("10.00"),
+            "active": True,
+        }
     memory.put(product("A", price_excl_tax=Decimal("12.00")), "2")
     off = make_config(tmp_path, registry, {"products": {"options": {"update_existing": False}}})
     result = await run_once(off, tmp_path, "products")

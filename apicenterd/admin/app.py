@@ -19,7 +19,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from .. import __version__
-from ..errors import ApicenterError, RecordError, WebhookRejected
+from ..errors import ApicenterError, RecordError, WebhookRejected, pause_fix
 from ..observe import metrics
 from ..observe.logs import error_text, redactor
 from ..plugin import WebhookRequest
@@ -303,7 +303,8 @@ def build_app(backend: Backend, token: str) -> Starlette:
         if paused:
             raise Problem(
                 409,
-                f"flow {name}: connection {', '.join(paused)} is paused (credentials rejected): apicenterd auth {paused[0]}, then reload",
+                f"flow {name}: connection {', '.join(paused)} is paused (credentials rejected): "
+                + (backend.engine.pause_fixes.get(paused[0]) or pause_fix(paused[0])),
             )
         if not wait:
             backend.start_run(name, "api", full=full)

@@ -190,19 +190,19 @@ class Alerter:
             recovered = f"apicenterd: connection {connection} recovered"
             self.send(Alert("circuit_closed", recovered, "the circuit closed", connection=connection))
 
-    def connection_paused(self, connection: str, reason: str) -> None:
-        """Once per pause: the connection needs an operator (re-authorisation)."""
+    def connection_paused(self, connection: str, reason: str, *, reauthorize: bool = True) -> None:
+        """Once per pause: the connection needs an operator (re-authorisation; or, ``reauthorize``
+        False, the fix that ``reason``, the connector's message, names)."""
         if connection in self._paused:
             return
         self._paused.add(connection)
-        self.send(
-            Alert(
-                "connection_paused",
-                f"apicenterd: connection {connection} paused: re-authorise it",
-                f"{reason}\nRun: apicenterd auth {connection} --config FILE, then systemctl reload apicenterd",
-                connection=connection,
-            )
-        )
+        if reauthorize:
+            subject = f"apicenterd: connection {connection} paused: re-authorise it"
+            text = f"{reason}\nRun: apicenterd auth {connection} --config FILE, then systemctl reload apicenterd"
+        else:
+            subject = f"apicenterd: connection {connection} paused: its credentials need fixing"
+            text = f"{reason}\nFix what it says (re-authorising does not help), then: systemctl reload apicenterd"
+        self.send(Alert("connection_paused", subject, text, connection=connection))
 
     def dead_letters_expiring(self, flow: str, count: int, days: int) -> None:
         """Open dead letters of ``flow`` lose their record within ``days`` days (retention); the store

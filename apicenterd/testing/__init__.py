@@ -7,13 +7,14 @@ vendor errors, request log, stores, paging, OAuth token endpoint) is :mod:`apice
 from ..context import MemoryTokenStore
 from .connect import connect, make_context
 from .faults import FaultInjector, Faults, with_faults
-from .simulator import FixedWindow, serve_app, vendor_error
+from .simulator import FixedWindow, serve_app, serve_apps, vendor_error
 
 __all__ = [
     "MemoryTokenStore",
     "connect",
     "make_context",
     "serve_app",
+    "serve_apps",
     "FixedWindow",
     "vendor_error",
     "Faults",

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["serve_app", "FixedWindow", "vendor_error"]
+__all__ = ["serve_app", "serve_apps", "FixedWindow", "vendor_error"]
 
 
 @contextlib.contextmanager
@@ -70,6 +70,13 @@ class FixedWindow:
                 return (window + 1) * self.period - now
             self._windows[key] = (window, count + 1)
         return None
+
+
+@contextlib.contextmanager
+def serve_apps(*apps: Any) -> Iterator[list[str]]:
+    """Serve each ASGI app of ``apps`` as :func:`serve_app` does; yields their base URLs, in order."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(serve_app(app)) for app in apps]
 
 
 def vendor_error(status: int, body: Any, headers: dict[str, str] | None = None):

@@ -13,19 +13,9 @@ from apicenterd import Entity
 from apicenterd.engine import Engine, StateTokenStore
 from apicenterd.state import SQLiteStore
 from apicenterd.testing import connect
+from apicenterd.testing.settle import run_once
 
 pytestmark = pytest.mark.anyio
-
-
-async def run(resolved, flow):
-    store = SQLiteStore(resolved.state_path)
-    await store.open()
-    engine = Engine(resolved, store, retry_base_delay=0.01)
-    try:
-        return await engine.run_flow(flow)
-    finally:
-        await engine.aclose()
-        await store.close()
 
 
 async def source_products(ccv_url):
@@ -52,14 +42,14 @@ async def test_first_run_creates_each_product_once_and_second_run_writes_nothing
     _, resolved = config(ccv_url, eacc_url)
     expected = await source_products(ccv_url)
 
-    first = await run(resolved, "products")
+    first = await run_once(resolved, "products")
     assert first.status == "ok", first.error
     assert first.counts["created"] == len(expected) and first.counts["failed"] == 0
     counts = articles_by_number(eacc_app)
     assert set(counts) == set(expected) and set(counts.values()) == {1}
 
     eacc_app.state.sim.requests.clear()
-    second = await run(resolved, "products")
+    second = await run_once(resolved, "products")
     assert second.status == "ok"
     assert second.counts["created"] == 0 and second.counts["updated"] == 0
     assert eacc_app.state.sim.requests == []  # not one call to the target
@@ -69,7 +59,7 @@ async def test_first_run_creates_each_product_once_and_second_run_writes_nothing
 async def test_written_content_matches_the_source(simulators, config):
     ccv_app, eacc_app, ccv_url, eacc_url = simulators(products=15)
     _, resolved = config(ccv_url, eacc_url)
-    await run(resolved, "products")
+    await run_once(resolved, "products")
     expected = await source_products(ccv_url)
     fields = EAccountingConnector.written_fields[Entity.PRODUCTS]
     store = SQLiteStore(resolved.state_path)
@@ -89,14 +79,14 @@ async def test_written_content_matches_the_source(simulators, config):
 async def test_changed_product_updates_only_it_and_only_fields_allowed_on_update(simulators, config):
     ccv_app, eacc_app, ccv_url, eacc_url = simulators(products=12)
     _, resolved = config(ccv_url, eacc_url, products={"create_only_fields": ["name"]})
-    await run(resolved, "products")
+    await run_once(resolved, "products")
     sim = ccv_app.state.sim
     pid, product = next((pid, p) for pid, p in sim.products.items() if p["productnumber"] and p["is_active"])
     original_name = eacc_app.state.sim.article_by_number(product["productnumber"])["Name"]
     sim.update_product(pid, name="Renamed in the till", price=float(product["price"]) + 5)
     eacc_app.state.sim.requests.clear()
 
-    result = await run(resolved, "products")
+    result = await run_once(resolved, "products")
     assert result.counts["updated"] == 1 and result.counts["created"] == 0
     assert [r[0] for r in writes(eacc_app)] == ["PUT"]
     article = eacc_app.state.sim.article_by_number(product["productnumber"])
@@ -111,7 +101,7 @@ async def test_filter_keeps_inactive_products_out(simulators, config):
     inactive = next(p for p in sim.products.values() if p["productnumber"])
     sim.update_product(inactive["id"], active=False)
     _, resolved = config(ccv_url, eacc_url, products={"filters": [{"field": "active", "op": "eq", "value": True}]})
-    result = await run(resolved, "products")
+    result = await run_once(resolved, "products")
     assert result.counts["skipped"] >= 1
     assert eacc_app.state.sim.article_by_number(inactive["productnumber"]) is None
 
@@ -119,8 +109,8 @@ async def test_filter_keeps_inactive_products_out(simulators, config):
 async def test_stock_is_on_hand_minus_reservations(simulators, config):
     ccv_app, eacc_app, ccv_url, eacc_url = simulators(products=25)
     _, resolved = config(ccv_url, eacc_url)
-    await run(resolved, "products")
-    result = await run(resolved, "stock")
+    await run_once(resolved, "products")
+    result = await run_once(resolved, "stock")
     assert result.status == "ok", result.error
     levels = await source_stock(ccv_url)
     reserved = [lv for lv in levels.values() if lv.reserved > 0 and lv.tracked]
@@ -131,15 +121,15 @@ async def test_stock_is_on_hand_minus_reservations(simulators, config):
             continue
         assert Decimal(str(article["StockBalance"])) == max(level.on_hand - level.reserved, Decimal(0)), level.sku
     eacc_app.state.sim.requests.clear()
-    again = await run(resolved, "stock")
+    again = await run_once(resolved, "stock")
     assert again.counts["updated"] == 0 and writes(eacc_app) == []
 
 
 async def test_stock_calculation_on_hand_is_selectable(simulators, config):
     ccv_app, eacc_app, ccv_url, eacc_url = simulators(products=25)
     _, resolved = config(ccv_url, eacc_url, stock={"options": {"available": "on_hand"}})
-    await run(resolved, "products")
-    await run(resolved, "stock")
+    await run_once(resolved, "products")
+    await run_once(resolved, "stock")
     levels = await source_stock(ccv_url)
     level = next(lv for lv in levels.values() if lv.reserved > 0 and lv.tracked)
     article = eacc_app.state.sim.article_by_number(level.sku)

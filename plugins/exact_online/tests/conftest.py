@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
 import pytest
 from apicenterd_exact_online import ExactOnlineConnector
+
+from apicenterd.testing import serve_apps
 
 SPEC_DIR = Path(os.environ.get("APICENTERD_API_SPECS") or Path(__file__).resolve().parents[3] / ".." / "shared" / "api-specs")
 """The vendor references: ``$APICENTERD_API_SPECS``, else ``shared/api-specs`` next to the repository."""
@@ -46,3 +49,20 @@ def spec_dir() -> Path:
             pytest.fail(f"CI=true: {missing}")
         pytest.skip(missing)
     return EXACT
+
+
+@pytest.fixture
+def serve_eacc_exact():
+    """``serve_eacc_exact(seed, records, customers)``: an eAccounting simulator with ``records``
+    articles and ``customers`` customers, and an empty Exact Online one, both served on loopback
+    until the test ends: ``(eacc_app, exact_app, eacc_url, exact_url)``."""
+    with contextlib.ExitStack() as stack:
+
+        def start(seed: int, records: int, customers: int):
+            eaccounting = pytest.importorskip("apicenterd_eaccounting")
+            eacc_app = eaccounting.EAccountingConnector.simulator(seed=seed, records=records, customers=customers)
+            exact_app = ExactOnlineConnector.simulator(seed=seed, records=0)
+            eacc_url, exact_url = stack.enter_context(serve_apps(eacc_app, exact_app))
+            return eacc_app, exact_app, eacc_url, exact_url
+
+        yield start

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import collections
-import contextlib
 import time
 
 import pytest
 from apicenterd_exact_online import ExactOnlineConnector
 
-from apicenterd.config import Config
-from apicenterd.config.resolve import resolve
-from apicenterd.engine import Engine
-from apicenterd.registry import load_registry
-from apicenterd.state import SQLiteStore
-from apicenterd.testing import serve_app
+from apicenterd.testing.settle import resolved_config, run_once
 
 eaccounting = pytest.importorskip("apicenterd_eaccounting")
 EAccountingConnector = eaccounting.EAccountingConnector
@@ -23,31 +17,24 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def servers():
+def servers(serve_eacc_exact):
     """Both simulators on loopback ports: (eacc_app, exact_app, eacc_url, exact_url)."""
-    eacc_app = EAccountingConnector.simulator(seed=11, records=25, customers=6)
-    exact_app = ExactOnlineConnector.simulator(seed=11, records=0)
-    with contextlib.ExitStack() as stack:
-        yield eacc_app, exact_app, stack.enter_context(serve_app(eacc_app)), stack.enter_context(serve_app(exact_app))
+    return serve_eacc_exact(seed=11, records=25, customers=6)
 
 
 def _resolved(tmp_path, eacc_url, exact_url, *, orders: bool = False, stock: bool = False):
-    raw = {
-        "daemon": {"log_level": "warning", "metrics_address": "", "shutdown_timeout": 5},
-        "state": {"path": str(tmp_path / "state.db")},
-        "connections": {
-            "eaccounting": {"connector": "eaccounting", **EAccountingConnector.demo_settings(eacc_url)},
-            "exact": {"connector": "exact_online", **ExactOnlineConnector.demo_settings(exact_url)},
-        },
-        "flows": {
-            "products": {"source": "eaccounting", "target": "exact", "entity": "products", "interval": "1h"},
-            "customers": {"source": "eaccounting", "target": "exact", "entity": "customers", "interval": "1h"},
-        },
+    connections = {
+        "eaccounting": ("eaccounting", EAccountingConnector.demo_settings(eacc_url)),
+        "exact": ("exact_online", ExactOnlineConnector.demo_settings(exact_url)),
+    }
+    flows = {
+        "products": {"source": "eaccounting", "target": "exact", "entity": "products", "interval": "1h"},
+        "customers": {"source": "eaccounting", "target": "exact", "entity": "customers", "interval": "1h"},
     }
     if stock:
-        raw["flows"]["stock"] = {"source": "exact", "target": "eaccounting", "entity": "stock", "interval": "1h"}
+        flows["stock"] = {"source": "exact", "target": "eaccounting", "entity": "stock", "interval": "1h"}
     if orders:
-        raw["flows"] = {
+        flows = {
             "orders": {
                 "source": "exact",
                 "target": "eaccounting",
@@ -56,18 +43,7 @@ def _resolved(tmp_path, eacc_url, exact_url, *, orders: bool = False, stock: boo
                 "options": {"statuses": ["new", "in_process", "completed"], "document": "order", "missing_products": "create"},
             }
         }
-    return resolve(Config(**raw), load_registry(), tmp_path / "apicenterd.toml")
-
-
-async def _run(resolved, flow):
-    store = SQLiteStore(resolved.state_path)
-    await store.open()
-    engine = Engine(resolved, store, retry_base_delay=0.01)
-    try:
-        return await engine.run_flow(flow)
-    finally:
-        await engine.aclose()
-        await store.close()
+    return resolved_config(tmp_path, connections, flows)
 
 
 def _writes(exact_app) -> list[tuple[str, str]]:
@@ -79,7 +55,7 @@ async def test_products_flow_creates_each_item_once_and_a_second_run_writes_noth
     resolved = _resolved(tmp_path, eacc_url, exact_url)
     articles = {a["Number"]: a for a in eacc_app.state.sim.articles.values()}
 
-    first = await _run(resolved, "products")
+    first = await run_once(resolved, "products")
     assert first.status == "ok", first.error
     assert first.counts["created"] == len(articles) and first.counts["failed"] == 0
     sim = exact_app.state.sim
@@ -90,7 +66,7 @@ async def test_products_flow_creates_each_item_once_and_a_second_run_writes_noth
     assert len(sim.data["logistics/SalesItemPrices"]) == sum(1 for a in articles.values() if a.get("NetPrice") is not None)
 
     sim.requests.clear()
-    second = await _run(resolved, "products")
+    second = await run_once(resolved, "products")
     assert second.status == "ok", second.error
     assert second.counts["created"] == 0 and second.counts["updated"] == 0
     assert _writes(exact_app) == []
@@ -102,7 +78,7 @@ async def test_customers_flow_creates_accounts_once(tmp_path, servers):
     resolved = _resolved(tmp_path, eacc_url, exact_url)
     customers = list(eacc_app.state.sim.customers.values())
 
-    first = await _run(resolved, "customers")
+    first = await run_once(resolved, "customers")
     assert first.status == "ok", first.error
     assert first.counts["created"] + first.counts["failed"] == len(customers)
     assert first.counts["failed"] == 0
@@ -112,7 +88,7 @@ async def test_customers_flow_creates_accounts_once(tmp_path, servers):
     assert {(a.get("Email") or "").lower() for a in accounts.values()} == emails
 
     exact_app.state.sim.requests.clear()
-    second = await _run(resolved, "customers")
+    second = await run_once(resolved, "customers")
     assert second.status == "ok", second.error
     assert second.counts["created"] == 0 and second.counts["updated"] == 0
     assert _writes(exact_app) == []
@@ -131,7 +107,7 @@ async def test_orders_flow_from_exact_into_eaccounting_once(tmp_path, servers):
     sim.add_order(buyer["ID"], [("EXO-1", 1, 10.0)], status=45)  # cancelled: filtered out by status
     resolved = _resolved(tmp_path, eacc_url, exact_url, orders=True)
 
-    first = await _run(resolved, "orders")
+    first = await run_once(resolved, "orders")
     assert first.status == "ok", first.error
     assert first.counts["created"] == 2 and first.counts["failed"] == 0
     orders = list(eacc_app.state.sim.orders.values())
@@ -141,7 +117,7 @@ async def test_orders_flow_from_exact_into_eaccounting_once(tmp_path, servers):
     assert len(customers) == 1 and all(o["CustomerId"] == customers[0]["Id"] for o in orders)
 
     eacc_app.state.sim.requests.clear()
-    second = await _run(resolved, "orders")
+    second = await run_once(resolved, "orders")
     assert second.status == "ok", second.error
     assert second.counts["created"] == 0
     assert [r for r in eacc_app.state.sim.requests if r[0] in ("POST", "PUT")] == []
@@ -168,20 +144,20 @@ async def test_stock_flow_from_exact_into_eaccounting(tmp_path, servers):
     """Products first (eAccounting → Exact), then Exact's stock positions back to the articles."""
     eacc_app, exact_app, eacc_url, exact_url = servers
     resolved = _resolved(tmp_path, eacc_url, exact_url, stock=True)
-    assert (await _run(resolved, "products")).status == "ok"
+    assert (await run_once(resolved, "products")).status == "ok"
     articles = {a["Number"]: a for a in eacc_app.state.sim.articles.values()}
     codes = sorted(articles)[:5]
     for n, code in enumerate(codes):
         exact_app.state.sim.set_stock(code, 10 + n, 2)
 
-    first = await _run(resolved, "stock")
+    first = await run_once(resolved, "stock")
     assert first.status == "ok", first.error
     assert first.counts["updated"] + first.counts["unchanged"] == len(codes) and first.counts["failed"] == 0
     for n, code in enumerate(codes):
         assert eacc_app.state.sim.articles[articles[code]["Id"]]["StockBalance"] == 8 + n  # on hand minus reserved
 
     eacc_app.state.sim.requests.clear()
-    second = await _run(resolved, "stock")
+    second = await run_once(resolved, "stock")
     assert second.status == "ok" and second.counts["updated"] == 0
     assert [r for r in eacc_app.state.sim.requests if r[0] in ("POST", "PUT")] == []
 
@@ -209,7 +185,7 @@ async def test_faults_and_a_spent_minute_lose_nothing_and_create_nothing_twice(t
     )
     resolved = _resolved(tmp_path, eacc_url, exact_url)
     articles = {a["Number"] for a in eacc_app.state.sim.articles.values()}
-    runs = [await _run(resolved, "products") for _ in range(3)]
+    runs = [await run_once(resolved, "products") for _ in range(3)]
     assert runs[-1].status == "ok", runs[-1].error
     codes = collections.Counter(item["Code"] for item in sim.data["logistics/Items"].values())
     assert set(codes) == articles and set(codes.values()) == {1}

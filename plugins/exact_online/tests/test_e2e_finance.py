@@ -5,7 +5,6 @@ each with a second run that writes nothing."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sqlite3
 from decimal import Decimal
@@ -13,12 +12,7 @@ from decimal import Decimal
 import pytest
 from apicenterd_exact_online import ExactOnlineConnector
 
-from apicenterd.config import Config
-from apicenterd.config.resolve import resolve
-from apicenterd.engine import Engine
-from apicenterd.registry import load_registry
-from apicenterd.state import SQLiteStore
-from apicenterd.testing import serve_app
+from apicenterd.testing.settle import resolved_config, run_once
 
 eaccounting = pytest.importorskip("apicenterd_eaccounting")
 EAccountingConnector = eaccounting.EAccountingConnector
@@ -27,36 +21,17 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def servers():
+def servers(serve_eacc_exact):
     """Both simulators on loopback ports: (eacc_app, exact_app, eacc_url, exact_url)."""
-    eacc_app = EAccountingConnector.simulator(seed=21, records=6, customers=4)
-    exact_app = ExactOnlineConnector.simulator(seed=21, records=0)
-    with contextlib.ExitStack() as stack:
-        yield eacc_app, exact_app, stack.enter_context(serve_app(eacc_app)), stack.enter_context(serve_app(exact_app))
+    return serve_eacc_exact(seed=21, records=6, customers=4)
 
 
 def _resolved(tmp_path, eacc_url, exact_url, flows):
-    raw = {
-        "daemon": {"log_level": "warning", "metrics_address": "", "shutdown_timeout": 5},
-        "state": {"path": str(tmp_path / "state.db")},
-        "connections": {
-            "eaccounting": {"connector": "eaccounting", **EAccountingConnector.demo_settings(eacc_url)},
-            "exact": {"connector": "exact_online", **ExactOnlineConnector.demo_settings(exact_url)},
-        },
-        "flows": flows,
+    connections = {
+        "eaccounting": ("eaccounting", EAccountingConnector.demo_settings(eacc_url)),
+        "exact": ("exact_online", ExactOnlineConnector.demo_settings(exact_url)),
     }
-    return resolve(Config(**raw), load_registry(), tmp_path / "apicenterd.toml")
-
-
-async def _run(resolved, flow):
-    store = SQLiteStore(resolved.state_path)
-    await store.open()
-    engine = Engine(resolved, store, retry_base_delay=0.01)
-    try:
-        return await engine.run_flow(flow)
-    finally:
-        await engine.aclose()
-        await store.close()
+    return resolved_config(tmp_path, connections, flows)
 
 
 def _forget(resolved) -> None:
@@ -128,7 +103,7 @@ async def test_invoices_become_processed_direct_invoices_with_the_flows_maps_onc
     }
     resolved = _resolved(tmp_path, eacc_url, exact_url, flows)
 
-    first = await _run(resolved, "invoices")
+    first = await run_once(resolved, "invoices")
     assert first.status == "ok", first.error
     assert first.counts["created"] == 3 and first.counts["failed"] == 0
     invoices = {i["YourRef"]: i for i in sim.data["salesinvoice/SalesInvoices"].values()}
@@ -159,7 +134,7 @@ async def test_invoices_become_processed_direct_invoices_with_the_flows_maps_onc
     assert len(printed) == 3
 
     sim.requests.clear()
-    second = await _run(resolved, "invoices")
+    second = await run_once(resolved, "invoices")
     assert second.status == "ok", second.error
     assert second.counts["created"] == 0 and second.counts["failed"] == 0
     assert _writes(exact_app) == []
@@ -183,7 +158,7 @@ async def test_an_unmapped_country_fails_the_invoice_naming_the_map_and_a_draft_
         }
     }
     resolved = _resolved(tmp_path, eacc_url, exact_url, flows)
-    run = await _run(resolved, "invoices")
+    run = await run_once(resolved, "invoices")
     assert run.status == "ok", run.error
     assert run.counts["failed"] == 1 and run.counts["created"] == 0
     assert sim.data["salesinvoice/SalesInvoices"] == {} and sim.data["crm/Accounts"] == {}
@@ -196,7 +171,7 @@ async def test_without_process_an_invoice_is_a_sales_invoice_left_open(tmp_path,
     _book(eacc, company, [{"ArticleId": next(iter(eacc.articles)), "Quantity": 1, "UnitPrice": 3}])
     options = {"source_entity": "invoices", "missing_products": "create", "revenue_accounts": {"default": "8200"}}
     flows = {"invoices": {"source": "eaccounting", "target": "exact", "entity": "invoices", "interval": "1h", "options": options}}
-    run = await _run(_resolved(tmp_path, eacc_url, exact_url, flows), "invoices")
+    run = await run_once(_resolved(tmp_path, eacc_url, exact_url, flows), "invoices")
     assert run.counts["created"] == 1, run.counts
     (invoice,) = sim.data["salesinvoice/SalesInvoices"].values()
     assert invoice["Type"] == 8020 and invoice["Status"] != 50
@@ -226,7 +201,7 @@ async def test_vouchers_become_general_journal_entries_with_the_account_map_neve
         }
     }
     resolved = _resolved(tmp_path, eacc_url, exact_url, flows)
-    first = await _run(resolved, "journal")
+    first = await run_once(resolved, "journal")
     assert first.status == "ok", first.error
     assert first.counts["created"] == 2 and first.counts["failed"] == 0
     entries = list(sim.data["generaljournalentry/GeneralJournalEntries"].values())
@@ -241,14 +216,14 @@ async def test_vouchers_become_general_journal_entries_with_the_account_map_neve
         assert sum(Decimal(str(line["AmountFC"])) for line in entry["GeneralJournalEntryLines"]) == 0
 
     sim.requests.clear()
-    second = await _run(resolved, "journal")
+    second = await run_once(resolved, "journal")
     assert second.status == "ok", second.error
     assert second.counts["created"] == 0 and second.counts["updated"] == 0
     assert _writes(exact_app) == []
 
     # the links and cursors lost (a restored backup): every entry is found in Exact by its Notes, none booked again
     _forget(resolved)
-    third = await _run(resolved, "journal")
+    third = await run_once(resolved, "journal")
     assert third.status == "ok", third.error
     assert third.counts["created"] == 0 and third.counts["failed"] == 0
     assert len(sim.data["generaljournalentry/GeneralJournalEntries"]) == 2
@@ -268,7 +243,7 @@ async def test_an_unmapped_account_fails_the_voucher_naming_it(tmp_path, servers
             "options": {"accounts": {"1510": "1300"}},
         }
     }
-    run = await _run(_resolved(tmp_path, eacc_url, exact_url, flows), "journal")
+    run = await run_once(_resolved(tmp_path, eacc_url, exact_url, flows), "journal")
     assert run.counts["failed"] == 1 and sim.data["generaljournalentry/GeneralJournalEntries"] == {}
 
 
@@ -293,33 +268,33 @@ async def test_products_carry_item_group_and_free_fields_and_customers_their_fre
     }
     resolved = _resolved(tmp_path, eacc_url, exact_url, flows)
     groups = {g["Code"]: gid for gid, g in sim.data["logistics/ItemGroups"].items()}
-    first = await _run(resolved, "products")
+    first = await run_once(resolved, "products")
     assert first.status == "ok", first.error and first.counts["failed"] == 0
     items = list(sim.data["logistics/Items"].values())
     assert len(items) == len(eacc_app.state.sim.articles)
     assert all(i["ItemGroup"] == groups["TOOLS"] and i["FreeTextField_01"] == "from eAccounting" and i["Class_01"] == "WEB" for i in items)
-    customers = await _run(resolved, "customers")
+    customers = await run_once(resolved, "customers")
     assert customers.status == "ok" and customers.counts["failed"] == 0
     accounts = list(sim.data["crm/Accounts"].values())
     assert accounts and all(a["Remarks"] == "synced by apicenterd" and a["SalesVATCode"] == "2" for a in accounts)
     assert {_gl(sim)[a["GLAccountSales"]] for a in accounts} == {"8000"}
 
     sim.requests.clear()
-    assert (await _run(resolved, "products")).counts["updated"] == 0
-    assert (await _run(resolved, "customers")).counts["updated"] == 0
+    assert (await run_once(resolved, "products")).counts["updated"] == 0
+    assert (await run_once(resolved, "customers")).counts["updated"] == 0
     assert _writes(exact_app) == []
 
     # the links and cursors lost: everything is found in Exact as written (group, free fields): linked, nothing written
     _forget(resolved)
-    again = await _run(resolved, "products")
+    again = await run_once(resolved, "products")
     assert again.counts["created"] == 0 and again.counts["updated"] == 0, again.counts
-    assert (await _run(resolved, "customers")).counts["updated"] == 0
+    assert (await run_once(resolved, "customers")).counts["updated"] == 0
     assert _writes(exact_app) == []
 
     # the group changed in the flow (and a full read): the items move, once
     _forget(resolved)
     moved = {**flows, "products": {**flows["products"], "options": {**flows["products"]["options"], "item_group": "FOOD"}}}
-    changed = await _run(_resolved(tmp_path, eacc_url, exact_url, moved), "products")
+    changed = await run_once(_resolved(tmp_path, eacc_url, exact_url, moved), "products")
     assert changed.counts["updated"] == len(items)
     assert {i["ItemGroup"] for i in sim.data["logistics/Items"].values()} == {groups["FOOD"]}
 
@@ -329,7 +304,7 @@ async def test_an_unknown_item_group_or_free_field_fails_the_record_naming_it(tm
     eacc_app, exact_app, eacc_url, exact_url = servers
     flows = {"products": {"source": "eaccounting", "target": "exact", "entity": "products", "interval": "1h", "options": options}}
     resolved = _resolved(tmp_path, eacc_url, exact_url, flows)
-    run = await _run(resolved, "products")
+    run = await run_once(resolved, "products")
     assert run.counts["failed"] == len(eacc_app.state.sim.articles) and run.counts["created"] == 0
     assert exact_app.state.sim.data["logistics/Items"] == {}
     reasons = await _dead_letters(resolved)
@@ -347,7 +322,7 @@ async def test_a_customer_cost_centre_is_refused_with_where_to_set_it(tmp_path, 
             "options": {"cost_centre": "CC1"},
         }
     }
-    run = await _run(_resolved(tmp_path, eacc_url, exact_url, flows), "customers")
+    run = await run_once(_resolved(tmp_path, eacc_url, exact_url, flows), "customers")
     assert run.counts["failed"] == len(eacc_app.state.sim.customers) and exact_app.state.sim.data["crm/Accounts"] == {}
 
 
@@ -377,7 +352,7 @@ async def test_orders_carry_the_payment_condition_and_its_method_mapped_into_eac
         }
     }
     resolved = _resolved(tmp_path, eacc_url, exact_url, flows)
-    first = await _run(resolved, "orders")
+    first = await run_once(resolved, "orders")
     assert first.status == "ok", first.error
     assert first.counts["created"] == 2 and first.counts["failed"] == 0
     customer = next(c for c in eacc.customers.values() if c.get("EmailAddress") == "pay@payer.example")
@@ -388,7 +363,7 @@ async def test_orders_carry_the_payment_condition_and_its_method_mapped_into_eac
 
     sim.add_order(buyer["ID"], [("PAY-1", 1, 10.0)], payment_condition="00")  # method K: mapped; terms "00": not in the map
     eacc.requests.clear()
-    second = await _run(resolved, "orders")
+    second = await run_once(resolved, "orders")
     assert second.counts["created"] == 0 and second.counts["failed"] == 1
     assert [r for r in eacc.requests if r[0] in ("POST", "PUT")] == []
 

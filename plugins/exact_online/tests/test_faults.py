@@ -11,10 +11,9 @@ from apicenterd_exact_online import ExactOnlineConnector
 
 from apicenterd.config import Config
 from apicenterd.config.resolve import resolve
-from apicenterd.engine import Engine
 from apicenterd.registry import load_registry
-from apicenterd.state import SQLiteStore
 from apicenterd.testing import Faults, with_faults
+from apicenterd.testing.settle import run_until_settled
 
 eaccounting = pytest.importorskip("apicenterd_eaccounting")
 EAccountingConnector = eaccounting.EAccountingConnector
@@ -48,24 +47,6 @@ def _resolved(tmp_path):
     return resolve(Config(**raw), load_registry(), tmp_path / "apicenterd.toml")
 
 
-async def _run_until_settled(resolved, tmp_path, transports, name, runs=20):
-    """Run ``name`` until a run ends ok with nothing failed (bounded): the statuses and counts of every run."""
-    history = []
-    for _ in range(runs):
-        store = SQLiteStore(tmp_path / "state.db")
-        await store.open()
-        engine = Engine(resolved, store, retry_base_delay=0, transports=transports)
-        try:
-            result = await engine.run_flow(name)
-        finally:
-            await engine.aclose()
-            await store.close()
-        history.append((result.status, dict(result.counts), result.error))
-        if result.status == "ok" and result.counts["failed"] == 0:
-            return history
-    raise AssertionError(f"{name} did not settle in {runs} runs: {history}")
-
-
 async def test_5xx_429_timeouts_and_lost_answers_never_duplicate_items_accounts_or_orders(tmp_path):
     eacc_app = EAccountingConnector.simulator(seed=8, records=20, customers=6)
     exact_app = ExactOnlineConnector.simulator(seed=8, records=0, minutely=600)
@@ -83,7 +64,7 @@ async def test_5xx_429_timeouts_and_lost_answers_never_duplicate_items_accounts_
     transports = {"eaccounting": httpx.ASGITransport(app=eacc_faulty), "exact": httpx.ASGITransport(app=exact_faulty)}
     resolved = _resolved(tmp_path)
     for flow in ("products", "customers", "orders", "products"):
-        await _run_until_settled(resolved, tmp_path, transports, flow)
+        await run_until_settled(resolved, tmp_path, transports, flow, runs=20)
     faults = Counter(exact_faulty.counts) + Counter(eacc_faulty.counts)
     assert all(faults[kind] >= 1 for kind in ("error", "drop", "timeout", "burst")), faults  # every kind happened
 
@@ -106,7 +87,7 @@ async def test_5xx_429_timeouts_and_lost_answers_never_duplicate_items_accounts_
     sim.requests.clear()
     eacc_app.state.sim.requests.clear()
     for flow in ("products", "customers", "orders"):
-        history = await _run_until_settled(resolved, tmp_path, transports, flow, runs=1)
+        history = await run_until_settled(resolved, tmp_path, transports, flow, runs=1)
         assert history[0][1]["created"] == history[0][1]["updated"] == 0, history
     assert [r for r in sim.requests if r[0] in ("POST", "PUT", "DELETE")] == []
     assert [r for r in eacc_app.state.sim.requests if r[0] in ("POST", "PUT", "DELETE")] == []

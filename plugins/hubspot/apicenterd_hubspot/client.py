@@ -367,59 +367,53 @@ class HubSpotClient:
     async def ensure_property(self, object_type: str, name: str, label: str, *, create: bool, setting: str = "customer_properties") -> None:
         """Make sure ``object_type`` has the property ``name`` (any type; created as a single-line
         text property when missing and allowed, else a FatalError naming it)."""
-        what = f"{object_type} property {name!r}"
-        response = await self.call("GET", f"/crm/v3/properties/{object_type}/{name}", what, not_found="none")
-        if response.status_code == 200:
-            return
-        if not create:
-            raise FatalError(f"{what} does not exist; create it in HubSpot, or set create_properties = true")
-        await self.call(
-            "POST",
-            f"/crm/v3/properties/{object_type}",
-            what,
-            json={
-                "name": name,
-                "label": label,
-                "type": "string",
-                "fieldType": "text",
-                "groupName": _group(object_type),
-                "description": f"Written by apicenterd ({setting})",
-            },
+        await self._ensure_text_property(
+            object_type,
+            name,
+            label,
+            create=create,
+            unique=False,
+            missing="create it in HubSpot, or set create_properties = true",
+            description=f"Written by apicenterd ({setting})",
         )
-        self.log.info("hubspot_property_created", object_type=object_type, property=name)
 
     async def ensure_unique_property(self, object_type: str, name: str, label: str, *, create: bool) -> None:
         """Make sure ``object_type`` has the unique text property ``name`` (create it when allowed).
 
         A property that exists without ``hasUniqueValue`` is a FatalError (look-ups by it would
         not be safe: HubSpot can hold the same value twice)."""
+        await self._ensure_text_property(
+            object_type,
+            name,
+            label,
+            create=create,
+            unique=True,
+            missing="create it as a unique single-line text property, or set create_properties = true",
+            description="Written by apicenterd: the record's key in the other system (unique)",
+        )
+
+    async def _ensure_text_property(
+        self, object_type: str, name: str, label: str, *, create: bool, unique: bool, missing: str, description: str
+    ) -> None:
+        """Make sure ``object_type`` has the property ``name`` (``unique``: with ``hasUniqueValue``);
+        when missing, create it as a single-line text property if ``create``, else a FatalError
+        saying ``missing`` (what to do)."""
         what = f"{object_type} property {name!r}"
         response = await self.call("GET", f"/crm/v3/properties/{object_type}/{name}", what, not_found="none")
         if response.status_code == 200:
-            prop = json_body(response, what) or {}
-            if not prop.get("hasUniqueValue"):
+            if unique and not (json_body(response, what) or {}).get("hasUniqueValue"):
                 raise FatalError(
                     f"{what} exists but is not unique (hasUniqueValue false); HubSpot cannot make it unique later: "
                     "configure another property name"
                 )
             return
         if not create:
-            raise FatalError(f"{what} does not exist; create it as a unique single-line text property, or set create_properties = true")
-        group = _group(object_type)
-        await self.call(
-            "POST",
-            f"/crm/v3/properties/{object_type}",
-            what,
-            json={
-                "name": name,
-                "label": label,
-                "type": "string",
-                "fieldType": "text",
-                "groupName": group,
-                "hasUniqueValue": True,
-                "description": "Written by apicenterd: the record's key in the other system (unique)",
-            },
-        )
+            raise FatalError(f"{what} does not exist; {missing}")
+        body: dict[str, Any] = {"name": name, "label": label, "type": "string", "fieldType": "text", "groupName": _group(object_type)}
+        if unique:
+            body["hasUniqueValue"] = True
+        body["description"] = description
+        await self.call("POST", f"/crm/v3/properties/{object_type}", what, json=body)
         self.log.info("hubspot_property_created", object_type=object_type, property=name)
 
 

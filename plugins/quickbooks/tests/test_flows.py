@@ -12,23 +12,15 @@ from apicenterd_eaccounting import EAccountingConnector
 from apicenterd_quickbooks import QuickBooksConnector
 
 from apicenterd.config import Config, resolve
-from apicenterd.engine import Engine
 from apicenterd.registry import load_registry
-from apicenterd.state import SQLiteStore
+from apicenterd.testing.settle import run_once
 
 pytestmark = pytest.mark.anyio
 
 
 async def _run(tmp_path: Path, raw: dict, transports: dict, flow: str):
     resolved = resolve(Config(**raw), load_registry(), tmp_path / "apicenterd.toml")
-    store = SQLiteStore(tmp_path / "state.db")
-    await store.open()
-    engine = Engine(resolved, store, retry_base_delay=0, transports=transports)
-    try:
-        return await engine.run_flow(flow)
-    finally:
-        await engine.aclose()
-        await store.close()
+    return await run_once(resolved, flow, transports=transports, retry_base_delay=0, state_path=tmp_path / "state.db")
 
 
 def _config(tmp_path: Path, qbo: dict, eacc: dict, flow: dict) -> dict:

@@ -133,6 +133,7 @@ class ClientCredentialsAuth(httpx.Auth):
                     f"and that the service app is approved for this tenant with the scopes {' '.join(asked)}",
                     status=response.status_code,
                     vendor_code=str(error) if error else None,
+                    reauthorize=False,  # client credentials: the settings or the portal are the fix, not `apicenterd auth`
                 )
             try:
                 ttl = float(body.get("expires_in") or DEFAULT_TOKEN_TTL)

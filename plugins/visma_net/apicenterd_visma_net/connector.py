@@ -787,6 +787,7 @@ class VismaNetConnector(Connector):
             f"scope {needed!r}, which the token lacks (it has: {' '.join(sorted(has)) or 'none'}); {fix}",
             status=403,
             vendor_code="insufficient_scope",
+            reauthorize=not service,  # a service app's scopes are granted in the portal, not by `apicenterd auth`
         )
 
     async def aclose(self) -> None:

@@ -15,27 +15,14 @@ from apicenterd_eaccounting import EAccountingConnector
 from apicenterd_visma_net import VismaNetConnector
 
 from apicenterd.config import load
-from apicenterd.engine import Engine
 from apicenterd.registry import load_registry
-from apicenterd.state import SQLiteStore
 from apicenterd.testing import serve_app
+from apicenterd.testing.settle import run_once
 
 pytestmark = pytest.mark.anyio
 
 ACCOUNTS = {"1510": "1500", "2611": "2700", "3001": "3000", "3002": "3000", "3003": "3000", "3004": "3000", "3005": "3010"}
 """eAccounting's (simulated) accounts → Visma.net's chart: receivables, output VAT, revenue per coding."""
-
-
-async def run(resolved: Any, flow: str) -> Any:
-    """One run of ``flow`` through the engine (as test_flows does)."""
-    store = SQLiteStore(resolved.state_path)
-    await store.open()
-    engine = Engine(resolved, store, retry_base_delay=0.01)
-    try:
-        return await engine.run_flow(flow)
-    finally:
-        await engine.aclose()
-        await store.close()
 
 
 def writes(app: Any) -> list[tuple[str, str]]:
@@ -44,11 +31,11 @@ def writes(app: Any) -> list[tuple[str, str]]:
 
 async def twice(resolved: Any, flow: str, target: Any) -> Any:
     """Run ``flow``; then again, which must write nothing to ``target``."""
-    first = await run(resolved, flow)
+    first = await run_once(resolved, flow)
     assert first.status == "ok", first.error
     assert first.counts["failed"] == 0, first.counts
     target.state.sim.requests.clear()
-    second = await run(resolved, flow)
+    second = await run_once(resolved, flow)
     assert second.status == "ok", second.error
     assert second.counts["created"] == 0 and second.counts["updated"] == 0, second.counts
     assert writes(target) == []
@@ -156,7 +143,7 @@ async def test_booked_sales_become_journal_transactions_once(bookings):
 
 async def test_lost_links_and_a_rerun_book_nothing_twice(bookings):
     ea, vn, resolved = bookings(4, bookings_flow())
-    first = await run(resolved, "bookings")
+    first = await run_once(resolved, "bookings")
     assert first.status == "ok" and first.counts["created"] == 4, first.counts
     # a crash between Visma.net's 201 and the link, for every entry: the links and cursors are gone
     # (the tokens stay: eAccounting's refresh token rotated)
@@ -164,13 +151,13 @@ async def test_lost_links_and_a_rerun_book_nothing_twice(bookings):
         assert db.execute("DELETE FROM links").rowcount == 4
         db.execute("DELETE FROM cursors")
     vn.state.sim.requests.clear()
-    again = await run(resolved, "bookings")
+    again = await run_once(resolved, "bookings")
     assert again.status == "ok" and again.counts["created"] == 0, again.counts
     assert again.counts["unchanged"] == 4 and again.counts["failed"] == 0, again.counts  # found by reference, linked
     assert writes(vn) == [] and all(len(b) == 1 for b in booked(vn).values())
     # a new booking is picked up on the next run, the others stay as they are
     book_invoices(ea.state.sim, 1)
-    third = await run(resolved, "bookings")
+    third = await run_once(resolved, "bookings")
     assert third.counts["created"] == 1 and len(booked(vn)) == 5 and all(len(b) == 1 for b in booked(vn).values())
 
 
@@ -178,14 +165,14 @@ async def test_an_account_the_map_lacks_is_a_record_error_naming_it(bookings):
     accounts = {k: v for k, v in ACCOUNTS.items() if k != "2611"}
     flows = bookings_flow(map=[{"field": "lines.*.account", "from": "lines.*.account", "map": accounts}])
     ea, vn, resolved = bookings(2, flows)
-    result = await run(resolved, "bookings")
+    result = await run_once(resolved, "bookings")
     assert result.counts["failed"] == 2 and result.counts["created"] == 0, result.counts  # both have VAT on 2611
     assert writes(vn) == []
 
 
 async def test_without_a_map_visma_net_refuses_the_accounts_it_lacks_and_books_nothing(bookings):
     ea, vn, resolved = bookings(2, {"bookings": {k: v for k, v in bookings_flow()["bookings"].items() if k != "map"}})
-    result = await run(resolved, "bookings")
+    result = await run_once(resolved, "bookings")
     assert result.counts["failed"] == 2 and result.counts["created"] == 0, result.counts
     assert vn.state.sim.journal == {}
 
@@ -194,6 +181,6 @@ async def test_faults_are_retried_without_booking_twice(bookings):
     ea, vn, resolved = bookings(3, bookings_flow())
     sim = vn.state.sim
     sim.fail_next(503, times=2, path_prefix="/v1/journaltransaction")
-    first = await run(resolved, "bookings")
+    first = await run_once(resolved, "bookings")
     assert first.status == "ok" and first.counts["created"] == 3, (first.counts, first.error)
     assert all(len(b) == 1 for b in booked(vn).values()) and len(booked(vn)) == 3

@@ -13,10 +13,9 @@ from apicenterd_eaccounting import EAccountingConnector
 from apicenterd_visma_net import VismaNetConnector
 
 from apicenterd.config import load
-from apicenterd.engine import Engine
 from apicenterd.registry import load_registry
-from apicenterd.state import SQLiteStore
 from apicenterd.testing import serve_app
+from apicenterd.testing.settle import run_once
 
 pytestmark = pytest.mark.anyio
 
@@ -36,9 +35,7 @@ class Stall:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         match = None
         if scope["type"] == "http":
-            match = next(
-                (p for p in self.plan if p[0] == scope["method"] and scope["path"].rstrip("/").endswith(p[1])), None
-            )
+            match = next((p for p in self.plan if p[0] == scope["method"] and scope["path"].rstrip("/").endswith(p[1])), None)
         if match is None:
             return await self.app(scope, receive, send)
         self.plan.remove(match)
@@ -56,17 +53,6 @@ class Stall:
             await self.app(scope, replay, drop)
         while (await receive())["type"] != "http.disconnect":
             pass
-
-
-async def run(resolved: Any, flow: str) -> Any:
-    store = SQLiteStore(resolved.state_path)
-    await store.open()
-    engine = Engine(resolved, store, retry_base_delay=0.01)
-    try:
-        return await engine.run_flow(flow)
-    finally:
-        await engine.aclose()
-        await store.close()
 
 
 @pytest.fixture
@@ -119,7 +105,7 @@ async def test_faults_on_bookings_are_retried_and_each_sale_is_booked_once(fault
     ea, stall, resolved = faulty(BOOKINGS)
     sim = stall.state.sim
     FAULTS[fault](sim, stall)
-    result = await run(resolved, "bookings")
+    result = await run_once(resolved, "bookings")
     assert result.status == "ok" and result.counts["created"] == 4 and result.counts["failed"] == 0, (result.counts, result.error)
     assert not stall.plan and len(sim.faults) == 0  # every fault was met
     assert len(references(sim)) == 4 and references(sim) == sorted(set(references(sim)))
@@ -129,8 +115,8 @@ async def test_a_booking_whose_answer_is_lost_is_found_and_not_booked_again(faul
     ea, stall, resolved = faulty(BOOKINGS)
     sim = stall.state.sim
     stall.arm("POST", "/journaltransaction", apply=True)  # applied in Visma.net, the 201 lost: a timeout
-    first = await run(resolved, "bookings")
-    second = await run(resolved, "bookings")
+    first = await run_once(resolved, "bookings")
+    second = await run_once(resolved, "bookings")
     assert stall.stalled == 1
     assert len(sim.journal) == 4, references(sim)  # the lost one is there once
     assert references(sim) == sorted(set(references(sim)))

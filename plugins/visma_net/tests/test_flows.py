@@ -13,10 +13,9 @@ from apicenterd_eaccounting import EAccountingConnector
 from apicenterd_visma_net import VismaNetConnector
 
 from apicenterd.config import load
-from apicenterd.engine import Engine
 from apicenterd.registry import load_registry
-from apicenterd.state import SQLiteStore
 from apicenterd.testing import serve_app
+from apicenterd.testing.settle import run_once
 
 pytestmark = pytest.mark.anyio
 
@@ -48,28 +47,17 @@ def pair(tmp_path, write_pair_config):
         yield start
 
 
-async def run(resolved: Any, flow: str) -> Any:
-    store = SQLiteStore(resolved.state_path)
-    await store.open()
-    engine = Engine(resolved, store, retry_base_delay=0.01)
-    try:
-        return await engine.run_flow(flow)
-    finally:
-        await engine.aclose()
-        await store.close()
-
-
 def writes(app: Any) -> list[tuple[str, str]]:
     return [r for r in app.state.sim.requests if r[0] in WRITES]
 
 
 async def twice(resolved: Any, flow: str, target: Any) -> Any:
     """Run ``flow``; then again, which must write nothing to ``target``."""
-    first = await run(resolved, flow)
+    first = await run_once(resolved, flow)
     assert first.status == "ok", first.error
     assert first.counts["failed"] == 0, first.counts
     target.state.sim.requests.clear()
-    second = await run(resolved, flow)
+    second = await run_once(resolved, flow)
     assert second.status == "ok", second.error
     assert second.counts["created"] == 0 and second.counts["updated"] == 0, second.counts
     assert writes(target) == []
@@ -117,7 +105,7 @@ async def test_customers_carry_custom_fields_codes_per_country_and_the_update_ch
     for customer in ea.state.sim.customers.values():  # read again (the delta would skip them)
         customer["ChangedUtc"] = datetime.now(timezone.utc).isoformat()
     vn.state.sim.requests.clear()
-    again = await run(resolved, "customers")
+    again = await run_once(resolved, "customers")
     assert again.status == "ok" and again.counts["failed"] == 0, again.counts
     assert again.counts["updated"] == 3, again.counts
     assert {m for m, _ in writes(vn)} == {"PUT"}
@@ -153,7 +141,7 @@ async def test_products_from_eaccounting_become_inventory_items_by_number(pair):
     some["NetPrice"] = Decimal("77.70")
     some["ChangedUtc"] = datetime.now(timezone.utc).isoformat()
     vn.state.sim.requests.clear()
-    again = await run(resolved, "products")
+    again = await run_once(resolved, "products")
     assert again.counts["updated"] == 1, again.counts
     assert writes(vn) == [("PUT", f"/v1/inventory/{some['Number']}")]
     assert vn.state.sim.inventory[some["Number"]]["defaultPrice"] == Decimal("77.70")
@@ -194,7 +182,7 @@ async def test_faults_on_the_way_are_retried_and_nothing_is_created_twice(pair):
     ea, vn, resolved = pair({"products": {"source": "eaccounting", "target": "vismanet", "entity": "products", "interval": "1h"}},
                             ea={"records": 5})  # fmt: skip
     vn.state.sim.fail_next(503, {"message": "Service Unavailable"}, times=2, path_prefix="/v1/inventory")
-    first = await run(resolved, "products")
+    first = await run_once(resolved, "products")
     assert first.status == "ok", first.error
     assert first.counts["failed"] == 0 and first.counts["created"] == 5, first.counts
     assert len(vn.state.sim.inventory) == 5
@@ -207,7 +195,7 @@ async def test_a_record_visma_net_refuses_fails_alone_and_the_flow_goes_on(pair)
                             ea={"records": 4})  # fmt: skip
     vn.state.sim.fail_next(400, {"ExceptionType": "IPPException", "ExceptionMessage": "Error: 'Item Class' cannot be empty.",
                                  "ExceptionFaultCode": "10", "ExceptionMessageID": "10_x"}, path_prefix="/v1/inventory", times=1)  # fmt: skip
-    first = await run(resolved, "products")
+    first = await run_once(resolved, "products")
     assert first.counts["failed"] == 1 and first.counts["created"] == 3, first.counts
 
 
@@ -244,7 +232,7 @@ async def test_a_flow_writing_without_the_create_scope_stops_once_with_an_error_
     an error naming the operation, the scope and the setting; nothing is retried or written."""
     ea, vn, resolved = pair({"customers": {"source": "eaccounting", "target": "vismanet", "entity": "customers", "interval": "1h"}},
                             ea={"records": 0, "customers": 3}, vn_settings={"scopes": ["vismanet_erp_service_api:read"]})  # fmt: skip
-    result = await run(resolved, "customers")
+    result = await run_once(resolved, "customers")
     assert result.status == "failed" and result.error.startswith("AuthError"), result
     assert "vismanet_erp_service_api:create" in str(result.error) and "scopes setting" in str(result.error), result.error
     assert [m for m, _ in writes(vn)] == ["POST"]  # the first write refused, not repeated, no other tried

@@ -15,23 +15,11 @@ from apicenterd_eaccounting import EAccountingConnector
 from apicenterd_visma_net import VismaNetConnector
 
 from apicenterd.config import load
-from apicenterd.engine import Engine
 from apicenterd.registry import load_registry
-from apicenterd.state import SQLiteStore
 from apicenterd.testing import serve_app
+from apicenterd.testing.settle import run_once
 
 pytestmark = pytest.mark.anyio
-
-
-async def run(resolved: Any, flow: str) -> Any:
-    store = SQLiteStore(resolved.state_path)
-    await store.open()
-    engine = Engine(resolved, store, retry_base_delay=0.01)
-    try:
-        return await engine.run_flow(flow)
-    finally:
-        await engine.aclose()
-        await store.close()
 
 
 def writes(app: Any) -> list[tuple[str, str]]:
@@ -104,11 +92,9 @@ async def test_carrier_terms_discount_and_vat_code_reach_the_sales_order_and_an_
         "options": {"document": "order", "tax_codes": {"NO": {"default": "1"}, "default": {"default": "3"}}},
         "target_settings": {"order_type": "SO", "ship_via": {"POSTEN": "POST", "HENT": "PICKUP"}, "shipping_terms": {"default": "FCA"}},
     }  # fmt: skip
-    ea, vn, made, resolved = pair(
-        {"products": PRODUCTS, "orders": orders_flow}, [("POSTEN", None), ("HENT", "DAP"), ("COURIER", None)]
-    )
-    assert (await run(resolved, "products")).counts["created"] == 3
-    first = await run(resolved, "orders")
+    ea, vn, made, resolved = pair({"products": PRODUCTS, "orders": orders_flow}, [("POSTEN", None), ("HENT", "DAP"), ("COURIER", None)])
+    assert (await run_once(resolved, "products")).counts["created"] == 3
+    first = await run_once(resolved, "orders")
     assert first.counts["created"] == 2 and first.counts["failed"] == 1, first.counts
     by_ref = {o["customerRefNo"]: o for o in vn.state.sim.orders.values()}
     assert by_ref[str(made[0]["Number"])]["shipVia"]["id"] == "POST"
@@ -120,7 +106,7 @@ async def test_carrier_terms_discount_and_vat_code_reach_the_sales_order_and_an_
     posted = [b for p, b in vn.posted if p.endswith("/salesorder")]
     assert posted and all(line["taxCategory"] == {"value": "1"} for body in posted for line in body["lines"])
     vn.state.sim.requests.clear()
-    second = await run(resolved, "orders")
+    second = await run_once(resolved, "orders")
     assert second.counts["created"] == 0 and writes(vn) == [], second.counts
 
 
@@ -130,15 +116,15 @@ async def test_as_customer_invoices_with_revenue_accounts_per_country_once(pair)
         "options": {"document": "invoice", "revenue_accounts": {"NO": "3000", "default": "3100"}},
     }  # fmt: skip
     ea, vn, made, resolved = pair({"products": PRODUCTS, "orders": orders_flow}, [(None, None)])
-    await run(resolved, "products")
-    first = await run(resolved, "orders")
+    await run_once(resolved, "products")
+    first = await run_once(resolved, "orders")
     assert first.counts["created"] == 1, first.counts
     invoices = [i for i in vn.state.sim.invoices.values() if i["externalReference"] == str(made[0]["Number"])]
     assert len(invoices) == 1
     posted = [b for p, b in vn.posted if p.endswith("/customerinvoice")]
     assert [line["accountNumber"] for line in posted[0]["invoiceLines"]] == [{"value": "3000"}] * 2
     vn.state.sim.requests.clear()
-    second = await run(resolved, "orders")
+    second = await run_once(resolved, "orders")
     assert second.counts["created"] == 0 and writes(vn) == [], second.counts
 
 
@@ -164,13 +150,13 @@ async def test_a_customer_without_e_mail_goes_to_the_default_debtor_the_others_a
         ea_url = stack.enter_context(serve_app(ea_app))
         vn_url = stack.enter_context(serve_app(vn_app))
         resolved = load(write_pair_config(tmp_path, ea_url, vn_url, flows), load_registry())
-        await run(resolved, "products")
-        first = await run(resolved, "orders")
+        await run_once(resolved, "products")
+        first = await run_once(resolved, "orders")
         assert first.counts["created"] == 2 and first.counts["failed"] == 0, first.counts
         by_ref = {o["customerRefNo"]: o for o in vn.orders.values()}
         assert by_ref[str(without["Number"])]["customer"]["number"] == "D-1"
         debtor = vn.customers[by_ref[str(with_mail["Number"])]["customer"]["number"]]
         assert debtor["number"] != "D-1" and debtor["mainContact"]["email"].lower() == str(company["EmailAddress"]).lower()
         vn.requests.clear()
-        second = await run(resolved, "orders")
+        second = await run_once(resolved, "orders")
         assert second.counts["created"] == 0 and writes(vn_app) == [], second.counts

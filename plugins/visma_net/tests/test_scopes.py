@@ -126,6 +126,7 @@ async def test_a_missing_scope_is_an_auth_error_naming_operation_scope_and_setti
     message = str(caught.value)
     assert "creating" in message and repr(CREATE) in message and "scopes setting of connection" in message
     assert caught.value.status == 403 and caught.value.vendor_code == "insufficient_scope"
+    assert caught.value.reauthorize is False and "apicenterd auth" not in message  # a service app: the portal is the fix
     assert [m for m, _ in sim.requests] == ["POST"]  # one call: not repeated, no new token asked for
     assert sim.scope_requests == [(READ,)]
     assert all(c.get("name") != "Fjord AS" for c in sim.customers.values())  # nothing was written
@@ -136,8 +137,9 @@ async def test_an_unapproved_scope_names_it_at_the_token_request(app, sim, setti
     async with connect(VismaNetConnector, settings, app=app) as conn:
         await conn.check()  # read: approved
         sink = conn.sink(Entity.CUSTOMERS)
-        with pytest.raises(AuthError, match="vismanet_erp_service_api:create"):
+        with pytest.raises(AuthError, match="vismanet_erp_service_api:create") as caught:
             await conn.create(Entity.CUSTOMERS, sink.normalize(Customer(kind="company", name="Fjord AS", email="f@x.no")))
+    assert caught.value.reauthorize is False  # client credentials: `apicenterd auth` would not help
     assert all(m == "GET" for m, _ in sim.requests)  # the POST never went out without its scope
 
 
@@ -155,6 +157,7 @@ async def test_an_interactive_token_without_consent_to_update_is_a_clear_error(a
     message = str(caught.value)
     assert "updating" in message and "'vismanet_erp_interactive_api:update'" in message
     assert "scopes setting" in message and "apicenterd auth" in message
+    assert caught.value.reauthorize is True  # a user's consent: `apicenterd auth` is the fix
     assert sim.customers[new_id]["name"] == "Fjord AS"
 
 
