@@ -56,7 +56,6 @@ DAILY = RateLimitHeaders(remaining="X-RateLimit-Remaining", reset="X-RateLimit-R
 """Exact's daily limit headers (same source)."""
 
 
-
 def _api_call(request: httpx.Request) -> str | None:
     """The rate limits count the REST API's calls (one bucket), not the OAuth2 token endpoint's."""
     return None if request.url.path.startswith("/api/oauth2/") else ""

@@ -184,6 +184,12 @@ WEBHOOK_TOPICS = {
 MIN_ORDER_CURSOR = "1900-01-01T00:00:00.000Z"
 
 
+def _lines(order: dict[str, Any]) -> Any:
+    """An order's expanded lines (a list), or what Exact gave instead (``__deferred``, nothing)."""
+    block = order.get("SalesOrderLines")
+    return block.get("results") if isinstance(block, dict) else block
+
+
 def _order_cursor(modified: Any) -> str:
     when = parse_odata_date(modified)
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z" if when else MIN_ORDER_CURSOR
@@ -220,6 +226,7 @@ class SalesOrderSource(Source[Order]):
         async for orders in conn.client.pages(
             "salesorder/SalesOrders", select=mapping.ORDER_SELECT, filter=expression, expand="SalesOrderLines", what="sales orders changed"
         ):
+            await conn.enrich_orders(orders)
             accounts = await conn.accounts_by_id([str(o["OrderedBy"]) for o in orders if o.get("OrderedBy")])
             methods = await conn.payment_methods([str(o["PaymentCondition"]).strip() for o in orders if o.get("PaymentCondition")])
             for order in orders:
@@ -525,6 +532,7 @@ class ExactOnlineConnector(Connector):
         self._gl: dict[str, str] = {}
         self._groups: dict[str, str] = {}
         self._conditions: dict[str, str] = {}
+        self._vat: dict[str, Any] = {}
 
     async def open(self) -> None:
         """Create the authenticated API client."""
@@ -682,6 +690,47 @@ class ExactOnlineConnector(Connector):
                     {str(r["Code"]).strip(): str(r["PaymentMethod"]).strip() for r in rows if r.get("Code") and r.get("PaymentMethod")}
                 )
         return {c: self._conditions[c] for c in codes if c in self._conditions}
+
+    async def enrich_orders(self, orders: list[dict[str, Any]]) -> None:
+        """Make a page of SalesOrders whole before they are mapped: the lines of an order Exact gave
+        deferred (not expanded) read from ``salesorder/SalesOrderLines`` by ``OrderID``, and a line's
+        missing ``VATPercentage`` taken from its sales ``VATCode`` (``vat/VATCodes``, ``Percentage``)."""
+        deferred = [str(o["OrderID"]) for o in orders if o.get("OrderID") and not isinstance(_lines(o), list)]
+        wanted = [i for i in dict.fromkeys(deferred) if _IS_GUID.fullmatch(i)]
+        found: dict[str, list[dict[str, Any]]] = {}
+        for start in range(0, len(wanted), FIND_MANY_CHUNK):
+            chunk = wanted[start : start + FIND_MANY_CHUNK]
+            expression = " or ".join(f"OrderID eq guid'{order_id}'" for order_id in chunk)
+            async for rows in self.client.pages(
+                "salesorder/SalesOrderLines", select=mapping.ORDER_LINE_SELECT, filter=expression, what=f"lines of {len(chunk)} orders"
+            ):
+                for row in rows:
+                    found.setdefault(str(row.get("OrderID")), []).append(row)
+        for order in orders:
+            if str(order.get("OrderID")) in found:
+                order["SalesOrderLines"] = {"results": found[str(order["OrderID"])]}
+        rows = [row for order in orders if isinstance(lines := _lines(order), list) for row in lines if isinstance(row, dict)]
+        codes = [str(r["VATCode"]).strip() for r in rows if r.get("VATPercentage") is None and str(r.get("VATCode") or "").strip()]
+        if codes:
+            rates = await self.vat_percentages(codes)
+            for row in rows:
+                code = str(row.get("VATCode") or "").strip()
+                if row.get("VATPercentage") is None and code in rates:
+                    row["VATPercentage"] = rates[code]
+
+    async def vat_percentages(self, codes: Sequence[str]) -> dict[str, Any]:
+        """VAT code → its ``Percentage`` (a fraction, as Exact gives it), from ``vat/VATCodes``, kept for
+        the connection's life; codes Exact does not have are left out (the order then fails, naming it)."""
+        missing = [c for c in dict.fromkeys(codes) if c and c not in self._vat]
+        for start in range(0, len(missing), FIND_MANY_CHUNK):
+            chunk = missing[start : start + FIND_MANY_CHUNK]
+            expression = " or ".join(f"Code eq {odata_string(code)}" for code in chunk)
+            async for rows in self.client.pages(
+                "vat/VATCodes", select=("ID", "Code", "Percentage"), filter=expression, what=f"{len(chunk)} VAT codes"
+            ):
+                known = [r for r in rows if r.get("Code") and r.get("Percentage") is not None]
+                self._vat.update({str(r["Code"]).strip(): r["Percentage"] for r in known})
+        return {c: self._vat[c] for c in codes if c in self._vat}
 
     async def order_refs(self, numbers: Sequence[int]) -> dict[int, str]:
         """Exact sales order number → its ``YourRef`` (the shop's order number), for the orders that have one."""

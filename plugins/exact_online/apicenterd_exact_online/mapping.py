@@ -18,6 +18,8 @@ __all__ = [
     "journal_body",
     "normalize_journal",
     "ORDER_SELECT",
+    "ORDER_LINE_SELECT",
+    "line_vat",
     "ORDER_STATUSES",
     "sales_order_to_order",
     "ACCOUNT_SELECT",
@@ -349,6 +351,25 @@ ORDER_SELECT = (
 )
 """What an order read asks for (with ``$expand=SalesOrderLines``)."""
 
+ORDER_LINE_SELECT = (
+    "ID",
+    "OrderID",
+    "LineNumber",
+    "Item",
+    "ItemCode",
+    "Description",
+    "Quantity",
+    "UnitPrice",
+    "NetPrice",
+    "AmountFC",
+    "Discount",
+    "VATCode",
+    "VATPercentage",
+    "VATAmount",
+    "UnitCode",
+)
+"""What a read of ``salesorder/SalesOrderLines`` asks for (orders whose lines came deferred)."""
+
 ORDER_STATUSES = {12: "new", 20: "in_process", 21: "completed", 45: "cancelled"}
 """Exact's SalesOrder ``Status`` (12 open, 20 partial, 21 complete, 45 cancelled) → the canonical status."""
 
@@ -359,6 +380,23 @@ def _percent(value: Any) -> Decimal | None:
     if rate is None:
         return None
     return (rate * 100).normalize() if rate <= 1 else rate
+
+
+def line_vat(row: dict[str, Any], what: str) -> tuple[str | None, Decimal]:
+    """A SalesOrderLine's sales VAT code and rate (a percentage): the rate from ``VATPercentage`` (filled
+    from the VAT code's ``Percentage`` by the source when Exact left it out), else from ``VATAmount`` over
+    ``AmountFC`` (to a tenth of a percent); RecordError when the line tells neither (the target would book the wrong VAT)."""
+    code = _text(row.get("VATCode"))
+    rate = _percent(row.get("VATPercentage"))
+    if rate is None:
+        vat, amount = to_decimal(row.get("VATAmount")), to_decimal(row.get("AmountFC"))
+        if vat is not None and amount:
+            # the VAT amount is rounded to cents: its rate to a tenth (3.38 on 37.50 is 9.01%: 9)
+            rate = (vat / amount * 100).quantize(Decimal("0.1")).normalize()
+    if rate is None:
+        named = f"VAT code {code!r} has no percentage" if code else "no VATCode, VATPercentage or VATAmount"
+        raise RecordError(f"{what}: line {row.get('LineNumber')}: {named}")
+    return code, rate
 
 
 def _when(value: Any, what: str) -> datetime:
@@ -388,6 +426,7 @@ def sales_order_to_order(order: dict[str, Any], account: dict[str, Any] | None, 
         if price is None:
             raise RecordError(f"{what}: line {row.get('LineNumber')} has no UnitPrice")
         fraction = to_decimal(row.get("Discount")) or Decimal(0)
+        _, rate = line_vat(row, what)  # Exact's code is not the target's: the flow's tax_codes map gives that
         lines.append(
             OrderLine(
                 sku=_text(row.get("ItemCode")),
@@ -396,7 +435,7 @@ def sales_order_to_order(order: dict[str, Any], account: dict[str, Any] | None, 
                 unit_price=price,
                 prices_include_tax=False,
                 discount=(price * quantity * fraction).quantize(Decimal("0.01")),
-                tax_rate=_percent(row.get("VATPercentage")),
+                tax_rate=rate,
             )
         )
     status = order.get("Status")

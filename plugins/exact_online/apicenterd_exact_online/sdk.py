@@ -27,6 +27,8 @@ RESOURCES = {
     "logistics/ItemGroups": "Logistics.ItemGroup",
     "cashflow/PaymentConditions": "Cashflow.PaymentCondition",
     "generaljournalentry/GeneralJournalEntryLines": "GeneralJournalEntry.GeneralJournalEntryLine",
+    "salesorder/SalesOrderLines": "SalesOrder.SalesOrderLine",
+    "vat/VATCodes": "VAT.VATCode",
 }
 """Resource path (after ``/api/v1/{division}/``) → SDK model (``ExactOnline.Client.Models.<model>``)."""
 

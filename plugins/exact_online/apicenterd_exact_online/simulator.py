@@ -145,6 +145,9 @@ ITEM_GROUPS = {"DEF": "Default", "FOOD": "Food", "TOOLS": "Tools"}
 PAYMENT_CONDITIONS = {"00": ("Direct", "K"), "14": ("14 days", "B"), "30": ("30 days", "B"), "IN": ("Direct debit", "I")}
 """The payment conditions every simulated division has (code: description, PaymentMethod)."""
 
+VAT_CODES = {"0": ("No VAT", 0.0), "1": ("VAT low 9%", 0.09), "2": ("VAT high 21%", 0.21)}
+"""The sales VAT codes every simulated division has (code: description, Percentage as a fraction)."""
+
 SYNC_OF = {"sync/Logistics/Items": "logistics/Items", "sync/CRM/Accounts": "crm/Accounts"}
 FILTER_REQUIRED = {
     "salesorder/GoodsDeliveries",
@@ -157,6 +160,7 @@ FILTER_REQUIRED = {
     "crm/Contacts",
     "logistics/SalesItemPrices",
     "salesorder/SalesOrders",
+    "salesorder/SalesOrderLines",
 }
 """Resources with a sync or bulk variant: a GET without ``$filter`` is refused."""
 
@@ -254,6 +258,12 @@ class ExactSim(VendorSim):
         for code, (description, method) in PAYMENT_CONDITIONS.items():
             self.data["cashflow/PaymentConditions"].add({"Code": code, "Description": description, "PaymentMethod": method}, id_field="ID")
         self.data["generaljournalentry/GeneralJournalEntryLines"] = Collection(ids)  # filled by book()
+        self.data["salesorder/SalesOrderLines"] = Collection(ids)  # filled by add_order()
+        self.data["vat/VATCodes"] = Collection(ids)
+        for code, (description, percentage) in VAT_CODES.items():
+            self.data["vat/VATCodes"].add({"Code": code, "Description": description, "Percentage": percentage}, id_field="ID")
+        self.expand_lines = True
+        """False: ``$expand=SalesOrderLines`` is ignored (the lines come ``__deferred``), as Exact may answer."""
         self.timestamp = 1000
         self.writes: list[tuple[str, str, bytes]] = []
         self.refusals = 0  # 429s answered
@@ -285,8 +295,12 @@ class ExactSim(VendorSim):
         vat: float = 0.21,
         number: int | None = None,
         payment_condition: str | None = None,
+        vat_code: str | None = None,
     ) -> dict[str, Any]:
-        """A sales order for ``account_id`` with lines of (item code, quantity, unit price excl. VAT)."""
+        """A sales order for ``account_id`` with lines of (item code, quantity, unit price excl. VAT);
+        ``vat_code`` (one of :data:`VAT_CODES`) sets each line's VATCode and its percentage."""
+        if vat_code is not None:
+            vat = VAT_CODES[vat_code][1]
         orders = self.data["salesorder/SalesOrders"]
         number = number or 1 + max((o["OrderNumber"] for o in orders.values()), default=0)
         rows = []
@@ -310,6 +324,7 @@ class ExactSim(VendorSim):
                     "VATPercentage": vat,
                     "VATAmount": round(amount * vat, 2),
                     "UnitCode": item.get("Unit") or "pc",
+                    **({"VATCode": vat_code} if vat_code is not None else {}),
                 }
             )
         excl = round(sum(r["AmountFC"] for r in rows), 2)
@@ -333,6 +348,10 @@ class ExactSim(VendorSim):
         if payment_condition is not None:
             order["PaymentCondition"] = payment_condition
         stored: dict[str, Any] = orders.add(order, id_field="OrderID")
+        for row in rows:  # the same dicts: a test's change to a line shows in both reads
+            row["OrderID"] = stored["OrderID"]
+            row["OrderNumber"] = number
+            self.data["salesorder/SalesOrderLines"][row["ID"]] = row
         return stored
 
     def deliver(self, order: dict[str, Any], tracking: str, *, carrier: str = "POSTNL", lines: int | None = None) -> dict[str, Any]:
@@ -591,7 +610,8 @@ def _listing(sim: ExactSim, request: Request, resource: str, *, sync: bool) -> R
         for nested in ("SalesOrderLines", "GoodsDeliveryLines"):
             if nested in shown:
                 deferred = {"__deferred": {"uri": f"{uri}/{nested}"}}
-                shown[nested] = {"results": shown[nested]} if nested in expand else deferred
+                expanded = nested in expand and (sim.expand_lines or nested != "SalesOrderLines")
+                shown[nested] = {"results": shown[nested]} if expanded else deferred
         results.append({"__metadata": {"uri": uri, "type": f"Exact.Web.Api.Models.{model}"}, **shown})
     d: dict[str, Any] = {"results": results}
     if next_link:
