@@ -396,12 +396,19 @@ class AccountSink(Sink[Customer]):
         account = await self.connector.account_by_key(key)
         if account is None:
             return None
-        return Found(id=str(account["ID"]), record=mapping.account_to_customer(account), vendor=account)
+        record = mapping.account_to_customer(account)
+        classes = {k: str(v) for k, v in record.custom_fields.items() if k in mapping.CLASSIFICATIONS}
+        if classes:  # compared by code, as the flow gives them
+            codes = await self.connector.classification_codes(list(classes.values()))
+            custom = {**record.custom_fields, **{k: codes.get(v, v) for k, v in classes.items()}}
+            record = record.model_copy(update={"custom_fields": custom})
+        return Found(id=str(account["ID"]), record=record, vendor=account)
 
     async def create(self, record: Customer) -> str:
         conn = self.connector
         what = f"customer {record.key()!r}"
         body = mapping.account_body(record, vat_code=record.tax_code or conn.settings.account_vat_code)
+        body = await conn.classifications(body, what)
         if record.revenue_account:  # the flow's revenue_accounts map (per country): a GL account code
             body["GLAccountSales"] = (await conn.gl_accounts([record.revenue_account]))[record.revenue_account]
         if record.payment_terms:  # the flow's payment_terms: Exact's payment condition code
@@ -415,7 +422,7 @@ class AccountSink(Sink[Customer]):
         return account_id
 
     async def update(self, target_id: str, record: Customer, fields: frozenset[str]) -> None:
-        body = mapping.account_body(record, fields)
+        body = await self.connector.classifications(mapping.account_body(record, fields), f"customer {record.key()!r}")
         if body:
             await self.connector.client.update("crm/Accounts", target_id, body, what=f"customer {record.key()!r}")
 
@@ -533,6 +540,9 @@ class ExactOnlineConnector(Connector):
         self._groups: dict[str, str] = {}
         self._conditions: dict[str, str] = {}
         self._vat: dict[str, Any] = {}
+        self._class_names: dict[str, int] = {}
+        self._classes: dict[tuple[int, str], str] = {}
+        self._class_codes: dict[str, str] = {}
 
     async def open(self) -> None:
         """Create the authenticated API client."""
@@ -731,6 +741,53 @@ class ExactOnlineConnector(Connector):
                 known = [r for r in rows if r.get("Code") and r.get("Percentage") is not None]
                 self._vat.update({str(r["Code"]).strip(): r["Percentage"] for r in known})
         return {c: self._vat[c] for c in codes if c in self._vat}
+
+    async def classifications(self, body: dict[str, Any], what: str) -> dict[str, Any]:
+        """``body`` with each ``Classification<n>`` code replaced by the ID of the ``crm/AccountClassifications``
+        entry with that ``Code`` under the classification whose ``SequenceNumber`` is n (kept for the
+        connection's life); RecordError naming a code Exact does not have there."""
+        wanted = {k: str(v).strip() for k, v in body.items() if k in mapping.CLASSIFICATIONS and v is not None}
+        if not wanted:
+            return body
+        if not self._class_names:
+            async for rows in self.client.pages(
+                "crm/AccountClassificationNames", select=("ID", "SequenceNumber"), what="account classification names"
+            ):
+                self._class_names.update({str(r["ID"]): int(r["SequenceNumber"]) for r in rows if r.get("ID") and r.get("SequenceNumber")})
+        resolved = dict(body)
+        for field, code in wanted.items():
+            sequence = mapping.CLASSIFICATIONS[field]
+            if (sequence, code) not in self._classes:
+                rows = await self.client.first(
+                    "crm/AccountClassifications",
+                    select=("ID", "Code", "AccountClassificationName"),
+                    filter=f"Code eq {odata_string(code)}",
+                    what=f"account classification {code!r}",
+                )
+                for row in rows:
+                    number = self._class_names.get(str(row.get("AccountClassificationName")))
+                    if number is not None and row.get("ID") and str(row.get("Code") or "").strip() == code:
+                        self._classes[(number, code)] = str(row["ID"])
+                        self._class_codes[str(row["ID"])] = code
+            if (sequence, code) not in self._classes:
+                raise RecordError(
+                    f"{what}: custom field {field}: account classification code {code!r} not found in classification {sequence} "
+                    f"of Exact Online division {await self.client.division()} (crm/AccountClassifications)"
+                )
+            resolved[field] = self._classes[(sequence, code)]
+        return resolved
+
+    async def classification_codes(self, ids: Sequence[str]) -> dict[str, str]:
+        """Account classification ID → its ``Code`` (kept for the connection's life); IDs Exact lacks left out."""
+        missing = [i for i in dict.fromkeys(ids) if i not in self._class_codes and _IS_GUID.fullmatch(i)]
+        for start in range(0, len(missing), FIND_MANY_CHUNK):
+            chunk = missing[start : start + FIND_MANY_CHUNK]
+            expression = " or ".join(f"ID eq guid'{class_id}'" for class_id in chunk)
+            async for rows in self.client.pages(
+                "crm/AccountClassifications", select=("ID", "Code"), filter=expression, what="account classifications"
+            ):
+                self._class_codes.update({str(r["ID"]): str(r["Code"]).strip() for r in rows if r.get("ID") and r.get("Code")})
+        return {i: self._class_codes[i] for i in ids if i in self._class_codes}
 
     async def order_refs(self, numbers: Sequence[int]) -> dict[int, str]:
         """Exact sales order number → its ``YourRef`` (the shop's order number), for the orders that have one."""

@@ -155,19 +155,22 @@ class SalesInvoiceSink(DocumentSink[Invoice]):
     async def _existing(self, number: str) -> dict[str, Any] | None:
         found = await self.connector.client.first(
             "salesinvoice/SalesInvoices",
-            select=("InvoiceID", "YourRef", "InvoiceNumber", "Status"),
+            select=("InvoiceID", "YourRef", "InvoiceNumber", "Status", "Type"),
             filter=f"YourRef eq {odata_string(number)}",
             what=f"invoice {number}",
         )
         return next((i for i in found if i.get("YourRef") == number), None)
 
     async def find(self, number: str) -> Found | None:
-        """The processed invoice with ``YourRef`` ``number``. An open one (not processed: ``Status``
-        not 50) is not "found": the order process then calls :meth:`create`, which knows the flow's
-        ``process`` setting, takes the open invoice instead of making a second one, and processes it
-        when the flow processes invoices (the retry of an invoice whose processing failed)."""
+        """The invoice with ``YourRef`` ``number``. An open *direct* invoice (Type 8023, not processed:
+        ``Status`` not 50) is not "found": the order process then calls :meth:`create`, which knows the
+        flow's ``process`` setting, takes that invoice instead of making a second one, and processes it
+        when the flow processes invoices (the retry of a direct invoice whose processing failed). An
+        open sales invoice (8020) is found: it is meant to be processed in Exact by a person."""
         invoice = await self._existing(number)
-        if invoice is None or invoice.get("Status") != PROCESSED:
+        if invoice is None:
+            return None
+        if invoice.get("Type") == INVOICE_TYPES["direct"] and invoice.get("Status") != PROCESSED:
             return None
         return Found(id=str(invoice["InvoiceID"]), vendor=invoice)
 

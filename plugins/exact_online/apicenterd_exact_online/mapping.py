@@ -50,7 +50,7 @@ PRODUCT_FIELDS: dict[str, tuple[str, ...]] = {
     "price_excl_tax": ("SalesItemPrices.Price",),
     "active": ("IsSalesItem",),
     "item_group": ("ItemGroup (by logistics/ItemGroups Code)",),
-    "custom_fields": ("FreeTextField_01-10", "FreeNumberField_01-08", "FreeBoolField_01-05", "Class_01-10"),
+    "custom_fields": ("FreeTextField_01-10", "FreeNumberField_01-08", "FreeBoolField_01-05", "FreeDateField_01-05", "Class_01-10"),
 }
 """Canonical product field → the Exact properties behind it."""
 
@@ -58,10 +58,18 @@ ITEM_FREE_FIELDS = (
     *(f"FreeTextField_{n:02d}" for n in range(1, 11)),
     *(f"FreeNumberField_{n:02d}" for n in range(1, 9)),
     *(f"FreeBoolField_{n:02d}" for n in range(1, 6)),
+    *(f"FreeDateField_{n:02d}" for n in range(1, 6)),
     *(f"Class_{n:02d}" for n in range(1, 11)),
 )
-"""The Item properties a product's ``custom_fields`` may name: Exact's free text, number and yes/no
-fields and its item classes (the "custom filters", codes of ``ItemClasses``); all writable in the SDK."""
+"""The Item properties a product's ``custom_fields`` may name: Exact's free text, number, yes/no and
+date fields and its item classes (the "custom filters", codes of ``ItemClasses``); all writable in the SDK."""
+
+DATE_FIELDS = frozenset(f"FreeDateField_{n:02d}" for n in range(1, 6))
+"""Free fields that hold a date: written as ``YYYY-MM-DD``, read back (Exact's ``/Date(ms)/``) the same way."""
+
+CLASSIFICATIONS = {f"Classification{n}": n for n in range(1, 9)}
+"""An Account's classification properties → the ``SequenceNumber`` of their ``AccountClassificationNames``
+entry; a customer's ``custom_fields`` give them by the classification's ``Code``."""
 
 ITEM_SELECT = (
     "ID",
@@ -86,14 +94,15 @@ CUSTOMER_FIELDS: dict[str, tuple[str, ...]] = {
     "vat_number": ("VATNumber",),
     "coc_number": ("ChamberOfCommerce",),
     "customer_number": ("Code",),
-    "custom_fields": ("Remarks", "Website", "SearchCode", "TradeName", "Classification1-8"),
+    "custom_fields": ("Remarks", "Website", "SearchCode", "TradeName", "Classification1-8 (by AccountClassifications Code)"),
 }
 """Canonical customer field → the Account properties behind it."""
 
 ACCOUNT_FREE_FIELDS = ("Remarks", "Website", "SearchCode", "TradeName", *(f"Classification{n}" for n in range(1, 9)))
 """The Account properties a customer's ``custom_fields`` may name: Exact's Account has no free
 fields in the REST API (the SDK lists none); these are its writable properties the connector does
-not fill otherwise (``Classification1``-``8``: the ID of an ``AccountClassifications`` entry)."""
+not fill otherwise (``Classification1``-``8``: given and compared by the ``Code`` of an
+``AccountClassifications`` entry, written as its ID by the connector)."""
 
 ACCOUNT_SELECT = (
     "ID",
@@ -138,15 +147,40 @@ def _empty(value: Any) -> bool:
 
 
 def custom_values(record: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
-    """The free fields ``names`` of an Exact object that are set (text stripped)."""
+    """The free fields ``names`` of an Exact object that are set (text stripped, dates as ``YYYY-MM-DD``)."""
     values = {}
     for name in names:
         value = record.get(name)
         if isinstance(value, str):
             value = value.strip()
+        if name in DATE_FIELDS and not _empty(value):
+            from .client import parse_odata_date
+
+            try:
+                when = parse_odata_date(value)
+            except ValueError:
+                when = None  # not a date Exact would give: kept as it is (compares unequal, so rewritten)
+            if when is not None:
+                value = when.astimezone(timezone.utc).date().isoformat()
         if not _empty(value):
             values[name] = value
     return values
+
+
+def free_date(value: Any, name: str, what: str) -> str:
+    """A free date field's value as ``YYYY-MM-DD`` (a date, or an ISO date or date-time text);
+    RecordError naming the field and the value otherwise."""
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return date.fromisoformat(text[:10]).isoformat() if len(text) == 10 else datetime.fromisoformat(text).date().isoformat()
+        except ValueError:
+            pass
+    raise RecordError(f"{what}: custom field {name} is a date field of Exact Online: {value!r} is not a date (use YYYY-MM-DD)")
 
 
 def checked_custom(custom: dict[str, Any], names: tuple[str, ...], what: str) -> dict[str, Any]:
@@ -156,7 +190,8 @@ def checked_custom(custom: dict[str, Any], names: tuple[str, ...], what: str) ->
         raise RecordError(
             f"{what}: custom field(s) {', '.join(unknown)} are not writable free fields of Exact Online (use: {names[0]}, ... {names[-1]})"
         )
-    return {k: (v.strip() if isinstance(v, str) else v) for k, v in custom.items() if not _empty(v.strip() if isinstance(v, str) else v)}
+    checked = {k: (v.strip() if isinstance(v, str) else v) for k, v in custom.items() if not _empty(v.strip() if isinstance(v, str) else v)}
+    return {k: free_date(v, k, what) if k in DATE_FIELDS else v for k, v in checked.items()}
 
 
 def item_to_product(item: dict[str, Any], price: dict[str, Any] | None = None, *, currency: str = "EUR") -> Product:

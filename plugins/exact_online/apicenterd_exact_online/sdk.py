@@ -29,6 +29,8 @@ RESOURCES = {
     "generaljournalentry/GeneralJournalEntryLines": "GeneralJournalEntry.GeneralJournalEntryLine",
     "salesorder/SalesOrderLines": "SalesOrder.SalesOrderLine",
     "vat/VATCodes": "VAT.VATCode",
+    "crm/AccountClassifications": "CRM.AccountClassification",
+    "crm/AccountClassificationNames": "CRM.AccountClassificationName",
 }
 """Resource path (after ``/api/v1/{division}/``) → SDK model (``ExactOnline.Client.Models.<model>``)."""
 

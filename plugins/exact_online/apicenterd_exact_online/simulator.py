@@ -148,6 +148,13 @@ PAYMENT_CONDITIONS = {"00": ("Direct", "K"), "14": ("14 days", "B"), "30": ("30 
 VAT_CODES = {"0": ("No VAT", 0.0), "1": ("VAT low 9%", 0.09), "2": ("VAT high 21%", 0.21)}
 """The sales VAT codes every simulated division has (code: description, Percentage as a fraction)."""
 
+ACCOUNT_CLASSIFICATIONS = {
+    1: ("Customer rating", {"A": "Gold", "B": "Silver"}),
+    2: ("Region", {"A": "North", "S": "South"}),
+}
+"""Account classifications every simulated division has: SequenceNumber → (name, {Code: description});
+the code ``A`` is in both, as Exact allows."""
+
 SYNC_OF = {"sync/Logistics/Items": "logistics/Items", "sync/CRM/Accounts": "crm/Accounts"}
 FILTER_REQUIRED = {
     "salesorder/GoodsDeliveries",
@@ -259,6 +266,14 @@ class ExactSim(VendorSim):
             self.data["cashflow/PaymentConditions"].add({"Code": code, "Description": description, "PaymentMethod": method}, id_field="ID")
         self.data["generaljournalentry/GeneralJournalEntryLines"] = Collection(ids)  # filled by book()
         self.data["salesorder/SalesOrderLines"] = Collection(ids)  # filled by add_order()
+        self.data["crm/AccountClassificationNames"] = Collection(ids)
+        self.data["crm/AccountClassifications"] = Collection(ids)
+        for sequence, (description, entries) in ACCOUNT_CLASSIFICATIONS.items():
+            name = self.data["crm/AccountClassificationNames"].add({"SequenceNumber": sequence, "Description": description}, id_field="ID")
+            for code, text in entries.items():
+                self.data["crm/AccountClassifications"].add(
+                    {"Code": code, "Description": text, "AccountClassificationName": name["ID"]}, id_field="ID"
+                )
         self.data["vat/VATCodes"] = Collection(ids)
         for code, (description, percentage) in VAT_CODES.items():
             self.data["vat/VATCodes"].add({"Code": code, "Description": description, "Percentage": percentage}, id_field="ID")
@@ -535,6 +550,15 @@ class ExactSim(VendorSim):
                         raise _error(
                             400, f"The property '{name}' does not exist on type 'Exact.Web.Api.Models.{line_model.split('.')[-1]}'"
                         )
+        for name, value in list(body.items()):
+            if name.startswith("FreeDateField_") and value is not None:  # Edm.DateTime: kept and given as /Date(ms)/
+                try:
+                    when = datetime.fromisoformat(str(value)).replace(tzinfo=timezone.utc)
+                except ValueError:
+                    raise _error(400, f"{name}: '{value}' is not a valid date") from None
+                body[name] = f"/Date({int(when.timestamp() * 1000)})/"
+            if name.startswith("Classification") and value is not None and value not in self.data["crm/AccountClassifications"]:
+                raise _error(400, f"{name}: account classification '{value}' not found")
         return body
 
 
