@@ -368,6 +368,10 @@ class ExactClient:
         """PUT the properties in ``body`` (Exact changes only those; it answers 204)."""
         await self.request("PUT", await self.url(resource) + guid_key(guid), what=what, body=dict(body))
 
+    async def delete(self, resource: str, guid: str, *, what: str) -> None:
+        """DELETE one object (Exact answers 204)."""
+        await self.request("DELETE", await self.url(resource) + guid_key(guid), what=what)
+
 
 def _results(body: Any, resource: str) -> list[dict[str, Any]]:
     """The ``d.results`` of a list answer (``d`` as a list also taken); FatalError otherwise."""

@@ -8,11 +8,12 @@ import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, ClassVar
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from apicenterd import (
     Change,
     Connector,
+    ConnectorError,
     ConnectorSettings,
     Customer,
     Entity,
@@ -57,6 +58,15 @@ BULK_PRICES_FROM = 200
 _IS_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
+WEBHOOK_TOPICS = {
+    "Items": Entity.PRODUCTS,
+    "SalesOrders": Entity.ORDERS,
+    "GoodsDeliveries": Entity.SHIPMENTS,
+    "StockPositions": Entity.STOCK,
+}
+"""Exact's webhook topics (WebhookSubscriptions.Topic) → the entity whose flows a message triggers."""
+
+
 class ExactOnlineSettings(ConnectorSettings):
     """Connection settings of an Exact Online connection (one company = one division)."""
 
@@ -89,6 +99,33 @@ class ExactOnlineSettings(ConnectorSettings):
     webhook_secret: SecretStr | None = Field(
         default=None, description="The app's webhook secret (App Center): verifies HashCode of webhooks to /webhooks/<connection>"
     )
+
+    webhook_url: str | None = Field(
+        default=None,
+        description="The public URL of this connection's webhook path on the daemon (https://.../webhooks/<connection>): "
+        "the CallbackURL of the WebhookSubscriptions the connector makes for webhook_topics",
+    )
+    webhook_topics: list[str] = Field(
+        default_factory=list,
+        description="Exact webhook topics to subscribe to at webhook_url (Items, SalesOrders, GoodsDeliveries, "
+        "StockPositions); each runs the flows that read what it changes",
+    )
+
+    @field_validator("webhook_topics")
+    @classmethod
+    def _topics(cls, value: list[str]) -> list[str]:
+        for topic in value:
+            if topic not in WEBHOOK_TOPICS:
+                raise ValueError(f"unknown Exact webhook topic {topic!r} (known: {', '.join(WEBHOOK_TOPICS)})")
+        return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _webhooks(self) -> Any:
+        if self.webhook_topics and not self.webhook_url:
+            raise ValueError("webhook_topics needs webhook_url: the public URL Exact sends them to (.../webhooks/<connection>)")
+        if self.webhook_topics and self.webhook_secret is None:
+            raise ValueError("webhook_topics needs webhook_secret: the app's webhook secret, without which no message is accepted")
+        return self
 
     @field_validator("region")
     @classmethod
@@ -173,13 +210,7 @@ class ItemSource(Source[Product]):
 COUNT_FROM = 1000
 """A read whose first page holds this many items (a full sync page) is long: its items are counted."""
 
-WEBHOOK_TOPICS = {
-    "Items": Entity.PRODUCTS,
-    "SalesOrders": Entity.ORDERS,
-    "GoodsDeliveries": Entity.SHIPMENTS,
-    "StockPositions": Entity.STOCK,
-}
-"""Exact's webhook topics (WebhookSubscriptions.Topic) → the entity whose flows a message triggers."""
+WEBHOOK_SUBSCRIPTIONS = "webhooks/WebhookSubscriptions"
 
 MIN_ORDER_CURSOR = "1900-01-01T00:00:00.000Z"
 
@@ -567,6 +598,41 @@ class ExactOnlineConnector(Connector):
             reserve=0,
             error_limit=s.error_limit,
         )
+
+        if s.webhook_url:  # with no topics left: removes the subscriptions made before
+            try:
+                await self.subscribe_webhooks()
+            except ConnectorError as exc:  # the flows still poll: webhooks only make them sooner
+                self.context.log.warning("exact_webhooks_not_subscribed", error=str(exc))
+
+    async def subscribe_webhooks(self) -> list[str]:
+        """Make sure Exact sends every topic of ``webhook_topics`` to ``webhook_url``, once: ``GET
+        webhooks/WebhookSubscriptions``, a ``POST`` (``CallbackURL``, ``Topic``) for each topic not
+        subscribed there yet, a ``DELETE`` for a subscription at ``webhook_url`` whose topic is no longer
+        configured (other callback URLs, other apps', are left alone). Idempotent; the topics subscribed now."""
+        url = self.settings.webhook_url or ""
+        wanted = list(self.settings.webhook_topics)
+        present: set[str] = set()
+        stale: list[dict[str, Any]] = []
+        async for rows in self.client.pages(WEBHOOK_SUBSCRIPTIONS, select=("ID", "CallbackURL", "Topic"), what="webhook subscriptions"):
+            for row in rows:
+                if row.get("CallbackURL") != url:
+                    continue
+                if row.get("Topic") in wanted and row.get("Topic") not in present:
+                    present.add(str(row["Topic"]))
+                elif row.get("ID"):
+                    stale.append(row)
+        for row in stale:
+            await self.client.delete(WEBHOOK_SUBSCRIPTIONS, str(row["ID"]), what=f"webhook subscription {row.get('Topic')}")
+        if stale:
+            self.context.log.info("exact_webhooks_unsubscribed", topics=[r.get("Topic") for r in stale])
+        added = [t for t in wanted if t not in present]
+        for topic in added:
+            body = {"CallbackURL": url, "Topic": topic, "Description": f"apicenterd {self.context.name}"}
+            await self.client.create(WEBHOOK_SUBSCRIPTIONS, body, what=f"webhook subscription {topic}")
+        if added:
+            self.context.log.info("exact_webhooks_subscribed", topics=added)
+        return added
 
     async def aclose(self) -> None:
         """Close the HTTP clients."""

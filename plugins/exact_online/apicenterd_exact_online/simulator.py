@@ -266,6 +266,7 @@ class ExactSim(VendorSim):
             self.data["cashflow/PaymentConditions"].add({"Code": code, "Description": description, "PaymentMethod": method}, id_field="ID")
         self.data["generaljournalentry/GeneralJournalEntryLines"] = Collection(ids)  # filled by book()
         self.data["salesorder/SalesOrderLines"] = Collection(ids)  # filled by add_order()
+        self.data["webhooks/WebhookSubscriptions"] = Collection(ids)
         self.data["crm/AccountClassificationNames"] = Collection(ids)
         self.data["crm/AccountClassifications"] = Collection(ids)
         for sequence, (description, entries) in ACCOUNT_CLASSIFICATIONS.items():
@@ -649,12 +650,14 @@ async def collection(sim: ExactSim, request: Request) -> Response:
     resource, key = _resource(request)
     if key is not None:
         return await one(sim, request, resource, key)
-    if request.method == "PUT":
-        raise _error(405, "PUT needs a key: (guid'...')")
+    if request.method in ("PUT", "DELETE"):
+        raise _error(405, f"{request.method} needs a key: (guid'...')")
     if resource not in sim.data:
         raise _error(404, f"Resource not found: {resource}")
     if request.method == "GET":
         return _listing(sim, request, resource, sync=False)
+    if resource == "webhooks/WebhookSubscriptions":
+        return json_response({"d": await _subscribe(sim, request)}, 201)
     if resource not in WRITABLE:
         raise _error(405, f"The simulator does not create {resource}")
     body = sim.check_body(resource, await read_json(request, lambda: _error(400, "Invalid JSON"), decimals=False))
@@ -675,9 +678,35 @@ async def collection(sim: ExactSim, request: Request) -> Response:
     return json_response({"d": shown}, 201)
 
 
+WEBHOOK_FIELDS = frozenset(("CallbackURL", "Topic", "Description", "IsInstant"))
+"""What a WebhookSubscription is created with (picqer's client: ``Topic``, ``CallbackURL``; the SDK has no model)."""
+
+
+async def _subscribe(sim: ExactSim, request: Request) -> dict[str, Any]:
+    """A webhook subscription: a known topic to an https (or the simulator's http) callback, once per topic and URL."""
+    body = await read_json(request, lambda: _error(400, "Invalid JSON"), decimals=False)
+    if not isinstance(body, dict):
+        raise _error(400, "Invalid request body: expected a JSON object")
+    unknown = sorted(set(body) - WEBHOOK_FIELDS)
+    if unknown:
+        raise _error(400, f"The property '{unknown[0]}' does not exist on type 'Exact.Web.Api.Models.WebhookSubscription'")
+    if not body.get("CallbackURL") or not body.get("Topic"):
+        raise _error(400, "Mandatory: CallbackURL, Topic")
+    subscriptions = sim.data["webhooks/WebhookSubscriptions"]
+    if any(w["Topic"] == body["Topic"] and w["CallbackURL"] == body["CallbackURL"] for w in subscriptions.values()):
+        raise _error(400, f"There is already a subscription for topic {body['Topic']} to this callback URL")
+    stored: dict[str, Any] = subscriptions.add({**body, "ClientID": DEMO_CLIENT_ID, "Division": DIVISION}, id_field="ID")
+    return stored
+
+
 async def one(sim: ExactSim, request: Request, resource: str, key: str) -> Response:
-    """PUT one object (the properties sent change, 204), GET it."""
+    """PUT one object (the properties sent change, 204), GET it; DELETE a webhook subscription."""
     match = _KEY.match(key)
+    if request.method == "DELETE":
+        if resource != "webhooks/WebhookSubscriptions" or not match or match.group(1) not in sim.data[resource]:
+            raise _error(404, f"Not found: {resource}{key[:60]}")
+        del sim.data[resource][match.group(1)]
+        return Response(status_code=204)
     if resource not in WRITABLE or not match:
         raise _error(404, f"Resource not found: {resource}{key[:60]}")
     item = sim.data[resource].get(match.group(1))
@@ -753,7 +782,7 @@ def create_app(*, seed: int = 1, records: int = 0, **options: Any) -> Starlette:
             Route("/api/v1/{division}/sync/{service}/{name}", VendorSim.api(sync), methods=["GET"]),
             Route("/api/v1/{division}/bulk/{service}/{name}", VendorSim.api(bulk), methods=["GET"]),
             Route("/api/v1/{division}/{service}/{name}/$count", VendorSim.api(count), methods=["GET"]),
-            Route("/api/v1/{division}/{service}/{name}", VendorSim.api(collection), methods=["GET", "POST", "PUT"]),
+            Route("/api/v1/{division}/{service}/{name}", VendorSim.api(collection), methods=["GET", "POST", "PUT", "DELETE"]),
         ]
     )
     app.state.sim = sim
