@@ -56,7 +56,6 @@ DAILY = RateLimitHeaders(remaining="X-RateLimit-Remaining", reset="X-RateLimit-R
 """Exact's daily limit headers (same source)."""
 
 
-
 def _api_call(request: httpx.Request) -> str | None:
     """The rate limits count the REST API's calls (one bucket), not the OAuth2 token endpoint's."""
     return None if request.url.path.startswith("/api/oauth2/") else ""
@@ -368,6 +367,10 @@ class ExactClient:
     async def update(self, resource: str, guid: str, body: Mapping[str, Any], *, what: str) -> None:
         """PUT the properties in ``body`` (Exact changes only those; it answers 204)."""
         await self.request("PUT", await self.url(resource) + guid_key(guid), what=what, body=dict(body))
+
+    async def delete(self, resource: str, guid: str, *, what: str) -> None:
+        """DELETE one object (Exact answers 204)."""
+        await self.request("DELETE", await self.url(resource) + guid_key(guid), what=what)
 
 
 def _results(body: Any, resource: str) -> list[dict[str, Any]]:

@@ -8,11 +8,12 @@ import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from apicenterd import (
     Change,
     Connector,
+    ConnectorError,
     ConnectorSettings,
     Customer,
     Entity,
@@ -57,6 +58,15 @@ BULK_PRICES_FROM = 200
 _IS_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
+WEBHOOK_TOPICS = {
+    "Items": Entity.PRODUCTS,
+    "SalesOrders": Entity.ORDERS,
+    "GoodsDeliveries": Entity.SHIPMENTS,
+    "StockPositions": Entity.STOCK,
+}
+"""Exact's webhook topics (WebhookSubscriptions.Topic) → the entity whose flows a message triggers."""
+
+
 class ExactOnlineSettings(ConnectorSettings):
     """Connection settings of an Exact Online connection (one company = one division)."""
 
@@ -89,6 +99,33 @@ class ExactOnlineSettings(ConnectorSettings):
     webhook_secret: SecretStr | None = Field(
         default=None, description="The app's webhook secret (App Center): verifies HashCode of webhooks to /webhooks/<connection>"
     )
+
+    webhook_url: str | None = Field(
+        default=None,
+        description="The public URL of this connection's webhook path on the daemon (https://.../webhooks/<connection>): "
+        "the CallbackURL of the WebhookSubscriptions the connector makes for webhook_topics",
+    )
+    webhook_topics: list[str] = Field(
+        default_factory=list,
+        description="Exact webhook topics to subscribe to at webhook_url (Items, SalesOrders, GoodsDeliveries, "
+        "StockPositions); each runs the flows that read what it changes",
+    )
+
+    @field_validator("webhook_topics")
+    @classmethod
+    def _topics(cls, value: list[str]) -> list[str]:
+        for topic in value:
+            if topic not in WEBHOOK_TOPICS:
+                raise ValueError(f"unknown Exact webhook topic {topic!r} (known: {', '.join(WEBHOOK_TOPICS)})")
+        return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _webhooks(self) -> Any:
+        if self.webhook_topics and not self.webhook_url:
+            raise ValueError("webhook_topics needs webhook_url: the public URL Exact sends them to (.../webhooks/<connection>)")
+        if self.webhook_topics and self.webhook_secret is None:
+            raise ValueError("webhook_topics needs webhook_secret: the app's webhook secret, without which no message is accepted")
+        return self
 
     @field_validator("region")
     @classmethod
@@ -173,13 +210,7 @@ class ItemSource(Source[Product]):
 COUNT_FROM = 1000
 """A read whose first page holds this many items (a full sync page) is long: its items are counted."""
 
-WEBHOOK_TOPICS = {
-    "Items": Entity.PRODUCTS,
-    "SalesOrders": Entity.ORDERS,
-    "GoodsDeliveries": Entity.SHIPMENTS,
-    "StockPositions": Entity.STOCK,
-}
-"""Exact's webhook topics (WebhookSubscriptions.Topic) → the entity whose flows a message triggers."""
+WEBHOOK_SUBSCRIPTIONS = "webhooks/WebhookSubscriptions"
 
 MIN_ORDER_CURSOR = "1900-01-01T00:00:00.000Z"
 
@@ -234,6 +265,12 @@ class _CountedRead:
         return self._counted.get(since)
 
 
+def _lines(order: dict[str, Any]) -> Any:
+    """An order's expanded lines (a list), or what Exact gave instead (``__deferred``, nothing)."""
+    block = order.get("SalesOrderLines")
+    return block.get("results") if isinstance(block, dict) else block
+
+
 def _order_cursor(modified: Any) -> str:
     when = parse_odata_date(modified)
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z" if when else MIN_ORDER_CURSOR
@@ -280,6 +317,7 @@ class SalesOrderSource(_CountedRead, Source[Order]):
             filter=expression,
             what="sales orders",
         ):
+            await conn.enrich_orders(orders)
             accounts = await conn.accounts_by_id([str(o["OrderedBy"]) for o in orders if o.get("OrderedBy")])
             methods = await conn.payment_methods([str(o["PaymentCondition"]).strip() for o in orders if o.get("PaymentCondition")])
             for order in orders:
@@ -523,12 +561,19 @@ class AccountSink(Sink[Customer]):
         account = await self.connector.account_by_key(key)
         if account is None:
             return None
-        return Found(id=str(account["ID"]), record=mapping.account_to_customer(account), vendor=account)
+        record = mapping.account_to_customer(account)
+        classes = {k: str(v) for k, v in record.custom_fields.items() if k in mapping.CLASSIFICATIONS}
+        if classes:  # compared by code, as the flow gives them
+            codes = await self.connector.classification_codes(list(classes.values()))
+            custom = {**record.custom_fields, **{k: codes.get(v, v) for k, v in classes.items()}}
+            record = record.model_copy(update={"custom_fields": custom})
+        return Found(id=str(account["ID"]), record=record, vendor=account)
 
     async def create(self, record: Customer) -> str:
         conn = self.connector
         what = f"customer {record.key()!r}"
         body = mapping.account_body(record, vat_code=record.tax_code or conn.settings.account_vat_code)
+        body = await conn.classifications(body, what)
         if record.revenue_account:  # the flow's revenue_accounts map (per country): a GL account code
             body["GLAccountSales"] = (await conn.gl_accounts([record.revenue_account]))[record.revenue_account]
         if record.payment_terms:  # the flow's payment_terms: Exact's payment condition code
@@ -542,7 +587,7 @@ class AccountSink(Sink[Customer]):
         return account_id
 
     async def update(self, target_id: str, record: Customer, fields: frozenset[str]) -> None:
-        body = mapping.account_body(record, fields)
+        body = await self.connector.classifications(mapping.account_body(record, fields), f"customer {record.key()!r}")
         if body:
             await self.connector.client.update("crm/Accounts", target_id, body, what=f"customer {record.key()!r}")
 
@@ -659,6 +704,10 @@ class ExactOnlineConnector(Connector):
         self._gl: dict[str, str] = {}
         self._groups: dict[str, str] = {}
         self._conditions: dict[str, str] = {}
+        self._vat: dict[str, Any] = {}
+        self._class_names: dict[str, int] = {}
+        self._classes: dict[tuple[int, str], str] = {}
+        self._class_codes: dict[str, str] = {}
 
     async def open(self) -> None:
         """Create the authenticated API client."""
@@ -683,6 +732,41 @@ class ExactOnlineConnector(Connector):
             reserve=0,
             error_limit=s.error_limit,
         )
+
+        if s.webhook_url:  # with no topics left: removes the subscriptions made before
+            try:
+                await self.subscribe_webhooks()
+            except ConnectorError as exc:  # the flows still poll: webhooks only make them sooner
+                self.context.log.warning("exact_webhooks_not_subscribed", error=str(exc))
+
+    async def subscribe_webhooks(self) -> list[str]:
+        """Make sure Exact sends every topic of ``webhook_topics`` to ``webhook_url``, once: ``GET
+        webhooks/WebhookSubscriptions``, a ``POST`` (``CallbackURL``, ``Topic``) for each topic not
+        subscribed there yet, a ``DELETE`` for a subscription at ``webhook_url`` whose topic is no longer
+        configured (other callback URLs, other apps', are left alone). Idempotent; the topics subscribed now."""
+        url = self.settings.webhook_url or ""
+        wanted = list(self.settings.webhook_topics)
+        present: set[str] = set()
+        stale: list[dict[str, Any]] = []
+        async for rows in self.client.pages(WEBHOOK_SUBSCRIPTIONS, select=("ID", "CallbackURL", "Topic"), what="webhook subscriptions"):
+            for row in rows:
+                if row.get("CallbackURL") != url:
+                    continue
+                if row.get("Topic") in wanted and row.get("Topic") not in present:
+                    present.add(str(row["Topic"]))
+                elif row.get("ID"):
+                    stale.append(row)
+        for row in stale:
+            await self.client.delete(WEBHOOK_SUBSCRIPTIONS, str(row["ID"]), what=f"webhook subscription {row.get('Topic')}")
+        if stale:
+            self.context.log.info("exact_webhooks_unsubscribed", topics=[r.get("Topic") for r in stale])
+        added = [t for t in wanted if t not in present]
+        for topic in added:
+            body = {"CallbackURL": url, "Topic": topic, "Description": f"apicenterd {self.context.name}"}
+            await self.client.create(WEBHOOK_SUBSCRIPTIONS, body, what=f"webhook subscription {topic}")
+        if added:
+            self.context.log.info("exact_webhooks_subscribed", topics=added)
+        return added
 
     async def aclose(self) -> None:
         """Close the HTTP clients."""
@@ -816,6 +900,94 @@ class ExactOnlineConnector(Connector):
                     {str(r["Code"]).strip(): str(r["PaymentMethod"]).strip() for r in rows if r.get("Code") and r.get("PaymentMethod")}
                 )
         return {c: self._conditions[c] for c in codes if c in self._conditions}
+
+    async def enrich_orders(self, orders: list[dict[str, Any]]) -> None:
+        """Make a page of SalesOrders whole before they are mapped: the lines of an order Exact gave
+        deferred (not expanded) read from ``salesorder/SalesOrderLines`` by ``OrderID``, and a line's
+        missing ``VATPercentage`` taken from its sales ``VATCode`` (``vat/VATCodes``, ``Percentage``)."""
+        deferred = [str(o["OrderID"]) for o in orders if o.get("OrderID") and not isinstance(_lines(o), list)]
+        wanted = [i for i in dict.fromkeys(deferred) if _IS_GUID.fullmatch(i)]
+        found: dict[str, list[dict[str, Any]]] = {}
+        for start in range(0, len(wanted), FIND_MANY_CHUNK):
+            chunk = wanted[start : start + FIND_MANY_CHUNK]
+            expression = " or ".join(f"OrderID eq guid'{order_id}'" for order_id in chunk)
+            async for rows in self.client.pages(
+                "salesorder/SalesOrderLines", select=mapping.ORDER_LINE_SELECT, filter=expression, what=f"lines of {len(chunk)} orders"
+            ):
+                for row in rows:
+                    found.setdefault(str(row.get("OrderID")), []).append(row)
+        for order in orders:
+            if str(order.get("OrderID")) in found:
+                order["SalesOrderLines"] = {"results": found[str(order["OrderID"])]}
+        rows = [row for order in orders if isinstance(lines := _lines(order), list) for row in lines if isinstance(row, dict)]
+        codes = [str(r["VATCode"]).strip() for r in rows if r.get("VATPercentage") is None and str(r.get("VATCode") or "").strip()]
+        if codes:
+            rates = await self.vat_percentages(codes)
+            for row in rows:
+                code = str(row.get("VATCode") or "").strip()
+                if row.get("VATPercentage") is None and code in rates:
+                    row["VATPercentage"] = rates[code]
+
+    async def vat_percentages(self, codes: Sequence[str]) -> dict[str, Any]:
+        """VAT code → its ``Percentage`` (a fraction, as Exact gives it), from ``vat/VATCodes``, kept for
+        the connection's life; codes Exact does not have are left out (the order then fails, naming it)."""
+        missing = [c for c in dict.fromkeys(codes) if c and c not in self._vat]
+        for start in range(0, len(missing), FIND_MANY_CHUNK):
+            chunk = missing[start : start + FIND_MANY_CHUNK]
+            expression = " or ".join(f"Code eq {odata_string(code)}" for code in chunk)
+            async for rows in self.client.pages(
+                "vat/VATCodes", select=("ID", "Code", "Percentage"), filter=expression, what=f"{len(chunk)} VAT codes"
+            ):
+                known = [r for r in rows if r.get("Code") and r.get("Percentage") is not None]
+                self._vat.update({str(r["Code"]).strip(): r["Percentage"] for r in known})
+        return {c: self._vat[c] for c in codes if c in self._vat}
+
+    async def classifications(self, body: dict[str, Any], what: str) -> dict[str, Any]:
+        """``body`` with each ``Classification<n>`` code replaced by the ID of the ``crm/AccountClassifications``
+        entry with that ``Code`` under the classification whose ``SequenceNumber`` is n (kept for the
+        connection's life); RecordError naming a code Exact does not have there."""
+        wanted = {k: str(v).strip() for k, v in body.items() if k in mapping.CLASSIFICATIONS and v is not None}
+        if not wanted:
+            return body
+        if not self._class_names:
+            async for rows in self.client.pages(
+                "crm/AccountClassificationNames", select=("ID", "SequenceNumber"), what="account classification names"
+            ):
+                self._class_names.update({str(r["ID"]): int(r["SequenceNumber"]) for r in rows if r.get("ID") and r.get("SequenceNumber")})
+        resolved = dict(body)
+        for field, code in wanted.items():
+            sequence = mapping.CLASSIFICATIONS[field]
+            if (sequence, code) not in self._classes:
+                rows = await self.client.first(
+                    "crm/AccountClassifications",
+                    select=("ID", "Code", "AccountClassificationName"),
+                    filter=f"Code eq {odata_string(code)}",
+                    what=f"account classification {code!r}",
+                )
+                for row in rows:
+                    number = self._class_names.get(str(row.get("AccountClassificationName")))
+                    if number is not None and row.get("ID") and str(row.get("Code") or "").strip() == code:
+                        self._classes[(number, code)] = str(row["ID"])
+                        self._class_codes[str(row["ID"])] = code
+            if (sequence, code) not in self._classes:
+                raise RecordError(
+                    f"{what}: custom field {field}: account classification code {code!r} not found in classification {sequence} "
+                    f"of Exact Online division {await self.client.division()} (crm/AccountClassifications)"
+                )
+            resolved[field] = self._classes[(sequence, code)]
+        return resolved
+
+    async def classification_codes(self, ids: Sequence[str]) -> dict[str, str]:
+        """Account classification ID → its ``Code`` (kept for the connection's life); IDs Exact lacks left out."""
+        missing = [i for i in dict.fromkeys(ids) if i not in self._class_codes and _IS_GUID.fullmatch(i)]
+        for start in range(0, len(missing), FIND_MANY_CHUNK):
+            chunk = missing[start : start + FIND_MANY_CHUNK]
+            expression = " or ".join(f"ID eq guid'{class_id}'" for class_id in chunk)
+            async for rows in self.client.pages(
+                "crm/AccountClassifications", select=("ID", "Code"), filter=expression, what="account classifications"
+            ):
+                self._class_codes.update({str(r["ID"]): str(r["Code"]).strip() for r in rows if r.get("ID") and r.get("Code")})
+        return {i: self._class_codes[i] for i in ids if i in self._class_codes}
 
     async def order_refs(self, numbers: Sequence[int]) -> dict[int, str]:
         """Exact sales order number → its ``YourRef`` (the shop's order number), for the orders that have one."""

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from apicenterd import DocumentRequest, DocumentSink, Found, Invoice, RecordError
+from apicenterd import DocumentRequest, DocumentSink, Found, Invoice, RecordError, RetryableError
 
 from .client import odata_string
 
@@ -22,6 +22,8 @@ INVOICE_TYPES = {"sales": 8020, "direct": 8023}
 8024 - Direct credit note")."""
 
 CENT = Decimal("0.01")
+PROCESSED = 50
+"""SalesInvoice ``Status`` of a processed invoice (the SDK: "50 - Processed")."""
 
 
 class ExactInvoiceSettings(BaseModel):
@@ -150,26 +152,43 @@ class SalesInvoiceSink(DocumentSink[Invoice]):
         "lines.*.cost_centre": "SalesInvoiceLines[].CostCenter",
     }
 
-    async def find(self, number: str) -> Found | None:
+    async def _existing(self, number: str) -> dict[str, Any] | None:
         found = await self.connector.client.first(
             "salesinvoice/SalesInvoices",
-            select=("InvoiceID", "YourRef", "InvoiceNumber", "Status"),
+            select=("InvoiceID", "YourRef", "InvoiceNumber", "Status", "Type"),
             filter=f"YourRef eq {odata_string(number)}",
             what=f"invoice {number}",
         )
-        invoice = next((i for i in found if i.get("YourRef") == number), None)
-        return None if invoice is None else Found(id=str(invoice["InvoiceID"]), vendor=invoice)
+        return next((i for i in found if i.get("YourRef") == number), None)
+
+    async def find(self, number: str) -> Found | None:
+        """The invoice with ``YourRef`` ``number``. An open *direct* invoice (Type 8023, not processed:
+        ``Status`` not 50) is not "found": the order process then calls :meth:`create`, which knows the
+        flow's ``process`` setting, takes that invoice instead of making a second one, and processes it
+        when the flow processes invoices (the retry of a direct invoice whose processing failed). An
+        open sales invoice (8020) is found: it is meant to be processed in Exact by a person."""
+        invoice = await self._existing(number)
+        if invoice is None:
+            return None
+        if invoice.get("Type") == INVOICE_TYPES["direct"] and invoice.get("Status") != PROCESSED:
+            return None
+        return Found(id=str(invoice["InvoiceID"]), vendor=invoice)
 
     async def create(self, request: DocumentRequest[Invoice]) -> str:
         conn = self.connector
         settings = request.settings if isinstance(request.settings, ExactInvoiceSettings) else ExactInvoiceSettings()
-        accounts = [line.account for line in request.record.lines if line.account]
-        gl = await conn.gl_accounts(accounts) if accounts else {}
-        body = invoice_body(request, settings=settings, gl_accounts=gl)
         what = f"invoice {request.record.number}"
-        created = await conn.client.create("salesinvoice/SalesInvoices", body, what=what, key="InvoiceID")
-        invoice_id = str(created["InvoiceID"])
-        if settings.process and request.kind == "invoice":
+        existing = await self._existing(request.record.number)  # made before: never a second one
+        if existing is not None:
+            invoice_id = str(existing["InvoiceID"])
+            conn.context.log.info("exact_invoice_exists_open", invoice=request.record.number, invoice_id=invoice_id)
+        else:
+            accounts = [line.account for line in request.record.lines if line.account]
+            gl = await conn.gl_accounts(accounts) if accounts else {}
+            body = invoice_body(request, settings=settings, gl_accounts=gl)
+            created = await conn.client.create("salesinvoice/SalesInvoices", body, what=what, key="InvoiceID")
+            invoice_id = str(created["InvoiceID"])
+        if settings.process and request.kind == "invoice" and (existing is None or existing.get("Status") != PROCESSED):
             try:
                 await conn.client.create(
                     "salesinvoice/PrintedSalesInvoices",
@@ -177,10 +196,12 @@ class SalesInvoiceSink(DocumentSink[Invoice]):
                     what=f"processing {what}",
                     key="InvoiceID",
                 )
-            except Exception as exc:  # any failure: a retry of create() would make a second invoice
-                # created, so the next run finds it by YourRef and does not create it again: say where it is
+            except RetryableError:
+                raise  # retried: create() again takes the open invoice and processes it (or sees it processed)
+            except Exception as exc:  # the invoice exists, a retry must not make a second one
+                # the next run finds it open by YourRef (find() says None, create() takes it) and processes it
                 raise RecordError(
-                    f"{what}: created in Exact Online as {invoice_id} but not processed (process it in Exact): {exc}"
+                    f"{what}: created in Exact Online as {invoice_id} but not processed; the next run processes it: {exc}"
                 ) from exc
         return invoice_id
 

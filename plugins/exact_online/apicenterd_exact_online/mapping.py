@@ -20,6 +20,8 @@ __all__ = [
     "journal_body",
     "normalize_journal",
     "ORDER_SELECT",
+    "ORDER_LINE_SELECT",
+    "line_vat",
     "ORDER_STATUSES",
     "sales_order_to_order",
     "ACCOUNT_SELECT",
@@ -50,7 +52,7 @@ PRODUCT_FIELDS: dict[str, tuple[str, ...]] = {
     "price_excl_tax": ("SalesItemPrices.Price",),
     "active": ("IsSalesItem",),
     "item_group": ("ItemGroup (by logistics/ItemGroups Code)",),
-    "custom_fields": ("FreeTextField_01-10", "FreeNumberField_01-08", "FreeBoolField_01-05", "Class_01-10"),
+    "custom_fields": ("FreeTextField_01-10", "FreeNumberField_01-08", "FreeBoolField_01-05", "FreeDateField_01-05", "Class_01-10"),
 }
 """Canonical product field → the Exact properties behind it."""
 
@@ -58,10 +60,18 @@ ITEM_FREE_FIELDS = (
     *(f"FreeTextField_{n:02d}" for n in range(1, 11)),
     *(f"FreeNumberField_{n:02d}" for n in range(1, 9)),
     *(f"FreeBoolField_{n:02d}" for n in range(1, 6)),
+    *(f"FreeDateField_{n:02d}" for n in range(1, 6)),
     *(f"Class_{n:02d}" for n in range(1, 11)),
 )
-"""The Item properties a product's ``custom_fields`` may name: Exact's free text, number and yes/no
-fields and its item classes (the "custom filters", codes of ``ItemClasses``); all writable in the SDK."""
+"""The Item properties a product's ``custom_fields`` may name: Exact's free text, number, yes/no and
+date fields and its item classes (the "custom filters", codes of ``ItemClasses``); all writable in the SDK."""
+
+DATE_FIELDS = frozenset(f"FreeDateField_{n:02d}" for n in range(1, 6))
+"""Free fields that hold a date: written as ``YYYY-MM-DD``, read back (Exact's ``/Date(ms)/``) the same way."""
+
+CLASSIFICATIONS = {f"Classification{n}": n for n in range(1, 9)}
+"""An Account's classification properties → the ``SequenceNumber`` of their ``AccountClassificationNames``
+entry; a customer's ``custom_fields`` give them by the classification's ``Code``."""
 
 ITEM_SELECT = (
     "ID",
@@ -86,14 +96,15 @@ CUSTOMER_FIELDS: dict[str, tuple[str, ...]] = {
     "vat_number": ("VATNumber",),
     "coc_number": ("ChamberOfCommerce",),
     "customer_number": ("Code",),
-    "custom_fields": ("Remarks", "Website", "SearchCode", "TradeName", "Classification1-8"),
+    "custom_fields": ("Remarks", "Website", "SearchCode", "TradeName", "Classification1-8 (by AccountClassifications Code)"),
 }
 """Canonical customer field → the Account properties behind it."""
 
 ACCOUNT_FREE_FIELDS = ("Remarks", "Website", "SearchCode", "TradeName", *(f"Classification{n}" for n in range(1, 9)))
 """The Account properties a customer's ``custom_fields`` may name: Exact's Account has no free
 fields in the REST API (the SDK lists none); these are its writable properties the connector does
-not fill otherwise (``Classification1``-``8``: the ID of an ``AccountClassifications`` entry)."""
+not fill otherwise (``Classification1``-``8``: given and compared by the ``Code`` of an
+``AccountClassifications`` entry, written as its ID by the connector)."""
 
 ACCOUNT_SELECT = (
     "ID",
@@ -138,15 +149,40 @@ def _empty(value: Any) -> bool:
 
 
 def custom_values(record: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
-    """The free fields ``names`` of an Exact object that are set (text stripped)."""
+    """The free fields ``names`` of an Exact object that are set (text stripped, dates as ``YYYY-MM-DD``)."""
     values = {}
     for name in names:
         value = record.get(name)
         if isinstance(value, str):
             value = value.strip()
+        if name in DATE_FIELDS and not _empty(value):
+            from .client import parse_odata_date
+
+            try:
+                when = parse_odata_date(value)
+            except ValueError:
+                when = None  # not a date Exact would give: kept as it is (compares unequal, so rewritten)
+            if when is not None:
+                value = when.astimezone(timezone.utc).date().isoformat()
         if not _empty(value):
             values[name] = value
     return values
+
+
+def free_date(value: Any, name: str, what: str) -> str:
+    """A free date field's value as ``YYYY-MM-DD`` (a date, or an ISO date or date-time text);
+    RecordError naming the field and the value otherwise."""
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return date.fromisoformat(text[:10]).isoformat() if len(text) == 10 else datetime.fromisoformat(text).date().isoformat()
+        except ValueError:
+            pass
+    raise RecordError(f"{what}: custom field {name} is a date field of Exact Online: {value!r} is not a date (use YYYY-MM-DD)")
 
 
 def checked_custom(custom: dict[str, Any], names: tuple[str, ...], what: str) -> dict[str, Any]:
@@ -156,7 +192,8 @@ def checked_custom(custom: dict[str, Any], names: tuple[str, ...], what: str) ->
         raise RecordError(
             f"{what}: custom field(s) {', '.join(unknown)} are not writable free fields of Exact Online (use: {names[0]}, ... {names[-1]})"
         )
-    return {k: (v.strip() if isinstance(v, str) else v) for k, v in custom.items() if not _empty(v.strip() if isinstance(v, str) else v)}
+    checked = {k: (v.strip() if isinstance(v, str) else v) for k, v in custom.items() if not _empty(v.strip() if isinstance(v, str) else v)}
+    return {k: free_date(v, k, what) if k in DATE_FIELDS else v for k, v in checked.items()}
 
 
 def item_to_product(item: dict[str, Any], price: dict[str, Any] | None = None, *, currency: str = "EUR") -> Product:
@@ -351,6 +388,25 @@ ORDER_SELECT = (
 )
 """What an order read asks for (with ``$expand=SalesOrderLines``)."""
 
+ORDER_LINE_SELECT = (
+    "ID",
+    "OrderID",
+    "LineNumber",
+    "Item",
+    "ItemCode",
+    "Description",
+    "Quantity",
+    "UnitPrice",
+    "NetPrice",
+    "AmountFC",
+    "Discount",
+    "VATCode",
+    "VATPercentage",
+    "VATAmount",
+    "UnitCode",
+)
+"""What a read of ``salesorder/SalesOrderLines`` asks for (orders whose lines came deferred)."""
+
 ORDER_STATUSES = {12: "new", 20: "in_process", 21: "completed", 45: "cancelled"}
 """Exact's SalesOrder ``Status`` (12 open, 20 partial, 21 complete, 45 cancelled) → the canonical status."""
 
@@ -361,6 +417,23 @@ def _percent(value: Any) -> Decimal | None:
     if rate is None:
         return None
     return (rate * 100).normalize() if rate <= 1 else rate
+
+
+def line_vat(row: dict[str, Any], what: str) -> tuple[str | None, Decimal]:
+    """A SalesOrderLine's sales VAT code and rate (a percentage): the rate from ``VATPercentage`` (filled
+    from the VAT code's ``Percentage`` by the source when Exact left it out), else from ``VATAmount`` over
+    ``AmountFC`` (to a tenth of a percent); RecordError when the line tells neither (the target would book the wrong VAT)."""
+    code = _text(row.get("VATCode"))
+    rate = _percent(row.get("VATPercentage"))
+    if rate is None:
+        vat, amount = to_decimal(row.get("VATAmount")), to_decimal(row.get("AmountFC"))
+        if vat is not None and amount:
+            # the VAT amount is rounded to cents: its rate to a tenth (3.38 on 37.50 is 9.01%: 9)
+            rate = (vat / amount * 100).quantize(Decimal("0.1")).normalize()
+    if rate is None:
+        named = f"VAT code {code!r} has no percentage" if code else "no VATCode, VATPercentage or VATAmount"
+        raise RecordError(f"{what}: line {row.get('LineNumber')}: {named}")
+    return code, rate
 
 
 def _when(value: Any, what: str) -> datetime:
@@ -390,6 +463,7 @@ def sales_order_to_order(order: dict[str, Any], account: dict[str, Any] | None, 
         if price is None:
             raise RecordError(f"{what}: line {row.get('LineNumber')} has no UnitPrice")
         fraction = to_decimal(row.get("Discount")) or Decimal(0)
+        _, rate = line_vat(row, what)  # Exact's code is not the target's: the flow's tax_codes map gives that
         lines.append(
             OrderLine(
                 sku=_text(row.get("ItemCode")),
@@ -398,7 +472,7 @@ def sales_order_to_order(order: dict[str, Any], account: dict[str, Any] | None, 
                 unit_price=price,
                 prices_include_tax=False,
                 discount=(price * quantity * fraction).quantize(Decimal("0.01")),
-                tax_rate=_percent(row.get("VATPercentage")),
+                tax_rate=rate,
             )
         )
     status = order.get("Status")

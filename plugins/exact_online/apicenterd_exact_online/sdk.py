@@ -27,6 +27,10 @@ RESOURCES = {
     "logistics/ItemGroups": "Logistics.ItemGroup",
     "cashflow/PaymentConditions": "Cashflow.PaymentCondition",
     "generaljournalentry/GeneralJournalEntryLines": "GeneralJournalEntry.GeneralJournalEntryLine",
+    "salesorder/SalesOrderLines": "SalesOrder.SalesOrderLine",
+    "vat/VATCodes": "VAT.VATCode",
+    "crm/AccountClassifications": "CRM.AccountClassification",
+    "crm/AccountClassificationNames": "CRM.AccountClassificationName",
 }
 """Resource path (after ``/api/v1/{division}/``) → SDK model (``ExactOnline.Client.Models.<model>``)."""
 

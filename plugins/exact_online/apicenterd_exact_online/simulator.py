@@ -145,6 +145,16 @@ ITEM_GROUPS = {"DEF": "Default", "FOOD": "Food", "TOOLS": "Tools"}
 PAYMENT_CONDITIONS = {"00": ("Direct", "K"), "14": ("14 days", "B"), "30": ("30 days", "B"), "IN": ("Direct debit", "I")}
 """The payment conditions every simulated division has (code: description, PaymentMethod)."""
 
+VAT_CODES = {"0": ("No VAT", 0.0), "1": ("VAT low 9%", 0.09), "2": ("VAT high 21%", 0.21)}
+"""The sales VAT codes every simulated division has (code: description, Percentage as a fraction)."""
+
+ACCOUNT_CLASSIFICATIONS = {
+    1: ("Customer rating", {"A": "Gold", "B": "Silver"}),
+    2: ("Region", {"A": "North", "S": "South"}),
+}
+"""Account classifications every simulated division has: SequenceNumber → (name, {Code: description});
+the code ``A`` is in both, as Exact allows."""
+
 SYNC_OF = {"sync/Logistics/Items": "logistics/Items", "sync/CRM/Accounts": "crm/Accounts"}
 FILTER_REQUIRED = {
     "salesorder/GoodsDeliveries",
@@ -157,6 +167,7 @@ FILTER_REQUIRED = {
     "crm/Contacts",
     "logistics/SalesItemPrices",
     "salesorder/SalesOrders",
+    "salesorder/SalesOrderLines",
 }
 """Resources with a sync or bulk variant: a GET without ``$filter`` is refused."""
 
@@ -254,6 +265,21 @@ class ExactSim(VendorSim):
         for code, (description, method) in PAYMENT_CONDITIONS.items():
             self.data["cashflow/PaymentConditions"].add({"Code": code, "Description": description, "PaymentMethod": method}, id_field="ID")
         self.data["generaljournalentry/GeneralJournalEntryLines"] = Collection(ids)  # filled by book()
+        self.data["salesorder/SalesOrderLines"] = Collection(ids)  # filled by add_order()
+        self.data["webhooks/WebhookSubscriptions"] = Collection(ids)
+        self.data["crm/AccountClassificationNames"] = Collection(ids)
+        self.data["crm/AccountClassifications"] = Collection(ids)
+        for sequence, (description, entries) in ACCOUNT_CLASSIFICATIONS.items():
+            name = self.data["crm/AccountClassificationNames"].add({"SequenceNumber": sequence, "Description": description}, id_field="ID")
+            for code, text in entries.items():
+                self.data["crm/AccountClassifications"].add(
+                    {"Code": code, "Description": text, "AccountClassificationName": name["ID"]}, id_field="ID"
+                )
+        self.data["vat/VATCodes"] = Collection(ids)
+        for code, (description, percentage) in VAT_CODES.items():
+            self.data["vat/VATCodes"].add({"Code": code, "Description": description, "Percentage": percentage}, id_field="ID")
+        self.expand_lines = True
+        """False: ``$expand=SalesOrderLines`` is ignored (the lines come ``__deferred``), as Exact may answer."""
         self.timestamp = 1000
         self.writes: list[tuple[str, str, bytes]] = []
         self.refusals = 0  # 429s answered
@@ -285,8 +311,12 @@ class ExactSim(VendorSim):
         vat: float = 0.21,
         number: int | None = None,
         payment_condition: str | None = None,
+        vat_code: str | None = None,
     ) -> dict[str, Any]:
-        """A sales order for ``account_id`` with lines of (item code, quantity, unit price excl. VAT)."""
+        """A sales order for ``account_id`` with lines of (item code, quantity, unit price excl. VAT);
+        ``vat_code`` (one of :data:`VAT_CODES`) sets each line's VATCode and its percentage."""
+        if vat_code is not None:
+            vat = VAT_CODES[vat_code][1]
         orders = self.data["salesorder/SalesOrders"]
         number = number or 1 + max((o["OrderNumber"] for o in orders.values()), default=0)
         rows = []
@@ -310,6 +340,7 @@ class ExactSim(VendorSim):
                     "VATPercentage": vat,
                     "VATAmount": round(amount * vat, 2),
                     "UnitCode": item.get("Unit") or "pc",
+                    **({"VATCode": vat_code} if vat_code is not None else {}),
                 }
             )
         excl = round(sum(r["AmountFC"] for r in rows), 2)
@@ -333,6 +364,10 @@ class ExactSim(VendorSim):
         if payment_condition is not None:
             order["PaymentCondition"] = payment_condition
         stored: dict[str, Any] = orders.add(order, id_field="OrderID")
+        for row in rows:  # the same dicts: a test's change to a line shows in both reads
+            row["OrderID"] = stored["OrderID"]
+            row["OrderNumber"] = number
+            self.data["salesorder/SalesOrderLines"][row["ID"]] = row
         return stored
 
     def deliver(self, order: dict[str, Any], tracking: str, *, carrier: str = "POSTNL", lines: int | None = None) -> dict[str, Any]:
@@ -516,6 +551,15 @@ class ExactSim(VendorSim):
                         raise _error(
                             400, f"The property '{name}' does not exist on type 'Exact.Web.Api.Models.{line_model.split('.')[-1]}'"
                         )
+        for name, value in list(body.items()):
+            if name.startswith("FreeDateField_") and value is not None:  # Edm.DateTime: kept and given as /Date(ms)/
+                try:
+                    when = datetime.fromisoformat(str(value)).replace(tzinfo=timezone.utc)
+                except ValueError:
+                    raise _error(400, f"{name}: '{value}' is not a valid date") from None
+                body[name] = f"/Date({int(when.timestamp() * 1000)})/"
+            if name.startswith("Classification") and value is not None and value not in self.data["crm/AccountClassifications"]:
+                raise _error(400, f"{name}: account classification '{value}' not found")
         return body
 
 
@@ -591,7 +635,8 @@ def _listing(sim: ExactSim, request: Request, resource: str, *, sync: bool) -> R
         for nested in ("SalesOrderLines", "GoodsDeliveryLines"):
             if nested in shown:
                 deferred = {"__deferred": {"uri": f"{uri}/{nested}"}}
-                shown[nested] = {"results": shown[nested]} if nested in expand else deferred
+                expanded = nested in expand and (sim.expand_lines or nested != "SalesOrderLines")
+                shown[nested] = {"results": shown[nested]} if expanded else deferred
         results.append({"__metadata": {"uri": uri, "type": f"Exact.Web.Api.Models.{model}"}, **shown})
     d: dict[str, Any] = {"results": results}
     if next_link:
@@ -605,12 +650,14 @@ async def collection(sim: ExactSim, request: Request) -> Response:
     resource, key = _resource(request)
     if key is not None:
         return await one(sim, request, resource, key)
-    if request.method == "PUT":
-        raise _error(405, "PUT needs a key: (guid'...')")
+    if request.method in ("PUT", "DELETE"):
+        raise _error(405, f"{request.method} needs a key: (guid'...')")
     if resource not in sim.data:
         raise _error(404, f"Resource not found: {resource}")
     if request.method == "GET":
         return _listing(sim, request, resource, sync=False)
+    if resource == "webhooks/WebhookSubscriptions":
+        return json_response({"d": await _subscribe(sim, request)}, 201)
     if resource not in WRITABLE:
         raise _error(405, f"The simulator does not create {resource}")
     body = sim.check_body(resource, await read_json(request, lambda: _error(400, "Invalid JSON"), decimals=False))
@@ -631,9 +678,35 @@ async def collection(sim: ExactSim, request: Request) -> Response:
     return json_response({"d": shown}, 201)
 
 
+WEBHOOK_FIELDS = frozenset(("CallbackURL", "Topic", "Description", "IsInstant"))
+"""What a WebhookSubscription is created with (picqer's client: ``Topic``, ``CallbackURL``; the SDK has no model)."""
+
+
+async def _subscribe(sim: ExactSim, request: Request) -> dict[str, Any]:
+    """A webhook subscription: a known topic to an https (or the simulator's http) callback, once per topic and URL."""
+    body = await read_json(request, lambda: _error(400, "Invalid JSON"), decimals=False)
+    if not isinstance(body, dict):
+        raise _error(400, "Invalid request body: expected a JSON object")
+    unknown = sorted(set(body) - WEBHOOK_FIELDS)
+    if unknown:
+        raise _error(400, f"The property '{unknown[0]}' does not exist on type 'Exact.Web.Api.Models.WebhookSubscription'")
+    if not body.get("CallbackURL") or not body.get("Topic"):
+        raise _error(400, "Mandatory: CallbackURL, Topic")
+    subscriptions = sim.data["webhooks/WebhookSubscriptions"]
+    if any(w["Topic"] == body["Topic"] and w["CallbackURL"] == body["CallbackURL"] for w in subscriptions.values()):
+        raise _error(400, f"There is already a subscription for topic {body['Topic']} to this callback URL")
+    stored: dict[str, Any] = subscriptions.add({**body, "ClientID": DEMO_CLIENT_ID, "Division": DIVISION}, id_field="ID")
+    return stored
+
+
 async def one(sim: ExactSim, request: Request, resource: str, key: str) -> Response:
-    """PUT one object (the properties sent change, 204), GET it."""
+    """PUT one object (the properties sent change, 204), GET it; DELETE a webhook subscription."""
     match = _KEY.match(key)
+    if request.method == "DELETE":
+        if resource != "webhooks/WebhookSubscriptions" or not match or match.group(1) not in sim.data[resource]:
+            raise _error(404, f"Not found: {resource}{key[:60]}")
+        del sim.data[resource][match.group(1)]
+        return Response(status_code=204)
     if resource not in WRITABLE or not match:
         raise _error(404, f"Resource not found: {resource}{key[:60]}")
     item = sim.data[resource].get(match.group(1))
@@ -709,7 +782,7 @@ def create_app(*, seed: int = 1, records: int = 0, **options: Any) -> Starlette:
             Route("/api/v1/{division}/sync/{service}/{name}", VendorSim.api(sync), methods=["GET"]),
             Route("/api/v1/{division}/bulk/{service}/{name}", VendorSim.api(bulk), methods=["GET"]),
             Route("/api/v1/{division}/{service}/{name}/$count", VendorSim.api(count), methods=["GET"]),
-            Route("/api/v1/{division}/{service}/{name}", VendorSim.api(collection), methods=["GET", "POST", "PUT"]),
+            Route("/api/v1/{division}/{service}/{name}", VendorSim.api(collection), methods=["GET", "POST", "PUT", "DELETE"]),
         ]
     )
     app.state.sim = sim

@@ -87,7 +87,10 @@ async def test_every_write_the_connector_sends_is_sdk_conformant(sdk_fields):
             unit="pc",
             description="Long",
             item_group="FOOD",
-            custom_fields={name: 1 if "Number" in name else True if "Bool" in name else "x" for name in mapping.ITEM_FREE_FIELDS},
+            custom_fields={
+                name: 1 if "Number" in name else True if "Bool" in name else "2026-01-31" if "Date" in name else "x"
+                for name in mapping.ITEM_FREE_FIELDS
+            },
         )
         item_id = await products.create(products.normalize(new))
         changed = new.model_copy(update={"name": "Other", "price_excl_tax": Decimal("2.00"), "active": False, "ean": "456"})
@@ -167,7 +170,7 @@ async def test_every_write_the_connector_sends_is_sdk_conformant(sdk_fields):
     assert written >= {"GeneralJournalEntries", "SalesInvoices", "Items", "Accounts", "PrintedSalesInvoices"}
     bodies = [json.loads(raw) for _, _, raw in sim.writes]
     # the new properties were sent (so the checks above covered them)
-    assert any("ItemGroup" in b and "FreeTextField_01" in b and "Class_10" in b for b in bodies)
+    assert any("ItemGroup" in b and "FreeTextField_01" in b and "FreeDateField_05" in b and "Class_10" in b for b in bodies)
     assert any("Remarks" in b and "TradeName" in b for b in bodies)
     assert any(any("CostUnit" in line for line in b.get("SalesInvoiceLines", ())) for b in bodies)
     assert any(any("Notes" in line and "CostUnit" in line for line in b.get("GeneralJournalEntryLines", ())) for b in bodies)
@@ -179,6 +182,10 @@ def test_the_free_fields_and_new_resources_are_the_sdks(sdk_fields):
     assert set(mapping.ACCOUNT_FREE_FIELDS) <= sdk_fields["CRM.Account"] - READ_ONLY["CRM.Account"]
     assert {"ItemGroup", "ItemGroupCode"} <= sdk_fields["Logistics.Item"]
     assert {"ID", "Code", "PaymentMethod"} <= sdk_fields["Cashflow.PaymentCondition"]
+    assert {"ID", "Code", "AccountClassificationName"} <= sdk_fields["CRM.AccountClassification"]
+    assert {"ID", "SequenceNumber"} <= sdk_fields["CRM.AccountClassificationName"]
+    assert {"ID", "Code", "Percentage"} <= sdk_fields["VAT.VATCode"]
+    assert set(mapping.ORDER_LINE_SELECT) <= sdk_fields["SalesOrder.SalesOrderLine"]
     assert {"ID", "Code"} <= sdk_fields["Logistics.ItemGroup"]
     assert {"ID", "EntryID", "Notes"} <= sdk_fields["GeneralJournalEntry.GeneralJournalEntryLine"]
     assert {"InvoiceID", "InvoiceDate", "SendEmailToCustomer", "DocumentLayout"} <= sdk_fields["SalesInvoice.PrintedSalesInvoice"]

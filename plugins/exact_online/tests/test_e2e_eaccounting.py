@@ -213,4 +213,4 @@ def test_the_demo_config_passes_check(monkeypatch, capsys):
             monkeypatch.setenv(f"DEMO_{prefix}_{key.upper()}", str(value))
     demo = Path(__file__).resolve().parents[3] / "etc" / "eaccounting-exact.demo.toml"
     assert main(["check", "--config", str(demo)]) == 0, capsys.readouterr().err
-    assert "2 flows" in capsys.readouterr().out
+    assert "4 flows" in capsys.readouterr().out
