@@ -90,7 +90,7 @@ def test_postgres_state_of_the_previous_release_gets_the_job_engine_and_keeps_it
             )
 
     anyio.run(previous_release)
-    for command in (["runs"], ["audit"], ["dlq", "list"], ["status"]):  # read-only: they migrate nothing
+    for command in (["runs"], ["audit"], ["dlq", "list"], ["status"], ["check", "--connect"]):  # read-only: they migrate nothing
         code, _out, err = run_cli(capsys, *command, "--config", config)
         assert code != 0 and "schema version 1, older than this apicenterd's" in err and "apicenterd state migrate" in err, command
     assert pg_support.raw(server, schema, "SELECT version FROM schema_version") == [(1,)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
@@ -102,7 +103,9 @@ def _check_connections(resolved: Any, timeout: float) -> int:
         finally:
             await engine.aclose()
 
-    anyio.run(_with_store, resolved, go)
+    # a PostgreSQL schema is neither created nor migrated by a check (a newer apicenterd checking its
+    # config during a rolling upgrade must not migrate the database under the daemons still running)
+    anyio.run(functools.partial(_with_store, migrate=False), resolved, go)
     if failed:
         total = len(resolved.connections)
         print(f"apicenterd: check --connect: {len(failed)} of {total} connections failed: {', '.join(failed)}", file=sys.stderr)
