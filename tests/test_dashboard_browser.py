@@ -20,6 +20,7 @@ import pytest
 from fakes import product
 from test_daemon import until
 
+from apicenterd.cluster import daemon_name
 from apicenterd.config import load
 from apicenterd.daemon import Daemon
 
@@ -85,10 +86,12 @@ async def test_dashboard_shows_the_failing_flow_and_replays_its_dead_letter(tmp_
         async with anyio.create_task_group() as tg:
             tg.start_soon(daemon.run)
             await until(
-                lambda: daemon.admin is not None
-                and daemon.engine is not None
-                and daemon.engine.last_result is not None
-                and not daemon.engine.running  # the first run is over
+                lambda: (
+                    daemon.admin is not None
+                    and daemon.engine is not None
+                    and daemon.engine.last_result is not None
+                    and not daemon.engine.running
+                )  # the first run is over
             )
             assert daemon.engine.last_result.counts["failed"] == 1
             async with async_playwright() as pw:
@@ -117,6 +120,24 @@ async def test_dashboard_shows_the_failing_flow_and_replays_its_dead_letter(tmp_
                     diff = await page.locator("#diff-rows").inner_text()
                     assert "sku" in diff and '"LAMP-03"' in diff
                     await page.locator("#chart svg polyline").first.wait_for()
+                    # the daemons sharing the state: with SQLite, this one, alive, and nothing waiting
+                    me = page.locator(f'#daemon-rows tr[data-daemon="{daemon_name()}"][data-alive="yes"]')
+                    await me.wait_for()
+                    assert "alive" in await me.inner_text()
+                    assert "SQLite" in await page.locator("#daemons-mode").inner_text()
+                    assert "No job waits" in await page.locator("#daemon-queue").inner_text()
+                    # PostgreSQL's shape (the admin API's GET /api/v1/daemons, tests/test_admin_api.py): a
+                    # silent daemon, a stalled flow and a job waiting, drawn as the page draws them
+                    await page.evaluate(
+                        """renderDaemons({mode: "postgresql", this_daemon: "a:1", stalled: ["orders"],
+                            waiting: [{flow: "products", due: 0, overdue: 125}],
+                            daemons: [{worker_id: 1, name: "a:1", started_at: 1, heartbeat_age: 2, alive: true, running: []},
+                                      {worker_id: 2, name: "b:2", started_at: 1, heartbeat_age: 95, alive: false, running: ["orders"]}]})"""
+                    )
+                    silent = await page.locator('#daemon-rows tr[data-daemon="b:2"][data-alive="no"]').inner_text()
+                    assert "silent" in silent and "1m ago" in silent and "orders (stalled)" in silent
+                    queue = await page.locator("#daemon-queue").inner_text()
+                    assert "products (2m overdue)" in queue and "Stalled" in queue and "orders" in queue
                     shot = os.environ.get("APICENTERD_DASHBOARD_SCREENSHOT")
                     if shot:
                         await page.screenshot(path=shot, full_page=True)
