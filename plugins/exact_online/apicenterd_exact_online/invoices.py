@@ -22,6 +22,8 @@ INVOICE_TYPES = {"sales": 8020, "direct": 8023}
 8024 - Direct credit note")."""
 
 CENT = Decimal("0.01")
+LOOKED_UP_MAX = 1000
+"""Look-ups find() keeps for the create() that follows it, at most."""
 PROCESSED = 50
 """SalesInvoice ``Status`` of a processed invoice (the SDK: "50 - Processed")."""
 
@@ -152,6 +154,10 @@ class SalesInvoiceSink(DocumentSink[Invoice]):
         "lines.*.cost_centre": "SalesInvoiceLines[].CostCenter",
     }
 
+    def __init__(self, connector: ExactOnlineConnector) -> None:
+        super().__init__(connector)
+        self._looked_up: dict[str, dict[str, Any] | None] = {}
+
     async def _existing(self, number: str) -> dict[str, Any] | None:
         found = await self.connector.client.first(
             "salesinvoice/SalesInvoices",
@@ -168,9 +174,10 @@ class SalesInvoiceSink(DocumentSink[Invoice]):
         when the flow processes invoices (the retry of a direct invoice whose processing failed). An
         open sales invoice (8020) is found: it is meant to be processed in Exact by a person."""
         invoice = await self._existing(number)
-        if invoice is None:
-            return None
-        if invoice.get("Type") == INVOICE_TYPES["direct"] and invoice.get("Status") != PROCESSED:
+        if invoice is None or (invoice.get("Type") == INVOICE_TYPES["direct"] and invoice.get("Status") != PROCESSED):
+            if len(self._looked_up) >= LOOKED_UP_MAX:  # orders that failed before their create: let them go
+                self._looked_up.clear()
+            self._looked_up[number] = invoice  # for the create() the order process calls next: no second look-up
             return None
         return Found(id=str(invoice["InvoiceID"]), vendor=invoice)
 
@@ -178,7 +185,9 @@ class SalesInvoiceSink(DocumentSink[Invoice]):
         conn = self.connector
         settings = request.settings if isinstance(request.settings, ExactInvoiceSettings) else ExactInvoiceSettings()
         what = f"invoice {request.record.number}"
-        existing = await self._existing(request.record.number)  # made before: never a second one
+        number = request.record.number
+        # made before: never a second one (what find() just saw, used once: a retry looks again)
+        existing = self._looked_up.pop(number) if number in self._looked_up else await self._existing(number)
         if existing is not None:
             invoice_id = str(existing["InvoiceID"])
             conn.context.log.info("exact_invoice_exists_open", invoice=request.record.number, invoice_id=invoice_id)

@@ -103,6 +103,8 @@ async def test_an_invoice_whose_processing_failed_is_processed_by_the_next_run_n
     first = await _run(resolved)
     assert first.status == "ok", first.error
     assert first.counts["failed"] == 1 and first.counts["created"] == 0, first.counts
+    looked_up = [t for m, t in sim.requests if m == "GET" and t == INVOICES]
+    assert len(looked_up) == 1  # find() looked; create() used what it saw
     (invoice,) = sim.data["salesinvoice/SalesInvoices"].values()
     assert invoice["YourRef"] == str(source["InvoiceNumber"]) and invoice["Status"] != 50
     (dead,) = _dead_letters(resolved)
