@@ -18,6 +18,11 @@ source and with a fault-free reference run on simulators seeded alike: every pro
 every order present exactly once, one debtor per e-mail, the same content.
 
     .venv/bin/python bench/kill_test.py --kills 200
+    .venv/bin/python bench/kill_test.py --kills 50 --postgres --pg-restarts 5
+
+``--postgres`` keeps the state in a private PostgreSQL server (``initdb`` into a temporary folder, never
+the machine's shared cluster); ``--pg-restarts N`` also restarts that server N times in the middle of runs
+(a request applied, its answer held until the server is back): those runs must reconnect and finish.
 
 The same harness is the test ``tests/e2e/test_kill_harness.py`` (50 kills).
 """
@@ -546,7 +551,7 @@ def run_kill_test(
         raise ValueError("restarts without restart_database: nothing to restart")
     switch = KillSwitch(restart_database)
     restart_every = max(1, kills // restarts) if restarts else 0
-    restarted = 0
+    restart_tries = 0  # a run that ends before its restart's request leaves the restart to the next run
     failed: list[str] = []
     with tempfile.TemporaryDirectory(prefix="apicenterd-kill-") as tmp, _served(ccv, eacc, switch) as (ccv_url, eacc_url):
         path = write_harness_config(Path(tmp) / "run", ccv_url, eacc_url, state_url=state_url)
@@ -554,13 +559,16 @@ def run_kill_test(
         anyio.run(seed_service_articles, resolve(path), eacc_url)  # also stores the token set first
         done = completed = rounds = 0
         flow_index = 0
-        while done < kills:
+        while done < kills or (switch.fired["restart"] < restarts and restart_tries < 10 * restarts):
             flow = FLOWS[flow_index]
             phase = rng.choice(PHASES)
             plan = Plan(phase, at=rng.randint(1, max_at), delay=rng.uniform(0.0, 0.3 if fork else 0.9))
-            if restarted < restarts and done >= restarted * restart_every + restart_every // 2:
-                restarted += 1
-                phase, plan = "restart", Plan("restart", at=rng.randint(2, 8))
+            restarted = switch.fired["restart"]
+            if restarted < restarts and (done >= restarted * restart_every + restart_every // 2 or done >= kills):
+                restart_tries += 1
+                phase, plan = "restart", Plan("restart", at=rng.randint(1, 3))
+            elif done >= kills:
+                break
             proc = spawner.flows_run(path, flow)
             switch.arm(proc, plan)
             timer = threading.Timer(plan.delay, switch.kill, args=("timer",)) if phase == "timer" else None
