@@ -23,6 +23,7 @@ partition) keeps it, and the daemon that took over waits for it instead of runni
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import socket
 import time
@@ -70,6 +71,30 @@ def _connector(url: str, schema: str | None, max_size: int) -> PsycopgConnector:
     return PsycopgConnector(conninfo=url, min_size=1, max_size=max_size, kwargs=kwargs, name="apicenterd-jobs")
 
 
+class _JobEngineLog(logging.Handler):
+    """procrastinate's own warnings and errors (its listener losing the database in a PostgreSQL restart,
+    say) as one structured log line each, naming the cause, instead of a bare traceback on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno < logging.WARNING:
+            return
+        fields: dict[str, Any] = {"component": "job engine", "logger": record.name}
+        cause = record.exc_info[1] if record.exc_info else None
+        while cause is not None and cause.__cause__ is not None:  # the database's error, not the wrapper
+            cause = cause.__cause__
+        if cause is not None:
+            fields["error"] = error_text(cause).strip()
+        log = get_logger(**fields)
+        message = f"job engine: {record.getMessage().strip()}"
+        (log.error if record.levelno >= logging.ERROR else log.warning)(message)
+
+
+def _log_job_engine() -> None:
+    logger = logging.getLogger("procrastinate")
+    if not any(isinstance(h, _JobEngineLog) for h in logger.handlers):
+        logger.addHandler(_JobEngineLog())
+
+
 class Cluster:
     """This daemon as one procrastinate worker among several on the state database at ``url``."""
 
@@ -77,6 +102,7 @@ class Cluster:
         self.config = config
         self.name = name or daemon_name()
         self.log = get_logger().bind(daemon=self.name)
+        _log_job_engine()
         self.connector = _connector(url, schema, max_size=4)
         self.app = procrastinate.App(connector=self.connector)
         self.task = self.app.task(name=TASK, queue=QUEUE, pass_context=False)(self._job)

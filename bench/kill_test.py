@@ -18,6 +18,11 @@ source and with a fault-free reference run on simulators seeded alike: every pro
 every order present exactly once, one debtor per e-mail, the same content.
 
     .venv/bin/python bench/kill_test.py --kills 200
+    .venv/bin/python bench/kill_test.py --kills 50 --postgres --pg-restarts 5
+
+``--postgres`` keeps the state in a private PostgreSQL server (``initdb`` into a temporary folder, never
+the machine's shared cluster); ``--pg-restarts N`` also restarts that server N times in the middle of runs
+(a request applied, its answer held until the server is back): those runs must reconnect and finish.
 
 The same harness is the test ``tests/e2e/test_kill_harness.py`` (50 kills).
 """
@@ -56,7 +61,7 @@ from apicenterd import Entity, Product
 from apicenterd.config import Resolved, load
 from apicenterd.engine import Engine, StateTokenStore
 from apicenterd.registry import load_registry
-from apicenterd.state import SQLiteStore
+from apicenterd.state import SQLiteStore, store_for
 from apicenterd.testing import connect, serve_app
 
 SERVICE_ARTICLES = {"VERZEND": "Verzendkosten", "KORTING": "Korting", "TOESLAG": "Toeslag"}
@@ -68,11 +73,13 @@ SEED = 7
 # -- the configuration and the target's starting point ----------------------------------------
 
 
-def write_harness_config(directory: Path, ccv_url: str, eacc_url: str, *, timeout: float | None = None) -> Path:
+def write_harness_config(
+    directory: Path, ccv_url: str, eacc_url: str, *, timeout: float | None = None, state_url: str | None = None
+) -> Path:
     """A config with the products flow and the orders flow (invoice drafts) CCV → eAccounting;
-    ``timeout``: each connection's HTTP timeout in seconds."""
+    ``timeout``: each connection's HTTP timeout in seconds; ``state_url``: PostgreSQL state instead of SQLite."""
     directory.mkdir(parents=True, exist_ok=True)
-    path = write_config(directory, ccv_url, eacc_url, stock={"enabled": False})
+    path = write_config(directory, ccv_url, eacc_url, stock={"enabled": False}, state_url=state_url)
     text = path.read_text().replace('log_level = "info"', 'log_level = "warning"')  # less for a killed process to write
     if timeout is not None:
         for connector in ("ccv_salespos", "eaccounting"):
@@ -93,7 +100,7 @@ def resolve(path: Path) -> Resolved:
 async def seed_service_articles(resolved: Resolved, eacc: str | Any) -> None:
     """The shipping, discount and fee articles orders book those lines on; ``eacc`` is the
     simulator's URL or the app itself. Also leaves a fresh token set in the state store."""
-    store = SQLiteStore(resolved.state_path)
+    store = store_for(resolved.config.state.url, resolved.state_path)
     await store.open()
     app = None if isinstance(eacc, str) else eacc
     settings = EAccountingConnector.demo_settings(eacc if isinstance(eacc, str) else "http://eaccounting.test")
@@ -266,7 +273,8 @@ class KillSwitch:
     after the vendor rotated the refresh token, before the process stored it, loses the
     connection for good with a vendor that allows no reuse: see the report)."""
 
-    def __init__(self) -> None:
+    def __init__(self, restart_database: Callable[[], None] | None = None) -> None:
+        self._restart_database = restart_database
         self._lock = threading.Lock()
         self._proc: Run | None = None
         self._plan: Plan | None = None
@@ -287,6 +295,14 @@ class KillSwitch:
             if proc is not None:
                 proc.kill()
                 self.fired[phase] += 1
+
+    async def restart_database(self) -> None:
+        """Restart the state's PostgreSQL (in a thread: the simulators keep answering meanwhile)."""
+        assert self._restart_database is not None, "a restart planned without a database to restart"
+        with self._lock:
+            self._plan = None
+        await anyio.to_thread.run_sync(self._restart_database)
+        self.fired["restart"] += 1
 
     def _due(self) -> str | None:
         with self._lock:
@@ -311,6 +327,16 @@ class KillSwitch:
             phase = switch._due()
             if phase is None:
                 await app(scope, receive, send)
+            elif phase == "restart":  # the request applied, its answer held while the database restarts
+                held_answer: list[Any] = []
+
+                async def keep(message: Any) -> None:
+                    held_answer.append(message)
+
+                await app(scope, receive, keep)
+                await switch.restart_database()
+                for message in held_answer:
+                    await send(message)
             elif phase == "before":
                 switch.kill(phase)
                 await _answer(send, 503, b"killed before the request was applied")
@@ -471,6 +497,7 @@ class Report:
     final_rerun_writes: int
     seconds: float
     comparison: Comparison
+    database_restarts: int = 0
 
     @property
     def ok(self) -> bool:
@@ -487,6 +514,7 @@ class Report:
             f"unexpected found:  {self.unexpected}",
             f"content differing: {self.differing}",
             f"failed runs:       {len(self.failed_runs)}",
+            f"database restarts: {self.database_restarts} (mid-run, each run reconnected and finished)",
             f"final rerun writes: {self.final_rerun_writes}",
             f"wall time:         {self.seconds:.1f} s",
         ]
@@ -506,23 +534,41 @@ def run_kill_test(
     max_at: int = 40,
     fork: bool = True,
     log: Callable[[str], None] | None = None,
+    state_url: str | None = None,
+    restart_database: Callable[[], None] | None = None,
+    restarts: int = 0,
 ) -> Report:
-    """Kill the flows ``kills`` times (see the module docstring), finish, compare; the report."""
+    """Kill the flows ``kills`` times (see the module docstring), finish, compare; the report.
+
+    ``state_url``: the state in that PostgreSQL database instead of a SQLite file. ``restarts``: that many
+    times, spread over the kills, a run is not killed but ``restart_database`` (stops and starts the state's
+    PostgreSQL server) is called at one of its requests, its answer held meanwhile: that run must reconnect
+    and finish (exit 0)."""
     started = time.monotonic()
     rng = random.Random(seed)
     ccv, eacc = simulators(products)
-    switch = KillSwitch()
+    if restarts and restart_database is None:
+        raise ValueError("restarts without restart_database: nothing to restart")
+    switch = KillSwitch(restart_database)
+    restart_every = max(1, kills // restarts) if restarts else 0
+    restart_tries = 0  # a run that ends before its restart's request leaves the restart to the next run
     failed: list[str] = []
     with tempfile.TemporaryDirectory(prefix="apicenterd-kill-") as tmp, _served(ccv, eacc, switch) as (ccv_url, eacc_url):
-        path = write_harness_config(Path(tmp) / "run", ccv_url, eacc_url)
+        path = write_harness_config(Path(tmp) / "run", ccv_url, eacc_url, state_url=state_url)
         spawner = Spawner(Path(tmp), fork=fork)
         anyio.run(seed_service_articles, resolve(path), eacc_url)  # also stores the token set first
         done = completed = rounds = 0
         flow_index = 0
-        while done < kills:
+        while done < kills or (switch.fired["restart"] < restarts and restart_tries < 10 * restarts):
             flow = FLOWS[flow_index]
             phase = rng.choice(PHASES)
             plan = Plan(phase, at=rng.randint(1, max_at), delay=rng.uniform(0.0, 0.3 if fork else 0.9))
+            restarted = switch.fired["restart"]
+            if restarted < restarts and (done >= restarted * restart_every + restart_every // 2 or done >= kills):
+                restart_tries += 1
+                phase, plan = "restart", Plan("restart", at=rng.randint(1, 3))
+            elif done >= kills:
+                break
             proc = spawner.flows_run(path, flow)
             switch.arm(proc, plan)
             timer = threading.Timer(plan.delay, switch.kill, args=("timer",)) if phase == "timer" else None
@@ -561,7 +607,8 @@ def run_kill_test(
         comparison = compare(ccv.state.sim, eacc.state.sim, reference)
     return Report(
         kills=done,
-        kills_by_phase=dict(switch.fired),
+        kills_by_phase={phase: n for phase, n in switch.fired.items() if phase != "restart"},
+        database_restarts=switch.fired["restart"],
         runs_completed=completed,
         rounds=rounds,
         records=comparison.records,
@@ -587,19 +634,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20261201, help="seed of the kill moments")
     parser.add_argument("--max-at", type=int, default=40, help="kill at most at this request of a process")
     parser.add_argument("--no-fork", action="store_true", help="start each run as a plain python -m apicenterd.cli (imports and all)")
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="the state in PostgreSQL: a private server (initdb into a temporary folder; PostgreSQL's binaries needed)",
+    )
+    parser.add_argument(
+        "--pg-restarts", type=int, default=0, help="with --postgres: restart that server this many times in the middle of runs"
+    )
     args = parser.parse_args(argv)
+    if args.pg_restarts and not args.postgres:
+        parser.error("--pg-restarts needs --postgres")
     from apicenterd.observe import logs
 
     logs.configure("warning", stream="stderr")  # the reference run's log lines are not the report
     print(f"kill test: {args.kills} kills, {args.products} products, seed {args.seed}", flush=True)
-    report = run_kill_test(
-        kills=args.kills,
-        products=args.products,
-        seed=args.seed,
-        max_at=args.max_at,
-        fork=not args.no_fork,
-        log=lambda s: print(s, flush=True),
-    )
+    server = None
+    if args.postgres:
+        from pg_support import PrivateServer
+
+        server = PrivateServer()
+        print(f"state: PostgreSQL at {server.start()} (private; {args.pg_restarts} restarts)", flush=True)
+    try:
+        report = run_kill_test(
+            kills=args.kills,
+            products=args.products,
+            seed=args.seed,
+            max_at=args.max_at,
+            fork=not args.no_fork,
+            log=lambda s: print(s, flush=True),
+            state_url=server.url if server else None,
+            restart_database=server.restart if server else None,
+            restarts=args.pg_restarts,
+        )
+    finally:
+        if server is not None:
+            server.close()
     for line in report.lines():
         print(line)
     if not report.comparison.ok:

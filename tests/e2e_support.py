@@ -20,9 +20,19 @@ def _toml_value(value) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def write_config(tmp_path: Path, ccv_url: str, eacc_url: str, *, products: dict | None = None, stock: dict | None = None) -> Path:
-    """A config file with a products and a stock flow from the CCV simulator to the eAccounting one."""
-    lines = ["[daemon]", 'log_level = "info"', 'metrics_address = ""', "shutdown_timeout = 5", "", "[state]", 'path = "state.db"', ""]
+def write_config(
+    tmp_path: Path,
+    ccv_url: str,
+    eacc_url: str,
+    *,
+    products: dict | None = None,
+    stock: dict | None = None,
+    state_url: str | None = None,
+) -> Path:
+    """A config file with a products and a stock flow from the CCV simulator to the eAccounting one; the state
+    in ``state.db`` beside it, or in PostgreSQL at ``state_url``."""
+    state = [f"url = {_toml_value(state_url)}"] if state_url else ['path = "state.db"']
+    lines = ["[daemon]", 'log_level = "info"', 'metrics_address = ""', "shutdown_timeout = 5", "", "[state]", *state, ""]
     for name, cls, url in (("salespos", CCVSalesPOSConnector, ccv_url), ("eaccounting", EAccountingConnector, eacc_url)):
         lines.append(f"[connections.{name}]")
         lines.append(f'connector = "{cls.name}"')

@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
@@ -21,11 +21,15 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from ..errors import StateError
+from ..observe.logs import get_logger
 from .base import AuditEntry, DeadLetter, Link, Run, Settlement
 from .lock import POLL_INTERVAL, FlowBusy, _holder_info, describe_holder
 from .settling import AUDIT_INSERT, CURSOR_UPSERT, LETTER_FAILED, LETTER_RESOLVED, LINK_UPSERT, settle_rows
 
 __all__ = ["PostgresStore", "MIGRATIONS", "Migration", "migrate", "redact_url", "is_postgres_url"]
+
+_T = TypeVar("_T")
+_log = get_logger(component="state")
 
 
 @functools.cache
@@ -365,6 +369,14 @@ class PostgresStore:
             pool, self._pool = self._pool, None
             await pool.close()
 
+    def _lost(self, exc: BaseException) -> StateError:
+        return StateError(
+            f"PostgreSQL state {self.where}: the database cannot be used ({str(exc).strip()}). Nothing settled is "
+            "lost: what was not settled is read again in the next run. Check that the server is running and reachable",
+            path=redact_url(self.url),
+            cause="io",
+        )
+
     @contextlib.asynccontextmanager
     async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         if self._pool is None:
@@ -373,17 +385,47 @@ class PostgresStore:
             async with self._pool.connection() as conn:
                 yield conn
         except psycopg.OperationalError as exc:  # the server went away in the call, or none could be reached
-            raise StateError(
-                f"PostgreSQL state {self.where}: the database cannot be used ({str(exc).strip()}). Nothing settled is "
-                "lost: what was not settled is read again in the next run. Check that the server is running and reachable",
-                path=redact_url(self.url),
-                cause="io",
-            ) from exc
+            raise self._lost(exc) from exc
+
+    async def _with_conn(self, doing: str, call: Callable[[psycopg.AsyncConnection[Any]], Awaitable[_T]]) -> _T:
+        """``call`` on a pooled connection; when the connection is lost in it (the server restarted, a
+        failover), it is run again on a new one, with backoff, for up to ``timeout`` seconds (the pool
+        reconnects meanwhile; a call waits for it). Every call made this way is a read or a transaction
+        that can run twice (upserts, conditional updates); then StateError."""
+        if self._pool is None:
+            raise RuntimeError("state store is not open")
+        deadline = time.monotonic() + self._timeout
+        delay, attempt = 0.1, 0
+        while True:
+            try:
+                async with self._pool.connection() as conn:
+                    result = await call(conn)
+            except psycopg.OperationalError as exc:
+                attempt += 1
+                if time.monotonic() + delay >= deadline:
+                    raise self._lost(exc) from exc
+                _log.warning(
+                    "state_connection_lost",
+                    state=self.where,
+                    doing=doing,
+                    error=str(exc).strip() or type(exc).__name__,
+                    attempt=attempt,
+                    retry_in=round(delay, 2),
+                    message="PostgreSQL state connection lost; reconnecting and doing it again",
+                )
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if attempt:
+                _log.info("state_reconnected", state=self.where, doing=doing, attempts=attempt)
+            return result
 
     async def _fetchall(self, query: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        async with self._conn() as conn:
+        async def call(conn: psycopg.AsyncConnection[Any]) -> list[tuple[Any, ...]]:
             cur = await conn.execute(query, args)
             return await cur.fetchall()
+
+        return await self._with_conn("a query", call)
 
     async def _fetchone(self, query: str, args: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         rows = await self._fetchall(query, args)
@@ -391,9 +433,12 @@ class PostgresStore:
 
     async def _execute(self, query: str, args: Sequence[Any] = ()) -> int:
         """Run one statement; how many rows it changed."""
-        async with self._conn() as conn:
+
+        async def call(conn: psycopg.AsyncConnection[Any]) -> int:
             cur = await conn.execute(query, args)
             return cur.rowcount
+
+        return await self._with_conn("a statement", call)
 
     # ---------------------------------------------------------------------------------- flow locks
 
@@ -543,15 +588,21 @@ class PostgresStore:
         letters, audits, links = settle_rows(flow, settlements, now)
         if not (letters or audits or links or cursor is not None):
             return
-        async with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
-            for failed, row in letters:  # in order: a record may fail, then settle, in one batch
-                await cur.execute(_pg(LETTER_FAILED if failed else LETTER_RESOLVED), row)
-            if audits:
-                await cur.executemany(_pg(AUDIT_INSERT), audits)
-            if links:
-                await cur.executemany(_pg(LINK_UPSERT), links)
-            if cursor is not None:
-                await cur.execute(_pg(CURSOR_UPSERT), (flow, cursor, now))
+
+        async def call(conn: psycopg.AsyncConnection[Any]) -> None:
+            # one transaction, run again whole if the connection is lost in it: links and the cursor are
+            # upserts (the same record settled twice is one link); at worst an audit line is doubled
+            async with conn.transaction(), conn.cursor() as cur:
+                for failed, row in letters:  # in order: a record may fail, then settle, in one batch
+                    await cur.execute(_pg(LETTER_FAILED if failed else LETTER_RESOLVED), row)
+                if audits:
+                    await cur.executemany(_pg(AUDIT_INSERT), audits)
+                if links:
+                    await cur.executemany(_pg(LINK_UPSERT), links)
+                if cursor is not None:
+                    await cur.execute(_pg(CURSOR_UPSERT), (flow, cursor, now))
+
+        await self._with_conn(f"settling {flow}", call)
 
     # ------------------------------------------------------------------------------ dead letters
 
@@ -719,13 +770,17 @@ class PostgresStore:
     async def save_tokens(self, connection: str, tokens: Mapping[str, Any]) -> None:
         """Save tokens; the commit is flushed to PostgreSQL's WAL before it returns (``synchronous_commit``
         forced ``on`` for this transaction, whatever the server's default)."""
-        async with self._conn() as conn, conn.transaction():
-            await conn.execute("SET LOCAL synchronous_commit TO on")
-            await conn.execute(
-                "INSERT INTO tokens (connection, data, updated_at) VALUES (%s,%s,%s) ON CONFLICT (connection) "
-                "DO UPDATE SET data=excluded.data, updated_at=excluded.updated_at",
-                (connection, json.dumps(dict(tokens)), self._clock()),
-            )
+
+        async def call(conn: psycopg.AsyncConnection[Any]) -> None:
+            async with conn.transaction():
+                await conn.execute("SET LOCAL synchronous_commit TO on")
+                await conn.execute(
+                    "INSERT INTO tokens (connection, data, updated_at) VALUES (%s,%s,%s) ON CONFLICT (connection) "
+                    "DO UPDATE SET data=excluded.data, updated_at=excluded.updated_at",
+                    (connection, json.dumps(dict(tokens)), self._clock()),
+                )
+
+        await self._with_conn(f"saving the tokens of {connection}", call)
 
     async def take_rate_slot(self, connection: str, bucket: str, spacing: float) -> float:
         """The next call slot of ``connection``'s rate-limit ``bucket`` for whichever daemon asks: slots

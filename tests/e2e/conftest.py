@@ -9,6 +9,7 @@ import pytest
 ccv = pytest.importorskip("apicenterd_ccv_salespos")
 eacc = pytest.importorskip("apicenterd_eaccounting")
 
+import pg_support  # noqa: E402
 from apicenterd_ccv_salespos.connector import CCVSalesPOSConnector  # noqa: E402
 from apicenterd_eaccounting.connector import EAccountingConnector  # noqa: E402
 from e2e_support import write_config  # noqa: E402
@@ -43,11 +44,26 @@ def simulators():
         yield start
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_backend(request):
+    """The state store of the test's config, both ways: ``None`` (the SQLite file beside it) and a PostgreSQL
+    URL whose search path is a schema of the test's own (dropped after). Without PostgreSQL the second
+    skips, and fails with CI=true (tests/pg_support.py). Only the tests that prove state behaviour ask for it."""
+    if request.param == "sqlite":
+        yield None
+        return
+    with pg_support.state_url() as url:
+        yield url
+
+
 @pytest.fixture
-def config(tmp_path, registry):
-    """Write and resolve a config for the given simulator URLs."""
+def config(request, tmp_path, registry):
+    """Write and resolve a config for the given simulator URLs (the state as ``state_backend`` says, when the
+    test asks for it; else SQLite)."""
+    state_url = request.getfixturevalue("state_backend") if "state_backend" in request.fixturenames else None
 
     def make(ccv_url: str, eacc_url: str, **kw):
+        kw.setdefault("state_url", state_url)
         path = write_config(tmp_path, ccv_url, eacc_url, **kw)
         return path, load(path, registry)
 

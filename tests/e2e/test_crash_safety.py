@@ -5,7 +5,7 @@ wrapped in a middleware that SIGKILLs the ``flows run`` process at its n-th arti
 before the create is applied, after it is applied but before the answer is sent (the write the
 process never heard of), or right after the answer (between the write and its settle). Each
 run has more products left than the create that kills it, so every kill lands mid-run however
-fast or slow the machine is.
+fast or slow the machine is. It runs with the state in SQLite and in PostgreSQL (``state_backend``).
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ class KillAtCreate:
             pass
 
 
-def test_sigkill_mid_run_then_restart_leaves_no_duplicate_and_no_gap(config):
+def test_sigkill_mid_run_then_restart_leaves_no_duplicate_and_no_gap(config, state_backend):
     ccv_app = CCVSalesPOSConnector.simulator(seed=7, records=PRODUCTS)
     eacc_app = EAccountingConnector.simulator(seed=7, records=0, rate_limit=0)
     switch = KillAtCreate(eacc_app)

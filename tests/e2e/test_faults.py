@@ -20,9 +20,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import kill_test as harness
+import pg_support
 
 from apicenterd.engine import Engine
-from apicenterd.state import SQLiteStore
+from apicenterd.state import store_for
 from apicenterd.testing import Faults, serve_app, with_faults
 
 pytestmark = pytest.mark.anyio
@@ -34,6 +35,7 @@ TIMEOUT_DELAY = 0.4
 """Seconds a ``timeout`` fault holds its answer: past the client's timeout."""
 KNOBS = dict(timeout_delay=TIMEOUT_DELAY, slow_delay=0.02, burst_length=2, retry_after="1")
 """A 429 burst is two 429s with ``Retry-After: 1``; a slow answer comes 20 ms late."""
+
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
@@ -52,7 +54,7 @@ async def run_until_ok(resolved, flow: str) -> list:
     """Run ``flow`` (a fresh engine each time, like a restart) until a run is ok with no failed record."""
     results = []
     for _ in range(MAX_RUNS):
-        store = SQLiteStore(resolved.state_path)
+        store = store_for(resolved.config.state.url, resolved.state_path)
         await store.open()
         engine = Engine(resolved, store, retry_base_delay=0.01)
         try:
@@ -67,7 +69,7 @@ async def run_until_ok(resolved, flow: str) -> list:
 
 
 async def open_dead_letters(resolved) -> list:
-    store = SQLiteStore(resolved.state_path)
+    store = store_for(resolved.config.state.url, resolved.state_path)
     await store.open()
     try:
         return list(await store.dead_letters())
@@ -93,14 +95,14 @@ def wrapped(app, layers: tuple[Faults, ...]) -> list:
 
 
 @contextlib.contextmanager
-def faulty_simulators(products: int, layers: tuple[Faults, ...], tmp_path: Path):
+def faulty_simulators(products: int, layers: tuple[Faults, ...], tmp_path: Path, state_url: str | None = None):
     """Both simulators behind their fault injectors (off until enabled); yields (ccv, eacc, resolved),
-    each a list of injectors, outermost first."""
+    each a list of injectors, outermost first. ``state_url``: PostgreSQL state instead of SQLite."""
     ccv_app, eacc_app = harness.simulators(products)
     ccv = wrapped(ccv_app, layers)
     eacc = wrapped(eacc_app, tuple(_reseeded(f, 100) for f in layers))
     with serve_app(ccv[0]) as ccv_url, serve_app(eacc[0]) as eacc_url:
-        path = harness.write_harness_config(tmp_path, ccv_url, eacc_url, timeout=CLIENT_TIMEOUT)
+        path = harness.write_harness_config(tmp_path, ccv_url, eacc_url, timeout=CLIENT_TIMEOUT, state_url=state_url)
         yield ccv, eacc, harness.resolve(path)
 
 
@@ -125,13 +127,23 @@ WRITE_LOST = {"all kinds, 20 %", "timeouts, 20 %", "dropped connections, 20 %"}
 """The cases where an applied write can lose its answer (the engine looks before it creates again)."""
 
 
+POSTGRES_CASES = ("all kinds, 20 %",)
+"""The cases also run with the state in PostgreSQL (one: every fault kind, the store's behaviour is the same)."""
+
+
 @pytest.mark.parametrize(
-    "case",
-    list(CASES),
+    ("case", "backend"),
+    [(case, "sqlite") for case in CASES] + [(case, "postgresql") for case in POSTGRES_CASES],
 )
-async def test_full_sync_under_faults_leaves_every_record_once(case, tmp_path, reference):
+async def test_full_sync_under_faults_leaves_every_record_once(case, backend, tmp_path, reference):
     products, layers = CASES[case]
-    with faulty_simulators(products, layers, tmp_path) as (ccv, eacc, resolved):
+    with contextlib.ExitStack() as stack:
+        state_url = stack.enter_context(pg_support.state_url()) if backend == "postgresql" else None
+        await _full_sync_under_faults(case, products, layers, tmp_path, reference, state_url)
+
+
+async def _full_sync_under_faults(case, products, layers, tmp_path, reference, state_url) -> None:
+    with faulty_simulators(products, layers, tmp_path, state_url) as (ccv, eacc, resolved):
         await harness.seed_service_articles(resolved, eacc[-1].app)  # in-process, no faults: the starting point
         for injector in ccv + eacc:
             injector.enabled = True

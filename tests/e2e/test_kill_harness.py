@@ -16,6 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import kill_test as harness
+import pg_support
 
 pytestmark = pytest.mark.slow
 
@@ -32,3 +33,21 @@ def test_fifty_kills_then_every_record_once_with_its_content():
     assert report.comparison.ok, report.comparison.describe()
     assert report.records >= 100, summary
     assert report.final_rerun_writes == 0, summary  # nothing left undone, nothing written twice over
+
+
+def test_kills_and_postgres_restarts_with_the_state_in_postgres_leave_every_record_once():
+    """The same harness with the state in PostgreSQL (a private server, never the shared cluster): SIGKILLs
+    of the runs, and restarts of the server itself in the middle of runs (a request applied, its answer held
+    until the server is back). Each restarted run reconnects and finishes; nothing is lost or written twice."""
+    server = pg_support.PrivateServer()
+    try:
+        url = server.start()
+        report = harness.run_kill_test(kills=12, products=30, seed=20261205, state_url=url, restart_database=server.restart, restarts=3)
+    finally:
+        server.close()
+    summary = "\n".join(report.lines())
+    assert report.kills >= 12, summary
+    assert report.database_restarts == 3, summary  # every restart fell in the middle of a run
+    assert report.failed_runs == [], report.failed_runs  # the restarted runs finished (exit 0)
+    assert report.comparison.ok, report.comparison.describe()
+    assert report.final_rerun_writes == 0, summary

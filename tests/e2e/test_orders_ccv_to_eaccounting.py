@@ -19,7 +19,7 @@ from apicenterd_eaccounting.connector import EAccountingConnector
 from apicenterd import Entity, Product
 from apicenterd.config import load
 from apicenterd.engine import Engine, StateTokenStore
-from apicenterd.state import SQLiteStore
+from apicenterd.state import store_for
 from apicenterd.testing import connect
 
 pytestmark = pytest.mark.anyio
@@ -43,7 +43,7 @@ def orders_flow(path, **options):
 
 
 async def engine_run(resolved, *flows, dry_run=False):
-    store = SQLiteStore(resolved.state_path)
+    store = store_for(resolved.config.state.url, resolved.state_path)
     await store.open()
     engine = Engine(resolved, store, retry_base_delay=0.01, dry_run=dry_run)
     try:
@@ -55,10 +55,12 @@ async def engine_run(resolved, *flows, dry_run=False):
 
 async def seed_service_articles(resolved, eacc_url):
     """The shipping, discount and fee articles a company books those lines on."""
-    store = SQLiteStore(resolved.state_path)
+    store = store_for(resolved.config.state.url, resolved.state_path)
     await store.open()
     try:
-        async with connect(EAccountingConnector, EAccountingConnector.demo_settings(eacc_url), tokens=StateTokenStore(store, "eaccounting")) as target:
+        async with connect(
+            EAccountingConnector, EAccountingConnector.demo_settings(eacc_url), tokens=StateTokenStore(store, "eaccounting")
+        ) as target:
             for sku, name in SERVICE_ARTICLES.items():
                 product = Product(sku=sku, name=name, price_excl_tax=Decimal(0), price_incl_tax=Decimal(0), tax_rate=Decimal(21))
                 await target.create(Entity.PRODUCTS, target.normalize(Entity.PRODUCTS, product))
@@ -89,7 +91,7 @@ def setup(simulators, config, tmp_path):
     return make
 
 
-async def test_orders_become_invoice_drafts_once_with_their_debtors(setup):
+async def test_orders_become_invoice_drafts_once_with_their_debtors(setup, state_backend):
     ccv_app, eacc_app, ccv_url, eacc_url, path, resolved = setup()
     await seed_service_articles(resolved, eacc_url)
     (products, orders), _ = await engine_run(resolved, "products", "orders")
@@ -153,14 +155,14 @@ async def test_dry_run_changes_nothing_in_the_target(setup):
     assert {p.entity for p in engine.plans} >= {"orders", "customers"}
     assert (len(sim.invoice_drafts), len(sim.customers), len(sim.articles)) == before
     assert [r for r in sim.requests if r[0] != "GET" and "/connect/" not in r[1]] == []
-    store = SQLiteStore(resolved.state_path)
+    store = store_for(resolved.config.state.url, resolved.state_path)
     await store.open()
     assert await store.get_cursor("orders") is None
     await store.close()
 
 
 @pytest.mark.slow
-def test_sigkill_during_order_runs_gives_one_debtor_and_one_draft_each(setup):
+def test_sigkill_during_order_runs_gives_one_debtor_and_one_draft_each(setup, state_backend):
     ccv_app, eacc_app, ccv_url, eacc_url, path, resolved = setup(ccv_options={"rate_limit": 0})
     anyio.run(seed_service_articles, resolved, eacc_url)
     anyio.run(lambda: engine_run(resolved, "products"))
@@ -171,7 +173,9 @@ def test_sigkill_during_order_runs_gives_one_debtor_and_one_draft_each(setup):
         before = len(sim.customers) + len(sim.invoice_drafts)
         proc = subprocess.Popen(
             [sys.executable, "-m", "apicenterd.cli", "flows", "run", "orders", "--config", str(path)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ},
         )
         deadline = time.monotonic() + 20
         while proc.poll() is None and len(sim.customers) + len(sim.invoice_drafts) == before and time.monotonic() < deadline:
