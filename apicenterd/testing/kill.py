@@ -17,7 +17,9 @@ CLI, :func:`killed_runs` goes through a list of kills, :func:`write_config` writ
     with serve_app(source_app) as source_url, serve_app(switch) as target_url:
         config = write_config(tmp_path, {"src": ("vendor_a", {...}), "dst": ("vendor_b", {...})}, {"products": {...}})
         killed_runs(switch, config, "products", [("before", 3), ("applied", 2), ("answered", 4)])
-        assert flows_run(config, "products").wait() == 0
+        final = flows_run(config, "products")
+        final.communicate(timeout=300)  # read its output while it runs (never .wait() on its pipes)
+        assert final.returncode == 0
 """
 
 from __future__ import annotations
@@ -174,13 +176,15 @@ def killed_runs(
         proc = flows_run(config, flow)
         switch.target(proc)
         try:
-            returncode = proc.wait(timeout)
+            # read its output while waiting: a run that logs more than a pipe holds (64 KiB) before
+            # its n-th call would otherwise block on writing, and never reach the call
+            _, err = proc.communicate(timeout=timeout)
+            returncode = proc.returncode
         finally:
             switch.disarm()
             if proc.poll() is None:
                 proc.kill()
-                proc.wait()
-        _, err = proc.communicate()
+                proc.communicate()
         assert returncode == -signal.SIGKILL, f"{flow} was not killed at call {n} ({phase}): exit {returncode}: {err.decode()[-2000:]}"
 
 

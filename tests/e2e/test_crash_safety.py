@@ -136,13 +136,13 @@ def test_sigkill_mid_run_then_restart_leaves_no_duplicate_and_no_gap(config, sta
             proc = flows_run(path, "products")
             switch.target(proc)
             try:
-                returncode = proc.wait(120)
+                out, err = proc.communicate(timeout=120)  # its output read while waiting: a full pipe never blocks it
+                returncode = proc.returncode
             finally:
                 switch.disarm()
                 if proc.poll() is None:
                     proc.kill()
-                    proc.wait()
-            out, err = proc.communicate()
+                    proc.communicate()
             assert returncode == -signal.SIGKILL, f"run was not killed at create {n} ({phase}): {err.decode()[-2000:]}"
             # killed at its n-th create; the creates in flight with it (the engine's writes_in_flight)
             # may still be applied by the simulator: the restart must find them by key, not repeat them

@@ -1,7 +1,7 @@
 """SIGKILL a `flows run` from eAccounting into HubSpot mid-run, restart, and every record is there once.
 
 The HubSpot simulator is wrapped in the kit's :class:`~apicenterd.testing.kill.KillAtCall`, which SIGKILLs
-the `apicenterd flows run` process at its n-th call of a named write (a product upsert of 100, a company, a line-item upsert, a deal
+the `apicenterd flows run` process at its n-th call of a named write (a product upsert of 100, a batch of new companies, a line-item upsert, a deal
 batch create of 100): before HubSpot applies it, after it applied it but before the
 answer is sent (the write the process never heard of), or right after the answer (between the
 write and its settle). No timers: the kills happen at the calls the test names. Afterwards every
@@ -30,9 +30,9 @@ PRODUCTS, CUSTOMERS, ORDERS = 250, 8, 250
 UPSERT_PRODUCTS = ("POST", "/crm/v3/objects/products/batch/upsert")
 CREATE_DEALS = ("POST", "/crm/v3/objects/deals/batch/create")
 UPSERT_LINES = ("POST", "/crm/v3/objects/line_items/batch/upsert")
-CREATE_COMPANY = ("POST", "/crm/v3/objects/companies")
+CREATE_COMPANIES = ("POST", "/crm/v3/objects/companies/batch/create")  # an orders batch's new debtors, created together
 PRODUCT_KILLS = (("applied", 2), ("before", 1), ("answered", 1))
-ORDER_KILLS = ((CREATE_COMPANY, "applied", 2), (CREATE_DEALS, "applied", 2), (UPSERT_LINES, "before", 1), (CREATE_DEALS, "answered", 1))
+ORDER_KILLS = ((CREATE_COMPANIES, "applied", 1), (CREATE_DEALS, "applied", 2), (UPSERT_LINES, "before", 1), (CREATE_DEALS, "answered", 1))
 
 
 def _config(tmp_path: Path, eacc_url: str, hubspot_url: str) -> Path:
