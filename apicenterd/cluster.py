@@ -268,6 +268,16 @@ class Cluster:
             flow = str(job.task_kwargs.get("flow"))
             try:
                 await self.app.job_manager.retry_job(job)
+            except pexc.UniqueViolation:
+                # another run of the flow is queued already (a daemon deferred it while this job ran:
+                # the queueing lock covers waiting jobs only). Put back, this job would collide with it,
+                # and that one cannot start while this one holds the flow's job lock: this one ends
+                # (failed) so that the queued one runs
+                try:
+                    await self.app.job_manager.finish_job_by_id_async(int(job.id or 0), status=procrastinate.jobs.Status.FAILED, delete_job=False)
+                except pexc.ProcrastinateException as exc:  # another daemon was quicker
+                    self.log.debug("stalled job not ended here", flow=flow, job=job.id, error=str(exc))
+                    continue
             except pexc.ProcrastinateException as exc:  # another daemon was quicker
                 self.log.debug("stalled job not retried here", flow=flow, job=job.id, error=str(exc))
                 continue
