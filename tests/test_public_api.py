@@ -100,6 +100,7 @@ TESTING_ALL = [
     "connect",
     "make_context",
     "serve_app",
+    "serve_apps",
     "FixedWindow",
     "vendor_error",
     "Faults",

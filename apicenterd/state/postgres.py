@@ -29,7 +29,6 @@ from .settling import AUDIT_INSERT, CURSOR_UPSERT, LETTER_FAILED, LETTER_RESOLVE
 __all__ = ["PostgresStore", "MIGRATIONS", "Migration", "migrate", "redact_url", "is_postgres_url"]
 
 _T = TypeVar("_T")
-_log = get_logger(component="state")
 
 
 @functools.cache
@@ -404,7 +403,7 @@ class PostgresStore:
                 attempt += 1
                 if time.monotonic() + delay >= deadline:
                     raise self._lost(exc) from exc
-                _log.warning(
+                get_logger(component="state").warning(  # bound now: the logging configured when it happens
                     "state_connection_lost",
                     state=self.where,
                     doing=doing,
@@ -417,7 +416,7 @@ class PostgresStore:
                 delay = min(delay * 2, 2.0)
                 continue
             if attempt:
-                _log.info("state_reconnected", state=self.where, doing=doing, attempts=attempt)
+                get_logger(component="state").info("state_reconnected", state=self.where, doing=doing, attempts=attempt)
             return result
 
     async def _fetchall(self, query: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
