@@ -4,6 +4,8 @@ deliveries): a read whose first page is full (60 rows: more follow) is counted o
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from apicenterd_exact_online import ExactOnlineConnector
 from apicenterd_exact_online.simulator import PAGE
@@ -15,6 +17,15 @@ pytestmark = pytest.mark.anyio
 
 MORE = PAGE + 7
 """Rows in a long read: a full first page and a few more."""
+
+
+@pytest.fixture
+def app():
+    """A fresh simulator with three items, on a clock that stays within one second: every row's
+    ``Modified`` is the same second, so a read from the newest one reads them all again (on the wall
+    clock a loaded machine could cross a second while the rows are made, and the re-read be short)."""
+    ticks = itertools.count()
+    return ExactOnlineConnector.simulator(seed=3, records=3, clock=lambda: 1_800_000_000.0 + next(ticks) * 1e-5)
 
 
 def _counts(sim) -> list[str]:
