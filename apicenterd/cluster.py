@@ -274,7 +274,9 @@ class Cluster:
                 # and that one cannot start while this one holds the flow's job lock: this one ends
                 # (failed) so that the queued one runs
                 try:
-                    await self.app.job_manager.finish_job_by_id_async(int(job.id or 0), status=procrastinate.jobs.Status.FAILED, delete_job=False)
+                    await self.app.job_manager.finish_job_by_id_async(
+                        int(job.id or 0), status=procrastinate.jobs.Status.FAILED, delete_job=False
+                    )
                 except pexc.ProcrastinateException as exc:  # another daemon was quicker
                     self.log.debug("stalled job not ended here", flow=flow, job=job.id, error=str(exc))
                     continue
