@@ -459,6 +459,9 @@ class Engine(Scheduling, Replaying, Retries):
     async def _run(self, flow: Flow, trigger: str, *, full: bool = False) -> RunResult:
         try:
             run_id = 0 if self.dry_run else await self.store.start_run(flow.name, trigger)
+            # let the other runs due now start too before this one works: a slot of a thousand flows
+            # all start on time (the scheduler wakes them in one pass), then share the event loop
+            await anyio.lowlevel.checkpoint()
         except StateError as exc:  # e.g. a full disk: the run cannot even be recorded; say why, once
             self.log.error("run failed: the state file cannot be used", flow=flow.name, error=str(exc))
             self.alerter.flow_result(flow.name, "failed", str(exc), [])

@@ -633,3 +633,42 @@ def test_more_than_one_write_in_flight_is_refused_for_a_sink_that_writes_one_at_
     with pytest.raises(ConfigError, match=r"flows\.products\.writes_in_flight: 4 writes at once, .* one at a time"):
         make_config(tmp_path, registry, writes_in_flight=4)
     assert make_config(tmp_path, registry, writes_in_flight=1).flows["products"].writes_in_flight == 1
+
+
+async def test_runs_due_together_all_start_before_either_reads(tmp_path, registry, memory, monkeypatch):
+    """A run yields once it is recorded, so a thousand flows due in one slot all start on time
+    (their runs recorded) before any of them reads; before, each ran on to its first vendor call."""
+    import sqlite3
+
+    import anyio
+    import fakes
+
+    memory.put(product("A"), "1")
+    raw = {
+        "state": {"path": str(tmp_path / "state.db")},
+        "connections": {"src": {"connector": "memsource"}, "dst": {"connector": "memtarget"}},
+        "flows": {name: {"source": "src", "target": "dst", "entity": "products", "interval": "1m"} for name in ("one", "two", "three")},
+    }
+    resolved = resolve(Config(**raw), registry, tmp_path / "x.toml")
+    store = SQLiteStore(tmp_path / "state.db")
+    await store.open()
+    engine = Engine(resolved, store, retry_base_delay=0)
+    running_at_reads: list[int] = []
+    original = fakes.MemorySource._read
+
+    def read(self, entity, since):
+        with sqlite3.connect(tmp_path / "state.db") as db:
+            running_at_reads.append(db.execute("SELECT count(*) FROM runs WHERE status='running'").fetchone()[0])
+        return original(self, entity, since)
+
+    try:
+        for name in raw["flows"]:  # connections opened, cursors and configuration hashes kept
+            await engine.run_flow(name)
+        monkeypatch.setattr(fakes.MemorySource, "_read", read)
+        async with anyio.create_task_group() as tg:
+            for name in raw["flows"]:
+                tg.start_soon(engine.run_flow, name)
+    finally:
+        await engine.aclose()
+        await store.close()
+    assert len(running_at_reads) == 3 and running_at_reads[0] == 3, running_at_reads  # the first read: all three started
