@@ -812,6 +812,45 @@ class Engine(Scheduling, Replaying, Retries):
         """Whether the run's target creates ``entity`` in batches (its sink's ``create_many``)."""
         return _batch_create(run.target, entity)
 
+    async def _create_many(
+        self,
+        run: FlowRun,
+        entity: Entity,
+        keys: Sequence[str],
+        create: Callable[[list[int]], Awaitable[Sequence[str | RecordError]]],
+        noun: str,
+    ) -> list[str | RecordError]:
+        """Create a batch (``create(todo)`` creates the items at positions ``todo`` of ``keys``, in
+        one call of the target's ``create_many``), with retries: a retry first looks the items up by
+        key, as the last try may have created some before its answer was lost, so none is created
+        twice. One outcome per key: the new id, or why that item failed (the call's reason for all
+        of them when the whole call was refused)."""
+        target = run.target
+        attempts = 0
+
+        async def create_all() -> list[str | RecordError]:
+            nonlocal attempts
+            attempts += 1
+            results: list[str | RecordError | None] = [None] * len(keys)
+            if attempts > 1:
+                found = await target.find_many(entity, list(keys))
+                for n, key in enumerate(keys):
+                    if key in found:
+                        results[n] = found[key].id
+            todo = [n for n, result in enumerate(results) if result is None]
+            if todo:
+                created = await create(todo)
+                if len(created) != len(todo):
+                    raise FatalError(f"{run.flow.target}: create_many answered {len(created)} results for {len(todo)} {noun}s")
+                for n, result in zip(todo, created, strict=True):
+                    results[n] = result
+            return [r if r is not None else RecordError(f"no answer for this {noun}") for r in results]
+
+        try:
+            return await self._with_retries(run.log, f"create {len(keys)} {entity}", target, create_all)
+        except RecordError as exc:  # the whole call was refused: each item fails with the reason
+            return [exc] * len(keys)
+
     async def _flush_debtors(self, run: FlowRun) -> dict[str, str | RecordError]:
         """Create the debtors the batch's orders collected (``create_many``, with retries; a retry
         looks them up by e-mail first, so none is created twice): key -> new id or the error."""
@@ -820,30 +859,9 @@ class Engine(Scheduling, Replaying, Retries):
             return {}
         target, entity = run.target, Entity.CUSTOMERS
         keys, records = list(pending), list(pending.values())
-        attempts = 0
-
-        async def create_all() -> list[str | RecordError]:
-            nonlocal attempts
-            attempts += 1
-            results: list[str | RecordError | None] = [None] * len(records)
-            if attempts > 1:  # the last try may have created some before its answer was lost
-                found = await target.find_many(entity, keys)
-                for n, key in enumerate(keys):
-                    if key in found:
-                        results[n] = found[key].id
-            todo = [n for n, result in enumerate(results) if result is None]
-            if todo:
-                created = await target.create_many(entity, [records[n] for n in todo])
-                if len(created) != len(todo):
-                    raise FatalError(f"{run.flow.target}: create_many answered {len(created)} results for {len(todo)} customers")
-                for n, result in zip(todo, created, strict=True):
-                    results[n] = result
-            return [r if r is not None else RecordError("no answer for this customer") for r in results]
-
-        try:
-            outcome: list[str | RecordError] = await self._with_retries(run.log, f"create {len(records)} customers", target, create_all)
-        except RecordError as exc:  # the whole call was refused: each of its debtors fails with the reason
-            outcome = [exc] * len(records)
+        outcome = await self._create_many(
+            run, entity, keys, lambda todo: target.create_many(entity, [records[n] for n in todo]), "customer"
+        )
         results: dict[str, str | RecordError] = {}
         for key, record, result in zip(keys, records, outcome, strict=True):
             results[key] = result
@@ -883,32 +901,7 @@ class Engine(Scheduling, Replaying, Retries):
         sink = target.document_sink(flow.entity)
         numbers = [number for number, _, _ in pending]
         requests = [request for _, request, _ in pending]
-        attempts = 0
-
-        async def create_all() -> list[str | RecordError]:
-            nonlocal attempts
-            attempts += 1
-            results: list[str | RecordError | None] = [None] * len(requests)
-            if attempts > 1:  # the last try may have created some before its answer was lost
-                found = await target.find_many(flow.entity, numbers)
-                for n, number in enumerate(numbers):
-                    if number in found:
-                        results[n] = found[number].id
-            todo = [n for n, result in enumerate(results) if result is None]
-            if todo:
-                created = await sink.create_many([requests[n] for n in todo])
-                if len(created) != len(todo):
-                    raise FatalError(f"{flow.target}: create_many answered {len(created)} results for {len(todo)} documents")
-                for n, result in zip(todo, created, strict=True):
-                    results[n] = result
-            return [r if r is not None else RecordError("no answer for this document") for r in results]
-
-        try:
-            outcome: list[str | RecordError] = await self._with_retries(
-                run.log, f"create {len(requests)} {flow.entity}", target, create_all
-            )
-        except RecordError as exc:  # the whole call was refused: each of its documents fails with the reason
-            outcome = [exc] * len(requests)
+        outcome = await self._create_many(run, flow.entity, numbers, lambda todo: sink.create_many([requests[n] for n in todo]), "document")
         for (number, _, holder), result in zip(pending, outcome, strict=True):
             holder["result"] = result
             run.looked_up[number] = Found(result, None) if isinstance(result, str) else None
@@ -950,30 +943,9 @@ class Engine(Scheduling, Replaying, Retries):
         flow, target = run.flow, run.target
         keys = [key for key, _, _ in pending]
         records = [record for _, record, _ in pending]
-        attempts = 0
-
-        async def create_all() -> list[str | RecordError]:
-            nonlocal attempts
-            attempts += 1
-            results: list[str | RecordError | None] = [None] * len(records)
-            if attempts > 1:  # the last try may have created some before its answer was lost
-                found = await target.find_many(flow.entity, keys)
-                for n, key in enumerate(keys):
-                    if key in found:
-                        results[n] = found[key].id
-            todo = [n for n, result in enumerate(results) if result is None]
-            if todo:
-                created = await target.create_many(flow.entity, [records[n] for n in todo])
-                if len(created) != len(todo):
-                    raise FatalError(f"{flow.target}: create_many answered {len(created)} results for {len(todo)} records")
-                for n, result in zip(todo, created, strict=True):
-                    results[n] = result
-            return [r if r is not None else RecordError("no answer for this record") for r in results]
-
-        try:
-            outcome: list[str | RecordError] = await self._with_retries(run.log, f"create {len(records)} {flow.entity}", target, create_all)
-        except RecordError as exc:  # the whole call was refused: each of its records fails with the reason
-            outcome = [exc] * len(records)
+        outcome = await self._create_many(
+            run, flow.entity, keys, lambda todo: target.create_many(flow.entity, [records[n] for n in todo]), "record"
+        )
         for (key, _, holder), result in zip(pending, outcome, strict=True):
             holder["result"] = result
             run.looked_up[key] = Found(result, None) if isinstance(result, str) else None
