@@ -166,11 +166,18 @@ def flows_run(config: Path, flow: str, *args: str, env: Mapping[str, str] | None
 
 
 def killed_runs(
-    switch: KillAtCall, config: Path, flow: str, kills: Iterable[tuple[str, int]], match: Match | None = None, *, timeout: float = 300
+    switch: KillAtCall,
+    config: Path,
+    flow: str,
+    kills: Iterable[tuple[str, int]],
+    match: Match | None = None,
+    *,
+    timeout: float = 300,
+    after: Callable[[str, int], None] | None = None,
 ) -> None:
-    """For each (phase, n) of ``kills``: run ``flow`` and SIGKILL it at its ``n``-th matching call;
-    AssertionError when a run ended otherwise (it finished before the n-th call: the test's
-    numbers do not fit its data)."""
+    """For each (phase, n) of ``kills``: run ``flow`` and SIGKILL it at its ``n``-th matching call,
+    then call ``after(phase, n)`` if given (to check what the killed run left); AssertionError when
+    a run ended otherwise (it finished before the n-th call: the test's numbers do not fit its data)."""
     for phase, n in kills:
         switch.arm(phase, n, match)
         proc = flows_run(config, flow)
@@ -186,6 +193,8 @@ def killed_runs(
                 proc.kill()
                 proc.communicate()
         assert returncode == -signal.SIGKILL, f"{flow} was not killed at call {n} ({phase}): exit {returncode}: {err.decode()[-2000:]}"
+        if after is not None:
+            after(phase, n)
 
 
 def toml_value(value: Any) -> str:
