@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+
+import fakes
 from fakes import PRODUCT_FIELDS, STOCK_FIELDS, MemoryStore, MemoryTarget, OrderSettings, _document_sink, _sink
 
 from apicenterd import Entity, Found, Product, RecordError, RetryableError, hookimpl
+from apicenterd.config import Config, resolve
+from apicenterd.engine import Engine
+from apicenterd.registry import load_registry
+from apicenterd.state import SQLiteStore
 
 
 class BatchTarget(MemoryTarget):
@@ -172,3 +179,24 @@ def register_connectors(register):
     register(BatchUpdateTarget)
     register(BatchDocumentTarget)
     register(BatchDebtorTarget)
+
+
+async def run_products(tmp_path, target: str):
+    """One run of a ``products`` flow from ``memsource`` to the fake ``target`` (state in
+    ``tmp_path``): the result, every source product's link and the cursor after it."""
+    raw = {
+        "state": {"path": str(tmp_path / "state.db")},
+        "connections": {"src": {"connector": "memsource"}, "dst": {"connector": target}},
+        "flows": {"products": {"source": "src", "target": "dst", "entity": "products", "interval": "1m"}},
+    }
+    both = load_registry([("fakes", fakes), ("fakes_batch", sys.modules[__name__])], entry_points=False)
+    store = SQLiteStore(tmp_path / "state.db")
+    await store.open()
+    engine = Engine(resolve(Config(**raw), both, tmp_path / "x.toml"), store, retry_base_delay=0)
+    try:
+        result = await engine.run_flow("products")
+        links = {sku: await store.get_link("src", "products", sku, "dst") for sku in MemoryStore.source}
+        return result, links, await store.get_cursor("products")
+    finally:
+        await engine.aclose()
+        await store.close()

@@ -30,28 +30,8 @@ def product(sku: str, name: str | None = None) -> Product:
     return Product(sku=sku, name=name or f"Product {sku}", description="long text", price_excl_tax=Decimal("10.00"))
 
 
-def resolved(tmp_path):
-    raw = {
-        "state": {"path": str(tmp_path / "state.db")},
-        "connections": {"src": {"connector": "memsource"}, "dst": {"connector": "membatchupdate"}},
-        "flows": {"products": {"source": "src", "target": "dst", "entity": "products", "interval": "1m"}},
-    }
-    both = load_registry([("fakes", fakes), ("fakes_batch", fakes_batch)], entry_points=False)
-    return resolve(Config(**raw), both, tmp_path / "x.toml")
-
-
 async def run(tmp_path):
-    store = SQLiteStore(tmp_path / "state.db")
-    await store.open()
-    engine = Engine(resolved(tmp_path), store, retry_base_delay=0)
-    try:
-        result = await engine.run_flow("products")
-        links = {sku: await store.get_link("src", "products", sku, "dst") for sku in fakes.MemoryStore.source}
-        cursor = await store.get_cursor("products")
-        return result, links, cursor
-    finally:
-        await engine.aclose()
-        await store.close()
+    return await fakes_batch.run_products(tmp_path, "membatchupdate")
 
 
 async def created(tmp_path, memory, count: int, prefix: str = "S"):
