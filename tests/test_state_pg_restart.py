@@ -120,3 +120,18 @@ async def test_a_server_that_stays_away_is_a_state_error_after_the_timeout(serve
             await store.get_cursor("products")
     finally:
         await store.close()
+
+
+async def test_flow_locks_go_on_after_the_server_restarts(server):
+    """The lock pool's idle session died with the server: the next flow lock takes a new one."""
+    store = PostgresStore(server.url, timeout=60)
+    await store.open()
+    try:
+        async with store.flow_lock("orders"):
+            pass  # its session now idles in the lock pool
+        await anyio.to_thread.run_sync(server.restart)
+        async with store.flow_lock("orders", wait=False):
+            holders = await store._fetchall("SELECT flow FROM flow_lock_holders")
+        assert holders == [("orders",)]
+    finally:
+        await store.close()

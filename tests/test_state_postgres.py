@@ -414,3 +414,27 @@ def test_check_says_where_the_state_is_without_the_password(tmp_path, capsys):
     assert cli.main(["check", "--config", str(cfg)]) == 0
     out = capsys.readouterr().out
     assert "state in postgresql://apicenterd:***@db.example.com:5432/apicenterd" in out and "s3cret" not in out
+
+
+async def test_flow_locks_reuse_their_sessions_and_hand_them_back_holding_no_lock(pg, store):
+    """A flow lock's session comes from a pool (no new connection per run) and goes back to it with
+    every advisory lock released, also when the run holding it was cancelled."""
+    backends = []
+    for _ in range(10):
+        async with store.flow_lock("orders"):
+            backends.append(pg_support.raw(pg[0], pg[1], "SELECT backend_pid FROM flow_lock_holders WHERE flow='orders'")[0][0])
+    assert len(set(backends)) <= 2, backends  # a session or two, used again (one per run before)
+
+    with anyio.CancelScope() as scope:
+        async with store.flow_lock("orders"):
+            scope.cancel()
+            await anyio.sleep(10)
+    held = pg_support.raw(pg[0], pg[1], "SELECT pid FROM pg_locks WHERE locktype='advisory'")
+    assert not {pid for (pid,) in held} & set(backends), held
+    other = PostgresStore(*pg[:1], schema=pg[1])
+    await other.open()
+    try:
+        async with other.flow_lock("orders", wait=False):  # free for anyone
+            pass
+    finally:
+        await other.close()

@@ -185,6 +185,16 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}@{netloc[-1]}"))
 
 
+LOCK_CONNECTIONS = 200
+"""Flow locks one store holds at once at most (a session each; a run waits for one beyond that)."""
+LOCK_IDLE_SECONDS = 120.0
+"""A lock session idle this long is closed (the pool keeps none it does not use)."""
+
+
+async def _release_locks(conn: psycopg.AsyncConnection[Any]) -> None:
+    await conn.execute("SELECT pg_advisory_unlock_all()")
+
+
 def _lock_key(schema: str, flow: str) -> int:
     """The advisory lock key (a signed 64-bit number) of ``flow`` in ``schema``."""
     digest = hashlib.blake2b(f"apicenterd:{schema}:{flow}".encode(), digest_size=8).digest()
@@ -258,6 +268,8 @@ class PostgresStore:
         self._clock = clock
         self._min_size, self._max_size, self._timeout = min_size, max_size, timeout
         self._pool: AsyncConnectionPool | None = None
+        self._lock_pool: AsyncConnectionPool | None = None
+        """Connections that hold flow locks (a session each, for a run's life), kept between runs."""
         self.daemon: str | None = None
         """The daemon (``host:pid``) this store belongs to, if any: recorded with each run it starts."""
         self._namespace = schema or "public"
@@ -332,18 +344,32 @@ class PostgresStore:
             max_size=self._max_size,
             kwargs={"autocommit": True},
             configure=self._configure,
-            # a connection the server dropped (a restart, a failover) is replaced before it is handed out
-            check=AsyncConnectionPool.check_connection,
+            # no check per checkout (a round trip per state call): a connection the server dropped (a
+            # restart, a failover) fails its call, which _with_conn runs again after a check of the pool
             open=False,
             timeout=self._timeout,
             name="apicenterd-state",
         )
+        locks: AsyncConnectionPool = AsyncConnectionPool(
+            self.url,
+            min_size=0,
+            max_size=LOCK_CONNECTIONS,
+            max_idle=LOCK_IDLE_SECONDS,
+            kwargs={"autocommit": True},
+            configure=self._configure,
+            reset=_release_locks,  # a session handed back holds no lock, whatever happened in the run
+            open=False,
+            timeout=self._timeout,
+            name="apicenterd-flow-locks",
+        )
         try:
             await pool.open(wait=True, timeout=self._timeout)
+            await locks.open()
         except Exception as exc:
             await pool.close()
+            await locks.close()
             raise self._error(exc, "connecting") from exc
-        self._pool = pool
+        self._pool, self._lock_pool = pool, locks
 
     async def _check_version(self) -> None:
         have, want = await self.stored_schema_version(), len(MIGRATIONS)
@@ -363,7 +389,10 @@ class PostgresStore:
         )
 
     async def close(self) -> None:
-        """Close the pool."""
+        """Close the pools."""
+        if self._lock_pool is not None:
+            locks, self._lock_pool = self._lock_pool, None
+            await locks.close()
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
@@ -403,6 +432,9 @@ class PostgresStore:
                 attempt += 1
                 if time.monotonic() + delay >= deadline:
                     raise self._lost(exc) from exc
+                if attempt == 1:  # the others the server dropped with it are idle in the pool: out with them
+                    with contextlib.suppress(Exception):
+                        await self._pool.check()
                 get_logger(component="state").warning(  # bound now: the logging configured when it happens
                     "state_connection_lost",
                     state=self.where,
@@ -447,16 +479,15 @@ class PostgresStore:
     ) -> AsyncIterator[None]:
         key = _lock_key(self._namespace, flow)
         info = _holder_info(flow=flow, holder=holder)
-        try:
-            conn = await self._connect()
-        except psycopg.Error as exc:
-            raise self._error(exc, f"taking flow {flow}'s lock") from exc
+        conn, row = await self._lock_connection(flow, key)
         try:
             told = False
             while True:
-                row = await (await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))).fetchone()
+                if row is None:
+                    row = await (await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))).fetchone()
                 if row is not None and row[0]:
                     break
+                row = None
                 held = await (
                     await conn.execute("SELECT holder FROM flow_lock_holders WHERE flow=%s", (flow,))
                 ).fetchone()
@@ -483,7 +514,41 @@ class PostgresStore:
                     await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
         finally:
             with anyio.CancelScope(shield=True):
-                await conn.close()  # ending the session releases the lock in any case
+                await self._give_back(conn)  # reset releases any lock left; a broken session is closed
+
+    async def _lock_connection(self, flow: str, key: int) -> tuple[psycopg.AsyncConnection[Any], tuple[Any, ...] | None]:
+        """A session for ``flow``'s lock from the lock pool, and its first try of the lock. A pooled
+        session the server dropped since (a restart, a failover) fails that try: it is discarded, the
+        pool checked, and a new one tried, as long as the store's timeout allows."""
+        if self._lock_pool is None:
+            raise RuntimeError("state store is not open")
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                conn = await self._lock_pool.getconn()
+            except psycopg.Error as exc:  # the pool could not connect within the timeout
+                raise self._error(exc, f"taking flow {flow}'s lock") from exc
+            try:
+                row = await (await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))).fetchone()
+            except psycopg.OperationalError as exc:
+                await self._give_back(conn)
+                if time.monotonic() >= deadline:
+                    raise self._error(exc, f"taking flow {flow}'s lock") from exc
+                with contextlib.suppress(Exception):
+                    await self._lock_pool.check()
+                continue
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await self._give_back(conn)
+                raise
+            return conn, row
+
+    async def _give_back(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        if self._lock_pool is None:  # closed meanwhile
+            await conn.close()
+            return
+        with contextlib.suppress(Exception):
+            await self._lock_pool.putconn(conn)
 
     def flow_lock(
         self,
