@@ -59,23 +59,32 @@ PAGE_SIZE = 100
 SERVER = """
 import json, sys, uvicorn
 kind, records, port, token = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+limits = {} if sys.argv[5:] == ["limits"] else {"rate_limit": 0}
 if kind == "ccv":
     from apicenterd_ccv_salespos.simulator import create_app
-    app = create_app(seed=1, records=records, lazy=True, rate_limit=0)
+    app = create_app(seed=1, records=records, lazy=True, **limits)
 else:
     from apicenterd_eaccounting.simulator import create_app
-    app = create_app(seed=1, records=0, rate_limit=0, static_token=token)
-calls = [0]
+    app = create_app(seed=1, records=0, static_token=token, **limits)
+counts = {"calls": 0, "throttled": 0}
 
 async def counted(scope, receive, send):
-    if scope["type"] == "http":
-        if scope["path"] == "/_bench/calls":
-            body = json.dumps({"calls": calls[0]}).encode()
-            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
-            await send({"type": "http.response.body", "body": body})
-            return
-        calls[0] += 1
-    await app(scope, receive, send)
+    if scope["type"] != "http":
+        await app(scope, receive, send)
+        return
+    if scope["path"] == "/_bench/calls":
+        body = json.dumps(counts).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+        return
+    counts["calls"] += 1
+
+    async def watched(message):
+        if message["type"] == "http.response.start" and message["status"] == 429:
+            counts["throttled"] += 1
+        await send(message)
+
+    await app(scope, receive, watched)
 
 uvicorn.run(counted, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 """
@@ -88,10 +97,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def simulator(kind: str, records: int = 0, timeout: float = 120.0) -> Iterator[str]:
-    """A simulator (``ccv`` or ``eaccounting``) in its own process; yields its base URL."""
+def simulator(kind: str, records: int = 0, timeout: float = 120.0, *, limits: bool = False) -> Iterator[str]:
+    """A simulator (``ccv`` or ``eaccounting``) in its own process, its rate limits off unless ``limits``;
+    yields its base URL (``/_bench/calls`` counts the calls it answered and its 429s)."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, kind, str(records), str(port), STATIC_TOKEN])
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, kind, str(records), str(port), STATIC_TOKEN, *(["limits"] if limits else [])])
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
@@ -116,8 +126,13 @@ def simulator(kind: str, records: int = 0, timeout: float = 120.0) -> Iterator[s
 
 
 def calls(url: str) -> int:
+    return counted(url)["calls"]
+
+
+def counted(url: str) -> dict[str, int]:
+    """What the simulator at ``url`` counted: ``calls`` answered, ``throttled`` (its 429s)."""
     with urllib.request.urlopen(url + "/_bench/calls", timeout=10) as response:
-        return int(json.load(response)["calls"])
+        return {k: int(v) for k, v in json.load(response).items()}
 
 
 def write_config(directory: Path, ccv_url: str, eacc_url: str) -> Path:

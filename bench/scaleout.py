@@ -19,8 +19,15 @@ After the start-up round (every flow's first run) it measures for ``--seconds`` 
     .venv/bin/python bench/scaleout.py --flows 300 --seconds 120
     .venv/bin/python bench/scaleout.py --flows 6 --interval 2s --seconds 8 --json   # the CI smoke test
 
-Linux only (reads /proc). Not measured yet: calls per minute against one vendor limit shared by the
-daemons (each daemon keeps its own limiter today).
+``--shared-limit``: the CCV SalesPOS simulator enforces its limits (150 GETs a minute per resource, the
+vendor's) and the connection keeps them on the client side, shared by the daemons through PostgreSQL;
+the flows want far more than that (every run reads the products resource once). After ``--warmup``
+seconds it counts, over the window, the calls the simulator answered per minute against that limit
+(the goal: >= 90 % of it used) and its 429s (the goal: none). The start-up round is not waited for.
+
+    .venv/bin/python bench/scaleout.py --flows 1000 --shared-limit --seconds 180
+
+Linux only (reads /proc).
 """
 
 from __future__ import annotations
@@ -45,8 +52,10 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from idle_flows import cpu_seconds, percentile
 from idle_flows import write_config as write_one_config
-from peers import simulator
+from peers import CCV_PRIVATE_KEY, counted, simulator
 
+CCV_GET_LIMIT = 150
+"""GETs a minute per resource CCV SalesPOS allows (its simulator enforces it with ``--shared-limit``)."""
 SERVER = os.environ.get("APICENTERD_TEST_PG") or "postgresql://postgres@127.0.0.1:5432/test"
 
 
@@ -70,7 +79,7 @@ def rows(url: str, query: str, args=()) -> list[tuple]:
 def measure(args: argparse.Namespace) -> dict:
     schedule = f'interval = "{args.interval}"' if args.interval else f'cron = "{args.cron}"'
     with (
-        simulator("ccv", 0) as ccv_url,
+        simulator("ccv", 0, limits=args.shared_limit) as ccv_url,
         simulator("eaccounting") as eacc_url,
         tempfile.TemporaryDirectory() as tmp,
         database(args.server) as (url, dbname),
@@ -87,14 +96,27 @@ def measure(args: argparse.Namespace) -> dict:
                     f'path = "state.db"\nurl = "{url}"\nworker_concurrency = {args.concurrency}\n'
                     f"worker_heartbeat_seconds = {args.heartbeat}\nworker_stall_seconds = {3 * args.heartbeat}",
                 )
-                config.write_text(text.replace('log_level = "info"', 'log_level = "warning"'))
+                text = text.replace('log_level = "info"', 'log_level = "warning"')
+                if args.shared_limit:  # the CCV connection keeps the vendor's limits (shared by the daemons)
+                    key = f'private_key = "{CCV_PRIVATE_KEY}"'
+                    if f"{key}\nclient_rate_limit = false" not in text:
+                        raise SystemExit("the CCV connection of the bench's config changed: cannot turn its limits on")
+                    text = text.replace(f"{key}\nclient_rate_limit = false", key)
+                config.write_text(text)
                 log = directory / "daemon.log"
                 logs.append(log)
                 command = [sys.executable, "-m", "apicenterd.cli", "run", "--config", str(config)]
                 with open(log, "wb") as out:
                     procs.append(subprocess.Popen(command, stdout=out, stderr=out))
             started = time.time()
-            while True:  # the start-up round: every flow's first run
+            while args.shared_limit:  # the warm-up: the daemons started and calling
+                for proc, log in zip(procs, logs, strict=True):
+                    if proc.poll() is not None:
+                        raise SystemExit(f"daemon exited {proc.returncode}: {log.read_text()[-2000:]}")
+                if time.time() - started >= args.warmup:
+                    break
+                time.sleep(0.5)
+            while not args.shared_limit:  # the start-up round: every flow's first run
                 for proc, log in zip(procs, logs, strict=True):
                     if proc.poll() is not None:
                         raise SystemExit(f"daemon exited {proc.returncode}: {log.read_text()[-2000:]}")
@@ -122,6 +144,7 @@ def measure(args: argparse.Namespace) -> dict:
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
             cpu_before = [cpu_seconds(p.pid) for p in procs]
+            vendor_before = counted(ccv_url)
             wall_before = time.time()
             idle: list[list[float]] = [[] for _ in procs]
             if not args.interval:
@@ -140,6 +163,7 @@ def measure(args: argparse.Namespace) -> dict:
             time.sleep(max(0.0, wall_before + args.seconds - time.time()))
             cpu_after = [cpu_seconds(p.pid) for p in procs]
             wall_after = time.time()
+            vendor_after = counted(ccv_url)
             stop.set()
             sampler.join()
             time.sleep(min(5.0, args.seconds))  # the window's last round finishes
@@ -186,7 +210,16 @@ def measure(args: argparse.Namespace) -> dict:
         "run_seconds_p50": round(statistics.median(durations), 3) if durations else None,
         "run_seconds_p99": round(percentile(durations, 0.99), 3) if durations else None,
     }
-    if not args.interval and window:
+    if args.shared_limit:
+        per_minute = (vendor_after["calls"] - vendor_before["calls"]) * 60 / seconds
+        result |= {
+            "vendor_limit_per_minute": CCV_GET_LIMIT,
+            "vendor_calls_per_minute": round(per_minute, 1),
+            "vendor_limit_used": round(per_minute / CCV_GET_LIMIT, 4),
+            "vendor_429s_in_window": vendor_after["throttled"] - vendor_before["throttled"],
+            "vendor_429s_in_all": vendor_after["throttled"],
+        }
+    if not args.interval and window and not args.shared_limit:
         lags = [at - math.floor(at / 60) * 60 for _, _, at in window]
         result |= {
             "lag_p50": round(statistics.median(lags), 3),
@@ -207,6 +240,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--heartbeat", type=float, default=5.0, help="[state] worker_heartbeat_seconds")
     parser.add_argument("--startup-timeout", type=float, default=900.0)
     parser.add_argument("--server", default=SERVER, help="a PostgreSQL URL to create the database on")
+    parser.add_argument("--shared-limit", action="store_true", help="the CCV simulator's limits on, shared by the daemons")
+    parser.add_argument("--warmup", type=float, default=30.0, help="--shared-limit: seconds before the window")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     result = measure(args)
@@ -224,6 +259,12 @@ def main(argv: list[str] | None = None) -> None:
     print("idle CPU per daemon: " + ", ".join("n/a" if c is None else f"{100 * c:.2f} %" for c in result["idle_cpu_share_per_daemon"]))
     print(f"run duration (start to end): p50 {result['run_seconds_p50']} s, p99 {result['run_seconds_p99']} s")
     print(f"PostgreSQL connections to the database: max {result['pg_connections_max']}, mean {result['pg_connections_mean']}")
+    if "vendor_calls_per_minute" in result:
+        print(
+            f"shared vendor limit: {result['vendor_calls_per_minute']:.1f} calls a minute of {result['vendor_limit_per_minute']} "
+            f"({100 * result['vendor_limit_used']:.1f} % used; goal >= 90 %), 429s in the window {result['vendor_429s_in_window']} "
+            f"(goal 0), in all {result['vendor_429s_in_all']}"
+        )
 
 
 if __name__ == "__main__":
