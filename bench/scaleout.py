@@ -48,14 +48,13 @@ from collections import Counter
 from pathlib import Path
 
 import psycopg
+from apicenterd_ccv_salespos.simulator import GET_LIMIT as CCV_GET_LIMIT  # GETs a minute per resource
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from idle_flows import cpu_seconds, percentile
 from idle_flows import write_config as write_one_config
 from peers import CCV_PRIVATE_KEY, counted, simulator
 
-CCV_GET_LIMIT = 150
-"""GETs a minute per resource CCV SalesPOS allows (its simulator enforces it with ``--shared-limit``)."""
 SERVER = os.environ.get("APICENTERD_TEST_PG") or "postgresql://postgres@127.0.0.1:5432/test"
 
 
@@ -109,17 +108,19 @@ def measure(args: argparse.Namespace) -> dict:
                 with open(log, "wb") as out:
                     procs.append(subprocess.Popen(command, stdout=out, stderr=out))
             started = time.time()
-            while args.shared_limit:  # the warm-up: the daemons started and calling
+
+            def all_alive() -> None:
                 for proc, log in zip(procs, logs, strict=True):
                     if proc.poll() is not None:
                         raise SystemExit(f"daemon exited {proc.returncode}: {log.read_text()[-2000:]}")
+
+            while args.shared_limit:  # the warm-up: the daemons started and calling
+                all_alive()
                 if time.time() - started >= args.warmup:
                     break
                 time.sleep(0.5)
             while not args.shared_limit:  # the start-up round: every flow's first run
-                for proc, log in zip(procs, logs, strict=True):
-                    if proc.poll() is not None:
-                        raise SystemExit(f"daemon exited {proc.returncode}: {log.read_text()[-2000:]}")
+                all_alive()
                 with contextlib.suppress(psycopg.Error):
                     done = rows(url, "SELECT count(DISTINCT flow) FROM runs WHERE finished_at IS NOT NULL")[0][0]
                     if done >= args.flows:
